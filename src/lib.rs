@@ -1,0 +1,16 @@
+//! mailsync: two-way sync between an IMAP server and a local Maildir.
+//!
+//! ```text
+//!   cli  ──builds──▶  store::{imap, maildir, pop3, memory}  (dyn Store, Caps)
+//!    │                       ▲
+//!    └──calls──▶ sync ───────┘   per folder: select → recover → list → plan → apply
+//!                 │  plan.rs   pure: (listings, records, policy) → actions
+//!                 │  apply.rs  batches: intent → effect → commit
+//!                 └──▶ state   all SQL: records, intents, watermarks, lock
+//! ```
+//!
+//! The engine never names a concrete store; the state database is the only memory.
+
+pub mod model;
+pub mod state;
+pub mod store;

@@ -1,0 +1,450 @@
+//! The vocabulary shared by stores, the state database and the sync engine.
+//!
+//! Everything that comes from the wire or the disk is turned into these types at
+//! the store boundary, so the engine only ever sees validated values.
+
+use std::fmt;
+
+/// Longest folder name component we accept, in bytes. Longer names are refused
+/// because most file systems cap a path component at 255 bytes.
+pub const MAX_COMPONENT_BYTES: usize = 255;
+/// Longest whole folder name in bytes, and deepest hierarchy; both stop a hostile
+/// server from making us build absurd paths.
+pub const MAX_NAME_BYTES: usize = 1024;
+pub const MAX_DEPTH: usize = 32;
+
+/// A folder name in canonical form: components joined by `/`, INBOX spelled `INBOX`.
+///
+/// Construction validates every component, so a `FolderName` can be turned into a
+/// path below a Maildir root without escaping it (rule 3). Store-specific limits
+/// (such as `.` inside a Maildir++ component) are checked by the store.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FolderName(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty folder name")]
+    Empty,
+    #[error("empty component in folder name {0:?}")]
+    EmptyComponent(String),
+    #[error("component `{0}` is not allowed in a folder name")]
+    DotComponent(String),
+    #[error("control character in folder name {0:?}")]
+    ControlChar(String),
+    #[error("`/` inside a folder name component {0:?}")]
+    Slash(String),
+    #[error("folder name too long ({0} bytes)")]
+    TooLong(usize),
+    #[error("folder name nested too deep ({0} levels)")]
+    TooDeep(usize),
+}
+
+impl FolderName {
+    /// Builds a name from components (as split by a server's hierarchy delimiter).
+    pub fn from_components<S: AsRef<str>>(components: &[S]) -> Result<Self, NameError> {
+        if components.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if components.len() > MAX_DEPTH {
+            return Err(NameError::TooDeep(components.len()));
+        }
+        let mut out = String::new();
+        for (i, c) in components.iter().enumerate() {
+            let c = c.as_ref();
+            let whole = || {
+                components
+                    .iter()
+                    .map(|c| c.as_ref())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            if c.is_empty() {
+                return Err(NameError::EmptyComponent(whole()));
+            }
+            if c == "." || c == ".." {
+                return Err(NameError::DotComponent(c.to_string()));
+            }
+            if c.contains('/') {
+                return Err(NameError::Slash(c.to_string()));
+            }
+            if c.chars().any(|ch| ch.is_control()) {
+                return Err(NameError::ControlChar(whole()));
+            }
+            if c.len() > MAX_COMPONENT_BYTES {
+                return Err(NameError::TooLong(c.len()));
+            }
+            if i > 0 {
+                out.push('/');
+            }
+            if i == 0 && c.eq_ignore_ascii_case("INBOX") {
+                out.push_str("INBOX");
+            } else {
+                out.push_str(c);
+            }
+        }
+        if out.len() > MAX_NAME_BYTES {
+            return Err(NameError::TooLong(out.len()));
+        }
+        Ok(FolderName(out))
+    }
+
+    /// Parses the canonical `/`-separated form (config files, state database).
+    pub fn parse(s: &str) -> Result<Self, NameError> {
+        if s.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        Self::from_components(&parts)
+    }
+
+    pub fn inbox() -> Self {
+        FolderName("INBOX".to_string())
+    }
+
+    pub fn is_inbox(&self) -> bool {
+        self.0 == "INBOX"
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
+impl fmt::Display for FolderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for FolderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.0)
+    }
+}
+
+/// A message's key inside one folder of one store: an IMAP UID in decimal, a
+/// Maildir unique name, a POP3 UIDL. Opaque to the engine; only the store that
+/// issued it interprets it.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MsgKey(pub String);
+
+impl MsgKey {
+    pub fn uid(uid: u32) -> Self {
+        MsgKey(uid.to_string())
+    }
+    pub fn as_uid(&self) -> Option<u32> {
+        self.0.parse().ok()
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MsgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for MsgKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The system flags that both IMAP and Maildir can carry.
+///
+/// Maildir letters: D F P R S T <-> \Draft \Flagged $Forwarded \Answered \Seen \Deleted.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+    pub const FORWARDED: Flags = Flags(32);
+    pub const EMPTY: Flags = Flags(0);
+    pub const ALL: Flags = Flags(63);
+
+    /// (flag, Maildir letter, IMAP name), in Maildir's required ASCII order.
+    pub const TABLE: [(Flags, char, &'static str); 6] = [
+        (Flags::DRAFT, 'D', "\\Draft"),
+        (Flags::FLAGGED, 'F', "\\Flagged"),
+        (Flags::FORWARDED, 'P', "$Forwarded"),
+        (Flags::ANSWERED, 'R', "\\Answered"),
+        (Flags::SEEN, 'S', "\\Seen"),
+        (Flags::DELETED, 'T', "\\Deleted"),
+    ];
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+    pub fn minus(self, other: Flags) -> Flags {
+        Flags(self.0 & !other.0)
+    }
+    pub fn intersect(self, other: Flags) -> Flags {
+        Flags(self.0 & other.0)
+    }
+
+    /// Flags from Maildir info letters (after `:2,`). Letters we do not map
+    /// (Dovecot keyword letters a-z, unknown capitals) are ignored here; the
+    /// Maildir store keeps them in the file name when it renames.
+    pub fn from_maildir(info: &str) -> Flags {
+        let mut f = Flags::EMPTY;
+        for ch in info.chars() {
+            if let Some((flag, _, _)) = Flags::TABLE.iter().find(|(_, c, _)| *c == ch) {
+                f = f.union(*flag);
+            }
+        }
+        f
+    }
+
+    pub fn to_maildir(self) -> String {
+        Flags::TABLE
+            .iter()
+            .filter(|(f, _, _)| self.contains(*f))
+            .map(|(_, c, _)| *c)
+            .collect()
+    }
+
+    /// Maps one IMAP flag name (case-insensitive); `None` for keywords and
+    /// flags outside our table (such as `\Recent`).
+    pub fn from_imap_name(name: &str) -> Option<Flags> {
+        Flags::TABLE
+            .iter()
+            .find(|(_, _, n)| n.eq_ignore_ascii_case(name))
+            .map(|(f, _, _)| *f)
+    }
+
+    pub fn imap_names(self) -> Vec<&'static str> {
+        Flags::TABLE
+            .iter()
+            .filter(|(f, _, _)| self.contains(*f))
+            .map(|(_, _, n)| *n)
+            .collect()
+    }
+}
+
+impl fmt::Debug for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.to_maildir())
+    }
+}
+
+impl fmt::Display for Flags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            f.write_str("-")
+        } else {
+            f.write_str(&self.to_maildir())
+        }
+    }
+}
+
+/// What a listing says about one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MsgMeta {
+    pub key: MsgKey,
+    pub flags: Flags,
+    /// Size on the wire (CRLF line endings), when the store knows it cheaply.
+    pub size: Option<u64>,
+    /// INTERNALDATE (IMAP) or file mtime (Maildir), Unix seconds.
+    pub date: Option<i64>,
+}
+
+/// What identifies the same message on two sides that share no key: used only to
+/// pair messages after a first sync, a lost state database or a UIDVALIDITY change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    /// The Message-ID header without angle brackets or folding; when absent, a hex
+    /// SHA-256 of the header block with line endings normalised, prefixed `sha256:`.
+    pub id: String,
+    /// Size on the wire (CRLF line endings).
+    pub size: u64,
+}
+
+impl Identity {
+    /// Computes the identity of a message in wire or Maildir form: line endings
+    /// are normalised, so both forms of one message give the same identity.
+    pub fn of_message(body: &[u8]) -> Identity {
+        use sha2::{Digest, Sha256};
+        let size = wire_size(body);
+        let header_end = find_header_end(body);
+        let header = &body[..header_end];
+        if let Some(id) = header_field(header, "message-id") {
+            let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+            if !id.is_empty() {
+                return Identity {
+                    id: id.to_string(),
+                    size,
+                };
+            }
+        }
+        let mut hasher = Sha256::new();
+        for line in header.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            hasher.update(line);
+            hasher.update(b"\n");
+        }
+        let digest = hasher.finalize();
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Identity {
+            id: format!("sha256:{hex}"),
+            size,
+        }
+    }
+}
+
+/// Size of a message once every bare LF is sent as CRLF.
+pub fn wire_size(body: &[u8]) -> u64 {
+    let mut extra = 0u64;
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            extra += 1;
+        }
+        prev = b;
+    }
+    body.len() as u64 + extra
+}
+
+/// Offset just past the blank line that ends the header block (or the whole
+/// message when there is none).
+pub fn find_header_end(body: &[u8]) -> usize {
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\n' {
+            let rest = &body[i + 1..];
+            if rest.starts_with(b"\n") {
+                return i + 2;
+            }
+            if rest.starts_with(b"\r\n") {
+                return i + 3;
+            }
+        }
+        i += 1;
+    }
+    body.len()
+}
+
+/// The unfolded value of the first header field called `name` (case-insensitive).
+/// Bytes that are not UTF-8 (8-bit headers) are replaced, never a failure.
+pub fn header_field(header: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut found: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if let Some(value) = found.as_mut() {
+            if line.starts_with(' ') || line.starts_with('\t') {
+                value.push(' ');
+                value.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((field, value)) = line.split_once(':') {
+            if field.trim_end().eq_ignore_ascii_case(name) {
+                found = Some(value.trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// CRLF -> LF, for writing a message received from the wire into a Maildir.
+pub fn to_maildir_line_endings(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
+}
+
+/// LF -> CRLF (leaving existing CRLF alone), for sending a Maildir file.
+pub fn to_wire_line_endings(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 32);
+    let mut prev = 0u8;
+    for &b in body {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_reject_escapes() {
+        assert!(FolderName::parse("a/../b").is_err());
+        assert!(FolderName::parse("..").is_err());
+        assert!(FolderName::parse("a//b").is_err());
+        assert!(FolderName::parse("a\0b").is_err());
+        assert!(FolderName::parse("a\nb").is_err());
+        assert!(FolderName::parse("").is_err());
+        assert!(FolderName::from_components(&["a/b"]).is_err());
+        assert!(FolderName::parse(&"x".repeat(300)).is_err());
+        assert_eq!(FolderName::parse("inbox").unwrap().as_str(), "INBOX");
+        assert_eq!(
+            FolderName::parse("Inbox/Sub").unwrap().as_str(),
+            "INBOX/Sub"
+        );
+        assert_eq!(FolderName::parse("Été/Ünter").unwrap().as_str(), "Été/Ünter");
+    }
+
+    #[test]
+    fn flags_round_trip_maildir_letters() {
+        let f = Flags::from_maildir("FSa");
+        assert_eq!(f, Flags::FLAGGED.union(Flags::SEEN));
+        assert_eq!(f.to_maildir(), "FS");
+        assert_eq!(Flags::ALL.to_maildir(), "DFPRST");
+        assert_eq!(Flags::from_imap_name("\\seen"), Some(Flags::SEEN));
+        assert_eq!(Flags::from_imap_name("\\Recent"), None);
+    }
+
+    #[test]
+    fn identity_is_the_same_for_wire_and_maildir_forms() {
+        let wire = b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
+        let local = to_maildir_line_endings(wire);
+        assert_eq!(Identity::of_message(wire), Identity::of_message(&local));
+        assert_eq!(Identity::of_message(wire).id, "a@b");
+        assert_eq!(Identity::of_message(wire).size, wire.len() as u64);
+        assert_eq!(to_wire_line_endings(&local), wire.to_vec());
+    }
+
+    #[test]
+    fn identity_without_message_id_hashes_the_header() {
+        let a = Identity::of_message(b"Subject: x\n\nbody\n");
+        let b = Identity::of_message(b"Subject: y\n\nbody\n");
+        assert!(a.id.starts_with("sha256:"));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn folded_and_8bit_headers_parse() {
+        let h = b"Subject: \xff\xfe\nMessage-ID:\n <folded@x>\n\n";
+        assert_eq!(header_field(h, "Message-Id").unwrap(), "<folded@x>");
+    }
+}

@@ -1,0 +1,203 @@
+//! Stores: the two sides of a sync. The engine talks to `dyn Store` only, so any
+//! pairing (IMAP <-> Maildir, IMAP <-> IMAP for migration, memory <-> memory in
+//! tests) runs through the same code.
+
+pub mod imap;
+pub mod maildir;
+pub mod memory;
+pub mod net;
+
+use crate::model::{FolderName, Flags, Identity, MsgKey, MsgMeta};
+
+/// What a store can do. The planner never emits an action that the target's
+/// capabilities cannot perform.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// `append` reports the new message's key (IMAP UIDPLUS, Maildir, memory).
+    pub append_keys: bool,
+    /// Folders beyond INBOX can be listed and created (false for POP3).
+    pub folders: bool,
+    /// Flags can be read and stored (false for POP3).
+    pub flags: bool,
+    /// Deleting removes exactly the given keys (IMAP needs UIDPLUS's UID EXPUNGE).
+    pub exact_delete: bool,
+    /// CONDSTORE: mod-sequences, CHANGEDSINCE, UNCHANGEDSINCE.
+    pub condstore: bool,
+    /// QRESYNC: VANISHED on resync.
+    pub qresync: bool,
+    /// MOVE (RFC 6851).
+    pub move_messages: bool,
+    /// The store remembers `append`'s tracking id so that `find_tracked` can find
+    /// a message after a crash (Maildir names, memory store).
+    pub tracking: bool,
+}
+
+/// SPECIAL-USE roles (RFC 6154).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+    All,
+    Flagged,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderInfo {
+    pub name: FolderName,
+    pub role: Option<Role>,
+    /// `\Noselect` / `\NonExistent` folders exist only as hierarchy.
+    pub selectable: bool,
+}
+
+/// A folder as seen when it is selected (or asked with STATUS).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    /// IMAP UIDVALIDITY; stores whose keys never change meaning report a constant.
+    pub validity: u64,
+    pub uidnext: Option<u32>,
+    pub highest_modseq: Option<u64>,
+    pub messages: u32,
+    pub unseen: Option<u32>,
+    /// Bytes on the wire, when the store can say without listing messages.
+    pub size: Option<u64>,
+}
+
+/// A message to add to the selected folder. `body` is in wire form (CRLF).
+#[derive(Clone, Debug)]
+pub struct NewMessage<'a> {
+    pub body: &'a [u8],
+    pub flags: Flags,
+    /// INTERNALDATE / mtime, Unix seconds.
+    pub date: Option<i64>,
+    /// The intent id recorded in the state database before this append; stores
+    /// with `Caps::tracking` make it findable again by `find_tracked`.
+    pub tracking: u64,
+}
+
+/// How far a failure reaches: the engine skips a message, skips a folder, or ends
+/// the account accordingly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Message,
+    Folder,
+    Account,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("connection failed: {0}")]
+    Connection(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("folder `{folder}`: {reason}")]
+    Folder { folder: String, reason: String },
+    #[error("message {key} in `{folder}`: {reason}")]
+    Message {
+        folder: String,
+        key: String,
+        reason: String,
+    },
+    /// Local I/O (Maildir): `what` names the path or operation.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
+    /// The local side is not in a state where it is safe to change anything
+    /// (root missing or unmounted).
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+impl StoreError {
+    pub fn scope(&self) -> Scope {
+        match self {
+            StoreError::Message { .. } => Scope::Message,
+            StoreError::Folder { .. } => Scope::Folder,
+            _ => Scope::Account,
+        }
+    }
+
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub fn folder(folder: &FolderName, reason: impl Into<String>) -> StoreError {
+        StoreError::Folder {
+            folder: folder.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Receives message bodies as they arrive, in wire form; borrowed so that a store
+/// can hand out slices of its receive buffer without copying.
+pub type BodySink<'s> = dyn FnMut(&MsgKey, &[u8]) -> StoreResult<()> + 's;
+
+/// One side of a sync. All message operations act on the folder chosen by the
+/// last `select`.
+pub trait Store: Send {
+    fn caps(&self) -> &Caps;
+
+    /// Names the store for messages ("imap alice@127.0.0.1:993", "maildir ~/Mail").
+    fn describe(&self) -> String;
+
+    fn list_folders(&mut self) -> StoreResult<Vec<FolderInfo>>;
+
+    fn create_folder(&mut self, name: &FolderName) -> StoreResult<()>;
+
+    /// Asks for a folder's status without selecting it (IMAP STATUS).
+    fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
+
+    fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
+
+    /// Every message of the selected folder.
+    fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>>;
+
+    /// Identities of the given messages (reads headers and sizes).
+    fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>>;
+
+    /// Bodies of the given messages, each passed to `sink` in wire form. A key
+    /// that no longer exists is skipped silently (the next listing shows it gone).
+    fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()>;
+
+    /// Stages a message for the selected folder. Nothing is promised until
+    /// `flush_appends` returns.
+    fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()>;
+
+    /// Makes every staged message durable and returns their keys in staging order
+    /// (`None` where the store cannot tell, see `Caps::append_keys`).
+    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>>;
+
+    /// Finds messages appended with the given tracking ids (see `Caps::tracking`).
+    fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+
+    /// Adds and removes flags on every given message (one UID STORE per call).
+    fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()>;
+
+    /// Removes exactly these messages (IMAP: \Deleted + UID EXPUNGE of these UIDs).
+    fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()>;
+
+    /// Ends the session cleanly (LOGOUT). Dropping without it must lose nothing.
+    fn close(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
+}
