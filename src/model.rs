@@ -279,10 +279,14 @@ impl Identity {
     /// Computes the identity of a message in wire or Maildir form: line endings
     /// are normalised, so both forms of one message give the same identity.
     pub fn of_message(body: &[u8]) -> Identity {
-        use sha2::{Digest, Sha256};
-        let size = wire_size(body);
         let header_end = find_header_end(body);
-        let header = &body[..header_end];
+        Identity::from_header(&body[..header_end], wire_size(body))
+    }
+
+    /// The identity from the header block alone (as `BODY.PEEK[HEADER]` returns
+    /// it) and the message's wire size (RFC822.SIZE).
+    pub fn from_header(header: &[u8], size: u64) -> Identity {
+        use sha2::{Digest, Sha256};
         if let Some(id) = header_field(header, "message-id") {
             let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
             if !id.is_empty() {

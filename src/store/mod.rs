@@ -52,6 +52,13 @@ pub struct FolderInfo {
     pub selectable: bool,
 }
 
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderList {
+    pub folders: Vec<FolderInfo>,
+    /// (name as the store spelled it, why it was refused).
+    pub rejected: Vec<(String, String)>,
+}
+
 /// A folder as seen when it is selected (or asked with STATUS).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderStatus {
@@ -157,7 +164,9 @@ pub trait Store: Send {
     /// Names the store for messages ("imap alice@127.0.0.1:993", "maildir ~/Mail").
     fn describe(&self) -> String;
 
-    fn list_folders(&mut self) -> StoreResult<Vec<FolderInfo>>;
+    /// Every folder, with names that failed validation reported apart so the run
+    /// can name them and go on with the rest.
+    fn list_folders(&mut self) -> StoreResult<FolderList>;
 
     fn create_folder(&mut self, name: &FolderName) -> StoreResult<()>;
 

@@ -1,0 +1,182 @@
+//! What a run did, and the exit code that sums it up.
+
+use crate::model::FolderName;
+use std::time::Duration;
+
+/// Process exit codes; documented in the README and the man page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum ExitStatus {
+    Ok = 0,
+    /// Some messages or folders failed or were skipped (each listed).
+    Partial = 1,
+    Usage = 2,
+    Auth = 3,
+    /// Connection, TLS or protocol failure.
+    Connection = 4,
+    Locked = 5,
+    /// Brake tripped, UIDVALIDITY unresolved, local root missing, state unusable.
+    Safety = 6,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The status that wins when several accounts or folders end differently:
+    /// a safety stop outranks everything, then the account-level failures, then a
+    /// partial run.
+    pub fn worst(self, other: ExitStatus) -> ExitStatus {
+        fn rank(s: ExitStatus) -> u8 {
+            match s {
+                ExitStatus::Ok => 0,
+                ExitStatus::Partial => 1,
+                ExitStatus::Connection => 2,
+                ExitStatus::Auth => 3,
+                ExitStatus::Locked => 4,
+                ExitStatus::Usage => 5,
+                ExitStatus::Safety => 6,
+            }
+        }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+/// How a folder's run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// Skipped after an error that concerned this folder only.
+    Failed(String),
+    /// Stopped before any change because going on could lose mail.
+    SafetyStop(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Messages copied far -> near (downloaded).
+    pub fetched: u64,
+    /// Messages copied near -> far (uploaded).
+    pub pushed: u64,
+    pub flags_far: u64,
+    pub flags_near: u64,
+    pub deleted_far: u64,
+    pub deleted_near: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderReport {
+    pub folder: FolderName,
+    pub counts: Counts,
+    /// (message key, reason) for messages left out this run.
+    pub skipped: Vec<(String, String)>,
+    /// Per-message errors and notices worth the user's attention (conflicts).
+    pub notes: Vec<String>,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    /// The planned actions, one line each (always filled for a dry run).
+    pub plan: Vec<String>,
+}
+
+impl FolderReport {
+    pub fn new(folder: FolderName) -> FolderReport {
+        FolderReport {
+            folder,
+            counts: Counts::default(),
+            skipped: Vec::new(),
+            notes: Vec::new(),
+            outcome: Outcome::Done,
+            duration: Duration::ZERO,
+            plan: Vec::new(),
+        }
+    }
+
+    pub fn exit_status(&self) -> ExitStatus {
+        match self.outcome {
+            Outcome::SafetyStop(_) => ExitStatus::Safety,
+            Outcome::Failed(_) => ExitStatus::Partial,
+            Outcome::Done if !self.skipped.is_empty() => ExitStatus::Partial,
+            Outcome::Done => ExitStatus::Ok,
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.counts != Counts::default()
+    }
+}
+
+/// The whole account's run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountReport {
+    pub account: String,
+    pub folders: Vec<FolderReport>,
+    /// Folder names the far or near store refused (name, reason).
+    pub rejected_folders: Vec<(String, String)>,
+    /// An error that ended the account's run early, with its exit status.
+    pub error: Option<(ExitStatus, String)>,
+    pub duration: Duration,
+}
+
+impl AccountReport {
+    pub fn new(account: impl Into<String>) -> AccountReport {
+        AccountReport {
+            account: account.into(),
+            folders: Vec::new(),
+            rejected_folders: Vec::new(),
+            error: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn exit_status(&self) -> ExitStatus {
+        let mut status = match &self.error {
+            Some((s, _)) => *s,
+            None => ExitStatus::Ok,
+        };
+        if !self.rejected_folders.is_empty() {
+            status = status.worst(ExitStatus::Partial);
+        }
+        for f in &self.folders {
+            status = status.worst(f.exit_status());
+        }
+        status
+    }
+
+    pub fn totals(&self) -> Counts {
+        let mut t = Counts::default();
+        for f in &self.folders {
+            let c = &f.counts;
+            t.fetched += c.fetched;
+            t.pushed += c.pushed;
+            t.flags_far += c.flags_far;
+            t.flags_near += c.flags_near;
+            t.deleted_far += c.deleted_far;
+            t.deleted_near += c.deleted_near;
+            t.bytes += c.bytes;
+        }
+        t
+    }
+}
+
+/// Receives progress while a run goes on; the CLI draws bars from it. Every
+/// method has a default so a quiet caller implements nothing.
+pub trait Observer {
+    fn folder_started(&mut self, folder: &FolderName, messages_to_copy: u64, bytes_to_copy: u64) {
+        let _ = (folder, messages_to_copy, bytes_to_copy);
+    }
+    fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
+        let _ = (folder, messages, bytes);
+    }
+    fn folder_finished(&mut self, report: &FolderReport) {
+        let _ = report;
+    }
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}

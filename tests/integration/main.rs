@@ -1,0 +1,2 @@
+//! The one integration-test binary: everything here runs against real Dovecot
+//! instances started by `mailsync::sandbox`, or against the built CLI.
