@@ -2,6 +2,8 @@
 //! watermarks. It talks to two `dyn Store`s and the state database and knows
 //! nothing else about them.
 
+pub mod action;
+pub mod plan;
 pub mod report;
 
 use crate::model::FolderName;

@@ -1,0 +1,155 @@
+//! The plan's vocabulary: what one folder's run will do. `Display` is the
+//! dry-run output, one line per action.
+
+use crate::model::{Flags, Identity, MsgKey};
+use crate::state::Side;
+use std::fmt;
+
+/// Where a key lives, for messages.
+pub fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Far => "far",
+        Side::Near => "near",
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Copy a message that the other side lacks.
+    Copy {
+        to: Side,
+        source: MsgKey,
+        flags: Flags,
+        size: Option<u64>,
+        date: Option<i64>,
+        /// Download-delete: remove the source once the copy is durable.
+        delete_source: bool,
+    },
+    /// Two messages found to be the same (identity) become one record; `flags`
+    /// is the agreed result, which `SetFlags` actions bring both sides to.
+    Pair {
+        far: MsgKey,
+        near: MsgKey,
+        flags: Flags,
+        identity: Identity,
+    },
+    /// An existing record's key on one side is found again after a UIDVALIDITY
+    /// change or lost key.
+    Rekey {
+        record: i64,
+        side: Side,
+        key: MsgKey,
+        flags: Flags,
+    },
+    SetFlags {
+        side: Side,
+        key: MsgKey,
+        add: Flags,
+        remove: Flags,
+    },
+    /// The agreed base flags of a record change (after the `SetFlags`, if any).
+    RecordFlags { record: i64, flags: Flags },
+    /// Remove a message because the state proves the other side removed it, or
+    /// (download-delete) because the local copy is durable.
+    Delete {
+        side: Side,
+        key: MsgKey,
+        record: i64,
+        /// Inferred from absence on the other side (counts toward the brake).
+        inferred: bool,
+    },
+    /// Drop one side's key from a record and keep the other side's message.
+    ForgetKey { record: i64, side: Side },
+    /// Drop a record whose message is gone from both sides.
+    Forget { record: i64 },
+}
+
+impl Action {
+    /// Apply order within a folder: state-only knowledge first, then flags, then
+    /// new copies, deletions last so nothing is removed before every copy this
+    /// run makes is durable.
+    pub fn phase(&self) -> u8 {
+        match self {
+            Action::Forget { .. } | Action::ForgetKey { .. } => 0,
+            Action::SetFlags { .. } => 1,
+            Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => 2,
+            Action::Copy { to: Side::Near, .. } => 3,
+            Action::Copy { to: Side::Far, .. } => 4,
+            Action::Delete { .. } => 5,
+        }
+    }
+}
+
+fn flag_delta(add: Flags, remove: Flags) -> String {
+    let mut s = String::new();
+    if !add.is_empty() {
+        s.push('+');
+        s.push_str(&add.to_maildir());
+    }
+    if !remove.is_empty() {
+        if !s.is_empty() {
+            s.push(' ');
+        }
+        s.push('-');
+        s.push_str(&remove.to_maildir());
+    }
+    s
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Copy {
+                to,
+                source,
+                flags,
+                size,
+                delete_source,
+                ..
+            } => {
+                let verb = if *to == Side::Near { "fetch" } else { "push" };
+                write!(f, "{verb:<7} {}:{source} -> {}", side_name(to.other()), side_name(*to))?;
+                write!(f, " flags {flags}")?;
+                if let Some(size) = size {
+                    write!(f, " ({size} bytes)")?;
+                }
+                if *delete_source {
+                    write!(f, ", then delete on {}", side_name(to.other()))?;
+                }
+                Ok(())
+            }
+            Action::Pair { far, near, flags, .. } => {
+                write!(f, "pair    far:{far} = near:{near} flags {flags}")
+            }
+            Action::Rekey { record, side, key, .. } => {
+                write!(f, "rekey   record {record}: {}:{key}", side_name(*side))
+            }
+            Action::SetFlags {
+                side,
+                key,
+                add,
+                remove,
+            } => write!(f, "flags   {}:{key} {}", side_name(*side), flag_delta(*add, *remove)),
+            Action::RecordFlags { record, flags } => {
+                write!(f, "base    record {record} flags {flags}")
+            }
+            Action::Delete {
+                side,
+                key,
+                inferred,
+                ..
+            } => {
+                let why = if *inferred {
+                    format!("gone on {}", side_name(side.other()))
+                } else {
+                    format!("copied to {}", side_name(side.other()))
+                };
+                write!(f, "delete  {}:{key} ({why})", side_name(*side))
+            }
+            Action::ForgetKey { record, side } => {
+                write!(f, "forget  record {record} {} key", side_name(*side))
+            }
+            Action::Forget { record } => write!(f, "forget  record {record}"),
+        }
+    }
+}

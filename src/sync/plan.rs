@@ -1,0 +1,838 @@
+//! The planner: a pure function from (both sides' listings, the state records,
+//! the policy) to the list of actions for one folder. No I/O happens here, so
+//! every decision is unit-tested and `--dry-run` prints exactly what would run.
+//!
+//! Decision table (R = record, f = on far side, n = on near side):
+//!
+//! | R | f | n | two-way                                  | download-delete            |
+//! |---|---|---|------------------------------------------|----------------------------|
+//! | - | y | - | copy to near                             | copy, delete far once durable |
+//! | - | - | y | copy to far                              | nothing                    |
+//! | - | y | y | pairing run: pair by identity            | pair, delete far           |
+//! | y | y | y | per-flag 3-way merge against R           | delete far (keep-days)     |
+//! | y | - | y | far expunged: delete near (brake)        | forget far key             |
+//! | y | y | - | near deleted: delete far (brake)         | delete far                 |
+//! | y | - | - | forget                                   | forget                     |
+
+use crate::model::{Flags, Identity, MsgKey, MsgMeta};
+use crate::state::{Record, Side};
+use crate::store::Caps;
+use crate::sync::action::{side_name, Action};
+use crate::sync::{Direction, Mode, Policy};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Everything the planner looks at for one folder.
+pub struct PlanInput<'a> {
+    pub far: &'a [MsgMeta],
+    pub near: &'a [MsgMeta],
+    pub records: &'a [Record],
+    /// Identities of messages that may need pairing (only read on a pairing run).
+    pub identities: &'a HashMap<(Side, MsgKey), Identity>,
+    /// First sync, lost state or a UIDVALIDITY change: pair unrecorded messages by
+    /// identity, and delete nothing inferred from absence.
+    pub pairing: bool,
+    pub far_caps: &'a Caps,
+    pub near_caps: &'a Caps,
+    /// Unix seconds, for keep-on-server days.
+    pub now: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// (message, reason) left out by policy limits.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self.actions.iter().map(|a| a.to_string()).collect();
+        lines.extend(
+            self.skipped
+                .iter()
+                .map(|(what, why)| format!("skip    {what}: {why}")),
+        );
+        lines
+    }
+}
+
+/// The plan would delete more than the brake allows.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("mass-deletion brake: this run would delete {count} of {paired} synced messages on the {side} side; nothing was deleted (check the other side, then rerun with --allow-mass-delete if this is intended)")]
+pub struct BrakeTripped {
+    pub side: &'static str,
+    pub count: u64,
+    pub paired: u64,
+}
+
+fn key_order(key: &MsgKey) -> (u64, &str) {
+    (key.as_uid().map(u64::from).unwrap_or(u64::MAX), key.as_str())
+}
+
+/// Per-flag 3-way merge: a flag changed on one side takes that side's value. On
+/// single bits both sides can only differ from the base in the same way, so a
+/// true conflict cannot arise.
+pub fn merge_flags(base: Flags, far: Flags, near: Flags) -> Flags {
+    let changed = Flags((far.0 ^ base.0) | (near.0 ^ base.0));
+    Flags(base.0 ^ changed.0)
+}
+
+struct Planner<'a> {
+    input: &'a PlanInput<'a>,
+    policy: &'a Policy,
+    plan: Plan,
+    to_near: bool,
+    to_far: bool,
+}
+
+impl<'a> Planner<'a> {
+    fn copy(&mut self, to: Side, meta: &MsgMeta, delete_source: bool) {
+        if let (Some(max), Some(size)) = (self.policy.max_message_size, meta.size) {
+            if size > max {
+                self.plan.skipped.push((
+                    format!("{}:{}", side_name(to.other()), meta.key),
+                    format!("{size} bytes is over max_message_size ({max} bytes)"),
+                ));
+                return;
+            }
+        }
+        self.plan.actions.push(Action::Copy {
+            to,
+            source: meta.key.clone(),
+            flags: meta.flags,
+            size: meta.size,
+            date: meta.date,
+            delete_source,
+        });
+    }
+
+    fn set_flags(&mut self, side: Side, key: &MsgKey, from: Flags, to: Flags) {
+        let caps = match side {
+            Side::Far => self.input.far_caps,
+            Side::Near => self.input.near_caps,
+        };
+        if from == to || !caps.flags {
+            return;
+        }
+        self.plan.actions.push(Action::SetFlags {
+            side,
+            key: key.clone(),
+            add: to.minus(from),
+            remove: from.minus(to),
+        });
+    }
+
+    /// Brings both sides of a pair to agreed flags; returns the record's new base.
+    fn reconcile_flags(&mut self, far: &MsgMeta, near: &MsgMeta, base: Option<Flags>) -> Flags {
+        // Without a base, a flag set on either side counts as added there.
+        let base = base.unwrap_or(far.flags.intersect(near.flags));
+        if !self.policy.flags {
+            return base;
+        }
+        let download_delete = self.policy.mode == Mode::DownloadDelete;
+        let (far_target, near_target, new_base) = match (self.policy.direction, download_delete) {
+            (Direction::Both, false) => {
+                let merged = merge_flags(base, far.flags, near.flags);
+                (merged, merged, merged)
+            }
+            // One-way: the base tracks the source, so changes made on the
+            // target stay there and are never undone by the next run.
+            (Direction::Pull, _) | (_, true) => {
+                let far_changes = Flags(far.flags.0 ^ base.0);
+                (far.flags, Flags(near.flags.0 ^ far_changes.0), far.flags)
+            }
+            (Direction::Push, false) => {
+                let near_changes = Flags(near.flags.0 ^ base.0);
+                (Flags(far.flags.0 ^ near_changes.0), near.flags, near.flags)
+            }
+        };
+        self.set_flags(Side::Far, &far.key, far.flags, far_target);
+        self.set_flags(Side::Near, &near.key, near.flags, near_target);
+        new_base
+    }
+
+    fn keep_days_over(&self, record: &Record) -> bool {
+        match self.policy.keep_on_server_days {
+            None => true,
+            Some(u32::MAX) => false,
+            Some(days) => self.input.now >= record.first_seen + i64::from(days) * 86_400,
+        }
+    }
+}
+
+/// Plans one folder.
+pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped> {
+    let download_delete = policy.mode == Mode::DownloadDelete;
+    let mut p = Planner {
+        input,
+        policy,
+        plan: Plan::default(),
+        to_near: download_delete || matches!(policy.direction, Direction::Both | Direction::Pull),
+        to_far: !download_delete && matches!(policy.direction, Direction::Both | Direction::Push),
+    };
+
+    let far: BTreeMap<&MsgKey, &MsgMeta> = input.far.iter().map(|m| (&m.key, m)).collect();
+    let near: BTreeMap<&MsgKey, &MsgMeta> = input.near.iter().map(|m| (&m.key, m)).collect();
+    let recorded_far: HashSet<&MsgKey> = input.records.iter().filter_map(|r| r.far.as_ref()).collect();
+    let recorded_near: HashSet<&MsgKey> =
+        input.records.iter().filter_map(|r| r.near.as_ref()).collect();
+
+    let mut unrecorded_far: Vec<&MsgMeta> = input
+        .far
+        .iter()
+        .filter(|m| !recorded_far.contains(&m.key))
+        .collect();
+    unrecorded_far.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
+    let mut unrecorded_near: Vec<&MsgMeta> = input
+        .near
+        .iter()
+        .filter(|m| !recorded_near.contains(&m.key))
+        .collect();
+    unrecorded_near.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
+
+    // Pairing: messages the state cannot place are matched by identity, one to
+    // one in key order, before anything is copied.
+    let mut paired_far: HashSet<MsgKey> = HashSet::new();
+    let mut paired_near: HashSet<MsgKey> = HashSet::new();
+    let mut rekeyed: HashMap<i64, (Side, MsgKey)> = HashMap::new();
+    if input.pairing {
+        let ident = |side: Side, key: &MsgKey, record: Option<&Record>| -> Option<Identity> {
+            input
+                .identities
+                .get(&(side, key.clone()))
+                .cloned()
+                .or_else(|| record.and_then(|r| r.identity.clone()))
+        };
+        // Near-side candidates for unrecorded far messages: unrecorded near
+        // messages, and records that lost their far key.
+        let mut near_pool: HashMap<Identity, Vec<(MsgKey, Option<i64>)>> = HashMap::new();
+        for m in &unrecorded_near {
+            if let Some(id) = ident(Side::Near, &m.key, None) {
+                near_pool.entry(id).or_default().push((m.key.clone(), None));
+            }
+        }
+        let mut records_waiting: Vec<&Record> = input
+            .records
+            .iter()
+            .filter(|r| r.far.is_none() && r.near.as_ref().is_some_and(|k| near.contains_key(k)))
+            .collect();
+        records_waiting.sort_by_key(|r| r.id);
+        for r in records_waiting {
+            let key = r.near.clone().unwrap_or_else(|| MsgKey(String::new()));
+            if let Some(id) = ident(Side::Near, &key, Some(r)) {
+                near_pool.entry(id).or_default().push((key, Some(r.id)));
+            }
+        }
+        for pool in near_pool.values_mut() {
+            pool.reverse(); // pop() then yields candidates in order
+        }
+        for m in &unrecorded_far {
+            let Some(id) = ident(Side::Far, &m.key, None) else { continue };
+            let Some((near_key, record)) = near_pool.get_mut(&id).and_then(|pool| pool.pop()) else {
+                continue;
+            };
+            let Some(near_meta) = near.get(&near_key).copied() else { continue };
+            paired_far.insert(m.key.clone());
+            match record {
+                None => {
+                    paired_near.insert(near_key.clone());
+                    let flags = p.reconcile_flags(m, near_meta, None);
+                    p.plan.actions.push(Action::Pair {
+                        far: m.key.clone(),
+                        near: near_key,
+                        flags,
+                        identity: id,
+                    });
+                }
+                Some(record_id) => {
+                    let base = input.records.iter().find(|r| r.id == record_id).map(|r| r.flags);
+                    let flags = p.reconcile_flags(m, near_meta, base);
+                    rekeyed.insert(record_id, (Side::Far, m.key.clone()));
+                    p.plan.actions.push(Action::Rekey {
+                        record: record_id,
+                        side: Side::Far,
+                        key: m.key.clone(),
+                        flags,
+                    });
+                }
+            }
+        }
+        // Records that lost their near key, for unrecorded near messages.
+        let mut far_pool: HashMap<Identity, Vec<&Record>> = HashMap::new();
+        for r in input.records.iter().filter(|r| {
+            r.near.is_none() && r.far.as_ref().is_some_and(|k| far.contains_key(k))
+        }) {
+            let key = r.far.clone().unwrap_or_else(|| MsgKey(String::new()));
+            if let Some(id) = ident(Side::Far, &key, Some(r)) {
+                far_pool.entry(id).or_default().push(r);
+            }
+        }
+        for pool in far_pool.values_mut() {
+            pool.sort_by_key(|r| std::cmp::Reverse(r.id));
+        }
+        for m in &unrecorded_near {
+            if paired_near.contains(&m.key) {
+                continue;
+            }
+            let Some(id) = ident(Side::Near, &m.key, None) else { continue };
+            let Some(r) = far_pool.get_mut(&id).and_then(|pool| pool.pop()) else { continue };
+            let Some(far_meta) = r.far.as_ref().and_then(|k| far.get(k)).copied() else { continue };
+            paired_near.insert(m.key.clone());
+            let flags = p.reconcile_flags(far_meta, m, Some(r.flags));
+            rekeyed.insert(r.id, (Side::Near, m.key.clone()));
+            p.plan.actions.push(Action::Rekey {
+                record: r.id,
+                side: Side::Near,
+                key: m.key.clone(),
+                flags,
+            });
+        }
+    }
+
+    // New messages.
+    for m in &unrecorded_far {
+        if !paired_far.contains(&m.key) && p.to_near && (policy.new || download_delete) {
+            p.copy(Side::Near, m, download_delete && policy.keep_on_server_days.is_none());
+        }
+    }
+    for m in &unrecorded_near {
+        if !paired_near.contains(&m.key) && p.to_far && policy.new {
+            p.copy(Side::Far, m, false);
+        }
+    }
+
+    // Known messages.
+    let mut inferred_far = 0u64;
+    let mut inferred_near = 0u64;
+    let mut paired_records = 0u64;
+    let mut records: Vec<&Record> = input.records.iter().collect();
+    records.sort_by_key(|r| r.id);
+    for r in records {
+        if rekeyed.contains_key(&r.id) {
+            continue;
+        }
+        let f = r.far.as_ref().and_then(|k| far.get(k)).copied();
+        let n = r.near.as_ref().and_then(|k| near.get(k)).copied();
+        if r.far.is_some() && r.near.is_some() {
+            paired_records += 1;
+        }
+        match (f, n) {
+            (Some(fm), Some(nm)) => {
+                let base = p.reconcile_flags(fm, nm, Some(r.flags));
+                if base != r.flags {
+                    p.plan.actions.push(Action::RecordFlags {
+                        record: r.id,
+                        flags: base,
+                    });
+                }
+                if download_delete && p.keep_days_over(r) {
+                    p.plan.actions.push(Action::Delete {
+                        side: Side::Far,
+                        key: fm.key.clone(),
+                        record: r.id,
+                        inferred: false,
+                    });
+                }
+            }
+            (Some(fm), None) if r.near.is_some() => {
+                if download_delete {
+                    if p.keep_days_over(r) {
+                        p.plan.actions.push(Action::Delete {
+                            side: Side::Far,
+                            key: fm.key.clone(),
+                            record: r.id,
+                            inferred: false,
+                        });
+                    }
+                } else if policy.deletions && p.to_far && !input.pairing {
+                    inferred_far += 1;
+                    p.plan.actions.push(Action::Delete {
+                        side: Side::Far,
+                        key: fm.key.clone(),
+                        record: r.id,
+                        inferred: true,
+                    });
+                }
+            }
+            (None, Some(nm)) if r.far.is_some() => {
+                if !download_delete && policy.deletions && p.to_near && !input.pairing {
+                    inferred_near += 1;
+                    p.plan.actions.push(Action::Delete {
+                        side: Side::Near,
+                        key: nm.key.clone(),
+                        record: r.id,
+                        inferred: true,
+                    });
+                } else if download_delete || !input.pairing {
+                    p.plan.actions.push(Action::ForgetKey {
+                        record: r.id,
+                        side: Side::Far,
+                    });
+                }
+            }
+            (None, None) => p.plan.actions.push(Action::Forget { record: r.id }),
+            // One key only, and that message is still there: nothing to do.
+            _ => {}
+        }
+    }
+
+    if !policy.allow_mass_delete {
+        for (side, count) in [("far", inferred_far), ("near", inferred_near)] {
+            let over_share = count > u64::from(policy.brake.min)
+                && count * 100 > u64::from(policy.brake.percent) * paired_records;
+            if count > u64::from(policy.brake.max) || over_share {
+                return Err(BrakeTripped {
+                    side,
+                    count,
+                    paired: paired_records,
+                });
+            }
+        }
+    }
+
+    p.plan.actions.sort_by_key(|a| a.phase());
+    Ok(p.plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Brake;
+
+    const S: Flags = Flags::SEEN;
+    const F: Flags = Flags::FLAGGED;
+
+    fn meta(key: &str, flags: Flags) -> MsgMeta {
+        MsgMeta {
+            key: MsgKey(key.to_string()),
+            flags,
+            size: Some(100),
+            date: Some(1_700_000_000),
+        }
+    }
+
+    fn rec(id: i64, far: Option<&str>, near: Option<&str>, flags: Flags) -> Record {
+        Record {
+            id,
+            far: far.map(|k| MsgKey(k.to_string())),
+            near: near.map(|k| MsgKey(k.to_string())),
+            flags,
+            identity: None,
+            first_seen: 1_000,
+        }
+    }
+
+    fn caps() -> Caps {
+        Caps {
+            flags: true,
+            folders: true,
+            append_keys: true,
+            exact_delete: true,
+            ..Caps::default()
+        }
+    }
+
+    struct Case {
+        far: Vec<MsgMeta>,
+        near: Vec<MsgMeta>,
+        records: Vec<Record>,
+        identities: HashMap<(Side, MsgKey), Identity>,
+        pairing: bool,
+        policy: Policy,
+        now: i64,
+    }
+
+    impl Case {
+        fn new() -> Case {
+            Case {
+                far: vec![],
+                near: vec![],
+                records: vec![],
+                identities: HashMap::new(),
+                pairing: false,
+                policy: Policy::default(),
+                now: 2_000,
+            }
+        }
+        fn far(mut self, key: &str, flags: Flags) -> Case {
+            self.far.push(meta(key, flags));
+            self
+        }
+        fn near(mut self, key: &str, flags: Flags) -> Case {
+            self.near.push(meta(key, flags));
+            self
+        }
+        fn record(mut self, id: i64, far: Option<&str>, near: Option<&str>, flags: Flags) -> Case {
+            self.records.push(rec(id, far, near, flags));
+            self
+        }
+        fn ident(mut self, side: Side, key: &str, id: &str) -> Case {
+            self.identities.insert(
+                (side, MsgKey(key.to_string())),
+                Identity {
+                    id: id.to_string(),
+                    size: 100,
+                },
+            );
+            self
+        }
+        fn run(&self) -> Result<Plan, BrakeTripped> {
+            let c = caps();
+            plan(
+                &PlanInput {
+                    far: &self.far,
+                    near: &self.near,
+                    records: &self.records,
+                    identities: &self.identities,
+                    pairing: self.pairing,
+                    far_caps: &c,
+                    near_caps: &c,
+                    now: self.now,
+                },
+                &self.policy,
+            )
+        }
+        fn lines(&self) -> Vec<String> {
+            self.run().expect("plan").lines()
+        }
+    }
+
+    fn mass(n: usize) -> Case {
+        let mut c = Case::new();
+        for i in 0..n {
+            let k = (i + 1).to_string();
+            c = c.record(i as i64 + 1, Some(&k), Some(&format!("n{k}")), S);
+            c = c.near(&format!("n{k}"), S);
+        }
+        c
+    }
+
+    #[test]
+    fn nothing_anywhere_plans_nothing() {
+        assert!(Case::new().run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn new_on_far_is_fetched() {
+        assert_eq!(Case::new().far("1", S).lines(), ["fetch   far:1 -> near flags S (100 bytes)"]);
+    }
+
+    #[test]
+    fn new_on_near_is_pushed() {
+        assert_eq!(Case::new().near("a", F).lines(), ["push    near:a -> far flags F (100 bytes)"]);
+    }
+
+    #[test]
+    fn new_on_near_is_not_pushed_when_pulling() {
+        let mut c = Case::new().near("a", F);
+        c.policy.direction = Direction::Pull;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn new_on_far_is_not_fetched_when_pushing() {
+        let mut c = Case::new().far("1", F);
+        c.policy.direction = Direction::Push;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn new_messages_stay_when_new_is_off() {
+        let mut c = Case::new().far("1", F).near("a", S);
+        c.policy.new = false;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn unchanged_pair_plans_nothing() {
+        let c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn flag_added_on_far_reaches_near() {
+        let c = Case::new()
+            .far("1", S.union(F))
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["flags   near:a +F", "base    record 1 flags FS"]);
+    }
+
+    #[test]
+    fn flag_removed_on_near_reaches_far() {
+        let c = Case::new().far("1", S).near("a", Flags::EMPTY).record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
+    }
+
+    #[test]
+    fn different_flags_changed_on_both_sides_merge() {
+        let c = Case::new()
+            .far("1", S.union(F))
+            .near("a", Flags::EMPTY)
+            .record(1, Some("1"), Some("a"), S);
+        // far added F, near removed S: both changes survive.
+        assert_eq!(c.lines(), ["flags   far:1 -S", "flags   near:a +F", "base    record 1 flags F"]);
+    }
+
+    #[test]
+    fn same_change_on_both_sides_only_moves_the_base() {
+        let c = Case::new().far("1", F).near("a", F).record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["base    record 1 flags F"]);
+    }
+
+    #[test]
+    fn flags_are_left_alone_when_flags_are_off() {
+        let mut c = Case::new().far("1", F).near("a", S).record(1, Some("1"), Some("a"), S);
+        c.policy.flags = false;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn pull_keeps_local_flag_changes_local() {
+        let mut c = Case::new().far("1", S).near("a", S.union(F)).record(1, Some("1"), Some("a"), S);
+        c.policy.direction = Direction::Pull;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn pull_applies_far_changes_over_local_ones() {
+        let mut c = Case::new()
+            .far("1", Flags::EMPTY)
+            .near("a", S.union(F))
+            .record(1, Some("1"), Some("a"), S);
+        c.policy.direction = Direction::Pull;
+        assert_eq!(c.lines(), ["flags   near:a -S", "base    record 1 flags -"]);
+    }
+
+    #[test]
+    fn push_applies_near_changes_only() {
+        let mut c = Case::new().far("1", S.union(F)).near("a", Flags::EMPTY).record(1, Some("1"), Some("a"), S);
+        c.policy.direction = Direction::Push;
+        assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
+    }
+
+    #[test]
+    fn expunged_on_far_deletes_near() {
+        let c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["delete  near:a (gone on far)"]);
+    }
+
+    #[test]
+    fn deleted_on_near_deletes_far() {
+        let c = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["delete  far:1 (gone on near)"]);
+    }
+
+    #[test]
+    fn expunged_on_far_is_forgotten_when_deletions_are_off() {
+        let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
+        c.policy.deletions = false;
+        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+    }
+
+    #[test]
+    fn deleted_on_near_is_kept_on_far_when_deletions_are_off() {
+        let mut c = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
+        c.policy.deletions = false;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn backup_never_deletes_locally() {
+        let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
+        c.policy.direction = Direction::Pull;
+        c.policy.deletions = false;
+        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+    }
+
+    #[test]
+    fn pull_does_not_delete_far_for_local_deletion() {
+        let mut c = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
+        c.policy.direction = Direction::Pull;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn gone_from_both_sides_is_forgotten() {
+        let c = Case::new().record(1, Some("1"), Some("a"), S);
+        assert_eq!(c.lines(), ["forget  record 1"]);
+    }
+
+    #[test]
+    fn record_with_only_near_key_and_message_present_is_stable() {
+        let c = Case::new().near("a", S).record(1, None, Some("a"), S);
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn absence_without_a_record_deletes_nothing() {
+        // The far message has no record: it is new, never a deletion.
+        let c = Case::new().far("1", S).near("a", S);
+        let plan = c.run().unwrap();
+        assert!(plan.actions.iter().all(|a| !matches!(a, Action::Delete { .. })));
+        assert_eq!(plan.actions.len(), 2);
+    }
+
+    #[test]
+    fn pairing_run_pairs_by_identity_and_merges_flags() {
+        let mut c = Case::new()
+            .far("1", S)
+            .near("a", F)
+            .ident(Side::Far, "1", "m1")
+            .ident(Side::Near, "a", "m1");
+        c.pairing = true;
+        assert_eq!(
+            c.lines(),
+            ["flags   far:1 +F", "flags   near:a +S", "pair    far:1 = near:a flags FS"]
+        );
+    }
+
+    #[test]
+    fn pairing_is_one_to_one_for_duplicates() {
+        let mut c = Case::new()
+            .far("1", S)
+            .far("2", S)
+            .near("a", S)
+            .ident(Side::Far, "1", "dup")
+            .ident(Side::Far, "2", "dup")
+            .ident(Side::Near, "a", "dup");
+        c.pairing = true;
+        assert_eq!(c.lines(), ["pair    far:1 = near:a flags S", "fetch   far:2 -> near flags S (100 bytes)"]);
+    }
+
+    #[test]
+    fn pairing_run_never_deletes() {
+        let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
+        c.pairing = true;
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn record_without_far_key_is_rekeyed_after_uidvalidity_change() {
+        let mut c = Case::new().far("7", S.union(F)).near("a", S).record(1, None, Some("a"), S);
+        c.records[0].identity = Some(Identity {
+            id: "m1".into(),
+            size: 100,
+        });
+        c = c.ident(Side::Far, "7", "m1");
+        c.pairing = true;
+        assert_eq!(c.lines(), ["flags   near:a +F", "rekey   record 1: far:7"]);
+    }
+
+    #[test]
+    fn unmatched_identity_is_copied_not_paired() {
+        let mut c = Case::new()
+            .far("1", S)
+            .near("a", S)
+            .ident(Side::Far, "1", "x")
+            .ident(Side::Near, "a", "y");
+        c.pairing = true;
+        assert_eq!(c.run().unwrap().actions.len(), 2);
+    }
+
+    #[test]
+    fn brake_stops_mass_deletion() {
+        // 10 synced, 6 gone on far: 60 % > 25 % and 6 > min 5.
+        let mut c = mass(10);
+        c.far = vec![];
+        for i in 7..=10 {
+            c = c.far(&i.to_string(), S);
+        }
+        let err = c.run().unwrap_err();
+        assert_eq!(err.count, 6);
+        assert_eq!(err.side, "near");
+    }
+
+    #[test]
+    fn brake_lets_small_deletions_through() {
+        let mut c = mass(4);
+        c = c.far("4", S);
+        assert_eq!(c.run().unwrap().actions.len(), 3);
+    }
+
+    #[test]
+    fn brake_has_an_absolute_cap() {
+        let mut c = mass(3000);
+        c.policy.brake = Brake {
+            percent: 100,
+            max: 500,
+            min: 5,
+        };
+        assert!(c.run().is_err());
+        c.policy.allow_mass_delete = true;
+        assert_eq!(c.run().unwrap().actions.len(), 3000);
+    }
+
+    #[test]
+    fn oversize_message_is_skipped_and_reported() {
+        let mut c = Case::new().far("1", S);
+        c.policy.max_message_size = Some(50);
+        let plan = c.run().unwrap();
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.skipped.len(), 1);
+    }
+
+    fn download_delete(c: &mut Case) {
+        c.policy.mode = Mode::DownloadDelete;
+    }
+
+    #[test]
+    fn download_delete_fetches_then_deletes() {
+        let mut c = Case::new().far("1", S);
+        download_delete(&mut c);
+        assert_eq!(c.lines(), ["fetch   far:1 -> near flags S (100 bytes), then delete on far"]);
+    }
+
+    #[test]
+    fn download_delete_never_pushes() {
+        let mut c = Case::new().near("a", S);
+        download_delete(&mut c);
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn download_delete_removes_leftover_server_copy() {
+        let mut c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        download_delete(&mut c);
+        assert_eq!(c.lines(), ["delete  far:1 (copied to near)"]);
+    }
+
+    #[test]
+    fn download_delete_keeps_local_when_server_copy_is_gone() {
+        let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
+        download_delete(&mut c);
+        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+    }
+
+    #[test]
+    fn download_delete_honours_keep_days() {
+        let mut c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        download_delete(&mut c);
+        c.policy.keep_on_server_days = Some(2);
+        c.now = 1_000 + 86_400;
+        assert!(c.run().unwrap().is_empty());
+        c.now = 1_000 + 2 * 86_400;
+        assert_eq!(c.run().unwrap().actions.len(), 1);
+        c.policy.keep_on_server_days = Some(u32::MAX);
+        assert!(c.run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn download_delete_with_keep_days_fetches_without_delete() {
+        let mut c = Case::new().far("1", S);
+        download_delete(&mut c);
+        c.policy.keep_on_server_days = Some(3);
+        assert_eq!(c.lines(), ["fetch   far:1 -> near flags S (100 bytes)"]);
+    }
+
+    #[test]
+    fn merge_flags_is_per_flag() {
+        assert_eq!(merge_flags(S, S.union(F), Flags::EMPTY), F);
+        assert_eq!(merge_flags(Flags::EMPTY, S, F), S.union(F));
+        assert_eq!(merge_flags(S, S, S), S);
+    }
+}
