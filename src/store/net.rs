@@ -1,8 +1,21 @@
 //! Network connections for the IMAP and POP3 stores: TCP with timeouts, implicit
 //! TLS, strict STARTTLS/STLS, and plaintext only when the user asked for it.
+//!
+//! The protocol code owns the conversation; this module owns the socket. A store
+//! calls [`connect`], talks over the returned [`Connection`] (usually through a
+//! `BufReader`), and for STARTTLS/STLS hands that reader to [`start_tls`] once the
+//! server has agreed.
 
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
+
+use native_tls::{Certificate, HandshakeError, TlsConnector, TlsStream};
+use sha2::{Digest, Sha256};
+
+use crate::store::{StoreError, StoreResult};
 
 /// How the connection is protected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -29,6 +42,384 @@ pub struct ServerConfig {
     pub fingerprint: Option<String>,
     /// The user's explicit consent to `TlsMode::None`.
     pub allow_plaintext: bool,
+    /// A zero duration means no limit.
     pub connect_timeout: Duration,
+    /// Read and write timeout on the socket; a zero duration means no limit.
     pub io_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A connected socket, encrypted or not. Both the IMAP and the POP3 store speak
+/// through it, so it is a plain `Read + Write` value.
+pub enum Connection {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Connection {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Connection::Tls(_))
+    }
+
+    /// SHA-256 fingerprint of the server certificate (see [`format_fingerprint`]),
+    /// for showing the user what to pin.
+    pub fn peer_fingerprint(&self) -> Option<String> {
+        match self {
+            Connection::Plain(_) => None,
+            Connection::Tls(tls) => peer_der(tls).ok().map(|der| fingerprint_of_der(&der)),
+        }
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, tcp) = match self {
+            Connection::Plain(tcp) => ("plain", tcp),
+            Connection::Tls(tls) => ("tls", tls.get_ref()),
+        };
+        match tcp.peer_addr() {
+            Ok(addr) => write!(f, "Connection({kind} {addr})"),
+            Err(_) => write!(f, "Connection({kind})"),
+        }
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.read(buf),
+            Connection::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.write(buf),
+            Connection::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Connection::Plain(s) => s.flush(),
+            Connection::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Opens the connection `cfg` describes. With `TlsMode::Implicit` the TLS
+/// handshake (and the certificate pin, if any) is done before this returns; with
+/// `TlsMode::Starttls` the caller must negotiate and call [`start_tls`] before
+/// sending anything secret.
+pub fn connect(cfg: &ServerConfig) -> StoreResult<Connection> {
+    if cfg.tls == TlsMode::None && !cfg.allow_plaintext {
+        return Err(StoreError::Tls(format!(
+            "refusing to connect to {} without encryption: the password and all mail \
+             would cross the network in clear text. If that is really wanted, set \
+             `tls = \"none\"` together with `allow_plaintext = true` in the account \
+             (or pass --allow-plaintext)",
+            cfg.address()
+        )));
+    }
+    // A malformed pin is a configuration error: report it before any network I/O.
+    let pin = cfg
+        .fingerprint
+        .as_deref()
+        .map(parse_fingerprint)
+        .transpose()?;
+    let tcp = connect_tcp(cfg)?;
+    match cfg.tls {
+        TlsMode::Implicit => handshake(cfg, pin.as_deref(), tcp),
+        TlsMode::Starttls | TlsMode::None => Ok(Connection::Plain(tcp)),
+    }
+}
+
+/// Upgrades a plain connection after the server accepted STARTTLS/STLS.
+///
+/// `reader` is the buffered reader the caller read the server's reply with. Any
+/// byte it holds beyond that reply was sent before encryption began, by the server
+/// or by someone in the path; treating it as part of the encrypted conversation is
+/// the STARTTLS command-injection attack (CVE-2011-0411 and its relatives), so
+/// such a connection is refused.
+pub fn start_tls(reader: BufReader<Connection>, cfg: &ServerConfig) -> StoreResult<Connection> {
+    let early = reader.buffer().len();
+    if early > 0 {
+        return Err(StoreError::Tls(format!(
+            "{} sent {early} bytes after agreeing to start TLS and before the \
+             handshake; refusing the connection (possible command injection)",
+            cfg.address()
+        )));
+    }
+    let pin = cfg
+        .fingerprint
+        .as_deref()
+        .map(parse_fingerprint)
+        .transpose()?;
+    match reader.into_inner() {
+        Connection::Plain(tcp) => handshake(cfg, pin.as_deref(), tcp),
+        Connection::Tls(_) => Err(StoreError::Protocol(format!(
+            "{}: STARTTLS on a connection that is already encrypted",
+            cfg.address()
+        ))),
+    }
+}
+
+fn non_zero(d: Duration) -> Option<Duration> {
+    Some(d).filter(|d| !d.is_zero())
+}
+
+fn connect_tcp(cfg: &ServerConfig) -> StoreResult<TcpStream> {
+    let address = cfg.address();
+    let addrs: Vec<_> = (cfg.host.as_str(), cfg.port)
+        .to_socket_addrs()
+        .map_err(|e| StoreError::Connection(format!("cannot resolve {}: {e}", cfg.host)))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(StoreError::Connection(format!(
+            "{} resolves to no address",
+            cfg.host
+        )));
+    }
+    let mut failures = Vec::new();
+    for addr in &addrs {
+        let attempt = match non_zero(cfg.connect_timeout) {
+            Some(limit) => TcpStream::connect_timeout(addr, limit),
+            None => TcpStream::connect(addr),
+        };
+        match attempt {
+            Ok(tcp) => {
+                let setup = tcp
+                    .set_read_timeout(non_zero(cfg.io_timeout))
+                    .and_then(|()| tcp.set_write_timeout(non_zero(cfg.io_timeout)))
+                    // Commands are small and answered one at a time: do not let
+                    // Nagle's algorithm hold them back.
+                    .and_then(|()| tcp.set_nodelay(true));
+                setup.map_err(|e| {
+                    StoreError::Connection(format!("{address}: cannot set socket options: {e}"))
+                })?;
+                return Ok(tcp);
+            }
+            Err(e) => failures.push(format!("{addr}: {e}")),
+        }
+    }
+    Err(StoreError::Connection(format!(
+        "cannot connect to {address} ({})",
+        failures.join("; ")
+    )))
+}
+
+fn tls_connector(cfg: &ServerConfig, pinned: bool) -> StoreResult<TlsConnector> {
+    let mut builder = TlsConnector::builder();
+    if pinned {
+        // The pin replaces the chain and name checks; it is verified right after
+        // the handshake, before a single application byte is read or written.
+        builder.danger_accept_invalid_certs(true);
+        builder.danger_accept_invalid_hostnames(true);
+    } else if let Some(path) = &cfg.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| StoreError::Tls(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certs = Certificate::stack_from_pem(&pem)
+            .map_err(|e| StoreError::Tls(format!("CA file {} is not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(StoreError::Tls(format!(
+                "CA file {} holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| StoreError::Tls(format!("cannot set up TLS: {e}")))
+}
+
+fn handshake(cfg: &ServerConfig, pin: Option<&str>, tcp: TcpStream) -> StoreResult<Connection> {
+    let connector = tls_connector(cfg, pin.is_some())?;
+    let address = cfg.address();
+    let tls = connector.connect(&cfg.host, tcp).map_err(|e| match e {
+        HandshakeError::Failure(e) => {
+            let hint = if pin.is_none() && e.to_string().contains("certificate verify failed") {
+                " (if the server uses a private CA, set `ca_file`; or pin the \
+                 certificate with `fingerprint`)"
+            } else {
+                ""
+            };
+            StoreError::Tls(format!("TLS handshake with {address} failed: {e}{hint}"))
+        }
+        HandshakeError::WouldBlock(_) => {
+            StoreError::Tls(format!("TLS handshake with {address} timed out"))
+        }
+    })?;
+    if let Some(expected) = pin {
+        let der = peer_der(&tls)
+            .map_err(|e| StoreError::Tls(format!("{address}: no server certificate: {e}")))?;
+        let actual = hex(&Sha256::digest(&der));
+        if actual != expected {
+            return Err(StoreError::Tls(format!(
+                "certificate of {address} does not match the pinned fingerprint: \
+                 expected {}, server presented {}",
+                format_fingerprint(expected),
+                format_fingerprint(&actual)
+            )));
+        }
+    }
+    Ok(Connection::Tls(Box::new(tls)))
+}
+
+fn peer_der(tls: &TlsStream<TcpStream>) -> Result<Vec<u8>, String> {
+    let cert = tls
+        .peer_certificate()
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the server sent none".to_string())?;
+    cert.to_der().map_err(|e| e.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Normalises a configured pin to 64 lowercase hex digits.
+fn parse_fingerprint(pin: &str) -> StoreResult<String> {
+    let digits: String = pin
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if digits.len() == 64 && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(digits)
+    } else {
+        Err(StoreError::Tls(format!(
+            "fingerprint {pin:?} is not a SHA-256 digest (64 hex digits, colons optional)"
+        )))
+    }
+}
+
+/// `AB:CD:...` (the form `openssl x509 -noout -fingerprint -sha256` prints) from
+/// hex digits.
+pub fn format_fingerprint(hex_digits: &str) -> String {
+    let upper = hex_digits.to_ascii_uppercase();
+    let pairs: Vec<&str> = upper
+        .as_bytes()
+        .chunks(2)
+        .map(|pair| std::str::from_utf8(pair).unwrap_or("??"))
+        .collect();
+    pairs.join(":")
+}
+
+/// The SHA-256 fingerprint of a DER certificate, in the form of
+/// [`format_fingerprint`]; what `ServerConfig::fingerprint` is compared with.
+pub fn fingerprint_of_der(der: &[u8]) -> String {
+    format_fingerprint(&hex(&Sha256::digest(der)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+
+    fn config(port: u16, tls: TlsMode) -> ServerConfig {
+        ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port,
+            tls,
+            ca_file: None,
+            fingerprint: None,
+            allow_plaintext: false,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn fingerprints_accept_colons_and_any_case() {
+        let plain = "ab".repeat(32);
+        assert_eq!(parse_fingerprint(&plain).unwrap(), plain);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons).unwrap(), plain);
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+        assert_eq!(format_fingerprint("0aff"), "0A:FF");
+        assert_eq!(
+            fingerprint_of_der(b""),
+            format_fingerprint("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
+    }
+
+    #[test]
+    fn plaintext_needs_explicit_consent() {
+        let cfg = config(1, TlsMode::None);
+        let err = connect(&cfg).unwrap_err();
+        assert!(matches!(err, StoreError::Tls(_)), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("tls = \"none\""), "{text}");
+        assert!(text.contains("allow_plaintext = true"), "{text}");
+        assert!(text.contains("--allow-plaintext"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_pin_is_reported_before_connecting() {
+        let mut cfg = config(1, TlsMode::Implicit);
+        cfg.fingerprint = Some("not hex".to_string());
+        let err = connect(&cfg).unwrap_err();
+        assert!(err.to_string().contains("not a SHA-256"), "{err}");
+    }
+
+    #[test]
+    fn refused_connections_name_the_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut cfg = config(port, TlsMode::Starttls);
+        cfg.allow_plaintext = true;
+        let err = connect(&cfg).unwrap_err();
+        assert!(matches!(err, StoreError::Connection(_)), "{err}");
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bytes_buffered_before_the_handshake_are_refused() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut sock, _) = listener.accept().unwrap();
+            // The reply and an injected line arrive in one segment.
+            sock.write_all(b". OK Begin TLS\r\n* injected\r\n").unwrap();
+            let mut sink = Vec::new();
+            let _ = sock.read_to_end(&mut sink);
+        });
+        let cfg = config(port, TlsMode::Starttls);
+        let conn = connect(&cfg).unwrap();
+        // Wait until both lines have arrived so that the reader buffers them.
+        if let Connection::Plain(tcp) = &conn {
+            let mut peeked = [0u8; 64];
+            while tcp.peek(&mut peeked).unwrap() < 28 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let mut reader = BufReader::new(conn);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, ". OK Begin TLS\r\n");
+        let err = start_tls(reader, &cfg).unwrap_err();
+        assert!(err.to_string().contains("command injection"), "{err}");
+        server.join().unwrap();
+    }
 }
