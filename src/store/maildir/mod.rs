@@ -1,8 +1,35 @@
-//! The Maildir store.
+//! The Maildir store: one directory per folder with `cur/`, `new/` and `tmp/`.
+//!
+//! A folder is scanned once when it is selected; every later operation goes to a
+//! file by its remembered name, so no operation searches a directory again.
+//! New files are written into `tmp/`, made durable as one batch, then renamed into
+//! place; every change of directory entries is followed by an fsync of the
+//! directory before the call returns.
 
-use std::path::PathBuf;
+mod names;
+#[cfg(test)]
+mod tests;
 
-/// How folder names map to directories below the root.
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::model::{
+    to_maildir_line_endings, to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta,
+    MAX_DEPTH,
+};
+use crate::store::{
+    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    StoreResult,
+};
+pub use names::sanitise_hostname;
+use names::{apply_flags, cur_file_name, tracking_id, FileName, UniqueParts, MAILDIR_SUBDIRS};
+
+/// How the folder maps to directories below the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
@@ -13,7 +40,897 @@ pub enum Layout {
     Nested,
 }
 
+/// How a batch of new files is made durable before it is renamed into place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// fsync each staged file, all after the last write.
+    #[default]
+    Fsync,
+    /// One `syncfs` of the folder's file system per batch (Linux); elsewhere the
+    /// same as `Fsync`.
+    Syncfs,
+}
+
+/// The Maildir specification's limit for abandoned files in `tmp/`.
+const STALE_TMP_AGE: Duration = Duration::from_secs(36 * 60 * 60);
+
+/// Attempts at finding an unused unique name before giving up; a clash needs the
+/// same microsecond, pid and counter, so more than one retry means something is
+/// badly wrong.
+const UNIQUE_NAME_ATTEMPTS: u32 = 16;
+
+/// Shared by every store of the process, so two stores writing into the same
+/// folder in the same microsecond still produce different names.
+static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
 pub struct MaildirStore {
     pub root: PathBuf,
     pub layout: Layout,
+    pub durability: Durability,
+    /// The root with every symlink resolved: what "below the root" means.
+    canonical_root: PathBuf,
+    caps: Caps,
+    hostname: String,
+    selected: Option<Selected>,
+    staged: Vec<Staged>,
+    warnings: Vec<String>,
+}
+
+/// The selected folder as scanned once by `select`.
+struct Selected {
+    name: FolderName,
+    dir: PathBuf,
+    messages: HashMap<String, Entry>,
+}
+
+/// Where one message's file is now.
+#[derive(Clone, Debug)]
+struct Entry {
+    file: String,
+    place: Place,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    New,
+    Cur,
+}
+
+impl Place {
+    fn dir_name(self) -> &'static str {
+        match self {
+            Place::New => "new",
+            Place::Cur => "cur",
+        }
+    }
+}
+
+impl Entry {
+    /// The info letters that count: a file in `new/` has no flags yet.
+    fn letters(&self) -> &str {
+        match self.place {
+            Place::New => "",
+            Place::Cur => FileName::parse(&self.file).map_or("", |f| f.letters),
+        }
+    }
+}
+
+/// A file written into `tmp/` by `append`, waiting for `flush_appends`.
+struct Staged {
+    key: String,
+    tmp_path: PathBuf,
+    flags: Flags,
+}
+
+impl MaildirStore {
+    /// Opens an existing root. A missing root (or a mount point with nothing
+    /// mounted, which is a file or absent) stops the run before anything changes;
+    /// the root is never created here.
+    pub fn open(root: PathBuf, layout: Layout) -> StoreResult<MaildirStore> {
+        let metadata = fs::metadata(&root).map_err(|e| {
+            StoreError::Unsafe(format!(
+                "maildir root `{}` is not accessible ({e}); is it mounted?",
+                root.display()
+            ))
+        })?;
+        if !metadata.is_dir() {
+            return Err(StoreError::Unsafe(format!(
+                "maildir root `{}` is not a directory",
+                root.display()
+            )));
+        }
+        let canonical_root = root.canonicalize().map_err(|e| {
+            StoreError::Unsafe(format!(
+                "maildir root `{}` cannot be resolved: {e}",
+                root.display()
+            ))
+        })?;
+        Ok(MaildirStore {
+            root,
+            layout,
+            durability: Durability::default(),
+            canonical_root,
+            caps: Caps {
+                append_keys: true,
+                folders: true,
+                flags: true,
+                exact_delete: true,
+                tracking: true,
+                ..Caps::default()
+            },
+            hostname: sanitise_hostname(&system_hostname()),
+            selected: None,
+            staged: Vec::new(),
+            warnings: Vec::new(),
+        })
+    }
+
+    /// True when the root holds no folder at all, so the engine can refuse to
+    /// treat a wiped or unmounted Maildir as "every message deleted".
+    pub fn is_empty(&mut self) -> StoreResult<bool> {
+        let list = self.list_folders()?;
+        Ok(list.folders.is_empty() && list.rejected.is_empty())
+    }
+
+    /// Problems met while scanning (duplicate keys, odd files, stale files that
+    /// could not be removed); drained by each call.
+    pub fn warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// The directory of a folder, checked to stay below the root.
+    fn folder_dir(&self, name: &FolderName) -> StoreResult<PathBuf> {
+        let rel = self
+            .layout
+            .relative_path(name)
+            .map_err(|reason| StoreError::folder(name, reason))?;
+        let dir = self.root.join(rel);
+        self.ensure_inside(name, &dir)?;
+        Ok(dir)
+    }
+
+    /// Refuses a path whose nearest existing ancestor (itself included) resolves,
+    /// through symlinks, to somewhere outside the root.
+    fn ensure_inside(&self, name: &FolderName, path: &Path) -> StoreResult<()> {
+        let existing = path
+            .ancestors()
+            .find(|p| fs::symlink_metadata(p).is_ok())
+            .unwrap_or(&self.root);
+        let resolved = existing.canonicalize().map_err(|e| {
+            StoreError::folder(name, format!("resolving `{}`: {e}", existing.display()))
+        })?;
+        if resolved.starts_with(&self.canonical_root) {
+            Ok(())
+        } else {
+            Err(StoreError::folder(
+                name,
+                format!(
+                    "`{}` resolves to `{}`, outside the maildir root",
+                    existing.display(),
+                    resolved.display()
+                ),
+            ))
+        }
+    }
+
+    /// The directory of an existing, selectable folder.
+    fn maildir_of(&self, name: &FolderName) -> StoreResult<PathBuf> {
+        let dir = self.folder_dir(name)?;
+        if !is_maildir(&dir) {
+            return Err(StoreError::folder(
+                name,
+                format!(
+                    "no such folder (no cur/, new/ and tmp/ in `{}`)",
+                    dir.display()
+                ),
+            ));
+        }
+        for sub in MAILDIR_SUBDIRS {
+            self.ensure_inside(name, &dir.join(sub))?;
+        }
+        Ok(dir)
+    }
+
+    fn selected(&self) -> StoreResult<&Selected> {
+        self.selected
+            .as_ref()
+            .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))
+    }
+
+    fn selected_mut(&mut self) -> StoreResult<&mut Selected> {
+        self.selected
+            .as_mut()
+            .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))
+    }
+
+    fn list_maildirpp(&self, list: &mut FolderList) -> StoreResult<()> {
+        if is_maildir(&self.root) {
+            list.folders.push(selectable(FolderName::inbox()));
+        }
+        let entries = fs::read_dir(&self.root).map_err(|e| io_error("reading", &self.root, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error("reading", &self.root, e))?;
+            let file_name = entry.file_name();
+            let Some(dir_name) = file_name.to_str() else {
+                if file_name.as_encoded_bytes().starts_with(b".") {
+                    list.rejected.push((
+                        file_name.to_string_lossy().into_owned(),
+                        "directory name is not UTF-8".to_string(),
+                    ));
+                }
+                continue;
+            };
+            if !dir_name.starts_with('.') || dir_name == "." || dir_name == ".." {
+                continue;
+            }
+            let path = entry.path();
+            match self.classify_dir(&entry, &path) {
+                DirKind::NotADir => continue,
+                DirKind::Escapes(reason) => {
+                    list.rejected.push((dir_name.to_string(), reason));
+                    continue;
+                }
+                DirKind::Dir | DirKind::LinkedDir => {}
+            }
+            if !is_maildir(&path) {
+                continue;
+            }
+            match self.layout.folder_for(Path::new(dir_name)) {
+                Ok(name) => list.folders.push(selectable(name)),
+                Err(reason) => list.rejected.push((dir_name.to_string(), reason)),
+            }
+        }
+        Ok(())
+    }
+
+    fn list_nested(&mut self, dir: &Path, rel: &Path, depth: usize, list: &mut FolderList) {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.warnings
+                    .push(format!("cannot list `{}`: {e}", dir.display()));
+                return;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.warnings
+                        .push(format!("cannot list `{}`: {e}", dir.display()));
+                    return;
+                }
+            };
+            let file_name = entry.file_name();
+            let bytes = file_name.as_encoded_bytes();
+            if bytes.starts_with(b".") || MAILDIR_SUBDIRS.iter().any(|s| s.as_bytes() == bytes) {
+                continue;
+            }
+            let child_rel = rel.join(&file_name);
+            let shown = child_rel.to_string_lossy().into_owned();
+            let path = entry.path();
+            let recurse = match self.classify_dir(&entry, &path) {
+                DirKind::NotADir => continue,
+                DirKind::Escapes(reason) => {
+                    list.rejected.push((shown, reason));
+                    continue;
+                }
+                DirKind::Dir => true,
+                // Not walked into: a link to an ancestor would loop.
+                DirKind::LinkedDir => false,
+            };
+            match self.layout.folder_for(&child_rel) {
+                Ok(name) => list.folders.push(FolderInfo {
+                    name,
+                    role: None,
+                    selectable: is_maildir(&path),
+                }),
+                Err(reason) => {
+                    list.rejected.push((shown, reason));
+                    continue;
+                }
+            }
+            if recurse && depth + 1 < MAX_DEPTH {
+                self.list_nested(&path, &child_rel, depth + 1, list);
+            }
+        }
+    }
+
+    /// Whether a directory entry is a folder candidate, following a symlink only
+    /// when it stays below the root.
+    fn classify_dir(&self, entry: &fs::DirEntry, path: &Path) -> DirKind {
+        let Ok(file_type) = entry.file_type() else {
+            return DirKind::NotADir;
+        };
+        if file_type.is_dir() {
+            return DirKind::Dir;
+        }
+        if !file_type.is_symlink() {
+            return DirKind::NotADir;
+        }
+        match path.canonicalize() {
+            Ok(target) if !target.starts_with(&self.canonical_root) => DirKind::Escapes(format!(
+                "symlink to `{}`, outside the maildir root",
+                target.display()
+            )),
+            Ok(target) if target.is_dir() => DirKind::LinkedDir,
+            Ok(_) => DirKind::NotADir,
+            Err(e) => DirKind::Escapes(format!("symlink that cannot be resolved: {e}")),
+        }
+    }
+
+    /// Reads `new/` and `cur/` once. Duplicate keys and odd entries become
+    /// warnings, never failures: another mail client may be working in the
+    /// folder at the same time.
+    fn scan(&mut self, dir: &Path) -> StoreResult<HashMap<String, Entry>> {
+        let mut messages: HashMap<String, Entry> = HashMap::new();
+        // cur/ first: when a key is in both, the file that has been seen wins.
+        for place in [Place::Cur, Place::New] {
+            let sub = dir.join(place.dir_name());
+            let entries = fs::read_dir(&sub).map_err(|e| io_error("reading", &sub, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("reading", &sub, e))?;
+                let file_name = entry.file_name();
+                let Some(file) = file_name.to_str() else {
+                    self.warnings.push(format!(
+                        "ignoring `{}`: file name is not UTF-8",
+                        entry.path().display()
+                    ));
+                    continue;
+                };
+                let Some(parsed) = FileName::parse(file) else {
+                    if !file.starts_with('.') {
+                        self.warnings.push(format!(
+                            "ignoring `{}`: not a message file name",
+                            entry.path().display()
+                        ));
+                    }
+                    continue;
+                };
+                match entry.file_type() {
+                    Ok(t) if t.is_file() => {}
+                    Ok(_) => {
+                        self.warnings.push(format!(
+                            "ignoring `{}`: not a regular file",
+                            entry.path().display()
+                        ));
+                        continue;
+                    }
+                    // Gone between listing and looking: another client moved it.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error("inspecting", &entry.path(), e)),
+                }
+                if let Some(kept) = messages.get(parsed.key) {
+                    self.warnings.push(format!(
+                        "duplicate message `{}`: keeping `{}`, ignoring `{}`",
+                        parsed.key,
+                        sub.with_file_name(kept.place.dir_name())
+                            .join(&kept.file)
+                            .display(),
+                        entry.path().display()
+                    ));
+                    continue;
+                }
+                messages.insert(
+                    parsed.key.to_string(),
+                    Entry {
+                        file: file.to_string(),
+                        place,
+                    },
+                );
+            }
+        }
+        Ok(messages)
+    }
+
+    /// Removes abandoned files from `tmp/`. Age is the inode change time, which
+    /// setting the modification time (as `append` does) cannot move backwards.
+    fn remove_stale_tmp(&mut self, dir: &Path) {
+        let tmp = dir.join("tmp");
+        let Ok(entries) = fs::read_dir(&tmp) else {
+            return;
+        };
+        let now = unix_secs(SystemTime::now());
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if !metadata.file_type().is_file() {
+                continue;
+            }
+            let age = now.saturating_sub(metadata.ctime().max(metadata.mtime()));
+            if age <= STALE_TMP_AGE.as_secs() as i64 {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => self.warnings.push(format!(
+                    "cannot remove stale temporary file `{}`: {e}",
+                    path.display()
+                )),
+            }
+        }
+    }
+
+    /// Reads one message file; `None` when it has vanished.
+    fn read_message(&self, key: &MsgKey) -> StoreResult<Option<Vec<u8>>> {
+        let selected = self.selected()?;
+        let Some(entry) = selected.messages.get(key.as_str()) else {
+            return Ok(None);
+        };
+        let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Message {
+                folder: selected.name.to_string(),
+                key: key.to_string(),
+                reason: format!("reading `{}`: {e}", path.display()),
+            }),
+        }
+    }
+
+    /// Writes one file into `tmp/` under a fresh unique name.
+    fn write_tmp(&self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
+        let selected = self.selected()?;
+        let tmp = dir.join("tmp");
+        let body = to_maildir_line_endings(msg.body);
+        for _ in 0..UNIQUE_NAME_ATTEMPTS {
+            let key = self.unique_name(msg.tracking);
+            if selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key) {
+                continue;
+            }
+            let tmp_path = tmp.join(&key);
+            let mut file = match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp_path)
+            {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_error("creating", &tmp_path, e)),
+            };
+            let written = file.write_all(&body).and_then(|()| match msg.date {
+                Some(date) => file.set_modified(system_time(date)),
+                None => Ok(()),
+            });
+            if let Err(e) = written {
+                drop(file);
+                // Best effort: a leftover is removed as stale after 36 hours.
+                let _ = fs::remove_file(&tmp_path);
+                return Err(io_error("writing", &tmp_path, e));
+            }
+            return Ok(Staged {
+                key,
+                tmp_path,
+                flags: msg.flags,
+            });
+        }
+        Err(StoreError::io(
+            format!("creating a file in `{}`", tmp.display()),
+            io::Error::new(io::ErrorKind::AlreadyExists, "no unused unique name found"),
+        ))
+    }
+
+    fn unique_name(&self, tracking: u64) -> String {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        UniqueParts {
+            secs: since_epoch.as_secs(),
+            micros: since_epoch.subsec_micros(),
+            pid: std::process::id(),
+            counter: DELIVERY_COUNTER.fetch_add(1, Ordering::Relaxed),
+            tracking,
+        }
+        .format(&self.hostname)
+    }
+
+    /// Makes the staged files' contents durable, before any of them is renamed.
+    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+    fn sync_staged(&self, staged: &[Staged], dir: &Path) -> StoreResult<()> {
+        #[cfg(target_os = "linux")]
+        if self.durability == Durability::Syncfs {
+            return syncfs(&dir.join("tmp"));
+        }
+        for s in staged {
+            File::open(&s.tmp_path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_error("syncing", &s.tmp_path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves staged files into `cur/` (or `new/` when they have no flags) and
+    /// syncs the directories they went into.
+    fn publish_staged(&mut self, staged: &[Staged]) -> StoreResult<Vec<Option<MsgKey>>> {
+        let selected = self.selected_mut()?;
+        let mut touched = BTreeSet::new();
+        let mut keys = Vec::with_capacity(staged.len());
+        for s in staged {
+            let (place, file) = if s.flags.is_empty() {
+                (Place::New, s.key.clone())
+            } else {
+                (Place::Cur, cur_file_name(&s.key, &s.flags.to_maildir()))
+            };
+            let sub = selected.dir.join(place.dir_name());
+            let target = sub.join(&file);
+            fs::rename(&s.tmp_path, &target).map_err(|e| {
+                io_error(
+                    &format!("renaming `{}` to", s.tmp_path.display()),
+                    &target,
+                    e,
+                )
+            })?;
+            touched.insert(sub);
+            selected
+                .messages
+                .insert(s.key.clone(), Entry { file, place });
+            keys.push(Some(MsgKey(s.key.clone())));
+        }
+        sync_dirs(&touched)?;
+        Ok(keys)
+    }
+}
+
+enum DirKind {
+    NotADir,
+    Dir,
+    /// A symlink to a directory below the root.
+    LinkedDir,
+    /// Refused, with the reason.
+    Escapes(String),
+}
+
+impl Store for MaildirStore {
+    fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        format!("maildir {}", self.root.display())
+    }
+
+    fn list_folders(&mut self) -> StoreResult<FolderList> {
+        let mut list = FolderList::default();
+        match self.layout {
+            Layout::Maildirpp => self.list_maildirpp(&mut list)?,
+            Layout::Nested => {
+                fs::read_dir(&self.root).map_err(|e| io_error("reading", &self.root, e))?;
+                if is_maildir(&self.root) {
+                    self.warnings.push(format!(
+                        "`{}` holds cur/, new/ and tmp/ itself: is it a Maildir++ root?",
+                        self.root.display()
+                    ));
+                }
+                let root = self.root.clone();
+                self.list_nested(&root, Path::new(""), 0, &mut list);
+            }
+        }
+        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
+        list.rejected.sort();
+        Ok(list)
+    }
+
+    fn create_folder(&mut self, name: &FolderName) -> StoreResult<()> {
+        let dir = self.folder_dir(name)?;
+        if is_maildir(&dir) {
+            return Err(StoreError::folder(name, "already exists"));
+        }
+        let mut changed = BTreeSet::new();
+        // Parents first (nested layout), so that each new entry's directory is
+        // synced.
+        let mut missing: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|p| *p != self.root && fs::symlink_metadata(p).is_err())
+            .collect();
+        missing.reverse();
+        for path in missing {
+            create_dir(path)?;
+            if let Some(parent) = path.parent() {
+                changed.insert(parent.to_path_buf());
+            }
+        }
+        for sub in MAILDIR_SUBDIRS {
+            let path = dir.join(sub);
+            if !path.is_dir() {
+                create_dir(&path)?;
+                changed.insert(dir.clone());
+            }
+        }
+        if self.layout == Layout::Maildirpp && !name.is_inbox() {
+            // Dovecot's marker for "this directory is a folder of the root".
+            let marker = dir.join("maildirfolder");
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&marker)
+                .map_err(|e| io_error("creating", &marker, e))?;
+            changed.insert(dir.clone());
+        }
+        sync_dirs(&changed)
+    }
+
+    fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        let dir = self.maildir_of(name)?;
+        let warnings_before = self.warnings.len();
+        let messages = self.scan(&dir)?;
+        // select reports these; a status call would report them twice.
+        self.warnings.truncate(warnings_before);
+        Ok(folder_status(&messages))
+    }
+
+    fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        if !self.staged.is_empty() {
+            return Err(StoreError::Protocol(format!(
+                "maildir: {} appended messages not flushed before selecting `{name}`",
+                self.staged.len()
+            )));
+        }
+        self.selected = None;
+        let dir = self.maildir_of(name)?;
+        self.remove_stale_tmp(&dir);
+        let messages = self.scan(&dir)?;
+        let status = folder_status(&messages);
+        self.selected = Some(Selected {
+            name: name.clone(),
+            dir,
+            messages,
+        });
+        Ok(status)
+    }
+
+    fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
+        let selected = self.selected()?;
+        let mut out = Vec::with_capacity(selected.messages.len());
+        for (key, entry) in &selected.messages {
+            let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+            let mtime = match fs::metadata(&path) {
+                Ok(m) => m.mtime(),
+                // Moved away by another client since the scan; gone for this run.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("inspecting", &path, e)),
+            };
+            out.push(MsgMeta {
+                key: MsgKey(key.clone()),
+                flags: Flags::from_maildir(entry.letters()),
+                size: None,
+                date: Some(mtime),
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // Identity normalises line endings, so the file needs no conversion.
+            if let Some(bytes) = self.read_message(key)? {
+                out.push((key.clone(), Identity::of_message(&bytes)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        for key in keys {
+            if let Some(bytes) = self.read_message(key)? {
+                sink(key, &to_wire_line_endings(&bytes))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
+        let dir = self.selected()?.dir.clone();
+        let staged = self.write_tmp(&dir, msg)?;
+        self.staged.push(staged);
+        Ok(())
+    }
+
+    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+        let staged = std::mem::take(&mut self.staged);
+        if staged.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.selected()?.dir.clone();
+        let result = self
+            .sync_staged(&staged, &dir)
+            .and_then(|()| self.publish_staged(&staged));
+        if result.is_err() {
+            // Whatever was not renamed is not durable: leave no half batch in tmp/.
+            for s in &staged {
+                let _ = fs::remove_file(&s.tmp_path);
+            }
+        }
+        result
+    }
+
+    fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {
+        let wanted: HashSet<u64> = ids.iter().copied().collect();
+        let selected = self.selected()?;
+        let mut found: Vec<(u64, MsgKey)> = selected
+            .messages
+            .keys()
+            .filter_map(|key| {
+                tracking_id(key)
+                    .filter(|id| wanted.contains(id))
+                    .map(|id| (id, MsgKey(key.clone())))
+            })
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
+        let selected = self.selected_mut()?;
+        let mut touched = BTreeSet::new();
+        let mut first_error = None;
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            let file = cur_file_name(key.as_str(), &apply_flags(entry.letters(), add, remove));
+            if entry.place == Place::Cur && entry.file == file {
+                continue;
+            }
+            let from_dir = selected.dir.join(entry.place.dir_name());
+            let cur = selected.dir.join(Place::Cur.dir_name());
+            let from = from_dir.join(&entry.file);
+            let to = cur.join(&file);
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    touched.insert(from_dir);
+                    touched.insert(cur);
+                    selected.messages.insert(
+                        key.as_str().to_string(),
+                        Entry {
+                            file,
+                            place: Place::Cur,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    selected.messages.remove(key.as_str());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::Message {
+                        folder: selected.name.to_string(),
+                        key: key.to_string(),
+                        reason: format!("renaming `{}` to `{}`: {e}", from.display(), to.display()),
+                    });
+                }
+            }
+        }
+        sync_dirs(&touched)?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
+        let selected = self.selected_mut()?;
+        let mut touched = BTreeSet::new();
+        let mut first_error = None;
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            let dir = selected.dir.join(entry.place.dir_name());
+            let path = dir.join(&entry.file);
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    touched.insert(dir);
+                    selected.messages.remove(key.as_str());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    selected.messages.remove(key.as_str());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::Message {
+                        folder: selected.name.to_string(),
+                        key: key.to_string(),
+                        reason: format!("removing `{}`: {e}", path.display()),
+                    });
+                }
+            }
+        }
+        sync_dirs(&touched)?;
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+fn selectable(name: FolderName) -> FolderInfo {
+    FolderInfo {
+        name,
+        role: None,
+        selectable: true,
+    }
+}
+
+fn folder_status(messages: &HashMap<String, Entry>) -> FolderStatus {
+    let unseen = messages
+        .values()
+        .filter(|e| !Flags::from_maildir(e.letters()).contains(Flags::SEEN))
+        .count();
+    FolderStatus {
+        // Maildir keys never change meaning, so there is nothing to invalidate.
+        validity: 1,
+        messages: u32::try_from(messages.len()).unwrap_or(u32::MAX),
+        unseen: Some(u32::try_from(unseen).unwrap_or(u32::MAX)),
+        ..FolderStatus::default()
+    }
+}
+
+fn is_maildir(dir: &Path) -> bool {
+    MAILDIR_SUBDIRS.iter().all(|sub| dir.join(sub).is_dir())
+}
+
+fn io_error(doing: &str, path: &Path, source: io::Error) -> StoreError {
+    StoreError::io(format!("{doing} `{}`", path.display()), source)
+}
+
+fn create_dir(path: &Path) -> StoreResult<()> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(io_error("creating directory", path, e)),
+    }
+}
+
+/// fsyncs each directory once, so new, renamed and removed entries survive a crash.
+fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
+    for dir in dirs {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("syncing directory", dir, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn syncfs(path: &Path) -> StoreResult<()> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(path).map_err(|e| io_error("opening", path, e))?;
+    // SAFETY: the descriptor is open for the whole call; syncfs only reads it.
+    let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io_error(
+            "syncing the file system of",
+            path,
+            io::Error::last_os_error(),
+        ))
+    }
+}
+
+fn unix_secs(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+fn system_time(secs: i64) -> SystemTime {
+    let magnitude = Duration::from_secs(secs.unsigned_abs());
+    let time = if secs >= 0 {
+        UNIX_EPOCH.checked_add(magnitude)
+    } else {
+        UNIX_EPOCH.checked_sub(magnitude)
+    };
+    time.unwrap_or(UNIX_EPOCH)
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer outlives the call and its length is passed with it.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let len = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..len]).into_owned()
 }
