@@ -108,7 +108,12 @@ impl fmt::Display for Action {
                 ..
             } => {
                 let verb = if *to == Side::Near { "fetch" } else { "push" };
-                write!(f, "{verb:<7} {}:{source} -> {}", side_name(to.other()), side_name(*to))?;
+                write!(
+                    f,
+                    "{verb:<7} {}:{source} -> {}",
+                    side_name(to.other()),
+                    side_name(*to)
+                )?;
                 write!(f, " flags {flags}")?;
                 if let Some(size) = size {
                     write!(f, " ({size} bytes)")?;
@@ -118,10 +123,14 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
-            Action::Pair { far, near, flags, .. } => {
+            Action::Pair {
+                far, near, flags, ..
+            } => {
                 write!(f, "pair    far:{far} = near:{near} flags {flags}")
             }
-            Action::Rekey { record, side, key, .. } => {
+            Action::Rekey {
+                record, side, key, ..
+            } => {
                 write!(f, "rekey   record {record}: {}:{key}", side_name(*side))
             }
             Action::SetFlags {
@@ -129,7 +138,12 @@ impl fmt::Display for Action {
                 key,
                 add,
                 remove,
-            } => write!(f, "flags   {}:{key} {}", side_name(*side), flag_delta(*add, *remove)),
+            } => write!(
+                f,
+                "flags   {}:{key} {}",
+                side_name(*side),
+                flag_delta(*add, *remove)
+            ),
             Action::RecordFlags { record, flags } => {
                 write!(f, "base    record {record} flags {flags}")
             }

@@ -6,10 +6,65 @@ pub mod action;
 pub mod plan;
 pub mod report;
 
-use crate::model::FolderName;
-use crate::state::StateDb;
-use crate::store::Store;
-use report::{AccountReport, Observer};
+use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
+use crate::state::{FolderState, Record, Side, StateDb, StateError};
+use crate::store::{FolderInfo, Scope, Store, StoreError};
+use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+pub mod apply;
+pub mod recover;
+
+/// Why a folder's run stopped early.
+#[derive(Debug)]
+pub(crate) enum Abort {
+    Store(StoreError),
+    State(StateError),
+    /// Test-only: the fault-injection switch fired.
+    Crash,
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Store(e)
+    }
+}
+
+impl From<StateError> for Abort {
+    fn from(e: StateError) -> Self {
+        Abort::State(e)
+    }
+}
+
+/// The message that a simulated crash leaves in the report; the CLI aborts the
+/// process when it sees it, as a real crash would.
+pub const SIMULATED_CRASH: &str = "simulated crash (fault injection)";
+
+/// The exit status that an account-level store error maps to.
+pub fn exit_status_of(error: &StoreError) -> ExitStatus {
+    match error {
+        StoreError::Auth(_) => ExitStatus::Auth,
+        StoreError::Connection(_) | StoreError::Tls(_) | StoreError::Protocol(_) => {
+            ExitStatus::Connection
+        }
+        StoreError::Unsafe(_) => ExitStatus::Safety,
+        StoreError::Folder { .. }
+        | StoreError::Message { .. }
+        | StoreError::Io { .. }
+        | StoreError::Unsupported(_) => ExitStatus::Partial,
+    }
+}
+
+pub(crate) struct Engine<'a> {
+    far: &'a mut dyn Store,
+    near: &'a mut dyn Store,
+    state: &'a mut StateDb,
+    policy: &'a Policy,
+    options: &'a RunOptions,
+    observer: &'a mut dyn Observer,
+    steps: u64,
+}
 
 /// Syncs every selected folder of one account. Errors are inside the report:
 /// a folder error skips that folder, an account error ends the run.
@@ -22,8 +77,470 @@ pub fn sync_account(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> AccountReport {
-    let _ = (far, near, state, policy, options, observer);
-    AccountReport::new(account)
+    let started = Instant::now();
+    let mut report = AccountReport::new(account);
+    let mut engine = Engine {
+        far,
+        near,
+        state,
+        policy,
+        options,
+        observer,
+        steps: 0,
+    };
+    if let Err(abort) = engine.run(&mut report) {
+        report.error = Some(match abort {
+            Abort::Store(e) => (exit_status_of(&e), e.to_string()),
+            Abort::State(e) => (ExitStatus::Safety, e.to_string()),
+            Abort::Crash => (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
+        });
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+impl<'a> Engine<'a> {
+    fn store(&mut self, side: Side) -> &mut dyn Store {
+        match side {
+            Side::Far => &mut *self.far,
+            Side::Near => &mut *self.near,
+        }
+    }
+
+    /// Counts one durable step; the fault-injection switch ends the run here.
+    fn step(&mut self) -> Result<(), Abort> {
+        self.steps += 1;
+        match self.options.crash_after_steps {
+            Some(limit) if self.steps >= limit => Err(Abort::Crash),
+            _ => Ok(()),
+        }
+    }
+
+    fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
+        let far_folders = self.list_folders(Side::Far, report)?;
+        let near_folders = self.list_folders(Side::Near, report)?;
+        let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();
+
+        // An unmounted or wiped Maildir looks exactly like "the user deleted
+        // everything": refuse to treat it as deletions.
+        let known_with_mail: Vec<&FolderName> = known
+            .keys()
+            .filter(|name| self.options.filter.matches(name))
+            .collect();
+        if !known_with_mail.is_empty()
+            && !known_with_mail
+                .iter()
+                .any(|name| near_folders.contains_key(*name))
+            && !known_with_mail
+                .iter()
+                .all(|name| !far_folders.contains_key(*name))
+        {
+            return Err(Abort::Store(StoreError::Unsafe(format!(
+                "{}: none of the {} folders synced before is there; is it unmounted or moved? Nothing was changed",
+                self.near.describe(),
+                known_with_mail.len()
+            ))));
+        }
+
+        let mut names: Vec<FolderName> = far_folders
+            .keys()
+            .chain(near_folders.keys())
+            .filter(|n| self.options.filter.matches(n))
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // INBOX first: it is what users look at.
+        names.sort_by_key(|n| !n.is_inbox());
+
+        for name in names {
+            let started = Instant::now();
+            let far_info = far_folders.get(&name);
+            let near_info = near_folders.get(&name);
+            let selectable = |info: Option<&FolderInfo>| info.is_none_or(|i| i.selectable);
+            if !selectable(far_info) || !selectable(near_info) {
+                continue;
+            }
+            let mut folder_report = FolderReport::new(name.clone());
+            let result = self.sync_folder(
+                &name,
+                far_info.is_some(),
+                near_info.is_some(),
+                known.get(&name),
+                &mut folder_report,
+            );
+            folder_report.duration = started.elapsed();
+            match result {
+                Ok(()) => {}
+                Err(Abort::Store(e)) if e.scope() != Scope::Account => {
+                    folder_report.outcome = Outcome::Failed(e.to_string());
+                }
+                Err(abort) => {
+                    if let Abort::Store(e) = &abort {
+                        folder_report.outcome = Outcome::Failed(e.to_string());
+                    }
+                    report.folders.push(folder_report);
+                    return Err(abort);
+                }
+            }
+            self.observer.folder_finished(&folder_report);
+            let skip = folder_report.plan.is_empty()
+                && !folder_report.changed()
+                && folder_report.outcome == Outcome::Done
+                && folder_report.skipped.is_empty()
+                && folder_report.notes.is_empty();
+            if !skip || self.options.dry_run {
+                report.folders.push(folder_report);
+            }
+        }
+
+        // Folders gone from both sides leave nothing to protect.
+        if !self.options.dry_run {
+            let gone: Vec<&FolderName> = known
+                .keys()
+                .filter(|n| !far_folders.contains_key(*n) && !near_folders.contains_key(*n))
+                .collect();
+            if !gone.is_empty() {
+                let batch = self.state.batch()?;
+                for name in gone {
+                    batch.forget_folder(name)?;
+                }
+                batch.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn list_folders(
+        &mut self,
+        side: Side,
+        report: &mut AccountReport,
+    ) -> Result<BTreeMap<FolderName, FolderInfo>, Abort> {
+        let store = self.store(side);
+        if !store.caps().folders {
+            let inbox = FolderInfo {
+                name: FolderName::inbox(),
+                role: None,
+                selectable: true,
+            };
+            return Ok(BTreeMap::from([(FolderName::inbox(), inbox)]));
+        }
+        let list = store.list_folders()?;
+        let describe = store.describe();
+        for (name, reason) in list.rejected {
+            report
+                .rejected_folders
+                .push((format!("{describe}: {name}"), reason));
+        }
+        Ok(list
+            .folders
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect())
+    }
+
+    fn sync_folder(
+        &mut self,
+        name: &FolderName,
+        on_far: bool,
+        on_near: bool,
+        known: Option<&FolderState>,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let dry_run = self.options.dry_run;
+        let download_delete = self.policy.mode == Mode::DownloadDelete;
+        for (side, present) in [(Side::Far, on_far), (Side::Near, on_near)] {
+            if present {
+                continue;
+            }
+            if known.is_some() {
+                // Absence is not deletion: a folder synced before and now gone on
+                // one side is neither recreated nor deleted on the other.
+                return Err(Abort::Store(StoreError::folder(
+                    name,
+                    format!(
+                        "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
+                        action::side_name(side.other())
+                    ),
+                )));
+            }
+            let allowed = self.policy.create_folders
+                && match side {
+                    Side::Near => download_delete || self.policy.direction != Direction::Push,
+                    Side::Far => !download_delete && self.policy.direction != Direction::Pull,
+                };
+            if !allowed || !self.store(side).caps().folders {
+                return Ok(());
+            }
+            report
+                .plan
+                .push(format!("create  folder on {}", action::side_name(side)));
+            if dry_run {
+                // Nothing to list on a side that does not exist yet.
+                let other = self.store(side.other());
+                other.select(name)?;
+                let listing = other.list_messages()?;
+                for m in listing {
+                    report.plan.push(format!(
+                        "{:<7} {}:{} -> {}",
+                        if side == Side::Near { "fetch" } else { "push" },
+                        action::side_name(side.other()),
+                        m.key,
+                        action::side_name(side)
+                    ));
+                }
+                return Ok(());
+            }
+            self.store(side).create_folder(name)?;
+        }
+
+        let far_status = self.far.select(name)?;
+        let near_status = self.near.select(name)?;
+        let mut records = self.state.records(name)?;
+        let mut pairing = known.is_none();
+        for (side, now, stored) in [
+            (
+                Side::Far,
+                far_status.validity,
+                known.and_then(|k| k.far_validity),
+            ),
+            (
+                Side::Near,
+                near_status.validity,
+                known.and_then(|k| k.near_validity),
+            ),
+        ] {
+            let Some(stored) = stored else { continue };
+            if stored == now {
+                continue;
+            }
+            report.notes.push(format!(
+                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
+                action::side_name(side)
+            ));
+            pairing = true;
+            for r in records.iter_mut() {
+                match side {
+                    Side::Far => r.far = None,
+                    Side::Near => r.near = None,
+                }
+            }
+            records.retain(|r| r.far.is_some() || r.near.is_some());
+            if !dry_run {
+                let batch = self.state.batch()?;
+                batch.clear_keys(name, side)?;
+                batch.commit()?;
+            }
+        }
+
+        let far_list = self.far.list_messages()?;
+        let near_list = self.near.list_messages()?;
+
+        let intents = self.state.intents(name)?;
+        if !intents.is_empty() {
+            let resolutions = recover::resolve(
+                &intents, &records, self.far, self.near, &far_list, &near_list,
+            )?;
+            let recovered = self.commit_resolutions(name, resolutions, dry_run)?;
+            records.extend(recovered);
+        }
+
+        let identities = if pairing {
+            self.pairing_identities(&far_list, &near_list, &records)?
+        } else {
+            HashMap::new()
+        };
+
+        let input = plan::PlanInput {
+            far: &far_list,
+            near: &near_list,
+            records: &records,
+            identities: &identities,
+            pairing,
+            far_caps: self.far.caps(),
+            near_caps: self.near.caps(),
+            now: self.options.now,
+        };
+        let mut planned = match plan::plan(&input, self.policy) {
+            Ok(p) => p,
+            Err(brake) => {
+                report.outcome = Outcome::SafetyStop(format!("folder `{name}`: {brake}"));
+                return Ok(());
+            }
+        };
+        if let Some(max) = self.options.max_messages {
+            let mut copies = 0u64;
+            planned.actions.retain(|a| {
+                if matches!(a, action::Action::Copy { .. }) {
+                    copies += 1;
+                    copies <= max
+                } else {
+                    true
+                }
+            });
+        }
+        report.skipped.extend(planned.skipped.iter().cloned());
+        if dry_run {
+            report.plan.extend(planned.lines());
+            return Ok(());
+        }
+
+        self.apply(
+            name,
+            planned.actions,
+            (far_status.uidnext, near_status.uidnext),
+            report,
+        )?;
+
+        let batch = self.state.batch()?;
+        batch.set_folder_state(
+            name,
+            &FolderState {
+                far_validity: Some(far_status.validity),
+                near_validity: Some(near_status.validity),
+                far_uidnext: far_status.uidnext,
+                far_highest_modseq: far_status.highest_modseq,
+                far_messages: Some(far_status.messages),
+                last_sync: Some(self.options.now),
+            },
+        )?;
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Identities of the messages a pairing run may match: unrecorded messages on
+    /// each side, and recorded ones that lost their other key and carry no
+    /// identity. Nothing is fetched when the other side offers no candidate.
+    fn pairing_identities(
+        &mut self,
+        far_list: &[MsgMeta],
+        near_list: &[MsgMeta],
+        records: &[Record],
+    ) -> Result<HashMap<(Side, MsgKey), Identity>, Abort> {
+        let recorded_far: HashSet<&MsgKey> =
+            records.iter().filter_map(|r| r.far.as_ref()).collect();
+        let recorded_near: HashSet<&MsgKey> =
+            records.iter().filter_map(|r| r.near.as_ref()).collect();
+        let unrecorded = |list: &[MsgMeta], recorded: &HashSet<&MsgKey>| -> Vec<MsgKey> {
+            list.iter()
+                .filter(|m| !recorded.contains(&m.key))
+                .map(|m| m.key.clone())
+                .collect()
+        };
+        let far_new = unrecorded(far_list, &recorded_far);
+        let near_new = unrecorded(near_list, &recorded_near);
+        let waiting = |side: Side| -> Vec<MsgKey> {
+            records
+                .iter()
+                .filter(|r| r.identity.is_none())
+                .filter_map(|r| match side {
+                    Side::Near if r.far.is_none() => r.near.clone(),
+                    Side::Far if r.near.is_none() => r.far.clone(),
+                    _ => None,
+                })
+                .collect()
+        };
+        let far_waiting_records = records.iter().any(|r| r.near.is_none() && r.far.is_some());
+        let near_waiting_records = records.iter().any(|r| r.far.is_none() && r.near.is_some());
+        let mut out = HashMap::new();
+        if !far_new.is_empty() && (!near_new.is_empty() || near_waiting_records) {
+            let mut keys = far_new.clone();
+            if !near_new.is_empty() {
+                keys.extend(waiting(Side::Far));
+            }
+            for (k, id) in self.far.fetch_identities(&keys)? {
+                out.insert((Side::Far, k), id);
+            }
+        }
+        if !near_new.is_empty() && (!far_new.is_empty() || far_waiting_records) {
+            let mut keys = near_new;
+            if !far_new.is_empty() {
+                keys.extend(waiting(Side::Near));
+            }
+            for (k, id) in self.near.fetch_identities(&keys)? {
+                out.insert((Side::Near, k), id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records what recovery found; in a dry run only in memory.
+    fn commit_resolutions(
+        &mut self,
+        folder: &FolderName,
+        resolutions: Vec<recover::Resolution>,
+        dry_run: bool,
+    ) -> Result<Vec<Record>, Abort> {
+        let now = self.options.now;
+        let mut recovered = Vec::new();
+        let batch = if dry_run {
+            None
+        } else {
+            Some(self.state.batch()?)
+        };
+        for (i, resolution) in resolutions.into_iter().enumerate() {
+            match resolution {
+                recover::Resolution::Found {
+                    intent,
+                    target_key,
+                    identity,
+                } => {
+                    let (far, near) = match intent.to {
+                        Side::Near => (intent.source_key.clone(), target_key),
+                        Side::Far => (target_key, intent.source_key.clone()),
+                    };
+                    let id = match &batch {
+                        Some(b) => {
+                            let id = b.insert_record(
+                                folder,
+                                Some(&far),
+                                Some(&near),
+                                intent.flags,
+                                identity.as_ref(),
+                                now,
+                            )?;
+                            b.remove_intent(intent.id)?;
+                            id
+                        }
+                        None => -(i as i64) - 1,
+                    };
+                    recovered.push(Record {
+                        id,
+                        far: Some(far),
+                        near: Some(near),
+                        flags: intent.flags,
+                        identity,
+                        first_seen: now,
+                    });
+                }
+                recover::Resolution::NotDone { intent } => {
+                    if let Some(b) = &batch {
+                        b.remove_intent(intent.id)?;
+                    }
+                }
+            }
+        }
+        if let Some(b) = batch {
+            b.commit()?;
+        }
+        Ok(recovered)
+    }
+
+    /// Resolves intents left by appends whose keys the target could not report.
+    fn resolve_intents(&mut self, folder: &FolderName) -> Result<(), Abort> {
+        let intents = self.state.intents(folder)?;
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let records = self.state.records(folder)?;
+        let far_list = self.far.list_messages()?;
+        let near_list = self.near.list_messages()?;
+        let resolutions = recover::resolve(
+            &intents, &records, self.far, self.near, &far_list, &near_list,
+        )?;
+        self.commit_resolutions(folder, resolutions, false)?;
+        Ok(())
+    }
 }
 
 /// Which way changes travel.
@@ -122,8 +639,7 @@ pub struct FolderFilter {
 impl FolderFilter {
     pub fn matches(&self, name: &FolderName) -> bool {
         let n = name.as_str();
-        let included =
-            self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, n));
+        let included = self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, n));
         included && !self.exclude.iter().any(|p| wildcard_match(p, n))
     }
 }

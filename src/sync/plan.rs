@@ -70,7 +70,10 @@ pub struct BrakeTripped {
 }
 
 fn key_order(key: &MsgKey) -> (u64, &str) {
-    (key.as_uid().map(u64::from).unwrap_or(u64::MAX), key.as_str())
+    (
+        key.as_uid().map(u64::from).unwrap_or(u64::MAX),
+        key.as_str(),
+    )
 }
 
 /// Per-flag 3-way merge: a flag changed on one side takes that side's value. On
@@ -177,9 +180,16 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
 
     let far: BTreeMap<&MsgKey, &MsgMeta> = input.far.iter().map(|m| (&m.key, m)).collect();
     let near: BTreeMap<&MsgKey, &MsgMeta> = input.near.iter().map(|m| (&m.key, m)).collect();
-    let recorded_far: HashSet<&MsgKey> = input.records.iter().filter_map(|r| r.far.as_ref()).collect();
-    let recorded_near: HashSet<&MsgKey> =
-        input.records.iter().filter_map(|r| r.near.as_ref()).collect();
+    let recorded_far: HashSet<&MsgKey> = input
+        .records
+        .iter()
+        .filter_map(|r| r.far.as_ref())
+        .collect();
+    let recorded_near: HashSet<&MsgKey> = input
+        .records
+        .iter()
+        .filter_map(|r| r.near.as_ref())
+        .collect();
 
     let mut unrecorded_far: Vec<&MsgMeta> = input
         .far
@@ -231,11 +241,16 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             pool.reverse(); // pop() then yields candidates in order
         }
         for m in &unrecorded_far {
-            let Some(id) = ident(Side::Far, &m.key, None) else { continue };
-            let Some((near_key, record)) = near_pool.get_mut(&id).and_then(|pool| pool.pop()) else {
+            let Some(id) = ident(Side::Far, &m.key, None) else {
                 continue;
             };
-            let Some(near_meta) = near.get(&near_key).copied() else { continue };
+            let Some((near_key, record)) = near_pool.get_mut(&id).and_then(|pool| pool.pop())
+            else {
+                continue;
+            };
+            let Some(near_meta) = near.get(&near_key).copied() else {
+                continue;
+            };
             paired_far.insert(m.key.clone());
             match record {
                 None => {
@@ -249,7 +264,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     });
                 }
                 Some(record_id) => {
-                    let base = input.records.iter().find(|r| r.id == record_id).map(|r| r.flags);
+                    let base = input
+                        .records
+                        .iter()
+                        .find(|r| r.id == record_id)
+                        .map(|r| r.flags);
                     let flags = p.reconcile_flags(m, near_meta, base);
                     rekeyed.insert(record_id, (Side::Far, m.key.clone()));
                     p.plan.actions.push(Action::Rekey {
@@ -263,9 +282,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         }
         // Records that lost their near key, for unrecorded near messages.
         let mut far_pool: HashMap<Identity, Vec<&Record>> = HashMap::new();
-        for r in input.records.iter().filter(|r| {
-            r.near.is_none() && r.far.as_ref().is_some_and(|k| far.contains_key(k))
-        }) {
+        for r in input
+            .records
+            .iter()
+            .filter(|r| r.near.is_none() && r.far.as_ref().is_some_and(|k| far.contains_key(k)))
+        {
             let key = r.far.clone().unwrap_or_else(|| MsgKey(String::new()));
             if let Some(id) = ident(Side::Far, &key, Some(r)) {
                 far_pool.entry(id).or_default().push(r);
@@ -278,9 +299,15 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             if paired_near.contains(&m.key) {
                 continue;
             }
-            let Some(id) = ident(Side::Near, &m.key, None) else { continue };
-            let Some(r) = far_pool.get_mut(&id).and_then(|pool| pool.pop()) else { continue };
-            let Some(far_meta) = r.far.as_ref().and_then(|k| far.get(k)).copied() else { continue };
+            let Some(id) = ident(Side::Near, &m.key, None) else {
+                continue;
+            };
+            let Some(r) = far_pool.get_mut(&id).and_then(|pool| pool.pop()) else {
+                continue;
+            };
+            let Some(far_meta) = r.far.as_ref().and_then(|k| far.get(k)).copied() else {
+                continue;
+            };
             paired_near.insert(m.key.clone());
             let flags = p.reconcile_flags(far_meta, m, Some(r.flags));
             rekeyed.insert(r.id, (Side::Near, m.key.clone()));
@@ -296,7 +323,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
     // New messages.
     for m in &unrecorded_far {
         if !paired_far.contains(&m.key) && p.to_near && (policy.new || download_delete) {
-            p.copy(Side::Near, m, download_delete && policy.keep_on_server_days.is_none());
+            p.copy(
+                Side::Near,
+                m,
+                download_delete && policy.keep_on_server_days.is_none(),
+            );
         }
     }
     for m in &unrecorded_near {
@@ -518,12 +549,18 @@ mod tests {
 
     #[test]
     fn new_on_far_is_fetched() {
-        assert_eq!(Case::new().far("1", S).lines(), ["fetch   far:1 -> near flags S (100 bytes)"]);
+        assert_eq!(
+            Case::new().far("1", S).lines(),
+            ["fetch   far:1 -> near flags S (100 bytes)"]
+        );
     }
 
     #[test]
     fn new_on_near_is_pushed() {
-        assert_eq!(Case::new().near("a", F).lines(), ["push    near:a -> far flags F (100 bytes)"]);
+        assert_eq!(
+            Case::new().near("a", F).lines(),
+            ["push    near:a -> far flags F (100 bytes)"]
+        );
     }
 
     #[test]
@@ -549,7 +586,10 @@ mod tests {
 
     #[test]
     fn unchanged_pair_plans_nothing() {
-        let c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        let c = Case::new()
+            .far("1", S)
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
         assert!(c.run().unwrap().is_empty());
     }
 
@@ -559,12 +599,18 @@ mod tests {
             .far("1", S.union(F))
             .near("a", S)
             .record(1, Some("1"), Some("a"), S);
-        assert_eq!(c.lines(), ["flags   near:a +F", "base    record 1 flags FS"]);
+        assert_eq!(
+            c.lines(),
+            ["flags   near:a +F", "base    record 1 flags FS"]
+        );
     }
 
     #[test]
     fn flag_removed_on_near_reaches_far() {
-        let c = Case::new().far("1", S).near("a", Flags::EMPTY).record(1, Some("1"), Some("a"), S);
+        let c = Case::new()
+            .far("1", S)
+            .near("a", Flags::EMPTY)
+            .record(1, Some("1"), Some("a"), S);
         assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
     }
 
@@ -575,25 +621,42 @@ mod tests {
             .near("a", Flags::EMPTY)
             .record(1, Some("1"), Some("a"), S);
         // far added F, near removed S: both changes survive.
-        assert_eq!(c.lines(), ["flags   far:1 -S", "flags   near:a +F", "base    record 1 flags F"]);
+        assert_eq!(
+            c.lines(),
+            [
+                "flags   far:1 -S",
+                "flags   near:a +F",
+                "base    record 1 flags F"
+            ]
+        );
     }
 
     #[test]
     fn same_change_on_both_sides_only_moves_the_base() {
-        let c = Case::new().far("1", F).near("a", F).record(1, Some("1"), Some("a"), S);
+        let c = Case::new()
+            .far("1", F)
+            .near("a", F)
+            .record(1, Some("1"), Some("a"), S);
         assert_eq!(c.lines(), ["base    record 1 flags F"]);
     }
 
     #[test]
     fn flags_are_left_alone_when_flags_are_off() {
-        let mut c = Case::new().far("1", F).near("a", S).record(1, Some("1"), Some("a"), S);
+        let mut c = Case::new()
+            .far("1", F)
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
         c.policy.flags = false;
         assert!(c.run().unwrap().is_empty());
     }
 
     #[test]
     fn pull_keeps_local_flag_changes_local() {
-        let mut c = Case::new().far("1", S).near("a", S.union(F)).record(1, Some("1"), Some("a"), S);
+        let mut c =
+            Case::new()
+                .far("1", S)
+                .near("a", S.union(F))
+                .record(1, Some("1"), Some("a"), S);
         c.policy.direction = Direction::Pull;
         assert!(c.run().unwrap().is_empty());
     }
@@ -610,7 +673,10 @@ mod tests {
 
     #[test]
     fn push_applies_near_changes_only() {
-        let mut c = Case::new().far("1", S.union(F)).near("a", Flags::EMPTY).record(1, Some("1"), Some("a"), S);
+        let mut c = Case::new()
+            .far("1", S.union(F))
+            .near("a", Flags::EMPTY)
+            .record(1, Some("1"), Some("a"), S);
         c.policy.direction = Direction::Push;
         assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
     }
@@ -673,7 +739,10 @@ mod tests {
         // The far message has no record: it is new, never a deletion.
         let c = Case::new().far("1", S).near("a", S);
         let plan = c.run().unwrap();
-        assert!(plan.actions.iter().all(|a| !matches!(a, Action::Delete { .. })));
+        assert!(plan
+            .actions
+            .iter()
+            .all(|a| !matches!(a, Action::Delete { .. })));
         assert_eq!(plan.actions.len(), 2);
     }
 
@@ -687,7 +756,11 @@ mod tests {
         c.pairing = true;
         assert_eq!(
             c.lines(),
-            ["flags   far:1 +F", "flags   near:a +S", "pair    far:1 = near:a flags FS"]
+            [
+                "flags   far:1 +F",
+                "flags   near:a +S",
+                "pair    far:1 = near:a flags FS"
+            ]
         );
     }
 
@@ -701,7 +774,13 @@ mod tests {
             .ident(Side::Far, "2", "dup")
             .ident(Side::Near, "a", "dup");
         c.pairing = true;
-        assert_eq!(c.lines(), ["pair    far:1 = near:a flags S", "fetch   far:2 -> near flags S (100 bytes)"]);
+        assert_eq!(
+            c.lines(),
+            [
+                "pair    far:1 = near:a flags S",
+                "fetch   far:2 -> near flags S (100 bytes)"
+            ]
+        );
     }
 
     #[test]
@@ -713,7 +792,10 @@ mod tests {
 
     #[test]
     fn record_without_far_key_is_rekeyed_after_uidvalidity_change() {
-        let mut c = Case::new().far("7", S.union(F)).near("a", S).record(1, None, Some("a"), S);
+        let mut c = Case::new()
+            .far("7", S.union(F))
+            .near("a", S)
+            .record(1, None, Some("a"), S);
         c.records[0].identity = Some(Identity {
             id: "m1".into(),
             size: 100,
@@ -784,7 +866,10 @@ mod tests {
     fn download_delete_fetches_then_deletes() {
         let mut c = Case::new().far("1", S);
         download_delete(&mut c);
-        assert_eq!(c.lines(), ["fetch   far:1 -> near flags S (100 bytes), then delete on far"]);
+        assert_eq!(
+            c.lines(),
+            ["fetch   far:1 -> near flags S (100 bytes), then delete on far"]
+        );
     }
 
     #[test]
@@ -796,7 +881,10 @@ mod tests {
 
     #[test]
     fn download_delete_removes_leftover_server_copy() {
-        let mut c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        let mut c = Case::new()
+            .far("1", S)
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
         download_delete(&mut c);
         assert_eq!(c.lines(), ["delete  far:1 (copied to near)"]);
     }
@@ -810,7 +898,10 @@ mod tests {
 
     #[test]
     fn download_delete_honours_keep_days() {
-        let mut c = Case::new().far("1", S).near("a", S).record(1, Some("1"), Some("a"), S);
+        let mut c = Case::new()
+            .far("1", S)
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
         download_delete(&mut c);
         c.policy.keep_on_server_days = Some(2);
         c.now = 1_000 + 86_400;

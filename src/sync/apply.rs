@@ -1,0 +1,370 @@
+//! Runs a folder's plan in batches. Every copy follows the same order: the
+//! intent is committed to the state database, then the effect happens (files
+//! fsync'd and renamed, APPEND), then one transaction records the result. Flag
+//! changes and deletions need no intent: the 3-way merge and the decision table
+//! converge on the same result whichever step a crash interrupted.
+
+use super::action::Action;
+use super::report::{Counts, FolderReport};
+use super::{Abort, Engine};
+use crate::model::{Flags, Identity, MsgKey};
+use crate::state::Side;
+use crate::store::{NewMessage, StoreError};
+use std::collections::{BTreeMap, HashMap};
+
+/// Sizes are unknown for Maildir files until read; this estimate only shapes
+/// batches, the byte budget itself is enforced on the bodies actually read.
+const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
+/// Keeps one batch's transaction and UID sets small even for tiny messages.
+const MAX_BATCH_MESSAGES: usize = 2000;
+
+struct CopyItem {
+    source: MsgKey,
+    flags: Flags,
+    date: Option<i64>,
+    size: Option<u64>,
+    delete_source: bool,
+}
+
+impl Engine<'_> {
+    pub(super) fn apply(
+        &mut self,
+        folder: &crate::model::FolderName,
+        actions: Vec<Action>,
+        target_uidnext: (Option<u32>, Option<u32>),
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let now = self.options.now;
+        let mut state_only = Vec::new();
+        let mut flag_groups: BTreeMap<(Side, Flags, Flags), Vec<MsgKey>> = BTreeMap::new();
+        let mut knowledge = Vec::new();
+        let mut copies_near = Vec::new();
+        let mut copies_far = Vec::new();
+        let mut deletes: BTreeMap<Side, Vec<(MsgKey, i64, bool)>> = BTreeMap::new();
+        for action in actions {
+            match action {
+                Action::Forget { .. } | Action::ForgetKey { .. } => state_only.push(action),
+                Action::SetFlags {
+                    side,
+                    key,
+                    add,
+                    remove,
+                } => flag_groups
+                    .entry((side, add, remove))
+                    .or_default()
+                    .push(key),
+                Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => {
+                    knowledge.push(action)
+                }
+                Action::Copy {
+                    to,
+                    source,
+                    flags,
+                    size,
+                    date,
+                    delete_source,
+                } => {
+                    let item = CopyItem {
+                        source,
+                        flags,
+                        date,
+                        size,
+                        delete_source,
+                    };
+                    match to {
+                        Side::Near => copies_near.push(item),
+                        Side::Far => copies_far.push(item),
+                    }
+                }
+                Action::Delete {
+                    side,
+                    key,
+                    record,
+                    inferred,
+                } => deletes
+                    .entry(side)
+                    .or_default()
+                    .push((key, record, inferred)),
+            }
+        }
+
+        if !state_only.is_empty() {
+            let batch = self.state.batch()?;
+            for action in &state_only {
+                match action {
+                    Action::Forget { record } => batch.delete_record(*record)?,
+                    Action::ForgetKey { record, side } => batch.set_key(*record, *side, None)?,
+                    _ => {}
+                }
+            }
+            batch.commit()?;
+            self.step()?;
+        }
+
+        for ((side, add, remove), keys) in &flag_groups {
+            for chunk in keys.chunks(MAX_BATCH_MESSAGES) {
+                self.store(*side).store_flags(chunk, *add, *remove)?;
+                self.step()?;
+            }
+            match side {
+                Side::Far => report.counts.flags_far += keys.len() as u64,
+                Side::Near => report.counts.flags_near += keys.len() as u64,
+            }
+        }
+
+        if !knowledge.is_empty() {
+            let batch = self.state.batch()?;
+            for action in &knowledge {
+                match action {
+                    Action::Pair {
+                        far,
+                        near,
+                        flags,
+                        identity,
+                    } => {
+                        batch.insert_record(
+                            folder,
+                            Some(far),
+                            Some(near),
+                            *flags,
+                            Some(identity),
+                            now,
+                        )?;
+                    }
+                    Action::Rekey {
+                        record,
+                        side,
+                        key,
+                        flags,
+                    } => {
+                        batch.set_key(*record, *side, Some(key))?;
+                        batch.set_flags(*record, *flags)?;
+                    }
+                    Action::RecordFlags { record, flags } => batch.set_flags(*record, *flags)?,
+                    _ => {}
+                }
+            }
+            batch.commit()?;
+            self.step()?;
+        }
+
+        let total: u64 = copies_near
+            .iter()
+            .chain(copies_far.iter())
+            .map(|c| c.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE))
+            .sum();
+        if !copies_near.is_empty() || !copies_far.is_empty() {
+            self.observer.folder_started(
+                folder,
+                (copies_near.len() + copies_far.len()) as u64,
+                total,
+            );
+        }
+        self.copy_all(folder, Side::Near, copies_near, target_uidnext.1, report)?;
+        self.copy_all(folder, Side::Far, copies_far, target_uidnext.0, report)?;
+
+        for (side, items) in deletes {
+            for chunk in items.chunks(MAX_BATCH_MESSAGES) {
+                let keys: Vec<MsgKey> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
+                self.store(side).delete(&keys)?;
+                self.step()?;
+                let batch = self.state.batch()?;
+                for (_, record, inferred) in chunk {
+                    if *inferred {
+                        batch.delete_record(*record)?;
+                    } else {
+                        batch.set_key(*record, side, None)?;
+                    }
+                }
+                batch.commit()?;
+                self.step()?;
+                add_deleted(&mut report.counts, side, keys.len() as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_all(
+        &mut self,
+        folder: &crate::model::FolderName,
+        to: Side,
+        items: Vec<CopyItem>,
+        target_uidnext: Option<u32>,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let budget = self.options.batch_bytes.max(1);
+        let mut batch: Vec<CopyItem> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let mut items = items.into_iter().peekable();
+        while let Some(item) = items.next() {
+            batch_bytes += item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
+            batch.push(item);
+            let full = batch.len() >= MAX_BATCH_MESSAGES
+                || items.peek().is_some_and(|next| {
+                    batch_bytes + next.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE) > budget
+                });
+            if full || items.peek().is_none() {
+                self.copy_batch(
+                    folder,
+                    to,
+                    std::mem::take(&mut batch),
+                    target_uidnext,
+                    report,
+                )?;
+                batch_bytes = 0;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_batch(
+        &mut self,
+        folder: &crate::model::FolderName,
+        to: Side,
+        items: Vec<CopyItem>,
+        target_uidnext: Option<u32>,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let now = self.options.now;
+        let budget = self.options.batch_bytes.max(1);
+
+        // 1. intent
+        let mut intent_of: HashMap<MsgKey, (i64, usize)> = HashMap::new();
+        {
+            let batch = self.state.batch()?;
+            for (i, item) in items.iter().enumerate() {
+                let id =
+                    batch.add_intent(folder, to, &item.source, item.flags, None, target_uidnext)?;
+                intent_of.insert(item.source.clone(), (id, i));
+            }
+            batch.commit()?;
+        }
+        self.step()?;
+
+        // 2. effect: read from the source, stage on the target, flush whenever
+        // the staged bytes reach the budget so memory stays bounded.
+        let mut staged: Vec<(usize, Identity, u64)> = Vec::new();
+        let mut keys: Vec<Option<MsgKey>> = Vec::new();
+        let mut staged_bytes = 0u64;
+        let mut copied_bytes = 0u64;
+        let source_keys: Vec<MsgKey> = items.iter().map(|i| i.source.clone()).collect();
+        {
+            let (source, target) = match to {
+                Side::Near => (&mut *self.far, &mut *self.near),
+                Side::Far => (&mut *self.near, &mut *self.far),
+            };
+            let observer = &mut *self.observer;
+            let mut sink = |key: &MsgKey, body: &[u8]| -> Result<(), StoreError> {
+                let Some(&(intent, index)) = intent_of.get(key) else {
+                    return Ok(());
+                };
+                let item = &items[index];
+                target.append(&NewMessage {
+                    body,
+                    flags: item.flags,
+                    date: item.date,
+                    tracking: intent as u64,
+                })?;
+                staged.push((index, Identity::of_message(body), body.len() as u64));
+                staged_bytes += body.len() as u64;
+                copied_bytes += body.len() as u64;
+                observer.copied(folder, 1, body.len() as u64);
+                if staged_bytes >= budget {
+                    keys.extend(target.flush_appends()?);
+                    staged_bytes = 0;
+                }
+                Ok(())
+            };
+            source.fetch_bodies(&source_keys, &mut sink)?;
+            keys.extend(target.flush_appends()?);
+        }
+        self.step()?;
+        if keys.len() != staged.len() {
+            return Err(Abort::Store(StoreError::Protocol(format!(
+                "store returned {} keys for {} appended messages",
+                keys.len(),
+                staged.len()
+            ))));
+        }
+
+        // 3. commit
+        let mut delete_sources: Vec<(MsgKey, i64)> = Vec::new();
+        let mut unresolved = 0usize;
+        {
+            let batch = self.state.batch()?;
+            let mut done = vec![false; items.len()];
+            for ((index, identity, _), key) in staged.iter().zip(keys.iter()) {
+                let item = &items[*index];
+                let (intent, _) = intent_of[&item.source];
+                done[*index] = true;
+                let Some(key) = key else {
+                    // No key from the target (no UIDPLUS): recovery finds it by
+                    // identity right after this batch.
+                    unresolved += 1;
+                    continue;
+                };
+                let (far, near) = match to {
+                    Side::Near => (&item.source, key),
+                    Side::Far => (key, &item.source),
+                };
+                let record = batch.insert_record(
+                    folder,
+                    Some(far),
+                    Some(near),
+                    item.flags,
+                    Some(identity),
+                    now,
+                )?;
+                batch.remove_intent(intent)?;
+                if item.delete_source {
+                    delete_sources.push((item.source.clone(), record));
+                }
+            }
+            // Sources that vanished before they could be read: nothing happened.
+            for (index, item) in items.iter().enumerate() {
+                if !done[index] {
+                    batch.remove_intent(intent_of[&item.source].0)?;
+                }
+            }
+            batch.commit()?;
+        }
+        self.step()?;
+        let copied = (staged.len() - unresolved) as u64;
+        match to {
+            Side::Near => report.counts.fetched += copied,
+            Side::Far => report.counts.pushed += copied,
+        }
+        report.counts.bytes += copied_bytes;
+        if unresolved > 0 {
+            self.resolve_intents(folder)?;
+            match to {
+                Side::Near => report.counts.fetched += unresolved as u64,
+                Side::Far => report.counts.pushed += unresolved as u64,
+            }
+        }
+
+        // 4. download-delete: the copies are durable and recorded; only now
+        // does the source lose them.
+        if !delete_sources.is_empty() {
+            let keys: Vec<MsgKey> = delete_sources.iter().map(|(k, _)| k.clone()).collect();
+            let source_side = to.other();
+            self.store(source_side).delete(&keys)?;
+            self.step()?;
+            let batch = self.state.batch()?;
+            for (_, record) in &delete_sources {
+                batch.set_key(*record, source_side, None)?;
+            }
+            batch.commit()?;
+            self.step()?;
+            add_deleted(&mut report.counts, source_side, keys.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+fn add_deleted(counts: &mut Counts, side: Side, n: u64) {
+    match side {
+        Side::Far => counts.deleted_far += n,
+        Side::Near => counts.deleted_near += n,
+    }
+}

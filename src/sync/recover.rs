@@ -1,0 +1,127 @@
+//! Crash recovery: intents left by a run that stopped between "intent" and
+//! "commit". Each is either found on the target (the copy happened: record it)
+//! or not (the copy did not happen: drop the intent, and the message is planned
+//! again as new). Finding is exact where the target store tracks intent ids
+//! (Maildir file names) and by identity among keys at or above the target's
+//! UIDNEXT at intent time otherwise.
+
+use crate::model::{Identity, MsgKey, MsgMeta};
+use crate::state::{Intent, Record, Side};
+use crate::store::{Store, StoreResult};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// The copy is on the target under `target_key`.
+    Found {
+        intent: Intent,
+        target_key: MsgKey,
+        identity: Option<Identity>,
+    },
+    /// The copy never landed; the intent is dropped.
+    NotDone { intent: Intent },
+}
+
+/// Resolves a folder's intents against fresh listings of both sides.
+pub fn resolve(
+    intents: &[Intent],
+    records: &[Record],
+    far: &mut dyn Store,
+    near: &mut dyn Store,
+    far_list: &[MsgMeta],
+    near_list: &[MsgMeta],
+) -> StoreResult<Vec<Resolution>> {
+    let mut out = Vec::new();
+    for to in [Side::Far, Side::Near] {
+        let mine: Vec<&Intent> = intents.iter().filter(|i| i.to == to).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let (source, target, target_list): (&mut dyn Store, &mut dyn Store, &[MsgMeta]) = match to {
+            Side::Far => (&mut *near, &mut *far, far_list),
+            Side::Near => (&mut *far, &mut *near, near_list),
+        };
+        let recorded: HashSet<&MsgKey> = records
+            .iter()
+            .filter_map(|r| match to {
+                Side::Far => r.far.as_ref(),
+                Side::Near => r.near.as_ref(),
+            })
+            .collect();
+        let listed: HashSet<&MsgKey> = target_list.iter().map(|m| &m.key).collect();
+        let mut taken: HashSet<MsgKey> = HashSet::new();
+        let mut found: HashMap<i64, MsgKey> = HashMap::new();
+
+        if target.caps().tracking {
+            let ids: Vec<u64> = mine.iter().map(|i| i.id as u64).collect();
+            for (id, key) in target.find_tracked(&ids)? {
+                if listed.contains(&key) && !recorded.contains(&key) && taken.insert(key.clone()) {
+                    found.insert(id as i64, key);
+                }
+            }
+        } else {
+            // Identity search among unrecorded target messages that arrived after
+            // the intent was written.
+            let floor = mine.iter().filter_map(|i| i.target_uidnext).min();
+            let candidates: Vec<MsgKey> = target_list
+                .iter()
+                .filter(|m| !recorded.contains(&m.key))
+                .filter(|m| match (floor, m.key.as_uid()) {
+                    (Some(floor), Some(uid)) => uid >= floor,
+                    _ => true,
+                })
+                .map(|m| m.key.clone())
+                .collect();
+            if !candidates.is_empty() {
+                let mut pool: HashMap<Identity, Vec<MsgKey>> = HashMap::new();
+                let mut ids = target.fetch_identities(&candidates)?;
+                ids.sort_by(|a, b| b.0.cmp(&a.0));
+                for (key, id) in ids {
+                    pool.entry(id).or_default().push(key);
+                }
+                let missing: Vec<MsgKey> = mine
+                    .iter()
+                    .filter(|i| i.identity.is_none())
+                    .map(|i| i.source_key.clone())
+                    .collect();
+                let source_ids: HashMap<MsgKey, Identity> = if missing.is_empty() {
+                    HashMap::new()
+                } else {
+                    source.fetch_identities(&missing)?.into_iter().collect()
+                };
+                for intent in &mine {
+                    let identity = intent
+                        .identity
+                        .clone()
+                        .or_else(|| source_ids.get(&intent.source_key).cloned());
+                    let Some(identity) = identity else { continue };
+                    let hit = pool.get_mut(&identity).and_then(|keys| {
+                        keys.iter()
+                            .rposition(|k| {
+                                intent
+                                    .target_uidnext
+                                    .is_none_or(|floor| k.as_uid().is_none_or(|uid| uid >= floor))
+                            })
+                            .map(|i| keys.remove(i))
+                    });
+                    if let Some(key) = hit {
+                        found.insert(intent.id, key);
+                    }
+                }
+            }
+        }
+        for intent in mine {
+            match found.remove(&intent.id) {
+                Some(target_key) => out.push(Resolution::Found {
+                    intent: intent.clone(),
+                    target_key,
+                    identity: intent.identity.clone(),
+                }),
+                None => out.push(Resolution::NotDone {
+                    intent: intent.clone(),
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
