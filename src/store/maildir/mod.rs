@@ -425,12 +425,11 @@ impl MaildirStore {
 
     /// Removes abandoned files from `tmp/`. Age is the inode change time, which
     /// setting the modification time (as `append` does) cannot move backwards.
-    fn remove_stale_tmp(&mut self, dir: &Path) {
+    fn remove_stale_tmp(&mut self, dir: &Path, now: i64) {
         let tmp = dir.join("tmp");
         let Ok(entries) = fs::read_dir(&tmp) else {
             return;
         };
-        let now = unix_secs(SystemTime::now());
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(metadata) = entry.metadata() else {
@@ -439,8 +438,7 @@ impl MaildirStore {
             if !metadata.file_type().is_file() {
                 continue;
             }
-            let age = now.saturating_sub(metadata.ctime().max(metadata.mtime()));
-            if age <= STALE_TMP_AGE.as_secs() as i64 {
+            if !is_stale(metadata.ctime().max(metadata.mtime()), now) {
                 continue;
             }
             match fs::remove_file(&path) {
@@ -672,7 +670,7 @@ impl Store for MaildirStore {
         }
         self.selected = None;
         let dir = self.maildir_of(name)?;
-        self.remove_stale_tmp(&dir);
+        self.remove_stale_tmp(&dir, unix_secs(SystemTime::now()));
         let messages = self.scan(&dir)?;
         let status = folder_status(&messages);
         self.selected = Some(Selected {
@@ -862,6 +860,10 @@ fn folder_status(messages: &HashMap<String, Entry>) -> FolderStatus {
         unseen: Some(u32::try_from(unseen).unwrap_or(u32::MAX)),
         ..FolderStatus::default()
     }
+}
+
+fn is_stale(last_change: i64, now: i64) -> bool {
+    now.saturating_sub(last_change) > STALE_TMP_AGE.as_secs() as i64
 }
 
 fn is_maildir(dir: &Path) -> bool {

@@ -1,1 +1,607 @@
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
+use super::names::{apply_flags, sanitise_hostname, tracking_id, FileName, UniqueParts};
+use super::*;
+
+fn name(s: &str) -> FolderName {
+    FolderName::parse(s).unwrap()
+}
+
+fn open(layout: Layout) -> (TempDir, MaildirStore) {
+    let dir = TempDir::new().unwrap();
+    let store = MaildirStore::open(dir.path().to_path_buf(), layout).unwrap();
+    (dir, store)
+}
+
+fn make_maildir(dir: &Path) {
+    for sub in ["cur", "new", "tmp"] {
+        fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn new_message(body: &[u8], flags: Flags, tracking: u64) -> NewMessage<'_> {
+    NewMessage {
+        body,
+        flags,
+        date: Some(1_600_000_000),
+        tracking,
+    }
+}
+
+fn append_one(store: &mut MaildirStore, body: &[u8], flags: Flags, tracking: u64) -> MsgKey {
+    store.append(&new_message(body, flags, tracking)).unwrap();
+    let keys = store.flush_appends().unwrap();
+    assert_eq!(keys.len(), 1);
+    keys.into_iter().next().unwrap().unwrap()
+}
+
+fn listed(store: &mut MaildirStore) -> Vec<(String, bool)> {
+    let list = store.list_folders().unwrap();
+    assert!(list.rejected.is_empty(), "{:?}", list.rejected);
+    list.folders
+        .into_iter()
+        .map(|f| (f.name.to_string(), f.selectable))
+        .collect()
+}
+
+const WIRE: &[u8] = b"Message-ID: <one@example>\r\nSubject: hi\r\n\r\nline 1\r\nline 2\r\n";
+
+#[test]
+fn maildirpp_names_map_both_ways() {
+    let l = Layout::Maildirpp;
+    assert_eq!(l.relative_path(&name("INBOX")).unwrap(), PathBuf::new());
+    assert_eq!(
+        l.relative_path(&name("A/B")).unwrap(),
+        PathBuf::from(".A.B")
+    );
+    assert_eq!(
+        l.relative_path(&name("INBOX/x")).unwrap(),
+        PathBuf::from(".INBOX.x")
+    );
+    assert_eq!(
+        l.relative_path(&name("Été")).unwrap(),
+        PathBuf::from(".Été")
+    );
+    assert_eq!(l.folder_for(Path::new("")).unwrap(), name("INBOX"));
+    assert_eq!(l.folder_for(Path::new(".A.B")).unwrap(), name("A/B"));
+    assert_eq!(
+        l.folder_for(Path::new(".INBOX.x")).unwrap(),
+        name("INBOX/x")
+    );
+    let err = l.relative_path(&name("v1.2")).unwrap_err();
+    assert!(err.contains("v1.2") && err.contains('.'), "{err}");
+    // These directories do not map back to themselves.
+    for bad in [".INBOX", ".inbox.x", "..x", ".a..b", ".a.", "plain"] {
+        assert!(l.folder_for(Path::new(bad)).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn nested_names_map_both_ways() {
+    let l = Layout::Nested;
+    assert_eq!(
+        l.relative_path(&name("INBOX")).unwrap(),
+        PathBuf::from("INBOX")
+    );
+    assert_eq!(
+        l.relative_path(&name("A/B.c")).unwrap(),
+        PathBuf::from("A/B.c")
+    );
+    assert_eq!(l.folder_for(Path::new("A/B.c")).unwrap(), name("A/B.c"));
+    assert_eq!(l.folder_for(Path::new("INBOX/x")).unwrap(), name("INBOX/x"));
+    for bad in ["A/cur", "new", "x/tmp/y", ".hidden", "a/.b"] {
+        let err = l.relative_path(&name(bad)).unwrap_err();
+        assert!(!err.is_empty(), "{bad}");
+    }
+    assert!(l.folder_for(Path::new("inbox")).is_err());
+}
+
+#[test]
+fn missing_root_or_file_root_is_unsafe() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("not-mounted");
+    match MaildirStore::open(missing.clone(), Layout::Maildirpp) {
+        Err(StoreError::Unsafe(msg)) => assert!(msg.contains("not-mounted"), "{msg}"),
+        other => panic!("expected Unsafe, got {:?}", other.err()),
+    }
+    assert!(!missing.exists(), "open must never create the root");
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    assert!(matches!(
+        MaildirStore::open(file, Layout::Nested),
+        Err(StoreError::Unsafe(_))
+    ));
+}
+
+#[test]
+fn create_and_list_maildirpp() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    assert!(store.is_empty().unwrap());
+    store.create_folder(&name("INBOX")).unwrap();
+    store.create_folder(&name("Lists/rust")).unwrap();
+    store.create_folder(&name("Été")).unwrap();
+    assert!(dir.path().join(".Lists.rust/cur").is_dir());
+    assert!(dir.path().join(".Lists.rust/maildirfolder").is_file());
+    assert!(!dir.path().join("maildirfolder").exists());
+    assert!(dir.path().join(".Été/tmp").is_dir());
+    assert!(!store.is_empty().unwrap());
+    // Not folders: a file, a dot-dir without cur/, a plain directory.
+    fs::write(dir.path().join(".dovecot.index"), b"").unwrap();
+    fs::create_dir(dir.path().join(".notmuch")).unwrap();
+    make_maildir(&dir.path().join("plain"));
+    assert_eq!(
+        listed(&mut store),
+        vec![
+            ("INBOX".to_string(), true),
+            ("Lists/rust".to_string(), true),
+            ("Été".to_string(), true)
+        ]
+    );
+    assert!(matches!(
+        store.create_folder(&name("Lists/rust")),
+        Err(StoreError::Folder { .. })
+    ));
+    match store.create_folder(&name("v1.2")) {
+        Err(StoreError::Folder { folder, reason }) => {
+            assert_eq!(folder, "v1.2");
+            assert!(reason.contains("Maildir++"), "{reason}");
+        }
+        other => panic!("expected a folder error, got {other:?}"),
+    }
+}
+
+#[test]
+fn maildirpp_listing_rejects_names_that_do_not_map_back() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    make_maildir(&dir.path().join(".INBOX"));
+    make_maildir(&dir.path().join(".a..b"));
+    make_maildir(&dir.path().join(".ok"));
+    let list = store.list_folders().unwrap();
+    let names: Vec<&str> = list.folders.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["INBOX", "ok"]);
+    let rejected: Vec<&str> = list.rejected.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(rejected, vec![".INBOX", ".a..b"]);
+}
+
+#[test]
+fn create_and_list_nested() {
+    let (dir, mut store) = open(Layout::Nested);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.create_folder(&name("A/B/C")).unwrap();
+    store.create_folder(&name("x.y")).unwrap();
+    assert!(dir.path().join("INBOX/cur").is_dir());
+    assert!(dir.path().join("A/B/C/new").is_dir());
+    assert!(!dir.path().join("A/cur").exists());
+    assert!(!dir.path().join("A/B/C/maildirfolder").exists());
+    fs::create_dir(dir.path().join(".git")).unwrap();
+    assert_eq!(
+        listed(&mut store),
+        vec![
+            ("A".to_string(), false),
+            ("A/B".to_string(), false),
+            ("A/B/C".to_string(), true),
+            ("INBOX".to_string(), true),
+            ("x.y".to_string(), true),
+        ]
+    );
+    // A hierarchy node becomes a folder when created.
+    store.create_folder(&name("A")).unwrap();
+    assert!(listed(&mut store).contains(&("A".to_string(), true)));
+    assert!(matches!(
+        store.create_folder(&name("A/cur")),
+        Err(StoreError::Folder { .. })
+    ));
+    assert!(
+        store.select(&name("A/B")).is_err(),
+        "a hierarchy node is not selectable"
+    );
+}
+
+#[test]
+fn symlinks_out_of_the_root_are_refused() {
+    let outside = TempDir::new().unwrap();
+    make_maildir(outside.path());
+    for layout in [Layout::Maildirpp, Layout::Nested] {
+        let (dir, mut store) = open(layout);
+        let link = match layout {
+            Layout::Maildirpp => ".Evil",
+            Layout::Nested => "Evil",
+        };
+        std::os::unix::fs::symlink(outside.path(), dir.path().join(link)).unwrap();
+        let list = store.list_folders().unwrap();
+        assert!(list.folders.is_empty(), "{:?}", list.folders);
+        assert_eq!(list.rejected.len(), 1);
+        assert!(
+            list.rejected[0].1.contains("outside"),
+            "{:?}",
+            list.rejected
+        );
+        match store.select(&name("Evil")) {
+            Err(StoreError::Folder { reason, .. }) => {
+                assert!(reason.contains("outside"), "{reason}")
+            }
+            other => panic!("expected a folder error, got {:?}", other),
+        }
+        if layout == Layout::Nested {
+            // The parent path goes through the link.
+            assert!(store.create_folder(&name("Evil/Sub")).is_err());
+        }
+        assert!(store.create_folder(&name("Evil")).is_err());
+        assert_eq!(files_in(&outside.path().join("cur")), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn symlink_inside_the_root_is_a_folder() {
+    let (dir, mut store) = open(Layout::Nested);
+    make_maildir(&dir.path().join("Real"));
+    std::os::unix::fs::symlink(dir.path().join("Real"), dir.path().join("Alias")).unwrap();
+    assert_eq!(
+        listed(&mut store),
+        vec![("Alias".to_string(), true), ("Real".to_string(), true)]
+    );
+    store.select(&name("Alias")).unwrap();
+}
+
+#[test]
+fn append_list_fetch_round_trip() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    let status = store.select(&name("INBOX")).unwrap();
+    assert_eq!((status.validity, status.messages), (1, 0));
+    let key = append_one(&mut store, WIRE, Flags::SEEN.union(Flags::FLAGGED), 7);
+
+    let on_disk = dir.path().join("cur").join(format!("{key}:2,FS"));
+    assert_eq!(fs::read(&on_disk).unwrap(), to_maildir_line_endings(WIRE));
+    assert_eq!(fs::metadata(&on_disk).unwrap().mtime(), 1_600_000_000);
+    assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
+
+    let metas = store.list_messages().unwrap();
+    assert_eq!(
+        metas,
+        vec![MsgMeta {
+            key: key.clone(),
+            flags: Flags::SEEN.union(Flags::FLAGGED),
+            size: None,
+            date: Some(1_600_000_000),
+        }]
+    );
+    let mut bodies = Vec::new();
+    store
+        .fetch_bodies(&[key.clone(), MsgKey("missing".into())], &mut |k, b| {
+            bodies.push((k.clone(), b.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(bodies, vec![(key.clone(), WIRE.to_vec())]);
+    let ids = store.fetch_identities(std::slice::from_ref(&key)).unwrap();
+    assert_eq!(ids, vec![(key.clone(), Identity::of_message(WIRE))]);
+
+    // A fresh store sees the same thing from disk.
+    let mut again = MaildirStore::open(dir.path().to_path_buf(), Layout::Maildirpp).unwrap();
+    let status = again.select(&name("INBOX")).unwrap();
+    assert_eq!((status.messages, status.unseen), (1, Some(0)));
+    assert_eq!(again.list_messages().unwrap(), metas);
+    assert!(again.warnings().is_empty());
+}
+
+#[test]
+fn unflagged_append_goes_to_new_and_keys_keep_order() {
+    let (dir, mut store) = open(Layout::Nested);
+    store.create_folder(&name("A")).unwrap();
+    store.select(&name("A")).unwrap();
+    for i in 0..5u64 {
+        let flags = if i % 2 == 0 {
+            Flags::EMPTY
+        } else {
+            Flags::SEEN
+        };
+        store
+            .append(&NewMessage {
+                body: format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+                flags,
+                date: None,
+                tracking: 100 + i,
+            })
+            .unwrap();
+    }
+    let keys: Vec<MsgKey> = store
+        .flush_appends()
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    assert_eq!(keys.len(), 5);
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(tracking_id(key.as_str()), Some(100 + i as u64));
+    }
+    assert_eq!(files_in(&dir.path().join("A/new")).len(), 3);
+    assert!(files_in(&dir.path().join("A/new"))
+        .iter()
+        .all(|f| !f.contains(':')));
+    assert_eq!(files_in(&dir.path().join("A/cur")).len(), 2);
+    assert!(store.flush_appends().unwrap().is_empty());
+}
+
+#[test]
+fn syncfs_durability_delivers_the_same_way() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.durability = Durability::Syncfs;
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let key = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    assert!(dir.path().join("cur").join(format!("{key}:2,S")).is_file());
+}
+
+#[test]
+fn flag_changes_keep_unknown_letters_and_move_new_to_cur() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    fs::write(dir.path().join("cur/1.a.host:2,FSac"), b"Subject: a\n\n").unwrap();
+    fs::write(dir.path().join("new/2.b.host"), b"Subject: b\n\n").unwrap();
+    let status = store.select(&name("INBOX")).unwrap();
+    assert_eq!((status.messages, status.unseen), (2, Some(1)));
+    let metas = store.list_messages().unwrap();
+    assert_eq!(metas[0].flags, Flags::FLAGGED.union(Flags::SEEN));
+    assert_eq!(metas[1].flags, Flags::EMPTY);
+
+    let a = MsgKey("1.a.host".into());
+    let b = MsgKey("2.b.host".into());
+    store
+        .store_flags(
+            std::slice::from_ref(&a),
+            Flags::ANSWERED.union(Flags::DRAFT),
+            Flags::FLAGGED,
+        )
+        .unwrap();
+    assert_eq!(files_in(&dir.path().join("cur")), vec!["1.a.host:2,DRSac"]);
+    store
+        .store_flags(std::slice::from_ref(&b), Flags::SEEN, Flags::EMPTY)
+        .unwrap();
+    assert_eq!(files_in(&dir.path().join("new")), Vec::<String>::new());
+    assert_eq!(
+        files_in(&dir.path().join("cur")),
+        vec!["1.a.host:2,DRSac", "2.b.host:2,S"]
+    );
+    // The in-memory map follows the renames; a vanished key is skipped.
+    store
+        .store_flags(
+            &[b.clone(), MsgKey("gone".into())],
+            Flags::EMPTY,
+            Flags::SEEN,
+        )
+        .unwrap();
+    assert_eq!(files_in(&dir.path().join("cur"))[1], "2.b.host:2,");
+    let metas = store.list_messages().unwrap();
+    assert_eq!(
+        metas[0].flags,
+        Flags::ANSWERED.union(Flags::DRAFT).union(Flags::SEEN)
+    );
+    assert_eq!(metas[1].flags, Flags::EMPTY);
+    // A file moved away by another client is skipped and forgotten.
+    fs::remove_file(dir.path().join("cur/2.b.host:2,")).unwrap();
+    store
+        .store_flags(std::slice::from_ref(&b), Flags::SEEN, Flags::EMPTY)
+        .unwrap();
+    assert_eq!(store.list_messages().unwrap().len(), 1);
+}
+
+#[test]
+fn apply_flags_orders_letters() {
+    assert_eq!(apply_flags("Sa", Flags::FLAGGED, Flags::EMPTY), "FSa");
+    assert_eq!(apply_flags("FSa", Flags::EMPTY, Flags::ALL), "a");
+    assert_eq!(apply_flags("", Flags::ALL, Flags::EMPTY), "DFPRST");
+    assert_eq!(apply_flags("SX", Flags::SEEN, Flags::EMPTY), "SX");
+}
+
+#[test]
+fn tracking_ids_are_found_exactly() {
+    let (_dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let k12 = append_one(&mut store, WIRE, Flags::EMPTY, 12);
+    let k123 = append_one(&mut store, WIRE, Flags::SEEN, 123);
+    assert_eq!(store.find_tracked(&[12]).unwrap(), vec![(12, k12.clone())]);
+    assert_eq!(store.find_tracked(&[123, 5]).unwrap(), vec![(123, k123)]);
+    assert_eq!(store.find_tracked(&[1]).unwrap(), vec![]);
+    // Found again after a rescan, as after a crash.
+    store.select(&name("INBOX")).unwrap();
+    assert_eq!(store.find_tracked(&[12]).unwrap(), vec![(12, k12)]);
+}
+
+#[test]
+fn tracking_id_parsing_is_strict() {
+    let parts = UniqueParts {
+        secs: 1700000000,
+        micros: 42,
+        pid: 99,
+        counter: 3,
+        tracking: 12,
+    };
+    assert_eq!(
+        parts.format("host.example"),
+        "1700000000.M42P99Q3I12.host.example"
+    );
+    assert_eq!(tracking_id("1700000000.M42P99Q3I12.host.example"), Some(12));
+    assert_eq!(tracking_id("1700000000.M42P99Q3I123.host"), Some(123));
+    // Dovecot's device/inode form, mbsync's form, truncated names.
+    assert_eq!(tracking_id("1700000000.M42P99V803I2a8b.host"), None);
+    assert_eq!(tracking_id("1700000000.M42P99VFC03I12.host"), None);
+    assert_eq!(tracking_id("1700000000.99_3.host"), None);
+    assert_eq!(tracking_id("1700000000.M42P99Q3I12"), None);
+    assert_eq!(tracking_id("1700000000.M42P99Q3I.host"), None);
+    assert_eq!(tracking_id("x.M42P99Q3I12.host"), None);
+}
+
+#[test]
+fn hostnames_are_sanitised() {
+    assert_eq!(sanitise_hostname("mail.example-1"), "mail.example-1");
+    assert_eq!(sanitise_hostname("a/b:c"), "a\\057b\\072c");
+    assert_eq!(sanitise_hostname("ho st_é"), "host");
+    assert_eq!(sanitise_hostname("__"), "localhost");
+}
+
+#[test]
+fn file_names_parse() {
+    assert_eq!(
+        FileName::parse("k:2,FS"),
+        Some(FileName {
+            key: "k",
+            letters: "FS"
+        })
+    );
+    assert_eq!(FileName::parse("k").map(|f| f.letters), Some(""));
+    assert_eq!(FileName::parse("k:1,xyz").map(|f| f.letters), Some(""));
+    assert_eq!(FileName::parse(".hidden"), None);
+    assert_eq!(FileName::parse(":2,S"), None);
+}
+
+#[test]
+fn delete_removes_exactly_the_keys() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let a = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    let b = append_one(&mut store, WIRE, Flags::EMPTY, 2);
+    let c = append_one(&mut store, WIRE, Flags::EMPTY, 3);
+    store
+        .delete(&[a.clone(), b.clone(), MsgKey("missing".into())])
+        .unwrap();
+    let left: Vec<MsgKey> = store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(left, vec![c.clone()]);
+    assert_eq!(files_in(&dir.path().join("cur")), Vec::<String>::new());
+    assert_eq!(files_in(&dir.path().join("new")), vec![c.to_string()]);
+    // Deleting again is not an error.
+    store.delete(&[a]).unwrap();
+}
+
+#[test]
+fn select_ignores_odd_files_and_reports_duplicates() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    fs::write(dir.path().join("cur/.hidden"), b"x").unwrap();
+    fs::write(dir.path().join("cur/:2,S"), b"x").unwrap();
+    fs::create_dir(dir.path().join("cur/subdir")).unwrap();
+    fs::write(dir.path().join("cur/dup:2,S"), b"Subject: cur\n\n").unwrap();
+    fs::write(dir.path().join("new/dup"), b"Subject: new\n\n").unwrap();
+    let status = store.select(&name("INBOX")).unwrap();
+    assert_eq!(status.messages, 1);
+    let warnings = store.warnings();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(warnings
+        .iter()
+        .any(|w| w.contains("duplicate message `dup`")));
+    assert!(store.warnings().is_empty(), "warnings are drained");
+    let metas = store.list_messages().unwrap();
+    assert_eq!(metas[0].flags, Flags::SEEN, "the file in cur/ wins");
+}
+
+#[test]
+fn stale_tmp_files_are_removed() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    let tmp = dir.path().join("tmp");
+    fs::write(tmp.join("leftover"), b"x").unwrap();
+    fs::create_dir(tmp.join("a-dir")).unwrap();
+    std::os::unix::fs::symlink("leftover", tmp.join("a-link")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    assert!(tmp.join("leftover").exists(), "a fresh file is kept");
+    // The inode change time cannot be set back, so the clock moves forward.
+    let later = unix_secs(SystemTime::now()) + STALE_TMP_AGE.as_secs() as i64 + 60;
+    store.remove_stale_tmp(dir.path(), later);
+    assert!(!tmp.join("leftover").exists(), "a stale file is removed");
+    assert!(tmp.join("a-dir").is_dir(), "only regular files go");
+    assert!(
+        fs::symlink_metadata(tmp.join("a-link")).is_ok(),
+        "links stay"
+    );
+    assert!(!is_stale(1000, 1000 + STALE_TMP_AGE.as_secs() as i64));
+    assert!(is_stale(1000, 1001 + STALE_TMP_AGE.as_secs() as i64));
+}
+
+#[test]
+fn message_operations_need_a_selected_folder() {
+    let (_dir, mut store) = open(Layout::Maildirpp);
+    assert!(matches!(
+        store.list_messages(),
+        Err(StoreError::Protocol(_))
+    ));
+    assert!(store.append(&new_message(WIRE, Flags::EMPTY, 1)).is_err());
+    assert!(
+        store.select(&name("INBOX")).is_err(),
+        "INBOX not created yet"
+    );
+    assert!(matches!(
+        store.status(&name("Nope")),
+        Err(StoreError::Folder { .. })
+    ));
+}
+
+#[test]
+fn select_refuses_unflushed_appends() {
+    let (_dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    store.append(&new_message(WIRE, Flags::EMPTY, 1)).unwrap();
+    assert!(store.select(&name("INBOX")).is_err());
+    store.flush_appends().unwrap();
+    store.select(&name("INBOX")).unwrap();
+}
+
+#[test]
+fn status_counts_without_selecting() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("A")).unwrap();
+    fs::write(dir.path().join(".A/new/m1"), b"x").unwrap();
+    fs::write(dir.path().join(".A/cur/m2:2,S"), b"x").unwrap();
+    let status = store.status(&name("A")).unwrap();
+    assert_eq!(
+        (status.messages, status.unseen, status.validity),
+        (2, Some(1), 1)
+    );
+    assert!(matches!(
+        store.list_messages(),
+        Err(StoreError::Protocol(_))
+    ));
+}
+
+#[test]
+fn unreadable_file_is_a_message_error_naming_it() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    // A directory where the scan saw a file: reading it fails with EISDIR.
+    fs::write(dir.path().join("cur/k:2,S"), b"x").unwrap();
+    store.select(&name("INBOX")).unwrap();
+    fs::remove_file(dir.path().join("cur/k:2,S")).unwrap();
+    fs::create_dir(dir.path().join("cur/k:2,S")).unwrap();
+    match store.fetch_identities(&[MsgKey("k".into())]) {
+        Err(StoreError::Message {
+            folder,
+            key,
+            reason,
+        }) => {
+            assert_eq!((folder.as_str(), key.as_str()), ("INBOX", "k"));
+            assert!(reason.contains("cur/k:2,S"), "{reason}");
+        }
+        other => panic!("expected a message error, got {other:?}"),
+    }
+}
