@@ -12,6 +12,8 @@
 //! The engine never names a concrete store; the state database is the only memory.
 
 pub mod model;
+#[doc(hidden)]
+pub mod sandbox;
 pub mod state;
 pub mod store;
 pub mod sync;
