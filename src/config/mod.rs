@@ -1,0 +1,595 @@
+//! Configuration: a TOML file (or, for a one-off run, command-line flags) turned
+//! into validated [`Account`]s.
+//!
+//! ```toml
+//! [defaults]              # any account key, applied to every account
+//! batch_bytes = "32MiB"
+//!
+//! [accounts.work]
+//! host = "imap.example.org"
+//! user = "me@example.org"
+//! password_command = "pass show mail/work"
+//! maildir = "~/Mail/work"
+//! ```
+//!
+//! Precedence, lowest first: `[defaults]`, the account's table, the command line.
+//! Every error names the file, line, column, account and key (or the flag), and
+//! no error or `Debug` output ever contains a password: passwords are only read
+//! by [`PasswordSource::resolve`], into a redacted [`Secret`].
+
+mod password;
+mod settings;
+mod units;
+
+pub use password::PasswordSource;
+pub use settings::{flag_for_key, Overrides, KNOWN_KEYS};
+pub use units::{expand_tilde, parse_size};
+
+use crate::store::imap::{ImapConfig, Secret};
+use crate::store::maildir::Layout;
+use crate::store::net::{ServerConfig, TlsMode};
+use crate::sync::{Brake, Direction, FolderFilter, Mode, Policy};
+use settings::{FileText, Settings};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the config file lives unless `--config` says otherwise (for the docs;
+/// the real path comes from [`Dirs::default_config_file`]).
+pub const DEFAULT_CONFIG_DISPLAY: &str = "$XDG_CONFIG_HOME/mailsync/config.toml";
+/// Where state databases live unless an account sets `state`.
+pub const DEFAULT_STATE_DISPLAY: &str = "$XDG_DATA_HOME/mailsync/ACCOUNT.db";
+
+const DEFAULT_BATCH_BYTES: u64 = 32 * 1024 * 1024;
+const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
+
+/// Where a setting was made, as much as is known: file, line and column, the
+/// account table, and the key; or the command-line flag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    /// The config file; `None` for the command line.
+    pub file: Option<PathBuf>,
+    pub line_col: Option<(usize, usize)>,
+    /// "account `work`" or similar.
+    pub section: Option<String>,
+    /// The key, or the flag for the command line.
+    pub key: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(path) => {
+                write!(f, "{}", path.display())?;
+                if let Some((line, column)) = self.line_col {
+                    write!(f, ":{line}:{column}")?;
+                }
+                f.write_str(": ")?;
+                if let Some(section) = &self.section {
+                    write!(f, "{section}: ")?;
+                }
+                if let Some(key) = &self.key {
+                    write!(f, "key `{key}`: ")?;
+                }
+            }
+            None => {
+                f.write_str("command line: ")?;
+                if let Some(flag) = &self.key {
+                    write!(f, "{flag}: ")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn hint_line(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\nhint: {h}"))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A setting is missing, unknown or has a bad value.
+    #[error("{at}{message}{}", hint_line(hint))]
+    Invalid {
+        at: Box<Location>,
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("config file {} not found\nhint: create it (see mailsync(1)), name another one with --config, or run once without one: mailsync sync --host HOST --user USER --password-command CMD --maildir DIR", path.display())]
+    NotFound { path: PathBuf },
+    #[error("cannot read config file {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find the home directory (is $HOME set?)")]
+    NoHome,
+    #[error("{}: no account named `{name}`{}", file.display(), known_accounts(known))]
+    UnknownAccount {
+        file: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+    #[error("{}: no accounts defined\nhint: add an [accounts.NAME] table", file.display())]
+    NoAccounts { file: PathBuf },
+    /// The password source failed; the message never contains the password.
+    #[error("account `{account}`: {message}")]
+    Password {
+        account: String,
+        message: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+}
+
+fn known_accounts(known: &[String]) -> String {
+    if known.is_empty() {
+        String::new()
+    } else {
+        format!(" (accounts: {})", known.join(", "))
+    }
+}
+
+/// The user's base directories, looked up once so that tests can supply their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dirs {
+    pub home: PathBuf,
+    /// `$XDG_CONFIG_HOME` or `~/.config`.
+    pub config: PathBuf,
+    /// `$XDG_DATA_HOME` or `~/.local/share`.
+    pub data: PathBuf,
+}
+
+impl Dirs {
+    pub fn from_env() -> Result<Dirs, ConfigError> {
+        let base = directories::BaseDirs::new().ok_or(ConfigError::NoHome)?;
+        Ok(Dirs {
+            home: base.home_dir().to_path_buf(),
+            config: base.config_dir().to_path_buf(),
+            data: base.data_dir().to_path_buf(),
+        })
+    }
+
+    pub fn default_config_file(&self) -> PathBuf {
+        self.config.join("mailsync").join("config.toml")
+    }
+
+    pub fn default_state_file(&self, account: &str) -> PathBuf {
+        let file_name: String = account
+            .chars()
+            .map(|c| if is_name_char(c) { c } else { '_' })
+            .collect();
+        self.data.join("mailsync").join(format!("{file_name}.db"))
+    }
+}
+
+/// Characters allowed in an account name: it becomes a file name.
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._@+-".contains(c)
+}
+
+/// The server side of an account.
+#[derive(Clone, Debug)]
+pub enum FarConfig {
+    Imap(ImapAccount),
+}
+
+/// An IMAP server login whose password has not been read yet.
+#[derive(Clone, Debug)]
+pub struct ImapAccount {
+    pub server: ServerConfig,
+    pub user: String,
+    pub password: PasswordSource,
+}
+
+impl ImapAccount {
+    /// The store's configuration, once the password has been resolved.
+    pub fn with_password(&self, password: Secret, batch_bytes: u64) -> ImapConfig {
+        ImapConfig {
+            server: self.server.clone(),
+            user: self.user.clone(),
+            password,
+            batch_bytes,
+        }
+    }
+}
+
+/// One validated account.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: String,
+    pub far: FarConfig,
+    pub maildir: PathBuf,
+    pub layout: Layout,
+    pub state_path: PathBuf,
+    pub policy: Policy,
+    pub filter: FolderFilter,
+    pub batch_bytes: u64,
+}
+
+/// A config file's accounts, sorted by name.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub accounts: Vec<Account>,
+}
+
+/// The file as TOML sees it; values keep their spans for error messages.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    defaults: Option<toml::Spanned<RawTable>>,
+    #[serde(default)]
+    accounts: BTreeMap<String, toml::Spanned<RawTable>>,
+}
+
+type RawTable = settings::RawEntries;
+
+impl Config {
+    /// Reads and validates `path`; `overrides` (from the command line) apply to
+    /// every account.
+    pub fn load(path: &Path, dirs: &Dirs, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(path, &text, dirs, overrides)
+    }
+
+    /// Validates `text` as the contents of `path`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        dirs: &Dirs,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let file = FileText { path, text };
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            at: Box::new(file.location(e.span().as_ref(), None)),
+            message: e.message().trim_end().to_string(),
+            hint: None,
+        })?;
+
+        let defaults = raw.defaults.map(|d| (d.span(), d.into_inner()));
+        if let Some((span, table)) = &defaults {
+            let mut settings = Settings::new(Some(file), "[defaults]", Some(span.clone()));
+            settings.insert_from_file(table.clone(), false);
+            settings.reject_unknown_keys().map_err(|e| match e {
+                ConfigError::Invalid { at, message, hint } => ConfigError::Invalid {
+                    at: Box::new(Location {
+                        section: Some("[defaults]".into()),
+                        ..*at
+                    }),
+                    message,
+                    hint,
+                },
+                other => other,
+            })?;
+        }
+
+        let mut accounts = Vec::with_capacity(raw.accounts.len());
+        for (name, table) in raw.accounts {
+            let span = table.span();
+            let mut settings = Settings::new(Some(file), &name, Some(span.clone()));
+            if !is_valid_account_name(&name) {
+                return Err(ConfigError::Invalid {
+                    at: Box::new(file.location(Some(&span), Some(format!("account `{name}`")))),
+                    message: "account names may contain only letters, digits and . _ @ + - \
+                              and may not start with a dot"
+                        .into(),
+                    hint: None,
+                });
+            }
+            if let Some((_, table)) = &defaults {
+                settings.insert_from_file(table.clone(), true);
+            }
+            settings.insert_from_file(table.into_inner(), false);
+            settings.insert_overrides(overrides);
+            accounts.push(build_account(&name, settings, dirs)?);
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            accounts,
+        })
+    }
+
+    /// The named accounts (every account when `names` is empty), in the order
+    /// given.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Account>, ConfigError> {
+        if self.accounts.is_empty() {
+            return Err(ConfigError::NoAccounts {
+                file: self.path.clone(),
+            });
+        }
+        if names.is_empty() {
+            return Ok(self.accounts.iter().collect());
+        }
+        names
+            .iter()
+            .map(|name| {
+                self.accounts
+                    .iter()
+                    .find(|a| &a.name == name)
+                    .ok_or_else(|| ConfigError::UnknownAccount {
+                        file: self.path.clone(),
+                        name: name.clone(),
+                        known: self.accounts.iter().map(|a| a.name.clone()).collect(),
+                    })
+            })
+            .collect()
+    }
+}
+
+/// The account of a one-off run, built from command-line flags alone and named
+/// `user@host`.
+pub fn one_off(flags: &Overrides, dirs: &Dirs) -> Result<Account, ConfigError> {
+    let word = |key: &str| flags.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+    let name = format!("{}@{}", word("user"), word("host"));
+    let mut settings = Settings::new(None, &name, None);
+    settings.insert_overrides(flags);
+    build_account(&name, settings, dirs)
+}
+
+fn is_valid_account_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && name.chars().all(is_name_char)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Imap,
+    Pop3,
+}
+
+fn default_port(protocol: Protocol, tls: TlsMode) -> u16 {
+    match (protocol, tls) {
+        (Protocol::Imap, TlsMode::Implicit) => 993,
+        (Protocol::Imap, _) => 143,
+        (Protocol::Pop3, TlsMode::Implicit) => 995,
+        (Protocol::Pop3, _) => 110,
+    }
+}
+
+fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account, ConfigError> {
+    s.reject_unknown_keys()?;
+    let home = dirs.home.as_path();
+
+    let protocol = s
+        .choice(
+            "protocol",
+            &[("imap", Protocol::Imap), ("pop3", Protocol::Pop3)],
+        )?
+        .unwrap_or(Protocol::Imap);
+    if protocol == Protocol::Pop3 {
+        return Err(s.invalid("protocol", "pop3 is not supported yet"));
+    }
+    let host = s.required_string("host")?;
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(s.invalid("host", format!("`{host}` is not a host name or address")));
+    }
+    let tls = s
+        .choice(
+            "tls",
+            &[
+                ("implicit", TlsMode::Implicit),
+                ("starttls", TlsMode::Starttls),
+                ("none", TlsMode::None),
+            ],
+        )?
+        .unwrap_or(TlsMode::Implicit);
+    let allow_plaintext = s.boolean("allow_plaintext")?.unwrap_or(false);
+    if tls == TlsMode::None && !allow_plaintext {
+        return Err(s.invalid_with_hint(
+            "tls",
+            "tls = \"none\" would send the password and all mail unencrypted",
+            "use \"implicit\" or \"starttls\"; if you really mean it (a server on \
+             localhost), set allow_plaintext = true or pass --allow-plaintext",
+        ));
+    }
+    let port = s
+        .integer::<u16>("port", 1..=65535)?
+        .unwrap_or_else(|| default_port(protocol, tls));
+    let ca_file = s.path("ca_file", home)?;
+    let fingerprint = match s.string("fingerprint")? {
+        Some(text) => Some(normalise_fingerprint(&text).ok_or_else(|| {
+            s.invalid(
+                "fingerprint",
+                "expected the SHA-256 of the certificate: 64 hex digits, colons allowed",
+            )
+        })?),
+        None => None,
+    };
+    let user = s.required_string("user")?;
+    let password = password_source(&mut s, home)?;
+    let timeout = s
+        .integer::<u64>("timeout_seconds", 1..=3600)?
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+
+    let maildir = s
+        .path("maildir", home)?
+        .ok_or_else(|| s.missing("maildir"))?;
+    let layout = s
+        .choice(
+            "layout",
+            &[("maildir++", Layout::Maildirpp), ("nested", Layout::Nested)],
+        )?
+        .unwrap_or_default();
+    let state_path = match s.path("state", home)? {
+        Some(path) => path,
+        None => dirs.default_state_file(name),
+    };
+
+    let include = s.strings("folders")?.unwrap_or_else(|| vec!["*".into()]);
+    if include.is_empty() {
+        return Err(s.invalid_with_hint(
+            "folders",
+            "no folder patterns",
+            "use [\"*\"] for every folder",
+        ));
+    }
+    let exclude = s.strings("exclude")?.unwrap_or_default();
+
+    let policy = build_policy(&mut s)?;
+    let batch_bytes = s.size("batch_bytes")?.unwrap_or(DEFAULT_BATCH_BYTES);
+
+    let server = ServerConfig {
+        host,
+        port,
+        tls,
+        ca_file,
+        fingerprint,
+        allow_plaintext,
+        connect_timeout: Duration::from_secs(timeout),
+        io_timeout: Duration::from_secs(timeout),
+    };
+    Ok(Account {
+        name: name.to_string(),
+        far: FarConfig::Imap(ImapAccount {
+            server,
+            user,
+            password,
+        }),
+        maildir,
+        layout,
+        state_path,
+        policy,
+        filter: FolderFilter { include, exclude },
+        batch_bytes,
+    })
+}
+
+fn build_policy(s: &mut Settings<'_>) -> Result<Policy, ConfigError> {
+    let default = Policy::default();
+    let direction = s
+        .choice(
+            "direction",
+            &[
+                ("both", Direction::Both),
+                ("pull", Direction::Pull),
+                ("push", Direction::Push),
+            ],
+        )?
+        .unwrap_or(default.direction);
+    let mode = s
+        .choice(
+            "mode",
+            &[
+                ("two-way", Mode::TwoWay),
+                ("download-delete", Mode::DownloadDelete),
+            ],
+        )?
+        .unwrap_or(default.mode);
+    let brake = Brake {
+        percent: s
+            .integer("brake_percent", 0..=100)?
+            .unwrap_or(default.brake.percent),
+        max: s
+            .integer("brake_max", 0..=i64::from(u32::MAX))?
+            .unwrap_or(default.brake.max),
+        min: s
+            .integer("brake_min", 0..=i64::from(u32::MAX))?
+            .unwrap_or(default.brake.min),
+    };
+    // "forever" reads better than a huge number of days.
+    let keep_on_server_days = if s.is_string("keep_on_server_days") {
+        s.choice("keep_on_server_days", &[("forever", u32::MAX)])?
+    } else {
+        s.integer("keep_on_server_days", 0..=i64::from(u32::MAX - 1))?
+    };
+    Ok(Policy {
+        direction,
+        mode,
+        new: s.boolean("new")?.unwrap_or(default.new),
+        flags: s.boolean("flags")?.unwrap_or(default.flags),
+        deletions: s.boolean("deletions")?.unwrap_or(default.deletions),
+        expunge: s.boolean("expunge")?.unwrap_or(default.expunge),
+        create_folders: s
+            .boolean("create_folders")?
+            .unwrap_or(default.create_folders),
+        brake,
+        allow_mass_delete: default.allow_mass_delete,
+        keep_on_server_days,
+        max_message_size: s.size("max_message_size")?,
+    })
+}
+
+fn password_source(s: &mut Settings<'_>, home: &Path) -> Result<PasswordSource, ConfigError> {
+    let keys = settings::PASSWORD_KEYS;
+    let set: Vec<&str> = keys.iter().copied().filter(|k| s.is_set(k)).collect();
+    if set.len() > 1 {
+        let names = |k: &str| match s.location(k).file {
+            Some(_) => k.to_string(),
+            None => flag_for_key(k),
+        };
+        return Err(s.invalid(
+            set[1],
+            format!(
+                "{} and {} are both set; keep exactly one password source",
+                names(set[0]),
+                names(set[1])
+            ),
+        ));
+    }
+    if let Some(command) = s.string("password_command")? {
+        return Ok(PasswordSource::Command(command));
+    }
+    if let Some(var) = s.string("password_env")? {
+        return Ok(PasswordSource::Env(var));
+    }
+    if let Some(path) = s.path("password_file", home)? {
+        return Ok(PasswordSource::File(path));
+    }
+    let missing = s.missing("password_command");
+    Err(match missing {
+        ConfigError::Invalid { at, .. } => {
+            let on_file = at.file.is_some();
+            let spell = |k: &str| {
+                if on_file {
+                    k.to_string()
+                } else {
+                    flag_for_key(k)
+                }
+            };
+            ConfigError::Invalid {
+                at,
+                message: format!(
+                    "no password source: set one of {}, {} or {}",
+                    spell(keys[0]),
+                    spell(keys[1]),
+                    spell(keys[2])
+                ),
+                hint: Some("passwords are never written in the configuration itself".into()),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Lowercase hex without separators, if `text` is a SHA-256 in hex.
+fn normalise_fingerprint(text: &str) -> Option<String> {
+    let hex: String = text
+        .chars()
+        .filter(|c| *c != ':')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
+}
+
+#[cfg(test)]
+mod tests;

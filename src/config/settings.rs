@@ -1,0 +1,465 @@
+//! One account's settings before validation: every value remembers where it came
+//! from (a span in the config file, or a command-line flag) so that each error can
+//! name the file, line, column, account and key, or the flag.
+
+use super::units;
+use super::{ConfigError, Location};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// Every key an account (or `[defaults]`) may set. Anything else is an error.
+pub const KNOWN_KEYS: &[&str] = &[
+    "protocol",
+    "host",
+    "port",
+    "tls",
+    "allow_plaintext",
+    "ca_file",
+    "fingerprint",
+    "user",
+    "password_command",
+    "password_env",
+    "password_file",
+    "maildir",
+    "layout",
+    "state",
+    "folders",
+    "exclude",
+    "direction",
+    "mode",
+    "new",
+    "flags",
+    "deletions",
+    "expunge",
+    "create_folders",
+    "brake_percent",
+    "brake_max",
+    "brake_min",
+    "batch_bytes",
+    "max_message_size",
+    "keep_on_server_days",
+    "timeout_seconds",
+];
+
+/// The password sources; exactly one must be set.
+pub const PASSWORD_KEYS: [&str; 3] = ["password_command", "password_env", "password_file"];
+
+/// A table as read from the file, each value with its span.
+pub type RawEntries = BTreeMap<String, toml::Spanned<toml::Value>>;
+
+/// The config file being read, for turning byte offsets into line and column.
+#[derive(Clone, Copy)]
+pub struct FileText<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl FileText<'_> {
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    pub fn location(&self, span: Option<&Range<usize>>, section: Option<String>) -> Location {
+        Location {
+            file: Some(self.path.to_path_buf()),
+            line_col: span.map(|s| self.line_col(s.start)),
+            section,
+            key: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// From the config file; `defaults` when the account inherited it from
+    /// the `[defaults]` table.
+    File {
+        span: Range<usize>,
+        defaults: bool,
+    },
+    CommandLine,
+}
+
+#[derive(Clone, Debug)]
+pub struct Setting {
+    pub value: toml::Value,
+    pub origin: Origin,
+}
+
+/// Values set on the command line: either the whole one-off account, or
+/// overrides applied on top of every configured account.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    values: BTreeMap<&'static str, toml::Value>,
+}
+
+impl Overrides {
+    /// Sets `key` (one of the config keys) as if the config file said so.
+    pub fn set(&mut self, key: &'static str, value: impl Into<toml::Value>) {
+        debug_assert!(KNOWN_KEYS.contains(&key), "not a config key: {key}");
+        self.values.insert(key, value.into());
+    }
+
+    pub fn get(&self, key: &str) -> Option<&toml::Value> {
+        self.values.get(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// The settings of one account, merged from `[defaults]`, its own table and the
+/// command line (later wins), consumed key by key during validation.
+pub struct Settings<'a> {
+    file: Option<FileText<'a>>,
+    account: &'a str,
+    table_span: Option<Range<usize>>,
+    values: BTreeMap<String, Setting>,
+    taken: BTreeSet<&'static str>,
+}
+
+impl<'a> Settings<'a> {
+    pub fn new(
+        file: Option<FileText<'a>>,
+        account: &'a str,
+        table_span: Option<Range<usize>>,
+    ) -> Settings<'a> {
+        Settings {
+            file,
+            account,
+            table_span,
+            values: BTreeMap::new(),
+            taken: BTreeSet::new(),
+        }
+    }
+
+    pub fn insert_from_file(&mut self, entries: RawEntries, defaults: bool) {
+        self.replace_password_source(entries.keys().map(String::as_str));
+        for (key, spanned) in entries {
+            let span = spanned.span();
+            self.values.insert(
+                key,
+                Setting {
+                    value: spanned.into_inner(),
+                    origin: Origin::File { span, defaults },
+                },
+            );
+        }
+    }
+
+    pub fn insert_overrides(&mut self, overrides: &Overrides) {
+        self.replace_password_source(overrides.values.keys().copied());
+        for (key, value) in &overrides.values {
+            self.values.insert(
+                (*key).to_string(),
+                Setting {
+                    value: value.clone(),
+                    origin: Origin::CommandLine,
+                },
+            );
+        }
+    }
+
+    /// A layer that names a password source replaces the one inherited from a
+    /// lower layer instead of conflicting with it.
+    fn replace_password_source<'k>(&mut self, incoming: impl IntoIterator<Item = &'k str>) {
+        if incoming.into_iter().any(|k| PASSWORD_KEYS.contains(&k)) {
+            self.values
+                .retain(|k, _| !PASSWORD_KEYS.contains(&k.as_str()));
+        }
+    }
+
+    /// Refuses keys that no account may set, suggesting the nearest known key.
+    pub fn reject_unknown_keys(&self) -> Result<(), ConfigError> {
+        for key in self.values.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                let hint = KNOWN_KEYS
+                    .iter()
+                    .filter(|k| edit_distance(k, key) <= 2)
+                    .min_by_key(|k| edit_distance(k, key))
+                    .map(|k| format!("did you mean `{k}`?"));
+                return Err(ConfigError::Invalid {
+                    at: Box::new(self.location(key)),
+                    message: format!("unknown key `{key}`"),
+                    hint,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_set(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
+    pub fn is_string(&self, key: &str) -> bool {
+        matches!(self.values.get(key), Some(s) if s.value.is_str())
+    }
+
+    /// Where `key` was set; for an unset key, the account's table.
+    pub fn location(&self, key: &str) -> Location {
+        let on_command_line = Location {
+            file: None,
+            line_col: None,
+            section: None,
+            key: Some(flag_for_key(key)),
+        };
+        let Some(file) = self.file else {
+            return on_command_line;
+        };
+        let section = |defaults: bool| {
+            let account = format!("account `{}`", self.account);
+            Some(if defaults {
+                format!("{account} (value from [defaults])")
+            } else {
+                account
+            })
+        };
+        let at = match self.values.get(key).map(|s| &s.origin) {
+            Some(Origin::CommandLine) => return on_command_line,
+            Some(Origin::File { span, defaults }) => file.location(Some(span), section(*defaults)),
+            None => file.location(self.table_span.as_ref(), section(false)),
+        };
+        Location {
+            key: Some(key.to_string()),
+            ..at
+        }
+    }
+
+    pub fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            at: Box::new(self.location(key)),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn invalid_with_hint(
+        &self,
+        key: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            at: Box::new(self.location(key)),
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    pub fn missing(&self, key: &str) -> ConfigError {
+        let what = match self.file {
+            Some(_) => format!("missing key `{key}`"),
+            None => format!("missing {}", flag_for_key(key)),
+        };
+        ConfigError::Invalid {
+            at: Box::new(Location {
+                key: None,
+                ..self.location(key)
+            }),
+            message: what,
+            hint: None,
+        }
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<&toml::Value> {
+        debug_assert!(KNOWN_KEYS.contains(&key), "not a config key: {key}");
+        self.taken.insert(key);
+        self.values.get(key).map(|s| &s.value)
+    }
+
+    fn wrong_type(&self, key: &str, expected: &str, found: &toml::Value) -> ConfigError {
+        self.invalid(
+            key,
+            format!("expected {expected}, found {}", found.type_str()),
+        )
+    }
+
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.take(key).cloned() {
+            None => Ok(None),
+            Some(toml::Value::String(s)) if s.trim().is_empty() => {
+                Err(self.invalid(key, "must not be empty"))
+            }
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.wrong_type(key, "a string", &other)),
+        }
+    }
+
+    pub fn required_string(&mut self, key: &'static str) -> Result<String, ConfigError> {
+        self.string(key)?.ok_or_else(|| self.missing(key))
+    }
+
+    pub fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
+        match self.take(key).cloned() {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(b)),
+            Some(other) => Err(self.wrong_type(key, "true or false", &other)),
+        }
+    }
+
+    pub fn integer<T: TryFrom<i64>>(
+        &mut self,
+        key: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Result<Option<T>, ConfigError> {
+        match self.take(key).cloned() {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if range.contains(&n) => T::try_from(n)
+                .map(Some)
+                .map_err(|_| self.invalid(key, format!("{n} is out of range"))),
+            Some(toml::Value::Integer(n)) => Err(self.invalid(
+                key,
+                format!("{n} is out of range ({}-{})", range.start(), range.end()),
+            )),
+            Some(other) => Err(self.wrong_type(key, "an integer", &other)),
+        }
+    }
+
+    /// A list of non-empty strings (a single string is taken as a list of one).
+    pub fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        let items = match self.take(key).cloned() {
+            None => return Ok(None),
+            Some(toml::Value::String(s)) => vec![toml::Value::String(s)],
+            Some(toml::Value::Array(items)) => items,
+            Some(other) => return Err(self.wrong_type(key, "a list of strings", &other)),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                toml::Value::String(s) if s.is_empty() => {
+                    return Err(self.invalid(key, "patterns must not be empty"))
+                }
+                toml::Value::String(s) => out.push(s),
+                other => return Err(self.wrong_type(key, "a list of strings", &other)),
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// One of a fixed set of words.
+    pub fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        let names = || {
+            choices
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self.take(key).cloned() {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => choices
+                .iter()
+                .find(|(name, _)| *name == s)
+                .map(|(_, v)| Some(*v))
+                .ok_or_else(|| {
+                    self.invalid(
+                        key,
+                        format!("unknown value \"{s}\", expected one of {}", names()),
+                    )
+                }),
+            Some(other) => Err(self.wrong_type(key, &format!("one of {}", names()), &other)),
+        }
+    }
+
+    /// A byte size: an integer, or a string such as "32MiB".
+    pub fn size(&mut self, key: &'static str) -> Result<Option<u64>, ConfigError> {
+        let size = match self.take(key).cloned() {
+            None => return Ok(None),
+            Some(toml::Value::Integer(n)) => {
+                u64::try_from(n).map_err(|_| self.invalid(key, "a size cannot be negative"))?
+            }
+            Some(toml::Value::String(s)) => {
+                units::parse_size(&s).map_err(|message| self.invalid(key, message))?
+            }
+            Some(other) => {
+                return Err(self.wrong_type(key, "a size such as 32MiB or 1048576", &other))
+            }
+        };
+        if size == 0 {
+            return Err(self.invalid(key, "must be larger than zero"));
+        }
+        Ok(Some(size))
+    }
+
+    /// A path with `~` expanded. A relative path in the config file is taken
+    /// relative to the file's directory, so that runs from cron (started in
+    /// another directory) find the same files; on the command line it is
+    /// relative to the working directory, as usual.
+    pub fn path(&mut self, key: &'static str, home: &Path) -> Result<Option<PathBuf>, ConfigError> {
+        let Some(text) = self.string(key)? else {
+            return Ok(None);
+        };
+        let path = units::expand_tilde(&text, home).map_err(|m| self.invalid(key, m))?;
+        let from_file = matches!(
+            self.values.get(key).map(|s| &s.origin),
+            Some(Origin::File { .. })
+        );
+        match (from_file, self.file) {
+            (true, Some(file)) if path.is_relative() => {
+                let dir = file.path.parent().unwrap_or(Path::new(""));
+                Ok(Some(dir.join(path)))
+            }
+            _ => Ok(Some(path)),
+        }
+    }
+}
+
+/// How a config key is spelled on the command line.
+pub fn flag_for_key(key: &str) -> String {
+    match key {
+        "folders" => "--folder".to_string(),
+        "deletions" => "--no-deletions".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" on misspelt keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("tls", "tls"), 0);
+        assert_eq!(edit_distance("tls", "tsl"), 2);
+        assert_eq!(edit_distance("host", "hots"), 2);
+        assert_eq!(edit_distance("user", "users"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        let file = FileText {
+            path: Path::new("c.toml"),
+            text: "a = 1\nbb = 2\n",
+        };
+        assert_eq!(file.line_col(0), (1, 1));
+        assert_eq!(file.line_col(6), (2, 1));
+        assert_eq!(file.line_col(11), (2, 6));
+    }
+}
