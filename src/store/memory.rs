@@ -1,1 +1,754 @@
-//! Strict in-memory store for engine tests.
+//! Strict in-memory store for engine tests: behaves like an IMAP server that
+//! rejects whatever a real server would reject, never reuses a UID, can run
+//! without UIDPLUS, can change its UIDVALIDITY, and can fail on request.
+//!
+//! The mailbox lives behind a shared handle, so a test keeps a clone to inspect
+//! and change the "server" between runs while the engine holds another.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::store::{
+    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    StoreResult,
+};
+
+/// The first UIDVALIDITY handed out; each folder and each bump takes the next.
+const FIRST_VALIDITY: u64 = 1000;
+
+/// The operations of the store, as named in the log and by `fail_next`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    List,
+    Create,
+    Status,
+    Select,
+    ListMessages,
+    FetchIdentities,
+    FetchBodies,
+    Append,
+    Flush,
+    FindTracked,
+    Store,
+    Delete,
+    Close,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::List => "list",
+            Op::Create => "create",
+            Op::Status => "status",
+            Op::Select => "select",
+            Op::ListMessages => "list_messages",
+            Op::FetchIdentities => "fetch_identities",
+            Op::FetchBodies => "fetch_bodies",
+            Op::Append => "append",
+            Op::Flush => "flush",
+            Op::FindTracked => "find_tracked",
+            Op::Store => "store",
+            Op::Delete => "delete",
+            Op::Close => "close",
+        })
+    }
+}
+
+/// When an injected failure strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailWhen {
+    /// The command never reaches the server: nothing changes.
+    Before,
+    /// The server carries the command out but the answer is lost.
+    After,
+}
+
+/// One message as the server holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub uid: u32,
+    /// Wire form (CRLF).
+    pub body: Vec<u8>,
+    pub flags: Flags,
+    pub date: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Message {
+    body: Vec<u8>,
+    flags: Flags,
+    date: Option<i64>,
+    /// Recorded only when the store has `Caps::tracking`.
+    tracking: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Folder {
+    validity: u64,
+    /// The next UID to give; only ever grows.
+    uidnext: u32,
+    messages: BTreeMap<u32, Message>,
+}
+
+#[derive(Debug)]
+struct Mailbox {
+    folders: BTreeMap<FolderName, Folder>,
+    next_validity: u64,
+    ops: Vec<String>,
+    failures: Vec<(Op, FailWhen)>,
+}
+
+impl Mailbox {
+    fn new_folder(&mut self) -> Folder {
+        let validity = self.take_validity();
+        Folder {
+            validity,
+            uidnext: 1,
+            messages: BTreeMap::new(),
+        }
+    }
+
+    fn take_validity(&mut self) -> u64 {
+        let validity = self.next_validity;
+        self.next_validity += 1;
+        validity
+    }
+
+    fn folder(&self, name: &FolderName) -> StoreResult<&Folder> {
+        self.folders
+            .get(name)
+            .ok_or_else(|| StoreError::folder(name, "no such folder"))
+    }
+
+    fn folder_mut(&mut self, name: &FolderName) -> StoreResult<&mut Folder> {
+        self.folders
+            .get_mut(name)
+            .ok_or_else(|| StoreError::folder(name, "no such folder"))
+    }
+
+    /// Takes the injected failure for `op` at this point, if one is armed.
+    fn take_failure(&mut self, op: Op, when: FailWhen) -> StoreResult<()> {
+        match self.failures.iter().position(|f| *f == (op, when)) {
+            Some(i) => {
+                self.failures.remove(i);
+                Err(StoreError::Connection(format!(
+                    "injected failure of `{op}`"
+                )))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Folder {
+    fn add(&mut self, message: Message) -> StoreResult<u32> {
+        let uid = self.uidnext;
+        self.uidnext = uid
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Protocol("UID space exhausted".to_string()))?;
+        self.messages.insert(uid, message);
+        Ok(uid)
+    }
+
+    fn status(&self) -> FolderStatus {
+        FolderStatus {
+            validity: self.validity,
+            uidnext: Some(self.uidnext),
+            highest_modseq: None,
+            messages: u32::try_from(self.messages.len()).unwrap_or(u32::MAX),
+            unseen: Some(
+                u32::try_from(
+                    self.messages
+                        .values()
+                        .filter(|m| !m.flags.contains(Flags::SEEN))
+                        .count(),
+                )
+                .unwrap_or(u32::MAX),
+            ),
+            size: Some(self.messages.values().map(|m| m.body.len() as u64).sum()),
+        }
+    }
+}
+
+/// A connection-like view of the shared mailbox: the selection and the pending
+/// appends are per handle, the mailbox is shared by all clones.
+pub struct MemoryStore {
+    shared: Arc<Mutex<Mailbox>>,
+    caps: Caps,
+    selected: Option<FolderName>,
+    /// (folder, uid) of appends not yet reported by `flush_appends`.
+    appended: Vec<(FolderName, u32)>,
+}
+
+impl Clone for MemoryStore {
+    /// Another connection to the same mailbox, with nothing selected.
+    fn clone(&self) -> Self {
+        self.handle()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::imap_like()
+    }
+}
+
+impl MemoryStore {
+    /// A mailbox with only INBOX. CONDSTORE, QRESYNC and MOVE are not modelled
+    /// and are switched off whatever `caps` says.
+    pub fn new(caps: Caps) -> MemoryStore {
+        let caps = Caps {
+            condstore: false,
+            qresync: false,
+            move_messages: false,
+            ..caps
+        };
+        let mut mailbox = Mailbox {
+            folders: BTreeMap::new(),
+            next_validity: FIRST_VALIDITY,
+            ops: Vec::new(),
+            failures: Vec::new(),
+        };
+        let inbox = mailbox.new_folder();
+        mailbox.folders.insert(FolderName::inbox(), inbox);
+        MemoryStore {
+            shared: Arc::new(Mutex::new(mailbox)),
+            caps,
+            selected: None,
+            appended: Vec::new(),
+        }
+    }
+
+    /// An IMAP server with UIDPLUS: append returns UIDs, delete is exact.
+    pub fn imap_like() -> MemoryStore {
+        MemoryStore::new(Caps {
+            append_keys: true,
+            folders: true,
+            flags: true,
+            exact_delete: true,
+            ..Caps::default()
+        })
+    }
+
+    /// An IMAP server without UIDPLUS: append returns no UID, and deleting
+    /// expunges every message marked \Deleted in the folder.
+    pub fn without_uidplus() -> MemoryStore {
+        MemoryStore::new(Caps {
+            append_keys: false,
+            exact_delete: false,
+            ..MemoryStore::imap_like().caps
+        })
+    }
+
+    /// `imap_like` that also remembers tracking ids, as the Maildir store does.
+    pub fn with_tracking() -> MemoryStore {
+        MemoryStore::new(Caps {
+            tracking: true,
+            ..MemoryStore::imap_like().caps
+        })
+    }
+
+    /// Another handle on the same mailbox, with nothing selected.
+    pub fn handle(&self) -> MemoryStore {
+        MemoryStore {
+            shared: Arc::clone(&self.shared),
+            caps: self.caps.clone(),
+            selected: None,
+            appended: Vec::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mailbox> {
+        // A test that panicked while holding the lock must not hide its own
+        // failure behind a poisoning panic here.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- test helpers: act on the mailbox directly, not logged ----
+
+    /// Creates a folder if it does not exist; returns its UIDVALIDITY.
+    pub fn add_folder(&self, name: &FolderName) -> u64 {
+        let mut mailbox = self.lock();
+        if let Some(folder) = mailbox.folders.get(name) {
+            return folder.validity;
+        }
+        let folder = mailbox.new_folder();
+        let validity = folder.validity;
+        mailbox.folders.insert(name.clone(), folder);
+        validity
+    }
+
+    /// Delivers a message as another client would; the body is stored in wire
+    /// form whatever its line endings.
+    pub fn add_message(
+        &self,
+        folder: &FolderName,
+        body: &[u8],
+        flags: Flags,
+        date: Option<i64>,
+    ) -> StoreResult<u32> {
+        self.lock().folder_mut(folder)?.add(Message {
+            body: to_wire_line_endings(body),
+            flags,
+            date,
+            tracking: None,
+        })
+    }
+
+    pub fn set_flags(&self, folder: &FolderName, uid: u32, flags: Flags) -> StoreResult<()> {
+        let mut mailbox = self.lock();
+        let message = mailbox
+            .folder_mut(folder)?
+            .messages
+            .get_mut(&uid)
+            .ok_or_else(|| no_such_uid(folder, uid))?;
+        message.flags = flags;
+        Ok(())
+    }
+
+    pub fn remove_message(&self, folder: &FolderName, uid: u32) -> StoreResult<()> {
+        self.lock()
+            .folder_mut(folder)?
+            .messages
+            .remove(&uid)
+            .map(|_| ())
+            .ok_or_else(|| no_such_uid(folder, uid))
+    }
+
+    /// Rebuilds the folder's index as a server may: a new UIDVALIDITY and every
+    /// message renumbered from a fresh range, so no old UID names any message.
+    /// Returns the new UIDVALIDITY.
+    pub fn bump_validity(&self, folder: &FolderName) -> StoreResult<u64> {
+        let mut mailbox = self.lock();
+        let validity = mailbox.take_validity();
+        let target = mailbox.folder_mut(folder)?;
+        let old = std::mem::take(&mut target.messages);
+        target.validity = validity;
+        for message in old.into_values() {
+            target.add(message)?;
+        }
+        Ok(validity)
+    }
+
+    pub fn validity(&self, folder: &FolderName) -> StoreResult<u64> {
+        Ok(self.lock().folder(folder)?.validity)
+    }
+
+    /// The folder's messages in UID order.
+    pub fn messages(&self, folder: &FolderName) -> StoreResult<Vec<StoredMessage>> {
+        Ok(self
+            .lock()
+            .folder(folder)?
+            .messages
+            .iter()
+            .map(|(uid, m)| StoredMessage {
+                uid: *uid,
+                body: m.body.clone(),
+                flags: m.flags,
+                date: m.date,
+            })
+            .collect())
+    }
+
+    pub fn folder_names(&self) -> Vec<FolderName> {
+        self.lock().folders.keys().cloned().collect()
+    }
+
+    /// Every operation that reached the mailbox, accepted or refused, such as
+    /// `append INBOX`, `store INBOX 3 +S -F`, `delete INBOX 4,5`.
+    pub fn ops(&self) -> Vec<String> {
+        self.lock().ops.clone()
+    }
+
+    pub fn clear_ops(&self) {
+        self.lock().ops.clear();
+    }
+
+    /// The next call of `op` fails with a connection error before it reaches
+    /// the mailbox: no effect, not logged.
+    pub fn fail_next(&self, op: Op) {
+        self.lock().failures.push((op, FailWhen::Before));
+    }
+
+    /// The next call of `op` takes effect (and is logged), then fails with a
+    /// connection error, as when the server's answer is lost.
+    pub fn fail_next_after_effect(&self, op: Op) {
+        self.lock().failures.push((op, FailWhen::After));
+    }
+
+    // ---- the protocol side ----
+
+    /// Runs one operation with failure injection and logging around it.
+    fn run<T>(
+        &mut self,
+        op: Op,
+        detail: impl FnOnce(Option<&FolderName>) -> String,
+        body: impl FnOnce(&mut Mailbox, &mut Session<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let shared = Arc::clone(&self.shared);
+        let mut mailbox = shared.lock().unwrap_or_else(|e| e.into_inner());
+        mailbox.take_failure(op, FailWhen::Before)?;
+        let mut session = Session {
+            selected: &mut self.selected,
+            appended: &mut self.appended,
+        };
+        let line = {
+            let detail = detail(session.selected.as_ref());
+            if detail.is_empty() {
+                op.to_string()
+            } else {
+                format!("{op} {detail}")
+            }
+        };
+        // Logged once it reaches the "server", whether or not the server accepts it.
+        mailbox.ops.push(line);
+        let result = body(&mut mailbox, &mut session)?;
+        mailbox.take_failure(op, FailWhen::After)?;
+        Ok(result)
+    }
+}
+
+/// The per-handle state an operation may change.
+struct Session<'a> {
+    selected: &'a mut Option<FolderName>,
+    appended: &'a mut Vec<(FolderName, u32)>,
+}
+
+impl Session<'_> {
+    fn folder<'m>(&self, mailbox: &'m Mailbox) -> StoreResult<(&FolderName, &'m Folder)> {
+        let name = self.selected_name()?;
+        Ok((name, mailbox.folder(name)?))
+    }
+
+    fn folder_mut<'m>(
+        &self,
+        mailbox: &'m mut Mailbox,
+    ) -> StoreResult<(&FolderName, &'m mut Folder)> {
+        let name = self.selected_name()?;
+        Ok((name, mailbox.folder_mut(name)?))
+    }
+
+    fn selected_name(&self) -> StoreResult<&FolderName> {
+        self.selected
+            .as_ref()
+            .ok_or_else(|| StoreError::Protocol("memory: no folder selected".to_string()))
+    }
+}
+
+fn no_such_uid(folder: &FolderName, uid: u32) -> StoreError {
+    StoreError::Message {
+        folder: folder.to_string(),
+        key: uid.to_string(),
+        reason: "no such UID".to_string(),
+    }
+}
+
+/// Parses message keys as UIDs; a key that is not one is a protocol error, as a
+/// malformed UID set is for a server.
+fn uids(keys: &[MsgKey]) -> StoreResult<Vec<u32>> {
+    keys.iter()
+        .map(|k| {
+            k.as_uid()
+                .filter(|uid| *uid > 0)
+                .ok_or_else(|| StoreError::Protocol(format!("memory: `{k}` is not a UID")))
+        })
+        .collect()
+}
+
+fn uid_list(keys: &[MsgKey]) -> String {
+    keys.iter()
+        .map(MsgKey::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `folder uids` for the log, or just the folder when no keys are given.
+fn target(folder: Option<&FolderName>, keys: &[MsgKey]) -> String {
+    let folder = folder.map_or_else(|| "-".to_string(), FolderName::to_string);
+    if keys.is_empty() {
+        folder
+    } else {
+        format!("{folder} {}", uid_list(keys))
+    }
+}
+
+/// What a server without BINARY refuses in an APPEND literal.
+fn check_wire_body(folder: &FolderName, body: &[u8]) -> StoreResult<()> {
+    let reject = |reason: &str| StoreError::Message {
+        folder: folder.to_string(),
+        key: "(append)".to_string(),
+        reason: reason.to_string(),
+    };
+    if body.is_empty() {
+        return Err(reject("empty message"));
+    }
+    if body.contains(&0) {
+        return Err(reject("NUL byte in message"));
+    }
+    let bare_lf = body
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || body[i - 1] != b'\r'));
+    if bare_lf {
+        return Err(reject("bare LF in message (not in wire form)"));
+    }
+    Ok(())
+}
+
+impl Store for MemoryStore {
+    fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        "memory".to_string()
+    }
+
+    fn list_folders(&mut self) -> StoreResult<FolderList> {
+        let folders_cap = self.caps.folders;
+        self.run(
+            Op::List,
+            |_| String::new(),
+            |mailbox, _| {
+                let folders = mailbox
+                    .folders
+                    .keys()
+                    .filter(|name| folders_cap || name.is_inbox())
+                    .map(|name| FolderInfo {
+                        name: name.clone(),
+                        role: None,
+                        selectable: true,
+                    })
+                    .collect();
+                Ok(FolderList {
+                    folders,
+                    rejected: Vec::new(),
+                })
+            },
+        )
+    }
+
+    fn create_folder(&mut self, name: &FolderName) -> StoreResult<()> {
+        if !self.caps.folders {
+            return Err(StoreError::Unsupported(
+                "memory: creating folders".to_string(),
+            ));
+        }
+        self.run(
+            Op::Create,
+            |_| name.to_string(),
+            |mailbox, _| {
+                if mailbox.folders.contains_key(name) {
+                    return Err(StoreError::folder(name, "already exists"));
+                }
+                let folder = mailbox.new_folder();
+                mailbox.folders.insert(name.clone(), folder);
+                Ok(())
+            },
+        )
+    }
+
+    fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        self.run(
+            Op::Status,
+            |_| name.to_string(),
+            |mailbox, _| Ok(mailbox.folder(name)?.status()),
+        )
+    }
+
+    fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        self.run(
+            Op::Select,
+            |_| name.to_string(),
+            |mailbox, session| {
+                // A failed SELECT leaves no folder selected, as in IMAP.
+                *session.selected = None;
+                let status = mailbox.folder(name)?.status();
+                *session.selected = Some(name.clone());
+                Ok(status)
+            },
+        )
+    }
+
+    fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
+        let flags_cap = self.caps.flags;
+        self.run(
+            Op::ListMessages,
+            |folder| target(folder, &[]),
+            |mailbox, session| {
+                let (_, folder) = session.folder(mailbox)?;
+                Ok(folder
+                    .messages
+                    .iter()
+                    .map(|(uid, m)| MsgMeta {
+                        key: MsgKey::uid(*uid),
+                        flags: if flags_cap { m.flags } else { Flags::EMPTY },
+                        size: Some(m.body.len() as u64),
+                        date: m.date,
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
+        self.run(
+            Op::FetchIdentities,
+            |folder| target(folder, keys),
+            |mailbox, session| {
+                let (_, folder) = session.folder(mailbox)?;
+                Ok(uids(keys)?
+                    .into_iter()
+                    .filter_map(|uid| {
+                        folder
+                            .messages
+                            .get(&uid)
+                            .map(|m| (MsgKey::uid(uid), Identity::of_message(&m.body)))
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        self.run(
+            Op::FetchBodies,
+            |folder| target(folder, keys),
+            |mailbox, session| {
+                let (_, folder) = session.folder(mailbox)?;
+                for uid in uids(keys)? {
+                    if let Some(m) = folder.messages.get(&uid) {
+                        sink(&MsgKey::uid(uid), &m.body)?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
+        let tracking = self.caps.tracking;
+        self.run(
+            Op::Append,
+            |folder| target(folder, &[]),
+            |mailbox, session| {
+                let (name, folder) = session.folder_mut(mailbox)?;
+                check_wire_body(name, msg.body)?;
+                let uid = folder.add(Message {
+                    body: msg.body.to_vec(),
+                    flags: msg.flags,
+                    date: msg.date,
+                    tracking: tracking.then_some(msg.tracking),
+                })?;
+                let name = name.clone();
+                session.appended.push((name, uid));
+                Ok(())
+            },
+        )
+    }
+
+    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+        let append_keys = self.caps.append_keys;
+        self.run(
+            Op::Flush,
+            |_| String::new(),
+            |_, session| {
+                Ok(std::mem::take(session.appended)
+                    .into_iter()
+                    .map(|(_, uid)| append_keys.then(|| MsgKey::uid(uid)))
+                    .collect())
+            },
+        )
+    }
+
+    fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {
+        if !self.caps.tracking {
+            return Err(StoreError::Unsupported(
+                "memory: finding tracked messages".to_string(),
+            ));
+        }
+        let wanted: HashSet<u64> = ids.iter().copied().collect();
+        self.run(
+            Op::FindTracked,
+            |folder| target(folder, &[]),
+            |mailbox, session| {
+                let (_, folder) = session.folder(mailbox)?;
+                Ok(folder
+                    .messages
+                    .iter()
+                    .filter_map(|(uid, m)| {
+                        m.tracking
+                            .filter(|id| wanted.contains(id))
+                            .map(|id| (id, MsgKey::uid(*uid)))
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
+        if !self.caps.flags {
+            return Err(StoreError::Unsupported("memory: storing flags".to_string()));
+        }
+        let mut change = String::new();
+        if !add.is_empty() {
+            change.push_str(&format!(" +{}", add.to_maildir()));
+        }
+        if !remove.is_empty() {
+            change.push_str(&format!(" -{}", remove.to_maildir()));
+        }
+        self.run(
+            Op::Store,
+            |folder| format!("{}{change}", target(folder, keys)),
+            |mailbox, session| {
+                let (_, folder) = session.folder_mut(mailbox)?;
+                // UIDs that do not exist are ignored, as a server does.
+                for uid in uids(keys)? {
+                    if let Some(m) = folder.messages.get_mut(&uid) {
+                        m.flags = m.flags.minus(remove).union(add);
+                    }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
+        let exact = self.caps.exact_delete;
+        self.run(
+            Op::Delete,
+            |folder| target(folder, keys),
+            |mailbox, session| {
+                let (_, folder) = session.folder_mut(mailbox)?;
+                for uid in uids(keys)? {
+                    if exact {
+                        folder.messages.remove(&uid);
+                    } else if let Some(m) = folder.messages.get_mut(&uid) {
+                        m.flags = m.flags.union(Flags::DELETED);
+                    }
+                }
+                if !exact {
+                    // Without UID EXPUNGE, EXPUNGE removes every \Deleted message,
+                    // including ones another client marked.
+                    folder
+                        .messages
+                        .retain(|_, m| !m.flags.contains(Flags::DELETED));
+                }
+                Ok(())
+            },
+        )
+    }
+
+    fn close(&mut self) -> StoreResult<()> {
+        self.run(
+            Op::Close,
+            |_| String::new(),
+            |_, session| {
+                *session.selected = None;
+                Ok(())
+            },
+        )
+    }
+}
