@@ -752,3 +752,295 @@ impl Store for MemoryStore {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BODY: &[u8] = b"Message-ID: <m@x>\r\nSubject: s\r\n\r\nhello\r\n";
+
+    fn name(s: &str) -> FolderName {
+        FolderName::parse(s).unwrap()
+    }
+
+    fn msg(body: &[u8], flags: Flags, tracking: u64) -> NewMessage<'_> {
+        NewMessage {
+            body,
+            flags,
+            date: Some(1_700_000_000),
+            tracking,
+        }
+    }
+
+    fn keys(store: &mut MemoryStore) -> Vec<MsgKey> {
+        store
+            .list_messages()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect()
+    }
+
+    #[test]
+    fn uids_are_never_reused() {
+        let mut store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        store.select(&inbox).unwrap();
+        store.append(&msg(BODY, Flags::EMPTY, 1)).unwrap();
+        store.append(&msg(BODY, Flags::SEEN, 2)).unwrap();
+        assert_eq!(
+            store.flush_appends().unwrap(),
+            vec![Some(MsgKey::uid(1)), Some(MsgKey::uid(2))]
+        );
+        store.delete(&[MsgKey::uid(2)]).unwrap();
+        let handle = store.handle();
+        handle.remove_message(&inbox, 1).unwrap();
+        let uid = handle
+            .add_message(&inbox, b"Subject: y\n\nx\n", Flags::EMPTY, None)
+            .unwrap();
+        assert_eq!(uid, 3);
+        store.append(&msg(BODY, Flags::EMPTY, 3)).unwrap();
+        assert_eq!(store.flush_appends().unwrap(), vec![Some(MsgKey::uid(4))]);
+        let status = store.select(&inbox).unwrap();
+        assert_eq!(status.uidnext, Some(5));
+        assert_eq!(status.messages, 2);
+        // add_message stores the wire form.
+        assert_eq!(
+            handle.messages(&inbox).unwrap()[0].body,
+            b"Subject: y\r\n\r\nx\r\n"
+        );
+    }
+
+    #[test]
+    fn bump_validity_renumbers_from_a_fresh_range() {
+        let store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        let before = store.validity(&inbox).unwrap();
+        assert_eq!(before, FIRST_VALIDITY);
+        assert_eq!(store.add_folder(&name("A")), FIRST_VALIDITY + 1);
+        store
+            .add_message(&inbox, BODY, Flags::SEEN, Some(5))
+            .unwrap();
+        store
+            .add_message(&inbox, BODY, Flags::EMPTY, Some(6))
+            .unwrap();
+        let after = store.bump_validity(&inbox).unwrap();
+        assert_ne!(after, before);
+        let messages = store.messages(&inbox).unwrap();
+        let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+        assert_eq!(uids, vec![3, 4]);
+        assert_eq!(messages[0].flags, Flags::SEEN);
+        assert_eq!(messages[1].date, Some(6));
+        let mut session = store.handle();
+        let status = session.select(&inbox).unwrap();
+        assert_eq!((status.validity, status.uidnext), (after, Some(5)));
+    }
+
+    #[test]
+    fn strictness_errors() {
+        let mut store = MemoryStore::imap_like();
+        assert!(matches!(
+            store.list_messages(),
+            Err(StoreError::Protocol(_))
+        ));
+        assert!(matches!(
+            store.append(&msg(BODY, Flags::EMPTY, 1)),
+            Err(StoreError::Protocol(_))
+        ));
+        assert!(store.delete(&[MsgKey::uid(1)]).is_err());
+        assert!(matches!(
+            store.select(&name("Missing")),
+            Err(StoreError::Folder { .. })
+        ));
+        assert!(matches!(
+            store.status(&name("Missing")),
+            Err(StoreError::Folder { .. })
+        ));
+        assert!(matches!(
+            store.create_folder(&FolderName::inbox()),
+            Err(StoreError::Folder { .. })
+        ));
+        store.create_folder(&name("A")).unwrap();
+        assert!(store.create_folder(&name("A")).is_err());
+        store.select(&name("A")).unwrap();
+        assert!(store.select(&name("Missing")).is_err());
+        assert!(
+            matches!(store.list_messages(), Err(StoreError::Protocol(_))),
+            "a failed select leaves nothing selected"
+        );
+        store.select(&name("A")).unwrap();
+        for bad in [&b""[..], b"Subject: x\n\nbare lf\n", b"Subject: \0\r\n\r\n"] {
+            assert!(matches!(
+                store.append(&msg(bad, Flags::EMPTY, 1)),
+                Err(StoreError::Message { .. })
+            ));
+        }
+        assert!(matches!(
+            store.store_flags(&[MsgKey("abc".into())], Flags::SEEN, Flags::EMPTY),
+            Err(StoreError::Protocol(_))
+        ));
+        // Unknown UIDs are ignored, as a server does.
+        store
+            .store_flags(&[MsgKey::uid(99)], Flags::SEEN, Flags::EMPTY)
+            .unwrap();
+        store.delete(&[MsgKey::uid(99)]).unwrap();
+        assert!(matches!(
+            store.find_tracked(&[1]),
+            Err(StoreError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn flags_fetch_and_log() {
+        let mut store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        let observer = store.clone();
+        let uid = observer
+            .add_message(&inbox, BODY, Flags::FLAGGED, Some(7))
+            .unwrap();
+        store.select(&inbox).unwrap();
+        assert_eq!(
+            store.list_messages().unwrap(),
+            vec![MsgMeta {
+                key: MsgKey::uid(uid),
+                flags: Flags::FLAGGED,
+                size: Some(BODY.len() as u64),
+                date: Some(7),
+            }]
+        );
+        store
+            .store_flags(&[MsgKey::uid(uid)], Flags::SEEN, Flags::FLAGGED)
+            .unwrap();
+        assert_eq!(observer.messages(&inbox).unwrap()[0].flags, Flags::SEEN);
+        let mut bodies = Vec::new();
+        store
+            .fetch_bodies(&[MsgKey::uid(uid), MsgKey::uid(50)], &mut |k, b| {
+                bodies.push((k.clone(), b.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(bodies, vec![(MsgKey::uid(uid), BODY.to_vec())]);
+        assert_eq!(
+            store.fetch_identities(&[MsgKey::uid(uid)]).unwrap(),
+            vec![(MsgKey::uid(uid), Identity::of_message(BODY))]
+        );
+        store.delete(&[MsgKey::uid(uid)]).unwrap();
+        assert_eq!(
+            observer.ops(),
+            vec![
+                "select INBOX",
+                "list_messages INBOX",
+                "store INBOX 1 +S -F",
+                "fetch_bodies INBOX 1,50",
+                "fetch_identities INBOX 1",
+                "delete INBOX 1",
+            ]
+        );
+        observer.clear_ops();
+        assert!(observer.ops().is_empty());
+    }
+
+    #[test]
+    fn without_uidplus_returns_no_keys_and_expunges_all_deleted() {
+        let mut store = MemoryStore::without_uidplus();
+        let inbox = FolderName::inbox();
+        let other = store
+            .add_message(&inbox, BODY, Flags::DELETED, None)
+            .unwrap();
+        let keep = store.add_message(&inbox, BODY, Flags::EMPTY, None).unwrap();
+        store.select(&inbox).unwrap();
+        store.append(&msg(BODY, Flags::SEEN, 1)).unwrap();
+        assert_eq!(store.flush_appends().unwrap(), vec![None]);
+        let appended = 3;
+        store.delete(&[MsgKey::uid(appended)]).unwrap();
+        assert_eq!(keys(&mut store), vec![MsgKey::uid(keep)]);
+        assert!(!keys(&mut store).contains(&MsgKey::uid(other)));
+    }
+
+    #[test]
+    fn tracked_appends_are_found() {
+        let mut store = MemoryStore::with_tracking();
+        store.select(&FolderName::inbox()).unwrap();
+        store.append(&msg(BODY, Flags::EMPTY, 12)).unwrap();
+        store.append(&msg(BODY, Flags::EMPTY, 123)).unwrap();
+        // Found even though the keys were never flushed (a crash in between).
+        assert_eq!(
+            store.find_tracked(&[12, 7]).unwrap(),
+            vec![(12, MsgKey::uid(1))]
+        );
+        assert_eq!(
+            store.find_tracked(&[123]).unwrap(),
+            vec![(123, MsgKey::uid(2))]
+        );
+    }
+
+    #[test]
+    fn injected_failures() {
+        let mut store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        store.select(&inbox).unwrap();
+
+        store.fail_next(Op::Append);
+        assert!(matches!(
+            store.append(&msg(BODY, Flags::EMPTY, 1)),
+            Err(StoreError::Connection(_))
+        ));
+        assert!(store.messages(&inbox).unwrap().is_empty(), "no effect");
+        store.append(&msg(BODY, Flags::EMPTY, 1)).unwrap();
+
+        store.fail_next_after_effect(Op::Flush);
+        assert!(store.flush_appends().is_err());
+        assert_eq!(
+            store.messages(&inbox).unwrap().len(),
+            1,
+            "the message stays"
+        );
+        assert!(
+            store.flush_appends().unwrap().is_empty(),
+            "the keys are lost"
+        );
+
+        store.fail_next_after_effect(Op::Delete);
+        assert!(store.delete(&[MsgKey::uid(1)]).is_err());
+        assert!(store.messages(&inbox).unwrap().is_empty(), "deleted anyway");
+
+        let ops = store.ops();
+        assert_eq!(
+            ops.iter().filter(|op| op.starts_with("append")).count(),
+            1,
+            "{ops:?}"
+        );
+        assert!(ops.contains(&"delete INBOX 1".to_string()));
+    }
+
+    #[test]
+    fn folders_and_handles() {
+        let mut store = MemoryStore::imap_like();
+        store.create_folder(&name("Lists/rust")).unwrap();
+        store.add_folder(&name("Archive"));
+        assert_eq!(
+            store.folder_names(),
+            vec![name("Archive"), FolderName::inbox(), name("Lists/rust")]
+        );
+        let listed: Vec<FolderName> = store
+            .list_folders()
+            .unwrap()
+            .folders
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(listed, store.folder_names());
+        // A new handle shares the mailbox but not the selection.
+        store.select(&name("Archive")).unwrap();
+        let mut other = store.handle();
+        assert!(other.list_messages().is_err());
+        let inbox_only = MemoryStore::new(Caps::default());
+        inbox_only.add_folder(&name("Hidden"));
+        let mut pop = inbox_only.handle();
+        assert_eq!(pop.list_folders().unwrap().folders.len(), 1);
+        assert!(matches!(
+            pop.create_folder(&name("X")),
+            Err(StoreError::Unsupported(_))
+        ));
+    }
+}
