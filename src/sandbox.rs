@@ -606,10 +606,17 @@ impl Sandbox {
 
     fn status_number(&self, user: &str, folder: &str, field: &str) -> io::Result<u32> {
         let out = self.doveadm(&["-f", "tab", "mailbox", "status", "-u", user, field, folder])?;
-        // Tab format: a header line naming the field, then one line of values.
-        out.lines()
-            .nth(1)
-            .and_then(|line| line.trim().parse().ok())
+        // Tab format: a header line naming the columns (Dovecot may add `mailbox`
+        // before ours), then one line of values.
+        let mut lines = out.lines();
+        let column = lines
+            .next()
+            .and_then(|header| header.split('\t').position(|c| c == field));
+        let row = lines.next();
+        column
+            .zip(row)
+            .and_then(|(column, row)| row.split('\t').nth(column))
+            .and_then(|value| value.trim().parse().ok())
             .ok_or_else(|| {
                 error(format!(
                     "sandbox: unexpected `doveadm mailbox status {field}` output for `{folder}`: {out:?}"

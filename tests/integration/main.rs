@@ -1,2 +1,3 @@
 //! The one integration-test binary: everything here runs against real Dovecot
 //! instances started by `mailsync::sandbox`, or against the built CLI.
+mod sandbox;
