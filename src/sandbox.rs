@@ -766,6 +766,9 @@ struct RunAs {
     mail_gid: u32,
     /// For `default_login_user` and `default_internal_user`.
     service_user: String,
+    /// For `default_internal_group`, which owns some sockets; `None` keeps
+    /// Dovecot's default (`dovecot`), fine as root.
+    service_group: Option<String>,
     root: bool,
 }
 
@@ -790,6 +793,7 @@ impl RunAs {
                 mail_uid,
                 mail_gid,
                 service_user: "nobody".into(),
+                service_group: None,
                 root: true,
             })
         } else {
@@ -799,10 +803,20 @@ impl RunAs {
                 .map(|f| f[0].to_string())
                 .or_else(|| std::env::var("USER").ok())
                 .ok_or_else(|| error(format!("sandbox: cannot find the name of uid {uid}")))?;
+            // Without root, Dovecot cannot give sockets to the `dovecot` group.
+            let groups = fs::read_to_string("/etc/group").map_err(context("reading /etc/group"))?;
+            let gid_text = gid.to_string();
+            let group = groups
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[2] == gid_text)
+                .map(|f| f[0].to_string())
+                .ok_or_else(|| error(format!("sandbox: gid {gid} has no name in /etc/group")))?;
             Ok(RunAs {
                 mail_uid: uid,
                 mail_gid: gid,
                 service_user: name,
+                service_group: Some(group),
                 root: false,
             })
         }
@@ -1114,6 +1128,9 @@ service pop3-login {{
             "protocol imap {{\n  mail_max_userip_connections = {limit}\n}}\n\
              protocol pop3 {{\n  mail_max_userip_connections = {limit}\n}}"
         );
+    }
+    if let Some(group) = &who.service_group {
+        let _ = writeln!(conf, "default_internal_group = {group}");
     }
     if !who.root {
         // chroot needs root; without it these services simply run unconfined.
