@@ -7,8 +7,17 @@
 //! version, or one that fails `PRAGMA quick_check`, is refused before anything
 //! changes.
 
-use crate::model::{FolderName, Flags, Identity, MsgKey};
-use std::path::Path;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use crate::model::{Flags, FolderName, Identity, MsgKey};
+use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use schema::unusable;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The two sides of a sync, named as isync does: the far side is the server (or
 /// the migration source), the near side the Maildir (or the migration target).
@@ -23,6 +32,14 @@ impl Side {
         match self {
             Side::Far => Side::Near,
             Side::Near => Side::Far,
+        }
+    }
+
+    /// The name used in the database (`intents.to_side`) and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Far => "far",
+            Side::Near => "near",
         }
     }
 }
@@ -80,6 +97,10 @@ pub enum StateError {
         found: i64,
         supported: i64,
     },
+    /// A row the caller named by id is not there: a bug in the caller, reported
+    /// rather than silently ignored.
+    #[error("state database: no {table} row with id {id}")]
+    Missing { table: &'static str, id: i64 },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("state database {path}: {source}")]
@@ -92,9 +113,16 @@ pub enum StateError {
 
 pub type StateResult<T> = Result<T, StateError>;
 
+/// How long a statement waits for a lock SQLite itself holds (a read-only
+/// reader checkpointing, say) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub struct StateDb {
     conn: rusqlite::Connection,
-    _lock: Option<std::fs::File>,
+    /// Held only for its `flock`, released by the kernel when the process ends
+    /// however it ends. `None` for read-only handles.
+    lock: Option<std::fs::File>,
+    path: PathBuf,
 }
 
 /// One transaction. Dropping it without `commit` rolls back.
@@ -102,45 +130,190 @@ pub struct Batch<'a> {
     tx: rusqlite::Transaction<'a>,
 }
 
+const RECORD_COLUMNS: &str = "id, far, near, flags, ident, ident_size, first_seen";
+const FOLDER_COLUMNS: &str =
+    "name, far_validity, near_validity, far_uidnext, far_highest_modseq, far_messages, last_sync";
+
 impl StateDb {
     /// Opens (creating if needed, with parent directories) and locks the database.
     pub fn open(path: &Path) -> StateResult<StateDb> {
-        let _ = path;
-        todo!()
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
+        }
+        let lock = take_lock(path)?;
+        // No SQLITE_OPEN_URI: a configured path starting with `file:` is a path.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = connect(path, flags)?;
+        let version = schema::inspect(&conn, path)?;
+        // Durability: an intent must be on disk before its effect happens, and
+        // a commit before the run reports success, so every commit is synced.
+        let configure = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")
+        };
+        configure(&conn).map_err(|e| unusable(path, format!("cannot configure: {e}")))?;
+        schema::migrate(&mut conn, path, version)?;
+        Ok(StateDb {
+            conn,
+            lock: Some(lock),
+            path: path.to_path_buf(),
+        })
     }
 
     /// Opens without the lock and without creating or migrating anything, for
     /// read-only reports (`count --offline`) that must not wait for a running sync.
     pub fn open_read_only(path: &Path) -> StateResult<StateDb> {
-        let _ = path;
-        todo!()
+        // Checked here because SQLite's own "unable to open" does not say why.
+        match std::fs::metadata(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(unusable(
+                    path,
+                    "does not exist (no sync has run with this state file yet)",
+                ))
+            }
+            Err(source) => return Err(io_error(path, source)),
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = connect(path, flags)?;
+        if schema::inspect(&conn, path)? == 0 {
+            return Err(unusable(path, "has no schema yet (never initialised)"));
+        }
+        Ok(StateDb {
+            conn,
+            lock: None,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The database file this handle was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn folder(&self, folder: &FolderName) -> StateResult<Option<FolderState>> {
-        let _ = folder;
-        todo!()
+        let sql = format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE name = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([folder.as_str()])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(rows::folder_from_row(&self.path, row)?.1)),
+            None => Ok(None),
+        }
     }
 
+    /// Every folder with watermarks, ordered by name.
     pub fn folders(&self) -> StateResult<Vec<(FolderName, FolderState)>> {
-        todo!()
+        let sql = format!("SELECT {FOLDER_COLUMNS} FROM folders ORDER BY name");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::folder_from_row(&self.path, row)?);
+        }
+        Ok(out)
     }
 
+    /// The folder's records in creation order.
     pub fn records(&self, folder: &FolderName) -> StateResult<Vec<Record>> {
-        let _ = folder;
-        todo!()
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE folder = ?1 ORDER BY id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([folder.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::record_from_row(&self.path, row)?);
+        }
+        Ok(out)
     }
 
+    /// The folder's pending intents, oldest first.
     pub fn intents(&self, folder: &FolderName) -> StateResult<Vec<Intent>> {
-        let _ = folder;
-        todo!()
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, to_side, source_key, flags, ident, ident_size, target_uidnext \
+             FROM intents WHERE folder = ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query([folder.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::intent_from_row(&self.path, folder, row)?);
+        }
+        Ok(out)
+    }
+
+    /// Records of the folder by which sides still have the message:
+    /// `(both, far only, near only)`.
+    pub fn record_counts(&self, folder: &FolderName) -> StateResult<(u64, u64, u64)> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT \
+               count(*) FILTER (WHERE far IS NOT NULL AND near IS NOT NULL), \
+               count(*) FILTER (WHERE far IS NOT NULL AND near IS NULL), \
+               count(*) FILTER (WHERE far IS NULL AND near IS NOT NULL) \
+             FROM records WHERE folder = ?1",
+        )?;
+        let (both, far, near): (i64, i64, i64) = stmt.query_row([folder.as_str()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        // count(*) is never negative.
+        Ok((both as u64, far as u64, near as u64))
     }
 
     pub fn batch(&mut self) -> StateResult<Batch<'_>> {
-        todo!()
+        if self.lock.is_none() {
+            return Err(unusable(
+                &self.path,
+                "opened read-only; changes need an exclusive open",
+            ));
+        }
+        // IMMEDIATE takes the write lock at BEGIN, so a batch never fails half
+        // way for want of it.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        Ok(Batch { tx })
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> StateError {
+    StateError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn connect(path: &Path, flags: OpenFlags) -> StateResult<Connection> {
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| unusable(path, format!("cannot open: {e}")))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| unusable(path, format!("cannot configure: {e}")))?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Locks `<path>.lock` with `flock` semantics: the kernel drops the lock when
+/// the process dies, so a stale file never blocks the next run. The file is
+/// left in place on drop; deleting it would race with a starting run.
+fn take_lock(path: &Path) -> StateResult<File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(|source| io_error(&lock_path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StateError::Locked(path.display().to_string())),
+        Err(TryLockError::Error(source)) => Err(io_error(&lock_path, source)),
     }
 }
 
 impl Batch<'_> {
+    /// Records a copy about to happen; the id is never handed out again.
     pub fn add_intent(
         &self,
         folder: &FolderName,
@@ -150,15 +323,30 @@ impl Batch<'_> {
         identity: Option<&Identity>,
         target_uidnext: Option<u32>,
     ) -> StateResult<i64> {
-        let _ = (folder, to, source_key, flags, identity, target_uidnext, &self.tx);
-        todo!()
+        let (ident, ident_size) = rows::identity_columns(identity);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO intents \
+                 (folder, to_side, source_key, flags, ident, ident_size, target_uidnext) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                folder.as_str(),
+                to.as_str(),
+                source_key.as_str(),
+                flags.0,
+                ident,
+                ident_size,
+                target_uidnext,
+            ])?;
+        Ok(self.tx.last_insert_rowid())
     }
 
     pub fn remove_intent(&self, id: i64) -> StateResult<()> {
-        let _ = id;
-        todo!()
+        self.change_one("intents", id, "DELETE FROM intents WHERE id = ?1", [id])
     }
 
+    /// Returns the new record's id.
     pub fn insert_record(
         &self,
         folder: &FolderName,
@@ -168,37 +356,128 @@ impl Batch<'_> {
         identity: Option<&Identity>,
         first_seen: i64,
     ) -> StateResult<i64> {
-        let _ = (folder, far, near, flags, identity, first_seen);
-        todo!()
+        let (ident, ident_size) = rows::identity_columns(identity);
+        self.tx
+            .prepare_cached(
+                "INSERT INTO records (folder, far, near, flags, ident, ident_size, first_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                folder.as_str(),
+                far.map(MsgKey::as_str),
+                near.map(MsgKey::as_str),
+                flags.0,
+                ident,
+                ident_size,
+                first_seen,
+            ])?;
+        Ok(self.tx.last_insert_rowid())
     }
 
     pub fn set_flags(&self, record: i64, flags: Flags) -> StateResult<()> {
-        let _ = (record, flags);
-        todo!()
+        self.change_one(
+            "records",
+            record,
+            "UPDATE records SET flags = ?2 WHERE id = ?1",
+            params![record, flags.0],
+        )
     }
 
+    /// Sets or clears one side's key. A record left with no key at all stays
+    /// until the caller deletes it.
     pub fn set_key(&self, record: i64, side: Side, key: Option<&MsgKey>) -> StateResult<()> {
-        let _ = (record, side, key);
-        todo!()
+        let sql = match side {
+            Side::Far => "UPDATE records SET far = ?2 WHERE id = ?1",
+            Side::Near => "UPDATE records SET near = ?2 WHERE id = ?1",
+        };
+        self.change_one(
+            "records",
+            record,
+            sql,
+            params![record, key.map(MsgKey::as_str)],
+        )
     }
 
     pub fn delete_record(&self, record: i64) -> StateResult<()> {
-        let _ = record;
-        todo!()
+        self.change_one(
+            "records",
+            record,
+            "DELETE FROM records WHERE id = ?1",
+            [record],
+        )
     }
 
-    /// After a UIDVALIDITY change: every far key of the folder means nothing now.
+    /// After a UIDVALIDITY change: every key of that side in the folder means
+    /// nothing now. Records that are left with no key at all are deleted.
+    /// Intents are left to the caller's recovery.
     pub fn clear_keys(&self, folder: &FolderName, side: Side) -> StateResult<()> {
-        let _ = (folder, side);
-        todo!()
+        let clear = match side {
+            Side::Far => "UPDATE records SET far = NULL WHERE folder = ?1",
+            Side::Near => "UPDATE records SET near = NULL WHERE folder = ?1",
+        };
+        self.tx.prepare_cached(clear)?.execute([folder.as_str()])?;
+        self.tx
+            .prepare_cached(
+                "DELETE FROM records WHERE folder = ?1 AND far IS NULL AND near IS NULL",
+            )?
+            .execute([folder.as_str()])?;
+        Ok(())
     }
 
+    /// Inserts or replaces the folder's watermarks.
     pub fn set_folder_state(&self, folder: &FolderName, state: &FolderState) -> StateResult<()> {
-        let _ = (folder, state);
-        todo!()
+        self.tx
+            .prepare_cached(
+                "INSERT INTO folders (name, far_validity, near_validity, far_uidnext, \
+                 far_highest_modseq, far_messages, last_sync) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                 far_validity = excluded.far_validity, \
+                 near_validity = excluded.near_validity, \
+                 far_uidnext = excluded.far_uidnext, \
+                 far_highest_modseq = excluded.far_highest_modseq, \
+                 far_messages = excluded.far_messages, \
+                 last_sync = excluded.last_sync",
+            )?
+            .execute(params![
+                folder.as_str(),
+                state.far_validity.map(rows::u64_to_db),
+                state.near_validity.map(rows::u64_to_db),
+                state.far_uidnext,
+                state.far_highest_modseq.map(rows::u64_to_db),
+                state.far_messages,
+                state.last_sync,
+            ])?;
+        Ok(())
+    }
+
+    /// For a folder deleted on both sides: its records, intents and watermarks go.
+    pub fn forget_folder(&self, folder: &FolderName) -> StateResult<()> {
+        for sql in [
+            "DELETE FROM records WHERE folder = ?1",
+            "DELETE FROM intents WHERE folder = ?1",
+            "DELETE FROM folders WHERE name = ?1",
+        ] {
+            self.tx.prepare_cached(sql)?.execute([folder.as_str()])?;
+        }
+        Ok(())
     }
 
     pub fn commit(self) -> StateResult<()> {
         Ok(self.tx.commit()?)
+    }
+
+    /// Runs a statement that must touch exactly the row `id` of `table`.
+    fn change_one(
+        &self,
+        table: &'static str,
+        id: i64,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> StateResult<()> {
+        match self.tx.prepare_cached(sql)?.execute(params)? {
+            0 => Err(StateError::Missing { table, id }),
+            _ => Ok(()),
+        }
     }
 }

@@ -1,0 +1,588 @@
+use super::*;
+use std::process::{Command, Stdio};
+
+fn folder(name: &str) -> FolderName {
+    FolderName::parse(name).expect("valid test folder name")
+}
+
+fn key(s: &str) -> MsgKey {
+    MsgKey(s.to_string())
+}
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("nested").join("account.db")
+}
+
+fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+fn new_db() -> (tempfile::TempDir, StateDb) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = StateDb::open(&db_path(&dir)).expect("open new state db");
+    (dir, db)
+}
+
+/// Writes through a plain connection, around our API, to plant what a buggy
+/// build or a hand edit could leave behind.
+fn raw_sql(path: &Path, sql: &str) {
+    let conn = Connection::open(path).expect("raw connection");
+    conn.execute_batch(sql).expect("raw sql");
+}
+
+fn assert_unusable(result: StateResult<StateDb>, expected_reason: &str) {
+    match result {
+        Err(StateError::Unusable { reason, .. }) => assert!(
+            reason.contains(expected_reason),
+            "reason {reason:?} does not mention {expected_reason:?}"
+        ),
+        Err(other) => panic!("expected Unusable, got {other:?}"),
+        Ok(_) => panic!("expected Unusable, got an open database"),
+    }
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let inbox = folder("INBOX");
+    let identity = Identity {
+        id: "a@b".into(),
+        size: 1234,
+    };
+    let watermarks = FolderState {
+        far_validity: Some(u64::MAX),
+        near_validity: Some(7),
+        far_uidnext: Some(u32::MAX),
+        far_highest_modseq: Some(1 << 62),
+        far_messages: Some(3),
+        last_sync: Some(1_700_000_000),
+    };
+    let (record_id, intent_id) = {
+        let mut db = StateDb::open(&path).unwrap();
+        assert_eq!(db.path(), path);
+        let batch = db.batch().unwrap();
+        let record_id = batch
+            .insert_record(
+                &inbox,
+                Some(&key("1")),
+                Some(&key("x.eml")),
+                Flags::SEEN,
+                Some(&identity),
+                42,
+            )
+            .unwrap();
+        let intent_id = batch
+            .add_intent(&inbox, Side::Near, &key("2"), Flags::FLAGGED, None, Some(9))
+            .unwrap();
+        batch.set_folder_state(&inbox, &watermarks).unwrap();
+        batch.commit().unwrap();
+        (record_id, intent_id)
+    };
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(
+        db.records(&inbox).unwrap(),
+        vec![Record {
+            id: record_id,
+            far: Some(key("1")),
+            near: Some(key("x.eml")),
+            flags: Flags::SEEN,
+            identity: Some(identity),
+            first_seen: 42,
+        }]
+    );
+    assert_eq!(
+        db.intents(&inbox).unwrap(),
+        vec![Intent {
+            id: intent_id,
+            folder: inbox.clone(),
+            to: Side::Near,
+            source_key: key("2"),
+            flags: Flags::FLAGGED,
+            identity: None,
+            target_uidnext: Some(9),
+        }]
+    );
+    assert_eq!(db.folder(&inbox).unwrap(), Some(watermarks.clone()));
+    assert_eq!(db.folder(&folder("Other")).unwrap(), None);
+    assert_eq!(db.folders().unwrap(), vec![(inbox, watermarks)]);
+}
+
+#[test]
+fn a_second_open_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let first = StateDb::open(&path).unwrap();
+    match StateDb::open(&path) {
+        Err(StateError::Locked(p)) => assert_eq!(p, path.display().to_string()),
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    StateDb::open(&path).expect("lock released with the first handle");
+}
+
+#[test]
+fn a_leftover_unlocked_lock_file_does_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(lock_path(&path), b"left by a crashed run").unwrap();
+    StateDb::open(&path).expect("stale lock file ignored");
+}
+
+#[test]
+fn a_killed_process_does_not_keep_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(StateDb::open(&path).unwrap());
+    // The child inherits our locked file description as its stdin, so the lock
+    // is held by the child alone once our handle is closed.
+    let lock = File::options()
+        .read(true)
+        .write(true)
+        .open(lock_path(&path))
+        .unwrap();
+    lock.try_lock().unwrap();
+    let mut child = Command::new("sleep")
+        .arg("60")
+        .stdin(Stdio::from(lock))
+        .spawn()
+        .expect("spawn sleep");
+    let while_alive = StateDb::open(&path).map(|_| ());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        matches!(while_alive, Err(StateError::Locked(_))),
+        "the child held the lock: {while_alive:?}"
+    );
+    StateDb::open(&path).expect("lock gone with the killed process");
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_unusable_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 + 3) as u8).collect();
+    std::fs::write(&path, &garbage).unwrap();
+    assert_unusable(StateDb::open(&path), "not a readable SQLite database");
+    assert_unusable(
+        StateDb::open_read_only(&path),
+        "not a readable SQLite database",
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn a_corrupted_database_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let mut db = StateDb::open(&path).unwrap();
+        let batch = db.batch().unwrap();
+        for i in 0..2000 {
+            let k = key(&i.to_string());
+            batch
+                .insert_record(&folder("INBOX"), Some(&k), Some(&k), Flags::EMPTY, None, 0)
+                .unwrap();
+        }
+        batch.commit().unwrap();
+    }
+    // Keep the header page, scribble over the pages after it.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 3 * 4096, "database large enough to damage");
+    for b in &mut bytes[4096..3 * 4096] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    assert_unusable(StateDb::open(&path), "integrity check");
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    raw_sql(&path, "CREATE TABLE notes (body TEXT);");
+    assert_unusable(StateDb::open(&path), "not a mailsync state database");
+}
+
+#[test]
+fn a_newer_schema_is_refused_by_both_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(StateDb::open(&path).unwrap());
+    raw_sql(&path, "PRAGMA user_version = 99;");
+    for result in [StateDb::open(&path), StateDb::open_read_only(&path)] {
+        match result {
+            Err(StateError::TooNew {
+                found, supported, ..
+            }) => {
+                assert_eq!(found, 99);
+                assert_eq!(supported, schema::SUPPORTED_VERSION);
+            }
+            other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn a_batch_dropped_without_commit_changes_nothing() {
+    let (_dir, mut db) = new_db();
+    let inbox = folder("INBOX");
+    {
+        let batch = db.batch().unwrap();
+        batch
+            .insert_record(&inbox, Some(&key("1")), None, Flags::EMPTY, None, 0)
+            .unwrap();
+        batch
+            .add_intent(&inbox, Side::Far, &key("n"), Flags::EMPTY, None, None)
+            .unwrap();
+        batch
+            .set_folder_state(&inbox, &FolderState::default())
+            .unwrap();
+    }
+    assert!(db.records(&inbox).unwrap().is_empty());
+    assert!(db.intents(&inbox).unwrap().is_empty());
+    assert!(db.folders().unwrap().is_empty());
+}
+
+#[test]
+fn clearing_one_side_keeps_records_that_still_have_the_other() {
+    let (_dir, mut db) = new_db();
+    let inbox = folder("INBOX");
+    let other = folder("Other");
+    let batch = db.batch().unwrap();
+    let paired = batch
+        .insert_record(
+            &inbox,
+            Some(&key("1")),
+            Some(&key("a")),
+            Flags::SEEN,
+            None,
+            0,
+        )
+        .unwrap();
+    batch
+        .insert_record(&inbox, Some(&key("2")), None, Flags::EMPTY, None, 0)
+        .unwrap();
+    let near_only = batch
+        .insert_record(&inbox, None, Some(&key("b")), Flags::EMPTY, None, 0)
+        .unwrap();
+    let elsewhere = batch
+        .insert_record(&other, Some(&key("3")), None, Flags::EMPTY, None, 0)
+        .unwrap();
+    batch.clear_keys(&inbox, Side::Far).unwrap();
+    batch.commit().unwrap();
+
+    let left: Vec<(i64, Option<MsgKey>, Option<MsgKey>)> = db
+        .records(&inbox)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.far, r.near))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (paired, None, Some(key("a"))),
+            (near_only, None, Some(key("b")))
+        ]
+    );
+    let untouched = db.records(&other).unwrap();
+    assert_eq!(untouched.len(), 1);
+    assert_eq!(untouched[0].id, elsewhere);
+    assert_eq!(untouched[0].far, Some(key("3")));
+}
+
+#[test]
+fn intent_ids_are_never_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let inbox = folder("INBOX");
+    let mut db = StateDb::open(&path).unwrap();
+    let add = |db: &mut StateDb| {
+        let batch = db.batch().unwrap();
+        let id = batch
+            .add_intent(&inbox, Side::Far, &key("n"), Flags::EMPTY, None, None)
+            .unwrap();
+        batch.remove_intent(id).unwrap();
+        batch.commit().unwrap();
+        id
+    };
+    let first = add(&mut db);
+    let second = add(&mut db);
+    assert!(second > first);
+    drop(db);
+    let mut db = StateDb::open(&path).unwrap();
+    assert!(add(&mut db) > second);
+    assert!(db.intents(&inbox).unwrap().is_empty());
+}
+
+#[test]
+fn changes_by_id_apply_and_missing_ids_are_reported() {
+    let (_dir, mut db) = new_db();
+    let inbox = folder("INBOX");
+    let batch = db.batch().unwrap();
+    let id = batch
+        .insert_record(&inbox, Some(&key("1")), None, Flags::EMPTY, None, 5)
+        .unwrap();
+    batch.set_key(id, Side::Near, Some(&key("n1"))).unwrap();
+    batch.set_key(id, Side::Far, None).unwrap();
+    batch.set_flags(id, Flags::ALL).unwrap();
+    for result in [
+        batch.set_flags(id + 100, Flags::SEEN),
+        batch.set_key(id + 100, Side::Far, None),
+        batch.delete_record(id + 100),
+        batch.remove_intent(12345),
+    ] {
+        assert!(
+            matches!(result, Err(StateError::Missing { .. })),
+            "{result:?}"
+        );
+    }
+    batch.commit().unwrap();
+    let records = db.records(&inbox).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].far, None);
+    assert_eq!(records[0].near, Some(key("n1")));
+    assert_eq!(records[0].flags, Flags::ALL);
+
+    let batch = db.batch().unwrap();
+    batch.delete_record(id).unwrap();
+    batch.commit().unwrap();
+    assert!(db.records(&inbox).unwrap().is_empty());
+}
+
+#[test]
+fn keys_are_unique_per_folder_and_side() {
+    let (_dir, mut db) = new_db();
+    let batch = db.batch().unwrap();
+    let (inbox, other) = (folder("INBOX"), folder("Other"));
+    batch
+        .insert_record(&inbox, Some(&key("1")), None, Flags::EMPTY, None, 0)
+        .unwrap();
+    batch
+        .insert_record(&other, Some(&key("1")), None, Flags::EMPTY, None, 0)
+        .unwrap();
+    batch
+        .insert_record(&inbox, None, Some(&key("1")), Flags::EMPTY, None, 0)
+        .unwrap();
+    let duplicate = batch.insert_record(&inbox, Some(&key("1")), None, Flags::EMPTY, None, 0);
+    assert!(
+        matches!(duplicate, Err(StateError::Sql(_))),
+        "{duplicate:?}"
+    );
+}
+
+#[test]
+fn flags_outside_the_table_are_refused_on_write() {
+    let (_dir, mut db) = new_db();
+    let batch = db.batch().unwrap();
+    let written = batch.insert_record(&folder("INBOX"), Some(&key("1")), None, Flags(64), None, 0);
+    assert!(written.is_err());
+}
+
+#[test]
+fn rows_breaking_the_schema_checks_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(StateDb::open(&path).unwrap());
+    // quick_check also verifies CHECK constraints, so flags out of range or a
+    // half identity never reach the decoder.
+    raw_sql(
+        &path,
+        "PRAGMA ignore_check_constraints = ON;
+         INSERT INTO records (id, folder, far, flags, first_seen) VALUES (7, 'INBOX', '1', 200, 0);",
+    );
+    assert_unusable(StateDb::open(&path), "CHECK constraint failed in records");
+}
+
+#[test]
+fn bad_rows_make_the_database_unusable_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(StateDb::open(&path).unwrap());
+    raw_sql(
+        &path,
+        "INSERT INTO records (id, folder, far, flags, first_seen) VALUES (7, 'INBOX', X'00ff', 0, 0);
+         INSERT INTO folders (name) VALUES ('a/../b');
+         INSERT INTO folders (name, far_uidnext) VALUES ('zz', 4294967296);",
+    );
+    let db = StateDb::open(&path).unwrap();
+    let reason = |result: StateResult<()>| match result {
+        Err(StateError::Unusable { reason, .. }) => reason,
+        other => panic!("expected Unusable, got {other:?}"),
+    };
+    let blob = reason(db.records(&folder("INBOX")).map(|_| ()));
+    assert!(blob.contains("records row 7"), "{blob}");
+    let name = reason(db.folders().map(|_| ()));
+    assert!(
+        name.contains("folders row") && name.contains("a/../b"),
+        "{name}"
+    );
+    let uidnext = reason(db.folder(&folder("zz")).map(|_| ()));
+    assert!(
+        uidnext.contains("\"zz\"") && uidnext.contains("far_uidnext 4294967296"),
+        "{uidnext}"
+    );
+}
+
+#[test]
+fn a_hundred_thousand_records_round_trip() {
+    let (_dir, mut db) = new_db();
+    let inbox = folder("INBOX");
+    const COUNT: u32 = 100_000;
+    let batch = db.batch().unwrap();
+    for uid in 1..=COUNT {
+        let identity = Identity {
+            id: format!("m{uid}@example.org"),
+            size: u64::from(uid) * 10,
+        };
+        // Every third message exists only on the server.
+        let near = (uid % 3 != 0).then(|| key(&format!("{uid}.local")));
+        batch
+            .insert_record(
+                &inbox,
+                Some(&MsgKey::uid(uid)),
+                near.as_ref(),
+                Flags((uid % 64) as u8),
+                Some(&identity),
+                i64::from(uid),
+            )
+            .unwrap();
+    }
+    batch.commit().unwrap();
+
+    let records = db.records(&inbox).unwrap();
+    assert_eq!(records.len(), COUNT as usize);
+    for (record, uid) in records.iter().zip(1..=COUNT) {
+        assert_eq!(record.far, Some(MsgKey::uid(uid)));
+        assert_eq!(record.near.is_some(), uid % 3 != 0);
+        assert_eq!(record.flags, Flags((uid % 64) as u8));
+        assert_eq!(record.first_seen, i64::from(uid));
+        let identity = record.identity.as_ref().unwrap();
+        assert_eq!(identity.size, u64::from(uid) * 10);
+    }
+    let far_only = u64::from(COUNT / 3);
+    assert_eq!(
+        db.record_counts(&inbox).unwrap(),
+        (u64::from(COUNT) - far_only, far_only, 0)
+    );
+}
+
+#[test]
+fn record_counts_split_by_side() {
+    let (_dir, mut db) = new_db();
+    let inbox = folder("INBOX");
+    let batch = db.batch().unwrap();
+    batch
+        .insert_record(
+            &inbox,
+            Some(&key("1")),
+            Some(&key("a")),
+            Flags::EMPTY,
+            None,
+            0,
+        )
+        .unwrap();
+    batch
+        .insert_record(&inbox, None, Some(&key("b")), Flags::EMPTY, None, 0)
+        .unwrap();
+    batch
+        .insert_record(&inbox, None, Some(&key("c")), Flags::EMPTY, None, 0)
+        .unwrap();
+    batch.commit().unwrap();
+    assert_eq!(db.record_counts(&inbox).unwrap(), (1, 0, 2));
+    assert_eq!(db.record_counts(&folder("Empty")).unwrap(), (0, 0, 0));
+}
+
+#[test]
+fn forgetting_a_folder_removes_only_that_folder() {
+    let (_dir, mut db) = new_db();
+    let (gone, kept) = (folder("Gone"), folder("Kept"));
+    let batch = db.batch().unwrap();
+    for f in [&gone, &kept] {
+        batch
+            .insert_record(f, Some(&key("1")), None, Flags::EMPTY, None, 0)
+            .unwrap();
+        batch
+            .add_intent(f, Side::Near, &key("2"), Flags::EMPTY, None, None)
+            .unwrap();
+        batch.set_folder_state(f, &FolderState::default()).unwrap();
+    }
+    batch.forget_folder(&gone).unwrap();
+    batch.commit().unwrap();
+    assert!(db.records(&gone).unwrap().is_empty());
+    assert!(db.intents(&gone).unwrap().is_empty());
+    assert_eq!(db.records(&kept).unwrap().len(), 1);
+    assert_eq!(db.intents(&kept).unwrap().len(), 1);
+    let names: Vec<FolderName> = db.folders().unwrap().into_iter().map(|f| f.0).collect();
+    assert_eq!(names, vec![kept]);
+}
+
+#[test]
+fn folder_state_upserts_and_folders_are_sorted() {
+    let (_dir, mut db) = new_db();
+    let batch = db.batch().unwrap();
+    let first = FolderState {
+        far_validity: Some(1),
+        ..FolderState::default()
+    };
+    let second = FolderState {
+        far_validity: Some(2),
+        last_sync: Some(9),
+        ..FolderState::default()
+    };
+    batch.set_folder_state(&folder("b"), &first).unwrap();
+    batch.set_folder_state(&folder("a"), &first).unwrap();
+    batch.set_folder_state(&folder("b"), &second).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(
+        db.folders().unwrap(),
+        vec![(folder("a"), first), (folder("b"), second)]
+    );
+}
+
+#[test]
+fn read_only_open_of_a_missing_file_fails_without_creating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    assert_unusable(StateDb::open_read_only(&path), "does not exist");
+    assert!(!path.exists());
+    assert!(!path.parent().unwrap().exists());
+}
+
+#[test]
+fn read_only_open_works_while_a_sync_holds_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let inbox = folder("INBOX");
+    let mut writer = StateDb::open(&path).unwrap();
+    let batch = writer.batch().unwrap();
+    batch
+        .insert_record(&inbox, Some(&key("1")), None, Flags::EMPTY, None, 0)
+        .unwrap();
+    batch.commit().unwrap();
+
+    let mut reader = StateDb::open_read_only(&path).unwrap();
+    assert_eq!(reader.record_counts(&inbox).unwrap(), (0, 1, 0));
+    // A write in progress is invisible to the reader until committed.
+    let batch = writer.batch().unwrap();
+    batch
+        .insert_record(&inbox, None, Some(&key("a")), Flags::EMPTY, None, 0)
+        .unwrap();
+    assert_eq!(reader.records(&inbox).unwrap().len(), 1);
+    batch.commit().unwrap();
+    assert_eq!(reader.record_counts(&inbox).unwrap(), (0, 1, 1));
+    assert!(matches!(reader.batch(), Err(StateError::Unusable { .. })));
+}
+
+#[test]
+fn an_empty_file_is_initialised_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.db");
+    std::fs::write(&path, b"").unwrap();
+    assert_unusable(StateDb::open_read_only(&path), "no schema");
+    let db = StateDb::open(&path).unwrap();
+    assert!(db.folders().unwrap().is_empty());
+}
