@@ -718,3 +718,6 @@ mod tests {
         assert!(f("Sent*", "Sent Items"));
     }
 }
+
+#[cfg(test)]
+mod scenarios;

@@ -1,0 +1,538 @@
+//! Engine scenarios over in-memory stores and a real Maildir: every scenario is
+//! also interrupted after each durable step and resumed, and must end exactly
+//! as the uninterrupted run did.
+
+use super::report::{AccountReport, ExitStatus, Outcome, Silent};
+use super::*;
+use crate::model::{Flags, FolderName};
+use crate::state::StateDb;
+use crate::store::maildir::{Layout, MaildirStore};
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+const S: Flags = Flags::SEEN;
+const F: Flags = Flags::FLAGGED;
+
+fn msg(n: u32) -> Vec<u8> {
+    format!("Message-ID: <m{n}@test>\r\nSubject: message {n}\r\n\r\nbody {n}\r\n").into_bytes()
+}
+
+fn folder(name: &str) -> FolderName {
+    FolderName::parse(name).expect("valid folder name")
+}
+
+/// The near side: an in-memory store or a real Maildir directory.
+enum Near {
+    Memory(MemoryStore),
+    Maildir(PathBuf),
+}
+
+struct World {
+    far: MemoryStore,
+    near: Near,
+    dir: tempfile::TempDir,
+    policy: Policy,
+    now: i64,
+}
+
+/// Each side's folders with their messages as (body, flags), sorted: what the
+/// user sees, independent of keys.
+type Contents = BTreeMap<String, Vec<(Vec<u8>, Flags)>>;
+
+fn contents_of(store: &mut dyn Store) -> Contents {
+    let mut out = Contents::new();
+    let names: Vec<FolderName> = store
+        .list_folders()
+        .expect("list")
+        .folders
+        .into_iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.name)
+        .collect();
+    for name in names {
+        store.select(&name).expect("select");
+        let metas = store.list_messages().expect("list messages");
+        let keys: Vec<_> = metas.iter().map(|m| m.key.clone()).collect();
+        let mut bodies = BTreeMap::new();
+        store
+            .fetch_bodies(&keys, &mut |k, b| {
+                bodies.insert(k.clone(), b.to_vec());
+                Ok(())
+            })
+            .expect("fetch");
+        let mut msgs: Vec<(Vec<u8>, Flags)> = metas
+            .iter()
+            .map(|m| (bodies.remove(&m.key).expect("body fetched"), m.flags))
+            .collect();
+        msgs.sort();
+        out.insert(name.to_string(), msgs);
+    }
+    out
+}
+
+impl World {
+    fn new(near_is_maildir: bool) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let near = if near_is_maildir {
+            let root = dir.path().join("Maildir");
+            std::fs::create_dir_all(&root).expect("maildir root");
+            Near::Maildir(root)
+        } else {
+            Near::Memory(MemoryStore::with_tracking())
+        };
+        World {
+            far: MemoryStore::imap_like(),
+            near,
+            dir,
+            policy: Policy::default(),
+            now: 1_700_000_000,
+        }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.path().join("state.db")
+    }
+
+    fn near_store(&self) -> Box<dyn Store> {
+        match &self.near {
+            Near::Memory(m) => Box::new(m.handle()),
+            Near::Maildir(root) => {
+                Box::new(MaildirStore::open(root.clone(), Layout::Maildirpp).expect("open maildir"))
+            }
+        }
+    }
+
+    fn run_with(&self, options: RunOptions) -> AccountReport {
+        let mut state = StateDb::open(&self.state_path()).expect("state");
+        let mut far = self.far.handle();
+        let mut near = self.near_store();
+        sync_account(
+            "test",
+            &mut far,
+            near.as_mut(),
+            &mut state,
+            &self.policy,
+            &options,
+            &mut Silent,
+        )
+    }
+
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            now: self.now,
+            batch_bytes: 200,
+            ..RunOptions::default()
+        }
+    }
+
+    fn run(&self) -> AccountReport {
+        self.run_with(self.options())
+    }
+
+    fn dry_run(&self) -> AccountReport {
+        self.run_with(RunOptions {
+            dry_run: true,
+            ..self.options()
+        })
+    }
+
+    fn far_contents(&self) -> Contents {
+        contents_of(&mut self.far.handle())
+    }
+
+    fn near_contents(&self) -> Contents {
+        contents_of(self.near_store().as_mut())
+    }
+
+    fn near_add(&self, name: &str, body: &[u8], flags: Flags) {
+        let mut store = self.near_store();
+        let f = folder(name);
+        if store.select(&f).is_err() {
+            store.create_folder(&f).expect("create near folder");
+            store.select(&f).expect("select");
+        }
+        store
+            .append(&crate::store::NewMessage {
+                body,
+                flags,
+                date: Some(1_600_000_000),
+                tracking: 0,
+            })
+            .expect("append");
+        store.flush_appends().expect("flush");
+    }
+
+    /// Sets the flags of the near copy of the message whose body contains `needle`.
+    fn near_set_flags(&self, name: &str, needle: &str, flags: Flags) {
+        let mut store = self.near_store();
+        let f = folder(name);
+        store.select(&f).expect("select");
+        let key = self.near_key(store.as_mut(), needle);
+        let current = store
+            .list_messages()
+            .expect("list")
+            .into_iter()
+            .find(|m| m.key == key)
+            .expect("message")
+            .flags;
+        store
+            .store_flags(&[key], flags.minus(current), current.minus(flags))
+            .expect("store");
+    }
+
+    fn near_delete(&self, name: &str, needle: &str) {
+        let mut store = self.near_store();
+        store.select(&folder(name)).expect("select");
+        let key = self.near_key(store.as_mut(), needle);
+        store.delete(&[key]).expect("delete");
+    }
+
+    fn near_key(&self, store: &mut dyn Store, needle: &str) -> crate::model::MsgKey {
+        let keys: Vec<_> = store
+            .list_messages()
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        let mut found = None;
+        store
+            .fetch_bodies(&keys, &mut |k, b| {
+                if String::from_utf8_lossy(b).contains(needle) {
+                    found = Some(k.clone());
+                }
+                Ok(())
+            })
+            .expect("fetch");
+        found.expect("message on near side")
+    }
+}
+
+fn assert_clean(report: &AccountReport) {
+    assert_eq!(report.exit_status(), ExitStatus::Ok, "{report:#?}");
+}
+
+fn assert_idle(world: &World) {
+    let report = world.dry_run();
+    let planned: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    assert!(planned.is_empty(), "second run would do: {planned:#?}");
+    let again = world.run();
+    assert_clean(&again);
+    assert_eq!(again.totals(), report::Counts::default());
+}
+
+/// Builds a world with mail on both sides, synced once, then changed on both
+/// sides: the common starting point of most scenarios.
+fn synced_then_changed(near_is_maildir: bool) -> World {
+    let w = World::new(near_is_maildir);
+    let inbox = FolderName::inbox();
+    let archive = folder("Archive/2024");
+    w.far.add_folder(&archive);
+    for n in 1..=6 {
+        w.far
+            .add_message(
+                &inbox,
+                &msg(n),
+                if n % 2 == 0 { S } else { Flags::EMPTY },
+                Some(1_600_000_000 + n as i64),
+            )
+            .expect("add");
+    }
+    w.far
+        .add_message(&archive, &msg(100), S, None)
+        .expect("add");
+    w.near_add("INBOX", &msg(50), F);
+    w.near_add("Lokal/Entwürfe", &msg(51), Flags::EMPTY);
+    assert_clean(&w.run());
+    // Changes on both sides since the last run.
+    w.far
+        .add_message(&inbox, &msg(7), Flags::EMPTY, None)
+        .expect("add");
+    w.far.set_flags(&inbox, 1, F).expect("flags");
+    w.far.remove_message(&inbox, 2).expect("remove");
+    w.near_set_flags("INBOX", "body 3", S);
+    w.near_delete("INBOX", "body 4");
+    w.near_add("INBOX", &msg(52), S);
+    w
+}
+
+fn both(check: impl Fn(bool)) {
+    check(false);
+    check(true);
+}
+
+#[test]
+fn first_sync_copies_both_ways_and_second_run_is_idle() {
+    both(|maildir| {
+        let w = World::new(maildir);
+        w.far.add_folder(&folder("Archive/2024"));
+        w.far
+            .add_message(&FolderName::inbox(), &msg(1), S, None)
+            .expect("add");
+        w.far
+            .add_message(&folder("Archive/2024"), &msg(2), F, None)
+            .expect("add");
+        w.near_add("INBOX", &msg(3), Flags::EMPTY);
+        let report = w.run();
+        assert_clean(&report);
+        assert_eq!(report.totals().fetched, 2);
+        assert_eq!(report.totals().pushed, 1);
+        assert_eq!(w.far_contents(), w.near_contents());
+        assert_idle(&w);
+    });
+}
+
+#[test]
+fn changes_on_both_sides_converge() {
+    both(|maildir| {
+        let w = synced_then_changed(maildir);
+        let report = w.run();
+        assert_clean(&report);
+        let far = w.far_contents();
+        assert_eq!(far, w.near_contents());
+        let inbox = &far["INBOX"];
+        let has = |n: u32| inbox.iter().find(|(b, _)| b == &msg(n)).map(|(_, f)| *f);
+        assert_eq!(has(1), Some(F), "far flag change reached near");
+        assert_eq!(has(2), None, "far expunge reached near");
+        assert_eq!(has(3), Some(S), "near flag change reached far");
+        assert_eq!(has(4), None, "near deletion reached far");
+        assert_eq!(has(7), Some(Flags::EMPTY));
+        assert_eq!(has(52), Some(S));
+        assert!(far.contains_key("Lokal/Entwürfe"));
+        assert_idle(&w);
+    });
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let w = synced_then_changed(true);
+    let far = w.far_contents();
+    let near = w.near_contents();
+    let state_snapshot = || {
+        let state = StateDb::open(&w.state_path()).expect("state");
+        let folders = state.folders().expect("folders");
+        let records: Vec<_> = folders
+            .iter()
+            .map(|(name, _)| state.records(name).expect("records"))
+            .collect();
+        (folders, records)
+    };
+    let state_before = state_snapshot();
+    let report = w.dry_run();
+    assert!(report.folders.iter().any(|f| !f.plan.is_empty()));
+    assert_eq!(far, w.far_contents());
+    assert_eq!(near, w.near_contents());
+    assert_eq!(state_snapshot(), state_before);
+}
+
+#[test]
+fn dry_run_of_a_first_sync_lists_every_copy() {
+    let w = World::new(true);
+    w.far.add_folder(&folder("New"));
+    w.far
+        .add_message(&folder("New"), &msg(1), S, None)
+        .expect("add");
+    let report = w.dry_run();
+    let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    assert!(
+        plan.iter().any(|l| l.starts_with("create  folder on near")),
+        "{plan:?}"
+    );
+    assert!(plan.iter().any(|l| l.starts_with("fetch")), "{plan:?}");
+    assert_eq!(w.near_contents().get("New"), None);
+}
+
+#[test]
+fn every_interrupted_run_resumes_to_the_same_result() {
+    both(|maildir| {
+        let reference = synced_then_changed(maildir);
+        assert_clean(&reference.run());
+        let expected = (reference.far_contents(), reference.near_contents());
+        let mut k = 1;
+        loop {
+            let w = synced_then_changed(maildir);
+            let crashed = w.run_with(RunOptions {
+                crash_after_steps: Some(k),
+                ..w.options()
+            });
+            let did_crash = crashed
+                .error
+                .as_ref()
+                .is_some_and(|(_, m)| m == SIMULATED_CRASH);
+            assert_clean(&w.run());
+            assert_eq!(
+                (w.far_contents(), w.near_contents()),
+                expected,
+                "crash after step {k}"
+            );
+            assert_idle(&w);
+            if !did_crash {
+                break;
+            }
+            k += 1;
+        }
+        assert!(k > 10, "the scenario should have many steps, had {k}");
+    });
+}
+
+#[test]
+fn lost_state_pairs_by_identity_without_duplicates_or_deletions() {
+    both(|maildir| {
+        let w = synced_then_changed(maildir);
+        std::fs::remove_file(w.state_path()).expect("remove state");
+        let report = w.run();
+        assert_clean(&report);
+        let far = w.far_contents();
+        assert_eq!(far, w.near_contents());
+        let inbox = &far["INBOX"];
+        // Nothing deleted: message 2 (gone on far) comes back from near, message 4
+        // (gone on near) comes back from far. Nothing doubled.
+        for n in [1, 2, 3, 4, 5, 6, 7, 50, 52] {
+            assert_eq!(
+                inbox.iter().filter(|(b, _)| b == &msg(n)).count(),
+                1,
+                "message {n}"
+            );
+        }
+        assert_idle(&w);
+    });
+}
+
+#[test]
+fn uidvalidity_change_repairs_without_deleting_or_refetching() {
+    let w = World::new(false);
+    let inbox = FolderName::inbox();
+    for n in 1..=5 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    assert_clean(&w.run());
+    w.far.bump_validity(&inbox).expect("bump");
+    let Near::Memory(near) = &w.near else {
+        unreachable!()
+    };
+    near.clear_ops();
+    let report = w.run();
+    assert_clean(&report);
+    assert!(report.folders[0]
+        .notes
+        .iter()
+        .any(|n| n.contains("uidvalidity changed")));
+    assert_eq!(report.totals().fetched, 0, "nothing downloaded again");
+    assert!(!near
+        .ops()
+        .iter()
+        .any(|op| op.starts_with("append") || op.starts_with("delete")));
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert_idle(&w);
+    // The fresh keys are used from now on: a deletion works again.
+    w.far
+        .remove_message(&inbox, w.far.messages(&inbox).expect("msgs")[0].uid)
+        .expect("remove");
+    assert_clean(&w.run());
+    assert_eq!(w.near_contents()["INBOX"].len(), 4);
+}
+
+#[test]
+fn mass_deletion_is_stopped_by_the_brake() {
+    let w = World::new(true);
+    let inbox = FolderName::inbox();
+    for n in 1..=20 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    assert_clean(&w.run());
+    for m in w.far.messages(&inbox).expect("msgs").into_iter().take(10) {
+        w.far.remove_message(&inbox, m.uid).expect("remove");
+    }
+    let report = w.run();
+    assert_eq!(report.exit_status(), ExitStatus::Safety);
+    assert!(matches!(report.folders[0].outcome, Outcome::SafetyStop(_)));
+    assert_eq!(w.near_contents()["INBOX"].len(), 20, "nothing deleted");
+    let report = w.run_with(RunOptions { ..w.options() });
+    assert_eq!(
+        report.exit_status(),
+        ExitStatus::Safety,
+        "the brake holds on every run"
+    );
+}
+
+#[test]
+fn emptied_local_root_is_a_safety_stop() {
+    let w = World::new(true);
+    w.far
+        .add_message(&FolderName::inbox(), &msg(1), S, None)
+        .expect("add");
+    assert_clean(&w.run());
+    let Near::Maildir(root) = &w.near else {
+        unreachable!()
+    };
+    std::fs::remove_dir_all(root).expect("rm");
+    std::fs::create_dir(root).expect("mkdir");
+    let report = w.run();
+    assert_eq!(report.exit_status(), ExitStatus::Safety, "{report:#?}");
+    assert_eq!(w.far_contents()["INBOX"].len(), 1);
+}
+
+#[test]
+fn backup_policy_never_deletes_locally() {
+    let mut w = World::new(true);
+    w.policy.direction = Direction::Pull;
+    w.policy.deletions = false;
+    let inbox = FolderName::inbox();
+    for n in 1..=3 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    assert_clean(&w.run());
+    for m in w.far.messages(&inbox).expect("msgs") {
+        w.far.remove_message(&inbox, m.uid).expect("remove");
+    }
+    w.near_add("INBOX", &msg(9), S);
+    assert_clean(&w.run());
+    assert_eq!(w.near_contents()["INBOX"].len(), 4);
+    assert!(w.far_contents()["INBOX"].is_empty(), "pull never uploads");
+    assert_idle(&w);
+}
+
+#[test]
+fn folder_gone_on_one_side_is_neither_recreated_nor_deleted() {
+    let w = World::new(true);
+    let archive = folder("Archive");
+    w.far.add_folder(&archive);
+    w.far.add_message(&archive, &msg(1), S, None).expect("add");
+    assert_clean(&w.run());
+    let Near::Maildir(root) = &w.near else {
+        unreachable!()
+    };
+    std::fs::remove_dir_all(root.join(".Archive")).expect("delete folder");
+    let report = w.run();
+    assert_eq!(report.exit_status(), ExitStatus::Partial);
+    assert_eq!(w.far_contents()["Archive"].len(), 1);
+    assert!(!w.near_contents().contains_key("Archive"));
+}
+
+#[test]
+fn download_delete_empties_the_server_only_after_local_copies() {
+    both(|maildir| {
+        let mut w = World::new(maildir);
+        w.policy.mode = Mode::DownloadDelete;
+        let inbox = FolderName::inbox();
+        for n in 1..=5 {
+            w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+        }
+        assert_clean(&w.run());
+        assert!(w.far_contents()["INBOX"].is_empty());
+        assert_eq!(w.near_contents()["INBOX"].len(), 5);
+        assert_idle(&w);
+    });
+}
+
+#[test]
+fn far_without_uidplus_still_records_pushed_messages() {
+    let mut w = World::new(true);
+    w.far = MemoryStore::without_uidplus();
+    w.near_add("INBOX", &msg(1), S);
+    w.near_add("INBOX", &msg(2), Flags::EMPTY);
+    assert_clean(&w.run());
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert_idle(&w);
+}
