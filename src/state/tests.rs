@@ -213,6 +213,7 @@ fn a_newer_schema_is_refused_by_both_opens() {
     let path = db_path(&dir);
     drop(StateDb::open(&path).unwrap());
     raw_sql(&path, "PRAGMA user_version = 99;");
+    let before = std::fs::read(&path).unwrap();
     for result in [StateDb::open(&path), StateDb::open_read_only(&path)] {
         match result {
             Err(StateError::TooNew {
@@ -224,6 +225,34 @@ fn a_newer_schema_is_refused_by_both_opens() {
             other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
         }
     }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "refused file changed"
+    );
+}
+
+#[test]
+fn commits_are_durable_and_the_schema_is_current() {
+    let (_dir, db) = new_db();
+    let pragma = |name: &str| -> String {
+        db.conn
+            .pragma_query_value(None, name, |row| row.get::<_, rusqlite::types::Value>(0))
+            .map(|v| format!("{v:?}"))
+            .unwrap()
+    };
+    assert_eq!(pragma("journal_mode"), "Text(\"wal\")");
+    // 2 = FULL: the WAL is synced at every commit.
+    assert_eq!(pragma("synchronous"), "Integer(2)");
+    assert_eq!(pragma("foreign_keys"), "Integer(1)");
+    assert_eq!(
+        pragma("user_version"),
+        format!("Integer({})", schema::SUPPORTED_VERSION)
+    );
+    assert_eq!(
+        pragma("application_id"),
+        format!("Integer({})", schema::APPLICATION_ID)
+    );
 }
 
 #[test]
