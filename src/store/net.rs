@@ -176,6 +176,21 @@ pub fn start_tls(reader: BufReader<Connection>, cfg: &ServerConfig) -> StoreResu
     }
 }
 
+/// A socket error during `during` (a command name, "greeting", ...) as a store
+/// error; timeouts say so plainly because the raw OS text ("Resource temporarily
+/// unavailable") does not.
+pub fn io_failure(address: &str, during: &str, e: &io::Error) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => StoreError::Connection(format!(
+            "{address}: timed out waiting for the server during {during}"
+        )),
+        io::ErrorKind::UnexpectedEof => StoreError::Connection(format!(
+            "{address}: server closed the connection during {during}"
+        )),
+        _ => StoreError::Connection(format!("{address}: {during}: {e}")),
+    }
+}
+
 fn non_zero(d: Duration) -> Option<Duration> {
     Some(d).filter(|d| !d.is_zero())
 }

@@ -1,8 +1,35 @@
 //! The IMAP store. Everything specific to the `imap` crate stays in this module.
+//!
+//! The crate serves as transport only: we build the socket ourselves (timeouts,
+//! TLS, strict STARTTLS in `login`), and after login every command goes through
+//! `Session::run` as a raw string whose complete response we parse with
+//! `imap_proto`. The crate's typed helpers are avoided because of their defects
+//! (panics on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
+//! mailbox names, no modified UTF-7).
 
+mod login;
 pub mod utf7;
+mod wire;
 
-use crate::store::net::ServerConfig;
+use std::collections::{BTreeMap, HashMap};
+
+use imap_proto::{
+    AttributeValue, MailboxDatum, MessageSection, NameAttribute, Response, ResponseCode,
+    SectionPath, StatusAttribute, UidSetMember,
+};
+
+pub use login::ServerCaps;
+
+use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::store::net::{self, Connection, ServerConfig};
+use crate::store::{
+    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Role, Store, StoreError,
+    StoreResult,
+};
+use wire::{
+    astring_value, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
+    quote, uid_set, uid_sets, unescape_quoted, BodyBatch,
+};
 
 /// A password source resolved to its value. Never printed: `Debug` is redacted.
 #[derive(Clone)]
@@ -21,4 +48,1002 @@ pub struct ImapConfig {
     pub password: Secret,
     /// Largest UID FETCH response, in summed RFC822.SIZE bytes.
     pub batch_bytes: u64,
+}
+
+/// Smallest fetch budget used whatever the configuration says, so that a tiny
+/// or zero `batch_bytes` cannot turn a message into millions of round trips.
+const MIN_BATCH_BYTES: u64 = 4096;
+
+/// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
+const LITERAL_MINUS_MAX: usize = 4096;
+
+/// An IMAP account, logged in, with at most one folder selected.
+pub struct ImapStore {
+    session: imap::Session<Connection>,
+    /// `host:port`, for messages.
+    address: String,
+    user: String,
+    batch_bytes: u64,
+    caps: Caps,
+    server: ServerCaps,
+    /// The hierarchy delimiter once known; `Some(None)` for a flat namespace.
+    delimiter: Option<Option<char>>,
+    selected: Option<Selected>,
+    /// RFC822.SIZE of the selected folder's messages, from the last listing;
+    /// `fetch_bodies` batches by it.
+    sizes: HashMap<u32, u64>,
+    staged: Vec<Staged>,
+    /// Set once a command failed in a way that leaves the session unusable (I/O
+    /// error, lost sync, logout): later commands fail at once instead of
+    /// misreading a half-finished response.
+    broken: Option<String>,
+}
+
+struct Selected {
+    name: FolderName,
+    /// Modified UTF-7 name, unquoted.
+    wire: String,
+    validity: u32,
+    exists: u32,
+}
+
+/// A message waiting for `flush_appends`, with the folder it was staged for.
+struct Staged {
+    folder: FolderName,
+    wire: String,
+    validity: u32,
+    body: Vec<u8>,
+    flags: Flags,
+    date: Option<i64>,
+}
+
+/// How a command failed.
+enum Failure {
+    /// The server answered NO or BAD: this command failed, the session is fine.
+    Refused(String),
+    /// Anything else; the session is unusable.
+    Broken(StoreError),
+}
+
+impl Failure {
+    fn in_folder(self, folder: &FolderName, verb: &str) -> StoreError {
+        match self {
+            Failure::Refused(text) => StoreError::folder(folder, format!("{verb} failed: {text}")),
+            Failure::Broken(e) => e,
+        }
+    }
+
+    fn in_session(self, address: &str, verb: &str) -> StoreError {
+        match self {
+            Failure::Refused(text) => {
+                StoreError::Protocol(format!("{address}: {verb} failed: {text}"))
+            }
+            Failure::Broken(e) => e,
+        }
+    }
+}
+
+/// Maps an error of the imap crate that is not a plain NO/BAD answer.
+pub(crate) fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
+    match e {
+        imap::Error::Io(e) => net::io_failure(address, verb, &e),
+        imap::Error::ConnectionLost => StoreError::Connection(format!(
+            "{address}: server closed the connection during {verb}"
+        )),
+        imap::Error::Tls(e) => StoreError::Tls(format!("{address}: {verb}: {e}")),
+        // The crate reports a response line it cannot parse as a BYE with this
+        // placeholder text; a real BYE carries the server's own words.
+        imap::Error::Bye(bye)
+            if bye.code.is_none() && bye.information == "no explanation given" =>
+        {
+            StoreError::Protocol(format!(
+                "{address}: {verb}: the server sent a response that cannot be parsed"
+            ))
+        }
+        imap::Error::Bye(bye) => StoreError::Connection(format!(
+            "{address} ended the session during {verb}: {}",
+            bye.information
+        )),
+        imap::Error::No(no) => {
+            StoreError::Protocol(format!("{address}: {verb} refused: {}", no.information))
+        }
+        imap::Error::Bad(bad) => {
+            StoreError::Protocol(format!("{address}: {verb} rejected: {}", bad.information))
+        }
+        other => StoreError::Protocol(format!("{address}: {verb}: {other}")),
+    }
+}
+
+fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String {
+    match code {
+        Some(code) => format!("{status} [{code:?}] {text}"),
+        None => format!("{status} {text}"),
+    }
+}
+
+impl ImapStore {
+    /// Connects, secures the connection as configured, logs in and reads the
+    /// server's capabilities.
+    pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
+        let session = login::open(cfg)?;
+        let mut store = ImapStore {
+            session,
+            address: cfg.server.address(),
+            user: cfg.user.clone(),
+            batch_bytes: cfg.batch_bytes,
+            caps: Caps::default(),
+            server: ServerCaps::default(),
+            delimiter: None,
+            selected: None,
+            sizes: HashMap::new(),
+            staged: Vec::new(),
+            broken: None,
+        };
+        let data = store
+            .run("CAPABILITY", "CAPABILITY")
+            .map_err(|f| f.in_session(&cfg.server.address(), "CAPABILITY"))?;
+        let server = ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
+            StoreError::Protocol(format!(
+                "{}: CAPABILITY returned no capability list",
+                store.address
+            ))
+        })?;
+        store.caps = Caps {
+            append_keys: server.uidplus(),
+            folders: true,
+            flags: true,
+            exact_delete: server.uidplus(),
+            condstore: server.condstore(),
+            qresync: server.qresync(),
+            move_messages: server.move_messages(),
+            tracking: false,
+        };
+        store.server = server;
+        Ok(store)
+    }
+
+    /// The capabilities the server announced after login.
+    pub fn server_caps(&self) -> &ServerCaps {
+        &self.server
+    }
+
+    /// The hierarchy delimiter, asking the server if no listing told us yet;
+    /// `None` for a flat namespace.
+    pub fn delimiter(&mut self) -> StoreResult<Option<char>> {
+        if let Some(known) = self.delimiter {
+            return Ok(known);
+        }
+        let data = self
+            .run("LIST", "LIST \"\" \"\"")
+            .map_err(|f| f.in_session(&self.address, "LIST"))?;
+        let found = parse_responses(&data)?.iter().find_map(|r| match r {
+            Response::MailboxData(MailboxDatum::List { delimiter, .. }) => {
+                Some(delimiter.as_deref().and_then(parse_delimiter))
+            }
+            _ => None,
+        });
+        let delimiter = found.ok_or_else(|| {
+            StoreError::Protocol(format!(
+                "{}: LIST \"\" \"\" did not report the hierarchy delimiter",
+                self.address
+            ))
+        })?;
+        self.delimiter = Some(delimiter);
+        Ok(delimiter)
+    }
+
+    /// Sends one command and returns its complete response, tagged line included.
+    fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, Failure> {
+        if let Some(why) = &self.broken {
+            return Err(Failure::Broken(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            ))));
+        }
+        match self.session.run(command) {
+            Ok((data, _)) => Ok(data),
+            Err(imap::Error::No(no)) => Err(Failure::Refused(refusal(
+                "NO",
+                no.code.as_ref(),
+                &no.information,
+            ))),
+            Err(imap::Error::Bad(bad)) => Err(Failure::Refused(refusal(
+                "BAD",
+                bad.code.as_ref(),
+                &bad.information,
+            ))),
+            Err(e) => {
+                let err = crate_failure(&self.address, verb, e);
+                self.broken = Some(err.to_string());
+                Err(Failure::Broken(err))
+            }
+        }
+    }
+
+    fn selected(&self) -> StoreResult<&Selected> {
+        self.selected
+            .as_ref()
+            .ok_or_else(|| StoreError::Protocol(format!("{}: no folder is selected", self.address)))
+    }
+
+    fn selected_name(&self) -> StoreResult<FolderName> {
+        self.selected().map(|s| s.name.clone())
+    }
+
+    /// Runs a command on the selected folder; NO/BAD become a folder error.
+    fn run_in_folder(&mut self, verb: &str, command: &str) -> StoreResult<Vec<u8>> {
+        let folder = self.selected_name()?;
+        let data = self
+            .run(verb, command)
+            .map_err(|f| f.in_folder(&folder, verb))?;
+        self.observe(&parse_responses(&data)?);
+        Ok(data)
+    }
+
+    /// Runs a UID FETCH. Dovecot answers NO [EXPUNGEISSUED] when another client
+    /// expunged one of the messages since our last command; a NOOP lets it report
+    /// the expunge, after which the same fetch returns the rest.
+    fn fetch(&mut self, command: &str) -> StoreResult<Vec<u8>> {
+        let folder = self.selected_name()?;
+        let data = match self.run("UID FETCH", command) {
+            Ok(data) => data,
+            Err(Failure::Refused(_)) => {
+                self.run_in_folder("NOOP", "NOOP")?;
+                self.run("UID FETCH", command)
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))?
+            }
+            Err(Failure::Broken(e)) => return Err(e),
+        };
+        Ok(data)
+    }
+
+    /// Keeps the selected folder's message count current from untagged data.
+    fn observe(&mut self, responses: &[Response<'_>]) {
+        let Some(selected) = self.selected.as_mut() else {
+            return;
+        };
+        for r in responses {
+            match r {
+                Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
+                Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+
+    /// The unquoted modified UTF-7 wire name of a folder.
+    fn wire_name(&mut self, name: &FolderName) -> StoreResult<String> {
+        let components: Vec<&str> = name.components().collect();
+        let joined = match self.delimiter()? {
+            Some(delimiter) => {
+                if let Some(bad) = components.iter().find(|c| c.contains(delimiter)) {
+                    return Err(StoreError::folder(
+                        name,
+                        format!(
+                            "component `{bad}` contains the server's hierarchy delimiter `{delimiter}`"
+                        ),
+                    ));
+                }
+                components.join(&delimiter.to_string())
+            }
+            None if components.len() > 1 => {
+                return Err(StoreError::folder(
+                    name,
+                    "the server has a flat namespace without subfolders",
+                ))
+            }
+            None => name.as_str().to_string(),
+        };
+        Ok(utf7::encode(&joined))
+    }
+
+    fn uids_of(&self, keys: &[MsgKey]) -> StoreResult<Vec<u32>> {
+        let folder = self.selected()?.name.to_string();
+        keys.iter()
+            .map(|key| {
+                key.as_uid()
+                    .filter(|uid| *uid > 0)
+                    .ok_or_else(|| StoreError::Message {
+                        folder: folder.clone(),
+                        key: key.to_string(),
+                        reason: "not an IMAP UID".to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    fn remember_sizes(&mut self, responses: &[Response<'_>]) {
+        for (uid, attrs) in fetched(responses) {
+            if let Some(size) = attrs.iter().find_map(|a| match a {
+                AttributeValue::Rfc822Size(size) => Some(u64::from(*size)),
+                _ => None,
+            }) {
+                self.sizes.insert(uid, size);
+            }
+        }
+    }
+
+    fn fetch_whole(&mut self, uids: &[u32], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        let data = self.fetch(&format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        for (uid, attrs) in fetched(&responses) {
+            if !uids.contains(&uid) {
+                continue;
+            }
+            match body_section(attrs, None) {
+                Some(Some(body)) => sink(&MsgKey::uid(uid), body)?,
+                Some(None) => return Err(self.nil_body(uid)),
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches one message in `BODY.PEEK[]<offset.length>` pieces of at most
+    /// `chunk` bytes and passes the reassembled whole to `sink`. The loop ends on
+    /// a short piece rather than at RFC822.SIZE, which servers may misreport.
+    fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
+        let chunk = chunk.min(u64::from(u32::MAX));
+        let expected = self.sizes.get(&uid).copied().unwrap_or(0);
+        // The size comes from the server: trust it for a first reservation only.
+        let mut body = Vec::with_capacity(expected.min(1 << 28) as usize);
+        loop {
+            let offset = body.len();
+            let data = self.fetch(&format!(
+                "UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{chunk}>)"
+            ))?;
+            let responses = parse_responses(&data)?;
+            self.observe(&responses);
+            let piece = fetched(&responses)
+                .filter(|(u, _)| *u == uid)
+                .find_map(|(_, attrs)| body_section(attrs, Some(offset as u32)));
+            match piece {
+                // Expunged meanwhile: skipped, as for whole fetches.
+                None => return Ok(()),
+                Some(None) => return Err(self.nil_body(uid)),
+                Some(Some(bytes)) => {
+                    body.extend_from_slice(bytes);
+                    if (bytes.len() as u64) < chunk {
+                        break;
+                    }
+                }
+            }
+        }
+        sink(&MsgKey::uid(uid), &body)
+    }
+
+    fn nil_body(&self, uid: u32) -> StoreError {
+        StoreError::Message {
+            folder: self
+                .selected
+                .as_ref()
+                .map(|s| s.name.to_string())
+                .unwrap_or_default(),
+            key: uid.to_string(),
+            reason: "the server returned NIL instead of the message".to_string(),
+        }
+    }
+
+    /// APPENDs one staged message; the APPENDUID result when the server gives one.
+    fn append_one(&mut self, msg: &Staged) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        let non_synchronising = self.server.literal_plus()
+            || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
+        // Session::run takes a &str, so only a UTF-8 body can travel inside the
+        // command; anything else goes through the crate's synchronising APPEND.
+        let text = match (non_synchronising, std::str::from_utf8(&msg.body)) {
+            (true, Ok(text)) => text,
+            _ => return self.append_synchronising(msg),
+        };
+        let date = msg
+            .date
+            .and_then(format_internal_date)
+            .map(|d| format!(" {}", quote(&d)))
+            .unwrap_or_default();
+        let command = format!(
+            "APPEND {} ({}){date} {{{}+}}\r\n{text}",
+            quote(&msg.wire),
+            msg.flags.imap_names().join(" "),
+            msg.body.len(),
+        );
+        let data = self
+            .run("APPEND", &command)
+            .map_err(|f| f.in_folder(&msg.folder, "APPEND"))?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        Ok(responses.into_iter().find_map(|r| match r {
+            Response::Done {
+                code: Some(ResponseCode::AppendUid(validity, uids)),
+                ..
+            } => Some((validity, uids)),
+            _ => None,
+        }))
+    }
+
+    fn append_synchronising(
+        &mut self,
+        msg: &Staged,
+    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        if let Some(why) = &self.broken {
+            return Err(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            )));
+        }
+        // The crate puts the name in quotes itself but does not escape it.
+        let mailbox = wire::escape_quoted(&msg.wire);
+        let mut command = self.session.append(&mailbox, &msg.body);
+        command.flags(
+            msg.flags
+                .imap_names()
+                .into_iter()
+                .map(imap::types::Flag::from),
+        );
+        if let Some(at) = msg
+            .date
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        {
+            command.internal_date(at.fixed_offset());
+        }
+        match command.finish() {
+            Ok(appended) => Ok(appended.uid_validity.zip(appended.uids)),
+            Err(imap::Error::No(no)) => Err(StoreError::folder(
+                &msg.folder,
+                format!(
+                    "APPEND failed: {}",
+                    refusal("NO", no.code.as_ref(), &no.information)
+                ),
+            )),
+            Err(imap::Error::Bad(bad)) => Err(StoreError::folder(
+                &msg.folder,
+                format!(
+                    "APPEND failed: {}",
+                    refusal("BAD", bad.code.as_ref(), &bad.information)
+                ),
+            )),
+            Err(imap::Error::Append) => Err(StoreError::folder(
+                &msg.folder,
+                "APPEND failed: the server did not ask for the message",
+            )),
+            Err(e) => {
+                let err = crate_failure(&self.address, "APPEND", e);
+                self.broken = Some(err.to_string());
+                Err(err)
+            }
+        }
+    }
+
+    /// `UID STORE set ±FLAGS.SILENT (...)` over all `uids`, in bounded sets.
+    fn store_flag_change(&mut self, uids: &[u32], sign: char, flags: Flags) -> StoreResult<()> {
+        if flags.is_empty() {
+            return Ok(());
+        }
+        let names = flags.imap_names().join(" ");
+        for set in uid_sets(uids) {
+            self.run_in_folder(
+                "UID STORE",
+                &format!("UID STORE {set} {sign}FLAGS.SILENT ({names})"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `(uid, attributes)` of every FETCH response that carries a UID.
+fn fetched<'r, 'a>(
+    responses: &'r [Response<'a>],
+) -> impl Iterator<Item = (u32, &'r [AttributeValue<'a>])> + 'r {
+    responses.iter().filter_map(|r| match r {
+        Response::Fetch(_, attrs) => attrs.iter().find_map(|a| match a {
+            AttributeValue::Uid(uid) => Some((*uid, attrs.as_slice())),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
+
+/// The whole-message body section (`BODY[]`, or `BODY[]<origin>` for a partial
+/// fetch): `None` when absent, `Some(None)` when the server sent NIL.
+fn body_section<'r>(
+    attrs: &'r [AttributeValue<'_>],
+    origin: Option<u32>,
+) -> Option<Option<&'r [u8]>> {
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: None,
+            index,
+            data,
+        } if *index == origin => Some(data.as_deref()),
+        _ => None,
+    })
+}
+
+fn parse_delimiter(raw: &str) -> Option<char> {
+    unescape_quoted(raw).chars().next()
+}
+
+/// The listing of a folder from `UID FETCH 1:* (UID FLAGS RFC822.SIZE
+/// INTERNALDATE)`, merged per UID (a server may split one message's attributes
+/// over several responses) and sorted by UID. Keywords and `\Recent` are ignored.
+fn listing(responses: &[Response<'_>]) -> Vec<MsgMeta> {
+    let mut by_uid: BTreeMap<u32, MsgMeta> = BTreeMap::new();
+    for (uid, attrs) in fetched(responses) {
+        let meta = by_uid.entry(uid).or_insert_with(|| MsgMeta {
+            key: MsgKey::uid(uid),
+            flags: Flags::EMPTY,
+            size: None,
+            date: None,
+        });
+        for attr in attrs {
+            match attr {
+                AttributeValue::Flags(names) => {
+                    meta.flags = names
+                        .iter()
+                        .filter_map(|n| Flags::from_imap_name(n))
+                        .fold(Flags::EMPTY, Flags::union);
+                }
+                AttributeValue::Rfc822Size(size) => meta.size = Some(u64::from(*size)),
+                AttributeValue::InternalDate(date) => meta.date = parse_internal_date(date),
+                _ => {}
+            }
+        }
+    }
+    by_uid.into_values().collect()
+}
+
+/// What SELECT reported: (UIDVALIDITY, status).
+fn select_result(responses: &[Response<'_>]) -> (Option<u32>, FolderStatus) {
+    let mut validity = None;
+    let mut status = FolderStatus::default();
+    for r in responses {
+        match r {
+            Response::MailboxData(MailboxDatum::Exists(n)) => status.messages = *n,
+            Response::Data {
+                code: Some(code), ..
+            }
+            | Response::Done {
+                code: Some(code), ..
+            } => match code {
+                ResponseCode::UidValidity(v) => validity = Some(*v),
+                ResponseCode::UidNext(n) => status.uidnext = Some(*n),
+                ResponseCode::HighestModSeq(m) => status.highest_modseq = Some(*m),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    (validity, status)
+}
+
+/// What STATUS reported, if it reported UIDVALIDITY.
+fn status_result(responses: &[Response<'_>]) -> Option<FolderStatus> {
+    let attributes = responses.iter().find_map(|r| match r {
+        Response::MailboxData(MailboxDatum::Status { status, .. }) => Some(status),
+        _ => None,
+    })?;
+    let mut validity = None;
+    let mut result = FolderStatus::default();
+    for attribute in attributes {
+        match attribute {
+            StatusAttribute::UidValidity(v) => validity = Some(u64::from(*v)),
+            StatusAttribute::UidNext(n) => result.uidnext = Some(*n),
+            StatusAttribute::HighestModSeq(m) => result.highest_modseq = Some(*m),
+            StatusAttribute::Messages(n) => result.messages = *n,
+            StatusAttribute::Unseen(n) => result.unseen = Some(*n),
+            _ => {}
+        }
+    }
+    result.validity = validity?;
+    Some(result)
+}
+
+/// A folder from one LIST entry: the wire name decoded from modified UTF-7 and
+/// split at the delimiter. The error says why the name cannot be used.
+fn folder_from_list(
+    wire_name: &str,
+    delimiter: Option<char>,
+    attributes: &[NameAttribute<'_>],
+) -> Result<FolderInfo, String> {
+    let decoded = utf7::decode(wire_name).map_err(|e| e.to_string())?;
+    let name = match delimiter {
+        Some(d) => FolderName::from_components(&decoded.split(d).collect::<Vec<_>>()),
+        None => FolderName::from_components(&[decoded.as_str()]),
+    }
+    .map_err(|e| e.to_string())?;
+    let mut role = None;
+    let mut selectable = true;
+    for attribute in attributes {
+        match attribute {
+            NameAttribute::NoSelect => selectable = false,
+            NameAttribute::Extension(ext) if ext.eq_ignore_ascii_case("\\NonExistent") => {
+                selectable = false
+            }
+            NameAttribute::Sent => role = Some(Role::Sent),
+            NameAttribute::Drafts => role = Some(Role::Drafts),
+            NameAttribute::Trash => role = Some(Role::Trash),
+            NameAttribute::Junk => role = Some(Role::Junk),
+            NameAttribute::Archive => role = Some(Role::Archive),
+            NameAttribute::All => role = Some(Role::All),
+            NameAttribute::Flagged => role = Some(Role::Flagged),
+            _ => {}
+        }
+    }
+    Ok(FolderInfo {
+        name,
+        role,
+        selectable,
+    })
+}
+
+impl Store for ImapStore {
+    fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    fn describe(&self) -> String {
+        format!("imap {}@{}", self.user, self.address)
+    }
+
+    fn list_folders(&mut self) -> StoreResult<FolderList> {
+        let data = self
+            .run("LIST", "LIST \"\" \"*\"")
+            .map_err(|f| f.in_session(&self.address, "LIST"))?;
+        let responses = parse_responses(&data)?;
+        let mut list = FolderList::default();
+        let mut first_delimiter = None;
+        for r in &responses {
+            let Response::MailboxData(MailboxDatum::List {
+                name_attributes,
+                delimiter,
+                name,
+            }) = r
+            else {
+                continue;
+            };
+            let delimiter = delimiter.as_deref().and_then(parse_delimiter);
+            first_delimiter.get_or_insert(delimiter);
+            let wire_name = astring_value(&data, name);
+            match folder_from_list(&wire_name, delimiter, name_attributes) {
+                Ok(info) => list.folders.push(info),
+                Err(reason) => list.rejected.push((wire_name, reason)),
+            }
+        }
+        if self.delimiter.is_none() {
+            self.delimiter = first_delimiter;
+        }
+        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    fn create_folder(&mut self, name: &FolderName) -> StoreResult<()> {
+        let wire = self.wire_name(name)?;
+        match self.run("CREATE", &format!("CREATE {}", quote(&wire))) {
+            Ok(_) => Ok(()),
+            // RFC 5530: the folder is there, which is what the caller wants.
+            Err(Failure::Refused(text)) if text.contains("[ALREADYEXISTS]") => Ok(()),
+            Err(f) => Err(f.in_folder(name, "CREATE")),
+        }
+    }
+
+    fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        let wire = self.wire_name(name)?;
+        let modseq = if self.server.condstore() {
+            " HIGHESTMODSEQ"
+        } else {
+            ""
+        };
+        let data = self
+            .run(
+                "STATUS",
+                &format!(
+                    "STATUS {} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN{modseq})",
+                    quote(&wire)
+                ),
+            )
+            .map_err(|f| f.in_folder(name, "STATUS"))?;
+        status_result(&parse_responses(&data)?)
+            .ok_or_else(|| StoreError::folder(name, "STATUS did not report UIDVALIDITY"))
+    }
+
+    fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        let wire = self.wire_name(name)?;
+        // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
+        self.selected = None;
+        self.sizes.clear();
+        let condstore = if self.server.condstore() {
+            " (CONDSTORE)"
+        } else {
+            ""
+        };
+        let data = self
+            .run("SELECT", &format!("SELECT {}{condstore}", quote(&wire)))
+            .map_err(|f| f.in_folder(name, "SELECT"))?;
+        let (validity, mut status) = select_result(&parse_responses(&data)?);
+        let validity = validity
+            .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
+        status.validity = u64::from(validity);
+        self.selected = Some(Selected {
+            name: name.clone(),
+            wire,
+            validity,
+            exists: status.messages,
+        });
+        Ok(status)
+    }
+
+    fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
+        let exists = self.selected()?.exists;
+        self.sizes.clear();
+        // `1:*` on an empty folder is an error on some servers.
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.fetch("UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        self.remember_sizes(&responses);
+        Ok(listing(&responses))
+    }
+
+    fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
+        let uids = self.uids_of(keys)?;
+        let mut found: HashMap<u32, Identity> = HashMap::new();
+        for set in uid_sets(&uids) {
+            let data = self.fetch(&format!(
+                "UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"
+            ))?;
+            let responses = parse_responses(&data)?;
+            self.observe(&responses);
+            self.remember_sizes(&responses);
+            for (uid, attrs) in fetched(&responses) {
+                let size = attrs.iter().find_map(|a| match a {
+                    AttributeValue::Rfc822Size(size) => Some(u64::from(*size)),
+                    _ => None,
+                });
+                let header = attrs.iter().find_map(|a| match a {
+                    AttributeValue::BodySection {
+                        section: Some(SectionPath::Full(MessageSection::Header)),
+                        data,
+                        ..
+                    } => Some(data.as_deref().unwrap_or_default()),
+                    _ => None,
+                });
+                if let (Some(size), Some(header)) = (size, header) {
+                    found.insert(uid, Identity::from_header(header, size));
+                }
+            }
+        }
+        Ok(uids
+            .iter()
+            .filter_map(|uid| found.remove(uid).map(|id| (MsgKey::uid(*uid), id)))
+            .collect())
+    }
+
+    fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        let uids = self.uids_of(keys)?;
+        let unknown: Vec<u32> = uids
+            .iter()
+            .copied()
+            .filter(|uid| !self.sizes.contains_key(uid))
+            .collect();
+        for set in uid_sets(&unknown) {
+            let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"))?;
+            let responses = parse_responses(&data)?;
+            self.observe(&responses);
+            self.remember_sizes(&responses);
+        }
+        // A UID without a size was not returned by the server: it is gone.
+        let items: Vec<(u32, u64)> = uids
+            .iter()
+            .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
+            .collect();
+        let budget = self.batch_bytes.max(MIN_BATCH_BYTES);
+        for batch in plan_body_batches(&items, budget) {
+            match batch {
+                BodyBatch::Whole(uids) => self.fetch_whole(&uids, sink)?,
+                BodyBatch::Chunked(uid) => self.fetch_chunked(uid, budget, sink)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
+        let selected = self.selected()?;
+        let staged = Staged {
+            folder: selected.name.clone(),
+            wire: selected.wire.clone(),
+            validity: selected.validity,
+            body: msg.body.to_vec(),
+            flags: msg.flags,
+            date: msg.date,
+        };
+        self.staged.push(staged);
+        Ok(())
+    }
+
+    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+        // Taken up front: after a failure half-way, retrying must not append the
+        // first messages twice (the engine recovers them from its intents).
+        let staged = std::mem::take(&mut self.staged);
+        let mut keys = Vec::with_capacity(staged.len());
+        for msg in &staged {
+            let key = match self.append_one(msg)? {
+                // A key is only meaningful under the UIDVALIDITY it was issued in.
+                Some((validity, uids)) if validity == msg.validity => match uids.as_slice() {
+                    [UidSetMember::Uid(uid)] => Some(MsgKey::uid(*uid)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            keys.push(key);
+        }
+        // The crate queues unsolicited data from its typed APPEND; nothing here
+        // needs it, and the queue must not grow without bound.
+        self.session.take_all_unsolicited().for_each(drop);
+        Ok(keys)
+    }
+
+    fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let uids = self.uids_of(keys)?;
+        self.store_flag_change(&uids, '+', add)?;
+        self.store_flag_change(&uids, '-', remove)
+    }
+
+    fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let uids = self.uids_of(keys)?;
+        self.store_flag_change(&uids, '+', Flags::DELETED)?;
+        if !self.server.uidplus() {
+            // Without UIDPLUS the only way to remove messages is a bare EXPUNGE,
+            // which would also remove every other \Deleted message in the folder,
+            // including ones another client marked and still means to undelete.
+            // We stop at marking; `Caps::exact_delete` tells the engine so.
+            return Ok(());
+        }
+        for set in uid_sets(&uids) {
+            self.run_in_folder("UID EXPUNGE", &format!("UID EXPUNGE {set}"))?;
+        }
+        for uid in &uids {
+            self.sizes.remove(uid);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> StoreResult<()> {
+        if self.broken.is_none() {
+            // Nothing is pending after a flush; a failed LOGOUT loses nothing.
+            let _ = self.session.logout();
+            self.broken = Some("logged out".to_string());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn responses(buf: &[u8]) -> Vec<Response<'_>> {
+        parse_responses(buf).unwrap()
+    }
+
+    #[test]
+    fn listing_merges_per_uid_and_survives_untagged_no() {
+        let buf = b"* 1 FETCH (UID 4 FLAGS (\\Seen $Forwarded \\Recent work) RFC822.SIZE 120 INTERNALDATE \"25-Nov-2026 21:47:22 +0000\")\r\n\
+* NO [SERVERBUG] one message could not be read\r\n\
+* 2 FETCH (UID 9 RFC822.SIZE 7)\r\n\
+* 2 FETCH (UID 9 FLAGS ())\r\n\
+* 3 FETCH (FLAGS (\\Flagged))\r\n\
+a5 OK done\r\n";
+        let metas = listing(&responses(buf));
+        assert_eq!(
+            metas,
+            vec![
+                MsgMeta {
+                    key: MsgKey::uid(4),
+                    flags: Flags::SEEN.union(Flags::FORWARDED),
+                    size: Some(120),
+                    date: Some(1_795_643_242),
+                },
+                MsgMeta {
+                    key: MsgKey::uid(9),
+                    flags: Flags::EMPTY,
+                    size: Some(7),
+                    date: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn select_result_reads_codes_and_exists() {
+        let buf = b"* FLAGS (\\Answered \\Seen)\r\n\
+* OK [PERMANENTFLAGS (\\Seen \\*)] Flags permitted.\r\n\
+* 3 EXISTS\r\n* 0 RECENT\r\n\
+* NO [ALERT] something odd\r\n\
+* OK [UIDVALIDITY 1795643975] UIDs valid\r\n\
+* OK [UIDNEXT 12] Predicted next UID\r\n\
+* OK [HIGHESTMODSEQ 40] Highest\r\n\
+a3 OK [READ-WRITE] Select completed.\r\n";
+        let (validity, status) = select_result(&responses(buf));
+        assert_eq!(validity, Some(1_795_643_975));
+        assert_eq!(status.messages, 3);
+        assert_eq!(status.uidnext, Some(12));
+        assert_eq!(status.highest_modseq, Some(40));
+    }
+
+    #[test]
+    fn status_result_needs_uidvalidity() {
+        let buf = b"* STATUS \"Entw&APw-rfe\" (MESSAGES 2 UIDNEXT 5 UIDVALIDITY 77 UNSEEN 1 HIGHESTMODSEQ 9)\r\na1 OK done\r\n";
+        let status = status_result(&responses(buf)).unwrap();
+        assert_eq!(
+            status,
+            FolderStatus {
+                validity: 77,
+                uidnext: Some(5),
+                highest_modseq: Some(9),
+                messages: 2,
+                unseen: Some(1),
+                size: None,
+            }
+        );
+        let buf = b"* STATUS INBOX (MESSAGES 2)\r\na1 OK done\r\n";
+        assert_eq!(status_result(&responses(buf)), None);
+    }
+
+    #[test]
+    fn list_entries_become_folders_or_rejections() {
+        let sent = [
+            NameAttribute::Sent,
+            NameAttribute::Extension("\\HasNoChildren".into()),
+        ];
+        let info = folder_from_list("Archiv/Entw&APw-rfe", Some('/'), &sent).unwrap();
+        assert_eq!(info.name.as_str(), "Archiv/Entwürfe");
+        assert_eq!(info.role, Some(Role::Sent));
+        assert!(info.selectable);
+
+        let hidden = [NameAttribute::Extension("\\NonExistent".into())];
+        assert!(
+            !folder_from_list("a", Some('/'), &hidden)
+                .unwrap()
+                .selectable
+        );
+        assert!(
+            !folder_from_list("a", Some('/'), &[NameAttribute::NoSelect])
+                .unwrap()
+                .selectable
+        );
+
+        assert_eq!(
+            folder_from_list("inbox.Sub", Some('.'), &[])
+                .unwrap()
+                .name
+                .as_str(),
+            "INBOX/Sub"
+        );
+        // With `.` as delimiter a `/` inside a component cannot be represented.
+        assert!(folder_from_list("a/b", Some('.'), &[]).is_err());
+        assert!(folder_from_list("a/../b", Some('/'), &[]).is_err());
+        assert!(folder_from_list("..", None, &[]).is_err());
+        assert!(folder_from_list("raw ü", Some('/'), &[])
+            .unwrap_err()
+            .contains("modified UTF-7"));
+        assert!(folder_from_list("a&AAo-b", Some('/'), &[]).is_err());
+    }
+
+    #[test]
+    fn body_sections_distinguish_whole_partial_and_nil() {
+        let buf = b"* 1 FETCH (UID 3 BODY[] {3}\r\nabc)\r\n* 2 FETCH (UID 4 BODY[]<8> {2}\r\nde)\r\n* 3 FETCH (UID 5 BODY[] NIL)\r\n";
+        let parsed = responses(buf);
+        let all: Vec<_> = fetched(&parsed).collect();
+        assert_eq!(body_section(all[0].1, None), Some(Some(&b"abc"[..])));
+        assert_eq!(body_section(all[0].1, Some(0)), None);
+        assert_eq!(body_section(all[1].1, Some(8)), Some(Some(&b"de"[..])));
+        assert_eq!(body_section(all[2].1, None), Some(None));
+    }
 }

@@ -1,0 +1,518 @@
+//! From a socket to an authenticated session: greeting, strict STARTTLS,
+//! capabilities, authentication.
+//!
+//! Everything before authentication runs on our own small line reader, so the
+//! STARTTLS rules (no PREAUTH shortcut, no data buffered across the handshake,
+//! capabilities re-read under TLS) are enforced here and nothing the server sent
+//! in clear text can reach the imap crate's buffers.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+
+use imap_proto::{Capability, Response, ResponseCode, Status};
+
+use super::{crate_failure, ImapConfig};
+use crate::store::net::{self, Connection, TlsMode};
+use crate::store::{StoreError, StoreResult};
+
+/// Longest response line accepted before login; greetings and capability lists
+/// are far shorter, and the cap keeps a hostile server from filling memory.
+const MAX_LINE_BYTES: u64 = 64 * 1024;
+
+/// The server's CAPABILITY list, names upper-cased.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerCaps {
+    names: BTreeSet<String>,
+}
+
+impl ServerCaps {
+    pub fn from_capabilities(list: &[Capability<'_>]) -> ServerCaps {
+        let names = list
+            .iter()
+            .map(|c| match c {
+                Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+                Capability::Auth(mechanism) => format!("AUTH={}", mechanism.to_ascii_uppercase()),
+                Capability::Atom(atom) => atom.to_ascii_uppercase(),
+            })
+            .collect();
+        ServerCaps { names }
+    }
+
+    /// The capabilities announced in a parsed response, either as untagged
+    /// CAPABILITY data or as a `[CAPABILITY ...]` response code.
+    pub fn find(responses: &[Response<'_>]) -> Option<ServerCaps> {
+        responses.iter().find_map(|r| match r {
+            Response::Capabilities(list) => Some(ServerCaps::from_capabilities(list)),
+            Response::Data {
+                code: Some(ResponseCode::Capabilities(list)),
+                ..
+            }
+            | Response::Done {
+                code: Some(ResponseCode::Capabilities(list)),
+                ..
+            } => Some(ServerCaps::from_capabilities(list)),
+            _ => None,
+        })
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(&name.to_ascii_uppercase())
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
+    pub fn uidplus(&self) -> bool {
+        self.has("UIDPLUS")
+    }
+    /// QRESYNC implies CONDSTORE (RFC 7162 3.2.3).
+    pub fn condstore(&self) -> bool {
+        self.has("CONDSTORE") || self.qresync()
+    }
+    pub fn qresync(&self) -> bool {
+        self.has("QRESYNC")
+    }
+    pub fn move_messages(&self) -> bool {
+        self.has("MOVE")
+    }
+    /// Non-synchronising literals of any size (RFC 7888).
+    pub fn literal_plus(&self) -> bool {
+        self.has("LITERAL+")
+    }
+    /// Non-synchronising literals up to 4096 bytes (RFC 7888).
+    pub fn literal_minus(&self) -> bool {
+        self.has("LITERAL-")
+    }
+    pub fn enable(&self) -> bool {
+        self.has("ENABLE")
+    }
+    pub fn list_status(&self) -> bool {
+        self.has("LIST-STATUS")
+    }
+    pub fn special_use(&self) -> bool {
+        self.has("SPECIAL-USE")
+    }
+}
+
+/// A connection before login, read line by line through our own buffer.
+struct PreAuth<'a> {
+    reader: BufReader<Connection>,
+    address: &'a str,
+    tag: u32,
+}
+
+impl<'a> PreAuth<'a> {
+    fn new(conn: Connection, address: &'a str, tag: u32) -> Self {
+        PreAuth {
+            reader: BufReader::new(conn),
+            address,
+            tag,
+        }
+    }
+
+    fn read_line(&mut self, during: &str) -> StoreResult<Vec<u8>> {
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_LINE_BYTES)
+            .read_until(b'\n', &mut line)
+            .map_err(|e| net::io_failure(self.address, during, &e))?;
+        if read == 0 {
+            return Err(StoreError::Connection(format!(
+                "{}: server closed the connection during {during}",
+                self.address
+            )));
+        }
+        if !line.ends_with(b"\n") {
+            return Err(StoreError::Protocol(format!(
+                "{}: unterminated or over-long line during {during}",
+                self.address
+            )));
+        }
+        Ok(line)
+    }
+
+    /// Reads the greeting; true when it is PREAUTH.
+    fn greeting(&mut self) -> StoreResult<bool> {
+        let line = self.read_line("greeting")?;
+        match imap_proto::parser::parse_response(&line) {
+            Ok((
+                _,
+                Response::Data {
+                    status,
+                    information,
+                    ..
+                },
+            )) => match status {
+                Status::Ok => Ok(false),
+                Status::PreAuth => Ok(true),
+                Status::Bye => Err(StoreError::Connection(format!(
+                    "{} refused the connection: {}",
+                    self.address,
+                    information.as_deref().unwrap_or("no reason given")
+                ))),
+                _ => Err(self.unexpected("greeting", &line)),
+            },
+            _ => Err(self.unexpected("greeting", &line)),
+        }
+    }
+
+    fn unexpected(&self, during: &str, line: &[u8]) -> StoreError {
+        StoreError::Protocol(format!(
+            "{}: unexpected {during} `{}`",
+            self.address,
+            super::wire::excerpt(line)
+        ))
+    }
+
+    /// Runs one command and returns its untagged lines and tagged status.
+    fn command(&mut self, command: &str) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
+        self.tag += 1;
+        let tag = format!("m{}", self.tag);
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| net::io_failure(self.address, command, &e))?;
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.read_line(command)?;
+            let parsed = imap_proto::parser::parse_response(&line);
+            match parsed {
+                Ok((
+                    _,
+                    Response::Done {
+                        tag: got,
+                        status,
+                        information,
+                        ..
+                    },
+                )) if got.0 == tag => {
+                    let text = information.map(|t| t.into_owned()).unwrap_or_default();
+                    return Ok((untagged, status, text));
+                }
+                Ok((
+                    _,
+                    Response::Data {
+                        status: Status::Bye,
+                        information,
+                        ..
+                    },
+                )) => {
+                    return Err(StoreError::Connection(format!(
+                        "{} closed the connection during {command}: {}",
+                        self.address,
+                        information.as_deref().unwrap_or("no reason given")
+                    )))
+                }
+                Ok((_, Response::Done { .. })) | Ok((_, Response::Continue { .. })) => {
+                    return Err(self.unexpected(command, &line))
+                }
+                _ => untagged.push(line),
+            }
+        }
+    }
+
+    fn capabilities(&mut self) -> StoreResult<ServerCaps> {
+        let (lines, status, text) = self.command("CAPABILITY")?;
+        if status != Status::Ok {
+            return Err(StoreError::Protocol(format!(
+                "{}: CAPABILITY failed: {text}",
+                self.address
+            )));
+        }
+        let parsed: Vec<Response<'_>> = lines
+            .iter()
+            .filter_map(|l| imap_proto::parser::parse_response(l).ok().map(|(_, r)| r))
+            .collect();
+        ServerCaps::find(&parsed).ok_or_else(|| {
+            StoreError::Protocol(format!(
+                "{}: CAPABILITY returned no capability list",
+                self.address
+            ))
+        })
+    }
+
+    /// Hands the socket over, refusing if the server sent anything unasked.
+    fn into_connection(self) -> StoreResult<Connection> {
+        if !self.reader.buffer().is_empty() {
+            return Err(StoreError::Protocol(format!(
+                "{}: server sent unrequested data before login",
+                self.address
+            )));
+        }
+        Ok(self.reader.into_inner())
+    }
+}
+
+/// SASL PLAIN (RFC 4616). Deliberately not `Debug`: it holds the password.
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+
+    fn process(&self, _challenge: &[u8]) -> Vec<u8> {
+        let mut response = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        response.push(0);
+        response.extend_from_slice(self.user.as_bytes());
+        response.push(0);
+        response.extend_from_slice(self.password.as_bytes());
+        response
+    }
+}
+
+/// Connects, secures and logs in. The caller asks for CAPABILITY again
+/// afterwards: the list changes with login.
+pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
+    let address = cfg.server.address();
+    let conn = net::connect(&cfg.server)?;
+    let mut link = PreAuth::new(conn, &address, 0);
+    let preauth = link.greeting()?;
+    if cfg.server.tls == TlsMode::Starttls {
+        if preauth {
+            return Err(StoreError::Tls(format!(
+                "{address} greeted with PREAUTH, which skips STARTTLS; refusing to \
+                 continue without encryption"
+            )));
+        }
+        let caps = link.capabilities()?;
+        if !caps.has("STARTTLS") {
+            return Err(StoreError::Tls(format!(
+                "{address} does not offer STARTTLS; refusing to continue without \
+                 encryption (if the server listens for implicit TLS, use \
+                 `tls = \"implicit\"`, usually on port 993)"
+            )));
+        }
+        let (_, status, text) = link.command("STARTTLS")?;
+        if status != Status::Ok {
+            return Err(StoreError::Tls(format!(
+                "{address} refused STARTTLS: {text}"
+            )));
+        }
+        let tag = link.tag;
+        let secured = net::start_tls(link.reader, &cfg.server)?;
+        link = PreAuth::new(secured, &address, tag);
+    } else if preauth {
+        return Err(StoreError::Unsupported(format!(
+            "{address} greeted with PREAUTH (already authenticated); this client \
+             always logs in"
+        )));
+    }
+    // Capabilities seen before STARTTLS are untrusted (RFC 3501 6.2.1): ask again.
+    let caps = link.capabilities()?;
+    let conn = link.into_connection()?;
+    authenticate(imap::Client::new(conn), &caps, cfg, &address)
+}
+
+fn authenticate(
+    client: imap::Client<Connection>,
+    caps: &ServerCaps,
+    cfg: &ImapConfig,
+    address: &str,
+) -> StoreResult<imap::Session<Connection>> {
+    let user = cfg.user.as_str();
+    let password = cfg.password.0.as_str();
+    let encrypted = cfg.server.tls != TlsMode::None;
+    let result = if caps.has("AUTH=PLAIN") {
+        client.authenticate("PLAIN", &PlainAuth { user, password })
+    } else if caps.has("LOGINDISABLED") {
+        let hint = if encrypted {
+            ""
+        } else {
+            " (servers usually allow it only over TLS)"
+        };
+        return Err(StoreError::Auth(format!(
+            "{user} at {address}: the server disables LOGIN and offers no AUTH=PLAIN{hint}"
+        )));
+    } else {
+        client.login(user, password)
+    };
+    result.map_err(|(e, _client)| match e {
+        imap::Error::No(no) => StoreError::Auth(format!("{user} at {address}: {}", no.information)),
+        imap::Error::Bad(bad) => StoreError::Auth(format!(
+            "{user} at {address}: server rejected the login command: {}",
+            bad.information
+        )),
+        // The crate's message would name the offending character of the secret.
+        imap::Error::Validate(_) => StoreError::Auth(format!(
+            "{user} at {address}: user name or password contains a line break"
+        )),
+        other => crate_failure(address, "login", other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::imap::Secret;
+    use crate::store::net::ServerConfig;
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+    use std::time::Duration;
+
+    /// A scripted plain-text server: sends `greeting`, then answers the n-th line
+    /// it receives with `replies[n]`; returns every line it received.
+    fn fake_server(greeting: &str, replies: &[&str]) -> (u16, JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let greeting = greeting.to_string();
+        let replies: Vec<String> = replies.iter().map(|s| s.to_string()).collect();
+        let handle = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let mut writer = sock.try_clone().unwrap();
+            let mut reader = BufReader::new(sock);
+            writer.write_all(greeting.as_bytes()).unwrap();
+            let mut received = Vec::new();
+            for reply in replies {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                received.push(line);
+                writer.write_all(reply.as_bytes()).unwrap();
+            }
+            received
+        });
+        (port, handle)
+    }
+
+    fn config(port: u16, tls: TlsMode, password: &str) -> ImapConfig {
+        ImapConfig {
+            server: ServerConfig {
+                host: "127.0.0.1".to_string(),
+                port,
+                tls,
+                ca_file: None,
+                fingerprint: None,
+                allow_plaintext: true,
+                connect_timeout: Duration::from_secs(5),
+                io_timeout: Duration::from_secs(5),
+            },
+            user: "alice".to_string(),
+            password: Secret(password.to_string()),
+            batch_bytes: 1 << 20,
+        }
+    }
+
+    fn open_err(cfg: &ImapConfig) -> StoreError {
+        match open(cfg) {
+            Ok(_) => panic!("open should fail"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn preauth_greeting_is_refused_when_starttls_is_required() {
+        let (port, server) = fake_server("* PREAUTH [CAPABILITY IMAP4rev1] hi\r\n", &[]);
+        let err = open_err(&config(port, TlsMode::Starttls, "pw"));
+        assert!(matches!(err, StoreError::Tls(_)), "{err}");
+        assert!(err.to_string().contains("PREAUTH"), "{err}");
+        assert!(server.join().unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_starttls_capability_is_refused() {
+        let (port, server) = fake_server(
+            "* OK hi\r\n",
+            &["* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm1 OK done\r\n"],
+        );
+        let err = open_err(&config(port, TlsMode::Starttls, "pw"));
+        assert!(matches!(err, StoreError::Tls(_)), "{err}");
+        assert!(err.to_string().contains("does not offer STARTTLS"), "{err}");
+        assert_eq!(server.join().unwrap(), vec!["m1 CAPABILITY\r\n"]);
+    }
+
+    #[test]
+    fn data_injected_after_the_starttls_reply_is_refused() {
+        let (port, server) = fake_server(
+            "* OK hi\r\n",
+            &[
+                "* CAPABILITY IMAP4rev1 STARTTLS\r\nm1 OK done\r\n",
+                "m2 OK begin TLS\r\n* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n",
+            ],
+        );
+        let err = open_err(&config(port, TlsMode::Starttls, "pw"));
+        // Either the injected bytes were already buffered (refused as injection)
+        // or they reached the TLS handshake (which then fails): never a login.
+        assert!(matches!(err, StoreError::Tls(_)), "{err}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn bye_greeting_is_a_connection_error() {
+        let (port, _server) = fake_server("* BYE too many connections\r\n", &[]);
+        let err = open_err(&config(port, TlsMode::None, "pw"));
+        assert!(matches!(err, StoreError::Connection(_)), "{err}");
+        assert!(err.to_string().contains("too many connections"), "{err}");
+    }
+
+    #[test]
+    fn login_disabled_without_plain_is_an_auth_error() {
+        let (port, _server) = fake_server(
+            "* OK hi\r\n",
+            &["* CAPABILITY IMAP4rev1 LOGINDISABLED\r\nm1 OK done\r\n"],
+        );
+        let err = open_err(&config(port, TlsMode::None, "pw"));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        assert!(err.to_string().contains("disables LOGIN"), "{err}");
+    }
+
+    #[test]
+    fn login_quotes_the_password_and_failures_never_show_it() {
+        let (port, server) = fake_server(
+            "* OK hi\r\n",
+            &[
+                "* CAPABILITY IMAP4rev1\r\nm1 OK done\r\n",
+                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+            ],
+        );
+        let err = open_err(&config(port, TlsMode::None, "p\"w\\x"));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        assert!(err.to_string().contains("Authentication failed"), "{err}");
+        assert!(!err.to_string().contains("p\"w"), "{err}");
+        let received = server.join().unwrap();
+        assert_eq!(received[1], "a1 LOGIN \"alice\" \"p\\\"w\\\\x\"\r\n");
+    }
+
+    #[test]
+    fn plain_is_preferred_when_offered() {
+        let (port, server) = fake_server(
+            "* OK hi\r\n",
+            &[
+                "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm1 OK done\r\n",
+                "+ \r\n",
+                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+            ],
+        );
+        let err = open_err(&config(port, TlsMode::None, "sécret"));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        let received = server.join().unwrap();
+        assert_eq!(received[1], "a1 AUTHENTICATE PLAIN\r\n");
+        // base64("\0alice\0sécret")
+        assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
+    }
+
+    #[test]
+    fn capabilities_are_read_from_codes_and_data() {
+        let caps = ServerCaps::find(
+            &imap_proto::parser::parse_response(
+                b"* CAPABILITY IMAP4rev1 UIDPLUS literal+ AUTH=plain\r\n",
+            )
+            .map(|(_, r)| vec![r])
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(caps.uidplus() && caps.literal_plus() && caps.has("auth=PLAIN"));
+        assert!(!caps.condstore());
+        let caps = ServerCaps::find(
+            &imap_proto::parser::parse_response(b"a1 OK [CAPABILITY IMAP4rev1 QRESYNC] done\r\n")
+                .map(|(_, r)| vec![r])
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(caps.qresync() && caps.condstore());
+    }
+}
