@@ -613,19 +613,23 @@ impl Store for MemoryStore {
     }
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
-        self.run(
+        // Copied out first: the sink may well write into another handle of this
+        // same mailbox (a migration between two folders of one server).
+        let bodies = self.run(
             Op::FetchBodies,
             |folder| target(folder, keys),
             |mailbox, session| {
                 let (_, folder) = session.folder(mailbox)?;
-                for uid in uids(keys)? {
-                    if let Some(m) = folder.messages.get(&uid) {
-                        sink(&MsgKey::uid(uid), &m.body)?;
-                    }
-                }
-                Ok(())
+                Ok(uids(keys)?
+                    .into_iter()
+                    .filter_map(|uid| folder.messages.get(&uid).map(|m| (uid, m.body.clone())))
+                    .collect::<Vec<_>>())
             },
-        )
+        )?;
+        for (uid, body) in bodies {
+            sink(&MsgKey::uid(uid), &body)?;
+        }
+        Ok(())
     }
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
@@ -1011,6 +1015,24 @@ mod tests {
             "{ops:?}"
         );
         assert!(ops.contains(&"delete INBOX 1".to_string()));
+    }
+
+    #[test]
+    fn a_sink_may_append_to_the_same_mailbox() {
+        let mut from = MemoryStore::imap_like();
+        let mut to = from.handle();
+        to.create_folder(&name("Copy")).unwrap();
+        to.select(&name("Copy")).unwrap();
+        let uid = from
+            .add_message(&FolderName::inbox(), BODY, Flags::SEEN, None)
+            .unwrap();
+        from.select(&FolderName::inbox()).unwrap();
+        from.fetch_bodies(&[MsgKey::uid(uid)], &mut |_, body| {
+            to.append(&msg(body, Flags::SEEN, 1))
+        })
+        .unwrap();
+        to.flush_appends().unwrap();
+        assert_eq!(from.messages(&name("Copy")).unwrap()[0].body, BODY);
     }
 
     #[test]

@@ -254,23 +254,16 @@ impl MaildirStore {
         for entry in entries {
             let entry = entry.map_err(|e| io_error("reading", &self.root, e))?;
             let file_name = entry.file_name();
-            let Some(dir_name) = file_name.to_str() else {
-                if file_name.as_encoded_bytes().starts_with(b".") {
-                    list.rejected.push((
-                        file_name.to_string_lossy().into_owned(),
-                        "directory name is not UTF-8".to_string(),
-                    ));
-                }
-                continue;
-            };
-            if !dir_name.starts_with('.') || dir_name == "." || dir_name == ".." {
+            let bytes = file_name.as_encoded_bytes();
+            if !bytes.starts_with(b".") || bytes == b"." || bytes == b".." {
                 continue;
             }
+            let shown = file_name.to_string_lossy().into_owned();
             let path = entry.path();
             match self.classify_dir(&entry, &path) {
                 DirKind::NotADir => continue,
                 DirKind::Escapes(reason) => {
-                    list.rejected.push((dir_name.to_string(), reason));
+                    list.rejected.push((shown, reason));
                     continue;
                 }
                 DirKind::Dir | DirKind::LinkedDir => {}
@@ -278,9 +271,9 @@ impl MaildirStore {
             if !is_maildir(&path) {
                 continue;
             }
-            match self.layout.folder_for(Path::new(dir_name)) {
+            match self.layout.folder_for(Path::new(&file_name)) {
                 Ok(name) => list.folders.push(selectable(name)),
-                Err(reason) => list.rejected.push((dir_name.to_string(), reason)),
+                Err(reason) => list.rejected.push((shown, reason)),
             }
         }
         Ok(())

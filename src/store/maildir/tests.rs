@@ -1,4 +1,5 @@
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -170,11 +171,19 @@ fn maildirpp_listing_rejects_names_that_do_not_map_back() {
     make_maildir(&dir.path().join(".INBOX"));
     make_maildir(&dir.path().join(".a..b"));
     make_maildir(&dir.path().join(".ok"));
+    let latin1 = std::ffi::OsStr::from_bytes(b".caf\xe9");
+    make_maildir(&dir.path().join(latin1));
+    fs::create_dir(
+        dir.path()
+            .join(std::ffi::OsStr::from_bytes(b".not-a-maildir\xe9")),
+    )
+    .unwrap();
     let list = store.list_folders().unwrap();
     let names: Vec<&str> = list.folders.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, vec!["INBOX", "ok"]);
     let rejected: Vec<&str> = list.rejected.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(rejected, vec![".INBOX", ".a..b"]);
+    assert_eq!(rejected, vec![".INBOX", ".a..b", ".caf\u{fffd}"]);
+    assert!(list.rejected[2].1.contains("UTF-8"), "{:?}", list.rejected);
 }
 
 #[test]
