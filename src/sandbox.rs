@@ -702,36 +702,23 @@ impl Sandbox {
         tail(&log, 20)
     }
 
-    fn master_pid(&self) -> io::Result<Option<i32>> {
-        let pid_file = self.dir.join("run").join("master.pid");
-        let text = match fs::read_to_string(&pid_file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(context(format!("reading {}", pid_file.display()))(e)),
-        };
-        let pid: i32 = text
-            .trim()
-            .parse()
-            .map_err(|_| error(format!("{}: not a PID: {text:?}", pid_file.display())))?;
-        // Dovecot leaves the file behind: only trust a PID that is still our master.
-        Ok(is_our_master(pid, &self.conf).then_some(pid))
-    }
-
     fn stop_daemon(&self) -> io::Result<()> {
-        let Some(pid) = self.master_pid()? else {
-            return Ok(());
-        };
-        signal(pid, libc::SIGTERM)?;
+        let masters = masters_of(&self.conf);
+        for pid in &masters {
+            signal(*pid, libc::SIGTERM)?;
+        }
         let deadline = Instant::now() + STOP_TIMEOUT;
         while Instant::now() < deadline {
-            if !is_alive(pid) {
+            if !masters.iter().any(|pid| is_alive(*pid)) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        signal(pid, libc::SIGKILL)?;
+        for pid in &masters {
+            signal(*pid, libc::SIGKILL)?;
+        }
         Err(error(format!(
-            "sandbox: Dovecot master {pid} ignored SIGTERM for {}s and was killed",
+            "sandbox: Dovecot master {masters:?} ignored SIGTERM for {}s and was killed",
             STOP_TIMEOUT.as_secs()
         )))
     }
@@ -871,16 +858,27 @@ fn is_alive(pid: i32) -> bool {
     }
 }
 
-fn is_our_master(pid: i32, conf: &Path) -> bool {
-    if !is_alive(pid) {
-        return false;
-    }
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    // The master re-executes itself with the config path as an argument.
+/// Every live Dovecot master started with `conf`. Scanning /proc rather than
+/// trusting `master.pid` (which Dovecot leaves behind after exiting) also finds a
+/// master whose pid file is stale or missing.
+fn masters_of(conf: &Path) -> Vec<i32> {
     let conf = conf.as_os_str().as_encoded_bytes();
-    cmdline.split(|b| *b == 0).any(|arg| arg == conf)
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            // `doveadm -c CONF` carries the path too; only the master is `dovecot`.
+            let is_dovecot = args.first().is_some_and(|a| a.ends_with(b"dovecot"));
+            is_dovecot && args.windows(2).any(|w| w[0] == b"-c" && w[1] == conf)
+        })
+        .filter(|pid| is_alive(*pid))
+        .collect()
 }
 
 fn find_program(name: &str) -> io::Result<PathBuf> {
