@@ -235,7 +235,11 @@ impl Sandbox {
             )));
         }
         let identity = RunAs::detect()?;
-        // The mail processes run as an unprivileged user that must reach the homes.
+        // Dovecot's auth and mail processes run as an unprivileged user that must
+        // reach the passwd-file and the homes.
+        if identity.root {
+            make_traversable(dir)?;
+        }
         set_mode(dir, 0o755)?;
         for sub in ["run", "state", "home"] {
             let path = dir.join(sub);
@@ -949,6 +953,20 @@ fn check_config_path(dir: &Path) -> io::Result<()> {
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .map_err(context(format!("chmod {mode:o} {}", path.display())))
+}
+
+/// Adds search permission for others (not read) to every ancestor of `dir` that
+/// lacks it, as `mktemp -d` directories do, so the mail user can pass through.
+fn make_traversable(dir: &Path) -> io::Result<()> {
+    for ancestor in dir.ancestors().skip(1) {
+        let meta =
+            fs::metadata(ancestor).map_err(context(format!("stat {}", ancestor.display())))?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o001 == 0 {
+            set_mode(ancestor, mode | 0o001)?;
+        }
+    }
+    Ok(())
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> io::Result<()> {
