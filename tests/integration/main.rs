@@ -1,3 +1,4 @@
 //! The one integration-test binary: everything here runs against real Dovecot
 //! instances started by `mailsync::sandbox`, or against the built CLI.
+mod imap_store;
 mod sandbox;

@@ -867,7 +867,11 @@ impl Store for ImapStore {
         let staged = std::mem::take(&mut self.staged);
         let mut keys = Vec::with_capacity(staged.len());
         for msg in &staged {
-            let key = match self.append_one(msg)? {
+            let appended = self.append_one(msg)?;
+            // Dovecot sends APPENDUID even when told not to announce UIDPLUS; the
+            // keys follow what `caps()` promised, so the engine sees one behaviour.
+            let appended = appended.filter(|_| self.caps.append_keys);
+            let key = match appended {
                 // A key is only meaningful under the UIDVALIDITY it was issued in.
                 Some((validity, uids)) if validity == msg.validity => match uids.as_slice() {
                     [UidSetMember::Uid(uid)] => Some(MsgKey::uid(*uid)),
