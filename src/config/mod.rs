@@ -22,7 +22,7 @@ mod settings;
 mod units;
 
 pub use password::PasswordSource;
-pub use settings::{flag_for_key, Overrides, KNOWN_KEYS};
+pub use settings::{flag_for_key, Overrides, KEYS};
 pub use units::{expand_tilde, parse_size};
 
 use crate::store::imap::{ImapConfig, Secret};

@@ -8,39 +8,44 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// Every key an account (or `[defaults]`) may set. Anything else is an error.
-pub const KNOWN_KEYS: &[&str] = &[
-    "protocol",
-    "host",
-    "port",
-    "tls",
-    "allow_plaintext",
-    "ca_file",
-    "fingerprint",
-    "user",
-    "password_command",
-    "password_env",
-    "password_file",
-    "maildir",
-    "layout",
-    "state",
-    "folders",
-    "exclude",
-    "direction",
-    "mode",
-    "new",
-    "flags",
-    "deletions",
-    "expunge",
-    "create_folders",
-    "brake_percent",
-    "brake_max",
-    "brake_min",
-    "batch_bytes",
-    "max_message_size",
-    "keep_on_server_days",
-    "timeout_seconds",
+/// Every key an account (or `[defaults]`) may set, with what it means; anything
+/// else is an error. The man page's configuration reference is made from this.
+pub const KEYS: &[(&str, &str)] = &[
+    ("protocol", "\"imap\" (the default); \"pop3\" is planned"),
+    ("host", "server host name or address (required)"),
+    ("port", "server port; default 993 with implicit TLS, else 143"),
+    ("tls", "\"implicit\" (default), \"starttls\" (refused if the server does not offer it) or \"none\" (only with allow_plaintext)"),
+    ("allow_plaintext", "consent to tls = \"none\"; default false"),
+    ("ca_file", "an extra trusted CA certificate (PEM) besides the system roots"),
+    ("fingerprint", "SHA-256 of the server certificate in hex (colons allowed); when set, only that certificate is accepted"),
+    ("user", "login name (required)"),
+    ("password_command", "shell command whose first line of output is the password"),
+    ("password_env", "environment variable holding the password"),
+    ("password_file", "file whose first line is the password (exactly one password_* key is required)"),
+    ("maildir", "local Maildir root (required); created on the first run"),
+    ("layout", "\"maildir++\" (default: INBOX is the root, A/B is .A.B, as Dovecot reads it) or \"nested\" (INBOX/, A/B/)"),
+    ("state", "state database; default $XDG_DATA_HOME/mailsync/ACCOUNT.db"),
+    ("folders", "folders to sync, IMAP wildcards (* anything, % anything but the separator); default [\"*\"]"),
+    ("exclude", "folders to leave out, same wildcards; default []"),
+    ("direction", "\"both\" (default), \"pull\" (server to Maildir) or \"push\""),
+    ("mode", "\"two-way\" (default) or \"download-delete\" (delete on the server once the local copy is durable)"),
+    ("new", "copy new messages; default true"),
+    ("flags", "propagate flag changes; default true"),
+    ("deletions", "propagate deletions; default true"),
+    ("expunge", "complete server deletions with UID EXPUNGE of exactly those messages; default true"),
+    ("create_folders", "create folders that exist on one side only; default true"),
+    ("brake_percent", "mass-deletion brake: stop a folder that would lose more than this share of its messages; default 25"),
+    ("brake_max", "mass-deletion brake: or more than this many; default 500"),
+    ("brake_min", "the percentage applies only above this many deletions; default 5"),
+    ("batch_bytes", "message bytes per batch, e.g. \"32MiB\", \"500k\" or a number; default \"32MiB\""),
+    ("max_message_size", "skip (and report) larger messages; default no limit"),
+    ("keep_on_server_days", "download-delete: keep messages on the server this many days, or \"forever\"; default: delete at once"),
+    ("timeout_seconds", "network timeout; default 60"),
 ];
+
+fn is_known_key(key: &str) -> bool {
+    KEYS.iter().any(|(k, _)| *k == key)
+}
 
 /// The password sources; exactly one must be set.
 pub const PASSWORD_KEYS: [&str; 3] = ["password_command", "password_env", "password_file"];
@@ -100,7 +105,7 @@ pub struct Overrides {
 impl Overrides {
     /// Sets `key` (one of the config keys) as if the config file said so.
     pub fn set(&mut self, key: &'static str, value: impl Into<toml::Value>) {
-        debug_assert!(KNOWN_KEYS.contains(&key), "not a config key: {key}");
+        debug_assert!(is_known_key(key), "not a config key: {key}");
         self.values.insert(key, value.into());
     }
 
@@ -177,9 +182,10 @@ impl<'a> Settings<'a> {
     /// Refuses keys that no account may set, suggesting the nearest known key.
     pub fn reject_unknown_keys(&self) -> Result<(), ConfigError> {
         for key in self.values.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                let hint = KNOWN_KEYS
+            if !is_known_key(key) {
+                let hint = KEYS
                     .iter()
+                    .map(|(k, _)| k)
                     .filter(|k| edit_distance(k, key) <= 2)
                     .min_by_key(|k| edit_distance(k, key))
                     .map(|k| format!("did you mean `{k}`?"));
@@ -268,7 +274,7 @@ impl<'a> Settings<'a> {
     }
 
     fn take(&mut self, key: &'static str) -> Option<&toml::Value> {
-        debug_assert!(KNOWN_KEYS.contains(&key), "not a config key: {key}");
+        debug_assert!(is_known_key(key), "not a config key: {key}");
         self.taken.insert(key);
         self.values.get(key).map(|s| &s.value)
     }

@@ -1,4 +1,5 @@
 //! The one integration-test binary: everything here runs against real Dovecot
 //! instances started by `mailsync::sandbox`, or against the built CLI.
+mod cli;
 mod imap_store;
 mod sandbox;

@@ -1,0 +1,71 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_mailsync_global_optspecs
+    string join \n config= q/quiet v/verbose log-file= color= h/help V/version
+end
+
+function __fish_mailsync_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_mailsync_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_mailsync_using_subcommand
+    set -l cmd (__fish_mailsync_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c mailsync -n "__fish_mailsync_needs_command" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_needs_command" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_needs_command" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_needs_command" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_needs_command" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_needs_command" -s V -l version -d 'Print version'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
+pull\t''
+push\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l host -d 'IMAP server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
+nested\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
+download-delete\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s n -l dry-run -d 'Print the plan, change nothing (neither mail nor state)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-mass-delete -d 'Lift the mass-deletion brake for this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l no-deletions -d 'Propagate no deletions in either direction this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'

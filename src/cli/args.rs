@@ -1,0 +1,391 @@
+//! The command line, defined once. Parsing uses [`command`]; the man pages and
+//! shell completions are made from [`documented_command`], which is the same
+//! minus the hidden test and maintenance switches (clap_complete would otherwise
+//! list hidden items).
+
+use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
+use clap::{ArgAction, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
+use std::path::PathBuf;
+
+/// Exit codes, for `--help` and the man pages (the README has the same table).
+pub const EXIT_CODES: &[(u8, &str)] = &[
+    (0, "success: everything selected was synced"),
+    (
+        1,
+        "partial: some messages or folders failed or were skipped (each is listed)",
+    ),
+    (2, "usage or configuration error"),
+    (3, "authentication failed"),
+    (4, "connection, TLS or protocol failure"),
+    (5, "another run holds the lock for this account"),
+    (
+        6,
+        "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
+         Maildir root missing, or state database unusable",
+    ),
+];
+
+/// Files, for `--help` and the man pages.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        DEFAULT_CONFIG_DISPLAY,
+        "the configuration (usually ~/.config/mailsync/config.toml); see --config",
+    ),
+    (
+        DEFAULT_STATE_DISPLAY,
+        "one state database per account (usually under ~/.local/share/mailsync), \
+         unless the account sets `state`; a lock file beside it keeps runs apart",
+    ),
+];
+
+const ABOUT: &str = "Two-way sync between an IMAP server and a local Maildir";
+
+const LONG_ABOUT: &str = "\
+Two-way sync between an IMAP server and a local Maildir, with a SQLite state \
+database that remembers what both sides looked like after the last run.
+
+Accounts are described in a TOML config file; `mailsync sync` with no account \
+names syncs every account. A one-off run needs no config file: give --host, \
+--user, a password source and --maildir on the command line.
+
+Passwords are never given on the command line: use --password-command, \
+--password-env or --password-file (or the same keys in the config file).
+
+A message missing on one side is deleted on the other only when the state \
+database proves both sides had it; a run that would delete many messages stops \
+first (see --allow-mass-delete).";
+
+const SYNC_ABOUT: &str = "Sync accounts (all of them when none is named)";
+
+const SYNC_LONG_ABOUT: &str = "\
+Sync the named accounts from the config file, or every account when none is \
+named, or the one-off account described by --host and its companions.
+
+With --dry-run, print the planned actions of every folder on stdout and change \
+nothing. After a run, a summary goes to stderr: one line per folder that \
+changed, then the totals; nothing at all with --quiet when everything went \
+well. Failures and skipped messages are always reported.";
+
+fn after_help() -> String {
+    let mut text = String::from("Files:\n");
+    for (path, what) in FILES {
+        text.push_str(&format!("  {path}\n      {what}\n"));
+    }
+    text.push_str("\nExit status:\n");
+    for (code, what) in EXIT_CODES {
+        text.push_str(&format!("  {code}  {what}\n"));
+    }
+    text
+}
+
+/// The settings shared by every command.
+fn root() -> clap::Command {
+    clap::Command::new("mailsync")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .long_about(LONG_ABOUT)
+        .after_long_help(after_help())
+        .disable_help_subcommand(true)
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+}
+
+/// The command line as parsed.
+pub fn command() -> clap::Command {
+    Args::augment_args(root())
+}
+
+/// The command line as documented (no hidden items).
+pub fn documented_command() -> clap::Command {
+    DocumentedArgs::augment_args(root())
+}
+
+/// Parses the process's arguments; usage errors exit with status 2 (clap's
+/// own convention matches ours).
+pub fn parse() -> Args {
+    let mut cmd = command();
+    let result = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| Args::from_arg_matches(&matches));
+    match result {
+        Ok(args) => args,
+        Err(e) => e.format(&mut cmd).exit(),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct DocumentedArgs {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: DocumentedCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
+    Sync(Box<SyncCommand>),
+    /// Write the man pages and shell completions below DIR.
+    #[command(hide = true)]
+    GenerateDocs(DocsArgs),
+}
+
+// Must list the same commands as `Command` minus the hidden ones; a unit test
+// keeps the two in step. (Not a doc comment: clap would take it as the about.)
+#[derive(Debug, clap::Subcommand)]
+enum DocumentedCommand {
+    #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]
+    #[arg(long, global = true, value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+
+    /// Print errors only
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print each step; repeat for more detail
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Append log messages (with times) to FILE instead of printing them on stderr
+    #[arg(long, global = true, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub log_file: Option<PathBuf>,
+
+    /// When to color messages on stderr
+    #[arg(long, global = true, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncCommand {
+    #[command(flatten)]
+    pub args: SyncArgs,
+
+    /// Test-only fault injection: abort the process after N effect steps, as a
+    /// crash would.
+    #[arg(long, hide = true, value_name = "N")]
+    pub crash_after_steps: Option<u64>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SyncArgs {
+    /// Accounts to sync, as named in the config file [default: all]
+    #[arg(value_name = "ACCOUNT", conflicts_with = "host")]
+    pub accounts: Vec<String>,
+
+    /// Print the plan, change nothing (neither mail nor state)
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but
+    /// the hierarchy separator); repeatable; replaces the `folders` setting
+    #[arg(long = "folder", value_name = "PATTERN")]
+    pub folders: Vec<String>,
+
+    /// Lift the mass-deletion brake for this run
+    #[arg(long)]
+    pub allow_mass_delete: bool,
+
+    /// Accept tls = "none" (the password and mail travel unencrypted)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    /// Which way changes travel: both, pull (server to Maildir) or push
+    #[arg(long, value_enum, value_name = "WAY")]
+    pub direction: Option<DirectionArg>,
+
+    /// Propagate no deletions in either direction this run
+    #[arg(long)]
+    pub no_deletions: bool,
+
+    #[command(flatten)]
+    pub one_off: OneOffArgs,
+}
+
+// The config keys of one account, as flags, for a run without a config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "One-off account (instead of the config file)")]
+pub struct OneOffArgs {
+    /// IMAP server host name or address; makes this a one-off run named USER@HOST
+    #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname, requires_all = ["user", "maildir"])]
+    pub host: Option<String>,
+
+    /// Server port [default: 993 with implicit TLS, else 143]
+    #[arg(long, requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Connection security [default: implicit]
+    #[arg(long, requires = "host", value_enum, value_name = "MODE")]
+    pub tls: Option<TlsArg>,
+
+    /// Extra trusted CA certificate (PEM)
+    #[arg(long, requires = "host", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub ca_file: Option<String>,
+
+    /// Accept only the server certificate with this SHA-256 (hex)
+    #[arg(long, requires = "host", value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+
+    /// Login name
+    #[arg(long, requires = "host", value_hint = ValueHint::Username)]
+    pub user: Option<String>,
+
+    /// Run COMMAND with sh -c; the first line it prints is the password
+    #[arg(long, requires = "host", value_name = "COMMAND", value_hint = ValueHint::CommandString)]
+    pub password_command: Option<String>,
+
+    /// Read the password from the environment variable VAR
+    #[arg(long, requires = "host", value_name = "VAR")]
+    pub password_env: Option<String>,
+
+    /// Read the password from the first line of FILE
+    #[arg(long, requires = "host", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub password_file: Option<String>,
+
+    /// Local Maildir root (created on the first run)
+    #[arg(long, requires = "host", value_name = "DIR", value_hint = ValueHint::DirPath)]
+    pub maildir: Option<String>,
+
+    /// How folders map to directories [default: maildir++]
+    #[arg(long, requires = "host", value_enum)]
+    pub layout: Option<LayoutArg>,
+
+    /// State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]
+    #[arg(long, requires = "host", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub state: Option<String>,
+
+    /// Two-way sync, or download and then delete on the server [default: two-way]
+    #[arg(long, requires = "host", value_enum)]
+    pub mode: Option<ModeArg>,
+
+    /// Message bytes per batch, e.g. 32MiB [default: 32MiB]
+    #[arg(long, requires = "host", value_name = "SIZE")]
+    pub batch_bytes: Option<String>,
+
+    /// Network timeout [default: 60]
+    #[arg(long, requires = "host", value_name = "SECONDS")]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Values spelled exactly as in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsArg {
+    Implicit,
+    Starttls,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    #[value(name = "maildir++")]
+    Maildirpp,
+    Nested,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    Both,
+    Pull,
+    Push,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    TwoWay,
+    DownloadDelete,
+}
+
+/// The config-file spelling of a value-enum flag.
+pub fn config_word<T: ValueEnum>(value: &T) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DocsArgs {
+    /// Project root: pages go to DIR/man, completions to DIR/completions
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        command().debug_assert();
+        documented_command().debug_assert();
+    }
+
+    /// The documented command must show exactly what the parsed one shows.
+    #[test]
+    fn documented_command_matches_the_visible_parsed_command() {
+        fn visible(cmd: &clap::Command) -> Vec<(String, Vec<String>)> {
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| {
+                    let args = s
+                        .get_arguments()
+                        .filter(|a| !a.is_hide_set())
+                        .map(|a| a.get_id().to_string())
+                        .collect();
+                    (s.get_name().to_string(), args)
+                })
+                .collect()
+        }
+        let parsed = command();
+        let documented = documented_command();
+        assert_eq!(visible(&parsed), visible(&documented));
+        assert!(documented
+            .get_subcommands()
+            .flat_map(|s| s.get_arguments())
+            .all(|a| !a.is_hide_set()));
+        assert!(documented.get_subcommands().all(|s| !s.is_hide_set()));
+    }
+
+    #[test]
+    fn value_enums_use_config_spellings() {
+        assert_eq!(config_word(&LayoutArg::Maildirpp), "maildir++");
+        assert_eq!(config_word(&ModeArg::DownloadDelete), "download-delete");
+        assert_eq!(config_word(&TlsArg::Starttls), "starttls");
+        assert_eq!(config_word(&DirectionArg::Pull), "pull");
+    }
+
+    #[test]
+    fn there_is_no_password_literal_flag() {
+        let cmd = command();
+        let sync = cmd.find_subcommand("sync");
+        let longs: Vec<&str> = sync
+            .into_iter()
+            .flat_map(|s| s.get_arguments())
+            .filter_map(|a| a.get_long())
+            .collect();
+        assert!(longs.contains(&"password-env"));
+        assert!(!longs.contains(&"password"));
+        assert!(!longs.contains(&"pass"));
+    }
+}

@@ -1,0 +1,36 @@
+//! The command-line interface: clap definitions, turning configuration into
+//! stores, calling the engine, printing, and the exit code. Thin on purpose: no
+//! sync decision is made here.
+
+pub mod args;
+mod docs;
+mod output;
+mod progress;
+mod summary;
+mod sync;
+
+pub use args::{command, documented_command, parse, Args, Command};
+
+use crate::sync::report::ExitStatus;
+
+/// Runs a parsed command line and says how it ended. Every error has been
+/// printed (once, with its causes) by the time this returns.
+pub fn run(args: Args) -> ExitStatus {
+    let ui = match output::Ui::new(&args.global) {
+        Ok(ui) => ui,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitStatus::Usage;
+        }
+    };
+    match args.command {
+        Command::Sync(command) => sync::run(&ui, &args.global, *command),
+        Command::GenerateDocs(docs) => match docs::generate(&docs.out) {
+            Ok(()) => ExitStatus::Ok,
+            Err(error) => {
+                ui.error_chain(&error);
+                ExitStatus::Usage
+            }
+        },
+    }
+}

@@ -1,0 +1,229 @@
+//! Everything the CLI tells the user: errors, warnings, the summary, and `-v`
+//! log lines, to stderr and optionally a log file. Nothing here ever receives a
+//! password: callers pass only names, paths and counts.
+
+use super::args::{ColorChoice, GlobalArgs};
+use indicatif::{MultiProgress, ProgressDrawTarget};
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warning",
+            Level::Info => "info",
+            Level::Debug => "debug",
+            Level::Trace => "trace",
+        }
+    }
+
+    /// ANSI SGR code for the label.
+    fn color(self) -> &'static str {
+        match self {
+            Level::Error => "1;31",
+            Level::Warn => "1;33",
+            Level::Info => "0",
+            Level::Debug | Level::Trace => "2",
+        }
+    }
+}
+
+pub struct Ui {
+    quiet: bool,
+    verbose: u8,
+    color: bool,
+    /// Progress bars share stderr: every line goes through `suspend` so that
+    /// bars are redrawn below it instead of being torn. Hidden (and free of
+    /// control characters) unless stderr is a terminal.
+    multi: MultiProgress,
+    bars: bool,
+    log_file: Option<Mutex<File>>,
+}
+
+impl Ui {
+    pub fn new(global: &GlobalArgs) -> std::io::Result<Ui> {
+        let terminal = std::io::stderr().is_terminal();
+        let color = match global.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let bars = terminal && !global.quiet;
+        let multi = MultiProgress::with_draw_target(if bars {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let log_file = match &global.log_file {
+            Some(path) => Some(Mutex::new(open_log(path)?)),
+            None => None,
+        };
+        Ok(Ui {
+            quiet: global.quiet,
+            verbose: global.verbose,
+            color,
+            multi,
+            bars,
+            log_file,
+        })
+    }
+
+    /// Progress bars are drawn (stderr is a terminal and not `--quiet`).
+    pub fn bars(&self) -> Option<&MultiProgress> {
+        self.bars.then_some(&self.multi)
+    }
+
+    pub fn error(&self, message: &str) {
+        self.emit(Level::Error, message);
+    }
+
+    /// Prints an error and every cause below it, once.
+    pub fn error_chain(&self, error: &anyhow::Error) {
+        let mut text = error.to_string();
+        for cause in error.chain().skip(1) {
+            text.push_str(&format!("\n  caused by: {cause}"));
+        }
+        self.emit(Level::Error, &text);
+    }
+
+    /// A problem the user must hear about even with `--quiet` (a skipped
+    /// message, a refused folder).
+    pub fn problem(&self, message: &str) {
+        self.emit(Level::Warn, message);
+    }
+
+    /// Advice that `--quiet` silences.
+    pub fn warn(&self, message: &str) {
+        if !self.quiet {
+            self.emit(Level::Warn, message);
+        }
+    }
+
+    /// The summary; silenced by `--quiet`.
+    pub fn info(&self, message: &str) {
+        if !self.quiet {
+            self.emit(Level::Info, message);
+        }
+    }
+
+    /// `-v`: each step.
+    pub fn debug(&self, message: &str) {
+        if self.verbose >= 1 {
+            self.emit(Level::Debug, message);
+        }
+    }
+
+    /// `-vv`: details of each step.
+    pub fn trace(&self, message: &str) {
+        if self.verbose >= 2 {
+            self.emit(Level::Trace, message);
+        }
+    }
+
+    /// A line of the command's output proper (the dry-run plan).
+    pub fn out(&self, line: &str) {
+        self.multi.suspend(|| {
+            let mut stdout = std::io::stdout().lock();
+            // A closed stdout (`| head`) is not worth failing the run for.
+            let _ = writeln!(stdout, "{line}");
+        });
+    }
+
+    fn emit(&self, level: Level, message: &str) {
+        if let Some(file) = &self.log_file {
+            let stamp = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
+            if let Ok(mut file) = file.lock() {
+                for line in message.lines() {
+                    let _ = writeln!(file, "{stamp} {:<7} {line}", level.label());
+                }
+            }
+            // With a log file, step-by-step messages go there only.
+            if level >= Level::Debug {
+                return;
+            }
+        }
+        let text = match level {
+            Level::Info => message.to_string(),
+            _ if self.color => {
+                format!("\x1b[{}m{}:\x1b[0m {message}", level.color(), level.label())
+            }
+            _ => format!("{}: {message}", level.label()),
+        };
+        self.multi.suspend(|| {
+            let _ = writeln!(std::io::stderr().lock(), "{text}");
+        });
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot open log file {}: {e}", path.display()),
+            )
+        })
+}
+
+/// "2.3 MB": decimal units, one decimal place, as file managers show sizes.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 999.95 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// "3.2 s", "1 min 5 s".
+pub fn human_duration(duration: std::time::Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = duration.as_secs();
+        format!("{} min {} s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn bytes_read_like_a_file_manager() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1000), "1.0 kB");
+        assert_eq!(human_bytes(2_300_000), "2.3 MB");
+        assert_eq!(human_bytes(999_999), "1.0 MB");
+        assert_eq!(human_bytes(5_000_000_000), "5.0 GB");
+    }
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(human_duration(Duration::from_millis(3200)), "3.2 s");
+        assert_eq!(human_duration(Duration::from_secs(65)), "1 min 5 s");
+    }
+}

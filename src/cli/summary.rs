@@ -1,0 +1,110 @@
+//! What a finished run prints: the dry-run plan on stdout; failures, skipped
+//! messages and the per-folder summary on stderr.
+
+use super::output::{human_bytes, human_duration, Ui};
+use crate::sync::report::{AccountReport, Counts, Outcome};
+
+/// "12 fetched, 3 pushed, 5 flags, 1 deleted (2.3 MB)", or `None` when nothing
+/// changed.
+pub fn describe_counts(counts: &Counts) -> Option<String> {
+    let parts: Vec<String> = [
+        (counts.fetched, "fetched"),
+        (counts.pushed, "pushed"),
+        (counts.flags_far + counts.flags_near, "flags"),
+        (counts.deleted_far + counts.deleted_near, "deleted"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    let mut line = parts.join(", ");
+    if counts.bytes > 0 {
+        line.push_str(&format!(" ({})", human_bytes(counts.bytes)));
+    }
+    Some(line)
+}
+
+/// Prints one account's report. `prefix_account` is set when several accounts
+/// run, so that every line says which one it is about.
+pub fn print_report(ui: &Ui, report: &AccountReport, prefix_account: bool, dry_run: bool) {
+    let prefix = if prefix_account {
+        format!("{}: ", report.account)
+    } else {
+        String::new()
+    };
+    for folder in &report.folders {
+        let name = &folder.folder;
+        if dry_run && !folder.plan.is_empty() {
+            ui.out(&format!("{prefix}{name}:"));
+            for line in &folder.plan {
+                ui.out(&format!("  {line}"));
+            }
+        }
+        match &folder.outcome {
+            Outcome::Done => {}
+            Outcome::Failed(reason) => ui.error(&format!("{prefix}folder `{name}`: {reason}")),
+            Outcome::SafetyStop(reason) => ui.error(&format!(
+                "{prefix}folder `{name}`: safety stop, nothing deleted: {reason}"
+            )),
+        }
+        for (key, reason) in &folder.skipped {
+            ui.problem(&format!("{prefix}{name}: skipped message {key}: {reason}"));
+        }
+        for note in &folder.notes {
+            ui.info(&format!("{prefix}{name}: {note}"));
+        }
+        if !dry_run {
+            if let Some(line) = describe_counts(&folder.counts) {
+                ui.info(&format!("{prefix}{name}: {line}"));
+            }
+        }
+    }
+    for (name, reason) in &report.rejected_folders {
+        ui.problem(&format!("{prefix}folder `{name}` left out: {reason}"));
+    }
+    if let Some((_, message)) = &report.error {
+        ui.error(&format!("account `{}`: {message}", report.account));
+    }
+    let took = human_duration(report.duration);
+    let total = if dry_run {
+        let actions: usize = report.folders.iter().map(|f| f.plan.len()).sum();
+        format!("dry run, {actions} planned actions, nothing changed ({took})")
+    } else {
+        match describe_counts(&report.totals()) {
+            Some(line) => format!("{line} in {took}"),
+            None => format!("no changes ({took})"),
+        }
+    };
+    ui.info(&format!("{}: {total}", report.account));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_one_line() {
+        let counts = Counts {
+            fetched: 12,
+            pushed: 3,
+            flags_far: 2,
+            flags_near: 3,
+            deleted_far: 1,
+            deleted_near: 0,
+            bytes: 2_300_000,
+        };
+        assert_eq!(
+            describe_counts(&counts).as_deref(),
+            Some("12 fetched, 3 pushed, 5 flags, 1 deleted (2.3 MB)")
+        );
+        assert_eq!(describe_counts(&Counts::default()), None);
+        let flags_only = Counts {
+            flags_near: 4,
+            ..Counts::default()
+        };
+        assert_eq!(describe_counts(&flags_only).as_deref(), Some("4 flags"));
+    }
+}

@@ -1,0 +1,348 @@
+//! `mailsync sync`: for each account, read the password, lock the state, open
+//! the Maildir, connect, run the engine and print what it did. No sync decision
+//! is made here.
+
+use super::args::{config_word, GlobalArgs, OneOffArgs, SyncArgs, SyncCommand};
+use super::output::Ui;
+use super::progress::RunObserver;
+use super::summary::print_report;
+use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
+use crate::state::{StateDb, StateError};
+use crate::store::imap::{ImapConfig, ImapStore};
+use crate::store::maildir::MaildirStore;
+use crate::store::net::TlsMode;
+use crate::store::{Store, StoreError, StoreResult};
+use crate::sync::report::{AccountReport, ExitStatus};
+use crate::sync::{exit_status_of, sync_account, RunOptions, SIMULATED_CRASH};
+use anyhow::anyhow;
+use std::path::{Path, PathBuf};
+
+/// Why an account could not run, and the exit status that says so.
+struct Failure {
+    status: ExitStatus,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    fn new(status: ExitStatus, error: anyhow::Error) -> Failure {
+        Failure { status, error }
+    }
+}
+
+pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
+    let SyncCommand {
+        args,
+        crash_after_steps,
+    } = command;
+    let accounts = match load_accounts(global, &args) {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            ui.error_chain(&error);
+            return ExitStatus::Usage;
+        }
+    };
+    let several = accounts.len() > 1;
+    let mut status = ExitStatus::Ok;
+    for account in &accounts {
+        match sync_one(ui, account, &args, crash_after_steps) {
+            Ok(report) => {
+                print_report(ui, &report, several, args.dry_run);
+                status = status.worst(report.exit_status());
+            }
+            Err(failure) => {
+                ui.error_chain(&failure.error);
+                status = status.worst(failure.status);
+            }
+        }
+    }
+    status
+}
+
+fn load_accounts(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<Vec<Account>> {
+    let dirs = Dirs::from_env()?;
+    let mut overrides = run_overrides(args);
+    if args.one_off.host.is_some() {
+        add_one_off(&mut overrides, &args.one_off);
+        return Ok(vec![config::one_off(&overrides, &dirs)?]);
+    }
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| dirs.default_config_file());
+    let config = Config::load(&path, &dirs, &overrides)?;
+    Ok(config
+        .select(&args.accounts)?
+        .into_iter()
+        .cloned()
+        .collect())
+}
+
+/// The flags that adjust every account for this run.
+fn run_overrides(args: &SyncArgs) -> Overrides {
+    let mut overrides = Overrides::default();
+    if !args.folders.is_empty() {
+        overrides.set("folders", args.folders.clone());
+    }
+    if let Some(direction) = &args.direction {
+        overrides.set("direction", config_word(direction));
+    }
+    if args.no_deletions {
+        overrides.set("deletions", false);
+    }
+    if args.allow_plaintext {
+        overrides.set("allow_plaintext", true);
+    }
+    overrides
+}
+
+/// The one-off account's flags, under the config keys they stand for.
+fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
+    let strings = [
+        ("host", &flags.host),
+        ("ca_file", &flags.ca_file),
+        ("fingerprint", &flags.fingerprint),
+        ("user", &flags.user),
+        ("password_command", &flags.password_command),
+        ("password_env", &flags.password_env),
+        ("password_file", &flags.password_file),
+        ("maildir", &flags.maildir),
+        ("state", &flags.state),
+        ("batch_bytes", &flags.batch_bytes),
+    ];
+    for (key, value) in strings {
+        if let Some(value) = value {
+            overrides.set(key, value.clone());
+        }
+    }
+    if let Some(port) = flags.port {
+        overrides.set("port", i64::from(port));
+    }
+    if let Some(seconds) = flags.timeout_seconds {
+        overrides.set("timeout_seconds", i64::from(seconds));
+    }
+    if let Some(tls) = &flags.tls {
+        overrides.set("tls", config_word(tls));
+    }
+    if let Some(layout) = &flags.layout {
+        overrides.set("layout", config_word(layout));
+    }
+    if let Some(mode) = &flags.mode {
+        overrides.set("mode", config_word(mode));
+    }
+}
+
+fn sync_one(
+    ui: &Ui,
+    account: &Account,
+    args: &SyncArgs,
+    crash_after_steps: Option<u64>,
+) -> Result<AccountReport, Failure> {
+    let name = account.name.as_str();
+    let FarConfig::Imap(imap) = &account.far;
+
+    ui.debug(&format!(
+        "{name}: reading the password {}",
+        describe_source(&imap.password)
+    ));
+    let password = imap
+        .password
+        .resolve(name, &mut |warning| ui.warn(&warning))
+        .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?;
+    if imap.server.tls == TlsMode::None {
+        ui.warn(&format!(
+            "account `{name}`: connecting without TLS; the password and all mail cross the network unencrypted"
+        ));
+    }
+
+    // A dry run changes nothing, not even by creating the state database or
+    // the Maildir root: a missing one is stood in for by an empty scratch copy.
+    let scratch = if args.dry_run {
+        Some(tempfile::tempdir().map_err(|e| {
+            Failure::new(
+                ExitStatus::Safety,
+                anyhow::Error::new(e).context("cannot create a scratch directory for the dry run"),
+            )
+        })?)
+    } else {
+        None
+    };
+    let state_is_new = !exists(&account.state_path).map_err(|e| {
+        Failure::new(
+            ExitStatus::Safety,
+            e.context(format!("account `{name}`: cannot check the state database")),
+        )
+    })?;
+    let state_path = match &scratch {
+        Some(dir) if state_is_new => dir.path().join("state.db"),
+        _ => account.state_path.clone(),
+    };
+    ui.debug(&format!(
+        "{name}: opening the state database {}",
+        state_path.display()
+    ));
+    let mut state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+
+    let root = prepare_root(
+        ui,
+        account,
+        &state,
+        state_is_new,
+        scratch.as_ref().map(|d| d.path()),
+    )?;
+    ui.debug(&format!("{name}: opening the Maildir {}", root.display()));
+    let mut near = MaildirStore::open(root.clone(), account.layout).map_err(|e| {
+        store_failure(
+            e,
+            ExitStatus::Safety,
+            format!(
+                "account `{name}`: cannot open the Maildir {}",
+                root.display()
+            ),
+        )
+    })?;
+
+    let server = &imap.server;
+    let target = format!("{}@{}:{}", imap.user, server.host, server.port);
+    let security = match server.tls {
+        TlsMode::Implicit => "TLS",
+        TlsMode::Starttls => "STARTTLS",
+        TlsMode::None => "no TLS",
+    };
+    ui.debug(&format!("{name}: connecting to {target} ({security})"));
+    let mut far = connect_far(&imap.with_password(password, account.batch_bytes)).map_err(|e| {
+        store_failure(
+            e,
+            ExitStatus::Connection,
+            format!("account `{name}`: cannot connect to {target}"),
+        )
+    })?;
+
+    let mut policy = account.policy.clone();
+    policy.allow_mass_delete = args.allow_mass_delete;
+    let options = RunOptions {
+        dry_run: args.dry_run,
+        batch_bytes: account.batch_bytes,
+        filter: account.filter.clone(),
+        crash_after_steps,
+        ..RunOptions::default()
+    };
+    let mut observer = RunObserver::new(ui, name);
+    let report = sync_account(
+        name,
+        far.as_mut(),
+        &mut near,
+        &mut state,
+        &policy,
+        &options,
+        &mut observer,
+    );
+    if matches!(&report.error, Some((_, message)) if message == SIMULATED_CRASH) {
+        // Fault injection: end the way a crash would, with no clean-up at all.
+        std::process::abort();
+    }
+    for store in [far.as_mut(), &mut near as &mut dyn Store] {
+        if let Err(e) = store.close() {
+            ui.debug(&format!("{name}: closing {}: {e}", store.describe()));
+        }
+    }
+    Ok(report)
+}
+
+/// The far store. Kept in one place so that the rest of the flow does not
+/// depend on which server protocol an account uses.
+fn connect_far(config: &ImapConfig) -> StoreResult<Box<dyn Store>> {
+    Ok(Box::new(ImapStore::connect(config)?))
+}
+
+fn describe_source(source: &PasswordSource) -> String {
+    match source {
+        PasswordSource::Command(_) => "from password_command".into(),
+        PasswordSource::Env(var) => format!("from ${var}"),
+        PasswordSource::File(path) => format!("from {}", path.display()),
+    }
+}
+
+fn exists(path: &Path) -> anyhow::Result<bool> {
+    path.try_exists()
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot check {}", path.display())))
+}
+
+/// The Maildir root to open. A missing root is created on the first run only:
+/// when the state database already knows folders, a missing root is far more
+/// likely an unmounted disk than a wish to download everything again.
+fn prepare_root(
+    ui: &Ui,
+    account: &Account,
+    state: &StateDb,
+    state_is_new: bool,
+    dry_run_scratch: Option<&Path>,
+) -> Result<PathBuf, Failure> {
+    let name = &account.name;
+    let root = &account.maildir;
+    let safety = |e: anyhow::Error| Failure::new(ExitStatus::Safety, e);
+    if exists(root).map_err(|e| safety(e.context(format!("account `{name}`"))))? {
+        return Ok(root.clone());
+    }
+    if !state_is_new {
+        let known = state
+            .folders()
+            .map_err(|e| state_failure(name, &account.state_path, e))?;
+        if !known.is_empty() {
+            return Err(safety(anyhow!(
+                "account `{name}`: the Maildir root {} is missing, but the state database {} \
+                 knows {} synced folder(s); nothing was changed\n\
+                 hint: if the Maildir lives on a removable or network disk, mount it; \
+                 to start afresh, move the state database away",
+                root.display(),
+                account.state_path.display(),
+                known.len()
+            )));
+        }
+    }
+    if let Some(scratch) = dry_run_scratch {
+        ui.info(&format!(
+            "{name}: the Maildir root {} does not exist yet; a real run creates it",
+            root.display()
+        ));
+        let stand_in = scratch.join("maildir");
+        std::fs::create_dir(&stand_in).map_err(|e| {
+            safety(anyhow::Error::new(e).context("cannot create a scratch Maildir for the dry run"))
+        })?;
+        return Ok(stand_in);
+    }
+    std::fs::create_dir_all(root).map_err(|e| {
+        safety(anyhow::Error::new(e).context(format!(
+            "account `{name}`: cannot create the Maildir root {}",
+            root.display()
+        )))
+    })?;
+    ui.info(&format!(
+        "{name}: created the Maildir root {}",
+        root.display()
+    ));
+    Ok(root.clone())
+}
+
+fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
+    let status = match error {
+        StateError::Locked(_) => ExitStatus::Locked,
+        _ => ExitStatus::Safety,
+    };
+    Failure::new(
+        status,
+        anyhow::Error::new(error).context(format!(
+            "account `{account}`: cannot use the state database {}",
+            path.display()
+        )),
+    )
+}
+
+/// An account-level store error; kinds that say nothing about the account as a
+/// whole (I/O, an unsupported request) take `fallback`.
+fn store_failure(error: StoreError, fallback: ExitStatus, context: String) -> Failure {
+    let status = match exit_status_of(&error) {
+        ExitStatus::Partial => fallback,
+        status => status,
+    };
+    Failure::new(status, anyhow::Error::new(error).context(context))
+}
