@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    to_maildir_line_endings, to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta,
-    MAX_DEPTH,
+    to_maildir_line_endings, to_wire_line_endings, wire_size, Flags, FolderName, Identity, MsgKey,
+    MsgMeta, MAX_DEPTH,
 };
 use crate::store::{
     BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
@@ -109,12 +109,10 @@ impl Place {
 }
 
 impl Entry {
-    /// The info letters that count: a file in `new/` has no flags yet.
+    /// The info letters. Usually absent in `new/`, but Dovecot delivers with
+    /// flags into `new/` (`...:2,Sa`) and reads them there, so they count too.
     fn letters(&self) -> &str {
-        match self.place {
-            Place::New => "",
-            Place::Cur => FileName::parse(&self.file).map_or("", |f| f.letters),
-        }
+        FileName::parse(&self.file).map_or("", |f| f.letters)
     }
 }
 
@@ -472,7 +470,7 @@ impl MaildirStore {
         let tmp = dir.join("tmp");
         let body = to_maildir_line_endings(msg.body);
         for _ in 0..UNIQUE_NAME_ATTEMPTS {
-            let key = self.unique_name(msg.tracking);
+            let key = self.unique_name(msg.tracking, &body);
             if selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key) {
                 continue;
             }
@@ -508,18 +506,22 @@ impl MaildirStore {
         ))
     }
 
-    fn unique_name(&self, tracking: u64) -> String {
+    /// A fresh unique name, with the sizes Dovecot also records (`,S=` on disk,
+    /// `,W=` on the wire) so that neither Dovecot nor a listing has to read the
+    /// file to know them.
+    fn unique_name(&self, tracking: u64, body: &[u8]) -> String {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        UniqueParts {
+        let unique = UniqueParts {
             secs: since_epoch.as_secs(),
             micros: since_epoch.subsec_micros(),
             pid: std::process::id(),
             counter: DELIVERY_COUNTER.fetch_add(1, Ordering::Relaxed),
             tracking,
         }
-        .format(&self.hostname)
+        .format(&self.hostname);
+        format!("{unique},S={},W={}", body.len(), wire_size(body))
     }
 
     /// Makes the staged files' contents durable, before any of them is renamed.
@@ -701,7 +703,7 @@ impl Store for MaildirStore {
             out.push(MsgMeta {
                 key: MsgKey(key.clone()),
                 flags: Flags::from_maildir(entry.letters()),
-                size: None,
+                size: names::wire_size_hint(key),
                 date: Some(mtime),
             });
         }

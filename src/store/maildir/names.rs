@@ -218,3 +218,12 @@ pub fn tracking_id(key: &str) -> Option<u64> {
 fn is_decimal(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// The wire size Dovecot records in the names it writes (`,W=1234`), which
+/// spares reading the file; `None` for names without it.
+pub fn wire_size_hint(key: &str) -> Option<u64> {
+    key.split(',')
+        .skip(1)
+        .find_map(|field| field.strip_prefix("W="))
+        .and_then(|size| is_decimal(size).then(|| size.parse().ok()).flatten())
+}

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 
-use super::names::{apply_flags, sanitise_hostname, tracking_id, FileName, UniqueParts};
+use super::names::{
+    apply_flags, sanitise_hostname, tracking_id, wire_size_hint, FileName, UniqueParts,
+};
 use super::*;
 
 fn name(s: &str) -> FolderName {
@@ -279,13 +281,21 @@ fn append_list_fetch_round_trip() {
     assert_eq!(fs::metadata(&on_disk).unwrap().mtime(), 1_600_000_000);
     assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
 
+    assert!(
+        key.as_str().ends_with(&format!(
+            ",S={},W={}",
+            to_maildir_line_endings(WIRE).len(),
+            WIRE.len()
+        )),
+        "{key}"
+    );
     let metas = store.list_messages().unwrap();
     assert_eq!(
         metas,
         vec![MsgMeta {
             key: key.clone(),
             flags: Flags::SEEN.union(Flags::FLAGGED),
-            size: None,
+            size: Some(WIRE.len() as u64),
             date: Some(1_600_000_000),
         }]
     );
@@ -447,6 +457,7 @@ fn tracking_id_parsing_is_strict() {
     );
     assert_eq!(tracking_id("1700000000.M42P99Q3I12.host.example"), Some(12));
     assert_eq!(tracking_id("1700000000.M42P99Q3I123.host"), Some(123));
+    assert_eq!(tracking_id("1700000000.M42P99Q3I7.a.b,S=5,W=6"), Some(7));
     // Dovecot's device/inode form, mbsync's form, truncated names.
     assert_eq!(tracking_id("1700000000.M42P99V803I2a8b.host"), None);
     assert_eq!(tracking_id("1700000000.M42P99VFC03I12.host"), None);
@@ -613,4 +624,29 @@ fn unreadable_file_is_a_message_error_naming_it() {
         }
         other => panic!("expected a message error, got {other:?}"),
     }
+}
+
+#[test]
+fn dovecot_deliveries_in_new_keep_their_flags_and_size() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    // As Dovecot 2.3 saves a message with \Seen and a keyword.
+    let key = "1795644557.M567938P3684.vm,S=37,W=41";
+    fs::write(dir.path().join(format!("new/{key}:2,Sa")), b"x").unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let metas = store.list_messages().unwrap();
+    assert_eq!(metas[0].key.as_str(), key);
+    assert_eq!(metas[0].flags, Flags::SEEN);
+    assert_eq!(metas[0].size, Some(41));
+    store
+        .store_flags(&[metas[0].key.clone()], Flags::FLAGGED, Flags::EMPTY)
+        .unwrap();
+    assert_eq!(
+        files_in(&dir.path().join("cur")),
+        vec![format!("{key}:2,FSa")]
+    );
+    assert_eq!(wire_size_hint("1.M2P3.host,S=10,W=12"), Some(12));
+    assert_eq!(wire_size_hint("1.M2P3.host,S=10"), None);
+    assert_eq!(wire_size_hint("1.M2P3.host,W=1x"), None);
+    assert_eq!(wire_size_hint("1.M2P3.W=5"), None);
 }
