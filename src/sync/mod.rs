@@ -657,8 +657,9 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
         }
     }
     let normalise = |s: &str| -> Vec<char> {
-        let upper_inbox = s.len() >= 5
-            && s[..5].eq_ignore_ascii_case("INBOX")
+        let upper_inbox = s
+            .get(..5)
+            .is_some_and(|head| head.eq_ignore_ascii_case("INBOX"))
             && (s.len() == 5 || s.as_bytes()[5] == b'/');
         if upper_inbox {
             format!("INBOX{}", &s[5..]).chars().collect()
