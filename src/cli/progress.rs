@@ -24,7 +24,7 @@ impl<'a> RunObserver<'a> {
     pub fn new(ui: &'a Ui, account: &'a str) -> RunObserver<'a> {
         let style = ui.bars().and_then(|_| {
             ProgressStyle::with_template(
-                "{prefix:>16.bold} [{bar:24}] {msg} {bytes}/{total_bytes} ({eta})",
+                "{prefix:>16} [{bar:24}] {msg} {decimal_bytes}/{decimal_total_bytes} ({eta})",
             )
             .ok()
             .map(|s| s.progress_chars("=> "))
@@ -51,11 +51,12 @@ impl Observer for RunObserver<'_> {
         ));
         let bar = match (self.ui.bars(), &self.style) {
             (Some(multi), Some(style)) if messages_to_copy > 0 => {
-                let bar = multi.add(ProgressBar::new(bytes_to_copy));
-                bar.set_style(style.clone());
-                bar.set_prefix(folder.to_string());
-                bar.set_message(messages_label(0, messages_to_copy));
-                Some(bar)
+                // Styled before it is added, so its first frame is complete.
+                let bar = ProgressBar::new(bytes_to_copy)
+                    .with_style(style.clone())
+                    .with_prefix(folder.to_string())
+                    .with_message(messages_label(0, messages_to_copy));
+                Some(multi.add(bar))
             }
             _ => None,
         };
