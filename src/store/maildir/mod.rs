@@ -5,6 +5,12 @@
 //! New files are written into `tmp/`, made durable as one batch, then renamed into
 //! place; every change of directory entries is followed by an fsync of the
 //! directory before the call returns.
+//!
+//! Keys are the files' unique names. Files this store writes are named
+//! `{secs}.M{micros}P{pid}Q{counter}I{tracking}.{host},S={bytes},W={wire bytes}`:
+//! the `I` field carries the state database's intent id, so a delivery that was
+//! interrupted before its key was recorded can be found again (`find_tracked`),
+//! and `S=`/`W=` are the sizes Dovecot records in its own names.
 
 mod names;
 #[cfg(test)]
@@ -26,8 +32,10 @@ use crate::store::{
     BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
-pub use names::sanitise_hostname;
-use names::{apply_flags, cur_file_name, tracking_id, FileName, UniqueParts, MAILDIR_SUBDIRS};
+use names::{
+    apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
+    MAILDIR_SUBDIRS,
+};
 
 /// How the folder maps to directories below the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -124,9 +132,9 @@ struct Staged {
 }
 
 impl MaildirStore {
-    /// Opens an existing root. A missing root (or a mount point with nothing
-    /// mounted, which is a file or absent) stops the run before anything changes;
-    /// the root is never created here.
+    /// Opens an existing root. A missing root stops the run before anything
+    /// changes, so the root is never created here. (An unmounted mount point is
+    /// usually an empty directory: `is_empty` is there to catch that.)
     pub fn open(root: PathBuf, layout: Layout) -> StoreResult<MaildirStore> {
         let metadata = fs::metadata(&root).map_err(|e| {
             StoreError::Unsafe(format!(
@@ -168,8 +176,8 @@ impl MaildirStore {
 
     /// True when the root holds no folder at all, so the engine can refuse to
     /// treat a wiped or unmounted Maildir as "every message deleted".
-    pub fn is_empty(&mut self) -> StoreResult<bool> {
-        let list = self.list_folders()?;
+    pub fn is_empty(&self) -> StoreResult<bool> {
+        let list = self.collect_folders(&mut Vec::new())?;
         Ok(list.folders.is_empty() && list.rejected.is_empty())
     }
 
@@ -244,6 +252,26 @@ impl MaildirStore {
             .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))
     }
 
+    fn collect_folders(&self, warnings: &mut Vec<String>) -> StoreResult<FolderList> {
+        let mut list = FolderList::default();
+        match self.layout {
+            Layout::Maildirpp => self.list_maildirpp(&mut list)?,
+            Layout::Nested => {
+                fs::read_dir(&self.root).map_err(|e| io_error("reading", &self.root, e))?;
+                if is_maildir(&self.root) {
+                    warnings.push(format!(
+                        "`{}` holds cur/, new/ and tmp/ itself: is it a Maildir++ root?",
+                        self.root.display()
+                    ));
+                }
+                self.list_nested(&self.root, Path::new(""), 0, &mut list, warnings);
+            }
+        }
+        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
+        list.rejected.sort();
+        Ok(list)
+    }
+
     fn list_maildirpp(&self, list: &mut FolderList) -> StoreResult<()> {
         if is_maildir(&self.root) {
             list.folders.push(selectable(FolderName::inbox()));
@@ -277,12 +305,18 @@ impl MaildirStore {
         Ok(())
     }
 
-    fn list_nested(&mut self, dir: &Path, rel: &Path, depth: usize, list: &mut FolderList) {
+    fn list_nested(
+        &self,
+        dir: &Path,
+        rel: &Path,
+        depth: usize,
+        list: &mut FolderList,
+        warnings: &mut Vec<String>,
+    ) {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
-                self.warnings
-                    .push(format!("cannot list `{}`: {e}", dir.display()));
+                warnings.push(format!("cannot list `{}`: {e}", dir.display()));
                 return;
             }
         };
@@ -290,8 +324,7 @@ impl MaildirStore {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.warnings
-                        .push(format!("cannot list `{}`: {e}", dir.display()));
+                    warnings.push(format!("cannot list `{}`: {e}", dir.display()));
                     return;
                 }
             };
@@ -325,7 +358,7 @@ impl MaildirStore {
                 }
             }
             if recurse && depth + 1 < MAX_DEPTH {
-                self.list_nested(&path, &child_rel, depth + 1, list);
+                self.list_nested(&path, &child_rel, depth + 1, list, warnings);
             }
         }
     }
@@ -356,7 +389,7 @@ impl MaildirStore {
     /// Reads `new/` and `cur/` once. Duplicate keys and odd entries become
     /// warnings, never failures: another mail client may be working in the
     /// folder at the same time.
-    fn scan(&mut self, dir: &Path) -> StoreResult<HashMap<String, Entry>> {
+    fn scan(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
         let mut messages: HashMap<String, Entry> = HashMap::new();
         // cur/ first: when a key is in both, the file that has been seen wins.
         for place in [Place::Cur, Place::New] {
@@ -366,7 +399,7 @@ impl MaildirStore {
                 let entry = entry.map_err(|e| io_error("reading", &sub, e))?;
                 let file_name = entry.file_name();
                 let Some(file) = file_name.to_str() else {
-                    self.warnings.push(format!(
+                    warnings.push(format!(
                         "ignoring `{}`: file name is not UTF-8",
                         entry.path().display()
                     ));
@@ -374,7 +407,7 @@ impl MaildirStore {
                 };
                 let Some(parsed) = FileName::parse(file) else {
                     if !file.starts_with('.') {
-                        self.warnings.push(format!(
+                        warnings.push(format!(
                             "ignoring `{}`: not a message file name",
                             entry.path().display()
                         ));
@@ -384,7 +417,7 @@ impl MaildirStore {
                 match entry.file_type() {
                     Ok(t) if t.is_file() => {}
                     Ok(_) => {
-                        self.warnings.push(format!(
+                        warnings.push(format!(
                             "ignoring `{}`: not a regular file",
                             entry.path().display()
                         ));
@@ -395,7 +428,7 @@ impl MaildirStore {
                     Err(e) => return Err(io_error("inspecting", &entry.path(), e)),
                 }
                 if let Some(kept) = messages.get(parsed.key) {
-                    self.warnings.push(format!(
+                    warnings.push(format!(
                         "duplicate message `{}`: keeping `{}`, ignoring `{}`",
                         parsed.key,
                         sub.with_file_name(kept.place.dir_name())
@@ -600,24 +633,10 @@ impl Store for MaildirStore {
     }
 
     fn list_folders(&mut self) -> StoreResult<FolderList> {
-        let mut list = FolderList::default();
-        match self.layout {
-            Layout::Maildirpp => self.list_maildirpp(&mut list)?,
-            Layout::Nested => {
-                fs::read_dir(&self.root).map_err(|e| io_error("reading", &self.root, e))?;
-                if is_maildir(&self.root) {
-                    self.warnings.push(format!(
-                        "`{}` holds cur/, new/ and tmp/ itself: is it a Maildir++ root?",
-                        self.root.display()
-                    ));
-                }
-                let root = self.root.clone();
-                self.list_nested(&root, Path::new(""), 0, &mut list);
-            }
-        }
-        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
-        list.rejected.sort();
-        Ok(list)
+        let mut warnings = Vec::new();
+        let list = self.collect_folders(&mut warnings);
+        self.warnings.append(&mut warnings);
+        list
     }
 
     fn create_folder(&mut self, name: &FolderName) -> StoreResult<()> {
@@ -662,10 +681,8 @@ impl Store for MaildirStore {
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         let dir = self.maildir_of(name)?;
-        let warnings_before = self.warnings.len();
-        let messages = self.scan(&dir)?;
-        // select reports these; a status call would report them twice.
-        self.warnings.truncate(warnings_before);
+        // Not reported here: select reports them, and would report them twice.
+        let messages = Self::scan(&dir, &mut Vec::new())?;
         Ok(folder_status(&messages))
     }
 
@@ -679,7 +696,7 @@ impl Store for MaildirStore {
         self.selected = None;
         let dir = self.maildir_of(name)?;
         self.remove_stale_tmp(&dir, unix_secs(SystemTime::now()));
-        let messages = self.scan(&dir)?;
+        let messages = Self::scan(&dir, &mut self.warnings)?;
         let status = folder_status(&messages);
         self.selected = Some(Selected {
             name: name.clone(),
