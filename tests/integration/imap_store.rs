@@ -526,3 +526,51 @@ fn without_uidplus_appends_have_no_keys_and_deletes_only_mark() {
     assert_eq!(on_server.len(), 1);
     assert!(on_server[0].flags.iter().any(|f| f == "\\Deleted"));
 }
+
+#[test]
+fn messages_expunged_by_another_client_are_skipped() {
+    let sandbox = start(SandboxOptions::default());
+    let bodies: Vec<Vec<u8>> = (1..=4).map(|seed| sample_message(seed, 1200)).collect();
+    for body in &bodies {
+        sandbox.save("alice", "INBOX", body).unwrap();
+    }
+    let cfg = config(&sandbox, "alice", TlsMode::Implicit);
+    let mut reader = connect(&cfg);
+    reader.select(&FolderName::inbox()).unwrap();
+    let keys: Vec<MsgKey> = reader
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(keys.len(), 4);
+
+    let mut other = connect(&cfg);
+    other.select(&FolderName::inbox()).unwrap();
+    other.delete(&keys[1..2]).unwrap();
+    let identities: Vec<MsgKey> = reader
+        .fetch_identities(&keys)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        identities,
+        vec![keys[0].clone(), keys[2].clone(), keys[3].clone()]
+    );
+
+    other.delete(&keys[2..3]).unwrap();
+    other.close().unwrap();
+    let fetched = fetch_all(&mut reader, &keys);
+    let got: Vec<MsgKey> = fetched.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(got, vec![keys[0].clone(), keys[3].clone()]);
+    assert!(fetched[0].1 == bodies[0] && fetched[1].1 == bodies[3]);
+    // The session stays usable, and the next listing shows both gone.
+    let listed: Vec<MsgKey> = reader
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(listed, vec![keys[0].clone(), keys[3].clone()]);
+}

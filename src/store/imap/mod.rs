@@ -367,14 +367,15 @@ impl ImapStore {
         let data = self.fetch(&format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
+        let expunged = reports_expunge(&responses);
         for (uid, attrs) in fetched(&responses) {
             if !uids.contains(&uid) {
                 continue;
             }
             match body_section(attrs, None) {
                 Some(Some(body)) => sink(&MsgKey::uid(uid), body)?,
-                Some(None) => return Err(self.nil_body(uid)),
-                None => {}
+                Some(None) if !expunged => return Err(self.nil_body(uid)),
+                Some(None) | None => {}
             }
         }
         Ok(())
@@ -401,6 +402,7 @@ impl ImapStore {
             match piece {
                 // Expunged meanwhile: skipped, as for whole fetches.
                 None => return Ok(()),
+                Some(None) if reports_expunge(&responses) => return Ok(()),
                 Some(None) => return Err(self.nil_body(uid)),
                 Some(Some(bytes)) => {
                     body.extend_from_slice(bytes);
@@ -539,6 +541,19 @@ fn fetched<'r, 'a>(
             _ => None,
         }),
         _ => None,
+    })
+}
+
+/// Whether a response reports messages expunged by another client. Dovecot
+/// answers a fetch of such a message with `BODY[] NIL`, an EXPUNGE and a tagged
+/// `OK [EXPUNGEISSUED]`; a NIL body is only explained (and skipped) then.
+fn reports_expunge(responses: &[Response<'_>]) -> bool {
+    responses.iter().any(|r| match r {
+        Response::Expunge(_) | Response::Vanished { .. } => true,
+        Response::Done { information, .. } | Response::Data { information, .. } => information
+            .as_deref()
+            .is_some_and(|text| text.contains("[EXPUNGEISSUED]")),
+        _ => false,
     })
 }
 
@@ -805,9 +820,11 @@ impl Store for ImapStore {
                         section: Some(SectionPath::Full(MessageSection::Header)),
                         data,
                         ..
-                    } => Some(data.as_deref().unwrap_or_default()),
+                    } => data.as_deref(),
                     _ => None,
                 });
+                // A NIL header means the message is gone (see `reports_expunge`):
+                // it simply has no identity to report.
                 if let (Some(size), Some(header)) = (size, header) {
                     found.insert(uid, Identity::from_header(header, size));
                 }
@@ -1049,5 +1066,16 @@ a3 OK [READ-WRITE] Select completed.\r\n";
         assert_eq!(body_section(all[0].1, Some(0)), None);
         assert_eq!(body_section(all[1].1, Some(8)), Some(Some(&b"de"[..])));
         assert_eq!(body_section(all[2].1, None), Some(None));
+        assert!(!reports_expunge(&parsed));
+    }
+
+    #[test]
+    fn nil_bodies_are_explained_by_expunges_in_the_same_response() {
+        for buf in [
+            &b"* 1 FETCH (UID 1 BODY[] NIL)\r\n* 1 EXPUNGE\r\na4 OK done\r\n"[..],
+            &b"* 1 FETCH (UID 1 BODY[] NIL)\r\na4 OK [EXPUNGEISSUED] Some messages were already expunged\r\n"[..],
+        ] {
+            assert!(reports_expunge(&responses(buf)));
+        }
     }
 }
