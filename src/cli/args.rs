@@ -271,8 +271,14 @@ pub struct OneOffArgs {
     #[arg(long, requires = "host", value_enum)]
     pub layout: Option<LayoutArg>,
 
-    /// State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]
-    #[arg(long, requires = "host", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    // Not a doc comment: rustdoc would read `[default: ...@...]` as a link.
+    #[arg(
+        long,
+        requires = "host",
+        value_name = "FILE",
+        value_hint = ValueHint::FilePath,
+        help = "State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]"
+    )]
     pub state: Option<String>,
 
     /// Two-way sync, or download and then delete on the server [default: two-way]
