@@ -6,6 +6,7 @@ pub mod imap;
 pub mod maildir;
 pub mod memory;
 pub mod net;
+pub mod pop3;
 
 use crate::model::{FolderName, Flags, Identity, MsgKey, MsgMeta};
 
