@@ -266,7 +266,7 @@ impl MemoryStore {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    // ---- test helpers: act on the mailbox directly, not logged ----
+    // ---- for tests: act on the mailbox directly, not logged ----
 
     /// Creates a folder if it does not exist; returns its UIDVALIDITY.
     pub fn add_folder(&self, name: &FolderName) -> u64 {
@@ -385,17 +385,17 @@ impl MemoryStore {
         &mut self,
         op: Op,
         detail: impl FnOnce(Option<&FolderName>) -> String,
-        body: impl FnOnce(&mut Mailbox, &mut Session<'_>) -> StoreResult<T>,
+        body: impl FnOnce(&mut Mailbox, &mut HandleView<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let shared = Arc::clone(&self.shared);
         let mut mailbox = shared.lock().unwrap_or_else(|e| e.into_inner());
         mailbox.take_failure(op, FailWhen::Before)?;
-        let mut session = Session {
+        let mut view = HandleView {
             selected: &mut self.selected,
             appended: &mut self.appended,
         };
         let line = {
-            let detail = detail(session.selected.as_ref());
+            let detail = detail(view.selected.as_ref());
             if detail.is_empty() {
                 op.to_string()
             } else {
@@ -404,19 +404,19 @@ impl MemoryStore {
         };
         // Logged once it reaches the "server", whether or not the server accepts it.
         mailbox.ops.push(line);
-        let result = body(&mut mailbox, &mut session)?;
+        let result = body(&mut mailbox, &mut view)?;
         mailbox.take_failure(op, FailWhen::After)?;
         Ok(result)
     }
 }
 
 /// The per-handle state an operation may change.
-struct Session<'a> {
+struct HandleView<'a> {
     selected: &'a mut Option<FolderName>,
     appended: &'a mut Vec<(FolderName, u32)>,
 }
 
-impl Session<'_> {
+impl HandleView<'_> {
     fn folder<'m>(&self, mailbox: &'m Mailbox) -> StoreResult<(&FolderName, &'m Folder)> {
         let name = self.selected_name()?;
         Ok((name, mailbox.folder(name)?))
@@ -562,11 +562,11 @@ impl Store for MemoryStore {
         self.run(
             Op::Select,
             |_| name.to_string(),
-            |mailbox, session| {
+            |mailbox, view| {
                 // A failed SELECT leaves no folder selected, as in IMAP.
-                *session.selected = None;
+                *view.selected = None;
                 let status = mailbox.folder(name)?.status();
-                *session.selected = Some(name.clone());
+                *view.selected = Some(name.clone());
                 Ok(status)
             },
         )
@@ -577,8 +577,8 @@ impl Store for MemoryStore {
         self.run(
             Op::ListMessages,
             |folder| target(folder, &[]),
-            |mailbox, session| {
-                let (_, folder) = session.folder(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder(mailbox)?;
                 Ok(folder
                     .messages
                     .iter()
@@ -597,8 +597,8 @@ impl Store for MemoryStore {
         self.run(
             Op::FetchIdentities,
             |folder| target(folder, keys),
-            |mailbox, session| {
-                let (_, folder) = session.folder(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder(mailbox)?;
                 Ok(uids(keys)?
                     .into_iter()
                     .filter_map(|uid| {
@@ -618,8 +618,8 @@ impl Store for MemoryStore {
         let bodies = self.run(
             Op::FetchBodies,
             |folder| target(folder, keys),
-            |mailbox, session| {
-                let (_, folder) = session.folder(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder(mailbox)?;
                 Ok(uids(keys)?
                     .into_iter()
                     .filter_map(|uid| folder.messages.get(&uid).map(|m| (uid, m.body.clone())))
@@ -637,8 +637,8 @@ impl Store for MemoryStore {
         self.run(
             Op::Append,
             |folder| target(folder, &[]),
-            |mailbox, session| {
-                let (name, folder) = session.folder_mut(mailbox)?;
+            |mailbox, view| {
+                let (name, folder) = view.folder_mut(mailbox)?;
                 check_wire_body(name, msg.body)?;
                 let uid = folder.add(Message {
                     body: msg.body.to_vec(),
@@ -647,7 +647,7 @@ impl Store for MemoryStore {
                     tracking: tracking.then_some(msg.tracking),
                 })?;
                 let name = name.clone();
-                session.appended.push((name, uid));
+                view.appended.push((name, uid));
                 Ok(())
             },
         )
@@ -658,8 +658,8 @@ impl Store for MemoryStore {
         self.run(
             Op::Flush,
             |_| String::new(),
-            |_, session| {
-                Ok(std::mem::take(session.appended)
+            |_, view| {
+                Ok(std::mem::take(view.appended)
                     .into_iter()
                     .map(|(_, uid)| append_keys.then(|| MsgKey::uid(uid)))
                     .collect())
@@ -677,8 +677,8 @@ impl Store for MemoryStore {
         self.run(
             Op::FindTracked,
             |folder| target(folder, &[]),
-            |mailbox, session| {
-                let (_, folder) = session.folder(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder(mailbox)?;
                 Ok(folder
                     .messages
                     .iter()
@@ -706,8 +706,8 @@ impl Store for MemoryStore {
         self.run(
             Op::Store,
             |folder| format!("{}{change}", target(folder, keys)),
-            |mailbox, session| {
-                let (_, folder) = session.folder_mut(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder_mut(mailbox)?;
                 // UIDs that do not exist are ignored, as a server does.
                 for uid in uids(keys)? {
                     if let Some(m) = folder.messages.get_mut(&uid) {
@@ -724,8 +724,8 @@ impl Store for MemoryStore {
         self.run(
             Op::Delete,
             |folder| target(folder, keys),
-            |mailbox, session| {
-                let (_, folder) = session.folder_mut(mailbox)?;
+            |mailbox, view| {
+                let (_, folder) = view.folder_mut(mailbox)?;
                 for uid in uids(keys)? {
                     if exact {
                         folder.messages.remove(&uid);
@@ -749,8 +749,8 @@ impl Store for MemoryStore {
         self.run(
             Op::Close,
             |_| String::new(),
-            |_, session| {
-                *session.selected = None;
+            |_, view| {
+                *view.selected = None;
                 Ok(())
             },
         )
@@ -835,8 +835,8 @@ mod tests {
         assert_eq!(uids, vec![3, 4]);
         assert_eq!(messages[0].flags, Flags::SEEN);
         assert_eq!(messages[1].date, Some(6));
-        let mut session = store.handle();
-        let status = session.select(&inbox).unwrap();
+        let mut view = store.handle();
+        let status = view.select(&inbox).unwrap();
         assert_eq!((status.validity, status.uidnext), (after, Some(5)));
     }
 

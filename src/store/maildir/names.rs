@@ -192,7 +192,7 @@ impl UniqueParts {
 }
 
 /// The tracking id of a key written by this store, `None` for any other name.
-/// Parsed strictly so that names from other delivery agents (Dovecot writes
+/// Parsed strictly so that names from other delivery programs (Dovecot writes
 /// `V{dev}I{inode}` with hex numbers in the same position) never match.
 pub fn tracking_id(key: &str) -> Option<u64> {
     let (secs, rest) = key.split_once('.')?;
