@@ -124,7 +124,7 @@ impl Failure {
 }
 
 /// Maps an error of the imap crate that is not a plain NO/BAD answer.
-pub(crate) fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
+fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
     match e {
         imap::Error::Io(e) => net::io_failure(address, verb, &e),
         imap::Error::ConnectionLost => StoreError::Connection(format!(
@@ -154,11 +154,20 @@ pub(crate) fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreE
     }
 }
 
+/// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from the crate's parsed form
+/// (codes imap-proto does not know stay inside `text`).
 fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String {
-    match code {
-        Some(code) => format!("{status} [{code:?}] {text}"),
-        None => format!("{status} {text}"),
-    }
+    let code = match code {
+        None => return format!("{status} {text}"),
+        Some(ResponseCode::TryCreate) => "TRYCREATE".to_string(),
+        Some(ResponseCode::ReadOnly) => "READ-ONLY".to_string(),
+        Some(ResponseCode::ReadWrite) => "READ-WRITE".to_string(),
+        Some(ResponseCode::Alert) => "ALERT".to_string(),
+        Some(ResponseCode::Parse) => "PARSE".to_string(),
+        Some(ResponseCode::UidNotSticky) => "UIDNOTSTICKY".to_string(),
+        Some(other) => format!("{other:?}"),
+    };
+    format!("{status} [{code}] {text}")
 }
 
 impl ImapStore {
@@ -181,7 +190,7 @@ impl ImapStore {
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
-            .map_err(|f| f.in_session(&cfg.server.address(), "CAPABILITY"))?;
+            .map_err(|f| f.in_session(&store.address, "CAPABILITY"))?;
         let server = ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
             StoreError::Protocol(format!(
                 "{}: CAPABILITY returned no capability list",
@@ -280,9 +289,10 @@ impl ImapStore {
         Ok(data)
     }
 
-    /// Runs a UID FETCH. Dovecot answers NO [EXPUNGEISSUED] when another client
-    /// expunged one of the messages since our last command; a NOOP lets it report
-    /// the expunge, after which the same fetch returns the rest.
+    /// Runs a UID FETCH. Some servers answer NO when another client expunged one
+    /// of the messages since our last command (RFC 2180 4.1.3; Dovecot instead
+    /// sends NIL and OK [EXPUNGEISSUED], see `reports_expunge`); a NOOP lets them
+    /// report the expunge, after which the same fetch returns the rest.
     fn fetch(&mut self, command: &str) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
         let data = match self.run("UID FETCH", command) {
@@ -369,7 +379,8 @@ impl ImapStore {
         self.observe(&responses);
         let expunged = reports_expunge(&responses);
         for (uid, attrs) in fetched(&responses) {
-            if !uids.contains(&uid) {
+            // Planned batches are sorted; anything else is unsolicited.
+            if uids.binary_search(&uid).is_err() {
                 continue;
             }
             match body_section(attrs, None) {
@@ -391,6 +402,15 @@ impl ImapStore {
         let mut body = Vec::with_capacity(expected.min(1 << 28) as usize);
         loop {
             let offset = body.len();
+            // IMAP partial origins are 32-bit numbers.
+            let origin = u32::try_from(offset).map_err(|_| StoreError::Message {
+                folder: self
+                    .selected_name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                key: uid.to_string(),
+                reason: "message larger than 4 GiB".to_string(),
+            })?;
             let data = self.fetch(&format!(
                 "UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{chunk}>)"
             ))?;
@@ -398,7 +418,7 @@ impl ImapStore {
             self.observe(&responses);
             let piece = fetched(&responses)
                 .filter(|(u, _)| *u == uid)
-                .find_map(|(_, attrs)| body_section(attrs, Some(offset as u32)));
+                .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
             match piece {
                 // Expunged meanwhile: skipped, as for whole fetches.
                 None => return Ok(()),
@@ -503,10 +523,18 @@ impl ImapStore {
                     refusal("BAD", bad.code.as_ref(), &bad.information)
                 ),
             )),
-            Err(imap::Error::Append) => Err(StoreError::folder(
-                &msg.folder,
-                "APPEND failed: the server did not ask for the message",
-            )),
+            Err(imap::Error::Append) => {
+                // The crate gives up when the line after the command is not the
+                // continuation request. That line may have been a refusal, or
+                // untagged data with the server still waiting for the literal: we
+                // cannot tell, so the session is not trusted any further.
+                let err = StoreError::Protocol(format!(
+                    "{}: APPEND to `{}`: the server did not ask for the message",
+                    self.address, msg.folder
+                ));
+                self.broken = Some(err.to_string());
+                Err(err)
+            }
             Err(e) => {
                 let err = crate_failure(&self.address, "APPEND", e);
                 self.broken = Some(err.to_string());
@@ -1067,6 +1095,19 @@ a3 OK [READ-WRITE] Select completed.\r\n";
         assert_eq!(body_section(all[1].1, Some(8)), Some(Some(&b"de"[..])));
         assert_eq!(body_section(all[2].1, None), Some(None));
         assert!(!reports_expunge(&parsed));
+    }
+
+    #[test]
+    fn refusals_spell_codes_as_on_the_wire() {
+        assert_eq!(
+            refusal(
+                "NO",
+                Some(&ResponseCode::TryCreate),
+                "Mailbox doesn't exist"
+            ),
+            "NO [TRYCREATE] Mailbox doesn't exist"
+        );
+        assert_eq!(refusal("BAD", None, "Syntax"), "BAD Syntax");
     }
 
     #[test]
