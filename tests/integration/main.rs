@@ -2,4 +2,5 @@
 //! instances started by `mailsync::sandbox`, or against the built CLI.
 mod cli;
 mod imap_store;
+mod pop3_store;
 mod sandbox;
