@@ -4,3 +4,4 @@ mod cli;
 mod imap_store;
 mod pop3_store;
 mod sandbox;
+mod sync;
