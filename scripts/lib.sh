@@ -1,0 +1,78 @@
+# shellcheck shell=bash disable=SC2034
+# Shell functions shared by scripts/test, scripts/demo, bench/run and .ci/run.
+# Source it; it defines functions and REPO_ROOT and changes nothing else.
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# What building and testing need on Debian/Ubuntu: the Dovecot IMAP and POP3
+# servers for the sandbox, openssl for its certificate, and the C libraries the
+# crates link against (native-tls -> libssl, rusqlite -> libsqlite3).
+TEST_PACKAGES=(dovecot-imapd dovecot-pop3d openssl pkg-config libssl-dev libsqlite3-dev
+    gcc libc6-dev ca-certificates)
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+die() {
+    printf 'error: %s\n' "$1" >&2
+    exit "${2:-1}"
+}
+
+# Runs a command as root: directly when we are root, else through sudo (which
+# may ask for a password only when someone is at the terminal).
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        if [ -t 0 ]; then sudo "$@"; else sudo -n "$@"; fi
+    else
+        die "need root to run: $* (and sudo is not installed)"
+    fi
+}
+
+_apt_updated=no
+
+# Installs the Debian packages among "$@" that are not installed yet. Installing
+# dovecot-core also starts the system's own Dovecot service where an init system
+# runs; that is harmless: the sandbox uses its own config, directory and ports.
+ensure_packages() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        say "not a Debian-like system: make sure these (or their equivalents) are installed: $*"
+        return 0
+    fi
+    local missing=() pkg
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return 0
+    fi
+    say "installing ${missing[*]}"
+    if [ "$_apt_updated" = no ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _apt_updated=yes
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# Makes sure cargo is on PATH (rustup installs it in ~/.cargo/bin, which
+# non-login shells such as CI steps may not have on PATH).
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" ]; then
+        PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+        export PATH
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        cat >&2 <<'MSG'
+error: cargo (the Rust toolchain) is not installed. Install it with rustup:
+
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . "$HOME/.cargo/env"
+
+then run this command again.
+MSG
+        exit 2
+    fi
+}
