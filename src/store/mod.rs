@@ -31,6 +31,10 @@ pub struct Caps {
     /// The store remembers `append`'s tracking id so that `find_tracked` can find
     /// a message after a crash (Maildir names, memory store).
     pub tracking: bool,
+    /// Keys are synthesised because the server has no UIDL (a POP3 server
+    /// without it): they may name another message, or none, in a later session,
+    /// so keep-on-server and leave-on-server are refused.
+    pub unstable_keys: bool,
 }
 
 /// SPECIAL-USE roles (RFC 6154).

@@ -104,6 +104,7 @@ fn pop3s_and_stls_log_in_with_the_sandbox_ca() {
             format!("pop3 alice@127.0.0.1:{}", cfg.server.port)
         );
         assert!(store.has_uidl(), "{tls:?}");
+        assert!(!store.caps().unstable_keys && store.caps().exact_delete);
         let capa = store.server_caps().expect("a session is open");
         assert!(capa.has("PIPELINING") && capa.has("UIDL"), "{capa:?}");
         let status = store.select(&FolderName::inbox()).unwrap();

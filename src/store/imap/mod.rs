@@ -206,6 +206,7 @@ impl ImapStore {
             qresync: server.qresync(),
             move_messages: server.move_messages(),
             tracking: false,
+            ..Caps::default()
         };
         store.server = server;
         Ok(store)

@@ -113,6 +113,7 @@ impl Pop3Store {
             address: cfg.server.address(),
             caps: Caps {
                 exact_delete: true,
+                unstable_keys: !uidl,
                 ..Caps::default()
             },
             uidl,

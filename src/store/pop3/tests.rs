@@ -351,6 +351,7 @@ fn without_uidl_keys_come_from_the_header_and_size() {
     );
     let mut store = Pop3Store::connect(&config(port, TlsMode::None)).unwrap();
     assert!(!store.has_uidl());
+    assert!(store.caps().unstable_keys);
     let listed = store.list_messages().unwrap();
     let digest = Sha256::digest(header.as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
@@ -449,6 +450,7 @@ fn other_folders_and_writes_are_refused() {
     assert_eq!(store.describe(), format!("pop3 alice@127.0.0.1:{port}"));
     let caps = store.caps().clone();
     assert!(caps.exact_delete && !caps.folders && !caps.flags && !caps.append_keys);
+    assert!(!caps.unstable_keys && !caps.tracking && !caps.condstore);
     let sent = FolderName::parse("Sent").unwrap();
     assert!(matches!(
         store.select(&sent),
