@@ -364,7 +364,8 @@ pub fn header_field(header: &[u8], name: &str) -> Option<String> {
             }
         }
     }
-    found
+    // A value that starts on a continuation line would keep the joining space.
+    found.map(|v| v.trim().to_string())
 }
 
 /// CRLF -> LF, for writing a message received from the wire into a Maildir.
