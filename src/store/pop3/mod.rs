@@ -49,8 +49,9 @@ fn reply_limit(size: u64) -> u64 {
     size.saturating_mul(2).saturating_add(64 * 1024)
 }
 
-/// RFC 1939 has no word limit for a single command except this one (RFC 5034
-/// section 4 for AUTH's initial response).
+/// Longest command line, CRLF included (RFC 2449 section 4). An AUTH initial
+/// response that would not fit follows the server's first challenge instead
+/// (RFC 5034 section 4).
 const MAX_COMMAND_BYTES: usize = 255;
 
 /// A message of the current session's listing.
@@ -205,18 +206,10 @@ impl Session {
     fn open(cfg: &Pop3Config) -> StoreResult<Session> {
         let address = cfg.server.address();
         let mut link = Link::new(net::connect(&cfg.server)?, &address);
-        match link.reply("greeting")? {
-            Reply::Ok(_) => {}
-            Reply::Err(text) => {
-                return Err(StoreError::Connection(format!(
-                    "{address} refused the connection: {text}"
-                )))
-            }
-            Reply::Continue(_) => {
-                return Err(StoreError::Protocol(format!(
-                    "{address}: the greeting is a SASL challenge"
-                )))
-            }
+        if let Err(text) = link.status("greeting")? {
+            return Err(StoreError::Connection(format!(
+                "{address} refused the connection: {text}"
+            )));
         }
         let mut capa = read_capa(&mut link)?;
         if cfg.server.tls == TlsMode::Starttls {
@@ -228,11 +221,8 @@ impl Session {
                 )));
             }
             link.send("STLS\r\n", "STLS")?;
-            match link.reply("STLS")? {
-                Reply::Ok(_) => {}
-                Reply::Err(text) | Reply::Continue(text) => {
-                    return Err(StoreError::Tls(format!("{address} refused STLS: {text}")))
-                }
+            if let Err(text) = link.status("STLS")? {
+                return Err(StoreError::Tls(format!("{address} refused STLS: {text}")));
             }
             link = Link::new(net::start_tls(link.into_reader(), &cfg.server)?, &address);
             // What the server said in clear text may have been forged (RFC 2595).
@@ -266,42 +256,35 @@ impl Session {
             return Ok(true);
         }
         self.link.send("UIDL\r\n", "UIDL")?;
-        match self.link.reply("UIDL")? {
-            Reply::Ok(_) => {
+        match self.link.status("UIDL")? {
+            Ok(_) => {
                 self.link.listing("UIDL")?;
                 Ok(true)
             }
-            Reply::Err(_) => Ok(false),
-            Reply::Continue(_) => Err(self.protocol("UIDL answered with a SASL challenge".into())),
+            Err(_) => Ok(false),
         }
     }
 
-    /// Sends a command whose reply is a single `+OK` line and returns its text;
-    /// `-ERR` becomes an error of `scope_error`'s making.
+    /// Sends a command whose reply is a single line and returns the text of its
+    /// `+OK`; `refused` turns (address, text) of a `-ERR` into the error.
     fn simple(
         &mut self,
         command: &str,
         refused: impl FnOnce(&str, String) -> StoreError,
     ) -> StoreResult<String> {
         self.link.send(&format!("{command}\r\n"), command)?;
-        match self.link.reply(command)? {
-            Reply::Ok(text) => Ok(text),
-            Reply::Err(text) => Err(refused(self.address(), text)),
-            Reply::Continue(_) => {
-                Err(self.protocol(format!("{command} answered with a SASL challenge")))
-            }
+        match self.link.status(command)? {
+            Ok(text) => Ok(text),
+            Err(text) => Err(refused(self.address(), text)),
         }
     }
 
     /// A command with a multi-line reply, read as a listing.
     fn listing(&mut self, command: &str) -> StoreResult<Result<Vec<String>, String>> {
         self.link.send(&format!("{command}\r\n"), command)?;
-        match self.link.reply(command)? {
-            Reply::Ok(_) => Ok(Ok(self.link.listing(command)?)),
-            Reply::Err(text) => Ok(Err(text)),
-            Reply::Continue(_) => {
-                Err(self.protocol(format!("{command} answered with a SASL challenge")))
-            }
+        match self.link.status(command)? {
+            Ok(_) => Ok(Ok(self.link.listing(command)?)),
+            Err(text) => Ok(Err(text)),
         }
     }
 
@@ -323,9 +306,9 @@ impl Session {
     }
 
     /// Sends `commands` in order, several at a time when the server pipelines,
-    /// and passes each reply to `each`. Once `each` fails no further command is sent; replies already
-    /// asked for are read and dropped so that the session stays in step, and
-    /// then the failure is returned.
+    /// and passes each reply to `each`. Once `each` fails no further command is
+    /// sent; replies already asked for are read and dropped so that the session
+    /// stays in step, and then the failure is returned.
     fn exchange(
         &mut self,
         commands: &[Command],
@@ -366,20 +349,15 @@ impl Session {
             }
             let command = &commands[done];
             body.clear();
-            let reply = self.link.reply(&command.line)?;
-            let answer = match &reply {
-                Reply::Ok(_) => {
+            let status = self.link.status(&command.line)?;
+            let answer = match &status {
+                Ok(_) => {
                     if let Some(limit) = command.body_limit {
                         self.link.body(&command.line, limit, &mut body)?;
                     }
                     Ok(body.as_slice())
                 }
-                Reply::Err(text) => Err(text.as_str()),
-                Reply::Continue(_) => {
-                    return Err(
-                        self.protocol(format!("{} answered with a SASL challenge", command.line))
-                    )
-                }
+                Err(text) => Err(text.as_str()),
             };
             in_flight_weight = in_flight_weight.saturating_sub(command.weight);
             done += 1;
@@ -621,13 +599,9 @@ impl Session {
 /// extension).
 fn read_capa(link: &mut Link<Connection>) -> StoreResult<Capa> {
     link.send("CAPA\r\n", "CAPA")?;
-    match link.reply("CAPA")? {
-        Reply::Ok(_) => Ok(Capa::parse(&link.listing("CAPA")?)),
-        Reply::Err(_) => Ok(Capa::default()),
-        Reply::Continue(_) => Err(StoreError::Protocol(format!(
-            "{}: CAPA answered with a SASL challenge",
-            link.address()
-        ))),
+    match link.status("CAPA")? {
+        Ok(_) => Ok(Capa::parse(&link.listing("CAPA")?)),
+        Err(_) => Ok(Capa::default()),
     }
 }
 
@@ -687,14 +661,8 @@ fn login(link: &mut Link<Connection>, capa: &Capa, cfg: &Pop3Config) -> StoreRes
         (format!("PASS {password}\r\n"), "PASS"),
     ] {
         link.send(&command, during)?;
-        match link.reply(during)? {
-            Reply::Ok(_) => {}
-            Reply::Err(text) => return Err(login_refused(&who, &text)),
-            Reply::Continue(_) => {
-                return Err(StoreError::Protocol(format!(
-                    "{who}: {during} answered with a SASL challenge"
-                )))
-            }
+        if let Err(text) = link.status(during)? {
+            return Err(login_refused(&who, &text));
         }
     }
     Ok(())

@@ -88,6 +88,19 @@ impl<S: Read + Write> Link<S> {
         })
     }
 
+    /// Reads a status line that must be `+OK` (`Ok(text)`) or `-ERR`
+    /// (`Err(text)`); a SASL challenge outside AUTH is a protocol error.
+    pub(super) fn status(&mut self, during: &str) -> StoreResult<Result<String, String>> {
+        match self.reply(during)? {
+            Reply::Ok(text) => Ok(Ok(text)),
+            Reply::Err(text) => Ok(Err(text)),
+            Reply::Continue(_) => Err(StoreError::Protocol(format!(
+                "{}: unexpected SASL challenge during {during}",
+                self.address
+            ))),
+        }
+    }
+
     /// Reads the rest of a multi-line reply (after its `+OK` line) into `out`,
     /// undoing dot-stuffing and leaving out the terminating `.` line. Line
     /// endings are kept as received. More than `limit` bytes is a protocol
@@ -386,7 +399,7 @@ mod tests {
             l.reply("RETR 2").unwrap(),
             Reply::Err("no such message".to_string())
         );
-        assert_eq!(l.reply("RETR 3").unwrap(), Reply::Ok(String::new()));
+        assert_eq!(l.status("RETR 3").unwrap(), Ok(String::new()));
         let mut out = Vec::new();
         l.body("RETR 3", 100, &mut out).unwrap();
         assert!(out.is_empty());
@@ -442,6 +455,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Protocol(_)), "{err}");
         assert!(err.to_string().contains("`* OK IMAP4rev1`"), "{err}");
+        let err = link(b"+ challenge\r\n", 64).status("STAT").unwrap_err();
+        assert!(matches!(err, StoreError::Protocol(_)), "{err}");
     }
 
     #[test]

@@ -468,3 +468,29 @@ fn other_folders_and_writes_are_refused() {
     assert_eq!(folders.folders.len(), 1);
     assert!(folders.folders[0].name.is_inbox());
 }
+
+#[test]
+fn a_long_plain_response_waits_for_the_challenge() {
+    let tags = ["SASL PLAIN", "UIDL"];
+    let (port, server) = fake_server(
+        "+OK ready\r\n",
+        vec![
+            capa_reply(&tags),
+            "+ \r\n".into(),
+            "+OK Logged in.\r\n".into(),
+            capa_reply(&tags),
+            "+OK bye\r\n".into(),
+        ],
+    );
+    let mut cfg = config(port, TlsMode::None);
+    cfg.password = Secret("p".repeat(300));
+    let mut store = Pop3Store::connect(&cfg).unwrap();
+    store.close().unwrap();
+    let received = server.join().unwrap();
+    assert_eq!(received[1], "AUTH PLAIN\r\n");
+    assert_eq!(
+        received[2],
+        format!("{}\r\n", proto::plain_response("alice", &"p".repeat(300)))
+    );
+    assert_eq!(received[3..], ["CAPA\r\n", "QUIT\r\n"]);
+}
