@@ -1,5 +1,5 @@
 //! The POP3 store against a real Dovecot: connection security, login, UIDL
-//! keys across sessions, byte-exact bodies, and deletions that only QUIT
+//! keys across connections, byte-exact bodies, and deletions that only QUIT
 //! commits. What the server holds is checked through `doveadm`.
 
 use std::collections::BTreeMap;
@@ -105,7 +105,7 @@ fn pop3s_and_stls_log_in_with_the_sandbox_ca() {
         );
         assert!(store.has_uidl(), "{tls:?}");
         assert!(!store.caps().unstable_keys && store.caps().exact_delete);
-        let capa = store.server_caps().expect("a session is open");
+        let capa = store.server_caps().expect("a connection is open");
         assert!(capa.has("PIPELINING") && capa.has("UIDL"), "{capa:?}");
         let status = store.select(&FolderName::inbox()).unwrap();
         assert_eq!((status.validity, status.messages), (1, 0));
@@ -183,7 +183,7 @@ fn uidls_are_stable_and_bodies_byte_exact() {
     assert_eq!(identities, expected);
     first.close().unwrap();
 
-    // A new session (over STLS this time) sees the same keys.
+    // A new connection (over STLS this time) sees the same keys.
     let mut second = connect(&config(&sandbox, TlsMode::Starttls));
     let again: Vec<MsgKey> = second
         .list_messages()

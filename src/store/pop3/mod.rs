@@ -1,8 +1,8 @@
 //! The POP3 store: one INBOX, keys from UIDL, no flags, deletions committed only
 //! by QUIT. It serves download-and-delete accounts.
 //!
-//! POP3 numbers messages per session and commits DELE only when QUIT succeeds,
-//! so `delete` ends the session; the next operation connects, logs in and lists
+//! POP3 numbers messages per login and commits DELE only when QUIT succeeds,
+//! so `delete` ends the connection; the next operation connects, logs in and lists
 //! again. A connection lost before QUIT's `+OK` deletes nothing, and the next
 //! run sees those messages as already downloaded and deletes them then.
 
@@ -54,14 +54,14 @@ fn reply_limit(size: u64) -> u64 {
 /// (RFC 5034 section 4).
 const MAX_COMMAND_BYTES: usize = 255;
 
-/// A message of the current session's listing.
+/// A message of the current connection's listing.
 #[derive(Clone, Copy, Debug)]
 struct Listed {
     number: u32,
     size: u64,
 }
 
-/// The key map of one session. Message numbers mean nothing outside it.
+/// The key map of one connection. Message numbers mean nothing outside it.
 #[derive(Debug, Default)]
 struct Listing {
     by_key: HashMap<MsgKey, Listed>,
@@ -79,12 +79,12 @@ struct Command {
     body_limit: Option<u64>,
 }
 
-/// A reply as [`Session::exchange`] hands it over: the multi-line body (empty
+/// A reply as [`Visit::exchange`] hands it over: the multi-line body (empty
 /// for single-line replies) after `+OK`, or the text after `-ERR`.
 type Answer<'a> = Result<&'a [u8], &'a str>;
 
-/// A logged-in POP3 connection.
-struct Session {
+/// One visit to the maildrop: a logged-in connection, from login to QUIT.
+struct Visit {
     link: Link<Connection>,
     capa: Capa,
     listing: Option<Listing>,
@@ -100,15 +100,15 @@ pub struct Pop3Store {
     /// Whether the server answers UIDL; found out by the first login.
     uidl: bool,
     /// `None` between a committing QUIT and the next operation.
-    session: Option<Session>,
+    visit: Option<Visit>,
     warnings: Vec<String>,
 }
 
 impl Pop3Store {
     /// Connects, secures the connection as configured and logs in.
     pub fn connect(cfg: &Pop3Config) -> StoreResult<Pop3Store> {
-        let mut session = Session::open(cfg)?;
-        let uidl = session.has_uidl()?;
+        let mut visit = Visit::open(cfg)?;
+        let uidl = visit.has_uidl()?;
         Ok(Pop3Store {
             cfg: cfg.clone(),
             address: cfg.server.address(),
@@ -118,15 +118,15 @@ impl Pop3Store {
                 ..Caps::default()
             },
             uidl,
-            session: Some(session),
+            visit: Some(visit),
             warnings: Vec::new(),
         })
     }
 
     /// What the server announced with CAPA after login (empty when the server
-    /// does not know CAPA); `None` between sessions.
+    /// does not know CAPA); `None` between connections.
     pub fn server_caps(&self) -> Option<&Capa> {
-        self.session.as_ref().map(|s| &s.capa)
+        self.visit.as_ref().map(|s| &s.capa)
     }
 
     /// Whether the server has UIDL. Without it keys are synthesised from each
@@ -147,32 +147,32 @@ impl Pop3Store {
     #[doc(hidden)]
     pub fn dele_without_quit(&mut self, keys: &[MsgKey]) -> StoreResult<usize> {
         let uidl = self.uidl;
-        self.with_session(|session, warnings| {
-            let targets = session.targets(keys, uidl, warnings)?;
-            session.dele(&targets)?;
+        self.with_visit(|visit, warnings| {
+            let targets = visit.targets(keys, uidl, warnings)?;
+            visit.dele(&targets)?;
             Ok(targets.len())
         })
     }
 
-    /// Runs `op` on the current session, connecting first if there is none. A
-    /// failure that leaves the conversation in an unknown state ends the session
+    /// Runs `op` on the current connection, connecting first if there is none.
+    /// A failure that leaves the conversation in an unknown state ends it
     /// without QUIT, so that nothing marked is deleted.
-    fn with_session<T>(
+    fn with_visit<T>(
         &mut self,
-        op: impl FnOnce(&mut Session, &mut Vec<String>) -> StoreResult<T>,
+        op: impl FnOnce(&mut Visit, &mut Vec<String>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let session = match self.session.take() {
-            Some(session) => self.session.insert(session),
-            None => self.session.insert(Session::open(&self.cfg)?),
+        let visit = match self.visit.take() {
+            Some(visit) => self.visit.insert(visit),
+            None => self.visit.insert(Visit::open(&self.cfg)?),
         };
-        let result = op(session, &mut self.warnings);
+        let result = op(visit, &mut self.warnings);
         // Errors of the caller's sink, refusals and folder errors leave the
         // conversation in step; only these mean it may not be.
         if matches!(
             &result,
             Err(StoreError::Connection(_) | StoreError::Protocol(_) | StoreError::Tls(_))
         ) {
-            self.session = None;
+            self.visit = None;
         }
         result
     }
@@ -201,9 +201,9 @@ fn inbox() -> String {
     FolderName::inbox().to_string()
 }
 
-impl Session {
+impl Visit {
     /// Connects, secures and authenticates.
-    fn open(cfg: &Pop3Config) -> StoreResult<Session> {
+    fn open(cfg: &Pop3Config) -> StoreResult<Visit> {
         let address = cfg.server.address();
         let mut link = Link::new(net::connect(&cfg.server)?, &address);
         if let Err(text) = link.status("greeting")? {
@@ -234,7 +234,7 @@ impl Session {
         if after != Capa::default() {
             capa = after;
         }
-        Ok(Session {
+        Ok(Visit {
             link,
             capa,
             listing: None,
@@ -307,8 +307,8 @@ impl Session {
 
     /// Sends `commands` in order, several at a time when the server pipelines,
     /// and passes each reply to `each`. Once `each` fails no further command is
-    /// sent; replies already asked for are read and dropped so that the session
-    /// stays in step, and then the failure is returned.
+    /// sent; replies already asked for are read and dropped so that the
+    /// conversation stays in step, and then the failure is returned.
     fn exchange(
         &mut self,
         commands: &[Command],
@@ -393,8 +393,7 @@ impl Session {
         })
     }
 
-    /// Lists the maildrop and remembers the key of every message for this
-    /// session.
+    /// Lists the maildrop and remembers the key of every message until QUIT.
     fn list(&mut self, uidl: bool, warnings: &mut Vec<String>) -> StoreResult<Vec<MsgMeta>> {
         self.listing = None;
         let address = self.address().to_string();
@@ -510,7 +509,7 @@ impl Session {
         if !messages.is_empty() && keys.iter().all(Option::is_none) {
             return Err(StoreError::Unsupported(format!(
                 "{}: the server has neither UIDL nor TOP, so messages cannot be told apart \
-                 between sessions",
+                 between connections",
                 self.address()
             )));
         }
@@ -522,7 +521,7 @@ impl Session {
     }
 
     /// The listed messages among `keys`, in the order given; keys not in this
-    /// session's listing (gone, or never there) are left out.
+    /// connection's listing (gone, or never there) are left out.
     fn targets(
         &mut self,
         keys: &[MsgKey],
@@ -548,7 +547,7 @@ impl Session {
             .unwrap_or_default();
         if !duplicates.is_empty() {
             return Err(StoreError::Unsupported(format!(
-                "{}: deleting is disabled for this session because several messages share \
+                "{}: deleting is disabled for this connection because several messages share \
                  the unique-id {}",
                 self.address(),
                 duplicates
@@ -577,7 +576,7 @@ impl Session {
         Ok(refused)
     }
 
-    /// Ends the session; with DELE pending, this is what commits the deletions.
+    /// Logs out; with DELE pending, this is what commits the deletions.
     fn quit(mut self) -> StoreResult<()> {
         let marked = self.marked;
         self.simple("QUIT", |address, text| {
@@ -695,7 +694,7 @@ impl Store for Pop3Store {
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         self.only_inbox(name)?;
-        self.with_session(|session, _| session.stat())
+        self.with_visit(|visit, _| visit.stat())
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
@@ -704,16 +703,16 @@ impl Store for Pop3Store {
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let uidl = self.uidl;
-        self.with_session(|session, warnings| session.list(uidl, warnings))
+        self.with_visit(|visit, warnings| visit.list(uidl, warnings))
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
         let uidl = self.uidl;
-        self.with_session(|session, warnings| {
-            let targets = session.targets(keys, uidl, warnings)?;
+        self.with_visit(|visit, warnings| {
+            let targets = visit.targets(keys, uidl, warnings)?;
             let listed: Vec<Listed> = targets.iter().map(|(_, l)| *l).collect();
             let mut found = Vec::with_capacity(targets.len());
-            session.headers(&listed, &mut |i, header| {
+            visit.headers(&listed, &mut |i, header| {
                 found.push((
                     targets[i].0.clone(),
                     Identity::from_header(header, targets[i].1.size),
@@ -726,8 +725,8 @@ impl Store for Pop3Store {
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         let uidl = self.uidl;
         let budget = self.cfg.batch_bytes.max(MIN_BATCH_BYTES);
-        self.with_session(|session, warnings| {
-            let targets = session.targets(keys, uidl, warnings)?;
+        self.with_visit(|visit, warnings| {
+            let targets = visit.targets(keys, uidl, warnings)?;
             let commands: Vec<Command> = targets
                 .iter()
                 .map(|(_, listed)| Command {
@@ -738,7 +737,7 @@ impl Store for Pop3Store {
                 .collect();
             // A refused RETR skips that message; the others are still delivered.
             let mut refused = None;
-            session.exchange(&commands, budget, &mut |i, answer| match answer {
+            visit.exchange(&commands, budget, &mut |i, answer| match answer {
                 Ok(body) => sink(&targets[i].0, body),
                 Err(text) => {
                     refused.get_or_insert_with(|| StoreError::Message {
@@ -777,22 +776,22 @@ impl Store for Pop3Store {
             return Ok(());
         }
         let uidl = self.uidl;
-        let refused = self.with_session(|session, warnings| {
-            let targets = session.targets(keys, uidl, warnings)?;
+        let refused = self.with_visit(|visit, warnings| {
+            let targets = visit.targets(keys, uidl, warnings)?;
             if targets.is_empty() {
                 return Ok(None);
             }
-            session.dele(&targets).map(Some)
+            visit.dele(&targets).map(Some)
         })?;
         let Some(refused) = refused else {
             return Ok(());
         };
-        // Only QUIT commits; whatever happens, this session is over.
-        match self.session.take() {
-            Some(session) => session.quit()?,
+        // Only QUIT commits; whatever happens, this connection is over.
+        match self.visit.take() {
+            Some(visit) => visit.quit()?,
             None => {
                 return Err(StoreError::Connection(format!(
-                    "{}: the session ended before QUIT; nothing was deleted",
+                    "{}: the connection ended before QUIT; nothing was deleted",
                     self.address
                 )))
             }
@@ -812,19 +811,19 @@ impl Store for Pop3Store {
     }
 
     fn close(&mut self) -> StoreResult<()> {
-        if let Some(mut session) = self.session.take() {
+        if let Some(mut visit) = self.visit.take() {
             // Deletions are committed by `delete` alone. If pending ones cannot
             // be undone, dropping the connection without QUIT discards them.
-            let nothing_pending = !session.marked
-                || session
+            let nothing_pending = !visit.marked
+                || visit
                     .simple("RSET", |address, text| {
                         StoreError::Protocol(format!("{address}: RSET failed: {text}"))
                     })
                     .is_ok();
             if nothing_pending {
-                session.marked = false;
+                visit.marked = false;
                 // Nothing is pending, so a failed QUIT loses nothing.
-                let _ = session.quit();
+                let _ = visit.quit();
             }
         }
         Ok(())

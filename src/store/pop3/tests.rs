@@ -162,7 +162,7 @@ fn a_locked_maildrop_is_not_reported_as_a_wrong_password() {
         vec![
             capa_reply(&["USER"]),
             "+OK\r\n".into(),
-            "-ERR [IN-USE] Mailbox is locked by another session\r\n".into(),
+            "-ERR [IN-USE] Mailbox is locked by another client\r\n".into(),
         ],
     );
     let err = connect_err(&config(port, TlsMode::None));
@@ -305,7 +305,7 @@ fn pipelined_retr_delivers_every_body_and_reports_a_refusal() {
 }
 
 #[test]
-fn a_failing_sink_stops_sending_and_keeps_the_session_in_step() {
+fn a_failing_sink_stops_sending_and_keeps_the_conversation_in_step() {
     let tags = ["USER", "UIDL", "PIPELINING"];
     let (port, server) = fake_server(
         "+OK ready\r\n",
@@ -412,7 +412,10 @@ fn a_refused_dele_is_reported_after_the_others_are_committed() {
         matches!(err, StoreError::Message { ref key, .. } if key == "a"),
         "{err}"
     );
-    assert!(store.server_caps().is_none(), "the session ended with QUIT");
+    assert!(
+        store.server_caps().is_none(),
+        "the connection ended with QUIT"
+    );
     let received = server.join().unwrap();
     assert_eq!(received[6..], ["DELE 1\r\n", "DELE 2\r\n", "QUIT\r\n"]);
 }
