@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use proto::Capa;
 
-use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
+use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
@@ -439,7 +439,7 @@ impl Visit {
             listing.by_key.insert(key.clone(), listed);
             metas.push(MsgMeta {
                 key,
-                flags: crate::model::Flags::EMPTY,
+                flags: Flags::EMPTY,
                 size: Some(listed.size),
                 date: None,
             });
@@ -761,12 +761,7 @@ impl Store for Pop3Store {
         Err(self.unsupported("add messages"))
     }
 
-    fn store_flags(
-        &mut self,
-        keys: &[MsgKey],
-        add: crate::model::Flags,
-        remove: crate::model::Flags,
-    ) -> StoreResult<()> {
+    fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
         let _ = (keys, add, remove);
         Err(self.unsupported("store flags"))
     }
