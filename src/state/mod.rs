@@ -120,8 +120,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct StateDb {
     conn: rusqlite::Connection,
     /// Held only for its `flock`, released by the kernel when the process ends
-    /// however it ends. `None` for read-only handles.
+    /// however it ends. `None` for read-only handles and for `reopen`ed ones,
+    /// whose process already holds it.
     lock: Option<std::fs::File>,
+    read_only: bool,
     path: PathBuf,
 }
 
@@ -159,7 +161,24 @@ impl StateDb {
         Ok(StateDb {
             conn,
             lock: Some(lock),
+            read_only: false,
             path: path.to_path_buf(),
+        })
+    }
+
+    /// A second connection to the same database for another worker thread of
+    /// the run that holds the lock: the lock covers the whole process, and
+    /// SQLite serialises the writers (WAL, busy timeout).
+    pub fn reopen(&self) -> StateResult<StateDb> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = connect(&self.path, flags)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| unusable(&self.path, format!("cannot configure: {e}")))?;
+        Ok(StateDb {
+            conn,
+            lock: None,
+            read_only: false,
+            path: self.path.clone(),
         })
     }
 
@@ -185,6 +204,7 @@ impl StateDb {
         Ok(StateDb {
             conn,
             lock: None,
+            read_only: true,
             path: path.to_path_buf(),
         })
     }
@@ -260,7 +280,7 @@ impl StateDb {
     }
 
     pub fn batch(&mut self) -> StateResult<Batch<'_>> {
-        if self.lock.is_none() {
+        if self.read_only {
             return Err(unusable(
                 &self.path,
                 "opened read-only; changes need an exclusive open",

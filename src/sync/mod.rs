@@ -9,7 +9,7 @@ pub mod report;
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::state::{FolderState, Record, Side, StateDb, StateError};
 use crate::store::{FolderInfo, Scope, Store, StoreError};
-use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome};
+use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome, Silent};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -56,6 +56,42 @@ pub fn exit_status_of(error: &StoreError) -> ExitStatus {
     }
 }
 
+/// A folder the run works through, as discovered on both sides.
+#[derive(Clone, Debug)]
+struct FolderJob {
+    name: FolderName,
+    on_far: bool,
+    on_near: bool,
+    known: Option<FolderState>,
+}
+
+struct Discovery {
+    jobs: Vec<FolderJob>,
+    /// Folders in the state that neither side has any more.
+    gone: Vec<FolderName>,
+}
+
+/// Folders where nothing happened stay out of the report, except in a dry run
+/// (which lists every folder it looked at).
+fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
+    let quiet = folder.plan.is_empty()
+        && !folder.changed()
+        && folder.outcome == Outcome::Done
+        && folder.skipped.is_empty()
+        && folder.notes.is_empty();
+    if !quiet || dry_run {
+        report.folders.push(folder);
+    }
+}
+
+fn abort_message(abort: Abort) -> (ExitStatus, String) {
+    match abort {
+        Abort::Store(e) => (exit_status_of(&e), e.to_string()),
+        Abort::State(e) => (ExitStatus::Safety, e.to_string()),
+        Abort::Crash => (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
+    }
+}
+
 pub(crate) struct Engine<'a> {
     far: &'a mut dyn Store,
     near: &'a mut dyn Store,
@@ -89,11 +125,189 @@ pub fn sync_account(
         steps: 0,
     };
     if let Err(abort) = engine.run(&mut report) {
-        report.error = Some(match abort {
-            Abort::Store(e) => (exit_status_of(&e), e.to_string()),
-            Abort::State(e) => (ExitStatus::Safety, e.to_string()),
-            Abort::Crash => (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
-        });
+        report.error = Some(abort_message(abort));
+    }
+    report.duration = started.elapsed();
+    report
+}
+
+/// Opens one (far, near) connection pair for a worker.
+pub type Connect<'c> = dyn Fn() -> Result<(Box<dyn Store>, Box<dyn Store>), StoreError> + Sync + 'c;
+
+/// Passes a worker's progress to the one observer the caller gave.
+struct SharedObserver<'m, 'o>(&'m std::sync::Mutex<&'o mut (dyn Observer + Send)>);
+
+impl SharedObserver<'_, '_> {
+    fn with(&self, f: impl FnOnce(&mut dyn Observer)) {
+        // A worker that panicked mid-call leaves nothing half-done here.
+        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut **guard);
+    }
+}
+
+impl Observer for SharedObserver<'_, '_> {
+    fn folder_started(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
+        self.with(|o| o.folder_started(folder, messages, bytes));
+    }
+    fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
+        self.with(|o| o.copied(folder, messages, bytes));
+    }
+    fn folder_finished(&mut self, report: &FolderReport) {
+        self.with(|o| o.folder_finished(report));
+    }
+}
+
+/// Like `sync_account`, with folders spread over up to `jobs` connection pairs,
+/// one folder per worker at a time. Each worker has its own state database
+/// connection; SQLite serialises their commits. When the server refuses more
+/// connections, the run goes on with the workers it has and says so.
+pub fn sync_account_parallel(
+    account: &str,
+    connect: &Connect<'_>,
+    jobs: usize,
+    state: &mut StateDb,
+    policy: &Policy,
+    options: &RunOptions,
+    observer: &mut (dyn Observer + Send),
+) -> AccountReport {
+    let started = Instant::now();
+    let mut report = AccountReport::new(account);
+    let (mut far, mut near) = match connect() {
+        Ok(pair) => pair,
+        Err(e) => {
+            report.error = Some((exit_status_of(&e), e.to_string()));
+            return report;
+        }
+    };
+    let mut engine = Engine {
+        far: far.as_mut(),
+        near: near.as_mut(),
+        state: &mut *state,
+        policy,
+        options,
+        observer: &mut *observer,
+        steps: 0,
+    };
+    let discovery = match engine.discover(&mut report) {
+        Ok(d) => d,
+        Err(abort) => {
+            report.error = Some(abort_message(abort));
+            report.duration = started.elapsed();
+            return report;
+        }
+    };
+    if jobs <= 1 || discovery.jobs.len() <= 1 {
+        let mut result = Ok(());
+        for job in &discovery.jobs {
+            let (folder_report, abort) = engine.run_folder(job);
+            keep_report(&mut report, folder_report, options.dry_run);
+            if let Some(abort) = abort {
+                result = Err(abort);
+                break;
+            }
+        }
+        if let Err(abort) = result.and_then(|()| engine.forget_gone(&discovery.gone)) {
+            report.error = Some(abort_message(abort));
+        }
+        report.duration = started.elapsed();
+        return report;
+    }
+    drop(engine);
+
+    use std::sync::Mutex;
+    fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        // A worker that panicked cannot have left these half-updated.
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    let workers = jobs.min(discovery.jobs.len());
+    let mut extra_states = Vec::new();
+    for _ in 1..workers {
+        match state.reopen() {
+            Ok(s) => extra_states.push(s),
+            Err(e) => {
+                report.error = Some((ExitStatus::Safety, e.to_string()));
+                return report;
+            }
+        }
+    }
+    let queue = Mutex::new(
+        discovery
+            .jobs
+            .iter()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    );
+    let done = Mutex::new(Vec::<(usize, FolderReport)>::new());
+    let first_abort = Mutex::new(None::<Abort>);
+    let refusals = Mutex::new(Vec::<String>::new());
+    let shared = Mutex::new(observer);
+    let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
+        let mut observer = SharedObserver(&shared);
+        let mut engine = Engine {
+            far,
+            near,
+            state,
+            policy,
+            options,
+            observer: &mut observer,
+            steps: 0,
+        };
+        while locked(&first_abort).is_none() {
+            let next = locked(&queue).pop_front();
+            let Some((index, job)) = next else { return };
+            let (folder_report, abort) = engine.run_folder(job);
+            locked(&done).push((index, folder_report));
+            if let Some(abort) = abort {
+                locked(&first_abort).get_or_insert(abort);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for mut worker_state in extra_states {
+            let work = &work;
+            let refusals = &refusals;
+            scope.spawn(move || match connect() {
+                Ok((mut far, mut near)) => {
+                    work(far.as_mut(), near.as_mut(), &mut worker_state);
+                    let _ = far.close();
+                    let _ = near.close();
+                }
+                // The other workers take this one's folders.
+                Err(e) => locked(refusals).push(e.to_string()),
+            });
+        }
+        work(far.as_mut(), near.as_mut(), &mut *state);
+    });
+    let refusals = refusals.into_inner().unwrap_or_else(|e| e.into_inner());
+    if !refusals.is_empty() {
+        report.notes.push(format!(
+            "only {} of {} connections could be opened ({}); the run went on with fewer",
+            workers - refusals.len(),
+            workers,
+            refusals[0]
+        ));
+    }
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    done.sort_by_key(|(index, _)| *index);
+    for (_, folder_report) in done {
+        keep_report(&mut report, folder_report, options.dry_run);
+    }
+    match first_abort.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(abort) => report.error = Some(abort_message(abort)),
+        None => {
+            let mut engine = Engine {
+                far: far.as_mut(),
+                near: near.as_mut(),
+                state,
+                policy,
+                options,
+                observer: &mut Silent,
+                steps: 0,
+            };
+            if let Err(abort) = engine.forget_gone(&discovery.gone) {
+                report.error = Some(abort_message(abort));
+            }
+        }
     }
     report.duration = started.elapsed();
     report
@@ -116,29 +330,29 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
+    /// Lists both sides once and decides which folders the run works through.
+    fn discover(&mut self, report: &mut AccountReport) -> Result<Discovery, Abort> {
         let far_folders = self.list_folders(Side::Far, report)?;
         let near_folders = self.list_folders(Side::Near, report)?;
         let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();
 
         // An unmounted or wiped Maildir looks exactly like "the user deleted
         // everything": refuse to treat it as deletions.
-        let known_with_mail: Vec<&FolderName> = known
+        let known_selected: Vec<&FolderName> = known
             .keys()
             .filter(|name| self.options.filter.matches(name))
             .collect();
-        if !known_with_mail.is_empty()
-            && !known_with_mail
-                .iter()
-                .any(|name| near_folders.contains_key(*name))
-            && !known_with_mail
-                .iter()
-                .all(|name| !far_folders.contains_key(*name))
-        {
+        let near_has_none = !known_selected
+            .iter()
+            .any(|name| near_folders.contains_key(*name));
+        let far_has_some = known_selected
+            .iter()
+            .any(|name| far_folders.contains_key(*name));
+        if !known_selected.is_empty() && near_has_none && far_has_some {
             return Err(Abort::Store(StoreError::Unsafe(format!(
                 "{}: none of the {} folders synced before is there; is it unmounted or moved? Nothing was changed",
                 self.near.describe(),
-                known_with_mail.len()
+                known_selected.len()
             ))));
         }
 
@@ -152,63 +366,78 @@ impl<'a> Engine<'a> {
             .collect();
         // INBOX first: it is what users look at.
         names.sort_by_key(|n| !n.is_inbox());
+        let selectable = |info: Option<&FolderInfo>| info.is_none_or(|i| i.selectable);
+        let jobs = names
+            .into_iter()
+            .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
+            .map(|name| FolderJob {
+                on_far: far_folders.contains_key(&name),
+                on_near: near_folders.contains_key(&name),
+                known: known.get(&name).cloned(),
+                name,
+            })
+            .collect();
+        let gone = known
+            .keys()
+            .filter(|n| !far_folders.contains_key(*n) && !near_folders.contains_key(*n))
+            .cloned()
+            .collect();
+        Ok(Discovery { jobs, gone })
+    }
 
-        for name in names {
-            let started = Instant::now();
-            let far_info = far_folders.get(&name);
-            let near_info = near_folders.get(&name);
-            let selectable = |info: Option<&FolderInfo>| info.is_none_or(|i| i.selectable);
-            if !selectable(far_info) || !selectable(near_info) {
-                continue;
+    /// Syncs one folder. A folder-scoped error ends up in the report; an
+    /// account-scoped one is returned as well, to end the run.
+    fn run_folder(&mut self, job: &FolderJob) -> (FolderReport, Option<Abort>) {
+        let started = Instant::now();
+        let mut folder_report = FolderReport::new(job.name.clone());
+        let result = self.sync_folder(
+            &job.name,
+            job.on_far,
+            job.on_near,
+            job.known.as_ref(),
+            &mut folder_report,
+        );
+        folder_report.duration = started.elapsed();
+        let abort = match result {
+            Ok(()) => None,
+            Err(Abort::Store(e)) if e.scope() != Scope::Account => {
+                folder_report.outcome = Outcome::Failed(e.to_string());
+                None
             }
-            let mut folder_report = FolderReport::new(name.clone());
-            let result = self.sync_folder(
-                &name,
-                far_info.is_some(),
-                near_info.is_some(),
-                known.get(&name),
-                &mut folder_report,
-            );
-            folder_report.duration = started.elapsed();
-            match result {
-                Ok(()) => {}
-                Err(Abort::Store(e)) if e.scope() != Scope::Account => {
+            Err(abort) => {
+                if let Abort::Store(e) = &abort {
                     folder_report.outcome = Outcome::Failed(e.to_string());
                 }
-                Err(abort) => {
-                    if let Abort::Store(e) = &abort {
-                        folder_report.outcome = Outcome::Failed(e.to_string());
-                    }
-                    report.folders.push(folder_report);
-                    return Err(abort);
-                }
+                Some(abort)
             }
-            self.observer.folder_finished(&folder_report);
-            let skip = folder_report.plan.is_empty()
-                && !folder_report.changed()
-                && folder_report.outcome == Outcome::Done
-                && folder_report.skipped.is_empty()
-                && folder_report.notes.is_empty();
-            if !skip || self.options.dry_run {
-                report.folders.push(folder_report);
-            }
-        }
+        };
+        self.observer.folder_finished(&folder_report);
+        (folder_report, abort)
+    }
 
-        // Folders gone from both sides leave nothing to protect.
-        if !self.options.dry_run {
-            let gone: Vec<&FolderName> = known
-                .keys()
-                .filter(|n| !far_folders.contains_key(*n) && !near_folders.contains_key(*n))
-                .collect();
-            if !gone.is_empty() {
-                let batch = self.state.batch()?;
-                for name in gone {
-                    batch.forget_folder(name)?;
-                }
-                batch.commit()?;
+    /// Folders gone from both sides leave nothing to protect.
+    fn forget_gone(&mut self, gone: &[FolderName]) -> Result<(), Abort> {
+        if self.options.dry_run || gone.is_empty() {
+            return Ok(());
+        }
+        let batch = self.state.batch()?;
+        for name in gone {
+            batch.forget_folder(name)?;
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
+        let discovery = self.discover(report)?;
+        for job in &discovery.jobs {
+            let (folder_report, abort) = self.run_folder(job);
+            keep_report(report, folder_report, self.options.dry_run);
+            if let Some(abort) = abort {
+                return Err(abort);
             }
         }
-        Ok(())
+        self.forget_gone(&discovery.gone)
     }
 
     fn list_folders(

@@ -119,6 +119,8 @@ pub struct AccountReport {
     pub rejected_folders: Vec<(String, String)>,
     /// An error that ended the account's run early, with its exit status.
     pub error: Option<(ExitStatus, String)>,
+    /// Account-level notices (fewer connections than asked for, ...).
+    pub notes: Vec<String>,
     pub duration: Duration,
 }
 
@@ -129,6 +131,7 @@ impl AccountReport {
             folders: Vec::new(),
             rejected_folders: Vec::new(),
             error: None,
+            notes: Vec::new(),
             duration: Duration::ZERO,
         }
     }

@@ -536,3 +536,83 @@ fn far_without_uidplus_still_records_pushed_messages() {
     assert_eq!(w.far_contents(), w.near_contents());
     assert_idle(&w);
 }
+
+#[test]
+fn parallel_folders_give_the_same_result_as_a_serial_run() {
+    let build = || {
+        let w = World::new(true);
+        for f in ["A", "B", "C/D", "E"] {
+            let name = folder(f);
+            w.far.add_folder(&name);
+            for n in 0..5 {
+                w.far
+                    .add_message(&name, &msg(f.len() as u32 * 100 + n), S, None)
+                    .expect("add");
+            }
+        }
+        w.near_add("Local", &msg(999), F);
+        w
+    };
+    let serial = build();
+    assert_clean(&serial.run());
+    let parallel = build();
+    let connect = || -> Result<(Box<dyn Store>, Box<dyn Store>), crate::store::StoreError> {
+        Ok((Box::new(parallel.far.handle()), parallel.near_store()))
+    };
+    let mut state = StateDb::open(&parallel.state_path()).expect("state");
+    let report = sync_account_parallel(
+        "test",
+        &connect,
+        3,
+        &mut state,
+        &parallel.policy,
+        &parallel.options(),
+        &mut Silent,
+    );
+    drop(state);
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 20);
+    assert_eq!(parallel.far_contents(), serial.far_contents());
+    assert_eq!(parallel.near_contents(), serial.near_contents());
+    assert_idle(&parallel);
+}
+
+#[test]
+fn parallel_run_goes_on_when_the_server_refuses_more_connections() {
+    let w = World::new(true);
+    for f in ["A", "B", "C"] {
+        w.far.add_folder(&folder(f));
+        w.far
+            .add_message(&folder(f), &msg(f.len() as u32), S, None)
+            .expect("add");
+    }
+    let opened = std::sync::atomic::AtomicUsize::new(0);
+    let connect = || -> Result<(Box<dyn Store>, Box<dyn Store>), crate::store::StoreError> {
+        if opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
+            return Err(crate::store::StoreError::Connection(
+                "too many connections".into(),
+            ));
+        }
+        Ok((Box::new(w.far.handle()), w.near_store()))
+    };
+    let mut state = StateDb::open(&w.state_path()).expect("state");
+    let report = sync_account_parallel(
+        "test",
+        &connect,
+        4,
+        &mut state,
+        &w.policy,
+        &w.options(),
+        &mut Silent,
+    );
+    drop(state);
+    assert_clean(&report);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("connections could be opened")),
+        "{report:#?}"
+    );
+    assert_eq!(w.far_contents(), w.near_contents());
+}
