@@ -122,7 +122,7 @@ pub struct StateDb {
     /// Held only for its `flock`, released by the kernel when the process ends
     /// however it ends. `None` for read-only handles and for `reopen`ed ones,
     /// whose process already holds it.
-    lock: Option<std::fs::File>,
+    _lock: Option<std::fs::File>,
     read_only: bool,
     path: PathBuf,
 }
@@ -160,7 +160,7 @@ impl StateDb {
         schema::migrate(&mut conn, path, version)?;
         Ok(StateDb {
             conn,
-            lock: Some(lock),
+            _lock: Some(lock),
             read_only: false,
             path: path.to_path_buf(),
         })
@@ -176,7 +176,7 @@ impl StateDb {
             .map_err(|e| unusable(&self.path, format!("cannot configure: {e}")))?;
         Ok(StateDb {
             conn,
-            lock: None,
+            _lock: None,
             read_only: false,
             path: self.path.clone(),
         })
@@ -203,7 +203,7 @@ impl StateDb {
         }
         Ok(StateDb {
             conn,
-            lock: None,
+            _lock: None,
             read_only: true,
             path: path.to_path_buf(),
         })

@@ -131,8 +131,11 @@ pub fn sync_account(
     report
 }
 
-/// Opens one (far, near) connection pair for a worker.
-pub type Connect<'c> = dyn Fn() -> Result<(Box<dyn Store>, Box<dyn Store>), StoreError> + Sync + 'c;
+/// A worker's (far, near) stores.
+pub type StorePair = (Box<dyn Store>, Box<dyn Store>);
+
+/// Opens one connection pair for a worker.
+pub type Connect<'c> = dyn Fn() -> Result<StorePair, StoreError> + Sync + 'c;
 
 /// Passes a worker's progress to the one observer the caller gave.
 struct SharedObserver<'m, 'o>(&'m std::sync::Mutex<&'o mut (dyn Observer + Send)>);
@@ -212,7 +215,6 @@ pub fn sync_account_parallel(
         report.duration = started.elapsed();
         return report;
     }
-    drop(engine);
 
     use std::sync::Mutex;
     fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

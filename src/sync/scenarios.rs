@@ -556,7 +556,7 @@ fn parallel_folders_give_the_same_result_as_a_serial_run() {
     let serial = build();
     assert_clean(&serial.run());
     let parallel = build();
-    let connect = || -> Result<(Box<dyn Store>, Box<dyn Store>), crate::store::StoreError> {
+    let connect = || -> Result<StorePair, crate::store::StoreError> {
         Ok((Box::new(parallel.far.handle()), parallel.near_store()))
     };
     let mut state = StateDb::open(&parallel.state_path()).expect("state");
@@ -587,7 +587,7 @@ fn parallel_run_goes_on_when_the_server_refuses_more_connections() {
             .expect("add");
     }
     let opened = std::sync::atomic::AtomicUsize::new(0);
-    let connect = || -> Result<(Box<dyn Store>, Box<dyn Store>), crate::store::StoreError> {
+    let connect = || -> Result<StorePair, crate::store::StoreError> {
         if opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2 {
             return Err(crate::store::StoreError::Connection(
                 "too many connections".into(),
