@@ -288,7 +288,11 @@ impl Identity {
     pub fn from_header(header: &[u8], size: u64) -> Identity {
         use sha2::{Digest, Sha256};
         if let Some(id) = header_field(header, "message-id") {
-            let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+            let id = id
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .trim();
             if !id.is_empty() {
                 return Identity {
                     id: id.to_string(),
@@ -416,7 +420,10 @@ mod tests {
             FolderName::parse("Inbox/Sub").unwrap().as_str(),
             "INBOX/Sub"
         );
-        assert_eq!(FolderName::parse("Été/Ünter").unwrap().as_str(), "Été/Ünter");
+        assert_eq!(
+            FolderName::parse("Été/Ünter").unwrap().as_str(),
+            "Été/Ünter"
+        );
     }
 
     #[test]

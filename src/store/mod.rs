@@ -8,7 +8,7 @@ pub mod memory;
 pub mod net;
 pub mod pop3;
 
-use crate::model::{FolderName, Flags, Identity, MsgKey, MsgMeta};
+use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 
 /// What a store can do. The planner never emits an action that the target's
 /// capabilities cannot perform.
@@ -75,6 +75,15 @@ pub struct FolderStatus {
     pub unseen: Option<u32>,
     /// Bytes on the wire, when the store can say without listing messages.
     pub size: Option<u64>,
+}
+
+/// Every folder a `status_all` call asked about, each with its own result: one
+/// folder that cannot be asked does not hide the others.
+#[derive(Debug, Default)]
+pub struct StatusList {
+    pub folders: Vec<(FolderInfo, StoreResult<FolderStatus>)>,
+    /// (name as the store spelled it, why it was refused).
+    pub rejected: Vec<(String, String)>,
 }
 
 /// A message to add to the selected folder. `body` is in wire form (CRLF).
@@ -177,6 +186,39 @@ pub trait Store: Send {
 
     /// Asks for a folder's status without selecting it (IMAP STATUS).
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
+
+    /// The status of every selectable folder that `wanted` accepts, without
+    /// selecting any, in as few round trips as the store allows (an IMAP server
+    /// with LIST-STATUS answers in one). An error of the whole store ends the
+    /// call; a folder's own error stays with that folder.
+    fn status_all(&mut self, wanted: &dyn Fn(&FolderName) -> bool) -> StoreResult<StatusList> {
+        let list = if self.caps().folders {
+            self.list_folders()?
+        } else {
+            FolderList {
+                folders: vec![FolderInfo {
+                    name: FolderName::inbox(),
+                    role: None,
+                    selectable: true,
+                }],
+                rejected: Vec::new(),
+            }
+        };
+        let mut out = StatusList {
+            folders: Vec::new(),
+            rejected: list.rejected,
+        };
+        for info in list.folders {
+            if !info.selectable || !wanted(&info.name) {
+                continue;
+            }
+            match self.status(&info.name) {
+                Err(e) if e.scope() == Scope::Account => return Err(e),
+                status => out.folders.push((info, status)),
+            }
+        }
+        Ok(out)
+    }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
 
