@@ -86,6 +86,16 @@ pub struct StatusList {
     pub rejected: Vec<(String, String)>,
 }
 
+/// What changed in the selected folder since a mod-sequence (CONDSTORE).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Messages whose flags changed, and messages that arrived, since then.
+    pub changed: Vec<MsgMeta>,
+    /// Keys expunged since then (QRESYNC); `None` when the store cannot tell,
+    /// and the caller must list every message to find out.
+    pub vanished: Option<Vec<MsgKey>>,
+}
+
 /// A message to add to the selected folder. `body` is in wire form (CRLF).
 #[derive(Clone, Debug)]
 pub struct NewMessage<'a> {
@@ -224,6 +234,15 @@ pub trait Store: Send {
 
     /// Every message of the selected folder.
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>>;
+
+    /// Changes in the selected folder since `modseq` (see `Caps::condstore`): a
+    /// resync whose cost grows with the changes, not with the folder.
+    fn list_changes(&mut self, modseq: u64) -> StoreResult<Changes> {
+        let _ = modseq;
+        Err(StoreError::Unsupported(
+            "listing changes since a mod-sequence".into(),
+        ))
+    }
 
     /// Identities of the given messages (reads headers and sizes).
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>>;

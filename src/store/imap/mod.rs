@@ -7,6 +7,7 @@
 //! (panics on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
+mod list_status;
 mod login;
 pub mod utf7;
 mod wire;
@@ -23,12 +24,12 @@ pub use login::ServerCaps;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::{self, Connection, ServerConfig};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Role, Store, StoreError,
-    StoreResult,
+    BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage, Role, StatusList,
+    Store, StoreError, StoreResult,
 };
 use wire::{
-    astring_value, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
-    quote, uid_set, uid_sets, unescape_quoted, BodyBatch,
+    format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
+    uid_sets, unescape_quoted, BodyBatch,
 };
 
 /// A password source resolved to its value. Never printed: `Debug` is redacted.
@@ -209,6 +210,13 @@ impl ImapStore {
             ..Caps::default()
         };
         store.server = server;
+        if store.caps.qresync {
+            // QRESYNC must be enabled before it is used (RFC 7162 3.2.3); a
+            // server that refuses simply keeps the full listing path.
+            if store.run("ENABLE", "ENABLE QRESYNC").is_err() {
+                store.caps.qresync = false;
+            }
+        }
         Ok(store)
     }
 
@@ -317,6 +325,20 @@ impl ImapStore {
             match r {
                 Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
                 Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+                // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
+                // ones describe the past and do not change the count.
+                Response::Vanished {
+                    earlier: false,
+                    uids,
+                } => {
+                    let gone: u64 = uids
+                        .iter()
+                        .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
+                        .sum();
+                    selected.exists = selected
+                        .exists
+                        .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
+                }
                 _ => {}
             }
         }
@@ -734,26 +756,11 @@ impl Store for ImapStore {
             .map_err(|f| f.in_session(&self.address, "LIST"))?;
         let responses = parse_responses(&data)?;
         let mut list = FolderList::default();
-        let mut first_delimiter = None;
-        for r in &responses {
-            let Response::MailboxData(MailboxDatum::List {
-                name_attributes,
-                delimiter,
-                name,
-            }) = r
-            else {
-                continue;
-            };
-            let delimiter = delimiter.as_deref().and_then(parse_delimiter);
-            first_delimiter.get_or_insert(delimiter);
-            let wire_name = astring_value(&data, name);
-            match folder_from_list(&wire_name, delimiter, name_attributes) {
+        for (wire_name, folder) in self.list_entries(&data, &responses) {
+            match folder {
                 Ok(info) => list.folders.push(info),
                 Err(reason) => list.rejected.push((wire_name, reason)),
             }
-        }
-        if self.delimiter.is_none() {
-            self.delimiter = first_delimiter;
         }
         list.folders.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(list)
@@ -787,6 +794,10 @@ impl Store for ImapStore {
             .map_err(|f| f.in_folder(name, "STATUS"))?;
         status_result(&parse_responses(&data)?)
             .ok_or_else(|| StoreError::folder(name, "STATUS did not report UIDVALIDITY"))
+    }
+
+    fn status_all(&mut self, wanted: &dyn Fn(&FolderName) -> bool) -> StoreResult<StatusList> {
+        self.statuses(wanted)
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
@@ -827,6 +838,42 @@ impl Store for ImapStore {
         self.observe(&responses);
         self.remember_sizes(&responses);
         Ok(listing(&responses))
+    }
+
+    fn list_changes(&mut self, modseq: u64) -> StoreResult<Changes> {
+        if !self.caps.condstore {
+            return Err(StoreError::Unsupported("CONDSTORE".into()));
+        }
+        // `1:*` on an empty folder is an error on some servers; the caller
+        // lists the (empty) folder instead.
+        if self.selected()?.exists == 0 {
+            return Ok(Changes::default());
+        }
+        let vanished = if self.caps.qresync { " VANISHED" } else { "" };
+        let data = self.fetch(&format!(
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
+        ))?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        self.remember_sizes(&responses);
+        let vanished = self.caps.qresync.then(|| {
+            responses
+                .iter()
+                .filter_map(|r| match r {
+                    Response::Vanished {
+                        earlier: true,
+                        uids,
+                    } => Some(uids),
+                    _ => None,
+                })
+                .flatten()
+                .flat_map(|range| range.clone().map(MsgKey::uid))
+                .collect()
+        });
+        Ok(Changes {
+            changed: listing(&responses),
+            vanished,
+        })
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {

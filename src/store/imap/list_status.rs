@@ -1,0 +1,381 @@
+//! Folder statuses in bulk: `LIST "" "*" RETURN (STATUS (...))` (RFC 5819) when
+//! the server offers LIST-STATUS, else one STATUS per folder; with STATUS=SIZE
+//! (RFC 8438) the folder's size comes along.
+//!
+//! imap-proto 0.16 cannot parse a STATUS response that carries SIZE, so STATUS
+//! responses are read here; every other response still goes to imap-proto.
+
+use imap_proto::{MailboxDatum, Response};
+
+use super::wire::{astring_value, quote};
+use super::{folder_from_list, parse_delimiter, ImapStore};
+use crate::model::FolderName;
+use crate::store::{FolderInfo, FolderStatus, Scope, StatusList, StoreError, StoreResult};
+
+/// One untagged response of a LIST or STATUS command.
+enum Item<'a> {
+    Parsed(Response<'a>),
+    /// `* STATUS mailbox (NAME number ...)`: the wire name, unquoted, and the
+    /// attributes with upper-cased names.
+    Status(String, Vec<(String, u64)>),
+}
+
+impl ImapStore {
+    /// The folders of a LIST response as `(wire name, folder or why it was
+    /// refused)`; remembers the hierarchy delimiter if none is known yet.
+    pub(super) fn list_entries(
+        &mut self,
+        data: &[u8],
+        responses: &[Response<'_>],
+    ) -> Vec<(String, Result<FolderInfo, String>)> {
+        let mut first_delimiter = None;
+        let mut out = Vec::new();
+        for r in responses {
+            let Response::MailboxData(MailboxDatum::List {
+                name_attributes,
+                delimiter,
+                name,
+            }) = r
+            else {
+                continue;
+            };
+            let delimiter = delimiter.as_deref().and_then(parse_delimiter);
+            first_delimiter.get_or_insert(delimiter);
+            let wire_name = astring_value(data, name);
+            let folder = folder_from_list(&wire_name, delimiter, name_attributes);
+            out.push((wire_name, folder));
+        }
+        if self.delimiter.is_none() {
+            self.delimiter = first_delimiter;
+        }
+        out
+    }
+
+    /// The attributes to ask STATUS for on this server.
+    fn status_items(&self) -> String {
+        let mut items = String::from("MESSAGES UIDNEXT UIDVALIDITY UNSEEN");
+        if self.server.condstore() {
+            items.push_str(" HIGHESTMODSEQ");
+        }
+        if self.server.has("STATUS=SIZE") {
+            items.push_str(" SIZE");
+        }
+        items
+    }
+
+    /// `Store::status_all` for IMAP.
+    pub(super) fn statuses(
+        &mut self,
+        wanted: &dyn Fn(&FolderName) -> bool,
+    ) -> StoreResult<StatusList> {
+        let items = self.status_items();
+        let list_status = self.server.list_status();
+        let command = if list_status {
+            format!("LIST \"\" \"*\" RETURN (STATUS ({items}))")
+        } else {
+            "LIST \"\" \"*\"".to_string()
+        };
+        let data = self
+            .run("LIST", &command)
+            .map_err(|f| f.in_session(&self.address, "LIST"))?;
+        let mut responses = Vec::new();
+        let mut listed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        for item in split_responses(&data)? {
+            match item {
+                Item::Parsed(r) => responses.push(r),
+                Item::Status(name, attrs) => listed.push((name, attrs)),
+            }
+        }
+
+        let mut out = StatusList::default();
+        for (wire_name, folder) in self.list_entries(&data, &responses) {
+            let info = match folder {
+                Ok(info) => info,
+                Err(reason) => {
+                    out.rejected.push((wire_name, reason));
+                    continue;
+                }
+            };
+            if !info.selectable || !wanted(&info.name) {
+                continue;
+            }
+            let status = if list_status {
+                match listed.iter().position(|(name, _)| *name == wire_name) {
+                    Some(at) => status_from(&info.name, &listed.swap_remove(at).1),
+                    None => Err(StoreError::folder(
+                        &info.name,
+                        "LIST-STATUS returned no status for this folder",
+                    )),
+                }
+            } else {
+                self.status_with_items(&info.name, &wire_name, &items)
+            };
+            match status {
+                Err(e) if e.scope() == Scope::Account => return Err(e),
+                status => out.folders.push((info, status)),
+            }
+        }
+        out.folders.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(out)
+    }
+
+    fn status_with_items(
+        &mut self,
+        name: &FolderName,
+        wire: &str,
+        items: &str,
+    ) -> StoreResult<FolderStatus> {
+        let data = self
+            .run("STATUS", &format!("STATUS {} ({items})", quote(wire)))
+            .map_err(|f| f.in_folder(name, "STATUS"))?;
+        let found = split_responses(&data)?
+            .into_iter()
+            .find_map(|item| match item {
+                Item::Status(_, attrs) => Some(attrs),
+                Item::Parsed(_) => None,
+            });
+        match found {
+            Some(attrs) => status_from(name, &attrs),
+            None => Err(StoreError::folder(name, "STATUS returned no status")),
+        }
+    }
+}
+
+/// A folder status from STATUS attributes; UIDVALIDITY is required because
+/// nothing the other numbers say can be trusted without it.
+fn status_from(name: &FolderName, attrs: &[(String, u64)]) -> StoreResult<FolderStatus> {
+    let get = |key: &str| {
+        attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, value)| *value)
+    };
+    let out_of_range = |key: &str, value: u64| {
+        StoreError::folder(name, format!("STATUS {key} {value} is out of range"))
+    };
+    let u32_of = |key: &str| -> StoreResult<Option<u32>> {
+        get(key)
+            .map(|v| u32::try_from(v).map_err(|_| out_of_range(key, v)))
+            .transpose()
+    };
+    let validity = u32_of("UIDVALIDITY")?
+        .ok_or_else(|| StoreError::folder(name, "STATUS did not report UIDVALIDITY"))?;
+    Ok(FolderStatus {
+        validity: u64::from(validity),
+        uidnext: u32_of("UIDNEXT")?,
+        highest_modseq: get("HIGHESTMODSEQ"),
+        messages: u32_of("MESSAGES")?.unwrap_or(0),
+        unseen: u32_of("UNSEEN")?,
+        size: get("SIZE"),
+    })
+}
+
+/// Splits a complete command response into its responses: STATUS responses
+/// read by `parse_status`, all others by imap-proto.
+fn split_responses(data: &[u8]) -> StoreResult<Vec<Item<'_>>> {
+    let mut rest = data;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let is_status = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"* STATUS ");
+        if is_status {
+            let (after, name, attrs) = parse_status(&rest[9..]).ok_or_else(|| {
+                StoreError::Protocol(format!(
+                    "cannot parse STATUS response `{}`",
+                    String::from_utf8_lossy(first_line(rest))
+                ))
+            })?;
+            out.push(Item::Status(name, attrs));
+            rest = after;
+            continue;
+        }
+        match imap_proto::parser::parse_response(rest) {
+            Ok((after, response)) => {
+                out.push(Item::Parsed(response));
+                rest = after;
+            }
+            Err(_) => {
+                return Err(StoreError::Protocol(format!(
+                    "cannot parse server response `{}`",
+                    String::from_utf8_lossy(first_line(rest))
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn first_line(data: &[u8]) -> &[u8] {
+    let end = data
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .unwrap_or(data.len())
+        .min(200);
+    &data[..end]
+}
+
+/// `mailbox SP "(" [NAME SP number *(SP NAME SP number)] ")" CRLF`, after
+/// `* STATUS `. Returns the rest of the input, the unquoted mailbox name and
+/// the attributes.
+fn parse_status(input: &[u8]) -> Option<(&[u8], String, Vec<(String, u64)>)> {
+    let (name, rest) = mailbox(input)?;
+    let mut rest = rest.strip_prefix(b" (")?;
+    let mut attrs = Vec::new();
+    loop {
+        if let Some(after) = rest.strip_prefix(b")") {
+            rest = after;
+            break;
+        }
+        if !attrs.is_empty() {
+            rest = rest.strip_prefix(b" ")?;
+        }
+        let key_len = rest.iter().position(|b| *b == b' ')?;
+        let key = std::str::from_utf8(&rest[..key_len]).ok()?;
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return None;
+        }
+        rest = &rest[key_len + 1..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let value: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        rest = &rest[digits..];
+        attrs.push((key.to_ascii_uppercase(), value));
+    }
+    let rest = rest.strip_prefix(b"\r\n")?;
+    Some((rest, name, attrs))
+}
+
+/// An astring: atom, quoted string or literal; the name comes back unquoted.
+fn mailbox(input: &[u8]) -> Option<(String, &[u8])> {
+    match input.first()? {
+        b'"' => {
+            let mut name = Vec::new();
+            let mut i = 1;
+            loop {
+                match *input.get(i)? {
+                    b'\\' => {
+                        name.push(*input.get(i + 1)?);
+                        i += 2;
+                    }
+                    b'"' => break,
+                    b'\r' | b'\n' => return None,
+                    b => {
+                        name.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            Some((String::from_utf8(name).ok()?, &input[i + 1..]))
+        }
+        b'{' => {
+            let close = input.iter().position(|b| *b == b'}')?;
+            let size = std::str::from_utf8(&input[1..close]).ok()?;
+            let size: usize = size.strip_suffix('+').unwrap_or(size).parse().ok()?;
+            let body = input[close + 1..].strip_prefix(b"\r\n")?;
+            let name = body.get(..size)?;
+            Some((String::from_utf8(name.to_vec()).ok()?, &body[size..]))
+        }
+        _ => {
+            let end = input
+                .iter()
+                .position(|b| *b == b' ' || *b == b'\r')
+                .unwrap_or(input.len());
+            if end == 0 {
+                return None;
+            }
+            Some((
+                String::from_utf8(input[..end].to_vec()).ok()?,
+                &input[end..],
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(line: &[u8]) -> (String, Vec<(String, u64)>) {
+        let (rest, name, attrs) = parse_status(line).expect("parses");
+        assert!(rest.is_empty(), "left over: {rest:?}");
+        (name, attrs)
+    }
+
+    #[test]
+    fn status_lines_with_size_parse_in_every_name_form() {
+        let (name, attrs) =
+            status_of(b"Archive/2024 (MESSAGES 6 UIDVALIDITY 17 UNSEEN 5 SIZE 68401)\r\n");
+        assert_eq!(name, "Archive/2024");
+        assert_eq!(
+            attrs,
+            vec![
+                ("MESSAGES".to_string(), 6),
+                ("UIDVALIDITY".to_string(), 17),
+                ("UNSEEN".to_string(), 5),
+                ("SIZE".to_string(), 68401),
+            ]
+        );
+        let (name, _) = status_of(b"\"Sent \\\"x\\\" Items\" (MESSAGES 1)\r\n");
+        assert_eq!(name, "Sent \"x\" Items");
+        let (name, attrs) = status_of(b"{5}\r\na b c ()\r\n");
+        assert_eq!(name, "a b c");
+        assert!(attrs.is_empty());
+        for bad in [
+            &b"INBOX (MESSAGES x)\r\n"[..],
+            b"INBOX (MESSAGES 1",
+            b"\"INBOX (MESSAGES 1)\r\n",
+            b"{9}\r\nINBOX\r\n",
+            b"INBOX MESSAGES 1\r\n",
+        ] {
+            assert!(
+                parse_status(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn list_status_responses_split_into_lists_and_statuses() {
+        let data = b"* LIST (\\HasNoChildren) \"/\" INBOX\r\n\
+* STATUS INBOX (MESSAGES 7 UIDNEXT 8 UIDVALIDITY 1795645068 UNSEEN 7 SIZE 90326)\r\n\
+* LIST (\\Noselect) \"/\" Lists\r\n\
+a3 OK List completed.\r\n";
+        let items = split_responses(data).expect("splits");
+        assert_eq!(items.len(), 4);
+        let Item::Status(name, attrs) = &items[1] else {
+            panic!("second item is the STATUS");
+        };
+        assert_eq!(name, "INBOX");
+        let status = status_from(&FolderName::inbox(), attrs).expect("status");
+        assert_eq!(
+            status,
+            FolderStatus {
+                validity: 1_795_645_068,
+                uidnext: Some(8),
+                highest_modseq: None,
+                messages: 7,
+                unseen: Some(7),
+                size: Some(90326),
+            }
+        );
+        assert!(matches!(
+            &items[2],
+            Item::Parsed(Response::MailboxData(MailboxDatum::List { .. }))
+        ));
+        assert!(split_responses(b"* STATUS INBOX (MESSAGES\r\n").is_err());
+    }
+
+    #[test]
+    fn statuses_need_uidvalidity_and_numbers_in_range() {
+        let inbox = FolderName::inbox();
+        let attrs = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+            list.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert!(status_from(&inbox, &attrs(&[("MESSAGES", 1)])).is_err());
+        assert!(status_from(&inbox, &attrs(&[("UIDVALIDITY", 1 << 33)])).is_err());
+        let status = status_from(&inbox, &attrs(&[("UIDVALIDITY", 3)])).expect("status");
+        assert_eq!(
+            (status.messages, status.unseen, status.size),
+            (0, None, None)
+        );
+    }
+}
