@@ -12,12 +12,15 @@ use super::{folder_from_list, parse_delimiter, ImapStore};
 use crate::model::FolderName;
 use crate::store::{FolderInfo, FolderStatus, Scope, StatusList, StoreError, StoreResult};
 
+/// STATUS attributes: upper-cased names and their numbers.
+type Attributes = Vec<(String, u64)>;
+
 /// One untagged response of a LIST or STATUS command.
 enum Item<'a> {
     Parsed(Response<'a>),
     /// `* STATUS mailbox (NAME number ...)`: the wire name, unquoted, and the
     /// attributes with upper-cased names.
-    Status(String, Vec<(String, u64)>),
+    Status(String, Attributes),
 }
 
 impl ImapStore {
@@ -79,7 +82,7 @@ impl ImapStore {
             .run("LIST", &command)
             .map_err(|f| f.in_session(&self.address, "LIST"))?;
         let mut responses = Vec::new();
-        let mut listed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        let mut listed: Vec<(String, Attributes)> = Vec::new();
         for item in split_responses(&data)? {
             match item {
                 Item::Parsed(r) => responses.push(r),
@@ -216,7 +219,7 @@ fn first_line(data: &[u8]) -> &[u8] {
 /// `mailbox SP "(" [NAME SP number *(SP NAME SP number)] ")" CRLF`, after
 /// `* STATUS `. Returns the rest of the input, the unquoted mailbox name and
 /// the attributes.
-fn parse_status(input: &[u8]) -> Option<(&[u8], String, Vec<(String, u64)>)> {
+fn parse_status(input: &[u8]) -> Option<(&[u8], String, Attributes)> {
     let (name, rest) = mailbox(input)?;
     let mut rest = rest.strip_prefix(b" (")?;
     let mut attrs = Vec::new();
