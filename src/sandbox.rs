@@ -39,8 +39,10 @@ const START_ATTEMPTS: usize = 3;
 pub const ENV_FILE: &str = "env";
 
 /// Capabilities Dovecot 2.3 advertises after login by default (checked with a raw
-/// `CAPABILITY` against an unconfigured sandbox). An explicit `imap_capability`
-/// replaces this list, so switching an extension off means listing the rest.
+/// `CAPABILITY` against a default sandbox; SPECIAL-USE appears because the
+/// namespace names special-use mailboxes). An explicit `imap_capability`
+/// replaces this list, so switching an extension off means listing the rest; a
+/// test checks that the list stays complete.
 const DEFAULT_CAPABILITIES: &[&str] = &[
     "IMAP4rev1",
     "SASL-IR",
@@ -79,6 +81,7 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
     "SAVEDATE",
     "LITERAL+",
     "NOTIFY",
+    "SPECIAL-USE",
 ];
 
 /// What kind of server to start.
@@ -1106,6 +1109,13 @@ namespace inbox {{
   }}
   mailbox Junk {{
     special_use = \\Junk
+  }}
+}}
+# Tests log in with wrong passwords on purpose; without this anvil makes every
+# later failure from 127.0.0.1 wait seconds (Dovecot's documented switch-off).
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
   }}
 }}
 service imap-login {{
