@@ -536,16 +536,23 @@ impl Sandbox {
                 home.display()
             )));
         }
-        let mut created = Vec::new();
-        for sub in ["", "cur", "new", "tmp"] {
-            let path = folder_dir.join(sub);
-            if !path.is_dir() {
-                fs::create_dir_all(&path)
-                    .map_err(context(format!("creating {}", path.display())))?;
-                created.push(path);
-            }
-        }
-        for path in &created {
+        // Every directory we make below the home must belong to the mail user,
+        // including missing parents of the folder itself.
+        let mut missing: Vec<PathBuf> = folder_dir
+            .ancestors()
+            .take_while(|p| *p != home)
+            .filter(|p| !p.is_dir())
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        missing.extend(
+            ["cur", "new", "tmp"]
+                .map(|sub| folder_dir.join(sub))
+                .into_iter()
+                .filter(|p| !p.is_dir()),
+        );
+        for path in &missing {
+            fs::create_dir(path).map_err(context(format!("creating {}", path.display())))?;
             set_mode(path, 0o700)?;
             self.give(path)?;
         }
