@@ -94,12 +94,34 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// Payload bytes received from servers by this process: the run report shows
+/// it, so a change-only resync can be seen to cost the same at any mailbox size.
+static BYTES_RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    static THREAD_BYTES_RECEIVED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Bytes received from every server connection of this process so far.
+pub fn bytes_received() -> u64 {
+    BYTES_RECEIVED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Bytes received by connections read on the calling thread: what one
+/// sequential run cost, even while other runs share the process (tests).
+pub fn bytes_received_by_this_thread() -> u64 {
+    THREAD_BYTES_RECEIVED.with(|c| c.get())
+}
+
 impl Read for Connection {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
+        let n = match self {
             Connection::Plain(s) => s.read(buf),
             Connection::Tls(s) => s.read(buf),
-        }
+        }?;
+        BYTES_RECEIVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        THREAD_BYTES_RECEIVED.with(|c| c.set(c.get() + n as u64));
+        Ok(n)
     }
 }
 

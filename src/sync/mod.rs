@@ -8,7 +8,7 @@ pub mod report;
 
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::state::{FolderState, Record, Side, StateDb, StateError};
-use crate::store::{FolderInfo, Scope, Store, StoreError};
+use crate::store::{FolderInfo, FolderStatus, Scope, Store, StoreError};
 use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome, Silent};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -63,12 +63,59 @@ struct FolderJob {
     on_far: bool,
     on_near: bool,
     known: Option<FolderState>,
+    /// The far folder's status from one bulk request, when the store offers
+    /// mod-sequences: lets an unchanged folder go without a SELECT.
+    far_status: Option<FolderStatus>,
 }
 
 struct Discovery {
     jobs: Vec<FolderJob>,
     /// Folders in the state that neither side has any more.
     gone: Vec<FolderName>,
+}
+
+/// Whether applying the action needs the far folder selected.
+fn touches_far(action: &action::Action) -> bool {
+    use action::Action;
+    match action {
+        Action::Copy { .. } => true,
+        Action::SetFlags { side, .. } | Action::Delete { side, .. } => *side == Side::Far,
+        Action::Pair { .. }
+        | Action::Rekey { .. }
+        | Action::RecordFlags { .. }
+        | Action::ForgetKey { .. }
+        | Action::Forget { .. } => false,
+    }
+}
+
+/// The far listing rebuilt from the state's records, the changes since the
+/// stored mod-sequence and the keys vanished since then.
+fn far_listing_from_state(
+    records: &[Record],
+    changed: Vec<MsgMeta>,
+    vanished: &[MsgKey],
+) -> Vec<MsgMeta> {
+    let vanished: HashSet<&MsgKey> = vanished.iter().collect();
+    let mut by_key: BTreeMap<MsgKey, MsgMeta> = records
+        .iter()
+        .filter_map(|r| r.far.as_ref().map(|key| (key, r.flags)))
+        .filter(|(key, _)| !vanished.contains(key))
+        .map(|(key, flags)| {
+            let meta = MsgMeta {
+                key: key.clone(),
+                flags,
+                size: None,
+                date: None,
+            };
+            (key.clone(), meta)
+        })
+        .collect();
+    for meta in changed {
+        if !vanished.contains(&meta.key) {
+            by_key.insert(meta.key.clone(), meta);
+        }
+    }
+    by_key.into_values().collect()
 }
 
 /// Folders where nothing happened stay out of the report, except in a dry run
@@ -369,6 +416,15 @@ impl<'a> Engine<'a> {
         // INBOX first: it is what users look at.
         names.sort_by_key(|n| !n.is_inbox());
         let selectable = |info: Option<&FolderInfo>| info.is_none_or(|i| i.selectable);
+        let mut far_statuses = HashMap::new();
+        if self.far.caps().condstore && known.values().any(|k| k.far_highest_modseq.is_some()) {
+            let filter = &self.options.filter;
+            for (info, status) in self.far.status_all(&|n| filter.matches(n))?.folders {
+                if let Ok(status) = status {
+                    far_statuses.insert(info.name, status);
+                }
+            }
+        }
         let jobs = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
@@ -376,6 +432,7 @@ impl<'a> Engine<'a> {
                 on_far: far_folders.contains_key(&name),
                 on_near: near_folders.contains_key(&name),
                 known: known.get(&name).cloned(),
+                far_status: far_statuses.remove(&name),
                 name,
             })
             .collect();
@@ -392,13 +449,7 @@ impl<'a> Engine<'a> {
     fn run_folder(&mut self, job: &FolderJob) -> (FolderReport, Option<Abort>) {
         let started = Instant::now();
         let mut folder_report = FolderReport::new(job.name.clone());
-        let result = self.sync_folder(
-            &job.name,
-            job.on_far,
-            job.on_near,
-            job.known.as_ref(),
-            &mut folder_report,
-        );
+        let result = self.sync_folder(job, &mut folder_report);
         folder_report.duration = started.elapsed();
         let abort = match result {
             Ok(()) => None,
@@ -470,14 +521,10 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
-    fn sync_folder(
-        &mut self,
-        name: &FolderName,
-        on_far: bool,
-        on_near: bool,
-        known: Option<&FolderState>,
-        report: &mut FolderReport,
-    ) -> Result<(), Abort> {
+    fn sync_folder(&mut self, job: &FolderJob, report: &mut FolderReport) -> Result<(), Abort> {
+        let name = &job.name;
+        let (on_far, on_near, known) = (job.on_far, job.on_near, job.known.as_ref());
+        let far_status = job.far_status.as_ref();
         let dry_run = self.options.dry_run;
         let download_delete = self.policy.mode == Mode::DownloadDelete;
         for (side, present) in [(Side::Far, on_far), (Side::Near, on_near)] {
@@ -525,9 +572,26 @@ impl<'a> Engine<'a> {
             self.store(side).create_folder(name)?;
         }
 
-        let far_status = self.far.select(name)?;
-        let near_status = self.near.select(name)?;
         let mut records = self.state.records(name)?;
+        let intents = self.state.intents(name)?;
+        // Change-only resync (CONDSTORE/QRESYNC): the far listing is the state's
+        // records plus what changed since the stored mod-sequence. Only sound
+        // when the records' flags are the far side's flags and every far
+        // message older than the watermark is recorded (see `complete` below).
+        let known_modseq = known
+            .and_then(|k| k.far_highest_modseq)
+            .filter(|_| intents.is_empty() && self.tracks_far_flags() && self.far.caps().qresync);
+        let far_unchanged = known_modseq.is_some()
+            && matches!((known, far_status), (Some(k), Some(st))
+                if k.far_validity == Some(st.validity)
+                    && k.far_highest_modseq == st.highest_modseq
+                    && k.far_uidnext == st.uidnext
+                    && k.far_messages == Some(st.messages));
+        let (far_status, far_selected) = match far_status {
+            Some(st) if far_unchanged => (st.clone(), false),
+            _ => (self.far.select(name)?, true),
+        };
+        let near_status = self.near.select(name)?;
         let mut pairing = known.is_none();
         for (side, now, stored) in [
             (
@@ -564,10 +628,19 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let far_list = self.far.list_messages()?;
+        let far_list = match known_modseq.filter(|_| !pairing) {
+            Some(_) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
+            Some(modseq) => {
+                let changes = self.far.list_changes(modseq)?;
+                match changes.vanished {
+                    Some(vanished) => far_listing_from_state(&records, changes.changed, &vanished),
+                    None => self.far.list_messages()?,
+                }
+            }
+            None => self.far.list_messages()?,
+        };
         let near_list = self.near.list_messages()?;
 
-        let intents = self.state.intents(name)?;
         if !intents.is_empty() {
             let resolutions = recover::resolve(
                 &intents, &records, self.far, self.near, &far_list, &near_list,
@@ -599,11 +672,13 @@ impl<'a> Engine<'a> {
                 return Ok(());
             }
         };
+        let mut truncated = false;
         if let Some(max) = self.options.max_messages {
             let mut copies = 0u64;
             planned.actions.retain(|a| {
                 if matches!(a, action::Action::Copy { .. }) {
                     copies += 1;
+                    truncated |= copies > max;
                     copies <= max
                 } else {
                     true
@@ -615,6 +690,22 @@ impl<'a> Engine<'a> {
             report.plan.extend(planned.lines());
             return Ok(());
         }
+
+        if !far_selected && planned.actions.iter().any(touches_far) {
+            let selected = self.far.select(name)?;
+            if selected.validity != far_status.validity {
+                return Err(Abort::Store(StoreError::folder(
+                    name,
+                    "uidvalidity changed during the run; the next run re-pairs it",
+                )));
+            }
+        }
+        // The watermark lets the next run list only changes; it is left out
+        // when far messages older than it may be unrecorded (skipped, cut by
+        // --max-messages, never fetched by policy), since a change-only listing
+        // would never show them again.
+        let keep_modseq =
+            planned.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
 
         self.apply(
             name,
@@ -630,13 +721,22 @@ impl<'a> Engine<'a> {
                 far_validity: Some(far_status.validity),
                 near_validity: Some(near_status.validity),
                 far_uidnext: far_status.uidnext,
-                far_highest_modseq: far_status.highest_modseq,
+                far_highest_modseq: far_status.highest_modseq.filter(|_| keep_modseq),
                 far_messages: Some(far_status.messages),
                 last_sync: Some(self.options.now),
             },
         )?;
         batch.commit()?;
         Ok(())
+    }
+
+    /// The records' flags are the far side's flags after every completed run
+    /// (two-way merges and pulls set both or track the far side), which is what
+    /// a change-only listing relies on.
+    fn tracks_far_flags(&self) -> bool {
+        self.policy.flags
+            && (self.policy.direction != Direction::Push
+                || self.policy.mode == Mode::DownloadDelete)
     }
 
     /// Identities of the messages a pairing run may match: unrecorded messages on

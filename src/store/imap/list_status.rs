@@ -60,9 +60,9 @@ impl ImapStore {
         if self.server.condstore() {
             items.push_str(" HIGHESTMODSEQ");
         }
-        if self.server.has("STATUS=SIZE") {
-            items.push_str(" SIZE");
-        }
+        // STATUS=SIZE (RFC 8438) is not requested: the imap crate's response
+        // reader (imap-proto 0.16) cannot parse a SIZE item and fails the whole
+        // command, LIST-STATUS included.
         items
     }
 
