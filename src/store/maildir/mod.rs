@@ -52,10 +52,11 @@ pub enum Layout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Durability {
     /// fsync each staged file, all after the last write.
-    #[default]
     Fsync,
     /// One `syncfs` of the folder's file system per batch (Linux); elsewhere the
-    /// same as `Fsync`.
+    /// same as `Fsync`. The default: a batch of thousands of small files is made
+    /// durable in one call instead of one journal commit per file.
+    #[default]
     Syncfs,
 }
 
