@@ -34,10 +34,14 @@ complete -c mailsync -n "__fish_mailsync_needs_command" -s v -l verbose -d 'Prin
 complete -c mailsync -n "__fish_mailsync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailsync -n "__fish_mailsync_needs_command" -s V -l version -d 'Print version'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
 push\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
+prometheus\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report-file -d 'Write the report to FILE instead of stdout, replacing it atomically' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l host -d 'IMAP server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
@@ -69,3 +73,40 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l no-deletions 
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l folder -d 'Count only folders matching PATTERN (IMAP wildcards, as for sync); repeatable; replaces the `folders` setting' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+tsv\t'Tab-separated values with a header line'
+json\t'One JSON document (see the description for its shape)'
+prometheus\t'Prometheus text exposition (gauges)'"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s o -l output -d 'Write the output to FILE, replacing it atomically (temporary file, then rename)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l host -d 'IMAP server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
+nested\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
+download-delete\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l offline -d 'Answer from the state database and the Maildir alone: no network, no password'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l total -d 'Print only the number of messages on the server, summed over every selected folder'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l unseen -d 'With --total: count unseen messages only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l allow-plaintext -d 'Accept tls = "none" (the password travels unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s h -l help -d 'Print help (see more with \'--help\')'

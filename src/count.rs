@@ -6,7 +6,10 @@
 //! - *server*: messages, unseen and bytes as the server reports them (live), or
 //!   as the state database knew them after the last sync (offline): the
 //!   recorded server messages plus those the last sync saw but did not copy,
-//!   which are counted as unseen and whose size is unknown;
+//!   which are counted as unseen and whose size is unknown. Bytes are the sum
+//!   of the recorded sizes, known when the folder is as the last sync left it
+//!   (live: same UIDVALIDITY, UIDNEXT and count), since messages are never
+//!   fetched to measure them;
 //! - *local*: messages in the Maildir folder, and those without the `S` flag;
 //! - *pending to local*: server messages that no state record names yet
 //!   (server messages minus recorded server keys);
@@ -137,7 +140,7 @@ pub fn combine(sources: &Sources<'_>) -> Vec<FolderCount> {
             let server = match sources.server {
                 Some(_) => server
                     .get(name)
-                    .and_then(|status| live_server(status, &mut errors)),
+                    .and_then(|status| live_server(status, recorded, &mut errors)),
                 None => recorded.map(offline_server),
             };
             let local = local.get(name).and_then(|status| match status {
@@ -182,13 +185,31 @@ fn statuses(list: Option<&StatusList>) -> BTreeMap<FolderName, StoreResultRef<'_
     .unwrap_or_default()
 }
 
-fn live_server(status: &StoreResultRef<'_>, errors: &mut Vec<String>) -> Option<ServerFigures> {
+fn live_server(
+    status: &StoreResultRef<'_>,
+    recorded: Option<&Recorded>,
+    errors: &mut Vec<String>,
+) -> Option<ServerFigures> {
     match status {
-        Ok(status) => Some(ServerFigures {
-            messages: u64::from(status.messages),
-            unseen: status.unseen.map(u64::from),
-            bytes: status.size,
-        }),
+        Ok(status) => {
+            let messages = u64::from(status.messages);
+            // No new UID, the same count: the same messages as the last sync
+            // left, whose sizes the state knows.
+            let unchanged_bytes = recorded.and_then(|recorded| {
+                let marks = &recorded.watermarks;
+                let last = offline_server(recorded);
+                let unchanged = marks.far_validity == Some(status.validity)
+                    && marks.far_uidnext.is_some()
+                    && marks.far_uidnext == status.uidnext
+                    && last.messages == messages;
+                last.bytes.filter(|_| unchanged)
+            });
+            Some(ServerFigures {
+                messages,
+                unseen: status.unseen.map(u64::from),
+                bytes: status.size.or(unchanged_bytes),
+            })
+        }
         Err(e) => {
             errors.push(format!("server: {e}"));
             None
@@ -345,9 +366,56 @@ mod tests {
             .is_some_and(|e| e.starts_with("server: folder `Broken`")));
 
         assert_eq!(server_total(&counts, false), None);
+        assert_eq!(counts[3].server, None);
+        assert_eq!(counts[3].pending.to_server, Some(1));
         assert_eq!(server_total(&counts[..2], false), Some(17));
         assert_eq!(server_total(&counts[..2], true), Some(4));
         assert_eq!(server_total(&counts[3..], true), Some(0));
+    }
+
+    #[test]
+    fn live_bytes_come_from_the_state_while_the_folder_is_unchanged() {
+        let marks = |uidnext| Recorded {
+            watermarks: FolderState {
+                far_validity: Some(1),
+                far_uidnext: Some(uidnext),
+                far_messages: Some(4),
+                ..FolderState::default()
+            },
+            far: 4,
+            near: 4,
+            far_unseen: 0,
+            far_bytes: Some(5_000),
+        };
+        let with_uidnext = |messages, uidnext| -> StoreResult<FolderStatus> {
+            Ok(FolderStatus {
+                validity: 1,
+                uidnext: Some(uidnext),
+                messages,
+                unseen: Some(0),
+                ..FolderStatus::default()
+            })
+        };
+        let bytes = |status, recorded| {
+            let server = list(vec![("Sent", status)]);
+            let known = BTreeMap::from([(name("Sent"), recorded)]);
+            let counts = combine(&Sources {
+                server: Some(&server),
+                local: None,
+                recorded: &known,
+            });
+            counts[0].server.as_ref().and_then(|s| s.bytes)
+        };
+        assert_eq!(bytes(with_uidnext(4, 9), marks(9)), Some(5_000));
+        // A message arrived (and maybe one left): the sizes are not known.
+        assert_eq!(bytes(with_uidnext(4, 10), marks(9)), None);
+        assert_eq!(bytes(with_uidnext(3, 9), marks(9)), None);
+        // The server's own figure wins.
+        let mut sized = with_uidnext(4, 10);
+        if let Ok(status) = sized.as_mut() {
+            status.size = Some(7);
+        }
+        assert_eq!(bytes(sized, marks(9)), Some(7));
     }
 
     #[test]

@@ -63,8 +63,42 @@ named, or the one-off account described by --host and its companions.
 
 With --dry-run, print the planned actions of every folder on stdout and change \
 nothing. After a run, a summary goes to stderr: one line per folder that \
-changed, then the totals; nothing at all with --quiet when everything went \
-well. Failures and skipped messages are always reported.";
+changed, then the totals, when stderr is a terminal or with -v (so that a run \
+from cron that went well prints nothing); never with --quiet. Failures and \
+skipped messages are always reported.
+
+With --report json or --report prometheus, a machine-readable report of the run \
+goes to stdout, or to --report-file (replaced atomically): per folder the \
+messages copied, flag changes and deletions each way, bytes, duration, skipped \
+messages with the reason and errors; totals; the exit status.";
+
+const COUNT_ABOUT: &str = "Count messages per folder, on the server and in the Maildir";
+
+const COUNT_LONG_ABOUT: &str = "\
+Print, per account and folder: messages and unseen messages on the server, \
+messages and unseen messages in the Maildir, messages waiting to be copied each \
+way, bytes on the server, and the time of the last successful sync.
+
+Live (the default), the server is asked with one LIST-STATUS command per \
+account when it offers LIST-STATUS, else one STATUS per folder; messages are \
+never fetched. With --offline, the answer comes from the state database and the \
+Maildir alone, without the network and without waiting for a running sync: the \
+server figures are those the last sync saw.
+
+Waiting to go to the Maildir: server messages that no state record names yet. \
+Waiting to go to the server: Maildir messages that no state record names yet \
+(whether they are pushed depends on `direction`). Offline, messages the last \
+sync saw on the server but did not copy count as unseen, and the server's size \
+is then unknown.
+
+--format json prints {\"version\": 1, \"mode\": \"live\"|\"offline\", \"accounts\": \
+[{\"name\", \"error\", \"folders\": [{\"name\", \"server\": {\"messages\", \"unseen\", \
+\"bytes\"}, \"local\": {\"messages\", \"unseen\"}, \"pending\": {\"to_local\", \
+\"to_server\"}, \"last_sync\", \"error\"}]}]}, with null for what is unknown and \
+last_sync in RFC 3339 (UTC). --format prometheus prints gauges labelled with \
+account and folder, for node_exporter's textfile collector; --output writes the \
+file atomically. --total prints one number, for $(...) in a shell, and nothing \
+when a figure is missing.";
 
 fn after_help() -> String {
     let mut text = String::from("Files:\n");
@@ -133,6 +167,8 @@ struct DocumentedArgs {
 pub enum Command {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
     Sync(Box<SyncCommand>),
+    #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
+    Count(Box<CountArgs>),
     /// Write the man pages and shell completions below DIR.
     #[command(hide = true)]
     GenerateDocs(DocsArgs),
@@ -144,6 +180,8 @@ pub enum Command {
 enum DocumentedCommand {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
     Sync(SyncArgs),
+    #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
+    Count(CountArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -219,8 +257,73 @@ pub struct SyncArgs {
     #[arg(long)]
     pub no_deletions: bool,
 
+    /// Print a machine-readable report of the run on stdout (or into --report-file)
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub report: Option<ReportFormat>,
+
+    /// Write the report to FILE instead of stdout, replacing it atomically
+    #[arg(long, value_name = "FILE", requires = "report", value_hint = ValueHint::FilePath)]
+    pub report_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub one_off: OneOffArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Json,
+    Prometheus,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CountArgs {
+    /// Accounts to count, as named in the config file [default: all]
+    #[arg(value_name = "ACCOUNT", conflicts_with = "host")]
+    pub accounts: Vec<String>,
+
+    /// Count only folders matching PATTERN (IMAP wildcards, as for sync); repeatable;
+    /// replaces the `folders` setting
+    #[arg(long = "folder", value_name = "PATTERN")]
+    pub folders: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = CountFormat::Table)]
+    pub format: CountFormat,
+
+    /// Answer from the state database and the Maildir alone: no network, no password
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Print only the number of messages on the server, summed over every selected folder
+    #[arg(long, conflicts_with = "format")]
+    pub total: bool,
+
+    /// With --total: count unseen messages only
+    #[arg(long, requires = "total")]
+    pub unseen: bool,
+
+    /// Write the output to FILE, replacing it atomically (temporary file, then rename)
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+
+    /// Accept tls = "none" (the password travels unencrypted)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    #[command(flatten)]
+    pub one_off: OneOffArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CountFormat {
+    /// Aligned columns for people
+    Table,
+    /// Tab-separated values with a header line
+    Tsv,
+    /// One JSON document (see the description for its shape)
+    Json,
+    /// Prometheus text exposition (gauges)
+    Prometheus,
 }
 
 // The config keys of one account, as flags, for a run without a config file.

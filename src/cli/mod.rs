@@ -3,9 +3,12 @@
 //! sync decision is made here.
 
 pub mod args;
+mod count;
 mod docs;
 mod output;
 mod progress;
+mod prometheus;
+mod report;
 mod summary;
 mod sync;
 
@@ -25,6 +28,7 @@ pub fn run(args: Args) -> ExitStatus {
     };
     match args.command {
         Command::Sync(command) => sync::run(&ui, &args.global, *command),
+        Command::Count(count) => count::run(&ui, &args.global, &count),
         Command::GenerateDocs(docs) => match docs::generate(&docs.out) {
             Ok(()) => ExitStatus::Ok,
             Err(error) => {

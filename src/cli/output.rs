@@ -1,6 +1,11 @@
 //! Everything the CLI tells the user: errors, warnings, the summary, and `-v`
 //! log lines, to stderr and optionally a log file. Nothing here ever receives a
 //! password: callers pass only names, paths and counts.
+//!
+//! Cron mails whatever a job prints, so without a terminal (and without `-v`)
+//! a run that went well prints nothing at all: the summary appears on a
+//! terminal, with `-v`, or in the `--log-file`. Errors and problems are always
+//! printed; `--quiet` silences warnings and the summary everywhere.
 
 use super::args::{ColorChoice, GlobalArgs};
 use indicatif::{MultiProgress, ProgressDrawTarget};
@@ -43,6 +48,8 @@ impl Level {
 pub struct Ui {
     quiet: bool,
     verbose: u8,
+    /// The summary is printed on stderr (not only logged).
+    summary: bool,
     color: bool,
     /// Progress bars share stderr: every line goes through `suspend` so that
     /// bars are redrawn below it instead of being torn. Hidden (and free of
@@ -73,6 +80,7 @@ impl Ui {
         Ok(Ui {
             quiet: global.quiet,
             verbose: global.verbose,
+            summary: !global.quiet && (terminal || global.verbose > 0),
             color,
             multi,
             bars,
@@ -111,10 +119,13 @@ impl Ui {
         }
     }
 
-    /// The summary; silenced by `--quiet`.
+    /// The summary and other news of a run that went well: on a terminal or
+    /// with `-v`, and in the log file; silenced by `--quiet`.
     pub fn info(&self, message: &str) {
-        if !self.quiet {
+        if self.summary {
             self.emit(Level::Info, message);
+        } else if !self.quiet {
+            self.log(Level::Info, message);
         }
     }
 
@@ -141,18 +152,24 @@ impl Ui {
         });
     }
 
+    /// Appends to the log file, if there is one; says whether there is.
+    fn log(&self, level: Level, message: &str) -> bool {
+        let Some(file) = &self.log_file else {
+            return false;
+        };
+        let stamp = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
+        if let Ok(mut file) = file.lock() {
+            for line in message.lines() {
+                let _ = writeln!(file, "{stamp} {:<7} {line}", level.label());
+            }
+        }
+        true
+    }
+
     fn emit(&self, level: Level, message: &str) {
-        if let Some(file) = &self.log_file {
-            let stamp = chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%.3f%:z");
-            if let Ok(mut file) = file.lock() {
-                for line in message.lines() {
-                    let _ = writeln!(file, "{stamp} {:<7} {line}", level.label());
-                }
-            }
-            // With a log file, step-by-step messages go there only.
-            if level >= Level::Debug {
-                return;
-            }
+        // With a log file, step-by-step messages go there only.
+        if self.log(level, message) && level >= Level::Debug {
+            return;
         }
         let text = match level {
             Level::Info => message.to_string(),
@@ -165,6 +182,36 @@ impl Ui {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         });
     }
+}
+
+/// Replaces `path` with `contents` so that a reader (node_exporter's textfile
+/// collector, a monitoring script) sees the old file or the new one, never a
+/// part: a hidden temporary file in the same directory, synced, then renamed.
+/// An existing file's permissions are kept; a new file gets 0644.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mode = match std::fs::metadata(path) {
+        Ok(existing) => existing.permissions().mode() & 0o7777,
+        Err(_) => 0o644,
+    };
+    let write = || -> std::io::Result<()> {
+        let mut file = tempfile::Builder::new()
+            .prefix(".mailsync-")
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        file.write_all(contents)?;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -219,6 +266,30 @@ mod tests {
         assert_eq!(human_bytes(2_300_000), "2.3 MB");
         assert_eq!(human_bytes(999_999), "1.0 MB");
         assert_eq!(human_bytes(5_000_000_000), "5.0 GB");
+    }
+
+    #[test]
+    fn atomic_writes_replace_the_file_and_keep_its_mode() -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mailsync.prom");
+        write_atomically(&path, b"one\n")?;
+        assert_eq!(std::fs::read(&path)?, b"one\n");
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o644
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
+        write_atomically(&path, b"two\n")?;
+        assert_eq!(std::fs::read(&path)?, b"two\n");
+        assert_eq!(
+            std::fs::metadata(&path)?.permissions().mode() & 0o777,
+            0o640
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())?.collect::<Result<_, _>>()?;
+        assert_eq!(names.len(), 1, "no temporary file is left behind");
+        assert!(write_atomically(&dir.path().join("no/such/dir/x"), b"").is_err());
+        Ok(())
     }
 
     #[test]

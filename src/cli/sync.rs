@@ -3,14 +3,16 @@
 //! is made here.
 
 use super::args::{config_word, GlobalArgs, OneOffArgs, SyncArgs, SyncCommand};
-use super::output::Ui;
+use super::output::{write_atomically, Ui};
 use super::progress::RunObserver;
+use super::report::{render_report, RunResult};
 use super::summary::print_report;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
 use crate::state::{StateDb, StateError};
-use crate::store::imap::{ImapConfig, ImapStore};
+use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
+use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::report::{AccountReport, ExitStatus};
 use crate::sync::{exit_status_of, sync_account, RunOptions, SIMULATED_CRASH};
@@ -18,13 +20,13 @@ use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 /// Why an account could not run, and the exit status that says so.
-struct Failure {
-    status: ExitStatus,
-    error: anyhow::Error,
+pub(super) struct Failure {
+    pub status: ExitStatus,
+    pub error: anyhow::Error,
 }
 
 impl Failure {
-    fn new(status: ExitStatus, error: anyhow::Error) -> Failure {
+    pub(super) fn new(status: ExitStatus, error: anyhow::Error) -> Failure {
         Failure { status, error }
     }
 }
@@ -34,7 +36,9 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         args,
         crash_after_steps,
     } = command;
-    let accounts = match load_accounts(global, &args) {
+    let started = chrono::Utc::now();
+    let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
+    {
         Ok(accounts) => accounts,
         Err(error) => {
             ui.error_chain(&error);
@@ -43,26 +47,52 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     };
     let several = accounts.len() > 1;
     let mut status = ExitStatus::Ok;
+    let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
         match sync_one(ui, account, &args, crash_after_steps) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run);
                 status = status.worst(report.exit_status());
+                results.push(RunResult::Synced(report));
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
                 status = status.worst(failure.status);
+                results.push(RunResult::Failed {
+                    account: account.name.clone(),
+                    status: failure.status,
+                    error: format!("{:#}", failure.error),
+                });
             }
+        }
+    }
+    if let Some(format) = args.report {
+        let text = render_report(format, &results, status, started, args.dry_run);
+        match &args.report_file {
+            Some(path) => {
+                if let Err(error) = write_atomically(path, text.as_bytes()) {
+                    ui.error_chain(&error);
+                    status = status.worst(ExitStatus::Partial);
+                }
+            }
+            None => ui.out(text.trim_end_matches('\n')),
         }
     }
     status
 }
 
-fn load_accounts(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<Vec<Account>> {
+/// The accounts a command works on: those named (or all) from the config
+/// file, or the one-off account described by flags. `overrides` are the run's
+/// adjustments of every account.
+pub(super) fn load_accounts(
+    global: &GlobalArgs,
+    names: &[String],
+    mut overrides: Overrides,
+    one_off: &OneOffArgs,
+) -> anyhow::Result<Vec<Account>> {
     let dirs = Dirs::from_env()?;
-    let mut overrides = run_overrides(args);
-    if args.one_off.host.is_some() {
-        add_one_off(&mut overrides, &args.one_off);
+    if one_off.host.is_some() {
+        add_one_off(&mut overrides, one_off);
         return Ok(vec![config::one_off(&overrides, &dirs)?]);
     }
     let path = global
@@ -70,11 +100,7 @@ fn load_accounts(global: &GlobalArgs, args: &SyncArgs) -> anyhow::Result<Vec<Acc
         .clone()
         .unwrap_or_else(|| dirs.default_config_file());
     let config = Config::load(&path, &dirs, &overrides)?;
-    Ok(config
-        .select(&args.accounts)?
-        .into_iter()
-        .cloned()
-        .collect())
+    Ok(config.select(names)?.into_iter().cloned().collect())
 }
 
 /// The flags that adjust every account for this run.
@@ -138,21 +164,7 @@ fn sync_one(
     crash_after_steps: Option<u64>,
 ) -> Result<AccountReport, Failure> {
     let name = account.name.as_str();
-    let FarConfig::Imap(imap) = &account.far;
-
-    ui.debug(&format!(
-        "{name}: reading the password {}",
-        describe_source(&imap.password)
-    ));
-    let password = imap
-        .password
-        .resolve(name, &mut |warning| ui.warn(&warning))
-        .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?;
-    if imap.server.tls == TlsMode::None {
-        ui.warn(&format!(
-            "account `{name}`: connecting without TLS; the password and all mail cross the network unencrypted"
-        ));
-    }
+    let password = read_password(ui, account)?;
 
     // A dry run changes nothing, not even by creating the state database or
     // the Maildir root: a missing one is stood in for by an empty scratch copy.
@@ -201,21 +213,7 @@ fn sync_one(
         )
     })?;
 
-    let server = &imap.server;
-    let target = format!("{}@{}:{}", imap.user, server.host, server.port);
-    let security = match server.tls {
-        TlsMode::Implicit => "TLS",
-        TlsMode::Starttls => "STARTTLS",
-        TlsMode::None => "no TLS",
-    };
-    ui.debug(&format!("{name}: connecting to {target} ({security})"));
-    let mut far = connect_far(&imap.with_password(password, account.batch_bytes)).map_err(|e| {
-        store_failure(
-            e,
-            ExitStatus::Connection,
-            format!("account `{name}`: cannot connect to {target}"),
-        )
-    })?;
+    let mut far = connect(ui, account, password)?;
 
     let mut policy = account.policy.clone();
     policy.allow_mass_delete = args.allow_mass_delete;
@@ -248,10 +246,66 @@ fn sync_one(
     Ok(report)
 }
 
+/// Reads the account's password from its source; warns when it is about to
+/// travel without TLS.
+pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failure> {
+    let name = account.name.as_str();
+    let imap = account.far.login();
+    ui.debug(&format!(
+        "{name}: reading the password {}",
+        describe_source(&imap.password)
+    ));
+    let password = imap
+        .password
+        .resolve(name, &mut |warning| ui.warn(&warning))
+        .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?;
+    if imap.server.tls == TlsMode::None {
+        ui.warn(&format!(
+            "account `{name}`: connecting without TLS; the password and all mail cross the network unencrypted"
+        ));
+    }
+    Ok(password)
+}
+
+/// Connects and logs in to the account's server.
+pub(super) fn connect(
+    ui: &Ui,
+    account: &Account,
+    password: Secret,
+) -> Result<Box<dyn Store>, Failure> {
+    let login = account.far.login();
+    let server = &login.server;
+    let target = format!("{}@{}:{}", login.user, server.host, server.port);
+    let security = match (server.tls, &account.far) {
+        (TlsMode::Implicit, _) => "TLS",
+        (TlsMode::Starttls, FarConfig::Imap(_)) => "STARTTLS",
+        (TlsMode::Starttls, FarConfig::Pop3(_)) => "STLS",
+        (TlsMode::None, _) => "no TLS",
+    };
+    ui.debug(&format!(
+        "{}: connecting to {target} ({security})",
+        account.name
+    ));
+    connect_far(&account.far, password, account.batch_bytes).map_err(|e| {
+        store_failure(
+            e,
+            ExitStatus::Connection,
+            format!("account `{}`: cannot connect to {target}", account.name),
+        )
+    })
+}
+
 /// The far store. Kept in one place so that the rest of the flow does not
 /// depend on which server protocol an account uses.
-fn connect_far(config: &ImapConfig) -> StoreResult<Box<dyn Store>> {
-    Ok(Box::new(ImapStore::connect(config)?))
+fn connect_far(far: &FarConfig, password: Secret, batch_bytes: u64) -> StoreResult<Box<dyn Store>> {
+    Ok(match far {
+        FarConfig::Imap(login) => Box::new(ImapStore::connect(
+            &login.with_password(password, batch_bytes),
+        )?),
+        FarConfig::Pop3(login) => Box::new(Pop3Store::connect(
+            &login.pop3_with_password(password, batch_bytes),
+        )?),
+    })
 }
 
 fn describe_source(source: &PasswordSource) -> String {
@@ -262,7 +316,7 @@ fn describe_source(source: &PasswordSource) -> String {
     }
 }
 
-fn exists(path: &Path) -> anyhow::Result<bool> {
+pub(super) fn exists(path: &Path) -> anyhow::Result<bool> {
     path.try_exists()
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot check {}", path.display())))
 }
@@ -323,7 +377,7 @@ fn prepare_root(
     Ok(root.clone())
 }
 
-fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
+pub(super) fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
     let status = match error {
         StateError::Locked(_) => ExitStatus::Locked,
         _ => ExitStatus::Safety,
@@ -339,7 +393,7 @@ fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
 
 /// An account-level store error; kinds that say nothing about the account as a
 /// whole (I/O, an unsupported request) take `fallback`.
-fn store_failure(error: StoreError, fallback: ExitStatus, context: String) -> Failure {
+pub(super) fn store_failure(error: StoreError, fallback: ExitStatus, context: String) -> Failure {
     let status = match exit_status_of(&error) {
         ExitStatus::Partial => fallback,
         status => status,

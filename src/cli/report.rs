@@ -1,0 +1,452 @@
+//! `mailsync sync --report json|prometheus`: what a run did, for machines.
+//!
+//! The JSON shape is versioned: fields may be added within a version, never
+//! renamed or removed. Folders where nothing happened are left out, as in the
+//! summary. In Prometheus, `direction="to_local"` means a change applied to
+//! the Maildir (a download, a flag change or a deletion there) and
+//! `direction="to_server"` one applied to the server.
+
+use super::args::ReportFormat;
+use super::prometheus::{folder_labels, seconds, Exposition, Labels};
+use crate::sync::report::{AccountReport, Counts, ExitStatus, FolderReport, Outcome};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+/// The JSON report's version.
+pub const REPORT_VERSION: u32 = 1;
+
+/// How one account's run ended.
+pub enum RunResult {
+    Synced(AccountReport),
+    /// Stopped before the engine ran (configuration, password, lock, login).
+    Failed {
+        account: String,
+        status: ExitStatus,
+        error: String,
+    },
+}
+
+impl RunResult {
+    fn account(&self) -> &str {
+        match self {
+            RunResult::Synced(report) => &report.account,
+            RunResult::Failed { account, .. } => account,
+        }
+    }
+
+    fn status(&self) -> ExitStatus {
+        match self {
+            RunResult::Synced(report) => report.exit_status(),
+            RunResult::Failed { status, .. } => *status,
+        }
+    }
+
+    fn folders(&self) -> &[FolderReport] {
+        match self {
+            RunResult::Synced(report) => &report.folders,
+            RunResult::Failed { .. } => &[],
+        }
+    }
+
+    fn duration(&self) -> std::time::Duration {
+        match self {
+            RunResult::Synced(report) => report.duration,
+            RunResult::Failed { .. } => std::time::Duration::ZERO,
+        }
+    }
+}
+
+pub fn render_report(
+    format: ReportFormat,
+    results: &[RunResult],
+    status: ExitStatus,
+    started: DateTime<Utc>,
+    dry_run: bool,
+) -> String {
+    let finished = Utc::now();
+    match format {
+        ReportFormat::Json => json(results, status, started, finished, dry_run),
+        ReportFormat::Prometheus => prometheus(results, status, started, finished),
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRun<'a> {
+    version: u32,
+    exit_code: u8,
+    dry_run: bool,
+    started: String,
+    duration_seconds: f64,
+    totals: JsonCounts,
+    accounts: Vec<JsonAccount<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonAccount<'a> {
+    name: &'a str,
+    exit_code: u8,
+    error: Option<&'a str>,
+    duration_seconds: f64,
+    totals: JsonCounts,
+    rejected_folders: Vec<JsonRejected<'a>>,
+    folders: Vec<JsonFolder<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonRejected<'a> {
+    name: &'a str,
+    reason: &'a str,
+}
+
+#[derive(Serialize, Default)]
+struct JsonCounts {
+    fetched: u64,
+    pushed: u64,
+    flags_to_server: u64,
+    flags_to_local: u64,
+    deleted_on_server: u64,
+    deleted_locally: u64,
+    bytes: u64,
+    skipped: u64,
+    failed_folders: u64,
+}
+
+impl JsonCounts {
+    fn add(&mut self, folder: &FolderReport) {
+        let c = &folder.counts;
+        self.fetched += c.fetched;
+        self.pushed += c.pushed;
+        self.flags_to_server += c.flags_far;
+        self.flags_to_local += c.flags_near;
+        self.deleted_on_server += c.deleted_far;
+        self.deleted_locally += c.deleted_near;
+        self.bytes += c.bytes;
+        self.skipped += folder.skipped.len() as u64;
+        if folder.outcome != Outcome::Done {
+            self.failed_folders += 1;
+        }
+    }
+
+    fn of<'a>(folders: impl IntoIterator<Item = &'a FolderReport>) -> JsonCounts {
+        let mut totals = JsonCounts::default();
+        for folder in folders {
+            totals.add(folder);
+        }
+        totals
+    }
+}
+
+#[derive(Serialize)]
+struct JsonFolder<'a> {
+    name: &'a str,
+    /// "done", "failed" or "safety-stop".
+    outcome: &'static str,
+    error: Option<&'a str>,
+    fetched: u64,
+    pushed: u64,
+    flags_to_server: u64,
+    flags_to_local: u64,
+    deleted_on_server: u64,
+    deleted_locally: u64,
+    bytes: u64,
+    duration_seconds: f64,
+    skipped: Vec<JsonSkipped<'a>>,
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct JsonSkipped<'a> {
+    message: &'a str,
+    reason: &'a str,
+}
+
+fn outcome(folder: &FolderReport) -> (&'static str, Option<&str>) {
+    match &folder.outcome {
+        Outcome::Done => ("done", None),
+        Outcome::Failed(reason) => ("failed", Some(reason)),
+        Outcome::SafetyStop(reason) => ("safety-stop", Some(reason)),
+    }
+}
+
+fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
+    let Counts {
+        fetched,
+        pushed,
+        flags_far,
+        flags_near,
+        deleted_far,
+        deleted_near,
+        bytes,
+    } = folder.counts;
+    let (outcome, error) = outcome(folder);
+    JsonFolder {
+        name: folder.folder.as_str(),
+        outcome,
+        error,
+        fetched,
+        pushed,
+        flags_to_server: flags_far,
+        flags_to_local: flags_near,
+        deleted_on_server: deleted_far,
+        deleted_locally: deleted_near,
+        bytes,
+        duration_seconds: folder.duration.as_secs_f64(),
+        skipped: folder
+            .skipped
+            .iter()
+            .map(|(message, reason)| JsonSkipped { message, reason })
+            .collect(),
+        notes: &folder.notes,
+    }
+}
+
+fn json(
+    results: &[RunResult],
+    status: ExitStatus,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+    dry_run: bool,
+) -> String {
+    let accounts = results
+        .iter()
+        .map(|result| {
+            let (error, rejected) = match result {
+                RunResult::Synced(report) => (
+                    report.error.as_ref().map(|(_, message)| message.as_str()),
+                    report
+                        .rejected_folders
+                        .iter()
+                        .map(|(name, reason)| JsonRejected { name, reason })
+                        .collect(),
+                ),
+                RunResult::Failed { error, .. } => (Some(error.as_str()), Vec::new()),
+            };
+            JsonAccount {
+                name: result.account(),
+                exit_code: result.status().code(),
+                error,
+                duration_seconds: result.duration().as_secs_f64(),
+                totals: JsonCounts::of(result.folders()),
+                rejected_folders: rejected,
+                folders: result.folders().iter().map(json_folder).collect(),
+            }
+        })
+        .collect();
+    let run = JsonRun {
+        version: REPORT_VERSION,
+        exit_code: status.code(),
+        dry_run,
+        started: started.to_rfc3339_opts(SecondsFormat::Secs, true),
+        duration_seconds: (finished - started)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64(),
+        totals: JsonCounts::of(results.iter().flat_map(RunResult::folders)),
+        accounts,
+    };
+    // Plain structs of strings and numbers always serialise.
+    let mut text = serde_json::to_string_pretty(&run).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn prometheus(
+    results: &[RunResult],
+    status: ExitStatus,
+    started: DateTime<Utc>,
+    finished: DateTime<Utc>,
+) -> String {
+    let mut out = Exposition::default();
+    out.gauge(
+        "mailsync_sync_exit_code",
+        "Exit status of the last mailsync sync run (0 ok, 1 partial, 2 usage, 3 auth, 4 connection, 5 locked, 6 safety stop).",
+        [(Labels::new(), status.code())],
+    );
+    out.gauge(
+        "mailsync_sync_last_run_timestamp_seconds",
+        "When the last mailsync sync run ended, in Unix seconds.",
+        [(Labels::new(), finished.timestamp())],
+    );
+    out.gauge(
+        "mailsync_sync_duration_seconds",
+        "How long the last mailsync sync run took.",
+        [(
+            Labels::new(),
+            seconds((finished - started).to_std().unwrap_or_default()),
+        )],
+    );
+    out.gauge(
+        "mailsync_sync_account_exit_code",
+        "Exit status of the last run, per account.",
+        results
+            .iter()
+            .map(|r| (vec![("account", r.account())], r.status().code())),
+    );
+    out.gauge(
+        "mailsync_sync_account_duration_seconds",
+        "How long the last run took, per account.",
+        results
+            .iter()
+            .map(|r| (vec![("account", r.account())], seconds(r.duration()))),
+    );
+
+    let folders: Vec<(&str, &FolderReport)> = results
+        .iter()
+        .flat_map(|r| r.folders().iter().map(move |f| (r.account(), f)))
+        .collect();
+    let each_way = |pick: fn(&Counts) -> (u64, u64)| {
+        folders.iter().flat_map(move |(account, folder)| {
+            let (to_local, to_server) = pick(&folder.counts);
+            [("to_local", to_local), ("to_server", to_server)]
+                .into_iter()
+                .map(move |(direction, value)| {
+                    let mut labels = folder_labels(account, &folder.folder);
+                    labels.push(("direction", direction));
+                    (labels, value)
+                })
+        })
+    };
+    out.gauge(
+        "mailsync_sync_messages_copied",
+        "Messages copied by the last run, per folder and direction.",
+        each_way(|c| (c.fetched, c.pushed)),
+    );
+    out.gauge(
+        "mailsync_sync_flag_changes",
+        "Messages whose flags the last run changed, per folder and direction.",
+        each_way(|c| (c.flags_near, c.flags_far)),
+    );
+    out.gauge(
+        "mailsync_sync_messages_deleted",
+        "Messages the last run deleted, per folder and direction (to_local: deleted in the Maildir).",
+        each_way(|c| (c.deleted_near, c.deleted_far)),
+    );
+    out.gauge(
+        "mailsync_sync_bytes",
+        "Message bytes the last run copied, per folder.",
+        folders
+            .iter()
+            .map(|(account, f)| (folder_labels(account, &f.folder), f.counts.bytes)),
+    );
+    out.gauge(
+        "mailsync_sync_messages_skipped",
+        "Messages the last run skipped (each is reported with its reason), per folder.",
+        folders
+            .iter()
+            .map(|(account, f)| (folder_labels(account, &f.folder), f.skipped.len())),
+    );
+    out.gauge(
+        "mailsync_sync_folder_failed",
+        "1 when the last run failed or stopped for safety in this folder, else 0.",
+        folders.iter().map(|(account, f)| {
+            (
+                folder_labels(account, &f.folder),
+                u8::from(f.outcome != Outcome::Done),
+            )
+        }),
+    );
+    out.gauge(
+        "mailsync_sync_folder_duration_seconds",
+        "How long the last run spent on the folder.",
+        folders
+            .iter()
+            .map(|(account, f)| (folder_labels(account, &f.folder), seconds(f.duration))),
+    );
+    out.into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::FolderName;
+    use std::time::Duration;
+
+    fn sample() -> Vec<RunResult> {
+        let mut inbox = FolderReport::new(FolderName::inbox());
+        inbox.counts = Counts {
+            fetched: 3,
+            pushed: 1,
+            flags_far: 2,
+            flags_near: 0,
+            deleted_far: 0,
+            deleted_near: 4,
+            bytes: 12_000,
+        };
+        inbox.skipped.push(("7".into(), "too large".into()));
+        inbox.duration = Duration::from_millis(1500);
+        let mut spam = FolderReport::new(FolderName::parse("Spam \"x\"").expect("name"));
+        spam.outcome = Outcome::SafetyStop("brake".into());
+        let mut report = AccountReport::new("work");
+        report.folders = vec![inbox, spam];
+        report.duration = Duration::from_secs(2);
+        vec![
+            RunResult::Synced(report),
+            RunResult::Failed {
+                account: "home".into(),
+                status: ExitStatus::Auth,
+                error: "authentication failed: NO".into(),
+            },
+        ]
+    }
+
+    fn times() -> (DateTime<Utc>, DateTime<Utc>) {
+        let started = DateTime::from_timestamp(1_700_000_000, 0).expect("time");
+        (started, started + chrono::Duration::seconds(3))
+    }
+
+    #[test]
+    fn json_report_has_folders_totals_and_exit_codes() -> serde_json::Result<()> {
+        let (started, finished) = times();
+        let text = json(&sample(), ExitStatus::Safety, started, finished, false);
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        assert_eq!(value["version"], 1);
+        assert_eq!(value["exit_code"], 6);
+        assert_eq!(value["started"], "2023-11-14T22:13:20Z");
+        assert_eq!(value["duration_seconds"], 3.0);
+        assert_eq!(value["totals"]["fetched"], 3);
+        assert_eq!(value["totals"]["deleted_locally"], 4);
+        assert_eq!(value["totals"]["skipped"], 1);
+        assert_eq!(value["totals"]["failed_folders"], 1);
+        let work = &value["accounts"][0];
+        assert_eq!(work["name"], "work");
+        assert_eq!(work["exit_code"], 6);
+        assert_eq!(work["error"], serde_json::Value::Null);
+        let inbox = &work["folders"][0];
+        assert_eq!(inbox["name"], "INBOX");
+        assert_eq!(inbox["outcome"], "done");
+        assert_eq!(inbox["flags_to_server"], 2);
+        assert_eq!(inbox["duration_seconds"], 1.5);
+        assert_eq!(inbox["skipped"][0]["message"], "7");
+        assert_eq!(inbox["skipped"][0]["reason"], "too large");
+        assert_eq!(work["folders"][1]["outcome"], "safety-stop");
+        assert_eq!(work["folders"][1]["error"], "brake");
+        let home = &value["accounts"][1];
+        assert_eq!(home["exit_code"], 3);
+        assert_eq!(home["error"], "authentication failed: NO");
+        assert_eq!(home["folders"], serde_json::json!([]));
+        Ok(())
+    }
+
+    #[test]
+    fn prometheus_report_labels_folders_and_directions() {
+        let (started, finished) = times();
+        let text = prometheus(&sample(), ExitStatus::Safety, started, finished);
+        for line in [
+            "# TYPE mailsync_sync_exit_code gauge",
+            "mailsync_sync_exit_code 6",
+            "mailsync_sync_last_run_timestamp_seconds 1700000003",
+            "mailsync_sync_duration_seconds 3.000",
+            "mailsync_sync_account_exit_code{account=\"home\"} 3",
+            "mailsync_sync_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 3",
+            "mailsync_sync_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 1",
+            "mailsync_sync_flag_changes{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 2",
+            "mailsync_sync_messages_deleted{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 4",
+            "mailsync_sync_bytes{account=\"work\",folder=\"INBOX\"} 12000",
+            "mailsync_sync_messages_skipped{account=\"work\",folder=\"INBOX\"} 1",
+            "mailsync_sync_folder_failed{account=\"work\",folder=\"Spam \\\"x\\\"\"} 1",
+            "mailsync_sync_folder_duration_seconds{account=\"work\",folder=\"INBOX\"} 1.500",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
