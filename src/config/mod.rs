@@ -25,10 +25,12 @@ pub use password::PasswordSource;
 pub use settings::{flag_for_key, Overrides, KEYS};
 pub use units::{expand_tilde, parse_size};
 
+use crate::model::FolderName;
 use crate::store::imap::{ImapConfig, Secret};
 use crate::store::maildir::Layout;
 use crate::store::net::{ServerConfig, TlsMode};
-use crate::sync::{Brake, Direction, FolderFilter, Mode, Policy};
+use crate::store::pop3::Pop3Config;
+use crate::sync::{Brake, Direction, FolderFilter, Mode, Oversize, Policy};
 use settings::{FileText, Settings};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -176,21 +178,41 @@ fn is_name_char(c: char) -> bool {
 /// The server side of an account.
 #[derive(Clone, Debug)]
 pub enum FarConfig {
-    Imap(ImapAccount),
+    Imap(ServerLogin),
+    /// A POP3 maildrop: INBOX only, always download-and-delete.
+    Pop3(ServerLogin),
 }
 
-/// An IMAP server login whose password has not been read yet.
+impl FarConfig {
+    pub fn login(&self) -> &ServerLogin {
+        match self {
+            FarConfig::Imap(login) | FarConfig::Pop3(login) => login,
+        }
+    }
+}
+
+/// A server login whose password has not been read yet.
 #[derive(Clone, Debug)]
-pub struct ImapAccount {
+pub struct ServerLogin {
     pub server: ServerConfig,
     pub user: String,
     pub password: PasswordSource,
 }
 
-impl ImapAccount {
-    /// The store's configuration, once the password has been resolved.
+impl ServerLogin {
+    /// The IMAP store's configuration, once the password has been resolved.
     pub fn with_password(&self, password: Secret, batch_bytes: u64) -> ImapConfig {
         ImapConfig {
+            server: self.server.clone(),
+            user: self.user.clone(),
+            password,
+            batch_bytes,
+        }
+    }
+
+    /// The POP3 store's configuration, once the password has been resolved.
+    pub fn pop3_with_password(&self, password: Secret, batch_bytes: u64) -> Pop3Config {
+        Pop3Config {
             server: self.server.clone(),
             user: self.user.clone(),
             password,
@@ -210,6 +232,8 @@ pub struct Account {
     pub policy: Policy,
     pub filter: FolderFilter,
     pub batch_bytes: u64,
+    /// Most messages one run downloads per folder (`max_messages_per_run`).
+    pub max_messages: Option<u64>,
 }
 
 /// A config file's accounts, sorted by name.
@@ -373,9 +397,6 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             &[("imap", Protocol::Imap), ("pop3", Protocol::Pop3)],
         )?
         .unwrap_or(Protocol::Imap);
-    if protocol == Protocol::Pop3 {
-        return Err(s.invalid("protocol", "pop3 is not supported yet"));
-    }
     let host = s.required_string("host")?;
     if host
         .chars()
@@ -445,8 +466,9 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
     }
     let exclude = s.strings("exclude")?.unwrap_or_default();
 
-    let policy = build_policy(&mut s)?;
+    let policy = build_policy(&mut s, protocol)?;
     let batch_bytes = s.size("batch_bytes")?.unwrap_or(DEFAULT_BATCH_BYTES);
+    let max_messages = s.integer("max_messages_per_run", 1..=i64::MAX)?;
 
     let server = ServerConfig {
         host,
@@ -458,23 +480,28 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         connect_timeout: Duration::from_secs(timeout),
         io_timeout: Duration::from_secs(timeout),
     };
+    let login = ServerLogin {
+        server,
+        user,
+        password,
+    };
     Ok(Account {
         name: name.to_string(),
-        far: FarConfig::Imap(ImapAccount {
-            server,
-            user,
-            password,
-        }),
+        far: match protocol {
+            Protocol::Imap => FarConfig::Imap(login),
+            Protocol::Pop3 => FarConfig::Pop3(login),
+        },
         maildir,
         layout,
         state_path,
         policy,
         filter: FolderFilter { include, exclude },
         batch_bytes,
+        max_messages,
     })
 }
 
-fn build_policy(s: &mut Settings<'_>) -> Result<Policy, ConfigError> {
+fn build_policy(s: &mut Settings<'_>, protocol: Protocol) -> Result<Policy, ConfigError> {
     let default = Policy::default();
     let direction = s
         .choice(
@@ -494,7 +521,20 @@ fn build_policy(s: &mut Settings<'_>) -> Result<Policy, ConfigError> {
                 ("download-delete", Mode::DownloadDelete),
             ],
         )?
-        .unwrap_or(default.mode);
+        .unwrap_or(match protocol {
+            // POP3 has no flags, no folders and no uploads: taking mail home
+            // is the only thing it does.
+            Protocol::Pop3 => Mode::DownloadDelete,
+            Protocol::Imap => default.mode,
+        });
+    if protocol == Protocol::Pop3 && mode != Mode::DownloadDelete {
+        return Err(s.invalid_with_hint(
+            "mode",
+            "a POP3 account can only download (and then delete, see keep_on_server_days)",
+            "remove `mode`, or use protocol = \"imap\" for a two-way sync",
+        ));
+    }
+    let download_delete = mode == Mode::DownloadDelete;
     let brake = Brake {
         percent: s
             .integer("brake_percent", 0..=100)?
@@ -512,6 +552,49 @@ fn build_policy(s: &mut Settings<'_>) -> Result<Policy, ConfigError> {
     } else {
         s.integer("keep_on_server_days", 0..=i64::from(u32::MAX - 1))?
     };
+    let max_message_size = s.size("max_message_size")?;
+    let oversize = s
+        .choice(
+            "oversize",
+            &[("skip", Oversize::Skip), ("delete", Oversize::Delete)],
+        )?
+        .unwrap_or_default();
+    if oversize == Oversize::Delete {
+        let refusal = if !download_delete {
+            Some("deleting unread messages is only for mode = \"download-delete\"")
+        } else if max_message_size.is_none() {
+            Some("oversize = \"delete\" needs max_message_size")
+        } else if keep_on_server_days.is_some() {
+            Some("oversize = \"delete\" would delete at once what keep_on_server_days keeps on the server")
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err(s.invalid("oversize", refusal));
+        }
+    }
+    let move_to = match s.string("move_to")? {
+        None => None,
+        Some(_) if !download_delete => {
+            return Err(s.invalid(
+                "move_to",
+                "moving downloaded messages is only for mode = \"download-delete\"",
+            ))
+        }
+        Some(_) if protocol == Protocol::Pop3 => {
+            return Err(s.invalid("move_to", "a POP3 server has no other folder to move to"))
+        }
+        Some(text) => match FolderName::parse(&text) {
+            Ok(name) if name.is_inbox() => {
+                return Err(s.invalid(
+                    "move_to",
+                    "INBOX cannot be the folder messages leave INBOX for",
+                ))
+            }
+            Ok(name) => Some(name),
+            Err(e) => return Err(s.invalid("move_to", format!("`{text}`: {e}"))),
+        },
+    };
     Ok(Policy {
         direction,
         mode,
@@ -525,7 +608,9 @@ fn build_policy(s: &mut Settings<'_>) -> Result<Policy, ConfigError> {
         brake,
         allow_mass_delete: default.allow_mass_delete,
         keep_on_server_days,
-        max_message_size: s.size("max_message_size")?,
+        max_message_size,
+        oversize,
+        move_to,
     })
 }
 
@@ -582,7 +667,7 @@ fn password_source(s: &mut Settings<'_>, home: &Path) -> Result<PasswordSource, 
 }
 
 /// Lowercase hex without separators, if `text` is a SHA-256 in hex.
-fn normalise_fingerprint(text: &str) -> Option<String> {
+pub fn normalise_fingerprint(text: &str) -> Option<String> {
     let hex: String = text
         .chars()
         .filter(|c| *c != ':')

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 /// Every key an account (or `[defaults]`) may set, with what it means; anything
 /// else is an error. The man page's configuration reference is made from this.
 pub const KEYS: &[(&str, &str)] = &[
-    ("protocol", "\"imap\" (the default); \"pop3\" is planned"),
+    ("protocol", "\"imap\" (the default) or \"pop3\" (INBOX only, always mode = \"download-delete\")"),
     ("host", "server host name or address (required)"),
-    ("port", "server port; default 993 with implicit TLS, else 143"),
+    ("port", "server port; default 993 with implicit TLS, else 143 (POP3: 995, else 110)"),
     ("tls", "\"implicit\" (default), \"starttls\" (refused if the server does not offer it) or \"none\" (only with allow_plaintext)"),
     ("allow_plaintext", "consent to tls = \"none\"; default false"),
     ("ca_file", "an extra trusted CA certificate (PEM) besides the system roots"),
@@ -28,7 +28,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("folders", "folders to sync, IMAP wildcards (* anything, % anything but the separator); default [\"*\"]"),
     ("exclude", "folders to leave out, same wildcards; default []"),
     ("direction", "\"both\" (default), \"pull\" (server to Maildir) or \"push\""),
-    ("mode", "\"two-way\" (default) or \"download-delete\" (delete on the server once the local copy is durable)"),
+    ("mode", "\"two-way\" (default) or \"download-delete\" (delete on the server once the local copy is durable; nothing local ever reaches the server)"),
     ("new", "copy new messages; default true"),
     ("flags", "propagate flag changes; default true"),
     ("deletions", "propagate deletions; default true"),
@@ -38,8 +38,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("brake_max", "mass-deletion brake: or more than this many; default 500"),
     ("brake_min", "the percentage applies only above this many deletions; default 5"),
     ("batch_bytes", "message bytes per batch, e.g. \"32MiB\", \"500k\" or a number; default \"32MiB\""),
-    ("max_message_size", "skip (and report) larger messages; default no limit"),
-    ("keep_on_server_days", "download-delete: keep messages on the server this many days, or \"forever\"; default: delete at once"),
+    ("max_message_size", "larger messages are not downloaded (see oversize); default no limit"),
+    ("oversize", "\"skip\" (default: leave it on the server and report it, exit status 1) or \"delete\" (download-delete only: delete it on the server unread, and report it)"),
+    ("keep_on_server_days", "download-delete: keep messages on the server this many days after the first download, or \"forever\" (download only); default: delete at once"),
+    ("move_to", "download-delete: move downloaded messages to this server folder instead of deleting them (created if missing, never synced down)"),
+    ("max_messages_per_run", "most messages downloaded per folder in one run; default no limit"),
     ("timeout_seconds", "network timeout; default 60"),
 ];
 
@@ -425,6 +428,8 @@ pub fn flag_for_key(key: &str) -> String {
     match key {
         "folders" => "--folder".to_string(),
         "deletions" => "--no-deletions".to_string(),
+        "keep_on_server_days" => "--keep-days".to_string(),
+        "max_messages_per_run" => "--max-messages".to_string(),
         other => format!("--{}", other.replace('_', "-")),
     }
 }

@@ -32,9 +32,10 @@ fn parse_err(text: &str) -> String {
     }
 }
 
-fn imap(account: &Account) -> &ImapAccount {
+fn imap(account: &Account) -> &ServerLogin {
     match &account.far {
         FarConfig::Imap(imap) => imap,
+        FarConfig::Pop3(_) => panic!("account `{}` is POP3", account.name),
     }
 }
 
@@ -378,10 +379,105 @@ fn account_names_must_be_file_names() {
 }
 
 #[test]
-fn pop3_is_refused_for_now() {
-    let message = parse_err(&format!("{MINIMAL}protocol = \"pop3\"\n"));
+fn pop3_accounts_download_and_delete_on_pop3_ports() -> Result<(), ConfigError> {
+    let config = parse(&format!("{MINIMAL}protocol = \"pop3\"\n"))?;
+    let account = &config.accounts[0];
+    let FarConfig::Pop3(login) = &account.far else {
+        panic!("not a POP3 account: {account:?}");
+    };
+    assert_eq!(login.server.port, 995);
+    assert_eq!(account.policy.mode, Mode::DownloadDelete);
+    let config = parse(&format!(
+        "{MINIMAL}protocol = \"pop3\"\ntls = \"starttls\"\nkeep_on_server_days = 3\n"
+    ))?;
+    let account = &config.accounts[0];
+    assert_eq!(account.far.login().server.port, 110);
+    assert_eq!(account.policy.keep_on_server_days, Some(3));
+    Ok(())
+}
+
+#[test]
+fn pop3_refuses_two_way_and_move_to() {
+    let message = parse_err(&format!(
+        "{MINIMAL}protocol = \"pop3\"\nmode = \"two-way\"\n"
+    ));
     assert!(
-        message.contains("key `protocol`: pop3 is not supported yet"),
+        message.contains("key `mode`: a POP3 account can only download"),
+        "{message}"
+    );
+    let message = parse_err(&format!(
+        "{MINIMAL}protocol = \"pop3\"\nmove_to = \"Fetched\"\n"
+    ));
+    assert!(
+        message.contains("key `move_to`: a POP3 server has no other folder"),
+        "{message}"
+    );
+}
+
+#[test]
+fn download_delete_limits_and_move_to_are_read() -> Result<(), ConfigError> {
+    let config = parse(&format!(
+        "{MINIMAL}mode = \"download-delete\"\nmax_message_size = \"10MiB\"\n\
+         oversize = \"delete\"\nmove_to = \"Archive/Fetched\"\nmax_messages_per_run = 50\n"
+    ))?;
+    let account = &config.accounts[0];
+    assert_eq!(account.policy.max_message_size, Some(10 * 1024 * 1024));
+    assert_eq!(account.policy.oversize, Oversize::Delete);
+    assert_eq!(
+        account.policy.move_to.as_ref().map(|f| f.as_str()),
+        Some("Archive/Fetched")
+    );
+    assert_eq!(account.max_messages, Some(50));
+    let config = parse(MINIMAL)?;
+    assert_eq!(config.accounts[0].policy.oversize, Oversize::Skip);
+    assert_eq!(config.accounts[0].max_messages, None);
+    Ok(())
+}
+
+#[test]
+fn destructive_download_delete_settings_need_that_mode() {
+    for (extra, expected) in [
+        (
+            "max_message_size = 100\noversize = \"delete\"\n",
+            "key `oversize`: deleting unread messages is only for mode = \"download-delete\"",
+        ),
+        (
+            "mode = \"download-delete\"\noversize = \"delete\"\n",
+            "key `oversize`: oversize = \"delete\" needs max_message_size",
+        ),
+        (
+            "mode = \"download-delete\"\nmax_message_size = 100\noversize = \"delete\"\nkeep_on_server_days = 2\n",
+            "key `oversize`: oversize = \"delete\" would delete at once",
+        ),
+        (
+            "move_to = \"Fetched\"\n",
+            "key `move_to`: moving downloaded messages is only for mode = \"download-delete\"",
+        ),
+        (
+            "mode = \"download-delete\"\nmove_to = \"inbox\"\n",
+            "key `move_to`: INBOX cannot",
+        ),
+        (
+            "mode = \"download-delete\"\nmove_to = \"a//b\"\n",
+            "key `move_to`: `a//b`",
+        ),
+        ("max_messages_per_run = 0\n", "key `max_messages_per_run`: 0 is out of range"),
+    ] {
+        let message = parse_err(&format!("{MINIMAL}{extra}"));
+        assert!(message.contains(expected), "{extra}: {message}");
+    }
+}
+
+#[test]
+fn run_flags_for_download_delete_are_named_in_errors() {
+    let mut flags = Overrides::default();
+    flags.set("keep_on_server_days", -1);
+    let message = Config::parse(Path::new("c.toml"), MINIMAL, &dirs(), &flags)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        message.starts_with("command line: --keep-days: -1 is out of range"),
         "{message}"
     );
 }
@@ -495,7 +591,7 @@ fn select_finds_accounts_or_names_the_missing_one() -> Result<(), ConfigError> {
 
 #[test]
 fn debug_output_never_contains_a_resolved_password() {
-    let imap = ImapAccount {
+    let imap = ServerLogin {
         server: ServerConfig {
             host: "h".into(),
             port: 993,

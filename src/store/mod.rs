@@ -271,6 +271,24 @@ pub trait Store: Send {
     /// Removes exactly these messages (IMAP: \Deleted + UID EXPUNGE of these UIDs).
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()>;
 
+    /// Moves these messages of the selected folder into `to`, creating it when
+    /// it is missing; afterwards they are gone from the selected folder as
+    /// `delete` would leave them (see `Caps::exact_delete`).
+    fn move_messages(&mut self, keys: &[MsgKey], to: &FolderName) -> StoreResult<()> {
+        let _ = (keys, to);
+        Err(StoreError::Unsupported(format!(
+            "{}: moving messages to another folder",
+            self.describe()
+        )))
+    }
+
+    /// Problems the store met and worked around since the last call (unreadable
+    /// listing lines, duplicate unique-ids, files it could not read), for the
+    /// run's report. Drained by each call.
+    fn take_warnings(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Ends the session cleanly (LOGOUT). Dropping without it must lose nothing.
     fn close(&mut self) -> StoreResult<()> {
         Ok(())

@@ -50,11 +50,13 @@ pub enum Action {
     /// The agreed base flags of a record change (after the `SetFlags`, if any).
     RecordFlags { record: i64, flags: Flags },
     /// Remove a message because the state proves the other side removed it, or
-    /// (download-delete) because the local copy is durable.
+    /// (download-delete) because the local copy is durable, or (download-delete
+    /// with `oversize = "delete"`) because it is too large to download.
     Delete {
         side: Side,
         key: MsgKey,
-        record: i64,
+        /// The record that loses this key; `None` for a message never copied.
+        record: Option<i64>,
         /// Inferred from absence on the other side (counts toward the brake).
         inferred: bool,
     },
@@ -150,11 +152,13 @@ impl fmt::Display for Action {
             Action::Delete {
                 side,
                 key,
+                record,
                 inferred,
-                ..
             } => {
                 let why = if *inferred {
                     format!("gone on {}", side_name(side.other()))
+                } else if record.is_none() {
+                    "over max_message_size, not downloaded".to_string()
                 } else {
                     format!("copied to {}", side_name(side.other()))
                 };

@@ -6,10 +6,10 @@
 
 use super::action::Action;
 use super::report::{Counts, FolderReport};
-use super::{Abort, Engine};
+use super::{Abort, Engine, Mode};
 use crate::model::{Flags, Identity, MsgKey};
 use crate::state::Side;
-use crate::store::{NewMessage, StoreError};
+use crate::store::{NewMessage, Scope, StoreError};
 use std::collections::{BTreeMap, HashMap};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
@@ -40,7 +40,7 @@ impl Engine<'_> {
         let mut knowledge = Vec::new();
         let mut copies_near = Vec::new();
         let mut copies_far = Vec::new();
-        let mut deletes: BTreeMap<Side, Vec<(MsgKey, i64, bool)>> = BTreeMap::new();
+        let mut deletes: BTreeMap<Side, Vec<(MsgKey, Option<i64>, bool)>> = BTreeMap::new();
         for action in actions {
             match action {
                 Action::Forget { .. } | Action::ForgetKey { .. } => state_only.push(action),
@@ -166,14 +166,20 @@ impl Engine<'_> {
         for (side, items) in deletes {
             for chunk in items.chunks(MAX_BATCH_MESSAGES) {
                 let keys: Vec<MsgKey> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
-                self.store(side).delete(&keys)?;
+                if !self.remove(side, &keys, report)? {
+                    continue;
+                }
                 self.step()?;
+                let how = self.removed_how();
                 let batch = self.state.batch()?;
-                for (_, record, inferred) in chunk {
-                    if *inferred {
-                        batch.delete_record(*record)?;
-                    } else {
-                        batch.set_key(*record, side, None)?;
+                for (key, record, inferred) in chunk {
+                    match record {
+                        Some(record) if *inferred => batch.delete_record(*record)?,
+                        Some(record) => batch.set_key(*record, side, None)?,
+                        None => report.notes.push(format!(
+                            "{}:{key}: over max_message_size; {how} without download",
+                            super::action::side_name(side),
+                        )),
                     }
                 }
                 batch.commit()?;
@@ -182,6 +188,49 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether this run's removals from the server are download-delete's.
+    fn takes_from_server(&self, side: Side) -> bool {
+        side == Side::Far && self.policy.mode == Mode::DownloadDelete
+    }
+
+    fn removed_how(&self) -> String {
+        match &self.policy.move_to {
+            Some(to) => format!("moved to `{to}` on the server"),
+            None => "deleted on the server".to_string(),
+        }
+    }
+
+    /// Removes `keys` from `side`, or for download-delete with `move_to` moves
+    /// them there. Returns whether it happened: a download-delete removal that
+    /// the server refuses (or that the store disables, as POP3 does for
+    /// duplicate unique-ids) leaves the messages and their records as they are,
+    /// reported as skipped, and the run goes on downloading; the next run
+    /// tries again.
+    fn remove(
+        &mut self,
+        side: Side,
+        keys: &[MsgKey],
+        report: &mut FolderReport,
+    ) -> Result<bool, Abort> {
+        let result = match (&self.policy.move_to, self.takes_from_server(side)) {
+            (Some(to), true) => self.far.move_messages(keys, to),
+            _ => self.store(side).delete(keys),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if self.takes_from_server(side) && e.scope() != Scope::Account => {
+                let why = format!("not removed from the server: {e}");
+                for key in keys {
+                    report
+                        .skipped
+                        .push((format!("{}:{key}", super::action::side_name(side)), why.clone()));
+                }
+                Ok(false)
+            }
+            Err(e) => Err(Abort::Store(e)),
+        }
     }
 
     fn copy_all(
@@ -348,7 +397,9 @@ impl Engine<'_> {
         if !delete_sources.is_empty() {
             let keys: Vec<MsgKey> = delete_sources.iter().map(|(k, _)| k.clone()).collect();
             let source_side = to.other();
-            self.store(source_side).delete(&keys)?;
+            if !self.remove(source_side, &keys, report)? {
+                return Ok(());
+            }
             self.step()?;
             let batch = self.state.batch()?;
             for (_, record) in &delete_sources {

@@ -381,6 +381,12 @@ impl<'a> Engine<'a> {
 
     /// Lists both sides once and decides which folders the run works through.
     fn discover(&mut self, report: &mut AccountReport) -> Result<Discovery, Abort> {
+        if let Some(why) = plan::refusal(self.policy, self.far.caps()) {
+            return Err(Abort::Store(StoreError::Unsafe(format!(
+                "{}: {why}; nothing was changed",
+                self.far.describe()
+            ))));
+        }
         let far_folders = self.list_folders(Side::Far, report)?;
         let near_folders = self.list_folders(Side::Near, report)?;
         let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();
@@ -408,7 +414,7 @@ impl<'a> Engine<'a> {
         let mut names: Vec<FolderName> = far_folders
             .keys()
             .chain(near_folders.keys())
-            .filter(|n| self.options.filter.matches(n))
+            .filter(|n| self.options.filter.matches(n) && !self.policy.excludes(n))
             .cloned()
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
@@ -450,6 +456,9 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         let mut folder_report = FolderReport::new(job.name.clone());
         let result = self.sync_folder(job, &mut folder_report);
+        for store in [&mut *self.far, &mut *self.near] {
+            folder_report.notes.extend(store.take_warnings());
+        }
         folder_report.duration = started.elapsed();
         let abort = match result {
             Ok(()) => None,
@@ -939,6 +948,30 @@ pub struct Policy {
     pub keep_on_server_days: Option<u32>,
     /// Messages larger than this are skipped and reported.
     pub max_message_size: Option<u64>,
+    /// What becomes of messages over `max_message_size`.
+    pub oversize: Oversize,
+    /// Download-delete: move downloaded messages to this server folder instead
+    /// of deleting them; the folder itself is never synced down.
+    pub move_to: Option<FolderName>,
+}
+
+/// What download-delete does with a message over `max_message_size`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Oversize {
+    /// Leave it on the server and report it (the run exits with status 1).
+    #[default]
+    Skip,
+    /// Delete it on the server without downloading it, and say so.
+    Delete,
+}
+
+impl Policy {
+    /// Whether the run leaves `folder` alone: download-delete's `move_to`
+    /// folder holds what earlier runs took off the server, and syncing it
+    /// down would download all of it a second time.
+    pub fn excludes(&self, folder: &FolderName) -> bool {
+        self.mode == Mode::DownloadDelete && self.move_to.as_ref() == Some(folder)
+    }
 }
 
 impl Default for Policy {
@@ -955,6 +988,8 @@ impl Default for Policy {
             allow_mass_delete: false,
             keep_on_server_days: None,
             max_message_size: None,
+            oversize: Oversize::Skip,
+            move_to: None,
         }
     }
 }

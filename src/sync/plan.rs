@@ -18,7 +18,7 @@ use crate::model::{Flags, Identity, MsgKey, MsgMeta};
 use crate::state::{Record, Side};
 use crate::store::Caps;
 use crate::sync::action::{side_name, Action};
-use crate::sync::{Direction, Mode, Policy};
+use crate::sync::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Everything the planner looks at for one folder.
@@ -96,6 +96,22 @@ impl<'a> Planner<'a> {
     fn copy(&mut self, to: Side, meta: &MsgMeta, delete_source: bool) {
         if let (Some(max), Some(size)) = (self.policy.max_message_size, meta.size) {
             if size > max {
+                // Deleting unread is what the user asked for explicitly; with
+                // keep-days the server copy is meant to outlive the download,
+                // so an oversize message is only reported then.
+                let delete_unread = to == Side::Near
+                    && self.policy.mode == Mode::DownloadDelete
+                    && self.policy.oversize == Oversize::Delete
+                    && self.policy.keep_on_server_days.is_none();
+                if delete_unread {
+                    self.plan.actions.push(Action::Delete {
+                        side: Side::Far,
+                        key: meta.key.clone(),
+                        record: None,
+                        inferred: false,
+                    });
+                    return;
+                }
                 self.plan.skipped.push((
                     format!("{}:{}", side_name(to.other()), meta.key),
                     format!("{size} bytes is over max_message_size ({max} bytes)"),
@@ -145,7 +161,13 @@ impl<'a> Planner<'a> {
             // One-way: the base tracks the source, so changes made on the
             // target stay there and are never undone by the next run.
             (Direction::Pull, _) | (_, true) => {
-                let far_changes = Flags(far.flags.0 ^ base.0);
+                let mut far_changes = Flags(far.flags.0 ^ base.0);
+                if download_delete {
+                    // \Deleted on the server is this mode's own deletion under
+                    // way (interrupted before EXPUNGE); the local copy is the
+                    // one being kept and must not look deleted.
+                    far_changes = far_changes.minus(Flags::DELETED);
+                }
                 (far.flags, Flags(near.flags.0 ^ far_changes.0), far.flags)
             }
             (Direction::Push, false) => {
@@ -165,6 +187,29 @@ impl<'a> Planner<'a> {
             Some(days) => self.input.now >= record.first_seen + i64::from(days) * 86_400,
         }
     }
+}
+
+/// Why a policy cannot run against a far store at all, if it cannot: keys
+/// synthesised for a POP3 server without UIDL may name another message in a
+/// later connection, so anything that leaves messages on the server to be
+/// recognised later (keep-days, "forever", two-way) would download them again
+/// or delete the wrong one.
+pub fn refusal(policy: &Policy, far_caps: &Caps) -> Option<String> {
+    if !far_caps.unstable_keys {
+        return None;
+    }
+    let leaves = match (policy.mode, policy.keep_on_server_days) {
+        (Mode::TwoWay, _) => "two-way sync",
+        (Mode::DownloadDelete, None) => return None,
+        (Mode::DownloadDelete, Some(u32::MAX)) => "keep_on_server_days = \"forever\"",
+        (Mode::DownloadDelete, Some(_)) => "keep_on_server_days",
+    };
+    Some(format!(
+        "the server has no UIDL, so a message cannot be recognised from one \
+         connection to the next; {leaves} leaves messages on the server and would \
+         download them again (remove keep_on_server_days and --keep-days, so that \
+         each message is deleted as soon as its local copy is safe)"
+    ))
 }
 
 /// Plans one folder.
@@ -320,9 +365,14 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         }
     }
 
-    // New messages.
+    // New messages. In download-delete, a server message already marked
+    // \Deleted is on its way out: an earlier run's deletion on a server that
+    // cannot expunge exactly, or another client's; fetching it again would
+    // duplicate it locally.
     for m in &unrecorded_far {
-        if !paired_far.contains(&m.key) && p.to_near && (policy.new || download_delete) {
+        let leaving = download_delete && m.flags.contains(Flags::DELETED);
+        if !paired_far.contains(&m.key) && !leaving && p.to_near && (policy.new || download_delete)
+        {
             p.copy(
                 Side::Near,
                 m,
@@ -364,7 +414,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     p.plan.actions.push(Action::Delete {
                         side: Side::Far,
                         key: fm.key.clone(),
-                        record: r.id,
+                        record: Some(r.id),
                         inferred: false,
                     });
                 }
@@ -375,7 +425,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                         p.plan.actions.push(Action::Delete {
                             side: Side::Far,
                             key: fm.key.clone(),
-                            record: r.id,
+                            record: Some(r.id),
                             inferred: false,
                         });
                     }
@@ -384,7 +434,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     p.plan.actions.push(Action::Delete {
                         side: Side::Far,
                         key: fm.key.clone(),
-                        record: r.id,
+                        record: Some(r.id),
                         inferred: true,
                     });
                 }
@@ -395,7 +445,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     p.plan.actions.push(Action::Delete {
                         side: Side::Near,
                         key: nm.key.clone(),
-                        record: r.id,
+                        record: Some(r.id),
                         inferred: true,
                     });
                 } else if download_delete || !input.pairing {
@@ -918,6 +968,82 @@ mod tests {
         download_delete(&mut c);
         c.policy.keep_on_server_days = Some(3);
         assert_eq!(c.lines(), ["fetch   far:1 -> near flags S (100 bytes)"]);
+    }
+
+    #[test]
+    fn download_delete_deletes_oversize_unread_only_when_asked() {
+        let mut c = Case::new().far("1", S);
+        download_delete(&mut c);
+        c.policy.max_message_size = Some(50);
+        assert_eq!(
+            c.lines(),
+            ["skip    far:1: 100 bytes is over max_message_size (50 bytes)"]
+        );
+        c.policy.oversize = Oversize::Delete;
+        assert_eq!(
+            c.lines(),
+            ["delete  far:1 (over max_message_size, not downloaded)"]
+        );
+        // Keep-days promises a server copy: reported, never deleted unread.
+        c.policy.keep_on_server_days = Some(3);
+        assert!(c.lines()[0].starts_with("skip    far:1"));
+        // Two-way never deletes unread.
+        let mut c = Case::new().far("1", S);
+        c.policy.max_message_size = Some(50);
+        c.policy.oversize = Oversize::Delete;
+        assert!(c.lines()[0].starts_with("skip    far:1"));
+    }
+
+    #[test]
+    fn download_delete_keeps_server_deleted_flag_off_the_local_copy() {
+        // Interrupted between \Deleted and EXPUNGE: finish the deletion, and
+        // the local copy does not turn into a trashed one.
+        let mut c = Case::new()
+            .far("1", S.union(Flags::DELETED))
+            .near("a", S)
+            .record(1, Some("1"), Some("a"), S);
+        download_delete(&mut c);
+        let plan = c.run().unwrap();
+        assert!(plan.actions.iter().all(|a| !matches!(
+            a,
+            Action::SetFlags {
+                side: Side::Near,
+                ..
+            }
+        )));
+        assert!(plan
+            .lines()
+            .contains(&"delete  far:1 (copied to near)".to_string()));
+    }
+
+    #[test]
+    fn download_delete_does_not_fetch_messages_marked_deleted() {
+        let mut c = Case::new().far("1", Flags::DELETED).far("2", Flags::EMPTY);
+        download_delete(&mut c);
+        assert_eq!(
+            c.lines(),
+            ["fetch   far:2 -> near flags - (100 bytes), then delete on far"]
+        );
+    }
+
+    #[test]
+    fn unstable_keys_refuse_whatever_leaves_mail_on_the_server() {
+        let unstable = Caps {
+            unstable_keys: true,
+            ..caps()
+        };
+        let mut policy = Policy {
+            mode: Mode::DownloadDelete,
+            ..Policy::default()
+        };
+        assert_eq!(refusal(&policy, &unstable), None);
+        for keep in [Some(3), Some(u32::MAX)] {
+            policy.keep_on_server_days = keep;
+            let why = refusal(&policy, &unstable).expect("refused");
+            assert!(why.contains("no UIDL"), "{why}");
+            assert_eq!(refusal(&policy, &caps()), None);
+        }
+        assert!(refusal(&Policy::default(), &unstable).is_some());
     }
 
     #[test]
