@@ -13,6 +13,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod migrate;
 pub mod count;
 pub mod model;
 #[doc(hidden)]

@@ -146,6 +146,10 @@ impl Engine<'_> {
             }
             batch.commit()?;
             self.step()?;
+            report.paired += knowledge
+                .iter()
+                .filter(|a| matches!(a, Action::Pair { .. }))
+                .count() as u64;
         }
 
         let total: u64 = copies_near

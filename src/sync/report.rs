@@ -1,6 +1,8 @@
 //! What a run did, and the exit code that sums it up.
 
+use super::action::Action;
 use crate::model::FolderName;
+use crate::state::Side;
 use std::time::Duration;
 
 /// Process exit codes; documented in the README and the man page.
@@ -81,6 +83,12 @@ pub struct FolderReport {
     pub duration: Duration,
     /// The planned actions, one line each (always filled for a dry run).
     pub plan: Vec<String>,
+    /// Messages found on both sides by identity (Message-ID and size) and
+    /// paired instead of copied; in a dry run, those that would be.
+    pub paired: u64,
+    /// In a dry run, what the plan would do, counted (bytes where the sizes
+    /// are known); empty otherwise.
+    pub planned: Counts,
 }
 
 impl FolderReport {
@@ -93,6 +101,48 @@ impl FolderReport {
             outcome: Outcome::Done,
             duration: Duration::ZERO,
             plan: Vec::new(),
+            paired: 0,
+            planned: Counts::default(),
+        }
+    }
+
+    /// Records what a dry run's actions would do in `planned` and `paired`.
+    pub fn count_planned(&mut self, actions: &[Action]) {
+        let planned = &mut self.planned;
+        let deleted = |c: &mut Counts, side: Side| match side {
+            Side::Far => c.deleted_far += 1,
+            Side::Near => c.deleted_near += 1,
+        };
+        for action in actions {
+            match action {
+                Action::Copy {
+                    to,
+                    size,
+                    delete_source,
+                    ..
+                } => {
+                    match to {
+                        Side::Near => planned.fetched += 1,
+                        Side::Far => planned.pushed += 1,
+                    }
+                    planned.bytes += size.unwrap_or(0);
+                    if *delete_source {
+                        deleted(planned, to.other());
+                    }
+                }
+                Action::SetFlags {
+                    side: Side::Far, ..
+                } => planned.flags_far += 1,
+                Action::SetFlags {
+                    side: Side::Near, ..
+                } => planned.flags_near += 1,
+                Action::Delete { side, .. } => deleted(planned, *side),
+                Action::Pair { .. } => self.paired += 1,
+                Action::Rekey { .. }
+                | Action::RecordFlags { .. }
+                | Action::ForgetKey { .. }
+                | Action::Forget { .. } => {}
+            }
         }
     }
 
@@ -106,7 +156,7 @@ impl FolderReport {
     }
 
     pub fn changed(&self) -> bool {
-        self.counts != Counts::default()
+        self.counts != Counts::default() || self.paired > 0
     }
 }
 

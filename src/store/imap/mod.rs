@@ -7,6 +7,7 @@
 //! (panics on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
+mod ext;
 mod list_status;
 mod login;
 pub mod utf7;
@@ -19,6 +20,7 @@ use imap_proto::{
     SectionPath, StatusAttribute, UidSetMember,
 };
 
+pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
@@ -959,20 +961,16 @@ impl Store for ImapStore {
         // first messages twice (the engine recovers them from its intents).
         let staged = std::mem::take(&mut self.staged);
         let mut keys = Vec::with_capacity(staged.len());
-        for msg in &staged {
-            let appended = self.append_one(msg)?;
-            // Dovecot sends APPENDUID even when told not to announce UIDPLUS; the
-            // keys follow what `caps()` promised, so the engine sees one behaviour.
-            let appended = appended.filter(|_| self.caps.append_keys);
-            let key = match appended {
-                // A key is only meaningful under the UIDVALIDITY it was issued in.
-                Some((validity, uids)) if validity == msg.validity => match uids.as_slice() {
-                    [UidSetMember::Uid(uid)] => Some(MsgKey::uid(*uid)),
-                    _ => None,
-                },
-                _ => None,
+        let mut rest = staged.as_slice();
+        while !rest.is_empty() {
+            // MULTIAPPEND sends a run of messages in one round trip.
+            let (run, later) = rest.split_at(self.multiappend_group(rest));
+            let appended = match run {
+                [msg] => self.append_one(msg)?,
+                _ => self.append_many(run)?,
             };
-            keys.push(key);
+            keys.extend(self.appended_keys(appended, run));
+            rest = later;
         }
         // The crate queues unsolicited data from its typed APPEND; nothing here
         // needs it, and the queue must not grow without bound.

@@ -1,0 +1,99 @@
+//! Keywords (`$Label1`, `work`, ...) travel after the engine has copied and
+//! paired the messages, because the engine's flag model holds only the
+//! system flags. Keywords are added on the destination, never removed there:
+//! one UID STORE per keyword over every message that lacks it.
+
+use crate::model::{FolderName, MsgKey};
+use crate::state::StateDb;
+use crate::store::imap::ImapStore;
+use crate::store::{Scope, Store};
+use std::collections::{BTreeMap, HashMap};
+
+/// What the keyword pass did in one folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// (message, keyword) pairs added on the destination.
+    pub added: u64,
+    /// Keywords the destination refused, with its answer.
+    pub refused: Vec<String>,
+    /// Why the pass stopped early, if it did.
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn failed(error: String) -> Outcome {
+        Outcome {
+            error: Some(error),
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Adds the source's keywords to the destination copies recorded in the state
+/// (only records first seen at or after `since`, when given).
+pub fn align(
+    source: &mut ImapStore,
+    dest: &mut ImapStore,
+    folder: &FolderName,
+    target: &FolderName,
+    state: &StateDb,
+    since: Option<i64>,
+) -> Outcome {
+    match try_align(source, dest, folder, target, state, since) {
+        Ok(outcome) => outcome,
+        Err(error) => Outcome::failed(error),
+    }
+}
+
+fn try_align(
+    source: &mut ImapStore,
+    dest: &mut ImapStore,
+    folder: &FolderName,
+    target: &FolderName,
+    state: &StateDb,
+    since: Option<i64>,
+) -> Result<Outcome, String> {
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    source.select(folder).map_err(|e| text(&e))?;
+    let source_keywords = source.keywords().map_err(|e| text(&e))?;
+    let mut outcome = Outcome::default();
+    if source_keywords.iter().all(|(_, k)| k.is_empty()) {
+        return Ok(outcome);
+    }
+    let records = state.records(folder).map_err(|e| text(&e))?;
+    let copy_of: HashMap<&MsgKey, &MsgKey> = records
+        .iter()
+        .filter(|r| since.is_none_or(|t| r.first_seen >= t))
+        .filter_map(|r| Some((r.far.as_ref()?, r.near.as_ref()?)))
+        .collect();
+    dest.select(target).map_err(|e| text(&e))?;
+    let dest_keywords: HashMap<MsgKey, Vec<String>> =
+        dest.keywords().map_err(|e| text(&e))?.into_iter().collect();
+
+    let mut missing: BTreeMap<&str, Vec<MsgKey>> = BTreeMap::new();
+    for (key, keywords) in &source_keywords {
+        let Some(copy) = copy_of.get(key) else {
+            continue;
+        };
+        let present = dest_keywords
+            .get(*copy)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for keyword in keywords {
+            // Keywords compare case-insensitively (RFC 3501 2.3.2).
+            if !present.iter().any(|p| p.eq_ignore_ascii_case(keyword)) {
+                missing.entry(keyword).or_default().push((*copy).clone());
+            }
+        }
+    }
+    for (keyword, keys) in missing {
+        match dest.add_keywords(&keys, &[keyword.to_string()]) {
+            Ok(()) => outcome.added += keys.len() as u64,
+            Err(e) if e.scope() != Scope::Account => {
+                outcome.refused.push(format!("keyword `{keyword}`: {e}"))
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(outcome)
+}

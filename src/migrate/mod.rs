@@ -1,0 +1,515 @@
+//! Server-to-server migration: the sync engine run one way between two IMAP
+//! stores, with the destination seen through a folder map.
+//!
+//! ```text
+//!  prepare:  log in to both, NAMESPACE + LIST(-STATUS) each side, map folders
+//!  run:      sync_account_parallel(source, MappedStore(destination))
+//!              policy: pull, no deletions, create folders, pair by identity
+//!            then keywords, which the engine's flag model does not carry
+//! ```
+//!
+//! Everything that makes a migration safe to stop and restart is the engine's:
+//! each batch's source UID -> destination UID pairs are committed as it lands,
+//! a rerun pairs unrecorded messages on both sides by Message-ID and size (or
+//! a header hash) before copying anything, and copies interrupted between
+//! APPEND and commit are found again by identity. With `delete_source_after`,
+//! a source message is removed (\Deleted, then UID EXPUNGE of exactly those
+//! UIDs) only once its copy is recorded.
+
+pub mod batch;
+pub mod endpoint;
+mod keywords;
+pub mod mapped;
+pub mod mapping;
+pub mod report;
+
+use crate::model::FolderName;
+use crate::state::{StateDb, StateError};
+use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
+use crate::store::{FolderInfo, FolderList, Store, StoreError};
+use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
+use crate::sync::{
+    exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
+    StorePair,
+};
+use mapped::MappedStore;
+use mapping::{FolderMap, FolderRules, Namespace, Reason};
+use report::MigrationReport;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What the user chose for a migration.
+#[derive(Clone, Debug)]
+pub struct MigrateOptions {
+    pub rules: FolderRules,
+    /// Source folders to migrate (IMAP wildcards on source names).
+    pub filter: FolderFilter,
+    /// Bring the flags and keywords of messages already on the destination in
+    /// line with the source.
+    pub sync_flags: bool,
+    /// Remove each source message once its copy is recorded.
+    pub delete_source_after: bool,
+    pub dry_run: bool,
+    /// Connection pairs; folders are spread over them.
+    pub jobs: usize,
+    /// Most message bytes held per batch.
+    pub batch_bytes: u64,
+    /// Test-only fault injection (see `RunOptions::crash_after_steps`).
+    pub crash_after_steps: Option<u64>,
+}
+
+impl Default for MigrateOptions {
+    fn default() -> Self {
+        MigrateOptions {
+            rules: FolderRules::default(),
+            filter: FolderFilter::default(),
+            sync_flags: true,
+            delete_source_after: false,
+            dry_run: false,
+            jobs: 4,
+            batch_bytes: RunOptions::default().batch_bytes,
+            crash_after_steps: None,
+        }
+    }
+}
+
+impl MigrateOptions {
+    /// The engine policy of a migration: one way, nothing deleted on either
+    /// side by absence, folders created on the destination.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            direction: Direction::Pull,
+            mode: if self.delete_source_after {
+                Mode::DownloadDelete
+            } else {
+                Mode::TwoWay
+            },
+            new: true,
+            flags: self.sync_flags,
+            deletions: false,
+            expunge: true,
+            create_folders: true,
+            allow_mass_delete: false,
+            keep_on_server_days: None,
+            max_message_size: None,
+            ..Policy::default()
+        }
+    }
+}
+
+/// Why a migration could not start, with the exit status that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError {
+    pub status: ExitStatus,
+    pub message: String,
+}
+
+impl StartError {
+    fn store(side: &str, config: &ImapConfig, e: StoreError) -> StartError {
+        StartError {
+            status: exit_status_of(&e),
+            message: format!("{side} {}@{}: {e}", config.user, config.server.address()),
+        }
+    }
+
+    fn state(e: StateError) -> StartError {
+        let status = match e {
+            StateError::Locked(_) => ExitStatus::Locked,
+            _ => ExitStatus::Safety,
+        };
+        StartError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A source folder selected for the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFolder {
+    pub source: FolderName,
+    pub target: Result<(FolderName, Reason), String>,
+    /// Messages on the source when the run started (`None`: STATUS failed).
+    pub messages: Option<u32>,
+    /// Bytes on the source, when the server says (STATUS=SIZE).
+    pub bytes: Option<u64>,
+    /// Messages that earlier runs placed on the destination.
+    pub done_before: u64,
+    /// The destination folder exists already.
+    pub target_exists: bool,
+}
+
+/// A migration ready to run: both servers reached, folders mapped and counted.
+pub struct Migration {
+    name: String,
+    source_config: ImapConfig,
+    dest_config: ImapConfig,
+    /// The connections `prepare` opened; the run's first worker uses them.
+    pair: Option<(ImapStore, ImapStore)>,
+    map: Arc<FolderMap>,
+    sources: Arc<Vec<FolderName>>,
+    folders: Vec<PlannedFolder>,
+    rejected: Vec<(String, String)>,
+    notes: Vec<String>,
+    options: MigrateOptions,
+    started: Instant,
+}
+
+impl Migration {
+    /// Connects to both servers, reads their namespaces and folders, and maps
+    /// and counts the selected source folders.
+    pub fn prepare(
+        name: &str,
+        source_config: &ImapConfig,
+        dest_config: &ImapConfig,
+        state: &StateDb,
+        options: &MigrateOptions,
+    ) -> Result<Migration, StartError> {
+        let started = Instant::now();
+        let source_err = |e| StartError::store("source", source_config, e);
+        let dest_err = |e| StartError::store("destination", dest_config, e);
+        let mut source = ImapStore::connect(source_config).map_err(source_err)?;
+        let mut dest = ImapStore::connect(dest_config).map_err(dest_err)?;
+        let source_namespace = namespace_of(&mut source).map_err(source_err)?;
+        let dest_namespace = namespace_of(&mut dest).map_err(dest_err)?;
+
+        // One LIST-STATUS where the server has it: names, roles and counts.
+        let statuses = source.status_all(&|_| true).map_err(source_err)?;
+        let source_list = FolderList {
+            folders: statuses.folders.iter().map(|(f, _)| f.clone()).collect(),
+            rejected: Vec::new(),
+        };
+        let mut dest_list = dest.list_folders().map_err(dest_err)?;
+        dest_list.folders.retain(|f: &FolderInfo| f.selectable);
+        let map = FolderMap::new(
+            &source_list,
+            &source_namespace,
+            &dest_list,
+            &dest_namespace,
+            &options.rules,
+        );
+
+        let mut folders = Vec::new();
+        let mut notes = Vec::new();
+        for (info, status) in &statuses.folders {
+            if !options.filter.matches(&info.name) {
+                continue;
+            }
+            let (both, _, near_only) =
+                state.record_counts(&info.name).map_err(StartError::state)?;
+            let status = status.as_ref().ok();
+            let target = map.target(&info.name);
+            let target_exists = target
+                .as_ref()
+                .is_ok_and(|(t, _)| dest_list.folders.iter().any(|f| f.name == *t));
+            folders.push(PlannedFolder {
+                source: info.name.clone(),
+                target,
+                messages: status.map(|s| s.messages),
+                bytes: status.and_then(|s| s.size),
+                done_before: both + near_only,
+                target_exists,
+            });
+        }
+        folders.sort_by_key(|f| (!f.source.is_inbox(), f.source.clone()));
+        let entries: Vec<mapping::Entry> = map
+            .entries(&source_list)
+            .into_iter()
+            .filter(|e| options.filter.matches(&e.source))
+            .collect();
+        for (target, sources) in mapping::merges(&entries) {
+            let names: Vec<String> = sources.iter().map(|s| format!("`{s}`")).collect();
+            notes.push(format!(
+                "{} all go to `{target}` (duplicates among them are copied once)",
+                names.join(", ")
+            ));
+        }
+        Ok(Migration {
+            name: name.to_string(),
+            source_config: source_config.clone(),
+            dest_config: dest_config.clone(),
+            pair: Some((source, dest)),
+            map: Arc::new(map),
+            sources: Arc::new(source_list.folders.into_iter().map(|f| f.name).collect()),
+            folders,
+            rejected: statuses.rejected,
+            notes,
+            options: options.clone(),
+            started,
+        })
+    }
+
+    /// The selected source folders, in the order the run takes them.
+    pub fn folders(&self) -> &[PlannedFolder] {
+        &self.folders
+    }
+
+    /// Runs the migration (or, with `dry_run`, plans it) and reports per folder.
+    ///
+    /// With `delete_source_after`, a real run takes two passes: the first
+    /// copies (and keywords follow), the second deletes on the source what the
+    /// state proves is on the destination. Keywords are read from the source,
+    /// so they must travel before the source copy goes.
+    pub fn run(
+        mut self,
+        state: &mut StateDb,
+        observer: &mut (dyn Observer + Send),
+    ) -> MigrationReport {
+        let run_options = RunOptions {
+            dry_run: self.options.dry_run,
+            batch_bytes: self.options.batch_bytes,
+            filter: self.options.filter.clone(),
+            crash_after_steps: self.options.crash_after_steps,
+            ..RunOptions::default()
+        };
+        let policy = self.options.policy();
+        let two_passes = policy.mode == Mode::DownloadDelete && !self.options.dry_run;
+        let copy_policy = Policy {
+            mode: Mode::TwoWay,
+            ..policy.clone()
+        };
+        let mut account = self.pass(
+            state,
+            if two_passes { &copy_policy } else { &policy },
+            &run_options,
+            observer,
+        );
+        let keywords = if self.options.dry_run || account.error.is_some() {
+            Vec::new()
+        } else {
+            self.align_keywords(&account, state, run_options.now)
+        };
+        if two_passes && account.error.is_none() {
+            let deleting = self.pass(state, &policy, &run_options, observer);
+            merge_pass(&mut account, deleting);
+        }
+        self.report(account, keywords, state)
+    }
+
+    /// One engine run over every selected folder, on up to `jobs` connection
+    /// pairs (the first being the one `prepare` opened, if still unused).
+    fn pass(
+        &mut self,
+        state: &mut StateDb,
+        policy: &Policy,
+        run_options: &RunOptions,
+        observer: &mut (dyn Observer + Send),
+    ) -> AccountReport {
+        let prepared = Mutex::new(self.pair.take());
+        let (source_config, dest_config) = (&self.source_config, &self.dest_config);
+        let (map, sources) = (&self.map, &self.sources);
+        let connect = || -> Result<StorePair, StoreError> {
+            let reuse = prepared.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let (source, dest) = match reuse {
+                Some(pair) => pair,
+                None => (
+                    ImapStore::connect(source_config)?,
+                    ImapStore::connect(dest_config)?,
+                ),
+            };
+            let dest = MappedStore::new(dest, Arc::clone(map), Arc::clone(sources));
+            Ok((Box::new(source), Box::new(dest)))
+        };
+        sync_account_parallel(
+            &self.name,
+            &connect,
+            self.options.jobs.max(1),
+            state,
+            policy,
+            run_options,
+            observer,
+        )
+    }
+
+    /// Copies keywords to the destination, after the engine (whose flag model
+    /// has none): for every migrated message with `sync_flags`, else for those
+    /// first recorded in this run.
+    fn align_keywords(
+        &self,
+        account: &AccountReport,
+        state: &StateDb,
+        now: i64,
+    ) -> Vec<(FolderName, keywords::Outcome)> {
+        let connect = || -> Result<(ImapStore, ImapStore), String> {
+            let source = ImapStore::connect(&self.source_config).map_err(|e| e.to_string())?;
+            let dest = ImapStore::connect(&self.dest_config).map_err(|e| e.to_string())?;
+            Ok((source, dest))
+        };
+        let mut pair = None;
+        let mut out = Vec::new();
+        let since = (!self.options.sync_flags).then_some(now);
+        for folder in &self.folders {
+            let Ok((target, _)) = &folder.target else {
+                continue;
+            };
+            let failed = account
+                .folders
+                .iter()
+                .any(|f| f.folder == folder.source && f.exit_status() != ExitStatus::Ok);
+            if failed {
+                continue;
+            }
+            if pair.is_none() {
+                match connect() {
+                    Ok(p) => pair = Some(p),
+                    Err(e) => {
+                        out.push((folder.source.clone(), keywords::Outcome::failed(e)));
+                        break;
+                    }
+                }
+            }
+            let Some((source, dest)) = pair.as_mut() else {
+                break;
+            };
+            let outcome = keywords::align(source, dest, &folder.source, target, state, since);
+            out.push((folder.source.clone(), outcome));
+        }
+        if let Some((mut source, mut dest)) = pair {
+            let _ = source.close();
+            let _ = dest.close();
+        }
+        out
+    }
+
+    fn report(
+        self,
+        account: AccountReport,
+        keywords: Vec<(FolderName, keywords::Outcome)>,
+        state: &StateDb,
+    ) -> MigrationReport {
+        let describe = |c: &ImapConfig| format!("{}@{}", c.user, c.server.address());
+        let mut report = MigrationReport::new(
+            &self.name,
+            describe(&self.source_config),
+            describe(&self.dest_config),
+            self.options.dry_run,
+        );
+        report.rejected_folders = self
+            .rejected
+            .iter()
+            .map(|(folder, reason)| report::Rejected {
+                folder: folder.clone(),
+                reason: reason.clone(),
+            })
+            .collect();
+        report.notes = self.notes.clone();
+        report.add_account(&account, &self.folders, keywords, state);
+        report.seconds = self.started.elapsed().as_secs_f64();
+        report
+    }
+}
+
+/// Adds a later pass's work to the first pass's report.
+fn merge_pass(first: &mut AccountReport, later: AccountReport) {
+    for folder in later.folders {
+        match first.folders.iter_mut().find(|f| f.folder == folder.folder) {
+            Some(known) => {
+                let (c, more) = (&mut known.counts, &folder.counts);
+                c.fetched += more.fetched;
+                c.pushed += more.pushed;
+                c.flags_far += more.flags_far;
+                c.flags_near += more.flags_near;
+                c.deleted_far += more.deleted_far;
+                c.deleted_near += more.deleted_near;
+                c.bytes += more.bytes;
+                known.paired += folder.paired;
+                known.skipped.extend(folder.skipped);
+                known.notes.extend(folder.notes);
+                if known.outcome == Outcome::Done {
+                    known.outcome = folder.outcome;
+                }
+            }
+            None => first.folders.push(folder),
+        }
+    }
+    first.rejected_folders.extend(later.rejected_folders);
+    first.notes.extend(later.notes);
+    first.error = first.error.take().or(later.error);
+}
+
+/// Prepares and runs one migration; a failure to start is in the report.
+pub fn migrate(
+    name: &str,
+    source: &ImapConfig,
+    dest: &ImapConfig,
+    state: &mut StateDb,
+    options: &MigrateOptions,
+    observer: &mut (dyn Observer + Send),
+) -> MigrationReport {
+    match Migration::prepare(name, source, dest, state, options) {
+        Ok(migration) => migration.run(state, observer),
+        Err(e) => MigrationReport::failed_to_start(
+            name,
+            format!("{}@{}", source.user, source.server.address()),
+            format!("{}@{}", dest.user, dest.server.address()),
+            options.dry_run,
+            e,
+        ),
+    }
+}
+
+/// The server's personal namespace as a folder-name prefix; the LIST delimiter
+/// where the server has no NAMESPACE.
+fn namespace_of(store: &mut ImapStore) -> Result<Namespace, StoreError> {
+    Ok(match store.personal_namespace()? {
+        Some(PersonalNamespace { prefix, delimiter }) => Namespace {
+            prefix: prefix_name(&prefix, delimiter),
+            delimiter,
+        },
+        None => Namespace {
+            prefix: None,
+            delimiter: store.delimiter()?,
+        },
+    })
+}
+
+/// `INBOX.` (delimiter `.`) -> `INBOX`; `""` -> none. A prefix that is not a
+/// valid folder name is treated as none: names are then taken as they come.
+fn prefix_name(prefix: &str, delimiter: Option<char>) -> Option<FolderName> {
+    let trimmed = match delimiter {
+        Some(d) => prefix.strip_suffix(d).unwrap_or(prefix),
+        None => prefix,
+    };
+    if trimmed.is_empty() {
+        return None;
+    }
+    let components: Vec<&str> = match delimiter {
+        Some(d) => trimmed.split(d).collect(),
+        None => vec![trimmed],
+    };
+    FolderName::from_components(&components).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_prefixes_become_folder_names() {
+        assert_eq!(
+            prefix_name("INBOX.", Some('.')).map(|n| n.to_string()),
+            Some("INBOX".to_string())
+        );
+        assert_eq!(
+            prefix_name("Mail/Personal/", Some('/')).map(|n| n.to_string()),
+            Some("Mail/Personal".to_string())
+        );
+        assert_eq!(prefix_name("", Some('/')), None);
+        assert_eq!(prefix_name("a..", Some('.')), None);
+    }
+
+    #[test]
+    fn the_policy_is_one_way_and_never_deletes_by_absence() {
+        let policy = MigrateOptions::default().policy();
+        assert_eq!(policy.direction, Direction::Pull);
+        assert_eq!(policy.mode, Mode::TwoWay);
+        assert!(!policy.deletions && policy.create_folders && policy.flags);
+        let moving = MigrateOptions {
+            delete_source_after: true,
+            sync_flags: false,
+            ..MigrateOptions::default()
+        };
+        assert_eq!(moving.policy().mode, Mode::DownloadDelete);
+        assert!(!moving.policy().flags);
+    }
+}

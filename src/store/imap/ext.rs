@@ -1,0 +1,327 @@
+//! IMAP operations beyond the `Store` trait, for server-to-server migration:
+//! the personal namespace (RFC 2342), keywords, and MULTIAPPEND (RFC 3502),
+//! which sends a run of staged messages in one command and one round trip.
+
+use imap_proto::{AttributeValue, Response, ResponseCode, UidSetMember};
+
+use super::wire::{format_internal_date, parse_responses, quote, uid_sets};
+use super::{fetched, utf7, ImapStore, Staged, LITERAL_MINUS_MAX};
+use crate::model::{Flags, MsgKey};
+use crate::store::{StoreError, StoreResult};
+use std::collections::BTreeMap;
+
+/// Most message bytes in one MULTIAPPEND: the command is built as one string
+/// beside the staged bodies, so this bounds the extra memory.
+const MULTIAPPEND_MAX_BYTES: usize = 8 * 1024 * 1024;
+/// Most messages in one MULTIAPPEND, keeping the APPENDUID set short.
+const MULTIAPPEND_MAX_MESSAGES: usize = 1000;
+
+/// The personal namespace as the server announces it: the prefix decoded from
+/// modified UTF-7 (with its trailing delimiter, as sent) and the delimiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonalNamespace {
+    pub prefix: String,
+    pub delimiter: Option<char>,
+}
+
+impl ImapStore {
+    /// The first personal namespace; `None` when the server has no NAMESPACE
+    /// command, announces no personal namespace, or answers in a form we do not
+    /// read (a literal), in which case folder names are taken as they come.
+    pub fn personal_namespace(&mut self) -> StoreResult<Option<PersonalNamespace>> {
+        if !self.server.has("NAMESPACE") {
+            return Ok(None);
+        }
+        let data = self
+            .run("NAMESPACE", "NAMESPACE")
+            .map_err(|f| f.in_session(&self.address, "NAMESPACE"))?;
+        let text = String::from_utf8_lossy(&data);
+        let Some((prefix, delimiter)) = text.lines().find_map(parse_namespace_line) else {
+            return Ok(None);
+        };
+        let prefix = utf7::decode(&prefix).map_err(|e| {
+            StoreError::Protocol(format!(
+                "{}: NAMESPACE prefix `{prefix}`: {e}",
+                self.address
+            ))
+        })?;
+        Ok(Some(PersonalNamespace { prefix, delimiter }))
+    }
+
+    /// The keywords of every message in the selected folder: flags outside
+    /// [`Flags::TABLE`] that are not system flags (`\Recent` and the like).
+    pub fn keywords(&mut self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
+        if self.selected()?.exists == 0 {
+            return Ok(Vec::new());
+        }
+        let data = self.fetch("UID FETCH 1:* (UID FLAGS)")?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        let mut by_uid: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for (uid, attrs) in fetched(&responses) {
+            for attr in attrs {
+                if let AttributeValue::Flags(names) = attr {
+                    by_uid.insert(
+                        uid,
+                        names
+                            .iter()
+                            .filter(|n| is_keyword(n))
+                            .map(|n| n.to_string())
+                            .collect(),
+                    );
+                }
+            }
+        }
+        Ok(by_uid
+            .into_iter()
+            .map(|(uid, keywords)| (MsgKey::uid(uid), keywords))
+            .collect())
+    }
+
+    /// Adds `keywords` to the given messages of the selected folder. A server
+    /// that does not accept a keyword refuses with a folder error.
+    pub fn add_keywords(&mut self, keys: &[MsgKey], keywords: &[String]) -> StoreResult<()> {
+        if keys.is_empty() || keywords.is_empty() {
+            return Ok(());
+        }
+        let folder = self.selected_name()?;
+        if let Some(bad) = keywords.iter().find(|k| !is_keyword(k)) {
+            return Err(StoreError::folder(
+                &folder,
+                format!("`{bad}` is not a keyword (IMAP atom)"),
+            ));
+        }
+        let uids = self.uids_of(keys)?;
+        let names = keywords.join(" ");
+        for set in uid_sets(&uids) {
+            self.run_in_folder(
+                "UID STORE",
+                &format!("UID STORE {set} +FLAGS.SILENT ({names})"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How many of the first staged messages go into one MULTIAPPEND: a run for
+    /// the same folder whose bodies can travel as non-synchronising literals
+    /// inside a text command. 1 means a plain APPEND.
+    pub(super) fn multiappend_group(&self, staged: &[Staged]) -> usize {
+        if !self.server.has("MULTIAPPEND") {
+            return 1;
+        }
+        let Some(first) = staged.first() else {
+            return 1;
+        };
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        for msg in staged.iter().take(MULTIAPPEND_MAX_MESSAGES) {
+            let literal_ok = self.server.literal_plus()
+                || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
+            if msg.wire != first.wire
+                || msg.validity != first.validity
+                || !literal_ok
+                || std::str::from_utf8(&msg.body).is_err()
+                || (count > 0 && bytes + msg.body.len() > MULTIAPPEND_MAX_BYTES)
+            {
+                break;
+            }
+            bytes += msg.body.len();
+            count += 1;
+        }
+        count.max(1)
+    }
+
+    /// Appends a run chosen by `multiappend_group` in one command; the server
+    /// stores all or none of it.
+    pub(super) fn append_many(
+        &mut self,
+        run: &[Staged],
+    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        let Some(first) = run.first() else {
+            return Ok(None);
+        };
+        let mut command = format!("APPEND {}", quote(&first.wire));
+        for msg in run {
+            let text = std::str::from_utf8(&msg.body).map_err(|_| {
+                StoreError::Protocol(format!(
+                    "{}: MULTIAPPEND given a body that is not UTF-8",
+                    self.address
+                ))
+            })?;
+            let date = msg
+                .date
+                .and_then(format_internal_date)
+                .map(|d| format!(" {}", quote(&d)))
+                .unwrap_or_default();
+            command.push_str(&format!(
+                " ({}){date} {{{}+}}\r\n",
+                msg.flags.imap_names().join(" "),
+                msg.body.len()
+            ));
+            command.push_str(text);
+        }
+        let data = self
+            .run("MULTIAPPEND", &command)
+            .map_err(|f| f.in_folder(&first.folder, "MULTIAPPEND"))?;
+        let responses = parse_responses(&data)?;
+        self.observe(&responses);
+        Ok(responses.into_iter().find_map(|r| match r {
+            Response::Done {
+                code: Some(ResponseCode::AppendUid(validity, uids)),
+                ..
+            } => Some((validity, uids)),
+            _ => None,
+        }))
+    }
+
+    /// The keys of a run of appended messages from the APPENDUID answer, in
+    /// staging order; `None` each where the server gave no usable answer.
+    pub(super) fn appended_keys(
+        &self,
+        appended: Option<(u32, Vec<UidSetMember>)>,
+        run: &[Staged],
+    ) -> Vec<Option<MsgKey>> {
+        // Dovecot sends APPENDUID even when told not to announce UIDPLUS; the
+        // keys follow what `caps()` promised, so the engine sees one behaviour.
+        let uids = appended
+            .filter(|_| self.caps.append_keys)
+            // A key is only meaningful under the UIDVALIDITY it was issued in.
+            .filter(|(validity, _)| run.iter().all(|m| m.validity == *validity))
+            .map(|(_, set)| expand_uid_set(&set))
+            .filter(|uids| uids.len() == run.len());
+        match uids {
+            Some(uids) => uids.into_iter().map(|uid| Some(MsgKey::uid(uid))).collect(),
+            None => vec![None; run.len()],
+        }
+    }
+}
+
+/// UIDs of an APPENDUID / COPYUID set in the order given, ranges in the order
+/// written (`5:3` is 5, 4, 3, as RFC 4315 lets servers send them). A range too
+/// large to be real gives an empty list.
+fn expand_uid_set(set: &[UidSetMember]) -> Vec<u32> {
+    let mut out = Vec::new();
+    for member in set {
+        match member {
+            UidSetMember::Uid(uid) => out.push(*uid),
+            UidSetMember::UidRange(range) => {
+                let (start, end) = (*range.start(), *range.end());
+                if start.abs_diff(end) as usize >= MULTIAPPEND_MAX_MESSAGES {
+                    return Vec::new();
+                }
+                if start <= end {
+                    out.extend(start..=end);
+                } else {
+                    out.extend((end..=start).rev());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A keyword as a flag name: an IMAP atom that is neither a system flag nor one
+/// of the flags [`Flags`] models.
+fn is_keyword(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('\\')
+        && Flags::from_imap_name(name).is_none()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !"(){%*\"\\]".contains(c))
+}
+
+/// `(prefix, delimiter)` of the first personal namespace in a `* NAMESPACE`
+/// line; `None` for another line, no personal namespace, or a form we do not
+/// read (literals).
+fn parse_namespace_line(line: &str) -> Option<(String, Option<char>)> {
+    let rest = line.trim_end_matches(['\r', '\n']);
+    let rest = rest.strip_prefix("* ")?;
+    let (word, rest) = rest.split_once(' ')?;
+    if !word.eq_ignore_ascii_case("NAMESPACE") {
+        return None;
+    }
+    let rest = rest.trim_start().strip_prefix("((")?;
+    let (prefix, rest) = quoted(rest)?;
+    let rest = rest.trim_start();
+    let delimiter = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("NIL") {
+        None
+    } else {
+        let (delimiter, _) = quoted(rest)?;
+        let mut chars = delimiter.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Some(c),
+            _ => return None,
+        }
+    };
+    Some((prefix, delimiter))
+}
+
+/// A quoted string at the start of `s`, unescaped, and what follows it.
+fn quoted(s: &str) -> Option<(String, &str)> {
+    let body = s.strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?.1),
+            '"' => return Some((out, &body[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_lines_give_the_personal_prefix() {
+        assert_eq!(
+            parse_namespace_line("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n"),
+            Some((String::new(), Some('/')))
+        );
+        assert_eq!(
+            parse_namespace_line(
+                "* NAMESPACE ((\"INBOX.\" \".\")(\"Other.\" \".\")) NIL ((\"#shared.\" \".\"))"
+            ),
+            Some(("INBOX.".to_string(), Some('.')))
+        );
+        assert_eq!(
+            parse_namespace_line("* Namespace ((\"\" NIL)) NIL NIL"),
+            Some((String::new(), None))
+        );
+        assert_eq!(
+            parse_namespace_line("* NAMESPACE ((\"a\\\"b/\" \"/\")) NIL NIL"),
+            Some(("a\"b/".to_string(), Some('/')))
+        );
+        assert_eq!(parse_namespace_line("* NAMESPACE NIL NIL NIL"), None);
+        assert_eq!(parse_namespace_line("* NAMESPACE (({5}"), None);
+        assert_eq!(parse_namespace_line("a1 OK done"), None);
+    }
+
+    #[test]
+    fn keywords_are_atoms_outside_the_modelled_flags() {
+        assert!(is_keyword("$Label1"));
+        assert!(is_keyword("work"));
+        assert!(is_keyword("$Junk"));
+        assert!(!is_keyword("\\Seen"));
+        assert!(!is_keyword("\\Recent"));
+        assert!(!is_keyword("$Forwarded"));
+        assert!(!is_keyword("a b"));
+        assert!(!is_keyword("x)"));
+        assert!(!is_keyword(""));
+    }
+
+    #[test]
+    fn uid_sets_expand_in_the_order_given() {
+        let set = vec![
+            UidSetMember::UidRange(5..=7),
+            UidSetMember::Uid(2),
+            UidSetMember::UidRange(10..=9),
+        ];
+        assert_eq!(expand_uid_set(&set), vec![5, 6, 7, 2, 10, 9]);
+        assert!(expand_uid_set(&[UidSetMember::UidRange(1..=u32::MAX)]).is_empty());
+    }
+}
