@@ -697,6 +697,7 @@ impl<'a> Engine<'a> {
         report.skipped.extend(planned.skipped.iter().cloned());
         if dry_run {
             report.plan.extend(planned.lines());
+            report.count_planned(&planned.actions);
             return Ok(());
         }
 
