@@ -1009,6 +1009,43 @@ impl Store for ImapStore {
         Ok(())
     }
 
+    /// `UID MOVE` when the server has MOVE, else `UID COPY` and then `delete`
+    /// (which expunges exactly these UIDs, or with no UIDPLUS only marks them).
+    /// A `[TRYCREATE]` refusal creates the target once and tries again.
+    fn move_messages(&mut self, keys: &[MsgKey], to: &FolderName) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let uids = self.uids_of(keys)?;
+        let folder = self.selected_name()?;
+        let target = quote(&self.wire_name(to)?);
+        let verb = if self.caps.move_messages {
+            "UID MOVE"
+        } else {
+            "UID COPY"
+        };
+        for set in uid_sets(&uids) {
+            let command = format!("{verb} {set} {target}");
+            let data = match self.run(verb, &command) {
+                Ok(data) => data,
+                Err(Failure::Refused(text)) if text.contains("[TRYCREATE]") => {
+                    self.create_folder(to)?;
+                    self.run(verb, &command)
+                        .map_err(|f| f.in_folder(&folder, verb))?
+                }
+                Err(f) => return Err(f.in_folder(&folder, verb)),
+            };
+            self.observe(&parse_responses(&data)?);
+        }
+        if !self.caps.move_messages {
+            return self.delete(keys);
+        }
+        for uid in &uids {
+            self.sizes.remove(uid);
+        }
+        Ok(())
+    }
+
     fn close(&mut self) -> StoreResult<()> {
         if self.broken.is_none() {
             // Nothing is pending after a flush; a failed LOGOUT loses nothing.

@@ -864,6 +864,10 @@ impl Store for MaildirStore {
         sync_dirs(&touched)?;
         first_error.map_or(Ok(()), Err)
     }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.warnings()
+    }
 }
 
 fn selectable(name: FolderName) -> FolderInfo {

@@ -546,16 +546,21 @@ impl Visit {
             .map(|l| l.duplicates.clone())
             .unwrap_or_default();
         if !duplicates.is_empty() {
-            return Err(StoreError::Unsupported(format!(
-                "{}: deleting is disabled for this connection because several messages share \
+            // A folder error: the engine reports the messages as not deleted
+            // and goes on downloading; the next connection lists afresh.
+            return Err(StoreError::folder(
+                &FolderName::inbox(),
+                format!(
+                    "{}: deleting is disabled for this connection because several messages share \
                  the unique-id {}",
-                self.address(),
-                duplicates
-                    .iter()
-                    .map(|d| format!("`{d}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+                    self.address(),
+                    duplicates
+                        .iter()
+                        .map(|d| format!("`{d}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
         let commands: Vec<Command> = targets
             .iter()
@@ -803,6 +808,10 @@ impl Store for Pop3Store {
                 },
             }),
         }
+    }
+
+    fn take_warnings(&mut self) -> Vec<String> {
+        self.warnings()
     }
 
     fn close(&mut self) -> StoreResult<()> {

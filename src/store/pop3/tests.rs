@@ -220,7 +220,7 @@ fn duplicate_uidls_disable_deletion() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("messages 1 and 3"), "{warnings:?}");
     let err = store.delete(&[MsgKey("other".into())]).unwrap_err();
-    assert!(matches!(err, StoreError::Unsupported(_)), "{err}");
+    assert!(matches!(err, StoreError::Folder { .. }), "{err}");
     assert!(err.to_string().contains("`same`"), "{err}");
     store.close().unwrap();
     let received = server.join().unwrap();
