@@ -595,3 +595,63 @@ fn interrupted_runs_resume_without_loss_or_duplicates() {
     }
     assert!(k >= 5, "the scenario has several durable steps, saw {k}");
 }
+
+/// The same scenario with and without CONDSTORE/QRESYNC ends in the same state;
+/// with them, a no-op resync receives as many bytes at 40 messages as at 400.
+#[test]
+fn change_only_resync_matches_full_listing_and_stays_small() {
+    let run_scenario =
+        |condstore: bool, messages: u64| -> (BTreeMap<String, Vec<(Vec<u8>, String)>>, u64) {
+            let fx = Fixture::with(SandboxOptions {
+                condstore,
+                qresync: condstore,
+                ..SandboxOptions::default()
+            });
+            fx.sandbox
+                .fill(fx.user, "INBOX", (1..=messages).map(message))
+                .expect("fill");
+            fx.sandbox.create_folder(fx.user, "Other").expect("create");
+            fx.save("Other", &message(9000));
+            assert_ok(&fx.run());
+            // Changes on both sides: a server flag, a server expunge, a new server
+            // message, a local flag and a local deletion.
+            let mut other = fx.imap();
+            other.select(&FolderName::inbox()).expect("select");
+            let uids: Vec<_> = other
+                .list_messages()
+                .expect("list")
+                .into_iter()
+                .map(|m| m.key)
+                .collect();
+            other
+                .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
+                .expect("flag");
+            other.delete(&uids[1..2]).expect("expunge");
+            other.close().expect("logout");
+            fx.save("INBOX", &message(messages + 1));
+            rename_with_flags(&local_file_named(&fx.root(), &subject_of(3)), "S");
+            std::fs::remove_file(local_file_named(&fx.root(), &subject_of(4))).expect("rm");
+            assert_ok(&fx.run());
+            fx.assert_in_sync();
+            fx.assert_idle();
+            let before = mailsync::store::net::bytes_received_by_this_thread();
+            assert_ok(&fx.run());
+            let noop_bytes = mailsync::store::net::bytes_received_by_this_thread() - before;
+            (fx.server(), noop_bytes)
+        };
+    let (with, small) = run_scenario(true, 40);
+    let (without, _) = run_scenario(false, 40);
+    let normalise =
+        |m: BTreeMap<String, Vec<(Vec<u8>, String)>>| -> Vec<(String, usize, Vec<String>)> {
+            m.into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k, v.len(), v.into_iter().map(|(_, f)| f).collect()))
+                .collect()
+        };
+    assert_eq!(normalise(with), normalise(without));
+    let (_, large) = run_scenario(true, 400);
+    assert!(
+        large <= small + 64,
+        "a no-op resync received {small} bytes at 40 messages but {large} at 400"
+    );
+}
