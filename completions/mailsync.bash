@@ -77,7 +77,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__count)
-            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -123,6 +123,10 @@ _mailsync() {
                     ;;
                 --host)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "imap pop3" -- "${cur}"))
                     return 0
                     ;;
                 --port)
@@ -259,7 +263,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --allow-plaintext --direction --no-deletions --report --report-file --host --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -271,6 +275,18 @@ _mailsync() {
                     ;;
                 --direction)
                     COMPREPLY=($(compgen -W "both pull push" -- "${cur}"))
+                    return 0
+                    ;;
+                --keep-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --move-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --report)
@@ -294,6 +310,10 @@ _mailsync() {
                     ;;
                 --host)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --protocol)
+                    COMPREPLY=($(compgen -W "imap pop3" -- "${cur}"))
                     return 0
                     ;;
                 --port)

@@ -39,11 +39,16 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sy
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
 push\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report-file -d 'Write the report to FILE instead of stdout, replacing it atomically' -r -F
-complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l host -d 'IMAP server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
-complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l host -d 'Server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l protocol -d 'Server protocol; pop3 always downloads and deletes [default: imap]' -r -f -a "imap\t''
+pop3\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l port -d 'Server port [default: 993 with implicit TLS, else 143; POP3: 995, else 110]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
 starttls\t''
 none\t''"
@@ -70,6 +75,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s n -l dry-run 
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-mass-delete -d 'Lift the mass-deletion brake for this run'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l no-deletions -d 'Propagate no deletions in either direction this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l download-delete -d 'Download what is not yet local, then delete it on the server once the local copy is durable (mode = "download-delete" for this run)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -79,8 +85,10 @@ tsv\t'Tab-separated values with a header line'
 json\t'One JSON document (see the description for its shape)'
 prometheus\t'Prometheus text exposition (gauges)'"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s o -l output -d 'Write the output to FILE, replacing it atomically (temporary file, then rename)' -r -F
-complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l host -d 'IMAP server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
-complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l host -d 'Server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l protocol -d 'Server protocol; pop3 always downloads and deletes [default: imap]' -r -f -a "imap\t''
+pop3\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l port -d 'Server port [default: 993 with implicit TLS, else 143; POP3: 995, else 110]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
 starttls\t''
 none\t''"

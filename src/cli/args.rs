@@ -21,7 +21,8 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         6,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
-         Maildir root missing, or state database unusable",
+         Maildir root missing, state database unusable, or keep-days asked of a POP3 \
+         server without UIDL",
     ),
 ];
 
@@ -53,7 +54,10 @@ Passwords are never given on the command line: use --password-command, \
 
 A message missing on one side is deleted on the other only when the state \
 database proves both sides had it; a run that would delete many messages stops \
-first (see --allow-mass-delete).";
+first (see --allow-mass-delete).
+
+Accounts with mode = \"download-delete\" (and POP3 accounts) take mail home \
+instead: see TWO MODELS in mailsync-sync(1).";
 
 const SYNC_ABOUT: &str = "Sync accounts (all of them when none is named)";
 
@@ -70,7 +74,35 @@ skipped messages are always reported.
 With --report json or --report prometheus, a machine-readable report of the run \
 goes to stdout, or to --report-file (replaced atomically): per folder the \
 messages copied, flag changes and deletions each way, bytes, duration, skipped \
-messages with the reason and errors; totals; the exit status.";
+messages with the reason and errors; totals; the exit status.
+
+TWO MODELS: KEEP MAIL ON THE SERVER, OR TAKE IT HOME
+
+Two-way (mode = \"two-way\", IMAP only, the default): the server keeps the \
+mail and the Maildir mirrors it; new messages, flags and deletions travel both \
+ways. It deletes a message on one side only when the state database proves \
+that it was deleted on the other (and the brake allows); it never deletes \
+anything merely because one side looks empty. Pick it when several devices \
+read the same mailbox.
+
+Download-and-delete (mode = \"download-delete\" or --download-delete on IMAP; \
+always on POP3 accounts, protocol = \"pop3\"): every server message that is not \
+yet local is downloaded into the matching Maildir folder, and deleted on the \
+server (\\Deleted and UID EXPUNGE of exactly those messages, or DELE and QUIT) \
+only after the local copy is durable and recorded; with move_to (--move-to) it \
+is moved to that server folder instead. It deletes nothing else: nothing local \
+ever travels to the server, local deletions and flag changes never reach it, \
+and nothing is ever deleted locally. keep_on_server_days = N (--keep-days N) \
+leaves messages on the server N days after their first download, \
+\"forever\" makes it download-only (an archive). max_message_size leaves \
+larger messages on the server and reports them (exit status 1), or with \
+oversize = \"delete\" deletes them unread and says so; max_messages_per_run \
+(--max-messages) bounds one run. With --dry-run it lists what would be \
+downloaded and what would be deleted on the server. Pick it when the Maildir is \
+the one place the mail should live, or the server is a POP3 maildrop or keeps \
+little space. A POP3 server without UIDL can do plain download-and-delete only; \
+keep-days are refused (exit status 6) because its messages cannot be \
+recognised on the next connection.";
 
 const COUNT_ABOUT: &str = "Count messages per folder, on the server and in the Maildir";
 
@@ -257,6 +289,24 @@ pub struct SyncArgs {
     #[arg(long)]
     pub no_deletions: bool,
 
+    /// Download what is not yet local, then delete it on the server once the local copy is
+    /// durable (mode = "download-delete" for this run)
+    #[arg(long, conflicts_with = "mode")]
+    pub download_delete: bool,
+
+    /// Download-delete: leave messages on the server N days after their first download, or
+    /// `forever` (download only)
+    #[arg(long, value_name = "N|forever", value_parser = parse_keep_days)]
+    pub keep_days: Option<KeepDays>,
+
+    /// Download-delete: move messages to FOLDER on the server instead of deleting them
+    #[arg(long, value_name = "FOLDER")]
+    pub move_to: Option<String>,
+
+    /// Download at most N messages per folder in this run
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_messages: Option<u64>,
+
     /// Print a machine-readable report of the run on stdout (or into --report-file)
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub report: Option<ReportFormat>,
@@ -267,6 +317,23 @@ pub struct SyncArgs {
 
     #[command(flatten)]
     pub one_off: OneOffArgs,
+}
+
+/// `--keep-days`: a number of days, or `forever`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepDays {
+    Days(u32),
+    Forever,
+}
+
+fn parse_keep_days(text: &str) -> Result<KeepDays, String> {
+    if text == "forever" {
+        return Ok(KeepDays::Forever);
+    }
+    match text.parse::<u32>() {
+        Ok(days) if days < u32::MAX => Ok(KeepDays::Days(days)),
+        _ => Err("expected a number of days or `forever`".to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -330,11 +397,15 @@ pub enum CountFormat {
 #[derive(Debug, Clone, Default, clap::Args)]
 #[command(next_help_heading = "One-off account (instead of the config file)")]
 pub struct OneOffArgs {
-    /// IMAP server host name or address; makes this a one-off run named USER@HOST
+    /// Server host name or address; makes this a one-off run named USER@HOST
     #[arg(long, value_name = "HOST", value_hint = ValueHint::Hostname, requires_all = ["user", "maildir"])]
     pub host: Option<String>,
 
-    /// Server port [default: 993 with implicit TLS, else 143]
+    /// Server protocol; pop3 always downloads and deletes [default: imap]
+    #[arg(long, requires = "host", value_enum)]
+    pub protocol: Option<ProtocolArg>,
+
+    /// Server port [default: 993 with implicit TLS, else 143; POP3: 995, else 110]
     #[arg(long, requires = "host", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
@@ -398,6 +469,12 @@ pub struct OneOffArgs {
 }
 
 /// Values spelled exactly as in the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    Imap,
+    Pop3,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TlsArg {
     Implicit,
@@ -482,6 +559,7 @@ mod tests {
         assert_eq!(config_word(&ModeArg::DownloadDelete), "download-delete");
         assert_eq!(config_word(&TlsArg::Starttls), "starttls");
         assert_eq!(config_word(&DirectionArg::Pull), "pull");
+        assert_eq!(config_word(&ProtocolArg::Pop3), "pop3");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! the Maildir, connect, run the engine and print what it did. No sync decision
 //! is made here.
 
-use super::args::{config_word, GlobalArgs, OneOffArgs, SyncArgs, SyncCommand};
+use super::args::{config_word, GlobalArgs, KeepDays, OneOffArgs, SyncArgs, SyncCommand};
 use super::output::{write_atomically, Ui};
 use super::progress::RunObserver;
 use super::report::{render_report, RunResult};
@@ -118,6 +118,23 @@ fn run_overrides(args: &SyncArgs) -> Overrides {
     if args.allow_plaintext {
         overrides.set("allow_plaintext", true);
     }
+    if args.download_delete {
+        overrides.set("mode", "download-delete");
+    }
+    match args.keep_days {
+        Some(KeepDays::Days(days)) => overrides.set("keep_on_server_days", i64::from(days)),
+        Some(KeepDays::Forever) => overrides.set("keep_on_server_days", "forever"),
+        None => {}
+    }
+    if let Some(folder) = &args.move_to {
+        overrides.set("move_to", folder.clone());
+    }
+    if let Some(max) = args.max_messages {
+        overrides.set(
+            "max_messages_per_run",
+            i64::try_from(max).unwrap_or(i64::MAX),
+        );
+    }
     overrides
 }
 
@@ -154,6 +171,9 @@ fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
     }
     if let Some(mode) = &flags.mode {
         overrides.set("mode", config_word(mode));
+    }
+    if let Some(protocol) = &flags.protocol {
+        overrides.set("protocol", config_word(protocol));
     }
 }
 
@@ -221,6 +241,7 @@ fn sync_one(
         dry_run: args.dry_run,
         batch_bytes: account.batch_bytes,
         filter: account.filter.clone(),
+        max_messages: account.max_messages,
         crash_after_steps,
         ..RunOptions::default()
     };
