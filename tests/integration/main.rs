@@ -1,7 +1,9 @@
 //! The one integration-test binary: everything here runs against real Dovecot
 //! instances started by `mailsync::sandbox`, or against the built CLI.
 mod cli;
+mod count;
 mod imap_store;
 mod pop3_store;
+mod reports;
 mod sandbox;
 mod sync;
