@@ -6,7 +6,7 @@
 use crate::sync::Fixture;
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub type TestResult = Result<(), Box<dyn Error>>;
@@ -59,8 +59,13 @@ impl Cli {
     /// The binary with a private HOME and XDG directories, no stdin, no
     /// terminal, and no color preference from the caller.
     pub fn command(&self) -> Command {
+        self.command_running(env!("CARGO_BIN_EXE_mailsync"))
+    }
+
+    /// `program` in the same environment as `command`.
+    pub fn command_running(&self, program: &str) -> Command {
         let home = self.home();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+        let mut command = Command::new(program);
         command
             .env("HOME", &home)
             .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -540,5 +545,313 @@ fn report_formats_match_what_the_server_holds() -> TestResult {
         .iter()
         .filter(|s| s.name == "mailsync_sync_messages_copied")
         .all(|s| s.value == 0.0));
+    Ok(())
+}
+
+/// The commands of a crontab (user crontab syntax: five time fields, then the
+/// command), each checked the way cron reads it.
+fn crontab_commands(text: &str) -> Result<Vec<String>, String> {
+    const RANGES: [(u32, u32); 5] = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
+    let number = |text: &str, (low, high): (u32, u32)| -> bool {
+        text.parse::<u32>().is_ok_and(|n| (low..=high).contains(&n))
+    };
+    let mut commands = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        for range in RANGES {
+            let (field, after) = rest
+                .split_once(char::is_whitespace)
+                .ok_or(format!("too few fields: {line:?}"))?;
+            rest = after.trim_start();
+            let valid = field.split(',').all(|item| {
+                let (span, step) = match item.split_once('/') {
+                    Some((span, step)) => (span, Some(step)),
+                    None => (item, None),
+                };
+                let span_ok = span == "*"
+                    || number(span, range)
+                    || span
+                        .split_once('-')
+                        .is_some_and(|(a, b)| number(a, range) && number(b, range));
+                span_ok && step.is_none_or(|s| s.parse::<u32>().is_ok_and(|s| s > 0))
+            });
+            if !valid {
+                return Err(format!("bad time field {field:?} in {line:?}"));
+            }
+        }
+        // cron turns an unescaped % into a line break.
+        if rest.is_empty() || rest.contains('%') {
+            return Err(format!("bad command in {line:?}"));
+        }
+        commands.push(rest.to_string());
+    }
+    Ok(commands)
+}
+
+/// Checks that a `mailsync ...` command line (no shell quoting) parses.
+fn mailsync_command_parses(command: &str) -> Result<(), String> {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let program = words.first().ok_or("empty command")?;
+    if !program.ends_with("mailsync") {
+        return Err(format!("not a mailsync command: {command:?}"));
+    }
+    mailsync::cli::command()
+        .try_get_matches_from(&words)
+        .map(|_| ())
+        .map_err(|e| format!("{command:?}: {e}"))
+}
+
+fn contrib(path: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib")
+            .join(path),
+    )
+}
+
+#[test]
+fn contrib_crontabs_are_valid_and_their_commands_parse() -> TestResult {
+    assert!(crontab_commands("61 * * * * mailsync sync\n").is_err());
+    assert!(crontab_commands("* * * * mailsync\n").is_err());
+    assert!(crontab_commands("*/0 * * * * mailsync sync\n").is_err());
+    assert!(crontab_commands("* * * * * date +%s\n").is_err());
+    assert!(mailsync_command_parses("mailsync sync --no-such-flag").is_err());
+    for file in [
+        "cron/mailsync-backup.crontab",
+        "node_exporter/mailsync.crontab",
+    ] {
+        let commands = crontab_commands(&contrib(file)?)?;
+        assert!(!commands.is_empty(), "{file}");
+        for command in commands {
+            mailsync_command_parses(&command)?;
+        }
+    }
+    Ok(())
+}
+
+/// `Key=Value` lines by section, after checking the unit file's structure.
+fn unit_sections(text: &str) -> Result<BTreeMap<String, Vec<(String, String)>>, String> {
+    let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut current = None;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            current = Some(name.to_string());
+            sections.entry(name.to_string()).or_default();
+            continue;
+        }
+        let section = current
+            .as_ref()
+            .ok_or(format!("{line:?} outside a section"))?;
+        let (key, value) = line
+            .split_once('=')
+            .ok_or(format!("not Key=Value: {line:?}"))?;
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(format!("bad key in {line:?}"));
+        }
+        if let Some(entries) = sections.get_mut(section) {
+            entries.push((key.to_string(), value.to_string()));
+        }
+    }
+    Ok(sections)
+}
+
+#[test]
+fn contrib_systemd_units_verify() -> TestResult {
+    let service = contrib("systemd/mailsync-backup@.service")?;
+    let timer = contrib("systemd/mailsync-backup@.timer")?;
+    let service_sections = unit_sections(&service)?;
+    let exec: Vec<&String> = service_sections["Service"]
+        .iter()
+        .filter(|(k, _)| k == "ExecStart")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(exec.len(), 1);
+    mailsync_command_parses(exec[0])?;
+    assert!(service_sections["Service"].contains(&("Type".into(), "oneshot".into())));
+    let timer_sections = unit_sections(&timer)?;
+    assert!(timer_sections["Timer"]
+        .iter()
+        .any(|(k, _)| k == "OnCalendar"));
+    assert!(timer_sections["Install"].contains(&("WantedBy".into(), "timers.target".into())));
+
+    // Where systemd is installed, its own checker has the last word. The unit
+    // names the installed binary; the one under test stands in for it.
+    let Ok(analyze) = which("systemd-analyze") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let binary = env!("CARGO_BIN_EXE_mailsync");
+    for (name, text) in [
+        (
+            "mailsync-backup@.service",
+            service.replace("/usr/local/bin/mailsync", binary),
+        ),
+        ("mailsync-backup@.timer", timer),
+    ] {
+        std::fs::write(dir.path().join(name), text)?;
+    }
+    let mut command = Command::new(analyze);
+    command
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("mailsync-backup@.service"))
+        .arg(dir.path().join("mailsync-backup@.timer"));
+    let run = run(command)?;
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("mailsync-backup"), "{}", run.stderr);
+    Ok(())
+}
+
+fn which(program: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").ok_or("no PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .ok_or(format!("{program} not found"))
+}
+
+/// The fenced blocks of one README section, as (info string, body).
+fn readme_blocks(readme: &str, heading: &str) -> Vec<(String, String)> {
+    let start = readme
+        .find(heading)
+        .map_or(readme.len(), |i| i + heading.len());
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if let Some(info) = line.strip_prefix("```").filter(|i| !i.is_empty()) {
+            let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+            blocks.push((info.to_string(), body.join("\n") + "\n"));
+        }
+    }
+    blocks
+}
+
+/// A JSON value's structure: object keys and array element shapes, with
+/// every scalar (null included) alike.
+fn shape(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            serde_json::Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.first().map(shape).into_iter().collect())
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// The README's "Backups from cron" and "Monitoring" examples, run as
+/// written against the sandbox. The only changes: the example server and
+/// login become the sandbox's (a host line gains port and CA file), and the
+/// node_exporter directory becomes a temporary one.
+#[test]
+fn readme_cron_and_monitoring_examples_run() -> TestResult {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))?;
+    let cron = readme_blocks(&readme, "\n## Backups from cron\n");
+    let monitoring = readme_blocks(&readme, "\n## Monitoring\n");
+    let shell_blocks =
+        |blocks: &[(String, String)]| blocks.iter().filter(|(i, _)| i == "sh").count();
+    assert!(shell_blocks(&cron) >= 2 && shell_blocks(&monitoring) >= 4);
+
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..3, 1_500);
+    deliver(&cli, "Archive", 10..12, 1_500);
+    let home = cli.home();
+    std::fs::create_dir_all(home.join(".config/mailsync"))?;
+    let password = cli.fixture.sandbox.password("alice").ok_or("no password")?;
+    // As the README asks: the password file, mode 600.
+    let password_file = home.join(".config/mailsync/backup.pw");
+    std::fs::write(&password_file, format!("{password}\n"))?;
+    std::fs::set_permissions(
+        &password_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let textfile_dir = cli.fixture.dir.path().join("textfile");
+    std::fs::create_dir_all(&textfile_dir)?;
+    let sandbox = &cli.fixture.sandbox;
+    let substitutions = [
+        (
+            "host = \"imap.example.org\"".to_string(),
+            format!(
+                "host = \"{}\"\nport = {}\nca_file = \"{}\"",
+                sandbox.host(),
+                sandbox.imaps_port(),
+                sandbox.ca_file().display()
+            ),
+        ),
+        ("me@example.org".to_string(), "alice".to_string()),
+        (
+            "/var/lib/prometheus/node-exporter".to_string(),
+            textfile_dir.to_string_lossy().into_owned(),
+        ),
+    ];
+    let binary_dir = Path::new(env!("CARGO_BIN_EXE_mailsync"))
+        .parent()
+        .ok_or("binary dir")?;
+    let path = std::env::join_paths(std::iter::once(binary_dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))?;
+    let run_script = |script: &str| -> std::io::Result<Run> {
+        let mut script = script.to_string();
+        for (from, to) in &substitutions {
+            script = script.replace(from.as_str(), to);
+        }
+        let mut command = cli.command_running("bash");
+        command
+            .env("PATH", &path)
+            .args(["-euo", "pipefail", "-c", &script]);
+        run(command)
+    };
+
+    let mut json_example = None;
+    for (info, body) in cron.iter().chain(&monitoring) {
+        match info.as_str() {
+            "sh" => {
+                let run = run_script(body)?;
+                assert_eq!(run.code, Some(0), "{body}\n{}", run.stderr);
+                assert_eq!(run.stderr, "", "{body}");
+            }
+            "crontab" => {
+                for command in crontab_commands(body)? {
+                    mailsync_command_parses(&command)?;
+                    let run = run_script(&command)?;
+                    assert_eq!(
+                        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+                        (Some(0), "", ""),
+                        "{command}"
+                    );
+                }
+            }
+            "json" => json_example = Some(serde_json::from_str::<serde_json::Value>(body)?),
+            other => return Err(format!("README block of unknown kind {other:?}").into()),
+        }
+    }
+
+    // The examples did their job: mail in the backup, a textfile for the collector.
+    let mut backed_up = 0;
+    for sub in ["cur", "new"] {
+        backed_up += std::fs::read_dir(home.join("Backup/mail").join(sub))?.count();
+    }
+    assert_eq!(backed_up, 3);
+    let prom = std::fs::read_to_string(textfile_dir.join("mailsync.prom"))?;
+    let samples = parse_prometheus(&prom)?;
+    let inbox = [("account", "backup"), ("folder", "INBOX")];
+    assert_eq!(
+        sample_value(&samples, "mailsync_server_messages", &inbox),
+        Some(3.0)
+    );
+
+    // The documented JSON shape is the real one.
+    let example = json_example.ok_or("no JSON example in Monitoring")?;
+    let script = "mailsync count --offline --format json backup";
+    let real: serde_json::Value = serde_json::from_str(&run_script(script)?.stdout)?;
+    assert_eq!(shape(&example), shape(&real));
     Ok(())
 }
