@@ -57,6 +57,11 @@ pub struct ImapConfig {
 /// or zero `batch_bytes` cannot turn a message into millions of round trips.
 const MIN_BATCH_BYTES: u64 = 4096;
 
+/// Largest single UID FETCH response, whatever the batch budget: the imap
+/// crate buffers a whole response, so this, not the engine's batch, sets the
+/// peak memory of a download. Four MiB still means few round trips.
+const MAX_FETCH_BYTES: u64 = 4 << 20;
+
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
 
@@ -932,7 +937,7 @@ impl Store for ImapStore {
             .iter()
             .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
             .collect();
-        let budget = self.batch_bytes.max(MIN_BATCH_BYTES);
+        let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, MAX_FETCH_BYTES);
         for batch in plan_body_batches(&items, budget) {
             match batch {
                 BodyBatch::Whole(uids) => self.fetch_whole(&uids, sink)?,
