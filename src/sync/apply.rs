@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 /// Keeps one batch's transaction and UID sets small even for tiny messages.
 const MAX_BATCH_MESSAGES: usize = 2000;
+/// Most bytes staged on the target before `flush_appends`: an IMAP target holds
+/// staged bodies in memory, so this bounds memory below the batch budget.
+const MAX_STAGED_BYTES: u64 = 8 << 20;
 
 struct CopyItem {
     source: MsgKey,
@@ -279,7 +282,7 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
-        let budget = self.options.batch_bytes.max(1);
+        let flush_at = self.options.batch_bytes.clamp(1, MAX_STAGED_BYTES);
 
         // 1. intent
         let mut intent_of: HashMap<MsgKey, (i64, usize)> = HashMap::new();
@@ -322,7 +325,7 @@ impl Engine<'_> {
                 staged_bytes += body.len() as u64;
                 copied_bytes += body.len() as u64;
                 observer.copied(folder, 1, body.len() as u64);
-                if staged_bytes >= budget {
+                if staged_bytes >= flush_at {
                     keys.extend(target.flush_appends()?);
                     staged_bytes = 0;
                 }
