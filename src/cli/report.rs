@@ -152,6 +152,8 @@ struct JsonFolder<'a> {
     duration_seconds: f64,
     skipped: Vec<JsonSkipped<'a>>,
     notes: &'a [String],
+    /// The planned actions, one line each (a dry run's output).
+    plan: &'a [String],
 }
 
 #[derive(Serialize)]
@@ -197,6 +199,7 @@ fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
             .map(|(message, reason)| JsonSkipped { message, reason })
             .collect(),
         notes: &folder.notes,
+        plan: &folder.plan,
     }
 }
 
@@ -374,6 +377,7 @@ mod tests {
         };
         inbox.skipped.push(("7".into(), "too large".into()));
         inbox.duration = Duration::from_millis(1500);
+        inbox.plan.push("fetch   far:7 -> near".into());
         let mut spam = FolderReport::new(FolderName::parse("Spam \"x\"").expect("name"));
         spam.outcome = Outcome::SafetyStop("brake".into());
         let mut report = AccountReport::new("work");
@@ -418,6 +422,7 @@ mod tests {
         assert_eq!(inbox["duration_seconds"], 1.5);
         assert_eq!(inbox["skipped"][0]["message"], "7");
         assert_eq!(inbox["skipped"][0]["reason"], "too large");
+        assert_eq!(inbox["plan"], serde_json::json!(["fetch   far:7 -> near"]));
         assert_eq!(work["folders"][1]["outcome"], "safety-stop");
         assert_eq!(work["folders"][1]["error"], "brake");
         let home = &value["accounts"][1];

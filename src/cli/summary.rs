@@ -28,8 +28,15 @@ pub fn describe_counts(counts: &Counts) -> Option<String> {
 }
 
 /// Prints one account's report. `prefix_account` is set when several accounts
-/// run, so that every line says which one it is about.
-pub fn print_report(ui: &Ui, report: &AccountReport, prefix_account: bool, dry_run: bool) {
+/// run, so that every line says which one it is about. A dry run's plan goes to
+/// stdout unless `plan_elsewhere` (a machine-readable report there carries it).
+pub fn print_report(
+    ui: &Ui,
+    report: &AccountReport,
+    prefix_account: bool,
+    dry_run: bool,
+    plan_elsewhere: bool,
+) {
     let prefix = if prefix_account {
         format!("{}: ", report.account)
     } else {
@@ -37,7 +44,7 @@ pub fn print_report(ui: &Ui, report: &AccountReport, prefix_account: bool, dry_r
     };
     for folder in &report.folders {
         let name = &folder.folder;
-        if dry_run && !folder.plan.is_empty() {
+        if dry_run && !plan_elsewhere && !folder.plan.is_empty() {
             ui.out(&format!("{prefix}{name}:"));
             for line in &folder.plan {
                 ui.out(&format!("  {line}"));

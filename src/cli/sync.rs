@@ -46,12 +46,14 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         }
     };
     let several = accounts.len() > 1;
+    // stdout holds one document: a report there carries the dry-run plan.
+    let report_on_stdout = args.report.is_some() && args.report_file.is_none();
     let mut status = ExitStatus::Ok;
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
         match sync_one(ui, account, &args, crash_after_steps) {
             Ok(report) => {
-                print_report(ui, &report, several, args.dry_run);
+                print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 status = status.worst(report.exit_status());
                 results.push(RunResult::Synced(report));
             }

@@ -855,3 +855,25 @@ fn readme_cron_and_monitoring_examples_run() -> TestResult {
     assert_eq!(shape(&example), shape(&real));
     Ok(())
 }
+
+#[test]
+fn a_dry_run_report_on_stdout_is_one_json_document_with_the_plan() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..2, 1_500);
+    let run = cli.run(&["sync", "--dry-run", "--report", "json"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let value: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(value["dry_run"], true);
+    let inbox = &value["accounts"][0]["folders"][0];
+    assert_eq!(inbox["name"], "INBOX");
+    let plan = inbox["plan"].as_array().ok_or("no plan")?;
+    assert_eq!(
+        plan.iter()
+            .filter(|line| line.as_str().is_some_and(|l| l.starts_with("fetch")))
+            .count(),
+        2
+    );
+    assert_eq!(inbox["fetched"], 0);
+    assert!(cli.local_files("").map_or(true, |files| files.is_empty()));
+    Ok(())
+}
