@@ -563,18 +563,31 @@ impl<'a> Engine<'a> {
                 .plan
                 .push(format!("create  folder on {}", action::side_name(side)));
             if dry_run {
-                // Nothing to list on a side that does not exist yet.
+                // Nothing to list on a side that does not exist yet: plan
+                // against an empty listing, so that the lines say what a real
+                // run would do (deletions after download included).
                 let other = self.store(side.other());
                 other.select(name)?;
                 let listing = other.list_messages()?;
-                for m in listing {
-                    report.plan.push(format!(
-                        "{:<7} {}:{} -> {}",
-                        if side == Side::Near { "fetch" } else { "push" },
-                        action::side_name(side.other()),
-                        m.key,
-                        action::side_name(side)
-                    ));
+                let (far, near) = match side {
+                    Side::Near => (listing, Vec::new()),
+                    Side::Far => (Vec::new(), listing),
+                };
+                let input = plan::PlanInput {
+                    far: &far,
+                    near: &near,
+                    records: &[],
+                    identities: &HashMap::new(),
+                    pairing: true,
+                    far_caps: self.far.caps(),
+                    near_caps: self.near.caps(),
+                    now: self.options.now,
+                };
+                // Without records there is nothing the brake could stop.
+                if let Ok(planned) = plan::plan(&input, self.policy) {
+                    report.skipped.extend(planned.skipped.iter().cloned());
+                    report.plan.extend(planned.lines());
+                    report.count_planned(&planned.actions);
                 }
                 return Ok(());
             }

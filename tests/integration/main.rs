@@ -2,6 +2,7 @@
 //! instances started by `mailsync::sandbox`, or against the built CLI.
 mod cli;
 mod count;
+mod download_delete;
 mod imap_store;
 mod pop3_store;
 mod reports;

@@ -21,7 +21,7 @@ fn start() -> Sandbox {
     }
 }
 
-fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
+pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
     let port = match tls {
         TlsMode::Implicit => sandbox.pop3s_port(),
         TlsMode::Starttls | TlsMode::None => sandbox.pop3_port(),
