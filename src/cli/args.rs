@@ -3,6 +3,7 @@
 //! minus the hidden test and maintenance switches (clap_complete would otherwise
 //! list hidden items).
 
+use super::migrate::{MigrateArgs, MigrateCommand, MIGRATE_ABOUT, MIGRATE_LONG_ABOUT};
 use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
 use clap::{ArgAction, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
 use std::path::PathBuf;
@@ -201,6 +202,8 @@ pub enum Command {
     Sync(Box<SyncCommand>),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(Box<CountArgs>),
+    #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
+    Migrate(Box<MigrateCommand>),
     /// Write the man pages and shell completions below DIR.
     #[command(hide = true)]
     GenerateDocs(DocsArgs),
@@ -214,6 +217,8 @@ enum DocumentedCommand {
     Sync(SyncArgs),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(CountArgs),
+    #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -5,6 +5,7 @@
 pub mod args;
 mod count;
 mod docs;
+mod migrate;
 mod output;
 mod progress;
 mod prometheus;
@@ -29,6 +30,7 @@ pub fn run(args: Args) -> ExitStatus {
     match args.command {
         Command::Sync(command) => sync::run(&ui, &args.global, *command),
         Command::Count(count) => count::run(&ui, &args.global, &count),
+        Command::Migrate(command) => migrate::run(&ui, &args.global, *command),
         Command::GenerateDocs(docs) => match docs::generate(&docs.out) {
             Ok(()) => ExitStatus::Ok,
             Err(error) => {

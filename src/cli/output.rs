@@ -88,6 +88,11 @@ impl Ui {
         })
     }
 
+    /// `--quiet` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// Progress bars are drawn (stderr is a terminal and not `--quiet`).
     pub fn bars(&self) -> Option<&MultiProgress> {
         self.bars.then_some(&self.multi)
@@ -225,6 +230,40 @@ fn open_log(path: &Path) -> std::io::Result<File> {
                 format!("cannot open log file {}: {e}", path.display()),
             )
         })
+}
+
+/// Rows as columns two spaces apart, widths by characters (folder names are
+/// often not ASCII). Column `c` is left-aligned when `left[c]` is true, else
+/// right-aligned (numbers); trailing blanks are trimmed.
+pub fn aligned(rows: &[Vec<String>], left: &[bool]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| {
+                let pad = " ".repeat(widths[c] - cell.chars().count());
+                if left.get(c).copied().unwrap_or(false) {
+                    format!("{cell}{pad}")
+                } else {
+                    format!("{pad}{cell}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// "2.3 MB": decimal units, one decimal place, as file managers show sizes.

@@ -24,7 +24,7 @@ impl<'a> RunObserver<'a> {
     pub fn new(ui: &'a Ui, account: &'a str) -> RunObserver<'a> {
         let style = ui.bars().and_then(|_| {
             ProgressStyle::with_template(
-                "{prefix:>16} [{bar:24}] {msg} {decimal_bytes}/{decimal_total_bytes} ({eta})",
+                "{prefix:>16} [{bar:24}] {msg} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ({eta})",
             )
             .ok()
             .map(|s| s.progress_chars("=> "))

@@ -4,9 +4,9 @@
 //! one UID STORE per keyword over every message that lacks it.
 
 use crate::model::{FolderName, MsgKey};
-use crate::state::StateDb;
+use crate::state::{StateDb, StateError};
 use crate::store::imap::ImapStore;
-use crate::store::{Scope, Store};
+use crate::store::{Scope, Store, StoreError};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the keyword pass did in one folder.
@@ -29,8 +29,37 @@ impl Outcome {
     }
 }
 
+/// Why the keyword pass stopped in a folder.
+#[derive(Debug)]
+pub enum Failure {
+    Store(StoreError),
+    State(StateError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Store(e) => e.fmt(f),
+            Failure::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        Failure::State(e)
+    }
+}
+
 /// Adds the source's keywords to the destination copies recorded in the state
-/// (only records first seen at or after `since`, when given).
+/// (only records first seen at or after `since`, when given). A keyword the
+/// destination refuses is noted in the outcome; other errors end the folder.
 pub fn align(
     source: &mut ImapStore,
     dest: &mut ImapStore,
@@ -38,37 +67,21 @@ pub fn align(
     target: &FolderName,
     state: &StateDb,
     since: Option<i64>,
-) -> Outcome {
-    match try_align(source, dest, folder, target, state, since) {
-        Ok(outcome) => outcome,
-        Err(error) => Outcome::failed(error),
-    }
-}
-
-fn try_align(
-    source: &mut ImapStore,
-    dest: &mut ImapStore,
-    folder: &FolderName,
-    target: &FolderName,
-    state: &StateDb,
-    since: Option<i64>,
-) -> Result<Outcome, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
-    source.select(folder).map_err(|e| text(&e))?;
-    let source_keywords = source.keywords().map_err(|e| text(&e))?;
+) -> Result<Outcome, Failure> {
+    source.select(folder)?;
+    let source_keywords = source.keywords()?;
     let mut outcome = Outcome::default();
     if source_keywords.iter().all(|(_, k)| k.is_empty()) {
         return Ok(outcome);
     }
-    let records = state.records(folder).map_err(|e| text(&e))?;
+    let records = state.records(folder)?;
     let copy_of: HashMap<&MsgKey, &MsgKey> = records
         .iter()
         .filter(|r| since.is_none_or(|t| r.first_seen >= t))
         .filter_map(|r| Some((r.far.as_ref()?, r.near.as_ref()?)))
         .collect();
-    dest.select(target).map_err(|e| text(&e))?;
-    let dest_keywords: HashMap<MsgKey, Vec<String>> =
-        dest.keywords().map_err(|e| text(&e))?.into_iter().collect();
+    dest.select(target)?;
+    let dest_keywords: HashMap<MsgKey, Vec<String>> = dest.keywords()?.into_iter().collect();
 
     let mut missing: BTreeMap<&str, Vec<MsgKey>> = BTreeMap::new();
     for (key, keywords) in &source_keywords {
@@ -92,7 +105,7 @@ fn try_align(
             Err(e) if e.scope() != Scope::Account => {
                 outcome.refused.push(format!("keyword `{keyword}`: {e}"))
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(outcome)

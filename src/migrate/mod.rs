@@ -26,7 +26,7 @@ pub mod report;
 use crate::model::FolderName;
 use crate::state::{StateDb, StateError};
 use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
-use crate::store::{FolderInfo, FolderList, Store, StoreError};
+use crate::store::{FolderInfo, FolderList, Scope, Store, StoreError};
 use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
 use crate::sync::{
     exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
@@ -35,7 +35,7 @@ use crate::sync::{
 use mapped::MappedStore;
 use mapping::{FolderMap, FolderRules, Namespace, Reason};
 use report::MigrationReport;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What the user chose for a migration.
@@ -144,7 +144,7 @@ pub struct Migration {
     name: String,
     source_config: ImapConfig,
     dest_config: ImapConfig,
-    /// The connections `prepare` opened; the run's first worker uses them.
+    /// The connections `prepare` opened, kept for the keyword pass.
     pair: Option<(ImapStore, ImapStore)>,
     map: Arc<FolderMap>,
     sources: Arc<Vec<FolderName>>,
@@ -170,8 +170,8 @@ impl Migration {
         let dest_err = |e| StartError::store("destination", dest_config, e);
         let mut source = ImapStore::connect(source_config).map_err(source_err)?;
         let mut dest = ImapStore::connect(dest_config).map_err(dest_err)?;
-        let source_namespace = namespace_of(&mut source).map_err(source_err)?;
-        let dest_namespace = namespace_of(&mut dest).map_err(dest_err)?;
+        let source_namespace = namespace_of(source_config, &mut source).map_err(source_err)?;
+        let dest_namespace = namespace_of(dest_config, &mut dest).map_err(dest_err)?;
 
         // One LIST-STATUS where the server has it: names, roles and counts.
         let statuses = source.status_all(&|_| true).map_err(source_err)?;
@@ -287,26 +287,17 @@ impl Migration {
     }
 
     /// One engine run over every selected folder, on up to `jobs` connection
-    /// pairs (the first being the one `prepare` opened, if still unused).
+    /// pairs of its own. The pair `prepare` opened stays aside for keywords.
     fn pass(
-        &mut self,
+        &self,
         state: &mut StateDb,
         policy: &Policy,
         run_options: &RunOptions,
         observer: &mut (dyn Observer + Send),
     ) -> AccountReport {
-        let prepared = Mutex::new(self.pair.take());
-        let (source_config, dest_config) = (&self.source_config, &self.dest_config);
         let (map, sources) = (&self.map, &self.sources);
         let connect = || -> Result<StorePair, StoreError> {
-            let reuse = prepared.lock().unwrap_or_else(|e| e.into_inner()).take();
-            let (source, dest) = match reuse {
-                Some(pair) => pair,
-                None => (
-                    ImapStore::connect(source_config)?,
-                    ImapStore::connect(dest_config)?,
-                ),
-            };
+            let (source, dest) = self.connect_pair()?;
             let dest = MappedStore::new(dest, Arc::clone(map), Arc::clone(sources));
             Ok((Box::new(source), Box::new(dest)))
         };
@@ -321,21 +312,25 @@ impl Migration {
         )
     }
 
+    fn connect_pair(&self) -> Result<(ImapStore, ImapStore), StoreError> {
+        Ok((
+            ImapStore::connect(&self.source_config)?,
+            ImapStore::connect(&self.dest_config)?,
+        ))
+    }
+
     /// Copies keywords to the destination, after the engine (whose flag model
     /// has none): for every migrated message with `sync_flags`, else for those
-    /// first recorded in this run.
+    /// first recorded in this run. Uses the pair `prepare` opened, idle since;
+    /// a server that dropped it meanwhile gets one new connection.
     fn align_keywords(
-        &self,
+        &mut self,
         account: &AccountReport,
         state: &StateDb,
         now: i64,
     ) -> Vec<(FolderName, keywords::Outcome)> {
-        let connect = || -> Result<(ImapStore, ImapStore), String> {
-            let source = ImapStore::connect(&self.source_config).map_err(|e| e.to_string())?;
-            let dest = ImapStore::connect(&self.dest_config).map_err(|e| e.to_string())?;
-            Ok((source, dest))
-        };
-        let mut pair = None;
+        let mut pair = self.pair.take();
+        let mut reconnected = false;
         let mut out = Vec::new();
         let since = (!self.options.sync_flags).then_some(now);
         for folder in &self.folders {
@@ -349,19 +344,25 @@ impl Migration {
             if failed {
                 continue;
             }
-            if pair.is_none() {
-                match connect() {
-                    Ok(p) => pair = Some(p),
-                    Err(e) => {
-                        out.push((folder.source.clone(), keywords::Outcome::failed(e)));
-                        break;
+            let outcome = loop {
+                let (source, dest) = match pair.as_mut() {
+                    Some(pair) => pair,
+                    None => match self.connect_pair() {
+                        Ok(fresh) => pair.insert(fresh),
+                        Err(e) => break keywords::Outcome::failed(e.to_string()),
+                    },
+                };
+                match keywords::align(source, dest, &folder.source, target, state, since) {
+                    Ok(outcome) => break outcome,
+                    Err(keywords::Failure::Store(e))
+                        if e.scope() == Scope::Account && !reconnected =>
+                    {
+                        reconnected = true;
+                        pair = None;
                     }
+                    Err(e) => break keywords::Outcome::failed(e.to_string()),
                 }
-            }
-            let Some((source, dest)) = pair.as_mut() else {
-                break;
             };
-            let outcome = keywords::align(source, dest, &folder.source, target, state, since);
             out.push((folder.source.clone(), outcome));
         }
         if let Some((mut source, mut dest)) = pair {
@@ -450,8 +451,13 @@ pub fn migrate(
 
 /// The server's personal namespace as a folder-name prefix; the LIST delimiter
 /// where the server has no NAMESPACE.
-fn namespace_of(store: &mut ImapStore) -> Result<Namespace, StoreError> {
-    Ok(match store.personal_namespace()? {
+fn namespace_of(config: &ImapConfig, store: &mut ImapStore) -> Result<Namespace, StoreError> {
+    let announced = if store.server_caps().has("NAMESPACE") {
+        ImapStore::personal_namespace(config)?
+    } else {
+        None
+    };
+    Ok(match announced {
         Some(PersonalNamespace { prefix, delimiter }) => Namespace {
             prefix: prefix_name(&prefix, delimiter),
             delimiter,

@@ -56,7 +56,8 @@ pub struct Rejected {
 }
 
 impl FolderRow {
-    fn new(planned: &PlannedFolder) -> FolderRow {
+    /// A row with nothing done yet.
+    pub fn new(planned: &PlannedFolder) -> FolderRow {
         let (destination, rule) = match &planned.target {
             Ok((name, reason)) => (Some(name.to_string()), Some(rule_name(*reason))),
             Err(_) => (None, None),

@@ -5,7 +5,7 @@
 use imap_proto::{AttributeValue, Response, ResponseCode, UidSetMember};
 
 use super::wire::{format_internal_date, parse_responses, quote, uid_sets};
-use super::{fetched, utf7, ImapStore, Staged, LITERAL_MINUS_MAX};
+use super::{fetched, login, utf7, ImapConfig, ImapStore, Staged, LITERAL_MINUS_MAX};
 use crate::model::{Flags, MsgKey};
 use crate::store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -25,25 +25,25 @@ pub struct PersonalNamespace {
 }
 
 impl ImapStore {
-    /// The first personal namespace; `None` when the server has no NAMESPACE
-    /// command, announces no personal namespace, or answers in a form we do not
-    /// read (a literal), in which case folder names are taken as they come.
-    pub fn personal_namespace(&mut self) -> StoreResult<Option<PersonalNamespace>> {
-        if !self.server.has("NAMESPACE") {
+    /// The first personal namespace of the account `config` logs in to, asked
+    /// on a short connection of its own (see `login::namespace_lines`), for a
+    /// server that announces NAMESPACE after login. `None` when it announces no
+    /// personal namespace, answers in a form we do not read (a literal), or
+    /// cannot be logged in to without the crate; folder names are then taken
+    /// as they come.
+    pub fn personal_namespace(config: &ImapConfig) -> StoreResult<Option<PersonalNamespace>> {
+        let address = config.server.address();
+        let Some(lines) = login::namespace_lines(config)? else {
             return Ok(None);
-        }
-        let data = self
-            .run("NAMESPACE", "NAMESPACE")
-            .map_err(|f| f.in_session(&self.address, "NAMESPACE"))?;
-        let text = String::from_utf8_lossy(&data);
-        let Some((prefix, delimiter)) = text.lines().find_map(parse_namespace_line) else {
+        };
+        let Some((prefix, delimiter)) = lines
+            .iter()
+            .find_map(|line| parse_namespace_line(&String::from_utf8_lossy(line)))
+        else {
             return Ok(None);
         };
         let prefix = utf7::decode(&prefix).map_err(|e| {
-            StoreError::Protocol(format!(
-                "{}: NAMESPACE prefix `{prefix}`: {e}",
-                self.address
-            ))
+            StoreError::Protocol(format!("{address}: NAMESPACE prefix `{prefix}`: {e}"))
         })?;
         Ok(Some(PersonalNamespace { prefix, delimiter }))
     }

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 
 use imap_proto::{Capability, Response, ResponseCode, Status};
 
+use super::wire::quote;
 use super::{crate_failure, ImapConfig};
 use crate::store::net::{self, Connection, TlsMode};
 use crate::store::{StoreError, StoreResult};
@@ -167,16 +168,25 @@ impl<'a> PreAuth<'a> {
 
     /// Runs one command and returns its untagged lines and tagged status.
     fn command(&mut self, command: &str) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
+        self.exchange(command, command)
+    }
+
+    /// `command`, named `label` in messages (a login command holds the secret).
+    fn exchange(
+        &mut self,
+        command: &str,
+        label: &str,
+    ) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
         self.tag += 1;
         let tag = format!("m{}", self.tag);
         let stream = self.reader.get_mut();
         stream
             .write_all(format!("{tag} {command}\r\n").as_bytes())
             .and_then(|()| stream.flush())
-            .map_err(|e| net::io_failure(self.address, command, &e))?;
+            .map_err(|e| net::io_failure(self.address, label, &e))?;
         let mut untagged = Vec::new();
         loop {
-            let line = self.read_line(command)?;
+            let line = self.read_line(label)?;
             let parsed = imap_proto::parser::parse_response(&line);
             match parsed {
                 Ok((
@@ -200,13 +210,13 @@ impl<'a> PreAuth<'a> {
                     },
                 )) => {
                     return Err(StoreError::Connection(format!(
-                        "{} closed the connection during {command}: {}",
+                        "{} closed the connection during {label}: {}",
                         self.address,
                         information.as_deref().unwrap_or("no reason given")
                     )))
                 }
                 Ok((_, Response::Done { .. })) | Ok((_, Response::Continue { .. })) => {
-                    return Err(self.unexpected(command, &line))
+                    return Err(self.unexpected(label, &line))
                 }
                 _ => untagged.push(line),
             }
@@ -268,8 +278,51 @@ impl imap::Authenticator for PlainAuth<'_> {
 /// afterwards: the list changes with login.
 pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
     let address = cfg.server.address();
+    let (link, caps) = secured(cfg, &address)?;
+    let conn = link.into_connection()?;
+    authenticate(imap::Client::new(conn), &caps, cfg, &address)
+}
+
+/// The untagged lines of a NAMESPACE response, asked on a connection of its
+/// own that we log in to ourselves: the crate's parser (imap-proto 0.16) does
+/// not know NAMESPACE responses and drops the session on one. `None` when this
+/// login is not possible without the crate (PLAIN needs SASL-IR here, LOGIN a
+/// quotable password).
+pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
+    use base64::Engine as _;
+    let address = cfg.server.address();
+    let (mut link, caps) = secured(cfg, &address)?;
+    let (user, password) = (cfg.user.as_str(), cfg.password.0.as_str());
+    let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let login = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        format!("AUTHENTICATE PLAIN {token}")
+    } else if !caps.has("LOGINDISABLED") && quotable(user) && quotable(password) {
+        format!("LOGIN {} {}", quote(user), quote(password))
+    } else {
+        return Ok(None);
+    };
+    let (_, status, text) = link.exchange(&login, "login")?;
+    if status != Status::Ok {
+        return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
+    }
+    let (lines, status, text) = link.command("NAMESPACE")?;
+    // The answer is in; a failed goodbye loses nothing.
+    let _ = link.command("LOGOUT");
+    if status != Status::Ok {
+        return Err(StoreError::Protocol(format!(
+            "{address}: NAMESPACE failed: {text}"
+        )));
+    }
+    Ok(Some(lines))
+}
+
+/// Connects, secures the connection as configured, and reads the capabilities
+/// over the secured connection.
+fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps)> {
     let conn = net::connect(&cfg.server)?;
-    let mut link = PreAuth::new(conn, &address, 0);
+    let mut link = PreAuth::new(conn, address, 0);
     let preauth = link.greeting()?;
     if cfg.server.tls == TlsMode::Starttls {
         if preauth {
@@ -294,7 +347,7 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
         }
         let tag = link.tag;
         let secured = net::start_tls(link.reader, &cfg.server)?;
-        link = PreAuth::new(secured, &address, tag);
+        link = PreAuth::new(secured, address, tag);
     } else if preauth {
         return Err(StoreError::Unsupported(format!(
             "{address} greeted with PREAUTH (already authenticated); this client \
@@ -303,8 +356,7 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
     }
     // Capabilities seen before STARTTLS are untrusted (RFC 3501 6.2.1): ask again.
     let caps = link.capabilities()?;
-    let conn = link.into_connection()?;
-    authenticate(imap::Client::new(conn), &caps, cfg, &address)
+    Ok((link, caps))
 }
 
 fn authenticate(
