@@ -77,6 +77,9 @@ struct JsonRun<'a> {
     dry_run: bool,
     started: String,
     duration_seconds: f64,
+    /// Bytes received from all servers during the run (protocol included):
+    /// shows that a change-only resync costs the same at any mailbox size.
+    bytes_received: u64,
     totals: JsonCounts,
     accounts: Vec<JsonAccount<'a>>,
 }
@@ -244,6 +247,7 @@ fn json(
             .to_std()
             .unwrap_or_default()
             .as_secs_f64(),
+        bytes_received: crate::store::net::bytes_received(),
         totals: JsonCounts::of(results.iter().flat_map(RunResult::folders)),
         accounts,
     };
