@@ -873,3 +873,69 @@ fn pop3_without_uidl_refuses_keep_days_and_still_downloads_and_deletes() {
         vec![message.as_bytes().to_vec()]
     );
 }
+
+/// Two messages share a UIDL: everything is downloaded once, nothing is
+/// deleted in that run, and both facts are reported (exit status 1).
+#[test]
+fn duplicate_uidls_disable_deletion_for_the_run_and_are_reported() {
+    let bodies = [
+        "Subject: one\r\nMessage-ID: <one@example.org>\r\n\r\nfirst\r\n",
+        "Subject: two\r\nMessage-ID: <two@example.org>\r\n\r\nsecond\r\n",
+        "Subject: three\r\nMessage-ID: <three@example.org>\r\n\r\nthird\r\n",
+    ];
+    let serve = move |command: &str| -> String {
+        let mut words = command.split(' ');
+        let verb = words.next().unwrap_or_default();
+        let number: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        match verb {
+            "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string(),
+            "USER" | "PASS" | "RSET" | "QUIT" => "+OK\r\n".to_string(),
+            "STAT" => format!(
+                "+OK 3 {}\r\n",
+                bodies.iter().map(|b| b.len()).sum::<usize>()
+            ),
+            "LIST" => format!(
+                "+OK\r\n1 {}\r\n2 {}\r\n3 {}\r\n.\r\n",
+                bodies[0].len(),
+                bodies[1].len(),
+                bodies[2].len()
+            ),
+            "UIDL" => "+OK\r\n1 same\r\n2 other\r\n3 same\r\n.\r\n".to_string(),
+            "RETR" if (1..=3).contains(&number) => format!("+OK\r\n{}.\r\n", bodies[number - 1]),
+            _ => "-ERR not here\r\n".to_string(),
+        }
+    };
+    let fx = fixture();
+    let (port, server) = scripted_pop3(serve);
+    let config = write_config(&fx, "pop3", "none", port, "allow_plaintext = true\n");
+    let run = mailsync(
+        fx.dir.path(),
+        "pw",
+        &["-v", "--config", &config.to_string_lossy(), "sync"],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("have the same unique-id `same`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("not removed from the server"),
+        "{}",
+        run.stderr
+    );
+    let received = server.join().expect("server");
+    assert!(
+        !received.iter().any(|c| c.starts_with("DELE")),
+        "{received:?}"
+    );
+    // The message whose UIDL is ambiguous (number 3) is left alone; the
+    // others are downloaded once.
+    assert_eq!(
+        local_bodies(&fx, "INBOX"),
+        sorted(vec![
+            bodies[0].as_bytes().to_vec(),
+            bodies[1].as_bytes().to_vec()
+        ])
+    );
+}
