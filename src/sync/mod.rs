@@ -745,7 +745,15 @@ impl<'a> Engine<'a> {
                 near_validity: Some(near_status.validity),
                 far_uidnext: far_status.uidnext,
                 far_highest_modseq: far_status.highest_modseq.filter(|_| keep_modseq),
-                far_messages: Some(far_status.messages),
+                // What the far folder holds after this run's own changes, so
+                // that offline counts are right; a skip still needs UIDNEXT and
+                // the mod-sequence to match, which our changes move on.
+                far_messages: Some(
+                    (u64::from(far_status.messages) + report.counts.pushed)
+                        .saturating_sub(report.counts.deleted_far)
+                        .try_into()
+                        .unwrap_or(u32::MAX),
+                ),
                 last_sync: Some(self.options.now),
             },
         )?;
