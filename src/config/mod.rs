@@ -552,6 +552,15 @@ fn build_policy(s: &mut Settings<'_>, protocol: Protocol) -> Result<Policy, Conf
     } else {
         s.integer("keep_on_server_days", 0..=i64::from(u32::MAX - 1))?
     };
+    if keep_on_server_days.is_some() && !download_delete {
+        // Two-way sync keeps everything on the server anyway; a user who sets
+        // this most likely forgot the mode, and should hear so.
+        return Err(s.invalid_with_hint(
+            "keep_on_server_days",
+            "keeping messages on the server for a while is only for mode = \"download-delete\"",
+            "add mode = \"download-delete\" (or --download-delete for one run)",
+        ));
+    }
     let max_message_size = s.size("max_message_size")?;
     let oversize = s
         .choice(

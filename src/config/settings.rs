@@ -42,7 +42,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("oversize", "\"skip\" (default: leave it on the server and report it, exit status 1) or \"delete\" (download-delete only: delete it on the server unread, and report it)"),
     ("keep_on_server_days", "download-delete: keep messages on the server this many days after the first download, or \"forever\" (download only); default: delete at once"),
     ("move_to", "download-delete: move downloaded messages to this server folder instead of deleting them (created if missing, never synced down)"),
-    ("max_messages_per_run", "most messages downloaded per folder in one run; default no limit"),
+    ("max_messages_per_run", "most messages copied (downloaded) per folder in one run; default no limit"),
     ("timeout_seconds", "network timeout; default 60"),
 ];
 

@@ -101,6 +101,9 @@ brake_min = 2
 batch_bytes = "500k"
 max_message_size = "20MB"
 keep_on_server_days = 7
+oversize = "skip"
+move_to = "Fetched"
+max_messages_per_run = 9
 timeout_seconds = 5
 "#,
     )?;
@@ -135,6 +138,9 @@ timeout_seconds = 5
         }
     );
     assert_eq!(p.keep_on_server_days, Some(7));
+    assert_eq!(p.oversize, Oversize::Skip);
+    assert_eq!(p.move_to, FolderName::parse("Fetched").ok());
+    assert_eq!(account.max_messages, Some(9));
     assert_eq!(p.max_message_size, Some(20_000_000));
     assert_eq!(account.batch_bytes, 500 * 1024);
     Ok(())
@@ -462,6 +468,10 @@ fn destructive_download_delete_settings_need_that_mode() {
             "key `move_to`: `a//b`",
         ),
         ("max_messages_per_run = 0\n", "key `max_messages_per_run`: 0 is out of range"),
+        (
+            "keep_on_server_days = 3\n",
+            "key `keep_on_server_days`: keeping messages on the server for a while is only",
+        ),
     ] {
         let message = parse_err(&format!("{MINIMAL}{extra}"));
         assert!(message.contains(expected), "{extra}: {message}");
@@ -471,6 +481,7 @@ fn destructive_download_delete_settings_need_that_mode() {
 #[test]
 fn run_flags_for_download_delete_are_named_in_errors() {
     let mut flags = Overrides::default();
+    flags.set("mode", "download-delete");
     flags.set("keep_on_server_days", -1);
     let message = Config::parse(Path::new("c.toml"), MINIMAL, &dirs(), &flags)
         .err()
@@ -484,7 +495,9 @@ fn run_flags_for_download_delete_are_named_in_errors() {
 
 #[test]
 fn keep_on_server_days_accepts_forever() -> Result<(), ConfigError> {
-    let config = parse(&format!("{MINIMAL}keep_on_server_days = \"forever\"\n"))?;
+    let config = parse(&format!(
+        "{MINIMAL}mode = \"download-delete\"\nkeep_on_server_days = \"forever\"\n"
+    ))?;
     assert_eq!(
         config.accounts[0].policy.keep_on_server_days,
         Some(u32::MAX)

@@ -939,3 +939,37 @@ fn duplicate_uidls_disable_deletion_for_the_run_and_are_reported() {
         ])
     );
 }
+
+#[test]
+fn cli_keep_days_flag_overrides_the_account_for_one_run() {
+    let fx = fixture();
+    let password = fx.sandbox.password(fx.user).expect("password").to_string();
+    let bodies: Vec<Vec<u8>> = (1..=2).map(message).collect();
+    for body in &bodies {
+        fx.save("INBOX", body);
+    }
+    let config = write_config(&fx, "imap", "implicit", fx.sandbox.imaps_port(), "");
+    let config = config.to_string_lossy();
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["--config", &*config, "sync", "--download-delete"];
+        args.extend_from_slice(extra);
+        mailsync(fx.dir.path(), &password, &args)
+    };
+    let run = sync(&["--keep-days", "soon"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("--keep-days"), "{}", run.stderr);
+
+    let run = sync(&["--keep-days", "forever"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(local_bodies(&fx, "INBOX"), sorted(bodies.clone()));
+    assert_eq!(server_count(&fx, "INBOX"), 2, "kept forever");
+
+    let run = sync(&["--keep-days", "30"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(server_count(&fx, "INBOX"), 2, "not 30 days old yet");
+
+    let run = sync(&[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(server_count(&fx, "INBOX"), 0);
+    assert_eq!(local_bodies(&fx, "INBOX"), sorted(bodies));
+}

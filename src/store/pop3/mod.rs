@@ -136,9 +136,13 @@ impl Pop3Store {
     }
 
     /// Problems met while listing (invalid or duplicate unique-ids, unreadable
-    /// listing lines); drained by each call.
+    /// listing lines); drained by each call. Each connection lists afresh, so
+    /// a problem that persists is said once.
     pub fn warnings(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.warnings)
+        let mut seen = std::collections::HashSet::new();
+        let mut warnings = std::mem::take(&mut self.warnings);
+        warnings.retain(|w| seen.insert(w.clone()));
+        warnings
     }
 
     /// Marks the messages for deletion without the QUIT that would commit it,
