@@ -35,6 +35,7 @@ complete -c mailsync -n "__fish_mailsync_needs_command" -s h -l help -d 'Print h
 complete -c mailsync -n "__fish_mailsync_needs_command" -s V -l version -d 'Print version'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "migrate" -d 'Copy every folder of one IMAP account to another, resumably and without duplicates'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
@@ -118,3 +119,53 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l allow-plaint
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from -d 'Source account, as named in the config file' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to -d 'Destination account, as named in the config file' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l batch -d 'Migrate every account pair of a CSV file, several at once (see the description)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s j -l jobs -d 'Connection pairs, folders spread over them (with --batch: in total, over the pairs run at once); fewer when a server refuses more connections' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l folder -d 'Migrate only source folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l exclude -d 'Leave out source folders matching PATTERN; repeatable' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l map -d 'Put source folder OLD, and its subfolders, at NEW on the destination (levels separated by /); repeatable, the longest matching OLD wins' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l rename -d 'Rename folders not placed by --map or by role: the first match of the regular expression REGEX in the name (levels separated by /) becomes REPLACEMENT ($1 for a group); repeatable, applied in order' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l batch-bytes -d 'Message bytes held per batch, e.g. 32MiB [default: 32MiB]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report -d 'Report format, on stdout or into --report-file' -r -f -a "text\t'A table for people'
+json\t'One JSON document'"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report-file -d 'Write the report to FILE instead of stdout, replacing it atomically' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-host -d 'IMAP server host name or address' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-host -d 'IMAP server host name or address' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s n -l dry-run -d 'List folders, destinations, messages and bytes to copy and duplicates; change nothing'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l sync-flags -d 'Bring flags and keywords of messages already on the destination in line with the source [default]'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l no-sync-flags -d 'Leave flags of messages already on the destination as they are'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l delete-source-after -d 'Delete each source message once its copy is confirmed on the destination (UID EXPUNGE of exactly those messages)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l allow-plaintext -d 'Accept tls none (the password and mail travel unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
