@@ -102,6 +102,11 @@ pub struct SandboxOptions {
     pub max_connections_per_user: Option<u32>,
     /// Hierarchy delimiter of the single namespace (`/` or `.` are typical).
     pub separator: char,
+    /// Appended to the generated config. Dovecot merges a repeated section
+    /// into the first, so `namespace inbox { prefix = INBOX. }` or a
+    /// `mailbox NAME { special_use = ... }` block there changes the one
+    /// namespace (a Courier-style prefix, other SPECIAL-USE names).
+    pub extra_config: String,
     /// Where to put the instance. `None` makes a short-named directory in the
     /// system temp dir that is removed when the sandbox stops; a given directory
     /// is created if needed and left in place (only the daemon is stopped).
@@ -120,6 +125,7 @@ impl Default for SandboxOptions {
             uidplus: true,
             max_connections_per_user: None,
             separator: '/',
+            extra_config: String::new(),
             dir: None,
         }
     }
@@ -1165,6 +1171,8 @@ service pop3-login {{
     if let Some(group) = &who.service_group {
         let _ = writeln!(conf, "default_internal_group = {group}");
     }
+    conf.push_str(&opts.extra_config);
+    conf.push('\n');
     if !who.root {
         // chroot needs root; without it these services simply run unconfined.
         for service in ["anvil", "imap-login", "pop3-login", "ipc", "old-stats"] {
