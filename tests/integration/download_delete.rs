@@ -973,3 +973,32 @@ fn cli_keep_days_flag_overrides_the_account_for_one_run() {
     assert_eq!(server_count(&fx, "INBOX"), 0);
     assert_eq!(local_bodies(&fx, "INBOX"), sorted(bodies));
 }
+
+/// Without UIDPLUS there is no UID EXPUNGE, and a bare EXPUNGE would also
+/// remove what other clients marked: messages are only marked \Deleted, and
+/// never downloaded a second time.
+#[test]
+fn without_uidplus_messages_are_marked_deleted_and_not_fetched_again() {
+    let mut fx = Fixture::with(mailsync::sandbox::SandboxOptions {
+        uidplus: false,
+        ..mailsync::sandbox::SandboxOptions::default()
+    });
+    fx.policy = download_delete();
+    let bodies: Vec<Vec<u8>> = (1..=2).map(message).collect();
+    for body in &bodies {
+        fx.save("INBOX", body);
+    }
+    let report = fx.run();
+    assert_ok(&report);
+    assert_eq!(report.totals().fetched, 2);
+    let on_server = fx.sandbox.messages(fx.user, "INBOX").expect("messages");
+    assert_eq!(on_server.len(), 2);
+    assert!(
+        on_server
+            .iter()
+            .all(|m| m.flags.contains(&"\\Deleted".to_string())),
+        "{on_server:?}"
+    );
+    fx.assert_idle();
+    assert_eq!(local_bodies(&fx, "INBOX"), sorted(bodies));
+}
