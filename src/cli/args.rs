@@ -218,7 +218,7 @@ enum DocumentedCommand {
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(CountArgs),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -336,6 +336,9 @@ struct Setup<'g> {
     allow_plaintext: bool,
 }
 
+/// Spells a field's name as the user wrote it (`--from-host`, `column from_host`).
+type FieldName<'a> = &'a dyn Fn(&str) -> String;
+
 /// One account pair, ready to run but for the passwords.
 struct Pair {
     name: String,
@@ -447,7 +450,7 @@ impl<'g> Setup<'g> {
         &self,
         from: &EndpointSpec,
         to: &EndpointSpec,
-        fields: (&dyn Fn(&str) -> String, &dyn Fn(&str) -> String),
+        fields: (FieldName<'_>, FieldName<'_>),
         name: Option<&str>,
         state: Option<&Path>,
     ) -> anyhow::Result<Pair> {

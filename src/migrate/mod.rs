@@ -168,10 +168,15 @@ impl Migration {
         let started = Instant::now();
         let source_err = |e| StartError::store("source", source_config, e);
         let dest_err = |e| StartError::store("destination", dest_config, e);
-        let mut source = ImapStore::connect(source_config).map_err(source_err)?;
-        let mut dest = ImapStore::connect(dest_config).map_err(dest_err)?;
-        let source_namespace = namespace_of(source_config, &mut source).map_err(source_err)?;
-        let dest_namespace = namespace_of(dest_config, &mut dest).map_err(dest_err)?;
+        // Four logins (each side, and each side's NAMESPACE) at once.
+        let (source, dest) = std::thread::scope(|scope| {
+            let source = scope.spawn(|| reach(source_config));
+            let dest = reach(dest_config);
+            let source = source.join().unwrap_or_else(|_| Err(worker_died()));
+            (source, dest)
+        });
+        let (mut source, source_namespace) = source.map_err(source_err)?;
+        let (mut dest, dest_namespace) = dest.map_err(dest_err)?;
 
         // One LIST-STATUS where the server has it: names, roles and counts.
         let statuses = source.status_all(&|_| true).map_err(source_err)?;
@@ -304,12 +309,24 @@ impl Migration {
         sync_account_parallel(
             &self.name,
             &connect,
-            self.options.jobs.max(1),
+            self.workers(),
             state,
             policy,
             run_options,
             observer,
         )
+    }
+
+    /// Connection pairs worth opening: one per folder with messages to copy,
+    /// up to `jobs`. A rerun with nothing new does better on one pair than
+    /// waiting for logins it will not use.
+    fn workers(&self) -> usize {
+        let pending = self
+            .folders
+            .iter()
+            .filter(|f| f.messages.is_none_or(|n| u64::from(n) > f.done_before))
+            .count();
+        pending.clamp(1, self.options.jobs.max(1))
     }
 
     fn connect_pair(&self) -> Result<(ImapStore, ImapStore), StoreError> {
@@ -449,15 +466,18 @@ pub fn migrate(
     }
 }
 
-/// The server's personal namespace as a folder-name prefix; the LIST delimiter
-/// where the server has no NAMESPACE.
-fn namespace_of(config: &ImapConfig, store: &mut ImapStore) -> Result<Namespace, StoreError> {
-    let announced = if store.server_caps().has("NAMESPACE") {
-        ImapStore::personal_namespace(config)?
-    } else {
-        None
-    };
-    Ok(match announced {
+/// Logs in to `config`'s account and, on a second connection at the same
+/// time, asks its personal namespace (see `ImapStore::personal_namespace`);
+/// the LIST delimiter stands in where the server has no NAMESPACE.
+fn reach(config: &ImapConfig) -> Result<(ImapStore, Namespace), StoreError> {
+    let (store, announced) = std::thread::scope(|scope| {
+        let namespace = scope.spawn(|| ImapStore::personal_namespace(config));
+        let store = ImapStore::connect(config);
+        let namespace = namespace.join().unwrap_or_else(|_| Err(worker_died()));
+        (store, namespace)
+    });
+    let mut store = store?;
+    let namespace = match announced? {
         Some(PersonalNamespace { prefix, delimiter }) => Namespace {
             prefix: prefix_name(&prefix, delimiter),
             delimiter,
@@ -466,7 +486,12 @@ fn namespace_of(config: &ImapConfig, store: &mut ImapStore) -> Result<Namespace,
             prefix: None,
             delimiter: store.delimiter()?,
         },
-    })
+    };
+    Ok((store, namespace))
+}
+
+fn worker_died() -> StoreError {
+    StoreError::Protocol("a connection thread stopped unexpectedly".to_string())
 }
 
 /// `INBOX.` (delimiter `.`) -> `INBOX`; `""` -> none. A prefix that is not a

@@ -26,11 +26,10 @@ pub struct PersonalNamespace {
 
 impl ImapStore {
     /// The first personal namespace of the account `config` logs in to, asked
-    /// on a short connection of its own (see `login::namespace_lines`), for a
-    /// server that announces NAMESPACE after login. `None` when it announces no
-    /// personal namespace, answers in a form we do not read (a literal), or
-    /// cannot be logged in to without the crate; folder names are then taken
-    /// as they come.
+    /// on a short connection of its own (see `login::namespace_lines`). `None`
+    /// when the server has no NAMESPACE, announces no personal namespace,
+    /// answers in a form we do not read (a literal), or cannot be logged in to
+    /// without the crate; folder names are then taken as they come.
     pub fn personal_namespace(config: &ImapConfig) -> StoreResult<Option<PersonalNamespace>> {
         let address = config.server.address();
         let Some(lines) = login::namespace_lines(config)? else {
@@ -319,7 +318,7 @@ mod tests {
         let set = vec![
             UidSetMember::UidRange(5..=7),
             UidSetMember::Uid(2),
-            UidSetMember::UidRange(10..=9),
+            UidSetMember::UidRange(std::ops::RangeInclusive::new(10, 9)),
         ];
         assert_eq!(expand_uid_set(&set), vec![5, 6, 7, 2, 10, 9]);
         assert!(expand_uid_set(&[UidSetMember::UidRange(1..=u32::MAX)]).is_empty());

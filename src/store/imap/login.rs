@@ -285,9 +285,9 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
 
 /// The untagged lines of a NAMESPACE response, asked on a connection of its
 /// own that we log in to ourselves: the crate's parser (imap-proto 0.16) does
-/// not know NAMESPACE responses and drops the session on one. `None` when this
-/// login is not possible without the crate (PLAIN needs SASL-IR here, LOGIN a
-/// quotable password).
+/// not know NAMESPACE responses and drops the session on one. `None` when the
+/// server refuses NAMESPACE, or this login is not possible without the crate
+/// (PLAIN needs SASL-IR here, LOGIN a quotable password).
 pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
     use base64::Engine as _;
     let address = cfg.server.address();
@@ -307,15 +307,11 @@ pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8
     if status != Status::Ok {
         return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
     }
-    let (lines, status, text) = link.command("NAMESPACE")?;
+    let (lines, status, _) = link.command("NAMESPACE")?;
     // The answer is in; a failed goodbye loses nothing.
     let _ = link.command("LOGOUT");
-    if status != Status::Ok {
-        return Err(StoreError::Protocol(format!(
-            "{address}: NAMESPACE failed: {text}"
-        )));
-    }
-    Ok(Some(lines))
+    // A server without NAMESPACE answers BAD: it has no namespace to tell.
+    Ok((status == Status::Ok).then_some(lines))
 }
 
 /// Connects, secures the connection as configured, and reads the capabilities
