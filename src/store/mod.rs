@@ -244,6 +244,13 @@ pub trait Store: Send {
         ))
     }
 
+    /// Dates (Unix seconds) of messages whose listing carried none: a Maildir
+    /// lists without a `stat` per file and dates only what it is about to copy.
+    fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {
+        let _ = keys;
+        Ok(Vec::new())
+    }
+
     /// Identities of the given messages (reads headers and sizes).
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>>;
 

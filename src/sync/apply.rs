@@ -230,9 +230,10 @@ impl Engine<'_> {
             Err(e) if self.takes_from_server(side) && e.scope() != Scope::Account => {
                 let why = format!("not removed from the server: {e}");
                 for key in keys {
-                    report
-                        .skipped
-                        .push((format!("{}:{key}", super::action::side_name(side)), why.clone()));
+                    report.skipped.push((
+                        format!("{}:{key}", super::action::side_name(side)),
+                        why.clone(),
+                    ));
                 }
                 Ok(false)
             }
@@ -283,6 +284,25 @@ impl Engine<'_> {
     ) -> Result<(), Abort> {
         let now = self.options.now;
         let flush_at = self.options.batch_bytes.clamp(1, MAX_STAGED_BYTES);
+
+        // Dates the source's listing did not carry (Maildir files are only
+        // stat'ed when they are about to be copied).
+        let undated: Vec<MsgKey> = items
+            .iter()
+            .filter(|i| i.date.is_none())
+            .map(|i| i.source.clone())
+            .collect();
+        let mut items = items;
+        if !undated.is_empty() {
+            let dates: HashMap<MsgKey, i64> = self
+                .store(to.other())
+                .message_dates(&undated)?
+                .into_iter()
+                .collect();
+            for item in items.iter_mut().filter(|i| i.date.is_none()) {
+                item.date = dates.get(&item.source).copied();
+            }
+        }
 
         // 1. intent
         let mut intent_of: HashMap<MsgKey, (i64, usize)> = HashMap::new();

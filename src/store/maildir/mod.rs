@@ -710,22 +710,35 @@ impl Store for MaildirStore {
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let selected = self.selected()?;
         let mut out = Vec::with_capacity(selected.messages.len());
+        // No `stat` per file: a resync of a large folder would spend most of
+        // its time there. Dates are read in `message_dates` for what is copied.
         for (key, entry) in &selected.messages {
-            let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
-            let mtime = match fs::metadata(&path) {
-                Ok(m) => m.mtime(),
-                // Moved away by another client since the scan; gone for this run.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("inspecting", &path, e)),
-            };
             out.push(MsgMeta {
                 key: MsgKey(key.clone()),
                 flags: Flags::from_maildir(entry.letters()),
                 size: names::wire_size_hint(key),
-                date: Some(mtime),
+                date: None,
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {
+        let selected = self.selected()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+            match fs::metadata(&path) {
+                Ok(m) => out.push((key.clone(), m.mtime())),
+                // Moved away by another client since the scan; gone for this run.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("inspecting", &path, e)),
+            }
+        }
         Ok(out)
     }
 
