@@ -13,8 +13,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod migrate;
 pub mod count;
+pub mod migrate;
 pub mod model;
 #[doc(hidden)]
 pub mod sandbox;
