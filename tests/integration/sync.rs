@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Folder -> sorted (body in wire form, flags as Maildir letters).
+pub type Mailbox = BTreeMap<String, Vec<(Vec<u8>, String)>>;
+
 pub struct Fixture {
     pub sandbox: Sandbox,
     pub dir: tempfile::TempDir,
@@ -113,7 +116,7 @@ impl Fixture {
     }
 
     /// What the server holds: folder -> sorted (body, flags as Maildir letters).
-    pub fn server(&self) -> BTreeMap<String, Vec<(Vec<u8>, String)>> {
+    pub fn server(&self) -> Mailbox {
         let mut out = BTreeMap::new();
         for folder in self.sandbox.folders(self.user).expect("folders") {
             let mut msgs: Vec<(Vec<u8>, String)> = self
@@ -138,7 +141,7 @@ impl Fixture {
 
     /// What the Maildir holds, read straight from the files (LF converted to
     /// CRLF for comparison with the server's form).
-    pub fn local(&self) -> BTreeMap<String, Vec<(Vec<u8>, String)>> {
+    pub fn local(&self) -> Mailbox {
         let mut out = BTreeMap::new();
         let root = self.root();
         let mut dirs: Vec<(String, PathBuf)> = vec![("INBOX".to_string(), root.clone())];
@@ -203,13 +206,13 @@ impl Fixture {
     /// left out: Dovecot lists the parents of nested folders (`Projects` for
     /// `Projects/Rust`) that exist only as hierarchy.
     pub fn assert_in_sync(&self) {
-        let non_empty = |mut m: BTreeMap<String, Vec<(Vec<u8>, String)>>| {
+        let non_empty = |mut m: Mailbox| {
             m.retain(|_, msgs| !msgs.is_empty());
             m
         };
         let (server, local) = (non_empty(self.server()), non_empty(self.local()));
         if server != local {
-            let summary = |m: &BTreeMap<String, Vec<(Vec<u8>, String)>>| -> Vec<(String, usize)> {
+            let summary = |m: &Mailbox| -> Vec<(String, usize)> {
                 m.iter().map(|(k, v)| (k.clone(), v.len())).collect()
             };
             panic!(
@@ -600,54 +603,52 @@ fn interrupted_runs_resume_without_loss_or_duplicates() {
 /// with them, a no-op resync receives as many bytes at 40 messages as at 400.
 #[test]
 fn change_only_resync_matches_full_listing_and_stays_small() {
-    let run_scenario =
-        |condstore: bool, messages: u64| -> (BTreeMap<String, Vec<(Vec<u8>, String)>>, u64) {
-            let fx = Fixture::with(SandboxOptions {
-                condstore,
-                qresync: condstore,
-                ..SandboxOptions::default()
-            });
-            fx.sandbox
-                .fill(fx.user, "INBOX", (1..=messages).map(message))
-                .expect("fill");
-            fx.sandbox.create_folder(fx.user, "Other").expect("create");
-            fx.save("Other", &message(9000));
-            assert_ok(&fx.run());
-            // Changes on both sides: a server flag, a server expunge, a new server
-            // message, a local flag and a local deletion.
-            let mut other = fx.imap();
-            other.select(&FolderName::inbox()).expect("select");
-            let uids: Vec<_> = other
-                .list_messages()
-                .expect("list")
-                .into_iter()
-                .map(|m| m.key)
-                .collect();
-            other
-                .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
-                .expect("flag");
-            other.delete(&uids[1..2]).expect("expunge");
-            other.close().expect("logout");
-            fx.save("INBOX", &message(messages + 1));
-            rename_with_flags(&local_file_named(&fx.root(), &subject_of(3)), "S");
-            std::fs::remove_file(local_file_named(&fx.root(), &subject_of(4))).expect("rm");
-            assert_ok(&fx.run());
-            fx.assert_in_sync();
-            fx.assert_idle();
-            let before = mailsync::store::net::bytes_received_by_this_thread();
-            assert_ok(&fx.run());
-            let noop_bytes = mailsync::store::net::bytes_received_by_this_thread() - before;
-            (fx.server(), noop_bytes)
-        };
+    let run_scenario = |condstore: bool, messages: u64| -> (Mailbox, u64) {
+        let fx = Fixture::with(SandboxOptions {
+            condstore,
+            qresync: condstore,
+            ..SandboxOptions::default()
+        });
+        fx.sandbox
+            .fill(fx.user, "INBOX", (1..=messages).map(message))
+            .expect("fill");
+        fx.sandbox.create_folder(fx.user, "Other").expect("create");
+        fx.save("Other", &message(9000));
+        assert_ok(&fx.run());
+        // Changes on both sides: a server flag, a server expunge, a new server
+        // message, a local flag and a local deletion.
+        let mut other = fx.imap();
+        other.select(&FolderName::inbox()).expect("select");
+        let uids: Vec<_> = other
+            .list_messages()
+            .expect("list")
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        other
+            .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
+            .expect("flag");
+        other.delete(&uids[1..2]).expect("expunge");
+        other.close().expect("logout");
+        fx.save("INBOX", &message(messages + 1));
+        rename_with_flags(&local_file_named(&fx.root(), &subject_of(3)), "S");
+        std::fs::remove_file(local_file_named(&fx.root(), &subject_of(4))).expect("rm");
+        assert_ok(&fx.run());
+        fx.assert_in_sync();
+        fx.assert_idle();
+        let before = mailsync::store::net::bytes_received_by_this_thread();
+        assert_ok(&fx.run());
+        let noop_bytes = mailsync::store::net::bytes_received_by_this_thread() - before;
+        (fx.server(), noop_bytes)
+    };
     let (with, small) = run_scenario(true, 40);
     let (without, _) = run_scenario(false, 40);
-    let normalise =
-        |m: BTreeMap<String, Vec<(Vec<u8>, String)>>| -> Vec<(String, usize, Vec<String>)> {
-            m.into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(k, v)| (k, v.len(), v.into_iter().map(|(_, f)| f).collect()))
-                .collect()
-        };
+    let normalise = |m: Mailbox| -> Vec<(String, usize, Vec<String>)> {
+        m.into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k, v.len(), v.into_iter().map(|(_, f)| f).collect()))
+            .collect()
+    };
     assert_eq!(normalise(with), normalise(without));
     let (_, large) = run_scenario(true, 400);
     assert!(
