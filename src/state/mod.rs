@@ -64,6 +64,9 @@ pub struct FolderState {
     pub near_validity: Option<u64>,
     pub far_uidnext: Option<u32>,
     pub far_highest_modseq: Option<u64>,
+    /// The near store's change stamp (`FolderStatus::highest_modseq` of a
+    /// Maildir) when the run ended with nothing left to do on either side.
+    pub near_stamp: Option<u64>,
     pub far_messages: Option<u32>,
     /// Unix seconds of the last run that finished this folder without error.
     pub last_sync: Option<i64>,
@@ -134,7 +137,8 @@ pub struct Batch<'a> {
 
 const RECORD_COLUMNS: &str = "id, far, near, flags, ident, ident_size, first_seen";
 const FOLDER_COLUMNS: &str =
-    "name, far_validity, near_validity, far_uidnext, far_highest_modseq, far_messages, last_sync";
+    "name, far_validity, near_validity, far_uidnext, far_highest_modseq, far_messages, last_sync, \
+     near_stamp";
 
 impl StateDb {
     /// Opens (creating if needed, with parent directories) and locks the database.
@@ -449,15 +453,16 @@ impl Batch<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO folders (name, far_validity, near_validity, far_uidnext, \
-                 far_highest_modseq, far_messages, last_sync) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 far_highest_modseq, far_messages, last_sync, near_stamp) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                  ON CONFLICT (name) DO UPDATE SET \
                  far_validity = excluded.far_validity, \
                  near_validity = excluded.near_validity, \
                  far_uidnext = excluded.far_uidnext, \
                  far_highest_modseq = excluded.far_highest_modseq, \
                  far_messages = excluded.far_messages, \
-                 last_sync = excluded.last_sync",
+                 last_sync = excluded.last_sync, \
+                 near_stamp = excluded.near_stamp",
             )?
             .execute(params![
                 folder.as_str(),
@@ -467,7 +472,16 @@ impl Batch<'_> {
                 state.far_highest_modseq.map(rows::u64_to_db),
                 state.far_messages,
                 state.last_sync,
+                state.near_stamp.map(rows::u64_to_db),
             ])?;
+        Ok(())
+    }
+
+    /// Records that a run found the folder unchanged on both sides.
+    pub fn touch_folder(&self, folder: &FolderName, last_sync: i64) -> StateResult<()> {
+        self.tx
+            .prepare_cached("UPDATE folders SET last_sync = ?2 WHERE name = ?1")?
+            .execute(params![folder.as_str(), last_sync])?;
         Ok(())
     }
 

@@ -101,7 +101,7 @@ pub(super) fn record_from_row(path: &Path, row: &Row<'_>) -> StateResult<Record>
 }
 
 /// Columns: `name, far_validity, near_validity, far_uidnext,
-/// far_highest_modseq, far_messages, last_sync`.
+/// far_highest_modseq, far_messages, last_sync, near_stamp`.
 pub(super) fn folder_from_row(
     path: &Path,
     row: &Row<'_>,
@@ -126,6 +126,7 @@ pub(super) fn folder_from_row(
         far_highest_modseq: u64_at(4)?,
         far_messages: at.u32(row, 5, "far_messages")?,
         last_sync: at.get(row, 6)?,
+        near_stamp: u64_at(7)?,
     };
     Ok((name, state))
 }

@@ -62,7 +62,13 @@ CREATE TABLE intents (
 CREATE INDEX intents_by_folder ON intents (folder);
 ";
 
-const MIGRATIONS: &[&str] = &[V1];
+/// The near side's change stamp (a Maildir's directory times): with it a run
+/// can skip a folder that changed on neither side without scanning it.
+const V2: &str = "
+ALTER TABLE folders ADD COLUMN near_stamp INTEGER;
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

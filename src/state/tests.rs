@@ -57,6 +57,7 @@ fn data_survives_reopening() {
         near_validity: Some(7),
         far_uidnext: Some(u32::MAX),
         far_highest_modseq: Some(1 << 62),
+        near_stamp: Some(u64::MAX),
         far_messages: Some(3),
         last_sync: Some(1_700_000_000),
     };

@@ -244,6 +244,14 @@ pub trait Store: Send {
         ))
     }
 
+    /// A value that changes whenever the folder's contents may have changed,
+    /// for stores that can tell without listing (a Maildir's directory times);
+    /// `None` when unknown or too recent to be trusted.
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// Dates (Unix seconds) of messages whose listing carried none: a Maildir
     /// lists without a `stat` per file and dates only what it is about to copy.
     fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {

@@ -147,6 +147,10 @@ pub(crate) struct Engine<'a> {
     options: &'a RunOptions,
     observer: &'a mut dyn Observer,
     steps: u64,
+    /// Folders skipped because neither side changed; their last-sync time is
+    /// updated together at the end.
+    unchanged: Vec<FolderName>,
+    unchanged_total: u64,
 }
 
 /// Syncs every selected folder of one account. Errors are inside the report:
@@ -170,10 +174,13 @@ pub fn sync_account(
         options,
         observer,
         steps: 0,
+        unchanged: Vec::new(),
+        unchanged_total: 0,
     };
     if let Err(abort) = engine.run(&mut report) {
         report.error = Some(abort_message(abort));
     }
+    report.unchanged_folders = engine.unchanged_total;
     report.duration = started.elapsed();
     report
 }
@@ -237,6 +244,8 @@ pub fn sync_account_parallel(
         options,
         observer: &mut *observer,
         steps: 0,
+        unchanged: Vec::new(),
+        unchanged_total: 0,
     };
     let discovery = match engine.discover(&mut report) {
         Ok(d) => d,
@@ -247,18 +256,10 @@ pub fn sync_account_parallel(
         }
     };
     if jobs <= 1 || discovery.jobs.len() <= 1 {
-        let mut result = Ok(());
-        for job in &discovery.jobs {
-            let (folder_report, abort) = engine.run_folder(job);
-            keep_report(&mut report, folder_report, options.dry_run);
-            if let Some(abort) = abort {
-                result = Err(abort);
-                break;
-            }
-        }
-        if let Err(abort) = result.and_then(|()| engine.forget_gone(&discovery.gone)) {
+        if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
             report.error = Some(abort_message(abort));
         }
+        report.unchanged_folders = engine.unchanged_total;
         report.duration = started.elapsed();
         return report;
     }
@@ -290,6 +291,7 @@ pub fn sync_account_parallel(
     let first_abort = Mutex::new(None::<Abort>);
     let refusals = Mutex::new(Vec::<String>::new());
     let shared = Mutex::new(observer);
+    let unchanged = std::sync::atomic::AtomicU64::new(0);
     let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
         let mut observer = SharedObserver(&shared);
         let mut engine = Engine {
@@ -300,16 +302,22 @@ pub fn sync_account_parallel(
             options,
             observer: &mut observer,
             steps: 0,
+            unchanged: Vec::new(),
+            unchanged_total: 0,
         };
         while locked(&first_abort).is_none() {
             let next = locked(&queue).pop_front();
-            let Some((index, job)) = next else { return };
+            let Some((index, job)) = next else { break };
             let (folder_report, abort) = engine.run_folder(job);
             locked(&done).push((index, folder_report));
             if let Some(abort) = abort {
                 locked(&first_abort).get_or_insert(abort);
             }
         }
+        if let Err(abort) = engine.touch_unchanged() {
+            locked(&first_abort).get_or_insert(abort);
+        }
+        unchanged.fetch_add(engine.unchanged_total, std::sync::atomic::Ordering::Relaxed);
     };
     std::thread::scope(|scope| {
         for mut worker_state in extra_states {
@@ -336,6 +344,7 @@ pub fn sync_account_parallel(
             refusals[0]
         ));
     }
+    report.unchanged_folders = unchanged.into_inner();
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
     done.sort_by_key(|(index, _)| *index);
     for (_, folder_report) in done {
@@ -352,6 +361,8 @@ pub fn sync_account_parallel(
                 options,
                 observer: &mut Silent,
                 steps: 0,
+                unchanged: Vec::new(),
+                unchanged_total: 0,
             };
             if let Err(abort) = engine.forget_gone(&discovery.gone) {
                 report.error = Some(abort_message(abort));
@@ -479,6 +490,7 @@ impl<'a> Engine<'a> {
 
     /// Folders gone from both sides leave nothing to protect.
     fn forget_gone(&mut self, gone: &[FolderName]) -> Result<(), Abort> {
+        self.touch_unchanged()?;
         if self.options.dry_run || gone.is_empty() {
             return Ok(());
         }
@@ -490,8 +502,27 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
+    /// One transaction for every folder skipped as unchanged, rather than one
+    /// synced commit each.
+    fn touch_unchanged(&mut self) -> Result<(), Abort> {
+        if self.options.dry_run || self.unchanged.is_empty() {
+            return Ok(());
+        }
+        let batch = self.state.batch()?;
+        for name in &self.unchanged {
+            batch.touch_folder(name, self.options.now)?;
+        }
+        batch.commit()?;
+        self.unchanged.clear();
+        Ok(())
+    }
+
     fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
         let discovery = self.discover(report)?;
+        self.run_jobs(&discovery, report)
+    }
+
+    fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
         for job in &discovery.jobs {
             let (folder_report, abort) = self.run_folder(job);
             keep_report(report, folder_report, self.options.dry_run);
@@ -594,7 +625,6 @@ impl<'a> Engine<'a> {
             self.store(side).create_folder(name)?;
         }
 
-        let mut records = self.state.records(name)?;
         let intents = self.state.intents(name)?;
         // Change-only resync (CONDSTORE/QRESYNC): the far listing is the state's
         // records plus what changed since the stored mod-sequence. Only sound
@@ -609,11 +639,25 @@ impl<'a> Engine<'a> {
                     && k.far_highest_modseq == st.highest_modseq
                     && k.far_uidnext == st.uidnext
                     && k.far_messages == Some(st.messages));
+        // Read before the scan: a change made while we scan moves the stamp on,
+        // so the next run looks again.
+        let near_stamp = self.near.change_stamp(name)?;
+        if far_unchanged
+            && self.policy.mode == Mode::TwoWay
+            && near_stamp.is_some()
+            && known.and_then(|k| k.near_stamp) == near_stamp
+        {
+            // Neither side changed since a run that left nothing to do.
+            self.unchanged.push(name.clone());
+            self.unchanged_total += 1;
+            return Ok(());
+        }
         let (far_status, far_selected) = match far_status {
             Some(st) if far_unchanged => (st.clone(), false),
             _ => (self.far.select(name)?, true),
         };
         let near_status = self.near.select(name)?;
+        let mut records = self.state.records(name)?;
         let mut pairing = known.is_none();
         for (side, now, stored) in [
             (
@@ -755,6 +799,14 @@ impl<'a> Engine<'a> {
                         .unwrap_or(u32::MAX),
                 ),
                 last_sync: Some(self.options.now),
+                // Our own changes to the near side move its stamp; the next run
+                // scans once more and records the settled one.
+                near_stamp: near_stamp.filter(|_| {
+                    keep_modseq
+                        && report.counts.fetched == 0
+                        && report.counts.flags_near == 0
+                        && report.counts.deleted_near == 0
+                }),
             },
         )?;
         batch.commit()?;

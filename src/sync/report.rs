@@ -171,6 +171,8 @@ pub struct AccountReport {
     pub error: Option<(ExitStatus, String)>,
     /// Account-level notices (fewer connections than asked for, ...).
     pub notes: Vec<String>,
+    /// Folders skipped because neither side changed since the last run.
+    pub unchanged_folders: u64,
     pub duration: Duration,
 }
 
@@ -182,6 +184,7 @@ impl AccountReport {
             rejected_folders: Vec::new(),
             error: None,
             notes: Vec::new(),
+            unchanged_folders: 0,
             duration: Duration::ZERO,
         }
     }

@@ -656,3 +656,35 @@ fn change_only_resync_matches_full_listing_and_stays_small() {
         "a no-op resync received {small} bytes at 40 messages but {large} at 400"
     );
 }
+
+/// A folder unchanged on both sides is skipped without a SELECT or a Maildir
+/// scan, yet a local change made right after such a run is still seen.
+#[test]
+fn unchanged_folders_are_skipped_but_every_change_is_seen() {
+    let fx = Fixture::new();
+    for n in 1..=5 {
+        fx.save("INBOX", &message(n));
+    }
+    assert_ok(&fx.run());
+    assert_eq!(fx.run().unchanged_folders, 0, "the Maildir just changed");
+    // Directory times only count once they are safely in the past.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_ok(&fx.run());
+    let report = fx.run();
+    assert_ok(&report);
+    assert_eq!(report.unchanged_folders, 1, "{report:#?}");
+
+    rename_with_flags(&local_file_named(&fx.root(), &subject_of(2)), "F");
+    let report = fx.run();
+    assert_ok(&report);
+    assert_eq!(report.totals().flags_far, 1, "{report:#?}");
+    std::fs::remove_file(local_file_named(&fx.root(), &subject_of(3))).expect("rm");
+    fx.save("INBOX", &message(6));
+    let report = fx.run();
+    assert_ok(&report);
+    assert_eq!(
+        (report.totals().deleted_far, report.totals().fetched),
+        (1, 1)
+    );
+    fx.assert_in_sync();
+}

@@ -60,6 +60,10 @@ pub enum Durability {
     Syncfs,
 }
 
+/// How old a directory time must be before it may stand for "nothing changed":
+/// file systems update directory times at clock-tick granularity.
+const STAMP_SETTLE: Duration = Duration::from_secs(2);
+
 /// The Maildir specification's limit for abandoned files in `tmp/`.
 const STALE_TMP_AGE: Duration = Duration::from_secs(36 * 60 * 60);
 
@@ -678,6 +682,30 @@ impl Store for MaildirStore {
             changed.insert(dir.clone());
         }
         sync_dirs(&changed)
+    }
+
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        let dir = self.maildir_of(name)?;
+        let now = SystemTime::now();
+        let mut stamp = 0u64;
+        for sub in ["cur", "new"] {
+            let path = dir.join(sub);
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(|e| io_error("inspecting", &path, e))?;
+            // A change in the same clock tick as the last one leaves the time
+            // unchanged, so only a time safely in the past proves nothing moved.
+            match now.duration_since(modified) {
+                Ok(age) if age >= STAMP_SETTLE => {}
+                _ => return Ok(None),
+            }
+            let nanos = modified
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            stamp = stamp.rotate_left(29) ^ nanos;
+        }
+        Ok(Some(stamp))
     }
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
