@@ -416,7 +416,11 @@ impl<'g> Setup<'g> {
                 .config
                 .clone()
                 .unwrap_or_else(|| self.dirs.default_config_file());
-            Config::load(&path, &self.dirs, &Overrides::default()).map_err(|e| e.to_string())
+            let mut overrides = Overrides::default();
+            if self.allow_plaintext {
+                overrides.set("allow_plaintext", true);
+            }
+            Config::load(&path, &self.dirs, &overrides).map_err(|e| e.to_string())
         });
         loaded.as_ref().map_err(|e| anyhow!("{e}"))
     }
