@@ -79,12 +79,12 @@ struct Command {
     body_limit: Option<u64>,
 }
 
-/// A reply as [`Visit::exchange`] hands it over: the multi-line body (empty
+/// A reply as [`Session::exchange`] hands it over: the multi-line body (empty
 /// for single-line replies) after `+OK`, or the text after `-ERR`.
 type Answer<'a> = Result<&'a [u8], &'a str>;
 
-/// One visit to the maildrop: a logged-in connection, from login to QUIT.
-struct Visit {
+/// One session with the maildrop: a logged-in connection, from login to QUIT.
+struct Session {
     link: Link<Connection>,
     capa: Capa,
     listing: Option<Listing>,
@@ -100,15 +100,15 @@ pub struct Pop3Store {
     /// Whether the server answers UIDL; found out by the first login.
     uidl: bool,
     /// `None` between a committing QUIT and the next operation.
-    visit: Option<Visit>,
+    session: Option<Session>,
     warnings: Vec<String>,
 }
 
 impl Pop3Store {
     /// Connects, secures the connection as configured and logs in.
     pub fn connect(cfg: &Pop3Config) -> StoreResult<Pop3Store> {
-        let mut visit = Visit::open(cfg)?;
-        let uidl = visit.has_uidl()?;
+        let mut session = Session::open(cfg)?;
+        let uidl = session.has_uidl()?;
         Ok(Pop3Store {
             cfg: cfg.clone(),
             address: cfg.server.address(),
@@ -118,7 +118,7 @@ impl Pop3Store {
                 ..Caps::default()
             },
             uidl,
-            visit: Some(visit),
+            session: Some(session),
             warnings: Vec::new(),
         })
     }
@@ -126,7 +126,7 @@ impl Pop3Store {
     /// What the server announced with CAPA after login (empty when the server
     /// does not know CAPA); `None` between connections.
     pub fn server_caps(&self) -> Option<&Capa> {
-        self.visit.as_ref().map(|s| &s.capa)
+        self.session.as_ref().map(|s| &s.capa)
     }
 
     /// Whether the server has UIDL. Without it keys are synthesised from each
@@ -151,9 +151,9 @@ impl Pop3Store {
     #[doc(hidden)]
     pub fn dele_without_quit(&mut self, keys: &[MsgKey]) -> StoreResult<usize> {
         let uidl = self.uidl;
-        self.with_visit(|visit, warnings| {
-            let targets = visit.targets(keys, uidl, warnings)?;
-            visit.dele(&targets)?;
+        self.with_session(|session, warnings| {
+            let targets = session.targets(keys, uidl, warnings)?;
+            session.dele(&targets)?;
             Ok(targets.len())
         })
     }
@@ -161,22 +161,22 @@ impl Pop3Store {
     /// Runs `op` on the current connection, connecting first if there is none.
     /// A failure that leaves the conversation in an unknown state ends it
     /// without QUIT, so that nothing marked is deleted.
-    fn with_visit<T>(
+    fn with_session<T>(
         &mut self,
-        op: impl FnOnce(&mut Visit, &mut Vec<String>) -> StoreResult<T>,
+        op: impl FnOnce(&mut Session, &mut Vec<String>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        let visit = match self.visit.take() {
-            Some(visit) => self.visit.insert(visit),
-            None => self.visit.insert(Visit::open(&self.cfg)?),
+        let session = match self.session.take() {
+            Some(session) => self.session.insert(session),
+            None => self.session.insert(Session::open(&self.cfg)?),
         };
-        let result = op(visit, &mut self.warnings);
+        let result = op(session, &mut self.warnings);
         // Errors of the caller's sink, refusals and folder errors leave the
         // conversation in step; only these mean it may not be.
         if matches!(
             &result,
             Err(StoreError::Connection(_) | StoreError::Protocol(_) | StoreError::Tls(_))
         ) {
-            self.visit = None;
+            self.session = None;
         }
         result
     }
@@ -205,9 +205,9 @@ fn inbox() -> String {
     FolderName::inbox().to_string()
 }
 
-impl Visit {
+impl Session {
     /// Connects, secures and authenticates.
-    fn open(cfg: &Pop3Config) -> StoreResult<Visit> {
+    fn open(cfg: &Pop3Config) -> StoreResult<Session> {
         let address = cfg.server.address();
         let mut link = Link::new(net::connect(&cfg.server)?, &address);
         if let Err(text) = link.status("greeting")? {
@@ -238,7 +238,7 @@ impl Visit {
         if after != Capa::default() {
             capa = after;
         }
-        Ok(Visit {
+        Ok(Session {
             link,
             capa,
             listing: None,
@@ -703,7 +703,7 @@ impl Store for Pop3Store {
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         self.only_inbox(name)?;
-        self.with_visit(|visit, _| visit.stat())
+        self.with_session(|session, _| session.stat())
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
@@ -712,16 +712,16 @@ impl Store for Pop3Store {
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let uidl = self.uidl;
-        self.with_visit(|visit, warnings| visit.list(uidl, warnings))
+        self.with_session(|session, warnings| session.list(uidl, warnings))
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
         let uidl = self.uidl;
-        self.with_visit(|visit, warnings| {
-            let targets = visit.targets(keys, uidl, warnings)?;
+        self.with_session(|session, warnings| {
+            let targets = session.targets(keys, uidl, warnings)?;
             let listed: Vec<Listed> = targets.iter().map(|(_, l)| *l).collect();
             let mut found = Vec::with_capacity(targets.len());
-            visit.headers(&listed, &mut |i, header| {
+            session.headers(&listed, &mut |i, header| {
                 found.push((
                     targets[i].0.clone(),
                     Identity::from_header(header, targets[i].1.size),
@@ -734,8 +734,8 @@ impl Store for Pop3Store {
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         let uidl = self.uidl;
         let budget = self.cfg.batch_bytes.max(MIN_BATCH_BYTES);
-        self.with_visit(|visit, warnings| {
-            let targets = visit.targets(keys, uidl, warnings)?;
+        self.with_session(|session, warnings| {
+            let targets = session.targets(keys, uidl, warnings)?;
             let commands: Vec<Command> = targets
                 .iter()
                 .map(|(_, listed)| Command {
@@ -746,7 +746,7 @@ impl Store for Pop3Store {
                 .collect();
             // A refused RETR skips that message; the others are still delivered.
             let mut refused = None;
-            visit.exchange(&commands, budget, &mut |i, answer| match answer {
+            session.exchange(&commands, budget, &mut |i, answer| match answer {
                 Ok(body) => sink(&targets[i].0, body),
                 Err(text) => {
                     refused.get_or_insert_with(|| StoreError::Message {
@@ -780,19 +780,19 @@ impl Store for Pop3Store {
             return Ok(());
         }
         let uidl = self.uidl;
-        let refused = self.with_visit(|visit, warnings| {
-            let targets = visit.targets(keys, uidl, warnings)?;
+        let refused = self.with_session(|session, warnings| {
+            let targets = session.targets(keys, uidl, warnings)?;
             if targets.is_empty() {
                 return Ok(None);
             }
-            visit.dele(&targets).map(Some)
+            session.dele(&targets).map(Some)
         })?;
         let Some(refused) = refused else {
             return Ok(());
         };
         // Only QUIT commits; whatever happens, this connection is over.
-        match self.visit.take() {
-            Some(visit) => visit.quit()?,
+        match self.session.take() {
+            Some(session) => session.quit()?,
             None => {
                 return Err(StoreError::Connection(format!(
                     "{}: the connection ended before QUIT; nothing was deleted",
@@ -819,19 +819,19 @@ impl Store for Pop3Store {
     }
 
     fn close(&mut self) -> StoreResult<()> {
-        if let Some(mut visit) = self.visit.take() {
+        if let Some(mut session) = self.session.take() {
             // Deletions are committed by `delete` alone. If pending ones cannot
             // be undone, dropping the connection without QUIT discards them.
-            let nothing_pending = !visit.marked
-                || visit
+            let nothing_pending = !session.marked
+                || session
                     .simple("RSET", |address, text| {
                         StoreError::Protocol(format!("{address}: RSET failed: {text}"))
                     })
                     .is_ok();
             if nothing_pending {
-                visit.marked = false;
+                session.marked = false;
                 // Nothing is pending, so a failed QUIT loses nothing.
-                let _ = visit.quit();
+                let _ = session.quit();
             }
         }
         Ok(())
