@@ -381,11 +381,13 @@ fn a_killed_process_resumes_without_duplicates() {
     deliver(&sandbox, "alice", "INBOX", &batch(1..121));
     deliver(&sandbox, "alice", "Archive", &batch(200..280));
     let source = held(&sandbox, "alice");
+    let total: usize = source.values().map(Vec::len).sum();
     let home = tempfile::tempdir().expect("home");
+    let (mut cut_short, mut resumed) = (0, 0);
     for (seed, to) in users[1..].iter().enumerate() {
         let run = |kill_after: Option<Duration>| {
             let mut child = cli(&sandbox, home.path(), "alice", to)
-                .args(["--batch-bytes", "16k", "--jobs", "2"])
+                .args(["--batch-bytes", "16k", "--jobs", "2", "--report", "json"])
                 .spawn()
                 .expect("spawn mailsync");
             match kill_after {
@@ -402,6 +404,10 @@ fn a_killed_process_resumes_without_duplicates() {
             let millis = 150 + ((seed as u64 * 7 + attempt * 3) % 9) * 60;
             run(Some(Duration::from_millis(millis)));
         }
+        let copied_before: usize = held(&sandbox, to).values().map(Vec::len).sum();
+        if copied_before < total {
+            cut_short += 1;
+        }
         let output = run(None).expect("output");
         assert_eq!(
             output.status.code(),
@@ -409,6 +415,14 @@ fn a_killed_process_resumes_without_duplicates() {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+        let earlier: u64 = report["folders"]
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r["earlier_runs"].as_u64()).sum())
+            .unwrap_or(0);
+        if earlier > 0 && copied_before < total {
+            resumed += 1;
+        }
         let copy = held(&sandbox, to);
         assert_eq!(duplicates(&copy), Vec::<String>::new(), "seed {seed}");
         for folder in ["INBOX", "Archive"] {
@@ -419,6 +433,11 @@ fn a_killed_process_resumes_without_duplicates() {
             );
         }
     }
+    // The kills landed before the end, and runs went on from kept progress.
+    assert!(
+        cut_short >= 1 && resumed >= 1,
+        "cut short {cut_short}, resumed {resumed}"
+    );
 }
 
 /// The `mailsync migrate` command between two users of one sandbox, in a
