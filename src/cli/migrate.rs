@@ -984,7 +984,7 @@ impl<'a> MigrateProgress<'a> {
             .collect();
         let total: u64 = expected.values().sum();
         let style = ProgressStyle::with_template(
-            "{prefix:>16} [{bar:24}] {human_pos}/{human_len} msgs {per_sec} {msg} ({eta})",
+            "{prefix:>16} [{bar:24}] {human_pos}/{human_len} msgs {msg} ({eta})",
         )
         .ok()
         .map(|s| s.progress_chars("=> "));
@@ -1031,8 +1031,10 @@ impl Observer for MigrateProgress<'_> {
         if let Some(bar) = &self.overall {
             bar.inc(messages);
             let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+            let copied: u64 = self.counted.values().sum();
             bar.set_message(format!(
-                "{} at {}/s",
+                "{:.0} msgs/s, {} at {}/s",
+                copied as f64 / seconds,
                 human_bytes(self.bytes),
                 human_bytes((self.bytes as f64 / seconds) as u64)
             ));
