@@ -131,7 +131,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l batch-byte
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO.db]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report -d 'Report format, on stdout or into --report-file' -r -f -a "text\t'A table for people'
 json\t'One JSON document'"
-complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report-file -d 'Write the report to FILE instead of stdout, replacing it atomically' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report-file -d 'Write the report in --report\'s format to FILE, replacing it atomically; the table still goes to stdout' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-host -d 'IMAP server host name or address' -r -f -a "(__fish_print_hostnames)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''

@@ -60,7 +60,8 @@ stop the others; the summary has a row per pair and says why one failed.
 
 The report (text, or --report json) gives per folder the source count, \
 messages copied, duplicates skipped, messages from earlier runs, failures \
-with the reason, and bytes.";
+with the reason, and bytes. With --report json --report-file FILE, the table \
+goes to stdout and the JSON into FILE.";
 
 /// How the final report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,7 +163,8 @@ pub struct MigrateArgs {
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportKind::Text)]
     pub report: ReportKind,
 
-    /// Write the report to FILE instead of stdout, replacing it atomically
+    /// Write the report in --report's format to FILE, replacing it atomically; the table
+    /// still goes to stdout
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub report_file: Option<PathBuf>,
 
@@ -519,22 +521,34 @@ fn run_single(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs) -> ExitStatus {
         }
     };
     print_problems(ui, &report, "");
-    let text = match args.report {
-        ReportKind::Text => render_text(&report),
-        ReportKind::Json => json(&VersionedReport {
-            version: MIGRATE_REPORT_VERSION,
-            report: &report,
-        }),
-    };
     let status = report.exit_status();
-    emit(ui, args, &text, status)
+    emit(ui, args, &render_text(&report), &report, status)
 }
 
-/// Prints or writes the report; a report that cannot be written makes the
-/// run partial.
-fn emit(ui: &Ui, args: &MigrateArgs, text: &str, status: ExitStatus) -> ExitStatus {
+/// Prints the table on stdout (unless `--quiet`, or JSON goes there), and
+/// the `--report` format into `--report-file` or else on stdout: so one run
+/// can leave a table for people and a JSON file for programs. A report that
+/// cannot be written makes the run partial.
+fn emit<T: serde::Serialize>(
+    ui: &Ui,
+    args: &MigrateArgs,
+    table: &str,
+    report: &T,
+    status: ExitStatus,
+) -> ExitStatus {
+    let formatted = match args.report {
+        ReportKind::Text => table.to_string(),
+        ReportKind::Json => json(&VersionedReport {
+            version: MIGRATE_REPORT_VERSION,
+            report,
+        }),
+    };
+    let json_on_stdout = args.report == ReportKind::Json && args.report_file.is_none();
+    if !json_on_stdout && !ui.is_quiet() {
+        ui.out(table.trim_end_matches('\n'));
+    }
     match &args.report_file {
-        Some(path) => match write_atomically(path, text.as_bytes()) {
+        Some(path) => match write_atomically(path, formatted.as_bytes()) {
             Ok(()) => status,
             Err(error) => {
                 ui.error_chain(&error);
@@ -542,8 +556,8 @@ fn emit(ui: &Ui, args: &MigrateArgs, text: &str, status: ExitStatus) -> ExitStat
             }
         },
         None => {
-            if args.report == ReportKind::Json || !ui.is_quiet() {
-                ui.out(text.trim_end_matches('\n'));
+            if json_on_stdout {
+                ui.out(formatted.trim_end_matches('\n'));
             }
             status
         }
@@ -717,19 +731,12 @@ fn run_batch(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs, file: &Path) -> Exi
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     let summary = BatchSummary::new(results.into_iter().map(|(_, r)| r).collect());
-    let text = match args.report {
-        ReportKind::Text => render_batch(&summary),
-        ReportKind::Json => json(&VersionedReport {
-            version: MIGRATE_REPORT_VERSION,
-            report: &summary,
-        }),
-    };
     let status = if summary.exit_code == 0 {
         ExitStatus::Ok
     } else {
         ExitStatus::Partial
     };
-    emit(ui, args, &text, status)
+    emit(ui, args, &render_batch(&summary), &summary, status)
 }
 
 fn describe_login(login: &ServerLogin) -> String {

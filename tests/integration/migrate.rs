@@ -730,12 +730,13 @@ fn a_batch_with_a_wrong_password_finishes_the_other_pairs_and_exits_1() {
         ));
     }
     std::fs::write(&file, csv).expect("write batch file");
-    let batch_run = |report: &str| {
+    let batch_run = |report: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
         command
             .args(["migrate", "--batch"])
             .arg(&file)
-            .args(["--jobs", "2", "--report", report])
+            .args(["--jobs", "2"])
+            .args(report)
             .env("HOME", home.path())
             .env("XDG_DATA_HOME", home.path().join("data"))
             .env("XDG_CONFIG_HOME", home.path().join("config"))
@@ -747,7 +748,7 @@ fn a_batch_with_a_wrong_password_finishes_the_other_pairs_and_exits_1() {
         command.output().expect("run mailsync")
     };
 
-    let output = batch_run("text");
+    let output = batch_run(&[]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -778,11 +779,24 @@ fn a_batch_with_a_wrong_password_finishes_the_other_pairs_and_exits_1() {
     }
     assert_eq!(sandbox.message_count("b2", "INBOX").expect("count"), 0);
 
-    // The same batch again, as JSON: the good pairs have nothing left to do.
-    let output = batch_run("json");
+    // The same batch again, the table on stdout and JSON into a file: the
+    // good pairs have nothing left to do.
+    let json_file = home.path().join("summary.json");
+    let output = batch_run(&[
+        "--report",
+        "json",
+        "--report-file",
+        &json_file.to_string_lossy(),
+    ]);
     assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("2 of 3 account pairs migrated completely"),
+        "{stdout}"
+    );
     let summary: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("JSON summary on stdout");
+        serde_json::from_slice(&std::fs::read(&json_file).expect("summary file"))
+            .expect("JSON summary");
     let accounts = summary["accounts"].as_array().expect("accounts");
     assert_eq!(accounts.len(), 3);
     assert_eq!(summary["exit_code"], 1);
