@@ -2,18 +2,22 @@
 //! benchmark), which need the server to outlive the process that started it.
 //!
 //! ```text
-//! sandbox up --dir DIR [--messages N] [--folders K] [--seed S]
-//!            [--no-condstore] [--no-qresync] [--no-uidplus]
+//! sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S]
+//!            [--no-condstore] [--no-qresync] [--no-uidplus] [--also-listen ADDR]
 //! sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]
 //! sandbox down --dir DIR
 //! ```
 //!
 //! `up` fills alice's mailbox with N sample messages spread over the first K of
-//! a fixed list of folders and writes `DIR/env` (shell-sourceable). `change`
+//! a fixed list of folders (or B of them in INBOX and the rest spread over the
+//! others) and writes `DIR/env` (shell-sourceable). `--also-listen` makes
+//! Dovecot listen on one more local address besides 127.0.0.1, for a benchmark
+//! that reaches the server through a network namespace. `change`
 //! toggles `\Flagged` on the first N messages of a folder and delivers M new
 //! ones, the same server-side change for every client that syncs afterwards.
 //! `down` stops the daemon and leaves DIR for the caller to remove.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,10 +45,12 @@ struct Args {
     dir: Option<PathBuf>,
     messages: usize,
     folders: usize,
+    biggest_folder: Option<usize>,
     seed: u64,
     condstore: bool,
     qresync: bool,
     uidplus: bool,
+    also_listen: Option<IpAddr>,
     user: String,
     folder: String,
     flag_changes: u32,
@@ -52,8 +58,8 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: sandbox up --dir DIR [--messages N] [--folders K] [--seed S] \
-     [--no-condstore] [--no-qresync] [--no-uidplus]\n       \
+    "usage: sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S] \
+     [--no-condstore] [--no-qresync] [--no-uidplus] [--also-listen ADDR]\n       \
      sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]\n       \
      sandbox down --dir DIR"
         .to_string()
@@ -67,10 +73,12 @@ fn parse_args() -> Result<Args, String> {
         dir: None,
         messages: 200,
         folders: 5,
+        biggest_folder: None,
         seed: 1,
         condstore: true,
         qresync: true,
         uidplus: true,
+        also_listen: None,
         user: SAMPLE_USER.to_string(),
         folder: "INBOX".to_string(),
         flag_changes: 100,
@@ -86,6 +94,14 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
             "--messages" => args.messages = number(value()?)? as usize,
             "--folders" => args.folders = number(value()?)? as usize,
+            "--biggest-folder" => args.biggest_folder = Some(number(value()?)? as usize),
+            "--also-listen" => {
+                let text = value()?;
+                let addr = text
+                    .parse()
+                    .map_err(|_| format!("--also-listen: {text:?} is not an IP address"))?;
+                args.also_listen = Some(addr);
+            }
             "--seed" => args.seed = number(value()?)?,
             "--user" => args.user = value()?,
             "--folder" => args.folder = value()?,
@@ -104,24 +120,52 @@ fn parse_args() -> Result<Args, String> {
     if !(1..=FOLDERS.len()).contains(&args.folders) {
         return Err(format!("--folders must be 1 to {}", FOLDERS.len()));
     }
+    if args.biggest_folder.is_some_and(|b| b > args.messages) {
+        return Err("--biggest-folder cannot exceed --messages".to_string());
+    }
     Ok(args)
 }
 
+/// Which sample messages (by index) go into each of `folders` folders: the
+/// first `biggest` into the first folder and the rest round-robin over the
+/// others, or without `biggest` round-robin over all of them.
+fn spread(messages: usize, folders: usize, biggest: Option<usize>) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); folders];
+    for i in 0..messages {
+        let folder = match biggest {
+            _ if folders == 1 => 0,
+            Some(b) if i < b => 0,
+            Some(b) => 1 + (i - b) % (folders - 1),
+            None => i % folders,
+        };
+        out[folder].push(i);
+    }
+    out
+}
+
 fn up(args: &Args, dir: PathBuf) -> Result<(), String> {
+    // A setting repeated later in dovecot.conf replaces the earlier one, so
+    // this widens the sandbox's `listen = 127.0.0.1` without touching it.
+    let extra_config = match args.also_listen {
+        Some(addr) => format!("listen = 127.0.0.1, {addr}\n"),
+        None => String::new(),
+    };
     let sandbox = Sandbox::start(SandboxOptions {
         condstore: args.condstore,
         qresync: args.qresync,
         uidplus: args.uidplus,
+        extra_config,
         dir: Some(dir),
         ..SandboxOptions::default()
     })
     .map_err(|e| e.to_string())?;
     let sizes = sample_sizes(args.messages, args.seed);
     let folders = &FOLDERS[..args.folders];
-    for (index, folder) in folders.iter().enumerate() {
-        let mine = (index..args.messages).step_by(folders.len());
-        let messages =
-            mine.map(|i| sample_message((args.seed << 32).wrapping_add(i as u64), sizes[i]));
+    let spread = spread(args.messages, folders.len(), args.biggest_folder);
+    for (folder, mine) in folders.iter().zip(spread) {
+        let messages = mine
+            .into_iter()
+            .map(|i| sample_message((args.seed << 32).wrapping_add(i as u64), sizes[i]));
         // Stop the server again if filling fails, so no daemon is left behind.
         if let Err(e) = sandbox.fill(SAMPLE_USER, folder, messages) {
             let _ = sandbox.stop();
@@ -143,6 +187,9 @@ fn up(args: &Args, dir: PathBuf) -> Result<(), String> {
         folders.join(", "),
         env.display()
     );
+    if let Some(addr) = args.also_listen {
+        println!("also listening on {addr}");
+    }
     sandbox.persist();
     Ok(())
 }
