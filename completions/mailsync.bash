@@ -523,7 +523,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -542,6 +542,10 @@ _mailsync() {
                     return 0
                     ;;
                 --move-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

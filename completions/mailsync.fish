@@ -42,6 +42,7 @@ pull\t''
 push\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"

@@ -308,6 +308,10 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FOLDER")]
     pub move_to: Option<String>,
 
+    /// Sync up to N folders at once, each over its own connection [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
     /// Download at most N messages per folder in this run
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_messages: Option<u64>,

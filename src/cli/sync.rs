@@ -15,7 +15,7 @@ use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{exit_status_of, sync_account, RunOptions, SIMULATED_CRASH};
+use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StorePair, SIMULATED_CRASH};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -131,6 +131,9 @@ fn run_overrides(args: &SyncArgs) -> Overrides {
     if let Some(folder) = &args.move_to {
         overrides.set("move_to", folder.clone());
     }
+    if let Some(jobs) = args.jobs {
+        overrides.set("jobs", i64::from(jobs));
+    }
     if let Some(max) = args.max_messages {
         overrides.set(
             "max_messages_per_run",
@@ -224,7 +227,7 @@ fn sync_one(
         scratch.as_ref().map(|d| d.path()),
     )?;
     ui.debug(&format!("{name}: opening the Maildir {}", root.display()));
-    let mut near = MaildirStore::open(root.clone(), account.layout).map_err(|e| {
+    let near = MaildirStore::open(root.clone(), account.layout).map_err(|e| {
         store_failure(
             e,
             ExitStatus::Safety,
@@ -235,7 +238,7 @@ fn sync_one(
         )
     })?;
 
-    let mut far = connect(ui, account, password)?;
+    let far = connect(ui, account, password.clone())?;
 
     let mut policy = account.policy.clone();
     policy.allow_mass_delete = args.allow_mass_delete;
@@ -247,11 +250,24 @@ fn sync_one(
         crash_after_steps,
         ..RunOptions::default()
     };
+    // Fault injection counts the steps of one worker: keep it to one.
+    let jobs = if crash_after_steps.is_some() {
+        1
+    } else {
+        account.jobs
+    };
+    // More workers' connections, opened only when several folders have work.
+    let more = || -> StoreResult<StorePair> {
+        let near = MaildirStore::open(root.clone(), account.layout)?;
+        let far = connect_far(&account.far, password.clone(), account.batch_bytes)?;
+        Ok((far, Box::new(near)))
+    };
     let mut observer = RunObserver::new(ui, name);
-    let report = sync_account(
+    let report = sync_account_parallel(
         name,
-        far.as_mut(),
-        &mut near,
+        (far, Box::new(near)),
+        &more,
+        jobs,
         &mut state,
         &policy,
         &options,
@@ -260,11 +276,6 @@ fn sync_one(
     if matches!(&report.error, Some((_, message)) if message == SIMULATED_CRASH) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
-    }
-    for store in [far.as_mut(), &mut near as &mut dyn Store] {
-        if let Err(e) = store.close() {
-            ui.debug(&format!("{name}: closing {}: {e}", store.describe()));
-        }
     }
     Ok(report)
 }

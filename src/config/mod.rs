@@ -234,6 +234,8 @@ pub struct Account {
     pub batch_bytes: u64,
     /// Most messages one run downloads per folder (`max_messages_per_run`).
     pub max_messages: Option<u64>,
+    /// Folders synced at once, each over its own connection pair.
+    pub jobs: usize,
 }
 
 /// A config file's accounts, sorted by name.
@@ -469,6 +471,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
     let policy = build_policy(&mut s, protocol)?;
     let batch_bytes = s.size("batch_bytes")?.unwrap_or(DEFAULT_BATCH_BYTES);
     let max_messages = s.integer("max_messages_per_run", 1..=i64::MAX)?;
+    let jobs = s.integer::<usize>("jobs", 1..=64)?.unwrap_or(DEFAULT_JOBS);
 
     let server = ServerConfig {
         host,
@@ -498,8 +501,13 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         filter: FolderFilter { include, exclude },
         batch_bytes,
         max_messages,
+        jobs,
     })
 }
+
+/// Four connections sync folders in parallel without tripping common
+/// per-user connection limits (Dovecot allows ten per user and address).
+const DEFAULT_JOBS: usize = 4;
 
 fn build_policy(s: &mut Settings<'_>, protocol: Protocol) -> Result<Policy, ConfigError> {
     let default = Policy::default();

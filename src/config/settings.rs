@@ -44,6 +44,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("move_to", "download-delete: move downloaded messages to this server folder instead of deleting them (created if missing, never synced down)"),
     ("max_messages_per_run", "most messages copied (downloaded) per folder in one run; default no limit"),
     ("timeout_seconds", "network timeout; default 60"),
+    ("jobs", "folders synced at once, each over its own connection; lowered when the server refuses more connections; default 4"),
 ];
 
 fn is_known_key(key: &str) -> bool {

@@ -306,8 +306,17 @@ impl Migration {
             let dest = MappedStore::new(dest, Arc::clone(map), Arc::clone(sources));
             Ok((Box::new(source), Box::new(dest)))
         };
+        let first = match connect() {
+            Ok(pair) => pair,
+            Err(e) => {
+                let mut report = AccountReport::new(&self.name);
+                report.error = Some((exit_status_of(&e), e.to_string()));
+                return report;
+            }
+        };
         sync_account_parallel(
             &self.name,
+            first,
             &connect,
             self.workers(),
             state,

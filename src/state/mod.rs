@@ -329,12 +329,26 @@ fn take_lock(path: &Path) -> StateResult<File> {
         .truncate(false)
         .open(&lock_path)
         .map_err(|source| io_error(&lock_path, source))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StateError::Locked(path.display().to_string())),
-        Err(TryLockError::Error(source)) => Err(io_error(&lock_path, source)),
+    // A child that this process forks (a password command, say) shares the
+    // descriptor, and with it the lock, until it execs; a lock released just
+    // before is therefore retried for a moment. Another run holds it for good.
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(StateError::Locked(path.display().to_string()))
+            }
+            Err(TryLockError::Error(source)) => return Err(io_error(&lock_path, source)),
+        }
     }
 }
+
+/// How long a lock may be seen held before the run reports another one.
+const LOCK_GRACE: Duration = Duration::from_millis(300);
 
 impl Batch<'_> {
     /// Records a copy about to happen; the id is never handed out again.

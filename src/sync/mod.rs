@@ -74,6 +74,17 @@ struct Discovery {
     gone: Vec<FolderName>,
 }
 
+/// Whether the far folder's status is the one the last run recorded.
+fn far_matches(known: &FolderState, status: Option<&FolderStatus>) -> bool {
+    status.is_some_and(|st| {
+        known.far_validity == Some(st.validity)
+            && known.far_highest_modseq.is_some()
+            && known.far_highest_modseq == st.highest_modseq
+            && known.far_uidnext == st.uidnext
+            && known.far_messages == Some(st.messages)
+    })
+}
+
 /// Whether applying the action needs the far folder selected.
 fn touches_far(action: &action::Action) -> bool {
     use action::Action;
@@ -215,11 +226,43 @@ impl Observer for SharedObserver<'_, '_> {
 }
 
 /// Like `sync_account`, with folders spread over up to `jobs` connection pairs,
-/// one folder per worker at a time. Each worker has its own state database
+/// one folder per worker at a time: `first` is the pair that lists folders and
+/// works too, `connect` opens the others, only when several folders have work. Each worker has its own state database
 /// connection; SQLite serialises their commits. When the server refuses more
 /// connections, the run goes on with the workers it has and says so.
+#[allow(clippy::too_many_arguments)]
 pub fn sync_account_parallel(
     account: &str,
+    first: StorePair,
+    connect: &Connect<'_>,
+    jobs: usize,
+    state: &mut StateDb,
+    policy: &Policy,
+    options: &RunOptions,
+    observer: &mut (dyn Observer + Send),
+) -> AccountReport {
+    let (mut far, mut near) = first;
+    let report = parallel_run(
+        account,
+        (&mut far, &mut near),
+        connect,
+        jobs,
+        state,
+        policy,
+        options,
+        observer,
+    );
+    for store in [&mut far, &mut near] {
+        // Nothing is pending at this point: a failed logout loses nothing.
+        let _ = store.close();
+    }
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parallel_run(
+    account: &str,
+    (far, near): (&mut Box<dyn Store>, &mut Box<dyn Store>),
     connect: &Connect<'_>,
     jobs: usize,
     state: &mut StateDb,
@@ -229,13 +272,6 @@ pub fn sync_account_parallel(
 ) -> AccountReport {
     let started = Instant::now();
     let mut report = AccountReport::new(account);
-    let (mut far, mut near) = match connect() {
-        Ok(pair) => pair,
-        Err(e) => {
-            report.error = Some((exit_status_of(&e), e.to_string()));
-            return report;
-        }
-    };
     let mut engine = Engine {
         far: far.as_mut(),
         near: near.as_mut(),
@@ -442,7 +478,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let jobs = names
+        let jobs: Vec<FolderJob> = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
             .map(|name| FolderJob {
@@ -458,7 +494,19 @@ impl<'a> Engine<'a> {
             .filter(|n| !far_folders.contains_key(*n) && !near_folders.contains_key(*n))
             .cloned()
             .collect();
-        Ok(Discovery { jobs, gone })
+        let mut with_work = Vec::new();
+        for job in jobs {
+            if self.unchanged_since_last_run(&job)? {
+                self.unchanged.push(job.name);
+                self.unchanged_total += 1;
+            } else {
+                with_work.push(job);
+            }
+        }
+        Ok(Discovery {
+            jobs: with_work,
+            gone,
+        })
     }
 
     /// Syncs one folder. A folder-scoped error ends up in the report; an
@@ -632,26 +680,12 @@ impl<'a> Engine<'a> {
         // message older than the watermark is recorded (see `complete` below).
         let known_modseq = known
             .and_then(|k| k.far_highest_modseq)
-            .filter(|_| intents.is_empty() && self.tracks_far_flags() && self.far.caps().qresync);
-        let far_unchanged = known_modseq.is_some()
-            && matches!((known, far_status), (Some(k), Some(st))
-                if k.far_validity == Some(st.validity)
-                    && k.far_highest_modseq == st.highest_modseq
-                    && k.far_uidnext == st.uidnext
-                    && k.far_messages == Some(st.messages));
+            .filter(|_| intents.is_empty() && self.change_only_possible());
+        let far_unchanged =
+            known_modseq.is_some() && known.is_some_and(|k| far_matches(k, far_status));
         // Read before the scan: a change made while we scan moves the stamp on,
         // so the next run looks again.
         let near_stamp = self.near.change_stamp(name)?;
-        if far_unchanged
-            && self.policy.mode == Mode::TwoWay
-            && near_stamp.is_some()
-            && known.and_then(|k| k.near_stamp) == near_stamp
-        {
-            // Neither side changed since a run that left nothing to do.
-            self.unchanged.push(name.clone());
-            self.unchanged_total += 1;
-            return Ok(());
-        }
         let (far_status, far_selected) = match far_status {
             Some(st) if far_unchanged => (st.clone(), false),
             _ => (self.far.select(name)?, true),
@@ -820,6 +854,29 @@ impl<'a> Engine<'a> {
         self.policy.flags
             && (self.policy.direction != Direction::Push
                 || self.policy.mode == Mode::DownloadDelete)
+    }
+
+    /// The far listing can be rebuilt from the state plus changes.
+    fn change_only_possible(&self) -> bool {
+        self.tracks_far_flags() && self.far.caps().qresync
+    }
+
+    /// Neither side changed since a run that left nothing to do: the folder
+    /// needs no SELECT, no scan and no plan. Decided before any folder is
+    /// worked on, so parallel workers are only started for folders with work.
+    fn unchanged_since_last_run(&mut self, job: &FolderJob) -> Result<bool, Abort> {
+        let Some(known) = &job.known else {
+            return Ok(false);
+        };
+        if self.policy.mode != Mode::TwoWay
+            || !self.change_only_possible()
+            || known.near_stamp.is_none()
+            || !far_matches(known, job.far_status.as_ref())
+            || !self.state.intents(&job.name)?.is_empty()
+        {
+            return Ok(false);
+        }
+        Ok(self.near.change_stamp(&job.name)? == known.near_stamp)
     }
 
     /// Identities of the messages a pairing run may match: unrecorded messages on

@@ -560,8 +560,10 @@ fn parallel_folders_give_the_same_result_as_a_serial_run() {
         Ok((Box::new(parallel.far.handle()), parallel.near_store()))
     };
     let mut state = StateDb::open(&parallel.state_path()).expect("state");
+    let first = connect().expect("first pair");
     let report = sync_account_parallel(
         "test",
+        first,
         &connect,
         3,
         &mut state,
@@ -596,8 +598,10 @@ fn parallel_run_goes_on_when_the_server_refuses_more_connections() {
         Ok((Box::new(w.far.handle()), w.near_store()))
     };
     let mut state = StateDb::open(&w.state_path()).expect("state");
+    let first = connect().expect("first pair");
     let report = sync_account_parallel(
         "test",
+        first,
         &connect,
         4,
         &mut state,
