@@ -223,11 +223,6 @@ impl MigrationReport {
                     }
                 }
             }
-            if self.dry_run && !folder.target_exists {
-                // Nothing to pair with: the engine only lists what it would copy.
-                row.copied = folder.messages.map(u64::from).unwrap_or(row.copied);
-                row.bytes = folder.bytes.unwrap_or(row.bytes);
-            }
             if let Some((_, outcome)) = keywords.iter().find(|(name, _)| *name == folder.source) {
                 row.keywords_added = outcome.added;
                 row.notes.extend(

@@ -833,6 +833,7 @@ fn the_cli_dry_run_lists_destinations_and_writes_nothing() {
         .clone();
     assert_eq!(sent["destination"], "Sent");
     assert_eq!(sent["copied"], 3);
+    assert!(sent["bytes"].as_u64() > Some(3 * 1_500), "{sent}");
     assert_eq!(report["dry_run"], true);
     assert_eq!(sandbox.message_count("bob", "INBOX").expect("count"), 0);
     assert!(!home.path().join("data").exists(), "a dry run wrote state");
