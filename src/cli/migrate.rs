@@ -1123,6 +1123,7 @@ mod tests {
             bytes: None,
             done_before: 0,
             target_exists: true,
+            target_uidnext: Some(1),
         };
         let mut row = FolderRow::new(&planned);
         row.copied = 2;

@@ -57,16 +57,24 @@ impl From<StateError> for Failure {
     }
 }
 
+/// The copies one run made: recorded at or after `recorded_since`, with a
+/// destination UID at or above `uid_from`.
+#[derive(Clone, Copy, Debug)]
+pub struct Copies {
+    pub recorded_since: i64,
+    pub uid_from: u32,
+}
+
 /// Adds the source's keywords to the destination copies recorded in the state
-/// (only records first seen at or after `since`, when given). A keyword the
-/// destination refuses is noted in the outcome; other errors end the folder.
+/// (only to `only`, when given). A keyword the destination refuses is noted in
+/// the outcome; other errors end the folder.
 pub fn align(
     source: &mut ImapStore,
     dest: &mut ImapStore,
     folder: &FolderName,
     target: &FolderName,
     state: &StateDb,
-    since: Option<i64>,
+    only: Option<Copies>,
 ) -> Result<Outcome, Failure> {
     source.select(folder)?;
     let source_keywords = source.keywords()?;
@@ -77,8 +85,14 @@ pub fn align(
     let records = state.records(folder)?;
     let copy_of: HashMap<&MsgKey, &MsgKey> = records
         .iter()
-        .filter(|r| since.is_none_or(|t| r.first_seen >= t))
-        .filter_map(|r| Some((r.far.as_ref()?, r.near.as_ref()?)))
+        .filter_map(|r| Some((r, r.far.as_ref()?, r.near.as_ref()?)))
+        .filter(|(r, _, near)| {
+            only.is_none_or(|c| {
+                r.first_seen >= c.recorded_since
+                    && near.as_uid().is_some_and(|uid| uid >= c.uid_from)
+            })
+        })
+        .map(|(_, far, near)| (far, near))
         .collect();
     dest.select(target)?;
     let dest_keywords: HashMap<MsgKey, Vec<String>> = dest.keywords()?.into_iter().collect();

@@ -26,7 +26,7 @@ pub mod report;
 use crate::model::FolderName;
 use crate::state::{StateDb, StateError};
 use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
-use crate::store::{FolderInfo, FolderList, Scope, Store, StoreError};
+use crate::store::{FolderList, Scope, Store, StoreError};
 use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
 use crate::sync::{
     exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
@@ -137,6 +137,9 @@ pub struct PlannedFolder {
     pub done_before: u64,
     /// The destination folder exists already.
     pub target_exists: bool,
+    /// Its UIDNEXT when the run started: messages at or above it are this
+    /// run's copies.
+    pub target_uidnext: Option<u32>,
 }
 
 /// A migration ready to run: both servers reached, folders mapped and counted.
@@ -184,8 +187,17 @@ impl Migration {
             folders: statuses.folders.iter().map(|(f, _)| f.clone()).collect(),
             rejected: Vec::new(),
         };
-        let mut dest_list = dest.list_folders().map_err(dest_err)?;
-        dest_list.folders.retain(|f: &FolderInfo| f.selectable);
+        // The destination's UIDNEXTs tell this run's copies from messages
+        // that were there before it (see `align_keywords`).
+        let dest_statuses = dest.status_all(&|_| true).map_err(dest_err)?;
+        let dest_list = FolderList {
+            folders: dest_statuses
+                .folders
+                .iter()
+                .map(|(f, _)| f.clone())
+                .collect(),
+            rejected: Vec::new(),
+        };
         let map = FolderMap::new(
             &source_list,
             &source_namespace,
@@ -204,16 +216,21 @@ impl Migration {
                 state.record_counts(&info.name).map_err(StartError::state)?;
             let status = status.as_ref().ok();
             let target = map.target(&info.name);
-            let target_exists = target
-                .as_ref()
-                .is_ok_and(|(t, _)| dest_list.folders.iter().any(|f| f.name == *t));
+            let target_status = target.as_ref().ok().and_then(|(t, _)| {
+                dest_statuses
+                    .folders
+                    .iter()
+                    .find(|(f, _)| f.name == *t)
+                    .map(|(_, status)| status.as_ref().ok().and_then(|s| s.uidnext))
+            });
             folders.push(PlannedFolder {
                 source: info.name.clone(),
                 target,
                 messages: status.map(|s| s.messages),
                 bytes: status.and_then(|s| s.size),
                 done_before: both + near_only,
-                target_exists,
+                target_exists: target_status.is_some(),
+                target_uidnext: target_status.flatten(),
             });
         }
         folders.sort_by_key(|f| (!f.source.is_inbox(), f.source.clone()));
@@ -346,9 +363,11 @@ impl Migration {
     }
 
     /// Copies keywords to the destination, after the engine (whose flag model
-    /// has none): for every migrated message with `sync_flags`, else for those
-    /// first recorded in this run. Uses the pair `prepare` opened, idle since;
-    /// a server that dropped it meanwhile gets one new connection.
+    /// has none): for every migrated message with `sync_flags`, else only for
+    /// this run's copies (recorded in this run, at or above the destination's
+    /// UIDNEXT of the start), so duplicates keep theirs. Uses the pair
+    /// `prepare` opened, idle since; a server that dropped it meanwhile gets
+    /// one new connection.
     fn align_keywords(
         &mut self,
         account: &AccountReport,
@@ -358,7 +377,6 @@ impl Migration {
         let mut pair = self.pair.take();
         let mut reconnected = false;
         let mut out = Vec::new();
-        let since = (!self.options.sync_flags).then_some(now);
         for folder in &self.folders {
             let Ok((target, _)) = &folder.target else {
                 continue;
@@ -378,7 +396,11 @@ impl Migration {
                         Err(e) => break keywords::Outcome::failed(e.to_string()),
                     },
                 };
-                match keywords::align(source, dest, &folder.source, target, state, since) {
+                let only_copies = (!self.options.sync_flags).then_some(keywords::Copies {
+                    recorded_since: now,
+                    uid_from: folder.target_uidnext.unwrap_or(0),
+                });
+                match keywords::align(source, dest, &folder.source, target, state, only_copies) {
                     Ok(outcome) => break outcome,
                     Err(keywords::Failure::Store(e))
                         if e.scope() == Scope::Account && !reconnected =>

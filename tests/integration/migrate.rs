@@ -532,14 +532,16 @@ fn messages_already_on_the_destination_are_not_copied_again() {
 }
 
 #[test]
-fn without_flag_sync_present_copies_keep_their_flags() {
+fn without_flag_sync_present_copies_keep_their_flags_and_keywords() {
     let sandbox = start(SandboxOptions::default());
+    let flagged = Flags::SEEN.union(Flags::FLAGGED);
     deliver(
         &sandbox,
         "alice",
         "INBOX",
-        &[(message(1), Flags::SEEN.union(Flags::FLAGGED))],
+        &[(message(1), flagged), (message(2), flagged)],
     );
+    add_keywords(&sandbox, "alice", "INBOX", "$Label1", "1:2");
     sandbox.save("bob", "INBOX", &message(1)).expect("save");
     let pair = Pair::new(&sandbox, "alice", &sandbox, "bob");
     let report = pair.run(&MigrateOptions {
@@ -547,10 +549,24 @@ fn without_flag_sync_present_copies_keep_their_flags() {
         ..MigrateOptions::default()
     });
     assert_ok(&report);
-    assert_eq!(report.totals().duplicates, 1);
+    assert_eq!((report.totals().copied, report.totals().duplicates), (1, 1));
     let copy = held(&sandbox, "bob");
-    assert_eq!(copy["INBOX"].len(), 1);
-    assert!(copy["INBOX"][0].1.is_empty(), "{:?}", copy["INBOX"][0].1);
+    let flags_of = |n: u64| {
+        copy["INBOX"]
+            .iter()
+            .find(|(body, _, _)| *body == message(n))
+            .map(|(_, flags, _)| flags.clone())
+    };
+    // The duplicate is left alone; the copy carries everything.
+    assert_eq!(flags_of(1), Some(Vec::new()));
+    assert_eq!(
+        flags_of(2),
+        Some(vec![
+            "$Label1".to_string(),
+            "\\Flagged".to_string(),
+            "\\Seen".to_string()
+        ])
+    );
 }
 
 #[test]
