@@ -283,6 +283,20 @@ pub trait Store: Send {
     /// Adds and removes flags on every given message (one UID STORE per call).
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()>;
 
+    /// `store_flags`, applied only to messages unchanged since `modseq`
+    /// (CONDSTORE); returns the keys left alone because they changed meanwhile,
+    /// so a change made elsewhere is never overwritten blindly.
+    fn store_flags_unchanged_since(
+        &mut self,
+        keys: &[MsgKey],
+        add: Flags,
+        remove: Flags,
+        modseq: Option<u64>,
+    ) -> StoreResult<Vec<MsgKey>> {
+        let _ = modseq;
+        self.store_flags(keys, add, remove).map(|()| Vec::new())
+    }
+
     /// Removes exactly these messages (IMAP: \Deleted + UID EXPUNGE of these UIDs).
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()>;
 

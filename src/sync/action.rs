@@ -48,7 +48,12 @@ pub enum Action {
         remove: Flags,
     },
     /// The agreed base flags of a record change (after the `SetFlags`, if any).
-    RecordFlags { record: i64, flags: Flags },
+    RecordFlags {
+        record: i64,
+        flags: Flags,
+        /// The far key whose flags the new base assumes (see UNCHANGEDSINCE).
+        far: MsgKey,
+    },
     /// Remove a message because the state proves the other side removed it, or
     /// (download-delete) because the local copy is durable, or (download-delete
     /// with `oversize = "delete"`) because it is too large to download.
@@ -146,7 +151,7 @@ impl fmt::Display for Action {
                 side_name(*side),
                 flag_delta(*add, *remove)
             ),
-            Action::RecordFlags { record, flags } => {
+            Action::RecordFlags { record, flags, .. } => {
                 write!(f, "base    record {record} flags {flags}")
             }
             Action::Delete {

@@ -9,8 +9,8 @@ use super::report::{Counts, FolderReport};
 use super::{Abort, Engine, Mode};
 use crate::model::{Flags, Identity, MsgKey};
 use crate::state::Side;
-use crate::store::{NewMessage, Scope, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use crate::store::{FolderStatus, NewMessage, Scope, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
 /// batches, the byte budget itself is enforced on the bodies actually read.
@@ -34,7 +34,7 @@ impl Engine<'_> {
         &mut self,
         folder: &crate::model::FolderName,
         actions: Vec<Action>,
-        target_uidnext: (Option<u32>, Option<u32>),
+        (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
@@ -104,15 +104,34 @@ impl Engine<'_> {
             self.step()?;
         }
 
+        // Far flags are stored only where the message is unchanged since the
+        // listing: a change someone made meanwhile is never overwritten, and
+        // the record keeps its old base so the next run merges again.
+        let mut modified: HashSet<MsgKey> = HashSet::new();
         for ((side, add, remove), keys) in &flag_groups {
             for chunk in keys.chunks(MAX_BATCH_MESSAGES) {
-                self.store(*side).store_flags(chunk, *add, *remove)?;
+                match side {
+                    Side::Far => modified.extend(self.far.store_flags_unchanged_since(
+                        chunk,
+                        *add,
+                        *remove,
+                        far_status.highest_modseq,
+                    )?),
+                    Side::Near => self.near.store_flags(chunk, *add, *remove)?,
+                }
                 self.step()?;
             }
             match side {
                 Side::Far => report.counts.flags_far += keys.len() as u64,
                 Side::Near => report.counts.flags_near += keys.len() as u64,
             }
+        }
+        if !modified.is_empty() {
+            report.counts.flags_far -= modified.len() as u64;
+            report.notes.push(format!(
+                "{} flag change(s) not stored on the server: those messages changed there meanwhile; the next run merges again",
+                modified.len()
+            ));
         }
 
         if !knowledge.is_empty() {
@@ -143,7 +162,9 @@ impl Engine<'_> {
                         batch.set_key(*record, *side, Some(key))?;
                         batch.set_flags(*record, *flags)?;
                     }
-                    Action::RecordFlags { record, flags } => batch.set_flags(*record, *flags)?,
+                    Action::RecordFlags { record, flags, far } if !modified.contains(far) => {
+                        batch.set_flags(*record, *flags)?;
+                    }
                     _ => {}
                 }
             }
@@ -167,8 +188,8 @@ impl Engine<'_> {
                 total,
             );
         }
-        self.copy_all(folder, Side::Near, copies_near, target_uidnext.1, report)?;
-        self.copy_all(folder, Side::Far, copies_far, target_uidnext.0, report)?;
+        self.copy_all(folder, Side::Near, copies_near, near_status.uidnext, report)?;
+        self.copy_all(folder, Side::Far, copies_far, far_status.uidnext, report)?;
 
         for (side, items) in deletes {
             for chunk in items.chunks(MAX_BATCH_MESSAGES) {

@@ -808,12 +808,7 @@ impl<'a> Engine<'a> {
         let keep_modseq =
             planned.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
 
-        self.apply(
-            name,
-            planned.actions,
-            (far_status.uidnext, near_status.uidnext),
-            report,
-        )?;
+        self.apply(name, planned.actions, (&far_status, &near_status), report)?;
 
         let batch = self.state.batch()?;
         batch.set_folder_state(

@@ -408,6 +408,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     p.plan.actions.push(Action::RecordFlags {
                         record: r.id,
                         flags: base,
+                        far: fm.key.clone(),
                     });
                 }
                 if download_delete && p.keep_days_over(r) {

@@ -574,3 +574,45 @@ fn messages_expunged_by_another_client_are_skipped() {
         .collect();
     assert_eq!(listed, vec![keys[0].clone(), keys[3].clone()]);
 }
+
+/// A flag change is stored only on messages unchanged since the listing's
+/// mod-sequence; one another client changed meanwhile is reported and kept.
+#[test]
+fn flag_stores_never_overwrite_a_change_made_meanwhile() {
+    let sandbox = start(SandboxOptions::default());
+    for n in 0..3 {
+        sandbox
+            .save("alice", "INBOX", &sample_message(700 + n, 800))
+            .unwrap();
+    }
+    let cfg = config(&sandbox, "alice", TlsMode::Implicit);
+    let mut ours = connect(&cfg);
+    let status = ours.select(&FolderName::inbox()).unwrap();
+    let listed = ours.list_messages().unwrap();
+    let keys: Vec<MsgKey> = listed.iter().map(|m| m.key.clone()).collect();
+    let modseq = status.highest_modseq;
+    assert!(
+        modseq.is_some(),
+        "Dovecot reports HIGHESTMODSEQ with CONDSTORE"
+    );
+
+    // Another client reads the second message after our listing.
+    let mut theirs = connect(&cfg);
+    theirs.select(&FolderName::inbox()).unwrap();
+    theirs
+        .store_flags(&keys[1..2], Flags::SEEN, Flags::EMPTY)
+        .unwrap();
+    theirs.close().unwrap();
+
+    let refused = ours
+        .store_flags_unchanged_since(&keys, Flags::FLAGGED, Flags::EMPTY, modseq)
+        .unwrap();
+    assert_eq!(refused, vec![keys[1].clone()]);
+    let server = sandbox.messages("alice", "INBOX").unwrap();
+    let flagged: Vec<bool> = server
+        .iter()
+        .map(|m| m.flags.iter().any(|f| f == "\\Flagged"))
+        .collect();
+    assert_eq!(flagged, vec![true, false, true]);
+    assert!(server[1].flags.iter().any(|f| f == "\\Seen"));
+}

@@ -574,19 +574,57 @@ impl ImapStore {
     }
 
     /// `UID STORE set ±FLAGS.SILENT (...)` over all `uids`, in bounded sets.
-    fn store_flag_change(&mut self, uids: &[u32], sign: char, flags: Flags) -> StoreResult<()> {
+    /// Adds (`+`) or removes (`-`) flags; with a mod-sequence, only on messages
+    /// unchanged since it (RFC 7162 UNCHANGEDSINCE). Returns the UIDs the
+    /// server left alone because they changed meanwhile.
+    fn store_flag_change(
+        &mut self,
+        uids: &[u32],
+        sign: char,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<Vec<u32>> {
+        let mut modified = Vec::new();
         if flags.is_empty() {
-            return Ok(());
+            return Ok(modified);
         }
         let names = flags.imap_names().join(" ");
+        let condition = match unchanged_since {
+            Some(modseq) if self.caps.condstore => format!("(UNCHANGEDSINCE {modseq}) "),
+            _ => String::new(),
+        };
         for set in uid_sets(uids) {
-            self.run_in_folder(
+            let data = self.run_in_folder(
                 "UID STORE",
-                &format!("UID STORE {set} {sign}FLAGS.SILENT ({names})"),
+                &format!("UID STORE {set} {condition}{sign}FLAGS.SILENT ({names})"),
             )?;
+            modified.extend(modified_uids(&data));
         }
-        Ok(())
+        Ok(modified)
     }
+}
+
+/// The UIDs of a `[MODIFIED uid-set]` response code (RFC 7162 3.1.3), read
+/// from the raw text because imap-proto does not know the code.
+fn modified_uids(data: &[u8]) -> Vec<u32> {
+    let text = String::from_utf8_lossy(data);
+    let Some(start) = text.find("[MODIFIED ") else {
+        return Vec::new();
+    };
+    let rest = &text[start + "[MODIFIED ".len()..];
+    let set = rest.split(']').next().unwrap_or_default();
+    let mut uids = Vec::new();
+    for part in set.split(',') {
+        let mut bounds = part.splitn(2, ':').map(|b| b.trim().parse::<u32>());
+        match (bounds.next(), bounds.next()) {
+            (Some(Ok(one)), None) => uids.push(one),
+            (Some(Ok(a)), Some(Ok(b))) => uids.extend(a.min(b)..=a.max(b)),
+            // Unreadable: treat nothing as stored is not possible here, so the
+            // caller's next run compares again; better than guessing.
+            _ => {}
+        }
+    }
+    uids
 }
 
 /// `(uid, attributes)` of every FETCH response that carries a UID.
@@ -984,12 +1022,28 @@ impl Store for ImapStore {
     }
 
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
+        self.store_flags_unchanged_since(keys, add, remove, None)
+            .map(|_| ())
+    }
+
+    fn store_flags_unchanged_since(
+        &mut self,
+        keys: &[MsgKey],
+        add: Flags,
+        remove: Flags,
+        modseq: Option<u64>,
+    ) -> StoreResult<Vec<MsgKey>> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let uids = self.uids_of(keys)?;
-        self.store_flag_change(&uids, '+', add)?;
-        self.store_flag_change(&uids, '-', remove)
+        let mut modified = self.store_flag_change(&uids, '+', add, modseq)?;
+        // A message refused for the addition is left alone for the removal too.
+        let rest: Vec<u32> = uids.into_iter().filter(|u| !modified.contains(u)).collect();
+        modified.extend(self.store_flag_change(&rest, '-', remove, modseq)?);
+        modified.sort_unstable();
+        modified.dedup();
+        Ok(modified.into_iter().map(MsgKey::uid).collect())
     }
 
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
@@ -997,7 +1051,7 @@ impl Store for ImapStore {
             return Ok(());
         }
         let uids = self.uids_of(keys)?;
-        self.store_flag_change(&uids, '+', Flags::DELETED)?;
+        self.store_flag_change(&uids, '+', Flags::DELETED, None)?;
         if !self.server.uidplus() {
             // Without UIDPLUS the only way to remove messages is a bare EXPUNGE,
             // which would also remove every other \Deleted message in the folder,
