@@ -71,6 +71,18 @@ pub struct Counts {
     pub bytes: u64,
 }
 
+impl std::ops::AddAssign<&Counts> for Counts {
+    fn add_assign(&mut self, more: &Counts) {
+        self.fetched += more.fetched;
+        self.pushed += more.pushed;
+        self.flags_far += more.flags_far;
+        self.flags_near += more.flags_near;
+        self.deleted_far += more.deleted_far;
+        self.deleted_near += more.deleted_near;
+        self.bytes += more.bytes;
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderReport {
     pub folder: FolderName,
@@ -206,14 +218,7 @@ impl AccountReport {
     pub fn totals(&self) -> Counts {
         let mut t = Counts::default();
         for f in &self.folders {
-            let c = &f.counts;
-            t.fetched += c.fetched;
-            t.pushed += c.pushed;
-            t.flags_far += c.flags_far;
-            t.flags_near += c.flags_near;
-            t.deleted_far += c.deleted_far;
-            t.deleted_near += c.deleted_near;
-            t.bytes += c.bytes;
+            t += &f.counts;
         }
         t
     }
