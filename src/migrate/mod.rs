@@ -453,14 +453,7 @@ fn merge_pass(first: &mut AccountReport, later: AccountReport) {
     for folder in later.folders {
         match first.folders.iter_mut().find(|f| f.folder == folder.folder) {
             Some(known) => {
-                let (c, more) = (&mut known.counts, &folder.counts);
-                c.fetched += more.fetched;
-                c.pushed += more.pushed;
-                c.flags_far += more.flags_far;
-                c.flags_near += more.flags_near;
-                c.deleted_far += more.deleted_far;
-                c.deleted_near += more.deleted_near;
-                c.bytes += more.bytes;
+                known.counts += &folder.counts;
                 known.paired += folder.paired;
                 known.skipped.extend(folder.skipped);
                 known.notes.extend(folder.notes);
