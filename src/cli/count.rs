@@ -2,7 +2,7 @@
 //! them) and prints them as a table, TSV, JSON, Prometheus text or one total.
 
 use super::args::{CountArgs, CountFormat, GlobalArgs};
-use super::output::{human_bytes, write_atomically, Ui};
+use super::output::{aligned, human_bytes, write_atomically, Ui};
 use super::prometheus::{folder_labels, Exposition};
 use super::sync::{
     connect, exists, load_accounts, read_password, state_failure, store_failure, Failure,
@@ -258,29 +258,10 @@ fn table(accounts: &[AccountCounts]) -> String {
             ]);
         }
     }
+    // Text columns are left-aligned, numbers right-aligned.
     let columns = header.len();
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let cells: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(c, cell)| {
-                let pad = " ".repeat(widths[c] - cell.chars().count());
-                // Text columns are left-aligned, numbers right-aligned.
-                if c < 2 || c == columns - 1 {
-                    format!("{cell}{pad}")
-                } else {
-                    format!("{pad}{cell}")
-                }
-            })
-            .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    let left: Vec<bool> = (0..columns).map(|c| c < 2 || c == columns - 1).collect();
+    aligned(&rows, &left)
 }
 
 /// The TSV columns; unknown values are empty fields.
