@@ -298,18 +298,7 @@ fn changes_travel_both_ways_including_flags_and_deletions() {
     assert_ok(&fx.run());
     // Server side: a new message, a flag, an expunge (through a second client).
     fx.save("INBOX", &message(6));
-    let mut other = fx.imap();
-    other.select(&FolderName::inbox()).expect("select");
-    let uids: Vec<_> = other
-        .list_messages()
-        .expect("list")
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
-    other
-        .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
-        .expect("flag");
-    other.delete(&uids[1..2]).expect("expunge");
+    let (mut other, uids) = flag_first_expunge_second(&fx);
     // Both sides change the same message's flags differently: far adds \Seen,
     // near adds \Answered; both survive.
     other
@@ -346,6 +335,24 @@ fn changes_travel_both_ways_including_flags_and_deletions() {
     assert_eq!(flags_of(6).as_deref(), Some(""));
     assert_eq!(flags_of(40).as_deref(), Some("D"));
     fx.assert_idle();
+}
+
+/// A second client flags INBOX's first message and expunges its second; it
+/// stays connected, with INBOX selected, for more changes.
+fn flag_first_expunge_second(fx: &Fixture) -> (ImapStore, Vec<mailsync::model::MsgKey>) {
+    let mut other = fx.imap();
+    other.select(&FolderName::inbox()).expect("select");
+    let uids: Vec<_> = other
+        .list_messages()
+        .expect("list")
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    other
+        .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
+        .expect("flag");
+    other.delete(&uids[1..2]).expect("expunge");
+    (other, uids)
 }
 
 fn subject_of(n: u64) -> String {
@@ -617,18 +624,7 @@ fn change_only_resync_matches_full_listing_and_stays_small() {
         assert_ok(&fx.run());
         // Changes on both sides: a server flag, a server expunge, a new server
         // message, a local flag and a local deletion.
-        let mut other = fx.imap();
-        other.select(&FolderName::inbox()).expect("select");
-        let uids: Vec<_> = other
-            .list_messages()
-            .expect("list")
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
-        other
-            .store_flags(&uids[0..1], Flags::FLAGGED, Flags::EMPTY)
-            .expect("flag");
-        other.delete(&uids[1..2]).expect("expunge");
+        let (mut other, _) = flag_first_expunge_second(&fx);
         other.close().expect("logout");
         fx.save("INBOX", &message(messages + 1));
         rename_with_flags(&local_file_named(&fx.root(), &subject_of(3)), "S");
