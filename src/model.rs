@@ -317,15 +317,23 @@ impl Identity {
 
 /// Size of a message once every bare LF is sent as CRLF.
 pub fn wire_size(body: &[u8]) -> u64 {
-    let mut extra = 0u64;
+    wire_size_of_pieces(std::iter::once(body))
+}
+
+/// `wire_size` of the message made of `pieces` in order.
+pub fn wire_size_of_pieces<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut size = 0u64;
     let mut prev = 0u8;
-    for &b in body {
-        if b == b'\n' && prev != b'\r' {
-            extra += 1;
+    for piece in pieces {
+        for &b in piece {
+            if b == b'\n' && prev != b'\r' {
+                size += 1;
+            }
+            prev = b;
         }
-        prev = b;
+        size += piece.len() as u64;
     }
-    body.len() as u64 + extra
+    size
 }
 
 /// Offset just past the blank line that ends the header block (or the whole
@@ -374,17 +382,39 @@ pub fn header_field(header: &[u8], name: &str) -> Option<String> {
 
 /// CRLF -> LF, for writing a message received from the wire into a Maildir.
 pub fn to_maildir_line_endings(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    let mut i = 0;
-    while i < body.len() {
-        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
+    maildir_pieces(body).collect::<Vec<_>>().concat()
+}
+
+/// The Maildir form of `body` (every CR of a CRLF dropped) as consecutive
+/// pieces of it, so a large message is converted while it is written instead
+/// of being copied first.
+pub fn maildir_pieces(body: &[u8]) -> MaildirPieces<'_> {
+    MaildirPieces { rest: body }
+}
+
+pub struct MaildirPieces<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for MaildirPieces<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.rest.is_empty() {
+            return None;
         }
-        out.push(body[i]);
-        i += 1;
+        let mut from = 0;
+        while let Some(at) = self.rest[from..].iter().position(|&b| b == b'\n') {
+            let lf = from + at;
+            if lf > 0 && self.rest[lf - 1] == b'\r' {
+                let piece = &self.rest[..lf - 1];
+                self.rest = &self.rest[lf..];
+                return Some(piece);
+            }
+            from = lf + 1;
+        }
+        Some(std::mem::take(&mut self.rest))
     }
-    out
 }
 
 /// LF -> CRLF (leaving existing CRLF alone), for sending a Maildir file.
@@ -434,6 +464,27 @@ mod tests {
         assert_eq!(Flags::ALL.to_maildir(), "DFPRST");
         assert_eq!(Flags::from_imap_name("\\seen"), Some(Flags::SEEN));
         assert_eq!(Flags::from_imap_name("\\Recent"), None);
+    }
+
+    #[test]
+    fn maildir_pieces_drop_only_the_cr_of_each_crlf() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"", b""),
+            (b"a\r\nb\r\n", b"a\nb\n"),
+            (b"\r\r\n", b"\r\n"),
+            (b"bare\nlf\r", b"bare\nlf\r"),
+            (b"\r\n\r\n", b"\n\n"),
+            (b"\n\r", b"\n\r"),
+            (b"x\ry\r\n", b"x\ry\n"),
+        ];
+        for (wire, local) in cases {
+            assert_eq!(to_maildir_line_endings(wire), local.to_vec(), "{wire:?}");
+            assert_eq!(
+                wire_size_of_pieces(maildir_pieces(wire)),
+                wire_size(local),
+                "{wire:?}"
+            );
+        }
     }
 
     #[test]

@@ -171,12 +171,19 @@ pub fn excerpt(buf: &[u8]) -> String {
 
 /// Splits a command's complete response into parsed responses, in order.
 pub fn parse_responses(buf: &[u8]) -> StoreResult<Vec<Response<'_>>> {
-    let mut rest = buf;
     let mut out = Vec::new();
+    each_response(buf, |response| out.push(response))?;
+    Ok(out)
+}
+
+/// Hands a command's responses to `take` one at a time, for answers too large
+/// to hold parsed all at once (a parsed FETCH response costs about 2 KB).
+pub fn each_response<'a>(buf: &'a [u8], mut take: impl FnMut(Response<'a>)) -> StoreResult<()> {
+    let mut rest = buf;
     while !rest.is_empty() {
         match imap_proto::parser::parse_response(rest) {
             Ok((after, response)) => {
-                out.push(response);
+                take(response);
                 rest = after;
             }
             Err(_) => {
@@ -187,7 +194,7 @@ pub fn parse_responses(buf: &[u8]) -> StoreResult<Vec<Response<'_>>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

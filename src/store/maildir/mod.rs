@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    to_maildir_line_endings, to_wire_line_endings, wire_size, Flags, FolderName, Identity, MsgKey,
+    maildir_pieces, to_wire_line_endings, wire_size_of_pieces, Flags, FolderName, Identity, MsgKey,
     MsgMeta, MAX_DEPTH,
 };
 use crate::store::{
@@ -506,14 +506,15 @@ impl MaildirStore {
     fn write_tmp(&self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
         let selected = self.selected()?;
         let tmp = dir.join("tmp");
-        let body = to_maildir_line_endings(msg.body);
+        let local_size: u64 = maildir_pieces(msg.body).map(|p| p.len() as u64).sum();
+        let wire_size = wire_size_of_pieces(maildir_pieces(msg.body));
         for _ in 0..UNIQUE_NAME_ATTEMPTS {
-            let key = self.unique_name(msg.tracking, &body);
+            let key = self.unique_name(msg.tracking, local_size, wire_size);
             if selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key) {
                 continue;
             }
             let tmp_path = tmp.join(&key);
-            let mut file = match OpenOptions::new()
+            let file = match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&tmp_path)
@@ -522,10 +523,11 @@ impl MaildirStore {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_error("creating", &tmp_path, e)),
             };
-            let written = file.write_all(&body).and_then(|()| match msg.date {
-                Some(date) => file.set_modified(system_time(date)),
-                None => Ok(()),
-            });
+            let written =
+                write_pieces(&file, maildir_pieces(msg.body)).and_then(|()| match msg.date {
+                    Some(date) => file.set_modified(system_time(date)),
+                    None => Ok(()),
+                });
             if let Err(e) = written {
                 drop(file);
                 // Best effort: a leftover is removed as stale after 36 hours.
@@ -547,7 +549,7 @@ impl MaildirStore {
     /// A fresh unique name, with the sizes Dovecot also records (`,S=` on disk,
     /// `,W=` on the wire) so that neither Dovecot nor a listing has to read the
     /// file to know them.
-    fn unique_name(&self, tracking: u64, body: &[u8]) -> String {
+    fn unique_name(&self, tracking: u64, local_size: u64, wire_size: u64) -> String {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -559,7 +561,7 @@ impl MaildirStore {
             tracking,
         }
         .format(&self.hostname);
-        format!("{unique},S={},W={}", body.len(), wire_size(body))
+        format!("{unique},S={local_size},W={wire_size}")
     }
 
     /// Makes the staged files' contents durable, before any of them is renamed.
@@ -956,6 +958,15 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
 
 /// The threads that fsync a batch, made once per process; `None` (and serial
 /// fsyncs) if the threads cannot be started.
+/// Many pieces (one per line of a CRLF message) become few writes.
+fn write_pieces<'a>(file: &File, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+    let mut out = io::BufWriter::with_capacity(64 * 1024, file);
+    for piece in pieces {
+        out.write_all(piece)?;
+    }
+    out.flush()
+}
+
 fn fsync_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {

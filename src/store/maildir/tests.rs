@@ -9,6 +9,7 @@ use super::names::{
     apply_flags, sanitise_hostname, tracking_id, wire_size_hint, FileName, UniqueParts,
 };
 use super::*;
+use crate::model::to_maildir_line_endings;
 
 fn name(s: &str) -> FolderName {
     FolderName::parse(s).unwrap()
