@@ -6,7 +6,7 @@
 use super::args::{GlobalArgs, TlsArg};
 use super::output::{aligned, human_bytes, human_duration, write_atomically, Ui};
 use super::progress::RunObserver;
-use super::sync::{exists, state_failure, Failure};
+use super::sync::{close_state, exists, state_failure, Failure};
 use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin};
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};
@@ -643,6 +643,7 @@ fn migrate_pair(
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
+    close_state(ui, name, state, report.error.is_none());
     Ok(report)
 }
 

@@ -277,6 +277,7 @@ fn sync_one(
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
+    close_state(ui, name, state, report.error.is_none());
     Ok(report)
 }
 
@@ -409,6 +410,22 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+/// Closes the state database, sealed when the run was not cut short (an
+/// account-level error, state errors among them, leaves it for the next run to
+/// check in full). A seal that cannot be written only costs that check.
+pub(super) fn close_state(ui: &Ui, account: &str, state: StateDb, seal: bool) {
+    if !seal {
+        return;
+    }
+    let path = state.path().to_path_buf();
+    if let Err(e) = state.close() {
+        ui.debug(&format!(
+            "{account}: the state database {} was not sealed: {e}",
+            path.display()
+        ));
+    }
 }
 
 pub(super) fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {

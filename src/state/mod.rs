@@ -5,16 +5,19 @@
 //! (`<file>.lock`, `flock`-style so a killed process never leaves it held).
 //! Schema versions are tracked with `PRAGMA user_version`; a file from a newer
 //! version, or one that fails `PRAGMA quick_check`, is refused before anything
-//! changes.
+//! changes. The check is skipped for a file sealed by a successful run and
+//! untouched since (see `seal`).
 
 mod rows;
 mod schema;
+mod seal;
 #[cfg(test)]
 mod tests;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use schema::unusable;
+use seal::Seal;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -124,10 +127,11 @@ pub struct StateDb {
     conn: rusqlite::Connection,
     /// Held only for its `flock`, released by the kernel when the process ends
     /// however it ends. `None` for read-only handles and for `reopen`ed ones,
-    /// whose process already holds it.
-    _lock: Option<std::fs::File>,
+    /// whose process already holds it. Between runs it carries the seal.
+    lock: Option<std::fs::File>,
     read_only: bool,
     path: PathBuf,
+    integrity_checked: bool,
 }
 
 /// One transaction. Dropping it without `commit` rolls back.
@@ -146,13 +150,15 @@ impl StateDb {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
         }
-        let lock = take_lock(path)?;
+        let mut lock = take_lock(path)?;
+        let sealed = Seal::take(&mut lock).map_err(|source| io_error(path, source))?;
+        let check = sealed.is_none() || sealed != Seal::of(path);
         // No SQLITE_OPEN_URI: a configured path starting with `file:` is a path.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = connect(path, flags)?;
-        let version = schema::inspect(&conn, path)?;
+        let version = schema::inspect(&conn, path, check)?;
         // Durability: an intent must be on disk before its effect happens, and
         // a commit before the run reports success, so every commit is synced.
         let configure = |conn: &Connection| -> rusqlite::Result<()> {
@@ -164,10 +170,31 @@ impl StateDb {
         schema::migrate(&mut conn, path, version)?;
         Ok(StateDb {
             conn,
-            _lock: Some(lock),
+            lock: Some(lock),
             read_only: false,
             path: path.to_path_buf(),
+            integrity_checked: check,
         })
+    }
+
+    /// Ends a successful run: closes the database (SQLite folds the
+    /// write-ahead log back into the file) and seals it, so that the next open
+    /// may skip the integrity check. A handle dropped instead leaves no seal.
+    pub fn close(self) -> StateResult<()> {
+        let StateDb {
+            conn, lock, path, ..
+        } = self;
+        conn.close().map_err(|(_, e)| StateError::Sql(e))?;
+        if let (Some(mut lock), Some(seal)) = (lock, Seal::of(&path)) {
+            seal.write(&mut lock)
+                .map_err(|source| io_error(&path, source))?;
+        }
+        Ok(())
+    }
+
+    /// Whether opening read every page with `PRAGMA quick_check`.
+    pub fn integrity_checked(&self) -> bool {
+        self.integrity_checked
     }
 
     /// A second connection to the same database for another worker thread of
@@ -180,9 +207,10 @@ impl StateDb {
             .map_err(|e| unusable(&self.path, format!("cannot configure: {e}")))?;
         Ok(StateDb {
             conn,
-            _lock: None,
+            lock: None,
             read_only: false,
             path: self.path.clone(),
+            integrity_checked: self.integrity_checked,
         })
     }
 
@@ -202,14 +230,15 @@ impl StateDb {
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = connect(path, flags)?;
-        if schema::inspect(&conn, path)? == 0 {
+        if schema::inspect(&conn, path, true)? == 0 {
             return Err(unusable(path, "has no schema yet (never initialised)"));
         }
         Ok(StateDb {
             conn,
-            _lock: None,
+            lock: None,
             read_only: true,
             path: path.to_path_buf(),
+            integrity_checked: true,
         })
     }
 

@@ -82,12 +82,14 @@ pub(super) fn unusable(path: &Path, reason: impl Into<String>) -> StateError {
 
 /// Reads and checks a freshly opened file without writing to it, so a file
 /// that is refused is left exactly as it was. Returns its schema version.
-pub(super) fn inspect(conn: &Connection, path: &Path) -> StateResult<i64> {
+pub(super) fn inspect(conn: &Connection, path: &Path, check: bool) -> StateResult<i64> {
     // The first read of the header is where a file that is not SQLite fails.
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|e| unusable(path, format!("not a readable SQLite database: {e}")))?;
-    check_integrity(conn, path)?;
+    if check {
+        check_integrity(conn, path)?;
+    }
     let application_id: i32 = conn
         .pragma_query_value(None, "application_id", |row| row.get(0))
         .map_err(|e| unusable(path, format!("cannot read the application id: {e}")))?;

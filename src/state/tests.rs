@@ -189,6 +189,8 @@ fn a_corrupted_database_is_unusable() {
                 .unwrap();
         }
         batch.commit().unwrap();
+        // Sealed: the damage below must still be found.
+        db.close().unwrap();
     }
     // Keep the header page, scribble over the pages after it.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -198,6 +200,40 @@ fn a_corrupted_database_is_unusable() {
     }
     std::fs::write(&path, &bytes).unwrap();
     assert_unusable(StateDb::open(&path), "integrity check");
+}
+
+#[test]
+fn only_a_sealed_untouched_database_skips_the_integrity_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let db = StateDb::open(&path).unwrap();
+    assert!(db.integrity_checked(), "a new database is checked");
+    db.close().unwrap();
+
+    let db = StateDb::open(&path).unwrap();
+    assert!(!db.integrity_checked(), "sealed by a clean close");
+    // Dropped as a crash or a failed run would leave it: the seal is gone.
+    drop(db);
+    let db = StateDb::open(&path).unwrap();
+    assert!(
+        db.integrity_checked(),
+        "no seal after a run that did not close"
+    );
+    db.close().unwrap();
+
+    // Any write by another program moves the file's change time.
+    raw_sql(&path, "PRAGMA user_version = 2;");
+    let db = StateDb::open(&path).unwrap();
+    assert!(
+        db.integrity_checked(),
+        "written by someone else since the seal"
+    );
+    db.close().unwrap();
+
+    // A write-ahead log beside the file holds changes the seal does not cover.
+    std::fs::write(path.with_file_name("state.db-wal"), b"").unwrap();
+    let db = StateDb::open(&path).unwrap();
+    assert!(db.integrity_checked(), "a log beside the sealed file");
 }
 
 #[test]
