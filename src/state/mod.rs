@@ -150,8 +150,8 @@ impl StateDb {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
         }
-        let mut lock = take_lock(path)?;
-        let sealed = Seal::take(&mut lock).map_err(|source| io_error(path, source))?;
+        let lock = take_lock(path)?;
+        let sealed = Seal::take(&lock).map_err(|source| io_error(path, source))?;
         let check = sealed.is_none() || sealed != Seal::of(path);
         // No SQLITE_OPEN_URI: a configured path starting with `file:` is a path.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -185,8 +185,8 @@ impl StateDb {
             conn, lock, path, ..
         } = self;
         conn.close().map_err(|(_, e)| StateError::Sql(e))?;
-        if let (Some(mut lock), Some(seal)) = (lock, Seal::of(&path)) {
-            seal.write(&mut lock)
+        if let (Some(lock), Some(seal)) = (lock, Seal::of(&path)) {
+            seal.write(&lock)
                 .map_err(|source| io_error(&path, source))?;
         }
         Ok(())

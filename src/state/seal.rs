@@ -5,10 +5,10 @@
 //! which nobody can set back, so a file that another program, a restore or an
 //! editor touched is checked again. The seal is removed as the database opens:
 //! a run that crashes or fails leaves none, and the run after it checks.
+//! A lock file is never truncated: its seal is voided and rewritten in place.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &str = "mailsync-state-seal 1";
@@ -68,24 +68,34 @@ impl Seal {
         })
     }
 
-    /// Reads and removes the seal in `lock`: whatever happens next, only a
+    /// Reads and voids the seal in `lock`: whatever happens next, only a
     /// clean close writes a new one. Anything unreadable counts as no seal.
-    pub(super) fn take(lock: &mut File) -> std::io::Result<Option<Seal>> {
-        let mut text = String::new();
-        lock.seek(SeekFrom::Start(0))?;
-        let read = lock.take(256).read_to_string(&mut text);
-        lock.set_len(0)?;
-        Ok(read.ok().and_then(|_| Seal::parse(&text)))
+    pub(super) fn take(lock: &File) -> std::io::Result<Option<Seal>> {
+        let mut buf = [0u8; SEAL_WIDTH];
+        let read = lock.read_at(&mut buf, 0)?;
+        let seal = std::str::from_utf8(&buf[..read]).ok().and_then(Seal::parse);
+        if seal.is_some() {
+            // Overwritten in place rather than truncated: truncating frees
+            // blocks, a journal transaction that took 10 ms on ext4.
+            lock.write_all_at(b"#", 0)?;
+        }
+        Ok(seal)
     }
 
-    /// Writes the seal into `lock`. Not synced: a seal lost to a power cut
-    /// only costs the next run a check.
-    pub(super) fn write(&self, lock: &mut File) -> std::io::Result<()> {
-        lock.set_len(0)?;
-        lock.seek(SeekFrom::Start(0))?;
-        lock.write_all(self.line().as_bytes())
+    /// Writes the seal into `lock`, always `SEAL_WIDTH` bytes so the file never
+    /// shrinks. Not synced: a seal lost to a power cut only costs the next run
+    /// a check.
+    pub(super) fn write(&self, lock: &File) -> std::io::Result<()> {
+        let mut line = self.line().into_bytes();
+        line.pop();
+        line.resize(SEAL_WIDTH - 1, b' ');
+        line.push(b'\n');
+        lock.write_all_at(&line, 0)
     }
 }
+
+/// Wide enough for any seal line (six 20-digit numbers and the magic).
+const SEAL_WIDTH: usize = 192;
 
 fn wal_path(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
@@ -106,6 +116,7 @@ mod tests {
             mtime: (1_795_643_242, 123_456_789),
             ctime: (1_795_643_243, 0),
         };
+        assert!(seal.line().len() < SEAL_WIDTH);
         assert_eq!(Seal::parse(&seal.line()), Some(seal));
         for bad in [
             "",
