@@ -8,7 +8,7 @@ pub mod report;
 
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::state::{FolderState, Record, Side, StateDb, StateError};
-use crate::store::{FolderInfo, FolderStatus, Scope, Store, StoreError};
+use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome, Silent};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -686,12 +686,41 @@ impl<'a> Engine<'a> {
         // Read before the scan: a change made while we scan moves the stamp on,
         // so the next run looks again.
         let near_stamp = self.near.change_stamp(name)?;
-        let (far_status, far_selected) = match far_status {
-            Some(st) if far_unchanged => (st.clone(), false),
-            _ => (self.far.select(name)?, true),
-        };
-        let near_status = self.near.select(name)?;
-        let mut records = self.state.records(name)?;
+        // Both sides are read at once: the server works on SELECT and the
+        // change listing while this thread scans the Maildir and loads the
+        // records. Only reads happen here; every decision comes after.
+        let stored_far_validity = known.and_then(|k| k.far_validity);
+        let (far, near, state) = (&mut *self.far, &mut *self.near, &*self.state);
+        let (far_read, near_read, records) = std::thread::scope(|scope| {
+            let far_job = scope.spawn(move || -> StoreResult<_> {
+                let (status, selected) = match far_status {
+                    Some(st) if far_unchanged => (st.clone(), false),
+                    _ => (far.select(name)?, true),
+                };
+                // A change listing is only worth asking for while UIDVALIDITY
+                // holds; otherwise the folder is re-paired from a full listing.
+                let changes = match known_modseq {
+                    Some(modseq)
+                        if !far_unchanged && Some(status.validity) == stored_far_validity =>
+                    {
+                        Some(far.list_changes(modseq)?)
+                    }
+                    _ => None,
+                };
+                Ok((status, selected, changes))
+            });
+            let near_read = near
+                .select(name)
+                .and_then(|status| Ok((status, near.list_messages()?)));
+            let records = state.records(name);
+            let far_read = far_job
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (far_read, near_read, records)
+        });
+        let (far_status, far_selected, far_changes) = far_read?;
+        let (near_status, near_list) = near_read?;
+        let mut records = records?;
         let mut pairing = known.is_none();
         for (side, now, stored) in [
             (
@@ -728,18 +757,17 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let far_list = match known_modseq.filter(|_| !pairing) {
-            Some(_) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
-            Some(modseq) => {
-                let changes = self.far.list_changes(modseq)?;
-                match changes.vanished {
-                    Some(vanished) => far_listing_from_state(&records, changes.changed, &vanished),
-                    None => self.far.list_messages()?,
-                }
-            }
-            None => self.far.list_messages()?,
+        let far_list = match (known_modseq.filter(|_| !pairing), far_changes) {
+            (Some(_), _) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
+            (
+                Some(_),
+                Some(Changes {
+                    changed,
+                    vanished: Some(vanished),
+                }),
+            ) => far_listing_from_state(&records, changed, &vanished),
+            _ => self.far.list_messages()?,
         };
-        let near_list = self.near.list_messages()?;
 
         if !intents.is_empty() {
             let resolutions = recover::resolve(
