@@ -134,26 +134,33 @@ impl<'a> PreAuth<'a> {
     }
 
     /// Reads the greeting; true when it is PREAUTH.
-    fn greeting(&mut self) -> StoreResult<bool> {
+    /// Reads the greeting: whether it is PREAUTH, and the capabilities it
+    /// announced in a `[CAPABILITY ...]` code, if any.
+    fn greeting(&mut self) -> StoreResult<(bool, Option<ServerCaps>)> {
         let line = self.read_line("greeting")?;
         match imap_proto::parser::parse_response(&line) {
-            Ok((
-                _,
-                Response::Data {
-                    status,
-                    information,
-                    ..
-                },
-            )) => match status {
-                Status::Ok => Ok(false),
-                Status::PreAuth => Ok(true),
-                Status::Bye => Err(StoreError::Connection(format!(
-                    "{} refused the connection: {}",
-                    self.address,
-                    information.as_deref().unwrap_or("no reason given")
-                ))),
-                _ => Err(self.unexpected("greeting", &line)),
-            },
+            Ok((_, response)) => {
+                let caps = ServerCaps::find(std::slice::from_ref(&response));
+                match response {
+                    Response::Data {
+                        status: Status::Ok, ..
+                    } => Ok((false, caps)),
+                    Response::Data {
+                        status: Status::PreAuth,
+                        ..
+                    } => Ok((true, caps)),
+                    Response::Data {
+                        status: Status::Bye,
+                        information,
+                        ..
+                    } => Err(StoreError::Connection(format!(
+                        "{} refused the connection: {}",
+                        self.address,
+                        information.as_deref().unwrap_or("no reason given")
+                    ))),
+                    _ => Err(self.unexpected("greeting", &line)),
+                }
+            }
             _ => Err(self.unexpected("greeting", &line)),
         }
     }
@@ -319,7 +326,7 @@ pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8
 fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps)> {
     let conn = net::connect(&cfg.server)?;
     let mut link = PreAuth::new(conn, address, 0);
-    let preauth = link.greeting()?;
+    let (preauth, greeted_with) = link.greeting()?;
     if cfg.server.tls == TlsMode::Starttls {
         if preauth {
             return Err(StoreError::Tls(format!(
@@ -350,8 +357,13 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
              always logs in"
         )));
     }
-    // Capabilities seen before STARTTLS are untrusted (RFC 3501 6.2.1): ask again.
-    let caps = link.capabilities()?;
+    // Capabilities seen before STARTTLS are untrusted (RFC 3501 6.2.1): ask
+    // again. A greeting that came over implicit TLS (or a plaintext link the
+    // user asked for) is as good as a CAPABILITY answer, one round trip less.
+    let caps = match greeted_with {
+        Some(caps) if cfg.server.tls != TlsMode::Starttls => caps,
+        _ => link.capabilities()?,
+    };
     Ok((link, caps))
 }
 
@@ -364,7 +376,13 @@ fn authenticate(
     let user = cfg.user.as_str();
     let password = cfg.password.0.as_str();
     let encrypted = cfg.server.tls != TlsMode::None;
-    let result = if caps.has("AUTH=PLAIN") {
+    // LOGIN takes one round trip where the crate's AUTHENTICATE PLAIN takes
+    // two (it does not send the response with the command, RFC 4959), so it
+    // is used whenever the server allows it and both strings are plain
+    // printable ASCII; PLAIN carries anything else (UTF-8 secrets).
+    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
+    let result = if caps.has("AUTH=PLAIN") && !login_fits {
         client.authenticate("PLAIN", &PlainAuth { user, password })
     } else if caps.has("LOGINDISABLED") {
         let hint = if encrypted {
@@ -526,7 +544,19 @@ mod tests {
     }
 
     #[test]
-    fn plain_is_preferred_when_offered() {
+    fn greeting_capabilities_spare_a_round_trip_and_ascii_secrets_use_login() {
+        let (port, server) = fake_server(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n",
+            &["a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"],
+        );
+        let err = open_err(&config(port, TlsMode::None, "pw"));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        let received = server.join().unwrap();
+        assert_eq!(received, vec!["a1 LOGIN \"alice\" \"pw\"\r\n".to_string()]);
+    }
+
+    #[test]
+    fn plain_carries_a_secret_login_cannot_quote() {
         let (port, server) = fake_server(
             "* OK hi\r\n",
             &[

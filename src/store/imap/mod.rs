@@ -1139,8 +1139,9 @@ impl Store for ImapStore {
 
     fn close(&mut self) -> StoreResult<()> {
         if self.broken.is_none() {
-            // Nothing is pending after a flush; a failed LOGOUT loses nothing.
-            let _ = self.session.logout();
+            // Nothing is pending after a flush, and LOGOUT commits nothing in
+            // IMAP: it is sent, not waited for (one round trip less per run).
+            let _ = self.session.run_command("LOGOUT");
             self.broken = Some("logged out".to_string());
         }
         Ok(())
