@@ -10,7 +10,11 @@ use imap_proto::{MailboxDatum, Response};
 use super::wire::{astring_value, quote};
 use super::{folder_from_list, parse_delimiter, ImapStore};
 use crate::model::FolderName;
-use crate::store::{FolderInfo, FolderStatus, Scope, StatusList, StoreError, StoreResult};
+use crate::store::{
+    FolderInfo, FolderList, FolderStatus, Scope, StatusList, StoreError, StoreResult,
+};
+
+const PLAIN_LIST: &str = "LIST \"\" \"*\"";
 
 /// STATUS attributes: upper-cased names and their numbers.
 type Attributes = Vec<(String, u64)>;
@@ -66,6 +70,55 @@ impl ImapStore {
         items
     }
 
+    /// The LIST that also returns every folder's status (RFC 5819), when the
+    /// server has LIST-STATUS. With RETURN options a server reports only the
+    /// attributes asked for, so special-use roles are asked for too.
+    fn list_status_command(&self) -> Option<String> {
+        let special_use = if self.server.has("SPECIAL-USE") {
+            "SPECIAL-USE "
+        } else {
+            ""
+        };
+        self.server.list_status().then(|| {
+            format!(
+                "LIST \"\" \"*\" RETURN ({special_use}STATUS ({}))",
+                self.status_items()
+            )
+        })
+    }
+
+    /// `Store::list_folders` for IMAP. With CONDSTORE the engine asks for the
+    /// statuses right after the list, so the list is a LIST-STATUS whose answer
+    /// `statuses` then reads instead of asking again: one round trip less.
+    pub(super) fn folders(&mut self) -> StoreResult<FolderList> {
+        let with_status = self
+            .list_status_command()
+            .filter(|_| self.server.condstore());
+        let command = with_status.as_deref().unwrap_or(PLAIN_LIST).to_string();
+        let data = self
+            .run("LIST", &command)
+            .map_err(|f| f.in_session(&self.address, "LIST"))?;
+        let responses: Vec<Response<'_>> = split_responses(&data)?
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Parsed(r) => Some(r),
+                Item::Status(..) => None,
+            })
+            .collect();
+        let mut list = FolderList::default();
+        for (wire_name, folder) in self.list_entries(&data, &responses) {
+            match folder {
+                Ok(info) => list.folders.push(info),
+                Err(reason) => list.rejected.push((wire_name, reason)),
+            }
+        }
+        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
+        if with_status.is_some() {
+            self.listed_with_status = Some(data);
+        }
+        Ok(list)
+    }
+
     /// `Store::status_all` for IMAP.
     pub(super) fn statuses(
         &mut self,
@@ -73,14 +126,16 @@ impl ImapStore {
     ) -> StoreResult<StatusList> {
         let items = self.status_items();
         let list_status = self.server.list_status();
-        let command = if list_status {
-            format!("LIST \"\" \"*\" RETURN (STATUS ({items}))")
-        } else {
-            "LIST \"\" \"*\"".to_string()
+        let data = match self.listed_with_status.take() {
+            Some(data) => data,
+            None => {
+                let command = self
+                    .list_status_command()
+                    .unwrap_or_else(|| PLAIN_LIST.to_string());
+                self.run("LIST", &command)
+                    .map_err(|f| f.in_session(&self.address, "LIST"))?
+            }
         };
-        let data = self
-            .run("LIST", &command)
-            .map_err(|f| f.in_session(&self.address, "LIST"))?;
         let mut responses = Vec::new();
         let mut listed: Vec<(String, Attributes)> = Vec::new();
         for item in split_responses(&data)? {

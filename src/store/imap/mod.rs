@@ -87,6 +87,9 @@ pub struct ImapStore {
     /// error, lost sync, logout): later commands fail at once instead of
     /// misreading a half-finished response.
     broken: Option<String>,
+    /// The answer of the LIST-STATUS that `list_folders` sent, for the
+    /// `status_all` right after it; any other command drops it.
+    listed_with_status: Option<Vec<u8>>,
 }
 
 struct Selected {
@@ -197,6 +200,7 @@ impl ImapStore {
             sizes: HashMap::new(),
             staged: Vec::new(),
             broken: None,
+            listed_with_status: None,
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
@@ -261,6 +265,7 @@ impl ImapStore {
 
     /// Sends one command and returns its complete response, tagged line included.
     fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, Failure> {
+        self.listed_with_status = None;
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(StoreError::Connection(format!(
                 "{}: connection unusable ({why})",
@@ -845,19 +850,7 @@ impl Store for ImapStore {
     }
 
     fn list_folders(&mut self) -> StoreResult<FolderList> {
-        let data = self
-            .run("LIST", "LIST \"\" \"*\"")
-            .map_err(|f| f.in_session(&self.address, "LIST"))?;
-        let responses = parse_responses(&data)?;
-        let mut list = FolderList::default();
-        for (wire_name, folder) in self.list_entries(&data, &responses) {
-            match folder {
-                Ok(info) => list.folders.push(info),
-                Err(reason) => list.rejected.push((wire_name, reason)),
-            }
-        }
-        list.folders.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(list)
+        self.folders()
     }
 
     fn create_folder(&mut self, name: &FolderName) -> StoreResult<()> {
