@@ -124,6 +124,10 @@ impl<S: Store> Store for MappedStore<S> {
         self.inner.delete(keys)
     }
 
+    fn share_memory(&mut self, connections: usize) {
+        self.inner.share_memory(connections);
+    }
+
     fn close(&mut self) -> StoreResult<()> {
         self.inner.close()
     }

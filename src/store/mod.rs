@@ -318,6 +318,11 @@ pub trait Store: Send {
         Vec::new()
     }
 
+    /// Tells the store that it is one of `connections` working at once, so
+    /// that their buffers share one budget (an IMAP store's largest FETCH
+    /// response). Stores without such buffers ignore it.
+    fn share_memory(&mut self, _connections: usize) {}
+
     /// Ends the session cleanly (LOGOUT). Dropping without it must lose nothing.
     fn close(&mut self) -> StoreResult<()> {
         Ok(())

@@ -292,6 +292,8 @@ fn parallel_run(
         }
     };
     if jobs <= 1 || discovery.jobs.len() <= 1 {
+        engine.far.share_memory(1);
+        engine.near.share_memory(1);
         if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
             report.error = Some(abort_message(abort));
         }
@@ -329,6 +331,8 @@ fn parallel_run(
     let shared = Mutex::new(observer);
     let unchanged = std::sync::atomic::AtomicU64::new(0);
     let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
+        far.share_memory(workers);
+        near.share_memory(workers);
         let mut observer = SharedObserver(&shared);
         let mut engine = Engine {
             far,

@@ -57,12 +57,15 @@ pub struct ImapConfig {
 /// or zero `batch_bytes` cannot turn a message into millions of round trips.
 const MIN_BATCH_BYTES: u64 = 4096;
 
-/// Largest single UID FETCH response, whatever the batch budget: the imap
-/// crate buffers a whole response, so this, not the engine's batch, sets the
-/// peak memory of a download, once per parallel worker. Measured at 10 000
-/// messages with four workers: peak RSS 64 MB at 4 MiB, 35 MB at 2 MiB, 30 MB
-/// at 1 MiB, with no measurable change in time on loopback.
-const MAX_FETCH_BYTES: u64 = 1 << 20;
+/// Largest UID FETCH response of all connections together, whatever the
+/// batch budget: the imap crate buffers a whole response, so this, not the
+/// engine's batch, sets the peak memory of a download. Each of N connections
+/// gets a share of it, never less than `MIN_FETCH_SHARE`. Measured at 10 000
+/// messages with four connections: peak RSS 64 MB at 4 MiB each, 35 MB at
+/// 2 MiB, 30 MB at 1 MiB, with no measurable change in time on loopback; a
+/// single connection fetches up to 4 MiB per round trip.
+const FETCH_BUDGET: u64 = 4 << 20;
+const MIN_FETCH_SHARE: u64 = 1 << 20;
 
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
@@ -74,6 +77,8 @@ pub struct ImapStore {
     address: String,
     user: String,
     batch_bytes: u64,
+    /// This connection's share of `FETCH_BUDGET` (see `share_memory`).
+    fetch_share: u64,
     caps: Caps,
     server: ServerCaps,
     /// The hierarchy delimiter once known; `Some(None)` for a flat namespace.
@@ -193,6 +198,7 @@ impl ImapStore {
             address: cfg.server.address(),
             user: cfg.user.clone(),
             batch_bytes: cfg.batch_bytes,
+            fetch_share: MIN_FETCH_SHARE,
             caps: Caps::default(),
             server: ServerCaps::default(),
             delimiter: None,
@@ -1000,7 +1006,7 @@ impl Store for ImapStore {
             .iter()
             .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
             .collect();
-        let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, MAX_FETCH_BYTES);
+        let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         for batch in plan_body_batches(&items, budget) {
             match batch {
                 BodyBatch::Whole(uids) => self.fetch_whole(&uids, sink)?,
@@ -1128,6 +1134,11 @@ impl Store for ImapStore {
             self.sizes.remove(uid);
         }
         Ok(())
+    }
+
+    fn share_memory(&mut self, connections: usize) {
+        let connections = u64::try_from(connections.max(1)).unwrap_or(u64::MAX);
+        self.fetch_share = (FETCH_BUDGET / connections).clamp(MIN_FETCH_SHARE, FETCH_BUDGET);
     }
 
     fn close(&mut self) -> StoreResult<()> {
