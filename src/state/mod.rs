@@ -228,9 +228,14 @@ impl StateDb {
             }
             Err(source) => return Err(io_error(path, source)),
         }
+        // The seal is read, not voided: this open changes nothing.
+        let sealed = File::open(lock_path(path))
+            .ok()
+            .and_then(|lock| Seal::peek(&lock).ok().flatten());
+        let check = sealed.is_none() || sealed != Seal::of(path);
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = connect(path, flags)?;
-        if schema::inspect(&conn, path, true)? == 0 {
+        if schema::inspect(&conn, path, check)? == 0 {
             return Err(unusable(path, "has no schema yet (never initialised)"));
         }
         Ok(StateDb {
@@ -238,7 +243,7 @@ impl StateDb {
             lock: None,
             read_only: true,
             path: path.to_path_buf(),
-            integrity_checked: true,
+            integrity_checked: check,
         })
     }
 
@@ -347,10 +352,14 @@ fn connect(path: &Path, flags: OpenFlags) -> StateResult<Connection> {
 /// Locks `<path>.lock` with `flock` semantics: the kernel drops the lock when
 /// the process dies, so a stale file never blocks the next run. The file is
 /// left in place on drop; deleting it would race with a starting run.
-fn take_lock(path: &Path) -> StateResult<File> {
+fn lock_path(path: &Path) -> PathBuf {
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock_path = PathBuf::from(lock_path);
+    PathBuf::from(lock_path)
+}
+
+fn take_lock(path: &Path) -> StateResult<File> {
+    let lock_path = lock_path(path);
     let file = OpenOptions::new()
         .read(true)
         .write(true)

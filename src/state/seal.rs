@@ -24,10 +24,13 @@ pub(super) struct Seal {
 
 impl Seal {
     /// The state file as it is now; `None` when it cannot vouch for the whole
-    /// database (missing, or with a write-ahead log beside it).
+    /// database (missing, or with a write-ahead log beside it that holds
+    /// anything: a read-only open leaves an empty one behind).
     pub(super) fn of(path: &Path) -> Option<Seal> {
-        if wal_path(path).exists() {
-            return None;
+        match std::fs::metadata(wal_path(path)) {
+            Ok(wal) if wal.len() == 0 => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            _ => return None,
         }
         let meta = std::fs::metadata(path).ok()?;
         Some(Seal {
@@ -71,15 +74,20 @@ impl Seal {
     /// Reads and voids the seal in `lock`: whatever happens next, only a
     /// clean close writes a new one. Anything unreadable counts as no seal.
     pub(super) fn take(lock: &File) -> std::io::Result<Option<Seal>> {
-        let mut buf = [0u8; SEAL_WIDTH];
-        let read = lock.read_at(&mut buf, 0)?;
-        let seal = std::str::from_utf8(&buf[..read]).ok().and_then(Seal::parse);
+        let seal = Seal::peek(lock)?;
         if seal.is_some() {
             // Overwritten in place rather than truncated: truncating frees
             // blocks, a journal transaction that took 10 ms on ext4.
             lock.write_all_at(b"#", 0)?;
         }
         Ok(seal)
+    }
+
+    /// Reads the seal in `lock` and leaves it, for read-only opens.
+    pub(super) fn peek(lock: &File) -> std::io::Result<Option<Seal>> {
+        let mut buf = [0u8; SEAL_WIDTH];
+        let read = lock.read_at(&mut buf, 0)?;
+        Ok(std::str::from_utf8(&buf[..read]).ok().and_then(Seal::parse))
     }
 
     /// Writes the seal into `lock`, always `SEAL_WIDTH` bytes so the file never
