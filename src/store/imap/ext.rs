@@ -2,9 +2,9 @@
 //! the personal namespace (RFC 2342), keywords, and MULTIAPPEND (RFC 3502),
 //! which sends a run of staged messages in one command and one round trip.
 
-use imap_proto::{AttributeValue, Response, ResponseCode, UidSetMember};
+use imap_proto::{AttributeValue, UidSetMember};
 
-use super::wire::{format_internal_date, parse_responses, quote, uid_sets};
+use super::wire::{parse_responses, quote, uid_sets};
 use super::{fetched, login, utf7, ImapConfig, ImapStore, Staged, LITERAL_MINUS_MAX};
 use crate::model::{Flags, MsgKey};
 use crate::store::{StoreError, StoreResult};
@@ -147,30 +147,10 @@ impl ImapStore {
                     self.address
                 ))
             })?;
-            let date = msg
-                .date
-                .and_then(format_internal_date)
-                .map(|d| format!(" {}", quote(&d)))
-                .unwrap_or_default();
-            command.push_str(&format!(
-                " ({}){date} {{{}+}}\r\n",
-                msg.flags.imap_names().join(" "),
-                msg.body.len()
-            ));
+            command.push_str(&msg.literal_head());
             command.push_str(text);
         }
-        let data = self
-            .run("MULTIAPPEND", &command)
-            .map_err(|f| f.in_folder(&first.folder, "MULTIAPPEND"))?;
-        let responses = parse_responses(&data)?;
-        self.observe(&responses);
-        Ok(responses.into_iter().find_map(|r| match r {
-            Response::Done {
-                code: Some(ResponseCode::AppendUid(validity, uids)),
-                ..
-            } => Some((validity, uids)),
-            _ => None,
-        }))
+        self.run_append("MULTIAPPEND", &command, &first.folder)
     }
 
     /// The keys of a run of appended messages from the APPENDUID answer, in

@@ -115,6 +115,23 @@ struct Staged {
     date: Option<i64>,
 }
 
+impl Staged {
+    /// What precedes the message text in an APPEND (or in each message of a
+    /// MULTIAPPEND): flags, arrival date and a non-synchronising literal.
+    fn literal_head(&self) -> String {
+        let date = self
+            .date
+            .and_then(format_internal_date)
+            .map(|d| format!(" {}", quote(&d)))
+            .unwrap_or_default();
+        format!(
+            " ({}){date} {{{}+}}\r\n",
+            self.flags.imap_names().join(" "),
+            self.body.len()
+        )
+    }
+}
+
 /// How a command failed.
 enum Failure {
     /// The server answered NO or BAD: this command failed, the session is fine.
@@ -521,20 +538,21 @@ impl ImapStore {
             (true, Ok(text)) => text,
             _ => return self.append_synchronising(msg),
         };
-        let date = msg
-            .date
-            .and_then(format_internal_date)
-            .map(|d| format!(" {}", quote(&d)))
-            .unwrap_or_default();
-        let command = format!(
-            "APPEND {} ({}){date} {{{}+}}\r\n{text}",
-            quote(&msg.wire),
-            msg.flags.imap_names().join(" "),
-            msg.body.len(),
-        );
+        let command = format!("APPEND {}{}{text}", quote(&msg.wire), msg.literal_head());
+        self.run_append("APPEND", &command, &msg.folder)
+    }
+
+    /// Runs an APPEND or MULTIAPPEND command; the APPENDUID result when the
+    /// server gives one.
+    fn run_append(
+        &mut self,
+        verb: &str,
+        command: &str,
+        folder: &FolderName,
+    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
         let data = self
-            .run("APPEND", &command)
-            .map_err(|f| f.in_folder(&msg.folder, "APPEND"))?;
+            .run(verb, command)
+            .map_err(|f| f.in_folder(folder, verb))?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
