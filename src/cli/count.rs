@@ -2,7 +2,7 @@
 //! them) and prints them as a table, TSV, JSON, Prometheus text or one total.
 
 use super::args::{CountArgs, CountFormat, GlobalArgs};
-use super::output::{aligned, human_bytes, write_atomically, Ui};
+use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
 use super::sync::{
     connect, exists, load_accounts, read_password, state_failure, store_failure, Failure,
@@ -50,7 +50,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
         .iter()
         .map(|account| count_account(ui, account, args.offline))
         .collect();
-    let mut status = counted
+    let status = counted
         .iter()
         .fold(ExitStatus::Ok, |status, c| status.worst(c.status));
 
@@ -72,16 +72,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
             CountFormat::Prometheus => prometheus(&counted),
         }
     };
-    match &args.output {
-        Some(path) => {
-            if let Err(error) = write_atomically(path, text.as_bytes()) {
-                ui.error_chain(&error);
-                status = status.worst(ExitStatus::Partial);
-            }
-        }
-        None => ui.out(text.trim_end_matches('\n')),
-    }
-    status
+    deliver(ui, &text, args.output.as_deref(), status)
 }
 
 fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {

@@ -4,9 +4,9 @@
 //! into endpoints, reads passwords, opens the state, draws progress and prints.
 
 use super::args::{GlobalArgs, TlsArg};
-use super::output::{aligned, human_bytes, human_duration, write_atomically, Ui};
+use super::output::{aligned, deliver, human_bytes, human_duration, Ui};
 use super::progress::RunObserver;
-use super::sync::{close_state, exists, state_failure, Failure};
+use super::sync::{close_state, dry_run_scratch, exists, state_failure, Failure};
 use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin};
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};
@@ -547,21 +547,11 @@ fn emit<T: serde::Serialize>(
     if !json_on_stdout && !ui.is_quiet() {
         ui.out(table.trim_end_matches('\n'));
     }
-    match &args.report_file {
-        Some(path) => match write_atomically(path, formatted.as_bytes()) {
-            Ok(()) => status,
-            Err(error) => {
-                ui.error_chain(&error);
-                status.worst(ExitStatus::Partial)
-            }
-        },
-        None => {
-            if json_on_stdout {
-                ui.out(formatted.trim_end_matches('\n'));
-            }
-            status
-        }
+    if args.report_file.is_none() && !json_on_stdout {
+        // The table went to stdout above.
+        return status;
     }
+    deliver(ui, &formatted, args.report_file.as_deref(), status)
 }
 
 #[derive(serde::Serialize)]
@@ -597,12 +587,7 @@ fn migrate_pair(
     let scratch = if options.dry_run
         && !exists(&pair.state).map_err(|e| Failure::new(ExitStatus::Safety, e))?
     {
-        Some(tempfile::tempdir().map_err(|e| {
-            Failure::new(
-                ExitStatus::Safety,
-                anyhow::Error::new(e).context("cannot create a scratch directory for the dry run"),
-            )
-        })?)
+        Some(dry_run_scratch()?)
     } else {
         None
     };

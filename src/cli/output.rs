@@ -8,6 +8,7 @@
 //! printed; `--quiet` silences warnings and the summary everywhere.
 
 use super::args::{ColorChoice, GlobalArgs};
+use crate::sync::report::ExitStatus;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use std::fs::File;
 use std::io::{IsTerminal, Write};
@@ -186,6 +187,25 @@ impl Ui {
         self.multi.suspend(|| {
             let _ = writeln!(std::io::stderr().lock(), "{text}");
         });
+    }
+}
+
+/// Hands a report to its reader: into `path` atomically when one is given,
+/// else to stdout. A file that cannot be written is reported and makes the
+/// run's status at least partial; the run itself has happened.
+pub fn deliver(ui: &Ui, text: &str, path: Option<&Path>, status: ExitStatus) -> ExitStatus {
+    match path {
+        Some(path) => match write_atomically(path, text.as_bytes()) {
+            Ok(()) => status,
+            Err(error) => {
+                ui.error_chain(&error);
+                status.worst(ExitStatus::Partial)
+            }
+        },
+        None => {
+            ui.out(text.trim_end_matches('\n'));
+            status
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! is made here.
 
 use super::args::{config_word, GlobalArgs, KeepDays, OneOffArgs, SyncArgs, SyncCommand};
-use super::output::{write_atomically, Ui};
+use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use super::report::{render_report, RunResult};
 use super::summary::print_report;
@@ -70,15 +70,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     }
     if let Some(format) = args.report {
         let text = render_report(format, &results, status, started, args.dry_run);
-        match &args.report_file {
-            Some(path) => {
-                if let Err(error) = write_atomically(path, text.as_bytes()) {
-                    ui.error_chain(&error);
-                    status = status.worst(ExitStatus::Partial);
-                }
-            }
-            None => ui.out(text.trim_end_matches('\n')),
-        }
+        status = deliver(ui, &text, args.report_file.as_deref(), status);
     }
     status
 }
@@ -194,12 +186,7 @@ fn sync_one(
     // A dry run changes nothing, not even by creating the state database or
     // the Maildir root: a missing one is stood in for by an empty scratch copy.
     let scratch = if args.dry_run {
-        Some(tempfile::tempdir().map_err(|e| {
-            Failure::new(
-                ExitStatus::Safety,
-                anyhow::Error::new(e).context("cannot create a scratch directory for the dry run"),
-            )
-        })?)
+        Some(dry_run_scratch()?)
     } else {
         None
     };
@@ -410,6 +397,16 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+/// A scratch directory standing in for what a dry run must not create.
+pub(super) fn dry_run_scratch() -> Result<tempfile::TempDir, Failure> {
+    tempfile::tempdir().map_err(|e| {
+        Failure::new(
+            ExitStatus::Safety,
+            anyhow::Error::new(e).context("cannot create a scratch directory for the dry run"),
+        )
+    })
 }
 
 /// Closes the state database, sealed when the run was not cut short (an
