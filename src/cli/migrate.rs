@@ -17,8 +17,8 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::ImapConfig;
 use crate::store::net::TlsMode;
-use crate::sync::report::{ExitStatus, FolderReport, Observer};
-use crate::sync::{FolderFilter, SIMULATED_CRASH};
+use crate::sync::report::{ExitStatus, FolderReport, Observer, Stop};
+use crate::sync::FolderFilter;
 use anyhow::{anyhow, Context};
 use clap::{Arg, ArgMatches, ValueEnum, ValueHint};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -400,6 +400,7 @@ impl<'g> Setup<'g> {
             jobs: usize::from(args.jobs),
             batch_bytes,
             crash_after_steps,
+            stop: super::signals::install(),
         };
         Ok(Setup {
             global,
@@ -624,7 +625,7 @@ fn migrate_pair(
     let mut progress = MigrateProgress::new(ui, name, prefix, migration.folders());
     let report = migration.run(&mut state, &mut progress);
     progress.finish();
-    if report.error.as_deref() == Some(SIMULATED_CRASH) {
+    if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
@@ -691,6 +692,9 @@ fn run_batch(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs, file: &Path) -> Exi
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
+                if setup.options.stop.signal().is_some() {
+                    return;
+                }
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                 let Some((index, pair)) = next else { return };
                 let report = match migrate_pair(ui, setup, pair, per_account, true) {
@@ -804,8 +808,12 @@ fn print_problems(ui: &Ui, report: &MigrationReport, prefix: &str) {
     for note in &report.notes {
         ui.info(&format!("{prefix}{note}"));
     }
-    if let Some(error) = &report.error {
-        ui.error(&format!("{prefix}{error}"));
+    match (&report.error, report.stopped) {
+        (Some(error), Some(Stop::Interrupted(_))) => {
+            ui.error(&format!("migration `{}`: {error}", report.name))
+        }
+        (Some(error), _) => ui.error(&format!("{prefix}{error}")),
+        (None, _) => {}
     }
 }
 
@@ -891,6 +899,7 @@ fn status_word(status: ExitStatus) -> &'static str {
         ExitStatus::Connection => "connection failed",
         ExitStatus::Locked => "locked",
         ExitStatus::Safety => "safety stop",
+        ExitStatus::Interrupted | ExitStatus::Terminated => "interrupted",
     }
 }
 

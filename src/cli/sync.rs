@@ -14,8 +14,9 @@ use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::sync::report::Stop;
 use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StorePair, SIMULATED_CRASH};
+use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         crash_after_steps,
     } = command;
     let started = chrono::Utc::now();
+    let stop = super::signals::install();
     let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
     {
         Ok(accounts) => accounts,
@@ -51,11 +53,15 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let mut status = ExitStatus::Ok;
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
-        match sync_one(ui, account, &args, crash_after_steps) {
+        match sync_one(ui, account, &args, crash_after_steps, stop) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 status = status.worst(report.exit_status());
+                let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
                 results.push(RunResult::Synced(report));
+                if interrupted {
+                    break;
+                }
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
@@ -179,6 +185,7 @@ fn sync_one(
     account: &Account,
     args: &SyncArgs,
     crash_after_steps: Option<u64>,
+    stop: StopRequest,
 ) -> Result<AccountReport, Failure> {
     let name = account.name.as_str();
     let password = read_password(ui, account)?;
@@ -235,6 +242,7 @@ fn sync_one(
         filter: account.filter.clone(),
         max_messages: account.max_messages,
         crash_after_steps,
+        stop,
         ..RunOptions::default()
     };
     // Fault injection counts the steps of one worker: keep it to one.
@@ -260,7 +268,7 @@ fn sync_one(
         &options,
         &mut observer,
     );
-    if matches!(&report.error, Some((_, message)) if message == SIMULATED_CRASH) {
+    if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }

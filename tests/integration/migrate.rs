@@ -12,8 +12,8 @@ use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{ExitStatus, Silent};
-use mailsync::sync::{FolderFilter, SIMULATED_CRASH};
+use mailsync::sync::report::{ExitStatus, Silent, Stop};
+use mailsync::sync::FolderFilter;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -353,7 +353,7 @@ fn stopped_runs_resume_without_duplicates() {
                 crash_after_steps: Some(stop_after),
                 ..options.clone()
             });
-            if stopped.error.as_deref() == Some(SIMULATED_CRASH) {
+            if stopped.stopped == Some(Stop::SimulatedCrash) {
                 crashes += 1;
             }
         }

@@ -9,8 +9,8 @@ use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::Store;
-use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent};
-use mailsync::sync::{sync_account, Policy, RunOptions, SIMULATED_CRASH};
+use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
+use mailsync::sync::{sync_account, Policy, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -589,10 +589,7 @@ fn interrupted_runs_resume_without_loss_or_duplicates() {
             crash_after_steps: Some(k),
             ..options()
         });
-        let did_crash = crashed
-            .error
-            .as_ref()
-            .is_some_and(|(_, m)| m == SIMULATED_CRASH);
+        let did_crash = crashed.stopped == Some(Stop::SimulatedCrash);
         assert_ok(&other.run_with(options()));
         let server = &other.server()[&folder];
         let local = &other.local()[&folder];
