@@ -261,6 +261,11 @@ pub struct SyncCommand {
     /// crash would.
     #[arg(long, hide = true, value_name = "N")]
     pub crash_after_steps: Option<u64>,
+
+    /// Test-only fault injection at the N-th APPEND command to the server:
+    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
+    #[arg(long, hide = true, value_name = "N:ACTION")]
+    pub after_appends: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -85,6 +85,11 @@ pub struct MigrateCommand {
     /// crash would.
     #[arg(long, hide = true, value_name = "N")]
     pub crash_after_steps: Option<u64>,
+
+    /// Test-only fault injection at the N-th APPEND command to the server:
+    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
+    #[arg(long, hide = true, value_name = "N:ACTION")]
+    pub after_appends: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -353,7 +358,14 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: MigrateCommand) -> ExitStatus 
     let MigrateCommand {
         args,
         crash_after_steps,
+        after_appends,
     } = command;
+    if let Some(spec) = after_appends {
+        if let Err(e) = crate::fault::arm(&spec) {
+            ui.error(&format!("--after-appends {e}"));
+            return ExitStatus::Usage;
+        }
+    }
     let setup = match Setup::new(global, &args, crash_after_steps) {
         Ok(setup) => setup,
         Err(error) => {
