@@ -25,6 +25,14 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
          Maildir root missing, state database unusable, or keep-days asked of a POP3 \
          server without UIDL",
     ),
+    (
+        130,
+        "interrupted by Ctrl-C (SIGINT): the run stopped after a commit; run again to resume",
+    ),
+    (
+        143,
+        "stopped by SIGTERM after a commit; run again to resume",
+    ),
 ];
 
 /// Files, for `--help` and the man pages.
