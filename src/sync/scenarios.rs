@@ -652,3 +652,38 @@ fn a_copy_that_lands_after_the_rerun_first_looks_is_not_uploaded_again() {
         assert_idle(&w);
     }
 }
+
+/// A stop request (Ctrl-C) ends the run at its next durable step with
+/// everything done so far committed; the next run does the rest.
+#[test]
+fn a_stop_request_ends_the_run_at_a_commit_and_the_next_run_finishes() {
+    both(|maildir| {
+        let w = synced_then_changed(maildir);
+        let reference = synced_then_changed(maildir);
+        assert_clean(&reference.run());
+        let flag: &'static std::sync::atomic::AtomicU8 =
+            Box::leak(Box::new(std::sync::atomic::AtomicU8::new(0)));
+        flag.store(report::Signal::Interrupt.code(), Ordering::SeqCst);
+        let stopped = w.run_with(RunOptions {
+            stop: StopRequest::watching(flag),
+            ..w.options()
+        });
+        assert_eq!(
+            stopped.stopped,
+            Some(Stop::Interrupted(report::Signal::Interrupt))
+        );
+        assert_eq!(stopped.exit_status(), ExitStatus::Interrupted);
+        assert_eq!(stopped.exit_status().code(), 130);
+        let state = StateDb::open(&w.state_path()).expect("state");
+        for name in w.far.folder_names() {
+            assert!(state.intents(&name).expect("intents").is_empty(), "{name}");
+        }
+        drop(state);
+        assert_clean(&w.run());
+        assert_eq!(
+            (w.far_contents(), w.near_contents()),
+            (reference.far_contents(), reference.near_contents())
+        );
+        assert_idle(&w);
+    });
+}

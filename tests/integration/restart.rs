@@ -489,3 +489,41 @@ fn migrate(sandbox: &Sandbox, home: &Path, extra: &[&str]) -> Output {
     command.args(extra);
     command.output().expect("run mailsync migrate")
 }
+
+#[test]
+fn migrate_stopped_by_ctrl_c_exits_130_and_the_rerun_completes_it() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("start Dovecot");
+    let home = tempfile::tempdir().expect("home");
+    let mut source = Vec::new();
+    for n in 0..10 {
+        let body = message(7_000 + n);
+        sandbox.save("alice", "INBOX", &body).expect("deliver");
+        source.push(body);
+    }
+    source.sort();
+    let output = migrate(&sandbox, home.path(), &["--after-appends", "2:int"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        stderr.matches("interrupted; run again to resume").count(),
+        1,
+        "{stderr}"
+    );
+    let copied = sandbox.message_count("bob", "INBOX").expect("count");
+    assert!(0 < copied && copied < 10, "{copied} copied before the stop");
+    let rerun = migrate(&sandbox, home.path(), &[]);
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let mut copy: Vec<Vec<u8>> = sandbox
+        .messages("bob", "INBOX")
+        .expect("messages")
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    copy.sort();
+    assert_eq!(summary(&copy), summary(&source));
+}
