@@ -279,7 +279,9 @@ fn sync_one(
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
-    close_state(ui, name, state, report.error.is_none());
+    // A run stopped by a signal stopped right after a commit: as clean an end.
+    let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
+    close_state(ui, name, state, report.error.is_none() || interrupted);
     Ok(report)
 }
 
