@@ -158,3 +158,46 @@ pub fn may_still_land(resolutions: &[Resolution], far: &Caps, near: &Caps) -> Ve
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flags, FolderName};
+
+    fn not_done(to: Side, sent: bool) -> Resolution {
+        Resolution::NotDone {
+            intent: Intent {
+                id: 1,
+                folder: FolderName::inbox(),
+                to,
+                source_key: MsgKey("1".to_string()),
+                flags: Flags::EMPTY,
+                identity: None,
+                target_uidnext: Some(1),
+                sent,
+            },
+        }
+    }
+
+    #[test]
+    fn only_sent_copies_to_untracked_targets_are_waited_for() {
+        let imap = Caps::default();
+        let maildir = Caps {
+            tracking: true,
+            ..Caps::default()
+        };
+        let wait = |r: Resolution| may_still_land(&[r], &imap, &maildir);
+        assert_eq!(wait(not_done(Side::Far, true)), vec![Side::Far]);
+        assert_eq!(wait(not_done(Side::Far, false)), Vec::<Side>::new());
+        assert_eq!(wait(not_done(Side::Near, true)), Vec::<Side>::new());
+        assert_eq!(
+            may_still_land(
+                &[not_done(Side::Far, true), not_done(Side::Far, true)],
+                &imap,
+                &imap
+            ),
+            vec![Side::Far],
+            "one look per side"
+        );
+    }
+}
