@@ -14,6 +14,8 @@
 pub mod cli;
 pub mod config;
 pub mod count;
+#[doc(hidden)]
+pub mod fault;
 pub mod migrate;
 pub mod model;
 #[doc(hidden)]

@@ -25,6 +25,14 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
          Maildir root missing, state database unusable, or keep-days asked of a POP3 \
          server without UIDL",
     ),
+    (
+        130,
+        "interrupted by Ctrl-C (SIGINT): the run stopped after a commit; run again to resume",
+    ),
+    (
+        143,
+        "stopped by SIGTERM after a commit; run again to resume",
+    ),
 ];
 
 /// Files, for `--help` and the man pages.
@@ -261,6 +269,11 @@ pub struct SyncCommand {
     /// crash would.
     #[arg(long, hide = true, value_name = "N")]
     pub crash_after_steps: Option<u64>,
+
+    /// Test-only fault injection at the N-th APPEND command to the server:
+    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
+    #[arg(long, hide = true, value_name = "N:ACTION")]
+    pub after_appends: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]

@@ -17,8 +17,8 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::ImapConfig;
 use crate::store::net::TlsMode;
-use crate::sync::report::{ExitStatus, FolderReport, Observer};
-use crate::sync::{FolderFilter, SIMULATED_CRASH};
+use crate::sync::report::{ExitStatus, FolderReport, Observer, Stop};
+use crate::sync::FolderFilter;
 use anyhow::{anyhow, Context};
 use clap::{Arg, ArgMatches, ValueEnum, ValueHint};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,6 +85,11 @@ pub struct MigrateCommand {
     /// crash would.
     #[arg(long, hide = true, value_name = "N")]
     pub crash_after_steps: Option<u64>,
+
+    /// Test-only fault injection at the N-th APPEND command to the server:
+    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
+    #[arg(long, hide = true, value_name = "N:ACTION")]
+    pub after_appends: Option<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -353,7 +358,14 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: MigrateCommand) -> ExitStatus 
     let MigrateCommand {
         args,
         crash_after_steps,
+        after_appends,
     } = command;
+    if let Some(spec) = after_appends {
+        if let Err(e) = crate::fault::arm(&spec) {
+            ui.error(&format!("--after-appends {e}"));
+            return ExitStatus::Usage;
+        }
+    }
     let setup = match Setup::new(global, &args, crash_after_steps) {
         Ok(setup) => setup,
         Err(error) => {
@@ -400,6 +412,7 @@ impl<'g> Setup<'g> {
             jobs: usize::from(args.jobs),
             batch_bytes,
             crash_after_steps,
+            stop: super::signals::install(),
         };
         Ok(Setup {
             global,
@@ -624,11 +637,13 @@ fn migrate_pair(
     let mut progress = MigrateProgress::new(ui, name, prefix, migration.folders());
     let report = migration.run(&mut state, &mut progress);
     progress.finish();
-    if report.error.as_deref() == Some(SIMULATED_CRASH) {
+    if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
-    close_state(ui, name, state, report.error.is_none());
+    // A run stopped by a signal stopped right after a commit: as clean an end.
+    let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
+    close_state(ui, name, state, report.error.is_none() || interrupted);
     Ok(report)
 }
 
@@ -691,6 +706,9 @@ fn run_batch(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs, file: &Path) -> Exi
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
+                if setup.options.stop.signal().is_some() {
+                    return;
+                }
                 let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
                 let Some((index, pair)) = next else { return };
                 let report = match migrate_pair(ui, setup, pair, per_account, true) {
@@ -804,8 +822,12 @@ fn print_problems(ui: &Ui, report: &MigrationReport, prefix: &str) {
     for note in &report.notes {
         ui.info(&format!("{prefix}{note}"));
     }
-    if let Some(error) = &report.error {
-        ui.error(&format!("{prefix}{error}"));
+    match (&report.error, report.stopped) {
+        (Some(error), Some(Stop::Interrupted(_))) => {
+            ui.error(&format!("migration `{}`: {error}", report.name))
+        }
+        (Some(error), _) => ui.error(&format!("{prefix}{error}")),
+        (None, _) => {}
     }
 }
 
@@ -891,6 +913,7 @@ fn status_word(status: ExitStatus) -> &'static str {
         ExitStatus::Connection => "connection failed",
         ExitStatus::Locked => "locked",
         ExitStatus::Safety => "safety stop",
+        ExitStatus::Interrupted | ExitStatus::Terminated => "interrupted",
     }
 }
 

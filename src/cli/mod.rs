@@ -10,6 +10,7 @@ mod output;
 mod progress;
 mod prometheus;
 mod report;
+mod signals;
 mod summary;
 mod sync;
 

@@ -14,8 +14,9 @@ use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
+use crate::sync::report::Stop;
 use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StorePair, SIMULATED_CRASH};
+use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -35,8 +36,16 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let SyncCommand {
         args,
         crash_after_steps,
+        after_appends,
     } = command;
+    if let Some(spec) = after_appends {
+        if let Err(e) = crate::fault::arm(&spec) {
+            ui.error(&format!("--after-appends {e}"));
+            return ExitStatus::Usage;
+        }
+    }
     let started = chrono::Utc::now();
+    let stop = super::signals::install();
     let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
     {
         Ok(accounts) => accounts,
@@ -51,11 +60,15 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let mut status = ExitStatus::Ok;
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
-        match sync_one(ui, account, &args, crash_after_steps) {
+        match sync_one(ui, account, &args, crash_after_steps, stop) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 status = status.worst(report.exit_status());
+                let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
                 results.push(RunResult::Synced(report));
+                if interrupted {
+                    break;
+                }
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
@@ -179,6 +192,7 @@ fn sync_one(
     account: &Account,
     args: &SyncArgs,
     crash_after_steps: Option<u64>,
+    stop: StopRequest,
 ) -> Result<AccountReport, Failure> {
     let name = account.name.as_str();
     let password = read_password(ui, account)?;
@@ -235,6 +249,7 @@ fn sync_one(
         filter: account.filter.clone(),
         max_messages: account.max_messages,
         crash_after_steps,
+        stop,
         ..RunOptions::default()
     };
     // Fault injection counts the steps of one worker: keep it to one.
@@ -260,11 +275,13 @@ fn sync_one(
         &options,
         &mut observer,
     );
-    if matches!(&report.error, Some((_, message)) if message == SIMULATED_CRASH) {
+    if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
-    close_state(ui, name, state, report.error.is_none());
+    // A run stopped by a signal stopped right after a commit: as clean an end.
+    let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
+    close_state(ui, name, state, report.error.is_none() || interrupted);
     Ok(report)
 }
 

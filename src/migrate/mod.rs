@@ -30,7 +30,7 @@ use crate::store::{FolderList, Scope, Store, StoreError};
 use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
 use crate::sync::{
     exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
-    StorePair,
+    StopRequest, StorePair,
 };
 use mapped::MappedStore;
 use mapping::{FolderMap, FolderRules, Namespace, Reason};
@@ -56,6 +56,8 @@ pub struct MigrateOptions {
     pub batch_bytes: u64,
     /// Test-only fault injection (see `RunOptions::crash_after_steps`).
     pub crash_after_steps: Option<u64>,
+    /// Asks the run to stop at its next durable step (Ctrl-C).
+    pub stop: StopRequest,
 }
 
 impl Default for MigrateOptions {
@@ -69,6 +71,7 @@ impl Default for MigrateOptions {
             jobs: 4,
             batch_bytes: RunOptions::default().batch_bytes,
             crash_after_steps: None,
+            stop: StopRequest::default(),
         }
     }
 }
@@ -282,6 +285,7 @@ impl Migration {
             batch_bytes: self.options.batch_bytes,
             filter: self.options.filter.clone(),
             crash_after_steps: self.options.crash_after_steps,
+            stop: self.options.stop,
             ..RunOptions::default()
         };
         let policy = self.options.policy();

@@ -6,7 +6,7 @@ use super::mapping::{role_name, Reason};
 use super::{PlannedFolder, StartError};
 use crate::model::FolderName;
 use crate::state::StateDb;
-use crate::sync::report::{AccountReport, ExitStatus, Outcome};
+use crate::sync::report::{AccountReport, ExitStatus, Outcome, Stop};
 
 /// One source folder's migration.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -130,6 +130,9 @@ pub struct MigrationReport {
     pub seconds: f64,
     #[serde(skip)]
     error_status: Option<ExitStatus>,
+    /// Set, together with `error`, when the run stopped on purpose.
+    #[serde(skip)]
+    pub stopped: Option<Stop>,
 }
 
 impl MigrationReport {
@@ -146,6 +149,7 @@ impl MigrationReport {
             exit_code: 0,
             seconds: 0.0,
             error_status: None,
+            stopped: None,
         }
     }
 
@@ -252,6 +256,7 @@ impl MigrationReport {
             self.error_status = Some(*status);
             self.error = Some(message.clone());
         }
+        self.stopped = account.stopped;
         self.exit_code = self.exit_status().code();
     }
 

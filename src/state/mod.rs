@@ -89,6 +89,8 @@ pub struct Intent {
     /// The target folder's UIDNEXT before the copy: a message found there later
     /// with the same identity and a key at or above this is the copy.
     pub target_uidnext: Option<u32>,
+    /// The copy may have been sent (`Batch::mark_intents_sent`).
+    pub sent: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +291,7 @@ impl StateDb {
     /// The folder's pending intents, oldest first.
     pub fn intents(&self, folder: &FolderName) -> StateResult<Vec<Intent>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, to_side, source_key, flags, ident, ident_size, target_uidnext \
+            "SELECT id, to_side, source_key, flags, ident, ident_size, target_uidnext, sent \
              FROM intents WHERE folder = ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query([folder.as_str()])?;
@@ -403,8 +405,8 @@ impl Batch<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO intents \
-                 (folder, to_side, source_key, flags, ident, ident_size, target_uidnext) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (folder, to_side, source_key, flags, ident, ident_size, target_uidnext, sent) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
             )?
             .execute(params![
                 folder.as_str(),
@@ -416,6 +418,16 @@ impl Batch<'_> {
                 target_uidnext,
             ])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Marks an intent's copy as about to be sent to the target.
+    pub fn mark_intent_sent(&self, id: i64) -> StateResult<()> {
+        self.change_one(
+            "intents",
+            id,
+            "UPDATE intents SET sent = 1 WHERE id = ?1",
+            [id],
+        )
     }
 
     pub fn remove_intent(&self, id: i64) -> StateResult<()> {

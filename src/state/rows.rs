@@ -131,7 +131,7 @@ pub(super) fn folder_from_row(
     Ok((name, state))
 }
 
-/// Columns: `id, to_side, source_key, flags, ident, ident_size, target_uidnext`.
+/// Columns: `id, to_side, source_key, flags, ident, ident_size, target_uidnext, sent`.
 pub(super) fn intent_from_row(
     path: &Path,
     folder: &FolderName,
@@ -156,5 +156,6 @@ pub(super) fn intent_from_row(
         flags: at.flags(row, 3)?,
         identity: at.identity(row, 4)?,
         target_uidnext: at.u32(row, 6, "target_uidnext")?,
+        sent: at.get::<i64>(row, 7)? != 0,
     })
 }

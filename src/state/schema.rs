@@ -68,7 +68,14 @@ const V2: &str = "
 ALTER TABLE folders ADD COLUMN near_stamp INTEGER;
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Whether an intent's copy may have been sent: a copy to a server that was
+/// sent may still land after its sender died. Intents from before this
+/// version are taken as sent, which costs at most a wait.
+const V3: &str = "
+ALTER TABLE intents ADD COLUMN sent INTEGER NOT NULL DEFAULT 1 CHECK (sent IN (0, 1));
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -104,6 +104,7 @@ fn data_survives_reopening() {
             flags: Flags::FLAGGED,
             identity: None,
             target_uidnext: Some(9),
+            sent: false,
         }]
     );
     assert_eq!(db.folder(&inbox).unwrap(), Some(watermarks.clone()));
@@ -231,7 +232,10 @@ fn only_a_sealed_untouched_database_skips_the_integrity_check() {
     db.close().unwrap();
 
     // Any write by another program moves the file's change time.
-    raw_sql(&path, "PRAGMA user_version = 2;");
+    raw_sql(
+        &path,
+        &format!("PRAGMA user_version = {};", schema::SUPPORTED_VERSION),
+    );
     let db = StateDb::open(&path).unwrap();
     assert!(
         db.integrity_checked(),
@@ -660,4 +664,22 @@ fn an_empty_file_is_initialised_on_open() {
     assert_unusable(StateDb::open_read_only(&path), "no schema");
     let db = StateDb::open(&path).unwrap();
     assert!(db.folders().unwrap().is_empty());
+}
+
+#[test]
+fn an_intent_marked_sent_reads_back_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let inbox = FolderName::inbox();
+    let mut db = StateDb::open(&path).unwrap();
+    let batch = db.batch().unwrap();
+    let id = batch
+        .add_intent(&inbox, Side::Far, &key("n"), Flags::EMPTY, None, None)
+        .unwrap();
+    batch.commit().unwrap();
+    assert!(!db.intents(&inbox).unwrap()[0].sent);
+    let batch = db.batch().unwrap();
+    batch.mark_intent_sent(id).unwrap();
+    batch.commit().unwrap();
+    assert!(db.intents(&inbox).unwrap()[0].sent);
 }

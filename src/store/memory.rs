@@ -98,6 +98,9 @@ struct Mailbox {
     next_validity: u64,
     ops: Vec<String>,
     failures: Vec<(Op, FailWhen)>,
+    /// Messages still being stored, as a server finishing an APPEND whose
+    /// sender is gone: each lands on the given SELECT of its folder.
+    landing: Vec<(FolderName, Message, u32)>,
 }
 
 impl Mailbox {
@@ -126,6 +129,25 @@ impl Mailbox {
         self.folders
             .get_mut(name)
             .ok_or_else(|| StoreError::folder(name, "no such folder"))
+    }
+
+    /// Counts a SELECT of `name` for the messages still landing there; those
+    /// whose turn it is are stored.
+    fn land(&mut self, name: &FolderName) -> StoreResult<()> {
+        let mut landed = Vec::new();
+        for (folder, message, selects) in std::mem::take(&mut self.landing) {
+            if &folder == name && selects <= 1 {
+                landed.push(message);
+            } else if &folder == name {
+                self.landing.push((folder, message, selects - 1));
+            } else {
+                self.landing.push((folder, message, selects));
+            }
+        }
+        for message in landed {
+            self.folder_mut(name)?.add(message)?;
+        }
+        Ok(())
     }
 
     /// Takes the injected failure for `op` at this point, if one is armed.
@@ -210,6 +232,7 @@ impl MemoryStore {
             next_validity: FIRST_VALIDITY,
             ops: Vec::new(),
             failures: Vec::new(),
+            landing: Vec::new(),
         };
         let inbox = mailbox.new_folder();
         mailbox.folders.insert(FolderName::inbox(), inbox);
@@ -295,6 +318,20 @@ impl MemoryStore {
             date,
             tracking: None,
         })
+    }
+
+    /// Like `add_message`, but the message only appears with the `selects`-th
+    /// SELECT of `folder` from now on: a copy the server is still storing.
+    pub fn add_message_later(&self, folder: &FolderName, body: &[u8], flags: Flags, selects: u32) {
+        let message = Message {
+            body: to_wire_line_endings(body),
+            flags,
+            date: None,
+            tracking: None,
+        };
+        self.lock()
+            .landing
+            .push((folder.clone(), message, selects.max(1)));
     }
 
     pub fn set_flags(&self, folder: &FolderName, uid: u32, flags: Flags) -> StoreResult<()> {
@@ -565,6 +602,7 @@ impl Store for MemoryStore {
             |mailbox, view| {
                 // A failed SELECT leaves no folder selected, as in IMAP.
                 *view.selected = None;
+                mailbox.land(name)?;
                 let status = mailbox.folder(name)?.status();
                 *view.selected = Some(name.clone());
                 Ok(status)

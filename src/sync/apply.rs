@@ -193,6 +193,7 @@ impl Engine<'_> {
 
         for (side, items) in deletes {
             for chunk in items.chunks(MAX_BATCH_MESSAGES) {
+                self.stop_point()?;
                 let keys: Vec<MsgKey> = chunk.iter().map(|(k, _, _)| k.clone()).collect();
                 if !self.remove(side, &keys, report)? {
                     continue;
@@ -282,6 +283,7 @@ impl Engine<'_> {
                     batch_bytes + next.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE) > budget
                 });
             if full || items.peek().is_none() {
+                self.stop_point()?;
                 self.copy_batch(
                     folder,
                     to,
@@ -337,6 +339,15 @@ impl Engine<'_> {
             batch.commit()?;
         }
         self.step()?;
+        if !self.store(to).caps().tracking {
+            // A server may store what it received after we die: recovery
+            // waits for such copies, and only for intents marked here.
+            let batch = self.state.batch()?;
+            for (id, _) in intent_of.values() {
+                batch.mark_intent_sent(*id)?;
+            }
+            batch.commit()?;
+        }
 
         // 2. effect: read from the source, stage on the target, flush whenever
         // the staged bytes reach the budget so memory stays bounded.

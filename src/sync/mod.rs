@@ -9,8 +9,11 @@ pub mod report;
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::state::{FolderState, Record, Side, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
-use report::{AccountReport, ExitStatus, FolderReport, Observer, Outcome, Silent};
+use report::{
+    AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Silent, Stop, INTERRUPTED,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 pub mod apply;
@@ -23,6 +26,8 @@ pub(crate) enum Abort {
     State(StateError),
     /// Test-only: the fault-injection switch fired.
     Crash,
+    /// A signal asked the run to stop; everything done so far is committed.
+    Interrupted(Signal),
 }
 
 impl From<StoreError> for Abort {
@@ -37,9 +42,9 @@ impl From<StateError> for Abort {
     }
 }
 
-/// The message that a simulated crash leaves in the report; the CLI aborts the
-/// process when it sees it, as a real crash would.
-pub const SIMULATED_CRASH: &str = "simulated crash (fault injection)";
+/// The message that a simulated crash leaves in the report next to
+/// `Stop::SimulatedCrash`.
+const SIMULATED_CRASH: &str = "simulated crash (fault injection)";
 
 /// The exit status that an account-level store error maps to.
 pub fn exit_status_of(error: &StoreError) -> ExitStatus {
@@ -142,12 +147,22 @@ fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) 
     }
 }
 
-fn abort_message(abort: Abort) -> (ExitStatus, String) {
-    match abort {
-        Abort::Store(e) => (exit_status_of(&e), e.to_string()),
-        Abort::State(e) => (ExitStatus::Safety, e.to_string()),
-        Abort::Crash => (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
-    }
+/// Puts what ended a run early into its report.
+fn record_abort(report: &mut AccountReport, abort: Abort) {
+    let (error, stopped) = match abort {
+        Abort::Store(e) => ((exit_status_of(&e), e.to_string()), None),
+        Abort::State(e) => ((ExitStatus::Safety, e.to_string()), None),
+        Abort::Crash => (
+            (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
+            Some(Stop::SimulatedCrash),
+        ),
+        Abort::Interrupted(signal) => (
+            (signal.exit_status(), INTERRUPTED.to_string()),
+            Some(Stop::Interrupted(signal)),
+        ),
+    };
+    report.error = Some(error);
+    report.stopped = stopped;
 }
 
 pub(crate) struct Engine<'a> {
@@ -189,7 +204,7 @@ pub fn sync_account(
         unchanged_total: 0,
     };
     if let Err(abort) = engine.run(&mut report) {
-        report.error = Some(abort_message(abort));
+        record_abort(&mut report, abort);
     }
     report.unchanged_folders = engine.unchanged_total;
     report.duration = started.elapsed();
@@ -286,7 +301,7 @@ fn parallel_run(
     let discovery = match engine.discover(&mut report) {
         Ok(d) => d,
         Err(abort) => {
-            report.error = Some(abort_message(abort));
+            record_abort(&mut report, abort);
             report.duration = started.elapsed();
             return report;
         }
@@ -295,7 +310,7 @@ fn parallel_run(
         engine.far.share_memory(1);
         engine.near.share_memory(1);
         if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
-            report.error = Some(abort_message(abort));
+            record_abort(&mut report, abort);
         }
         report.unchanged_folders = engine.unchanged_total;
         report.duration = started.elapsed();
@@ -346,6 +361,10 @@ fn parallel_run(
             unchanged_total: 0,
         };
         while locked(&first_abort).is_none() {
+            if let Err(abort) = engine.stop_point() {
+                locked(&first_abort).get_or_insert(abort);
+                break;
+            }
             let next = locked(&queue).pop_front();
             let Some((index, job)) = next else { break };
             let (folder_report, abort) = engine.run_folder(job);
@@ -391,7 +410,7 @@ fn parallel_run(
         keep_report(&mut report, folder_report, options.dry_run);
     }
     match first_abort.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(abort) => report.error = Some(abort_message(abort)),
+        Some(abort) => record_abort(&mut report, abort),
         None => {
             let mut engine = Engine {
                 far: far.as_mut(),
@@ -405,7 +424,7 @@ fn parallel_run(
                 unchanged_total: 0,
             };
             if let Err(abort) = engine.forget_gone(&discovery.gone) {
-                report.error = Some(abort_message(abort));
+                record_abort(&mut report, abort);
             }
         }
     }
@@ -427,6 +446,15 @@ impl<'a> Engine<'a> {
         match self.options.crash_after_steps {
             Some(limit) if self.steps >= limit => Err(Abort::Crash),
             _ => Ok(()),
+        }
+    }
+
+    /// Where a run may stop when asked to: right after a commit, before the
+    /// next batch, deletion or folder begins.
+    pub(super) fn stop_point(&self) -> Result<(), Abort> {
+        match self.options.stop.signal() {
+            Some(signal) => Err(Abort::Interrupted(signal)),
+            None => Ok(()),
         }
     }
 
@@ -576,6 +604,7 @@ impl<'a> Engine<'a> {
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
         for job in &discovery.jobs {
+            self.stop_point()?;
             let (folder_report, abort) = self.run_folder(job);
             keep_report(report, folder_report, self.options.dry_run);
             if let Some(abort) = abort {
@@ -722,8 +751,8 @@ impl<'a> Engine<'a> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (far_read, near_read, records)
         });
-        let (far_status, far_selected, far_changes) = far_read?;
-        let (near_status, near_list) = near_read?;
+        let (mut far_status, far_selected, far_changes) = far_read?;
+        let (mut near_status, mut near_list) = near_read?;
         let mut records = records?;
         let mut pairing = known.is_none();
         for (side, now, stored) in [
@@ -761,7 +790,7 @@ impl<'a> Engine<'a> {
             }
         }
 
-        let far_list = match (known_modseq.filter(|_| !pairing), far_changes) {
+        let mut far_list = match (known_modseq.filter(|_| !pairing), far_changes) {
             (Some(_), _) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
             (
                 Some(_),
@@ -774,8 +803,11 @@ impl<'a> Engine<'a> {
         };
 
         if !intents.is_empty() {
-            let resolutions = recover::resolve(
-                &intents, &records, self.far, self.near, &far_list, &near_list,
+            let resolutions = self.recover(
+                name,
+                (&intents, &records),
+                (&mut far_status, &mut far_list),
+                (&mut near_status, &mut near_list),
             )?;
             let recovered = self.commit_resolutions(name, resolutions, dry_run)?;
             records.extend(recovered);
@@ -960,6 +992,54 @@ impl<'a> Engine<'a> {
             }
         }
         Ok(out)
+    }
+
+    /// Resolves the intents an earlier run left. A copy that run sent to a
+    /// target without tracking ids (IMAP) may still be landing: the account
+    /// lock proves that run is over, so all it sent is at the server, but the
+    /// server may not have finished storing it when we first look. Such
+    /// intents are only given up after the target, looked at afresh, still
+    /// lacks the copy when `recover::LANDING_GRACE` has passed; the listings
+    /// given are replaced by the last look, which the plan then uses.
+    fn recover(
+        &mut self,
+        name: &FolderName,
+        (intents, records): (&[crate::state::Intent], &[Record]),
+        far: (&mut FolderStatus, &mut Vec<MsgMeta>),
+        near: (&mut FolderStatus, &mut Vec<MsgMeta>),
+    ) -> Result<Vec<recover::Resolution>, Abort> {
+        let (far_status, far_list) = far;
+        let (near_status, near_list) = near;
+        let deadline = Instant::now() + recover::LANDING_GRACE;
+        loop {
+            let resolutions =
+                recover::resolve(intents, records, self.far, self.near, far_list, near_list)?;
+            let look_again =
+                recover::may_still_land(&resolutions, self.far.caps(), self.near.caps());
+            if look_again.is_empty() || Instant::now() >= deadline {
+                return Ok(resolutions);
+            }
+            // Stopping here leaves the intents for the next run: still safe.
+            self.stop_point()?;
+            std::thread::sleep(recover::LANDING_POLL);
+            for side in look_again {
+                let (status, list) = match side {
+                    Side::Far => (&mut *far_status, &mut *far_list),
+                    Side::Near => (&mut *near_status, &mut *near_list),
+                };
+                // A fresh SELECT shows what other sessions stored meanwhile.
+                let store = self.store(side);
+                let fresh = store.select(name)?;
+                if fresh.validity != status.validity {
+                    return Err(Abort::Store(StoreError::folder(
+                        name,
+                        "uidvalidity changed during the run; the next run re-pairs it",
+                    )));
+                }
+                *list = store.list_messages()?;
+                *status = fresh;
+            }
+        }
     }
 
     /// Records what recovery found; in a dry run only in memory.
@@ -1209,6 +1289,25 @@ pub struct RunOptions {
     /// Test-only fault injection: abort the run (as a crash would) after this
     /// many effect steps. Set through a hidden switch, never by configuration.
     pub crash_after_steps: Option<u64>,
+    /// Asks the run to stop at its next durable step (Ctrl-C).
+    pub stop: StopRequest,
+}
+
+/// Where a signal handler leaves the signal that asks runs to stop; the
+/// engine looks at it at its durable steps. The default never asks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StopRequest(Option<&'static AtomicU8>);
+
+impl StopRequest {
+    /// Watches `flag`, into which a handler stores `Signal::code`.
+    pub const fn watching(flag: &'static AtomicU8) -> StopRequest {
+        StopRequest(Some(flag))
+    }
+
+    pub fn signal(&self) -> Option<Signal> {
+        self.0
+            .and_then(|flag| Signal::from_code(flag.load(Ordering::SeqCst)))
+    }
 }
 
 impl Default for RunOptions {
@@ -1220,6 +1319,7 @@ impl Default for RunOptions {
             now: chrono::Utc::now().timestamp(),
             max_messages: None,
             crash_after_steps: None,
+            stop: StopRequest::default(),
         }
     }
 }

@@ -4,11 +4,25 @@
 //! again as new). Finding is exact where the target store tracks intent ids
 //! (Maildir file names) and by identity among keys at or above the target's
 //! UIDNEXT at intent time otherwise.
+//!
+//! Without tracking ids, "not found" at the first look does not prove "not
+//! done": a server goes on storing an APPEND it received in full after the
+//! sender died. The engine looks again (see `may_still_land`) before it gives
+//! such an intent up.
 
 use crate::model::{Identity, MsgKey, MsgMeta};
 use crate::state::{Intent, Record, Side};
-use crate::store::{Store, StoreResult};
-use std::collections::{HashMap, HashSet};
+use crate::store::{Caps, Store, StoreResult};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+
+/// How long an IMAP server may still be storing what a stopped run sent.
+/// Every byte is at the server (the account lock proves the sender gone);
+/// storing a received APPEND takes a server milliseconds, under heavy load
+/// a second or two. Paid in full only when a copy really did not land.
+pub const LANDING_GRACE: Duration = Duration::from_secs(5);
+/// Time between looks while waiting for such a copy.
+pub const LANDING_POLL: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
@@ -124,4 +138,66 @@ pub fn resolve(
         }
     }
     Ok(out)
+}
+
+/// The sides whose copies may still be landing: those with intents not found
+/// whose copy was sent to a target that keeps no tracking ids. A tracked
+/// target (Maildir) answers exactly: a copy is renamed into place or not.
+pub fn may_still_land(resolutions: &[Resolution], far: &Caps, near: &Caps) -> Vec<Side> {
+    resolutions
+        .iter()
+        .filter_map(|r| match r {
+            Resolution::NotDone { intent } if intent.sent => Some(intent.to),
+            _ => None,
+        })
+        .filter(|to| !match to {
+            Side::Far => far.tracking,
+            Side::Near => near.tracking,
+        })
+        .collect::<BTreeSet<Side>>()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flags, FolderName};
+
+    fn not_done(to: Side, sent: bool) -> Resolution {
+        Resolution::NotDone {
+            intent: Intent {
+                id: 1,
+                folder: FolderName::inbox(),
+                to,
+                source_key: MsgKey("1".to_string()),
+                flags: Flags::EMPTY,
+                identity: None,
+                target_uidnext: Some(1),
+                sent,
+            },
+        }
+    }
+
+    #[test]
+    fn only_sent_copies_to_untracked_targets_are_waited_for() {
+        let imap = Caps::default();
+        let maildir = Caps {
+            tracking: true,
+            ..Caps::default()
+        };
+        let wait = |r: Resolution| may_still_land(&[r], &imap, &maildir);
+        assert_eq!(wait(not_done(Side::Far, true)), vec![Side::Far]);
+        assert_eq!(wait(not_done(Side::Far, false)), Vec::<Side>::new());
+        assert_eq!(wait(not_done(Side::Near, true)), Vec::<Side>::new());
+        assert_eq!(
+            may_still_land(
+                &[not_done(Side::Far, true), not_done(Side::Far, true)],
+                &imap,
+                &imap
+            ),
+            vec![Side::Far],
+            "one look per side"
+        );
+    }
 }

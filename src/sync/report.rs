@@ -18,6 +18,10 @@ pub enum ExitStatus {
     Locked = 5,
     /// Brake tripped, UIDVALIDITY unresolved, local root missing, state unusable.
     Safety = 6,
+    /// Stopped by SIGINT (Ctrl-C) at a durable step; a rerun resumes.
+    Interrupted = 130,
+    /// Stopped by SIGTERM at a durable step; a rerun resumes.
+    Terminated = 143,
 }
 
 impl ExitStatus {
@@ -38,6 +42,8 @@ impl ExitStatus {
                 ExitStatus::Locked => 4,
                 ExitStatus::Usage => 5,
                 ExitStatus::Safety => 6,
+                // The user asked the run to stop: that is what the status says.
+                ExitStatus::Interrupted | ExitStatus::Terminated => 7,
             }
         }
         if rank(other) > rank(self) {
@@ -47,6 +53,54 @@ impl ExitStatus {
         }
     }
 }
+
+/// The signal that asked a run to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT (Ctrl-C).
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+}
+
+impl Signal {
+    /// How a signal handler hands the signal to `StopRequest` (0: none).
+    pub const fn code(self) -> u8 {
+        match self {
+            Signal::Interrupt => 1,
+            Signal::Terminate => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Signal> {
+        match code {
+            1 => Some(Signal::Interrupt),
+            2 => Some(Signal::Terminate),
+            _ => None,
+        }
+    }
+
+    pub fn exit_status(self) -> ExitStatus {
+        match self {
+            Signal::Interrupt => ExitStatus::Interrupted,
+            Signal::Terminate => ExitStatus::Terminated,
+        }
+    }
+}
+
+/// Why a run ended before its work was done, when nothing went wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Test-only fault injection fired: the caller ends the process as a crash
+    /// would, without committing or closing anything.
+    SimulatedCrash,
+    /// A signal asked the run to stop; it did so after a commit, and the next
+    /// run resumes from there.
+    Interrupted(Signal),
+}
+
+/// What an interrupted run tells the user.
+pub const INTERRUPTED: &str = "interrupted; run again to resume";
 
 /// How a folder's run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,6 +235,8 @@ pub struct AccountReport {
     pub rejected_folders: Vec<(String, String)>,
     /// An error that ended the account's run early, with its exit status.
     pub error: Option<(ExitStatus, String)>,
+    /// Set, together with `error`, when the run stopped on purpose.
+    pub stopped: Option<Stop>,
     /// Account-level notices (fewer connections than asked for, ...).
     pub notes: Vec<String>,
     /// Folders skipped because neither side changed since the last run.
@@ -195,6 +251,7 @@ impl AccountReport {
             folders: Vec::new(),
             rejected_folders: Vec::new(),
             error: None,
+            stopped: None,
             notes: Vec::new(),
             unchanged_folders: 0,
             duration: Duration::ZERO,

@@ -2,7 +2,7 @@
 //! also interrupted after each durable step and resumed, and must end exactly
 //! as the uninterrupted run did.
 
-use super::report::{AccountReport, ExitStatus, Outcome, Silent};
+use super::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
 use super::*;
 use crate::model::{Flags, FolderName};
 use crate::state::StateDb;
@@ -356,10 +356,7 @@ fn every_interrupted_run_resumes_to_the_same_result() {
                 crash_after_steps: Some(k),
                 ..w.options()
             });
-            let did_crash = crashed
-                .error
-                .as_ref()
-                .is_some_and(|(_, m)| m == SIMULATED_CRASH);
+            let did_crash = crashed.stopped == Some(Stop::SimulatedCrash);
             assert_clean(&w.run());
             assert_eq!(
                 (w.far_contents(), w.near_contents()),
@@ -619,4 +616,74 @@ fn parallel_run_goes_on_when_the_server_refuses_more_connections() {
         "{report:#?}"
     );
     assert_eq!(w.far_contents(), w.near_contents());
+}
+
+/// A server may still be storing an upload when the rerun that follows a
+/// crash first looks: the rerun must wait for it, not upload it again.
+#[test]
+fn a_copy_that_lands_after_the_rerun_first_looks_is_not_uploaded_again() {
+    for far in [MemoryStore::imap_like(), MemoryStore::without_uidplus()] {
+        let mut w = World::new(true);
+        w.far = far;
+        let inbox = FolderName::inbox();
+        for n in 1..=3 {
+            w.near_add("INBOX", &msg(n), S);
+        }
+        // The first batch's steps: its intents, then its APPEND.
+        let crashed = w.run_with(RunOptions {
+            crash_after_steps: Some(2),
+            ..w.options()
+        });
+        assert_eq!(crashed.stopped, Some(Stop::SimulatedCrash), "{crashed:#?}");
+        let sent = w.far.messages(&inbox).expect("messages");
+        assert!(!sent.is_empty(), "the crash should follow an APPEND");
+        // Not stored yet at the rerun's first SELECT, stored by its second.
+        for m in &sent {
+            w.far.remove_message(&inbox, m.uid).expect("remove");
+            w.far.add_message_later(&inbox, &m.body, m.flags, 2);
+        }
+        assert_clean(&w.run());
+        let far = w.far_contents();
+        for n in 1..=3 {
+            let copies = far["INBOX"].iter().filter(|(b, _)| b == &msg(n)).count();
+            assert_eq!(copies, 1, "message {n}: {far:#?}");
+        }
+        assert_eq!(far, w.near_contents());
+        assert_idle(&w);
+    }
+}
+
+/// A stop request (Ctrl-C) ends the run at its next durable step with
+/// everything done so far committed; the next run does the rest.
+#[test]
+fn a_stop_request_ends_the_run_at_a_commit_and_the_next_run_finishes() {
+    both(|maildir| {
+        let w = synced_then_changed(maildir);
+        let reference = synced_then_changed(maildir);
+        assert_clean(&reference.run());
+        let flag: &'static std::sync::atomic::AtomicU8 =
+            Box::leak(Box::new(std::sync::atomic::AtomicU8::new(0)));
+        flag.store(report::Signal::Interrupt.code(), Ordering::SeqCst);
+        let stopped = w.run_with(RunOptions {
+            stop: StopRequest::watching(flag),
+            ..w.options()
+        });
+        assert_eq!(
+            stopped.stopped,
+            Some(Stop::Interrupted(report::Signal::Interrupt))
+        );
+        assert_eq!(stopped.exit_status(), ExitStatus::Interrupted);
+        assert_eq!(stopped.exit_status().code(), 130);
+        let state = StateDb::open(&w.state_path()).expect("state");
+        for name in w.far.folder_names() {
+            assert!(state.intents(&name).expect("intents").is_empty(), "{name}");
+        }
+        drop(state);
+        assert_clean(&w.run());
+        assert_eq!(
+            (w.far_contents(), w.near_contents()),
+            (reference.far_contents(), reference.near_contents())
+        );
+        assert_idle(&w);
+    });
 }

@@ -11,10 +11,8 @@ use mailsync::state::StateDb;
 use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::Pop3Store;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{AccountReport, ExitStatus, Silent};
-use mailsync::sync::{
-    sync_account, FolderFilter, Mode, Oversize, Policy, RunOptions, SIMULATED_CRASH,
-};
+use mailsync::sync::report::{AccountReport, ExitStatus, Silent, Stop};
+use mailsync::sync::{sync_account, FolderFilter, Mode, Oversize, Policy, RunOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -71,10 +69,7 @@ fn crash_after(steps: u64) -> RunOptions {
 }
 
 fn crashed(report: &AccountReport) -> bool {
-    report
-        .error
-        .as_ref()
-        .is_some_and(|(_, message)| message == SIMULATED_CRASH)
+    report.stopped == Some(Stop::SimulatedCrash)
 }
 
 /// Puts messages on the server through IMAP APPEND, so that each gets the

@@ -7,5 +7,6 @@ mod imap_store;
 mod migrate;
 mod pop3_store;
 mod reports;
+mod restart;
 mod sandbox;
 mod sync;

@@ -12,12 +12,12 @@ use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{ExitStatus, Silent};
-use mailsync::sync::{FolderFilter, SIMULATED_CRASH};
+use mailsync::sync::report::{ExitStatus, Silent, Stop};
+use mailsync::sync::FolderFilter;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A message as a server holds it: body, flags and keywords (sorted), and
 /// INTERNALDATE in Unix seconds.
@@ -353,7 +353,7 @@ fn stopped_runs_resume_without_duplicates() {
                 crash_after_steps: Some(stop_after),
                 ..options.clone()
             });
-            if stopped.error.as_deref() == Some(SIMULATED_CRASH) {
+            if stopped.stopped == Some(Stop::SimulatedCrash) {
                 crashes += 1;
             }
         }
@@ -385,24 +385,34 @@ fn a_killed_process_resumes_without_duplicates() {
     let home = tempfile::tempdir().expect("home");
     let (mut cut_short, mut resumed) = (0, 0);
     for (seed, to) in users[1..].iter().enumerate() {
-        let run = |kill_after: Option<Duration>| {
+        // Killed once the destination holds a given number of copies, a
+        // different point for each account; polled, never timed.
+        let run = |kill_at: Option<u32>| {
             let mut child = cli(&sandbox, home.path(), "alice", to)
                 .args(["--batch-bytes", "16k", "--jobs", "2", "--report", "json"])
                 .spawn()
                 .expect("spawn mailsync");
-            match kill_after {
-                Some(delay) => {
-                    std::thread::sleep(delay);
+            let Some(point) = kill_at else {
+                return Some(child.wait_with_output().expect("wait"));
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while child.try_wait().expect("try_wait").is_none() {
+                let copied: u32 = ["INBOX", "Archive"]
+                    .iter()
+                    .filter_map(|f| sandbox.message_count(to, f).ok())
+                    .sum();
+                if copied >= point {
                     let _ = child.kill();
-                    let _ = child.wait();
-                    None
+                    break;
                 }
-                None => Some(child.wait_with_output().expect("wait")),
+                assert!(Instant::now() < deadline, "no progress to {point} copies");
+                std::thread::sleep(Duration::from_millis(5));
             }
+            let _ = child.wait();
+            None
         };
-        for attempt in 0..2u64 {
-            let millis = 150 + ((seed as u64 * 7 + attempt * 3) % 9) * 60;
-            run(Some(Duration::from_millis(millis)));
+        for attempt in 0..2u32 {
+            run(Some(10 + seed as u32 * 15 + attempt * 40));
         }
         let copied_before: usize = held(&sandbox, to).values().map(Vec::len).sum();
         if copied_before < total {

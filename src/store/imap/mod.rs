@@ -550,6 +550,13 @@ impl ImapStore {
         command: &str,
         folder: &FolderName,
     ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        if let Some(action) = crate::fault::append_about_to_be_sent() {
+            if action == crate::fault::Action::Abort {
+                // Sent in full, its answer never read.
+                let _ = self.session.run_command(command);
+            }
+            crate::fault::fire(action);
+        }
         let data = self
             .run(verb, command)
             .map_err(|f| f.in_folder(folder, verb))?;
