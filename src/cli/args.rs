@@ -282,6 +282,12 @@ pub struct SyncArgs {
     #[arg(long)]
     pub allow_mass_delete: bool,
 
+    /// The state database was made for another server or Maildir, and the move is intended:
+    /// record the configured ones and pair messages again by Message-ID and size, deleting
+    /// nothing in this run
+    #[arg(long)]
+    pub rebind_state: bool,
+
     /// Accept tls = "none" (the password and mail travel unencrypted)
     #[arg(long)]
     pub allow_plaintext: bool,

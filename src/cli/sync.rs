@@ -5,10 +5,10 @@
 use super::args::{config_word, GlobalArgs, KeepDays, OneOffArgs, SyncArgs, SyncCommand};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use super::report::{render_report, RunResult};
+use super::report::{render_report, AccountRun, RunResult, StateOwner};
 use super::summary::print_report;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
-use crate::state::{StateDb, StateError};
+use crate::state::{Binding, Rebinding, SideNames, StateDb, StateError};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
@@ -45,28 +45,40 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    if let (Some(account), None) = (accounts.first(), &args.one_off.state) {
+        if args.one_off.host.is_some() {
+            if let Ok(dirs) = Dirs::from_env() {
+                let earlier = dirs.default_state_file(&account.name);
+                point_out_earlier_state(ui, &account.name, &earlier, &account.state_path);
+            }
+        }
+    }
     let several = accounts.len() > 1;
     // stdout holds one document: a report there carries the dry-run plan.
     let report_on_stdout = args.report.is_some() && args.report_file.is_none();
     let mut status = ExitStatus::Ok;
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
-        match sync_one(ui, account, &args, crash_after_steps) {
+        let result = match sync_one(ui, account, &args, crash_after_steps) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 status = status.worst(report.exit_status());
-                results.push(RunResult::Synced(report));
+                RunResult::Synced(report)
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
                 status = status.worst(failure.status);
-                results.push(RunResult::Failed {
+                RunResult::Failed {
                     account: account.name.clone(),
                     status: failure.status,
                     error: format!("{:#}", failure.error),
-                });
+                }
             }
-        }
+        };
+        // The configured endpoints: a state recording others stops the run
+        // before it starts, with an error that names them.
+        let state = StateOwner::new(&account.state_path, Some(&account.binding()));
+        results.push(AccountRun { result, state });
     }
     if let Some(format) = args.report {
         let text = render_report(format, &results, status, started, args.dry_run);
@@ -204,7 +216,17 @@ fn sync_one(
         "{name}: opening the state database {}",
         state_path.display()
     ));
-    let mut state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    // Before anything else looks at the state or touches the Maildir.
+    let mut state = bind_state(
+        ui,
+        name,
+        state,
+        &account.binding(),
+        ("server", "local"),
+        args.rebind_state,
+        scratch.as_ref().map(|d| d.path()),
+    )?;
 
     let root = prepare_root(
         ui,
@@ -397,6 +419,80 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+/// Checks that `state` belongs to the endpoints `wanted` and records them: a
+/// file that records none yet adopts them, one that records others is refused
+/// (exit 6) unless `rebind`. A dry run (`dry_run_scratch` given) records
+/// nothing; a rebind that forgets every record is planned against an empty
+/// state there instead.
+pub(super) fn bind_state(
+    ui: &Ui,
+    name: &str,
+    mut state: StateDb,
+    wanted: &Binding,
+    sides: SideNames,
+    rebind: bool,
+    dry_run_scratch: Option<&Path>,
+) -> Result<StateDb, Failure> {
+    let path = state.path().to_path_buf();
+    let failed = |e| state_failure(name, &path, e);
+    let how = state.check_binding(wanted, sides, rebind).map_err(failed)?;
+    match &how {
+        Rebinding::Same => return Ok(state),
+        Rebinding::Adopt => ui.debug(&format!(
+            "{name}: the state database {} records its endpoints: {} {}, {} {}",
+            path.display(),
+            sides.0,
+            wanted.far,
+            sides.1,
+            wanted.near
+        )),
+        Rebinding::Rebind {
+            differences,
+            forget,
+        } => ui.info(&format!(
+            "{name}: rebinding the state database {} ({}); {}",
+            path.display(),
+            differences.join("; "),
+            if *forget {
+                "its records are forgotten and messages are paired by Message-ID and size; nothing is deleted in this run"
+            } else {
+                "its records stay valid"
+            }
+        )),
+    }
+    match (dry_run_scratch, &how) {
+        (Some(scratch), Rebinding::Rebind { forget: true, .. }) => {
+            close_state(ui, name, state, true);
+            let stand_in = scratch.join("rebound.db");
+            StateDb::open(&stand_in).map_err(|e| state_failure(name, &stand_in, e))
+        }
+        (Some(_), _) => Ok(state),
+        (None, _) => {
+            state.bind(wanted, &how).map_err(failed)?;
+            Ok(state)
+        }
+    }
+}
+
+/// Earlier versions named default state files after account names alone
+/// (`user@host.db`, `migrate-FROM-TO.db`). Such a file is not taken for the
+/// configured endpoints' own, since it may hold another server's records; the
+/// user hears how to continue from it. Said only while the new file does not
+/// exist, that is once.
+pub(super) fn point_out_earlier_state(ui: &Ui, name: &str, earlier: &Path, used: &Path) {
+    if earlier != used && earlier.exists() && !used.exists() {
+        ui.warn(&format!(
+            "{name}: {} was named by an earlier version after the account names alone and is \
+             not used, since it may belong to other servers; this run starts {} and pairs \
+             messages by Message-ID and size (no duplicates, nothing deleted)\n\
+             hint: to continue from it instead, pass --state {}",
+            earlier.display(),
+            used.display(),
+            earlier.display()
+        ));
+    }
 }
 
 /// A scratch directory standing in for what a dry run must not create.

@@ -68,7 +68,23 @@ const V2: &str = "
 ALTER TABLE folders ADD COLUMN near_stamp INTEGER;
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// The endpoints the keys belong to (see `binding`): one row per side. A file
+/// from before this version has none until its next run adopts the
+/// configured ones.
+const V3: &str = "
+CREATE TABLE endpoints (
+    side     TEXT PRIMARY KEY NOT NULL CHECK (side IN ('far', 'near')),
+    protocol TEXT NOT NULL CHECK (protocol IN ('imap', 'pop3', 'maildir')),
+    host     TEXT,
+    port     INTEGER CHECK (port BETWEEN 1 AND 65535),
+    user     TEXT,
+    path     BLOB,
+    CHECK ((protocol = 'maildir') = (path IS NOT NULL)),
+    CHECK ((protocol = 'maildir') = (host IS NULL AND port IS NULL AND user IS NULL))
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;
