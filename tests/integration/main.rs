@@ -8,4 +8,5 @@ mod migrate;
 mod pop3_store;
 mod reports;
 mod sandbox;
+mod state_binding;
 mod sync;
