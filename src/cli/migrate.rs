@@ -61,6 +61,13 @@ password_command, timeout_seconds. Passwords are only named (environment \
 variable or command), never written in the file. One failing pair does not \
 stop the others; the summary has a row per pair and says why one failed.
 
+The state database belongs to the two servers it was made for (host, port \
+and user of each); by default it is named after both (migrate-FROM-TO-HASH.db), \
+so migrations between accounts of the same names on other servers never share \
+one. A state given with --state that belongs to other servers stops the run \
+with exit status 6 before any change; --rebind-state takes it over, forgetting \
+its records (messages already copied are then recognised on the destination).
+
 The report (text, or --report json) gives per folder the source count, \
 messages copied, duplicates skipped, messages from earlier runs, failures \
 with the reason, and bytes. With --report json --report-file FILE, the table \

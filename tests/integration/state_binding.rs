@@ -205,8 +205,24 @@ fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> Test
         json(&run)
     };
 
+    // What an earlier version would have named the state: left alone, and
+    // the user told how to continue from it.
+    let data = home.path(".local/share/mailsync");
+    std::fs::create_dir_all(&data)?;
+    let earlier = data.join("migrate-alice-bob.db");
+    std::fs::write(&earlier, b"")?;
+    let run = home.run(&one, &["migrate", "--from", "alice", "--to", "bob"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let hint = format!(
+        "hint: to continue from it instead, pass --state {}",
+        earlier.display()
+    );
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    assert_eq!(std::fs::read(&earlier)?, b"", "the earlier file was used");
+    std::fs::remove_file(&earlier)?;
+
     let report_one = migrate(&one);
-    assert_eq!(migrated(&report_one), (40, 0));
+    assert_eq!(migrated(&report_one), (0, 40));
     // Same account names, other servers: a fresh state, a complete copy.
     let report_two = migrate(&two);
     assert_eq!(migrated(&report_two), (30, 0), "{report_two:#}");
@@ -223,6 +239,42 @@ fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> Test
     // Each state still knows exactly its own migration.
     assert_eq!(migrated(&migrate(&one)), (0, 40));
     assert_eq!(migrated(&migrate(&two)), (0, 30));
+
+    // The first migration's state named for the second pair of servers is
+    // refused, then taken over on request: its records are forgotten and
+    // what is on the destination already is recognised, not copied again.
+    let first_state = report_one["state"].as_str().unwrap_or_default().to_string();
+    let args = [
+        "migrate",
+        "--from",
+        "alice",
+        "--to",
+        "bob",
+        "--state",
+        &first_state,
+    ];
+    let refused = home.run(&two, &args);
+    assert_eq!(refused.code, Some(6), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("source port was"),
+        "{}",
+        refused.stderr
+    );
+    let copy = server(&second, "bob");
+    let rebound = home.run(
+        &two,
+        &[&args[..], &["--rebind-state", "--report", "json"]].concat(),
+    );
+    assert_eq!(rebound.code, Some(0), "{}", rebound.stderr);
+    let folders = json(&rebound)["folders"].clone();
+    let duplicates: u64 = folders
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["duplicates"].as_u64())
+        .sum();
+    assert_eq!((migrated(&json(&rebound)), duplicates), ((0, 0), 30));
+    assert!(server(&second, "bob") == copy, "the destination changed");
     Ok(())
 }
 
@@ -266,6 +318,18 @@ fn a_server_moved_under_a_kept_state_stops_until_rebound_then_converges() -> Tes
         local_files(&maildir),
     );
     assert!(before == after, "a refused run changed something");
+
+    // A dry run plans the rebound run and rebinds nothing.
+    let dry = home.run(&config, &["sync", "--dry-run", "--rebind-state"]);
+    assert_eq!(dry.code, Some(0), "{}", dry.stderr);
+    assert!(dry.stdout.contains("INBOX"), "{}", dry.stdout);
+    assert_eq!(home.run(&config, &["sync"]).code, Some(6));
+    let after = (
+        server(&old, "alice"),
+        server(&new, "alice"),
+        local_files(&maildir),
+    );
+    assert!(before == after, "a dry run changed something");
 
     let rebound = home.run(&config, &["sync", "--rebind-state"]);
     assert_eq!(rebound.code, Some(0), "{}", rebound.stderr);
