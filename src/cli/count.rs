@@ -6,7 +6,8 @@ use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
 use super::report::StateOwner;
 use super::sync::{
-    connect, exists, load_accounts, read_password, state_failure, store_failure, Failure,
+    connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
+    store_failure, Failure,
 };
 use crate::config::{Account, Overrides};
 use crate::count::{self, FolderCount, Sources};
@@ -49,6 +50,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
     let counted: Vec<AccountCounts> = accounts
         .iter()
         .map(|account| count_account(ui, account, args.offline))

@@ -45,14 +45,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
-    if let (Some(account), None) = (accounts.first(), &args.one_off.state) {
-        if args.one_off.host.is_some() {
-            if let Ok(dirs) = Dirs::from_env() {
-                let earlier = dirs.default_state_file(&account.name);
-                point_out_earlier_state(ui, &account.name, &earlier, &account.state_path);
-            }
-        }
-    }
+    point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
     let several = accounts.len() > 1;
     // stdout holds one document: a report there carries the dry-run plan.
     let report_on_stdout = args.report.is_some() && args.report_file.is_none();
@@ -476,6 +469,17 @@ pub(super) fn bind_state(
     }
 }
 
+/// For a one-off run with the default state: see `point_out_earlier_state`.
+pub(super) fn point_out_earlier_one_off_state(ui: &Ui, flags: &OneOffArgs, accounts: &[Account]) {
+    let (Some(account), Some(_), None) = (accounts.first(), &flags.host, &flags.state) else {
+        return;
+    };
+    if let Ok(dirs) = Dirs::from_env() {
+        let earlier = dirs.default_state_file(&account.name);
+        point_out_earlier_state(ui, &account.name, &earlier, &account.state_path);
+    }
+}
+
 /// Earlier versions named default state files after account names alone
 /// (`user@host.db`, `migrate-FROM-TO.db`). Such a file is not taken for the
 /// configured endpoints' own, since it may hold another server's records; the
@@ -485,8 +489,9 @@ pub(super) fn point_out_earlier_state(ui: &Ui, name: &str, earlier: &Path, used:
     if earlier != used && earlier.exists() && !used.exists() {
         ui.warn(&format!(
             "{name}: {} was named by an earlier version after the account names alone and is \
-             not used, since it may belong to other servers; this run starts {} and pairs \
-             messages by Message-ID and size (no duplicates, nothing deleted)\n\
+             not used, since it may belong to other servers; these endpoints get a new state, \
+             {}, and their first run pairs messages by Message-ID and size (no duplicates, \
+             nothing deleted)\n\
              hint: to continue from it instead, pass --state {}",
             earlier.display(),
             used.display(),
