@@ -445,7 +445,12 @@ pub(super) fn bind_state(
             differences,
             forget,
         } => ui.info(&format!(
-            "{name}: rebinding the state database {} ({}); {}",
+            "{name}: {} the state database {} ({}); {}",
+            if dry_run_scratch.is_some() {
+                "a real run would rebind"
+            } else {
+                "rebinding"
+            },
             path.display(),
             differences.join("; "),
             if *forget {
