@@ -177,6 +177,18 @@ pub type SideNames = (&'static str, &'static str);
 impl StateDb {
     /// The endpoints recorded in the database, if any.
     pub fn binding(&self) -> StateResult<Option<Binding>> {
+        // A read-only open leaves an earlier version's file as it is, without
+        // the table: it records no endpoints yet.
+        let has_table: bool = self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'endpoints')",
+            )?
+            .query_row([], |row| row.get(0))?;
+        if !has_table {
+            return Ok(None);
+        }
         let far = self.endpoint("far")?;
         let near = self.endpoint("near")?;
         Ok(match (far, near) {
@@ -271,10 +283,12 @@ impl StateDb {
     /// Records `wanted` as the database's endpoints, doing what `how` (from
     /// `check_binding`) says, in one transaction.
     pub fn bind(&mut self, wanted: &Binding, how: &Rebinding) -> StateResult<()> {
+        if *how == Rebinding::Same {
+            return Ok(());
+        }
         let batch = self.batch()?;
         match how {
-            Rebinding::Same => return Ok(()),
-            Rebinding::Adopt => {}
+            Rebinding::Same | Rebinding::Adopt => {}
             Rebinding::Rebind { forget: true, .. } => {
                 for sql in [
                     "DELETE FROM records",

@@ -818,6 +818,22 @@ fn a_file_from_before_endpoints_were_recorded_is_adopted_as_it_is() {
 }
 
 #[test]
+fn a_read_only_open_of_an_earlier_file_sees_no_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(synced_db(&path));
+    raw_sql(&path, "DROP TABLE endpoints; PRAGMA user_version = 2;");
+    let db = StateDb::open_read_only(&path).unwrap();
+    assert_eq!(db.binding().unwrap(), None);
+    let home = binding(993, "/home/me/Mail");
+    assert_eq!(
+        db.check_binding(&home, SYNC_SIDES, false).unwrap(),
+        Rebinding::Adopt
+    );
+    assert_eq!(db.records(&folder("INBOX")).unwrap().len(), 1);
+}
+
+#[test]
 fn different_endpoints_hash_apart() {
     let base = binding(993, "/home/me/Mail");
     let hash = base.short_hash();
