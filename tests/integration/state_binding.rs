@@ -410,3 +410,41 @@ fn a_moved_maildir_is_rebound_without_downloading_anything() -> TestResult {
     assert!(path.ends_with("mailsync/alice.db"), "{path}");
     Ok(())
 }
+
+#[test]
+fn a_state_from_an_earlier_version_is_adopted_without_downloading() -> TestResult {
+    let sandbox = start();
+    save(&sandbox, "alice", "INBOX", 1..=5);
+    let home = Home::new();
+    let maildir = home.path("Mail");
+    let config = home.config("config.toml", &[("alice", &sandbox, "alice", &maildir)]);
+    let first = home.run(&config, &["sync"]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+
+    // Turn the file into what the version before endpoints left behind.
+    let state = home.path(".local/share/mailsync/alice.db");
+    let conn = rusqlite::Connection::open(&state)?;
+    conn.execute_batch("DROP TABLE endpoints; PRAGMA user_version = 2;")?;
+    drop(conn);
+    let count = home.run(&config, &["count", "--offline", "--format", "json"]);
+    assert_eq!(count.code, Some(0), "{}", count.stderr);
+    let shown = &json(&count)["accounts"][0]["state"];
+    assert_eq!(shown["server"], serde_json::Value::Null, "{shown}");
+
+    let files = local_files(&maildir);
+    let adopted = home.run(&config, &["sync", "--report", "json"]);
+    assert_eq!(adopted.code, Some(0), "{}", adopted.stderr);
+    let totals = &json(&adopted)["totals"];
+    assert_eq!(
+        (totals["fetched"].as_u64(), totals["pushed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert!(local_files(&maildir) == files, "the Maildir changed");
+    let count = home.run(&config, &["count", "--offline", "--format", "json"]);
+    let shown = &json(&count)["accounts"][0]["state"];
+    assert_eq!(
+        shown["server"],
+        format!("imap://alice@{}:{}", sandbox.host(), sandbox.imaps_port())
+    );
+    Ok(())
+}
