@@ -8,7 +8,7 @@ use super::progress::RunObserver;
 use super::report::{render_report, AccountRun, RunResult, StateOwner};
 use super::summary::print_report;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
-use crate::state::{Binding, Rebinding, SideNames, StateDb, StateError};
+use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
@@ -431,6 +431,22 @@ pub(super) fn bind_state(
     let path = state.path().to_path_buf();
     let failed = |e| state_failure(name, &path, e);
     let how = state.check_binding(wanted, sides, rebind).map_err(failed)?;
+    if let (Rebinding::Rebind { .. }, Endpoint::Maildir { root }) = (&how, &wanted.near) {
+        // Records are kept for it, or paired against it: a Maildir that is
+        // not there (not mounted, not moved yet) would be taken for empty.
+        if !exists(root).map_err(|e| Failure::new(ExitStatus::Safety, e))? {
+            return Err(Failure::new(
+                ExitStatus::Safety,
+                anyhow!(
+                    "{name}: the Maildir root {} does not exist, so the state database {} \
+                     was not rebound; nothing was changed\n\
+                     hint: mount or move the Maildir there first",
+                    root.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
     match &how {
         Rebinding::Same => return Ok(state),
         Rebinding::Adopt => ui.debug(&format!(

@@ -387,6 +387,20 @@ fn a_moved_maildir_is_rebound_without_downloading_anything() -> TestResult {
     assert!(refused.stderr.contains(&difference), "{}", refused.stderr);
     assert!(local_files(&new_root) == files && server(&sandbox, "alice") == held);
 
+    // A rebind to a Maildir that is not there is refused: it would be taken
+    // for an empty one.
+    let missing = home.path("Missing");
+    home.config("config.toml", &[("alice", &sandbox, "alice", &missing)]);
+    let refused = home.run(&config, &["sync", "--rebind-state"]);
+    assert_eq!(refused.code, Some(6), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("does not exist"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!missing.exists() && local_files(&new_root) == files);
+
+    home.config("config.toml", &[("alice", &sandbox, "alice", &new_root)]);
     let rebound = home.run(&config, &["sync", "--rebind-state", "--report", "json"]);
     assert_eq!(rebound.code, Some(0), "{}", rebound.stderr);
     let totals = &json(&rebound)["totals"];
