@@ -266,7 +266,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__migrate)
-            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -523,7 +523,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -75,6 +75,7 @@ always\t''
 never\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s n -l dry-run -d 'Print the plan, change nothing (neither mail nor state)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-mass-delete -d 'Lift the mass-deletion brake for this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l rebind-state -d 'The state database was made for another server or Maildir, and the move is intended: record the configured ones and pair messages again by Message-ID and size, deleting nothing in this run'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l no-deletions -d 'Propagate no deletions in either direction this run'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l download-delete -d 'Download what is not yet local, then delete it on the server once the local copy is durable (mode = "download-delete" for this run)'
@@ -129,7 +130,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l exclude -d
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l map -d 'Put source folder OLD, and its subfolders, at NEW on the destination (levels separated by /); repeatable, the longest matching OLD wins' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l rename -d 'Rename folders not placed by --map or by role: the first match of the regular expression REGEX in the name (levels separated by /) becomes REPLACEMENT ($1 for a group); repeatable, applied in order' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l batch-bytes -d 'Message bytes held per batch, e.g. 32MiB [default: 32MiB]' -r
-complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO-HASH.db, HASH from both servers\' host, port and user]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report -d 'Report format, on stdout or into --report-file' -r -f -a "text\t'A table for people'
 json\t'One JSON document'"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l report-file -d 'Write the report in --report\'s format to FILE, replacing it atomically; the table still goes to stdout' -r -F
@@ -166,6 +167,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s n -l dry-r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l sync-flags -d 'Bring flags and keywords of messages already on the destination in line with the source [default]'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l no-sync-flags -d 'Leave flags of messages already on the destination as they are'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l delete-source-after -d 'Delete each source message once its copy is confirmed on the destination (UID EXPUNGE of exactly those messages)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l rebind-state -d 'The state database was made for other servers, and the move is intended: record the given ones, forget the old records and pair messages again by Message-ID and size'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l allow-plaintext -d 'Accept tls none (the password and mail travel unencrypted)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s v -l verbose -d 'Print each step; repeat for more detail'

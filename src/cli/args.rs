@@ -22,8 +22,8 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (
         6,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
-         Maildir root missing, state database unusable, or keep-days asked of a POP3 \
-         server without UIDL",
+         Maildir root missing, state database unusable or made for another server or \
+         Maildir (see --rebind-state), or keep-days asked of a POP3 server without UIDL",
     ),
     (
         130,
@@ -44,7 +44,9 @@ pub const FILES: &[(&str, &str)] = &[
     (
         DEFAULT_STATE_DISPLAY,
         "one state database per account (usually under ~/.local/share/mailsync), \
-         unless the account sets `state`; a lock file beside it keeps runs apart",
+         unless the account sets `state`; a one-off run's is USER@HOST-HASH.db, HASH \
+         from both endpoints. It records the server and Maildir it belongs to; a lock \
+         file beside it keeps runs apart",
     ),
 ];
 
@@ -111,7 +113,19 @@ downloaded and what would be deleted on the server. Pick it when the Maildir is 
 the one place the mail should live, or the server is a POP3 maildrop or keeps \
 little space. A POP3 server without UIDL can do plain download-and-delete only; \
 keep-days are refused (exit status 6) because its messages cannot be \
-recognised on the next connection.";
+recognised on the next connection.
+
+THE STATE BELONGS TO ITS SERVER AND MAILDIR
+
+The state database records the endpoints it was made for: the server's \
+protocol, host, port and user, and the Maildir's canonical path (a file from \
+an earlier version takes the configured ones on its next run). A run whose \
+configuration names others stops before any change with exit status 6 and \
+names each difference: give it its own state file (`state`, --state), or, when \
+the move is intended, run once with --rebind-state. Rebinding to another \
+server forgets the old records and pairs messages by Message-ID and size as \
+after a lost state (no duplicates, nothing deleted in that run); rebinding to \
+a moved Maildir keeps every record, so nothing is downloaded again.";
 
 const COUNT_ABOUT: &str = "Count messages per folder, on the server and in the Maildir";
 
@@ -133,10 +147,12 @@ sync saw on the server but did not copy count as unseen, and the server's size \
 is then unknown.
 
 --format json prints {\"version\": 1, \"mode\": \"live\"|\"offline\", \"accounts\": \
-[{\"name\", \"error\", \"folders\": [{\"name\", \"server\": {\"messages\", \"unseen\", \
-\"bytes\"}, \"local\": {\"messages\", \"unseen\"}, \"pending\": {\"to_local\", \
+[{\"name\", \"error\", \"state\": {\"path\", \"server\", \"local\"}, \"folders\": \
+[{\"name\", \"server\": {\"messages\", \"unseen\", \"bytes\"}, \"local\": {\"messages\", \"unseen\"}, \"pending\": {\"to_local\", \
 \"to_server\"}, \"last_sync\", \"error\"}]}]}, with null for what is unknown and \
-last_sync in RFC 3339 (UTC). --format prometheus prints gauges labelled with \
+last_sync in RFC 3339 (UTC); \"state\" names the state database and the server \
+and Maildir it belongs to (null without one). The table ends with the same, one \
+line per account. --format prometheus prints gauges labelled with \
 account and folder, for node_exporter's textfile collector; --output writes the \
 file atomically. --total prints one number, for $(...) in a shell, and nothing \
 when a figure is missing.";
@@ -294,6 +310,12 @@ pub struct SyncArgs {
     /// Lift the mass-deletion brake for this run
     #[arg(long)]
     pub allow_mass_delete: bool,
+
+    /// The state database was made for another server or Maildir, and the move is intended:
+    /// record the configured ones and pair messages again by Message-ID and size, deleting
+    /// nothing in this run
+    #[arg(long)]
+    pub rebind_state: bool,
 
     /// Accept tls = "none" (the password and mail travel unencrypted)
     #[arg(long)]

@@ -4,8 +4,10 @@
 use super::args::{CountArgs, CountFormat, GlobalArgs};
 use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
+use super::report::StateOwner;
 use super::sync::{
-    connect, exists, load_accounts, read_password, state_failure, store_failure, Failure,
+    connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
+    store_failure, Failure,
 };
 use crate::config::{Account, Overrides};
 use crate::count::{self, FolderCount, Sources};
@@ -26,6 +28,8 @@ pub const COUNT_VERSION: u32 = 1;
 /// One account's figures, or why there are none.
 struct AccountCounts {
     name: String,
+    /// `None` when there is no state database yet.
+    state: Option<StateOwner>,
     folders: Vec<FolderCount>,
     error: Option<String>,
     status: ExitStatus,
@@ -46,6 +50,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
     let counted: Vec<AccountCounts> = accounts
         .iter()
         .map(|account| count_account(ui, account, args.offline))
@@ -77,7 +82,8 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
 
 fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     let name = account.name.clone();
-    match gather(ui, account, offline) {
+    let mut state = None;
+    match gather(ui, account, offline, &mut state) {
         Ok((folders, mut status)) => {
             for folder in &folders {
                 if let Some(error) = &folder.error {
@@ -87,6 +93,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
             }
             AccountCounts {
                 name,
+                state,
                 folders,
                 error: None,
                 status,
@@ -96,6 +103,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
             ui.error_chain(&failure.error);
             AccountCounts {
                 name,
+                state,
                 folders: Vec::new(),
                 error: Some(format!("{:#}", failure.error)),
                 status: failure.status,
@@ -105,11 +113,13 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
 }
 
 /// The account's folder counts, and `Partial` when some folder names had to
-/// be left out.
+/// be left out. `owner` gets the state database's endpoints once read, even
+/// when the figures fail later.
 fn gather(
     ui: &Ui,
     account: &Account,
     offline: bool,
+    owner: &mut Option<StateOwner>,
 ) -> Result<(Vec<FolderCount>, ExitStatus), Failure> {
     let name = account.name.as_str();
     let wanted = |folder: &FolderName| account.filter.matches(folder);
@@ -123,7 +133,14 @@ fn gather(
         ));
         let state =
             StateDb::open_read_only(state_path).map_err(|e| state_failure(name, state_path, e))?;
-        count::recorded(&state, &wanted).map_err(|e| state_failure(name, state_path, e))?
+        let failed = |e| state_failure(name, state_path, e);
+        let binding = state.binding().map_err(failed)?;
+        *owner = Some(StateOwner::new(state_path, binding.as_ref()));
+        // Another server's records would be counted as this one's.
+        state
+            .check_binding(&account.binding(), ("server", "local"), false)
+            .map_err(failed)?;
+        count::recorded(&state, &wanted).map_err(failed)?
     } else if offline {
         return Err(Failure::new(
             ExitStatus::Partial,
@@ -252,7 +269,22 @@ fn table(accounts: &[AccountCounts]) -> String {
     // Text columns are left-aligned, numbers right-aligned.
     let columns = header.len();
     let left: Vec<bool> = (0..columns).map(|c| c < 2 || c == columns - 1).collect();
-    aligned(&rows, &left)
+    let mut text = aligned(&rows, &left);
+    for account in accounts {
+        if let Some(state) = &account.state {
+            text.push_str(&format!(
+                "\n{}: state {} (server {}, local {})",
+                account.name,
+                state.path,
+                state.server.as_deref().unwrap_or("not recorded yet"),
+                state.local.as_deref().unwrap_or("not recorded yet")
+            ));
+        }
+    }
+    if accounts.iter().any(|a| a.state.is_some()) {
+        text.push('\n');
+    }
+    text
 }
 
 /// The TSV columns; unknown values are empty fields.
@@ -308,6 +340,8 @@ struct JsonCounts<'a> {
 struct JsonAccount<'a> {
     name: &'a str,
     error: Option<&'a str>,
+    /// The state database the figures come from and its endpoints.
+    state: Option<&'a StateOwner>,
     folders: Vec<JsonFolder<'a>>,
 }
 
@@ -349,6 +383,7 @@ fn json(accounts: &[AccountCounts], offline: bool) -> String {
             .map(|account| JsonAccount {
                 name: &account.name,
                 error: account.error.as_deref(),
+                state: account.state.as_ref(),
                 folders: account
                     .folders
                     .iter()
@@ -389,6 +424,12 @@ fn prometheus(accounts: &[AccountCounts]) -> String {
             let complete = a.error.is_none() && a.folders.iter().all(|f| f.error.is_none());
             (vec![("account", a.name.as_str())], u8::from(complete))
         }),
+    );
+    StateOwner::gauge(
+        &mut out,
+        accounts
+            .iter()
+            .filter_map(|a| a.state.as_ref().map(|s| (a.name.as_str(), s))),
     );
     let folders: Vec<(&str, &FolderCount)> = accounts
         .iter()
@@ -494,12 +535,18 @@ mod tests {
         vec![
             AccountCounts {
                 name: "work".into(),
+                state: Some(StateOwner {
+                    path: "/s/work.db".into(),
+                    server: Some("imap://me@imap.example.org:993".into()),
+                    local: Some("/home/me/Mail".into()),
+                }),
                 folders: vec![inbox, drafts],
                 error: None,
                 status: ExitStatus::Ok,
             },
             AccountCounts {
                 name: "home".into(),
+                state: None,
                 folders: Vec::new(),
                 error: Some("authentication failed".into()),
                 status: ExitStatus::Auth,
@@ -517,6 +564,11 @@ mod tests {
                 {
                     "name": "work",
                     "error": null,
+                    "state": {
+                        "path": "/s/work.db",
+                        "server": "imap://me@imap.example.org:993",
+                        "local": "/home/me/Mail"
+                    },
                     "folders": [
                         {
                             "name": "INBOX",
@@ -536,7 +588,7 @@ mod tests {
                         }
                     ]
                 },
-                {"name": "home", "error": "authentication failed", "folders": []}
+                {"name": "home", "error": "authentication failed", "state": null, "folders": []}
             ]
         });
         assert_eq!(value, expected);
@@ -568,6 +620,7 @@ mod tests {
             "mailsync_local_messages{account=\"work\",folder=\"Entwürfe \\\"neu\\\"\"} 1",
             "mailsync_pending_messages{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 1",
             "mailsync_last_sync_timestamp_seconds{account=\"work\",folder=\"INBOX\"} 1700000000",
+            "mailsync_state_info{account=\"work\",state=\"/s/work.db\",server=\"imap://me@imap.example.org:993\",local=\"/home/me/Mail\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -575,7 +628,8 @@ mod tests {
             );
         }
         assert!(!text.contains("mailsync_server_messages{account=\"work\",folder=\"Entw"));
-        assert_eq!(text.matches("# HELP ").count(), 8);
+        assert_eq!(text.matches("# HELP ").count(), 9);
+        assert!(!text.contains("mailsync_state_info{account=\"home\""));
     }
 
     #[test]
@@ -589,5 +643,10 @@ mod tests {
         let position = |line: &str| line.find("S-UNSEEN").map(|p| p + "S-UNSEEN".len());
         let end = position(lines[0]).expect("header");
         assert_eq!(&lines[1][end - 1..end], "3", "{text}");
+        assert_eq!(
+            lines.last().copied(),
+            Some("work: state /s/work.db (server imap://me@imap.example.org:993, local /home/me/Mail)"),
+            "{text}"
+        );
     }
 }

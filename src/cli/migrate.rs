@@ -6,7 +6,10 @@
 use super::args::{GlobalArgs, TlsArg};
 use super::output::{aligned, deliver, human_bytes, human_duration, Ui};
 use super::progress::RunObserver;
-use super::sync::{close_state, dry_run_scratch, exists, state_failure, Failure};
+use super::sync::{
+    bind_state, close_state, dry_run_scratch, exists, point_out_earlier_state, state_failure,
+    Failure,
+};
 use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin};
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};
@@ -14,7 +17,7 @@ use crate::migrate::mapping::{parse_map, FolderRules, Rename};
 use crate::migrate::report::{BatchSummary, MigrationReport};
 use crate::migrate::{MigrateOptions, Migration, PlannedFolder};
 use crate::model::FolderName;
-use crate::state::StateDb;
+use crate::state::{Binding, StateDb};
 use crate::store::imap::ImapConfig;
 use crate::store::net::TlsMode;
 use crate::sync::report::{ExitStatus, FolderReport, Observer, Stop};
@@ -57,6 +60,13 @@ to_) account, host, port, tls, ca_file, fingerprint, user, password_env, \
 password_command, timeout_seconds. Passwords are only named (environment \
 variable or command), never written in the file. One failing pair does not \
 stop the others; the summary has a row per pair and says why one failed.
+
+The state database belongs to the two servers it was made for (host, port \
+and user of each); by default it is named after both (migrate-FROM-TO-HASH.db), \
+so migrations between accounts of the same names on other servers never share \
+one. A state given with --state that belongs to other servers stops the run \
+with exit status 6 before any change; --rebind-state takes it over, forgetting \
+its records (messages already copied are then recognised on the destination).
 
 The report (text, or --report json) gives per folder the source count, \
 messages copied, duplicates skipped, messages from earlier runs, failures \
@@ -160,9 +170,15 @@ pub struct MigrateArgs {
         long,
         value_name = "FILE",
         value_hint = ValueHint::FilePath,
-        help = "State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO.db]"
+        help = "State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO-HASH.db, HASH \
+                from both servers' host, port and user]"
     )]
     pub state: Option<PathBuf>,
+
+    /// The state database was made for other servers, and the move is intended: record the
+    /// given ones, forget the old records and pair messages again by Message-ID and size
+    #[arg(long)]
+    pub rebind_state: bool,
 
     /// Report format, on stdout or into --report-file
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportKind::Text)]
@@ -341,6 +357,7 @@ struct Setup<'g> {
     config: OnceLock<Result<Config, String>>,
     options: MigrateOptions,
     allow_plaintext: bool,
+    rebind_state: bool,
 }
 
 /// Spells a field's name as the user wrote it (`--from-host`, `column from_host`).
@@ -352,6 +369,10 @@ struct Pair {
     from: ServerLogin,
     to: ServerLogin,
     state: PathBuf,
+    /// The endpoints the state belongs to.
+    binding: Binding,
+    /// The default state file of earlier versions, when `state` is the default.
+    earlier_state: Option<PathBuf>,
 }
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: MigrateCommand) -> ExitStatus {
@@ -420,6 +441,7 @@ impl<'g> Setup<'g> {
             config: OnceLock::new(),
             options,
             allow_plaintext: args.allow_plaintext,
+            rebind_state: args.rebind_state,
         })
     }
 
@@ -475,11 +497,22 @@ impl<'g> Setup<'g> {
     ) -> anyhow::Result<Pair> {
         let (from_label, from) = self.endpoint(from, fields.0)?;
         let (to_label, to) = self.endpoint(to, fields.1)?;
+        let binding = Binding {
+            far: from.endpoint("imap"),
+            near: to.endpoint("imap"),
+        };
+        // Account names alone would let two migrations between accounts of
+        // the same names (another customer, a test server) share a state.
+        let earlier_state = state.is_none().then(|| {
+            self.dirs
+                .default_state_file(&format!("migrate-{from_label}-{to_label}"))
+        });
         let state = match state {
             Some(path) => path.to_path_buf(),
-            None => self
-                .dirs
-                .default_state_file(&format!("migrate-{from_label}-{to_label}")),
+            None => self.dirs.default_state_file(&format!(
+                "migrate-{from_label}-{to_label}-{}",
+                binding.short_hash()
+            )),
         };
         Ok(Pair {
             name: name
@@ -488,6 +521,8 @@ impl<'g> Setup<'g> {
             from,
             to,
             state,
+            binding,
+            earlier_state,
         })
     }
 
@@ -596,20 +631,31 @@ fn migrate_pair(
         ..setup.options.clone()
     };
 
+    if let Some(earlier) = &pair.earlier_state {
+        point_out_earlier_state(ui, name, earlier, &pair.state);
+    }
     // A dry run creates nothing, not even the state database.
-    let scratch = if options.dry_run
-        && !exists(&pair.state).map_err(|e| Failure::new(ExitStatus::Safety, e))?
-    {
+    let scratch = if options.dry_run {
         Some(dry_run_scratch()?)
     } else {
         None
     };
+    let state_is_new = !exists(&pair.state).map_err(|e| Failure::new(ExitStatus::Safety, e))?;
     let state_path = match &scratch {
-        Some(dir) => dir.path().join("state.db"),
-        None => pair.state.clone(),
+        Some(dir) if state_is_new => dir.path().join("state.db"),
+        _ => pair.state.clone(),
     };
     ui.debug(&format!("{name}: state database {}", state_path.display()));
-    let mut state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let mut state = bind_state(
+        ui,
+        name,
+        state,
+        &pair.binding,
+        ("source", "destination"),
+        setup.rebind_state,
+        scratch.as_ref().map(|d| d.path()),
+    )?;
 
     ui.debug(&format!(
         "{name}: connecting to {}@{} and {}@{}",
@@ -621,13 +667,15 @@ fn migrate_pair(
     let migration = match Migration::prepare(name, &from, &to, &state, &options) {
         Ok(migration) => migration,
         Err(e) => {
-            return Ok(MigrationReport::failed_to_start(
+            let mut report = MigrationReport::failed_to_start(
                 name,
                 format!("{}@{}", from.user, from.server.address()),
                 format!("{}@{}", to.user, to.server.address()),
                 options.dry_run,
                 e,
-            ))
+            );
+            report.state = Some(pair.state.display().to_string());
+            return Ok(report);
         }
     };
     for folder in migration.folders() {
@@ -635,7 +683,8 @@ fn migrate_pair(
     }
     let prefix = if labelled { name } else { "total" };
     let mut progress = MigrateProgress::new(ui, name, prefix, migration.folders());
-    let report = migration.run(&mut state, &mut progress);
+    let mut report = migration.run(&mut state, &mut progress);
+    report.state = Some(pair.state.display().to_string());
     progress.finish();
     if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
@@ -720,6 +769,7 @@ fn run_batch(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs, file: &Path) -> Exi
                             describe_login(&pair.to),
                             setup.options.dry_run,
                         );
+                        report.state = Some(pair.state.display().to_string());
                         report.set_error(failure.status, format!("{:#}", failure.error));
                         report
                     }

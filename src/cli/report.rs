@@ -8,12 +8,59 @@
 
 use super::args::ReportFormat;
 use super::prometheus::{folder_labels, seconds, Exposition, Labels};
+use crate::state::Binding;
 use crate::sync::report::{AccountReport, Counts, ExitStatus, FolderReport, Outcome};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 /// The JSON report's version.
 pub const REPORT_VERSION: u32 = 1;
+
+/// An account's state database and the endpoints it belongs to, as reports
+/// show them (never a password: endpoints hold none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateOwner {
+    pub path: String,
+    /// `imap://user@host:port` or `pop3://...`; `None` while the database
+    /// records no endpoints (made by an earlier version, not run since).
+    pub server: Option<String>,
+    /// The Maildir's canonical root.
+    pub local: Option<String>,
+}
+
+impl StateOwner {
+    pub fn new(path: &std::path::Path, binding: Option<&Binding>) -> StateOwner {
+        StateOwner {
+            path: path.display().to_string(),
+            server: binding.map(|b| b.far.to_string()),
+            local: binding.map(|b| b.near.to_string()),
+        }
+    }
+
+    /// `mailsync_state_info{account, state, server, local} 1`, the
+    /// Prometheus way of exporting text.
+    pub fn gauge<'a>(
+        out: &mut Exposition,
+        owners: impl IntoIterator<Item = (&'a str, &'a StateOwner)>,
+    ) {
+        out.gauge(
+            "mailsync_state_info",
+            "The state database of the account and the endpoints it belongs to (always 1).",
+            owners.into_iter().map(|(account, owner)| {
+                let mut labels: Labels<'a> = vec![("account", account), ("state", &owner.path)];
+                labels.extend(owner.server.as_deref().map(|s| ("server", s)));
+                labels.extend(owner.local.as_deref().map(|l| ("local", l)));
+                (labels, 1)
+            }),
+        );
+    }
+}
+
+/// One account of a run: how it ended, and the state it ran against.
+pub struct AccountRun {
+    pub result: RunResult,
+    pub state: StateOwner,
+}
 
 /// How one account's run ended.
 pub enum RunResult {
@@ -58,7 +105,7 @@ impl RunResult {
 
 pub fn render_report(
     format: ReportFormat,
-    results: &[RunResult],
+    results: &[AccountRun],
     status: ExitStatus,
     started: DateTime<Utc>,
     dry_run: bool,
@@ -93,6 +140,7 @@ struct JsonAccount<'a> {
     totals: JsonCounts,
     rejected_folders: Vec<JsonRejected<'a>>,
     folders: Vec<JsonFolder<'a>>,
+    state: &'a StateOwner,
 }
 
 #[derive(Serialize)]
@@ -207,15 +255,15 @@ fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
 }
 
 fn json(
-    results: &[RunResult],
+    runs: &[AccountRun],
     status: ExitStatus,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
     dry_run: bool,
 ) -> String {
-    let accounts = results
+    let accounts = runs
         .iter()
-        .map(|result| {
+        .map(|AccountRun { result, state }| {
             let (error, rejected) = match result {
                 RunResult::Synced(report) => (
                     report.error.as_ref().map(|(_, message)| message.as_str()),
@@ -235,6 +283,7 @@ fn json(
                 totals: JsonCounts::of(result.folders()),
                 rejected_folders: rejected,
                 folders: result.folders().iter().map(json_folder).collect(),
+                state,
             }
         })
         .collect();
@@ -248,7 +297,7 @@ fn json(
             .unwrap_or_default()
             .as_secs_f64(),
         bytes_received: crate::store::net::bytes_received(),
-        totals: JsonCounts::of(results.iter().flat_map(RunResult::folders)),
+        totals: JsonCounts::of(runs.iter().flat_map(|run| run.result.folders())),
         accounts,
     };
     // Plain structs of strings and numbers always serialise.
@@ -258,11 +307,12 @@ fn json(
 }
 
 fn prometheus(
-    results: &[RunResult],
+    runs: &[AccountRun],
     status: ExitStatus,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
 ) -> String {
+    let results: Vec<&RunResult> = runs.iter().map(|run| &run.result).collect();
     let mut out = Exposition::default();
     out.gauge(
         "mailsync_sync_exit_code",
@@ -295,6 +345,11 @@ fn prometheus(
         results
             .iter()
             .map(|r| (vec![("account", r.account())], seconds(r.duration()))),
+    );
+
+    StateOwner::gauge(
+        &mut out,
+        runs.iter().map(|run| (run.result.account(), &run.state)),
     );
 
     let folders: Vec<(&str, &FolderReport)> = results
@@ -366,9 +421,10 @@ fn prometheus(
 mod tests {
     use super::*;
     use crate::model::FolderName;
+    use crate::state::Endpoint;
     use std::time::Duration;
 
-    fn sample() -> Vec<RunResult> {
+    fn sample() -> Vec<AccountRun> {
         let mut inbox = FolderReport::new(FolderName::inbox());
         inbox.counts = Counts {
             fetched: 3,
@@ -387,12 +443,24 @@ mod tests {
         let mut report = AccountReport::new("work");
         report.folders = vec![inbox, spam];
         report.duration = Duration::from_secs(2);
+        let binding = Binding {
+            far: Endpoint::server("imap", "IMAP.example.org", 993, "me"),
+            near: Endpoint::Maildir {
+                root: "/home/me/Mail".into(),
+            },
+        };
         vec![
-            RunResult::Synced(report),
-            RunResult::Failed {
-                account: "home".into(),
-                status: ExitStatus::Auth,
-                error: "authentication failed: NO".into(),
+            AccountRun {
+                result: RunResult::Synced(report),
+                state: StateOwner::new(std::path::Path::new("/s/work.db"), Some(&binding)),
+            },
+            AccountRun {
+                result: RunResult::Failed {
+                    account: "home".into(),
+                    status: ExitStatus::Auth,
+                    error: "authentication failed: NO".into(),
+                },
+                state: StateOwner::new(std::path::Path::new("/s/home.db"), None),
             },
         ]
     }
@@ -433,6 +501,18 @@ mod tests {
         assert_eq!(home["exit_code"], 3);
         assert_eq!(home["error"], "authentication failed: NO");
         assert_eq!(home["folders"], serde_json::json!([]));
+        assert_eq!(
+            work["state"],
+            serde_json::json!({
+                "path": "/s/work.db",
+                "server": "imap://me@imap.example.org:993",
+                "local": "/home/me/Mail"
+            })
+        );
+        assert_eq!(
+            home["state"],
+            serde_json::json!({"path": "/s/home.db", "server": null, "local": null})
+        );
         Ok(())
     }
 
@@ -454,6 +534,8 @@ mod tests {
             "mailsync_sync_messages_skipped{account=\"work\",folder=\"INBOX\"} 1",
             "mailsync_sync_folder_failed{account=\"work\",folder=\"Spam \\\"x\\\"\"} 1",
             "mailsync_sync_folder_duration_seconds{account=\"work\",folder=\"INBOX\"} 1.500",
+            "mailsync_state_info{account=\"work\",state=\"/s/work.db\",server=\"imap://me@imap.example.org:993\",local=\"/home/me/Mail\"} 1",
+            "mailsync_state_info{account=\"home\",state=\"/s/home.db\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

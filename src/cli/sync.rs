@@ -5,10 +5,10 @@
 use super::args::{config_word, GlobalArgs, KeepDays, OneOffArgs, SyncArgs, SyncCommand};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use super::report::{render_report, RunResult};
+use super::report::{render_report, AccountRun, RunResult, StateOwner};
 use super::summary::print_report;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
-use crate::state::{StateDb, StateError};
+use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::MaildirStore;
 use crate::store::net::TlsMode;
@@ -54,31 +54,37 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
             return ExitStatus::Usage;
         }
     };
+    point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
     let several = accounts.len() > 1;
     // stdout holds one document: a report there carries the dry-run plan.
     let report_on_stdout = args.report.is_some() && args.report_file.is_none();
     let mut status = ExitStatus::Ok;
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
-        match sync_one(ui, account, &args, crash_after_steps, stop) {
+        let mut interrupted = false;
+        let result = match sync_one(ui, account, &args, crash_after_steps, stop) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 status = status.worst(report.exit_status());
-                let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
-                results.push(RunResult::Synced(report));
-                if interrupted {
-                    break;
-                }
+                interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
+                RunResult::Synced(report)
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
                 status = status.worst(failure.status);
-                results.push(RunResult::Failed {
+                RunResult::Failed {
                     account: account.name.clone(),
                     status: failure.status,
                     error: format!("{:#}", failure.error),
-                });
+                }
             }
+        };
+        // The configured endpoints: a state recording others stops the run
+        // before it starts, with an error that names them.
+        let state = StateOwner::new(&account.state_path, Some(&account.binding()));
+        results.push(AccountRun { result, state });
+        if interrupted {
+            break;
         }
     }
     if let Some(format) = args.report {
@@ -218,7 +224,17 @@ fn sync_one(
         "{name}: opening the state database {}",
         state_path.display()
     ));
-    let mut state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    // Before anything else looks at the state or touches the Maildir.
+    let mut state = bind_state(
+        ui,
+        name,
+        state,
+        &account.binding(),
+        ("server", "local"),
+        args.rebind_state,
+        scratch.as_ref().map(|d| d.path()),
+    )?;
 
     let root = prepare_root(
         ui,
@@ -414,6 +430,113 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+/// Checks that `state` belongs to the endpoints `wanted` and records them: a
+/// file that records none yet adopts them, one that records others is refused
+/// (exit 6) unless `rebind`. A dry run (`dry_run_scratch` given) records
+/// nothing; a rebind that forgets every record is planned against an empty
+/// state there instead.
+pub(super) fn bind_state(
+    ui: &Ui,
+    name: &str,
+    mut state: StateDb,
+    wanted: &Binding,
+    sides: SideNames,
+    rebind: bool,
+    dry_run_scratch: Option<&Path>,
+) -> Result<StateDb, Failure> {
+    let path = state.path().to_path_buf();
+    let failed = |e| state_failure(name, &path, e);
+    let how = state.check_binding(wanted, sides, rebind).map_err(failed)?;
+    if let (Rebinding::Rebind { .. }, Endpoint::Maildir { root }) = (&how, &wanted.near) {
+        // Records are kept for it, or paired against it: a Maildir that is
+        // not there (not mounted, not moved yet) would be taken for empty.
+        if !exists(root).map_err(|e| Failure::new(ExitStatus::Safety, e))? {
+            return Err(Failure::new(
+                ExitStatus::Safety,
+                anyhow!(
+                    "{name}: the Maildir root {} does not exist, so the state database {} \
+                     was not rebound; nothing was changed\n\
+                     hint: mount or move the Maildir there first",
+                    root.display(),
+                    path.display()
+                ),
+            ));
+        }
+    }
+    match &how {
+        Rebinding::Same => return Ok(state),
+        Rebinding::Adopt => ui.debug(&format!(
+            "{name}: the state database {} records its endpoints: {} {}, {} {}",
+            path.display(),
+            sides.0,
+            wanted.far,
+            sides.1,
+            wanted.near
+        )),
+        Rebinding::Rebind {
+            differences,
+            forget,
+        } => ui.info(&format!(
+            "{name}: {} the state database {} ({}); {}",
+            if dry_run_scratch.is_some() {
+                "a real run would rebind"
+            } else {
+                "rebinding"
+            },
+            path.display(),
+            differences.join("; "),
+            if *forget {
+                "its records are forgotten and messages are paired by Message-ID and size; nothing is deleted in this run"
+            } else {
+                "its records stay valid"
+            }
+        )),
+    }
+    match (dry_run_scratch, &how) {
+        (Some(scratch), Rebinding::Rebind { forget: true, .. }) => {
+            close_state(ui, name, state, true);
+            let stand_in = scratch.join("rebound.db");
+            StateDb::open(&stand_in).map_err(|e| state_failure(name, &stand_in, e))
+        }
+        (Some(_), _) => Ok(state),
+        (None, _) => {
+            state.bind(wanted, &how).map_err(failed)?;
+            Ok(state)
+        }
+    }
+}
+
+/// For a one-off run with the default state: see `point_out_earlier_state`.
+pub(super) fn point_out_earlier_one_off_state(ui: &Ui, flags: &OneOffArgs, accounts: &[Account]) {
+    let (Some(account), Some(_), None) = (accounts.first(), &flags.host, &flags.state) else {
+        return;
+    };
+    if let Ok(dirs) = Dirs::from_env() {
+        let earlier = dirs.default_state_file(&account.name);
+        point_out_earlier_state(ui, &account.name, &earlier, &account.state_path);
+    }
+}
+
+/// Earlier versions named default state files after account names alone
+/// (`user@host.db`, `migrate-FROM-TO.db`). Such a file is not taken for the
+/// configured endpoints' own, since it may hold another server's records; the
+/// user hears how to continue from it. Said only while the new file does not
+/// exist, that is once.
+pub(super) fn point_out_earlier_state(ui: &Ui, name: &str, earlier: &Path, used: &Path) {
+    if earlier != used && earlier.exists() && !used.exists() {
+        ui.warn(&format!(
+            "{name}: {} was named by an earlier version after the account names alone and is \
+             not used, since it may belong to other servers; these endpoints get a new state, \
+             {}, and their first run pairs messages by Message-ID and size (no duplicates, \
+             nothing deleted)\n\
+             hint: to continue from it instead, pass --state {}",
+            earlier.display(),
+            used.display(),
+            earlier.display()
+        ));
+    }
 }
 
 /// A scratch directory standing in for what a dry run must not create.

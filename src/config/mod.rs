@@ -26,6 +26,7 @@ pub use settings::{flag_for_key, Overrides, KEYS};
 pub use units::{expand_tilde, parse_size};
 
 use crate::model::FolderName;
+use crate::state::{Binding, Endpoint};
 use crate::store::imap::{ImapConfig, Secret};
 use crate::store::maildir::Layout;
 use crate::store::net::{ServerConfig, TlsMode};
@@ -189,6 +190,14 @@ impl FarConfig {
             FarConfig::Imap(login) | FarConfig::Pop3(login) => login,
         }
     }
+
+    /// The server as a state database records it.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            FarConfig::Imap(login) => login.endpoint("imap"),
+            FarConfig::Pop3(login) => login.endpoint("pop3"),
+        }
+    }
 }
 
 /// A server login whose password has not been read yet.
@@ -200,6 +209,11 @@ pub struct ServerLogin {
 }
 
 impl ServerLogin {
+    /// This login's server and user as a state database records them.
+    pub fn endpoint(&self, protocol: &str) -> Endpoint {
+        Endpoint::server(protocol, &self.server.host, self.server.port, &self.user)
+    }
+
     /// The IMAP store's configuration, once the password has been resolved.
     pub fn with_password(&self, password: Secret, batch_bytes: u64) -> ImapConfig {
         ImapConfig {
@@ -236,6 +250,16 @@ pub struct Account {
     pub max_messages: Option<u64>,
     /// Folders synced at once, each over its own connection pair.
     pub jobs: usize,
+}
+
+impl Account {
+    /// The endpoints this account's state database belongs to.
+    pub fn binding(&self) -> Binding {
+        Binding {
+            far: self.far.endpoint(),
+            near: Endpoint::maildir(&self.maildir),
+        }
+    }
 }
 
 /// A config file's accounts, sorted by name.
@@ -361,13 +385,20 @@ impl Config {
 }
 
 /// The account of a one-off run, built from command-line flags alone and named
-/// `user@host`.
+/// `user@host`. Its default state file is named after the account and a hash
+/// of both endpoints (protocol, host, port, user and Maildir), so that runs
+/// against another port or into another Maildir never share a state.
 pub fn one_off(flags: &Overrides, dirs: &Dirs) -> Result<Account, ConfigError> {
     let word = |key: &str| flags.get(key).and_then(|v| v.as_str()).unwrap_or_default();
     let name = format!("{}@{}", word("user"), word("host"));
     let mut settings = Settings::new(None, &name, None);
     settings.insert_overrides(flags);
-    build_account(&name, settings, dirs)
+    let mut account = build_account(&name, settings, dirs)?;
+    if flags.get("state").is_none() {
+        let hash = account.binding().short_hash();
+        account.state_path = dirs.default_state_file(&format!("{name}-{hash}"));
+    }
+    Ok(account)
 }
 
 fn is_valid_account_name(name: &str) -> bool {

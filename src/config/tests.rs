@@ -543,9 +543,33 @@ fn one_off_account_is_named_after_user_and_host() -> Result<(), ConfigError> {
     let account = one_off(&flags, &dirs())?;
     assert_eq!(account.name, "me/x@mail.example.org");
     assert_eq!(account.maildir, PathBuf::from("Mail"));
+    // The default state is named after both endpoints, not the name alone:
+    // another port or another Maildir gets a state of its own.
+    let state_name = |account: &Account| -> String {
+        let name = account.state_path.file_name().unwrap_or_default();
+        name.to_string_lossy().into_owned()
+    };
+    let first = state_name(&account);
     assert_eq!(
-        account.state_path,
-        PathBuf::from("/home/alice/.local/share/mailsync/me_x@mail.example.org.db")
+        account.state_path.parent(),
+        Some(Path::new("/home/alice/.local/share/mailsync"))
+    );
+    assert!(first.starts_with("me_x@mail.example.org-"), "{first}");
+    assert!(first.ends_with(".db") && first.len() == "me_x@mail.example.org-".len() + 11);
+    assert_eq!(state_name(&one_off(&flags, &dirs())?), first, "stable");
+    let mut other_port = flags.clone();
+    other_port.set("port", 1993);
+    let mut other_maildir = flags.clone();
+    other_maildir.set("maildir", "Mail2");
+    for other in [other_port, other_maildir] {
+        assert_ne!(state_name(&one_off(&other, &dirs())?), first);
+    }
+    // An explicit state is kept as given.
+    let mut explicit = flags.clone();
+    explicit.set("state", "/var/lib/ms.db");
+    assert_eq!(
+        one_off(&explicit, &dirs())?.state_path,
+        PathBuf::from("/var/lib/ms.db")
     );
     Ok(())
 }

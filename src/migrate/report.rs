@@ -119,6 +119,8 @@ pub struct MigrationReport {
     /// `user@host:port` of each side.
     pub source: String,
     pub destination: String,
+    /// The state database, which belongs to exactly these two endpoints.
+    pub state: Option<String>,
     pub dry_run: bool,
     pub folders: Vec<FolderRow>,
     /// Source folders whose names could not be used.
@@ -141,6 +143,7 @@ impl MigrationReport {
             name: name.to_string(),
             source,
             destination,
+            state: None,
             dry_run,
             folders: Vec::new(),
             rejected_folders: Vec::new(),

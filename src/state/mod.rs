@@ -8,6 +8,7 @@
 //! changes. The check is skipped for a file sealed by a successful run and
 //! untouched since (see `seal`).
 
+mod binding;
 mod rows;
 mod schema;
 mod seal;
@@ -15,6 +16,7 @@ mod seal;
 mod tests;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey};
+pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use schema::unusable;
 use seal::Seal;
@@ -104,6 +106,11 @@ pub enum StateError {
         path: String,
         found: i64,
         supported: i64,
+    },
+    #[error("state database {path} belongs to other endpoints ({}); nothing was changed\nhint: give this run its own state file (`state` in the config, or --state); if the server or the Maildir really moved, run once with --rebind-state", differences.join("; "))]
+    BoundElsewhere {
+        path: String,
+        differences: Vec<String>,
     },
     /// A row the caller named by id is not there: a bug in the caller, reported
     /// rather than silently ignored.

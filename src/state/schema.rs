@@ -75,7 +75,23 @@ const V3: &str = "
 ALTER TABLE intents ADD COLUMN sent INTEGER NOT NULL DEFAULT 1 CHECK (sent IN (0, 1));
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// The endpoints the keys belong to (see `binding`): one row per side. A file
+/// from before this version has none until its next run adopts the
+/// configured ones.
+const V4: &str = "
+CREATE TABLE endpoints (
+    side     TEXT PRIMARY KEY NOT NULL CHECK (side IN ('far', 'near')),
+    protocol TEXT NOT NULL CHECK (protocol IN ('imap', 'pop3', 'maildir')),
+    host     TEXT,
+    port     INTEGER CHECK (port BETWEEN 1 AND 65535),
+    user     TEXT,
+    path     BLOB,
+    CHECK ((protocol = 'maildir') = (path IS NOT NULL)),
+    CHECK ((protocol = 'maildir') = (host IS NULL AND port IS NULL AND user IS NULL))
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

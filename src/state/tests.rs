@@ -683,3 +683,208 @@ fn an_intent_marked_sent_reads_back_as_sent() {
     batch.commit().unwrap();
     assert!(db.intents(&inbox).unwrap()[0].sent);
 }
+
+fn binding(port: u16, root: &str) -> Binding {
+    Binding {
+        far: Endpoint::server("imap", "Mail.Example.org", port, "me"),
+        near: Endpoint::Maildir { root: root.into() },
+    }
+}
+
+const SYNC_SIDES: SideNames = ("server", "local");
+
+/// A database with one synced message, an intent and watermarks in INBOX.
+fn synced_db(path: &Path) -> StateDb {
+    let mut db = StateDb::open(path).unwrap();
+    let inbox = folder("INBOX");
+    let batch = db.batch().unwrap();
+    batch
+        .insert_record(&inbox, Some(&key("7")), Some(&key("a")), Flags(1), None, 1)
+        .unwrap();
+    batch
+        .add_intent(&inbox, Side::Near, &key("8"), Flags(0), None, None)
+        .unwrap();
+    let watermarks = FolderState {
+        far_validity: Some(5),
+        near_validity: Some(1),
+        near_stamp: Some(99),
+        ..FolderState::default()
+    };
+    batch.set_folder_state(&inbox, &watermarks).unwrap();
+    batch.commit().unwrap();
+    db
+}
+
+#[test]
+fn a_state_adopts_its_first_endpoints_and_then_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut db = synced_db(&path);
+    let home = binding(993, "/home/me/Mail");
+    assert_eq!(db.binding().unwrap(), None);
+    let how = db.check_binding(&home, SYNC_SIDES, false).unwrap();
+    assert_eq!(how, Rebinding::Adopt);
+    db.bind(&home, &how).unwrap();
+    drop(db);
+
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(db.binding().unwrap(), Some(home.clone()));
+    // Host names compare without case.
+    let same = Binding {
+        far: Endpoint::server("imap", "mail.example.ORG", 993, "me"),
+        ..home.clone()
+    };
+    assert_eq!(
+        db.check_binding(&same, SYNC_SIDES, false).unwrap(),
+        Rebinding::Same
+    );
+
+    let other = Binding {
+        far: Endpoint::server("imap", "test.example.org", 1993, "me"),
+        near: Endpoint::Maildir {
+            root: "/srv/mail".into(),
+        },
+    };
+    match db.check_binding(&other, SYNC_SIDES, false) {
+        Err(e @ StateError::BoundElsewhere { .. }) => {
+            let message = e.to_string();
+            for part in [
+                "server host was `mail.example.org`, now `test.example.org`",
+                "server port was `993`, now `1993`",
+                "local was `/home/me/Mail`, now `/srv/mail`",
+                "--rebind-state",
+                "nothing was changed",
+            ] {
+                assert!(message.contains(part), "{part:?} missing in {message}");
+            }
+            assert!(!message.contains("user"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The refusal wrote nothing.
+    assert_eq!(db.binding().unwrap(), Some(home));
+    assert_eq!(db.records(&folder("INBOX")).unwrap().len(), 1);
+}
+
+#[test]
+fn rebinding_to_another_server_forgets_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut db = synced_db(&path);
+    let home = binding(993, "/home/me/Mail");
+    db.bind(&home, &Rebinding::Adopt).unwrap();
+    let moved = binding(1993, "/home/me/Mail");
+    let how = db.check_binding(&moved, SYNC_SIDES, true).unwrap();
+    assert_eq!(
+        how,
+        Rebinding::Rebind {
+            differences: vec!["server port was `993`, now `1993`".into()],
+            forget: true
+        }
+    );
+    db.bind(&moved, &how).unwrap();
+    let inbox = folder("INBOX");
+    assert!(db.records(&inbox).unwrap().is_empty());
+    assert!(db.intents(&inbox).unwrap().is_empty());
+    assert!(db.folders().unwrap().is_empty());
+    assert_eq!(db.binding().unwrap(), Some(moved));
+}
+
+#[test]
+fn rebinding_a_moved_maildir_keeps_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let mut db = synced_db(&path);
+    db.bind(&binding(993, "/old/Mail"), &Rebinding::Adopt)
+        .unwrap();
+    let moved = binding(993, "/new/Mail");
+    let how = db.check_binding(&moved, SYNC_SIDES, true).unwrap();
+    assert!(
+        matches!(&how, Rebinding::Rebind { forget: false, differences } if differences.len() == 1),
+        "{how:?}"
+    );
+    db.bind(&moved, &how).unwrap();
+    let inbox = folder("INBOX");
+    assert_eq!(db.records(&inbox).unwrap().len(), 1);
+    assert_eq!(db.intents(&inbox).unwrap().len(), 1);
+    let watermarks = db.folder(&inbox).unwrap().unwrap();
+    assert_eq!(watermarks.far_validity, Some(5));
+    assert_eq!(
+        watermarks.near_stamp, None,
+        "the moved directories' times mean nothing"
+    );
+    assert_eq!(db.binding().unwrap(), Some(moved));
+}
+
+#[test]
+fn a_file_from_before_endpoints_were_recorded_is_adopted_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(synced_db(&path));
+    // What an earlier version left: schema version 2, no endpoints table.
+    raw_sql(&path, "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;");
+    let mut db = StateDb::open(&path).unwrap();
+    let home = binding(993, "/home/me/Mail");
+    let how = db.check_binding(&home, SYNC_SIDES, false).unwrap();
+    assert_eq!(how, Rebinding::Adopt);
+    db.bind(&home, &how).unwrap();
+    assert_eq!(db.records(&folder("INBOX")).unwrap().len(), 1);
+    assert_eq!(
+        db.folder(&folder("INBOX")).unwrap().unwrap().near_stamp,
+        Some(99)
+    );
+    assert_eq!(db.binding().unwrap(), Some(home));
+}
+
+#[test]
+fn a_read_only_open_of_an_earlier_file_sees_no_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(synced_db(&path));
+    raw_sql(&path, "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;");
+    let db = StateDb::open_read_only(&path).unwrap();
+    assert_eq!(db.binding().unwrap(), None);
+    let home = binding(993, "/home/me/Mail");
+    assert_eq!(
+        db.check_binding(&home, SYNC_SIDES, false).unwrap(),
+        Rebinding::Adopt
+    );
+    assert_eq!(db.records(&folder("INBOX")).unwrap().len(), 1);
+}
+
+#[test]
+fn different_endpoints_hash_apart() {
+    let base = binding(993, "/home/me/Mail");
+    let hash = base.short_hash();
+    assert_eq!(hash.len(), 8);
+    assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(binding(993, "/home/me/Mail").short_hash(), hash);
+    for other in [
+        binding(994, "/home/me/Mail"),
+        binding(993, "/home/me/Mail2"),
+        Binding {
+            far: Endpoint::server("pop3", "mail.example.org", 993, "me"),
+            ..base.clone()
+        },
+        Binding {
+            far: Endpoint::server("imap", "mail.example.org", 993, "you"),
+            ..base.clone()
+        },
+    ] {
+        assert_ne!(other.short_hash(), hash, "{other:?}");
+    }
+}
+
+#[test]
+fn a_maildir_root_is_canonical_even_before_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+    let canonical = real.canonicalize().unwrap();
+    assert_eq!(canonical_root(&dir.path().join("link")), canonical);
+    assert_eq!(
+        canonical_root(&dir.path().join("link/../real/Mail/x")),
+        canonical.join("Mail").join("x")
+    );
+}

@@ -659,7 +659,12 @@ fn cli_pop3_over_tls_and_stls_takes_the_mail_home() {
         }
         let config = write_config(&fx, "pop3", tls, port, "");
         let config = config.to_string_lossy();
-        let run = mailsync(fx.dir.path(), &password, &["--config", &config, "sync"]);
+        let mut args = vec!["--config", &config, "sync"];
+        if round > 0 {
+            // Another port is another endpoint to the state: the move is meant.
+            args.push("--rebind-state");
+        }
+        let run = mailsync(fx.dir.path(), &password, &args);
         assert_eq!(run.code, Some(0), "{tls}: {}", run.stderr);
         assert_eq!(server_count(&fx, "INBOX"), 0, "{tls}");
         assert_eq!(
@@ -847,12 +852,19 @@ fn pop3_without_uidl_refuses_keep_days_and_still_downloads_and_deletes() {
         "{received:?}"
     );
 
+    // The scripted server listens on another port this time, which the
+    // state, bound to the first one, must be told is intended.
     let (port, server) = scripted_pop3(serve);
     let config = config_at(port, "");
     let run = mailsync(
         fx.dir.path(),
         "pw",
-        &["--config", &config.to_string_lossy(), "sync"],
+        &[
+            "--config",
+            &config.to_string_lossy(),
+            "sync",
+            "--rebind-state",
+        ],
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let received = server.join().expect("server");

@@ -9,4 +9,5 @@ mod pop3_store;
 mod reports;
 mod restart;
 mod sandbox;
+mod state_binding;
 mod sync;
