@@ -16,6 +16,7 @@ pub mod config;
 pub mod count;
 pub mod migrate;
 pub mod model;
+pub mod private;
 #[doc(hidden)]
 pub mod sandbox;
 pub mod state;

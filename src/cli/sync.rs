@@ -391,7 +391,7 @@ fn prepare_root(
         })?;
         return Ok(stand_in);
     }
-    std::fs::create_dir_all(root).map_err(|e| {
+    crate::private::create_dir_all(root).map_err(|e| {
         safety(anyhow::Error::new(e).context(format!(
             "account `{name}`: cannot create the Maildir root {}",
             root.display()

@@ -3,9 +3,12 @@
 //! to) expunge, local entries that are not regular files, files and
 //! directories that must stay private.
 
-use crate::reports::{deliver, Cli, TestResult};
+use crate::reports::{deliver, run, Cli, TestResult};
 use crate::sync::{assert_ok, Fixture};
 use mailsync::sandbox::{sample_message, SandboxOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 
 /// The server's messages of INBOX whose flags include `\Deleted`.
 fn marked_deleted(fixture: &Fixture) -> usize {
@@ -82,5 +85,114 @@ fn expunge_false_only_marks_server_deletions_and_never_downloads_them_again() ->
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(cli.local_files("")?.len(), 2);
     assert_eq!(cli.server_count("INBOX")?, 3);
+    Ok(())
+}
+
+/// Permission bits of everything below `dir` (itself included) that are not
+/// `dir_mode` for directories or `file_mode` for files.
+fn wrong_modes(dir: &Path, dir_mode: u32, file_mode: u32) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("inspect");
+        let mode = metadata.permissions().mode() & 0o777;
+        let expected = if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                todo.push(entry.expect("entry").path());
+            }
+            dir_mode
+        } else {
+            file_mode
+        };
+        if mode != expected {
+            wrong.push(format!("{} is {mode:o}", path.display()));
+        }
+    }
+    wrong
+}
+
+#[test]
+fn everything_a_run_creates_is_private_whatever_the_umask() -> TestResult {
+    for umask in [0o022, 0o000] {
+        let cli = Cli::new("")?;
+        deliver(&cli, "INBOX", 0..2, 1_500);
+        deliver(&cli, "Lists/Rust", 2..3, 1_500);
+        // The first run creates the root itself.
+        std::fs::remove_dir(cli.fixture.root())?;
+        let scratch = cli.fixture.dir.path();
+        let log = scratch.join("mailsync.log");
+        let report = scratch.join("report.json");
+        let mut command = cli.command();
+        command
+            .arg("--config")
+            .arg(&cli.config)
+            .arg("--log-file")
+            .arg(&log)
+            .args(["sync", "--report", "json", "--report-file"])
+            .arg(&report)
+            .env(
+                "MAILSYNC_TEST_PW",
+                cli.fixture.sandbox.password("alice").unwrap_or_default(),
+            );
+        // SAFETY: umask is async-signal-safe and touches nothing but the
+        // child's own file-creation mask.
+        unsafe {
+            command.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
+        let run = run(command)?;
+        assert_eq!(run.code, Some(0), "umask {umask:o}: {}", run.stderr);
+        assert_eq!(cli.local_files(".Lists.Rust")?.len(), 1);
+        assert_eq!(
+            wrong_modes(&cli.fixture.root(), 0o700, 0o600),
+            Vec::<String>::new(),
+            "umask {umask:o}"
+        );
+        let state = cli.fixture.state_path();
+        let mut private = vec![state.clone(), log, report];
+        for suffix in [".lock", "-wal", "-shm"] {
+            let mut name = state.clone().into_os_string();
+            name.push(suffix);
+            private.push(PathBuf::from(name));
+        }
+        for path in private.iter().filter(|p| p.exists()) {
+            assert_eq!(
+                wrong_modes(path, 0o700, 0o600),
+                Vec::<String>::new(),
+                "umask {umask:o}"
+            );
+        }
+        assert!(private[..4].iter().all(|p| p.exists()), "{private:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_empty_or_linked_state_file_stops_the_run_with_the_remedy() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..2, 1_500);
+    let state = cli.fixture.state_path();
+
+    std::fs::write(&state, b"")?;
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    for expected in [
+        state.display().to_string(),
+        "is empty (0 bytes), so it is damaged".to_string(),
+        "Move it away to start a new state".to_string(),
+    ] {
+        assert!(run.stderr.contains(&expected), "{expected}: {}", run.stderr);
+    }
+    assert!(cli.local_files("").is_err(), "nothing was downloaded");
+
+    std::fs::remove_file(&state)?;
+    let elsewhere = cli.fixture.dir.path().join("elsewhere.db");
+    std::os::unix::fs::symlink(&elsewhere, &state)?;
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(6), "{}", run.stderr);
+    assert!(run.stderr.contains("is a symbolic link"), "{}", run.stderr);
+    assert!(!elsewhere.exists(), "the link was followed");
     Ok(())
 }

@@ -17,7 +17,7 @@ mod names;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -514,7 +514,7 @@ impl MaildirStore {
                 continue;
             }
             let tmp_path = tmp.join(&key);
-            let file = match OpenOptions::new()
+            let file = match crate::private::file_options()
                 .write(true)
                 .create_new(true)
                 .open(&tmp_path)
@@ -666,7 +666,7 @@ impl Store for MaildirStore {
         if self.layout == Layout::Maildirpp && !name.is_inbox() {
             // Dovecot's marker for "this directory is a folder of the root".
             let marker = dir.join("maildirfolder");
-            OpenOptions::new()
+            crate::private::file_options()
                 .write(true)
                 .create(true)
                 .truncate(false)
@@ -939,7 +939,7 @@ fn io_error(doing: &str, path: &Path, source: io::Error) -> StoreError {
 }
 
 fn create_dir(path: &Path) -> StoreResult<()> {
-    match fs::create_dir(path) {
+    match crate::private::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
         Err(e) => Err(io_error("creating directory", path, e)),
