@@ -196,3 +196,69 @@ fn an_empty_or_linked_state_file_stops_the_run_with_the_remedy() -> TestResult {
     assert!(!elsewhere.exists(), "the link was followed");
     Ok(())
 }
+
+#[test]
+fn local_files_replaced_by_links_are_skipped_never_deleted() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..4, 1_500);
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let files = cli.local_files("")?;
+    assert_eq!(files.len(), 4);
+
+    // What a deduplicating tool does: the file becomes a link to a copy
+    // elsewhere. And a link whose target has gone.
+    let copy = cli.fixture.dir.path().join("dedup-copy");
+    std::fs::copy(&files[0], &copy)?;
+    std::fs::remove_file(&files[0])?;
+    std::os::unix::fs::symlink(&copy, &files[0])?;
+    std::fs::remove_file(&files[1])?;
+    std::os::unix::fs::symlink(cli.fixture.dir.path().join("gone"), &files[1])?;
+
+    for _ in 0..2 {
+        let run = cli.run(&["sync"])?;
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        for (path, what) in [
+            (&files[0], "is a symbolic link, not a regular file"),
+            (&files[1], "is a dangling symbolic link, not a regular file"),
+        ] {
+            let expected = format!("`{}` {what}", path.display());
+            assert!(run.stderr.contains(&expected), "{expected}: {}", run.stderr);
+        }
+        assert_eq!(cli.server_count("INBOX")?, 4);
+        assert_eq!(marked_deleted(&cli.fixture), 0);
+        assert!(std::fs::symlink_metadata(&files[0])?
+            .file_type()
+            .is_symlink());
+        assert!(std::fs::symlink_metadata(&files[1])?
+            .file_type()
+            .is_symlink());
+    }
+
+    // A flag change from the server reaches the regular files; renaming the
+    // links is refused, for those messages only, and nothing is lost.
+    cli.fixture.sandbox.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        "alice",
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "all",
+    ])?;
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 4);
+    assert_eq!(marked_deleted(&cli.fixture), 0);
+    let flagged: Vec<_> = cli
+        .local_files("")?
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(":2,F"))
+        .collect();
+    assert_eq!(flagged.len(), 2, "{flagged:?}");
+    for link in &files[..2] {
+        assert!(std::fs::symlink_metadata(link)?.file_type().is_symlink());
+    }
+    Ok(())
+}

@@ -90,6 +90,9 @@ pub struct MaildirStore {
     selected: Option<Selected>,
     staged: Vec<Staged>,
     warnings: Vec<String>,
+    /// Entries of the selected folder that carry a message's name but are not
+    /// regular files, for the run's report (see `Entry::not_regular`).
+    skipped: Vec<(MsgKey, String)>,
 }
 
 /// The selected folder as scanned once by `select`.
@@ -104,6 +107,11 @@ struct Selected {
 struct Entry {
     file: String,
     place: Place,
+    /// What the entry is when it is not a regular file (a symbolic link, as
+    /// deduplicating tools leave, a directory, a FIFO). Such a message is
+    /// present, so never taken for deleted, but it is neither read, renamed
+    /// nor removed: that is left to the user.
+    not_regular: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +184,7 @@ impl MaildirStore {
             selected: None,
             staged: Vec::new(),
             warnings: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -419,19 +428,13 @@ impl MaildirStore {
                     }
                     continue;
                 };
-                match entry.file_type() {
-                    Ok(t) if t.is_file() => {}
-                    Ok(_) => {
-                        warnings.push(format!(
-                            "ignoring `{}`: not a regular file",
-                            entry.path().display()
-                        ));
-                        continue;
-                    }
+                let not_regular = match entry.file_type() {
+                    Ok(t) if t.is_file() => None,
+                    Ok(t) => Some(describe_not_regular(t, &entry.path())),
                     // Gone between listing and looking: another client moved it.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_error("inspecting", &entry.path(), e)),
-                }
+                };
                 if let Some(kept) = messages.get(parsed.key) {
                     warnings.push(format!(
                         "duplicate message `{}`: keeping `{}`, ignoring `{}`",
@@ -448,6 +451,7 @@ impl MaildirStore {
                     Entry {
                         file: file.to_string(),
                         place,
+                        not_regular,
                     },
                 );
             }
@@ -490,6 +494,11 @@ impl MaildirStore {
         let Some(entry) = selected.messages.get(key.as_str()) else {
             return Ok(None);
         };
+        if entry.not_regular.is_some() {
+            // Never read through: a link may point anywhere. `select` has
+            // put it in the run's report already.
+            return Ok(None);
+        }
         let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -602,9 +611,14 @@ impl MaildirStore {
                 )
             })?;
             touched.insert(sub);
-            selected
-                .messages
-                .insert(s.key.clone(), Entry { file, place });
+            selected.messages.insert(
+                s.key.clone(),
+                Entry {
+                    file,
+                    place,
+                    not_regular: None,
+                },
+            );
             keys.push(Some(MsgKey(s.key.clone())));
         }
         sync_dirs(&touched)?;
@@ -720,6 +734,15 @@ impl Store for MaildirStore {
         self.remove_stale_tmp(&dir, unix_secs(SystemTime::now()));
         let messages = Self::scan(&dir, &mut self.warnings)?;
         let status = folder_status(&messages);
+        self.skipped = messages
+            .iter()
+            .filter_map(|(key, entry)| {
+                let what = entry.not_regular?;
+                let path = dir.join(entry.place.dir_name()).join(&entry.file);
+                Some((MsgKey(key.clone()), not_regular_reason(&path, what)))
+            })
+            .collect();
+        self.skipped.sort();
         self.selected = Some(Selected {
             name: name.clone(),
             dir,
@@ -832,6 +855,11 @@ impl Store for MaildirStore {
             let Some(entry) = selected.messages.get(key.as_str()) else {
                 continue;
             };
+            if let Some(what) = entry.not_regular {
+                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
             let file = cur_file_name(key.as_str(), &apply_flags(entry.letters(), add, remove));
             if entry.place == Place::Cur && entry.file == file {
                 continue;
@@ -849,6 +877,7 @@ impl Store for MaildirStore {
                         Entry {
                             file,
                             place: Place::Cur,
+                            not_regular: None,
                         },
                     );
                 }
@@ -878,6 +907,10 @@ impl Store for MaildirStore {
             };
             let dir = selected.dir.join(entry.place.dir_name());
             let path = dir.join(&entry.file);
+            if let Some(what) = entry.not_regular {
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
             match fs::remove_file(&path) {
                 Ok(()) => {
                     touched.insert(dir);
@@ -901,6 +934,10 @@ impl Store for MaildirStore {
 
     fn take_warnings(&mut self) -> Vec<String> {
         self.warnings()
+    }
+
+    fn take_skipped(&mut self) -> Vec<(MsgKey, String)> {
+        std::mem::take(&mut self.skipped)
     }
 }
 
@@ -932,6 +969,43 @@ fn is_stale(last_change: i64, now: i64) -> bool {
 
 fn is_maildir(dir: &Path) -> bool {
     MAILDIR_SUBDIRS.iter().all(|sub| dir.join(sub).is_dir())
+}
+
+/// What a directory entry that is not a regular file is, in the user's words.
+fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_symlink() {
+        match fs::metadata(path) {
+            Ok(_) => "a symbolic link",
+            Err(_) => "a dangling symbolic link",
+        }
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular_reason(path: &Path, what: &str) -> String {
+    format!(
+        "`{}` is {what}, not a regular file; it was left alone and the message was \
+         neither deleted nor changed anywhere (put the message file itself there)",
+        path.display()
+    )
+}
+
+fn not_regular_error(folder: &FolderName, key: &MsgKey, path: &Path, what: &str) -> StoreError {
+    StoreError::Message {
+        folder: folder.to_string(),
+        key: key.to_string(),
+        reason: not_regular_reason(path, what),
+    }
 }
 
 fn io_error(doing: &str, path: &Path, source: io::Error) -> StoreError {

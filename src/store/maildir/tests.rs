@@ -526,19 +526,101 @@ fn select_ignores_odd_files_and_reports_duplicates() {
     make_maildir(dir.path());
     fs::write(dir.path().join("cur/.hidden"), b"x").unwrap();
     fs::write(dir.path().join("cur/:2,S"), b"x").unwrap();
-    fs::create_dir(dir.path().join("cur/subdir")).unwrap();
     fs::write(dir.path().join("cur/dup:2,S"), b"Subject: cur\n\n").unwrap();
     fs::write(dir.path().join("new/dup"), b"Subject: new\n\n").unwrap();
     let status = store.select(&name("INBOX")).unwrap();
     assert_eq!(status.messages, 1);
     let warnings = store.warnings();
-    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
     assert!(warnings
         .iter()
         .any(|w| w.contains("duplicate message `dup`")));
     assert!(store.warnings().is_empty(), "warnings are drained");
     let metas = store.list_messages().unwrap();
     assert_eq!(metas[0].flags, Flags::SEEN, "the file in cur/ wins");
+}
+
+#[test]
+fn entries_that_are_not_regular_files_are_present_but_never_touched() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("copy");
+    fs::write(&target, b"Subject: linked\n\n").unwrap();
+    let cur = dir.path().join("cur");
+    std::os::unix::fs::symlink(&target, cur.join("linked:2,S")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path().join("gone"), cur.join("dangling:2,S")).unwrap();
+    fs::create_dir(cur.join("directory:2,S")).unwrap();
+    let fifo = std::ffi::CString::new(cur.join("fifo:2,S").as_os_str().as_bytes()).unwrap();
+    // SAFETY: the path is a valid NUL-terminated string for the whole call.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    fs::write(cur.join("plain:2,S"), b"Subject: plain\n\n").unwrap();
+
+    store.select(&name("INBOX")).unwrap();
+    let listed: Vec<String> = store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key.to_string())
+        .collect();
+    assert_eq!(listed, ["dangling", "directory", "fifo", "linked", "plain"]);
+    let skipped = store.take_skipped();
+    let described: Vec<(&str, bool)> = skipped
+        .iter()
+        .map(|(key, why)| (key.as_str(), why.contains("not a regular file")))
+        .collect();
+    assert_eq!(
+        described,
+        [
+            ("dangling", true),
+            ("directory", true),
+            ("fifo", true),
+            ("linked", true)
+        ]
+    );
+    assert!(skipped[0].1.contains("is a dangling symbolic link"));
+    assert!(skipped[1].1.contains("is a directory"));
+    assert!(skipped[2].1.contains("is a FIFO"));
+    assert!(skipped[3].1.contains("is a symbolic link"));
+    assert!(store.take_skipped().is_empty(), "drained");
+
+    let odd: Vec<MsgKey> = ["linked", "dangling", "directory", "fifo"]
+        .iter()
+        .map(|k| MsgKey(k.to_string()))
+        .collect();
+    // Never read through, never renamed, never removed.
+    let mut bodies = 0;
+    store
+        .fetch_bodies(&odd, &mut |_, _| {
+            bodies += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(bodies, 0);
+    assert!(store.fetch_identities(&odd).unwrap().is_empty());
+    let refused = store.store_flags(&odd, Flags::FLAGGED, Flags::EMPTY);
+    assert!(
+        matches!(refused, Err(StoreError::Message { .. })),
+        "{refused:?}"
+    );
+    let refused = store.delete(&odd);
+    assert!(
+        matches!(refused, Err(StoreError::Message { .. })),
+        "{refused:?}"
+    );
+    let mut left = files_in(&cur);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "dangling:2,S",
+            "directory:2,S",
+            "fifo:2,S",
+            "linked:2,S",
+            "plain:2,S"
+        ]
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"Subject: linked\n\n");
 }
 
 #[test]
