@@ -262,3 +262,45 @@ fn local_files_replaced_by_links_are_skipped_never_deleted() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_write_that_fails_leaves_nothing_staged_and_the_next_run_completes() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..3, 5_000);
+    deliver(&cli, "INBOX", 3..4, 400_000);
+    // A file size limit makes the big message's write fail the way a full
+    // disk does, after the small ones were staged in the same batch.
+    let mut command = cli.command();
+    command.arg("--config").arg(&cli.config).arg("sync").env(
+        "MAILSYNC_TEST_PW",
+        cli.fixture.sandbox.password("alice").unwrap_or_default(),
+    );
+    // SAFETY: signal and setrlimit are async-signal-safe and change only the
+    // child's own disposition and limits.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 200_000,
+                rlim_max: 200_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = run(command)?;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("File too large"), "{}", run.stderr);
+    let tmp = cli.fixture.root().join("tmp");
+    let left: Vec<_> = std::fs::read_dir(&tmp)?.collect::<Result<_, _>>()?;
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(cli.server_count("INBOX")?, 4);
+
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(cli.local_files("")?.len(), 4);
+    assert_eq!(std::fs::read_dir(&tmp)?.count(), 0);
+    Ok(())
+}

@@ -511,6 +511,13 @@ impl MaildirStore {
         }
     }
 
+    /// Removes the files staged since the last flush. Leaving them for the
+    /// 36-hour clean-up is not enough: after a full disk each run would stage
+    /// the same messages again and keep the disk full.
+    fn discard_staged(&mut self) {
+        remove_staged(&std::mem::take(&mut self.staged));
+    }
+
     /// Writes one file into `tmp/` under a fresh unique name.
     fn write_tmp(&self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
         let selected = self.selected()?;
@@ -626,6 +633,19 @@ impl MaildirStore {
     }
 }
 
+impl Drop for MaildirStore {
+    fn drop(&mut self) {
+        self.discard_staged();
+    }
+}
+
+/// Best effort: a file that cannot be removed is removed as stale later.
+fn remove_staged(staged: &[Staged]) {
+    for s in staged {
+        let _ = fs::remove_file(&s.tmp_path);
+    }
+}
+
 enum DirKind {
     NotADir,
     Dir,
@@ -723,12 +743,10 @@ impl Store for MaildirStore {
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
-        if !self.staged.is_empty() {
-            return Err(StoreError::Protocol(format!(
-                "maildir: {} appended messages not flushed before selecting `{name}`",
-                self.staged.len()
-            )));
-        }
+        // Appends never flushed belong to a batch that failed (a fetch cut
+        // short): nothing was promised for them, and the intents recorded
+        // before them lead the next run to copy them again.
+        self.discard_staged();
         self.selected = None;
         let dir = self.maildir_of(name)?;
         self.remove_stale_tmp(&dir, unix_secs(SystemTime::now()));
@@ -808,9 +826,18 @@ impl Store for MaildirStore {
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let dir = self.selected()?.dir.clone();
-        let staged = self.write_tmp(&dir, msg)?;
-        self.staged.push(staged);
-        Ok(())
+        match self.write_tmp(&dir, msg) {
+            Ok(staged) => {
+                self.staged.push(staged);
+                Ok(())
+            }
+            Err(e) => {
+                // The batch ends here: what it staged would only fill the
+                // disk that just ran out (see `discard_staged`).
+                self.discard_staged();
+                Err(e)
+            }
+        }
     }
 
     fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
@@ -824,9 +851,7 @@ impl Store for MaildirStore {
             .and_then(|()| self.publish_staged(&staged));
         if result.is_err() {
             // Whatever was not renamed is not durable: leave no half batch in tmp/.
-            for s in &staged {
-                let _ = fs::remove_file(&s.tmp_path);
-            }
+            remove_staged(&staged);
         }
         result
     }
