@@ -304,3 +304,136 @@ fn a_write_that_fails_leaves_nothing_staged_and_the_next_run_completes() -> Test
     assert_eq!(std::fs::read_dir(&tmp)?.count(), 0);
     Ok(())
 }
+
+/// Replaces the account's settings after the connection lines `Cli::new` wrote.
+fn reconfigure(cli: &Cli, base: &str, extra: &str) -> std::io::Result<()> {
+    std::fs::write(&cli.config, format!("{base}{extra}"))
+}
+
+fn flags_of(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    name.and_then(|n| n.split_once(":2,").map(|(_, f)| f.to_string()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn layout_exclude_max_messages_and_password_command_are_honoured() -> TestResult {
+    let cli = Cli::new("")?;
+    let base = std::fs::read_to_string(&cli.config)?;
+    let password = cli.fixture.dir.path().join("pw");
+    std::fs::write(
+        &password,
+        cli.fixture.sandbox.password("alice").unwrap_or_default(),
+    )?;
+    let base = base.replace(
+        "password_env = \"MAILSYNC_TEST_PW\"",
+        &format!("password_command = \"cat {}\"", password.display()),
+    );
+    reconfigure(
+        &cli,
+        &base,
+        "layout = \"nested\"\nexclude = [\"Spam\"]\nmax_messages_per_run = 2\n",
+    )?;
+    deliver(&cli, "INBOX", 0..3, 1_500);
+    deliver(&cli, "Lists/Rust", 3..4, 1_500);
+    deliver(&cli, "Spam", 4..5, 1_500);
+
+    let mut command = cli.command();
+    command.arg("--config").arg(&cli.config).arg("sync");
+    let first = run(command)?;
+    assert_ne!(
+        first.code,
+        Some(3),
+        "password_command was not used: {}",
+        first.stderr
+    );
+    let root = cli.fixture.root();
+    assert!(root.join("Lists/Rust/cur").is_dir(), "nested layout");
+    assert!(!root.join(".Lists.Rust").exists());
+    assert!(!root.join("Spam").exists(), "excluded");
+    assert_eq!(cli.local_files("INBOX")?.len(), 2, "{}", first.stderr);
+
+    let mut command = cli.command();
+    command.arg("--config").arg(&cli.config).arg("sync");
+    let second = run(command)?;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    assert_eq!(cli.local_files("INBOX")?.len(), 3);
+    assert!(!root.join("Spam").exists(), "excluded");
+    Ok(())
+}
+
+#[test]
+fn create_folders_flags_deletions_and_new_can_be_switched_off() -> TestResult {
+    let cli = Cli::new("")?;
+    let base = std::fs::read_to_string(&cli.config)?;
+    reconfigure(
+        &cli,
+        &base,
+        "create_folders = false\nflags = false\ndeletions = false\n",
+    )?;
+    deliver(&cli, "INBOX", 0..2, 1_500);
+    deliver(&cli, "Archive", 2..3, 1_500);
+    // INBOX exists on both sides; Archive only on the server.
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir(cli.fixture.root().join(sub))?;
+    }
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !cli.fixture.root().join(".Archive").exists(),
+        "create_folders"
+    );
+    let files = cli.local_files("")?;
+    assert_eq!(files.len(), 2);
+
+    cli.fixture.sandbox.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        "alice",
+        "\\Flagged",
+        "mailbox",
+        "INBOX",
+        "all",
+    ])?;
+    std::fs::remove_file(&files[0])?;
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 2, "deletions");
+    let left = cli.local_files("")?;
+    assert_eq!(left.len(), 1);
+    assert!(!flags_of(&left[0]).contains('F'), "flags: {left:?}");
+
+    reconfigure(&cli, &base, "new = false\n")?;
+    deliver(&cli, "INBOX", 3..4, 1_500);
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(cli.local_files("")?.len(), 1, "new");
+    Ok(())
+}
+
+#[test]
+fn the_brake_settings_are_honoured() -> TestResult {
+    let cli = Cli::new("")?;
+    let base = std::fs::read_to_string(&cli.config)?;
+    deliver(&cli, "INBOX", 0..10, 1_000);
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let files = cli.local_files("")?;
+    std::fs::remove_file(&files[0])?;
+    std::fs::remove_file(&files[1])?;
+
+    // Two of ten is under the default brake (more than 25 % and more than
+    // 5, or more than 500): only the settings below stop it.
+    for extra in ["brake_percent = 10\nbrake_min = 1\n", "brake_max = 1\n"] {
+        reconfigure(&cli, &base, extra)?;
+        let run = cli.run(&["sync"])?;
+        assert_eq!(run.code, Some(6), "{extra}: {}", run.stderr);
+        assert_eq!(cli.server_count("INBOX")?, 10, "{extra}");
+    }
+    reconfigure(&cli, &base, "brake_max = 2\n")?;
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 8);
+    Ok(())
+}
