@@ -437,3 +437,90 @@ fn the_brake_settings_are_honoured() -> TestResult {
     assert_eq!(cli.server_count("INBOX")?, 8);
     Ok(())
 }
+
+#[test]
+fn jobs_sets_the_number_of_connections() -> TestResult {
+    let cli = Cli::with(
+        Fixture::with(SandboxOptions {
+            max_connections_per_user: Some(1),
+            ..SandboxOptions::default()
+        }),
+        "",
+    )?;
+    let base = std::fs::read_to_string(&cli.config)?;
+    for (n, folder) in ["INBOX", "A", "B"].iter().enumerate() {
+        deliver(&cli, folder, n as u64..n as u64 + 1, 1_000);
+    }
+    // The server takes one connection per user: a run asking for three says
+    // it went on with one; a run asking for one has nothing to say.
+    reconfigure(&cli, &base, "jobs = 3\n")?;
+    let run = cli.run(&["-v", "sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("only 1 of 3 connections could be opened"),
+        "{}",
+        run.stderr
+    );
+    deliver(&cli, "A", 3..4, 1_000);
+    deliver(&cli, "B", 4..5, 1_000);
+    reconfigure(&cli, &base, "jobs = 1\n")?;
+    let run = cli.run(&["-v", "sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("connections could be opened"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(cli.local_files(".B")?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn timeout_seconds_ends_a_run_against_a_silent_server() -> TestResult {
+    // Connections are accepted (by the kernel's backlog) and never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let home = tempfile::tempdir()?;
+    let config = home.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[accounts.silent]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"me\"\n\
+             password_env = \"MAILSYNC_TEST_PW\"\nmaildir = \"{}\"\nstate = \"{}\"\n\
+             timeout_seconds = 1\n",
+            silent.local_addr()?.port(),
+            home.path().join("Mail").display(),
+            home.path().join("silent.db").display(),
+        ),
+    )?;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailsync"))
+        .arg("--config")
+        .arg(&config)
+        .arg("sync")
+        .env("HOME", home.path())
+        .env("MAILSYNC_TEST_PW", "unused")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Far less than the 60-second default: only the setting ends it in time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill()?;
+            child.wait()?;
+            panic!("still waiting for the silent server after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr)?;
+    }
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    drop(silent);
+    Ok(())
+}
