@@ -342,7 +342,8 @@ fn io_error(path: &Path, source: std::io::Error) -> StateError {
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> StateResult<Connection> {
-    let conn = Connection::open_with_flags(path, flags)
+    // The path was checked before; a link planted since is refused by SQLite.
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NOFOLLOW)
         .map_err(|e| unusable(path, format!("cannot open: {e}")))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| unusable(path, format!("cannot configure: {e}")))?;
