@@ -665,6 +665,42 @@ fn an_empty_file_is_damaged_not_a_new_state() {
 }
 
 #[test]
+fn the_database_its_lock_and_sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, mut db) = new_db();
+    let batch = db.batch().unwrap();
+    batch
+        .insert_record(
+            &folder("INBOX"),
+            Some(&key("1")),
+            None,
+            Flags::EMPTY,
+            None,
+            0,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    let path = db_path(&dir);
+    let mode = |suffix: &str| {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        std::fs::metadata(&name).map(|m| m.permissions().mode() & 0o777)
+    };
+    // The write-ahead log and its index exist while the database is open.
+    for suffix in ["", ".lock", "-wal", "-shm"] {
+        assert_eq!(mode(suffix).unwrap(), 0o600, "{suffix}");
+    }
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+#[test]
 fn a_symlink_at_the_state_path_is_never_followed() {
     let dir = tempfile::tempdir().unwrap();
     let elsewhere = dir.path().join("elsewhere.db");
