@@ -438,6 +438,22 @@ fn the_brake_settings_are_honoured() -> TestResult {
     Ok(())
 }
 
+/// Waits until the server has let go of every connection of alice's, so that
+/// a run that follows is not refused for one the last run just closed.
+fn wait_until_disconnected(cli: &Cli) -> TestResult {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let who = cli.fixture.sandbox.doveadm(&["who", "alice"])?;
+        if !who.lines().any(|line| line.starts_with("alice")) {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("alice still connected: {who}").into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn jobs_sets_the_number_of_connections() -> TestResult {
     let cli = Cli::with(
@@ -464,6 +480,7 @@ fn jobs_sets_the_number_of_connections() -> TestResult {
     );
     deliver(&cli, "A", 3..4, 1_000);
     deliver(&cli, "B", 4..5, 1_000);
+    wait_until_disconnected(&cli)?;
     reconfigure(&cli, &base, "jobs = 1\n")?;
     let run = cli.run(&["-v", "sync"])?;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
