@@ -18,6 +18,7 @@ pub mod count;
 pub mod fault;
 pub mod migrate;
 pub mod model;
+pub mod private;
 #[doc(hidden)]
 pub mod sandbox;
 pub mod state;

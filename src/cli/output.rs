@@ -212,7 +212,7 @@ pub fn deliver(ui: &Ui, text: &str, path: Option<&Path>, status: ExitStatus) -> 
 /// Replaces `path` with `contents` so that a reader (node_exporter's textfile
 /// collector, a monitoring script) sees the old file or the new one, never a
 /// part: a hidden temporary file in the same directory, synced, then renamed.
-/// An existing file's permissions are kept; a new file gets 0644.
+/// An existing file's permissions are kept; a new file is the user's only.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
@@ -222,7 +222,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     };
     let mode = match std::fs::metadata(path) {
         Ok(existing) => existing.permissions().mode() & 0o7777,
-        Err(_) => 0o644,
+        Err(_) => crate::private::FILE_MODE,
     };
     let write = || -> std::io::Result<()> {
         let mut file = tempfile::Builder::new()
@@ -240,7 +240,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
+    crate::private::file_options()
         .create(true)
         .append(true)
         .open(path)
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(std::fs::read(&path)?, b"one\n");
         assert_eq!(
             std::fs::metadata(&path)?.permissions().mode() & 0o777,
-            0o644
+            0o600
         );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640))?;
         write_atomically(&path, b"two\n")?;

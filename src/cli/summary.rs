@@ -72,6 +72,9 @@ pub fn print_report(
     for (name, reason) in &report.rejected_folders {
         ui.problem(&format!("{prefix}folder `{name}` left out: {reason}"));
     }
+    for note in &report.notes {
+        ui.info(&format!("account `{}`: {note}", report.account));
+    }
     if let Some((_, message)) = &report.error {
         ui.error(&format!("account `{}`: {message}", report.account));
     }

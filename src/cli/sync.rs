@@ -277,7 +277,7 @@ fn sync_one(
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
         let near = MaildirStore::open(root.clone(), account.layout)?;
-        let far = connect_far(&account.far, password.clone(), account.batch_bytes)?;
+        let far = connect_far(account, password.clone())?;
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);
@@ -341,7 +341,7 @@ pub(super) fn connect(
         "{}: connecting to {target} ({security})",
         account.name
     ));
-    connect_far(&account.far, password, account.batch_bytes).map_err(|e| {
+    connect_far(account, password).map_err(|e| {
         store_failure(
             e,
             ExitStatus::Connection,
@@ -352,11 +352,16 @@ pub(super) fn connect(
 
 /// The far store. Kept in one place so that the rest of the flow does not
 /// depend on which server protocol an account uses.
-fn connect_far(far: &FarConfig, password: Secret, batch_bytes: u64) -> StoreResult<Box<dyn Store>> {
-    Ok(match far {
-        FarConfig::Imap(login) => Box::new(ImapStore::connect(
-            &login.with_password(password, batch_bytes),
-        )?),
+fn connect_far(account: &Account, password: Secret) -> StoreResult<Box<dyn Store>> {
+    let batch_bytes = account.batch_bytes;
+    Ok(match &account.far {
+        FarConfig::Imap(login) => {
+            let mut store = ImapStore::connect(&login.with_password(password, batch_bytes))?;
+            if !account.policy.expunge {
+                store.leave_expunge_to_client();
+            }
+            Box::new(store)
+        }
         FarConfig::Pop3(login) => Box::new(Pop3Store::connect(
             &login.pop3_with_password(password, batch_bytes),
         )?),
@@ -419,7 +424,7 @@ fn prepare_root(
         })?;
         return Ok(stand_in);
     }
-    std::fs::create_dir_all(root).map_err(|e| {
+    crate::private::create_dir_all(root).map_err(|e| {
         safety(anyhow::Error::new(e).context(format!(
             "account `{name}`: cannot create the Maildir root {}",
             root.display()

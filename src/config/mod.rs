@@ -643,13 +643,20 @@ fn build_policy(s: &mut Settings<'_>, protocol: Protocol) -> Result<Policy, Conf
             Err(e) => return Err(s.invalid("move_to", format!("`{text}`: {e}"))),
         },
     };
+    let expunge = s.boolean("expunge")?.unwrap_or(default.expunge);
+    if protocol == Protocol::Pop3 && !expunge {
+        return Err(s.invalid(
+            "expunge",
+            "a POP3 server cannot mark a message deleted and keep it; set keep_on_server_days to leave mail there",
+        ));
+    }
     Ok(Policy {
         direction,
         mode,
         new: s.boolean("new")?.unwrap_or(default.new),
         flags: s.boolean("flags")?.unwrap_or(default.flags),
         deletions: s.boolean("deletions")?.unwrap_or(default.deletions),
-        expunge: s.boolean("expunge")?.unwrap_or(default.expunge),
+        expunge,
         create_folders: s
             .boolean("create_folders")?
             .unwrap_or(default.create_folders),

@@ -32,7 +32,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("new", "copy new messages; default true"),
     ("flags", "propagate flag changes; default true"),
     ("deletions", "propagate deletions; default true"),
-    ("expunge", "complete server deletions with UID EXPUNGE of exactly those messages; default true"),
+    ("expunge", "complete server deletions with UID EXPUNGE of exactly those messages; false only marks them \\Deleted and leaves the expunge to your mail client (IMAP only); default true"),
     ("create_folders", "create folders that exist on one side only; default true"),
     ("brake_percent", "mass-deletion brake: stop a folder that would lose more than this share of its messages; default 25"),
     ("brake_max", "mass-deletion brake: or more than this many; default 500"),

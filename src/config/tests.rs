@@ -418,6 +418,11 @@ fn pop3_refuses_two_way_and_move_to() {
         message.contains("key `move_to`: a POP3 server has no other folder"),
         "{message}"
     );
+    let message = parse_err(&format!("{MINIMAL}protocol = \"pop3\"\nexpunge = false\n"));
+    assert!(
+        message.contains("key `expunge`: a POP3 server cannot mark"),
+        "{message}"
+    );
 }
 
 #[test]

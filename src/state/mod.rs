@@ -20,7 +20,7 @@ pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use schema::unusable;
 use seal::Seal;
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -157,9 +157,10 @@ impl StateDb {
     /// Opens (creating if needed, with parent directories) and locks the database.
     pub fn open(path: &Path) -> StateResult<StateDb> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
+            crate::private::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
         }
         let lock = take_lock(path)?;
+        create_private(path)?;
         let sealed = Seal::take(&lock).map_err(|source| io_error(path, source))?;
         let check = sealed.is_none() || sealed != Seal::of(path);
         // No SQLITE_OPEN_URI: a configured path starting with `file:` is a path.
@@ -227,8 +228,8 @@ impl StateDb {
     /// read-only reports (`count --offline`) that must not wait for a running sync.
     pub fn open_read_only(path: &Path) -> StateResult<StateDb> {
         // Checked here because SQLite's own "unable to open" does not say why.
-        match std::fs::metadata(path) {
-            Ok(_) => {}
+        match std::fs::symlink_metadata(path) {
+            Ok(metadata) => usable_file(path, &metadata)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(unusable(
                     path,
@@ -350,7 +351,8 @@ fn io_error(path: &Path, source: std::io::Error) -> StateError {
 }
 
 fn connect(path: &Path, flags: OpenFlags) -> StateResult<Connection> {
-    let conn = Connection::open_with_flags(path, flags)
+    // The path was checked before; a link planted since is refused by SQLite.
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NOFOLLOW)
         .map_err(|e| unusable(path, format!("cannot open: {e}")))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| unusable(path, format!("cannot configure: {e}")))?;
@@ -367,15 +369,63 @@ fn lock_path(path: &Path) -> PathBuf {
     PathBuf::from(lock_path)
 }
 
+/// Creates the database file, private to the user, when it is missing (SQLite
+/// would create it readable by all under the usual umask; its `-wal` and
+/// `-shm` files take the database file's mode). An existing file must be a
+/// regular file, never a symbolic link someone planted to have this program
+/// write elsewhere, and not empty: a run never leaves an empty database, but a
+/// full disk or a truncating copy does, and taking it as a new state would
+/// throw away what the old one knew without a word.
+fn create_private(path: &Path) -> StateResult<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) => usable_file(path, &metadata),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::private::file_options_no_follow()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map(drop)
+                .map_err(|source| io_error(path, source))
+        }
+        Err(source) => Err(io_error(path, source)),
+    }
+}
+
+/// Refuses a state path that is not a non-empty regular file (see `create_private`).
+fn usable_file(path: &Path, metadata: &std::fs::Metadata) -> StateResult<()> {
+    if metadata.file_type().is_symlink() {
+        return Err(unusable(
+            path,
+            "is a symbolic link; mailsync does not follow links at the state path (configure `state` with the link's target if it is meant)",
+        ));
+    }
+    if !metadata.is_file() {
+        return Err(unusable(path, "is not a regular file"));
+    }
+    if metadata.len() == 0 {
+        return Err(unusable(
+            path,
+            "is empty (0 bytes), so it is damaged (a full disk, an interrupted copy); nothing was changed. Move it away to start a new state: the next run pairs both sides' messages by Message-ID and size and deletes nothing",
+        ));
+    }
+    Ok(())
+}
+
 fn take_lock(path: &Path) -> StateResult<File> {
     let lock_path = lock_path(path);
-    let file = OpenOptions::new()
+    let file = crate::private::file_options_no_follow()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&lock_path)
-        .map_err(|source| io_error(&lock_path, source))?;
+        .map_err(|source| match source.raw_os_error() {
+            Some(libc::ELOOP) => unusable(
+                &lock_path,
+                "is a symbolic link; mailsync does not follow links at its lock file",
+            ),
+            _ => io_error(&lock_path, source),
+        })?;
     // A child that this process forks (a password command, say) shares the
     // descriptor, and with it the lock, until it execs; a lock released just
     // before is therefore retried for a moment. Another run holds it for good.

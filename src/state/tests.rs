@@ -657,13 +657,76 @@ fn read_only_open_works_while_a_sync_holds_the_lock() {
 }
 
 #[test]
-fn an_empty_file_is_initialised_on_open() {
+fn an_empty_file_is_damaged_not_a_new_state() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.db");
     std::fs::write(&path, b"").unwrap();
-    assert_unusable(StateDb::open_read_only(&path), "no schema");
-    let db = StateDb::open(&path).unwrap();
-    assert!(db.folders().unwrap().is_empty());
+    for result in [StateDb::open_read_only(&path), StateDb::open(&path)] {
+        assert_unusable(result, "is empty (0 bytes), so it is damaged");
+    }
+    assert_unusable(StateDb::open(&path), "Move it away to start a new state");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+}
+
+#[test]
+fn the_database_its_lock_and_sqlite_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, mut db) = new_db();
+    let batch = db.batch().unwrap();
+    batch
+        .insert_record(
+            &folder("INBOX"),
+            Some(&key("1")),
+            None,
+            Flags::EMPTY,
+            None,
+            0,
+        )
+        .unwrap();
+    batch.commit().unwrap();
+    let path = db_path(&dir);
+    let mode = |suffix: &str| {
+        let mut name = path.clone().into_os_string();
+        name.push(suffix);
+        std::fs::metadata(&name).map(|m| m.permissions().mode() & 0o777)
+    };
+    // The write-ahead log and its index exist while the database is open.
+    for suffix in ["", ".lock", "-wal", "-shm"] {
+        assert_eq!(mode(suffix).unwrap(), 0o600, "{suffix}");
+    }
+    assert_eq!(
+        std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+#[test]
+fn a_symlink_at_the_state_path_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.db");
+    drop(StateDb::open(&elsewhere).unwrap());
+    let before = std::fs::read(&elsewhere).unwrap();
+    let path = dir.path().join("account.db");
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    assert_unusable(StateDb::open(&path), "is a symbolic link");
+    assert_unusable(StateDb::open_read_only(&path), "is a symbolic link");
+    // A dangling link is refused too, rather than created through.
+    let dangling = dir.path().join("dangling.db");
+    std::os::unix::fs::symlink(dir.path().join("nothing-here.db"), &dangling).unwrap();
+    assert_unusable(StateDb::open(&dangling), "is a symbolic link");
+    assert!(!dir.path().join("nothing-here.db").exists());
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), before);
+    // So is a link planted at the lock file's path.
+    let locked = dir.path().join("locked.db");
+    std::os::unix::fs::symlink(&elsewhere, lock_path(&locked)).unwrap();
+    assert_unusable(
+        StateDb::open(&locked),
+        "does not follow links at its lock file",
+    );
 }
 
 #[test]

@@ -318,6 +318,14 @@ pub trait Store: Send {
         Vec::new()
     }
 
+    /// Messages of the folder selected last that its listing holds (so they
+    /// are never taken for deleted) but that the store will not read, change
+    /// or remove, each with the reason: a Maildir entry that is not a regular
+    /// file. The run reports them as skipped. Drained by each call.
+    fn take_skipped(&mut self) -> Vec<(MsgKey, String)> {
+        Vec::new()
+    }
+
     /// Tells the store that it is one of `connections` working at once, so
     /// that their buffers share one budget (an IMAP store's largest FETCH
     /// response). Stores without such buffers ignore it.

@@ -753,6 +753,12 @@ impl<'a> Engine<'a> {
         });
         let (mut far_status, far_selected, far_changes) = far_read?;
         let (mut near_status, mut near_list) = near_read?;
+        for store in [&mut *self.far, &mut *self.near] {
+            let skipped = store.take_skipped().into_iter();
+            report
+                .skipped
+                .extend(skipped.map(|(key, why)| (key.to_string(), why)));
+        }
         let mut records = records?;
         let mut pairing = known.is_none();
         for (side, now, stored) in [
@@ -868,9 +874,10 @@ impl<'a> Engine<'a> {
         // The watermark lets the next run list only changes; it is left out
         // when far messages older than it may be unrecorded (skipped, cut by
         // --max-messages, never fetched by policy), since a change-only listing
-        // would never show them again.
+        // would never show them again; and after a skipped local entry, so that
+        // the next run looks at it again rather than skip the folder.
         let keep_modseq =
-            planned.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
+            report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
 
         self.apply(name, planned.actions, (&far_status, &near_status), report)?;
 

@@ -13,6 +13,8 @@
 //! | y | - | y | far expunged: delete near (brake)        | forget far key             |
 //! | y | y | - | near deleted: delete far (brake)         | delete far                 |
 //! | y | - | - | forget                                   | forget                     |
+//!
+//! An unrecorded far message marked `\Deleted` is never copied, in either mode.
 
 use crate::model::{Flags, Identity, MsgKey, MsgMeta};
 use crate::state::{Record, Side};
@@ -365,12 +367,13 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         }
     }
 
-    // New messages. In download-delete, a server message already marked
-    // \Deleted is on its way out: an earlier run's deletion on a server that
-    // cannot expunge exactly, or another client's; fetching it again would
-    // duplicate it locally.
+    // New messages. A server message already marked \Deleted is on its way
+    // out: this program's own deletion on a server that cannot expunge exactly
+    // (no UIDPLUS, or `expunge = false`), whose record is gone, or another
+    // client's. Fetching it would bring back what the user deleted; once
+    // someone removes the mark, it is an ordinary new message again.
     for m in &unrecorded_far {
-        let leaving = download_delete && m.flags.contains(Flags::DELETED);
+        let leaving = m.flags.contains(Flags::DELETED);
         if !paired_far.contains(&m.key) && !leaving && p.to_near && (policy.new || download_delete)
         {
             p.copy(
@@ -1025,6 +1028,19 @@ mod tests {
             c.lines(),
             ["fetch   far:2 -> near flags - (100 bytes), then delete on far"]
         );
+    }
+
+    #[test]
+    fn two_way_does_not_fetch_messages_marked_deleted() {
+        // The first run deleted far:1 after its local copy went and could only
+        // mark it; the record went with the local copy.
+        let deleting = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
+        assert_eq!(deleting.lines(), ["delete  far:1 (gone on near)"]);
+        let next = Case::new().far("1", S.union(Flags::DELETED)).far("2", S);
+        assert_eq!(next.lines(), ["fetch   far:2 -> near flags S (100 bytes)"]);
+        let mut pulling = Case::new().far("1", Flags::DELETED);
+        pulling.policy.direction = Direction::Pull;
+        assert!(pulling.run().unwrap().is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod cli;
 mod count;
 mod download_delete;
 mod imap_store;
+mod local_safety;
 mod migrate;
 mod pop3_store;
 mod reports;

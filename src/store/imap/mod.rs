@@ -95,6 +95,9 @@ pub struct ImapStore {
     /// The answer of the LIST-STATUS that `list_folders` sent, for the
     /// `status_all` right after it; any other command drops it.
     listed_with_status: Option<Vec<u8>>,
+    /// `delete` ends with UID EXPUNGE (config `expunge`); when false it only
+    /// marks, and the user's own client expunges.
+    expunge: bool,
 }
 
 struct Selected {
@@ -224,6 +227,7 @@ impl ImapStore {
             staged: Vec::new(),
             broken: None,
             listed_with_status: None,
+            expunge: true,
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
@@ -254,6 +258,13 @@ impl ImapStore {
             }
         }
         Ok(store)
+    }
+
+    /// Makes `delete` only mark messages `\Deleted` and leave the EXPUNGE to
+    /// the user's own client (config `expunge = false`).
+    pub fn leave_expunge_to_client(&mut self) {
+        self.expunge = false;
+        self.caps.exact_delete = false;
     }
 
     /// The capabilities the server announced after login.
@@ -1108,7 +1119,7 @@ impl Store for ImapStore {
         }
         let uids = self.uids_of(keys)?;
         self.store_flag_change(&uids, '+', Flags::DELETED, None)?;
-        if !self.server.uidplus() {
+        if !self.server.uidplus() || !self.expunge {
             // Without UIDPLUS the only way to remove messages is a bare EXPUNGE,
             // which would also remove every other \Deleted message in the folder,
             // including ones another client marked and still means to undelete.

@@ -17,7 +17,7 @@ mod names;
 mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -90,6 +90,9 @@ pub struct MaildirStore {
     selected: Option<Selected>,
     staged: Vec<Staged>,
     warnings: Vec<String>,
+    /// Entries of the selected folder that carry a message's name but are not
+    /// regular files, for the run's report (see `Entry::not_regular`).
+    skipped: Vec<(MsgKey, String)>,
 }
 
 /// The selected folder as scanned once by `select`.
@@ -104,6 +107,11 @@ struct Selected {
 struct Entry {
     file: String,
     place: Place,
+    /// What the entry is when it is not a regular file (a symbolic link, as
+    /// deduplicating tools leave, a directory, a FIFO). Such a message is
+    /// present, so never taken for deleted, but it is neither read, renamed
+    /// nor removed: that is left to the user.
+    not_regular: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +184,7 @@ impl MaildirStore {
             selected: None,
             staged: Vec::new(),
             warnings: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -419,19 +428,13 @@ impl MaildirStore {
                     }
                     continue;
                 };
-                match entry.file_type() {
-                    Ok(t) if t.is_file() => {}
-                    Ok(_) => {
-                        warnings.push(format!(
-                            "ignoring `{}`: not a regular file",
-                            entry.path().display()
-                        ));
-                        continue;
-                    }
+                let not_regular = match entry.file_type() {
+                    Ok(t) if t.is_file() => None,
+                    Ok(t) => Some(describe_not_regular(t, &entry.path())),
                     // Gone between listing and looking: another client moved it.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_error("inspecting", &entry.path(), e)),
-                }
+                };
                 if let Some(kept) = messages.get(parsed.key) {
                     warnings.push(format!(
                         "duplicate message `{}`: keeping `{}`, ignoring `{}`",
@@ -448,6 +451,7 @@ impl MaildirStore {
                     Entry {
                         file: file.to_string(),
                         place,
+                        not_regular,
                     },
                 );
             }
@@ -490,6 +494,11 @@ impl MaildirStore {
         let Some(entry) = selected.messages.get(key.as_str()) else {
             return Ok(None);
         };
+        if entry.not_regular.is_some() {
+            // Never read through: a link may point anywhere. `select` has
+            // put it in the run's report already.
+            return Ok(None);
+        }
         let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
@@ -500,6 +509,13 @@ impl MaildirStore {
                 reason: format!("reading `{}`: {e}", path.display()),
             }),
         }
+    }
+
+    /// Removes the files staged since the last flush. Leaving them for the
+    /// 36-hour clean-up is not enough: after a full disk each run would stage
+    /// the same messages again and keep the disk full.
+    fn discard_staged(&mut self) {
+        remove_staged(&std::mem::take(&mut self.staged));
     }
 
     /// Writes one file into `tmp/` under a fresh unique name.
@@ -514,7 +530,7 @@ impl MaildirStore {
                 continue;
             }
             let tmp_path = tmp.join(&key);
-            let file = match OpenOptions::new()
+            let file = match crate::private::file_options()
                 .write(true)
                 .create_new(true)
                 .open(&tmp_path)
@@ -602,13 +618,31 @@ impl MaildirStore {
                 )
             })?;
             touched.insert(sub);
-            selected
-                .messages
-                .insert(s.key.clone(), Entry { file, place });
+            selected.messages.insert(
+                s.key.clone(),
+                Entry {
+                    file,
+                    place,
+                    not_regular: None,
+                },
+            );
             keys.push(Some(MsgKey(s.key.clone())));
         }
         sync_dirs(&touched)?;
         Ok(keys)
+    }
+}
+
+impl Drop for MaildirStore {
+    fn drop(&mut self) {
+        self.discard_staged();
+    }
+}
+
+/// Best effort: a file that cannot be removed is removed as stale later.
+fn remove_staged(staged: &[Staged]) {
+    for s in staged {
+        let _ = fs::remove_file(&s.tmp_path);
     }
 }
 
@@ -666,7 +700,7 @@ impl Store for MaildirStore {
         if self.layout == Layout::Maildirpp && !name.is_inbox() {
             // Dovecot's marker for "this directory is a folder of the root".
             let marker = dir.join("maildirfolder");
-            OpenOptions::new()
+            crate::private::file_options()
                 .write(true)
                 .create(true)
                 .truncate(false)
@@ -709,17 +743,24 @@ impl Store for MaildirStore {
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
-        if !self.staged.is_empty() {
-            return Err(StoreError::Protocol(format!(
-                "maildir: {} appended messages not flushed before selecting `{name}`",
-                self.staged.len()
-            )));
-        }
+        // Appends never flushed belong to a batch that failed (a fetch cut
+        // short): nothing was promised for them, and the intents recorded
+        // before them lead the next run to copy them again.
+        self.discard_staged();
         self.selected = None;
         let dir = self.maildir_of(name)?;
         self.remove_stale_tmp(&dir, unix_secs(SystemTime::now()));
         let messages = Self::scan(&dir, &mut self.warnings)?;
         let status = folder_status(&messages);
+        self.skipped = messages
+            .iter()
+            .filter_map(|(key, entry)| {
+                let what = entry.not_regular?;
+                let path = dir.join(entry.place.dir_name()).join(&entry.file);
+                Some((MsgKey(key.clone()), not_regular_reason(&path, what)))
+            })
+            .collect();
+        self.skipped.sort();
         self.selected = Some(Selected {
             name: name.clone(),
             dir,
@@ -785,9 +826,18 @@ impl Store for MaildirStore {
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let dir = self.selected()?.dir.clone();
-        let staged = self.write_tmp(&dir, msg)?;
-        self.staged.push(staged);
-        Ok(())
+        match self.write_tmp(&dir, msg) {
+            Ok(staged) => {
+                self.staged.push(staged);
+                Ok(())
+            }
+            Err(e) => {
+                // The batch ends here: what it staged would only fill the
+                // disk that just ran out (see `discard_staged`).
+                self.discard_staged();
+                Err(e)
+            }
+        }
     }
 
     fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
@@ -801,9 +851,7 @@ impl Store for MaildirStore {
             .and_then(|()| self.publish_staged(&staged));
         if result.is_err() {
             // Whatever was not renamed is not durable: leave no half batch in tmp/.
-            for s in &staged {
-                let _ = fs::remove_file(&s.tmp_path);
-            }
+            remove_staged(&staged);
         }
         result
     }
@@ -832,6 +880,11 @@ impl Store for MaildirStore {
             let Some(entry) = selected.messages.get(key.as_str()) else {
                 continue;
             };
+            if let Some(what) = entry.not_regular {
+                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
             let file = cur_file_name(key.as_str(), &apply_flags(entry.letters(), add, remove));
             if entry.place == Place::Cur && entry.file == file {
                 continue;
@@ -849,6 +902,7 @@ impl Store for MaildirStore {
                         Entry {
                             file,
                             place: Place::Cur,
+                            not_regular: None,
                         },
                     );
                 }
@@ -878,6 +932,10 @@ impl Store for MaildirStore {
             };
             let dir = selected.dir.join(entry.place.dir_name());
             let path = dir.join(&entry.file);
+            if let Some(what) = entry.not_regular {
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
             match fs::remove_file(&path) {
                 Ok(()) => {
                     touched.insert(dir);
@@ -901,6 +959,10 @@ impl Store for MaildirStore {
 
     fn take_warnings(&mut self) -> Vec<String> {
         self.warnings()
+    }
+
+    fn take_skipped(&mut self) -> Vec<(MsgKey, String)> {
+        std::mem::take(&mut self.skipped)
     }
 }
 
@@ -934,12 +996,49 @@ fn is_maildir(dir: &Path) -> bool {
     MAILDIR_SUBDIRS.iter().all(|sub| dir.join(sub).is_dir())
 }
 
+/// What a directory entry that is not a regular file is, in the user's words.
+fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_symlink() {
+        match fs::metadata(path) {
+            Ok(_) => "a symbolic link",
+            Err(_) => "a dangling symbolic link",
+        }
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn not_regular_reason(path: &Path, what: &str) -> String {
+    format!(
+        "`{}` is {what}, not a regular file; it was left alone and the message was \
+         neither deleted nor changed anywhere (put the message file itself there)",
+        path.display()
+    )
+}
+
+fn not_regular_error(folder: &FolderName, key: &MsgKey, path: &Path, what: &str) -> StoreError {
+    StoreError::Message {
+        folder: folder.to_string(),
+        key: key.to_string(),
+        reason: not_regular_reason(path, what),
+    }
+}
+
 fn io_error(doing: &str, path: &Path, source: io::Error) -> StoreError {
     StoreError::io(format!("{doing} `{}`", path.display()), source)
 }
 
 fn create_dir(path: &Path) -> StoreResult<()> {
-    match fs::create_dir(path) {
+    match crate::private::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
         Err(e) => Err(io_error("creating directory", path, e)),

@@ -497,3 +497,53 @@ fn a_long_plain_response_waits_for_the_challenge() {
     );
     assert_eq!(received[3..], ["CAPA\r\n", "QUIT\r\n"]);
 }
+
+#[test]
+fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
+    use crate::state::StateDb;
+    use crate::store::maildir::{Layout, MaildirStore};
+    use crate::sync::{report::Silent, sync_account, Mode, Policy, RunOptions};
+
+    let tags = ["USER", "UIDL", "PIPELINING"];
+    let (port, server) = fake_server(
+        "+OK ready\r\n",
+        script(&[
+            &login_script(&tags),
+            &lines(&[
+                "+OK 2 40\r\n",
+                "+OK\r\n1 20\r\n2 20\r\n.\r\n",
+                "+OK\r\n1 a\r\n2 b\r\n.\r\n",
+                "+OK\r\nSubject: one\r\n\r\nfirst\r\n.\r\n",
+                // The connection ends in the middle of the second body.
+                "+OK\r\nSubject: two\r\n\r\nsec",
+            ]),
+        ]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("Maildir");
+    std::fs::create_dir(&root).unwrap();
+    let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
+    let mut far = Pop3Store::connect(&config(port, TlsMode::None)).unwrap();
+    let mut near = MaildirStore::open(root.clone(), Layout::Maildirpp).unwrap();
+    let policy = Policy {
+        mode: Mode::DownloadDelete,
+        ..Policy::default()
+    };
+    let report = sync_account(
+        "test",
+        &mut far,
+        &mut near,
+        &mut state,
+        &policy,
+        &RunOptions::default(),
+        &mut Silent,
+    );
+    assert!(report.error.is_some(), "{report:#?}");
+    assert_eq!(report.totals().fetched, 0, "{report:#?}");
+    drop((far, near));
+    server.join().unwrap();
+    for sub in ["tmp", "new", "cur"] {
+        let left: Vec<_> = std::fs::read_dir(root.join(sub)).unwrap().collect();
+        assert!(left.is_empty(), "{sub}: {left:?}");
+    }
+}
