@@ -537,15 +537,16 @@ fn fetch_readable(
 }
 
 /// Names a message of `side` in the user's words, with what the user
-/// recognises it by when known.
+/// recognises it by when known: the report prints it after "skipped
+/// message".
 fn message_name(side: Side, key: &MsgKey, about: Option<&str>) -> String {
     let place = match side {
-        Side::Far => "server",
-        Side::Near => "local",
+        Side::Far => "on the server",
+        Side::Near => "in the local folder",
     };
     match about {
-        Some(about) if !about.is_empty() => format!("{place} message {key} ({about})"),
-        _ => format!("{place} message {key}"),
+        Some(about) if !about.is_empty() => format!("{key} {place} ({about})"),
+        _ => format!("{key} {place}"),
     }
 }
 

@@ -748,7 +748,7 @@ fn a_refused_message_is_skipped_and_the_others_uploaded_on_every_run() {
             let skipped = skipped_of(&report);
             assert_eq!(skipped.len(), 1, "run {run}: {skipped:?}");
             let (name, reason) = &skipped[0];
-            assert!(name.starts_with("local message "), "{name}");
+            assert!(name.contains(" in the local folder ("), "{name}");
             assert!(name.contains("subject \"message 3\""), "{name}");
             assert!(name.contains("dated 2020-09-13"), "{name}");
             assert_eq!(
@@ -793,7 +793,7 @@ fn an_unreadable_message_is_skipped_and_the_rest_of_the_folder_syncs() {
             assert_eq!(
                 skipped_of(&report),
                 vec![(
-                    format!("server message {}", uids[2]),
+                    format!("{} on the server", uids[2]),
                     "the server returned NIL instead of the message".to_string()
                 )],
                 "run {run}"

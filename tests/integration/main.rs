@@ -6,6 +6,7 @@ mod download_delete;
 mod imap_store;
 mod migrate;
 mod pop3_store;
+mod refused;
 mod reports;
 mod sandbox;
 mod sync;

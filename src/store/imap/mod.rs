@@ -1329,6 +1329,24 @@ a3 OK [READ-WRITE] Select completed.\r\n";
     }
 
     #[test]
+    fn a_declined_append_is_about_the_message_unless_its_code_names_the_folder() {
+        for folder_wide in [
+            "NO [TRYCREATE] Mailbox doesn't exist: Gone",
+            "NO [NOPERM] Permission denied",
+            "NO [NONEXISTENT] No such mailbox",
+        ] {
+            assert!(about_folder(folder_wide), "{folder_wide}");
+        }
+        for one_message in [
+            "NO [LIMIT] Mail size is larger than the maximum size allowed",
+            "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)",
+            "NO Message contains NUL characters",
+        ] {
+            assert!(!about_folder(one_message), "{one_message}");
+        }
+    }
+
+    #[test]
     fn refusals_spell_codes_as_on_the_wire() {
         assert_eq!(
             refusal(
