@@ -412,7 +412,9 @@ impl Engine<'_> {
                         let about = refused_summary(summary, item.date);
                         report.skipped.push((
                             message_name(to.other(), &item.source, Some(&about)),
-                            format!("refused by the {}: {reason}", target_words(to)),
+                            // Only a server refuses (the destination of a
+                            // migration is one too); a local folder takes all.
+                            format!("refused by the server: {reason}"),
                         ));
                         continue;
                     }
@@ -547,13 +549,6 @@ fn message_name(side: Side, key: &MsgKey, about: Option<&str>) -> String {
     match about {
         Some(about) if !about.is_empty() => format!("{key} {place} ({about})"),
         _ => format!("{key} {place}"),
-    }
-}
-
-fn target_words(to: Side) -> &'static str {
-    match to {
-        Side::Far => "server",
-        Side::Near => "local side",
     }
 }
 
