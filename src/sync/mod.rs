@@ -833,14 +833,16 @@ impl<'a> Engine<'a> {
                 )));
             }
         }
-        // The watermark lets the next run list only changes; it is left out
-        // when far messages older than it may be unrecorded (skipped, cut by
-        // --max-messages, never fetched by policy), since a change-only listing
-        // would never show them again.
-        let keep_modseq =
-            planned.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
-
         self.apply(name, planned.actions, (&far_status, &near_status), report)?;
+
+        // The watermark lets the next run list only changes; it is left out
+        // when far messages older than it may be unrecorded (skipped by the
+        // plan or while copying, cut by --max-messages, never fetched by
+        // policy), since a change-only listing would never show them again.
+        // Without it the near stamp goes too: a message the server refused
+        // is tried again, and reported again, on the next run.
+        let keep_modseq =
+            report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
 
         let batch = self.state.batch()?;
         batch.set_folder_state(
