@@ -338,9 +338,10 @@ impl Engine<'_> {
         }
         self.step()?;
 
-        let unreadable;
         // 2. effect: read from the source, stage on the target, flush whenever
-        // the staged bytes reach the budget so memory stays bounded.
+        // the staged bytes reach the budget so memory stays bounded. A source
+        // message that cannot be read is left out, named in the report.
+        let unreadable;
         let mut staged: Vec<(usize, Identity, u64, String)> = Vec::new();
         let mut keys: Vec<Appended> = Vec::new();
         let mut staged_bytes = 0u64;

@@ -634,8 +634,10 @@ impl ImapStore {
     /// a time, and only the messages the server declines on their own are
     /// reported refused.
     fn append_run(&mut self, run: &[Staged]) -> StoreResult<Vec<Appended>> {
+        let Some(first) = run.first() else {
+            return Ok(Vec::new());
+        };
         let (verb, appended) = match run {
-            [] => return Ok(Vec::new()),
             [msg] => ("APPEND", self.append_one(msg)),
             _ => ("MULTIAPPEND", self.append_many(run)),
         };
@@ -657,7 +659,7 @@ impl ImapStore {
                         }),
                 }
             }
-            Err(f) => Err(f.in_folder(&run[0].folder, verb)),
+            Err(f) => Err(f.in_folder(&first.folder, verb)),
         }
     }
 
