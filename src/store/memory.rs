@@ -1085,6 +1085,48 @@ mod tests {
     }
 
     #[test]
+    fn refusals_and_unreadable_messages_touch_only_their_message() {
+        let mut store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        store.refuse_containing(b"too big", "NO [LIMIT] too large");
+        store.select(&inbox).unwrap();
+        store.append(&msg(BODY, Flags::EMPTY, 1)).unwrap();
+        store
+            .append(&msg(b"Subject: too big\r\n\r\nx\r\n", Flags::EMPTY, 2))
+            .unwrap();
+        store.append(&msg(BODY, Flags::SEEN, 3)).unwrap();
+        assert_eq!(
+            store.flush_appends().unwrap(),
+            vec![
+                Appended::Stored(Some(MsgKey::uid(1))),
+                Appended::Refused("NO [LIMIT] too large".to_string()),
+                Appended::Stored(Some(MsgKey::uid(2))),
+            ]
+        );
+        assert_eq!(store.messages(&inbox).unwrap().len(), 2);
+
+        store.make_unreadable(&inbox, 1);
+        let mut delivered = Vec::new();
+        let err = store
+            .fetch_bodies(&[MsgKey::uid(2), MsgKey::uid(1)], &mut |k, _| {
+                delivered.push(k.clone());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Message { ref key, .. } if key == "1"),
+            "{err:?}"
+        );
+        assert_eq!(delivered, vec![MsgKey::uid(2)], "those before it arrive");
+        assert!(
+            store
+                .fetch_bodies(&[MsgKey::uid(1)], &mut |_, _| Ok(()))
+                .is_err(),
+            "unreadable on every try"
+        );
+    }
+
+    #[test]
     fn a_sink_may_append_to_the_same_mailbox() {
         let mut from = MemoryStore::imap_like();
         let mut to = from.handle();
