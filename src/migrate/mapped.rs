@@ -7,7 +7,7 @@ use super::mapping::FolderMap;
 use crate::model::Flags;
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
 use std::collections::HashMap;
@@ -108,7 +108,7 @@ impl<S: Store> Store for MappedStore<S> {
         self.inner.append(msg)
     }
 
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         self.inner.flush_appends()
     }
 

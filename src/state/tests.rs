@@ -885,7 +885,10 @@ fn a_file_from_before_endpoints_were_recorded_is_adopted_as_it_is() {
     let path = db_path(&dir);
     drop(synced_db(&path));
     // What an earlier version left: schema version 2, no endpoints table.
-    raw_sql(&path, "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;");
+    raw_sql(
+        &path,
+        "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
+    );
     let mut db = StateDb::open(&path).unwrap();
     let home = binding(993, "/home/me/Mail");
     let how = db.check_binding(&home, SYNC_SIDES, false).unwrap();
@@ -904,7 +907,10 @@ fn a_read_only_open_of_an_earlier_file_sees_no_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     drop(synced_db(&path));
-    raw_sql(&path, "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;");
+    raw_sql(
+        &path,
+        "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
+    );
     let db = StateDb::open_read_only(&path).unwrap();
     assert_eq!(db.binding().unwrap(), None);
     let home = binding(993, "/home/me/Mail");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
 
@@ -75,7 +75,7 @@ pub struct StoredMessage {
     pub date: Option<i64>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Message {
     body: Vec<u8>,
     flags: Flags,
@@ -84,7 +84,7 @@ struct Message {
     tracking: Option<u64>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Folder {
     validity: u64,
     /// The next UID to give; only ever grows.
@@ -92,7 +92,7 @@ struct Folder {
     messages: BTreeMap<u32, Message>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Mailbox {
     folders: BTreeMap<FolderName, Folder>,
     next_validity: u64,
@@ -101,6 +101,11 @@ struct Mailbox {
     /// Messages still being stored, as a server finishing an APPEND whose
     /// sender is gone: each lands on the given SELECT of its folder.
     landing: Vec<(FolderName, Message, u32)>,
+    /// (bytes, the server's answer): an append whose body contains the bytes
+    /// is refused, as a server refuses one message over a quota or a limit.
+    refusals: Vec<(Vec<u8>, String)>,
+    /// Messages the server cannot hand out (a FETCH answered with NIL).
+    unreadable: HashSet<(FolderName, u32)>,
 }
 
 impl Mailbox {
@@ -200,8 +205,9 @@ pub struct MemoryStore {
     shared: Arc<Mutex<Mailbox>>,
     caps: Caps,
     selected: Option<FolderName>,
-    /// (folder, uid) of appends not yet reported by `flush_appends`.
-    appended: Vec<(FolderName, u32)>,
+    /// Appends not yet reported by `flush_appends`: the new UID, or the
+    /// refusal.
+    appended: Vec<Result<u32, String>>,
 }
 
 impl Clone for MemoryStore {
@@ -233,6 +239,8 @@ impl MemoryStore {
             ops: Vec::new(),
             failures: Vec::new(),
             landing: Vec::new(),
+            refusals: Vec::new(),
+            unreadable: HashSet::new(),
         };
         let inbox = mailbox.new_folder();
         mailbox.folders.insert(FolderName::inbox(), inbox);
@@ -277,6 +285,17 @@ impl MemoryStore {
     pub fn handle(&self) -> MemoryStore {
         MemoryStore {
             shared: Arc::clone(&self.shared),
+            caps: self.caps.clone(),
+            selected: None,
+            appended: Vec::new(),
+        }
+    }
+
+    /// A mailbox of its own, as this one is now: a test tries something on
+    /// the copy and compares with what the original did.
+    pub fn deep_copy(&self) -> MemoryStore {
+        MemoryStore {
+            shared: Arc::new(Mutex::new(self.lock().clone())),
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
@@ -415,6 +434,20 @@ impl MemoryStore {
         self.lock().failures.push((op, FailWhen::After));
     }
 
+    /// Every later append whose body contains `needle` is refused with the
+    /// server's answer `reason`; the other messages of the batch are stored.
+    pub fn refuse_containing(&self, needle: &[u8], reason: &str) {
+        self.lock()
+            .refusals
+            .push((needle.to_vec(), reason.to_string()));
+    }
+
+    /// From now on, fetching this message's body fails as a FETCH answered
+    /// with NIL does: the messages before it in the same call are delivered.
+    pub fn make_unreadable(&self, folder: &FolderName, uid: u32) {
+        self.lock().unreadable.insert((folder.clone(), uid));
+    }
+
     // ---- the protocol side ----
 
     /// Runs one operation with failure injection and logging around it.
@@ -450,7 +483,7 @@ impl MemoryStore {
 /// The per-handle state an operation may change.
 struct HandleView<'a> {
     selected: &'a mut Option<FolderName>,
-    appended: &'a mut Vec<(FolderName, u32)>,
+    appended: &'a mut Vec<Result<u32, String>>,
 }
 
 impl HandleView<'_> {
@@ -509,6 +542,10 @@ fn target(folder: Option<&FolderName>, keys: &[MsgKey]) -> String {
     } else {
         format!("{folder} {}", uid_list(keys))
     }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// What a server without BINARY refuses in an APPEND literal.
@@ -657,14 +694,27 @@ impl Store for MemoryStore {
             Op::FetchBodies,
             |folder| target(folder, keys),
             |mailbox, view| {
-                let (_, folder) = view.folder(mailbox)?;
+                let (name, folder) = view.folder(mailbox)?;
                 Ok(uids(keys)?
                     .into_iter()
-                    .filter_map(|uid| folder.messages.get(&uid).map(|m| (uid, m.body.clone())))
+                    .filter_map(|uid| {
+                        let readable = !mailbox.unreadable.contains(&(name.clone(), uid));
+                        folder
+                            .messages
+                            .get(&uid)
+                            .map(|m| (uid, readable.then(|| m.body.clone()), name.clone()))
+                    })
                     .collect::<Vec<_>>())
             },
         )?;
-        for (uid, body) in bodies {
+        for (uid, body, folder) in bodies {
+            let Some(body) = body else {
+                return Err(StoreError::Message {
+                    folder: folder.to_string(),
+                    key: uid.to_string(),
+                    reason: "the server returned NIL instead of the message".to_string(),
+                });
+            };
             sink(&MsgKey::uid(uid), &body)?;
         }
         Ok(())
@@ -676,22 +726,30 @@ impl Store for MemoryStore {
             Op::Append,
             |folder| target(folder, &[]),
             |mailbox, view| {
+                let refusal = mailbox
+                    .refusals
+                    .iter()
+                    .find(|(needle, _)| contains(msg.body, needle))
+                    .map(|(_, reason)| reason.clone());
                 let (name, folder) = view.folder_mut(mailbox)?;
                 check_wire_body(name, msg.body)?;
+                if let Some(reason) = refusal {
+                    view.appended.push(Err(reason));
+                    return Ok(());
+                }
                 let uid = folder.add(Message {
                     body: msg.body.to_vec(),
                     flags: msg.flags,
                     date: msg.date,
                     tracking: tracking.then_some(msg.tracking),
                 })?;
-                let name = name.clone();
-                view.appended.push((name, uid));
+                view.appended.push(Ok(uid));
                 Ok(())
             },
         )
     }
 
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         let append_keys = self.caps.append_keys;
         self.run(
             Op::Flush,
@@ -699,7 +757,10 @@ impl Store for MemoryStore {
             |_, view| {
                 Ok(std::mem::take(view.appended)
                     .into_iter()
-                    .map(|(_, uid)| append_keys.then(|| MsgKey::uid(uid)))
+                    .map(|appended| match appended {
+                        Ok(uid) => Appended::Stored(append_keys.then(|| MsgKey::uid(uid))),
+                        Err(reason) => Appended::Refused(reason),
+                    })
                     .collect())
             },
         )
@@ -832,7 +893,10 @@ mod tests {
         store.append(&msg(BODY, Flags::SEEN, 2)).unwrap();
         assert_eq!(
             store.flush_appends().unwrap(),
-            vec![Some(MsgKey::uid(1)), Some(MsgKey::uid(2))]
+            vec![
+                Appended::Stored(Some(MsgKey::uid(1))),
+                Appended::Stored(Some(MsgKey::uid(2)))
+            ]
         );
         store.delete(&[MsgKey::uid(2)]).unwrap();
         let handle = store.handle();
@@ -842,7 +906,10 @@ mod tests {
             .unwrap();
         assert_eq!(uid, 3);
         store.append(&msg(BODY, Flags::EMPTY, 3)).unwrap();
-        assert_eq!(store.flush_appends().unwrap(), vec![Some(MsgKey::uid(4))]);
+        assert_eq!(
+            store.flush_appends().unwrap(),
+            vec![Appended::Stored(Some(MsgKey::uid(4)))]
+        );
         let status = store.select(&inbox).unwrap();
         assert_eq!(status.uidnext, Some(5));
         assert_eq!(status.messages, 2);
@@ -992,7 +1059,7 @@ mod tests {
         let keep = store.add_message(&inbox, BODY, Flags::EMPTY, None).unwrap();
         store.select(&inbox).unwrap();
         store.append(&msg(BODY, Flags::SEEN, 1)).unwrap();
-        assert_eq!(store.flush_appends().unwrap(), vec![None]);
+        assert_eq!(store.flush_appends().unwrap(), vec![Appended::Stored(None)]);
         let appended = 3;
         store.delete(&[MsgKey::uid(appended)]).unwrap();
         assert_eq!(keys(&mut store), vec![MsgKey::uid(keep)]);
@@ -1053,6 +1120,48 @@ mod tests {
             "{ops:?}"
         );
         assert!(ops.contains(&"delete INBOX 1".to_string()));
+    }
+
+    #[test]
+    fn refusals_and_unreadable_messages_touch_only_their_message() {
+        let mut store = MemoryStore::imap_like();
+        let inbox = FolderName::inbox();
+        store.refuse_containing(b"too big", "NO [LIMIT] too large");
+        store.select(&inbox).unwrap();
+        store.append(&msg(BODY, Flags::EMPTY, 1)).unwrap();
+        store
+            .append(&msg(b"Subject: too big\r\n\r\nx\r\n", Flags::EMPTY, 2))
+            .unwrap();
+        store.append(&msg(BODY, Flags::SEEN, 3)).unwrap();
+        assert_eq!(
+            store.flush_appends().unwrap(),
+            vec![
+                Appended::Stored(Some(MsgKey::uid(1))),
+                Appended::Refused("NO [LIMIT] too large".to_string()),
+                Appended::Stored(Some(MsgKey::uid(2))),
+            ]
+        );
+        assert_eq!(store.messages(&inbox).unwrap().len(), 2);
+
+        store.make_unreadable(&inbox, 1);
+        let mut delivered = Vec::new();
+        let err = store
+            .fetch_bodies(&[MsgKey::uid(2), MsgKey::uid(1)], &mut |k, _| {
+                delivered.push(k.clone());
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Message { ref key, .. } if key == "1"),
+            "{err:?}"
+        );
+        assert_eq!(delivered, vec![MsgKey::uid(2)], "those before it arrive");
+        assert!(
+            store
+                .fetch_bodies(&[MsgKey::uid(1)], &mut |_, _| Ok(()))
+                .is_err(),
+            "unreadable on every try"
+        );
     }
 
     #[test]

@@ -108,6 +108,17 @@ pub struct NewMessage<'a> {
     pub tracking: u64,
 }
 
+/// What became of one message staged by `append` once `flush_appends` ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// Durable; its key when the store can tell (see `Caps::append_keys`).
+    Stored(Option<MsgKey>),
+    /// The server refused this message and only it (an IMAP tagged NO: a
+    /// quota, a size limit, a header it will not take), in the server's
+    /// words. Nothing of it was stored; the other messages are unaffected.
+    Refused(String),
+}
+
 /// How far a failure reaches: the engine skips a message, skips a folder, or ends
 /// the account accordingly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -270,9 +281,10 @@ pub trait Store: Send {
     /// `flush_appends` returns.
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()>;
 
-    /// Makes every staged message durable and returns their keys in staging order
-    /// (`None` where the store cannot tell, see `Caps::append_keys`).
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>>;
+    /// Makes every staged message durable and returns what became of each, in
+    /// staging order. A message the server refuses on its own is reported as
+    /// `Appended::Refused` and does not stop the others.
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>>;
 
     /// Finds messages appended with the given tracking ids (see `Caps::tracking`).
     fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {

@@ -7,9 +7,9 @@
 use super::action::Action;
 use super::report::{Counts, FolderReport};
 use super::{Abort, Engine, Mode};
-use crate::model::{Flags, Identity, MsgKey};
+use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
 use crate::state::Side;
-use crate::store::{FolderStatus, NewMessage, Scope, StoreError};
+use crate::store::{Appended, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
@@ -350,11 +350,12 @@ impl Engine<'_> {
         }
 
         // 2. effect: read from the source, stage on the target, flush whenever
-        // the staged bytes reach the budget so memory stays bounded.
-        let mut staged: Vec<(usize, Identity, u64)> = Vec::new();
-        let mut keys: Vec<Option<MsgKey>> = Vec::new();
+        // the staged bytes reach the budget so memory stays bounded. A source
+        // message that cannot be read is left out, named in the report.
+        let unreadable;
+        let mut staged: Vec<(usize, Identity, u64, String)> = Vec::new();
+        let mut keys: Vec<Appended> = Vec::new();
         let mut staged_bytes = 0u64;
-        let mut copied_bytes = 0u64;
         let source_keys: Vec<MsgKey> = items.iter().map(|i| i.source.clone()).collect();
         {
             let (source, target) = match to {
@@ -373,9 +374,13 @@ impl Engine<'_> {
                     date: item.date,
                     tracking: intent as u64,
                 })?;
-                staged.push((index, Identity::of_message(body), body.len() as u64));
+                staged.push((
+                    index,
+                    Identity::of_message(body),
+                    body.len() as u64,
+                    header_summary(body),
+                ));
                 staged_bytes += body.len() as u64;
-                copied_bytes += body.len() as u64;
                 observer.copied(folder, 1, body.len() as u64);
                 if staged_bytes >= flush_at {
                     keys.extend(target.flush_appends()?);
@@ -383,7 +388,7 @@ impl Engine<'_> {
                 }
                 Ok(())
             };
-            source.fetch_bodies(&source_keys, &mut sink)?;
+            unreadable = fetch_readable(source, &source_keys, &mut sink)?;
             keys.extend(target.flush_appends()?);
         }
         self.step()?;
@@ -398,13 +403,36 @@ impl Engine<'_> {
         // 3. commit
         let mut delete_sources: Vec<(MsgKey, i64)> = Vec::new();
         let mut unresolved = 0usize;
+        let mut copied = 0u64;
+        let mut copied_bytes = 0u64;
+        for (key, reason) in unreadable {
+            report
+                .skipped
+                .push((message_name(to.other(), &key, None), reason));
+        }
         {
             let batch = self.state.batch()?;
             let mut done = vec![false; items.len()];
-            for ((index, identity, _), key) in staged.iter().zip(keys.iter()) {
+            for ((index, identity, size, summary), appended) in staged.iter().zip(keys.iter()) {
                 let item = &items[*index];
                 let (intent, _) = intent_of[&item.source];
+                let key = match appended {
+                    Appended::Stored(key) => key,
+                    // Nothing of it reached the target: its intent goes with
+                    // the unread ones below, and the next run tries again.
+                    Appended::Refused(reason) => {
+                        let about = refused_summary(summary, item.date);
+                        report.skipped.push((
+                            message_name(to.other(), &item.source, Some(&about)),
+                            // Only a server refuses (the destination of a
+                            // migration is one too); a local folder takes all.
+                            format!("refused by the server: {reason}"),
+                        ));
+                        continue;
+                    }
+                };
                 done[*index] = true;
+                copied_bytes += size;
                 let Some(key) = key else {
                     // No key from the target (no UIDPLUS): recovery finds it by
                     // identity right after this batch.
@@ -424,11 +452,13 @@ impl Engine<'_> {
                     now,
                 )?;
                 batch.remove_intent(intent)?;
+                copied += 1;
                 if item.delete_source {
                     delete_sources.push((item.source.clone(), record));
                 }
             }
-            // Sources that vanished before they could be read: nothing happened.
+            // Sources that vanished or could not be read, and messages the
+            // target refused: nothing happened.
             for (index, item) in items.iter().enumerate() {
                 if !done[index] {
                     batch.remove_intent(intent_of[&item.source].0)?;
@@ -437,7 +467,6 @@ impl Engine<'_> {
             batch.commit()?;
         }
         self.step()?;
-        let copied = (staged.len() - unresolved) as u64;
         match to {
             Side::Near => report.counts.fetched += copied,
             Side::Far => report.counts.pushed += copied,
@@ -469,6 +498,103 @@ impl Engine<'_> {
             add_deleted(&mut report.counts, source_side, keys.len() as u64);
         }
         Ok(())
+    }
+}
+
+/// Fetches `keys` into `sink`. A message the source cannot read (a Maildir
+/// file it may not open, a FETCH answered with NIL) is left out, and the
+/// others are fetched all the same: returns those left out, with the reason.
+/// Errors of the sink (the target) and of the whole store end the fetch.
+fn fetch_readable(
+    source: &mut dyn Store,
+    keys: &[MsgKey],
+    sink: &mut BodySink<'_>,
+) -> Result<Vec<(MsgKey, String)>, StoreError> {
+    let mut unreadable = Vec::new();
+    let mut delivered: HashSet<MsgKey> = HashSet::new();
+    let mut rest: Vec<MsgKey> = keys.to_vec();
+    loop {
+        let mut sink_failed = false;
+        let result = source.fetch_bodies(&rest, &mut |key: &MsgKey, body: &[u8]| {
+            let stored = sink(key, body);
+            match stored {
+                Ok(()) => {
+                    delivered.insert(key.clone());
+                }
+                Err(_) => sink_failed = true,
+            }
+            stored
+        });
+        let failed = match result {
+            Ok(()) => return Ok(unreadable),
+            Err(e) if sink_failed || e.scope() != Scope::Message => return Err(e),
+            Err(e) => e,
+        };
+        let StoreError::Message { key, reason, .. } = &failed else {
+            return Err(failed);
+        };
+        // Only a message of this fetch, not yet delivered, can be left out;
+        // anything else is not about one of them.
+        let Some(bad) = rest
+            .iter()
+            .find(|k| k.as_str() == key && !delivered.contains(*k))
+            .cloned()
+        else {
+            return Err(failed);
+        };
+        unreadable.push((bad.clone(), reason.clone()));
+        rest.retain(|k| *k != bad && !delivered.contains(k));
+        if rest.is_empty() {
+            return Ok(unreadable);
+        }
+    }
+}
+
+/// Names a message of `side` in the user's words, with what the user
+/// recognises it by when known: the report prints it after "skipped
+/// message".
+fn message_name(side: Side, key: &MsgKey, about: Option<&str>) -> String {
+    let place = match side {
+        Side::Far => "on the server",
+        Side::Near => "in the local folder",
+    };
+    match about {
+        Some(about) if !about.is_empty() => format!("{key} {place} ({about})"),
+        _ => format!("{key} {place}"),
+    }
+}
+
+/// `from Alice <a@example.org>, subject "Hello"`, from the header: cheap to
+/// take while the body is at hand, and what names a refused message.
+fn header_summary(body: &[u8]) -> String {
+    const MOST_CHARS: usize = 80;
+    let header = &body[..find_header_end(body)];
+    let short = |value: String| -> String {
+        if value.chars().count() > MOST_CHARS {
+            value.chars().take(MOST_CHARS).chain(['…']).collect()
+        } else {
+            value
+        }
+    };
+    let mut parts = Vec::new();
+    if let Some(from) = header_field(header, "From") {
+        parts.push(format!("from {}", short(from)));
+    }
+    if let Some(subject) = header_field(header, "Subject") {
+        parts.push(format!("subject \"{}\"", short(subject)));
+    }
+    parts.join(", ")
+}
+
+/// The header summary with the message's date in front, when it has one.
+fn refused_summary(summary: &str, date: Option<i64>) -> String {
+    let date = date
+        .and_then(|d| chrono::DateTime::from_timestamp(d, 0))
+        .map(|d| d.format("%Y-%m-%d").to_string());
+    match date {
+        Some(date) if summary.is_empty() => format!("dated {date}"),
+        Some(date) => format!("dated {date}, {summary}"),
+        None => summary.to_string(),
     }
 }
 

@@ -871,15 +871,17 @@ impl<'a> Engine<'a> {
                 )));
             }
         }
+        self.apply(name, planned.actions, (&far_status, &near_status), report)?;
+
         // The watermark lets the next run list only changes; it is left out
-        // when far messages older than it may be unrecorded (skipped, cut by
-        // --max-messages, never fetched by policy), since a change-only listing
-        // would never show them again; and after a skipped local entry, so that
-        // the next run looks at it again rather than skip the folder.
+        // when far messages older than it may be unrecorded (skipped by the
+        // plan or while copying, cut by --max-messages, never fetched by
+        // policy), since a change-only listing would never show them again.
+        // Without it the near stamp goes too: a message the server refused,
+        // or a local entry skipped, is looked at and reported again on the
+        // next run rather than skipped with its folder.
         let keep_modseq =
             report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
-
-        self.apply(name, planned.actions, (&far_status, &near_status), report)?;
 
         let batch = self.state.batch()?;
         batch.set_folder_state(

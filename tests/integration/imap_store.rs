@@ -10,7 +10,7 @@ use mailsync::model::{Flags, FolderName, Identity, MsgKey};
 use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::net::{fingerprint_of_der, ServerConfig, TlsMode};
-use mailsync::store::{NewMessage, Role, Store, StoreError};
+use mailsync::store::{Appended, NewMessage, Role, Store, StoreError};
 
 fn start(opts: SandboxOptions) -> Sandbox {
     match Sandbox::start(opts) {
@@ -323,13 +323,14 @@ Content-Type: text/plain; charset=iso-8859-1\r\n\r\nd\xe9j\xe0 vu\r\n"
             })
             .unwrap();
     }
-    let keys: Vec<MsgKey> = store
-        .flush_appends()
-        .unwrap()
-        .into_iter()
-        .map(|k| k.expect("UIDPLUS gives every key"))
-        .collect();
-    assert_eq!(keys, vec![MsgKey::uid(1), MsgKey::uid(2), MsgKey::uid(3)]);
+    assert_eq!(
+        store.flush_appends().unwrap(),
+        [1, 2, 3]
+            .map(|uid| Appended::Stored(Some(MsgKey::uid(uid))))
+            .to_vec(),
+        "UIDPLUS gives every key"
+    );
+    let keys = [1, 2, 3].map(MsgKey::uid);
     assert!(store.flush_appends().unwrap().is_empty());
 
     let listed = store.list_messages().unwrap();
@@ -513,7 +514,7 @@ fn without_uidplus_appends_have_no_keys_and_deletes_only_mark() {
             tracking: 1,
         })
         .unwrap();
-    assert_eq!(store.flush_appends().unwrap(), vec![None]);
+    assert_eq!(store.flush_appends().unwrap(), vec![Appended::Stored(None)]);
     let keys: Vec<MsgKey> = store
         .list_messages()
         .unwrap()

@@ -456,7 +456,7 @@ fn wait_until_disconnected(cli: &Cli) -> TestResult {
 
 #[test]
 fn jobs_sets_the_number_of_connections() -> TestResult {
-    let cli = Cli::with(
+    let cli = Cli::on(
         Fixture::with(SandboxOptions {
             max_connections_per_user: Some(1),
             ..SandboxOptions::default()

@@ -7,6 +7,7 @@ mod imap_store;
 mod local_safety;
 mod migrate;
 mod pop3_store;
+mod refused;
 mod reports;
 mod restart;
 mod sandbox;

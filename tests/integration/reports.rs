@@ -29,11 +29,11 @@ pub struct Cli {
 
 impl Cli {
     pub fn new(extra_config: &str) -> Result<Cli, Box<dyn Error>> {
-        Cli::with(Fixture::new(), extra_config)
+        Cli::on(Fixture::new(), extra_config)
     }
 
-    /// `new` with a sandbox of one's own.
-    pub fn with(fixture: Fixture, extra_config: &str) -> Result<Cli, Box<dyn Error>> {
+    /// `new` against a sandbox started with its own options.
+    pub fn on(fixture: Fixture, extra_config: &str) -> Result<Cli, Box<dyn Error>> {
         let config = fixture.dir.path().join("config.toml");
         std::fs::write(&config, account_config(&fixture, extra_config))?;
         std::fs::create_dir_all(fixture.dir.path().join("home"))?;

@@ -5,7 +5,7 @@
 use imap_proto::{AttributeValue, UidSetMember};
 
 use super::wire::{parse_responses, quote, uid_sets};
-use super::{fetched, login, utf7, ImapConfig, ImapStore, Staged, LITERAL_MINUS_MAX};
+use super::{fetched, login, utf7, Failure, ImapConfig, ImapStore, Staged, LITERAL_MINUS_MAX};
 use crate::model::{Flags, MsgKey};
 use crate::store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -135,22 +135,22 @@ impl ImapStore {
     pub(super) fn append_many(
         &mut self,
         run: &[Staged],
-    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
         let Some(first) = run.first() else {
             return Ok(None);
         };
         let mut command = format!("APPEND {}", quote(&first.wire));
         for msg in run {
             let text = std::str::from_utf8(&msg.body).map_err(|_| {
-                StoreError::Protocol(format!(
+                Failure::Broken(StoreError::Protocol(format!(
                     "{}: MULTIAPPEND given a body that is not UTF-8",
                     self.address
-                ))
+                )))
             })?;
             command.push_str(&msg.literal_head());
             command.push_str(text);
         }
-        self.run_append("MULTIAPPEND", &command, &first.folder)
+        self.run_append("MULTIAPPEND", &command)
     }
 
     /// The keys of a run of appended messages from the APPENDUID answer, in

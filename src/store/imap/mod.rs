@@ -26,8 +26,8 @@ pub use login::ServerCaps;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::{self, Connection, ServerConfig};
 use crate::store::{
-    BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage, Role, StatusList,
-    Store, StoreError, StoreResult,
+    Appended, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage, Role,
+    StatusList, Store, StoreError, StoreResult,
 };
 use wire::{
     each_response, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
@@ -138,7 +138,11 @@ impl Staged {
 /// How a command failed.
 enum Failure {
     /// The server answered NO or BAD: this command failed, the session is fine.
-    Refused(String),
+    Refused {
+        text: String,
+        /// NO: the server understood and declined; BAD: it did not understand.
+        declined: bool,
+    },
     /// Anything else; the session is unusable.
     Broken(StoreError),
 }
@@ -146,14 +150,16 @@ enum Failure {
 impl Failure {
     fn in_folder(self, folder: &FolderName, verb: &str) -> StoreError {
         match self {
-            Failure::Refused(text) => StoreError::folder(folder, format!("{verb} failed: {text}")),
+            Failure::Refused { text, .. } => {
+                StoreError::folder(folder, format!("{verb} failed: {text}"))
+            }
             Failure::Broken(e) => e,
         }
     }
 
     fn in_session(self, address: &str, verb: &str) -> StoreError {
         match self {
-            Failure::Refused(text) => {
+            Failure::Refused { text, .. } => {
                 StoreError::Protocol(format!("{address}: {verb} failed: {text}"))
             }
             Failure::Broken(e) => e,
@@ -190,6 +196,14 @@ fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
         }
         other => StoreError::Protocol(format!("{address}: {verb}: {other}")),
     }
+}
+
+/// Whether a declined APPEND is about the folder rather than the message: it
+/// would decline every message, so it fails the folder instead.
+fn about_folder(refusal: &str) -> bool {
+    ["[TRYCREATE]", "[NONEXISTENT]", "[NOPERM]", "[READ-ONLY]"]
+        .iter()
+        .any(|code| refusal.contains(code))
 }
 
 /// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from the crate's parsed form
@@ -308,16 +322,14 @@ impl ImapStore {
         }
         match self.session.run(command) {
             Ok((data, _)) => Ok(data),
-            Err(imap::Error::No(no)) => Err(Failure::Refused(refusal(
-                "NO",
-                no.code.as_ref(),
-                &no.information,
-            ))),
-            Err(imap::Error::Bad(bad)) => Err(Failure::Refused(refusal(
-                "BAD",
-                bad.code.as_ref(),
-                &bad.information,
-            ))),
+            Err(imap::Error::No(no)) => Err(Failure::Refused {
+                text: refusal("NO", no.code.as_ref(), &no.information),
+                declined: true,
+            }),
+            Err(imap::Error::Bad(bad)) => Err(Failure::Refused {
+                text: refusal("BAD", bad.code.as_ref(), &bad.information),
+                declined: false,
+            }),
             Err(e) => {
                 let err = crate_failure(&self.address, verb, e);
                 self.broken = Some(err.to_string());
@@ -354,7 +366,7 @@ impl ImapStore {
         let folder = self.selected_name()?;
         let data = match self.run("UID FETCH", command) {
             Ok(data) => data,
-            Err(Failure::Refused(_)) => {
+            Err(Failure::Refused { .. }) => {
                 self.run_in_folder("NOOP", "NOOP")?;
                 self.run("UID FETCH", command)
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))?
@@ -540,7 +552,7 @@ impl ImapStore {
     }
 
     /// APPENDs one staged message; the APPENDUID result when the server gives one.
-    fn append_one(&mut self, msg: &Staged) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+    fn append_one(&mut self, msg: &Staged) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
         let non_synchronising = self.server.literal_plus()
             || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
         // Session::run takes a &str, so only a UTF-8 body can travel inside the
@@ -550,7 +562,7 @@ impl ImapStore {
             _ => return self.append_synchronising(msg),
         };
         let command = format!("APPEND {}{}{text}", quote(&msg.wire), msg.literal_head());
-        self.run_append("APPEND", &command, &msg.folder)
+        self.run_append("APPEND", &command)
     }
 
     /// Runs an APPEND or MULTIAPPEND command; the APPENDUID result when the
@@ -559,8 +571,7 @@ impl ImapStore {
         &mut self,
         verb: &str,
         command: &str,
-        folder: &FolderName,
-    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
         if let Some(action) = crate::fault::append_about_to_be_sent() {
             if action == crate::fault::Action::Abort {
                 // Sent in full, its answer never read.
@@ -568,10 +579,8 @@ impl ImapStore {
             }
             crate::fault::fire(action);
         }
-        let data = self
-            .run(verb, command)
-            .map_err(|f| f.in_folder(folder, verb))?;
-        let responses = parse_responses(&data)?;
+        let data = self.run(verb, command)?;
+        let responses = parse_responses(&data).map_err(Failure::Broken)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
             Response::Done {
@@ -585,12 +594,12 @@ impl ImapStore {
     fn append_synchronising(
         &mut self,
         msg: &Staged,
-    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
         if let Some(why) = &self.broken {
-            return Err(StoreError::Connection(format!(
+            return Err(Failure::Broken(StoreError::Connection(format!(
                 "{}: connection unusable ({why})",
                 self.address
-            )));
+            ))));
         }
         // The crate puts the name in quotes itself but does not escape it.
         let mailbox = wire::escape_quoted(&msg.wire);
@@ -609,20 +618,14 @@ impl ImapStore {
         }
         match command.finish() {
             Ok(appended) => Ok(appended.uid_validity.zip(appended.uids)),
-            Err(imap::Error::No(no)) => Err(StoreError::folder(
-                &msg.folder,
-                format!(
-                    "APPEND failed: {}",
-                    refusal("NO", no.code.as_ref(), &no.information)
-                ),
-            )),
-            Err(imap::Error::Bad(bad)) => Err(StoreError::folder(
-                &msg.folder,
-                format!(
-                    "APPEND failed: {}",
-                    refusal("BAD", bad.code.as_ref(), &bad.information)
-                ),
-            )),
+            Err(imap::Error::No(no)) => Err(Failure::Refused {
+                text: refusal("NO", no.code.as_ref(), &no.information),
+                declined: true,
+            }),
+            Err(imap::Error::Bad(bad)) => Err(Failure::Refused {
+                text: refusal("BAD", bad.code.as_ref(), &bad.information),
+                declined: false,
+            }),
             Err(imap::Error::Append) => {
                 // The crate gives up when the line after the command is not the
                 // continuation request. That line may have been a refusal, or
@@ -633,13 +636,48 @@ impl ImapStore {
                     self.address, msg.folder
                 ));
                 self.broken = Some(err.to_string());
-                Err(err)
+                Err(Failure::Broken(err))
             }
             Err(e) => {
                 let err = crate_failure(&self.address, "APPEND", e);
                 self.broken = Some(err.to_string());
-                Err(err)
+                Err(Failure::Broken(err))
             }
+        }
+    }
+
+    /// Appends a run chosen by `multiappend_group`. A MULTIAPPEND stores all
+    /// of its messages or none, so when the server declines it (one message
+    /// over a quota or a limit is enough) the run is sent again one message at
+    /// a time, and only the messages the server declines on their own are
+    /// reported refused.
+    fn append_run(&mut self, run: &[Staged]) -> StoreResult<Vec<Appended>> {
+        let Some(first) = run.first() else {
+            return Ok(Vec::new());
+        };
+        let (verb, appended) = match run {
+            [msg] => ("APPEND", self.append_one(msg)),
+            _ => ("MULTIAPPEND", self.append_many(run)),
+        };
+        match appended {
+            Ok(appended) => Ok(self
+                .appended_keys(appended, run)
+                .into_iter()
+                .map(Appended::Stored)
+                .collect()),
+            Err(Failure::Refused { text, declined }) if declined && !about_folder(&text) => {
+                match run {
+                    [_] => Ok(vec![Appended::Refused(text)]),
+                    _ => run
+                        .iter()
+                        .map(|msg| self.append_run(std::slice::from_ref(msg)))
+                        .try_fold(Vec::with_capacity(run.len()), |mut all, one| {
+                            all.extend(one?);
+                            Ok(all)
+                        }),
+                }
+            }
+            Err(f) => Err(f.in_folder(&first.folder, verb)),
         }
     }
 
@@ -900,7 +938,7 @@ impl Store for ImapStore {
         match self.run("CREATE", &format!("CREATE {}", quote(&wire))) {
             Ok(_) => Ok(()),
             // RFC 5530: the folder is there, which is what the caller wants.
-            Err(Failure::Refused(text)) if text.contains("[ALREADYEXISTS]") => Ok(()),
+            Err(Failure::Refused { text, .. }) if text.contains("[ALREADYEXISTS]") => Ok(()),
             Err(f) => Err(f.in_folder(name, "CREATE")),
         }
     }
@@ -1066,7 +1104,7 @@ impl Store for ImapStore {
         Ok(())
     }
 
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         // Taken up front: after a failure half-way, retrying must not append the
         // first messages twice (the engine recovers them from its intents).
         let staged = std::mem::take(&mut self.staged);
@@ -1075,11 +1113,7 @@ impl Store for ImapStore {
         while !rest.is_empty() {
             // MULTIAPPEND sends a run of messages in one round trip.
             let (run, later) = rest.split_at(self.multiappend_group(rest));
-            let appended = match run {
-                [msg] => self.append_one(msg)?,
-                _ => self.append_many(run)?,
-            };
-            keys.extend(self.appended_keys(appended, run));
+            keys.extend(self.append_run(run)?);
             rest = later;
         }
         // The crate queues unsolicited data from its typed APPEND; nothing here
@@ -1154,7 +1188,7 @@ impl Store for ImapStore {
             let command = format!("{verb} {set} {target}");
             let data = match self.run(verb, &command) {
                 Ok(data) => data,
-                Err(Failure::Refused(text)) if text.contains("[TRYCREATE]") => {
+                Err(Failure::Refused { text, .. }) if text.contains("[TRYCREATE]") => {
                     self.create_folder(to)?;
                     self.run(verb, &command)
                         .map_err(|f| f.in_folder(&folder, verb))?
@@ -1312,6 +1346,24 @@ a3 OK [READ-WRITE] Select completed.\r\n";
         assert_eq!(body_section(all[1].1, Some(8)), Some(Some(&b"de"[..])));
         assert_eq!(body_section(all[2].1, None), Some(None));
         assert!(!reports_expunge(&parsed));
+    }
+
+    #[test]
+    fn a_declined_append_is_about_the_message_unless_its_code_names_the_folder() {
+        for folder_wide in [
+            "NO [TRYCREATE] Mailbox doesn't exist: Gone",
+            "NO [NOPERM] Permission denied",
+            "NO [NONEXISTENT] No such mailbox",
+        ] {
+            assert!(about_folder(folder_wide), "{folder_wide}");
+        }
+        for one_message in [
+            "NO [LIMIT] Mail size is larger than the maximum size allowed",
+            "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)",
+            "NO Message contains NUL characters",
+        ] {
+            assert!(!about_folder(one_message), "{one_message}");
+        }
     }
 
     #[test]

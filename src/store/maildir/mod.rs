@@ -29,8 +29,8 @@ use crate::model::{
     MsgMeta, MAX_DEPTH,
 };
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
-    StoreResult,
+    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Scope, Store,
+    StoreError, StoreResult,
 };
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
@@ -794,11 +794,11 @@ impl Store for MaildirStore {
                 continue;
             };
             let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
-            match fs::metadata(&path) {
-                Ok(m) => out.push((key.clone(), m.mtime())),
-                // Moved away by another client since the scan; gone for this run.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error("inspecting", &path, e)),
+            // A file that cannot be inspected stays undated: moved away by
+            // another client since the scan (gone for this run), or one that
+            // cannot be read either, which the copy reports by name.
+            if let Ok(m) = fs::metadata(&path) {
+                out.push((key.clone(), m.mtime()));
             }
         }
         Ok(out)
@@ -808,8 +808,14 @@ impl Store for MaildirStore {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // Identity normalises line endings, so the file needs no conversion.
-            if let Some(bytes) = self.read_message(key)? {
-                out.push((key.clone(), Identity::of_message(&bytes)));
+            match self.read_message(key) {
+                Ok(Some(bytes)) => out.push((key.clone(), Identity::of_message(&bytes))),
+                Ok(None) => {}
+                // Without an identity it is copied rather than paired, and the
+                // copy reports it by name: one unreadable file must not stop
+                // the folder.
+                Err(e) if e.scope() == Scope::Message => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -840,7 +846,7 @@ impl Store for MaildirStore {
         }
     }
 
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         let staged = std::mem::take(&mut self.staged);
         if staged.is_empty() {
             return Ok(Vec::new());
@@ -853,7 +859,9 @@ impl Store for MaildirStore {
             // Whatever was not renamed is not durable: leave no half batch in tmp/.
             remove_staged(&staged);
         }
-        result
+        // A local folder takes every message; only its disk can fail, and that
+        // concerns all of them.
+        result.map(|keys| keys.into_iter().map(Appended::Stored).collect())
     }
 
     fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {

@@ -18,7 +18,7 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
 use proto::{Link, Reply};
@@ -766,7 +766,7 @@ impl Store for Pop3Store {
         Err(self.unsupported("add messages"))
     }
 
-    fn flush_appends(&mut self) -> StoreResult<Vec<Option<MsgKey>>> {
+    fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         Err(self.unsupported("add messages"))
     }
 
