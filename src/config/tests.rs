@@ -617,6 +617,7 @@ fn debug_output_never_contains_a_resolved_password() {
         },
         user: "u".into(),
         password: PasswordSource::Env("PW".into()),
+        auth: crate::auth::AuthMethod::Auto,
     };
     let config = imap.with_password(Secret("hunter2".into()), 1);
     assert!(!format!("{config:?}").contains("hunter2"));

@@ -5,6 +5,7 @@ mod count;
 mod download_delete;
 mod imap_store;
 mod migrate;
+mod oauth2;
 mod pop3_store;
 mod reports;
 mod sandbox;

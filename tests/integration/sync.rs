@@ -39,6 +39,7 @@ pub fn imap_config(sandbox: &Sandbox, user: &str) -> ImapConfig {
         },
         user: user.to_string(),
         password: Secret(sandbox.password(user).expect("sandbox user").to_string()),
+        auth: mailsync::auth::AuthMethod::Auto,
         batch_bytes: 1024 * 1024,
     }
 }

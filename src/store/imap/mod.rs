@@ -48,7 +48,9 @@ impl std::fmt::Debug for Secret {
 pub struct ImapConfig {
     pub server: ServerConfig,
     pub user: String,
+    /// The password, or the access token of a token login.
     pub password: Secret,
+    pub auth: crate::auth::AuthMethod,
     /// Largest UID FETCH response, in summed RFC822.SIZE bytes.
     pub batch_bytes: u64,
 }
