@@ -473,7 +473,7 @@ impl<'a> Client<'a> {
                         Some(detail) => format!("{}: {detail}", transport.kind()),
                         None => transport.kind().to_string(),
                     },
-                })
+                });
             }
         };
         let body = response

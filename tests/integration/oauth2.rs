@@ -29,6 +29,9 @@ struct ProviderState {
     /// Device codes, the user who approves them, and how many polls are
     /// answered "pending" first.
     devices: BTreeMap<String, (String, u32)>,
+    /// Authorization codes handed to the browser, with their user and the
+    /// PKCE challenge the sign-in started with.
+    codes: BTreeMap<String, (String, String)>,
     issued: u32,
     /// Every request line and form, for checking what was asked.
     requests: Vec<(String, BTreeMap<String, String>)>,
@@ -214,10 +217,52 @@ fn answer(
                     None => refused("invalid_grant"),
                 }
             }
+            "authorization_code" => match state.codes.remove(&field("code")) {
+                Some((user, challenge)) if pkce_challenge(&field("code_verifier")) == challenge => {
+                    let token = state.issue(&user);
+                    let refresh = format!("rt-SECRET-browser-{user}");
+                    state.refresh.insert(refresh.clone(), user);
+                    (
+                        "200 OK",
+                        serde_json::json!({
+                            "access_token": token,
+                            "refresh_token": refresh,
+                            "expires_in": 3600,
+                        }),
+                    )
+                }
+                _ => refused("invalid_grant"),
+            },
             _ => refused("unsupported_grant_type"),
         },
         _ => ("404 Not Found", serde_json::json!({"error": "not_found"})),
     }
+}
+
+/// RFC 7636 S256.
+fn pkce_challenge(verifier: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+/// What a browser does with the redirect: one GET, the page's status line back.
+fn browser_get(url: &url::Url) -> std::io::Result<String> {
+    let port = url.port().unwrap_or(80);
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )?;
+    let mut status = String::new();
+    BufReader::new(stream).read_line(&mut status)?;
+    Ok(status)
 }
 
 fn start_sandbox(provider: &Provider) -> Sandbox {
@@ -666,5 +711,129 @@ fn the_sandbox_token_check_refuses_plain_passwords_as_tokens() -> TestResult {
     assert!(ImapStore::connect(&imap(&sandbox, AuthMethod::Plain, &token)).is_err());
     assert!(ImapStore::connect(&imap(&sandbox, AuthMethod::Plain, &password)).is_ok());
     assert!(ImapStore::connect(&imap(&sandbox, AuthMethod::Login, &password)).is_ok());
+    Ok(())
+}
+
+#[test]
+fn auth_login_in_a_browser_uses_pkce_and_a_loopback_redirect() -> TestResult {
+    let provider = Provider::start()?;
+    let sandbox = start_sandbox(&provider);
+    let setup = Setup::new(
+        &sandbox,
+        &format!(
+            "{}auth_url = \"{}\"\n",
+            built_in(&provider),
+            provider.url("authorize")
+        ),
+    )?;
+    let mut child = setup
+        .command(&["auth", "login", "--browser", "work"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    // The command prints the address to open, then waits for the browser.
+    let mut printed = String::new();
+    let address = loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line)? == 0 {
+            return Err(format!("no sign-in address in:\n{printed}").into());
+        }
+        printed.push_str(&line);
+        if line.starts_with(&provider.url("authorize")) {
+            break url::Url::parse(line.trim())?;
+        }
+    };
+    let query: BTreeMap<String, String> = address.query_pairs().into_owned().collect();
+    assert_eq!(
+        query.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    assert_eq!(query.get("response_type").map(String::as_str), Some("code"));
+    assert_eq!(query.get("scope").map(String::as_str), Some("mail offline"));
+    let redirect = url::Url::parse(query.get("redirect_uri").ok_or("no redirect_uri")?)?;
+    assert_eq!(redirect.host_str(), Some("127.0.0.1"));
+    let challenge = query.get("code_challenge").cloned().ok_or("no challenge")?;
+    provider.with(|s| {
+        s.codes
+            .insert("code-SECRET-1".into(), ("alice".into(), challenge))
+    });
+
+    // A visitor without the sign-in's state is turned away, and the wait goes on.
+    let mut stray = redirect.clone();
+    stray
+        .query_pairs_mut()
+        .append_pair("code", "code-SECRET-1")
+        .append_pair("state", "forged");
+    assert!(browser_get(&stray)?.contains("404"));
+    let mut back = redirect.clone();
+    back.query_pairs_mut()
+        .append_pair("code", "code-SECRET-1")
+        .append_pair("state", query.get("state").ok_or("no state")?);
+    assert!(browser_get(&back)?.contains("200"));
+
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest)?;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .ok_or("no stderr")?
+        .read_to_string(&mut stderr)?;
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(rest.contains("signed in"), "{rest}");
+    let stored = std::fs::read_to_string(setup.token_file())?;
+    assert!(stored.contains("rt-SECRET-browser-alice"));
+    for token in provider
+        .all_tokens()
+        .iter()
+        .chain(["code-SECRET-1".to_string()].iter())
+    {
+        assert!(!printed.contains(token.as_str()) && !rest.contains(token.as_str()));
+        assert!(!stderr.contains(token.as_str()));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_one_off_run_takes_auth_from_the_flag() -> TestResult {
+    let provider = Provider::start()?;
+    let sandbox = start_sandbox(&provider);
+    sandbox.save("alice", "INBOX", &sample_message(5, 300))?;
+    let dir = tempfile::tempdir()?;
+    let token = provider.issue("alice");
+    let port = sandbox.imaps_port().to_string();
+    let maildir = dir.path().join("Mail");
+    let state = dir.path().join("s.db");
+    let one_off = |auth: &str| -> std::io::Result<Run> {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+        command
+            .args([
+                "sync",
+                "--host",
+                sandbox.host(),
+                "--port",
+                &port,
+                "--user",
+                "alice",
+            ])
+            .arg("--ca-file")
+            .arg(sandbox.ca_file())
+            .args(["--auth", auth, "--password-env", "TOKEN", "--maildir"])
+            .arg(&maildir)
+            .arg("--state")
+            .arg(&state)
+            .env("HOME", dir.path())
+            .env("TOKEN", &token)
+            .stdin(Stdio::null());
+        run(command)
+    };
+    // Without the flag the token is sent as a password, and refused.
+    let as_password = one_off("auto")?;
+    assert_eq!(as_password.code, Some(3), "{}", as_password.stderr);
+    let as_token = one_off("xoauth2")?;
+    assert_eq!(as_token.code, Some(0), "{}", as_token.stderr);
+    assert!(dovecot_log(&sandbox).contains("method=XOAUTH2"));
     Ok(())
 }
