@@ -433,6 +433,27 @@ impl Sandbox {
     pub fn config_file(&self) -> &Path {
         &self.conf
     }
+
+    /// A shell command that speaks IMAP on its stdin and stdout as `user`,
+    /// already logged in (PREAUTH): Dovecot's imap binary with this
+    /// sandbox's config, as `tunnel = "..."` runs it. Needs root, which
+    /// looks the user up and drops to the mail owner.
+    pub fn tunnel_command(&self, user: &str) -> io::Result<String> {
+        if !is_root() {
+            return Err(error("sandbox: a PREAUTH tunnel needs root (imap -u USER)"));
+        }
+        let imap = ["/usr/lib/dovecot/imap", "/usr/libexec/dovecot/imap"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| error("sandbox: Dovecot's imap binary not found"))?;
+        Ok(format!(
+            "{} -c {} -u {}",
+            shell_quote(&imap.to_string_lossy()),
+            shell_quote(&self.conf.to_string_lossy()),
+            shell_quote(user)
+        ))
+    }
     /// The hierarchy delimiter of the server's namespace.
     pub fn separator(&self) -> char {
         self.separator

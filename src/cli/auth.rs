@@ -30,7 +30,7 @@ pub(super) fn read_secret(ui: &Ui, label: &str, login: &ServerLogin) -> Result<S
             .resolve(label, &mut |warning| ui.warn(&warning))
             .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?,
     };
-    if login.server.tls == TlsMode::None {
+    if login.server.tls == TlsMode::None && login.tunnel.is_none() {
         ui.warn(&format!(
             "{label}: connecting without TLS; the {what} and all mail cross the network unencrypted"
         ));
@@ -49,6 +49,7 @@ fn describe_source(source: &PasswordSource) -> String {
         PasswordSource::Command(_) => "from password_command".into(),
         PasswordSource::Env(var) => format!("from ${var}"),
         PasswordSource::File(path) => format!("from {}", path.display()),
+        PasswordSource::Unneeded => "(none: the tunnel's server logs in by itself)".into(),
         PasswordSource::OAuth2(settings) => format!(
             "from the built-in OAuth2 client ({})",
             settings.token_file.display()

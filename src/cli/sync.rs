@@ -285,8 +285,12 @@ pub(super) fn connect(
 ) -> Result<Box<dyn Store>, Failure> {
     let login = account.far.login();
     let server = &login.server;
-    let target = format!("{}@{}:{}", login.user, server.host, server.port);
+    let target = match &login.tunnel {
+        Some(command) => format!("{} through the tunnel `{command}`", login.user),
+        None => format!("{}@{}:{}", login.user, server.host, server.port),
+    };
     let security = match (server.tls, &account.far) {
+        _ if login.tunnel.is_some() => "the tunnel's own protection",
         (TlsMode::Implicit, _) => "TLS",
         (TlsMode::Starttls, FarConfig::Imap(_)) => "STARTTLS",
         (TlsMode::Starttls, FarConfig::Pop3(_)) => "STLS",

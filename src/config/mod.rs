@@ -200,6 +200,8 @@ pub struct ServerLogin {
     pub user: String,
     pub password: PasswordSource,
     pub auth: AuthMethod,
+    /// IMAP over this command's stdin and stdout instead of the network.
+    pub tunnel: Option<String>,
 }
 
 impl ServerLogin {
@@ -210,6 +212,7 @@ impl ServerLogin {
             user: self.user.clone(),
             password,
             auth: self.auth,
+            tunnel: self.tunnel.clone(),
             batch_bytes,
         }
     }
@@ -405,6 +408,10 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         )?
         .unwrap_or(Protocol::Imap);
     let oauth2 = oauth2_settings(&mut s, home)?;
+    let tunnel = s.string("tunnel")?;
+    if tunnel.is_some() && protocol == Protocol::Pop3 {
+        return Err(s.invalid("tunnel", "a tunnel carries IMAP only"));
+    }
     let preset = oauth2.as_ref().and_then(|o| o.provider.preset());
     let host = match (s.string("host")?, preset) {
         (Some(host), _) => host,
@@ -412,6 +419,8 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             Protocol::Imap => preset.imap_host.to_string(),
             Protocol::Pop3 => preset.pop3_host.to_string(),
         },
+        // Messages name the server by host; a tunnel has none.
+        (None, None) if tunnel.is_some() => "tunnel".to_string(),
         (None, None) => return Err(s.missing("host")),
     };
     if host
@@ -430,7 +439,15 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             ],
         )?
         .unwrap_or(TlsMode::Implicit);
-    let allow_plaintext = s.boolean("allow_plaintext")?.unwrap_or(false);
+    let mut allow_plaintext = s.boolean("allow_plaintext")?.unwrap_or(false);
+    // The tunnel command is the transport and its protection (ssh's, or a
+    // local pipe): IMAP itself runs in clear text through it.
+    let tls = if tunnel.is_some() {
+        allow_plaintext = true;
+        TlsMode::None
+    } else {
+        tls
+    };
     if tls == TlsMode::None && !allow_plaintext {
         return Err(s.invalid_with_hint(
             "tls",
@@ -485,6 +502,9 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
                 ..settings
             }))
         }
+        None if tunnel.is_some() && !settings::PASSWORD_KEYS.iter().any(|k| s.is_set(k)) => {
+            PasswordSource::Unneeded
+        }
         None => password_source(&mut s, home)?,
     };
 
@@ -518,6 +538,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         user,
         password,
         auth,
+        tunnel,
     };
     Ok(Account {
         name: name.to_string(),

@@ -20,6 +20,8 @@ pub enum PasswordSource {
     /// The built-in OAuth2 client's access token, refreshed as needed; read
     /// through [`crate::auth::oauth2::Client`], not [`PasswordSource::resolve`].
     OAuth2(Box<OAuth2Settings>),
+    /// None: a tunnel whose server greets with PREAUTH needs no login.
+    Unneeded,
 }
 
 impl PasswordSource {
@@ -93,6 +95,7 @@ impl PasswordSource {
                     )
                 })?
             }
+            PasswordSource::Unneeded => String::new(),
             PasswordSource::OAuth2(_) => {
                 return Err(fail(
                     "the OAuth2 access token comes from the built-in client, not a password source"

@@ -16,6 +16,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("port", "server port; default 993 with implicit TLS, else 143 (POP3: 995, else 110)"),
     ("tls", "\"implicit\" (default), \"starttls\" (refused if the server does not offer it) or \"none\" (only with allow_plaintext)"),
     ("allow_plaintext", "consent to tls = \"none\"; default false"),
+    ("tunnel", "IMAP over a command's stdin and stdout instead of the network, e.g. \"ssh host /usr/lib/dovecot/imap\" (the host, port and TLS keys are then unused, and a PREAUTH greeting needs no password source)"),
     ("ca_file", "an extra trusted CA certificate (PEM) besides the system roots"),
     ("fingerprint", "SHA-256 of the server certificate in hex (colons allowed); when set, only that certificate is accepted"),
     ("user", "login name (required)"),

@@ -620,6 +620,7 @@ fn debug_output_never_contains_a_resolved_password() {
         user: "u".into(),
         password: PasswordSource::Env("PW".into()),
         auth: crate::auth::AuthMethod::Auto,
+        tunnel: None,
     };
     let config = imap.with_password(Secret("hunter2".into()), 1);
     assert!(!format!("{config:?}").contains("hunter2"));
@@ -735,5 +736,40 @@ fn an_account_oauth2_table_replaces_a_default_password_source() -> Result<(), Co
         imap(&config.accounts[0]).password,
         PasswordSource::OAuth2(_)
     ));
+    Ok(())
+}
+
+#[test]
+fn a_tunnel_needs_no_host_tls_or_password_and_carries_imap_only() -> Result<(), ConfigError> {
+    let config = parse(
+        r#"
+[accounts.piped]
+tunnel = "ssh mail.example.org /usr/lib/dovecot/imap"
+user = "me"
+maildir = "/m"
+tls = "starttls"
+"#,
+    )?;
+    let login = imap(&config.accounts[0]);
+    assert_eq!(
+        login.tunnel.as_deref(),
+        Some("ssh mail.example.org /usr/lib/dovecot/imap")
+    );
+    assert_eq!(login.password, PasswordSource::Unneeded);
+    assert_eq!(login.server.tls, TlsMode::None);
+    let with_password = parse(
+        "[accounts.piped]\ntunnel = \"imapd\"\nuser = \"me\"\nmaildir = \"/m\"\npassword_env = \"PW\"\n",
+    )?;
+    assert_eq!(
+        imap(&with_password.accounts[0]).password,
+        PasswordSource::Env("PW".into())
+    );
+    let err = parse_err(
+        "[accounts.p]\nprotocol = \"pop3\"\ntunnel = \"x\"\nuser = \"me\"\nmaildir = \"/m\"\n",
+    );
+    assert!(
+        err.contains("key `tunnel`") && err.contains("IMAP only"),
+        "{err}"
+    );
     Ok(())
 }

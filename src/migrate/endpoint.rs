@@ -136,6 +136,7 @@ impl EndpointSpec {
                 user,
                 password,
                 auth: self.auth.unwrap_or_default(),
+                tunnel: None,
             },
         })
     }

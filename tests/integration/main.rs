@@ -10,3 +10,4 @@ mod pop3_store;
 mod reports;
 mod sandbox;
 mod sync;
+mod tunnel;

@@ -294,6 +294,7 @@ fn imap(sandbox: &Sandbox, auth: AuthMethod, token: &str) -> ImapConfig {
         user: "alice".to_string(),
         password: Secret(token.to_string()),
         auth,
+        tunnel: None,
         batch_bytes: 1 << 20,
     }
 }

@@ -303,9 +303,27 @@ fn sasl_message(cfg: &ImapConfig, mechanism_plain: bool) -> Option<(&'static str
 /// Connects, secures and logs in. The caller asks for CAPABILITY again
 /// afterwards: the list changes with login.
 pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
-    let address = cfg.server.address();
-    let (link, caps) = secured(cfg, &address)?;
-    let conn = link.into_connection()?;
+    let address = cfg.address();
+    let (link, caps, preauthenticated) = secured(cfg, &address)?;
+    let mut conn = link.into_connection()?;
+    if preauthenticated {
+        // The crate reaches a session only through a login: its LOGIN is
+        // answered by the tunnel itself and never reaches the server.
+        if !conn.skip_login() {
+            return Err(StoreError::Protocol(format!(
+                "{address}: PREAUTH outside a tunnel"
+            )));
+        }
+        return imap::Client::new(conn)
+            .login("preauth", "preauth")
+            .map_err(|(e, _client)| crate_failure(&address, "PREAUTH", e));
+    }
+    if cfg.tunnel.is_some() && cfg.password.0.is_empty() {
+        return Err(StoreError::Auth(format!(
+            "{address}: the server behind the tunnel asks for a login (no PREAUTH), \
+             but the account names no password source"
+        )));
+    }
     authenticate(imap::Client::new(conn), &caps, cfg, &address)
 }
 
@@ -315,8 +333,8 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
 /// server refuses NAMESPACE, or this login is not possible without the crate
 /// (PLAIN needs SASL-IR here, LOGIN a quotable password).
 pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    let address = cfg.server.address();
-    let (mut link, caps) = secured(cfg, &address)?;
+    let address = cfg.address();
+    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
     let (user, password) = (cfg.user.as_str(), cfg.password.0.as_str());
     let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
     let can_login = !caps.has("LOGINDISABLED") && quotable(user) && quotable(password);
@@ -337,12 +355,14 @@ pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8
         }
         _ => None,
     };
-    let Some(login) = login else {
-        return Ok(None);
-    };
-    let (_, status, text) = link.exchange(&login, "login")?;
-    if status != Status::Ok {
-        return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
+    if !preauthenticated {
+        let Some(login) = login else {
+            return Ok(None);
+        };
+        let (_, status, text) = link.exchange(&login, "login")?;
+        if status != Status::Ok {
+            return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
+        }
     }
     let (lines, status, _) = link.command("NAMESPACE")?;
     // The answer is in; a failed goodbye loses nothing.
@@ -352,9 +372,13 @@ pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8
 }
 
 /// Connects, secures the connection as configured, and reads the capabilities
-/// over the secured connection.
-fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps)> {
-    let conn = net::connect(&cfg.server)?;
+/// over the secured connection; says whether the server greeted with PREAUTH,
+/// which only a tunnel may do.
+fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps, bool)> {
+    let conn = match &cfg.tunnel {
+        Some(command) => net::tunnel(command, cfg.server.io_timeout)?,
+        None => net::connect(&cfg.server)?,
+    };
     let mut link = PreAuth::new(conn, address, 0);
     let (preauth, greeted_with) = link.greeting()?;
     if cfg.server.tls == TlsMode::Starttls {
@@ -381,7 +405,7 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         let tag = link.tag;
         let secured = net::start_tls(link.reader, &cfg.server)?;
         link = PreAuth::new(secured, address, tag);
-    } else if preauth {
+    } else if preauth && cfg.tunnel.is_none() {
         return Err(StoreError::Unsupported(format!(
             "{address} greeted with PREAUTH (already authenticated); this client \
              always logs in"
@@ -394,7 +418,7 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         Some(caps) if cfg.server.tls != TlsMode::Starttls => caps,
         _ => link.capabilities()?,
     };
-    Ok((link, caps))
+    Ok((link, caps, preauth))
 }
 
 fn authenticate(
@@ -532,6 +556,7 @@ mod tests {
             user: "alice".to_string(),
             password: Secret(password.to_string()),
             auth: AuthMethod::Auto,
+            tunnel: None,
             batch_bytes: 1 << 20,
         }
     }
@@ -644,6 +669,43 @@ mod tests {
         assert_eq!(received[1], "a1 AUTHENTICATE PLAIN\r\n");
         // base64("\0alice\0sécret")
         assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
+    }
+
+    fn tunnel_config(command: &str, password: &str) -> ImapConfig {
+        ImapConfig {
+            tunnel: Some(command.to_string()),
+            ..config(1, TlsMode::None, password)
+        }
+    }
+
+    #[test]
+    fn a_tunnel_that_does_not_preauthenticate_needs_a_password() {
+        let greeting = "printf '* OK [CAPABILITY IMAP4rev1] hi\\r\\n'; cat >/dev/null";
+        let err = open_err(&tunnel_config(greeting, ""));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        assert!(err.to_string().contains("no password source"), "{err}");
+        assert!(err.to_string().contains("tunnel `printf"), "{err}");
+    }
+
+    #[test]
+    fn a_tunnel_preauth_session_never_sends_a_login() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let received = dir.path().join("received");
+        // Greets with PREAUTH, records what it is sent, answers a NOOP.
+        let script = format!(
+            "printf '* PREAUTH [CAPABILITY IMAP4rev1] hi\\r\\n'; read line; \
+             printf '%s\\n' \"$line\" > {}; printf 'a2 OK noop\\r\\n'; cat >/dev/null",
+            received.display()
+        );
+        let mut session = open(&tunnel_config(&script, "secret"))?;
+        session.noop()?;
+        let sent = std::fs::read_to_string(&received)?;
+        assert!(sent.starts_with("a2 NOOP"), "{sent}");
+        assert!(
+            !sent.contains("LOGIN") && !sent.contains("secret"),
+            "{sent}"
+        );
+        Ok(())
     }
 
     #[test]
