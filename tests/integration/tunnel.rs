@@ -69,10 +69,7 @@ fn a_sync_through_a_preauth_tunnel_equals_a_tcp_sync() -> TestResult {
     assert_eq!(local_mailbox(&d.join("piped")), expected);
     std::fs::write(
         d.join("piped").join("new").join("1.local.mailsync-test"),
-        b"Subject: written here
-
-hello
-",
+        b"Subject: written here\n\nhello\n",
     )?;
     let upload = sync("piped")?;
     assert_eq!(upload.code, Some(0), "{}", upload.stderr);
