@@ -17,7 +17,11 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         "partial: some messages or folders failed or were skipped (each is listed)",
     ),
     (2, "usage or configuration error"),
-    (3, "authentication failed"),
+    (
+        3,
+        "authentication failed: the server refused the password or OAuth2 token, or the \
+         token endpoint refused the refresh",
+    ),
     (4, "connection, TLS or protocol failure"),
     (5, "another run holds the lock for this account"),
     (

@@ -838,3 +838,60 @@ fn a_one_off_run_takes_auth_from_the_flag() -> TestResult {
     assert!(dovecot_log(&sandbox).contains("method=XOAUTH2"));
     Ok(())
 }
+
+#[test]
+fn the_readme_oauth2_and_tunnel_examples_are_valid_configs() -> TestResult {
+    use mailsync::config::{Config, Dirs, FarConfig, Overrides, PasswordSource};
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+    )?;
+    let dirs = Dirs {
+        home: PathBuf::from("/home/me"),
+        config: PathBuf::from("/home/me/.config"),
+        data: PathBuf::from("/home/me/.local/share"),
+    };
+    let mut checked = Vec::new();
+    for heading in ["## OAuth2: Gmail and Microsoft 365", "## Tunnels"] {
+        for (info, body) in crate::reports::readme_blocks(&readme, heading) {
+            if info != "toml" {
+                continue;
+            }
+            let config = Config::parse(
+                std::path::Path::new("README.toml"),
+                &body,
+                &dirs,
+                &Overrides::default(),
+            )
+            .map_err(|e| format!("{e}\n{body}"))?;
+            for account in config.accounts {
+                let FarConfig::Imap(login) = &account.far else {
+                    return Err("README examples are IMAP".into());
+                };
+                let kind = match &login.password {
+                    PasswordSource::OAuth2(settings) => settings.provider.word().to_string(),
+                    PasswordSource::Unneeded => "tunnel".to_string(),
+                    _ => format!("{} from a password source", login.auth.word()),
+                };
+                checked.push((account.name.clone(), (kind, login.server.host.clone())));
+            }
+        }
+    }
+    let expected = |kind: &str, host: &str| (kind.to_string(), host.to_string());
+    checked.sort();
+    assert_eq!(
+        checked,
+        vec![
+            ("gmail".to_string(), expected("google", "imap.gmail.com")),
+            (
+                "gmail".to_string(),
+                expected("xoauth2 from a password source", "imap.gmail.com")
+            ),
+            ("home".to_string(), expected("tunnel", "tunnel")),
+            (
+                "work".to_string(),
+                expected("microsoft", "outlook.office365.com")
+            ),
+        ]
+    );
+    Ok(())
+}
