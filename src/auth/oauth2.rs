@@ -154,8 +154,9 @@ pub enum OAuth2Error {
         url: String,
         message: String,
     },
+    /// Local trouble: the token file, the loopback listener, randomness.
     #[error("account `{account}`: {message}")]
-    File {
+    Local {
         account: String,
         message: String,
         #[source]
@@ -281,8 +282,8 @@ impl<'a> Client<'a> {
         })
     }
 
-    fn file_error(&self, message: String, source: Option<std::io::Error>) -> OAuth2Error {
-        OAuth2Error::File {
+    fn local_error(&self, message: String, source: Option<std::io::Error>) -> OAuth2Error {
+        OAuth2Error::Local {
             account: self.account.to_string(),
             message,
             source,
@@ -296,7 +297,7 @@ impl<'a> Client<'a> {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
-                return Err(self.file_error(
+                return Err(self.local_error(
                     format!("cannot read the OAuth2 token file {}", path.display()),
                     Some(e),
                 ))
@@ -304,7 +305,7 @@ impl<'a> Client<'a> {
         };
         // serde_json's message could quote part of the file; say only where.
         serde_json::from_str(&text).map(Some).map_err(|e| {
-            self.file_error(
+            self.local_error(
                 format!(
                     "the OAuth2 token file {} is damaged (line {}); run `mailsync auth login {}`",
                     path.display(),
@@ -324,7 +325,7 @@ impl<'a> Client<'a> {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let fail = |what: &str, e: std::io::Error| {
-            self.file_error(format!("cannot {what} {}", path.display()), Some(e))
+            self.local_error(format!("cannot {what} {}", path.display()), Some(e))
         };
         std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of", e))?;
         let mut tmp = tempfile::Builder::new()
@@ -565,6 +566,16 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Unreserved characters from `bytes` random bytes (PKCE verifier, state).
+    fn random_token(&self, bytes: usize) -> Result<String, OAuth2Error> {
+        use base64::Engine as _;
+        let mut buf = vec![0u8; bytes];
+        openssl::rand::rand_bytes(&mut buf).map_err(|e| {
+            self.local_error(format!("no random numbers for the sign-in: {e}"), None)
+        })?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+    }
+
     fn sign_in(&self, message: &str) -> OAuth2Error {
         OAuth2Error::SignIn {
             account: self.account.to_string(),
@@ -598,14 +609,14 @@ impl<'a> Client<'a> {
                 message: "no authorization endpoint (auth_url) for the browser sign-in".to_string(),
             })?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(|e| self.file_error("cannot listen on 127.0.0.1".to_string(), Some(e)))?;
+            .map_err(|e| self.local_error("cannot listen on 127.0.0.1".to_string(), Some(e)))?;
         let port = listener
             .local_addr()
-            .map_err(|e| self.file_error("cannot listen on 127.0.0.1".to_string(), Some(e)))?
+            .map_err(|e| self.local_error("cannot listen on 127.0.0.1".to_string(), Some(e)))?
             .port();
         let redirect_uri = format!("http://127.0.0.1:{port}/");
-        let verifier = random_token(48)?;
-        let state = random_token(16)?;
+        let verifier = self.random_token(48)?;
+        let state = self.random_token(16)?;
         let challenge = {
             use base64::Engine as _;
             use sha2::Digest as _;
@@ -659,7 +670,7 @@ impl<'a> Client<'a> {
         loop {
             let (stream, _) = listener
                 .accept()
-                .map_err(|e| self.file_error("loopback redirect failed".to_string(), Some(e)))?;
+                .map_err(|e| self.local_error("loopback redirect failed".to_string(), Some(e)))?;
             let _ = stream.set_read_timeout(Some(HTTP_TIMEOUT));
             let mut reader = BufReader::new(&stream);
             let mut request_line = String::new();
@@ -719,17 +730,6 @@ struct DeviceGrant {
     expires_in: Option<i64>,
     #[serde(default)]
     interval: Option<i64>,
-}
-
-/// Unreserved characters of `bytes` random bytes (PKCE verifier, state).
-fn random_token(bytes: usize) -> Result<String, OAuth2Error> {
-    use base64::Engine as _;
-    let mut buf = vec![0u8; bytes];
-    openssl::rand::rand_bytes(&mut buf).map_err(|e| OAuth2Error::Config {
-        account: String::new(),
-        message: format!("no random numbers: {e}"),
-    })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
 }
 
 /// A provider's text made safe for a terminal: control characters dropped.
