@@ -1100,6 +1100,40 @@ mod tests {
     }
 
     #[test]
+    fn auth_flags_choose_each_side_login() {
+        let matches = super::super::args::command()
+            .try_get_matches_from([
+                "mailsync",
+                "migrate",
+                "--from-host",
+                "old.example.org",
+                "--from-user",
+                "ann",
+                "--from-password-env",
+                "OLD",
+                "--to-host",
+                "imap.gmail.com",
+                "--to-user",
+                "ann@gmail.com",
+                "--to-auth",
+                "oauthbearer",
+                "--to-password-command",
+                "oama access ann@gmail.com",
+            ])
+            .expect("parses");
+        let (_, sub) = matches.subcommand().expect("subcommand");
+        let args = <MigrateArgs as clap::FromArgMatches>::from_arg_matches(sub).expect("args");
+        assert_eq!(args.from_server.0.auth, None);
+        assert_eq!(
+            args.to_server.0.auth,
+            Some(crate::auth::AuthMethod::Oauthbearer)
+        );
+        assert!(super::super::args::command()
+            .try_get_matches_from(["mailsync", "migrate", "--from-auth", "cram-md5"])
+            .is_err());
+    }
+
+    #[test]
     fn the_text_report_has_a_row_per_folder_and_totals() {
         let mut report = MigrationReport::new("a -> b", "a@x:993".into(), "b@y:993".into(), false);
         let planned = PlannedFolder {

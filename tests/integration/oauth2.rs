@@ -319,8 +319,16 @@ fn xoauth2_and_oauthbearer_log_in_over_imaps_and_pop3s() -> TestResult {
     let provider = Provider::start()?;
     let sandbox = start_sandbox(&provider);
     sandbox.save("alice", "INBOX", &sample_message(1, 500))?;
-    for auth in [AuthMethod::Xoauth2, AuthMethod::Oauthbearer] {
-        let token = provider.issue("alice");
+    // Real tokens run to a few kB: past POP3's 255-byte command line, so the
+    // response follows the server's first challenge there.
+    let long = format!("at-SECRET-long-{}", "x".repeat(1500));
+    provider.with(|s| s.access.insert(long.clone(), "alice".into()));
+    for (auth, token) in [
+        (AuthMethod::Xoauth2, provider.issue("alice")),
+        (AuthMethod::Oauthbearer, provider.issue("alice")),
+        (AuthMethod::Xoauth2, long.clone()),
+        (AuthMethod::Oauthbearer, long),
+    ] {
         let mut store = ImapStore::connect(&imap(&sandbox, auth, &token))?;
         assert_eq!(store.status(&FolderName::inbox())?.messages, 1);
         store.close()?;
