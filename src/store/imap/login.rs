@@ -6,12 +6,11 @@
 //! capabilities re-read under TLS) are enforced here and nothing the server sent
 //! in clear text can reach the imap crate's buffers.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 
 use imap_proto::{Capability, Response, ResponseCode, Status};
-
-use std::cell::Cell;
 
 use super::wire::quote;
 use super::{crate_failure, ImapConfig};
