@@ -16,6 +16,9 @@ _mailsync() {
             ",$1")
                 cmd="mailsync"
                 ;;
+            mailsync,auth)
+                cmd="mailsync__subcmd__auth"
+                ;;
             mailsync,count)
                 cmd="mailsync__subcmd__count"
                 ;;
@@ -25,6 +28,12 @@ _mailsync() {
             mailsync,sync)
                 cmd="mailsync__subcmd__sync"
                 ;;
+            mailsync__subcmd__auth,login)
+                cmd="mailsync__subcmd__auth__subcmd__login"
+                ;;
+            mailsync__subcmd__auth,status)
+                cmd="mailsync__subcmd__auth__subcmd__status"
+                ;;
             *)
                 ;;
         esac
@@ -32,7 +41,7 @@ _mailsync() {
 
     case "${cmd}" in
         mailsync)
-            opts="-q -v -h -V --config --quiet --verbose --log-file --color --help --version sync count migrate"
+            opts="-q -v -h -V --config --quiet --verbose --log-file --color --help --version sync count migrate auth"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -79,8 +88,152 @@ _mailsync() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailsync__subcmd__auth)
+            opts="-q -v -h --config --quiet --verbose --log-file --color --help login status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --log-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailsync__subcmd__auth__subcmd__login)
+            opts="-q -v -h --device --browser --config --quiet --verbose --log-file --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --log-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailsync__subcmd__auth__subcmd__status)
+            opts="-q -v -h --config --quiet --verbose --log-file --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --log-file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailsync__subcmd__count)
-            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +339,10 @@ _mailsync() {
                     fi
                     return 0
                     ;;
+                --auth)
+                    COMPREPLY=($(compgen -W "auto plain login xoauth2 oauthbearer" -- "${cur}"))
+                    return 0
+                    ;;
                 --maildir)
                     COMPREPLY=()
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
@@ -266,7 +423,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__migrate)
-            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-auth --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-auth --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -415,6 +572,10 @@ _mailsync() {
                     fi
                     return 0
                     ;;
+                --from-auth)
+                    COMPREPLY=($(compgen -W "auto plain login xoauth2 oauthbearer" -- "${cur}"))
+                    return 0
+                    ;;
                 --from-timeout-seconds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -477,6 +638,10 @@ _mailsync() {
                     fi
                     return 0
                     ;;
+                --to-auth)
+                    COMPREPLY=($(compgen -W "auto plain login xoauth2 oauthbearer" -- "${cur}"))
+                    return 0
+                    ;;
                 --to-timeout-seconds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -523,7 +688,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -632,6 +797,10 @@ _mailsync() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
+                    return 0
+                    ;;
+                --auth)
+                    COMPREPLY=($(compgen -W "auto plain login xoauth2 oauthbearer" -- "${cur}"))
                     return 0
                     ;;
                 --maildir)

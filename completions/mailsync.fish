@@ -36,6 +36,7 @@ complete -c mailsync -n "__fish_mailsync_needs_command" -s V -l version -d 'Prin
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "migrate" -d 'Copy every folder of one IMAP account to another, resumably and without duplicates'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "auth" -d 'Sign in with OAuth2 and check the stored tokens'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
@@ -60,6 +61,11 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l user -d 'Logi
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-env -d 'Read the password from the environment variable VAR' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
 nested\t''"
@@ -101,6 +107,11 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l user -d 'Log
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-env -d 'Read the password from the environment variable VAR' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
 nested\t''"
@@ -145,6 +156,11 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-user 
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-env -d 'Read the password from the environment variable VAR' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from-timeout-seconds -d 'Network timeout [default: 60]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-host -d 'IMAP server host name or address' -r -f -a "(__fish_print_hostnames)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-port -d 'Server port [default: 993 with implicit TLS, else 143]' -r
@@ -157,6 +173,11 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-user -d
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-env -d 'Read the password from the environment variable VAR' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-timeout-seconds -d 'Network timeout [default: 60]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
@@ -172,3 +193,31 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l allow-plai
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -f -a "login" -d 'Sign in to the provider and store the refresh token'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -f -a "status" -d 'Show the stored tokens of accounts with an oauth2 table, after refreshing them'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l device -d 'Use the device flow (an address and a code to enter there)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l browser -d 'Use a browser on this machine (authorization code with a loopback redirect and PKCE)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'

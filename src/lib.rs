@@ -11,6 +11,7 @@
 //!
 //! The engine never names a concrete store; the state database is the only memory.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod count;

@@ -107,6 +107,10 @@ pub struct SandboxOptions {
     /// `mailbox NAME { special_use = ... }` block there changes the one
     /// namespace (a Courier-style prefix, other SPECIAL-USE names).
     pub extra_config: String,
+    /// An RFC 7662 token introspection endpoint (`http://127.0.0.1:PORT/...`):
+    /// when set, users may also log in with XOAUTH2 and OAUTHBEARER, and
+    /// Dovecot asks this endpoint whether a token is active and whose it is.
+    pub oauth2_introspection_url: Option<String>,
     /// Where to put the instance. `None` makes a short-named directory in the
     /// system temp dir that is removed when the sandbox stops; a given directory
     /// is created if needed and left in place (only the daemon is stopped).
@@ -126,6 +130,7 @@ impl Default for SandboxOptions {
             max_connections_per_user: None,
             separator: '/',
             extra_config: String::new(),
+            oauth2_introspection_url: None,
             dir: None,
         }
     }
@@ -267,6 +272,12 @@ impl Sandbox {
             &dir.join("passwd"),
             passwd_file(opts, dir, &identity).as_bytes(),
         )?;
+        if let Some(url) = &opts.oauth2_introspection_url {
+            write_file(
+                &dir.join(OAUTH2_PASSDB_FILE),
+                oauth2_passdb_conf(url).as_bytes(),
+            )?;
+        }
 
         let mut sandbox = Sandbox {
             dir: dir.to_path_buf(),
@@ -421,6 +432,27 @@ impl Sandbox {
     /// The `dovecot.conf` every `doveadm` call must name.
     pub fn config_file(&self) -> &Path {
         &self.conf
+    }
+
+    /// A shell command that speaks IMAP on its stdin and stdout as `user`,
+    /// already logged in (PREAUTH): Dovecot's imap binary with this
+    /// sandbox's config, as `tunnel = "..."` runs it. Needs root, which
+    /// looks the user up and drops to the mail owner.
+    pub fn tunnel_command(&self, user: &str) -> io::Result<String> {
+        if !is_root() {
+            return Err(error("sandbox: a PREAUTH tunnel needs root (imap -u USER)"));
+        }
+        let imap = ["/usr/lib/dovecot/imap", "/usr/libexec/dovecot/imap"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(|| error("sandbox: Dovecot's imap binary not found"))?;
+        Ok(format!(
+            "{} -c {} -u {}",
+            shell_quote(&imap.to_string_lossy()),
+            shell_quote(&self.conf.to_string_lossy()),
+            shell_quote(user)
+        ))
     }
     /// The hierarchy delimiter of the server's namespace.
     pub fn separator(&self) -> char {
@@ -1070,8 +1102,24 @@ fn capability_override(opts: &SandboxOptions) -> Option<String> {
     Some(kept.join(" "))
 }
 
+/// The oauth2 passdb's settings, beside dovecot.conf.
+const OAUTH2_PASSDB_FILE: &str = "oauth2.conf.ext";
+
+/// Dovecot's oauth2 passdb settings: RFC 7662 introspection by POST, the
+/// token's owner in `username`, active when `active` is true.
+fn oauth2_passdb_conf(introspection_url: &str) -> String {
+    format!(
+        "introspection_mode = post\n\
+         introspection_url = {introspection_url}\n\
+         username_attribute = username\n\
+         active_attribute = active\n\
+         active_value = true\n"
+    )
+}
+
 fn dovecot_conf(opts: &SandboxOptions, dir: &Path, who: &RunAs, ports: Ports) -> String {
     let d = dir.display();
+    let oauth2 = opts.oauth2_introspection_url.is_some();
     let instance = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1089,7 +1137,7 @@ ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 auth_verbose = yes
 # Failed logins are a test case, not an attack: answer them at once.
 auth_failure_delay = 0
@@ -1102,8 +1150,8 @@ pop3_no_flag_updates = yes
 pop3_uidl_format = %08Xu%08Xv
 passdb {{
   driver = passwd-file
-  args = {d}/passwd
-}}
+  args = {d}/passwd{passwd_mechanisms}
+}}{oauth2_passdb}
 userdb {{
   driver = passwd-file
   args = {d}/passwd
@@ -1151,6 +1199,25 @@ service pop3-login {{
 }}
 ",
         pid = std::process::id(),
+        mechanisms = if oauth2 {
+            "plain login xoauth2 oauthbearer"
+        } else {
+            "plain login"
+        },
+        // Keeps tokens away from the passwd-file and passwords away from
+        // the token check.
+        passwd_mechanisms = if oauth2 {
+            "\n  mechanisms = plain login"
+        } else {
+            ""
+        },
+        oauth2_passdb = if oauth2 {
+            format!(
+                "\npassdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/{OAUTH2_PASSDB_FILE}\n}}"
+            )
+        } else {
+            String::new()
+        },
         user = who.service_user,
         sep = opts.separator,
         imap = ports.imap,

@@ -4,6 +4,7 @@
 //! list hidden items).
 
 use super::migrate::{MigrateArgs, MigrateCommand, MIGRATE_ABOUT, MIGRATE_LONG_ABOUT};
+use crate::auth::AuthMethod;
 use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
 use clap::{ArgAction, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
 use std::path::PathBuf;
@@ -16,7 +17,11 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
         "partial: some messages or folders failed or were skipped (each is listed)",
     ),
     (2, "usage or configuration error"),
-    (3, "authentication failed"),
+    (
+        3,
+        "authentication failed: the server refused the password or OAuth2 token, or the \
+         token endpoint refused the refresh",
+    ),
     (4, "connection, TLS or protocol failure"),
     (5, "another run holds the lock for this account"),
     (
@@ -228,6 +233,8 @@ pub enum Command {
     Count(Box<CountArgs>),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
     Migrate(Box<MigrateCommand>),
+    #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
+    Auth(AuthCommand),
     /// Write the man pages and shell completions below DIR.
     #[command(hide = true)]
     GenerateDocs(DocsArgs),
@@ -243,6 +250,66 @@ enum DocumentedCommand {
     Count(CountArgs),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
     Migrate(Box<MigrateArgs>),
+    #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
+    Auth(AuthCommand),
+}
+
+const AUTH_ABOUT: &str = "Sign in with OAuth2 and check the stored tokens";
+
+const AUTH_LONG_ABOUT: &str = "\
+For accounts with an oauth2 table: `mailsync auth login ACCOUNT` signs in once \
+and stores the refresh token in a file readable by you only, beside the \
+account's state database (ACCOUNT.oauth2.json); every later run trades it for \
+a fresh access token before the old one expires. `mailsync auth status` shows, \
+per account, the token file, the granted scopes and when the access token \
+expires, after checking the refresh token with the provider; a revoked or \
+expired refresh token exits with status 3 and says to sign in again.
+
+Tokens never appear in messages, logs, reports, process arguments or the \
+state database.";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthCommand {
+    #[command(subcommand)]
+    pub action: AuthAction,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AuthAction {
+    /// Sign in to the provider and store the refresh token
+    #[command(long_about = "\
+Sign in to the account's OAuth2 provider and store the refresh token beside \
+the state database. With the device flow (the default when the provider has a \
+device authorization endpoint, as Microsoft has) mailsync prints an address \
+and a code to enter there, on any device, and waits. With --browser it prints \
+an address to open in a browser on this machine; the provider sends the \
+browser back to a one-time listener on 127.0.0.1 (authorization code with \
+PKCE), as Google requires.")]
+    Login(AuthLoginArgs),
+    /// Show the stored tokens of accounts with an oauth2 table, after refreshing them
+    Status(AuthStatusArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthLoginArgs {
+    /// The account, as named in the config file
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+
+    /// Use the device flow (an address and a code to enter there)
+    #[arg(long, conflicts_with = "browser")]
+    pub device: bool,
+
+    /// Use a browser on this machine (authorization code with a loopback redirect and PKCE)
+    #[arg(long)]
+    pub browser: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthStatusArgs {
+    /// Accounts to show, as named in the config file [default: all with an oauth2 table]
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -481,6 +548,11 @@ pub struct OneOffArgs {
     #[arg(long, requires = "host", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub password_file: Option<String>,
 
+    /// Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies
+    /// an OAuth2 access token
+    #[arg(long, requires = "host", value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthArg>,
+
     /// Local Maildir root (created on the first run)
     #[arg(long, requires = "host", value_name = "DIR", value_hint = ValueHint::DirPath)]
     pub maildir: Option<String>,
@@ -517,6 +589,27 @@ pub struct OneOffArgs {
 pub enum ProtocolArg {
     Imap,
     Pop3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    Auto,
+    Plain,
+    Login,
+    Xoauth2,
+    Oauthbearer,
+}
+
+impl AuthArg {
+    pub fn method(self) -> AuthMethod {
+        match self {
+            AuthArg::Auto => AuthMethod::Auto,
+            AuthArg::Plain => AuthMethod::Plain,
+            AuthArg::Login => AuthMethod::Login,
+            AuthArg::Xoauth2 => AuthMethod::Xoauth2,
+            AuthArg::Oauthbearer => AuthMethod::Oauthbearer,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,7 @@
 //! without duplicates. The work is `crate::migrate`'s; this file turns flags
 //! into endpoints, reads passwords, opens the state, draws progress and prints.
 
-use super::args::{GlobalArgs, TlsArg};
+use super::args::{AuthArg, GlobalArgs, TlsArg};
 use super::output::{aligned, deliver, human_bytes, human_duration, Ui};
 use super::progress::RunObserver;
 use super::sync::{
@@ -266,6 +266,13 @@ const SERVER_FLAGS: &[(&str, &str, &str, &str, &str)] = &[
         "Read the password from the first line of FILE",
     ),
     (
+        "auth",
+        "from-auth",
+        "to-auth",
+        "METHOD",
+        "Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token",
+    ),
+    (
         "timeout_seconds",
         "from-timeout-seconds",
         "to-timeout-seconds",
@@ -304,6 +311,9 @@ impl<const TO: bool> clap::FromArgMatches for ServerFlags<TO> {
             password_env: text("password_env"),
             password_command: text("password_command"),
             password_file: text("password_file"),
+            auth: matches
+                .get_one::<AuthArg>(Self::long("auth"))
+                .map(|auth| auth.method()),
             timeout_seconds: matches
                 .get_one::<u32>(Self::long("timeout_seconds"))
                 .copied(),
@@ -333,6 +343,7 @@ impl<const TO: bool> clap::Args for ServerFlags<TO> {
             let arg = match *key {
                 "port" => arg.value_parser(clap::value_parser!(u16).range(1..)),
                 "tls" => arg.value_parser(clap::builder::EnumValueParser::<TlsArg>::new()),
+                "auth" => arg.value_parser(clap::builder::EnumValueParser::<AuthArg>::new()),
                 "timeout_seconds" => arg.value_parser(clap::value_parser!(u32).range(1..=3600)),
                 "host" => arg.value_hint(ValueHint::Hostname),
                 "user" => arg.value_hint(ValueHint::Username),
@@ -704,15 +715,7 @@ fn imap_config(
     batch_bytes: u64,
 ) -> Result<ImapConfig, Failure> {
     let label = format!("{name} ({side})");
-    let password = login
-        .password
-        .resolve(&label, &mut |warning| ui.warn(&warning))
-        .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?;
-    if login.server.tls == TlsMode::None {
-        ui.warn(&format!(
-            "{label}: connecting without TLS; the password and all mail cross the network unencrypted"
-        ));
-    }
+    let password = super::auth::read_secret(ui, &label, login)?;
     Ok(login.with_password(password, batch_bytes))
 }
 
@@ -1167,6 +1170,40 @@ mod tests {
         assert_eq!(args.to_server.0, EndpointSpec::default());
         assert_eq!(args.jobs, 4);
         assert!(!args.no_sync_flags);
+    }
+
+    #[test]
+    fn auth_flags_choose_each_side_login() {
+        let matches = super::super::args::command()
+            .try_get_matches_from([
+                "mailsync",
+                "migrate",
+                "--from-host",
+                "old.example.org",
+                "--from-user",
+                "ann",
+                "--from-password-env",
+                "OLD",
+                "--to-host",
+                "imap.gmail.com",
+                "--to-user",
+                "ann@gmail.com",
+                "--to-auth",
+                "oauthbearer",
+                "--to-password-command",
+                "oama access ann@gmail.com",
+            ])
+            .expect("parses");
+        let (_, sub) = matches.subcommand().expect("subcommand");
+        let args = <MigrateArgs as clap::FromArgMatches>::from_arg_matches(sub).expect("args");
+        assert_eq!(args.from_server.0.auth, None);
+        assert_eq!(
+            args.to_server.0.auth,
+            Some(crate::auth::AuthMethod::Oauthbearer)
+        );
+        assert!(super::super::args::command()
+            .try_get_matches_from(["mailsync", "migrate", "--from-auth", "cram-md5"])
+            .is_err());
     }
 
     #[test]

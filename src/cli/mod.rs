@@ -3,6 +3,7 @@
 //! sync decision is made here.
 
 pub mod args;
+mod auth;
 mod count;
 mod docs;
 mod migrate;
@@ -32,6 +33,7 @@ pub fn run(args: Args) -> ExitStatus {
         Command::Sync(command) => sync::run(&ui, &args.global, *command),
         Command::Count(count) => count::run(&ui, &args.global, &count),
         Command::Migrate(command) => migrate::run(&ui, &args.global, *command),
+        Command::Auth(command) => auth::run(&ui, &args.global, command),
         Command::GenerateDocs(docs) => match docs::generate(&docs.out) {
             Ok(()) => ExitStatus::Ok,
             Err(error) => {

@@ -7,7 +7,7 @@ use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use super::report::{render_report, AccountRun, RunResult, StateOwner};
 use super::summary::print_report;
-use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides, PasswordSource};
+use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
 use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::MaildirStore;
@@ -191,6 +191,9 @@ fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
     if let Some(protocol) = &flags.protocol {
         overrides.set("protocol", config_word(protocol));
     }
+    if let Some(auth) = &flags.auth {
+        overrides.set("auth", config_word(auth));
+    }
 }
 
 fn sync_one(
@@ -301,25 +304,10 @@ fn sync_one(
     Ok(report)
 }
 
-/// Reads the account's password from its source; warns when it is about to
-/// travel without TLS.
+/// Reads the account's password (or access token) from its source; warns when
+/// it is about to travel without TLS.
 pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failure> {
-    let name = account.name.as_str();
-    let imap = account.far.login();
-    ui.debug(&format!(
-        "{name}: reading the password {}",
-        describe_source(&imap.password)
-    ));
-    let password = imap
-        .password
-        .resolve(name, &mut |warning| ui.warn(&warning))
-        .map_err(|e| Failure::new(ExitStatus::Usage, e.into()))?;
-    if imap.server.tls == TlsMode::None {
-        ui.warn(&format!(
-            "account `{name}`: connecting without TLS; the password and all mail cross the network unencrypted"
-        ));
-    }
-    Ok(password)
+    super::auth::read_secret(ui, &account.name, account.far.login())
 }
 
 /// Connects and logs in to the account's server.
@@ -330,8 +318,12 @@ pub(super) fn connect(
 ) -> Result<Box<dyn Store>, Failure> {
     let login = account.far.login();
     let server = &login.server;
-    let target = format!("{}@{}:{}", login.user, server.host, server.port);
+    let target = match &login.tunnel {
+        Some(command) => format!("{} through the tunnel `{command}`", login.user),
+        None => format!("{}@{}:{}", login.user, server.host, server.port),
+    };
     let security = match (server.tls, &account.far) {
+        _ if login.tunnel.is_some() => "the tunnel's own protection",
         (TlsMode::Implicit, _) => "TLS",
         (TlsMode::Starttls, FarConfig::Imap(_)) => "STARTTLS",
         (TlsMode::Starttls, FarConfig::Pop3(_)) => "STLS",
@@ -366,14 +358,6 @@ fn connect_far(account: &Account, password: Secret) -> StoreResult<Box<dyn Store
             &login.pop3_with_password(password, batch_bytes),
         )?),
     })
-}
-
-fn describe_source(source: &PasswordSource) -> String {
-    match source {
-        PasswordSource::Command(_) => "from password_command".into(),
-        PasswordSource::Env(var) => format!("from ${var}"),
-        PasswordSource::File(path) => format!("from {}", path.display()),
-    }
 }
 
 pub(super) fn exists(path: &Path) -> anyhow::Result<bool> {

@@ -25,6 +25,8 @@ pub use password::PasswordSource;
 pub use settings::{flag_for_key, Overrides, KEYS};
 pub use units::{expand_tilde, parse_size};
 
+use crate::auth::oauth2::{self, OAuth2Settings, Provider, PROVIDERS};
+use crate::auth::{AuthMethod, AUTH_METHODS};
 use crate::model::FolderName;
 use crate::state::{Binding, Endpoint};
 use crate::store::imap::{ImapConfig, Secret};
@@ -206,6 +208,9 @@ pub struct ServerLogin {
     pub server: ServerConfig,
     pub user: String,
     pub password: PasswordSource,
+    pub auth: AuthMethod,
+    /// IMAP over this command's stdin and stdout instead of the network.
+    pub tunnel: Option<String>,
 }
 
 impl ServerLogin {
@@ -220,6 +225,8 @@ impl ServerLogin {
             server: self.server.clone(),
             user: self.user.clone(),
             password,
+            auth: self.auth,
+            tunnel: self.tunnel.clone(),
             batch_bytes,
         }
     }
@@ -230,6 +237,7 @@ impl ServerLogin {
             server: self.server.clone(),
             user: self.user.clone(),
             password,
+            auth: self.auth,
             batch_bytes,
         }
     }
@@ -430,7 +438,22 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             &[("imap", Protocol::Imap), ("pop3", Protocol::Pop3)],
         )?
         .unwrap_or(Protocol::Imap);
-    let host = s.required_string("host")?;
+    let oauth2 = oauth2_settings(&mut s, home)?;
+    let tunnel = s.string("tunnel")?;
+    if tunnel.is_some() && protocol == Protocol::Pop3 {
+        return Err(s.invalid("tunnel", "a tunnel carries IMAP only"));
+    }
+    let preset = oauth2.as_ref().and_then(|o| o.provider.preset());
+    let host = match (s.string("host")?, preset) {
+        (Some(host), _) => host,
+        (None, Some(preset)) => match protocol {
+            Protocol::Imap => preset.imap_host.to_string(),
+            Protocol::Pop3 => preset.pop3_host.to_string(),
+        },
+        // Messages name the server by host; a tunnel has none.
+        (None, None) if tunnel.is_some() => "tunnel".to_string(),
+        (None, None) => return Err(s.missing("host")),
+    };
     if host
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '/')
@@ -447,7 +470,15 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             ],
         )?
         .unwrap_or(TlsMode::Implicit);
-    let allow_plaintext = s.boolean("allow_plaintext")?.unwrap_or(false);
+    let mut allow_plaintext = s.boolean("allow_plaintext")?.unwrap_or(false);
+    // The tunnel command is the transport and its protection (ssh's, or a
+    // local pipe): IMAP itself runs in clear text through it.
+    let tls = if tunnel.is_some() {
+        allow_plaintext = true;
+        TlsMode::None
+    } else {
+        tls
+    };
     if tls == TlsMode::None && !allow_plaintext {
         return Err(s.invalid_with_hint(
             "tls",
@@ -470,7 +501,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         None => None,
     };
     let user = s.required_string("user")?;
-    let password = password_source(&mut s, home)?;
+    let auth = auth_method(&mut s, oauth2.is_some())?;
     let timeout = s
         .integer::<u64>("timeout_seconds", 1..=3600)?
         .unwrap_or(DEFAULT_TIMEOUT_SECONDS);
@@ -487,6 +518,25 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
     let state_path = match s.path("state", home)? {
         Some(path) => path,
         None => dirs.default_state_file(name),
+    };
+    let password = match oauth2 {
+        Some(settings) => {
+            if let Some(key) = settings::PASSWORD_KEYS.iter().find(|k| s.is_set(k)) {
+                return Err(s.invalid_with_hint(
+                    key,
+                    format!("{key} and oauth2 are both set; keep one source of the token"),
+                    "with an oauth2 table the built-in client supplies the access token",
+                ));
+            }
+            PasswordSource::OAuth2(Box::new(OAuth2Settings {
+                token_file: oauth2::token_file_for(&state_path),
+                ..settings
+            }))
+        }
+        None if tunnel.is_some() && !settings::PASSWORD_KEYS.iter().any(|k| s.is_set(k)) => {
+            PasswordSource::Unneeded
+        }
+        None => password_source(&mut s, home)?,
     };
 
     let include = s.strings("folders")?.unwrap_or_else(|| vec!["*".into()]);
@@ -518,6 +568,8 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         server,
         user,
         password,
+        auth,
+        tunnel,
     };
     Ok(Account {
         name: name.to_string(),
@@ -719,6 +771,155 @@ fn password_source(s: &mut Settings<'_>, home: &Path) -> Result<PasswordSource, 
         }
         other => other,
     })
+}
+
+/// `auth`; an oauth2 table makes XOAUTH2 the default and excludes the
+/// password logins.
+fn auth_method(s: &mut Settings<'_>, built_in_oauth2: bool) -> Result<AuthMethod, ConfigError> {
+    let auth = s.choice("auth", AUTH_METHODS)?.unwrap_or_default();
+    match auth {
+        AuthMethod::Auto if built_in_oauth2 => Ok(AuthMethod::Xoauth2),
+        AuthMethod::Plain | AuthMethod::Login if built_in_oauth2 => Err(s.invalid_with_hint(
+            "auth",
+            format!(
+                "auth = \"{}\" sends a password, but oauth2 supplies a token",
+                auth.word()
+            ),
+            "use \"xoauth2\" or \"oauthbearer\", or remove auth",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// The keys of an `oauth2` table.
+const OAUTH2_KEYS: &[&str] = &[
+    "provider",
+    "client_id",
+    "client_secret_command",
+    "client_secret_env",
+    "client_secret_file",
+    "token_url",
+    "auth_url",
+    "device_auth_url",
+    "scopes",
+];
+
+/// The `oauth2` table, with the provider's preset filled in; the token file
+/// is set once the state path is known.
+fn oauth2_settings(
+    s: &mut Settings<'_>,
+    home: &Path,
+) -> Result<Option<OAuth2Settings>, ConfigError> {
+    let Some(table) = s.table("oauth2")? else {
+        return Ok(None);
+    };
+    let bad = |message: String| s.invalid("oauth2", message);
+    if let Some(key) = table.keys().find(|k| !OAUTH2_KEYS.contains(&k.as_str())) {
+        return Err(s.invalid_with_hint(
+            "oauth2",
+            format!("unknown key `{key}` in the oauth2 table"),
+            format!("known keys: {}", OAUTH2_KEYS.join(", ")),
+        ));
+    }
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(v)) if !v.trim().is_empty() => Ok(Some(v.clone())),
+            Some(toml::Value::String(_)) => Err(bad(format!("oauth2.{key} must not be empty"))),
+            Some(other) => Err(bad(format!(
+                "oauth2.{key}: expected a string, found {}",
+                other.type_str()
+            ))),
+        }
+    };
+    let provider = match text("provider")? {
+        None => Provider::Custom,
+        Some(word) => PROVIDERS
+            .iter()
+            .find(|(w, _)| *w == word)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| {
+                bad(format!(
+                    "oauth2.provider: unknown value \"{word}\", expected \"google\", \"microsoft\" or \"custom\""
+                ))
+            })?,
+    };
+    let preset = provider.preset();
+    let client_id = text("client_id")?.ok_or_else(|| {
+        s.invalid_with_hint(
+            "oauth2",
+            "oauth2.client_id is required",
+            "register mailsync as an application with the provider (see the README) and copy its client ID",
+        )
+    })?;
+    let secrets: Vec<&str> = [
+        "client_secret_command",
+        "client_secret_env",
+        "client_secret_file",
+    ]
+    .into_iter()
+    .filter(|k| table.contains_key(*k))
+    .collect();
+    if secrets.len() > 1 {
+        return Err(bad(format!(
+            "oauth2.{} and oauth2.{} are both set; keep one",
+            secrets[0], secrets[1]
+        )));
+    }
+    let client_secret = if let Some(command) = text("client_secret_command")? {
+        Some(PasswordSource::Command(command))
+    } else if let Some(var) = text("client_secret_env")? {
+        Some(PasswordSource::Env(var))
+    } else if let Some(path) = text("client_secret_file")? {
+        Some(PasswordSource::File(expand_tilde(&path, home).map_err(
+            |m| bad(format!("oauth2.client_secret_file: {m}")),
+        )?))
+    } else {
+        None
+    };
+    let url = |key: &str, preset_value: Option<&str>| -> Result<Option<String>, ConfigError> {
+        let value = text(key)?.or_else(|| preset_value.map(str::to_string));
+        if let Some(value) = &value {
+            oauth2::check_endpoint(value).map_err(|m| bad(format!("oauth2.{key}: {m}")))?;
+        }
+        Ok(value)
+    };
+    let token_url = url("token_url", preset.map(|p| p.token_url))?.ok_or_else(|| {
+        bad("oauth2.token_url is required with provider = \"custom\"".to_string())
+    })?;
+    let auth_url = url("auth_url", preset.map(|p| p.auth_url))?;
+    let device_url = url("device_auth_url", preset.and_then(|p| p.device_url))?;
+    let scopes = match table.get("scopes") {
+        None => preset
+            .map(|p| p.scopes.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        Some(toml::Value::String(text)) => text.split_whitespace().map(str::to_string).collect(),
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .map(|item| match item {
+                toml::Value::String(scope) if !scope.trim().is_empty() => Ok(scope.clone()),
+                _ => Err(bad(
+                    "oauth2.scopes: expected a list of non-empty strings".to_string()
+                )),
+            })
+            .collect::<Result<Vec<String>, ConfigError>>()?,
+        Some(other) => {
+            return Err(bad(format!(
+                "oauth2.scopes: expected a list of strings, found {}",
+                other.type_str()
+            )))
+        }
+    };
+    Ok(Some(OAuth2Settings {
+        provider,
+        client_id,
+        client_secret: client_secret.map(Box::new),
+        auth_url,
+        token_url,
+        device_url,
+        scopes,
+        token_file: PathBuf::new(),
+    }))
 }
 
 /// Lowercase hex without separators, if `text` is a SHA-256 in hex.

@@ -2,6 +2,7 @@
 //! a `Secret`, whose `Debug` is redacted, and never enters an error message.
 
 use super::ConfigError;
+use crate::auth::oauth2::OAuth2Settings;
 use crate::store::imap::Secret;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -16,6 +17,11 @@ pub enum PasswordSource {
     Env(String),
     /// A file whose first line is the password.
     File(PathBuf),
+    /// The built-in OAuth2 client's access token, refreshed as needed; read
+    /// through [`crate::auth::oauth2::Client`], not [`PasswordSource::resolve`].
+    OAuth2(Box<OAuth2Settings>),
+    /// None: a tunnel whose server greets with PREAUTH needs no login.
+    Unneeded,
 }
 
 impl PasswordSource {
@@ -88,6 +94,14 @@ impl PasswordSource {
                         None,
                     )
                 })?
+            }
+            PasswordSource::Unneeded => String::new(),
+            PasswordSource::OAuth2(_) => {
+                return Err(fail(
+                    "the OAuth2 access token comes from the built-in client, not a password source"
+                        .into(),
+                    None,
+                ))
             }
         };
         Ok(Secret(line))

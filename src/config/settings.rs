@@ -16,12 +16,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ("port", "server port; default 993 with implicit TLS, else 143 (POP3: 995, else 110)"),
     ("tls", "\"implicit\" (default), \"starttls\" (refused if the server does not offer it) or \"none\" (only with allow_plaintext)"),
     ("allow_plaintext", "consent to tls = \"none\"; default false"),
+    ("tunnel", "IMAP over a command's stdin and stdout instead of the network, e.g. \"ssh host /usr/lib/dovecot/imap\" (the host, port and TLS keys are then unused, and a PREAUTH greeting needs no password source)"),
     ("ca_file", "an extra trusted CA certificate (PEM) besides the system roots"),
     ("fingerprint", "SHA-256 of the server certificate in hex (colons allowed); when set, only that certificate is accepted"),
     ("user", "login name (required)"),
     ("password_command", "shell command whose first line of output is the password"),
     ("password_env", "environment variable holding the password"),
-    ("password_file", "file whose first line is the password (exactly one password_* key is required)"),
+    ("password_file", "file whose first line is the password (exactly one password_* key is required, or an oauth2 table)"),
+    ("auth", "\"auto\" (default: LOGIN or USER/PASS, else SASL PLAIN), \"plain\", \"login\" (POP3: USER/PASS), \"xoauth2\" or \"oauthbearer\" (the password source supplies an OAuth2 access token; default with an oauth2 table: \"xoauth2\")"),
+    ("oauth2", "built-in OAuth2 instead of a password source: a table with provider (\"google\", \"microsoft\" or \"custom\"), client_id, client_secret_command / client_secret_env / client_secret_file, token_url, auth_url, device_auth_url, scopes; presets fill in the endpoints, scopes and host; sign in once with `mailsync auth login ACCOUNT`"),
     ("maildir", "local Maildir root (required); created on the first run"),
     ("layout", "\"maildir++\" (default: INBOX is the root, A/B is .A.B, as Dovecot reads it) or \"nested\" (INBOX/, A/B/)"),
     ("state", "state database; default $XDG_DATA_HOME/mailsync/ACCOUNT.db"),
@@ -53,6 +56,15 @@ fn is_known_key(key: &str) -> bool {
 
 /// The password sources; exactly one must be set.
 pub const PASSWORD_KEYS: [&str; 3] = ["password_command", "password_env", "password_file"];
+
+/// Keys that say where the secret comes from: a layer naming one replaces
+/// what a lower layer named.
+const CREDENTIAL_KEYS: [&str; 4] = [
+    "password_command",
+    "password_env",
+    "password_file",
+    "oauth2",
+];
 
 /// A table as read from the file, each value with its span.
 pub type RawEntries = BTreeMap<String, toml::Spanned<toml::Value>>;
@@ -177,9 +189,9 @@ impl<'a> Settings<'a> {
     /// A layer that names a password source replaces the one inherited from a
     /// lower layer instead of conflicting with it.
     fn replace_password_source<'k>(&mut self, incoming: impl IntoIterator<Item = &'k str>) {
-        if incoming.into_iter().any(|k| PASSWORD_KEYS.contains(&k)) {
+        if incoming.into_iter().any(|k| CREDENTIAL_KEYS.contains(&k)) {
             self.values
-                .retain(|k, _| !PASSWORD_KEYS.contains(&k.as_str()));
+                .retain(|k, _| !CREDENTIAL_KEYS.contains(&k.as_str()));
         }
     }
 
@@ -378,6 +390,18 @@ impl<'a> Settings<'a> {
                     )
                 }),
             Some(other) => Err(self.wrong_type(key, &format!("one of {}", names()), &other)),
+        }
+    }
+
+    /// A TOML table (inline or `[accounts.NAME.KEY]`).
+    pub fn table(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<toml::map::Map<String, toml::Value>>, ConfigError> {
+        match self.take(key).cloned() {
+            None => Ok(None),
+            Some(toml::Value::Table(table)) => Ok(Some(table)),
+            Some(other) => Err(self.wrong_type(key, "a table", &other)),
         }
     }
 

@@ -83,6 +83,7 @@ ca_file = "~/certs/ca.pem"
 fingerprint = "AB:CD:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89"
 user = "u"
 password_env = "MAIL_PW"
+auth = "oauthbearer"
 maildir = "/srv/mail"
 layout = "nested"
 state = "/var/lib/full.db"
@@ -121,6 +122,7 @@ timeout_seconds = 5
     );
     assert_eq!(imap.server.connect_timeout, Duration::from_secs(5));
     assert_eq!(imap.password, PasswordSource::Env("MAIL_PW".into()));
+    assert_eq!(imap.auth, AuthMethod::Oauthbearer);
     assert_eq!(account.layout, Layout::Nested);
     assert_eq!(account.state_path, PathBuf::from("/var/lib/full.db"));
     assert_eq!(account.filter.include, vec!["INBOX", "Lists/*"]);
@@ -646,7 +648,157 @@ fn debug_output_never_contains_a_resolved_password() {
         },
         user: "u".into(),
         password: PasswordSource::Env("PW".into()),
+        auth: crate::auth::AuthMethod::Auto,
+        tunnel: None,
     };
     let config = imap.with_password(Secret("hunter2".into()), 1);
     assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn auth_defaults_to_auto_and_lists_the_methods() -> Result<(), ConfigError> {
+    assert_eq!(imap(&parse(MINIMAL)?.accounts[0]).auth, AuthMethod::Auto);
+    let err = parse_err(&format!("{MINIMAL}auth = \"cram-md5\"\n"));
+    assert!(
+        err.contains("key `auth`") && err.contains("\"xoauth2\""),
+        "{err}"
+    );
+    Ok(())
+}
+
+const GOOGLE: &str = r#"
+[accounts.gmail]
+user = "me@gmail.com"
+maildir = "~/Mail/gmail"
+oauth2 = { provider = "google", client_id = "id.apps.googleusercontent.com", client_secret_command = "pass show google-client" }
+"#;
+
+#[test]
+fn oauth2_presets_fill_in_host_endpoints_scopes_and_token_file() -> Result<(), ConfigError> {
+    let config = parse(GOOGLE)?;
+    let account = &config.accounts[0];
+    let login = imap(account);
+    assert_eq!(login.server.host, "imap.gmail.com");
+    assert_eq!(login.auth, AuthMethod::Xoauth2);
+    let PasswordSource::OAuth2(settings) = &login.password else {
+        panic!("not the built-in OAuth2 client: {:?}", login.password);
+    };
+    assert_eq!(settings.provider, Provider::Google);
+    assert_eq!(settings.token_url, "https://oauth2.googleapis.com/token");
+    assert_eq!(settings.device_url, None);
+    assert_eq!(settings.scopes, vec!["https://mail.google.com/"]);
+    assert_eq!(
+        settings.client_secret.as_deref(),
+        Some(&PasswordSource::Command("pass show google-client".into()))
+    );
+    assert_eq!(
+        settings.token_file,
+        PathBuf::from("/home/alice/.local/share/mailsync/gmail.oauth2.json")
+    );
+
+    let microsoft = parse(
+        r#"
+[accounts.work]
+protocol = "pop3"
+user = "me@example.com"
+maildir = "/m"
+auth = "oauthbearer"
+[accounts.work.oauth2]
+provider = "microsoft"
+client_id = "00000000-0000-0000-0000-000000000000"
+"#,
+    )?;
+    let account = &microsoft.accounts[0];
+    let FarConfig::Pop3(login) = &account.far else {
+        panic!("not POP3");
+    };
+    assert_eq!(login.server.host, "outlook.office365.com");
+    assert_eq!(login.server.port, 995);
+    assert_eq!(login.auth, AuthMethod::Oauthbearer);
+    let PasswordSource::OAuth2(settings) = &login.password else {
+        panic!("not the built-in OAuth2 client");
+    };
+    assert!(settings.device_url.is_some());
+    assert!(settings.scopes.iter().any(|s| s == "offline_access"));
+    Ok(())
+}
+
+#[test]
+fn oauth2_mistakes_are_named() {
+    let err = parse_err(&format!("{GOOGLE}password_env = \"PW\"\n"));
+    assert!(
+        err.contains("password_env and oauth2 are both set"),
+        "{err}"
+    );
+    let err = parse_err(&format!("{GOOGLE}auth = \"plain\"\n"));
+    assert!(err.contains("oauth2 supplies a token"), "{err}");
+    let custom = |table: &str| {
+        parse_err(&format!(
+            "[accounts.x]\nhost = \"h\"\nuser = \"u\"\nmaildir = \"/m\"\noauth2 = {{ {table} }}\n"
+        ))
+    };
+    let err = custom("client_id = \"id\"");
+    assert!(err.contains("oauth2.token_url is required"), "{err}");
+    let err = custom("client_id = \"id\", token_url = \"http://auth.example.org/token\"");
+    assert!(
+        err.contains("loopback") && err.contains("key `oauth2`"),
+        "{err}"
+    );
+    assert!(err.starts_with("/etc/mailsync.toml:"), "{err}");
+    let err = custom("token_url = \"https://a/t\"");
+    assert!(err.contains("client_id is required"), "{err}");
+    let err = custom("client_id = \"id\", token_url = \"https://a/t\", tokenurl = \"x\"");
+    assert!(err.contains("unknown key `tokenurl`"), "{err}");
+    let err = custom("provider = \"yahoo\", client_id = \"id\"");
+    assert!(err.contains("\"google\""), "{err}");
+    let err = custom(
+        "client_id = \"id\", token_url = \"https://a/t\", client_secret_env = \"A\", client_secret_file = \"/f\"",
+    );
+    assert!(err.contains("both set"), "{err}");
+}
+
+#[test]
+fn an_account_oauth2_table_replaces_a_default_password_source() -> Result<(), ConfigError> {
+    let text = format!("[defaults]\npassword_env = \"PW\"\n{GOOGLE}");
+    let config = parse(&text)?;
+    assert!(matches!(
+        imap(&config.accounts[0]).password,
+        PasswordSource::OAuth2(_)
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_tunnel_needs_no_host_tls_or_password_and_carries_imap_only() -> Result<(), ConfigError> {
+    let config = parse(
+        r#"
+[accounts.piped]
+tunnel = "ssh mail.example.org /usr/lib/dovecot/imap"
+user = "me"
+maildir = "/m"
+tls = "starttls"
+"#,
+    )?;
+    let login = imap(&config.accounts[0]);
+    assert_eq!(
+        login.tunnel.as_deref(),
+        Some("ssh mail.example.org /usr/lib/dovecot/imap")
+    );
+    assert_eq!(login.password, PasswordSource::Unneeded);
+    assert_eq!(login.server.tls, TlsMode::None);
+    let with_password = parse(
+        "[accounts.piped]\ntunnel = \"imapd\"\nuser = \"me\"\nmaildir = \"/m\"\npassword_env = \"PW\"\n",
+    )?;
+    assert_eq!(
+        imap(&with_password.accounts[0]).password,
+        PasswordSource::Env("PW".into())
+    );
+    let err = parse_err(
+        "[accounts.p]\nprotocol = \"pop3\"\ntunnel = \"x\"\nuser = \"me\"\nmaildir = \"/m\"\n",
+    );
+    assert!(
+        err.contains("key `tunnel`") && err.contains("IMAP only"),
+        "{err}"
+    );
+    Ok(())
 }

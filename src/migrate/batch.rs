@@ -12,10 +12,13 @@
 //! Columns, each optional unless the side needs it: `name`, `state`, and for
 //! each side (`from_` and `to_`): `account` (a configured account, instead of
 //! the rest), `host`, `port`, `tls` (implicit, starttls, none), `ca_file`,
-//! `fingerprint`, `user`, `password_env`, `password_command`,
-//! `timeout_seconds`. A password itself has no column.
+//! `fingerprint`, `user`, `password_env`, `password_command`, `auth` (auto,
+//! plain, login, xoauth2, oauthbearer: with the last two the password source
+//! supplies an OAuth2 access token), `timeout_seconds`. A password itself has
+//! no column.
 
 use super::endpoint::EndpointSpec;
+use crate::auth::AUTH_METHODS;
 use crate::store::net::TlsMode;
 
 /// The columns of one side, without the `from_`/`to_` prefix.
@@ -29,6 +32,7 @@ pub const SIDE_COLUMNS: &[&str] = &[
     "user",
     "password_env",
     "password_command",
+    "auth",
     "timeout_seconds",
 ];
 
@@ -155,6 +159,20 @@ fn set(entry: &mut BatchEntry, column: &str, value: &str) -> Result<(), String> 
                 "user" => side.user = text(),
                 "password_env" => side.password_env = text(),
                 "password_command" => side.password_command = text(),
+                "auth" => {
+                    let word = value.to_ascii_lowercase();
+                    side.auth = Some(
+                        AUTH_METHODS
+                            .iter()
+                            .find(|(w, _)| *w == word)
+                            .map(|(_, m)| *m)
+                            .ok_or_else(|| {
+                                format!(
+                                    "`{value}`: expected auto, plain, login, xoauth2 or oauthbearer"
+                                )
+                            })?,
+                    )
+                }
                 "timeout_seconds" => {
                     side.timeout_seconds = Some(
                         value
@@ -230,6 +248,22 @@ mod tests {
         assert_eq!(entries[0].state, None);
         assert_eq!(entries[1].name.as_deref(), Some("bob, jr"));
         assert_eq!(entries[1].state.as_deref(), Some("/tmp/bob.db"));
+    }
+
+    #[test]
+    fn auth_columns_choose_the_login_per_side() {
+        let entries =
+            parse("from_host,from_auth,to_host,to_auth\na,XOAUTH2,b,oauthbearer\n").unwrap();
+        assert_eq!(entries[0].from.auth, Some(crate::auth::AuthMethod::Xoauth2));
+        assert_eq!(
+            entries[0].to.auth,
+            Some(crate::auth::AuthMethod::Oauthbearer)
+        );
+        let err = parse("from_host,from_auth\nh,cram-md5\n").unwrap_err();
+        assert!(
+            err.contains("column `from_auth`") && err.contains("xoauth2"),
+            "{err}"
+        );
     }
 
     #[test]

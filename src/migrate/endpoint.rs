@@ -3,6 +3,7 @@
 //! the config file, or a server given field by field. Passwords are only ever
 //! named (an environment variable, a command, a file), never given.
 
+use crate::auth::AuthMethod;
 use crate::config::{expand_tilde, normalise_fingerprint, PasswordSource, ServerLogin};
 use crate::store::net::{ServerConfig, TlsMode};
 use std::path::Path;
@@ -24,6 +25,8 @@ pub struct EndpointSpec {
     pub password_env: Option<String>,
     pub password_command: Option<String>,
     pub password_file: Option<String>,
+    /// The login method; the password source supplies the token of a token login.
+    pub auth: Option<AuthMethod>,
     pub timeout_seconds: Option<u32>,
 }
 
@@ -55,6 +58,7 @@ impl EndpointSpec {
             ("password_env", self.password_env.is_some()),
             ("password_command", self.password_command.is_some()),
             ("password_file", self.password_file.is_some()),
+            ("auth", self.auth.is_some()),
             ("timeout_seconds", self.timeout_seconds.is_some()),
         ];
         if let Some(account) = &self.account {
@@ -131,6 +135,8 @@ impl EndpointSpec {
                 },
                 user,
                 password,
+                auth: self.auth.unwrap_or_default(),
+                tunnel: None,
             },
         })
     }
@@ -276,5 +282,17 @@ mod tests {
             ..minimal()
         };
         assert!(server(&bad_host).is_err());
+        let token = EndpointSpec {
+            auth: Some(AuthMethod::Oauthbearer),
+            ..minimal()
+        };
+        assert_eq!(server(&token).unwrap().1.auth, AuthMethod::Oauthbearer);
+        assert_eq!(server(&minimal()).unwrap().1.auth, AuthMethod::Auto);
+        let mixed_auth = EndpointSpec {
+            account: Some("work".into()),
+            auth: Some(AuthMethod::Xoauth2),
+            ..EndpointSpec::default()
+        };
+        assert!(server(&mixed_auth).unwrap_err().contains("--from-auth"));
     }
 }

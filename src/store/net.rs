@@ -68,6 +68,8 @@ impl ServerConfig {
 pub enum Connection {
     Plain(TcpStream),
     Tls(Box<SslStream<TcpStream>>),
+    /// A command's stdin and stdout (`tunnel`, e.g. `ssh host imapd`).
+    Tunnel(Box<Tunnel>),
 }
 
 impl Connection {
@@ -75,11 +77,25 @@ impl Connection {
         matches!(self, Connection::Tls(_))
     }
 
+    /// For a server that greeted with PREAUTH through a tunnel: answers the
+    /// next command (the imap crate's LOGIN, its only way to a session) with
+    /// OK locally, without sending it. Refused on network connections, where
+    /// PREAUTH is never accepted.
+    pub fn skip_login(&mut self) -> bool {
+        match self {
+            Connection::Tunnel(tunnel) => {
+                tunnel.skip_next_command = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// SHA-256 fingerprint of the server certificate (see [`format_fingerprint`]),
     /// for showing the user what to pin.
     pub fn peer_fingerprint(&self) -> Option<String> {
         match self {
-            Connection::Plain(_) => None,
+            Connection::Plain(_) | Connection::Tunnel(_) => None,
             Connection::Tls(tls) => peer_der(tls).ok().map(|der| fingerprint_of_der(&der)),
         }
     }
@@ -90,6 +106,7 @@ impl fmt::Debug for Connection {
         let (kind, tcp) = match self {
             Connection::Plain(tcp) => ("plain", tcp),
             Connection::Tls(tls) => ("tls", tls.get_ref()),
+            Connection::Tunnel(_) => return f.write_str("Connection(tunnel)"),
         };
         match tcp.peer_addr() {
             Ok(addr) => write!(f, "Connection({kind} {addr})"),
@@ -122,6 +139,7 @@ impl Read for Connection {
         let n = match self {
             Connection::Plain(s) => s.read(buf),
             Connection::Tls(s) => s.read(buf),
+            Connection::Tunnel(t) => t.read(buf),
         }?;
         BYTES_RECEIVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         THREAD_BYTES_RECEIVED.with(|c| c.set(c.get() + n as u64));
@@ -134,6 +152,7 @@ impl Write for Connection {
         match self {
             Connection::Plain(s) => s.write(buf),
             Connection::Tls(s) => s.write(buf),
+            Connection::Tunnel(t) => t.write(buf),
         }
     }
 
@@ -141,7 +160,121 @@ impl Write for Connection {
         match self {
             Connection::Plain(s) => s.flush(),
             Connection::Tls(s) => s.flush(),
+            Connection::Tunnel(t) => t.stdin.flush(),
         }
+    }
+}
+
+/// A running tunnel command; the connection is its stdin and stdout. The
+/// command inherits stderr, so that ssh can explain itself.
+pub struct Tunnel {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::process::ChildStdout,
+    io_timeout: Duration,
+    /// See [`Connection::skip_login`].
+    skip_next_command: bool,
+    /// The bytes of the skipped command seen so far.
+    skipped: Vec<u8>,
+    /// A local answer waiting to be read.
+    answer: Vec<u8>,
+}
+
+/// Starts `command` with `sh -c`, as mbsync's `Tunnel` does.
+pub fn tunnel(command: &str, io_timeout: Duration) -> StoreResult<Connection> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| StoreError::Connection(format!("cannot start tunnel `{command}`: {e}")))?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(StoreError::Connection(format!(
+            "tunnel `{command}`: no pipes to the command"
+        )));
+    };
+    Ok(Connection::Tunnel(Box::new(Tunnel {
+        child,
+        stdin,
+        stdout,
+        io_timeout,
+        skip_next_command: false,
+        skipped: Vec::new(),
+        answer: Vec::new(),
+    })))
+}
+
+impl Tunnel {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.answer.is_empty() {
+            let n = buf.len().min(self.answer.len());
+            buf[..n].copy_from_slice(&self.answer[..n]);
+            self.answer.drain(..n);
+            return Ok(n);
+        }
+        self.wait_readable()?;
+        self.stdout.read(buf)
+    }
+
+    /// The socket's read timeout, for a pipe: a hung ssh must not hang the run.
+    fn wait_readable(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let Some(limit) = non_zero(self.io_timeout) else {
+            return Ok(());
+        };
+        let millis = i32::try_from(limit.as_millis()).unwrap_or(i32::MAX);
+        let mut poll = libc::pollfd {
+            fd: self.stdout.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd for a descriptor this struct owns.
+            let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+            match ready {
+                0 => return Err(io::Error::from(io::ErrorKind::TimedOut)),
+                n if n > 0 => return Ok(()),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.skip_next_command {
+            return self.stdin.write(buf);
+        }
+        self.skipped.extend_from_slice(buf);
+        if self.skipped.ends_with(b"\r\n") {
+            let tag = self
+                .skipped
+                .split(|&b| b == b' ')
+                .next()
+                .unwrap_or_default()
+                .to_vec();
+            self.answer = [&tag[..], b" OK PREAUTH\r\n"].concat();
+            self.skipped.clear();
+            self.skip_next_command = false;
+        }
+        Ok(buf.len())
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        // The session has logged out (or failed) by now; a tunnel command that
+        // lingers on its end of the pipe must not outlive the run.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -197,6 +330,10 @@ pub fn start_tls(reader: BufReader<Connection>, cfg: &ServerConfig) -> StoreResu
         Connection::Plain(tcp) => handshake(cfg, pin.as_deref(), tcp),
         Connection::Tls(_) => Err(StoreError::Protocol(format!(
             "{}: STARTTLS on a connection that is already encrypted",
+            cfg.address()
+        ))),
+        Connection::Tunnel(_) => Err(StoreError::Protocol(format!(
+            "{}: STARTTLS through a tunnel",
             cfg.address()
         ))),
     }

@@ -37,6 +37,8 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
         },
         user: user.to_string(),
         password: Secret(sandbox.password(user).unwrap_or_default().to_string()),
+        auth: mailsync::auth::AuthMethod::Auto,
+        tunnel: None,
         batch_bytes: 1 << 20,
     }
 }

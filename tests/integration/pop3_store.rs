@@ -39,6 +39,7 @@ pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
         },
         user: USER.to_string(),
         password: Secret(sandbox.password(USER).unwrap_or_default().to_string()),
+        auth: mailsync::auth::AuthMethod::Auto,
         batch_bytes: 1 << 20,
     }
 }

@@ -720,7 +720,7 @@ fn which(program: &str) -> Result<PathBuf, String> {
 }
 
 /// The fenced blocks of one README section, as (info string, body).
-fn readme_blocks(readme: &str, heading: &str) -> Vec<(String, String)> {
+pub fn readme_blocks(readme: &str, heading: &str) -> Vec<(String, String)> {
     let start = readme
         .find(heading)
         .map_or(readme.len(), |i| i + heading.len());

@@ -18,6 +18,51 @@ use std::time::Duration;
 /// Folder -> sorted (body in wire form, flags as Maildir letters).
 pub type Mailbox = BTreeMap<String, Vec<(Vec<u8>, String)>>;
 
+/// What a Maildir++ root holds, read straight from the files (LF converted
+/// to CRLF for comparison with the server's form).
+pub fn local_mailbox(root: &Path) -> Mailbox {
+    let mut out = BTreeMap::new();
+    let root = root.to_path_buf();
+    let mut dirs: Vec<(String, PathBuf)> = vec![("INBOX".to_string(), root.clone())];
+    for entry in std::fs::read_dir(&root).expect("read root") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().to_string();
+        if let Some(folder) = name.strip_prefix('.') {
+            if !folder.is_empty() && entry.path().join("cur").is_dir() {
+                dirs.push((folder.replace('.', "/"), entry.path()));
+            }
+        }
+    }
+    for (folder, dir) in dirs {
+        let mut msgs = Vec::new();
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry.expect("entry");
+                let name = entry.file_name().to_string_lossy().to_string();
+                let flags = name
+                    .split_once(":2,")
+                    .map(|(_, f)| f.to_string())
+                    .unwrap_or_default();
+                let body = std::fs::read(entry.path()).expect("read message");
+                assert!(
+                    !body.windows(2).any(|w| w == b"\r\n"),
+                    "Maildir files use LF: {name}"
+                );
+                msgs.push((
+                    mailsync::model::to_wire_line_endings(&body),
+                    Flags::from_maildir(&flags).to_maildir(),
+                ));
+            }
+        }
+        msgs.sort();
+        out.insert(folder, msgs);
+    }
+    out
+}
+
 pub struct Fixture {
     pub sandbox: Sandbox,
     pub dir: tempfile::TempDir,
@@ -39,6 +84,8 @@ pub fn imap_config(sandbox: &Sandbox, user: &str) -> ImapConfig {
         },
         user: user.to_string(),
         password: Secret(sandbox.password(user).expect("sandbox user").to_string()),
+        auth: mailsync::auth::AuthMethod::Auto,
+        tunnel: None,
         batch_bytes: 1024 * 1024,
     }
 }
@@ -139,49 +186,9 @@ impl Fixture {
         out
     }
 
-    /// What the Maildir holds, read straight from the files (LF converted to
-    /// CRLF for comparison with the server's form).
+    /// What the Maildir holds (see [`local_mailbox`]).
     pub fn local(&self) -> Mailbox {
-        let mut out = BTreeMap::new();
-        let root = self.root();
-        let mut dirs: Vec<(String, PathBuf)> = vec![("INBOX".to_string(), root.clone())];
-        for entry in std::fs::read_dir(&root).expect("read root") {
-            let entry = entry.expect("entry");
-            let name = entry.file_name().to_string_lossy().to_string();
-            if let Some(folder) = name.strip_prefix('.') {
-                if !folder.is_empty() && entry.path().join("cur").is_dir() {
-                    dirs.push((folder.replace('.', "/"), entry.path()));
-                }
-            }
-        }
-        for (folder, dir) in dirs {
-            let mut msgs = Vec::new();
-            for sub in ["new", "cur"] {
-                let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-                    continue;
-                };
-                for entry in entries {
-                    let entry = entry.expect("entry");
-                    let name = entry.file_name().to_string_lossy().to_string();
-                    let flags = name
-                        .split_once(":2,")
-                        .map(|(_, f)| f.to_string())
-                        .unwrap_or_default();
-                    let body = std::fs::read(entry.path()).expect("read message");
-                    assert!(
-                        !body.windows(2).any(|w| w == b"\r\n"),
-                        "Maildir files use LF: {name}"
-                    );
-                    msgs.push((
-                        mailsync::model::to_wire_line_endings(&body),
-                        Flags::from_maildir(&flags).to_maildir(),
-                    ));
-                }
-            }
-            msgs.sort();
-            out.insert(folder, msgs);
-        }
-        out
+        local_mailbox(&self.root())
     }
 
     pub fn deliver_local(&self, folder: &str, body: &[u8], flags: Flags) {

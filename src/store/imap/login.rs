@@ -6,6 +6,7 @@
 //! capabilities re-read under TLS) are enforced here and nothing the server sent
 //! in clear text can reach the imap crate's buffers.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -13,6 +14,7 @@ use imap_proto::{Capability, Response, ResponseCode, Status};
 
 use super::wire::quote;
 use super::{crate_failure, ImapConfig};
+use crate::auth::{self, AuthMethod};
 use crate::store::net::{self, Connection, TlsMode};
 use crate::store::{StoreError, StoreResult};
 
@@ -262,31 +264,65 @@ impl<'a> PreAuth<'a> {
     }
 }
 
-/// SASL PLAIN (RFC 4616). Deliberately not `Debug`: it holds the password.
-struct PlainAuth<'a> {
-    user: &'a str,
-    password: &'a str,
+/// One SASL exchange: the client's message (sent with the command when the
+/// server offers SASL-IR), then `ack` to any further challenge, which for the
+/// token mechanisms is the server's error report. Deliberately not `Debug`:
+/// the message holds the secret.
+struct SaslAuth<'a> {
+    response: &'a [u8],
+    ack: &'a [u8],
+    sent: Cell<bool>,
 }
 
-impl imap::Authenticator for PlainAuth<'_> {
+impl imap::Authenticator for SaslAuth<'_> {
     type Response = Vec<u8>;
 
     fn process(&self, _challenge: &[u8]) -> Vec<u8> {
-        let mut response = Vec::with_capacity(self.user.len() + self.password.len() + 2);
-        response.push(0);
-        response.extend_from_slice(self.user.as_bytes());
-        response.push(0);
-        response.extend_from_slice(self.password.as_bytes());
-        response
+        if self.sent.replace(true) {
+            self.ack.to_vec()
+        } else {
+            self.response.to_vec()
+        }
     }
+}
+
+/// The SASL mechanism and first message that `cfg` logs in with, if it uses
+/// SASL: PLAIN (RFC 4616) or a token mechanism.
+fn sasl_message(cfg: &ImapConfig, mechanism_plain: bool) -> Option<(&'static str, Vec<u8>)> {
+    let user = cfg.user.as_str();
+    let secret = cfg.password.0.as_str();
+    if mechanism_plain {
+        return Some(("PLAIN", format!("\0{user}\0{secret}").into_bytes()));
+    }
+    let mechanism = cfg.auth.token_mechanism()?;
+    let response = auth::token_response(cfg.auth, user, secret, &cfg.server.host, cfg.server.port)?;
+    Some((mechanism, response))
 }
 
 /// Connects, secures and logs in. The caller asks for CAPABILITY again
 /// afterwards: the list changes with login.
 pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
-    let address = cfg.server.address();
-    let (link, caps) = secured(cfg, &address)?;
-    let conn = link.into_connection()?;
+    let address = cfg.address();
+    let (link, caps, preauthenticated) = secured(cfg, &address)?;
+    let mut conn = link.into_connection()?;
+    if preauthenticated {
+        // The crate reaches a session only through a login: its LOGIN is
+        // answered by the tunnel itself and never reaches the server.
+        if !conn.skip_login() {
+            return Err(StoreError::Protocol(format!(
+                "{address}: PREAUTH outside a tunnel"
+            )));
+        }
+        return imap::Client::new(conn)
+            .login("preauth", "preauth")
+            .map_err(|(e, _client)| crate_failure(&address, "PREAUTH", e));
+    }
+    if cfg.tunnel.is_some() && cfg.password.0.is_empty() {
+        return Err(StoreError::Auth(format!(
+            "{address}: the server behind the tunnel asks for a login (no PREAUTH), \
+             but the account names no password source"
+        )));
+    }
     authenticate(imap::Client::new(conn), &caps, cfg, &address)
 }
 
@@ -296,23 +332,36 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
 /// server refuses NAMESPACE, or this login is not possible without the crate
 /// (PLAIN needs SASL-IR here, LOGIN a quotable password).
 pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    use base64::Engine as _;
-    let address = cfg.server.address();
-    let (mut link, caps) = secured(cfg, &address)?;
+    let address = cfg.address();
+    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
     let (user, password) = (cfg.user.as_str(), cfg.password.0.as_str());
     let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let login = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        format!("AUTHENTICATE PLAIN {token}")
-    } else if !caps.has("LOGINDISABLED") && quotable(user) && quotable(password) {
-        format!("LOGIN {} {}", quote(user), quote(password))
-    } else {
-        return Ok(None);
+    let can_login = !caps.has("LOGINDISABLED") && quotable(user) && quotable(password);
+    let with_initial_response = |(mechanism, message): (&str, Vec<u8>)| {
+        format!("AUTHENTICATE {mechanism} {}", auth::base64(&message))
     };
-    let (_, status, text) = link.exchange(&login, "login")?;
-    if status != Status::Ok {
-        return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
+    let plain_ir = caps.has("AUTH=PLAIN") && caps.has("SASL-IR");
+    let login = match cfg.auth {
+        AuthMethod::Auto if plain_ir => sasl_message(cfg, true).map(with_initial_response),
+        AuthMethod::Auto | AuthMethod::Login if can_login => {
+            Some(format!("LOGIN {} {}", quote(user), quote(password)))
+        }
+        AuthMethod::Plain if caps.has("SASL-IR") => {
+            sasl_message(cfg, true).map(with_initial_response)
+        }
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer if caps.has("SASL-IR") => {
+            sasl_message(cfg, false).map(with_initial_response)
+        }
+        _ => None,
+    };
+    if !preauthenticated {
+        let Some(login) = login else {
+            return Ok(None);
+        };
+        let (_, status, text) = link.exchange(&login, "login")?;
+        if status != Status::Ok {
+            return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
+        }
     }
     let (lines, status, _) = link.command("NAMESPACE")?;
     // The answer is in; a failed goodbye loses nothing.
@@ -322,9 +371,13 @@ pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8
 }
 
 /// Connects, secures the connection as configured, and reads the capabilities
-/// over the secured connection.
-fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps)> {
-    let conn = net::connect(&cfg.server)?;
+/// over the secured connection; says whether the server greeted with PREAUTH,
+/// which only a tunnel may do.
+fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, ServerCaps, bool)> {
+    let conn = match &cfg.tunnel {
+        Some(command) => net::tunnel(command, cfg.server.io_timeout)?,
+        None => net::connect(&cfg.server)?,
+    };
     let mut link = PreAuth::new(conn, address, 0);
     let (preauth, greeted_with) = link.greeting()?;
     if cfg.server.tls == TlsMode::Starttls {
@@ -351,7 +404,7 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         let tag = link.tag;
         let secured = net::start_tls(link.reader, &cfg.server)?;
         link = PreAuth::new(secured, address, tag);
-    } else if preauth {
+    } else if preauth && cfg.tunnel.is_none() {
         return Err(StoreError::Unsupported(format!(
             "{address} greeted with PREAUTH (already authenticated); this client \
              always logs in"
@@ -364,7 +417,7 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         Some(caps) if cfg.server.tls != TlsMode::Starttls => caps,
         _ => link.capabilities()?,
     };
-    Ok((link, caps))
+    Ok((link, caps, preauth))
 }
 
 fn authenticate(
@@ -375,39 +428,81 @@ fn authenticate(
 ) -> StoreResult<imap::Session<Connection>> {
     let user = cfg.user.as_str();
     let password = cfg.password.0.as_str();
+    let who = format!("{user} at {address}");
     let encrypted = cfg.server.tls != TlsMode::None;
-    // LOGIN takes one round trip where the crate's AUTHENTICATE PLAIN takes
-    // two (it does not send the response with the command, RFC 4959), so it
-    // is used whenever the server allows it and both strings are plain
-    // printable ASCII; PLAIN carries anything else (UTF-8 secrets).
+    let tls_hint = if encrypted {
+        ""
+    } else {
+        " (servers usually allow it only over TLS)"
+    };
+    // LOGIN takes one round trip where AUTHENTICATE PLAIN without SASL-IR
+    // takes two, so `auto` uses it whenever the server allows it and both
+    // strings are plain printable ASCII; PLAIN carries anything else (UTF-8
+    // secrets).
     let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
     let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
-    let result = if caps.has("AUTH=PLAIN") && !login_fits {
-        client.authenticate("PLAIN", &PlainAuth { user, password })
-    } else if caps.has("LOGINDISABLED") {
-        let hint = if encrypted {
-            ""
-        } else {
-            " (servers usually allow it only over TLS)"
-        };
-        return Err(StoreError::Auth(format!(
-            "{user} at {address}: the server disables LOGIN and offers no AUTH=PLAIN{hint}"
-        )));
-    } else {
-        client.login(user, password)
+    let plain = match cfg.auth {
+        AuthMethod::Auto => caps.has("AUTH=PLAIN") && !login_fits,
+        AuthMethod::Plain => true,
+        AuthMethod::Login => false,
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
+            let mechanism = cfg.auth.token_mechanism().unwrap_or_default();
+            if !caps.has(&format!("AUTH={mechanism}")) {
+                return Err(StoreError::Auth(format!(
+                    "{who}: the server does not offer AUTH={mechanism}{tls_hint}"
+                )));
+            }
+            false
+        }
     };
-    result.map_err(|(e, _client)| match e {
-        imap::Error::No(no) => StoreError::Auth(format!("{user} at {address}: {}", no.information)),
+    let result = match sasl_message(cfg, plain) {
+        Some((mechanism, message)) => sasl(client, caps, mechanism, &message, cfg.auth),
+        None if caps.has("LOGINDISABLED") => {
+            return Err(StoreError::Auth(format!(
+                "{who}: the server disables LOGIN and offers no AUTH=PLAIN{tls_hint}"
+            )));
+        }
+        None => client.login(user, password).map_err(|(e, _client)| e),
+    };
+    result.map_err(|e| match e {
+        imap::Error::No(no) if cfg.auth.uses_token() => {
+            StoreError::Auth(auth::token_refused(cfg.auth, &who, &no.information))
+        }
+        imap::Error::No(no) => StoreError::Auth(format!("{who}: {}", no.information)),
         imap::Error::Bad(bad) => StoreError::Auth(format!(
-            "{user} at {address}: server rejected the login command: {}",
+            "{who}: server rejected the login command: {}",
             bad.information
         )),
         // The crate's message would name the offending character of the secret.
         imap::Error::Validate(_) => StoreError::Auth(format!(
-            "{user} at {address}: user name or password contains a line break"
+            "{who}: user name or password contains a line break"
         )),
         other => crate_failure(address, "login", other),
     })
+}
+
+/// AUTHENTICATE with `message`, in the command itself when the server offers
+/// SASL-IR (RFC 4959): the crate sends the mechanism as given, so the
+/// initial response rides along with it.
+fn sasl(
+    client: imap::Client<Connection>,
+    caps: &ServerCaps,
+    mechanism: &str,
+    message: &[u8],
+    method: AuthMethod,
+) -> Result<imap::Session<Connection>, imap::Error> {
+    let initial_response = caps.has("SASL-IR");
+    let exchange = SaslAuth {
+        response: message,
+        ack: auth::token_error_ack(method),
+        sent: Cell::new(initial_response),
+    };
+    let result = if initial_response {
+        client.authenticate(format!("{mechanism} {}", auth::base64(message)), &exchange)
+    } else {
+        client.authenticate(mechanism, &exchange)
+    };
+    result.map_err(|(e, _client)| e)
 }
 
 #[cfg(test)]
@@ -459,6 +554,8 @@ mod tests {
             },
             user: "alice".to_string(),
             password: Secret(password.to_string()),
+            auth: AuthMethod::Auto,
+            tunnel: None,
             batch_bytes: 1 << 20,
         }
     }
@@ -571,6 +668,43 @@ mod tests {
         assert_eq!(received[1], "a1 AUTHENTICATE PLAIN\r\n");
         // base64("\0alice\0sécret")
         assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
+    }
+
+    fn tunnel_config(command: &str, password: &str) -> ImapConfig {
+        ImapConfig {
+            tunnel: Some(command.to_string()),
+            ..config(1, TlsMode::None, password)
+        }
+    }
+
+    #[test]
+    fn a_tunnel_that_does_not_preauthenticate_needs_a_password() {
+        let greeting = "printf '* OK [CAPABILITY IMAP4rev1] hi\\r\\n'; cat >/dev/null";
+        let err = open_err(&tunnel_config(greeting, ""));
+        assert!(matches!(err, StoreError::Auth(_)), "{err}");
+        assert!(err.to_string().contains("no password source"), "{err}");
+        assert!(err.to_string().contains("tunnel `printf"), "{err}");
+    }
+
+    #[test]
+    fn a_tunnel_preauth_session_never_sends_a_login() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let received = dir.path().join("received");
+        // Greets with PREAUTH, records what it is sent, answers a NOOP.
+        let script = format!(
+            "printf '* PREAUTH [CAPABILITY IMAP4rev1] hi\\r\\n'; read line; \
+             printf '%s\\n' \"$line\" > {}; printf 'a2 OK noop\\r\\n'; cat >/dev/null",
+            received.display()
+        );
+        let mut session = open(&tunnel_config(&script, "secret"))?;
+        session.noop()?;
+        let sent = std::fs::read_to_string(&received)?;
+        assert!(sent.starts_with("a2 NOOP"), "{sent}");
+        assert!(
+            !sent.contains("LOGIN") && !sent.contains("secret"),
+            "{sent}"
+        );
+        Ok(())
     }
 
     #[test]

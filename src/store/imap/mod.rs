@@ -48,9 +48,25 @@ impl std::fmt::Debug for Secret {
 pub struct ImapConfig {
     pub server: ServerConfig,
     pub user: String,
+    /// The password, or the access token of a token login.
     pub password: Secret,
+    pub auth: crate::auth::AuthMethod,
+    /// A command whose stdin and stdout carry IMAP instead of a network
+    /// connection (`ssh host /usr/lib/dovecot/imap`); its server may greet
+    /// with PREAUTH.
+    pub tunnel: Option<String>,
     /// Largest UID FETCH response, in summed RFC822.SIZE bytes.
     pub batch_bytes: u64,
+}
+
+impl ImapConfig {
+    /// The server, for messages: `host:port`, or the tunnel command.
+    pub fn address(&self) -> String {
+        match &self.tunnel {
+            Some(command) => format!("tunnel `{command}`"),
+            None => self.server.address(),
+        }
+    }
 }
 
 /// Smallest fetch budget used whatever the configuration says, so that a tiny
@@ -229,7 +245,7 @@ impl ImapStore {
         let session = login::open(cfg)?;
         let mut store = ImapStore {
             session,
-            address: cfg.server.address(),
+            address: cfg.address(),
             user: cfg.user.clone(),
             batch_bytes: cfg.batch_bytes,
             fetch_share: MIN_FETCH_SHARE,

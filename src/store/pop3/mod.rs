@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 pub use proto::Capa;
 
+use crate::auth::{self, AuthMethod};
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
@@ -28,7 +29,9 @@ use proto::{Link, Reply};
 pub struct Pop3Config {
     pub server: ServerConfig,
     pub user: String,
+    /// The password, or the access token of a token login.
     pub password: Secret,
+    pub auth: crate::auth::AuthMethod,
     /// Most bytes of messages requested at once (summed LIST sizes) when the
     /// server pipelines.
     pub batch_bytes: u64,
@@ -624,8 +627,9 @@ fn login_refused(who: &str, text: &str) -> StoreError {
     }
 }
 
-/// SASL PLAIN when offered (the password travels as one base64 blob and may
-/// hold any character), else USER/PASS. The password never enters an error.
+/// As `auth` says; `auto` is SASL PLAIN when offered (the password travels as
+/// one base64 blob and may hold any character), else USER/PASS. The secret
+/// never enters an error.
 fn login(link: &mut Link<Connection>, capa: &Capa, cfg: &Pop3Config) -> StoreResult<()> {
     let user = cfg.user.as_str();
     let password = cfg.password.0.as_str();
@@ -636,33 +640,25 @@ fn login(link: &mut Link<Connection>, capa: &Capa, cfg: &Pop3Config) -> StoreRes
             "{who}: user name or password contains a line break or NUL"
         )));
     }
-    if capa.sasl("PLAIN") {
-        let response = proto::plain_response(user, password);
-        let initial = format!("AUTH PLAIN {response}\r\n");
-        let mut pending = if initial.len() <= MAX_COMMAND_BYTES {
-            link.send(&initial, "AUTH PLAIN")?;
-            None
-        } else {
-            link.send("AUTH PLAIN\r\n", "AUTH PLAIN")?;
-            Some(response)
-        };
-        loop {
-            match link.reply("AUTH PLAIN")? {
-                Reply::Ok(_) => return Ok(()),
-                Reply::Err(text) => return Err(login_refused(&who, &text)),
-                Reply::Continue(_) => match pending.take() {
-                    Some(response) => link.send(&format!("{response}\r\n"), "AUTH PLAIN")?,
-                    // PLAIN is one message; a server that asks again is confused.
-                    None => {
-                        link.send("*\r\n", "AUTH PLAIN")?;
-                        let _ = link.reply("AUTH PLAIN")?;
-                        return Err(StoreError::Auth(format!(
-                            "{who}: the server asked for more after the PLAIN response"
-                        )));
-                    }
-                },
-            }
+    if let Some(mechanism) = cfg.auth.token_mechanism() {
+        if !capa.sasl(mechanism) {
+            return Err(StoreError::Auth(format!(
+                "{who}: the server does not offer SASL {mechanism}"
+            )));
         }
+        let message =
+            auth::token_response(cfg.auth, user, password, &cfg.server.host, cfg.server.port)
+                .unwrap_or_default();
+        return sasl(link, mechanism, proto::base64(&message), cfg.auth, &who);
+    }
+    let plain = match cfg.auth {
+        AuthMethod::Plain => true,
+        AuthMethod::Login => false,
+        _ => capa.sasl("PLAIN"),
+    };
+    if plain {
+        let response = proto::plain_response(user, password);
+        return sasl(link, "PLAIN", response, cfg.auth, &who);
     }
     for (command, during) in [
         (format!("USER {user}\r\n"), "USER"),
@@ -674,6 +670,56 @@ fn login(link: &mut Link<Connection>, capa: &Capa, cfg: &Pop3Config) -> StoreRes
         }
     }
     Ok(())
+}
+
+/// `AUTH mechanism` with the base64 `response`: with the command when it
+/// fits the line limit, else after the server's first challenge (RFC 5034
+/// section 4). A token mechanism's later challenge is the server's error
+/// report, answered so that the server can finish with `-ERR`.
+fn sasl(
+    link: &mut Link<Connection>,
+    mechanism: &str,
+    response: String,
+    method: AuthMethod,
+    who: &str,
+) -> StoreResult<()> {
+    let during = format!("AUTH {mechanism}");
+    let initial = format!("AUTH {mechanism} {response}\r\n");
+    let mut pending = if initial.len() <= MAX_COMMAND_BYTES {
+        link.send(&initial, &during)?;
+        None
+    } else {
+        link.send(&format!("AUTH {mechanism}\r\n"), &during)?;
+        Some(response)
+    };
+    loop {
+        match link.reply(&during)? {
+            Reply::Ok(_) => return Ok(()),
+            Reply::Err(text) => {
+                return Err(match login_refused(who, &text) {
+                    StoreError::Auth(_) if method.uses_token() => {
+                        StoreError::Auth(auth::token_refused(method, who, &text))
+                    }
+                    other => other,
+                })
+            }
+            Reply::Continue(_) => match pending.take() {
+                Some(response) => link.send(&format!("{response}\r\n"), &during)?,
+                None if method.uses_token() => {
+                    let ack = proto::base64(auth::token_error_ack(method));
+                    link.send(&format!("{ack}\r\n"), &during)?;
+                }
+                // PLAIN is one message; a server that asks again is confused.
+                None => {
+                    link.send("*\r\n", &during)?;
+                    let _ = link.reply(&during)?;
+                    return Err(StoreError::Auth(format!(
+                        "{who}: the server asked for more after the {mechanism} response"
+                    )));
+                }
+            },
+        }
+    }
 }
 
 impl Store for Pop3Store {

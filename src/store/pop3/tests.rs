@@ -49,6 +49,7 @@ fn config(port: u16, tls: TlsMode) -> Pop3Config {
         },
         user: "alice".to_string(),
         password: Secret("s3cret pw".to_string()),
+        auth: crate::auth::AuthMethod::Auto,
         batch_bytes: 1 << 20,
     }
 }
