@@ -193,7 +193,30 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, from: i64) -> StateRes
         tx.pragma_update(None, "user_version", version)
             .map_err(|e| failed(version, e))?;
     }
+    if from == 0 {
+        tx.execute(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('intents', ?1)",
+            [first_intent_id()],
+        )
+        .map_err(|e| failed(SUPPORTED_VERSION, e))?;
+    }
     tx.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(|e| failed(SUPPORTED_VERSION, e))?;
     tx.commit().map_err(|e| failed(SUPPORTED_VERSION, e))
+}
+
+/// Where a new database starts numbering its intents. Stores put intent ids
+/// into what they write (Maildir file names) so that recovery finds a copy
+/// again; a database made after the old one was lost must not find the old
+/// one's files under its own ids and take a message that was never copied
+/// for one that was (download-delete would then remove the server's only
+/// copy). A random start somewhere in 2^61 keeps two databases' ranges
+/// apart; the OS-seeded hasher keys are the randomness std offers.
+fn first_intent_id() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    // Above 2^32, so it never meets the small ids of earlier versions' files.
+    ((random % (1 << 61)) + (1 << 32)) as i64
 }

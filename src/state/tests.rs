@@ -957,3 +957,23 @@ fn a_maildir_root_is_canonical_even_before_it_exists() {
         canonical.join("Mail").join("x")
     );
 }
+
+#[test]
+fn a_new_database_numbers_its_intents_apart_from_any_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = FolderName::inbox();
+    let mut first_ids = Vec::new();
+    for name in ["one.db", "two.db"] {
+        let mut db = StateDb::open(&dir.path().join(name)).unwrap();
+        let batch = db.batch().unwrap();
+        let id = batch
+            .add_intent(&inbox, Side::Near, &key("1"), Flags::EMPTY, None, None)
+            .unwrap();
+        batch.commit().unwrap();
+        first_ids.push(id);
+    }
+    // A lost database's Maildir files carry its ids: the next one must not
+    // start where it did, nor where an earlier version's files (from 1) are.
+    assert_ne!(first_ids[0], first_ids[1]);
+    assert!(first_ids.iter().all(|&id| id > 1 << 32), "{first_ids:?}");
+}

@@ -509,10 +509,7 @@ fn lost_state_pairs_by_identity_without_duplicates_or_deletions() {
     both(|maildir| {
         let w = synced_then_changed(maildir);
         std::fs::remove_file(w.state_path()).expect("remove state");
-        // Not interrupted: tracking ids restart with a new state database,
-        // so recovery after a crash here can take a message appended under
-        // the old one for the interrupted copy (see recover.rs).
-        let report = w.run_with(&w.options());
+        let report = w.run();
         assert_clean(&report);
         let far = w.far_contents();
         assert_eq!(far, w.near_contents());
