@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
 
@@ -627,21 +627,25 @@ impl Store for MemoryStore {
             },
         )?;
         for (uid, body) in bodies {
-            sink(&MsgKey::uid(uid), &body)?;
+            sink(&MsgKey::uid(uid), Body::Bytes(&body))?;
         }
         Ok(())
     }
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let tracking = self.caps.tracking;
+        let body = msg
+            .body
+            .to_wire()
+            .map_err(|e| StoreError::io("reading the message to append", e))?;
         self.run(
             Op::Append,
             |folder| target(folder, &[]),
             |mailbox, view| {
                 let (name, folder) = view.folder_mut(mailbox)?;
-                check_wire_body(name, msg.body)?;
+                check_wire_body(name, &body)?;
                 let uid = folder.add(Message {
-                    body: msg.body.to_vec(),
+                    body,
                     flags: msg.flags,
                     date: msg.date,
                     tracking: tracking.then_some(msg.tracking),
@@ -769,7 +773,7 @@ mod tests {
 
     fn msg(body: &[u8], flags: Flags, tracking: u64) -> NewMessage<'_> {
         NewMessage {
-            body,
+            body: Body::Bytes(body),
             flags,
             date: Some(1_700_000_000),
             tracking,
@@ -919,7 +923,7 @@ mod tests {
         let mut bodies = Vec::new();
         store
             .fetch_bodies(&[MsgKey::uid(uid), MsgKey::uid(50)], &mut |k, b| {
-                bodies.push((k.clone(), b.to_vec()));
+                bodies.push((k.clone(), b.to_wire().unwrap()));
                 Ok(())
             })
             .unwrap();
@@ -1028,7 +1032,7 @@ mod tests {
             .unwrap();
         from.select(&FolderName::inbox()).unwrap();
         from.fetch_bodies(&[MsgKey::uid(uid)], &mut |_, body| {
-            to.append(&msg(body, Flags::SEEN, 1))
+            to.append(&msg(&body.to_wire().unwrap(), Flags::SEEN, 1))
         })
         .unwrap();
         to.flush_appends().unwrap();

@@ -9,7 +9,7 @@ use super::report::{Counts, FolderReport};
 use super::{Abort, Engine, Mode};
 use crate::model::{Flags, Identity, MsgKey};
 use crate::state::Side;
-use crate::store::{FolderStatus, NewMessage, Scope, StoreError};
+use crate::store::{Body, FolderStatus, NewMessage, Scope, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
@@ -351,7 +351,7 @@ impl Engine<'_> {
                 Side::Far => (&mut *self.near, &mut *self.far),
             };
             let observer = &mut *self.observer;
-            let mut sink = |key: &MsgKey, body: &[u8]| -> Result<(), StoreError> {
+            let mut sink = |key: &MsgKey, body: Body<'_>| -> Result<(), StoreError> {
                 let Some(&(intent, index)) = intent_of.get(key) else {
                     return Ok(());
                 };
@@ -362,10 +362,15 @@ impl Engine<'_> {
                     date: item.date,
                     tracking: intent as u64,
                 })?;
-                staged.push((index, Identity::of_message(body), body.len() as u64));
-                staged_bytes += body.len() as u64;
-                copied_bytes += body.len() as u64;
-                observer.copied(folder, 1, body.len() as u64);
+                // A large body is a file: its identity reads the header only.
+                let identity = body
+                    .identity()
+                    .map_err(|e| StoreError::io("reading a copied message", e))?;
+                let size = identity.size;
+                staged.push((index, identity, size));
+                staged_bytes += size;
+                copied_bytes += size;
+                observer.copied(folder, 1, size);
                 if staged_bytes >= flush_at {
                     keys.extend(target.flush_appends()?);
                     staged_bytes = 0;

@@ -88,7 +88,7 @@ fn append(fx: &Fixture, folder: &str, messages: &[(Vec<u8>, Flags, i64)]) {
     imap.select(&name).expect("select");
     for (body, flags, date) in messages {
         imap.append(&NewMessage {
-            body,
+            body: mailsync::store::Body::Bytes(body),
             flags: *flags,
             date: Some(*date),
             tracking: 0,

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use imap_proto::{Capability, Response, ResponseCode, Status};
 
 use super::wire::quote;
-use super::{crate_failure, ImapConfig};
+use super::ImapConfig;
 use crate::store::net::{self, Connection, TlsMode};
 use crate::store::{StoreError, StoreResult};
 
@@ -186,11 +186,16 @@ impl<'a> PreAuth<'a> {
     ) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
         self.tag += 1;
         let tag = format!("m{}", self.tag);
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(format!("{tag} {command}\r\n").as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| net::io_failure(self.address, label, &e))?;
+        self.send(&format!("{tag} {command}\r\n"), label)?;
+        self.read_tagged(&tag, label)
+    }
+
+    /// Reads up to the answer tagged `tag`: the untagged lines and its status.
+    fn read_tagged(
+        &mut self,
+        tag: &str,
+        label: &str,
+    ) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
         let mut untagged = Vec::new();
         loop {
             let line = self.read_line(label)?;
@@ -230,6 +235,46 @@ impl<'a> PreAuth<'a> {
         }
     }
 
+    /// An AUTHENTICATE whose response is sent once the server asks for it
+    /// (servers without SASL-IR).
+    fn authenticate_in_two_steps(
+        &mut self,
+        command: &str,
+        response: &str,
+    ) -> StoreResult<(Status, String)> {
+        self.tag += 1;
+        let tag = format!("m{}", self.tag);
+        self.send(&format!("{tag} {command}\r\n"), "login")?;
+        let line = self.read_line("login")?;
+        if !line.starts_with(b"+") {
+            return Ok(match imap_proto::parser::parse_response(&line) {
+                Ok((
+                    _,
+                    Response::Done {
+                        status,
+                        information,
+                        ..
+                    },
+                )) => (
+                    status,
+                    information.map(|t| t.into_owned()).unwrap_or_default(),
+                ),
+                _ => return Err(self.unexpected("login", &line)),
+            });
+        }
+        self.send(&format!("{response}\r\n"), "login")?;
+        self.read_tagged(&tag, "login")
+            .map(|(_, status, text)| (status, text))
+    }
+
+    fn send(&mut self, text: &str, label: &str) -> StoreResult<()> {
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(text.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| net::io_failure(self.address, label, &e))
+    }
+
     fn capabilities(&mut self) -> StoreResult<ServerCaps> {
         let (lines, status, text) = self.command("CAPABILITY")?;
         if status != Status::Ok {
@@ -262,63 +307,78 @@ impl<'a> PreAuth<'a> {
     }
 }
 
-/// SASL PLAIN (RFC 4616). Deliberately not `Debug`: it holds the password.
-struct PlainAuth<'a> {
-    user: &'a str,
-    password: &'a str,
-}
-
-impl imap::Authenticator for PlainAuth<'_> {
-    type Response = Vec<u8>;
-
-    fn process(&self, _challenge: &[u8]) -> Vec<u8> {
-        let mut response = Vec::with_capacity(self.user.len() + self.password.len() + 2);
-        response.push(0);
-        response.extend_from_slice(self.user.as_bytes());
-        response.push(0);
-        response.extend_from_slice(self.password.as_bytes());
-        response
-    }
-}
-
-/// Connects, secures and logs in. The caller asks for CAPABILITY again
-/// afterwards: the list changes with login.
-pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
+/// Connects, secures and logs in; the connection and the last tag used on it.
+/// The caller asks for CAPABILITY again afterwards: the list changes with login.
+pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(Connection, u32)> {
     let address = cfg.server.address();
-    let (link, caps) = secured(cfg, &address)?;
-    let conn = link.into_connection()?;
-    authenticate(imap::Client::new(conn), &caps, cfg, &address)
+    let (mut link, caps) = secured(cfg, &address)?;
+    log_in(&mut link, &caps, cfg)?;
+    let tag = link.tag;
+    Ok((link.into_connection()?, tag))
 }
 
 /// The untagged lines of a NAMESPACE response, asked on a connection of its
-/// own that we log in to ourselves: the crate's parser (imap-proto 0.16) does
-/// not know NAMESPACE responses and drops the session on one. `None` when the
-/// server refuses NAMESPACE, or this login is not possible without the crate
-/// (PLAIN needs SASL-IR here, LOGIN a quotable password).
+/// own (imap-proto 0.16 does not know NAMESPACE responses). `None` when the
+/// server refuses NAMESPACE.
 pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    use base64::Engine as _;
     let address = cfg.server.address();
     let (mut link, caps) = secured(cfg, &address)?;
-    let (user, password) = (cfg.user.as_str(), cfg.password.0.as_str());
-    let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let login = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        format!("AUTHENTICATE PLAIN {token}")
-    } else if !caps.has("LOGINDISABLED") && quotable(user) && quotable(password) {
-        format!("LOGIN {} {}", quote(user), quote(password))
-    } else {
-        return Ok(None);
-    };
-    let (_, status, text) = link.exchange(&login, "login")?;
-    if status != Status::Ok {
-        return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
-    }
+    log_in(&mut link, &caps, cfg)?;
     let (lines, status, _) = link.command("NAMESPACE")?;
     // The answer is in; a failed goodbye loses nothing.
     let _ = link.command("LOGOUT");
     // A server without NAMESPACE answers BAD: it has no namespace to tell.
     Ok((status == Status::Ok).then_some(lines))
+}
+
+/// LOGIN when the server allows it and both strings are plain printable ASCII
+/// (one round trip, and nothing to encode); SASL PLAIN (RFC 4616) carries
+/// anything else, in the command itself when the server has SASL-IR.
+fn log_in(link: &mut PreAuth<'_>, caps: &ServerCaps, cfg: &ImapConfig) -> StoreResult<()> {
+    use base64::Engine as _;
+    let address = link.address;
+    let user = cfg.user.as_str();
+    let password = cfg.password.0.as_str();
+    if user.contains(['\r', '\n']) || password.contains(['\r', '\n']) {
+        return Err(StoreError::Auth(format!(
+            "{user} at {address}: user name or password contains a line break"
+        )));
+    }
+    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
+    let (status, text) = if caps.has("AUTH=PLAIN") && !login_fits {
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
+        if caps.has("SASL-IR") {
+            let (_, status, text) =
+                link.exchange(&format!("AUTHENTICATE PLAIN {token}"), "login")?;
+            (status, text)
+        } else {
+            link.authenticate_in_two_steps("AUTHENTICATE PLAIN", &token)?
+        }
+    } else if caps.has("LOGINDISABLED") {
+        let hint = if cfg.server.tls != TlsMode::None {
+            ""
+        } else {
+            " (servers usually allow it only over TLS)"
+        };
+        return Err(StoreError::Auth(format!(
+            "{user} at {address}: the server disables LOGIN and offers no AUTH=PLAIN{hint}"
+        )));
+    } else {
+        let (_, status, text) = link.exchange(
+            &format!("LOGIN {} {}", quote(user), quote(password)),
+            "login",
+        )?;
+        (status, text)
+    };
+    match status {
+        Status::Ok => Ok(()),
+        Status::Bad => Err(StoreError::Auth(format!(
+            "{user} at {address}: server rejected the login command: {text}"
+        ))),
+        _ => Err(StoreError::Auth(format!("{user} at {address}: {text}"))),
+    }
 }
 
 /// Connects, secures the connection as configured, and reads the capabilities
@@ -365,49 +425,6 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         _ => link.capabilities()?,
     };
     Ok((link, caps))
-}
-
-fn authenticate(
-    client: imap::Client<Connection>,
-    caps: &ServerCaps,
-    cfg: &ImapConfig,
-    address: &str,
-) -> StoreResult<imap::Session<Connection>> {
-    let user = cfg.user.as_str();
-    let password = cfg.password.0.as_str();
-    let encrypted = cfg.server.tls != TlsMode::None;
-    // LOGIN takes one round trip where the crate's AUTHENTICATE PLAIN takes
-    // two (it does not send the response with the command, RFC 4959), so it
-    // is used whenever the server allows it and both strings are plain
-    // printable ASCII; PLAIN carries anything else (UTF-8 secrets).
-    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
-    let result = if caps.has("AUTH=PLAIN") && !login_fits {
-        client.authenticate("PLAIN", &PlainAuth { user, password })
-    } else if caps.has("LOGINDISABLED") {
-        let hint = if encrypted {
-            ""
-        } else {
-            " (servers usually allow it only over TLS)"
-        };
-        return Err(StoreError::Auth(format!(
-            "{user} at {address}: the server disables LOGIN and offers no AUTH=PLAIN{hint}"
-        )));
-    } else {
-        client.login(user, password)
-    };
-    result.map_err(|(e, _client)| match e {
-        imap::Error::No(no) => StoreError::Auth(format!("{user} at {address}: {}", no.information)),
-        imap::Error::Bad(bad) => StoreError::Auth(format!(
-            "{user} at {address}: server rejected the login command: {}",
-            bad.information
-        )),
-        // The crate's message would name the offending character of the secret.
-        imap::Error::Validate(_) => StoreError::Auth(format!(
-            "{user} at {address}: user name or password contains a line break"
-        )),
-        other => crate_failure(address, "login", other),
-    })
 }
 
 #[cfg(test)]
@@ -532,7 +549,7 @@ mod tests {
             "* OK hi\r\n",
             &[
                 "* CAPABILITY IMAP4rev1\r\nm1 OK done\r\n",
-                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                "m2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
             ],
         );
         let err = open_err(&config(port, TlsMode::None, "p\"w\\x"));
@@ -540,19 +557,19 @@ mod tests {
         assert!(err.to_string().contains("Authentication failed"), "{err}");
         assert!(!err.to_string().contains("p\"w"), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received[1], "a1 LOGIN \"alice\" \"p\\\"w\\\\x\"\r\n");
+        assert_eq!(received[1], "m2 LOGIN \"alice\" \"p\\\"w\\\\x\"\r\n");
     }
 
     #[test]
     fn greeting_capabilities_spare_a_round_trip_and_ascii_secrets_use_login() {
         let (port, server) = fake_server(
             "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n",
-            &["a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"],
+            &["m1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"],
         );
         let err = open_err(&config(port, TlsMode::None, "pw"));
         assert!(matches!(err, StoreError::Auth(_)), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received, vec!["a1 LOGIN \"alice\" \"pw\"\r\n".to_string()]);
+        assert_eq!(received, vec!["m1 LOGIN \"alice\" \"pw\"\r\n".to_string()]);
     }
 
     #[test]
@@ -562,13 +579,13 @@ mod tests {
             &[
                 "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm1 OK done\r\n",
                 "+ \r\n",
-                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                "m2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
             ],
         );
         let err = open_err(&config(port, TlsMode::None, "sécret"));
         assert!(matches!(err, StoreError::Auth(_)), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received[1], "a1 AUTHENTICATE PLAIN\r\n");
+        assert_eq!(received[1], "m2 AUTHENTICATE PLAIN\r\n");
         // base64("\0alice\0sécret")
         assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
     }

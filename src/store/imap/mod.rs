@@ -10,10 +10,12 @@
 mod ext;
 mod list_status;
 mod login;
+mod session;
 pub mod utf7;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 
 use imap_proto::{
     AttributeValue, MailboxDatum, MessageSection, NameAttribute, Response, ResponseCode,
@@ -24,11 +26,12 @@ pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
-use crate::store::net::{self, Connection, ServerConfig};
+use crate::store::net::ServerConfig;
 use crate::store::{
-    BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage, Role, StatusList,
-    Store, StoreError, StoreResult,
+    Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds, NewMessage,
+    Role, StatusList, Store, StoreError, StoreResult,
 };
+use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
 use wire::{
     each_response, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
     quote, uid_set, uid_sets, unescape_quoted, BodyBatch,
@@ -72,7 +75,7 @@ const LITERAL_MINUS_MAX: usize = 4096;
 
 /// An IMAP account, logged in, with at most one folder selected.
 pub struct ImapStore {
-    session: imap::Session<Connection>,
+    session: Session,
     /// `host:port`, for messages.
     address: String,
     user: String,
@@ -110,25 +113,37 @@ struct Staged {
     folder: FolderName,
     wire: String,
     validity: u32,
-    body: Vec<u8>,
+    body: StagedBody,
+    /// The body's size in wire form: the literal's length.
+    len: u64,
     flags: Flags,
     date: Option<i64>,
 }
 
+/// A staged body: small ones copied, large ones kept as the file they came in
+/// (an open handle of it, so a rename meanwhile does not matter).
+enum StagedBody {
+    Bytes(Vec<u8>),
+    File(File, LineEnds),
+}
+
 impl Staged {
-    /// What precedes the message text in an APPEND (or in each message of a
-    /// MULTIAPPEND): flags, arrival date and a non-synchronising literal.
+    /// What precedes the literal in an APPEND (or in each message of a
+    /// MULTIAPPEND): flags and arrival date.
     fn literal_head(&self) -> String {
         let date = self
             .date
             .and_then(format_internal_date)
             .map(|d| format!(" {}", quote(&d)))
             .unwrap_or_default();
-        format!(
-            " ({}){date} {{{}+}}\r\n",
-            self.flags.imap_names().join(" "),
-            self.body.len()
-        )
+        format!(" ({}){date} ", self.flags.imap_names().join(" "))
+    }
+
+    fn body(&self) -> Body<'_> {
+        match &self.body {
+            StagedBody::Bytes(bytes) => Body::Bytes(bytes),
+            StagedBody::File(file, ends) => Body::File { file, ends: *ends },
+        }
     }
 }
 
@@ -158,37 +173,6 @@ impl Failure {
     }
 }
 
-/// Maps an error of the imap crate that is not a plain NO/BAD answer.
-fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
-    match e {
-        imap::Error::Io(e) => net::io_failure(address, verb, &e),
-        imap::Error::ConnectionLost => StoreError::Connection(format!(
-            "{address}: server closed the connection during {verb}"
-        )),
-        imap::Error::Tls(e) => StoreError::Tls(format!("{address}: {verb}: {e}")),
-        // The crate reports a response line it cannot parse as a BYE with this
-        // placeholder text; a real BYE carries the server's own words.
-        imap::Error::Bye(bye)
-            if bye.code.is_none() && bye.information == "no explanation given" =>
-        {
-            StoreError::Protocol(format!(
-                "{address}: {verb}: the server sent a response that cannot be parsed"
-            ))
-        }
-        imap::Error::Bye(bye) => StoreError::Connection(format!(
-            "{address} ended the session during {verb}: {}",
-            bye.information
-        )),
-        imap::Error::No(no) => {
-            StoreError::Protocol(format!("{address}: {verb} refused: {}", no.information))
-        }
-        imap::Error::Bad(bad) => {
-            StoreError::Protocol(format!("{address}: {verb} rejected: {}", bad.information))
-        }
-        other => StoreError::Protocol(format!("{address}: {verb}: {other}")),
-    }
-}
-
 /// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from the crate's parsed form
 /// (codes imap-proto does not know stay inside `text`).
 fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String {
@@ -209,9 +193,9 @@ impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
     /// server's capabilities.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let session = login::open(cfg)?;
+        let (conn, tag) = login::open(cfg)?;
         let mut store = ImapStore {
-            session,
+            session: Session::new(conn, &cfg.server.address(), tag),
             address: cfg.server.address(),
             user: cfg.user.clone(),
             batch_bytes: cfg.batch_bytes,
@@ -288,6 +272,17 @@ impl ImapStore {
 
     /// Sends one command and returns its complete response, tagged line included.
     fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, Failure> {
+        self.run_parts(verb, &[Part::Text(command)], MAX_LITERAL_BYTES)
+    }
+
+    /// `run` for a command made of parts (APPEND), whose answer may carry
+    /// literals of up to `literal_limit` bytes.
+    fn run_parts(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+    ) -> Result<Vec<u8>, Failure> {
         self.listed_with_status = None;
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(StoreError::Connection(format!(
@@ -295,20 +290,21 @@ impl ImapStore {
                 self.address
             ))));
         }
-        match self.session.run(command) {
-            Ok((data, _)) => Ok(data),
-            Err(imap::Error::No(no)) => Err(Failure::Refused(refusal(
-                "NO",
-                no.code.as_ref(),
-                &no.information,
-            ))),
-            Err(imap::Error::Bad(bad)) => Err(Failure::Refused(refusal(
-                "BAD",
-                bad.code.as_ref(),
-                &bad.information,
-            ))),
-            Err(e) => {
-                let err = crate_failure(&self.address, verb, e);
+        let mut data = Vec::new();
+        let answer = self
+            .session
+            .command(verb, parts, literal_limit, &mut |response| {
+                data.extend_from_slice(response);
+                Ok(())
+            });
+        match answer {
+            Ok(Answer::Ok(tagged)) => {
+                data.extend_from_slice(&tagged);
+                Ok(data)
+            }
+            Ok(Answer::Refused(text)) => Err(Failure::Refused(text)),
+            // Only the reading itself fails here: the session is out of step.
+            Err(err) => {
                 self.broken = Some(err.to_string());
                 Err(Failure::Broken(err))
             }
@@ -339,13 +335,16 @@ impl ImapStore {
     /// of the messages since our last command (RFC 2180 4.1.3; Dovecot instead
     /// sends NIL and OK [EXPUNGEISSUED], see `reports_expunge`); a NOOP lets them
     /// report the expunge, after which the same fetch returns the rest.
-    fn fetch(&mut self, command: &str) -> StoreResult<Vec<u8>> {
+    /// Literals in the answer may be up to `literal_limit` bytes.
+    fn fetch(&mut self, command: &str, literal_limit: u64) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
-        let data = match self.run("UID FETCH", command) {
+        let verb = format!("UID FETCH in `{folder}`");
+        let parts = [Part::Text(command)];
+        let data = match self.run_parts(&verb, &parts, literal_limit) {
             Ok(data) => data,
             Err(Failure::Refused(_)) => {
                 self.run_in_folder("NOOP", "NOOP")?;
-                self.run("UID FETCH", command)
+                self.run_parts(&verb, &parts, literal_limit)
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))?
             }
             Err(Failure::Broken(e)) => return Err(e),
@@ -388,12 +387,19 @@ impl ImapStore {
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
-        let data = self.fetch(command)?;
+        let data = self.fetch(command, MAX_LITERAL_BYTES)?;
+        let folder = self.selected_name()?;
         let mut listing = Listing::default();
+        let mut odd = None;
         each_response(&data, |r| {
             self.observe_one(&r);
-            listing.add(&r);
+            if let Err(why) = listing.add(&r) {
+                odd.get_or_insert(why);
+            }
         })?;
+        if let Some(why) = odd {
+            return Err(StoreError::folder(&folder, why));
+        }
         for (uid, meta) in &listing.by_uid {
             if let Some(size) = meta.size {
                 self.sizes.insert(*uid, size);
@@ -454,18 +460,41 @@ impl ImapStore {
         }
     }
 
-    fn fetch_whole(&mut self, uids: &[u32], sink: &mut BodySink<'_>) -> StoreResult<()> {
-        let data = self.fetch(&format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))?;
+    fn fetch_whole(
+        &mut self,
+        uids: &[u32],
+        budget: u64,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<()> {
+        let data = self.fetch(
+            &format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)),
+            budget,
+        )?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
         let expunged = reports_expunge(&responses);
+        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
         for (uid, attrs) in fetched(&responses) {
             // Planned batches are sorted; anything else is unsolicited.
             if uids.binary_search(&uid).is_err() {
                 continue;
             }
             match body_section(attrs, None) {
-                Some(Some(body)) => sink(&MsgKey::uid(uid), body)?,
+                Some(Some(body)) => {
+                    // The same message twice in one answer is delivered once;
+                    // twice with different text, neither can be trusted.
+                    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+                    if let Some(earlier) = delivered.insert(uid, digest) {
+                        if earlier != digest {
+                            return Err(self.odd_reply(format!(
+                                "the server sent UID {uid} twice with different text"
+                            )));
+                        }
+                        continue;
+                    }
+                    self.check_size(uid, body.len() as u64)?;
+                    sink(&MsgKey::uid(uid), Body::Bytes(body))?
+                }
                 Some(None) if !expunged => return Err(self.nil_body(uid)),
                 Some(None) | None => {}
             }
@@ -473,18 +502,42 @@ impl ImapStore {
         Ok(())
     }
 
+    /// A body whose size is not the one listed is another message than the
+    /// one planned for (or a server that cannot be trusted with it).
+    fn check_size(&self, uid: u32, got: u64) -> StoreResult<()> {
+        match self.sizes.get(&uid) {
+            Some(&listed) if listed != got => Err(self.odd_reply(format!(
+                "the server sent {got} bytes for UID {uid}, listed with {listed} bytes"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn odd_reply(&self, reason: String) -> StoreError {
+        StoreError::Folder {
+            folder: self
+                .selected
+                .as_ref()
+                .map(|s| s.name.to_string())
+                .unwrap_or_default(),
+            reason,
+        }
+    }
+
     /// Fetches one message in `BODY.PEEK[]<offset.length>` pieces of at most
-    /// `chunk` bytes and passes the reassembled whole to `sink`. The loop ends on
-    /// a short piece rather than at RFC822.SIZE, which servers may misreport.
+    /// `chunk` bytes into a temporary file, and passes that file to `sink`:
+    /// memory holds one piece at a time, whatever the message's size. The loop
+    /// ends on a short piece; a message that turns out longer or shorter than
+    /// listed is refused.
     fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
         let chunk = chunk.min(u64::from(u32::MAX));
         let expected = self.sizes.get(&uid).copied().unwrap_or(0);
-        // The size comes from the server: trust it for a first reservation only.
-        let mut body = Vec::with_capacity(expected.min(1 << 28) as usize);
+        let spool = tempfile::tempfile()
+            .map_err(|e| StoreError::io("creating a temporary file for a download", e))?;
+        let mut written = 0u64;
         loop {
-            let offset = body.len();
             // IMAP partial origins are 32-bit numbers.
-            let origin = u32::try_from(offset).map_err(|_| StoreError::Message {
+            let origin = u32::try_from(written).map_err(|_| StoreError::Message {
                 folder: self
                     .selected_name()
                     .map(|n| n.to_string())
@@ -492,9 +545,10 @@ impl ImapStore {
                 key: uid.to_string(),
                 reason: "message larger than 4 GiB".to_string(),
             })?;
-            let data = self.fetch(&format!(
-                "UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{chunk}>)"
-            ))?;
+            let data = self.fetch(
+                &format!("UID FETCH {uid} (UID BODY.PEEK[]<{written}.{chunk}>)"),
+                chunk,
+            )?;
             let responses = parse_responses(&data)?;
             self.observe(&responses);
             let piece = fetched(&responses)
@@ -506,14 +560,26 @@ impl ImapStore {
                 Some(None) if reports_expunge(&responses) => return Ok(()),
                 Some(None) => return Err(self.nil_body(uid)),
                 Some(Some(bytes)) => {
-                    body.extend_from_slice(bytes);
+                    std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
+                        .map_err(|e| StoreError::io("writing a download to a temporary file", e))?;
+                    written += bytes.len() as u64;
+                    if written > expected {
+                        return self.check_size(uid, written);
+                    }
                     if (bytes.len() as u64) < chunk {
                         break;
                     }
                 }
             }
         }
-        sink(&MsgKey::uid(uid), &body)
+        self.check_size(uid, written)?;
+        sink(
+            &MsgKey::uid(uid),
+            Body::File {
+                file: &spool,
+                ends: LineEnds::Wire,
+            },
+        )
     }
 
     fn nil_body(&self, uid: u32) -> StoreError {
@@ -528,31 +594,32 @@ impl ImapStore {
         }
     }
 
-    /// APPENDs one staged message; the APPENDUID result when the server gives one.
-    fn append_one(&mut self, msg: &Staged) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
-        let non_synchronising = self.server.literal_plus()
-            || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
-        // Session::run takes a &str, so only a UTF-8 body can travel inside the
-        // command; anything else goes through the crate's synchronising APPEND.
-        let text = match (non_synchronising, std::str::from_utf8(&msg.body)) {
-            (true, Ok(text)) => text,
-            _ => return self.append_synchronising(msg),
+    /// APPENDs a run of staged messages for one folder in one command (more
+    /// than one needs MULTIAPPEND): the APPENDUID result when the server gives
+    /// one. Each message text is sent from where it is staged, a piece at a
+    /// time, as a non-synchronising literal when the server allows it.
+    fn append_run(&mut self, run: &[Staged]) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        let Some(first) = run.first() else {
+            return Ok(None);
         };
-        let command = format!("APPEND {}{}{text}", quote(&msg.wire), msg.literal_head());
-        self.run_append("APPEND", &command, &msg.folder)
-    }
-
-    /// Runs an APPEND or MULTIAPPEND command; the APPENDUID result when the
-    /// server gives one.
-    fn run_append(
-        &mut self,
-        verb: &str,
-        command: &str,
-        folder: &FolderName,
-    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
+        let verb = if run.len() > 1 {
+            "MULTIAPPEND"
+        } else {
+            "APPEND"
+        };
+        let command = format!("APPEND {}", quote(&first.wire));
+        let heads: Vec<String> = run.iter().map(Staged::literal_head).collect();
+        let mut parts = vec![Part::Text(&command)];
+        for (msg, head) in run.iter().zip(&heads) {
+            parts.push(Part::Text(head));
+            parts.push(Part::Literal {
+                body: msg.body(),
+                synchronising: !self.non_synchronising(msg.len),
+            });
+        }
         let data = self
-            .run(verb, command)
-            .map_err(|f| f.in_folder(folder, verb))?;
+            .run_parts(verb, &parts, MAX_LITERAL_BYTES)
+            .map_err(|f| f.in_folder(&first.folder, verb))?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
@@ -564,65 +631,11 @@ impl ImapStore {
         }))
     }
 
-    fn append_synchronising(
-        &mut self,
-        msg: &Staged,
-    ) -> StoreResult<Option<(u32, Vec<UidSetMember>)>> {
-        if let Some(why) = &self.broken {
-            return Err(StoreError::Connection(format!(
-                "{}: connection unusable ({why})",
-                self.address
-            )));
-        }
-        // The crate puts the name in quotes itself but does not escape it.
-        let mailbox = wire::escape_quoted(&msg.wire);
-        let mut command = self.session.append(&mailbox, &msg.body);
-        command.flags(
-            msg.flags
-                .imap_names()
-                .into_iter()
-                .map(imap::types::Flag::from),
-        );
-        if let Some(at) = msg
-            .date
-            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        {
-            command.internal_date(at.fixed_offset());
-        }
-        match command.finish() {
-            Ok(appended) => Ok(appended.uid_validity.zip(appended.uids)),
-            Err(imap::Error::No(no)) => Err(StoreError::folder(
-                &msg.folder,
-                format!(
-                    "APPEND failed: {}",
-                    refusal("NO", no.code.as_ref(), &no.information)
-                ),
-            )),
-            Err(imap::Error::Bad(bad)) => Err(StoreError::folder(
-                &msg.folder,
-                format!(
-                    "APPEND failed: {}",
-                    refusal("BAD", bad.code.as_ref(), &bad.information)
-                ),
-            )),
-            Err(imap::Error::Append) => {
-                // The crate gives up when the line after the command is not the
-                // continuation request. That line may have been a refusal, or
-                // untagged data with the server still waiting for the literal: we
-                // cannot tell, so the session is not trusted any further.
-                let err = StoreError::Protocol(format!(
-                    "{}: APPEND to `{}`: the server did not ask for the message",
-                    self.address, msg.folder
-                ));
-                self.broken = Some(err.to_string());
-                Err(err)
-            }
-            Err(e) => {
-                let err = crate_failure(&self.address, "APPEND", e);
-                self.broken = Some(err.to_string());
-                Err(err)
-            }
-        }
+    /// Whether a literal of `len` bytes may be sent without waiting for the
+    /// server's go-ahead (LITERAL+, or LITERAL- up to its limit).
+    fn non_synchronising(&self, len: u64) -> bool {
+        self.server.literal_plus()
+            || (self.server.literal_minus() && len <= LITERAL_MINUS_MAX as u64)
     }
 
     /// `UID STORE set ±FLAGS.SILENT (...)` over all `uids`, in bounded sets.
@@ -736,15 +749,28 @@ struct Listing {
 }
 
 impl Listing {
-    fn add(&mut self, r: &Response<'_>) {
+    /// Adds one response; the error says what is wrong with an answer that
+    /// cannot be trusted (a message would go missing or be mistaken for another).
+    fn add(&mut self, r: &Response<'_>) -> Result<(), String> {
         match r {
-            Response::Fetch(_, attrs) => {
+            Response::Fetch(seq, attrs) => {
                 let Some(uid) = attrs.iter().find_map(|a| match a {
                     AttributeValue::Uid(uid) => Some(*uid),
                     _ => None,
                 }) else {
-                    return;
+                    // Another client's flag change may come without a UID; an
+                    // answer to the listing (it has the size) may not.
+                    if attrs
+                        .iter()
+                        .any(|a| matches!(a, AttributeValue::Rfc822Size(_)))
+                    {
+                        return Err(format!("the server listed message {seq} without its UID"));
+                    }
+                    return Ok(());
                 };
+                if uid == 0 {
+                    return Err(format!("the server listed message {seq} with UID 0"));
+                }
                 let meta = self.by_uid.entry(uid).or_insert_with(|| MsgMeta {
                     key: MsgKey::uid(uid),
                     flags: Flags::EMPTY,
@@ -759,7 +785,16 @@ impl Listing {
                                 .filter_map(|n| Flags::from_imap_name(n))
                                 .fold(Flags::EMPTY, Flags::union);
                         }
-                        AttributeValue::Rfc822Size(size) => meta.size = Some(u64::from(*size)),
+                        AttributeValue::Rfc822Size(size) => {
+                            let size = u64::from(*size);
+                            if meta.size.is_some_and(|known| known != size) {
+                                return Err(format!(
+                                    "the server listed UID {uid} twice, with sizes {} and {size}",
+                                    meta.size.unwrap_or_default()
+                                ));
+                            }
+                            meta.size = Some(size);
+                        }
                         AttributeValue::InternalDate(date) => meta.date = parse_internal_date(date),
                         _ => {}
                     }
@@ -773,6 +808,7 @@ impl Listing {
                 .extend(uids.iter().flat_map(|range| range.clone().map(MsgKey::uid))),
             _ => {}
         }
+        Ok(())
     }
 
     fn messages(self) -> Vec<MsgMeta> {
@@ -927,6 +963,14 @@ impl Store for ImapStore {
         let (validity, mut status) = select_result(&parse_responses(&data)?);
         let validity = validity
             .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
+        if validity == 0 {
+            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
+            // UID meaningless across runs.
+            return Err(StoreError::folder(
+                name,
+                "the server reported UIDVALIDITY 0",
+            ));
+        }
         status.validity = u64::from(validity);
         self.selected = Some(Selected {
             name: name.clone(),
@@ -974,9 +1018,10 @@ impl Store for ImapStore {
         let uids = self.uids_of(keys)?;
         let mut found: HashMap<u32, Identity> = HashMap::new();
         for set in uid_sets(&uids) {
-            let data = self.fetch(&format!(
-                "UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"
-            ))?;
+            let data = self.fetch(
+                &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
+                MAX_LITERAL_BYTES,
+            )?;
             let responses = parse_responses(&data)?;
             self.observe(&responses);
             self.remember_sizes(&responses);
@@ -1014,7 +1059,7 @@ impl Store for ImapStore {
             .filter(|uid| !self.sizes.contains_key(uid))
             .collect();
         for set in uid_sets(&unknown) {
-            let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"))?;
+            let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
             let responses = parse_responses(&data)?;
             self.observe(&responses);
             self.remember_sizes(&responses);
@@ -1027,7 +1072,7 @@ impl Store for ImapStore {
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         for batch in plan_body_batches(&items, budget) {
             match batch {
-                BodyBatch::Whole(uids) => self.fetch_whole(&uids, sink)?,
+                BodyBatch::Whole(uids) => self.fetch_whole(&uids, budget, sink)?,
                 BodyBatch::Chunked(uid) => self.fetch_chunked(uid, budget, sink)?,
             }
         }
@@ -1036,11 +1081,20 @@ impl Store for ImapStore {
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let selected = self.selected()?;
+        let reading = |e| StoreError::io("reading the message to append", e);
+        let (body, len) = match msg.body {
+            Body::Bytes(bytes) => (StagedBody::Bytes(bytes.to_vec()), bytes.len() as u64),
+            Body::File { file, ends } => (
+                StagedBody::File(file.try_clone().map_err(reading)?, ends),
+                msg.body.len_as(LineEnds::Wire).map_err(reading)?,
+            ),
+        };
         let staged = Staged {
             folder: selected.name.clone(),
             wire: selected.wire.clone(),
             validity: selected.validity,
-            body: msg.body.to_vec(),
+            body,
+            len,
             flags: msg.flags,
             date: msg.date,
         };
@@ -1057,16 +1111,10 @@ impl Store for ImapStore {
         while !rest.is_empty() {
             // MULTIAPPEND sends a run of messages in one round trip.
             let (run, later) = rest.split_at(self.multiappend_group(rest));
-            let appended = match run {
-                [msg] => self.append_one(msg)?,
-                _ => self.append_many(run)?,
-            };
+            let appended = self.append_run(run)?;
             keys.extend(self.appended_keys(appended, run));
             rest = later;
         }
-        // The crate queues unsolicited data from its typed APPEND; nothing here
-        // needs it, and the queue must not grow without bound.
-        self.session.take_all_unsolicited().for_each(drop);
         Ok(keys)
     }
 
@@ -1163,7 +1211,7 @@ impl Store for ImapStore {
         if self.broken.is_none() {
             // Nothing is pending after a flush, and LOGOUT commits nothing in
             // IMAP: it is sent, not waited for (one round trip less per run).
-            let _ = self.session.run_command("LOGOUT");
+            let _ = self.session.send_only("LOGOUT", "LOGOUT");
             self.broken = Some("logged out".to_string());
         }
         Ok(())
@@ -1187,7 +1235,7 @@ mod tests {
 * 3 FETCH (FLAGS (\\Flagged))\r\n\
 a5 OK done\r\n";
         let mut listing = Listing::default();
-        each_response(buf, |r| listing.add(&r)).unwrap();
+        each_response(buf, |r| listing.add(&r).unwrap()).unwrap();
         let metas = listing.messages();
         assert_eq!(
             metas,

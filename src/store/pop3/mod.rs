@@ -18,7 +18,7 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
-    BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
+    Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
     StoreResult,
 };
 use proto::{Link, Reply};
@@ -747,7 +747,7 @@ impl Store for Pop3Store {
             // A refused RETR skips that message; the others are still delivered.
             let mut refused = None;
             session.exchange(&commands, budget, &mut |i, answer| match answer {
-                Ok(body) => sink(&targets[i].0, body),
+                Ok(body) => sink(&targets[i].0, Body::Bytes(body)),
                 Err(text) => {
                     refused.get_or_insert_with(|| StoreError::Message {
                         folder: inbox(),

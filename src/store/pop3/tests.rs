@@ -284,7 +284,7 @@ fn pipelined_retr_delivers_every_body_and_reports_a_refusal() {
     ];
     let err = store
         .fetch_bodies(&keys, &mut |k, body| {
-            got.push((k.to_string(), body.to_vec()));
+            got.push((k.to_string(), body.to_wire().unwrap()));
             Ok(())
         })
         .unwrap_err();
