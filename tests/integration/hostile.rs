@@ -6,8 +6,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
+
+use crate::measure::{run_measured, Exit};
 
 /// The one folder (INBOX) the scripted server offers.
 #[derive(Clone)]
@@ -196,45 +197,6 @@ fn uid_set_contains(set: &str, uid: u32) -> bool {
         }
         None => part.parse() == Ok(uid),
     })
-}
-
-/// How a run of the built binary ended.
-pub struct Exit {
-    pub code: Option<i32>,
-    pub stderr: String,
-    /// Peak resident memory of the run, in KiB (`ru_maxrss` from `wait4`).
-    pub peak_kib: i64,
-}
-
-/// Runs the binary with `args` and a private HOME, the password in
-/// `MAILSYNC_TEST_PW`, and measures its peak memory once it has exited.
-pub fn run_measured(home: &Path, password: &str, args: &[&str]) -> Exit {
-    let stderr_path = home.join("stderr.txt");
-    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-    let child = Command::new(env!("CARGO_BIN_EXE_mailsync"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("MAILSYNC_TEST_PW", password)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("run mailsync");
-    let pid = i32::try_from(child.id()).expect("pid");
-    let mut status = 0;
-    // SAFETY: plain system call on our own child, with valid pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    drop(child);
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    Exit {
-        code,
-        stderr: std::fs::read_to_string(&stderr_path).unwrap_or_default(),
-        peak_kib: usage.ru_maxrss,
-    }
 }
 
 /// A config file for one plain-text IMAP account at `port` on this machine.

@@ -6,6 +6,8 @@ mod count;
 mod download_delete;
 mod hostile;
 mod imap_store;
+mod large;
+mod measure;
 mod migrate;
 mod pop3_store;
 mod reports;
