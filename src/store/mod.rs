@@ -322,6 +322,13 @@ pub trait Store: Send {
         Vec::new()
     }
 
+    /// Messages the store saw but cannot offer (a POP3 message without a
+    /// usable unique-id), as (message, why): the run reports them as skipped,
+    /// so it does not end as if everything synced. Drained by each call.
+    fn take_skipped(&mut self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
     /// Tells the store that it is one of `connections` working at once, so
     /// that their buffers share one budget (an IMAP store's largest FETCH
     /// response). Stores without such buffers ignore it.

@@ -521,6 +521,7 @@ impl<'a> Engine<'a> {
         let result = self.sync_folder(job, &mut folder_report);
         for store in [&mut *self.far, &mut *self.near] {
             folder_report.notes.extend(store.take_warnings());
+            folder_report.skipped.extend(store.take_skipped());
         }
         folder_report.duration = started.elapsed();
         let abort = match result {

@@ -68,6 +68,9 @@ struct Listing {
     /// Keys that named more than one message; while there are any, nothing is
     /// deleted, since DELE by such a key could hit the wrong message.
     duplicates: Vec<String>,
+    /// Messages without a usable unique-id, (message, why): never downloaded,
+    /// since nothing would tell them apart from a new message next time.
+    unusable: Vec<(String, String)>,
 }
 
 /// One command of a pipelined exchange.
@@ -102,6 +105,8 @@ pub struct Pop3Store {
     /// `None` between a committing QUIT and the next operation.
     session: Option<Session>,
     warnings: Vec<String>,
+    /// Messages listed without a usable unique-id: (message, why).
+    skipped: Vec<(String, String)>,
 }
 
 impl Pop3Store {
@@ -120,6 +125,7 @@ impl Pop3Store {
             uidl,
             session: Some(session),
             warnings: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -421,12 +427,12 @@ impl Session {
                 )),
             }
         }
+        let mut listing = Listing::default();
         let keyed = if uidl {
-            self.unique_ids(&by_number, warnings)?
+            self.unique_ids(&by_number, warnings, &mut listing.unusable)?
         } else {
             self.synthesised_keys(&by_number)?
         };
-        let mut listing = Listing::default();
         let mut metas = Vec::with_capacity(keyed.len());
         for (key, listed) in keyed {
             if let Some(first) = listing.by_key.get(&key) {
@@ -456,6 +462,7 @@ impl Session {
         &mut self,
         by_number: &BTreeMap<u32, Listed>,
         warnings: &mut Vec<String>,
+        unusable: &mut Vec<(String, String)>,
     ) -> StoreResult<Vec<(MsgKey, Listed)>> {
         let address = self.address().to_string();
         let lines = self.listing("UIDL")?.map_err(|text| {
@@ -465,8 +472,14 @@ impl Session {
             )
         })?;
         let mut keyed = Vec::with_capacity(lines.len());
+        let mut named = std::collections::HashSet::new();
         for line in &lines {
-            let Some((number, uid)) = proto::parse_scan_line(line) else {
+            // `1 ` (an empty unique-id) names the message all the same.
+            let scanned = proto::parse_scan_line(line).or_else(|| {
+                let number: u32 = line.trim().parse().ok().filter(|n| *n > 0)?;
+                Some((number, ""))
+            });
+            let Some((number, uid)) = scanned else {
                 warnings.push(format!(
                     "{address}: UIDL line `{}` cannot be read; that message is skipped",
                     proto::excerpt(line.as_bytes())
@@ -481,8 +494,16 @@ impl Session {
                 }
                 .to_string()
             };
+            named.insert(number);
             if let Err(reason) = proto::check_uidl(uid) {
-                warnings.push(skipped(format!("{address}: invalid {reason}")));
+                if by_number.contains_key(&number) {
+                    unusable.push((
+                        format!("number {number}"),
+                        format!("{address}: invalid {reason}"),
+                    ));
+                } else {
+                    warnings.push(skipped(format!("{address}: invalid {reason}")));
+                }
                 continue;
             }
             match by_number.get(&number) {
@@ -491,6 +512,12 @@ impl Session {
                     "{address}: UIDL names a message LIST did not"
                 ))),
             }
+        }
+        for number in by_number.keys().filter(|n| !named.contains(n)) {
+            unusable.push((
+                format!("number {number}"),
+                "the server's UIDL gave it no unique-id".to_string(),
+            ));
         }
         keyed.sort_by_key(|(_, listed)| listed.number);
         Ok(keyed)
@@ -712,7 +739,11 @@ impl Store for Pop3Store {
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let uidl = self.uidl;
-        self.with_session(|session, warnings| session.list(uidl, warnings))
+        let metas = self.with_session(|session, warnings| session.list(uidl, warnings))?;
+        if let Some(listing) = self.session.as_ref().and_then(|s| s.listing.as_ref()) {
+            self.skipped = listing.unusable.clone();
+        }
+        Ok(metas)
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
@@ -816,6 +847,10 @@ impl Store for Pop3Store {
 
     fn take_warnings(&mut self) -> Vec<String> {
         self.warnings()
+    }
+
+    fn take_skipped(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn close(&mut self) -> StoreResult<()> {
