@@ -414,3 +414,23 @@ fn deep_nesting_is_refused_without_a_stack_overflow() {
         "nested more than 64 levels deep",
     );
 }
+
+#[test]
+fn uidnext_going_back_since_the_last_run_is_a_folder_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut inbox = Inbox::with(&[(1, ONE), (2, TWO)]);
+    inbox.uidnext = 9;
+    let exit = sync(dir.path(), serve(inbox.clone(), |_| None));
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    assert_eq!(local_inbox(dir.path()).len(), 2);
+
+    inbox.uidnext = 3;
+    let exit = sync(dir.path(), serve(inbox, |_| None));
+    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("UIDNEXT went back from 9 to 3"),
+        "{}",
+        exit.stderr
+    );
+    assert_eq!(local_inbox(dir.path()).len(), 2);
+}
