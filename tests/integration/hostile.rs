@@ -434,3 +434,24 @@ fn uidnext_going_back_since_the_last_run_is_a_folder_error() {
     );
     assert_eq!(local_inbox(dir.path()).len(), 2);
 }
+
+#[test]
+fn an_endless_answer_is_refused_at_the_answer_limit() {
+    let inbox = Inbox::with(&[(1, ONE)]);
+    let exit = refused(
+        inbox,
+        |c| {
+            c.contains("BODY.PEEK[]").then(|| {
+                let mut answer = Vec::new();
+                let filler = vec![b'x'; 1 << 20];
+                for _ in 0..48 {
+                    answer.extend(body_response(1, 1, &filler));
+                }
+                answer
+            })
+        },
+        4,
+        "answer is larger than 32 MiB",
+    );
+    assert!(exit.peak_kib < 64 * 1024, "peak {} KiB", exit.peak_kib);
+}

@@ -33,8 +33,8 @@ use crate::store::{
 };
 use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
 use wire::{
-    each_response, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
-    quote, uid_set, uid_sets, unescape_quoted, BodyBatch,
+    format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
+    uid_sets, unescape_quoted, BodyBatch,
 };
 
 /// A password source resolved to its value. Never printed: `Debug` is redacted.
@@ -69,6 +69,11 @@ const MIN_BATCH_BYTES: u64 = 4096;
 /// single connection fetches up to 4 MiB per round trip.
 const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
+
+/// Largest answer to one command that is kept whole; listings and headers
+/// are read one response at a time, and a batch of bodies stays within the
+/// fetch budget, so only a hostile server comes near it.
+const MAX_ANSWER_BYTES: u64 = 32 << 20;
 
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
@@ -283,6 +288,32 @@ impl ImapStore {
         parts: &[Part<'_>],
         literal_limit: u64,
     ) -> Result<Vec<u8>, Failure> {
+        let mut data = Vec::new();
+        let address = self.address.clone();
+        let tagged = self.run_each(verb, parts, literal_limit, &mut |response, _| {
+            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
+                return Err(StoreError::Protocol(format!(
+                    "{address}: {verb}: the server's answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            data.extend_from_slice(response);
+            Ok(())
+        })?;
+        data.extend_from_slice(&tagged);
+        Ok(data)
+    }
+
+    /// Sends a command and hands each untagged response, as received and
+    /// parsed, to `each`, having counted it for the selected folder (see
+    /// `observe`); memory holds one response at a time. Returns the tagged OK.
+    fn run_each(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        each: &mut dyn FnMut(&[u8], &Response<'_>) -> StoreResult<()>,
+    ) -> Result<Vec<u8>, Failure> {
         self.listed_with_status = None;
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(StoreError::Connection(format!(
@@ -290,20 +321,24 @@ impl ImapStore {
                 self.address
             ))));
         }
-        let mut data = Vec::new();
-        let answer = self
-            .session
-            .command(verb, parts, literal_limit, &mut |response| {
-                data.extend_from_slice(response);
-                Ok(())
-            });
+        let ImapStore {
+            session, selected, ..
+        } = self;
+        let answer = session.command(verb, parts, literal_limit, &mut |raw| {
+            let responses = parse_responses(raw)?;
+            let [response] = responses.as_slice() else {
+                return Err(StoreError::Protocol(format!(
+                    "cannot parse server response `{}`",
+                    wire::excerpt(raw)
+                )));
+            };
+            observe_into(selected, response);
+            each(raw, response)
+        });
         match answer {
-            Ok(Answer::Ok(tagged)) => {
-                data.extend_from_slice(&tagged);
-                Ok(data)
-            }
+            Ok(Answer::Ok(tagged)) => Ok(tagged),
             Ok(Answer::Refused(text)) => Err(Failure::Refused(text)),
-            // Only the reading itself fails here: the session is out of step.
+            Err(err) if self.session.in_step() => Err(Failure::Broken(err)),
             Err(err) => {
                 self.broken = Some(err.to_string());
                 Err(Failure::Broken(err))
@@ -360,7 +395,39 @@ impl ImapStore {
     }
 
     fn observe_one(&mut self, r: &Response<'_>) {
-        let Some(selected) = self.selected.as_mut() else {
+        observe_into(&mut self.selected, r);
+    }
+
+    /// Runs a UID FETCH (see `fetch`) and hands its responses to `each` one at
+    /// a time. After a refusal the fetch is repeated, so `each` may see a
+    /// response twice.
+    fn fetch_each(
+        &mut self,
+        command: &str,
+        literal_limit: u64,
+        each: &mut dyn FnMut(&Response<'_>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let folder = self.selected_name()?;
+        let verb = format!("UID FETCH in `{folder}`");
+        let parts = [Part::Text(command)];
+        let mut take = |_: &[u8], r: &Response<'_>| each(r);
+        match self.run_each(&verb, &parts, literal_limit, &mut take) {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused(_)) => {
+                self.run_in_folder("NOOP", "NOOP")?;
+                self.run_each(&verb, &parts, literal_limit, &mut take)
+                    .map(|_| ())
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))
+            }
+            Err(Failure::Broken(e)) => Err(e),
+        }
+    }
+}
+
+/// Keeps the selected folder's message count current from untagged data.
+fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
+    {
+        let Some(selected) = selected.as_mut() else {
             return;
         };
         match r {
@@ -383,19 +450,20 @@ impl ImapStore {
             _ => {}
         }
     }
+}
 
+impl ImapStore {
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
-        let data = self.fetch(command, MAX_LITERAL_BYTES)?;
         let folder = self.selected_name()?;
         let mut listing = Listing::default();
         let mut odd = None;
-        each_response(&data, |r| {
-            self.observe_one(&r);
-            if let Err(why) = listing.add(&r) {
+        self.fetch_each(command, MAX_LITERAL_BYTES, &mut |r| {
+            if let Err(why) = listing.add(r) {
                 odd.get_or_insert(why);
             }
+            Ok(())
         })?;
         if let Some(why) = odd {
             return Err(StoreError::folder(&folder, why));
@@ -1017,15 +1085,13 @@ impl Store for ImapStore {
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
         let uids = self.uids_of(keys)?;
         let mut found: HashMap<u32, Identity> = HashMap::new();
+        let mut sizes = Vec::new();
         for set in uid_sets(&uids) {
-            let data = self.fetch(
-                &format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"),
-                MAX_LITERAL_BYTES,
-            )?;
-            let responses = parse_responses(&data)?;
-            self.observe(&responses);
-            self.remember_sizes(&responses);
-            for (uid, attrs) in fetched(&responses) {
+            let command = format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])");
+            self.fetch_each(&command, MAX_LITERAL_BYTES, &mut |r| {
+                let Some((uid, attrs)) = fetched(std::slice::from_ref(r)).next() else {
+                    return Ok(());
+                };
                 let size = attrs.iter().find_map(|a| match a {
                     AttributeValue::Rfc822Size(size) => Some(u64::from(*size)),
                     _ => None,
@@ -1038,13 +1104,18 @@ impl Store for ImapStore {
                     } => data.as_deref(),
                     _ => None,
                 });
+                if let Some(size) = size {
+                    sizes.push((uid, size));
+                }
                 // A NIL header means the message is gone (see `reports_expunge`):
                 // it simply has no identity to report.
                 if let (Some(size), Some(header)) = (size, header) {
                     found.insert(uid, Identity::from_header(header, size));
                 }
-            }
+                Ok(())
+            })?;
         }
+        self.sizes.extend(sizes);
         Ok(uids
             .iter()
             .filter_map(|uid| found.remove(uid).map(|id| (MsgKey::uid(*uid), id)))
@@ -1235,7 +1306,7 @@ mod tests {
 * 3 FETCH (FLAGS (\\Flagged))\r\n\
 a5 OK done\r\n";
         let mut listing = Listing::default();
-        each_response(buf, |r| listing.add(&r).unwrap()).unwrap();
+        wire::each_response(buf, |r| listing.add(&r).unwrap()).unwrap();
         let metas = listing.messages();
         assert_eq!(
             metas,

@@ -51,6 +51,9 @@ pub(super) struct Session {
     reader: BufReader<Connection>,
     tag: u32,
     address: String,
+    /// False once reading or writing failed half-way: the next bytes on the
+    /// connection may belong to anything.
+    in_step: bool,
 }
 
 impl Session {
@@ -60,6 +63,7 @@ impl Session {
             reader: BufReader::with_capacity(64 * 1024, conn),
             tag,
             address: address.to_string(),
+            in_step: true,
         }
     }
 
@@ -67,7 +71,7 @@ impl Session {
     /// to `each`. Literals in the answer may be up to `literal_limit` bytes
     /// (never less than `MAX_LITERAL_BYTES`). An error from `each` is returned
     /// once the command's answer has been read to its end, so the session stays
-    /// usable; any other error leaves it unusable.
+    /// usable; any other error leaves it unusable (see `in_step`).
     pub(super) fn command(
         &mut self,
         verb: &str,
@@ -75,10 +79,6 @@ impl Session {
         literal_limit: u64,
         each: &mut dyn FnMut(&[u8]) -> StoreResult<()>,
     ) -> StoreResult<Answer> {
-        self.tag += 1;
-        let tag = format!("{TAG_PREFIX}{}", self.tag);
-        let limit = literal_limit.max(MAX_LITERAL_BYTES);
-        let mut refused_early = None;
         let mut first_error = None;
         let mut deliver = |response: &[u8]| {
             if first_error.is_none() {
@@ -87,6 +87,34 @@ impl Session {
                 }
             }
         };
+        let answer = self.exchange(verb, parts, literal_limit, &mut deliver);
+        if answer.is_err() {
+            self.in_step = false;
+        }
+        let answer = answer?;
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(answer),
+        }
+    }
+
+    /// Whether the conversation is still in step: false after an error of
+    /// `command` other than one of its `each`.
+    pub(super) fn in_step(&self) -> bool {
+        self.in_step
+    }
+
+    fn exchange(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> StoreResult<Answer> {
+        self.tag += 1;
+        let tag = format!("{TAG_PREFIX}{}", self.tag);
+        let limit = literal_limit.max(MAX_LITERAL_BYTES);
+        let mut refused_early = None;
         self.write(verb, format!("{tag} ").as_bytes())?;
         for part in parts {
             match part {
@@ -102,7 +130,7 @@ impl Session {
                     self.write(verb, format!("{{{len}{plus}}}\r\n").as_bytes())?;
                     if *synchronising {
                         self.flush(verb)?;
-                        if let Some(answer) = self.await_continuation(verb, &tag, &mut deliver)? {
+                        if let Some(answer) = self.await_continuation(verb, &tag, deliver)? {
                             refused_early = Some(answer);
                             break;
                         }
@@ -111,17 +139,13 @@ impl Session {
                 }
             }
         }
-        let answer = match refused_early {
-            Some(answer) => answer,
+        match refused_early {
+            Some(answer) => Ok(answer),
             None => {
                 self.write(verb, b"\r\n")?;
                 self.flush(verb)?;
-                self.read_until_tagged(verb, &tag, limit, &mut deliver)?
+                self.read_until_tagged(verb, &tag, limit, deliver)
             }
-        };
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(answer),
         }
     }
 
