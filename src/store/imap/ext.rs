@@ -28,8 +28,8 @@ impl ImapStore {
     /// The first personal namespace of the account `config` logs in to, asked
     /// on a short connection of its own (see `login::namespace_lines`). `None`
     /// when the server has no NAMESPACE, announces no personal namespace,
-    /// answers in a form we do not read (a literal), or cannot be logged in to
-    /// without the crate; folder names are then taken as they come.
+    /// or answers in a form we do not read (a literal); folder names are then
+    /// taken as they come.
     pub fn personal_namespace(config: &ImapConfig) -> StoreResult<Option<PersonalNamespace>> {
         let address = config.server.address();
         let Some(lines) = login::namespace_lines(config)? else {

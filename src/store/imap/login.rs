@@ -3,8 +3,8 @@
 //!
 //! Everything before authentication runs on our own small line reader, so the
 //! STARTTLS rules (no PREAUTH shortcut, no data buffered across the handshake,
-//! capabilities re-read under TLS) are enforced here and nothing the server sent
-//! in clear text can reach the imap crate's buffers.
+//! capabilities re-read under TLS) are enforced here, and nothing the server
+//! sent in clear text is left in a buffer when TLS starts.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};

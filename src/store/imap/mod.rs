@@ -1,10 +1,10 @@
-//! The IMAP store. Everything specific to the `imap` crate stays in this module.
-//!
-//! The crate serves as transport only: we build the socket ourselves (timeouts,
-//! TLS, strict STARTTLS in `login`), and after login every command goes through
-//! `Session::run` as a raw string whose complete response we parse with
-//! `imap_proto`. The crate's typed helpers are avoided because of their defects
-//! (panics on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
+//! The IMAP store. We build the socket ourselves (timeouts, TLS, strict
+//! STARTTLS and login in `login`), and every command after login goes through
+//! our own `session::Session`, which reads the answer one response at a time
+//! within fixed limits; responses are parsed with `imap_proto`. The `imap`
+//! crate is not used: it buffered a command's whole answer (a literal
+//! announced as 2 GB was read whole) and its typed helpers had defects (panics
+//! on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
 mod ext;
@@ -61,8 +61,9 @@ pub struct ImapConfig {
 const MIN_BATCH_BYTES: u64 = 4096;
 
 /// Largest UID FETCH response of all connections together, whatever the
-/// batch budget: the imap crate buffers a whole response, so this, not the
-/// engine's batch, sets the peak memory of a download. Each of N connections
+/// batch budget: a batch of bodies is held whole, so this, not the engine's
+/// batch, sets the peak memory of a download (a larger message is fetched in
+/// pieces of this size into a temporary file). Each of N connections
 /// gets a share of it, never less than `MIN_FETCH_SHARE`. Measured at 10 000
 /// messages with four connections: peak RSS 64 MB at 4 MiB each, 35 MB at
 /// 2 MiB, 30 MB at 1 MiB, with no measurable change in time on loopback; a
@@ -178,8 +179,8 @@ impl Failure {
     }
 }
 
-/// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from the crate's parsed form
-/// (codes imap-proto does not know stay inside `text`).
+/// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from imap-proto's parsed
+/// form (codes it does not know stay inside `text`).
 fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String {
     let code = match code {
         None => return format!("{status} {text}"),
