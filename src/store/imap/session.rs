@@ -28,6 +28,9 @@ pub(super) const MAX_NESTING: usize = 64;
 
 const TAG_PREFIX: &str = "a";
 
+/// Bytes gathered before they are written to the connection.
+const OUT_BYTES: usize = 64 * 1024;
+
 /// A piece of a command: text as is, or a message sent as a literal.
 pub(super) enum Part<'a> {
     Text(&'a str),
@@ -54,6 +57,8 @@ pub(super) struct Session {
     /// False once reading or writing failed half-way: the next bytes on the
     /// connection may belong to anything.
     in_step: bool,
+    /// Bytes written but not yet sent.
+    out: Vec<u8>,
 }
 
 impl Session {
@@ -64,6 +69,7 @@ impl Session {
             tag,
             address: address.to_string(),
             in_step: true,
+            out: Vec::new(),
         }
     }
 
@@ -135,7 +141,7 @@ impl Session {
                             break;
                         }
                     }
-                    self.write_body(verb, body)?;
+                    self.write_body(verb, body, len)?;
                 }
             }
         }
@@ -157,33 +163,59 @@ impl Session {
         self.flush(verb)
     }
 
+    /// Queues bytes for the server; they go out in pieces of `OUT_BYTES`
+    /// (one TLS record and system call each, not one per command part).
     fn write(&mut self, verb: &str, bytes: &[u8]) -> StoreResult<()> {
-        self.reader
-            .get_mut()
-            .write_all(bytes)
-            .map_err(|e| net::io_failure(&self.address, verb, &e))
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= OUT_BYTES {
+            self.send_out(verb)?;
+        }
+        Ok(())
+    }
+
+    fn send_out(&mut self, verb: &str) -> StoreResult<()> {
+        let result = self.reader.get_mut().write_all(&self.out);
+        self.out.clear();
+        result.map_err(|e| net::io_failure(&self.address, verb, &e))
     }
 
     fn flush(&mut self, verb: &str) -> StoreResult<()> {
+        self.send_out(verb)?;
         self.reader
             .get_mut()
             .flush()
             .map_err(|e| net::io_failure(&self.address, verb, &e))
     }
 
-    fn write_body(&mut self, verb: &str, body: &Body<'_>) -> StoreResult<()> {
-        let stream = self.reader.get_mut();
-        let mut socket_failed = None;
-        let result = body.for_each_piece(LineEnds::Wire, |piece| {
-            stream.write_all(piece).inspect_err(|e| {
-                socket_failed = Some(e.kind());
-            })
+    /// Sends a literal's text, which must be exactly `len` bytes: a file that
+    /// changed since its length was announced would put the conversation out
+    /// of step, so it ends with an error instead (the server then drops the
+    /// unfinished command).
+    fn write_body(&mut self, verb: &str, body: &Body<'_>, len: u64) -> StoreResult<()> {
+        let mut sent = 0u64;
+        let mut failure = None;
+        let read = body.for_each_piece(LineEnds::Wire, |piece| {
+            sent += piece.len() as u64;
+            if sent > len {
+                return Err(std::io::Error::other("the message grew while being sent"));
+            }
+            if let Err(e) = self.write(verb, piece) {
+                failure = Some(e);
+                return Err(std::io::Error::other("sending failed"));
+            }
+            Ok(())
         });
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) if socket_failed.is_some() => Err(net::io_failure(&self.address, verb, &e)),
-            Err(e) => Err(StoreError::io(format!("reading the message for {verb}"), e)),
+        if let Some(e) = failure {
+            return Err(e);
         }
+        read.map_err(|e| StoreError::io(format!("reading the message for {verb}"), e))?;
+        if sent != len {
+            return Err(StoreError::io(
+                format!("reading the message for {verb}"),
+                std::io::Error::other("the message shrank while being sent"),
+            ));
+        }
+        Ok(())
     }
 
     /// Reads until the server asks for a literal's text; `Some` when it
