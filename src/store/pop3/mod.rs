@@ -18,8 +18,8 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
-    Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
-    StoreResult,
+    body::SPOOL_BYTES, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, LineEnds,
+    NewMessage, Store, StoreError, StoreResult,
 };
 use proto::{Link, Reply};
 
@@ -78,13 +78,16 @@ struct Command {
     line: String,
     /// Bytes the reply is expected to hold; bounds what is in flight.
     weight: u64,
+    /// Whether a large multi-line reply goes to a temporary file (a message)
+    /// rather than memory.
+    spool: bool,
     /// `Some(limit)` for multi-line replies.
     body_limit: Option<u64>,
 }
 
 /// A reply as [`Session::exchange`] hands it over: the multi-line body (empty
 /// for single-line replies) after `+OK`, or the text after `-ERR`.
-type Answer<'a> = Result<&'a [u8], &'a str>;
+type Answer<'a> = Result<Body<'a>, &'a str>;
 
 /// One session with the maildrop: a logged-in connection, from login to QUIT.
 struct Session {
@@ -360,13 +363,32 @@ impl Session {
             let command = &commands[done];
             body.clear();
             let status = self.link.status(&command.line)?;
+            let mut spooled = None;
             let answer = match &status {
-                Ok(_) => {
-                    if let Some(limit) = command.body_limit {
-                        self.link.body(&command.line, limit, &mut body)?;
+                Ok(_) => match command.body_limit {
+                    Some(limit) if command.spool && limit >= SPOOL_BYTES => {
+                        let file = tempfile::tempfile().map_err(|e| {
+                            StoreError::io("creating a temporary file for a download", e)
+                        })?;
+                        let mut writer = &file;
+                        self.link.body_through(
+                            &command.line,
+                            limit,
+                            &mut body,
+                            Some(&mut |text| std::io::Write::write_all(&mut writer, text)),
+                        )?;
+                        let file = spooled.insert(file);
+                        Ok(Body::File {
+                            file,
+                            ends: LineEnds::Wire,
+                        })
                     }
-                    Ok(body.as_slice())
-                }
+                    Some(limit) => {
+                        self.link.body(&command.line, limit, &mut body)?;
+                        Ok(Body::Bytes(&body))
+                    }
+                    None => Ok(Body::Bytes(&body)),
+                },
                 Err(text) => Err(text.as_str()),
             };
             in_flight_weight = in_flight_weight.saturating_sub(command.weight);
@@ -392,11 +414,12 @@ impl Session {
             .map(|m| Command {
                 line: format!("TOP {} 0", m.number),
                 weight: 0,
+                spool: false,
                 body_limit: Some(reply_limit(m.size)),
             })
             .collect();
         self.exchange(&commands, 0, &mut |i, answer| {
-            if let Ok(header) = answer {
+            if let Ok(Body::Bytes(header)) = answer {
                 each(i, header);
             }
             Ok(())
@@ -598,6 +621,7 @@ impl Session {
             .map(|(_, listed)| Command {
                 line: format!("DELE {}", listed.number),
                 weight: 0,
+                spool: false,
                 body_limit: None,
             })
             .collect();
@@ -772,13 +796,14 @@ impl Store for Pop3Store {
                 .map(|(_, listed)| Command {
                     line: format!("RETR {}", listed.number),
                     weight: listed.size,
+                    spool: true,
                     body_limit: Some(reply_limit(listed.size)),
                 })
                 .collect();
             // A refused RETR skips that message; the others are still delivered.
             let mut refused = None;
             session.exchange(&commands, budget, &mut |i, answer| match answer {
-                Ok(body) => sink(&targets[i].0, Body::Bytes(body)),
+                Ok(body) => sink(&targets[i].0, body),
                 Err(text) => {
                     refused.get_or_insert_with(|| StoreError::Message {
                         folder: inbox(),
