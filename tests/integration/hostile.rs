@@ -455,3 +455,44 @@ fn an_endless_answer_is_refused_at_the_answer_limit() {
     );
     assert!(exit.peak_kib < 64 * 1024, "peak {} KiB", exit.peak_kib);
 }
+
+/// With a 4 KiB fetch budget a 5 000-byte message is fetched in pieces; a
+/// server that goes on sending full pieces past the listed size is refused
+/// once it passes it.
+#[test]
+fn a_message_fetched_in_pieces_that_outgrows_its_size_is_a_folder_error() {
+    let body: Vec<u8> = [
+        &b"Subject: big\r\n\r\n"[..],
+        &vec![b'x'; 5000 - 18][..],
+        b"\r\n",
+    ]
+    .concat();
+    let inbox = Inbox::with(&[(1, &body)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = serve(inbox, |c| {
+        let piece = c.split("BODY.PEEK[]<").nth(1)?;
+        let (offset, rest) = piece.split_once('.')?;
+        let length: usize = rest.trim_end_matches(">)").parse().ok()?;
+        let mut answer = format!("* 1 FETCH (UID 1 BODY[]<{offset}> {{{length}}}\r\n").into_bytes();
+        answer.extend(std::iter::repeat_n(b'y', length));
+        answer.extend_from_slice(b")\r\n");
+        Some(answer)
+    });
+    let config = config(dir.path(), port);
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("batch_bytes = \"4KiB\"\n");
+    std::fs::write(&config, text).expect("config");
+    let exit = run_measured(
+        dir.path(),
+        "pw",
+        &["--config", &config.to_string_lossy(), "sync"],
+    );
+    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert!(
+        exit.stderr
+            .contains("sent 8192 bytes for UID 1, listed with 5000 bytes"),
+        "{}",
+        exit.stderr
+    );
+    assert!(local_inbox(dir.path()).is_empty());
+}

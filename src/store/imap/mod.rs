@@ -600,7 +600,7 @@ impl ImapStore {
     /// listed is refused.
     fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
         let chunk = chunk.min(u64::from(u32::MAX));
-        let expected = self.sizes.get(&uid).copied().unwrap_or(0);
+        let listed = self.sizes.get(&uid).copied();
         let spool = tempfile::tempfile()
             .map_err(|e| StoreError::io("creating a temporary file for a download", e))?;
         let mut written = 0u64;
@@ -632,7 +632,9 @@ impl ImapStore {
                     std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
                         .map_err(|e| StoreError::io("writing a download to a temporary file", e))?;
                     written += bytes.len() as u64;
-                    if written > expected {
+                    // A server that goes on sending is refused as soon as it
+                    // passes the listed size, not after filling the disk.
+                    if listed.is_some_and(|size| written > size) {
                         return self.check_size(uid, written);
                     }
                     if (bytes.len() as u64) < chunk {
