@@ -34,7 +34,7 @@ impl Inbox {
 
 /// What a test changes: given the command (without its tag), the untagged
 /// part of the answer, or `None` for the server's ordinary answer. The tagged
-/// `OK` is added.
+/// `OK` is added, except after a `* BYE`: then the server hangs up.
 pub type Script = dyn Fn(&str) -> Option<Vec<u8>> + Send + Sync;
 
 /// Starts the server on a free port; it serves every connection until the
@@ -85,6 +85,10 @@ fn session(stream: TcpStream, inbox: &Inbox, script: &Script) -> std::io::Result
             None => ordinary(command, &verb, inbox),
         };
         writer.write_all(&untagged)?;
+        // A scripted BYE hangs up, without answering the command.
+        if untagged.starts_with(b"* BYE") && verb != "LOGOUT" {
+            return Ok(());
+        }
         writer.write_all(format!("{tag} OK done\r\n").as_bytes())?;
         if verb == "LOGOUT" {
             return Ok(());
@@ -495,4 +499,15 @@ fn a_message_fetched_in_pieces_that_outgrows_its_size_is_a_folder_error() {
         exit.stderr
     );
     assert!(local_inbox(dir.path()).is_empty());
+}
+
+#[test]
+fn a_server_that_hangs_up_is_quoted() {
+    let inbox = Inbox::with(&[(1, ONE)]);
+    refused(
+        inbox,
+        |c| listing(c).then(|| b"* BYE going down for maintenance\r\n".to_vec()),
+        4,
+        "going down for maintenance",
+    );
 }

@@ -28,6 +28,10 @@ pub(super) const MAX_NESTING: usize = 64;
 
 const TAG_PREFIX: &str = "a";
 
+/// Most of an answer read on, after its reader gave up on it, before the
+/// connection is given up too.
+const MAX_DRAINED_BYTES: u64 = 32 << 20;
+
 /// Bytes gathered before they are written to the connection.
 const OUT_BYTES: usize = 64 * 1024;
 
@@ -59,6 +63,8 @@ pub(super) struct Session {
     in_step: bool,
     /// Bytes written but not yet sent.
     out: Vec<u8>,
+    /// The text of an untagged BYE, for the error when the server hangs up.
+    bye: Option<String>,
 }
 
 impl Session {
@@ -70,6 +76,7 @@ impl Session {
             address: address.to_string(),
             in_step: true,
             out: Vec::new(),
+            bye: None,
         }
     }
 
@@ -77,7 +84,8 @@ impl Session {
     /// to `each`. Literals in the answer may be up to `literal_limit` bytes
     /// (never less than `MAX_LITERAL_BYTES`). An error from `each` is returned
     /// once the command's answer has been read to its end, so the session stays
-    /// usable; any other error leaves it unusable (see `in_step`).
+    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other error
+    /// leaves it unusable (see `in_step`).
     pub(super) fn command(
         &mut self,
         verb: &str,
@@ -86,21 +94,25 @@ impl Session {
         each: &mut dyn FnMut(&[u8]) -> StoreResult<()>,
     ) -> StoreResult<Answer> {
         let mut first_error = None;
+        let mut drained = 0u64;
         let mut deliver = |response: &[u8]| {
             if first_error.is_none() {
                 if let Err(e) = each(response) {
                     first_error = Some(e);
                 }
+                return true;
             }
+            // A server that never ends its answer is not waited for.
+            drained += response.len() as u64;
+            drained <= MAX_DRAINED_BYTES
         };
         let answer = self.exchange(verb, parts, literal_limit, &mut deliver);
         if answer.is_err() {
             self.in_step = false;
         }
-        let answer = answer?;
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(answer),
+        match (answer, first_error) {
+            (Err(_), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (answer, None) => answer,
         }
     }
 
@@ -115,7 +127,7 @@ impl Session {
         verb: &str,
         parts: &[Part<'_>],
         literal_limit: u64,
-        deliver: &mut dyn FnMut(&[u8]),
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
     ) -> StoreResult<Answer> {
         self.tag += 1;
         let tag = format!("{TAG_PREFIX}{}", self.tag);
@@ -224,7 +236,7 @@ impl Session {
         &mut self,
         verb: &str,
         tag: &str,
-        deliver: &mut dyn FnMut(&[u8]),
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
     ) -> StoreResult<Option<Answer>> {
         let mut buf = Vec::new();
         loop {
@@ -235,7 +247,12 @@ impl Session {
             if is_tagged(&buf, tag) {
                 return self.tagged(verb, &buf).map(Some);
             }
-            deliver(&buf);
+            if let Some(text) = buf.strip_prefix(b"* BYE ") {
+                self.bye = Some(excerpt(text));
+            }
+            if !deliver(&buf) {
+                return Err(self.protocol(verb, "the answer does not end"));
+            }
         }
     }
 
@@ -244,7 +261,7 @@ impl Session {
         verb: &str,
         tag: &str,
         limit: u64,
-        deliver: &mut dyn FnMut(&[u8]),
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
     ) -> StoreResult<Answer> {
         let mut buf = Vec::new();
         loop {
@@ -260,7 +277,12 @@ impl Session {
                     self.protocol(verb, &format!("unexpected response `{}`", excerpt(&buf)))
                 );
             }
-            deliver(&buf);
+            if let Some(text) = buf.strip_prefix(b"* BYE ") {
+                self.bye = Some(excerpt(text));
+            }
+            if !deliver(&buf) {
+                return Err(self.protocol(verb, "the answer does not end"));
+            }
         }
     }
 
@@ -324,7 +346,7 @@ impl Session {
                         ),
                     ));
                 }
-                return Err(self.closed(verb, buf));
+                return Err(self.closed(verb));
             }
             nesting.scan(&buf[start..]);
             if nesting.deepest > MAX_NESTING {
@@ -372,16 +394,15 @@ impl Session {
                 .read_to_end(buf)
                 .map_err(|e| net::io_failure(&self.address, verb, &e))?;
             if got < want {
-                return Err(self.closed(verb, buf));
+                return Err(self.closed(verb));
             }
         }
     }
 
-    fn closed(&self, verb: &str, buf: &[u8]) -> StoreError {
-        let said = if buf.starts_with(b"* BYE") {
-            format!(": {}", excerpt(buf.get(6..).unwrap_or_default()))
-        } else {
-            String::new()
+    fn closed(&self, verb: &str) -> StoreError {
+        let said = match &self.bye {
+            Some(text) => format!(": {text}"),
+            None => String::new(),
         };
         StoreError::Connection(format!(
             "{}: server closed the connection during {verb}{said}",
