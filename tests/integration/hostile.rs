@@ -511,3 +511,21 @@ fn a_server_that_hangs_up_is_quoted() {
         "going down for maintenance",
     );
 }
+
+#[test]
+fn a_listing_of_more_messages_than_announced_is_a_folder_error() {
+    let inbox = Inbox::with(&[(1, ONE)]);
+    refused(
+        inbox,
+        |c| {
+            listing(c).then(|| {
+                (1..=5000)
+                    .map(|uid| format!("* 1 FETCH (UID {uid} FLAGS () RFC822.SIZE 10)\r\n"))
+                    .collect::<String>()
+                    .into_bytes()
+            })
+        },
+        1,
+        "listed more messages than the 1 it announced",
+    );
+}

@@ -458,17 +458,15 @@ impl ImapStore {
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
         let folder = self.selected_name()?;
-        let mut listing = Listing::default();
-        let mut odd = None;
+        let mut listing = Listing {
+            exists: self.selected()?.exists,
+            ..Listing::default()
+        };
         self.fetch_each(command, MAX_LITERAL_BYTES, &mut |r| {
-            if let Err(why) = listing.add(r) {
-                odd.get_or_insert(why);
-            }
-            Ok(())
+            listing
+                .add(r)
+                .map_err(|why| StoreError::folder(&folder, why))
         })?;
-        if let Some(why) = odd {
-            return Err(StoreError::folder(&folder, why));
-        }
         for (uid, meta) in &listing.by_uid {
             if let Some(size) = meta.size {
                 self.sizes.insert(*uid, size);
@@ -817,7 +815,14 @@ fn parse_delimiter(raw: &str) -> Option<char> {
 struct Listing {
     by_uid: BTreeMap<u32, MsgMeta>,
     vanished_earlier: Vec<MsgKey>,
+    /// The folder's message count as the server last announced it: a listing
+    /// of more messages is not believed (and not held in memory).
+    exists: u32,
 }
+
+/// Messages a listing may hold beyond the announced count, for servers that
+/// announce a new arrival a little late.
+const LISTING_SLACK: usize = 100;
 
 impl Listing {
     /// Adds one response; the error says what is wrong with an answer that
@@ -841,6 +846,14 @@ impl Listing {
                 };
                 if uid == 0 {
                     return Err(format!("the server listed message {seq} with UID 0"));
+                }
+                if !self.by_uid.contains_key(&uid)
+                    && self.by_uid.len() >= self.exists as usize + LISTING_SLACK
+                {
+                    return Err(format!(
+                        "the server listed more messages than the {} it announced",
+                        self.exists
+                    ));
                 }
                 let meta = self.by_uid.entry(uid).or_insert_with(|| MsgMeta {
                     key: MsgKey::uid(uid),
@@ -871,6 +884,7 @@ impl Listing {
                     }
                 }
             }
+            Response::MailboxData(MailboxDatum::Exists(n)) => self.exists = *n,
             Response::Vanished {
                 earlier: true,
                 uids,
