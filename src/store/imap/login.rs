@@ -294,27 +294,17 @@ impl<'a> PreAuth<'a> {
             ))
         })
     }
-
-    /// Hands the socket over, refusing if the server sent anything unasked.
-    fn into_connection(self) -> StoreResult<Connection> {
-        if !self.reader.buffer().is_empty() {
-            return Err(StoreError::Protocol(format!(
-                "{}: server sent unrequested data before login",
-                self.address
-            )));
-        }
-        Ok(self.reader.into_inner())
-    }
 }
 
-/// Connects, secures and logs in; the connection and the last tag used on it.
-/// The caller asks for CAPABILITY again afterwards: the list changes with login.
-pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(Connection, u32)> {
+/// Connects, secures and logs in; the connection, with whatever the server
+/// sent after the login's answer still in its buffer, and the last tag used
+/// on it. The caller asks for CAPABILITY again afterwards: the list changes
+/// with login.
+pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32)> {
     let address = cfg.server.address();
     let (mut link, caps) = secured(cfg, &address)?;
     log_in(&mut link, &caps, cfg)?;
-    let tag = link.tag;
-    Ok((link.into_connection()?, tag))
+    Ok((link.reader, link.tag))
 }
 
 /// The untagged lines of a NAMESPACE response, asked on a connection of its

@@ -199,9 +199,9 @@ impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
     /// server's capabilities.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let (conn, tag) = login::open(cfg)?;
+        let (reader, tag) = login::open(cfg)?;
         let mut store = ImapStore {
-            session: Session::new(conn, &cfg.server.address(), tag),
+            session: Session::new(reader, &cfg.server.address(), tag),
             address: cfg.server.address(),
             user: cfg.user.clone(),
             batch_bytes: cfg.batch_bytes,
@@ -423,37 +423,7 @@ impl ImapStore {
             Err(Failure::Broken(e)) => Err(e),
         }
     }
-}
 
-/// Keeps the selected folder's message count current from untagged data.
-fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
-    {
-        let Some(selected) = selected.as_mut() else {
-            return;
-        };
-        match r {
-            Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
-            Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
-            // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
-            // ones describe the past and do not change the count.
-            Response::Vanished {
-                earlier: false,
-                uids,
-            } => {
-                let gone: u64 = uids
-                    .iter()
-                    .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
-                    .sum();
-                selected.exists = selected
-                    .exists
-                    .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
-            }
-            _ => {}
-        }
-    }
-}
-
-impl ImapStore {
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
@@ -759,6 +729,32 @@ fn modified_uids(data: &[u8]) -> Vec<u32> {
         }
     }
     uids
+}
+
+/// Keeps the selected folder's message count current from untagged data.
+fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
+    let Some(selected) = selected.as_mut() else {
+        return;
+    };
+    match r {
+        Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
+        Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+        // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
+        // ones describe the past and do not change the count.
+        Response::Vanished {
+            earlier: false,
+            uids,
+        } => {
+            let gone: u64 = uids
+                .iter()
+                .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
+                .sum();
+            selected.exists = selected
+                .exists
+                .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
+        }
+        _ => {}
+    }
 }
 
 /// `(uid, attributes)` of every FETCH response that carries a UID.

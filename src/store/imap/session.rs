@@ -69,9 +69,9 @@ pub(super) struct Session {
 
 impl Session {
     /// Takes over a logged-in connection; `tag` is the last tag used on it.
-    pub(super) fn new(conn: Connection, address: &str, tag: u32) -> Session {
+    pub(super) fn new(reader: BufReader<Connection>, address: &str, tag: u32) -> Session {
         Session {
-            reader: BufReader::with_capacity(64 * 1024, conn),
+            reader,
             tag,
             address: address.to_string(),
             in_step: true,
