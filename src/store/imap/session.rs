@@ -16,7 +16,7 @@ use crate::store::{Body, LineEnds, StoreError, StoreResult};
 
 /// Longest line of a response (the text between literals). A listing line is
 /// a few hundred bytes; a flag list of thousands of keywords stays far below.
-pub(super) const MAX_LINE_BYTES: u64 = 1 << 20;
+const MAX_LINE_BYTES: u64 = 1 << 20;
 
 /// Largest literal in a response that does not carry message text (headers,
 /// names), and the floor of every command's literal limit.
@@ -24,7 +24,7 @@ pub(super) const MAX_LITERAL_BYTES: u64 = 8 << 20;
 
 /// Deepest parenthesis nesting accepted; real responses (BODYSTRUCTURE of a
 /// deeply nested MIME message) stay well below it.
-pub(super) const MAX_NESTING: usize = 64;
+const MAX_NESTING: usize = 64;
 
 const TAG_PREFIX: &str = "a";
 
