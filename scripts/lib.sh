@@ -6,9 +6,10 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # What building and testing need on Debian/Ubuntu: the Dovecot IMAP and POP3
 # servers for the sandbox, openssl for its certificate, and the C libraries the
-# crates link against (native-tls -> libssl, rusqlite -> libsqlite3).
+# crates link against (native-tls -> libssl, rusqlite -> libsqlite3); `time`
+# measures the peak memory of test runs.
 TEST_PACKAGES=(dovecot-imapd dovecot-pop3d openssl pkg-config libssl-dev libsqlite3-dev
-    gcc libc6-dev ca-certificates)
+    gcc libc6-dev ca-certificates time)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

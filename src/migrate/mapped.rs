@@ -180,7 +180,7 @@ mod tests {
         mapped.select(&name("Old Name/Sub")).unwrap();
         mapped
             .append(&NewMessage {
-                body: b"Subject: x\r\n\r\nbody\r\n",
+                body: crate::store::Body::Bytes(b"Subject: x\r\n\r\nbody\r\n"),
                 flags: Flags::SEEN,
                 date: None,
                 tracking: 1,

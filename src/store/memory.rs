@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
-    StoreResult,
+    Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store,
+    StoreError, StoreResult,
 };
 
 /// The first UIDVALIDITY handed out; each folder and each bump takes the next.
@@ -715,13 +715,17 @@ impl Store for MemoryStore {
                     reason: "the server returned NIL instead of the message".to_string(),
                 });
             };
-            sink(&MsgKey::uid(uid), &body)?;
+            sink(&MsgKey::uid(uid), Body::Bytes(&body))?;
         }
         Ok(())
     }
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let tracking = self.caps.tracking;
+        let body = msg
+            .body
+            .to_wire()
+            .map_err(|e| StoreError::io("reading the message to append", e))?;
         self.run(
             Op::Append,
             |folder| target(folder, &[]),
@@ -729,16 +733,16 @@ impl Store for MemoryStore {
                 let refusal = mailbox
                     .refusals
                     .iter()
-                    .find(|(needle, _)| contains(msg.body, needle))
+                    .find(|(needle, _)| contains(&body, needle))
                     .map(|(_, reason)| reason.clone());
                 let (name, folder) = view.folder_mut(mailbox)?;
-                check_wire_body(name, msg.body)?;
+                check_wire_body(name, &body)?;
                 if let Some(reason) = refusal {
                     view.appended.push(Err(reason));
                     return Ok(());
                 }
                 let uid = folder.add(Message {
-                    body: msg.body.to_vec(),
+                    body,
                     flags: msg.flags,
                     date: msg.date,
                     tracking: tracking.then_some(msg.tracking),
@@ -868,7 +872,7 @@ mod tests {
 
     fn msg(body: &[u8], flags: Flags, tracking: u64) -> NewMessage<'_> {
         NewMessage {
-            body,
+            body: Body::Bytes(body),
             flags,
             date: Some(1_700_000_000),
             tracking,
@@ -1024,7 +1028,7 @@ mod tests {
         let mut bodies = Vec::new();
         store
             .fetch_bodies(&[MsgKey::uid(uid), MsgKey::uid(50)], &mut |k, b| {
-                bodies.push((k.clone(), b.to_vec()));
+                bodies.push((k.clone(), b.to_wire().unwrap()));
                 Ok(())
             })
             .unwrap();
@@ -1175,7 +1179,7 @@ mod tests {
             .unwrap();
         from.select(&FolderName::inbox()).unwrap();
         from.fetch_bodies(&[MsgKey::uid(uid)], &mut |_, body| {
-            to.append(&msg(body, Flags::SEEN, 1))
+            to.append(&msg(&body.to_wire().unwrap(), Flags::SEEN, 1))
         })
         .unwrap();
         to.flush_appends().unwrap();

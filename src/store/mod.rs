@@ -2,11 +2,14 @@
 //! pairing (IMAP <-> Maildir, IMAP <-> IMAP for migration, memory <-> memory in
 //! tests) runs through the same code.
 
+pub mod body;
 pub mod imap;
 pub mod maildir;
 pub mod memory;
 pub mod net;
 pub mod pop3;
+
+pub use body::{Body, LineEnds};
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 
@@ -96,10 +99,10 @@ pub struct Changes {
     pub vanished: Option<Vec<MsgKey>>,
 }
 
-/// A message to add to the selected folder. `body` is in wire form (CRLF).
+/// A message to add to the selected folder.
 #[derive(Clone, Debug)]
 pub struct NewMessage<'a> {
-    pub body: &'a [u8],
+    pub body: Body<'a>,
     pub flags: Flags,
     /// INTERNALDATE / mtime, Unix seconds.
     pub date: Option<i64>,
@@ -187,9 +190,10 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Receives message bodies as they arrive, in wire form; borrowed so that a store
-/// can hand out slices of its receive buffer without copying.
-pub type BodySink<'s> = dyn FnMut(&MsgKey, &[u8]) -> StoreResult<()> + 's;
+/// Receives message bodies as they arrive; borrowed so that a store can hand
+/// out slices of its receive buffer, or a file, without copying. A body is
+/// only valid during the call.
+pub type BodySink<'s> = dyn FnMut(&MsgKey, Body<'_>) -> StoreResult<()> + 's;
 
 /// One side of a sync. All message operations act on the folder chosen by the
 /// last `select`.
@@ -330,11 +334,12 @@ pub trait Store: Send {
         Vec::new()
     }
 
-    /// Messages of the folder selected last that its listing holds (so they
-    /// are never taken for deleted) but that the store will not read, change
-    /// or remove, each with the reason: a Maildir entry that is not a regular
-    /// file. The run reports them as skipped. Drained by each call.
-    fn take_skipped(&mut self) -> Vec<(MsgKey, String)> {
+    /// Messages the store saw but will not read, change or remove, each with
+    /// the reason: a Maildir entry that is not a regular file (listed all the
+    /// same, so it is never taken for deleted), a POP3 message without a
+    /// usable unique-id. The run reports them as skipped, so it does not end
+    /// as if everything synced. Drained by each call.
+    fn take_skipped(&mut self) -> Vec<(String, String)> {
         Vec::new()
     }
 

@@ -77,20 +77,6 @@ impl Connection {
         matches!(self, Connection::Tls(_))
     }
 
-    /// For a server that greeted with PREAUTH through a tunnel: answers the
-    /// next command (the imap crate's LOGIN, its only way to a session) with
-    /// OK locally, without sending it. Refused on network connections, where
-    /// PREAUTH is never accepted.
-    pub fn skip_login(&mut self) -> bool {
-        match self {
-            Connection::Tunnel(tunnel) => {
-                tunnel.skip_next_command = true;
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// SHA-256 fingerprint of the server certificate (see [`format_fingerprint`]),
     /// for showing the user what to pin.
     pub fn peer_fingerprint(&self) -> Option<String> {
@@ -172,12 +158,6 @@ pub struct Tunnel {
     stdin: std::process::ChildStdin,
     stdout: std::process::ChildStdout,
     io_timeout: Duration,
-    /// See [`Connection::skip_login`].
-    skip_next_command: bool,
-    /// The bytes of the skipped command seen so far.
-    skipped: Vec<u8>,
-    /// A local answer waiting to be read.
-    answer: Vec<u8>,
 }
 
 /// Starts `command` with `sh -c`, as mbsync's `Tunnel` does.
@@ -203,20 +183,11 @@ pub fn tunnel(command: &str, io_timeout: Duration) -> StoreResult<Connection> {
         stdin,
         stdout,
         io_timeout,
-        skip_next_command: false,
-        skipped: Vec::new(),
-        answer: Vec::new(),
     })))
 }
 
 impl Tunnel {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.answer.is_empty() {
-            let n = buf.len().min(self.answer.len());
-            buf[..n].copy_from_slice(&self.answer[..n]);
-            self.answer.drain(..n);
-            return Ok(n);
-        }
         self.wait_readable()?;
         self.stdout.read(buf)
     }
@@ -250,22 +221,7 @@ impl Tunnel {
     }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if !self.skip_next_command {
-            return self.stdin.write(buf);
-        }
-        self.skipped.extend_from_slice(buf);
-        if self.skipped.ends_with(b"\r\n") {
-            let tag = self
-                .skipped
-                .split(|&b| b == b' ')
-                .next()
-                .unwrap_or_default()
-                .to_vec();
-            self.answer = [&tag[..], b" OK PREAUTH\r\n"].concat();
-            self.skipped.clear();
-            self.skip_next_command = false;
-        }
-        Ok(buf.len())
+        self.stdin.write(buf)
     }
 }
 

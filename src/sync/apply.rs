@@ -9,7 +9,7 @@ use super::report::{Counts, FolderReport};
 use super::{Abort, Engine, Mode};
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
 use crate::state::Side;
-use crate::store::{Appended, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
+use crate::store::{Appended, Body, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
@@ -363,7 +363,7 @@ impl Engine<'_> {
                 Side::Far => (&mut *self.near, &mut *self.far),
             };
             let observer = &mut *self.observer;
-            let mut sink = |key: &MsgKey, body: &[u8]| -> Result<(), StoreError> {
+            let mut sink = |key: &MsgKey, body: Body<'_>| -> Result<(), StoreError> {
                 let Some(&(intent, index)) = intent_of.get(key) else {
                     return Ok(());
                 };
@@ -374,14 +374,14 @@ impl Engine<'_> {
                     date: item.date,
                     tracking: intent as u64,
                 })?;
-                staged.push((
-                    index,
-                    Identity::of_message(body),
-                    body.len() as u64,
-                    header_summary(body),
-                ));
-                staged_bytes += body.len() as u64;
-                observer.copied(folder, 1, body.len() as u64);
+                // A large body is a file: only its header is read again.
+                let (header, size) = body
+                    .header_and_size()
+                    .map_err(|e| StoreError::io("reading a copied message", e))?;
+                let identity = Identity::from_header(&header, size);
+                staged.push((index, identity, size, header_summary(&header)));
+                staged_bytes += size;
+                observer.copied(folder, 1, size);
                 if staged_bytes >= flush_at {
                     keys.extend(target.flush_appends()?);
                     staged_bytes = 0;
@@ -515,7 +515,7 @@ fn fetch_readable(
     let mut rest: Vec<MsgKey> = keys.to_vec();
     loop {
         let mut sink_failed = false;
-        let result = source.fetch_bodies(&rest, &mut |key: &MsgKey, body: &[u8]| {
+        let result = source.fetch_bodies(&rest, &mut |key: &MsgKey, body: Body<'_>| {
             let stored = sink(key, body);
             match stored {
                 Ok(()) => {

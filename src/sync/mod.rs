@@ -90,6 +90,30 @@ fn far_matches(known: &FolderState, status: Option<&FolderStatus>) -> bool {
     })
 }
 
+/// A server whose UIDNEXT went back while UIDVALIDITY stayed may give a new
+/// message the UID of one synced before (RFC 3501 2.3.1.1 forbids both): the
+/// folder is not synced rather than have the two mistaken for each other.
+fn check_uidnext(
+    name: &FolderName,
+    known: &FolderState,
+    now: &FolderStatus,
+) -> Result<(), StoreError> {
+    match (known.far_validity, known.far_uidnext, now.uidnext) {
+        (Some(validity), Some(before), Some(after))
+            if validity == now.validity && after < before =>
+        {
+            Err(StoreError::folder(
+                name,
+                format!(
+                    "the server's UIDNEXT went back from {before} to {after} while UIDVALIDITY \
+                     stayed {validity}; its UIDs cannot be trusted, so the folder is not synced"
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Whether applying the action needs the far folder selected.
 fn touches_far(action: &action::Action) -> bool {
     use action::Action;
@@ -549,6 +573,7 @@ impl<'a> Engine<'a> {
         let result = self.sync_folder(job, &mut folder_report);
         for store in [&mut *self.far, &mut *self.near] {
             folder_report.notes.extend(store.take_warnings());
+            folder_report.skipped.extend(store.take_skipped());
         }
         folder_report.duration = started.elapsed();
         let abort = match result {
@@ -752,12 +777,15 @@ impl<'a> Engine<'a> {
             (far_read, near_read, records)
         });
         let (mut far_status, far_selected, far_changes) = far_read?;
+        if let Some(known) = known {
+            check_uidnext(name, known, &far_status)?;
+        }
         let (mut near_status, mut near_list) = near_read?;
+        // Taken now, not only when the folder ends: a folder with a skipped
+        // entry keeps no watermark (see `keep_modseq`), so the next run
+        // looks at it again.
         for store in [&mut *self.far, &mut *self.near] {
-            let skipped = store.take_skipped().into_iter();
-            report
-                .skipped
-                .extend(skipped.map(|(key, why)| (key.to_string(), why)));
+            report.skipped.extend(store.take_skipped());
         }
         let mut records = records?;
         let mut pairing = known.is_none();

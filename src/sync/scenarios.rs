@@ -85,7 +85,7 @@ fn contents_of(store: &mut dyn Store) -> Contents {
         let mut bodies = BTreeMap::new();
         store
             .fetch_bodies(&keys, &mut |k, b| {
-                bodies.insert(k.clone(), b.to_vec());
+                bodies.insert(k.clone(), b.to_wire().unwrap());
                 Ok(())
             })
             .expect("fetch");
@@ -310,7 +310,7 @@ impl World {
         }
         store
             .append(&crate::store::NewMessage {
-                body,
+                body: crate::store::Body::Bytes(body),
                 flags,
                 date: Some(1_600_000_000),
                 tracking: 0,
@@ -354,7 +354,7 @@ impl World {
         let mut found = None;
         store
             .fetch_bodies(&keys, &mut |k, b| {
-                if String::from_utf8_lossy(b).contains(needle) {
+                if String::from_utf8_lossy(&b.to_wire().unwrap()).contains(needle) {
                     found = Some(k.clone());
                 }
                 Ok(())

@@ -83,7 +83,7 @@ fn append(fx: &Fixture, folder: &str, messages: &[(Vec<u8>, Flags, i64)]) {
     imap.select(&name).expect("select");
     for (body, flags, date) in messages {
         imap.append(&NewMessage {
-            body,
+            body: mailsync::store::Body::Bytes(body),
             flags: *flags,
             date: Some(*date),
             tracking: 0,
@@ -944,6 +944,68 @@ fn duplicate_uidls_disable_deletion_for_the_run_and_are_reported() {
             bodies[0].as_bytes().to_vec(),
             bodies[1].as_bytes().to_vec()
         ])
+    );
+}
+
+/// A message whose UIDL is empty cannot be told apart from one run to the
+/// next: it is never downloaded (so never twice) nor deleted, and the run
+/// says so (exit status 1); the other messages come home once.
+#[test]
+fn a_message_with_an_empty_uidl_is_never_downloaded_twice() {
+    let bodies = [
+        "Subject: one\r\nMessage-ID: <empty-uidl-1@example.org>\r\n\r\nfirst\r\n",
+        "Subject: two\r\nMessage-ID: <empty-uidl-2@example.org>\r\n\r\nsecond\r\n",
+    ];
+    // The second run finds message 2 gone, as the first run deleted it.
+    let serve = move |both: bool| {
+        let count = if both { 2 } else { 1 };
+        move |command: &str| -> String {
+            let mut words = command.split(' ');
+            let verb = words.next().unwrap_or_default();
+            let number: usize = words.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+            match verb {
+                "CAPA" => "+OK\r\nUSER\r\nUIDL\r\n.\r\n".to_string(),
+                "USER" | "PASS" | "RSET" | "QUIT" | "DELE" => "+OK\r\n".to_string(),
+                "STAT" => format!(
+                    "+OK {count} {}\r\n",
+                    bodies[..count].iter().map(|b| b.len()).sum::<usize>()
+                ),
+                "LIST" => {
+                    let mut out = "+OK\r\n".to_string();
+                    for (i, body) in bodies[..count].iter().enumerate() {
+                        out.push_str(&format!("{} {}\r\n", i + 1, body.len()));
+                    }
+                    out + ".\r\n"
+                }
+                "UIDL" if both => "+OK\r\n1 \r\n2 two\r\n.\r\n".to_string(),
+                "UIDL" => "+OK\r\n1 \r\n.\r\n".to_string(),
+                "RETR" if (1..=count).contains(&number) => {
+                    format!("+OK\r\n{}.\r\n", bodies[number - 1])
+                }
+                _ => "-ERR not here\r\n".to_string(),
+            }
+        }
+    };
+    let fx = fixture();
+    let mut retrieved = Vec::new();
+    for both in [true, false] {
+        let (port, server) = scripted_pop3(serve(both));
+        let config = write_config(&fx, "pop3", "none", port, "allow_plaintext = true\n");
+        let run = mailsync(
+            fx.dir.path(),
+            "pw",
+            &["--config", &config.to_string_lossy(), "sync"],
+        );
+        assert_eq!(run.code, Some(1), "{}", run.stderr);
+        assert!(run.stderr.contains("number 1"), "{}", run.stderr);
+        let received = server.join().expect("server");
+        assert!(!received.contains(&"DELE 1".to_string()), "{received:?}");
+        retrieved.extend(received.into_iter().filter(|c| c.starts_with("RETR")));
+    }
+    assert_eq!(retrieved, ["RETR 2"]);
+    assert_eq!(
+        local_bodies(&fx, "INBOX"),
+        vec![bodies[1].as_bytes().to_vec()]
     );
 }
 

@@ -10,7 +10,7 @@ use mailsync::model::{Flags, FolderName, Identity, MsgKey};
 use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::net::{fingerprint_of_der, ServerConfig, TlsMode};
-use mailsync::store::{Appended, NewMessage, Role, Store, StoreError};
+use mailsync::store::{Appended, Body, NewMessage, Role, Store, StoreError};
 
 fn start(opts: SandboxOptions) -> Sandbox {
     match Sandbox::start(opts) {
@@ -106,8 +106,8 @@ fn count(haystack: &[u8], needle: &[u8]) -> usize {
 fn fetch_all(store: &mut ImapStore, keys: &[MsgKey]) -> Vec<(MsgKey, Vec<u8>)> {
     let mut got = Vec::new();
     store
-        .fetch_bodies(keys, &mut |key: &MsgKey, body: &[u8]| {
-            got.push((key.clone(), body.to_vec()));
+        .fetch_bodies(keys, &mut |key: &MsgKey, body: Body<'_>| {
+            got.push((key.clone(), body.to_wire().unwrap()));
             Ok(())
         })
         .unwrap();
@@ -318,7 +318,7 @@ Content-Type: text/plain; charset=iso-8859-1\r\n\r\nd\xe9j\xe0 vu\r\n"
     for (i, (body, (flags, date))) in bodies.iter().zip(settings).enumerate() {
         store
             .append(&NewMessage {
-                body,
+                body: Body::Bytes(body),
                 flags,
                 date,
                 tracking: i as u64,
@@ -429,7 +429,7 @@ fn flags_are_stored_and_deletes_expunge_exactly_the_given_uids() {
     let err = store
         .fetch_bodies(
             &[MsgKey("cur/abc".to_string())],
-            &mut |_: &MsgKey, _: &[u8]| Ok(()),
+            &mut |_: &MsgKey, _: Body<'_>| Ok(()),
         )
         .unwrap_err();
     assert!(matches!(err, StoreError::Message { .. }), "{err}");
@@ -510,7 +510,7 @@ fn without_uidplus_appends_have_no_keys_and_deletes_only_mark() {
     let body = sample_message(5, 900);
     store
         .append(&NewMessage {
-            body: &body,
+            body: Body::Bytes(&body),
             flags: Flags::EMPTY,
             date: None,
             tracking: 1,

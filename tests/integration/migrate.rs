@@ -145,7 +145,7 @@ fn deliver(sandbox: &Sandbox, user: &str, folder: &str, messages: &[(Vec<u8>, Fl
     for (i, (body, flags)) in messages.iter().enumerate() {
         store
             .append(&NewMessage {
-                body,
+                body: mailsync::store::Body::Bytes(body),
                 flags: *flags,
                 date: Some(1_600_000_000 + 86_400 * i as i64 + body.len() as i64),
                 tracking: 0,

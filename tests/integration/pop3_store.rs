@@ -72,7 +72,7 @@ fn fetch_all(store: &mut Pop3Store) -> BTreeMap<MsgKey, Vec<u8>> {
     let mut bodies = BTreeMap::new();
     store
         .fetch_bodies(&keys, &mut |key, body| {
-            bodies.insert(key.clone(), body.to_vec());
+            bodies.insert(key.clone(), body.to_wire().unwrap());
             Ok(())
         })
         .expect("fetch bodies");

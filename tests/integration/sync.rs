@@ -200,7 +200,7 @@ impl Fixture {
         }
         store
             .append(&mailsync::store::NewMessage {
-                body,
+                body: mailsync::store::Body::Bytes(body),
                 flags,
                 date: Some(1_600_000_000),
                 tracking: 0,

@@ -4,8 +4,8 @@
 
 use imap_proto::{AttributeValue, UidSetMember};
 
-use super::wire::{parse_responses, quote, uid_sets};
-use super::{fetched, login, utf7, Failure, ImapConfig, ImapStore, Staged, LITERAL_MINUS_MAX};
+use super::wire::{parse_responses, uid_sets};
+use super::{fetched, login, utf7, ImapConfig, ImapStore, Staged};
 use crate::model::{Flags, MsgKey};
 use crate::store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -28,8 +28,8 @@ impl ImapStore {
     /// The first personal namespace of the account `config` logs in to, asked
     /// on a short connection of its own (see `login::namespace_lines`). `None`
     /// when the server has no NAMESPACE, announces no personal namespace,
-    /// answers in a form we do not read (a literal), or cannot be logged in to
-    /// without the crate; folder names are then taken as they come.
+    /// or answers in a form we do not read (a literal); folder names are then
+    /// taken as they come.
     pub fn personal_namespace(config: &ImapConfig) -> StoreResult<Option<PersonalNamespace>> {
         let address = config.server.address();
         let Some(lines) = login::namespace_lines(config)? else {
@@ -53,7 +53,7 @@ impl ImapStore {
         if self.selected()?.exists == 0 {
             return Ok(Vec::new());
         }
-        let data = self.fetch("UID FETCH 1:* (UID FLAGS)")?;
+        let data = self.fetch("UID FETCH 1:* (UID FLAGS)", 0)?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
         let mut by_uid: BTreeMap<u32, Vec<String>> = BTreeMap::new();
@@ -102,8 +102,8 @@ impl ImapStore {
     }
 
     /// How many of the first staged messages go into one MULTIAPPEND: a run for
-    /// the same folder whose bodies can travel as non-synchronising literals
-    /// inside a text command. 1 means a plain APPEND.
+    /// the same folder whose bodies can travel as non-synchronising literals.
+    /// 1 means a plain APPEND.
     pub(super) fn multiappend_group(&self, staged: &[Staged]) -> usize {
         if !self.server.has("MULTIAPPEND") {
             return 1;
@@ -111,46 +111,21 @@ impl ImapStore {
         let Some(first) = staged.first() else {
             return 1;
         };
-        let mut bytes = 0usize;
+        let mut bytes = 0u64;
         let mut count = 0usize;
         for msg in staged.iter().take(MULTIAPPEND_MAX_MESSAGES) {
-            let literal_ok = self.server.literal_plus()
-                || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
+            // A message that needs the server's go-ahead goes alone.
             if msg.wire != first.wire
                 || msg.validity != first.validity
-                || !literal_ok
-                || std::str::from_utf8(&msg.body).is_err()
-                || (count > 0 && bytes + msg.body.len() > MULTIAPPEND_MAX_BYTES)
+                || !self.non_synchronising(msg.len)
+                || (count > 0 && bytes + msg.len > MULTIAPPEND_MAX_BYTES as u64)
             {
                 break;
             }
-            bytes += msg.body.len();
+            bytes += msg.len;
             count += 1;
         }
         count.max(1)
-    }
-
-    /// Appends a run chosen by `multiappend_group` in one command; the server
-    /// stores all or none of it.
-    pub(super) fn append_many(
-        &mut self,
-        run: &[Staged],
-    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
-        let Some(first) = run.first() else {
-            return Ok(None);
-        };
-        let mut command = format!("APPEND {}", quote(&first.wire));
-        for msg in run {
-            let text = std::str::from_utf8(&msg.body).map_err(|_| {
-                Failure::Broken(StoreError::Protocol(format!(
-                    "{}: MULTIAPPEND given a body that is not UTF-8",
-                    self.address
-                )))
-            })?;
-            command.push_str(&msg.literal_head());
-            command.push_str(text);
-        }
-        self.run_append("MULTIAPPEND", &command)
     }
 
     /// The keys of a run of appended messages from the APPENDUID answer, in

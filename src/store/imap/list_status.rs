@@ -64,9 +64,8 @@ impl ImapStore {
         if self.server.condstore() {
             items.push_str(" HIGHESTMODSEQ");
         }
-        // STATUS=SIZE (RFC 8438) is not requested: the imap crate's response
-        // reader (imap-proto 0.16) cannot parse a SIZE item and fails the whole
-        // command, LIST-STATUS included.
+        // STATUS=SIZE (RFC 8438) is not requested: imap-proto 0.16 cannot
+        // parse a SIZE item and fails the whole command, LIST-STATUS included.
         items
     }
 

@@ -3,17 +3,16 @@
 //!
 //! Everything before authentication runs on our own small line reader, so the
 //! STARTTLS rules (no PREAUTH shortcut, no data buffered across the handshake,
-//! capabilities re-read under TLS) are enforced here and nothing the server sent
-//! in clear text can reach the imap crate's buffers.
+//! capabilities re-read under TLS) are enforced here, and nothing the server
+//! sent in clear text is left in a buffer when TLS starts.
 
-use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 
 use imap_proto::{Capability, Response, ResponseCode, Status};
 
 use super::wire::quote;
-use super::{crate_failure, ImapConfig};
+use super::ImapConfig;
 use crate::auth::{self, AuthMethod};
 use crate::store::net::{self, Connection, TlsMode};
 use crate::store::{StoreError, StoreResult};
@@ -188,11 +187,16 @@ impl<'a> PreAuth<'a> {
     ) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
         self.tag += 1;
         let tag = format!("m{}", self.tag);
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(format!("{tag} {command}\r\n").as_bytes())
-            .and_then(|()| stream.flush())
-            .map_err(|e| net::io_failure(self.address, label, &e))?;
+        self.send(&format!("{tag} {command}\r\n"), label)?;
+        self.read_tagged(&tag, label)
+    }
+
+    /// Reads up to the answer tagged `tag`: the untagged lines and its status.
+    fn read_tagged(
+        &mut self,
+        tag: &str,
+        label: &str,
+    ) -> StoreResult<(Vec<Vec<u8>>, Status, String)> {
         let mut untagged = Vec::new();
         loop {
             let line = self.read_line(label)?;
@@ -232,6 +236,58 @@ impl<'a> PreAuth<'a> {
         }
     }
 
+    /// AUTHENTICATE `command`: `response` (base64) goes when the server first
+    /// asks for it (servers without SASL-IR; `None` when it rode in the
+    /// command), `ack` to any later challenge, which for the token mechanisms
+    /// is the server's error report (RFC 7628 3.2.3).
+    fn authenticate(
+        &mut self,
+        command: &str,
+        mut response: Option<&str>,
+        ack: &str,
+    ) -> StoreResult<(Status, String)> {
+        /// More challenges than any mechanism here has means a confused server.
+        const MOST_CHALLENGES: usize = 4;
+        self.tag += 1;
+        let tag = format!("m{}", self.tag);
+        self.send(&format!("{tag} {command}\r\n"), "login")?;
+        for _ in 0..MOST_CHALLENGES {
+            let line = self.read_line("login")?;
+            if line.starts_with(b"+") {
+                let answer = response.take().unwrap_or(ack);
+                self.send(&format!("{answer}\r\n"), "login")?;
+                continue;
+            }
+            return match imap_proto::parser::parse_response(&line) {
+                Ok((
+                    _,
+                    Response::Done {
+                        tag: got,
+                        status,
+                        information,
+                        ..
+                    },
+                )) if got.0 == tag => Ok((
+                    status,
+                    information.map(|t| t.into_owned()).unwrap_or_default(),
+                )),
+                _ => Err(self.unexpected("login", &line)),
+            };
+        }
+        Err(StoreError::Protocol(format!(
+            "{}: the server kept asking during login",
+            self.address
+        )))
+    }
+
+    fn send(&mut self, text: &str, label: &str) -> StoreResult<()> {
+        let stream = self.reader.get_mut();
+        stream
+            .write_all(text.as_bytes())
+            .and_then(|()| stream.flush())
+            .map_err(|e| net::io_failure(self.address, label, &e))
+    }
+
     fn capabilities(&mut self) -> StoreResult<ServerCaps> {
         let (lines, status, text) = self.command("CAPABILITY")?;
         if status != Status::Ok {
@@ -251,39 +307,35 @@ impl<'a> PreAuth<'a> {
             ))
         })
     }
-
-    /// Hands the socket over, refusing if the server sent anything unasked.
-    fn into_connection(self) -> StoreResult<Connection> {
-        if !self.reader.buffer().is_empty() {
-            return Err(StoreError::Protocol(format!(
-                "{}: server sent unrequested data before login",
-                self.address
-            )));
-        }
-        Ok(self.reader.into_inner())
-    }
 }
 
-/// One SASL exchange: the client's message (sent with the command when the
-/// server offers SASL-IR), then `ack` to any further challenge, which for the
-/// token mechanisms is the server's error report. Deliberately not `Debug`:
-/// the message holds the secret.
-struct SaslAuth<'a> {
-    response: &'a [u8],
-    ack: &'a [u8],
-    sent: Cell<bool>,
+/// Connects, secures and logs in; the connection, with whatever the server
+/// sent after the login's answer still in its buffer, and the last tag used
+/// on it. The caller asks for CAPABILITY again afterwards: the list changes
+/// with login.
+pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32)> {
+    let address = cfg.address();
+    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
+    if !preauthenticated {
+        log_in(&mut link, &caps, cfg)?;
+    }
+    Ok((link.reader, link.tag))
 }
 
-impl imap::Authenticator for SaslAuth<'_> {
-    type Response = Vec<u8>;
-
-    fn process(&self, _challenge: &[u8]) -> Vec<u8> {
-        if self.sent.replace(true) {
-            self.ack.to_vec()
-        } else {
-            self.response.to_vec()
-        }
+/// The untagged lines of a NAMESPACE response, asked on a connection of its
+/// own (imap-proto 0.16 does not know NAMESPACE responses). `None` when the
+/// server refuses NAMESPACE.
+pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
+    let address = cfg.address();
+    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
+    if !preauthenticated {
+        log_in(&mut link, &caps, cfg)?;
     }
+    let (lines, status, _) = link.command("NAMESPACE")?;
+    // The answer is in; a failed goodbye loses nothing.
+    let _ = link.command("LOGOUT");
+    // A server without NAMESPACE answers BAD: it has no namespace to tell.
+    Ok((status == Status::Ok).then_some(lines))
 }
 
 /// The SASL mechanism and first message that `cfg` logs in with, if it uses
@@ -299,75 +351,80 @@ fn sasl_message(cfg: &ImapConfig, mechanism_plain: bool) -> Option<(&'static str
     Some((mechanism, response))
 }
 
-/// Connects, secures and logs in. The caller asks for CAPABILITY again
-/// afterwards: the list changes with login.
-pub(super) fn open(cfg: &ImapConfig) -> StoreResult<imap::Session<Connection>> {
-    let address = cfg.address();
-    let (link, caps, preauthenticated) = secured(cfg, &address)?;
-    let mut conn = link.into_connection()?;
-    if preauthenticated {
-        // The crate reaches a session only through a login: its LOGIN is
-        // answered by the tunnel itself and never reaches the server.
-        if !conn.skip_login() {
-            return Err(StoreError::Protocol(format!(
-                "{address}: PREAUTH outside a tunnel"
-            )));
-        }
-        return imap::Client::new(conn)
-            .login("preauth", "preauth")
-            .map_err(|(e, _client)| crate_failure(&address, "PREAUTH", e));
-    }
-    if cfg.tunnel.is_some() && cfg.password.0.is_empty() {
+/// Logs in as `cfg.auth` says. `auto` uses LOGIN when the server allows it
+/// and both strings are plain printable ASCII (one round trip, nothing to
+/// encode) and SASL PLAIN for anything else (UTF-8 secrets); a SASL message
+/// rides in the command itself when the server has SASL-IR (RFC 4959).
+fn log_in(link: &mut PreAuth<'_>, caps: &ServerCaps, cfg: &ImapConfig) -> StoreResult<()> {
+    let address = link.address;
+    let user = cfg.user.as_str();
+    let password = cfg.password.0.as_str();
+    let who = format!("{user} at {address}");
+    if cfg.tunnel.is_some() && password.is_empty() {
         return Err(StoreError::Auth(format!(
             "{address}: the server behind the tunnel asks for a login (no PREAUTH), \
              but the account names no password source"
         )));
     }
-    authenticate(imap::Client::new(conn), &caps, cfg, &address)
-}
-
-/// The untagged lines of a NAMESPACE response, asked on a connection of its
-/// own that we log in to ourselves: the crate's parser (imap-proto 0.16) does
-/// not know NAMESPACE responses and drops the session on one. `None` when the
-/// server refuses NAMESPACE, or this login is not possible without the crate
-/// (PLAIN needs SASL-IR here, LOGIN a quotable password).
-pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    let address = cfg.address();
-    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
-    let (user, password) = (cfg.user.as_str(), cfg.password.0.as_str());
-    let quotable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let can_login = !caps.has("LOGINDISABLED") && quotable(user) && quotable(password);
-    let with_initial_response = |(mechanism, message): (&str, Vec<u8>)| {
-        format!("AUTHENTICATE {mechanism} {}", auth::base64(&message))
-    };
-    let plain_ir = caps.has("AUTH=PLAIN") && caps.has("SASL-IR");
-    let login = match cfg.auth {
-        AuthMethod::Auto if plain_ir => sasl_message(cfg, true).map(with_initial_response),
-        AuthMethod::Auto | AuthMethod::Login if can_login => {
-            Some(format!("LOGIN {} {}", quote(user), quote(password)))
-        }
-        AuthMethod::Plain if caps.has("SASL-IR") => {
-            sasl_message(cfg, true).map(with_initial_response)
-        }
-        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer if caps.has("SASL-IR") => {
-            sasl_message(cfg, false).map(with_initial_response)
-        }
-        _ => None,
-    };
-    if !preauthenticated {
-        let Some(login) = login else {
-            return Ok(None);
-        };
-        let (_, status, text) = link.exchange(&login, "login")?;
-        if status != Status::Ok {
-            return Err(StoreError::Auth(format!("{user} at {address}: {text}")));
-        }
+    if user.contains(['\r', '\n']) || password.contains(['\r', '\n']) {
+        return Err(StoreError::Auth(format!(
+            "{who}: user name or password contains a line break"
+        )));
     }
-    let (lines, status, _) = link.command("NAMESPACE")?;
-    // The answer is in; a failed goodbye loses nothing.
-    let _ = link.command("LOGOUT");
-    // A server without NAMESPACE answers BAD: it has no namespace to tell.
-    Ok((status == Status::Ok).then_some(lines))
+    let tls_hint = if cfg.server.tls != TlsMode::None {
+        ""
+    } else {
+        " (servers usually allow it only over TLS)"
+    };
+    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
+    let plain = match cfg.auth {
+        AuthMethod::Auto => caps.has("AUTH=PLAIN") && !login_fits,
+        AuthMethod::Plain => true,
+        AuthMethod::Login => false,
+        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
+            let mechanism = cfg.auth.token_mechanism().unwrap_or_default();
+            if !caps.has(&format!("AUTH={mechanism}")) {
+                return Err(StoreError::Auth(format!(
+                    "{who}: the server does not offer AUTH={mechanism}{tls_hint}"
+                )));
+            }
+            false
+        }
+    };
+    let (status, text) = match sasl_message(cfg, plain) {
+        Some((mechanism, message)) => {
+            let message = auth::base64(&message);
+            let ack = auth::base64(auth::token_error_ack(cfg.auth));
+            if caps.has("SASL-IR") {
+                link.authenticate(&format!("AUTHENTICATE {mechanism} {message}"), None, &ack)?
+            } else {
+                link.authenticate(&format!("AUTHENTICATE {mechanism}"), Some(&message), &ack)?
+            }
+        }
+        None if caps.has("LOGINDISABLED") => {
+            return Err(StoreError::Auth(format!(
+                "{who}: the server disables LOGIN and offers no AUTH=PLAIN{tls_hint}"
+            )));
+        }
+        None => {
+            let (_, status, text) = link.exchange(
+                &format!("LOGIN {} {}", quote(user), quote(password)),
+                "login",
+            )?;
+            (status, text)
+        }
+    };
+    match status {
+        Status::Ok => Ok(()),
+        Status::Bad => Err(StoreError::Auth(format!(
+            "{who}: server rejected the login command: {text}"
+        ))),
+        _ if cfg.auth.uses_token() => {
+            Err(StoreError::Auth(auth::token_refused(cfg.auth, &who, &text)))
+        }
+        _ => Err(StoreError::Auth(format!("{who}: {text}"))),
+    }
 }
 
 /// Connects, secures the connection as configured, and reads the capabilities
@@ -418,91 +475,6 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         _ => link.capabilities()?,
     };
     Ok((link, caps, preauth))
-}
-
-fn authenticate(
-    client: imap::Client<Connection>,
-    caps: &ServerCaps,
-    cfg: &ImapConfig,
-    address: &str,
-) -> StoreResult<imap::Session<Connection>> {
-    let user = cfg.user.as_str();
-    let password = cfg.password.0.as_str();
-    let who = format!("{user} at {address}");
-    let encrypted = cfg.server.tls != TlsMode::None;
-    let tls_hint = if encrypted {
-        ""
-    } else {
-        " (servers usually allow it only over TLS)"
-    };
-    // LOGIN takes one round trip where AUTHENTICATE PLAIN without SASL-IR
-    // takes two, so `auto` uses it whenever the server allows it and both
-    // strings are plain printable ASCII; PLAIN carries anything else (UTF-8
-    // secrets).
-    let printable = |s: &str| s.bytes().all(|b| (0x20..0x7f).contains(&b));
-    let login_fits = !caps.has("LOGINDISABLED") && printable(user) && printable(password);
-    let plain = match cfg.auth {
-        AuthMethod::Auto => caps.has("AUTH=PLAIN") && !login_fits,
-        AuthMethod::Plain => true,
-        AuthMethod::Login => false,
-        AuthMethod::Xoauth2 | AuthMethod::Oauthbearer => {
-            let mechanism = cfg.auth.token_mechanism().unwrap_or_default();
-            if !caps.has(&format!("AUTH={mechanism}")) {
-                return Err(StoreError::Auth(format!(
-                    "{who}: the server does not offer AUTH={mechanism}{tls_hint}"
-                )));
-            }
-            false
-        }
-    };
-    let result = match sasl_message(cfg, plain) {
-        Some((mechanism, message)) => sasl(client, caps, mechanism, &message, cfg.auth),
-        None if caps.has("LOGINDISABLED") => {
-            return Err(StoreError::Auth(format!(
-                "{who}: the server disables LOGIN and offers no AUTH=PLAIN{tls_hint}"
-            )));
-        }
-        None => client.login(user, password).map_err(|(e, _client)| e),
-    };
-    result.map_err(|e| match e {
-        imap::Error::No(no) if cfg.auth.uses_token() => {
-            StoreError::Auth(auth::token_refused(cfg.auth, &who, &no.information))
-        }
-        imap::Error::No(no) => StoreError::Auth(format!("{who}: {}", no.information)),
-        imap::Error::Bad(bad) => StoreError::Auth(format!(
-            "{who}: server rejected the login command: {}",
-            bad.information
-        )),
-        // The crate's message would name the offending character of the secret.
-        imap::Error::Validate(_) => StoreError::Auth(format!(
-            "{who}: user name or password contains a line break"
-        )),
-        other => crate_failure(address, "login", other),
-    })
-}
-
-/// AUTHENTICATE with `message`, in the command itself when the server offers
-/// SASL-IR (RFC 4959): the crate sends the mechanism as given, so the
-/// initial response rides along with it.
-fn sasl(
-    client: imap::Client<Connection>,
-    caps: &ServerCaps,
-    mechanism: &str,
-    message: &[u8],
-    method: AuthMethod,
-) -> Result<imap::Session<Connection>, imap::Error> {
-    let initial_response = caps.has("SASL-IR");
-    let exchange = SaslAuth {
-        response: message,
-        ack: auth::token_error_ack(method),
-        sent: Cell::new(initial_response),
-    };
-    let result = if initial_response {
-        client.authenticate(format!("{mechanism} {}", auth::base64(message)), &exchange)
-    } else {
-        client.authenticate(mechanism, &exchange)
-    };
-    result.map_err(|(e, _client)| e)
 }
 
 #[cfg(test)]
@@ -629,7 +601,7 @@ mod tests {
             "* OK hi\r\n",
             &[
                 "* CAPABILITY IMAP4rev1\r\nm1 OK done\r\n",
-                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                "m2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
             ],
         );
         let err = open_err(&config(port, TlsMode::None, "p\"w\\x"));
@@ -637,19 +609,19 @@ mod tests {
         assert!(err.to_string().contains("Authentication failed"), "{err}");
         assert!(!err.to_string().contains("p\"w"), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received[1], "a1 LOGIN \"alice\" \"p\\\"w\\\\x\"\r\n");
+        assert_eq!(received[1], "m2 LOGIN \"alice\" \"p\\\"w\\\\x\"\r\n");
     }
 
     #[test]
     fn greeting_capabilities_spare_a_round_trip_and_ascii_secrets_use_login() {
         let (port, server) = fake_server(
             "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] hi\r\n",
-            &["a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"],
+            &["m1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"],
         );
         let err = open_err(&config(port, TlsMode::None, "pw"));
         assert!(matches!(err, StoreError::Auth(_)), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received, vec!["a1 LOGIN \"alice\" \"pw\"\r\n".to_string()]);
+        assert_eq!(received, vec!["m1 LOGIN \"alice\" \"pw\"\r\n".to_string()]);
     }
 
     #[test]
@@ -659,13 +631,13 @@ mod tests {
             &[
                 "* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\nm1 OK done\r\n",
                 "+ \r\n",
-                "a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+                "m2 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
             ],
         );
         let err = open_err(&config(port, TlsMode::None, "sécret"));
         assert!(matches!(err, StoreError::Auth(_)), "{err}");
         let received = server.join().unwrap();
-        assert_eq!(received[1], "a1 AUTHENTICATE PLAIN\r\n");
+        assert_eq!(received[1], "m2 AUTHENTICATE PLAIN\r\n");
         // base64("\0alice\0sécret")
         assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
     }
@@ -693,13 +665,16 @@ mod tests {
         // Greets with PREAUTH, records what it is sent, answers a NOOP.
         let script = format!(
             "printf '* PREAUTH [CAPABILITY IMAP4rev1] hi\\r\\n'; read line; \
-             printf '%s\\n' \"$line\" > {}; printf 'a2 OK noop\\r\\n'; cat >/dev/null",
+             printf '%s\\n' \"$line\" > {}; tag=${{line%% *}}; \
+             printf '%s OK noop\\r\\n' \"$tag\"; cat >/dev/null",
             received.display()
         );
-        let mut session = open(&tunnel_config(&script, "secret"))?;
-        session.noop()?;
+        let (reader, tag) = open(&tunnel_config(&script, "secret"))?;
+        let mut session = super::super::session::Session::new(reader, "tunnel", tag);
+        let parts = [super::super::session::Part::Text("NOOP")];
+        session.command("NOOP", &parts, 0, &mut |_| Ok(()))?;
         let sent = std::fs::read_to_string(&received)?;
-        assert!(sent.starts_with("a2 NOOP"), "{sent}");
+        assert!(sent.contains(" NOOP"), "{sent}");
         assert!(
             !sent.contains("LOGIN") && !sent.contains("secret"),
             "{sent}"

@@ -1,19 +1,21 @@
-//! The IMAP store. Everything specific to the `imap` crate stays in this module.
-//!
-//! The crate serves as transport only: we build the socket ourselves (timeouts,
-//! TLS, strict STARTTLS in `login`), and after login every command goes through
-//! `Session::run` as a raw string whose complete response we parse with
-//! `imap_proto`. The crate's typed helpers are avoided because of their defects
-//! (panics on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
+//! The IMAP store. We build the socket ourselves (timeouts, TLS, strict
+//! STARTTLS and login in `login`), and every command after login goes through
+//! our own `session::Session`, which reads the answer one response at a time
+//! within fixed limits; responses are parsed with `imap_proto`. The `imap`
+//! crate is not used: it buffered a command's whole answer (a literal
+//! announced as 2 GB was read whole) and its typed helpers had defects (panics
+//! on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
 mod ext;
 mod list_status;
 mod login;
+mod session;
 pub mod utf7;
 mod wire;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 
 use imap_proto::{
     AttributeValue, MailboxDatum, MessageSection, NameAttribute, Response, ResponseCode,
@@ -24,14 +26,15 @@ pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
-use crate::store::net::{self, Connection, ServerConfig};
+use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage, Role,
-    StatusList, Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
+    NewMessage, Role, StatusList, Store, StoreError, StoreResult,
 };
+use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
 use wire::{
-    each_response, format_internal_date, parse_internal_date, parse_responses, plan_body_batches,
-    quote, uid_set, uid_sets, unescape_quoted, BodyBatch,
+    format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
+    uid_sets, unescape_quoted, BodyBatch,
 };
 
 /// A password source resolved to its value. Never printed: `Debug` is redacted.
@@ -74,8 +77,9 @@ impl ImapConfig {
 const MIN_BATCH_BYTES: u64 = 4096;
 
 /// Largest UID FETCH response of all connections together, whatever the
-/// batch budget: the imap crate buffers a whole response, so this, not the
-/// engine's batch, sets the peak memory of a download. Each of N connections
+/// batch budget: a batch of bodies is held whole, so this, not the engine's
+/// batch, sets the peak memory of a download (a larger message is fetched in
+/// pieces of this size into a temporary file). Each of N connections
 /// gets a share of it, never less than `MIN_FETCH_SHARE`. Measured at 10 000
 /// messages with four connections: peak RSS 64 MB at 4 MiB each, 35 MB at
 /// 2 MiB, 30 MB at 1 MiB, with no measurable change in time on loopback; a
@@ -83,12 +87,17 @@ const MIN_BATCH_BYTES: u64 = 4096;
 const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
 
+/// Largest answer to one command that is kept whole; listings and headers
+/// are read one response at a time, and a batch of bodies stays within the
+/// fetch budget, so only a hostile server comes near it.
+const MAX_ANSWER_BYTES: u64 = 32 << 20;
+
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
 
 /// An IMAP account, logged in, with at most one folder selected.
 pub struct ImapStore {
-    session: imap::Session<Connection>,
+    session: Session,
     /// `host:port`, for messages.
     address: String,
     user: String,
@@ -129,36 +138,45 @@ struct Staged {
     folder: FolderName,
     wire: String,
     validity: u32,
-    body: Vec<u8>,
+    body: StagedBody,
+    /// The body's size in wire form: the literal's length.
+    len: u64,
     flags: Flags,
     date: Option<i64>,
 }
 
+/// A staged body: small ones copied, large ones kept as the file they came in
+/// (an open handle of it, so a rename meanwhile does not matter).
+enum StagedBody {
+    Bytes(Vec<u8>),
+    File(File, LineEnds),
+}
+
 impl Staged {
-    /// What precedes the message text in an APPEND (or in each message of a
-    /// MULTIAPPEND): flags, arrival date and a non-synchronising literal.
+    /// What precedes the literal in an APPEND (or in each message of a
+    /// MULTIAPPEND): flags and arrival date.
     fn literal_head(&self) -> String {
         let date = self
             .date
             .and_then(format_internal_date)
             .map(|d| format!(" {}", quote(&d)))
             .unwrap_or_default();
-        format!(
-            " ({}){date} {{{}+}}\r\n",
-            self.flags.imap_names().join(" "),
-            self.body.len()
-        )
+        format!(" ({}){date} ", self.flags.imap_names().join(" "))
+    }
+
+    fn body(&self) -> Body<'_> {
+        match &self.body {
+            StagedBody::Bytes(bytes) => Body::Bytes(bytes),
+            StagedBody::File(file, ends) => Body::File { file, ends: *ends },
+        }
     }
 }
 
 /// How a command failed.
 enum Failure {
-    /// The server answered NO or BAD: this command failed, the session is fine.
-    Refused {
-        text: String,
-        /// NO: the server understood and declined; BAD: it did not understand.
-        declined: bool,
-    },
+    /// The server answered NO or BAD (the text starts with which): this
+    /// command failed, the session is fine.
+    Refused(String),
     /// Anything else; the session is unusable.
     Broken(StoreError),
 }
@@ -166,51 +184,18 @@ enum Failure {
 impl Failure {
     fn in_folder(self, folder: &FolderName, verb: &str) -> StoreError {
         match self {
-            Failure::Refused { text, .. } => {
-                StoreError::folder(folder, format!("{verb} failed: {text}"))
-            }
+            Failure::Refused(text) => StoreError::folder(folder, format!("{verb} failed: {text}")),
             Failure::Broken(e) => e,
         }
     }
 
     fn in_session(self, address: &str, verb: &str) -> StoreError {
         match self {
-            Failure::Refused { text, .. } => {
+            Failure::Refused(text) => {
                 StoreError::Protocol(format!("{address}: {verb} failed: {text}"))
             }
             Failure::Broken(e) => e,
         }
-    }
-}
-
-/// Maps an error of the imap crate that is not a plain NO/BAD answer.
-fn crate_failure(address: &str, verb: &str, e: imap::Error) -> StoreError {
-    match e {
-        imap::Error::Io(e) => net::io_failure(address, verb, &e),
-        imap::Error::ConnectionLost => StoreError::Connection(format!(
-            "{address}: server closed the connection during {verb}"
-        )),
-        imap::Error::Tls(e) => StoreError::Tls(format!("{address}: {verb}: {e}")),
-        // The crate reports a response line it cannot parse as a BYE with this
-        // placeholder text; a real BYE carries the server's own words.
-        imap::Error::Bye(bye)
-            if bye.code.is_none() && bye.information == "no explanation given" =>
-        {
-            StoreError::Protocol(format!(
-                "{address}: {verb}: the server sent a response that cannot be parsed"
-            ))
-        }
-        imap::Error::Bye(bye) => StoreError::Connection(format!(
-            "{address} ended the session during {verb}: {}",
-            bye.information
-        )),
-        imap::Error::No(no) => {
-            StoreError::Protocol(format!("{address}: {verb} refused: {}", no.information))
-        }
-        imap::Error::Bad(bad) => {
-            StoreError::Protocol(format!("{address}: {verb} rejected: {}", bad.information))
-        }
-        other => StoreError::Protocol(format!("{address}: {verb}: {other}")),
     }
 }
 
@@ -222,8 +207,8 @@ fn about_folder(refusal: &str) -> bool {
         .any(|code| refusal.contains(code))
 }
 
-/// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from the crate's parsed form
-/// (codes imap-proto does not know stay inside `text`).
+/// `NO [TRYCREATE] Mailbox doesn't exist`, rebuilt from imap-proto's parsed
+/// form (codes it does not know stay inside `text`).
 fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String {
     let code = match code {
         None => return format!("{status} {text}"),
@@ -242,9 +227,9 @@ impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
     /// server's capabilities.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let session = login::open(cfg)?;
+        let (reader, tag) = login::open(cfg)?;
         let mut store = ImapStore {
-            session,
+            session: Session::new(reader, &cfg.address(), tag),
             address: cfg.address(),
             user: cfg.user.clone(),
             batch_bytes: cfg.batch_bytes,
@@ -329,6 +314,43 @@ impl ImapStore {
 
     /// Sends one command and returns its complete response, tagged line included.
     fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, Failure> {
+        self.run_parts(verb, &[Part::Text(command)], MAX_LITERAL_BYTES)
+    }
+
+    /// `run` for a command made of parts (APPEND), whose answer may carry
+    /// literals of up to `literal_limit` bytes.
+    fn run_parts(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+    ) -> Result<Vec<u8>, Failure> {
+        let mut data = Vec::new();
+        let address = self.address.clone();
+        let tagged = self.run_each(verb, parts, literal_limit, &mut |response, _| {
+            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
+                return Err(StoreError::Protocol(format!(
+                    "{address}: {verb}: the server's answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            data.extend_from_slice(response);
+            Ok(())
+        })?;
+        data.extend_from_slice(&tagged);
+        Ok(data)
+    }
+
+    /// Sends a command and hands each untagged response, as received and
+    /// parsed, to `each`, having counted it for the selected folder (see
+    /// `observe`); memory holds one response at a time. Returns the tagged OK.
+    fn run_each(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        each: &mut dyn FnMut(&[u8], &Response<'_>) -> StoreResult<()>,
+    ) -> Result<Vec<u8>, Failure> {
         self.listed_with_status = None;
         if let Some(why) = &self.broken {
             return Err(Failure::Broken(StoreError::Connection(format!(
@@ -336,18 +358,25 @@ impl ImapStore {
                 self.address
             ))));
         }
-        match self.session.run(command) {
-            Ok((data, _)) => Ok(data),
-            Err(imap::Error::No(no)) => Err(Failure::Refused {
-                text: refusal("NO", no.code.as_ref(), &no.information),
-                declined: true,
-            }),
-            Err(imap::Error::Bad(bad)) => Err(Failure::Refused {
-                text: refusal("BAD", bad.code.as_ref(), &bad.information),
-                declined: false,
-            }),
-            Err(e) => {
-                let err = crate_failure(&self.address, verb, e);
+        let ImapStore {
+            session, selected, ..
+        } = self;
+        let answer = session.command(verb, parts, literal_limit, &mut |raw| {
+            let responses = parse_responses(raw)?;
+            let [response] = responses.as_slice() else {
+                return Err(StoreError::Protocol(format!(
+                    "cannot parse server response `{}`",
+                    wire::excerpt(raw)
+                )));
+            };
+            observe_into(selected, response);
+            each(raw, response)
+        });
+        match answer {
+            Ok(Answer::Ok(tagged)) => Ok(tagged),
+            Ok(Answer::Refused(text)) => Err(Failure::Refused(text)),
+            Err(err) if self.session.in_step() => Err(Failure::Broken(err)),
+            Err(err) => {
                 self.broken = Some(err.to_string());
                 Err(Failure::Broken(err))
             }
@@ -378,13 +407,16 @@ impl ImapStore {
     /// of the messages since our last command (RFC 2180 4.1.3; Dovecot instead
     /// sends NIL and OK [EXPUNGEISSUED], see `reports_expunge`); a NOOP lets them
     /// report the expunge, after which the same fetch returns the rest.
-    fn fetch(&mut self, command: &str) -> StoreResult<Vec<u8>> {
+    /// Literals in the answer may be up to `literal_limit` bytes.
+    fn fetch(&mut self, command: &str, literal_limit: u64) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
-        let data = match self.run("UID FETCH", command) {
+        let verb = format!("UID FETCH in `{folder}`");
+        let parts = [Part::Text(command)];
+        let data = match self.run_parts(&verb, &parts, literal_limit) {
             Ok(data) => data,
-            Err(Failure::Refused { .. }) => {
+            Err(Failure::Refused(_)) => {
                 self.run_in_folder("NOOP", "NOOP")?;
-                self.run("UID FETCH", command)
+                self.run_parts(&verb, &parts, literal_limit)
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))?
             }
             Err(Failure::Broken(e)) => return Err(e),
@@ -400,38 +432,46 @@ impl ImapStore {
     }
 
     fn observe_one(&mut self, r: &Response<'_>) {
-        let Some(selected) = self.selected.as_mut() else {
-            return;
-        };
-        match r {
-            Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
-            Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
-            // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
-            // ones describe the past and do not change the count.
-            Response::Vanished {
-                earlier: false,
-                uids,
-            } => {
-                let gone: u64 = uids
-                    .iter()
-                    .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
-                    .sum();
-                selected.exists = selected
-                    .exists
-                    .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
+        observe_into(&mut self.selected, r);
+    }
+
+    /// Runs a UID FETCH (see `fetch`) and hands its responses to `each` one at
+    /// a time. After a refusal the fetch is repeated, so `each` may see a
+    /// response twice.
+    fn fetch_each(
+        &mut self,
+        command: &str,
+        literal_limit: u64,
+        each: &mut dyn FnMut(&Response<'_>) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        let folder = self.selected_name()?;
+        let verb = format!("UID FETCH in `{folder}`");
+        let parts = [Part::Text(command)];
+        let mut take = |_: &[u8], r: &Response<'_>| each(r);
+        match self.run_each(&verb, &parts, literal_limit, &mut take) {
+            Ok(_) => Ok(()),
+            Err(Failure::Refused(_)) => {
+                self.run_in_folder("NOOP", "NOOP")?;
+                self.run_each(&verb, &parts, literal_limit, &mut take)
+                    .map(|_| ())
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))
             }
-            _ => {}
+            Err(Failure::Broken(e)) => Err(e),
         }
     }
 
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
-        let data = self.fetch(command)?;
-        let mut listing = Listing::default();
-        each_response(&data, |r| {
-            self.observe_one(&r);
-            listing.add(&r);
+        let folder = self.selected_name()?;
+        let mut listing = Listing {
+            exists: self.selected()?.exists,
+            ..Listing::default()
+        };
+        self.fetch_each(command, MAX_LITERAL_BYTES, &mut |r| {
+            listing
+                .add(r)
+                .map_err(|why| StoreError::folder(&folder, why))
         })?;
         for (uid, meta) in &listing.by_uid {
             if let Some(size) = meta.size {
@@ -493,18 +533,41 @@ impl ImapStore {
         }
     }
 
-    fn fetch_whole(&mut self, uids: &[u32], sink: &mut BodySink<'_>) -> StoreResult<()> {
-        let data = self.fetch(&format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))?;
+    fn fetch_whole(
+        &mut self,
+        uids: &[u32],
+        budget: u64,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<()> {
+        let data = self.fetch(
+            &format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)),
+            budget,
+        )?;
         let responses = parse_responses(&data)?;
         self.observe(&responses);
         let expunged = reports_expunge(&responses);
+        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
         for (uid, attrs) in fetched(&responses) {
             // Planned batches are sorted; anything else is unsolicited.
             if uids.binary_search(&uid).is_err() {
                 continue;
             }
             match body_section(attrs, None) {
-                Some(Some(body)) => sink(&MsgKey::uid(uid), body)?,
+                Some(Some(body)) => {
+                    // The same message twice in one answer is delivered once;
+                    // twice with different text, neither can be trusted.
+                    let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
+                    if let Some(earlier) = delivered.insert(uid, digest) {
+                        if earlier != digest {
+                            return Err(self.odd_reply(format!(
+                                "the server sent UID {uid} twice with different text"
+                            )));
+                        }
+                        continue;
+                    }
+                    self.check_size(uid, body.len() as u64)?;
+                    sink(&MsgKey::uid(uid), Body::Bytes(body))?
+                }
                 Some(None) if !expunged => return Err(self.nil_body(uid)),
                 Some(None) | None => {}
             }
@@ -512,18 +575,42 @@ impl ImapStore {
         Ok(())
     }
 
+    /// A body whose size is not the one listed is another message than the
+    /// one planned for (or a server that cannot be trusted with it).
+    fn check_size(&self, uid: u32, got: u64) -> StoreResult<()> {
+        match self.sizes.get(&uid) {
+            Some(&listed) if listed != got => Err(self.odd_reply(format!(
+                "the server sent {got} bytes for UID {uid}, listed with {listed} bytes"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn odd_reply(&self, reason: String) -> StoreError {
+        StoreError::Folder {
+            folder: self
+                .selected
+                .as_ref()
+                .map(|s| s.name.to_string())
+                .unwrap_or_default(),
+            reason,
+        }
+    }
+
     /// Fetches one message in `BODY.PEEK[]<offset.length>` pieces of at most
-    /// `chunk` bytes and passes the reassembled whole to `sink`. The loop ends on
-    /// a short piece rather than at RFC822.SIZE, which servers may misreport.
+    /// `chunk` bytes into a temporary file, and passes that file to `sink`:
+    /// memory holds one piece at a time, whatever the message's size. The loop
+    /// ends on a short piece; a message that turns out longer or shorter than
+    /// listed is refused.
     fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
         let chunk = chunk.min(u64::from(u32::MAX));
-        let expected = self.sizes.get(&uid).copied().unwrap_or(0);
-        // The size comes from the server: trust it for a first reservation only.
-        let mut body = Vec::with_capacity(expected.min(1 << 28) as usize);
+        let listed = self.sizes.get(&uid).copied();
+        let spool = tempfile::tempfile()
+            .map_err(|e| StoreError::io("creating a temporary file for a download", e))?;
+        let mut written = 0u64;
         loop {
-            let offset = body.len();
             // IMAP partial origins are 32-bit numbers.
-            let origin = u32::try_from(offset).map_err(|_| StoreError::Message {
+            let origin = u32::try_from(written).map_err(|_| StoreError::Message {
                 folder: self
                     .selected_name()
                     .map(|n| n.to_string())
@@ -531,9 +618,10 @@ impl ImapStore {
                 key: uid.to_string(),
                 reason: "message larger than 4 GiB".to_string(),
             })?;
-            let data = self.fetch(&format!(
-                "UID FETCH {uid} (UID BODY.PEEK[]<{offset}.{chunk}>)"
-            ))?;
+            let data = self.fetch(
+                &format!("UID FETCH {uid} (UID BODY.PEEK[]<{written}.{chunk}>)"),
+                chunk,
+            )?;
             let responses = parse_responses(&data)?;
             self.observe(&responses);
             let piece = fetched(&responses)
@@ -545,14 +633,28 @@ impl ImapStore {
                 Some(None) if reports_expunge(&responses) => return Ok(()),
                 Some(None) => return Err(self.nil_body(uid)),
                 Some(Some(bytes)) => {
-                    body.extend_from_slice(bytes);
+                    std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
+                        .map_err(|e| StoreError::io("writing a download to a temporary file", e))?;
+                    written += bytes.len() as u64;
+                    // A server that goes on sending is refused as soon as it
+                    // passes the listed size, not after filling the disk.
+                    if listed.is_some_and(|size| written > size) {
+                        return self.check_size(uid, written);
+                    }
                     if (bytes.len() as u64) < chunk {
                         break;
                     }
                 }
             }
         }
-        sink(&MsgKey::uid(uid), &body)
+        self.check_size(uid, written)?;
+        sink(
+            &MsgKey::uid(uid),
+            Body::File {
+                file: &spool,
+                ends: LineEnds::Wire,
+            },
+        )
     }
 
     fn nil_body(&self, uid: u32) -> StoreError {
@@ -567,35 +669,36 @@ impl ImapStore {
         }
     }
 
-    /// APPENDs one staged message; the APPENDUID result when the server gives one.
-    fn append_one(&mut self, msg: &Staged) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
-        let non_synchronising = self.server.literal_plus()
-            || (self.server.literal_minus() && msg.body.len() <= LITERAL_MINUS_MAX);
-        // Session::run takes a &str, so only a UTF-8 body can travel inside the
-        // command; anything else goes through the crate's synchronising APPEND.
-        let text = match (non_synchronising, std::str::from_utf8(&msg.body)) {
-            (true, Ok(text)) => text,
-            _ => return self.append_synchronising(msg),
+    /// Sends a run of staged messages for one folder in one command (more
+    /// than one needs MULTIAPPEND): the APPENDUID result when the server gives
+    /// one. Each message text is sent from where it is staged, a piece at a
+    /// time, as a non-synchronising literal when the server allows it.
+    fn send_append(&mut self, run: &[Staged]) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
+        let Some(first) = run.first() else {
+            return Ok(None);
         };
-        let command = format!("APPEND {}{}{text}", quote(&msg.wire), msg.literal_head());
-        self.run_append("APPEND", &command)
-    }
-
-    /// Runs an APPEND or MULTIAPPEND command; the APPENDUID result when the
-    /// server gives one.
-    fn run_append(
-        &mut self,
-        verb: &str,
-        command: &str,
-    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
-        if let Some(action) = crate::fault::append_about_to_be_sent() {
-            if action == crate::fault::Action::Abort {
-                // Sent in full, its answer never read.
-                let _ = self.session.run_command(command);
-            }
-            crate::fault::fire(action);
+        let verb = if run.len() > 1 {
+            "MULTIAPPEND"
+        } else {
+            "APPEND"
+        };
+        let command = format!("APPEND {}", quote(&first.wire));
+        let heads: Vec<String> = run.iter().map(Staged::literal_head).collect();
+        let mut parts = vec![Part::Text(&command)];
+        for (msg, head) in run.iter().zip(&heads) {
+            parts.push(Part::Text(head));
+            parts.push(Part::Literal {
+                body: msg.body(),
+                synchronising: !self.non_synchronising(msg.len),
+            });
         }
-        let data = self.run(verb, command)?;
+        match crate::fault::append_about_to_be_sent() {
+            // Sent in full, its answer never read.
+            Some(crate::fault::Action::Abort) => self.session.abort_after_next_send(),
+            Some(action) => crate::fault::fire(action),
+            None => {}
+        }
+        let data = self.run_parts(verb, &parts, MAX_LITERAL_BYTES)?;
         let responses = parse_responses(&data).map_err(Failure::Broken)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
@@ -607,59 +710,11 @@ impl ImapStore {
         }))
     }
 
-    fn append_synchronising(
-        &mut self,
-        msg: &Staged,
-    ) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
-        if let Some(why) = &self.broken {
-            return Err(Failure::Broken(StoreError::Connection(format!(
-                "{}: connection unusable ({why})",
-                self.address
-            ))));
-        }
-        // The crate puts the name in quotes itself but does not escape it.
-        let mailbox = wire::escape_quoted(&msg.wire);
-        let mut command = self.session.append(&mailbox, &msg.body);
-        command.flags(
-            msg.flags
-                .imap_names()
-                .into_iter()
-                .map(imap::types::Flag::from),
-        );
-        if let Some(at) = msg
-            .date
-            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        {
-            command.internal_date(at.fixed_offset());
-        }
-        match command.finish() {
-            Ok(appended) => Ok(appended.uid_validity.zip(appended.uids)),
-            Err(imap::Error::No(no)) => Err(Failure::Refused {
-                text: refusal("NO", no.code.as_ref(), &no.information),
-                declined: true,
-            }),
-            Err(imap::Error::Bad(bad)) => Err(Failure::Refused {
-                text: refusal("BAD", bad.code.as_ref(), &bad.information),
-                declined: false,
-            }),
-            Err(imap::Error::Append) => {
-                // The crate gives up when the line after the command is not the
-                // continuation request. That line may have been a refusal, or
-                // untagged data with the server still waiting for the literal: we
-                // cannot tell, so the session is not trusted any further.
-                let err = StoreError::Protocol(format!(
-                    "{}: APPEND to `{}`: the server did not ask for the message",
-                    self.address, msg.folder
-                ));
-                self.broken = Some(err.to_string());
-                Err(Failure::Broken(err))
-            }
-            Err(e) => {
-                let err = crate_failure(&self.address, "APPEND", e);
-                self.broken = Some(err.to_string());
-                Err(Failure::Broken(err))
-            }
-        }
+    /// Whether a literal of `len` bytes may be sent without waiting for the
+    /// server's go-ahead (LITERAL+, or LITERAL- up to its limit).
+    fn non_synchronising(&self, len: u64) -> bool {
+        self.server.literal_plus()
+            || (self.server.literal_minus() && len <= LITERAL_MINUS_MAX as u64)
     }
 
     /// Appends a run chosen by `multiappend_group`. A MULTIAPPEND stores all
@@ -671,17 +726,19 @@ impl ImapStore {
         let Some(first) = run.first() else {
             return Ok(Vec::new());
         };
-        let (verb, appended) = match run {
-            [msg] => ("APPEND", self.append_one(msg)),
-            _ => ("MULTIAPPEND", self.append_many(run)),
+        let verb = if run.len() > 1 {
+            "MULTIAPPEND"
+        } else {
+            "APPEND"
         };
-        match appended {
+        match self.send_append(run) {
             Ok(appended) => Ok(self
                 .appended_keys(appended, run)
                 .into_iter()
                 .map(Appended::Stored)
                 .collect()),
-            Err(Failure::Refused { text, declined }) if declined && !about_folder(&text) => {
+            // NO declines; BAD says the command itself was wrong.
+            Err(Failure::Refused(text)) if text.starts_with("NO") && !about_folder(&text) => {
                 match run {
                     [_] => Ok(vec![Appended::Refused(text)]),
                     _ => run
@@ -751,6 +808,32 @@ fn modified_uids(data: &[u8]) -> Vec<u32> {
     uids
 }
 
+/// Keeps the selected folder's message count current from untagged data.
+fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
+    let Some(selected) = selected.as_mut() else {
+        return;
+    };
+    match r {
+        Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
+        Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+        // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
+        // ones describe the past and do not change the count.
+        Response::Vanished {
+            earlier: false,
+            uids,
+        } => {
+            let gone: u64 = uids
+                .iter()
+                .map(|r| u64::from(r.end().saturating_sub(*r.start())) + 1)
+                .sum();
+            selected.exists = selected
+                .exists
+                .saturating_sub(u32::try_from(gone).unwrap_or(u32::MAX));
+        }
+        _ => {}
+    }
+}
+
 /// `(uid, attributes)` of every FETCH response that carries a UID.
 fn fetched<'r, 'a>(
     responses: &'r [Response<'a>],
@@ -805,18 +888,46 @@ fn parse_delimiter(raw: &str) -> Option<char> {
 struct Listing {
     by_uid: BTreeMap<u32, MsgMeta>,
     vanished_earlier: Vec<MsgKey>,
+    /// The folder's message count as the server last announced it: a listing
+    /// of more messages is not believed (and not held in memory).
+    exists: u32,
 }
 
+/// Messages a listing may hold beyond the announced count, for servers that
+/// announce a new arrival a little late.
+const LISTING_SLACK: usize = 100;
+
 impl Listing {
-    fn add(&mut self, r: &Response<'_>) {
+    /// Adds one response; the error says what is wrong with an answer that
+    /// cannot be trusted (a message would go missing or be mistaken for another).
+    fn add(&mut self, r: &Response<'_>) -> Result<(), String> {
         match r {
-            Response::Fetch(_, attrs) => {
+            Response::Fetch(seq, attrs) => {
                 let Some(uid) = attrs.iter().find_map(|a| match a {
                     AttributeValue::Uid(uid) => Some(*uid),
                     _ => None,
                 }) else {
-                    return;
+                    // Another client's flag change may come without a UID; an
+                    // answer to the listing (it has the size) may not.
+                    if attrs
+                        .iter()
+                        .any(|a| matches!(a, AttributeValue::Rfc822Size(_)))
+                    {
+                        return Err(format!("the server listed message {seq} without its UID"));
+                    }
+                    return Ok(());
                 };
+                if uid == 0 {
+                    return Err(format!("the server listed message {seq} with UID 0"));
+                }
+                if !self.by_uid.contains_key(&uid)
+                    && self.by_uid.len() >= self.exists as usize + LISTING_SLACK
+                {
+                    return Err(format!(
+                        "the server listed more messages than the {} it announced",
+                        self.exists
+                    ));
+                }
                 let meta = self.by_uid.entry(uid).or_insert_with(|| MsgMeta {
                     key: MsgKey::uid(uid),
                     flags: Flags::EMPTY,
@@ -831,12 +942,22 @@ impl Listing {
                                 .filter_map(|n| Flags::from_imap_name(n))
                                 .fold(Flags::EMPTY, Flags::union);
                         }
-                        AttributeValue::Rfc822Size(size) => meta.size = Some(u64::from(*size)),
+                        AttributeValue::Rfc822Size(size) => {
+                            let size = u64::from(*size);
+                            if meta.size.is_some_and(|known| known != size) {
+                                return Err(format!(
+                                    "the server listed UID {uid} twice, with sizes {} and {size}",
+                                    meta.size.unwrap_or_default()
+                                ));
+                            }
+                            meta.size = Some(size);
+                        }
                         AttributeValue::InternalDate(date) => meta.date = parse_internal_date(date),
                         _ => {}
                     }
                 }
             }
+            Response::MailboxData(MailboxDatum::Exists(n)) => self.exists = *n,
             Response::Vanished {
                 earlier: true,
                 uids,
@@ -845,6 +966,7 @@ impl Listing {
                 .extend(uids.iter().flat_map(|range| range.clone().map(MsgKey::uid))),
             _ => {}
         }
+        Ok(())
     }
 
     fn messages(self) -> Vec<MsgMeta> {
@@ -954,7 +1076,7 @@ impl Store for ImapStore {
         match self.run("CREATE", &format!("CREATE {}", quote(&wire))) {
             Ok(_) => Ok(()),
             // RFC 5530: the folder is there, which is what the caller wants.
-            Err(Failure::Refused { text, .. }) if text.contains("[ALREADYEXISTS]") => Ok(()),
+            Err(Failure::Refused(text)) if text.contains("[ALREADYEXISTS]") => Ok(()),
             Err(f) => Err(f.in_folder(name, "CREATE")),
         }
     }
@@ -999,6 +1121,14 @@ impl Store for ImapStore {
         let (validity, mut status) = select_result(&parse_responses(&data)?);
         let validity = validity
             .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
+        if validity == 0 {
+            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
+            // UID meaningless across runs.
+            return Err(StoreError::folder(
+                name,
+                "the server reported UIDVALIDITY 0",
+            ));
+        }
         status.validity = u64::from(validity);
         self.selected = Some(Selected {
             name: name.clone(),
@@ -1045,14 +1175,13 @@ impl Store for ImapStore {
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
         let uids = self.uids_of(keys)?;
         let mut found: HashMap<u32, Identity> = HashMap::new();
+        let mut sizes = Vec::new();
         for set in uid_sets(&uids) {
-            let data = self.fetch(&format!(
-                "UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])"
-            ))?;
-            let responses = parse_responses(&data)?;
-            self.observe(&responses);
-            self.remember_sizes(&responses);
-            for (uid, attrs) in fetched(&responses) {
+            let command = format!("UID FETCH {set} (UID RFC822.SIZE BODY.PEEK[HEADER])");
+            self.fetch_each(&command, MAX_LITERAL_BYTES, &mut |r| {
+                let Some((uid, attrs)) = fetched(std::slice::from_ref(r)).next() else {
+                    return Ok(());
+                };
                 let size = attrs.iter().find_map(|a| match a {
                     AttributeValue::Rfc822Size(size) => Some(u64::from(*size)),
                     _ => None,
@@ -1065,13 +1194,18 @@ impl Store for ImapStore {
                     } => data.as_deref(),
                     _ => None,
                 });
+                if let Some(size) = size {
+                    sizes.push((uid, size));
+                }
                 // A NIL header means the message is gone (see `reports_expunge`):
                 // it simply has no identity to report.
                 if let (Some(size), Some(header)) = (size, header) {
                     found.insert(uid, Identity::from_header(header, size));
                 }
-            }
+                Ok(())
+            })?;
         }
+        self.sizes.extend(sizes);
         Ok(uids
             .iter()
             .filter_map(|uid| found.remove(uid).map(|id| (MsgKey::uid(*uid), id)))
@@ -1086,7 +1220,7 @@ impl Store for ImapStore {
             .filter(|uid| !self.sizes.contains_key(uid))
             .collect();
         for set in uid_sets(&unknown) {
-            let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"))?;
+            let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
             let responses = parse_responses(&data)?;
             self.observe(&responses);
             self.remember_sizes(&responses);
@@ -1099,7 +1233,7 @@ impl Store for ImapStore {
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         for batch in plan_body_batches(&items, budget) {
             match batch {
-                BodyBatch::Whole(uids) => self.fetch_whole(&uids, sink)?,
+                BodyBatch::Whole(uids) => self.fetch_whole(&uids, budget, sink)?,
                 BodyBatch::Chunked(uid) => self.fetch_chunked(uid, budget, sink)?,
             }
         }
@@ -1108,11 +1242,20 @@ impl Store for ImapStore {
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let selected = self.selected()?;
+        let reading = |e| StoreError::io("reading the message to append", e);
+        let (body, len) = match msg.body {
+            Body::Bytes(bytes) => (StagedBody::Bytes(bytes.to_vec()), bytes.len() as u64),
+            Body::File { file, ends } => (
+                StagedBody::File(file.try_clone().map_err(reading)?, ends),
+                msg.body.len_as(LineEnds::Wire).map_err(reading)?,
+            ),
+        };
         let staged = Staged {
             folder: selected.name.clone(),
             wire: selected.wire.clone(),
             validity: selected.validity,
-            body: msg.body.to_vec(),
+            body,
+            len,
             flags: msg.flags,
             date: msg.date,
         };
@@ -1132,9 +1275,6 @@ impl Store for ImapStore {
             keys.extend(self.append_run(run)?);
             rest = later;
         }
-        // The crate queues unsolicited data from its typed APPEND; nothing here
-        // needs it, and the queue must not grow without bound.
-        self.session.take_all_unsolicited().for_each(drop);
         Ok(keys)
     }
 
@@ -1204,7 +1344,7 @@ impl Store for ImapStore {
             let command = format!("{verb} {set} {target}");
             let data = match self.run(verb, &command) {
                 Ok(data) => data,
-                Err(Failure::Refused { text, .. }) if text.contains("[TRYCREATE]") => {
+                Err(Failure::Refused(text)) if text.contains("[TRYCREATE]") => {
                     self.create_folder(to)?;
                     self.run(verb, &command)
                         .map_err(|f| f.in_folder(&folder, verb))?
@@ -1231,7 +1371,7 @@ impl Store for ImapStore {
         if self.broken.is_none() {
             // Nothing is pending after a flush, and LOGOUT commits nothing in
             // IMAP: it is sent, not waited for (one round trip less per run).
-            let _ = self.session.run_command("LOGOUT");
+            let _ = self.session.send_only("LOGOUT", "LOGOUT");
             self.broken = Some("logged out".to_string());
         }
         Ok(())
@@ -1255,7 +1395,7 @@ mod tests {
 * 3 FETCH (FLAGS (\\Flagged))\r\n\
 a5 OK done\r\n";
         let mut listing = Listing::default();
-        each_response(buf, |r| listing.add(&r)).unwrap();
+        wire::each_response(buf, |r| listing.add(&r).unwrap()).unwrap();
         let metas = listing.messages();
         assert_eq!(
             metas,

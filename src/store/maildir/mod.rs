@@ -24,13 +24,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::model::{
-    maildir_pieces, to_wire_line_endings, wire_size_of_pieces, Flags, FolderName, Identity, MsgKey,
-    MsgMeta, MAX_DEPTH,
-};
+use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH};
 use crate::store::{
-    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Scope, Store,
-    StoreError, StoreResult,
+    body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
+    LineEnds, NewMessage, Scope, Store, StoreError, StoreResult,
 };
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
@@ -490,6 +487,17 @@ impl MaildirStore {
 
     /// Reads one message file; `None` when it has vanished.
     fn read_message(&self, key: &MsgKey) -> StoreResult<Option<Vec<u8>>> {
+        let Some((mut file, path)) = self.open_message(key)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes)
+            .map_err(|e| self.unreadable(key, &path, &e))?;
+        Ok(Some(bytes))
+    }
+
+    /// Opens one message file; `None` when it has vanished.
+    fn open_message(&self, key: &MsgKey) -> StoreResult<Option<(File, PathBuf)>> {
         let selected = self.selected()?;
         let Some(entry) = selected.messages.get(key.as_str()) else {
             return Ok(None);
@@ -500,14 +508,22 @@ impl MaildirStore {
             return Ok(None);
         }
         let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
-        match fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match File::open(&path) {
+            Ok(file) => Ok(Some((file, path))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Message {
-                folder: selected.name.to_string(),
-                key: key.to_string(),
-                reason: format!("reading `{}`: {e}", path.display()),
-            }),
+            Err(e) => Err(self.unreadable(key, &path, &e)),
+        }
+    }
+
+    fn unreadable(&self, key: &MsgKey, path: &Path, e: &io::Error) -> StoreError {
+        StoreError::Message {
+            folder: self
+                .selected
+                .as_ref()
+                .map(|s| s.name.to_string())
+                .unwrap_or_default(),
+            key: key.to_string(),
+            reason: format!("reading `{}`: {e}", path.display()),
         }
     }
 
@@ -522,8 +538,12 @@ impl MaildirStore {
     fn write_tmp(&self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
         let selected = self.selected()?;
         let tmp = dir.join("tmp");
-        let local_size: u64 = maildir_pieces(msg.body).map(|p| p.len() as u64).sum();
-        let wire_size = wire_size_of_pieces(maildir_pieces(msg.body));
+        let sizes = msg
+            .body
+            .len_as(LineEnds::Maildir)
+            .and_then(|local| Ok((local, msg.body.len_as(LineEnds::Wire)?)));
+        let (local_size, wire_size) =
+            sizes.map_err(|e| StoreError::io("reading the message to store", e))?;
         for _ in 0..UNIQUE_NAME_ATTEMPTS {
             let key = self.unique_name(msg.tracking, local_size, wire_size);
             if selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key) {
@@ -539,11 +559,10 @@ impl MaildirStore {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_error("creating", &tmp_path, e)),
             };
-            let written =
-                write_pieces(&file, maildir_pieces(msg.body)).and_then(|()| match msg.date {
-                    Some(date) => file.set_modified(system_time(date)),
-                    None => Ok(()),
-                });
+            let written = write_body(&file, msg.body).and_then(|()| match msg.date {
+                Some(date) => file.set_modified(system_time(date)),
+                None => Ok(()),
+            });
             if let Err(e) = written {
                 drop(file);
                 // Best effort: a leftover is removed as stale after 36 hours.
@@ -823,8 +842,28 @@ impl Store for MaildirStore {
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         for key in keys {
-            if let Some(bytes) = self.read_message(key)? {
-                sink(key, &to_wire_line_endings(&bytes))?;
+            let Some((mut file, path)) = self.open_message(key)? else {
+                continue;
+            };
+            let size = file
+                .metadata()
+                .map_err(|e| self.unreadable(key, &path, &e))?
+                .len();
+            if size >= SPOOL_BYTES {
+                // Large files go over as they are: converting them in memory
+                // would hold the message twice.
+                sink(
+                    key,
+                    Body::File {
+                        file: &file,
+                        ends: LineEnds::Maildir,
+                    },
+                )?;
+            } else {
+                let mut bytes = Vec::new();
+                io::Read::read_to_end(&mut file, &mut bytes)
+                    .map_err(|e| self.unreadable(key, &path, &e))?;
+                sink(key, Body::Bytes(&to_wire_line_endings(&bytes)))?;
             }
         }
         Ok(())
@@ -969,8 +1008,11 @@ impl Store for MaildirStore {
         self.warnings()
     }
 
-    fn take_skipped(&mut self) -> Vec<(MsgKey, String)> {
+    fn take_skipped(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.skipped)
+            .into_iter()
+            .map(|(key, why)| (key.to_string(), why))
+            .collect()
     }
 }
 
@@ -1066,11 +1108,9 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
 /// The threads that fsync a batch, made once per process; `None` (and serial
 /// fsyncs) if the threads cannot be started.
 /// Many pieces (one per line of a CRLF message) become few writes.
-fn write_pieces<'a>(file: &File, pieces: impl Iterator<Item = &'a [u8]>) -> io::Result<()> {
+fn write_body(file: &File, body: Body<'_>) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(64 * 1024, file);
-    for piece in pieces {
-        out.write_all(piece)?;
-    }
+    body.write_as(LineEnds::Maildir, &mut out)?;
     out.flush()
 }
 

@@ -38,7 +38,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 
 fn new_message(body: &[u8], flags: Flags, tracking: u64) -> NewMessage<'_> {
     NewMessage {
-        body,
+        body: Body::Bytes(body),
         flags,
         date: Some(1_600_000_000),
         tracking,
@@ -310,7 +310,7 @@ fn append_list_fetch_round_trip() {
     let mut bodies = Vec::new();
     store
         .fetch_bodies(&[key.clone(), MsgKey("missing".into())], &mut |k, b| {
-            bodies.push((k.clone(), b.to_vec()));
+            bodies.push((k.clone(), b.to_wire().unwrap()));
             Ok(())
         })
         .unwrap();
@@ -339,7 +339,7 @@ fn unflagged_append_goes_to_new_and_keys_keep_order() {
         };
         store
             .append(&NewMessage {
-                body: format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+                body: Body::Bytes(format!("Subject: {i}\r\n\r\nx\r\n").as_bytes()),
                 flags,
                 date: None,
                 tracking: 100 + i,

@@ -19,8 +19,8 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
-    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
-    StoreResult,
+    body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
+    LineEnds, NewMessage, Store, StoreError, StoreResult,
 };
 use proto::{Link, Reply};
 
@@ -71,6 +71,9 @@ struct Listing {
     /// Keys that named more than one message; while there are any, nothing is
     /// deleted, since DELE by such a key could hit the wrong message.
     duplicates: Vec<String>,
+    /// Messages without a usable unique-id, (message, why): never downloaded,
+    /// since nothing would tell them apart from a new message next time.
+    unusable: Vec<(String, String)>,
 }
 
 /// One command of a pipelined exchange.
@@ -78,13 +81,16 @@ struct Command {
     line: String,
     /// Bytes the reply is expected to hold; bounds what is in flight.
     weight: u64,
+    /// Whether a large multi-line reply goes to a temporary file (a message)
+    /// rather than memory.
+    spool: bool,
     /// `Some(limit)` for multi-line replies.
     body_limit: Option<u64>,
 }
 
 /// A reply as [`Session::exchange`] hands it over: the multi-line body (empty
 /// for single-line replies) after `+OK`, or the text after `-ERR`.
-type Answer<'a> = Result<&'a [u8], &'a str>;
+type Answer<'a> = Result<Body<'a>, &'a str>;
 
 /// One session with the maildrop: a logged-in connection, from login to QUIT.
 struct Session {
@@ -105,6 +111,8 @@ pub struct Pop3Store {
     /// `None` between a committing QUIT and the next operation.
     session: Option<Session>,
     warnings: Vec<String>,
+    /// Messages listed without a usable unique-id: (message, why).
+    skipped: Vec<(String, String)>,
 }
 
 impl Pop3Store {
@@ -123,6 +131,7 @@ impl Pop3Store {
             uidl,
             session: Some(session),
             warnings: Vec::new(),
+            skipped: Vec::new(),
         })
     }
 
@@ -357,13 +366,32 @@ impl Session {
             let command = &commands[done];
             body.clear();
             let status = self.link.status(&command.line)?;
+            let mut spooled = None;
             let answer = match &status {
-                Ok(_) => {
-                    if let Some(limit) = command.body_limit {
-                        self.link.body(&command.line, limit, &mut body)?;
+                Ok(_) => match command.body_limit {
+                    Some(limit) if command.spool && limit >= SPOOL_BYTES => {
+                        let file = tempfile::tempfile().map_err(|e| {
+                            StoreError::io("creating a temporary file for a download", e)
+                        })?;
+                        let mut writer = &file;
+                        self.link.body_through(
+                            &command.line,
+                            limit,
+                            &mut body,
+                            Some(&mut |text| std::io::Write::write_all(&mut writer, text)),
+                        )?;
+                        let file = spooled.insert(file);
+                        Ok(Body::File {
+                            file,
+                            ends: LineEnds::Wire,
+                        })
                     }
-                    Ok(body.as_slice())
-                }
+                    Some(limit) => {
+                        self.link.body(&command.line, limit, &mut body)?;
+                        Ok(Body::Bytes(&body))
+                    }
+                    None => Ok(Body::Bytes(&body)),
+                },
                 Err(text) => Err(text.as_str()),
             };
             in_flight_weight = in_flight_weight.saturating_sub(command.weight);
@@ -389,11 +417,12 @@ impl Session {
             .map(|m| Command {
                 line: format!("TOP {} 0", m.number),
                 weight: 0,
+                spool: false,
                 body_limit: Some(reply_limit(m.size)),
             })
             .collect();
         self.exchange(&commands, 0, &mut |i, answer| {
-            if let Ok(header) = answer {
+            if let Ok(Body::Bytes(header)) = answer {
                 each(i, header);
             }
             Ok(())
@@ -424,12 +453,12 @@ impl Session {
                 )),
             }
         }
+        let mut listing = Listing::default();
         let keyed = if uidl {
-            self.unique_ids(&by_number, warnings)?
+            self.unique_ids(&by_number, warnings, &mut listing.unusable)?
         } else {
             self.synthesised_keys(&by_number)?
         };
-        let mut listing = Listing::default();
         let mut metas = Vec::with_capacity(keyed.len());
         for (key, listed) in keyed {
             if let Some(first) = listing.by_key.get(&key) {
@@ -459,6 +488,7 @@ impl Session {
         &mut self,
         by_number: &BTreeMap<u32, Listed>,
         warnings: &mut Vec<String>,
+        unusable: &mut Vec<(String, String)>,
     ) -> StoreResult<Vec<(MsgKey, Listed)>> {
         let address = self.address().to_string();
         let lines = self.listing("UIDL")?.map_err(|text| {
@@ -468,8 +498,14 @@ impl Session {
             )
         })?;
         let mut keyed = Vec::with_capacity(lines.len());
+        let mut named = std::collections::HashSet::new();
         for line in &lines {
-            let Some((number, uid)) = proto::parse_scan_line(line) else {
+            // `1 ` (an empty unique-id) names the message all the same.
+            let scanned = proto::parse_scan_line(line).or_else(|| {
+                let number: u32 = line.trim().parse().ok().filter(|n| *n > 0)?;
+                Some((number, ""))
+            });
+            let Some((number, uid)) = scanned else {
                 warnings.push(format!(
                     "{address}: UIDL line `{}` cannot be read; that message is skipped",
                     proto::excerpt(line.as_bytes())
@@ -484,8 +520,16 @@ impl Session {
                 }
                 .to_string()
             };
+            named.insert(number);
             if let Err(reason) = proto::check_uidl(uid) {
-                warnings.push(skipped(format!("{address}: invalid {reason}")));
+                if by_number.contains_key(&number) {
+                    unusable.push((
+                        format!("number {number}"),
+                        format!("{address}: invalid {reason}"),
+                    ));
+                } else {
+                    warnings.push(skipped(format!("{address}: invalid {reason}")));
+                }
                 continue;
             }
             match by_number.get(&number) {
@@ -494,6 +538,12 @@ impl Session {
                     "{address}: UIDL names a message LIST did not"
                 ))),
             }
+        }
+        for number in by_number.keys().filter(|n| !named.contains(n)) {
+            unusable.push((
+                format!("number {number}"),
+                "the server's UIDL gave it no unique-id".to_string(),
+            ));
         }
         keyed.sort_by_key(|(_, listed)| listed.number);
         Ok(keyed)
@@ -574,6 +624,7 @@ impl Session {
             .map(|(_, listed)| Command {
                 line: format!("DELE {}", listed.number),
                 weight: 0,
+                spool: false,
                 body_limit: None,
             })
             .collect();
@@ -758,7 +809,11 @@ impl Store for Pop3Store {
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let uidl = self.uidl;
-        self.with_session(|session, warnings| session.list(uidl, warnings))
+        let metas = self.with_session(|session, warnings| session.list(uidl, warnings))?;
+        if let Some(listing) = self.session.as_ref().and_then(|s| s.listing.as_ref()) {
+            self.skipped = listing.unusable.clone();
+        }
+        Ok(metas)
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
@@ -787,6 +842,7 @@ impl Store for Pop3Store {
                 .map(|(_, listed)| Command {
                     line: format!("RETR {}", listed.number),
                     weight: listed.size,
+                    spool: true,
                     body_limit: Some(reply_limit(listed.size)),
                 })
                 .collect();
@@ -862,6 +918,10 @@ impl Store for Pop3Store {
 
     fn take_warnings(&mut self) -> Vec<String> {
         self.warnings()
+    }
+
+    fn take_skipped(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn close(&mut self) -> StoreResult<()> {

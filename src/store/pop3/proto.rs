@@ -19,6 +19,12 @@ pub(super) const MAX_LISTING_BYTES: u64 = 96 * 1024 * 1024;
 /// Longest unique-id RFC 1939 allows.
 const MAX_UIDL_BYTES: usize = 70;
 
+/// Takes the text of a large reply piece by piece (see `Link::body_through`).
+pub(super) type Spill<'a> = dyn FnMut(&[u8]) -> std::io::Result<()> + 'a;
+
+/// How much of a spilled reply is gathered before it is handed on.
+const SPILL_BYTES: u64 = 1 << 20;
+
 /// A server's answer to one command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Reply {
@@ -106,12 +112,39 @@ impl<S: Read + Write> Link<S> {
     /// endings are kept as received. More than `limit` bytes is a protocol
     /// error: the caller derives it from what the server announced.
     pub(super) fn body(&mut self, during: &str, limit: u64, out: &mut Vec<u8>) -> StoreResult<()> {
+        self.body_through(during, limit, out, None)
+    }
+
+    /// `body`, handing the text to `spill` whenever `out` holds `SPILL_BYTES`
+    /// or more (and the rest at the end), so that memory holds about that
+    /// much of a large message however its lines run.
+    pub(super) fn body_through(
+        &mut self,
+        during: &str,
+        limit: u64,
+        out: &mut Vec<u8>,
+        mut spill: Option<&mut Spill<'_>>,
+    ) -> StoreResult<()> {
         let base = out.len();
+        let mut spilled = 0u64;
+        // Whether the next byte read begins a line: only there can the
+        // terminator or a stuffed dot be.
+        let mut at_line_start = true;
+        let too_long = || {
+            StoreError::Protocol(format!(
+                "{}: reply to {during} is longer than the {limit} bytes expected",
+                self.address
+            ))
+        };
         loop {
             let start = out.len();
-            let used = (start - base) as u64;
+            let used = spilled + (start - base) as u64;
             // Room for one more line, or at least for the terminator.
-            let room = limit.saturating_sub(used).max(3) + 1;
+            let room_left = limit.saturating_sub(used).max(3) + 1;
+            let room = match spill {
+                Some(_) => room_left.min(SPILL_BYTES),
+                None => room_left,
+            };
             let read = (&mut self.reader)
                 .take(room)
                 .read_until(b'\n', out)
@@ -120,29 +153,42 @@ impl<S: Read + Write> Link<S> {
                 return Err(self.closed(during));
             }
             let line = &out[start..];
-            if !line.ends_with(b"\n") {
-                if read as u64 == room {
-                    return Err(StoreError::Protocol(format!(
-                        "{}: reply to {during} is longer than the {limit} bytes expected",
-                        self.address
-                    )));
+            let complete = line.ends_with(b"\n");
+            if !complete {
+                if read as u64 == room_left {
+                    return Err(too_long());
                 }
-                return Err(self.closed(during));
+                if read as u64 != room {
+                    return Err(self.closed(during));
+                }
             }
-            if line == b".\r\n" || line == b".\n" {
+            if at_line_start && (line == b".\r\n" || line == b".\n") {
                 out.truncate(start);
+                if let Some(spill) = spill.as_mut() {
+                    spill(&out[base..]).map_err(|e| self.spill_failed(e))?;
+                    out.truncate(base);
+                }
                 return Ok(());
             }
-            if line.starts_with(b".") {
+            if at_line_start && line.starts_with(b".") {
                 out.remove(start);
             }
-            if (out.len() - base) as u64 > limit {
-                return Err(StoreError::Protocol(format!(
-                    "{}: reply to {during} is longer than the {limit} bytes expected",
-                    self.address
-                )));
+            at_line_start = complete;
+            if spilled + (out.len() - base) as u64 > limit {
+                return Err(too_long());
+            }
+            if let Some(spill) = spill.as_mut() {
+                if (out.len() - base) as u64 >= SPILL_BYTES {
+                    spill(&out[base..]).map_err(|e| self.spill_failed(e))?;
+                    spilled += (out.len() - base) as u64;
+                    out.truncate(base);
+                }
             }
         }
+    }
+
+    fn spill_failed(&self, e: std::io::Error) -> StoreError {
+        StoreError::io("writing a download to a temporary file", e)
     }
 
     /// A multi-line listing (CAPA, UIDL, LIST) as lines without their endings.
@@ -403,6 +449,36 @@ mod tests {
         let mut out = Vec::new();
         l.body("RETR 3", 100, &mut out).unwrap();
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn spilled_bodies_keep_long_lines_and_unstuff_dots_at_line_starts_only() {
+        let long = vec![b'x'; SPILL_BYTES as usize + 10];
+        let mut message = b"Subject: x\r\n\r\n".to_vec();
+        message.extend_from_slice(&long);
+        message.extend_from_slice(b"\r\n..dot\r\nend\r\n");
+        let mut wire = message.clone();
+        wire.extend_from_slice(b".\r\n");
+        let mut expected = message.clone();
+        let stuffed = expected.len() - b".dot\r\nend\r\n".len() - 1;
+        expected.remove(stuffed);
+        let mut l = link(&wire, 64 * 1024);
+        let mut spilled = Vec::new();
+        let mut out = Vec::new();
+        l.body_through(
+            "RETR 1",
+            wire.len() as u64,
+            &mut out,
+            Some(&mut |text| {
+                // No piece held more than about one spill's worth.
+                assert!(text.len() as u64 <= 2 * SPILL_BYTES);
+                spilled.extend_from_slice(text);
+                Ok(())
+            }),
+        )
+        .unwrap();
+        assert!(out.is_empty());
+        assert!(spilled == expected, "the spilled text differs");
     }
 
     #[test]

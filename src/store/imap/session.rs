@@ -1,0 +1,515 @@
+//! The IMAP conversation after login, read by our own code one response at a
+//! time, so that nothing a server sends makes memory grow without bound: each
+//! line and each literal has a ceiling (a clear protocol error past it), and a
+//! response nested deeper than `MAX_NESTING` is refused before imap-proto's
+//! recursive parser sees it. Message bodies are sent from `Body` values, a
+//! piece at a time, so a large message is never copied into a command.
+
+use std::io::{BufRead, BufReader, Read, Write};
+
+use imap_proto::{Response, Status};
+
+use super::refusal;
+use super::wire::excerpt;
+use crate::store::net::{self, Connection};
+use crate::store::{Body, LineEnds, StoreError, StoreResult};
+
+/// Longest line of a response (the text between literals). A listing line is
+/// a few hundred bytes; a flag list of thousands of keywords stays far below.
+const MAX_LINE_BYTES: u64 = 1 << 20;
+
+/// Largest literal in a response that does not carry message text (headers,
+/// names), and the floor of every command's literal limit.
+pub(super) const MAX_LITERAL_BYTES: u64 = 8 << 20;
+
+/// Deepest parenthesis nesting accepted; real responses (BODYSTRUCTURE of a
+/// deeply nested MIME message) stay well below it.
+const MAX_NESTING: usize = 64;
+
+const TAG_PREFIX: &str = "a";
+
+/// Most of an answer read on, after its reader gave up on it, before the
+/// connection is given up too.
+const MAX_DRAINED_BYTES: u64 = 32 << 20;
+
+/// Bytes gathered before they are written to the connection.
+const OUT_BYTES: usize = 64 * 1024;
+
+/// A piece of a command: text as is, or a message sent as a literal.
+pub(super) enum Part<'a> {
+    Text(&'a str),
+    /// `synchronising`: wait for the server's go-ahead before the message text
+    /// (no LITERAL+ or LITERAL- for this size).
+    Literal {
+        body: Body<'a>,
+        synchronising: bool,
+    },
+}
+
+/// How the server answered a command.
+pub(super) enum Answer {
+    /// The tagged OK line, as received.
+    Ok(Vec<u8>),
+    /// NO or BAD, spelled as on the wire (`NO [TRYCREATE] ...`).
+    Refused(String),
+}
+
+pub(super) struct Session {
+    reader: BufReader<Connection>,
+    tag: u32,
+    address: String,
+    /// False once reading or writing failed half-way: the next bytes on the
+    /// connection may belong to anything.
+    in_step: bool,
+    /// Bytes written but not yet sent.
+    out: Vec<u8>,
+    /// The text of an untagged BYE, for the error when the server hangs up.
+    bye: Option<String>,
+    /// Test-only fault injection: end the process once the next command is
+    /// sent in full, before its answer is read (see `crate::fault`).
+    abort_after_send: bool,
+}
+
+impl Session {
+    /// Takes over a logged-in connection; `tag` is the last tag used on it.
+    pub(super) fn new(reader: BufReader<Connection>, address: &str, tag: u32) -> Session {
+        Session {
+            reader,
+            tag,
+            address: address.to_string(),
+            in_step: true,
+            out: Vec::new(),
+            bye: None,
+            abort_after_send: false,
+        }
+    }
+
+    /// Sends a command and hands every untagged response, complete and checked,
+    /// to `each`. Literals in the answer may be up to `literal_limit` bytes
+    /// (never less than `MAX_LITERAL_BYTES`). An error from `each` is returned
+    /// once the command's answer has been read to its end, so the session stays
+    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other error
+    /// leaves it unusable (see `in_step`).
+    pub(super) fn command(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        each: &mut dyn FnMut(&[u8]) -> StoreResult<()>,
+    ) -> StoreResult<Answer> {
+        let mut first_error = None;
+        let mut drained = 0u64;
+        let mut deliver = |response: &[u8]| {
+            if first_error.is_none() {
+                if let Err(e) = each(response) {
+                    first_error = Some(e);
+                }
+                return true;
+            }
+            // A server that never ends its answer is not waited for.
+            drained += response.len() as u64;
+            drained <= MAX_DRAINED_BYTES
+        };
+        let answer = self.exchange(verb, parts, literal_limit, &mut deliver);
+        if answer.is_err() {
+            self.in_step = false;
+        }
+        match (answer, first_error) {
+            (Err(_), Some(e)) | (Ok(_), Some(e)) => Err(e),
+            (answer, None) => answer,
+        }
+    }
+
+    /// Whether the conversation is still in step: false after an error of
+    /// `command` other than one of its `each`.
+    pub(super) fn in_step(&self) -> bool {
+        self.in_step
+    }
+
+    fn exchange(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<Answer> {
+        self.tag += 1;
+        let tag = format!("{TAG_PREFIX}{}", self.tag);
+        let limit = literal_limit.max(MAX_LITERAL_BYTES);
+        let mut refused_early = None;
+        self.write(verb, format!("{tag} ").as_bytes())?;
+        for part in parts {
+            match part {
+                Part::Text(text) => self.write(verb, text.as_bytes())?,
+                Part::Literal {
+                    body,
+                    synchronising,
+                } => {
+                    let len = body.len_as(LineEnds::Wire).map_err(|e| {
+                        StoreError::io(format!("reading the message for {verb}"), e)
+                    })?;
+                    let plus = if *synchronising { "" } else { "+" };
+                    self.write(verb, format!("{{{len}{plus}}}\r\n").as_bytes())?;
+                    if *synchronising {
+                        self.flush(verb)?;
+                        if let Some(answer) = self.await_continuation(verb, &tag, deliver)? {
+                            refused_early = Some(answer);
+                            break;
+                        }
+                    }
+                    self.write_body(verb, body, len)?;
+                }
+            }
+        }
+        match refused_early {
+            Some(answer) => Ok(answer),
+            None => {
+                self.write(verb, b"\r\n")?;
+                self.flush(verb)?;
+                if std::mem::take(&mut self.abort_after_send) {
+                    crate::fault::fire(crate::fault::Action::Abort);
+                }
+                self.read_until_tagged(verb, &tag, limit, deliver)
+            }
+        }
+    }
+
+    /// Fault injection: the next command ends the process once it is sent.
+    pub(super) fn abort_after_next_send(&mut self) {
+        self.abort_after_send = true;
+    }
+
+    /// Sends a command without waiting for its answer (LOGOUT).
+    pub(super) fn send_only(&mut self, verb: &str, command: &str) -> StoreResult<()> {
+        self.tag += 1;
+        let line = format!("{TAG_PREFIX}{} {command}\r\n", self.tag);
+        self.write(verb, line.as_bytes())?;
+        self.flush(verb)
+    }
+
+    /// Queues bytes for the server; they go out in pieces of `OUT_BYTES`
+    /// (one TLS record and system call each, not one per command part).
+    fn write(&mut self, verb: &str, bytes: &[u8]) -> StoreResult<()> {
+        self.out.extend_from_slice(bytes);
+        if self.out.len() >= OUT_BYTES {
+            self.send_out(verb)?;
+        }
+        Ok(())
+    }
+
+    fn send_out(&mut self, verb: &str) -> StoreResult<()> {
+        let result = self.reader.get_mut().write_all(&self.out);
+        self.out.clear();
+        result.map_err(|e| net::io_failure(&self.address, verb, &e))
+    }
+
+    fn flush(&mut self, verb: &str) -> StoreResult<()> {
+        self.send_out(verb)?;
+        self.reader
+            .get_mut()
+            .flush()
+            .map_err(|e| net::io_failure(&self.address, verb, &e))
+    }
+
+    /// Sends a literal's text, which must be exactly `len` bytes: a file that
+    /// changed since its length was announced would put the conversation out
+    /// of step, so it ends with an error instead (the server then drops the
+    /// unfinished command).
+    fn write_body(&mut self, verb: &str, body: &Body<'_>, len: u64) -> StoreResult<()> {
+        let mut sent = 0u64;
+        let mut failure = None;
+        let read = body.for_each_piece(LineEnds::Wire, |piece| {
+            sent += piece.len() as u64;
+            if sent > len {
+                return Err(std::io::Error::other("the message grew while being sent"));
+            }
+            if let Err(e) = self.write(verb, piece) {
+                failure = Some(e);
+                return Err(std::io::Error::other("sending failed"));
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        read.map_err(|e| StoreError::io(format!("reading the message for {verb}"), e))?;
+        if sent != len {
+            return Err(StoreError::io(
+                format!("reading the message for {verb}"),
+                std::io::Error::other("the message shrank while being sent"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads until the server asks for a literal's text; `Some` when it
+    /// answered the command instead.
+    fn await_continuation(
+        &mut self,
+        verb: &str,
+        tag: &str,
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<Option<Answer>> {
+        let mut buf = Vec::new();
+        loop {
+            self.read_response(verb, MAX_LITERAL_BYTES, &mut buf)?;
+            if buf.starts_with(b"+") {
+                return Ok(None);
+            }
+            if is_tagged(&buf, tag) {
+                return self.tagged(verb, &buf).map(Some);
+            }
+            if let Some(text) = buf.strip_prefix(b"* BYE ") {
+                self.bye = Some(excerpt(text));
+            }
+            if !deliver(&buf) {
+                return Err(self.protocol(verb, "the answer does not end"));
+            }
+        }
+    }
+
+    fn read_until_tagged(
+        &mut self,
+        verb: &str,
+        tag: &str,
+        limit: u64,
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<Answer> {
+        let mut buf = Vec::new();
+        loop {
+            self.read_response(verb, limit, &mut buf)?;
+            if is_tagged(&buf, tag) {
+                return self.tagged(verb, &buf);
+            }
+            if buf.starts_with(b"+") {
+                return Err(self.protocol(verb, "the server asked for data it was not offered"));
+            }
+            if !buf.starts_with(b"*") {
+                return Err(
+                    self.protocol(verb, &format!("unexpected response `{}`", excerpt(&buf)))
+                );
+            }
+            if let Some(text) = buf.strip_prefix(b"* BYE ") {
+                self.bye = Some(excerpt(text));
+            }
+            if !deliver(&buf) {
+                return Err(self.protocol(verb, "the answer does not end"));
+            }
+        }
+    }
+
+    fn tagged(&self, verb: &str, line: &[u8]) -> StoreResult<Answer> {
+        match imap_proto::parser::parse_response(line) {
+            Ok((
+                _,
+                Response::Done {
+                    status,
+                    code,
+                    information,
+                    ..
+                },
+            )) => {
+                let text = information.as_deref().unwrap_or("no explanation given");
+                match status {
+                    Status::Ok => Ok(Answer::Ok(line.to_vec())),
+                    Status::No => Ok(Answer::Refused(refusal("NO", code.as_ref(), text))),
+                    Status::Bad => Ok(Answer::Refused(refusal("BAD", code.as_ref(), text))),
+                    _ => {
+                        Err(self.protocol(verb, &format!("unexpected answer `{}`", excerpt(line))))
+                    }
+                }
+            }
+            _ => Err(self.protocol(
+                verb,
+                &format!("cannot parse the answer `{}`", excerpt(line)),
+            )),
+        }
+    }
+
+    fn protocol(&self, verb: &str, what: &str) -> StoreError {
+        StoreError::Protocol(format!("{}: {verb}: {what}", self.address))
+    }
+
+    /// Reads one complete response, a line and the literals it announces, into
+    /// `buf`, and checks it against the limits.
+    fn read_response(
+        &mut self,
+        verb: &str,
+        literal_limit: u64,
+        buf: &mut Vec<u8>,
+    ) -> StoreResult<()> {
+        buf.clear();
+        let mut nesting = Nesting::default();
+        let max_total = literal_limit.saturating_add(MAX_LITERAL_BYTES);
+        loop {
+            let start = buf.len();
+            let read = (&mut self.reader)
+                .take(MAX_LINE_BYTES)
+                .read_until(b'\n', buf)
+                .map_err(|e| net::io_failure(&self.address, verb, &e))?;
+            if !buf.ends_with(b"\n") {
+                if read as u64 >= MAX_LINE_BYTES {
+                    return Err(self.protocol(
+                        verb,
+                        &format!(
+                            "the server sent a line longer than {} MiB (`{}`)",
+                            MAX_LINE_BYTES >> 20,
+                            excerpt(&buf[start..])
+                        ),
+                    ));
+                }
+                return Err(self.closed(verb));
+            }
+            nesting.scan(&buf[start..]);
+            if nesting.deepest > MAX_NESTING {
+                return Err(self.protocol(
+                    verb,
+                    &format!(
+                        "the server sent a response nested more than {MAX_NESTING} levels deep (`{}`)",
+                        excerpt(buf)
+                    ),
+                ));
+            }
+            let Some(len) = announced_literal(&buf[start..]) else {
+                return Ok(());
+            };
+            let len = len.ok_or_else(|| {
+                self.protocol(
+                    verb,
+                    &format!("unreadable literal length in `{}`", excerpt(buf)),
+                )
+            })?;
+            if len > literal_limit {
+                return Err(self.protocol(
+                    verb,
+                    &format!(
+                        "the server announced a literal of {len} bytes, more than the {literal_limit} expected here (`{}`)",
+                        excerpt(buf)
+                    ),
+                ));
+            }
+            if (buf.len() as u64).saturating_add(len) > max_total {
+                return Err(self.protocol(
+                    verb,
+                    &format!(
+                        "the server sent a response larger than {} MiB (`{}`)",
+                        max_total >> 20,
+                        excerpt(buf)
+                    ),
+                ));
+            }
+            let want =
+                usize::try_from(len).map_err(|_| self.protocol(verb, "literal too large"))?;
+            buf.reserve_exact(want);
+            let got = (&mut self.reader)
+                .take(len)
+                .read_to_end(buf)
+                .map_err(|e| net::io_failure(&self.address, verb, &e))?;
+            if got < want {
+                return Err(self.closed(verb));
+            }
+        }
+    }
+
+    fn closed(&self, verb: &str) -> StoreError {
+        let said = match &self.bye {
+            Some(text) => format!(": {text}"),
+            None => String::new(),
+        };
+        StoreError::Connection(format!(
+            "{}: server closed the connection during {verb}{said}",
+            self.address
+        ))
+    }
+}
+
+fn is_tagged(response: &[u8], tag: &str) -> bool {
+    response
+        .strip_prefix(tag.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b" "))
+}
+
+/// The length of the literal a line announces at its end (`{5}\r\n`,
+/// `~{5}\r\n`): `None` when it announces none, `Some(None)` when the number
+/// cannot be read.
+fn announced_literal(line: &[u8]) -> Option<Option<u64>> {
+    let line = line.strip_suffix(b"\n")?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|b| *b == b'{')?;
+    let digits = &inner[open + 1..];
+    let digits = digits.strip_suffix(b"+").unwrap_or(digits);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Some(None);
+    }
+    Some(
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok()),
+    )
+}
+
+/// Parenthesis depth of a response, counted outside quoted strings (literals
+/// are never scanned: they are read apart from the lines).
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    deepest: usize,
+}
+
+impl Nesting {
+    fn scan(&mut self, line: &[u8]) {
+        let mut quoted = false;
+        let mut escaped = false;
+        for &b in line {
+            if quoted {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' => escaped = true,
+                    b'"' => quoted = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => quoted = true,
+                b'(' => {
+                    self.depth += 1;
+                    self.deepest = self.deepest.max(self.depth);
+                }
+                b')' => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_announcements_are_read_from_the_line_end() {
+        assert_eq!(
+            announced_literal(b"* 1 FETCH (BODY[] {12}\r\n"),
+            Some(Some(12))
+        );
+        assert_eq!(
+            announced_literal(b"* 1 FETCH (BODY[] ~{3}\r\n"),
+            Some(Some(3))
+        );
+        assert_eq!(announced_literal(b"* OK done\r\n"), None);
+        assert_eq!(announced_literal(b"* 1 FETCH (X {x1}\r\n"), Some(None));
+        assert_eq!(
+            announced_literal(b"* 1 FETCH (X {99999999999999999999999}\r\n"),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn nesting_ignores_parentheses_in_quoted_strings() {
+        let mut nesting = Nesting::default();
+        nesting.scan(b"* 1 FETCH (ENVELOPE (\"((((\\\"(((\" ((a)(b))))\r\n");
+        assert_eq!(nesting.deepest, 4);
+    }
+}
