@@ -761,7 +761,16 @@ fn cli_download_delete_killed_mid_run_resumes_without_loss_or_duplicates() {
 fn scripted_pop3(
     answer: impl Fn(&str) -> String + Send + 'static,
 ) -> (u16, std::thread::JoinHandle<Vec<String>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    scripted_pop3_on(0, answer)
+}
+
+/// `scripted_pop3` on `port` (0: any free one), so that a second run meets
+/// the server its state was made for at the same address.
+fn scripted_pop3_on(
+    port: u16,
+    answer: impl Fn(&str) -> String + Send + 'static,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     let port = listener.local_addr().expect("address").port();
     let server = std::thread::spawn(move || {
         let mut received = Vec::new();
@@ -988,8 +997,10 @@ fn a_message_with_an_empty_uidl_is_never_downloaded_twice() {
     };
     let fx = fixture();
     let mut retrieved = Vec::new();
+    let mut port = 0;
     for both in [true, false] {
-        let (port, server) = scripted_pop3(serve(both));
+        let (bound, server) = scripted_pop3_on(port, serve(both));
+        port = bound;
         let config = write_config(&fx, "pop3", "none", port, "allow_plaintext = true\n");
         let run = mailsync(
             fx.dir.path(),

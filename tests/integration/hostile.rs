@@ -421,15 +421,32 @@ fn deep_nesting_is_refused_without_a_stack_overflow() {
 
 #[test]
 fn uidnext_going_back_since_the_last_run_is_a_folder_error() {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut inbox = Inbox::with(&[(1, ONE), (2, TWO)]);
     inbox.uidnext = 9;
-    let exit = sync(dir.path(), serve(inbox.clone(), |_| None));
+    // One server for both runs (the state belongs to its address); from the
+    // second run on it answers SELECT with an older UIDNEXT.
+    let went_back = std::sync::Arc::new(AtomicBool::new(false));
+    let earlier = Inbox {
+        uidnext: 3,
+        ..inbox.clone()
+    };
+    let script = {
+        let went_back = std::sync::Arc::clone(&went_back);
+        move |command: &str| {
+            let select = command.starts_with("SELECT") || command.starts_with("EXAMINE");
+            (select && went_back.load(Ordering::SeqCst))
+                .then(|| select_answer(&earlier).into_bytes())
+        }
+    };
+    let port = serve(inbox, script);
+    let exit = sync(dir.path(), port);
     assert_eq!(exit.code, Some(0), "{}", exit.stderr);
     assert_eq!(local_inbox(dir.path()).len(), 2);
 
-    inbox.uidnext = 3;
-    let exit = sync(dir.path(), serve(inbox, |_| None));
+    went_back.store(true, Ordering::SeqCst);
+    let exit = sync(dir.path(), port);
     assert_eq!(exit.code, Some(1), "{}", exit.stderr);
     assert!(
         exit.stderr.contains("UIDNEXT went back from 9 to 3"),
