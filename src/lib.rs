@@ -20,8 +20,6 @@ pub mod fault;
 pub mod migrate;
 pub mod model;
 pub mod private;
-#[doc(hidden)]
-pub mod sandbox;
 pub mod state;
 pub mod store;
 pub mod sync;

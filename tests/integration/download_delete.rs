@@ -6,13 +6,13 @@
 use crate::pop3_store::config as pop3_config;
 use crate::sync::{assert_ok, Fixture};
 use mailsync::model::{Flags, FolderName, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox};
 use mailsync::state::StateDb;
 use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::Pop3Store;
 use mailsync::store::{NewMessage, Store};
 use mailsync::sync::report::{AccountReport, ExitStatus, Silent, Stop};
 use mailsync::sync::{sync_account, FolderFilter, Mode, Oversize, Policy, RunOptions};
+use mailsync_sandbox::{sample_message, Sandbox};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -1059,9 +1059,9 @@ fn cli_keep_days_flag_overrides_the_account_for_one_run() {
 /// never downloaded a second time.
 #[test]
 fn without_uidplus_messages_are_marked_deleted_and_not_fetched_again() {
-    let mut fx = Fixture::with(mailsync::sandbox::SandboxOptions {
+    let mut fx = Fixture::with(mailsync_sandbox::SandboxOptions {
         uidplus: false,
-        ..mailsync::sandbox::SandboxOptions::default()
+        ..mailsync_sandbox::SandboxOptions::default()
     });
     fx.policy = download_delete();
     let bodies: Vec<Vec<u8>> = (1..=2).map(message).collect();

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailsync::model::{Flags, FolderName, Identity, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::net::{fingerprint_of_der, ServerConfig, TlsMode};
 use mailsync::store::{Appended, Body, NewMessage, Role, Store, StoreError};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 fn start(opts: SandboxOptions) -> Sandbox {
     match Sandbox::start(opts) {

@@ -5,7 +5,7 @@
 
 use crate::reports::{deliver, run, Cli, TestResult};
 use crate::sync::{assert_ok, Fixture};
-use mailsync::sandbox::{sample_message, SandboxOptions};
+use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -6,11 +6,11 @@
 use crate::reports::{run, Run, TestResult};
 use mailsync::auth::AuthMethod;
 use mailsync::model::FolderName;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::pop3::{Pop3Config, Pop3Store};
 use mailsync::store::{Store, StoreError};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};

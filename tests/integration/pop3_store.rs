@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use mailsync::model::{to_wire_line_endings, wire_size, FolderName, Identity, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::Secret;
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::pop3::{Pop3Config, Pop3Store};
 use mailsync::store::{Store, StoreError};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 const USER: &str = "alice";
 

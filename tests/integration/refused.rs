@@ -3,7 +3,7 @@
 
 use crate::reports::{Cli, TestResult};
 use crate::sync::Fixture;
-use mailsync::sandbox::{sample_message, SandboxOptions};
+use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::path::{Path, PathBuf};
 
 /// Dovecot's quota plugin refuses any single message over 10 kB.

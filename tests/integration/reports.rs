@@ -134,7 +134,7 @@ pub fn deliver(cli: &Cli, folder: &str, seeds: std::ops::Range<u64>, size: usize
     }
     for seed in seeds {
         cli.fixture
-            .save(folder, &mailsync::sandbox::sample_message(seed, size));
+            .save(folder, &mailsync_sandbox::sample_message(seed, size));
     }
 }
 

@@ -5,8 +5,8 @@
 //! nothing is lost and nothing is there twice, on either side.
 
 use mailsync::model::{to_wire_line_endings, FolderName};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 fn start(opts: SandboxOptions) -> Sandbox {
     match Sandbox::start(opts) {

@@ -5,7 +5,7 @@
 
 use crate::reports::{run, Run, TestResult};
 use mailsync::model::to_wire_line_endings;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -3,7 +3,6 @@
 //! Dovecot's own tools (doveadm), not through mailsync.
 
 use mailsync::model::{Flags, FolderName};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
@@ -11,6 +10,7 @@ use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::Store;
 use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
 use mailsync::sync::{sync_account, Policy, RunOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use crate::reports::{run, TestResult};
 use crate::sync::local_mailbox;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::process::{Command, Stdio};
 
 #[test]
