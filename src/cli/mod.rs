@@ -7,6 +7,7 @@ mod auth;
 mod count;
 mod docs;
 mod migrate;
+mod migrate_text;
 mod output;
 mod progress;
 mod prometheus;
