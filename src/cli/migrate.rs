@@ -3,14 +3,14 @@
 //! without duplicates. The work is `crate::migrate`'s; this file turns flags
 //! into endpoints, reads passwords, opens the state, draws progress and prints.
 
+use super::account::{
+    bind_state, close_state, dry_run_scratch, exists, point_out_earlier_state, state_failure,
+    Failure,
+};
 use super::args::{GlobalArgs, MigrateArgs, MigrateCommand, ReportKind};
 use super::migrate_text::{print_problems, render_batch, render_text};
 use super::output::{deliver, Ui};
 use super::progress::MigrateProgress;
-use super::sync::{
-    bind_state, close_state, dry_run_scratch, exists, point_out_earlier_state, state_failure,
-    Failure,
-};
 use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin};
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};

@@ -2,6 +2,7 @@
 //! stores, calling the engine, printing, and the exit code. Thin on purpose: no
 //! sync decision is made here.
 
+mod account;
 pub mod args;
 mod auth;
 mod count;
