@@ -245,12 +245,8 @@ pub(super) fn close_state(ui: &Ui, account: &str, state: StateDb, seal: bool) {
 }
 
 pub(super) fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
-    let status = match error {
-        StateError::Locked(_) => ExitStatus::Locked,
-        _ => ExitStatus::Safety,
-    };
     Failure::new(
-        status,
+        error.exit_status(),
         anyhow::Error::new(error).context(format!(
             "account `{account}`: cannot use the state database {}",
             path.display()
