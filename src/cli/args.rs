@@ -7,36 +7,44 @@ use crate::auth::AuthMethod;
 use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
 use crate::migrate::endpoint::EndpointSpec;
 use crate::store::net::TlsMode;
+use crate::sync::report::ExitStatus;
 use clap::{Arg, ArgAction, ArgMatches, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
 use std::path::PathBuf;
 
-/// Exit codes, for `--help` and the man pages (the README has the same table).
-pub const EXIT_CODES: &[(u8, &str)] = &[
-    (0, "success: everything selected was synced"),
+/// What each exit status means: the one table in code, printed by `--help` and
+/// the man pages; a test holds the README's table to it.
+pub const EXIT_CODES: &[(ExitStatus, &str)] = &[
+    (ExitStatus::Ok, "success: everything selected was synced"),
     (
-        1,
+        ExitStatus::Partial,
         "partial: some messages or folders failed or were skipped (each is listed)",
     ),
-    (2, "usage or configuration error"),
+    (ExitStatus::Usage, "usage or configuration error"),
     (
-        3,
+        ExitStatus::Auth,
         "authentication failed: the server refused the password or OAuth2 token, or the \
          token endpoint refused the refresh",
     ),
-    (4, "connection, TLS or protocol failure"),
-    (5, "another run holds the lock for this account"),
     (
-        6,
+        ExitStatus::Connection,
+        "connection, TLS or protocol failure",
+    ),
+    (
+        ExitStatus::Locked,
+        "another run holds the lock for this account",
+    ),
+    (
+        ExitStatus::Safety,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
          Maildir root missing, state database unusable or made for another server or \
          Maildir (see --rebind-state), or keep-days asked of a POP3 server without UIDL",
     ),
     (
-        130,
+        ExitStatus::Interrupted,
         "interrupted by Ctrl-C (SIGINT): the run stopped after a commit; run again to resume",
     ),
     (
-        143,
+        ExitStatus::Terminated,
         "stopped by SIGTERM after a commit; run again to resume",
     ),
 ];
@@ -169,8 +177,8 @@ fn after_help() -> String {
         text.push_str(&format!("  {path}\n      {what}\n"));
     }
     text.push_str("\nExit status:\n");
-    for (code, what) in EXIT_CODES {
-        text.push_str(&format!("  {code}  {what}\n"));
+    for (status, what) in EXIT_CODES {
+        text.push_str(&format!("  {}  {what}\n", status.code()));
     }
     text
 }
@@ -1119,5 +1127,82 @@ mod tests {
         assert!(command()
             .try_get_matches_from(["mailsync", "migrate", "--from-auth", "cram-md5"])
             .is_err());
+    }
+
+    /// Every status the code can end with, spelled out so that a new variant
+    /// fails to compile here until the table says what it means.
+    fn every_exit_status() -> Vec<ExitStatus> {
+        let all = [
+            ExitStatus::Ok,
+            ExitStatus::Partial,
+            ExitStatus::Usage,
+            ExitStatus::Auth,
+            ExitStatus::Connection,
+            ExitStatus::Locked,
+            ExitStatus::Safety,
+            ExitStatus::Interrupted,
+            ExitStatus::Terminated,
+        ];
+        for status in all {
+            match status {
+                ExitStatus::Ok
+                | ExitStatus::Partial
+                | ExitStatus::Usage
+                | ExitStatus::Auth
+                | ExitStatus::Connection
+                | ExitStatus::Locked
+                | ExitStatus::Safety
+                | ExitStatus::Interrupted
+                | ExitStatus::Terminated => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    fn words(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_exit_code_table_has_one_row_per_status_in_order() {
+        let table: Vec<ExitStatus> = EXIT_CODES.iter().map(|(status, _)| *status).collect();
+        assert_eq!(table, every_exit_status());
+    }
+
+    #[test]
+    fn the_readme_exit_code_table_is_the_code_table() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let section = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has an Exit codes section");
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line
+                    .trim()
+                    .strip_prefix('|')?
+                    .strip_suffix('|')?
+                    .split(" | ")
+                    .collect();
+                let code: u8 = cells.first()?.trim().parse().ok()?;
+                Some((code.to_string(), cells[1..].join(" | ").trim().to_string()))
+            })
+            .collect();
+        let code: Vec<(String, String)> = EXIT_CODES
+            .iter()
+            .map(|(status, what)| (status.code().to_string(), words(what)))
+            .collect();
+        assert_eq!(rows, code);
+    }
+
+    #[test]
+    fn help_says_what_every_exit_status_means() {
+        let help = words(&command().render_long_help().to_string());
+        for (status, what) in EXIT_CODES {
+            let row = format!("{} {}", status.code(), words(what));
+            assert!(help.contains(&row), "--help lacks `{row}`");
+        }
     }
 }
