@@ -3,7 +3,8 @@
 //! to) expunge, local entries that are not regular files, files and
 //! directories that must stay private.
 
-use crate::reports::{deliver, run, Cli, TestResult};
+use crate::reports::{deliver, Cli};
+use crate::support::{run, TestResult};
 use crate::sync::{assert_ok, Fixture};
 use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::os::unix::fs::PermissionsExt;

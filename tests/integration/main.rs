@@ -17,5 +17,6 @@ mod reports;
 mod restart;
 mod sandbox;
 mod state_binding;
+mod support;
 mod sync;
 mod tunnel;

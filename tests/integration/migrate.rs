@@ -4,6 +4,7 @@
 //! mailsync.
 
 use super::sync::imap_config;
+use crate::support::mailsync_in;
 use mailsync::migrate::mapping::{parse_map, FolderRules, Rename};
 use mailsync::migrate::report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
@@ -453,16 +454,12 @@ fn a_killed_process_resumes_without_duplicates() {
 /// The `mailsync migrate` command between two users of one sandbox, in a
 /// private home, with everything but the subcommand's own flags.
 fn cli(sandbox: &Sandbox, home: &Path, from: &str, to: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+    let mut command = mailsync_in(home);
     let port = sandbox.imaps_port().to_string();
     let ca = sandbox.ca_file().display().to_string();
     command
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
         .env("SOURCE_PW", sandbox.password(from).unwrap_or_default())
         .env("DEST_PW", sandbox.password(to).unwrap_or_default())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command.arg("-q");

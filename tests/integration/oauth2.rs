@@ -3,7 +3,7 @@
 //! the token endpoint and the device authorization endpoint for the refresh
 //! and sign-in flows. Tokens must never show in any output.
 
-use crate::reports::{run, Run, TestResult};
+use crate::support::{run, Run, TestResult};
 use mailsync::auth::AuthMethod;
 use mailsync::model::FolderName;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};

@@ -3,7 +3,7 @@
 //! not their mail. What the servers hold is read with doveadm, the Maildir
 //! from its files.
 
-use crate::reports::{run, Run, TestResult};
+use crate::support::{run, Run, TestResult};
 use mailsync::model::to_wire_line_endings;
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;

@@ -2,13 +2,14 @@
 //! side and a Maildir on the near side. What the server holds is checked through
 //! Dovecot's own tools (doveadm), not through mailsync.
 
+use crate::support::crashed;
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::Store;
-use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
+use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent};
 use mailsync::sync::{sync_account, Policy, RunOptions};
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
@@ -592,11 +593,10 @@ fn interrupted_runs_resume_without_loss_or_duplicates() {
         other.deliver_local(&folder, &message(k * 100 + 60), Flags::SEEN);
         let root = other.root().join(format!(".{folder}"));
         std::fs::remove_file(local_file_named(&root, &subject_of(k * 100))).expect("rm");
-        let crashed = other.run_with(RunOptions {
+        let did_crash = crashed(&other.run_with(RunOptions {
             crash_after_steps: Some(k),
             ..options()
-        });
-        let did_crash = crashed.stopped == Some(Stop::SimulatedCrash);
+        }));
         assert_ok(&other.run_with(options()));
         let server = &other.server()[&folder];
         let local = &other.local()[&folder];
