@@ -1,3 +1,6 @@
+//! The state database: locking, durability, damaged and foreign files refused,
+//! records and intents round-tripping, binding to its endpoints.
+
 use super::*;
 use std::process::{Command, Stdio};
 

@@ -1,3 +1,6 @@
+//! The Maildir store on real directories: both layouts, symlinks, delivery
+//! durability and order, flags in file names, odd and unreadable entries.
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
