@@ -1,23 +1,16 @@
 //! The IMAP store against a real Dovecot: connection security, login, folders
 //! and every message operation, checked through `doveadm` where it matters.
 
+use crate::support::{server_config, start};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mailsync::model::{Flags, FolderName, Identity, MsgKey};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
-use mailsync::store::net::{fingerprint_of_der, ServerConfig, TlsMode};
+use mailsync::store::net::{fingerprint_of_der, TlsMode};
 use mailsync::store::{Appended, Body, NewMessage, Role, Store, StoreError};
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
-
-fn start(opts: SandboxOptions) -> Sandbox {
-    match Sandbox::start(opts) {
-        Ok(sandbox) => sandbox,
-        Err(e) => panic!("cannot start the Dovecot sandbox: {e}"),
-    }
-}
 
 fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
     let port = match tls {
@@ -25,16 +18,7 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
         TlsMode::Starttls | TlsMode::None => sandbox.imap_port(),
     };
     ImapConfig {
-        server: ServerConfig {
-            host: sandbox.host().to_string(),
-            port,
-            tls,
-            ca_file: Some(sandbox.ca_file().to_path_buf()),
-            fingerprint: None,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(60),
-        },
+        server: server_config(sandbox, port, tls),
         user: user.to_string(),
         password: Secret(sandbox.password(user).unwrap_or_default().to_string()),
         auth: mailsync::auth::AuthMethod::Auto,

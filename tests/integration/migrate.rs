@@ -4,7 +4,7 @@
 //! mailsync.
 
 use super::sync::imap_config;
-use crate::support::mailsync_in;
+use crate::support::{mailsync_in, start};
 use mailsync::migrate::mapping::{parse_map, FolderRules, Rename};
 use mailsync::migrate::report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
@@ -23,10 +23,6 @@ use std::time::{Duration, Instant};
 /// A message as a server holds it: body, flags and keywords (sorted), and
 /// INTERNALDATE in Unix seconds.
 type Held = (Vec<u8>, Vec<String>, i64);
-
-fn start(options: SandboxOptions) -> Sandbox {
-    Sandbox::start(options).unwrap_or_else(|e| panic!("cannot start Dovecot: {e}"))
-}
 
 fn with_users(users: &[&str]) -> SandboxOptions {
     SandboxOptions {

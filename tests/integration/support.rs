@@ -1,11 +1,15 @@
-//! What many integration tests share: the built binary with a private home,
-//! the outcome of one of its runs, and the check that a run crashed on purpose.
+//! What many integration tests share: a started sandbox and its server
+//! settings, the built binary with a private home, the outcome of one of its
+//! runs, and the check that a run crashed on purpose.
 
 use std::error::Error;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::sync::report::{AccountReport, Stop};
+use mailsync_sandbox::{Sandbox, SandboxOptions};
 
 pub type TestResult = Result<(), Box<dyn Error>>;
 
@@ -40,4 +44,25 @@ pub fn mailsync_in(home: &Path) -> Command {
 /// Whether a run ended at the fault-injection switch, as a crash would.
 pub fn crashed(report: &AccountReport) -> bool {
     report.stopped == Some(Stop::SimulatedCrash)
+}
+
+/// A private Dovecot, or a failed test that says how to get one.
+pub fn start(options: SandboxOptions) -> Sandbox {
+    Sandbox::start(options).unwrap_or_else(|e| {
+        panic!("cannot start the Dovecot sandbox (scripts/test installs it): {e}")
+    })
+}
+
+/// The sandbox's server on `port`, trusted through the sandbox's own CA.
+pub fn server_config(sandbox: &Sandbox, port: u16, tls: TlsMode) -> ServerConfig {
+    ServerConfig {
+        host: sandbox.host().to_string(),
+        port,
+        tls,
+        ca_file: Some(sandbox.ca_file().to_path_buf()),
+        fingerprint: None,
+        allow_plaintext: false,
+        connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(60),
+    }
 }

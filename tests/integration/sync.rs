@@ -2,12 +2,12 @@
 //! side and a Maildir on the near side. What the server holds is checked through
 //! Dovecot's own tools (doveadm), not through mailsync.
 
-use crate::support::crashed;
+use crate::support::{crashed, server_config};
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
-use mailsync::store::net::{ServerConfig, TlsMode};
+use mailsync::store::net::TlsMode;
 use mailsync::store::Store;
 use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent};
 use mailsync::sync::{sync_account, Policy, RunOptions};
@@ -73,16 +73,7 @@ pub struct Fixture {
 
 pub fn imap_config(sandbox: &Sandbox, user: &str) -> ImapConfig {
     ImapConfig {
-        server: ServerConfig {
-            host: sandbox.host().to_string(),
-            port: sandbox.imaps_port(),
-            tls: TlsMode::Implicit,
-            ca_file: Some(sandbox.ca_file().to_path_buf()),
-            fingerprint: None,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
-        },
+        server: server_config(sandbox, sandbox.imaps_port(), TlsMode::Implicit),
         user: user.to_string(),
         password: Secret(sandbox.password(user).expect("sandbox user").to_string()),
         auth: mailsync::auth::AuthMethod::Auto,
