@@ -780,6 +780,8 @@ pub struct MigrateArgs {
 
     /// Bring flags and keywords of messages already on the destination in line with the
     /// source [default]
+    // The text is the flag's help, where "[default]" is literal, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, overrides_with = "no_sync_flags")]
     pub sync_flags: bool,
 
