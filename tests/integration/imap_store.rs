@@ -1,7 +1,7 @@
 //! The IMAP store against a real Dovecot: connection security, login, folders
 //! and every message operation, checked through `doveadm` where it matters.
 
-use crate::support::{server_config, start};
+use crate::support::{refused, server_config, start};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -29,13 +29,6 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
 
 fn connect(cfg: &ImapConfig) -> ImapStore {
     ImapStore::connect(cfg).unwrap_or_else(|e| panic!("connect failed: {e}"))
-}
-
-fn connect_err(cfg: &ImapConfig) -> StoreError {
-    match ImapStore::connect(cfg) {
-        Ok(_) => panic!("connect should have failed"),
-        Err(e) => e,
-    }
 }
 
 fn folder(name: &str) -> FolderName {
@@ -127,7 +120,7 @@ fn implicit_tls_and_starttls_log_in_with_the_sandbox_ca() {
 fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     let sandbox = start(SandboxOptions::default());
     let mut cfg = config(&sandbox, "bob", TlsMode::None);
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
     assert!(err.to_string().contains("allow_plaintext = true"), "{err}");
 
@@ -138,7 +131,7 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
         let mut cfg = config(&sandbox, "bob", tls);
         cfg.server.allow_plaintext = true;
         cfg.password = Secret("not-bobs-password".to_string());
-        let err = connect_err(&cfg);
+        let err = refused(ImapStore::connect(&cfg));
         assert!(matches!(err, StoreError::Auth(_)), "{tls:?}: {err}");
         assert!(!err.to_string().contains("not-bobs-password"), "{err}");
     }
@@ -149,7 +142,7 @@ fn certificates_are_checked_and_pins_replace_the_ca() {
     let sandbox = start(SandboxOptions::default());
     let mut cfg = config(&sandbox, "alice", TlsMode::Implicit);
     cfg.server.ca_file = None;
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 
     let fingerprint = sandbox_fingerprint(&sandbox);
@@ -167,7 +160,7 @@ fn certificates_are_checked_and_pins_replace_the_ca() {
 
     let wrong = "00".repeat(32);
     cfg.server.fingerprint = Some(wrong);
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
     let text = err.to_string();
     assert!(text.contains(&"00:".repeat(31)), "{text}");

@@ -2,7 +2,7 @@
 //! keys across connections, byte-exact bodies, and deletions that only QUIT
 //! commits. What the server holds is checked through `doveadm`.
 
-use crate::support::{server_config, start};
+use crate::support::{refused, server_config, start};
 use std::collections::BTreeMap;
 
 use mailsync::model::{to_wire_line_endings, wire_size, FolderName, Identity, MsgKey};
@@ -30,13 +30,6 @@ pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
 
 fn connect(cfg: &Pop3Config) -> Pop3Store {
     Pop3Store::connect(cfg).unwrap_or_else(|e| panic!("connect failed: {e}"))
-}
-
-fn connect_err(cfg: &Pop3Config) -> StoreError {
-    match Pop3Store::connect(cfg) {
-        Ok(_) => panic!("connect should have failed"),
-        Err(e) => e,
-    }
 }
 
 fn save_all(sandbox: &Sandbox, messages: &[Vec<u8>]) {
@@ -101,7 +94,7 @@ fn pop3s_and_stls_log_in_with_the_sandbox_ca() {
 #[test]
 fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     let sandbox = start(SandboxOptions::default());
-    let err = connect_err(&config(&sandbox, TlsMode::None));
+    let err = refused(Pop3Store::connect(&config(&sandbox, TlsMode::None)));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 
     let mut cfg = config(&sandbox, TlsMode::None);
@@ -111,7 +104,7 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     for tls in [TlsMode::Implicit, TlsMode::Starttls] {
         let mut cfg = config(&sandbox, tls);
         cfg.password = Secret("wrong-password".to_string());
-        let err = connect_err(&cfg);
+        let err = refused(Pop3Store::connect(&cfg));
         assert!(matches!(err, StoreError::Auth(_)), "{tls:?}: {err}");
         assert!(!err.to_string().contains("wrong-password"), "{err}");
     }
@@ -119,7 +112,7 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     // Without the sandbox CA the self-signed certificate is refused.
     let mut cfg = config(&sandbox, TlsMode::Implicit);
     cfg.server.ca_file = None;
-    let err = connect_err(&cfg);
+    let err = refused(Pop3Store::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 }
 

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mailsync::store::net::{ServerConfig, TlsMode};
+use mailsync::store::StoreError;
 use mailsync::sync::report::{AccountReport, Stop};
 use mailsync_sandbox::{Sandbox, SandboxOptions};
 
@@ -64,5 +65,13 @@ pub fn server_config(sandbox: &Sandbox, port: u16, tls: TlsMode) -> ServerConfig
         allow_plaintext: false,
         connect_timeout: Duration::from_secs(10),
         io_timeout: Duration::from_secs(60),
+    }
+}
+
+/// The error of a connection attempt that must fail.
+pub fn refused<S>(attempt: Result<S, StoreError>) -> StoreError {
+    match attempt {
+        Ok(_) => panic!("the connection should have been refused"),
+        Err(e) => e,
     }
 }
