@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailsync::sandbox::{sample_message, sample_sizes, Sandbox, SandboxOptions, ENV_FILE};
+use mailsync_sandbox::{sample_message, sample_sizes, Sandbox, SandboxOptions, ENV_FILE};
 
 /// Nested, sibling-less (`Lists/rust` without `Lists`) and non-ASCII names, so
 /// clients meet the awkward cases of a real account.

@@ -3,39 +3,48 @@
 //! minus the hidden test and maintenance switches (clap_complete would otherwise
 //! list hidden items).
 
-use super::migrate::{MigrateArgs, MigrateCommand, MIGRATE_ABOUT, MIGRATE_LONG_ABOUT};
 use crate::auth::AuthMethod;
 use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
-use clap::{ArgAction, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
+use crate::migrate::endpoint::EndpointSpec;
+use crate::store::net::TlsMode;
+use crate::sync::report::ExitStatus;
+use clap::{Arg, ArgAction, ArgMatches, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
 use std::path::PathBuf;
 
-/// Exit codes, for `--help` and the man pages (the README has the same table).
-pub const EXIT_CODES: &[(u8, &str)] = &[
-    (0, "success: everything selected was synced"),
+/// What each exit status means: the one table in code, printed by `--help` and
+/// the man pages; a test holds the README's table to it.
+pub const EXIT_CODES: &[(ExitStatus, &str)] = &[
+    (ExitStatus::Ok, "success: everything selected was synced"),
     (
-        1,
+        ExitStatus::Partial,
         "partial: some messages or folders failed or were skipped (each is listed)",
     ),
-    (2, "usage or configuration error"),
+    (ExitStatus::Usage, "usage or configuration error"),
     (
-        3,
+        ExitStatus::Auth,
         "authentication failed: the server refused the password or OAuth2 token, or the \
          token endpoint refused the refresh",
     ),
-    (4, "connection, TLS or protocol failure"),
-    (5, "another run holds the lock for this account"),
     (
-        6,
+        ExitStatus::Connection,
+        "connection, TLS or protocol failure",
+    ),
+    (
+        ExitStatus::Locked,
+        "another run holds the lock for this account",
+    ),
+    (
+        ExitStatus::Safety,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
          Maildir root missing, state database unusable or made for another server or \
          Maildir (see --rebind-state), or keep-days asked of a POP3 server without UIDL",
     ),
     (
-        130,
+        ExitStatus::Interrupted,
         "interrupted by Ctrl-C (SIGINT): the run stopped after a commit; run again to resume",
     ),
     (
-        143,
+        ExitStatus::Terminated,
         "stopped by SIGTERM after a commit; run again to resume",
     ),
 ];
@@ -168,8 +177,8 @@ fn after_help() -> String {
         text.push_str(&format!("  {path}\n      {what}\n"));
     }
     text.push_str("\nExit status:\n");
-    for (code, what) in EXIT_CODES {
-        text.push_str(&format!("  {code}  {what}\n"));
+    for (status, what) in EXIT_CODES {
+        text.push_str(&format!("  {}  {what}\n", status.code()));
     }
     text
 }
@@ -654,6 +663,337 @@ pub struct DocsArgs {
     pub out: PathBuf,
 }
 
+// `mailsync migrate`
+
+pub const MIGRATE_ABOUT: &str =
+    "Copy every folder of one IMAP account to another, resumably and without duplicates";
+
+pub const MIGRATE_LONG_ABOUT: &str = "\
+Copy every selected folder from a source IMAP account to a destination account, \
+server to server: message bytes, flags (keywords too, where the destination \
+accepts them) and INTERNALDATE are kept. Nothing is stored locally besides a \
+state database that records each source message's copy as its batch lands.
+
+Stop it at any time (Ctrl-C, kill, lost network) and run the same command \
+again: it goes on where it stopped and copies nothing twice. Messages already \
+on the destination, put there by another tool or by a run whose state was \
+lost, are recognised by Message-ID and size (or, without a Message-ID, by a \
+hash of the header) and not copied again; with --sync-flags (the default) \
+their flags are brought in line with the source.
+
+Accounts come from the config file (--from, --to) or from the --from-* and \
+--to-* flags. Folders are mapped: hierarchy delimiters and personal namespace \
+prefixes (NAMESPACE) are translated, the source's Sent, Drafts, Trash, Junk \
+and Archive folders (SPECIAL-USE, or well-known names on a server without it) \
+land in the destination's folders with those roles, and --map and --rename \
+change the rest. --dry-run lists each folder with its destination, the \
+messages and bytes to copy and the duplicates that would be skipped.
+
+--batch FILE migrates many account pairs, several at once: a CSV file with a \
+header line naming its columns: name, state, and for each side (from_ and \
+to_) account, host, port, tls, ca_file, fingerprint, user, password_env, \
+password_command, timeout_seconds. Passwords are only named (environment \
+variable or command), never written in the file. One failing pair does not \
+stop the others; the summary has a row per pair and says why one failed.
+
+The state database belongs to the two servers it was made for (host, port \
+and user of each); by default it is named after both (migrate-FROM-TO-HASH.db), \
+so migrations between accounts of the same names on other servers never share \
+one. A state given with --state that belongs to other servers stops the run \
+with exit status 6 before any change; --rebind-state takes it over, forgetting \
+its records (messages already copied are then recognised on the destination).
+
+The report (text, or --report json) gives per folder the source count, \
+messages copied, duplicates skipped, messages from earlier runs, failures \
+with the reason, and bytes. With --report json --report-file FILE, the table \
+goes to stdout and the JSON into FILE.";
+
+/// How the final report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportKind {
+    /// A table for people
+    Text,
+    /// One JSON document
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MigrateCommand {
+    #[command(flatten)]
+    pub args: MigrateArgs,
+
+    /// Test-only fault injection: abort the process after N effect steps, as a
+    /// crash would.
+    #[arg(long, hide = true, value_name = "N")]
+    pub crash_after_steps: Option<u64>,
+
+    /// Test-only fault injection at the N-th APPEND command to the server:
+    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
+    #[arg(long, hide = true, value_name = "N:ACTION")]
+    pub after_appends: Option<String>,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct MigrateArgs {
+    /// Source account, as named in the config file
+    #[arg(long, value_name = "ACCOUNT")]
+    pub from: Option<String>,
+
+    /// Destination account, as named in the config file
+    #[arg(long, value_name = "ACCOUNT")]
+    pub to: Option<String>,
+
+    /// Migrate every account pair of a CSV file, several at once (see the description)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath,
+          conflicts_with_all = ["from", "to", "state"])]
+    pub batch: Option<PathBuf>,
+
+    /// List folders, destinations, messages and bytes to copy and duplicates; change nothing
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Connection pairs, folders spread over them (with --batch: in total, over the
+    /// pairs run at once); fewer when a server refuses more connections
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Migrate only source folders matching PATTERN (IMAP wildcards: * matches anything,
+    /// % anything but the hierarchy separator); repeatable
+    #[arg(long = "folder", value_name = "PATTERN")]
+    pub folders: Vec<String>,
+
+    /// Leave out source folders matching PATTERN; repeatable
+    #[arg(long = "exclude", value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Put source folder OLD, and its subfolders, at NEW on the destination (levels
+    /// separated by /); repeatable, the longest matching OLD wins
+    #[arg(long = "map", value_name = "OLD=NEW")]
+    pub maps: Vec<String>,
+
+    /// Rename folders not placed by --map or by role: the first match of the regular
+    /// expression REGEX in the name (levels separated by /) becomes REPLACEMENT ($1 for a
+    /// group); repeatable, applied in order
+    #[arg(long = "rename", value_name = "REGEX=REPLACEMENT")]
+    pub renames: Vec<String>,
+
+    /// Bring flags and keywords of messages already on the destination in line with the
+    /// source [default]
+    // The text is the flag's help, where "[default]" is literal, not a doc link.
+    #[allow(rustdoc::broken_intra_doc_links)]
+    #[arg(long, overrides_with = "no_sync_flags")]
+    pub sync_flags: bool,
+
+    /// Leave flags of messages already on the destination as they are
+    #[arg(long, overrides_with = "sync_flags")]
+    pub no_sync_flags: bool,
+
+    /// Delete each source message once its copy is confirmed on the destination (UID
+    /// EXPUNGE of exactly those messages)
+    #[arg(long)]
+    pub delete_source_after: bool,
+
+    /// Message bytes held per batch, e.g. 32MiB [default: 32MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub batch_bytes: Option<String>,
+
+    // Not a doc comment: rustdoc would read `[default: ...]` as a link.
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_hint = ValueHint::FilePath,
+        help = "State database [default: $XDG_DATA_HOME/mailsync/migrate-FROM-TO-HASH.db, HASH \
+                from both servers' host, port and user]"
+    )]
+    pub state: Option<PathBuf>,
+
+    /// The state database was made for other servers, and the move is intended: record the
+    /// given ones, forget the old records and pair messages again by Message-ID and size
+    #[arg(long)]
+    pub rebind_state: bool,
+
+    /// Report format, on stdout or into --report-file
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportKind::Text)]
+    pub report: ReportKind,
+
+    /// Write the report in --report's format to FILE, replacing it atomically; the table
+    /// still goes to stdout
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub report_file: Option<PathBuf>,
+
+    /// Accept tls none (the password and mail travel unencrypted)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    #[command(flatten)]
+    pub from_server: ServerFlags<false>,
+
+    #[command(flatten)]
+    pub to_server: ServerFlags<true>,
+}
+
+/// One side's server flags: `--from-host`, ... (`TO` = false) or `--to-host`,
+/// ... (`TO` = true). Written by hand because clap's derive cannot prefix a
+/// flattened group's names.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFlags<const TO: bool>(pub EndpointSpec);
+
+/// (key, long flag of the source side, of the destination side, value name, help).
+const SERVER_FLAGS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "host",
+        "from-host",
+        "to-host",
+        "HOST",
+        "IMAP server host name or address",
+    ),
+    (
+        "port",
+        "from-port",
+        "to-port",
+        "PORT",
+        "Server port [default: 993 with implicit TLS, else 143]",
+    ),
+    (
+        "tls",
+        "from-tls",
+        "to-tls",
+        "MODE",
+        "Connection security [default: implicit]",
+    ),
+    (
+        "ca_file",
+        "from-ca-file",
+        "to-ca-file",
+        "FILE",
+        "Extra trusted CA certificate (PEM)",
+    ),
+    (
+        "fingerprint",
+        "from-fingerprint",
+        "to-fingerprint",
+        "SHA256",
+        "Accept only the server certificate with this SHA-256 (hex)",
+    ),
+    ("user", "from-user", "to-user", "USER", "Login name"),
+    (
+        "password_env",
+        "from-password-env",
+        "to-password-env",
+        "VAR",
+        "Read the password from the environment variable VAR",
+    ),
+    (
+        "password_command",
+        "from-password-command",
+        "to-password-command",
+        "COMMAND",
+        "Run COMMAND with sh -c; the first line it prints is the password",
+    ),
+    (
+        "password_file",
+        "from-password-file",
+        "to-password-file",
+        "FILE",
+        "Read the password from the first line of FILE",
+    ),
+    (
+        "auth",
+        "from-auth",
+        "to-auth",
+        "METHOD",
+        "Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token",
+    ),
+    (
+        "timeout_seconds",
+        "from-timeout-seconds",
+        "to-timeout-seconds",
+        "SECONDS",
+        "Network timeout [default: 60]",
+    ),
+];
+
+impl<const TO: bool> ServerFlags<TO> {
+    fn long(key: &str) -> &'static str {
+        SERVER_FLAGS
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .map(|(_, from, to, ..)| if TO { *to } else { *from })
+            .unwrap_or("")
+    }
+}
+
+impl<const TO: bool> clap::FromArgMatches for ServerFlags<TO> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let text = |key: &str| matches.get_one::<String>(Self::long(key)).cloned();
+        Ok(ServerFlags(EndpointSpec {
+            account: None,
+            host: text("host"),
+            port: matches.get_one::<u16>(Self::long("port")).copied(),
+            tls: matches
+                .get_one::<TlsArg>(Self::long("tls"))
+                .map(|tls| match tls {
+                    TlsArg::Implicit => TlsMode::Implicit,
+                    TlsArg::Starttls => TlsMode::Starttls,
+                    TlsArg::None => TlsMode::None,
+                }),
+            ca_file: text("ca_file"),
+            fingerprint: text("fingerprint"),
+            user: text("user"),
+            password_env: text("password_env"),
+            password_command: text("password_command"),
+            password_file: text("password_file"),
+            auth: matches
+                .get_one::<AuthArg>(Self::long("auth"))
+                .map(|auth| auth.method()),
+            timeout_seconds: matches
+                .get_one::<u32>(Self::long("timeout_seconds"))
+                .copied(),
+        }))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl<const TO: bool> clap::Args for ServerFlags<TO> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let heading = if TO {
+            "Destination server (instead of --to)"
+        } else {
+            "Source server (instead of --from)"
+        };
+        let mut cmd = cmd.next_help_heading(heading);
+        for (key, from, to, value_name, help) in SERVER_FLAGS {
+            let long = if TO { *to } else { *from };
+            let arg = Arg::new(long)
+                .long(long)
+                .value_name(*value_name)
+                .help(*help);
+            let arg = match *key {
+                "port" => arg.value_parser(clap::value_parser!(u16).range(1..)),
+                "tls" => arg.value_parser(clap::builder::EnumValueParser::<TlsArg>::new()),
+                "auth" => arg.value_parser(clap::builder::EnumValueParser::<AuthArg>::new()),
+                "timeout_seconds" => arg.value_parser(clap::value_parser!(u32).range(1..=3600)),
+                "host" => arg.value_hint(ValueHint::Hostname),
+                "user" => arg.value_hint(ValueHint::Username),
+                "ca_file" | "password_file" => arg.value_hint(ValueHint::FilePath),
+                "password_command" => arg.value_hint(ValueHint::CommandString),
+                _ => arg,
+            };
+            cmd = cmd.arg(arg);
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,5 +1051,160 @@ mod tests {
         assert!(longs.contains(&"password-env"));
         assert!(!longs.contains(&"password"));
         assert!(!longs.contains(&"pass"));
+    }
+
+    #[test]
+    fn server_flags_have_both_prefixes() {
+        let cmd = command();
+        let migrate = cmd.find_subcommand("migrate").expect("migrate");
+        let longs: Vec<&str> = migrate
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        for (_, from, to, ..) in SERVER_FLAGS {
+            assert!(longs.contains(from) && longs.contains(to), "{from} / {to}");
+        }
+        assert!(!longs.iter().any(|l| l.ends_with("password")));
+    }
+
+    #[test]
+    fn flags_become_endpoint_specs() {
+        let matches = command()
+            .try_get_matches_from([
+                "mailsync",
+                "migrate",
+                "--from-host",
+                "old.example.org",
+                "--from-user",
+                "ann",
+                "--from-password-env",
+                "OLD",
+                "--from-tls",
+                "starttls",
+                "--to",
+                "new",
+                "--map",
+                "Sent Items=Sent",
+            ])
+            .expect("parses");
+        let (_, sub) = matches.subcommand().expect("subcommand");
+        let args = <MigrateArgs as clap::FromArgMatches>::from_arg_matches(sub).expect("args");
+        assert_eq!(args.from_server.0.host.as_deref(), Some("old.example.org"));
+        assert_eq!(args.from_server.0.tls, Some(TlsMode::Starttls));
+        assert_eq!(args.to.as_deref(), Some("new"));
+        assert_eq!(args.to_server.0, EndpointSpec::default());
+        assert_eq!(args.jobs, 4);
+        assert!(!args.no_sync_flags);
+    }
+
+    #[test]
+    fn auth_flags_choose_each_side_login() {
+        let matches = command()
+            .try_get_matches_from([
+                "mailsync",
+                "migrate",
+                "--from-host",
+                "old.example.org",
+                "--from-user",
+                "ann",
+                "--from-password-env",
+                "OLD",
+                "--to-host",
+                "imap.gmail.com",
+                "--to-user",
+                "ann@gmail.com",
+                "--to-auth",
+                "oauthbearer",
+                "--to-password-command",
+                "oama access ann@gmail.com",
+            ])
+            .expect("parses");
+        let (_, sub) = matches.subcommand().expect("subcommand");
+        let args = <MigrateArgs as clap::FromArgMatches>::from_arg_matches(sub).expect("args");
+        assert_eq!(args.from_server.0.auth, None);
+        assert_eq!(
+            args.to_server.0.auth,
+            Some(crate::auth::AuthMethod::Oauthbearer)
+        );
+        assert!(command()
+            .try_get_matches_from(["mailsync", "migrate", "--from-auth", "cram-md5"])
+            .is_err());
+    }
+
+    /// Every status the code can end with, spelled out so that a new variant
+    /// fails to compile here until the table says what it means.
+    fn every_exit_status() -> Vec<ExitStatus> {
+        let all = [
+            ExitStatus::Ok,
+            ExitStatus::Partial,
+            ExitStatus::Usage,
+            ExitStatus::Auth,
+            ExitStatus::Connection,
+            ExitStatus::Locked,
+            ExitStatus::Safety,
+            ExitStatus::Interrupted,
+            ExitStatus::Terminated,
+        ];
+        for status in all {
+            match status {
+                ExitStatus::Ok
+                | ExitStatus::Partial
+                | ExitStatus::Usage
+                | ExitStatus::Auth
+                | ExitStatus::Connection
+                | ExitStatus::Locked
+                | ExitStatus::Safety
+                | ExitStatus::Interrupted
+                | ExitStatus::Terminated => {}
+            }
+        }
+        all.to_vec()
+    }
+
+    fn words(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_exit_code_table_has_one_row_per_status_in_order() {
+        let table: Vec<ExitStatus> = EXIT_CODES.iter().map(|(status, _)| *status).collect();
+        assert_eq!(table, every_exit_status());
+    }
+
+    #[test]
+    fn the_readme_exit_code_table_is_the_code_table() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        let section = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("README has an Exit codes section");
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line
+                    .trim()
+                    .strip_prefix('|')?
+                    .strip_suffix('|')?
+                    .split(" | ")
+                    .collect();
+                let code: u8 = cells.first()?.trim().parse().ok()?;
+                Some((code.to_string(), cells[1..].join(" | ").trim().to_string()))
+            })
+            .collect();
+        let code: Vec<(String, String)> = EXIT_CODES
+            .iter()
+            .map(|(status, what)| (status.code().to_string(), words(what)))
+            .collect();
+        assert_eq!(rows, code);
+    }
+
+    #[test]
+    fn help_says_what_every_exit_status_means() {
+        let help = words(&command().render_long_help().to_string());
+        for (status, what) in EXIT_CODES {
+            let row = format!("{} {}", status.code(), words(what));
+            assert!(help.contains(&row), "--help lacks `{row}`");
+        }
     }
 }

@@ -1,9 +1,9 @@
 //! `mailsync auth`: OAuth2 sign-in and token status; and the one place every
 //! command reads an account's secret (password or access token).
 
+use super::account::{load_accounts, Failure};
 use super::args::{AuthAction, AuthCommand, AuthLoginArgs, GlobalArgs, OneOffArgs};
 use super::output::Ui;
-use super::sync::{load_accounts, Failure};
 use crate::auth::oauth2::{self, Client, OAuth2Error, OAuth2Settings};
 use crate::config::{Account, Overrides, PasswordSource, ServerLogin};
 use crate::store::imap::Secret;

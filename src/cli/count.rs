@@ -1,14 +1,14 @@
 //! `mailsync count`: gathers each account's figures (`crate::count` defines
 //! them) and prints them as a table, TSV, JSON, Prometheus text or one total.
 
+use super::account::{
+    connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
+    store_failure, Failure,
+};
 use super::args::{CountArgs, CountFormat, GlobalArgs};
 use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
 use super::report::StateOwner;
-use super::sync::{
-    connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
-    store_failure, Failure,
-};
 use crate::config::{Account, Overrides};
 use crate::count::{self, FolderCount, Sources};
 use crate::model::FolderName;

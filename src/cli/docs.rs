@@ -124,9 +124,9 @@ fn render_page(cmd: clap::Command, with_configuration: bool) -> anyhow::Result<V
         roff.text([roman(*what)]);
     }
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, what) in EXIT_CODES {
+    for (status, what) in EXIT_CODES {
         roff.control("TP", []);
-        roff.text([bold(code.to_string())]);
+        roff.text([bold(status.code().to_string())]);
         roff.text([roman(*what)]);
     }
     roff.to_writer(&mut page)?;

@@ -2,11 +2,13 @@
 //! stores, calling the engine, printing, and the exit code. Thin on purpose: no
 //! sync decision is made here.
 
+mod account;
 pub mod args;
 mod auth;
 mod count;
 mod docs;
 mod migrate;
+mod migrate_text;
 mod output;
 mod progress;
 mod prometheus;

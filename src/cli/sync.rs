@@ -2,35 +2,24 @@
 //! the Maildir, connect, run the engine and print what it did. No sync decision
 //! is made here.
 
-use super::args::{config_word, GlobalArgs, KeepDays, OneOffArgs, SyncArgs, SyncCommand};
+use super::account::{
+    bind_state, close_state, connect, connect_far, dry_run_scratch, exists, load_accounts,
+    point_out_earlier_one_off_state, read_password, state_failure, store_failure, Failure,
+};
+use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use super::report::{render_report, AccountRun, RunResult, StateOwner};
 use super::summary::print_report;
-use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
-use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
-use crate::store::imap::{ImapStore, Secret};
+use crate::config::{Account, Overrides};
+use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
-use crate::store::net::TlsMode;
-use crate::store::pop3::Pop3Store;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::StoreResult;
 use crate::sync::report::Stop;
 use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StopRequest, StorePair};
+use crate::sync::{sync_account_parallel, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
-
-/// Why an account could not run, and the exit status that says so.
-pub(super) struct Failure {
-    pub status: ExitStatus,
-    pub error: anyhow::Error,
-}
-
-impl Failure {
-    pub(super) fn new(status: ExitStatus, error: anyhow::Error) -> Failure {
-        Failure { status, error }
-    }
-}
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let SyncCommand {
@@ -94,28 +83,6 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     status
 }
 
-/// The accounts a command works on: those named (or all) from the config
-/// file, or the one-off account described by flags. `overrides` are the run's
-/// adjustments of every account.
-pub(super) fn load_accounts(
-    global: &GlobalArgs,
-    names: &[String],
-    mut overrides: Overrides,
-    one_off: &OneOffArgs,
-) -> anyhow::Result<Vec<Account>> {
-    let dirs = Dirs::from_env()?;
-    if one_off.host.is_some() {
-        add_one_off(&mut overrides, one_off);
-        return Ok(vec![config::one_off(&overrides, &dirs)?]);
-    }
-    let path = global
-        .config
-        .clone()
-        .unwrap_or_else(|| dirs.default_config_file());
-    let config = Config::load(&path, &dirs, &overrides)?;
-    Ok(config.select(names)?.into_iter().cloned().collect())
-}
-
 /// The flags that adjust every account for this run.
 fn run_overrides(args: &SyncArgs) -> Overrides {
     let mut overrides = Overrides::default();
@@ -152,48 +119,6 @@ fn run_overrides(args: &SyncArgs) -> Overrides {
         );
     }
     overrides
-}
-
-/// The one-off account's flags, under the config keys they stand for.
-fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
-    let strings = [
-        ("host", &flags.host),
-        ("ca_file", &flags.ca_file),
-        ("fingerprint", &flags.fingerprint),
-        ("user", &flags.user),
-        ("password_command", &flags.password_command),
-        ("password_env", &flags.password_env),
-        ("password_file", &flags.password_file),
-        ("maildir", &flags.maildir),
-        ("state", &flags.state),
-        ("batch_bytes", &flags.batch_bytes),
-    ];
-    for (key, value) in strings {
-        if let Some(value) = value {
-            overrides.set(key, value.clone());
-        }
-    }
-    if let Some(port) = flags.port {
-        overrides.set("port", i64::from(port));
-    }
-    if let Some(seconds) = flags.timeout_seconds {
-        overrides.set("timeout_seconds", i64::from(seconds));
-    }
-    if let Some(tls) = &flags.tls {
-        overrides.set("tls", config_word(tls));
-    }
-    if let Some(layout) = &flags.layout {
-        overrides.set("layout", config_word(layout));
-    }
-    if let Some(mode) = &flags.mode {
-        overrides.set("mode", config_word(mode));
-    }
-    if let Some(protocol) = &flags.protocol {
-        overrides.set("protocol", config_word(protocol));
-    }
-    if let Some(auth) = &flags.auth {
-        overrides.set("auth", config_word(auth));
-    }
 }
 
 fn sync_one(
@@ -304,67 +229,6 @@ fn sync_one(
     Ok(report)
 }
 
-/// Reads the account's password (or access token) from its source; warns when
-/// it is about to travel without TLS.
-pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failure> {
-    super::auth::read_secret(ui, &account.name, account.far.login())
-}
-
-/// Connects and logs in to the account's server.
-pub(super) fn connect(
-    ui: &Ui,
-    account: &Account,
-    password: Secret,
-) -> Result<Box<dyn Store>, Failure> {
-    let login = account.far.login();
-    let server = &login.server;
-    let target = match &login.tunnel {
-        Some(command) => format!("{} through the tunnel `{command}`", login.user),
-        None => format!("{}@{}:{}", login.user, server.host, server.port),
-    };
-    let security = match (server.tls, &account.far) {
-        _ if login.tunnel.is_some() => "the tunnel's own protection",
-        (TlsMode::Implicit, _) => "TLS",
-        (TlsMode::Starttls, FarConfig::Imap(_)) => "STARTTLS",
-        (TlsMode::Starttls, FarConfig::Pop3(_)) => "STLS",
-        (TlsMode::None, _) => "no TLS",
-    };
-    ui.debug(&format!(
-        "{}: connecting to {target} ({security})",
-        account.name
-    ));
-    connect_far(account, password).map_err(|e| {
-        store_failure(
-            e,
-            ExitStatus::Connection,
-            format!("account `{}`: cannot connect to {target}", account.name),
-        )
-    })
-}
-
-/// The far store. Kept in one place so that the rest of the flow does not
-/// depend on which server protocol an account uses.
-fn connect_far(account: &Account, password: Secret) -> StoreResult<Box<dyn Store>> {
-    let batch_bytes = account.batch_bytes;
-    Ok(match &account.far {
-        FarConfig::Imap(login) => {
-            let mut store = ImapStore::connect(&login.with_password(password, batch_bytes))?;
-            if !account.policy.expunge {
-                store.leave_expunge_to_client();
-            }
-            Box::new(store)
-        }
-        FarConfig::Pop3(login) => Box::new(Pop3Store::connect(
-            &login.pop3_with_password(password, batch_bytes),
-        )?),
-    })
-}
-
-pub(super) fn exists(path: &Path) -> anyhow::Result<bool> {
-    path.try_exists()
-        .map_err(|e| anyhow::Error::new(e).context(format!("cannot check {}", path.display())))
-}
-
 /// The Maildir root to open. A missing root is created on the first run only:
 /// when the state database already knows folders, a missing root is far more
 /// likely an unmounted disk than a wish to download everything again.
@@ -419,161 +283,4 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
-}
-
-/// Checks that `state` belongs to the endpoints `wanted` and records them: a
-/// file that records none yet adopts them, one that records others is refused
-/// (exit 6) unless `rebind`. A dry run (`dry_run_scratch` given) records
-/// nothing; a rebind that forgets every record is planned against an empty
-/// state there instead.
-pub(super) fn bind_state(
-    ui: &Ui,
-    name: &str,
-    mut state: StateDb,
-    wanted: &Binding,
-    sides: SideNames,
-    rebind: bool,
-    dry_run_scratch: Option<&Path>,
-) -> Result<StateDb, Failure> {
-    let path = state.path().to_path_buf();
-    let failed = |e| state_failure(name, &path, e);
-    let how = state.check_binding(wanted, sides, rebind).map_err(failed)?;
-    if let (Rebinding::Rebind { .. }, Endpoint::Maildir { root }) = (&how, &wanted.near) {
-        // Records are kept for it, or paired against it: a Maildir that is
-        // not there (not mounted, not moved yet) would be taken for empty.
-        if !exists(root).map_err(|e| Failure::new(ExitStatus::Safety, e))? {
-            return Err(Failure::new(
-                ExitStatus::Safety,
-                anyhow!(
-                    "{name}: the Maildir root {} does not exist, so the state database {} \
-                     was not rebound; nothing was changed\n\
-                     hint: mount or move the Maildir there first",
-                    root.display(),
-                    path.display()
-                ),
-            ));
-        }
-    }
-    match &how {
-        Rebinding::Same => return Ok(state),
-        Rebinding::Adopt => ui.debug(&format!(
-            "{name}: the state database {} records its endpoints: {} {}, {} {}",
-            path.display(),
-            sides.0,
-            wanted.far,
-            sides.1,
-            wanted.near
-        )),
-        Rebinding::Rebind {
-            differences,
-            forget,
-        } => ui.info(&format!(
-            "{name}: {} the state database {} ({}); {}",
-            if dry_run_scratch.is_some() {
-                "a real run would rebind"
-            } else {
-                "rebinding"
-            },
-            path.display(),
-            differences.join("; "),
-            if *forget {
-                "its records are forgotten and messages are paired by Message-ID and size; nothing is deleted in this run"
-            } else {
-                "its records stay valid"
-            }
-        )),
-    }
-    match (dry_run_scratch, &how) {
-        (Some(scratch), Rebinding::Rebind { forget: true, .. }) => {
-            close_state(ui, name, state, true);
-            let stand_in = scratch.join("rebound.db");
-            StateDb::open(&stand_in).map_err(|e| state_failure(name, &stand_in, e))
-        }
-        (Some(_), _) => Ok(state),
-        (None, _) => {
-            state.bind(wanted, &how).map_err(failed)?;
-            Ok(state)
-        }
-    }
-}
-
-/// For a one-off run with the default state: see `point_out_earlier_state`.
-pub(super) fn point_out_earlier_one_off_state(ui: &Ui, flags: &OneOffArgs, accounts: &[Account]) {
-    let (Some(account), Some(_), None) = (accounts.first(), &flags.host, &flags.state) else {
-        return;
-    };
-    if let Ok(dirs) = Dirs::from_env() {
-        let earlier = dirs.default_state_file(&account.name);
-        point_out_earlier_state(ui, &account.name, &earlier, &account.state_path);
-    }
-}
-
-/// Earlier versions named default state files after account names alone
-/// (`user@host.db`, `migrate-FROM-TO.db`). Such a file is not taken for the
-/// configured endpoints' own, since it may hold another server's records; the
-/// user hears how to continue from it. Said only while the new file does not
-/// exist, that is once.
-pub(super) fn point_out_earlier_state(ui: &Ui, name: &str, earlier: &Path, used: &Path) {
-    if earlier != used && earlier.exists() && !used.exists() {
-        ui.warn(&format!(
-            "{name}: {} was named by an earlier version after the account names alone and is \
-             not used, since it may belong to other servers; these endpoints get a new state, \
-             {}, and their first run pairs messages by Message-ID and size (no duplicates, \
-             nothing deleted)\n\
-             hint: to continue from it instead, pass --state {}",
-            earlier.display(),
-            used.display(),
-            earlier.display()
-        ));
-    }
-}
-
-/// A scratch directory standing in for what a dry run must not create.
-pub(super) fn dry_run_scratch() -> Result<tempfile::TempDir, Failure> {
-    tempfile::tempdir().map_err(|e| {
-        Failure::new(
-            ExitStatus::Safety,
-            anyhow::Error::new(e).context("cannot create a scratch directory for the dry run"),
-        )
-    })
-}
-
-/// Closes the state database, sealed when the run was not cut short (an
-/// account-level error, state errors among them, leaves it for the next run to
-/// check in full). A seal that cannot be written only costs that check.
-pub(super) fn close_state(ui: &Ui, account: &str, state: StateDb, seal: bool) {
-    if !seal {
-        return;
-    }
-    let path = state.path().to_path_buf();
-    if let Err(e) = state.close() {
-        ui.debug(&format!(
-            "{account}: the state database {} was not sealed: {e}",
-            path.display()
-        ));
-    }
-}
-
-pub(super) fn state_failure(account: &str, path: &Path, error: StateError) -> Failure {
-    let status = match error {
-        StateError::Locked(_) => ExitStatus::Locked,
-        _ => ExitStatus::Safety,
-    };
-    Failure::new(
-        status,
-        anyhow::Error::new(error).context(format!(
-            "account `{account}`: cannot use the state database {}",
-            path.display()
-        )),
-    )
-}
-
-/// An account-level store error; kinds that say nothing about the account as a
-/// whole (I/O, an unsupported request) take `fallback`.
-pub(super) fn store_failure(error: StoreError, fallback: ExitStatus, context: String) -> Failure {
-    let status = match exit_status_of(&error) {
-        ExitStatus::Partial => fallback,
-        status => status,
-    };
-    Failure::new(status, anyhow::Error::new(error).context(context))
 }

@@ -1,3 +1,6 @@
+//! The config file and one-off flags: defaults, overrides, and an error naming
+//! file, line, account and key for every mistake.
+
 use super::*;
 
 fn dirs() -> Dirs {

@@ -128,6 +128,19 @@ pub enum StateError {
 
 pub type StateResult<T> = Result<T, StateError>;
 
+impl StateError {
+    /// How a run that stops on this error ends: another run's lock is exit
+    /// status 5, anything else means the state cannot be trusted, a safety stop
+    /// (6). Every command maps a state error through here, so they agree.
+    pub fn exit_status(&self) -> crate::sync::report::ExitStatus {
+        use crate::sync::report::ExitStatus;
+        match self {
+            StateError::Locked(_) => ExitStatus::Locked,
+            _ => ExitStatus::Safety,
+        }
+    }
+}
+
 /// How long a statement waits for a lock SQLite itself holds (a read-only
 /// reader checkpointing, say) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,3 +1,6 @@
+//! The state database: locking, durability, damaged and foreign files refused,
+//! records and intents round-tripping, binding to its endpoints.
+
 use super::*;
 use std::process::{Command, Stdio};
 
@@ -976,4 +979,23 @@ fn a_new_database_numbers_its_intents_apart_from_any_earlier_one() {
     // start where it did, nor where an earlier version's files (from 1) are.
     assert_ne!(first_ids[0], first_ids[1]);
     assert!(first_ids.iter().all(|&id| id > 1 << 32), "{first_ids:?}");
+}
+
+#[test]
+fn a_lock_held_elsewhere_exits_locked_and_other_state_errors_exit_safety() {
+    use crate::sync::report::ExitStatus;
+    assert_eq!(
+        StateError::Locked("state.db".into()).exit_status(),
+        ExitStatus::Locked
+    );
+    let unusable = StateError::Unusable {
+        path: "state.db".into(),
+        reason: "not a database".into(),
+    };
+    assert_eq!(unusable.exit_status(), ExitStatus::Safety);
+    let missing = StateError::Missing {
+        table: "messages",
+        id: 7,
+    };
+    assert_eq!(missing.exit_status(), ExitStatus::Safety);
 }

@@ -5,6 +5,8 @@
 pub mod body;
 pub mod imap;
 pub mod maildir;
+// Test double for the engine's own tests; not part of the shipped library.
+#[cfg(test)]
 pub mod memory;
 pub mod net;
 pub mod pop3;

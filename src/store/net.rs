@@ -591,7 +591,12 @@ mod tests {
         // Wait until both lines have arrived so that the reader buffers them.
         if let Connection::Plain(tcp) = &conn {
             let mut peeked = [0u8; 64];
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while tcp.peek(&mut peeked).unwrap() < 28 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the server's two lines did not arrive within 10 s"
+                );
                 std::thread::sleep(Duration::from_millis(10));
             }
         }

@@ -2,19 +2,10 @@
 //! private HOME. Everything here stops before any server is needed, or talks to
 //! a port where nothing listens.
 
+use crate::support::{mailsync_in, run, Run, TestResult};
 use mailsync::model::FolderName;
 use mailsync::state::{FolderState, StateDb};
-use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-type TestResult = Result<(), Box<dyn Error>>;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// A private home directory with XDG directories inside it.
 struct Home {
@@ -43,23 +34,12 @@ impl Home {
     }
 
     fn run_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Run> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
-        command
-            .args(args)
-            .env("HOME", self.path())
-            .env("XDG_CONFIG_HOME", self.path().join("config"))
-            .env("XDG_DATA_HOME", self.path().join("data"))
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null());
+        let mut command = mailsync_in(self.path());
+        command.args(args).env_remove("NO_COLOR");
         for (key, value) in env {
             command.env(key, value);
         }
-        let output = command.output()?;
-        Ok(Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
+        run(command)
     }
 }
 

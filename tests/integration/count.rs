@@ -2,7 +2,8 @@
 //! against what the server really holds (doveadm), then offline with the
 //! server stopped.
 
-use crate::reports::{deliver, parse_prometheus, sample_value, server_status, Cli, TestResult};
+use crate::reports::{deliver, parse_prometheus, sample_value, server_status, Cli};
+use crate::support::TestResult;
 use std::collections::BTreeMap;
 use std::error::Error;
 

@@ -4,21 +4,21 @@
 //! message. What the server holds is checked through `doveadm`.
 
 use crate::pop3_store::config as pop3_config;
+use crate::support::{crashed, mailsync_in, run, Run};
 use crate::sync::{assert_ok, Fixture};
 use mailsync::model::{Flags, FolderName, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox};
 use mailsync::state::StateDb;
 use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::Pop3Store;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{AccountReport, ExitStatus, Silent, Stop};
+use mailsync::sync::report::{AccountReport, ExitStatus, Silent};
 use mailsync::sync::{sync_account, FolderFilter, Mode, Oversize, Policy, RunOptions};
+use mailsync_sandbox::{sample_message, Sandbox};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// A fixed "now" for runs whose keep-days matter: 2024-01-01T00:00:00Z.
 const T0: i64 = 1_704_067_200;
@@ -66,10 +66,6 @@ fn crash_after(steps: u64) -> RunOptions {
         crash_after_steps: Some(steps),
         ..RunOptions::default()
     }
-}
-
-fn crashed(report: &AccountReport) -> bool {
-    report.stopped == Some(Stop::SimulatedCrash)
 }
 
 /// Puts messages on the server through IMAP APPEND, so that each gets the
@@ -600,27 +596,12 @@ fn pop3_connection_lost_before_quit_keeps_mail_and_the_rerun_does_not_duplicate(
 
 // ---- Through the CLI -------------------------------------------------------
 
-struct Run {
-    code: Option<i32>,
-    stderr: String,
-}
-
 /// Runs the built binary with a private HOME and the account's password in
 /// `MAILSYNC_TEST_PW`.
 fn mailsync(home: &Path, password: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_mailsync"))
-        .args(args)
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("MAILSYNC_TEST_PW", password)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mailsync");
-    Run {
-        code: output.status.code(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut command = mailsync_in(home);
+    command.args(args).env("MAILSYNC_TEST_PW", password);
+    run(command).expect("run mailsync")
 }
 
 /// A config file for one account on the sandbox.
@@ -1059,9 +1040,9 @@ fn cli_keep_days_flag_overrides_the_account_for_one_run() {
 /// never downloaded a second time.
 #[test]
 fn without_uidplus_messages_are_marked_deleted_and_not_fetched_again() {
-    let mut fx = Fixture::with(mailsync::sandbox::SandboxOptions {
+    let mut fx = Fixture::with(mailsync_sandbox::SandboxOptions {
         uidplus: false,
-        ..mailsync::sandbox::SandboxOptions::default()
+        ..mailsync_sandbox::SandboxOptions::default()
     });
     fx.policy = download_delete();
     let bodies: Vec<Vec<u8>> = (1..=2).map(message).collect();

@@ -1,23 +1,16 @@
 //! The IMAP store against a real Dovecot: connection security, login, folders
 //! and every message operation, checked through `doveadm` where it matters.
 
+use crate::support::{refused, server_config, start};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use mailsync::model::{Flags, FolderName, Identity, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
-use mailsync::store::net::{fingerprint_of_der, ServerConfig, TlsMode};
+use mailsync::store::net::{fingerprint_of_der, TlsMode};
 use mailsync::store::{Appended, Body, NewMessage, Role, Store, StoreError};
-
-fn start(opts: SandboxOptions) -> Sandbox {
-    match Sandbox::start(opts) {
-        Ok(sandbox) => sandbox,
-        Err(e) => panic!("cannot start the Dovecot sandbox: {e}"),
-    }
-}
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
     let port = match tls {
@@ -25,16 +18,7 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
         TlsMode::Starttls | TlsMode::None => sandbox.imap_port(),
     };
     ImapConfig {
-        server: ServerConfig {
-            host: sandbox.host().to_string(),
-            port,
-            tls,
-            ca_file: Some(sandbox.ca_file().to_path_buf()),
-            fingerprint: None,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(60),
-        },
+        server: server_config(sandbox, port, tls),
         user: user.to_string(),
         password: Secret(sandbox.password(user).unwrap_or_default().to_string()),
         auth: mailsync::auth::AuthMethod::Auto,
@@ -45,13 +29,6 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
 
 fn connect(cfg: &ImapConfig) -> ImapStore {
     ImapStore::connect(cfg).unwrap_or_else(|e| panic!("connect failed: {e}"))
-}
-
-fn connect_err(cfg: &ImapConfig) -> StoreError {
-    match ImapStore::connect(cfg) {
-        Ok(_) => panic!("connect should have failed"),
-        Err(e) => e,
-    }
 }
 
 fn folder(name: &str) -> FolderName {
@@ -143,7 +120,7 @@ fn implicit_tls_and_starttls_log_in_with_the_sandbox_ca() {
 fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     let sandbox = start(SandboxOptions::default());
     let mut cfg = config(&sandbox, "bob", TlsMode::None);
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
     assert!(err.to_string().contains("allow_plaintext = true"), "{err}");
 
@@ -154,7 +131,7 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
         let mut cfg = config(&sandbox, "bob", tls);
         cfg.server.allow_plaintext = true;
         cfg.password = Secret("not-bobs-password".to_string());
-        let err = connect_err(&cfg);
+        let err = refused(ImapStore::connect(&cfg));
         assert!(matches!(err, StoreError::Auth(_)), "{tls:?}: {err}");
         assert!(!err.to_string().contains("not-bobs-password"), "{err}");
     }
@@ -165,7 +142,7 @@ fn certificates_are_checked_and_pins_replace_the_ca() {
     let sandbox = start(SandboxOptions::default());
     let mut cfg = config(&sandbox, "alice", TlsMode::Implicit);
     cfg.server.ca_file = None;
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 
     let fingerprint = sandbox_fingerprint(&sandbox);
@@ -183,7 +160,7 @@ fn certificates_are_checked_and_pins_replace_the_ca() {
 
     let wrong = "00".repeat(32);
     cfg.server.fingerprint = Some(wrong);
-    let err = connect_err(&cfg);
+    let err = refused(ImapStore::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
     let text = err.to_string();
     assert!(text.contains(&"00:".repeat(31)), "{text}");

@@ -3,9 +3,10 @@
 //! to) expunge, local entries that are not regular files, files and
 //! directories that must stay private.
 
-use crate::reports::{deliver, run, Cli, TestResult};
+use crate::reports::{deliver, Cli};
+use crate::support::{run, TestResult};
 use crate::sync::{assert_ok, Fixture};
-use mailsync::sandbox::{sample_message, SandboxOptions};
+use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! The one integration-test binary: everything here runs against real Dovecot
-//! instances started by `mailsync::sandbox`, or against the built CLI; only
+//! instances started by `mailsync_sandbox`, or against the built CLI; only
 //! `hostile` scripts a server, to send what no real server would.
 mod cli;
 mod count;
@@ -17,5 +17,6 @@ mod reports;
 mod restart;
 mod sandbox;
 mod state_binding;
+mod support;
 mod sync;
 mod tunnel;

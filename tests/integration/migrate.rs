@@ -4,16 +4,17 @@
 //! mailsync.
 
 use super::sync::imap_config;
+use crate::support::{mailsync_in, start};
 use mailsync::migrate::mapping::{parse_map, FolderRules, Rename};
 use mailsync::migrate::report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
 use mailsync::model::{Flags, FolderName};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
 use mailsync::store::{NewMessage, Store};
 use mailsync::sync::report::{ExitStatus, Silent, Stop};
 use mailsync::sync::FolderFilter;
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,10 +23,6 @@ use std::time::{Duration, Instant};
 /// A message as a server holds it: body, flags and keywords (sorted), and
 /// INTERNALDATE in Unix seconds.
 type Held = (Vec<u8>, Vec<String>, i64);
-
-fn start(options: SandboxOptions) -> Sandbox {
-    Sandbox::start(options).unwrap_or_else(|e| panic!("cannot start Dovecot: {e}"))
-}
 
 fn with_users(users: &[&str]) -> SandboxOptions {
     SandboxOptions {
@@ -453,16 +450,12 @@ fn a_killed_process_resumes_without_duplicates() {
 /// The `mailsync migrate` command between two users of one sandbox, in a
 /// private home, with everything but the subcommand's own flags.
 fn cli(sandbox: &Sandbox, home: &Path, from: &str, to: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+    let mut command = mailsync_in(home);
     let port = sandbox.imaps_port().to_string();
     let ca = sandbox.ca_file().display().to_string();
     command
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
         .env("SOURCE_PW", sandbox.password(from).unwrap_or_default())
         .env("DEST_PW", sandbox.password(to).unwrap_or_default())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command.arg("-q");

@@ -3,14 +3,14 @@
 //! the token endpoint and the device authorization endpoint for the refresh
 //! and sign-in flows. Tokens must never show in any output.
 
-use crate::reports::{run, Run, TestResult};
+use crate::support::{run, server_config, Run, TestResult};
 use mailsync::auth::AuthMethod;
 use mailsync::model::FolderName;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
-use mailsync::store::net::{ServerConfig, TlsMode};
+use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::{Pop3Config, Pop3Store};
 use mailsync::store::{Store, StoreError};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -275,22 +275,9 @@ fn start_sandbox(provider: &Provider) -> Sandbox {
     }
 }
 
-fn server(sandbox: &Sandbox, port: u16) -> ServerConfig {
-    ServerConfig {
-        host: sandbox.host().to_string(),
-        port,
-        tls: TlsMode::Implicit,
-        ca_file: Some(sandbox.ca_file().to_path_buf()),
-        fingerprint: None,
-        allow_plaintext: false,
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(30),
-    }
-}
-
 fn imap(sandbox: &Sandbox, auth: AuthMethod, token: &str) -> ImapConfig {
     ImapConfig {
-        server: server(sandbox, sandbox.imaps_port()),
+        server: server_config(sandbox, sandbox.imaps_port(), TlsMode::Implicit),
         user: "alice".to_string(),
         password: Secret(token.to_string()),
         auth,
@@ -301,7 +288,7 @@ fn imap(sandbox: &Sandbox, auth: AuthMethod, token: &str) -> ImapConfig {
 
 fn pop3(sandbox: &Sandbox, auth: AuthMethod, token: &str) -> Pop3Config {
     Pop3Config {
-        server: server(sandbox, sandbox.pop3s_port()),
+        server: server_config(sandbox, sandbox.pop3s_port(), TlsMode::Implicit),
         user: "alice".to_string(),
         password: Secret(token.to_string()),
         auth,

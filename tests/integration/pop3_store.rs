@@ -2,24 +2,17 @@
 //! keys across connections, byte-exact bodies, and deletions that only QUIT
 //! commits. What the server holds is checked through `doveadm`.
 
+use crate::support::{refused, server_config, start};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use mailsync::model::{to_wire_line_endings, wire_size, FolderName, Identity, MsgKey};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::store::imap::Secret;
-use mailsync::store::net::{ServerConfig, TlsMode};
+use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::{Pop3Config, Pop3Store};
 use mailsync::store::{Store, StoreError};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 const USER: &str = "alice";
-
-fn start() -> Sandbox {
-    match Sandbox::start(SandboxOptions::default()) {
-        Ok(sandbox) => sandbox,
-        Err(e) => panic!("cannot start the Dovecot sandbox: {e}"),
-    }
-}
 
 pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
     let port = match tls {
@@ -27,16 +20,7 @@ pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
         TlsMode::Starttls | TlsMode::None => sandbox.pop3_port(),
     };
     Pop3Config {
-        server: ServerConfig {
-            host: sandbox.host().to_string(),
-            port,
-            tls,
-            ca_file: Some(sandbox.ca_file().to_path_buf()),
-            fingerprint: None,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(60),
-        },
+        server: server_config(sandbox, port, tls),
         user: USER.to_string(),
         password: Secret(sandbox.password(USER).unwrap_or_default().to_string()),
         auth: mailsync::auth::AuthMethod::Auto,
@@ -46,13 +30,6 @@ pub fn config(sandbox: &Sandbox, tls: TlsMode) -> Pop3Config {
 
 fn connect(cfg: &Pop3Config) -> Pop3Store {
     Pop3Store::connect(cfg).unwrap_or_else(|e| panic!("connect failed: {e}"))
-}
-
-fn connect_err(cfg: &Pop3Config) -> StoreError {
-    match Pop3Store::connect(cfg) {
-        Ok(_) => panic!("connect should have failed"),
-        Err(e) => e,
-    }
 }
 
 fn save_all(sandbox: &Sandbox, messages: &[Vec<u8>]) {
@@ -96,7 +73,7 @@ fn dotted_message() -> Vec<u8> {
 
 #[test]
 fn pop3s_and_stls_log_in_with_the_sandbox_ca() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     for tls in [TlsMode::Implicit, TlsMode::Starttls] {
         let cfg = config(&sandbox, tls);
         let mut store = connect(&cfg);
@@ -116,8 +93,8 @@ fn pop3s_and_stls_log_in_with_the_sandbox_ca() {
 
 #[test]
 fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
-    let sandbox = start();
-    let err = connect_err(&config(&sandbox, TlsMode::None));
+    let sandbox = start(SandboxOptions::default());
+    let err = refused(Pop3Store::connect(&config(&sandbox, TlsMode::None)));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 
     let mut cfg = config(&sandbox, TlsMode::None);
@@ -127,7 +104,7 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     for tls in [TlsMode::Implicit, TlsMode::Starttls] {
         let mut cfg = config(&sandbox, tls);
         cfg.password = Secret("wrong-password".to_string());
-        let err = connect_err(&cfg);
+        let err = refused(Pop3Store::connect(&cfg));
         assert!(matches!(err, StoreError::Auth(_)), "{tls:?}: {err}");
         assert!(!err.to_string().contains("wrong-password"), "{err}");
     }
@@ -135,13 +112,13 @@ fn plaintext_needs_consent_and_wrong_passwords_are_auth_errors() {
     // Without the sandbox CA the self-signed certificate is refused.
     let mut cfg = config(&sandbox, TlsMode::Implicit);
     cfg.server.ca_file = None;
-    let err = connect_err(&cfg);
+    let err = refused(Pop3Store::connect(&cfg));
     assert!(matches!(err, StoreError::Tls(_)), "{err}");
 }
 
 #[test]
 fn uidls_are_stable_and_bodies_byte_exact() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     let saved = vec![
         sample_message(1, 3_000),
         dotted_message(),
@@ -199,7 +176,7 @@ fn uidls_are_stable_and_bodies_byte_exact() {
 
 #[test]
 fn bodies_arrive_intact_whatever_the_pipelining_budget() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     let saved: Vec<Vec<u8>> = (0..25)
         .map(|n| sample_message(100 + n, 500 + (n as usize * 7_919) % 60_000))
         .collect();
@@ -221,7 +198,7 @@ fn bodies_arrive_intact_whatever_the_pipelining_budget() {
 
 #[test]
 fn delete_removes_exactly_the_given_messages_and_the_store_goes_on() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     let saved: Vec<Vec<u8>> = (0..4).map(|n| sample_message(200 + n, 2_000)).collect();
     save_all(&sandbox, &saved);
     let mut store = connect(&config(&sandbox, TlsMode::Implicit));
@@ -274,7 +251,7 @@ fn delete_removes_exactly_the_given_messages_and_the_store_goes_on() {
 
 #[test]
 fn a_connection_dropped_before_quit_deletes_nothing() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     let saved = vec![dotted_message(), sample_message(300, 5_000)];
     save_all(&sandbox, &saved);
     let cfg = config(&sandbox, TlsMode::Implicit);
@@ -306,7 +283,7 @@ fn a_connection_dropped_before_quit_deletes_nothing() {
 
 #[test]
 fn close_after_uncommitted_marks_deletes_nothing() {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     save_all(&sandbox, &[sample_message(400, 1_000)]);
     let mut store = connect(&config(&sandbox, TlsMode::Starttls));
     let keys: Vec<MsgKey> = store

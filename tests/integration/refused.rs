@@ -1,9 +1,10 @@
 //! One message the server refuses, or one local file that cannot be read,
 //! is skipped and named; the rest of its folder syncs, on every run.
 
-use crate::reports::{Cli, TestResult};
+use crate::reports::Cli;
+use crate::support::TestResult;
 use crate::sync::Fixture;
-use mailsync::sandbox::{sample_message, SandboxOptions};
+use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::path::{Path, PathBuf};
 
 /// Dovecot's quota plugin refuses any single message over 10 kB.

@@ -3,22 +3,15 @@
 //! against what the server holds (read with doveadm), the contrib files and
 //! the README's examples run.
 
+use crate::support::{run, Run, TestResult};
 use crate::sync::Fixture;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-pub type TestResult = Result<(), Box<dyn Error>>;
-
 /// The environment variable the test configs read the password from.
 const PASSWORD_ENV: &str = "MAILSYNC_TEST_PW";
-
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
 
 /// The sandbox user alice as a config-file account named `alice`, with a
 /// private HOME, run through the built binary.
@@ -98,15 +91,6 @@ impl Cli {
     }
 }
 
-pub fn run(mut command: Command) -> std::io::Result<Run> {
-    let output = command.output()?;
-    Ok(Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
-}
-
 fn account_config(fixture: &Fixture, extra: &str) -> String {
     format!(
         "[accounts.alice]\nhost = \"{}\"\nport = {}\nca_file = \"{}\"\nuser = \"alice\"\n\
@@ -134,7 +118,7 @@ pub fn deliver(cli: &Cli, folder: &str, seeds: std::ops::Range<u64>, size: usize
     }
     for seed in seeds {
         cli.fixture
-            .save(folder, &mailsync::sandbox::sample_message(seed, size));
+            .save(folder, &mailsync_sandbox::sample_message(seed, size));
     }
 }
 

@@ -4,9 +4,10 @@
 //! on the server or in the Maildir, and run again at once. Whatever the point,
 //! nothing is lost and nothing is there twice, on either side.
 
+use crate::support::mailsync_in;
 use mailsync::model::{to_wire_line_endings, FolderName};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -463,14 +464,10 @@ fn migrate_killed_after_each_append_is_resumed_without_duplicates() {
 fn migrate(sandbox: &Sandbox, home: &Path, extra: &[&str]) -> Output {
     let port = sandbox.imaps_port().to_string();
     let ca = sandbox.ca_file().display().to_string();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+    let mut command = mailsync_in(home);
     command
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_DATA_HOME", home.join("data"))
         .env("SOURCE_PW", sandbox.password("alice").unwrap_or_default())
         .env("DEST_PW", sandbox.password("bob").unwrap_or_default())
-        .stdin(Stdio::null())
         .args(["-q", "migrate", "--batch-bytes", "2k", "--jobs", "1"]);
     for (side, user, var) in [("from", "alice", "SOURCE_PW"), ("to", "bob", "DEST_PW")] {
         command.args([

@@ -1,18 +1,12 @@
 //! Tests of the Dovecot sandbox itself: if these fail, every server-backed test
 //! is suspect. They need Dovecot installed; `scripts/test` installs it.
 
+use crate::support::start;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
-
-fn start(opts: SandboxOptions) -> Sandbox {
-    match Sandbox::start(opts) {
-        Ok(sandbox) => sandbox,
-        Err(e) => panic!("cannot start the Dovecot sandbox (run scripts/test to install it): {e}"),
-    }
-}
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
 /// Just enough IMAP to ask a question without going through mailsync.
 struct RawImap<S> {

@@ -3,17 +3,12 @@
 //! not their mail. What the servers hold is read with doveadm, the Maildir
 //! from its files.
 
-use crate::reports::{run, Run, TestResult};
+use crate::support::{run, start, Run, TestResult};
 use mailsync::model::to_wire_line_endings;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-fn start() -> Sandbox {
-    Sandbox::start(SandboxOptions::default())
-        .unwrap_or_else(|e| panic!("cannot start Dovecot (run scripts/test to install it): {e}"))
-}
 
 fn message(seed: u64) -> Vec<u8> {
     sample_message(seed, 1_800)
@@ -176,7 +171,10 @@ fn migrated(report: &serde_json::Value) -> (u64, u64) {
 
 #[test]
 fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> TestResult {
-    let (first, second) = (start(), start());
+    let (first, second) = (
+        start(SandboxOptions::default()),
+        start(SandboxOptions::default()),
+    );
     save(&first, "alice", "INBOX", 1..=30);
     save(&first, "alice", "Work", 31..=40);
     save(&second, "alice", "INBOX", 101..=120);
@@ -280,7 +278,10 @@ fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> Test
 
 #[test]
 fn a_server_moved_under_a_kept_state_stops_until_rebound_then_converges() -> TestResult {
-    let (old, new) = (start(), start());
+    let (old, new) = (
+        start(SandboxOptions::default()),
+        start(SandboxOptions::default()),
+    );
     save(&old, "alice", "INBOX", 1..=8);
     save(&old, "alice", "Lists", 11..=14);
     // The new server already holds some of the same mail, and some of its own.
@@ -360,7 +361,7 @@ fn a_server_moved_under_a_kept_state_stops_until_rebound_then_converges() -> Tes
 
 #[test]
 fn a_moved_maildir_is_rebound_without_downloading_anything() -> TestResult {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     save(&sandbox, "alice", "INBOX", 1..=6);
     save(&sandbox, "alice", "Lists", 7..=9);
     let home = Home::new();
@@ -427,7 +428,7 @@ fn a_moved_maildir_is_rebound_without_downloading_anything() -> TestResult {
 
 #[test]
 fn a_state_from_an_earlier_version_is_adopted_without_downloading() -> TestResult {
-    let sandbox = start();
+    let sandbox = start(SandboxOptions::default());
     save(&sandbox, "alice", "INBOX", 1..=5);
     let home = Home::new();
     let maildir = home.path("Mail");

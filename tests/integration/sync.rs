@@ -2,15 +2,16 @@
 //! side and a Maildir on the near side. What the server holds is checked through
 //! Dovecot's own tools (doveadm), not through mailsync.
 
+use crate::support::{crashed, server_config};
 use mailsync::model::{Flags, FolderName};
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
-use mailsync::store::net::{ServerConfig, TlsMode};
+use mailsync::store::net::TlsMode;
 use mailsync::store::Store;
-use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
+use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent};
 use mailsync::sync::{sync_account, Policy, RunOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,16 +73,7 @@ pub struct Fixture {
 
 pub fn imap_config(sandbox: &Sandbox, user: &str) -> ImapConfig {
     ImapConfig {
-        server: ServerConfig {
-            host: sandbox.host().to_string(),
-            port: sandbox.imaps_port(),
-            tls: TlsMode::Implicit,
-            ca_file: Some(sandbox.ca_file().to_path_buf()),
-            fingerprint: None,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
-        },
+        server: server_config(sandbox, sandbox.imaps_port(), TlsMode::Implicit),
         user: user.to_string(),
         password: Secret(sandbox.password(user).expect("sandbox user").to_string()),
         auth: mailsync::auth::AuthMethod::Auto,
@@ -592,11 +584,10 @@ fn interrupted_runs_resume_without_loss_or_duplicates() {
         other.deliver_local(&folder, &message(k * 100 + 60), Flags::SEEN);
         let root = other.root().join(format!(".{folder}"));
         std::fs::remove_file(local_file_named(&root, &subject_of(k * 100))).expect("rm");
-        let crashed = other.run_with(RunOptions {
+        let did_crash = crashed(&other.run_with(RunOptions {
             crash_after_steps: Some(k),
             ..options()
-        });
-        let did_crash = crashed.stopped == Some(Stop::SimulatedCrash);
+        }));
         assert_ok(&other.run_with(options()));
         let server = &other.server()[&folder];
         let local = &other.local()[&folder];

@@ -2,9 +2,9 @@
 //! with the sandbox's config greets with PREAUTH; a sync through it must leave
 //! the same Maildir as a sync over TCP.
 
-use crate::reports::{run, TestResult};
+use crate::support::{run, TestResult};
 use crate::sync::local_mailbox;
-use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::process::{Command, Stdio};
 
 #[test]

@@ -1101,12 +1101,11 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("syncing directory", dir, e))?;
+        note_synced(dir);
     }
     Ok(())
 }
 
-/// The threads that fsync a batch, made once per process; `None` (and serial
-/// fsyncs) if the threads cannot be started.
 /// Many pieces (one per line of a CRLF message) become few writes.
 fn write_body(file: &File, body: Body<'_>) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(64 * 1024, file);
@@ -1114,6 +1113,8 @@ fn write_body(file: &File, body: Body<'_>) -> io::Result<()> {
     out.flush()
 }
 
+/// The threads that fsync a batch, made once per process; `None` (and serial
+/// fsyncs) if the threads cannot be started.
 fn fsync_pool() -> Option<&'static rayon::ThreadPool> {
     static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
@@ -1129,7 +1130,24 @@ fn fsync_pool() -> Option<&'static rayon::ThreadPool> {
 fn fsync_staged(staged: &Staged) -> StoreResult<()> {
     File::open(&staged.tmp_path)
         .and_then(|f| f.sync_all())
-        .map_err(|e| io_error("syncing", &staged.tmp_path, e))
+        .map_err(|e| io_error("syncing", &staged.tmp_path, e))?;
+    note_synced(&staged.tmp_path);
+    Ok(())
+}
+
+/// Every path the store has made durable (a file or directory fsync'd, a file
+/// system syncfs'd through it), recorded for unit tests so that one fails when
+/// a step stops syncing; nothing is recorded outside tests.
+#[cfg(test)]
+pub(crate) static SYNCED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn note_synced(path: &Path) {
+    #[cfg(test)]
+    if let Ok(mut synced) = SYNCED.lock() {
+        synced.push(path.to_path_buf());
+    }
+    #[cfg(not(test))]
+    let _ = path;
 }
 
 #[cfg(target_os = "linux")]
@@ -1139,6 +1157,7 @@ fn syncfs(path: &Path) -> StoreResult<()> {
     // SAFETY: the descriptor is open for the whole call; syncfs only reads it.
     let rc = unsafe { libc::syncfs(dir.as_raw_fd()) };
     if rc == 0 {
+        note_synced(path);
         Ok(())
     } else {
         Err(io_error(

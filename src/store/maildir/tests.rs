@@ -1,3 +1,6 @@
+//! The Maildir store on real directories: both layouts, symlinks, delivery
+//! durability and order, flags in file names, odd and unreadable entries.
+
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -770,4 +773,38 @@ fn dovecot_deliveries_in_new_keep_their_flags_and_size() {
     assert_eq!(wire_size_hint("1.M2P3.host,S=10"), None);
     assert_eq!(wire_size_hint("1.M2P3.host,W=1x"), None);
     assert_eq!(wire_size_hint("1.M2P3.W=5"), None);
+}
+
+/// What the store synced under `root`, relative to it, since the test began
+/// (other tests sync their own temporary directories at the same time).
+fn synced_under(root: &Path) -> Vec<PathBuf> {
+    SYNCED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.strip_prefix(root).ok().map(Path::to_path_buf))
+        .collect()
+}
+
+#[test]
+fn a_delivery_syncs_the_file_then_the_directory_it_entered() {
+    for durability in [Durability::Fsync, Durability::Syncfs] {
+        let (dir, mut store) = open(Layout::Maildirpp);
+        store.durability = durability;
+        store.create_folder(&name("INBOX")).unwrap();
+        store.select(&name("INBOX")).unwrap();
+        let before = synced_under(dir.path()).len();
+        let key = append_one(&mut store, WIRE, Flags::EMPTY, 1);
+        let synced = synced_under(dir.path())[before..].to_vec();
+        let contents = match durability {
+            Durability::Fsync => PathBuf::from("tmp").join(key.as_str()),
+            Durability::Syncfs => PathBuf::from("tmp"),
+        };
+        let contents_at = synced.iter().position(|p| p.starts_with(&contents));
+        let entry_at = synced.iter().position(|p| p == Path::new("new"));
+        assert!(
+            matches!((contents_at, entry_at), (Some(c), Some(e)) if c < e),
+            "{durability:?}: contents then new/ expected, synced {synced:?}"
+        );
+    }
 }
