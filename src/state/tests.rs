@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::Side;
 use std::process::{Command, Stdio};
 
 fn folder(name: &str) -> FolderName {

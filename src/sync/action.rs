@@ -1,17 +1,8 @@
 //! The plan's vocabulary: what one folder's run will do. `Display` is the
 //! dry-run output, one line per action.
 
-use crate::model::{Flags, Identity, MsgKey};
-use crate::state::Side;
+use crate::model::{Flags, Identity, MsgKey, Side};
 use std::fmt;
-
-/// Where a key lives, for messages.
-pub fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Far => "far",
-        Side::Near => "near",
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -118,15 +109,15 @@ impl fmt::Display for Action {
                 write!(
                     f,
                     "{verb:<7} {}:{source} -> {}",
-                    side_name(to.other()),
-                    side_name(*to)
+                    to.other().as_str(),
+                    to.as_str()
                 )?;
                 write!(f, " flags {flags}")?;
                 if let Some(size) = size {
                     write!(f, " ({size} bytes)")?;
                 }
                 if *delete_source {
-                    write!(f, ", then delete on {}", side_name(to.other()))?;
+                    write!(f, ", then delete on {}", to.other().as_str())?;
                 }
                 Ok(())
             }
@@ -138,7 +129,7 @@ impl fmt::Display for Action {
             Action::Rekey {
                 record, side, key, ..
             } => {
-                write!(f, "rekey   record {record}: {}:{key}", side_name(*side))
+                write!(f, "rekey   record {record}: {}:{key}", side.as_str())
             }
             Action::SetFlags {
                 side,
@@ -148,7 +139,7 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "flags   {}:{key} {}",
-                side_name(*side),
+                side.as_str(),
                 flag_delta(*add, *remove)
             ),
             Action::RecordFlags { record, flags, .. } => {
@@ -161,16 +152,16 @@ impl fmt::Display for Action {
                 inferred,
             } => {
                 let why = if *inferred {
-                    format!("gone on {}", side_name(side.other()))
+                    format!("gone on {}", side.other().as_str())
                 } else if record.is_none() {
                     "over max_message_size, not downloaded".to_string()
                 } else {
-                    format!("copied to {}", side_name(side.other()))
+                    format!("copied to {}", side.other().as_str())
                 };
-                write!(f, "delete  {}:{key} ({why})", side_name(*side))
+                write!(f, "delete  {}:{key} ({why})", side.as_str())
             }
             Action::ForgetKey { record, side } => {
-                write!(f, "forget  record {record} {} key", side_name(*side))
+                write!(f, "forget  record {record} {} key", side.as_str())
             }
             Action::Forget { record } => write!(f, "forget  record {record}"),
         }

@@ -7,8 +7,8 @@
 use super::action::Action;
 use super::report::{Counts, FolderReport};
 use super::{Abort, Engine, Mode};
+use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
-use crate::state::Side;
 use crate::store::{Appended, Body, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -207,7 +207,7 @@ impl Engine<'_> {
                         Some(record) => batch.set_key(*record, side, None)?,
                         None => report.notes.push(format!(
                             "{}:{key}: over max_message_size; {how} without download",
-                            super::action::side_name(side),
+                            side.as_str(),
                         )),
                     }
                 }
@@ -252,10 +252,9 @@ impl Engine<'_> {
             Err(e) if self.takes_from_server(side) && e.scope() != Scope::Account => {
                 let why = format!("not removed from the server: {e}");
                 for key in keys {
-                    report.skipped.push((
-                        format!("{}:{key}", super::action::side_name(side)),
-                        why.clone(),
-                    ));
+                    report
+                        .skipped
+                        .push((format!("{}:{key}", side.as_str()), why.clone()));
                 }
                 Ok(false)
             }

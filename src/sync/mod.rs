@@ -6,8 +6,8 @@ pub mod action;
 pub mod plan;
 pub mod report;
 
-use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
-use crate::state::{FolderState, Record, Side, StateDb, StateError};
+use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
+use crate::state::{FolderState, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use report::{
     AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Silent, Stop, INTERRUPTED,
@@ -684,7 +684,7 @@ impl<'a> Engine<'a> {
                     name,
                     format!(
                         "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
-                        action::side_name(side.other())
+                        side.other().as_str()
                     ),
                 )));
             }
@@ -698,7 +698,7 @@ impl<'a> Engine<'a> {
             }
             report
                 .plan
-                .push(format!("create  folder on {}", action::side_name(side)));
+                .push(format!("create  folder on {}", side.as_str()));
             if dry_run {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real
@@ -807,7 +807,7 @@ impl<'a> Engine<'a> {
             }
             report.notes.push(format!(
                 "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
-                action::side_name(side)
+                side.as_str()
             ));
             pairing = true;
             for r in records.iter_mut() {

@@ -16,10 +16,10 @@
 //!
 //! An unrecorded far message marked `\Deleted` is never copied, in either mode.
 
-use crate::model::{Flags, Identity, MsgKey, MsgMeta};
-use crate::state::{Record, Side};
+use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
+use crate::state::Record;
 use crate::store::Caps;
-use crate::sync::action::{side_name, Action};
+use crate::sync::action::Action;
 use crate::sync::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -115,7 +115,7 @@ impl<'a> Planner<'a> {
                     return;
                 }
                 self.plan.skipped.push((
-                    format!("{}:{}", side_name(to.other()), meta.key),
+                    format!("{}:{}", to.other().as_str(), meta.key),
                     format!("{size} bytes is over max_message_size ({max} bytes)"),
                 ));
                 return;

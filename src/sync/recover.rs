@@ -10,8 +10,8 @@
 //! sender died. The engine looks again (see `may_still_land`) before it gives
 //! such an intent up.
 
-use crate::model::{Identity, MsgKey, MsgMeta};
-use crate::state::{Intent, Record, Side};
+use crate::model::{Identity, MsgKey, MsgMeta, Side};
+use crate::state::{Intent, Record};
 use crate::store::{Caps, Store, StoreResult};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;

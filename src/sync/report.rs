@@ -2,7 +2,7 @@
 
 use super::action::Action;
 use crate::model::FolderName;
-use crate::state::Side;
+use crate::model::Side;
 use std::time::Duration;
 
 /// Process exit codes; documented in the README and the man page.
