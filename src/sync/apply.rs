@@ -5,8 +5,9 @@
 //! converge on the same result whichever step a crash interrupted.
 
 use super::action::Action;
+use super::policy::Mode;
 use super::report::{Counts, FolderReport};
-use super::{Abort, Engine, Mode};
+use super::{Abort, Engine};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
 use crate::store::{Appended, Body, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};

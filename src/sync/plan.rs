@@ -20,7 +20,7 @@ use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
 use crate::state::Record;
 use crate::store::Caps;
 use crate::sync::action::Action;
-use crate::sync::{Direction, Mode, Oversize, Policy};
+use crate::sync::policy::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Everything the planner looks at for one folder.
@@ -486,7 +486,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::Brake;
+    use crate::sync::policy::Brake;
 
     const S: Flags = Flags::SEEN;
     const F: Flags = Flags::FLAGGED;
