@@ -16,7 +16,7 @@ use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::report::Stop;
 use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{exit_status_of, sync_account_parallel, RunOptions, StopRequest, StorePair};
+use crate::sync::{exit_status_of, sync_account, Connections, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -284,11 +284,14 @@ fn sync_one(
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);
-    let report = sync_account_parallel(
-        name,
-        (far, Box::new(near)),
-        &more,
+    let connections = Connections {
+        first: (far, Box::new(near)),
+        connect: &more,
         jobs,
+    };
+    let report = sync_account(
+        name,
+        connections,
         &mut state,
         &policy,
         &options,

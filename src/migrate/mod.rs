@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  prepare:  log in to both, NAMESPACE + LIST(-STATUS) each side, map folders
-//!  run:      sync_account_parallel(source, MappedStore(destination))
+//!  run:      sync_account(source, MappedStore(destination))
 //!              policy: pull, no deletions, create folders, pair by identity
 //!            then keywords, which the engine's flag model does not carry
 //! ```
@@ -29,7 +29,7 @@ use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
 use crate::store::{FolderList, Scope, Store, StoreError};
 use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
 use crate::sync::{
-    exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
+    exit_status_of, sync_account, Connections, Direction, FolderFilter, Mode, Policy, RunOptions,
     StopRequest, StorePair,
 };
 use mapped::MappedStore;
@@ -335,11 +335,14 @@ impl Migration {
                 return report;
             }
         };
-        sync_account_parallel(
-            &self.name,
+        let connections = Connections {
             first,
-            &connect,
-            self.workers(),
+            connect: &connect,
+            jobs: self.workers(),
+        };
+        sync_account(
+            &self.name,
+            connections,
             state,
             policy,
             run_options,

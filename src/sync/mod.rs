@@ -5,13 +5,14 @@
 pub mod action;
 pub mod plan;
 pub mod policy;
+mod pool;
 pub mod report;
 
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use report::{
-    AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Silent, Stop, INTERRUPTED,
+    AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Stop, INTERRUPTED,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -22,6 +23,7 @@ pub mod recover;
 pub use policy::{
     wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StopRequest,
 };
+pub use pool::{sync_account, Connect, Connections, StorePair};
 
 /// Why a folder's run stopped early.
 #[derive(Debug)]
@@ -207,260 +209,27 @@ pub(crate) struct Engine<'a> {
     unchanged_total: u64,
 }
 
-/// Syncs every selected folder of one account. Errors are inside the report:
-/// a folder error skips that folder, an account error ends the run.
-pub fn sync_account(
-    account: &str,
-    far: &mut dyn Store,
-    near: &mut dyn Store,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut dyn Observer,
-) -> AccountReport {
-    let started = Instant::now();
-    let mut report = AccountReport::new(account);
-    let mut engine = Engine {
-        far,
-        near,
-        state,
-        policy,
-        options,
-        observer,
-        steps: 0,
-        unchanged: Vec::new(),
-        unchanged_total: 0,
-    };
-    if let Err(abort) = engine.run(&mut report) {
-        record_abort(&mut report, abort);
-    }
-    report.unchanged_folders = engine.unchanged_total;
-    report.duration = started.elapsed();
-    report
-}
-
-/// A worker's (far, near) stores.
-pub type StorePair = (Box<dyn Store>, Box<dyn Store>);
-
-/// Opens one connection pair for a worker.
-pub type Connect<'c> = dyn Fn() -> Result<StorePair, StoreError> + Sync + 'c;
-
-/// Passes a worker's progress to the one observer the caller gave.
-struct SharedObserver<'m, 'o>(&'m std::sync::Mutex<&'o mut (dyn Observer + Send)>);
-
-impl SharedObserver<'_, '_> {
-    fn with(&self, f: impl FnOnce(&mut dyn Observer)) {
-        // A worker that panicked mid-call leaves nothing half-done here.
-        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut **guard);
-    }
-}
-
-impl Observer for SharedObserver<'_, '_> {
-    fn folder_started(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
-        self.with(|o| o.folder_started(folder, messages, bytes));
-    }
-    fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
-        self.with(|o| o.copied(folder, messages, bytes));
-    }
-    fn folder_finished(&mut self, report: &FolderReport) {
-        self.with(|o| o.folder_finished(report));
-    }
-}
-
-/// Like `sync_account`, with folders spread over up to `jobs` connection pairs,
-/// one folder per worker at a time: `first` is the pair that lists folders and
-/// works too, `connect` opens the others, only when several folders have work. Each worker has its own state database
-/// connection; SQLite serialises their commits. When the server refuses more
-/// connections, the run goes on with the workers it has and says so.
-#[allow(clippy::too_many_arguments)]
-pub fn sync_account_parallel(
-    account: &str,
-    first: StorePair,
-    connect: &Connect<'_>,
-    jobs: usize,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut (dyn Observer + Send),
-) -> AccountReport {
-    let (mut far, mut near) = first;
-    let report = parallel_run(
-        account,
-        (&mut far, &mut near),
-        connect,
-        jobs,
-        state,
-        policy,
-        options,
-        observer,
-    );
-    for store in [&mut far, &mut near] {
-        // Nothing is pending at this point: a failed logout loses nothing.
-        let _ = store.close();
-    }
-    report
-}
-
-#[allow(clippy::too_many_arguments)]
-fn parallel_run(
-    account: &str,
-    (far, near): (&mut Box<dyn Store>, &mut Box<dyn Store>),
-    connect: &Connect<'_>,
-    jobs: usize,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut (dyn Observer + Send),
-) -> AccountReport {
-    let started = Instant::now();
-    let mut report = AccountReport::new(account);
-    let mut engine = Engine {
-        far: far.as_mut(),
-        near: near.as_mut(),
-        state: &mut *state,
-        policy,
-        options,
-        observer: &mut *observer,
-        steps: 0,
-        unchanged: Vec::new(),
-        unchanged_total: 0,
-    };
-    let discovery = match engine.discover(&mut report) {
-        Ok(d) => d,
-        Err(abort) => {
-            record_abort(&mut report, abort);
-            report.duration = started.elapsed();
-            return report;
-        }
-    };
-    if jobs <= 1 || discovery.jobs.len() <= 1 {
-        engine.far.share_memory(1);
-        engine.near.share_memory(1);
-        if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
-            record_abort(&mut report, abort);
-        }
-        report.unchanged_folders = engine.unchanged_total;
-        report.duration = started.elapsed();
-        return report;
-    }
-
-    use std::sync::Mutex;
-    fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        // A worker that panicked cannot have left these half-updated.
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    let workers = jobs.min(discovery.jobs.len());
-    let mut extra_states = Vec::new();
-    for _ in 1..workers {
-        match state.reopen() {
-            Ok(s) => extra_states.push(s),
-            Err(e) => {
-                report.error = Some((ExitStatus::Safety, e.to_string()));
-                return report;
-            }
-        }
-    }
-    let queue = Mutex::new(
-        discovery
-            .jobs
-            .iter()
-            .enumerate()
-            .collect::<std::collections::VecDeque<_>>(),
-    );
-    let done = Mutex::new(Vec::<(usize, FolderReport)>::new());
-    let first_abort = Mutex::new(None::<Abort>);
-    let refusals = Mutex::new(Vec::<String>::new());
-    let shared = Mutex::new(observer);
-    let unchanged = std::sync::atomic::AtomicU64::new(0);
-    let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
-        far.share_memory(workers);
-        near.share_memory(workers);
-        let mut observer = SharedObserver(&shared);
-        let mut engine = Engine {
+impl<'a> Engine<'a> {
+    fn new(
+        (far, near): (&'a mut dyn Store, &'a mut dyn Store),
+        state: &'a mut StateDb,
+        policy: &'a Policy,
+        options: &'a RunOptions,
+        observer: &'a mut dyn Observer,
+    ) -> Self {
+        Engine {
             far,
             near,
             state,
             policy,
             options,
-            observer: &mut observer,
+            observer,
             steps: 0,
             unchanged: Vec::new(),
             unchanged_total: 0,
-        };
-        while locked(&first_abort).is_none() {
-            if let Err(abort) = engine.stop_point() {
-                locked(&first_abort).get_or_insert(abort);
-                break;
-            }
-            let next = locked(&queue).pop_front();
-            let Some((index, job)) = next else { break };
-            let (folder_report, abort) = engine.run_folder(job);
-            locked(&done).push((index, folder_report));
-            if let Some(abort) = abort {
-                locked(&first_abort).get_or_insert(abort);
-            }
-        }
-        if let Err(abort) = engine.touch_unchanged() {
-            locked(&first_abort).get_or_insert(abort);
-        }
-        unchanged.fetch_add(engine.unchanged_total, std::sync::atomic::Ordering::Relaxed);
-    };
-    std::thread::scope(|scope| {
-        for mut worker_state in extra_states {
-            let work = &work;
-            let refusals = &refusals;
-            scope.spawn(move || match connect() {
-                Ok((mut far, mut near)) => {
-                    work(far.as_mut(), near.as_mut(), &mut worker_state);
-                    let _ = far.close();
-                    let _ = near.close();
-                }
-                // The other workers take this one's folders.
-                Err(e) => locked(refusals).push(e.to_string()),
-            });
-        }
-        work(far.as_mut(), near.as_mut(), &mut *state);
-    });
-    let refusals = refusals.into_inner().unwrap_or_else(|e| e.into_inner());
-    if !refusals.is_empty() {
-        report.notes.push(format!(
-            "only {} of {} connections could be opened ({}); the run went on with fewer",
-            workers - refusals.len(),
-            workers,
-            refusals[0]
-        ));
-    }
-    report.unchanged_folders = unchanged.into_inner();
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_by_key(|(index, _)| *index);
-    for (_, folder_report) in done {
-        keep_report(&mut report, folder_report, options.dry_run);
-    }
-    match first_abort.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(abort) => record_abort(&mut report, abort),
-        None => {
-            let mut engine = Engine {
-                far: far.as_mut(),
-                near: near.as_mut(),
-                state,
-                policy,
-                options,
-                observer: &mut Silent,
-                steps: 0,
-                unchanged: Vec::new(),
-                unchanged_total: 0,
-            };
-            if let Err(abort) = engine.forget_gone(&discovery.gone) {
-                record_abort(&mut report, abort);
-            }
         }
     }
-    report.duration = started.elapsed();
-    report
-}
 
-impl<'a> Engine<'a> {
     fn store(&mut self, side: Side) -> &mut dyn Store {
         match side {
             Side::Far => &mut *self.far,
@@ -624,11 +393,6 @@ impl<'a> Engine<'a> {
         batch.commit()?;
         self.unchanged.clear();
         Ok(())
-    }
-
-    fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
-        let discovery = self.discover(report)?;
-        self.run_jobs(&discovery, report)
     }
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {

@@ -223,12 +223,10 @@ impl World {
 
     fn run_with(&self, options: &RunOptions) -> AccountReport {
         let mut state = StateDb::open(&self.state_path()).expect("state");
-        let mut far = self.far.handle();
-        let mut near = self.near_store();
+        let stores: StorePair = (Box::new(self.far.handle()), self.near_store());
         sync_account(
             "test",
-            &mut far,
-            near.as_mut(),
+            Connections::one(stores),
             &mut state,
             &self.policy,
             options,
@@ -255,11 +253,14 @@ impl World {
         };
         let mut state = StateDb::open(&self.state_path()).expect("state");
         let first = connect().expect("first pair");
-        sync_account_parallel(
-            "test",
+        let connections = Connections {
             first,
-            &connect,
+            connect: &connect,
             jobs,
+        };
+        sync_account(
+            "test",
+            connections,
             &mut state,
             &self.policy,
             options,

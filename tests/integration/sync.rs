@@ -10,7 +10,7 @@ use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::Store;
 use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
-use mailsync::sync::{sync_account, Policy, RunOptions};
+use mailsync::sync::{sync_account, Connections, Policy, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -130,19 +130,15 @@ impl Fixture {
 
     pub fn run_with(&self, options: RunOptions) -> AccountReport {
         let mut state = StateDb::open(&self.state_path()).expect("state");
-        let mut far = self.imap();
-        let mut near = self.maildir();
-        let report = sync_account(
+        let stores = Connections::one((Box::new(self.imap()), Box::new(self.maildir())));
+        sync_account(
             "test",
-            &mut far,
-            &mut near,
+            stores,
             &mut state,
             &self.policy,
             &options,
             &mut Silent,
-        );
-        let _ = far.close();
-        report
+        )
     }
 
     pub fn run(&self) -> AccountReport {
