@@ -487,10 +487,13 @@ impl<'a> Engine<'a> {
                     far_caps: self.far.caps(),
                     near_caps: self.near.caps(),
                     now: self.options.now,
+                    max_copies: None,
                 };
                 // Without records there is nothing the brake could stop.
                 if let Ok(planned) = plan::plan(&input, self.policy) {
-                    report.skipped.extend(planned.skipped.iter().cloned());
+                    report
+                        .skipped
+                        .extend(planned.skipped.iter().map(plan::Skip::reported));
                     report.plan.extend(planned.lines());
                     report.count_planned(&planned.actions);
                 }
@@ -630,28 +633,18 @@ impl<'a> Engine<'a> {
             far_caps: self.far.caps(),
             near_caps: self.near.caps(),
             now: self.options.now,
+            max_copies: self.options.max_messages,
         };
-        let mut planned = match plan::plan(&input, self.policy) {
+        let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
                 report.outcome = Outcome::SafetyStop(format!("folder `{name}`: {brake}"));
                 return Ok(());
             }
         };
-        let mut truncated = false;
-        if let Some(max) = self.options.max_messages {
-            let mut copies = 0u64;
-            planned.actions.retain(|a| {
-                if matches!(a, action::Action::Copy { .. }) {
-                    copies += 1;
-                    truncated |= copies > max;
-                    copies <= max
-                } else {
-                    true
-                }
-            });
-        }
-        report.skipped.extend(planned.skipped.iter().cloned());
+        report
+            .skipped
+            .extend(planned.skipped.iter().map(plan::Skip::reported));
         if dry_run {
             report.plan.extend(planned.lines());
             report.count_planned(&planned.actions);
@@ -676,8 +669,10 @@ impl<'a> Engine<'a> {
         // Without it the near stamp goes too: a message the server refused,
         // or a local entry skipped, is looked at and reported again on the
         // next run rather than skipped with its folder.
-        let keep_modseq =
-            report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
+        let keep_modseq = report.skipped.is_empty()
+            && !planned.truncated
+            && self.policy.new
+            && self.tracks_far_flags();
 
         let batch = self.state.batch()?;
         batch.set_folder_state(

@@ -168,7 +168,8 @@ pub struct RunOptions {
     pub filter: FolderFilter,
     /// Unix seconds "now" (a fixed clock in tests).
     pub now: i64,
-    /// Download-delete: stop after this many messages in this run.
+    /// Most messages copied per folder in this run, either way and in any
+    /// mode (`max_messages_per_run`); the rest wait for the next run.
     pub max_messages: Option<u64>,
     /// Test-only fault injection: abort the run (as a crash would) after this
     /// many effect steps. Set through a hidden switch, never by configuration.
