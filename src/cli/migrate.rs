@@ -14,13 +14,13 @@ use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin}
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};
 use crate::migrate::mapping::{parse_map, FolderRules, Rename};
-use crate::migrate::report::{BatchSummary, MigrationReport};
+use crate::migrate::migration_report::{BatchSummary, MigrationReport};
 use crate::migrate::{MigrateOptions, Migration, PlannedFolder};
 use crate::model::FolderName;
 use crate::state::{Binding, StateDb};
 use crate::store::imap::ImapConfig;
 use crate::store::net::TlsMode;
-use crate::sync::report::{ExitStatus, FolderReport, Observer, Stop};
+use crate::sync::run_report::{ExitStatus, FolderReport, Observer, Stop};
 use crate::sync::FolderFilter;
 use anyhow::{anyhow, Context};
 use clap::{Arg, ArgMatches, ValueEnum, ValueHint};
@@ -1126,7 +1126,7 @@ impl Observer for MigrateProgress<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::report::FolderRow;
+    use crate::migrate::migration_report::FolderRow;
 
     #[test]
     fn server_flags_have_both_prefixes() {

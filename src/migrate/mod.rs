@@ -21,20 +21,20 @@ pub mod endpoint;
 mod keywords;
 pub mod mapped;
 pub mod mapping;
-pub mod report;
+pub mod migration_report;
 
 use crate::model::FolderName;
 use crate::state::{StateDb, StateError};
 use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
 use crate::store::{FolderList, Scope, Store, StoreError};
-use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
+use crate::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Observer};
 use crate::sync::{
     exit_status_of, sync_account, Connections, Direction, FolderFilter, Mode, Policy, RunOptions,
     StopRequest, StorePair,
 };
 use mapped::MappedStore;
 use mapping::{FolderMap, FolderRules, Namespace, Reason};
-use report::MigrationReport;
+use migration_report::MigrationReport;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -380,7 +380,7 @@ impl Migration {
         account: &AccountReport,
         state: &StateDb,
         now: i64,
-    ) -> Vec<(FolderName, keywords::Outcome)> {
+    ) -> Vec<(FolderName, keywords::KeywordPass)> {
         let mut pair = self.pair.take();
         let mut reconnected = false;
         let mut out = Vec::new();
@@ -400,7 +400,7 @@ impl Migration {
                     Some(pair) => pair,
                     None => match self.connect_pair() {
                         Ok(fresh) => pair.insert(fresh),
-                        Err(e) => break keywords::Outcome::failed(e.to_string()),
+                        Err(e) => break keywords::KeywordPass::failed(e.to_string()),
                     },
                 };
                 let only_copies = (!self.options.sync_flags).then_some(keywords::Copies {
@@ -409,13 +409,13 @@ impl Migration {
                 });
                 match keywords::align(source, dest, &folder.source, target, state, only_copies) {
                     Ok(outcome) => break outcome,
-                    Err(keywords::Failure::Store(e))
+                    Err(keywords::KeywordPassError::Store(e))
                         if e.scope() == Scope::Account && !reconnected =>
                     {
                         reconnected = true;
                         pair = None;
                     }
-                    Err(e) => break keywords::Outcome::failed(e.to_string()),
+                    Err(e) => break keywords::KeywordPass::failed(e.to_string()),
                 }
             };
             out.push((folder.source.clone(), outcome));
@@ -430,7 +430,7 @@ impl Migration {
     fn report(
         self,
         account: AccountReport,
-        keywords: Vec<(FolderName, keywords::Outcome)>,
+        keywords: Vec<(FolderName, keywords::KeywordPass)>,
         state: &StateDb,
     ) -> MigrationReport {
         let describe = |c: &ImapConfig| format!("{}@{}", c.user, c.server.address());
@@ -443,7 +443,7 @@ impl Migration {
         report.rejected_folders = self
             .rejected
             .iter()
-            .map(|(folder, reason)| report::Rejected {
+            .map(|(folder, reason)| migration_report::Rejected {
                 folder: folder.clone(),
                 reason: reason.clone(),
             })
@@ -464,7 +464,7 @@ fn merge_pass(first: &mut AccountReport, later: AccountReport) {
                 known.paired += folder.paired;
                 known.skipped.extend(folder.skipped);
                 known.notes.extend(folder.notes);
-                if known.outcome == Outcome::Done {
+                if known.outcome == FolderOutcome::Done {
                     known.outcome = folder.outcome;
                 }
             }

@@ -6,7 +6,7 @@
 
 use super::action::Action;
 use super::policy::Mode;
-use super::report::{Counts, FolderReport};
+use super::run_report::{Counts, FolderReport};
 use super::{Abort, Engine};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};

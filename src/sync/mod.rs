@@ -6,13 +6,13 @@ pub mod action;
 pub mod plan;
 pub mod policy;
 mod pool;
-pub mod report;
+pub mod run_report;
 
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
-use report::{
-    AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Stop, INTERRUPTED,
+use run_report::{
+    AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -169,7 +169,7 @@ fn far_listing_from_state(
 fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
     let quiet = folder.plan.is_empty()
         && !folder.changed()
-        && folder.outcome == Outcome::Done
+        && folder.outcome == FolderOutcome::Done
         && folder.skipped.is_empty()
         && folder.notes.is_empty();
     if !quiet || dry_run {
@@ -352,12 +352,12 @@ impl<'a> Engine<'a> {
         let abort = match result {
             Ok(()) => None,
             Err(Abort::Store(e)) if e.scope() != Scope::Account => {
-                folder_report.outcome = Outcome::Failed(e.to_string());
+                folder_report.outcome = FolderOutcome::Failed(e.to_string());
                 None
             }
             Err(abort) => {
                 if let Abort::Store(e) = &abort {
-                    folder_report.outcome = Outcome::Failed(e.to_string());
+                    folder_report.outcome = FolderOutcome::Failed(e.to_string());
                 }
                 Some(abort)
             }
@@ -638,7 +638,7 @@ impl<'a> Engine<'a> {
         let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
-                report.outcome = Outcome::SafetyStop(format!("folder `{name}`: {brake}"));
+                report.outcome = FolderOutcome::SafetyStop(format!("folder `{name}`: {brake}"));
                 return Ok(());
             }
         };

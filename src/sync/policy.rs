@@ -1,7 +1,7 @@
 //! What the user allows a run to do (`Policy`), which folders it looks at
 //! (`FolderFilter`) and the switches of one run (`RunOptions`).
 
-use super::report::Signal;
+use super::run_report::Signal;
 use crate::model::FolderName;
 use std::sync::atomic::{AtomicU8, Ordering};
 

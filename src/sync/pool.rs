@@ -2,7 +2,7 @@
 //! pairs, one folder per worker at a time. Each worker runs its own `Engine`;
 //! what they share is the folder queue, the first abort and the observer.
 
-use super::report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
+use super::run_report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
 use super::{keep_report, record_abort, Abort, Engine, Policy, RunOptions};
 use crate::model::FolderName;
 use crate::state::StateDb;

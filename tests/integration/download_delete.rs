@@ -11,7 +11,7 @@ use mailsync::state::StateDb;
 use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::Pop3Store;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{AccountReport, ExitStatus, Silent, Stop};
+use mailsync::sync::run_report::{AccountReport, ExitStatus, Silent, Stop};
 use mailsync::sync::{sync_account, Connections, FolderFilter, Mode, Oversize, Policy, RunOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -5,14 +5,14 @@
 
 use super::sync::imap_config;
 use mailsync::migrate::mapping::{parse_map, FolderRules, Rename};
-use mailsync::migrate::report::MigrationReport;
+use mailsync::migrate::migration_report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
 use mailsync::model::{Flags, FolderName};
 use mailsync::sandbox::{sample_message, Sandbox, SandboxOptions};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{ExitStatus, Silent, Stop};
+use mailsync::sync::run_report::{ExitStatus, Silent, Stop};
 use mailsync::sync::FolderFilter;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

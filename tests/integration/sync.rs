@@ -9,7 +9,7 @@ use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::Store;
-use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
+use mailsync::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent, Stop};
 use mailsync::sync::{sync_account, Connections, Policy, RunOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -487,7 +487,10 @@ fn the_brake_stops_mass_deletion_on_the_server_side() {
     }
     let report = fx.run();
     assert_eq!(report.exit_status(), ExitStatus::Safety);
-    assert!(matches!(report.folders[0].outcome, Outcome::SafetyStop(_)));
+    assert!(matches!(
+        report.folders[0].outcome,
+        FolderOutcome::SafetyStop(_)
+    ));
     assert_eq!(
         fx.sandbox.message_count(fx.user, "INBOX").expect("count"),
         20

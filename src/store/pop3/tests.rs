@@ -509,7 +509,7 @@ fn a_long_plain_response_waits_for_the_challenge() {
 fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     use crate::state::StateDb;
     use crate::store::maildir::{Layout, MaildirStore};
-    use crate::sync::{report::Silent, sync_account, Connections, Mode, Policy, RunOptions};
+    use crate::sync::{run_report::Silent, sync_account, Connections, Mode, Policy, RunOptions};
 
     let tags = ["USER", "UIDL", "PIPELINING"];
     let (port, server) = fake_server(
