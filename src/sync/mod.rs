@@ -8,13 +8,13 @@ pub mod policy;
 mod pool;
 pub mod run_report;
 
-use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
-use crate::state::{FolderState, Record, StateDb, StateError};
-use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use crate::model::{FolderName, Side};
+use crate::state::{FolderState, StateDb, StateError};
+use crate::store::{FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 pub mod apply;
@@ -132,36 +132,6 @@ fn touches_far(action: &action::Action) -> bool {
         | Action::ForgetKey { .. }
         | Action::Forget { .. } => false,
     }
-}
-
-/// The far listing rebuilt from the state's records, the changes since the
-/// stored mod-sequence and the keys vanished since then.
-fn far_listing_from_state(
-    records: &[Record],
-    changed: Vec<MsgMeta>,
-    vanished: &[MsgKey],
-) -> Vec<MsgMeta> {
-    let vanished: HashSet<&MsgKey> = vanished.iter().collect();
-    let mut by_key: BTreeMap<MsgKey, MsgMeta> = records
-        .iter()
-        .filter_map(|r| r.far.as_ref().map(|key| (key, r.flags)))
-        .filter(|(key, _)| !vanished.contains(key))
-        .map(|(key, flags)| {
-            let meta = MsgMeta {
-                key: key.clone(),
-                flags,
-                size: None,
-                date: None,
-            };
-            (key.clone(), meta)
-        })
-        .collect();
-    for meta in changed {
-        if !vanished.contains(&meta.key) {
-            by_key.insert(meta.key.clone(), meta);
-        }
-    }
-    by_key.into_values().collect()
 }
 
 /// Folders where nothing happened stay out of the report, except in a dry run
@@ -559,52 +529,18 @@ impl<'a> Engine<'a> {
             report.skipped.extend(store.take_skipped());
         }
         let mut records = records?;
-        let mut pairing = known.is_none();
-        for (side, now, stored) in [
-            (
-                Side::Far,
-                far_status.validity,
-                known.and_then(|k| k.far_validity),
-            ),
-            (
-                Side::Near,
-                near_status.validity,
-                known.and_then(|k| k.near_validity),
-            ),
-        ] {
-            let Some(stored) = stored else { continue };
-            if stored == now {
-                continue;
-            }
-            report.notes.push(format!(
-                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
-                side.as_str()
-            ));
-            pairing = true;
-            for r in records.iter_mut() {
-                match side {
-                    Side::Far => r.far = None,
-                    Side::Near => r.near = None,
-                }
-            }
-            records.retain(|r| r.far.is_some() || r.near.is_some());
-            if !dry_run {
-                let batch = self.state.batch()?;
-                batch.clear_keys(name, side)?;
-                batch.commit()?;
-            }
-        }
+        let validity_changed = self.forget_keys_on_validity_change(
+            name,
+            known,
+            (&far_status, &near_status),
+            &mut records,
+            report,
+        )?;
+        let pairing = known.is_none() || validity_changed;
 
-        let mut far_list = match (known_modseq.filter(|_| !pairing), far_changes) {
-            (Some(_), _) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
-            (
-                Some(_),
-                Some(Changes {
-                    changed,
-                    vanished: Some(vanished),
-                }),
-            ) => far_listing_from_state(&records, changed, &vanished),
-            _ => self.far.list_messages()?,
+        let mut far_list = match known_modseq.filter(|_| !pairing) {
+            Some(_) => self.far_listing(&records, far_unchanged, far_changes)?,
+            None => self.far.list_messages()?,
         };
 
         if !intents.is_empty() {
@@ -736,188 +672,6 @@ impl<'a> Engine<'a> {
             return Ok(false);
         }
         Ok(self.near.change_stamp(&job.name)? == known.near_stamp)
-    }
-
-    /// Identities of the messages a pairing run may match: unrecorded messages on
-    /// each side, and recorded ones that lost their other key and carry no
-    /// identity. Nothing is fetched when the other side offers no candidate.
-    fn pairing_identities(
-        &mut self,
-        far_list: &[MsgMeta],
-        near_list: &[MsgMeta],
-        records: &[Record],
-    ) -> Result<HashMap<(Side, MsgKey), Identity>, Abort> {
-        let recorded_far: HashSet<&MsgKey> =
-            records.iter().filter_map(|r| r.far.as_ref()).collect();
-        let recorded_near: HashSet<&MsgKey> =
-            records.iter().filter_map(|r| r.near.as_ref()).collect();
-        let unrecorded = |list: &[MsgMeta], recorded: &HashSet<&MsgKey>| -> Vec<MsgKey> {
-            list.iter()
-                .filter(|m| !recorded.contains(&m.key))
-                .map(|m| m.key.clone())
-                .collect()
-        };
-        let far_new = unrecorded(far_list, &recorded_far);
-        let near_new = unrecorded(near_list, &recorded_near);
-        let waiting = |side: Side| -> Vec<MsgKey> {
-            records
-                .iter()
-                .filter(|r| r.identity.is_none())
-                .filter_map(|r| match side {
-                    Side::Near if r.far.is_none() => r.near.clone(),
-                    Side::Far if r.near.is_none() => r.far.clone(),
-                    _ => None,
-                })
-                .collect()
-        };
-        let far_waiting_records = records.iter().any(|r| r.near.is_none() && r.far.is_some());
-        let near_waiting_records = records.iter().any(|r| r.far.is_none() && r.near.is_some());
-        let mut out = HashMap::new();
-        if !far_new.is_empty() && (!near_new.is_empty() || near_waiting_records) {
-            let mut keys = far_new.clone();
-            if !near_new.is_empty() {
-                keys.extend(waiting(Side::Far));
-            }
-            for (k, id) in self.far.fetch_identities(&keys)? {
-                out.insert((Side::Far, k), id);
-            }
-        }
-        if !near_new.is_empty() && (!far_new.is_empty() || far_waiting_records) {
-            let mut keys = near_new;
-            if !far_new.is_empty() {
-                keys.extend(waiting(Side::Near));
-            }
-            for (k, id) in self.near.fetch_identities(&keys)? {
-                out.insert((Side::Near, k), id);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Resolves the intents an earlier run left. A copy that run sent to a
-    /// target without tracking ids (IMAP) may still be landing: the account
-    /// lock proves that run is over, so all it sent is at the server, but the
-    /// server may not have finished storing it when we first look. Such
-    /// intents are only given up after the target, looked at afresh, still
-    /// lacks the copy when `recover::LANDING_GRACE` has passed; the listings
-    /// given are replaced by the last look, which the plan then uses.
-    fn recover(
-        &mut self,
-        name: &FolderName,
-        (intents, records): (&[crate::state::Intent], &[Record]),
-        far: (&mut FolderStatus, &mut Vec<MsgMeta>),
-        near: (&mut FolderStatus, &mut Vec<MsgMeta>),
-    ) -> Result<Vec<recover::Resolution>, Abort> {
-        let (far_status, far_list) = far;
-        let (near_status, near_list) = near;
-        let deadline = Instant::now() + recover::LANDING_GRACE;
-        loop {
-            let resolutions =
-                recover::resolve(intents, records, self.far, self.near, far_list, near_list)?;
-            let look_again =
-                recover::may_still_land(&resolutions, self.far.caps(), self.near.caps());
-            if look_again.is_empty() || Instant::now() >= deadline {
-                return Ok(resolutions);
-            }
-            // Stopping here leaves the intents for the next run: still safe.
-            self.stop_point()?;
-            std::thread::sleep(recover::LANDING_POLL);
-            for side in look_again {
-                let (status, list) = match side {
-                    Side::Far => (&mut *far_status, &mut *far_list),
-                    Side::Near => (&mut *near_status, &mut *near_list),
-                };
-                // A fresh SELECT shows what other sessions stored meanwhile.
-                let store = self.store(side);
-                let fresh = store.select(name)?;
-                if fresh.validity != status.validity {
-                    return Err(Abort::Store(StoreError::folder(
-                        name,
-                        "uidvalidity changed during the run; the next run re-pairs it",
-                    )));
-                }
-                *list = store.list_messages()?;
-                *status = fresh;
-            }
-        }
-    }
-
-    /// Records what recovery found; in a dry run only in memory.
-    fn commit_resolutions(
-        &mut self,
-        folder: &FolderName,
-        resolutions: Vec<recover::Resolution>,
-        dry_run: bool,
-    ) -> Result<Vec<Record>, Abort> {
-        let now = self.options.now;
-        let mut recovered = Vec::new();
-        let batch = if dry_run {
-            None
-        } else {
-            Some(self.state.batch()?)
-        };
-        for (i, resolution) in resolutions.into_iter().enumerate() {
-            match resolution {
-                recover::Resolution::Found {
-                    intent,
-                    target_key,
-                    identity,
-                } => {
-                    let (far, near) = match intent.to {
-                        Side::Near => (intent.source_key.clone(), target_key),
-                        Side::Far => (target_key, intent.source_key.clone()),
-                    };
-                    let id = match &batch {
-                        Some(b) => {
-                            let id = b.insert_record(
-                                folder,
-                                Some(&far),
-                                Some(&near),
-                                intent.flags,
-                                identity.as_ref(),
-                                now,
-                            )?;
-                            b.remove_intent(intent.id)?;
-                            id
-                        }
-                        None => -(i as i64) - 1,
-                    };
-                    recovered.push(Record {
-                        id,
-                        far: Some(far),
-                        near: Some(near),
-                        flags: intent.flags,
-                        identity,
-                        first_seen: now,
-                    });
-                }
-                recover::Resolution::NotDone { intent } => {
-                    if let Some(b) = &batch {
-                        b.remove_intent(intent.id)?;
-                    }
-                }
-            }
-        }
-        if let Some(b) = batch {
-            b.commit()?;
-        }
-        Ok(recovered)
-    }
-
-    /// Resolves intents left by appends whose keys the target could not report.
-    fn resolve_intents(&mut self, folder: &FolderName) -> Result<(), Abort> {
-        let intents = self.state.intents(folder)?;
-        if intents.is_empty() {
-            return Ok(());
-        }
-        let records = self.state.records(folder)?;
-        let far_list = self.far.list_messages()?;
-        let near_list = self.near.list_messages()?;
-        let resolutions = recover::resolve(
-            &intents, &records, self.far, self.near, &far_list, &near_list,
-        )?;
-        self.commit_resolutions(folder, resolutions, false)?;
-        Ok(())
     }
 }
 
