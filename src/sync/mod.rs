@@ -1,6 +1,21 @@
-//! The sync engine: per folder, select -> recover -> list -> plan -> apply ->
-//! watermarks. It talks to two `dyn Store`s and the state database and knows
-//! nothing else about them.
+//! The sync engine. It talks to two `dyn Store`s and the state database and
+//! knows nothing else about them. Per folder (`Engine::sync_folder`):
+//! create a missing side -> read both sides (select, list) -> settle
+//! (UIDVALIDITY, crash recovery) -> plan -> apply -> watermarks.
+//!
+//! Where each thing is decided:
+//! - deletion on either side, and download-delete vs two-way: `plan` (its
+//!   decision table); apply only carries it out, deletions last.
+//! - the mass-deletion brake: `plan` (end of `plan::plan`), settings in `policy::Brake`.
+//! - a UIDVALIDITY change, and what an interrupted run left: `recover`.
+//! - durability (intent -> effect -> commit, fsync before delete): `apply`.
+//! - a folder gone on one side, an unmounted Maildir: `Engine::discover` and
+//!   `Engine::create_missing_side` in this file.
+//! - what the user allows (`Policy`) and one run's switches (`RunOptions`): `policy`.
+//! - several connections at once: `pool` (`sync_account` is the entry point).
+//! - migrate's reuse of the engine: `crate::migrate` runs `sync_account` with a
+//!   pull-only policy and the destination behind `MappedStore`.
+//! - what a run reports and its exit status: `run_report`; the dry-run lines: `action`.
 
 pub mod action;
 pub mod plan;
@@ -8,9 +23,9 @@ pub mod policy;
 mod pool;
 pub mod run_report;
 
-use crate::model::{FolderName, Side};
-use crate::state::{FolderState, StateDb, StateError};
-use crate::store::{FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use crate::model::{FolderName, MsgMeta, Side};
+use crate::state::{FolderState, Intent, Record, StateDb, StateError};
+use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
@@ -77,6 +92,36 @@ struct FolderJob {
     /// The far folder's status from one bulk request, when the store offers
     /// mod-sequences: lets an unchanged folder go without a SELECT.
     far_status: Option<FolderStatus>,
+}
+
+/// What one folder's run read from both sides and the state, before it
+/// decided anything.
+struct FolderRead {
+    far_status: FolderStatus,
+    /// Whether the far folder is selected: an unchanged one is not, until
+    /// the plan needs it.
+    far_selected: bool,
+    far_changes: Option<Changes>,
+    far_unchanged: bool,
+    /// The stored mod-sequence, when a change-only listing is possible.
+    known_modseq: Option<u64>,
+    near_status: FolderStatus,
+    near_list: Vec<MsgMeta>,
+    /// The local change stamp, read before the scan.
+    near_stamp: Option<u64>,
+    intents: Vec<Intent>,
+    records: Vec<Record>,
+}
+
+/// The folder as the plan sees it, once recovery has settled the state.
+struct SettledFolder {
+    far_status: FolderStatus,
+    far_list: Vec<MsgMeta>,
+    near_status: FolderStatus,
+    near_list: Vec<MsgMeta>,
+    records: Vec<Record>,
+    /// Unrecorded messages are paired by identity and nothing is deleted.
+    pairing: bool,
 }
 
 struct Discovery {
@@ -405,10 +450,32 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
+    /// One folder, in the stages the module doc names.
     fn sync_folder(&mut self, job: &FolderJob, report: &mut FolderReport) -> Result<(), Abort> {
+        if !self.create_missing_side(job, report)? {
+            return Ok(());
+        }
+        let read = self.read_both_sides(job, report)?;
+        let (far_selected, near_stamp) = (read.far_selected, read.near_stamp);
+        let folder = self.settle(job, read, report)?;
+        let Some(planned) = self.plan_folder(&job.name, &folder, report)? else {
+            return Ok(());
+        };
+        let truncated = planned.truncated;
+        self.apply_plan(&job.name, planned, far_selected, &folder, report)?;
+        self.record_watermarks(&job.name, &folder, near_stamp, truncated, report)
+    }
+
+    /// Makes sure the folder exists on both sides, creating it where policy
+    /// allows; false when the run has nothing more to do in it (a side that
+    /// may not be created, or a dry run that planned against the one side).
+    fn create_missing_side(
+        &mut self,
+        job: &FolderJob,
+        report: &mut FolderReport,
+    ) -> Result<bool, Abort> {
         let name = &job.name;
         let (on_far, on_near, known) = (job.on_far, job.on_near, job.known.as_ref());
-        let far_status = job.far_status.as_ref();
         let dry_run = self.options.dry_run;
         let download_delete = self.policy.mode == Mode::DownloadDelete;
         for (side, present) in [(Side::Far, on_far), (Side::Near, on_near)] {
@@ -432,7 +499,7 @@ impl<'a> Engine<'a> {
                     Side::Far => !download_delete && self.policy.direction != Direction::Pull,
                 };
             if !allowed || !self.store(side).caps().folders {
-                return Ok(());
+                return Ok(false);
             }
             report
                 .plan
@@ -467,11 +534,24 @@ impl<'a> Engine<'a> {
                     report.plan.extend(planned.lines());
                     report.count_planned(&planned.actions);
                 }
-                return Ok(());
+                return Ok(false);
             }
             self.store(side).create_folder(name)?;
         }
 
+        Ok(true)
+    }
+
+    /// Reads both sides and the state at once; only reads happen here, every
+    /// decision comes after.
+    fn read_both_sides(
+        &mut self,
+        job: &FolderJob,
+        report: &mut FolderReport,
+    ) -> Result<FolderRead, Abort> {
+        let name = &job.name;
+        let known = job.known.as_ref();
+        let far_status = job.far_status.as_ref();
         let intents = self.state.intents(name)?;
         // Change-only resync (CONDSTORE/QRESYNC): the far listing is the state's
         // records plus what changed since the stored mod-sequence. Only sound
@@ -517,18 +597,53 @@ impl<'a> Engine<'a> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (far_read, near_read, records)
         });
-        let (mut far_status, far_selected, far_changes) = far_read?;
+        let (far_status, far_selected, far_changes) = far_read?;
         if let Some(known) = known {
             check_uidnext(name, known, &far_status)?;
         }
-        let (mut near_status, mut near_list) = near_read?;
+        let (near_status, near_list) = near_read?;
         // Taken now, not only when the folder ends: a folder with a skipped
         // entry keeps no watermark (see `keep_modseq`), so the next run
         // looks at it again.
         for store in [&mut *self.far, &mut *self.near] {
             report.skipped.extend(store.take_skipped());
         }
-        let mut records = records?;
+        Ok(FolderRead {
+            far_status,
+            far_selected,
+            far_changes,
+            far_unchanged,
+            known_modseq,
+            near_status,
+            near_list,
+            near_stamp,
+            intents,
+            records: records?,
+        })
+    }
+
+    /// Settles what the plan starts from: forgets keys that a UIDVALIDITY
+    /// change made meaningless, picks the far listing and resolves the
+    /// intents an earlier run left (see `recover`).
+    fn settle(
+        &mut self,
+        job: &FolderJob,
+        read: FolderRead,
+        report: &mut FolderReport,
+    ) -> Result<SettledFolder, Abort> {
+        let name = &job.name;
+        let known = job.known.as_ref();
+        let FolderRead {
+            mut far_status,
+            far_changes,
+            far_unchanged,
+            known_modseq,
+            mut near_status,
+            mut near_list,
+            intents,
+            mut records,
+            ..
+        } = read;
         let validity_changed = self.forget_keys_on_validity_change(
             name,
             known,
@@ -550,22 +665,40 @@ impl<'a> Engine<'a> {
                 (&mut far_status, &mut far_list),
                 (&mut near_status, &mut near_list),
             )?;
-            let recovered = self.commit_resolutions(name, resolutions, dry_run)?;
+            let recovered = self.commit_resolutions(name, resolutions, self.options.dry_run)?;
             records.extend(recovered);
         }
 
-        let identities = if pairing {
-            self.pairing_identities(&far_list, &near_list, &records)?
+        Ok(SettledFolder {
+            far_status,
+            far_list,
+            near_status,
+            near_list,
+            records,
+            pairing,
+        })
+    }
+
+    /// Plans the folder; `None` when nothing is to be applied (the brake
+    /// stopped it, or a dry run only reports the plan).
+    fn plan_folder(
+        &mut self,
+        name: &FolderName,
+        folder: &SettledFolder,
+        report: &mut FolderReport,
+    ) -> Result<Option<plan::Plan>, Abort> {
+        let identities = if folder.pairing {
+            self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?
         } else {
             HashMap::new()
         };
 
         let input = plan::PlanInput {
-            far: &far_list,
-            near: &near_list,
-            records: &records,
+            far: &folder.far_list,
+            near: &folder.near_list,
+            records: &folder.records,
             identities: &identities,
-            pairing,
+            pairing: folder.pairing,
             far_caps: self.far.caps(),
             near_caps: self.near.caps(),
             now: self.options.now,
@@ -575,18 +708,30 @@ impl<'a> Engine<'a> {
             Ok(p) => p,
             Err(brake) => {
                 report.outcome = FolderOutcome::SafetyStop(format!("folder `{name}`: {brake}"));
-                return Ok(());
+                return Ok(None);
             }
         };
         report
             .skipped
             .extend(planned.skipped.iter().map(plan::Skip::reported));
-        if dry_run {
+        if self.options.dry_run {
             report.plan.extend(planned.lines());
             report.count_planned(&planned.actions);
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some(planned))
+    }
 
+    /// Runs the plan, selecting the far folder first if reading skipped that.
+    fn apply_plan(
+        &mut self,
+        name: &FolderName,
+        planned: plan::Plan,
+        far_selected: bool,
+        folder: &SettledFolder,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let far_status = &folder.far_status;
         if !far_selected && planned.actions.iter().any(touches_far) {
             let selected = self.far.select(name)?;
             if selected.validity != far_status.validity {
@@ -596,8 +741,25 @@ impl<'a> Engine<'a> {
                 )));
             }
         }
-        self.apply(name, planned.actions, (&far_status, &near_status), report)?;
+        self.apply(
+            name,
+            planned.actions,
+            (far_status, &folder.near_status),
+            report,
+        )
+    }
 
+    /// Records what the next run compares against: UIDVALIDITY, UIDNEXT and,
+    /// when sound, the mod-sequence and the local change stamp.
+    fn record_watermarks(
+        &mut self,
+        name: &FolderName,
+        folder: &SettledFolder,
+        near_stamp: Option<u64>,
+        truncated: bool,
+        report: &FolderReport,
+    ) -> Result<(), Abort> {
+        let (far_status, near_status) = (&folder.far_status, &folder.near_status);
         // The watermark lets the next run list only changes; it is left out
         // when far messages older than it may be unrecorded (skipped by the
         // plan or while copying, cut by --max-messages, never fetched by
@@ -605,10 +767,8 @@ impl<'a> Engine<'a> {
         // Without it the near stamp goes too: a message the server refused,
         // or a local entry skipped, is looked at and reported again on the
         // next run rather than skipped with its folder.
-        let keep_modseq = report.skipped.is_empty()
-            && !planned.truncated
-            && self.policy.new
-            && self.tracks_far_flags();
+        let keep_modseq =
+            report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
 
         let batch = self.state.batch()?;
         batch.set_folder_state(
