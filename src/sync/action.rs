@@ -62,18 +62,36 @@ pub enum Action {
     Forget { record: i64 },
 }
 
+/// The stages a folder's plan is applied in, in this order: state-only
+/// knowledge first, then flags, then new copies, deletions last so nothing is
+/// removed before every copy this run makes is durable. The planner sorts by
+/// it and apply runs one stage after the other; this is the only place the
+/// order is written down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// `Forget`, `ForgetKey`.
+    Forget,
+    /// `SetFlags`.
+    Flags,
+    /// `Pair`, `Rekey`, `RecordFlags`: after the flags, whose refusals they
+    /// depend on.
+    Knowledge,
+    CopyToNear,
+    CopyToFar,
+    Delete,
+}
+
 impl Action {
-    /// Apply order within a folder: state-only knowledge first, then flags, then
-    /// new copies, deletions last so nothing is removed before every copy this
-    /// run makes is durable.
-    pub fn phase(&self) -> u8 {
+    pub fn phase(&self) -> Phase {
         match self {
-            Action::Forget { .. } | Action::ForgetKey { .. } => 0,
-            Action::SetFlags { .. } => 1,
-            Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => 2,
-            Action::Copy { to: Side::Near, .. } => 3,
-            Action::Copy { to: Side::Far, .. } => 4,
-            Action::Delete { .. } => 5,
+            Action::Forget { .. } | Action::ForgetKey { .. } => Phase::Forget,
+            Action::SetFlags { .. } => Phase::Flags,
+            Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => {
+                Phase::Knowledge
+            }
+            Action::Copy { to: Side::Near, .. } => Phase::CopyToNear,
+            Action::Copy { to: Side::Far, .. } => Phase::CopyToFar,
+            Action::Delete { .. } => Phase::Delete,
         }
     }
 }
