@@ -190,48 +190,45 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
-        if !knowledge.is_empty() {
-            let batch = self.state.batch()?;
-            for action in knowledge {
-                match action {
-                    Action::Pair {
-                        far,
-                        near,
-                        flags,
-                        identity,
-                    } => {
-                        batch.insert_record(
-                            folder,
-                            Some(far),
-                            Some(near),
-                            *flags,
-                            Some(identity),
-                            now,
-                        )?;
-                    }
-                    Action::Rekey {
-                        record,
-                        side,
-                        key,
-                        flags,
-                    } => {
-                        batch.set_key(*record, *side, Some(key))?;
-                        batch.set_flags(*record, *flags)?;
-                    }
-                    Action::RecordFlags { record, flags, far } if !modified.contains(far) => {
-                        batch.set_flags(*record, *flags)?;
-                    }
-                    _ => {}
+        let batch = self.state.batch()?;
+        for action in knowledge {
+            match action {
+                Action::Pair {
+                    far,
+                    near,
+                    flags,
+                    identity,
+                } => {
+                    batch.insert_record(
+                        folder,
+                        Some(far),
+                        Some(near),
+                        *flags,
+                        Some(identity),
+                        now,
+                    )?;
                 }
+                Action::Rekey {
+                    record,
+                    side,
+                    key,
+                    flags,
+                } => {
+                    batch.set_key(*record, *side, Some(key))?;
+                    batch.set_flags(*record, *flags)?;
+                }
+                Action::RecordFlags { record, flags, far } if !modified.contains(far) => {
+                    batch.set_flags(*record, *flags)?;
+                }
+                _ => {}
             }
-            batch.commit()?;
-            self.step()?;
-            report.paired += knowledge
-                .iter()
-                .filter(|a| matches!(a, Action::Pair { .. }))
-                .count() as u64;
         }
-
+        batch.commit()?;
+        self.step()?;
+        report.paired += knowledge
+            .iter()
+            .filter(|a| matches!(a, Action::Pair { .. }))
+            .count() as u64;
         Ok(())
     }
 
