@@ -433,6 +433,31 @@ pub fn to_wire_line_endings(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The two sides of a sync, named as isync does: the far side is the server (or
+/// the migration source), the near side the Maildir (or the migration target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Far,
+    Near,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::Far => Side::Near,
+            Side::Near => Side::Far,
+        }
+    }
+
+    /// The name used in the database (`intents.to_side`) and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Far => "far",
+            Side::Near => "near",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

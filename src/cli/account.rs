@@ -12,7 +12,7 @@ use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::exit_status_of;
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 use anyhow::anyhow;
 use std::path::Path;
 

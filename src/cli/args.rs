@@ -7,7 +7,7 @@ use crate::auth::AuthMethod;
 use crate::config::{DEFAULT_CONFIG_DISPLAY, DEFAULT_STATE_DISPLAY};
 use crate::migrate::endpoint::EndpointSpec;
 use crate::store::net::TlsMode;
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 use clap::{Arg, ArgAction, ArgMatches, Args as _, FromArgMatches as _, ValueEnum, ValueHint};
 use std::path::PathBuf;
 

@@ -8,7 +8,7 @@ use crate::auth::oauth2::{self, Client, OAuth2Error, OAuth2Settings};
 use crate::config::{Account, Overrides, PasswordSource, ServerLogin};
 use crate::store::imap::Secret;
 use crate::store::net::TlsMode;
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 
 /// Reads the secret of `login` for the account (or migration side) `label`:
 /// the password from its source, or the built-in client's access token

@@ -15,7 +15,7 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
 use crate::store::{StatusList, Store};
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;

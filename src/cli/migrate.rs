@@ -15,11 +15,11 @@ use crate::config::{parse_size, Config, Dirs, FarConfig, Overrides, ServerLogin}
 use crate::migrate::batch::{self, BatchEntry};
 use crate::migrate::endpoint::{Endpoint, EndpointSpec};
 use crate::migrate::mapping::{parse_map, FolderRules, Rename};
-use crate::migrate::report::{BatchSummary, MigrationReport};
+use crate::migrate::migration_report::{BatchSummary, MigrationReport};
 use crate::migrate::{MigrateOptions, Migration, PlannedFolder};
 use crate::state::{Binding, StateDb};
 use crate::store::imap::ImapConfig;
-use crate::sync::report::{ExitStatus, Stop};
+use crate::sync::run_report::{ExitStatus, Stop};
 use crate::sync::FolderFilter;
 use anyhow::{anyhow, Context};
 use std::collections::{HashMap, VecDeque};

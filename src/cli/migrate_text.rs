@@ -2,8 +2,8 @@
 //! and the problems printed to stderr.
 
 use super::output::{aligned, human_bytes, human_duration, Ui};
-use crate::migrate::report::{BatchSummary, MigrationReport};
-use crate::sync::report::{ExitStatus, Stop};
+use crate::migrate::migration_report::{BatchSummary, MigrationReport};
+use crate::sync::run_report::{ExitStatus, Stop};
 use std::time::Duration;
 
 /// Failures, skipped messages and notes go to stderr whatever the format.
@@ -184,7 +184,7 @@ pub(super) fn render_batch(summary: &BatchSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migrate::report::FolderRow;
+    use crate::migrate::migration_report::FolderRow;
     use crate::migrate::PlannedFolder;
     use crate::model::FolderName;
 

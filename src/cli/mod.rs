@@ -19,7 +19,7 @@ mod sync;
 
 pub use args::{command, documented_command, parse, Args, Command};
 
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 
 /// Runs a parsed command line and says how it ended. Every error has been
 /// printed (once, with its causes) by the time this returns.

@@ -8,7 +8,7 @@
 //! printed; `--quiet` silences warnings and the summary everywhere.
 
 use super::args::{ColorChoice, GlobalArgs};
-use crate::sync::report::ExitStatus;
+use crate::sync::run_report::ExitStatus;
 use indicatif::{MultiProgress, ProgressDrawTarget};
 use std::fs::File;
 use std::io::{IsTerminal, Write};

@@ -4,7 +4,7 @@
 use super::output::{human_bytes, human_duration, Ui};
 use crate::migrate::PlannedFolder;
 use crate::model::FolderName;
-use crate::sync::report::{FolderReport, Observer};
+use crate::sync::run_report::{FolderReport, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::time::Instant;

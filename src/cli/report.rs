@@ -9,7 +9,7 @@
 use super::args::ReportFormat;
 use super::prometheus::{folder_labels, seconds, Exposition, Labels};
 use crate::state::Binding;
-use crate::sync::report::{AccountReport, Counts, ExitStatus, FolderReport, Outcome};
+use crate::sync::run_report::{AccountReport, Counts, ExitStatus, FolderOutcome, FolderReport};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -173,7 +173,7 @@ impl JsonCounts {
         self.deleted_locally += c.deleted_near;
         self.bytes += c.bytes;
         self.skipped += folder.skipped.len() as u64;
-        if folder.outcome != Outcome::Done {
+        if folder.outcome != FolderOutcome::Done {
             self.failed_folders += 1;
         }
     }
@@ -215,9 +215,9 @@ struct JsonSkipped<'a> {
 
 fn outcome(folder: &FolderReport) -> (&'static str, Option<&str>) {
     match &folder.outcome {
-        Outcome::Done => ("done", None),
-        Outcome::Failed(reason) => ("failed", Some(reason)),
-        Outcome::SafetyStop(reason) => ("safety-stop", Some(reason)),
+        FolderOutcome::Done => ("done", None),
+        FolderOutcome::Failed(reason) => ("failed", Some(reason)),
+        FolderOutcome::SafetyStop(reason) => ("safety-stop", Some(reason)),
     }
 }
 
@@ -403,7 +403,7 @@ fn prometheus(
         folders.iter().map(|(account, f)| {
             (
                 folder_labels(account, &f.folder),
-                u8::from(f.outcome != Outcome::Done),
+                u8::from(f.outcome != FolderOutcome::Done),
             )
         }),
     );
@@ -439,7 +439,7 @@ mod tests {
         inbox.duration = Duration::from_millis(1500);
         inbox.plan.push("fetch   far:7 -> near".into());
         let mut spam = FolderReport::new(FolderName::parse("Spam \"x\"").expect("name"));
-        spam.outcome = Outcome::SafetyStop("brake".into());
+        spam.outcome = FolderOutcome::SafetyStop("brake".into());
         let mut report = AccountReport::new("work");
         report.folders = vec![inbox, spam];
         report.duration = Duration::from_secs(2);

@@ -3,7 +3,7 @@
 //! commits); the second ends the process at once, which is as safe as any
 //! crash (see the README's safety section).
 
-use crate::sync::report::Signal;
+use crate::sync::run_report::Signal;
 use crate::sync::StopRequest;
 use std::sync::atomic::{AtomicU8, Ordering};
 

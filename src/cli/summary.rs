@@ -2,7 +2,7 @@
 //! messages and the per-folder summary on stderr.
 
 use super::output::{human_bytes, human_duration, Ui};
-use crate::sync::report::{AccountReport, Counts, Outcome};
+use crate::sync::run_report::{AccountReport, Counts, FolderOutcome};
 
 /// "12 fetched, 3 pushed, 5 flags, 1 deleted (2.3 MB)", or `None` when nothing
 /// changed.
@@ -51,9 +51,11 @@ pub fn print_report(
             }
         }
         match &folder.outcome {
-            Outcome::Done => {}
-            Outcome::Failed(reason) => ui.error(&format!("{prefix}folder `{name}`: {reason}")),
-            Outcome::SafetyStop(reason) => ui.error(&format!(
+            FolderOutcome::Done => {}
+            FolderOutcome::Failed(reason) => {
+                ui.error(&format!("{prefix}folder `{name}`: {reason}"))
+            }
+            FolderOutcome::SafetyStop(reason) => ui.error(&format!(
                 "{prefix}folder `{name}`: safety stop, nothing deleted: {reason}"
             )),
         }

@@ -15,9 +15,9 @@ use crate::config::{Account, Overrides};
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
 use crate::store::StoreResult;
-use crate::sync::report::Stop;
-use crate::sync::report::{AccountReport, ExitStatus};
-use crate::sync::{sync_account_parallel, RunOptions, StopRequest, StorePair};
+use crate::sync::run_report::Stop;
+use crate::sync::run_report::{AccountReport, ExitStatus};
+use crate::sync::{sync_account, Connections, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -209,11 +209,14 @@ fn sync_one(
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);
-    let report = sync_account_parallel(
-        name,
-        (far, Box::new(near)),
-        &more,
+    let connections = Connections {
+        first: (far, Box::new(near)),
+        connect: &more,
         jobs,
+    };
+    let report = sync_account(
+        name,
+        connections,
         &mut state,
         &policy,
         &options,

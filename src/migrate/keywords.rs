@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// What the keyword pass did in one folder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
+pub struct KeywordPass {
     /// (message, keyword) pairs added on the destination.
     pub added: u64,
     /// Keywords the destination refused, with its answer.
@@ -20,40 +20,40 @@ pub struct Outcome {
     pub error: Option<String>,
 }
 
-impl Outcome {
-    pub fn failed(error: String) -> Outcome {
-        Outcome {
+impl KeywordPass {
+    pub fn failed(error: String) -> KeywordPass {
+        KeywordPass {
             error: Some(error),
-            ..Outcome::default()
+            ..KeywordPass::default()
         }
     }
 }
 
 /// Why the keyword pass stopped in a folder.
 #[derive(Debug)]
-pub enum Failure {
+pub enum KeywordPassError {
     Store(StoreError),
     State(StateError),
 }
 
-impl std::fmt::Display for Failure {
+impl std::fmt::Display for KeywordPassError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Store(e) => e.fmt(f),
-            Failure::State(e) => e.fmt(f),
+            KeywordPassError::Store(e) => e.fmt(f),
+            KeywordPassError::State(e) => e.fmt(f),
         }
     }
 }
 
-impl From<StoreError> for Failure {
+impl From<StoreError> for KeywordPassError {
     fn from(e: StoreError) -> Self {
-        Failure::Store(e)
+        KeywordPassError::Store(e)
     }
 }
 
-impl From<StateError> for Failure {
+impl From<StateError> for KeywordPassError {
     fn from(e: StateError) -> Self {
-        Failure::State(e)
+        KeywordPassError::State(e)
     }
 }
 
@@ -75,10 +75,10 @@ pub fn align(
     target: &FolderName,
     state: &StateDb,
     only: Option<Copies>,
-) -> Result<Outcome, Failure> {
+) -> Result<KeywordPass, KeywordPassError> {
     source.select(folder)?;
     let source_keywords = source.keywords()?;
-    let mut outcome = Outcome::default();
+    let mut outcome = KeywordPass::default();
     if source_keywords.iter().all(|(_, k)| k.is_empty()) {
         return Ok(outcome);
     }

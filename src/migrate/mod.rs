@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  prepare:  log in to both, NAMESPACE + LIST(-STATUS) each side, map folders
-//!  run:      sync_account_parallel(source, MappedStore(destination))
+//!  run:      sync_account(source, MappedStore(destination))
 //!              policy: pull, no deletions, create folders, pair by identity
 //!            then keywords, which the engine's flag model does not carry
 //! ```
@@ -21,20 +21,20 @@ pub mod endpoint;
 mod keywords;
 pub mod mapped;
 pub mod mapping;
-pub mod report;
+pub mod migration_report;
 
 use crate::model::FolderName;
 use crate::state::{StateDb, StateError};
 use crate::store::imap::{ImapConfig, ImapStore, PersonalNamespace};
 use crate::store::{FolderList, Scope, Store, StoreError};
-use crate::sync::report::{AccountReport, ExitStatus, Observer, Outcome};
+use crate::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Observer};
 use crate::sync::{
-    exit_status_of, sync_account_parallel, Direction, FolderFilter, Mode, Policy, RunOptions,
+    exit_status_of, sync_account, Connections, Direction, FolderFilter, Mode, Policy, RunOptions,
     StopRequest, StorePair,
 };
 use mapped::MappedStore;
 use mapping::{FolderMap, FolderRules, Namespace, Reason};
-use report::MigrationReport;
+use migration_report::MigrationReport;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -116,12 +116,8 @@ impl StartError {
     }
 
     fn state(e: StateError) -> StartError {
-        let status = match e {
-            StateError::Locked(_) => ExitStatus::Locked,
-            _ => ExitStatus::Safety,
-        };
         StartError {
-            status,
+            status: e.exit_status(),
             message: e.to_string(),
         }
     }
@@ -335,11 +331,14 @@ impl Migration {
                 return report;
             }
         };
-        sync_account_parallel(
-            &self.name,
+        let connections = Connections {
             first,
-            &connect,
-            self.workers(),
+            connect: &connect,
+            jobs: self.workers(),
+        };
+        sync_account(
+            &self.name,
+            connections,
             state,
             policy,
             run_options,
@@ -377,7 +376,7 @@ impl Migration {
         account: &AccountReport,
         state: &StateDb,
         now: i64,
-    ) -> Vec<(FolderName, keywords::Outcome)> {
+    ) -> Vec<(FolderName, keywords::KeywordPass)> {
         let mut pair = self.pair.take();
         let mut reconnected = false;
         let mut out = Vec::new();
@@ -397,7 +396,7 @@ impl Migration {
                     Some(pair) => pair,
                     None => match self.connect_pair() {
                         Ok(fresh) => pair.insert(fresh),
-                        Err(e) => break keywords::Outcome::failed(e.to_string()),
+                        Err(e) => break keywords::KeywordPass::failed(e.to_string()),
                     },
                 };
                 let only_copies = (!self.options.sync_flags).then_some(keywords::Copies {
@@ -406,13 +405,13 @@ impl Migration {
                 });
                 match keywords::align(source, dest, &folder.source, target, state, only_copies) {
                     Ok(outcome) => break outcome,
-                    Err(keywords::Failure::Store(e))
+                    Err(keywords::KeywordPassError::Store(e))
                         if e.scope() == Scope::Account && !reconnected =>
                     {
                         reconnected = true;
                         pair = None;
                     }
-                    Err(e) => break keywords::Outcome::failed(e.to_string()),
+                    Err(e) => break keywords::KeywordPass::failed(e.to_string()),
                 }
             };
             out.push((folder.source.clone(), outcome));
@@ -427,7 +426,7 @@ impl Migration {
     fn report(
         self,
         account: AccountReport,
-        keywords: Vec<(FolderName, keywords::Outcome)>,
+        keywords: Vec<(FolderName, keywords::KeywordPass)>,
         state: &StateDb,
     ) -> MigrationReport {
         let describe = |c: &ImapConfig| format!("{}@{}", c.user, c.server.address());
@@ -440,7 +439,7 @@ impl Migration {
         report.rejected_folders = self
             .rejected
             .iter()
-            .map(|(folder, reason)| report::Rejected {
+            .map(|(folder, reason)| migration_report::Rejected {
                 folder: folder.clone(),
                 reason: reason.clone(),
             })
@@ -461,7 +460,7 @@ fn merge_pass(first: &mut AccountReport, later: AccountReport) {
                 known.paired += folder.paired;
                 known.skipped.extend(folder.skipped);
                 known.notes.extend(folder.notes);
-                if known.outcome == Outcome::Done {
+                if known.outcome == FolderOutcome::Done {
                     known.outcome = folder.outcome;
                 }
             }

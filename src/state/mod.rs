@@ -15,7 +15,7 @@ mod seal;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{Flags, FolderName, Identity, MsgKey};
+use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
 pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use schema::unusable;
@@ -23,31 +23,6 @@ use seal::Seal;
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The two sides of a sync, named as isync does: the far side is the server (or
-/// the migration source), the near side the Maildir (or the migration target).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Side {
-    Far,
-    Near,
-}
-
-impl Side {
-    pub fn other(self) -> Side {
-        match self {
-            Side::Far => Side::Near,
-            Side::Near => Side::Far,
-        }
-    }
-
-    /// The name used in the database (`intents.to_side`) and in messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Far => "far",
-            Side::Near => "near",
-        }
-    }
-}
 
 /// One message known on at least one side at the end of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,8 +107,8 @@ impl StateError {
     /// How a run that stops on this error ends: another run's lock is exit
     /// status 5, anything else means the state cannot be trusted, a safety stop
     /// (6). Every command maps a state error through here, so they agree.
-    pub fn exit_status(&self) -> crate::sync::report::ExitStatus {
-        use crate::sync::report::ExitStatus;
+    pub fn exit_status(&self) -> crate::sync::run_report::ExitStatus {
+        use crate::sync::run_report::ExitStatus;
         match self {
             StateError::Locked(_) => ExitStatus::Locked,
             _ => ExitStatus::Safety,

@@ -3,8 +3,8 @@
 //! as an unusable database naming the row, never a panic.
 
 use super::schema::unusable;
-use super::{FolderState, Intent, Record, Side, StateError, StateResult};
-use crate::model::{Flags, FolderName, Identity, MsgKey};
+use super::{FolderState, Intent, Record, StateError, StateResult};
+use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
 use rusqlite::types::FromSql;
 use rusqlite::Row;
 use std::fmt::Display;

@@ -2,6 +2,7 @@
 //! records and intents round-tripping, binding to its endpoints.
 
 use super::*;
+use crate::model::Side;
 use std::process::{Command, Stdio};
 
 fn folder(name: &str) -> FolderName {
@@ -983,7 +984,7 @@ fn a_new_database_numbers_its_intents_apart_from_any_earlier_one() {
 
 #[test]
 fn a_lock_held_elsewhere_exits_locked_and_other_state_errors_exit_safety() {
-    use crate::sync::report::ExitStatus;
+    use crate::sync::run_report::ExitStatus;
     assert_eq!(
         StateError::Locked("state.db".into()).exit_status(),
         ExitStatus::Locked

@@ -20,12 +20,19 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caps {
     /// `append` reports the new message's key (IMAP UIDPLUS, Maildir, memory).
+    /// The engine does not branch on it: a copy whose key `append` did not
+    /// report is found again from the intent recorded before it was sent
+    /// (see `sync::recover`).
     pub append_keys: bool,
     /// Folders beyond INBOX can be listed and created (false for POP3).
     pub folders: bool,
     /// Flags can be read and stored (false for POP3).
     pub flags: bool,
-    /// Deleting removes exactly the given keys (IMAP needs UIDPLUS's UID EXPUNGE).
+    /// `delete` removes exactly the given keys (IMAP needs UIDPLUS's UID
+    /// EXPUNGE and `expunge = true`); without it they are only marked
+    /// \Deleted. Describes the store; the engine does not branch on it,
+    /// since the planner never copies an unrecorded message marked \Deleted,
+    /// whoever marked it.
     pub exact_delete: bool,
     /// CONDSTORE: mod-sequences, CHANGEDSINCE, UNCHANGEDSINCE.
     pub condstore: bool,
@@ -315,7 +322,8 @@ pub trait Store: Send {
         self.store_flags(keys, add, remove).map(|()| Vec::new())
     }
 
-    /// Removes exactly these messages (IMAP: \Deleted + UID EXPUNGE of these UIDs).
+    /// Removes these messages: exactly these with `Caps::exact_delete` (IMAP:
+    /// \Deleted + UID EXPUNGE of these UIDs), else it only marks them \Deleted.
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()>;
 
     /// Moves these messages of the selected folder into `to`, creating it when

@@ -1,17 +1,8 @@
 //! The plan's vocabulary: what one folder's run will do. `Display` is the
 //! dry-run output, one line per action.
 
-use crate::model::{Flags, Identity, MsgKey};
-use crate::state::Side;
+use crate::model::{Flags, Identity, MsgKey, Side};
 use std::fmt;
-
-/// Where a key lives, for messages.
-pub fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::Far => "far",
-        Side::Near => "near",
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -71,18 +62,36 @@ pub enum Action {
     Forget { record: i64 },
 }
 
+/// The stages a folder's plan is applied in, in this order: state-only
+/// knowledge first, then flags, then new copies, deletions last so nothing is
+/// removed before every copy this run makes is durable. The planner sorts by
+/// it and apply runs one stage after the other; this is the only place the
+/// order is written down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// `Forget`, `ForgetKey`.
+    Forget,
+    /// `SetFlags`.
+    Flags,
+    /// `Pair`, `Rekey`, `RecordFlags`: after the flags, whose refusals they
+    /// depend on.
+    Knowledge,
+    CopyToNear,
+    CopyToFar,
+    Delete,
+}
+
 impl Action {
-    /// Apply order within a folder: state-only knowledge first, then flags, then
-    /// new copies, deletions last so nothing is removed before every copy this
-    /// run makes is durable.
-    pub fn phase(&self) -> u8 {
+    pub fn phase(&self) -> Phase {
         match self {
-            Action::Forget { .. } | Action::ForgetKey { .. } => 0,
-            Action::SetFlags { .. } => 1,
-            Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => 2,
-            Action::Copy { to: Side::Near, .. } => 3,
-            Action::Copy { to: Side::Far, .. } => 4,
-            Action::Delete { .. } => 5,
+            Action::Forget { .. } | Action::ForgetKey { .. } => Phase::Forget,
+            Action::SetFlags { .. } => Phase::Flags,
+            Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => {
+                Phase::Knowledge
+            }
+            Action::Copy { to: Side::Near, .. } => Phase::CopyToNear,
+            Action::Copy { to: Side::Far, .. } => Phase::CopyToFar,
+            Action::Delete { .. } => Phase::Delete,
         }
     }
 }
@@ -118,15 +127,15 @@ impl fmt::Display for Action {
                 write!(
                     f,
                     "{verb:<7} {}:{source} -> {}",
-                    side_name(to.other()),
-                    side_name(*to)
+                    to.other().as_str(),
+                    to.as_str()
                 )?;
                 write!(f, " flags {flags}")?;
                 if let Some(size) = size {
                     write!(f, " ({size} bytes)")?;
                 }
                 if *delete_source {
-                    write!(f, ", then delete on {}", side_name(to.other()))?;
+                    write!(f, ", then delete on {}", to.other().as_str())?;
                 }
                 Ok(())
             }
@@ -138,7 +147,7 @@ impl fmt::Display for Action {
             Action::Rekey {
                 record, side, key, ..
             } => {
-                write!(f, "rekey   record {record}: {}:{key}", side_name(*side))
+                write!(f, "rekey   record {record}: {}:{key}", side.as_str())
             }
             Action::SetFlags {
                 side,
@@ -148,7 +157,7 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "flags   {}:{key} {}",
-                side_name(*side),
+                side.as_str(),
                 flag_delta(*add, *remove)
             ),
             Action::RecordFlags { record, flags, .. } => {
@@ -161,16 +170,16 @@ impl fmt::Display for Action {
                 inferred,
             } => {
                 let why = if *inferred {
-                    format!("gone on {}", side_name(side.other()))
+                    format!("gone on {}", side.other().as_str())
                 } else if record.is_none() {
                     "over max_message_size, not downloaded".to_string()
                 } else {
-                    format!("copied to {}", side_name(side.other()))
+                    format!("copied to {}", side.other().as_str())
                 };
-                write!(f, "delete  {}:{key} ({why})", side_name(*side))
+                write!(f, "delete  {}:{key} ({why})", side.as_str())
             }
             Action::ForgetKey { record, side } => {
-                write!(f, "forget  record {record} {} key", side_name(*side))
+                write!(f, "forget  record {record} {} key", side.as_str())
             }
             Action::Forget { record } => write!(f, "forget  record {record}"),
         }

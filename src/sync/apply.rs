@@ -4,11 +4,12 @@
 //! changes and deletions need no intent: the 3-way merge and the decision table
 //! converge on the same result whichever step a crash interrupted.
 
-use super::action::Action;
-use super::report::{Counts, FolderReport};
-use super::{Abort, Engine, Mode};
+use super::action::{Action, Phase};
+use super::policy::Mode;
+use super::run_report::{Counts, FolderReport};
+use super::{Abort, Engine};
+use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
-use crate::state::Side;
 use crate::store::{Appended, Body, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -21,6 +22,43 @@ const MAX_BATCH_MESSAGES: usize = 2000;
 /// staged bodies in memory, so this bounds memory below the batch budget.
 const MAX_STAGED_BYTES: u64 = 8 << 20;
 
+/// How many messages and (estimated) bytes the plan copies, for progress.
+fn copy_volume(actions: &[Action]) -> (u64, u64) {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Copy { size, .. } => Some(size.unwrap_or(UNKNOWN_SIZE_ESTIMATE)),
+            _ => None,
+        })
+        .fold((0, 0), |(messages, bytes), size| {
+            (messages + 1, bytes + size)
+        })
+}
+
+/// The copies of one `Phase::CopyTo*` group.
+fn copy_items(actions: Vec<Action>) -> Vec<CopyItem> {
+    actions
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Copy {
+                source,
+                flags,
+                size,
+                date,
+                delete_source,
+                ..
+            } => Some(CopyItem {
+                source,
+                flags,
+                date,
+                size,
+                delete_source,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 struct CopyItem {
     source: MsgKey,
     flags: Flags,
@@ -30,6 +68,8 @@ struct CopyItem {
 }
 
 impl Engine<'_> {
+    /// Runs a plan whose actions come in `Phase` order, one phase after the
+    /// other.
     pub(super) fn apply(
         &mut self,
         folder: &crate::model::FolderName,
@@ -37,73 +77,77 @@ impl Engine<'_> {
         (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
-        let now = self.options.now;
-        let mut state_only = Vec::new();
-        let mut flag_groups: BTreeMap<(Side, Flags, Flags), Vec<MsgKey>> = BTreeMap::new();
-        let mut knowledge = Vec::new();
-        let mut copies_near = Vec::new();
-        let mut copies_far = Vec::new();
-        let mut deletes: BTreeMap<Side, Vec<(MsgKey, Option<i64>, bool)>> = BTreeMap::new();
+        let mut to_copy = Some(copy_volume(&actions));
+        // Far keys whose flags changed on the server after the listing: their
+        // records keep the old base (see `apply_flags`).
+        let mut modified: HashSet<MsgKey> = HashSet::new();
+        let mut actions = actions.into_iter().peekable();
+        while let Some(first) = actions.next() {
+            let phase = first.phase();
+            let mut group = vec![first];
+            while let Some(next) = actions.next_if(|a| a.phase() == phase) {
+                group.push(next);
+            }
+            if matches!(phase, Phase::CopyToNear | Phase::CopyToFar) {
+                if let Some((messages, bytes)) = to_copy.take() {
+                    self.observer.folder_started(folder, messages, bytes);
+                }
+            }
+            match phase {
+                Phase::Forget => self.apply_forgets(&group)?,
+                Phase::Flags => modified = self.apply_flags(group, far_status, report)?,
+                Phase::Knowledge => self.apply_knowledge(folder, &group, &modified, report)?,
+                Phase::CopyToNear => {
+                    let items = copy_items(group);
+                    self.copy_all(folder, Side::Near, items, near_status.uidnext, report)?
+                }
+                Phase::CopyToFar => {
+                    let items = copy_items(group);
+                    self.copy_all(folder, Side::Far, items, far_status.uidnext, report)?
+                }
+                Phase::Delete => self.apply_deletes(group, report)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Records dropped from the state; nothing changes in either store.
+    fn apply_forgets(&mut self, actions: &[Action]) -> Result<(), Abort> {
+        let batch = self.state.batch()?;
         for action in actions {
             match action {
-                Action::Forget { .. } | Action::ForgetKey { .. } => state_only.push(action),
-                Action::SetFlags {
-                    side,
-                    key,
-                    add,
-                    remove,
-                } => flag_groups
+                Action::Forget { record } => batch.delete_record(*record)?,
+                Action::ForgetKey { record, side } => batch.set_key(*record, *side, None)?,
+                _ => {}
+            }
+        }
+        batch.commit()?;
+        self.step()
+    }
+
+    /// Stores flag changes, grouped by side and change; returns the far keys
+    /// the server reported changed meanwhile, whose changes were not stored.
+    fn apply_flags(
+        &mut self,
+        actions: Vec<Action>,
+        far_status: &FolderStatus,
+        report: &mut FolderReport,
+    ) -> Result<HashSet<MsgKey>, Abort> {
+        let mut flag_groups: BTreeMap<(Side, Flags, Flags), Vec<MsgKey>> = BTreeMap::new();
+        for action in actions {
+            if let Action::SetFlags {
+                side,
+                key,
+                add,
+                remove,
+            } = action
+            {
+                flag_groups
                     .entry((side, add, remove))
                     .or_default()
-                    .push(key),
-                Action::Pair { .. } | Action::Rekey { .. } | Action::RecordFlags { .. } => {
-                    knowledge.push(action)
-                }
-                Action::Copy {
-                    to,
-                    source,
-                    flags,
-                    size,
-                    date,
-                    delete_source,
-                } => {
-                    let item = CopyItem {
-                        source,
-                        flags,
-                        date,
-                        size,
-                        delete_source,
-                    };
-                    match to {
-                        Side::Near => copies_near.push(item),
-                        Side::Far => copies_far.push(item),
-                    }
-                }
-                Action::Delete {
-                    side,
-                    key,
-                    record,
-                    inferred,
-                } => deletes
-                    .entry(side)
-                    .or_default()
-                    .push((key, record, inferred)),
+                    .push(key);
             }
         }
-
-        if !state_only.is_empty() {
-            let batch = self.state.batch()?;
-            for action in &state_only {
-                match action {
-                    Action::Forget { record } => batch.delete_record(*record)?,
-                    Action::ForgetKey { record, side } => batch.set_key(*record, *side, None)?,
-                    _ => {}
-                }
-            }
-            batch.commit()?;
-            self.step()?;
-        }
-
         // Far flags are stored only where the message is unchanged since the
         // listing: a change someone made meanwhile is never overwritten, and
         // the record keeps its old base so the next run merges again.
@@ -134,63 +178,81 @@ impl Engine<'_> {
             ));
         }
 
-        if !knowledge.is_empty() {
-            let batch = self.state.batch()?;
-            for action in &knowledge {
-                match action {
-                    Action::Pair {
-                        far,
-                        near,
-                        flags,
-                        identity,
-                    } => {
-                        batch.insert_record(
-                            folder,
-                            Some(far),
-                            Some(near),
-                            *flags,
-                            Some(identity),
-                            now,
-                        )?;
-                    }
-                    Action::Rekey {
-                        record,
-                        side,
-                        key,
-                        flags,
-                    } => {
-                        batch.set_key(*record, *side, Some(key))?;
-                        batch.set_flags(*record, *flags)?;
-                    }
-                    Action::RecordFlags { record, flags, far } if !modified.contains(far) => {
-                        batch.set_flags(*record, *flags)?;
-                    }
-                    _ => {}
+        Ok(modified)
+    }
+
+    /// Pairs and base flags, in one transaction.
+    fn apply_knowledge(
+        &mut self,
+        folder: &crate::model::FolderName,
+        knowledge: &[Action],
+        modified: &HashSet<MsgKey>,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let now = self.options.now;
+        let batch = self.state.batch()?;
+        for action in knowledge {
+            match action {
+                Action::Pair {
+                    far,
+                    near,
+                    flags,
+                    identity,
+                } => {
+                    batch.insert_record(
+                        folder,
+                        Some(far),
+                        Some(near),
+                        *flags,
+                        Some(identity),
+                        now,
+                    )?;
                 }
+                Action::Rekey {
+                    record,
+                    side,
+                    key,
+                    flags,
+                } => {
+                    batch.set_key(*record, *side, Some(key))?;
+                    batch.set_flags(*record, *flags)?;
+                }
+                Action::RecordFlags { record, flags, far } if !modified.contains(far) => {
+                    batch.set_flags(*record, *flags)?;
+                }
+                _ => {}
             }
-            batch.commit()?;
-            self.step()?;
-            report.paired += knowledge
-                .iter()
-                .filter(|a| matches!(a, Action::Pair { .. }))
-                .count() as u64;
         }
-
-        let total: u64 = copies_near
+        batch.commit()?;
+        self.step()?;
+        report.paired += knowledge
             .iter()
-            .chain(copies_far.iter())
-            .map(|c| c.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE))
-            .sum();
-        if !copies_near.is_empty() || !copies_far.is_empty() {
-            self.observer.folder_started(
-                folder,
-                (copies_near.len() + copies_far.len()) as u64,
-                total,
-            );
-        }
-        self.copy_all(folder, Side::Near, copies_near, near_status.uidnext, report)?;
-        self.copy_all(folder, Side::Far, copies_far, far_status.uidnext, report)?;
+            .filter(|a| matches!(a, Action::Pair { .. }))
+            .count() as u64;
+        Ok(())
+    }
 
+    /// Deletions, per side in chunks, each recorded once it is done.
+    fn apply_deletes(
+        &mut self,
+        actions: Vec<Action>,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let mut deletes: BTreeMap<Side, Vec<(MsgKey, Option<i64>, bool)>> = BTreeMap::new();
+        for action in actions {
+            if let Action::Delete {
+                side,
+                key,
+                record,
+                inferred,
+            } = action
+            {
+                deletes
+                    .entry(side)
+                    .or_default()
+                    .push((key, record, inferred));
+            }
+        }
         for (side, items) in deletes {
             for chunk in items.chunks(MAX_BATCH_MESSAGES) {
                 self.stop_point()?;
@@ -207,7 +269,7 @@ impl Engine<'_> {
                         Some(record) => batch.set_key(*record, side, None)?,
                         None => report.notes.push(format!(
                             "{}:{key}: over max_message_size; {how} without download",
-                            super::action::side_name(side),
+                            side.as_str(),
                         )),
                     }
                 }
@@ -252,10 +314,9 @@ impl Engine<'_> {
             Err(e) if self.takes_from_server(side) && e.scope() != Scope::Account => {
                 let why = format!("not removed from the server: {e}");
                 for key in keys {
-                    report.skipped.push((
-                        format!("{}:{key}", super::action::side_name(side)),
-                        why.clone(),
-                    ));
+                    report
+                        .skipped
+                        .push((format!("{}:{key}", side.as_str()), why.clone()));
                 }
                 Ok(false)
             }

@@ -1,23 +1,44 @@
-//! The sync engine: per folder, select -> recover -> list -> plan -> apply ->
-//! watermarks. It talks to two `dyn Store`s and the state database and knows
-//! nothing else about them.
+//! The sync engine. It talks to two `dyn Store`s and the state database and
+//! knows nothing else about them. Per folder (`Engine::sync_folder`):
+//! create a missing side -> read both sides (select, list) -> settle
+//! (UIDVALIDITY, crash recovery) -> plan -> apply -> watermarks.
+//!
+//! Where each thing is decided:
+//! - deletion on either side, and download-delete vs two-way: `plan` (its
+//!   decision table); apply only carries it out, deletions last.
+//! - the mass-deletion brake: `plan` (end of `plan::plan`), settings in `policy::Brake`.
+//! - a UIDVALIDITY change, and what an interrupted run left: `recover`.
+//! - durability (intent -> effect -> commit, fsync before delete): `apply`.
+//! - a folder gone on one side, an unmounted Maildir: `Engine::discover` and
+//!   `Engine::create_missing_side` in this file.
+//! - what the user allows (`Policy`) and one run's switches (`RunOptions`): `policy`.
+//! - several connections at once: `pool` (`sync_account` is the entry point).
+//! - migrate's reuse of the engine: `crate::migrate` runs `sync_account` with a
+//!   pull-only policy and the destination behind `MappedStore`.
+//! - what a run reports and its exit status: `run_report`; the dry-run lines: `action`.
 
 pub mod action;
 pub mod plan;
-pub mod report;
+pub mod policy;
+mod pool;
+pub mod run_report;
 
-use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
-use crate::state::{FolderState, Record, Side, StateDb, StateError};
+use crate::model::{FolderName, MsgMeta, Side};
+use crate::state::{FolderState, Intent, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
-use report::{
-    AccountReport, ExitStatus, FolderReport, Observer, Outcome, Signal, Silent, Stop, INTERRUPTED,
+use run_report::{
+    AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 pub mod apply;
 pub mod recover;
+
+pub use policy::{
+    wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StopRequest,
+};
+pub use pool::{sync_account, Connect, Connections, StorePair};
 
 /// Why a folder's run stopped early.
 #[derive(Debug)]
@@ -71,6 +92,36 @@ struct FolderJob {
     /// The far folder's status from one bulk request, when the store offers
     /// mod-sequences: lets an unchanged folder go without a SELECT.
     far_status: Option<FolderStatus>,
+}
+
+/// What one folder's run read from both sides and the state, before it
+/// decided anything.
+struct FolderRead {
+    far_status: FolderStatus,
+    /// Whether the far folder is selected: an unchanged one is not, until
+    /// the plan needs it.
+    far_selected: bool,
+    far_changes: Option<Changes>,
+    far_unchanged: bool,
+    /// The stored mod-sequence, when a change-only listing is possible.
+    known_modseq: Option<u64>,
+    near_status: FolderStatus,
+    near_list: Vec<MsgMeta>,
+    /// The local change stamp, read before the scan.
+    near_stamp: Option<u64>,
+    intents: Vec<Intent>,
+    records: Vec<Record>,
+}
+
+/// The folder as the plan sees it, once recovery has settled the state.
+struct SettledFolder {
+    far_status: FolderStatus,
+    far_list: Vec<MsgMeta>,
+    near_status: FolderStatus,
+    near_list: Vec<MsgMeta>,
+    records: Vec<Record>,
+    /// Unrecorded messages are paired by identity and nothing is deleted.
+    pairing: bool,
 }
 
 struct Discovery {
@@ -128,42 +179,12 @@ fn touches_far(action: &action::Action) -> bool {
     }
 }
 
-/// The far listing rebuilt from the state's records, the changes since the
-/// stored mod-sequence and the keys vanished since then.
-fn far_listing_from_state(
-    records: &[Record],
-    changed: Vec<MsgMeta>,
-    vanished: &[MsgKey],
-) -> Vec<MsgMeta> {
-    let vanished: HashSet<&MsgKey> = vanished.iter().collect();
-    let mut by_key: BTreeMap<MsgKey, MsgMeta> = records
-        .iter()
-        .filter_map(|r| r.far.as_ref().map(|key| (key, r.flags)))
-        .filter(|(key, _)| !vanished.contains(key))
-        .map(|(key, flags)| {
-            let meta = MsgMeta {
-                key: key.clone(),
-                flags,
-                size: None,
-                date: None,
-            };
-            (key.clone(), meta)
-        })
-        .collect();
-    for meta in changed {
-        if !vanished.contains(&meta.key) {
-            by_key.insert(meta.key.clone(), meta);
-        }
-    }
-    by_key.into_values().collect()
-}
-
 /// Folders where nothing happened stay out of the report, except in a dry run
 /// (which lists every folder it looked at).
 fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
     let quiet = folder.plan.is_empty()
         && !folder.changed()
-        && folder.outcome == Outcome::Done
+        && folder.outcome == FolderOutcome::Done
         && folder.skipped.is_empty()
         && folder.notes.is_empty();
     if !quiet || dry_run {
@@ -175,7 +196,7 @@ fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) 
 fn record_abort(report: &mut AccountReport, abort: Abort) {
     let (error, stopped) = match abort {
         Abort::Store(e) => ((exit_status_of(&e), e.to_string()), None),
-        Abort::State(e) => ((ExitStatus::Safety, e.to_string()), None),
+        Abort::State(e) => ((e.exit_status(), e.to_string()), None),
         Abort::Crash => (
             (ExitStatus::Connection, SIMULATED_CRASH.to_string()),
             Some(Stop::SimulatedCrash),
@@ -203,260 +224,27 @@ pub(crate) struct Engine<'a> {
     unchanged_total: u64,
 }
 
-/// Syncs every selected folder of one account. Errors are inside the report:
-/// a folder error skips that folder, an account error ends the run.
-pub fn sync_account(
-    account: &str,
-    far: &mut dyn Store,
-    near: &mut dyn Store,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut dyn Observer,
-) -> AccountReport {
-    let started = Instant::now();
-    let mut report = AccountReport::new(account);
-    let mut engine = Engine {
-        far,
-        near,
-        state,
-        policy,
-        options,
-        observer,
-        steps: 0,
-        unchanged: Vec::new(),
-        unchanged_total: 0,
-    };
-    if let Err(abort) = engine.run(&mut report) {
-        record_abort(&mut report, abort);
-    }
-    report.unchanged_folders = engine.unchanged_total;
-    report.duration = started.elapsed();
-    report
-}
-
-/// A worker's (far, near) stores.
-pub type StorePair = (Box<dyn Store>, Box<dyn Store>);
-
-/// Opens one connection pair for a worker.
-pub type Connect<'c> = dyn Fn() -> Result<StorePair, StoreError> + Sync + 'c;
-
-/// Passes a worker's progress to the one observer the caller gave.
-struct SharedObserver<'m, 'o>(&'m std::sync::Mutex<&'o mut (dyn Observer + Send)>);
-
-impl SharedObserver<'_, '_> {
-    fn with(&self, f: impl FnOnce(&mut dyn Observer)) {
-        // A worker that panicked mid-call leaves nothing half-done here.
-        let mut guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut **guard);
-    }
-}
-
-impl Observer for SharedObserver<'_, '_> {
-    fn folder_started(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
-        self.with(|o| o.folder_started(folder, messages, bytes));
-    }
-    fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
-        self.with(|o| o.copied(folder, messages, bytes));
-    }
-    fn folder_finished(&mut self, report: &FolderReport) {
-        self.with(|o| o.folder_finished(report));
-    }
-}
-
-/// Like `sync_account`, with folders spread over up to `jobs` connection pairs,
-/// one folder per worker at a time: `first` is the pair that lists folders and
-/// works too, `connect` opens the others, only when several folders have work. Each worker has its own state database
-/// connection; SQLite serialises their commits. When the server refuses more
-/// connections, the run goes on with the workers it has and says so.
-#[allow(clippy::too_many_arguments)]
-pub fn sync_account_parallel(
-    account: &str,
-    first: StorePair,
-    connect: &Connect<'_>,
-    jobs: usize,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut (dyn Observer + Send),
-) -> AccountReport {
-    let (mut far, mut near) = first;
-    let report = parallel_run(
-        account,
-        (&mut far, &mut near),
-        connect,
-        jobs,
-        state,
-        policy,
-        options,
-        observer,
-    );
-    for store in [&mut far, &mut near] {
-        // Nothing is pending at this point: a failed logout loses nothing.
-        let _ = store.close();
-    }
-    report
-}
-
-#[allow(clippy::too_many_arguments)]
-fn parallel_run(
-    account: &str,
-    (far, near): (&mut Box<dyn Store>, &mut Box<dyn Store>),
-    connect: &Connect<'_>,
-    jobs: usize,
-    state: &mut StateDb,
-    policy: &Policy,
-    options: &RunOptions,
-    observer: &mut (dyn Observer + Send),
-) -> AccountReport {
-    let started = Instant::now();
-    let mut report = AccountReport::new(account);
-    let mut engine = Engine {
-        far: far.as_mut(),
-        near: near.as_mut(),
-        state: &mut *state,
-        policy,
-        options,
-        observer: &mut *observer,
-        steps: 0,
-        unchanged: Vec::new(),
-        unchanged_total: 0,
-    };
-    let discovery = match engine.discover(&mut report) {
-        Ok(d) => d,
-        Err(abort) => {
-            record_abort(&mut report, abort);
-            report.duration = started.elapsed();
-            return report;
-        }
-    };
-    if jobs <= 1 || discovery.jobs.len() <= 1 {
-        engine.far.share_memory(1);
-        engine.near.share_memory(1);
-        if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
-            record_abort(&mut report, abort);
-        }
-        report.unchanged_folders = engine.unchanged_total;
-        report.duration = started.elapsed();
-        return report;
-    }
-
-    use std::sync::Mutex;
-    fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        // A worker that panicked cannot have left these half-updated.
-        m.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    let workers = jobs.min(discovery.jobs.len());
-    let mut extra_states = Vec::new();
-    for _ in 1..workers {
-        match state.reopen() {
-            Ok(s) => extra_states.push(s),
-            Err(e) => {
-                report.error = Some((ExitStatus::Safety, e.to_string()));
-                return report;
-            }
-        }
-    }
-    let queue = Mutex::new(
-        discovery
-            .jobs
-            .iter()
-            .enumerate()
-            .collect::<std::collections::VecDeque<_>>(),
-    );
-    let done = Mutex::new(Vec::<(usize, FolderReport)>::new());
-    let first_abort = Mutex::new(None::<Abort>);
-    let refusals = Mutex::new(Vec::<String>::new());
-    let shared = Mutex::new(observer);
-    let unchanged = std::sync::atomic::AtomicU64::new(0);
-    let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
-        far.share_memory(workers);
-        near.share_memory(workers);
-        let mut observer = SharedObserver(&shared);
-        let mut engine = Engine {
+impl<'a> Engine<'a> {
+    fn new(
+        (far, near): (&'a mut dyn Store, &'a mut dyn Store),
+        state: &'a mut StateDb,
+        policy: &'a Policy,
+        options: &'a RunOptions,
+        observer: &'a mut dyn Observer,
+    ) -> Self {
+        Engine {
             far,
             near,
             state,
             policy,
             options,
-            observer: &mut observer,
+            observer,
             steps: 0,
             unchanged: Vec::new(),
             unchanged_total: 0,
-        };
-        while locked(&first_abort).is_none() {
-            if let Err(abort) = engine.stop_point() {
-                locked(&first_abort).get_or_insert(abort);
-                break;
-            }
-            let next = locked(&queue).pop_front();
-            let Some((index, job)) = next else { break };
-            let (folder_report, abort) = engine.run_folder(job);
-            locked(&done).push((index, folder_report));
-            if let Some(abort) = abort {
-                locked(&first_abort).get_or_insert(abort);
-            }
-        }
-        if let Err(abort) = engine.touch_unchanged() {
-            locked(&first_abort).get_or_insert(abort);
-        }
-        unchanged.fetch_add(engine.unchanged_total, std::sync::atomic::Ordering::Relaxed);
-    };
-    std::thread::scope(|scope| {
-        for mut worker_state in extra_states {
-            let work = &work;
-            let refusals = &refusals;
-            scope.spawn(move || match connect() {
-                Ok((mut far, mut near)) => {
-                    work(far.as_mut(), near.as_mut(), &mut worker_state);
-                    let _ = far.close();
-                    let _ = near.close();
-                }
-                // The other workers take this one's folders.
-                Err(e) => locked(refusals).push(e.to_string()),
-            });
-        }
-        work(far.as_mut(), near.as_mut(), &mut *state);
-    });
-    let refusals = refusals.into_inner().unwrap_or_else(|e| e.into_inner());
-    if !refusals.is_empty() {
-        report.notes.push(format!(
-            "only {} of {} connections could be opened ({}); the run went on with fewer",
-            workers - refusals.len(),
-            workers,
-            refusals[0]
-        ));
-    }
-    report.unchanged_folders = unchanged.into_inner();
-    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    done.sort_by_key(|(index, _)| *index);
-    for (_, folder_report) in done {
-        keep_report(&mut report, folder_report, options.dry_run);
-    }
-    match first_abort.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(abort) => record_abort(&mut report, abort),
-        None => {
-            let mut engine = Engine {
-                far: far.as_mut(),
-                near: near.as_mut(),
-                state,
-                policy,
-                options,
-                observer: &mut Silent,
-                steps: 0,
-                unchanged: Vec::new(),
-                unchanged_total: 0,
-            };
-            if let Err(abort) = engine.forget_gone(&discovery.gone) {
-                record_abort(&mut report, abort);
-            }
         }
     }
-    report.duration = started.elapsed();
-    report
-}
 
-impl<'a> Engine<'a> {
     fn store(&mut self, side: Side) -> &mut dyn Store {
         match side {
             Side::Far => &mut *self.far,
@@ -579,12 +367,12 @@ impl<'a> Engine<'a> {
         let abort = match result {
             Ok(()) => None,
             Err(Abort::Store(e)) if e.scope() != Scope::Account => {
-                folder_report.outcome = Outcome::Failed(e.to_string());
+                folder_report.outcome = FolderOutcome::Failed(e.to_string());
                 None
             }
             Err(abort) => {
                 if let Abort::Store(e) = &abort {
-                    folder_report.outcome = Outcome::Failed(e.to_string());
+                    folder_report.outcome = FolderOutcome::Failed(e.to_string());
                 }
                 Some(abort)
             }
@@ -620,11 +408,6 @@ impl<'a> Engine<'a> {
         batch.commit()?;
         self.unchanged.clear();
         Ok(())
-    }
-
-    fn run(&mut self, report: &mut AccountReport) -> Result<(), Abort> {
-        let discovery = self.discover(report)?;
-        self.run_jobs(&discovery, report)
     }
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
@@ -667,10 +450,32 @@ impl<'a> Engine<'a> {
             .collect())
     }
 
+    /// One folder, in the stages the module doc names.
     fn sync_folder(&mut self, job: &FolderJob, report: &mut FolderReport) -> Result<(), Abort> {
+        if !self.create_missing_side(job, report)? {
+            return Ok(());
+        }
+        let read = self.read_both_sides(job, report)?;
+        let (far_selected, near_stamp) = (read.far_selected, read.near_stamp);
+        let folder = self.settle(job, read, report)?;
+        let Some(planned) = self.plan_folder(&job.name, &folder, report)? else {
+            return Ok(());
+        };
+        let truncated = planned.truncated;
+        self.apply_plan(&job.name, planned, far_selected, &folder, report)?;
+        self.record_watermarks(&job.name, &folder, near_stamp, truncated, report)
+    }
+
+    /// Makes sure the folder exists on both sides, creating it where policy
+    /// allows; false when the run has nothing more to do in it (a side that
+    /// may not be created, or a dry run that planned against the one side).
+    fn create_missing_side(
+        &mut self,
+        job: &FolderJob,
+        report: &mut FolderReport,
+    ) -> Result<bool, Abort> {
         let name = &job.name;
         let (on_far, on_near, known) = (job.on_far, job.on_near, job.known.as_ref());
-        let far_status = job.far_status.as_ref();
         let dry_run = self.options.dry_run;
         let download_delete = self.policy.mode == Mode::DownloadDelete;
         for (side, present) in [(Side::Far, on_far), (Side::Near, on_near)] {
@@ -684,7 +489,7 @@ impl<'a> Engine<'a> {
                     name,
                     format!(
                         "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
-                        action::side_name(side.other())
+                        side.other().as_str()
                     ),
                 )));
             }
@@ -694,11 +499,11 @@ impl<'a> Engine<'a> {
                     Side::Far => !download_delete && self.policy.direction != Direction::Pull,
                 };
             if !allowed || !self.store(side).caps().folders {
-                return Ok(());
+                return Ok(false);
             }
             report
                 .plan
-                .push(format!("create  folder on {}", action::side_name(side)));
+                .push(format!("create  folder on {}", side.as_str()));
             if dry_run {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real
@@ -719,18 +524,34 @@ impl<'a> Engine<'a> {
                     far_caps: self.far.caps(),
                     near_caps: self.near.caps(),
                     now: self.options.now,
+                    max_copies: None,
                 };
                 // Without records there is nothing the brake could stop.
                 if let Ok(planned) = plan::plan(&input, self.policy) {
-                    report.skipped.extend(planned.skipped.iter().cloned());
+                    report
+                        .skipped
+                        .extend(planned.skipped.iter().map(plan::Skip::reported));
                     report.plan.extend(planned.lines());
                     report.count_planned(&planned.actions);
                 }
-                return Ok(());
+                return Ok(false);
             }
             self.store(side).create_folder(name)?;
         }
 
+        Ok(true)
+    }
+
+    /// Reads both sides and the state at once; only reads happen here, every
+    /// decision comes after.
+    fn read_both_sides(
+        &mut self,
+        job: &FolderJob,
+        report: &mut FolderReport,
+    ) -> Result<FolderRead, Abort> {
+        let name = &job.name;
+        let known = job.known.as_ref();
+        let far_status = job.far_status.as_ref();
         let intents = self.state.intents(name)?;
         // Change-only resync (CONDSTORE/QRESYNC): the far listing is the state's
         // records plus what changed since the stored mod-sequence. Only sound
@@ -776,64 +597,65 @@ impl<'a> Engine<'a> {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (far_read, near_read, records)
         });
-        let (mut far_status, far_selected, far_changes) = far_read?;
+        let (far_status, far_selected, far_changes) = far_read?;
         if let Some(known) = known {
             check_uidnext(name, known, &far_status)?;
         }
-        let (mut near_status, mut near_list) = near_read?;
+        let (near_status, near_list) = near_read?;
         // Taken now, not only when the folder ends: a folder with a skipped
         // entry keeps no watermark (see `keep_modseq`), so the next run
         // looks at it again.
         for store in [&mut *self.far, &mut *self.near] {
             report.skipped.extend(store.take_skipped());
         }
-        let mut records = records?;
-        let mut pairing = known.is_none();
-        for (side, now, stored) in [
-            (
-                Side::Far,
-                far_status.validity,
-                known.and_then(|k| k.far_validity),
-            ),
-            (
-                Side::Near,
-                near_status.validity,
-                known.and_then(|k| k.near_validity),
-            ),
-        ] {
-            let Some(stored) = stored else { continue };
-            if stored == now {
-                continue;
-            }
-            report.notes.push(format!(
-                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
-                action::side_name(side)
-            ));
-            pairing = true;
-            for r in records.iter_mut() {
-                match side {
-                    Side::Far => r.far = None,
-                    Side::Near => r.near = None,
-                }
-            }
-            records.retain(|r| r.far.is_some() || r.near.is_some());
-            if !dry_run {
-                let batch = self.state.batch()?;
-                batch.clear_keys(name, side)?;
-                batch.commit()?;
-            }
-        }
+        Ok(FolderRead {
+            far_status,
+            far_selected,
+            far_changes,
+            far_unchanged,
+            known_modseq,
+            near_status,
+            near_list,
+            near_stamp,
+            intents,
+            records: records?,
+        })
+    }
 
-        let mut far_list = match (known_modseq.filter(|_| !pairing), far_changes) {
-            (Some(_), _) if far_unchanged => far_listing_from_state(&records, Vec::new(), &[]),
-            (
-                Some(_),
-                Some(Changes {
-                    changed,
-                    vanished: Some(vanished),
-                }),
-            ) => far_listing_from_state(&records, changed, &vanished),
-            _ => self.far.list_messages()?,
+    /// Settles what the plan starts from: forgets keys that a UIDVALIDITY
+    /// change made meaningless, picks the far listing and resolves the
+    /// intents an earlier run left (see `recover`).
+    fn settle(
+        &mut self,
+        job: &FolderJob,
+        read: FolderRead,
+        report: &mut FolderReport,
+    ) -> Result<SettledFolder, Abort> {
+        let name = &job.name;
+        let known = job.known.as_ref();
+        let FolderRead {
+            mut far_status,
+            far_changes,
+            far_unchanged,
+            known_modseq,
+            mut near_status,
+            mut near_list,
+            intents,
+            mut records,
+            ..
+        } = read;
+        let validity_changed = self.forget_keys_on_validity_change(
+            name,
+            known,
+            (&far_status, &near_status),
+            &mut records,
+            report,
+        )?;
+        let pairing = known.is_none() || validity_changed;
+
+        let mut far_list = match known_modseq.filter(|_| !pairing) {
+            Some(_) => self.far_listing(&records, far_unchanged, far_changes)?,
+            None => self.far.list_messages()?,
         };
 
         if !intents.is_empty() {
@@ -843,53 +665,73 @@ impl<'a> Engine<'a> {
                 (&mut far_status, &mut far_list),
                 (&mut near_status, &mut near_list),
             )?;
-            let recovered = self.commit_resolutions(name, resolutions, dry_run)?;
+            let recovered = self.commit_resolutions(name, resolutions, self.options.dry_run)?;
             records.extend(recovered);
         }
 
-        let identities = if pairing {
-            self.pairing_identities(&far_list, &near_list, &records)?
+        Ok(SettledFolder {
+            far_status,
+            far_list,
+            near_status,
+            near_list,
+            records,
+            pairing,
+        })
+    }
+
+    /// Plans the folder; `None` when nothing is to be applied (the brake
+    /// stopped it, or a dry run only reports the plan).
+    fn plan_folder(
+        &mut self,
+        name: &FolderName,
+        folder: &SettledFolder,
+        report: &mut FolderReport,
+    ) -> Result<Option<plan::Plan>, Abort> {
+        let identities = if folder.pairing {
+            self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?
         } else {
             HashMap::new()
         };
 
         let input = plan::PlanInput {
-            far: &far_list,
-            near: &near_list,
-            records: &records,
+            far: &folder.far_list,
+            near: &folder.near_list,
+            records: &folder.records,
             identities: &identities,
-            pairing,
+            pairing: folder.pairing,
             far_caps: self.far.caps(),
             near_caps: self.near.caps(),
             now: self.options.now,
+            max_copies: self.options.max_messages,
         };
-        let mut planned = match plan::plan(&input, self.policy) {
+        let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
-                report.outcome = Outcome::SafetyStop(format!("folder `{name}`: {brake}"));
-                return Ok(());
+                report.outcome = FolderOutcome::SafetyStop(format!("folder `{name}`: {brake}"));
+                return Ok(None);
             }
         };
-        let mut truncated = false;
-        if let Some(max) = self.options.max_messages {
-            let mut copies = 0u64;
-            planned.actions.retain(|a| {
-                if matches!(a, action::Action::Copy { .. }) {
-                    copies += 1;
-                    truncated |= copies > max;
-                    copies <= max
-                } else {
-                    true
-                }
-            });
-        }
-        report.skipped.extend(planned.skipped.iter().cloned());
-        if dry_run {
+        report
+            .skipped
+            .extend(planned.skipped.iter().map(plan::Skip::reported));
+        if self.options.dry_run {
             report.plan.extend(planned.lines());
             report.count_planned(&planned.actions);
-            return Ok(());
+            return Ok(None);
         }
+        Ok(Some(planned))
+    }
 
+    /// Runs the plan, selecting the far folder first if reading skipped that.
+    fn apply_plan(
+        &mut self,
+        name: &FolderName,
+        planned: plan::Plan,
+        far_selected: bool,
+        folder: &SettledFolder,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        let far_status = &folder.far_status;
         if !far_selected && planned.actions.iter().any(touches_far) {
             let selected = self.far.select(name)?;
             if selected.validity != far_status.validity {
@@ -899,8 +741,25 @@ impl<'a> Engine<'a> {
                 )));
             }
         }
-        self.apply(name, planned.actions, (&far_status, &near_status), report)?;
+        self.apply(
+            name,
+            planned.actions,
+            (far_status, &folder.near_status),
+            report,
+        )
+    }
 
+    /// Records what the next run compares against: UIDVALIDITY, UIDNEXT and,
+    /// when sound, the mod-sequence and the local change stamp.
+    fn record_watermarks(
+        &mut self,
+        name: &FolderName,
+        folder: &SettledFolder,
+        near_stamp: Option<u64>,
+        truncated: bool,
+        report: &FolderReport,
+    ) -> Result<(), Abort> {
+        let (far_status, near_status) = (&folder.far_status, &folder.near_status);
         // The watermark lets the next run list only changes; it is left out
         // when far messages older than it may be unrecorded (skipped by the
         // plan or while copying, cut by --max-messages, never fetched by
@@ -973,411 +832,6 @@ impl<'a> Engine<'a> {
             return Ok(false);
         }
         Ok(self.near.change_stamp(&job.name)? == known.near_stamp)
-    }
-
-    /// Identities of the messages a pairing run may match: unrecorded messages on
-    /// each side, and recorded ones that lost their other key and carry no
-    /// identity. Nothing is fetched when the other side offers no candidate.
-    fn pairing_identities(
-        &mut self,
-        far_list: &[MsgMeta],
-        near_list: &[MsgMeta],
-        records: &[Record],
-    ) -> Result<HashMap<(Side, MsgKey), Identity>, Abort> {
-        let recorded_far: HashSet<&MsgKey> =
-            records.iter().filter_map(|r| r.far.as_ref()).collect();
-        let recorded_near: HashSet<&MsgKey> =
-            records.iter().filter_map(|r| r.near.as_ref()).collect();
-        let unrecorded = |list: &[MsgMeta], recorded: &HashSet<&MsgKey>| -> Vec<MsgKey> {
-            list.iter()
-                .filter(|m| !recorded.contains(&m.key))
-                .map(|m| m.key.clone())
-                .collect()
-        };
-        let far_new = unrecorded(far_list, &recorded_far);
-        let near_new = unrecorded(near_list, &recorded_near);
-        let waiting = |side: Side| -> Vec<MsgKey> {
-            records
-                .iter()
-                .filter(|r| r.identity.is_none())
-                .filter_map(|r| match side {
-                    Side::Near if r.far.is_none() => r.near.clone(),
-                    Side::Far if r.near.is_none() => r.far.clone(),
-                    _ => None,
-                })
-                .collect()
-        };
-        let far_waiting_records = records.iter().any(|r| r.near.is_none() && r.far.is_some());
-        let near_waiting_records = records.iter().any(|r| r.far.is_none() && r.near.is_some());
-        let mut out = HashMap::new();
-        if !far_new.is_empty() && (!near_new.is_empty() || near_waiting_records) {
-            let mut keys = far_new.clone();
-            if !near_new.is_empty() {
-                keys.extend(waiting(Side::Far));
-            }
-            for (k, id) in self.far.fetch_identities(&keys)? {
-                out.insert((Side::Far, k), id);
-            }
-        }
-        if !near_new.is_empty() && (!far_new.is_empty() || far_waiting_records) {
-            let mut keys = near_new;
-            if !far_new.is_empty() {
-                keys.extend(waiting(Side::Near));
-            }
-            for (k, id) in self.near.fetch_identities(&keys)? {
-                out.insert((Side::Near, k), id);
-            }
-        }
-        Ok(out)
-    }
-
-    /// Resolves the intents an earlier run left. A copy that run sent to a
-    /// target without tracking ids (IMAP) may still be landing: the account
-    /// lock proves that run is over, so all it sent is at the server, but the
-    /// server may not have finished storing it when we first look. Such
-    /// intents are only given up after the target, looked at afresh, still
-    /// lacks the copy when `recover::LANDING_GRACE` has passed; the listings
-    /// given are replaced by the last look, which the plan then uses.
-    fn recover(
-        &mut self,
-        name: &FolderName,
-        (intents, records): (&[crate::state::Intent], &[Record]),
-        far: (&mut FolderStatus, &mut Vec<MsgMeta>),
-        near: (&mut FolderStatus, &mut Vec<MsgMeta>),
-    ) -> Result<Vec<recover::Resolution>, Abort> {
-        let (far_status, far_list) = far;
-        let (near_status, near_list) = near;
-        let deadline = Instant::now() + recover::LANDING_GRACE;
-        loop {
-            let resolutions =
-                recover::resolve(intents, records, self.far, self.near, far_list, near_list)?;
-            let look_again =
-                recover::may_still_land(&resolutions, self.far.caps(), self.near.caps());
-            if look_again.is_empty() || Instant::now() >= deadline {
-                return Ok(resolutions);
-            }
-            // Stopping here leaves the intents for the next run: still safe.
-            self.stop_point()?;
-            std::thread::sleep(recover::LANDING_POLL);
-            for side in look_again {
-                let (status, list) = match side {
-                    Side::Far => (&mut *far_status, &mut *far_list),
-                    Side::Near => (&mut *near_status, &mut *near_list),
-                };
-                // A fresh SELECT shows what other sessions stored meanwhile.
-                let store = self.store(side);
-                let fresh = store.select(name)?;
-                if fresh.validity != status.validity {
-                    return Err(Abort::Store(StoreError::folder(
-                        name,
-                        "uidvalidity changed during the run; the next run re-pairs it",
-                    )));
-                }
-                *list = store.list_messages()?;
-                *status = fresh;
-            }
-        }
-    }
-
-    /// Records what recovery found; in a dry run only in memory.
-    fn commit_resolutions(
-        &mut self,
-        folder: &FolderName,
-        resolutions: Vec<recover::Resolution>,
-        dry_run: bool,
-    ) -> Result<Vec<Record>, Abort> {
-        let now = self.options.now;
-        let mut recovered = Vec::new();
-        let batch = if dry_run {
-            None
-        } else {
-            Some(self.state.batch()?)
-        };
-        for (i, resolution) in resolutions.into_iter().enumerate() {
-            match resolution {
-                recover::Resolution::Found {
-                    intent,
-                    target_key,
-                    identity,
-                } => {
-                    let (far, near) = match intent.to {
-                        Side::Near => (intent.source_key.clone(), target_key),
-                        Side::Far => (target_key, intent.source_key.clone()),
-                    };
-                    let id = match &batch {
-                        Some(b) => {
-                            let id = b.insert_record(
-                                folder,
-                                Some(&far),
-                                Some(&near),
-                                intent.flags,
-                                identity.as_ref(),
-                                now,
-                            )?;
-                            b.remove_intent(intent.id)?;
-                            id
-                        }
-                        None => -(i as i64) - 1,
-                    };
-                    recovered.push(Record {
-                        id,
-                        far: Some(far),
-                        near: Some(near),
-                        flags: intent.flags,
-                        identity,
-                        first_seen: now,
-                    });
-                }
-                recover::Resolution::NotDone { intent } => {
-                    if let Some(b) = &batch {
-                        b.remove_intent(intent.id)?;
-                    }
-                }
-            }
-        }
-        if let Some(b) = batch {
-            b.commit()?;
-        }
-        Ok(recovered)
-    }
-
-    /// Resolves intents left by appends whose keys the target could not report.
-    fn resolve_intents(&mut self, folder: &FolderName) -> Result<(), Abort> {
-        let intents = self.state.intents(folder)?;
-        if intents.is_empty() {
-            return Ok(());
-        }
-        let records = self.state.records(folder)?;
-        let far_list = self.far.list_messages()?;
-        let near_list = self.near.list_messages()?;
-        let resolutions = recover::resolve(
-            &intents, &records, self.far, self.near, &far_list, &near_list,
-        )?;
-        self.commit_resolutions(folder, resolutions, false)?;
-        Ok(())
-    }
-}
-
-/// Which way changes travel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Changes on either side reach the other.
-    Both,
-    /// Far (server) -> near (Maildir) only.
-    Pull,
-    /// Near -> far only.
-    Push,
-}
-
-/// What happens to messages on the server once they are local.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// IMAP: the server keeps the mail; both sides mirror each other.
-    TwoWay,
-    /// POP3-style: download, then delete on the server once the copy is durable.
-    DownloadDelete,
-}
-
-/// The mass-deletion brake: a folder whose run would delete more than `percent`
-/// of its paired messages (and more than `min`), or more than `max`, on either
-/// side, is stopped before anything is deleted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Brake {
-    pub percent: u32,
-    pub max: u32,
-    /// Small folders would trip a pure percentage on a single deletion.
-    pub min: u32,
-}
-
-impl Default for Brake {
-    fn default() -> Self {
-        Brake {
-            percent: 25,
-            max: 500,
-            min: 5,
-        }
-    }
-}
-
-/// What the user allows a run to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
-    pub direction: Direction,
-    pub mode: Mode,
-    /// New messages propagate.
-    pub new: bool,
-    /// Flag changes propagate.
-    pub flags: bool,
-    /// Deletions propagate.
-    pub deletions: bool,
-    /// A deletion on the server is completed with UID EXPUNGE (else only \Deleted).
-    pub expunge: bool,
-    /// Folders that exist on one side are created on the other.
-    pub create_folders: bool,
-    pub brake: Brake,
-    pub allow_mass_delete: bool,
-    /// Download-delete: leave messages on the server this many days after their
-    /// first download (`None`: delete at once; `Some(u32::MAX)`: never).
-    pub keep_on_server_days: Option<u32>,
-    /// Messages larger than this are skipped and reported.
-    pub max_message_size: Option<u64>,
-    /// What becomes of messages over `max_message_size`.
-    pub oversize: Oversize,
-    /// Download-delete: move downloaded messages to this server folder instead
-    /// of deleting them; the folder itself is never synced down.
-    pub move_to: Option<FolderName>,
-}
-
-/// What download-delete does with a message over `max_message_size`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Oversize {
-    /// Leave it on the server and report it (the run exits with status 1).
-    #[default]
-    Skip,
-    /// Delete it on the server without downloading it, and say so.
-    Delete,
-}
-
-impl Policy {
-    /// Whether the run leaves `folder` alone: download-delete's `move_to`
-    /// folder holds what earlier runs took off the server, and syncing it
-    /// down would download all of it a second time.
-    pub fn excludes(&self, folder: &FolderName) -> bool {
-        self.mode == Mode::DownloadDelete && self.move_to.as_ref() == Some(folder)
-    }
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            direction: Direction::Both,
-            mode: Mode::TwoWay,
-            new: true,
-            flags: true,
-            deletions: true,
-            expunge: true,
-            create_folders: true,
-            brake: Brake::default(),
-            allow_mass_delete: false,
-            keep_on_server_days: None,
-            max_message_size: None,
-            oversize: Oversize::Skip,
-            move_to: None,
-        }
-    }
-}
-
-/// Folder selection with IMAP LIST wildcards: `*` matches anything, `%` anything
-/// but the hierarchy separator `/`. An empty include list means every folder.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FolderFilter {
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-}
-
-impl FolderFilter {
-    pub fn matches(&self, name: &FolderName) -> bool {
-        let n = name.as_str();
-        let included = self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, n));
-        included && !self.exclude.iter().any(|p| wildcard_match(p, n))
-    }
-}
-
-/// IMAP LIST pattern match; `INBOX` is matched case-insensitively as IMAP does.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('%') => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != '/')
-                .any(|i| go(&p[1..], &n[i..])),
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    let normalise = |s: &str| -> Vec<char> {
-        let upper_inbox = s
-            .get(..5)
-            .is_some_and(|head| head.eq_ignore_ascii_case("INBOX"))
-            && (s.len() == 5 || s.as_bytes()[5] == b'/');
-        if upper_inbox {
-            format!("INBOX{}", &s[5..]).chars().collect()
-        } else {
-            s.chars().collect()
-        }
-    };
-    go(&normalise(pattern), &normalise(name))
-}
-
-/// Per-run switches that are not the user's standing policy.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// Plan and report, change nothing anywhere (state included).
-    pub dry_run: bool,
-    /// Most bytes of message bodies held per batch.
-    pub batch_bytes: u64,
-    pub filter: FolderFilter,
-    /// Unix seconds "now" (a fixed clock in tests).
-    pub now: i64,
-    /// Download-delete: stop after this many messages in this run.
-    pub max_messages: Option<u64>,
-    /// Test-only fault injection: abort the run (as a crash would) after this
-    /// many effect steps. Set through a hidden switch, never by configuration.
-    pub crash_after_steps: Option<u64>,
-    /// Asks the run to stop at its next durable step (Ctrl-C).
-    pub stop: StopRequest,
-}
-
-/// Where a signal handler leaves the signal that asks runs to stop; the
-/// engine looks at it at its durable steps. The default never asks.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StopRequest(Option<&'static AtomicU8>);
-
-impl StopRequest {
-    /// Watches `flag`, into which a handler stores `Signal::code`.
-    pub const fn watching(flag: &'static AtomicU8) -> StopRequest {
-        StopRequest(Some(flag))
-    }
-
-    pub fn signal(&self) -> Option<Signal> {
-        self.0
-            .and_then(|flag| Signal::from_code(flag.load(Ordering::SeqCst)))
-    }
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            dry_run: false,
-            batch_bytes: 32 * 1024 * 1024,
-            filter: FolderFilter::default(),
-            now: chrono::Utc::now().timestamp(),
-            max_messages: None,
-            crash_after_steps: None,
-            stop: StopRequest::default(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards_follow_imap_list_rules() {
-        let f = |p: &str, n: &str| wildcard_match(p, n);
-        assert!(f("*", "a/b/c"));
-        assert!(f("%", "a"));
-        assert!(!f("%", "a/b"));
-        assert!(f("a/%", "a/b"));
-        assert!(!f("a/%", "a/b/c"));
-        assert!(f("a/*", "a/b/c"));
-        assert!(f("inbox", "INBOX"));
-        assert!(f("Inbox/*", "INBOX/x"));
-        assert!(!f("Sent", "Sent Items"));
-        assert!(f("Sent*", "Sent Items"));
     }
 }
 

@@ -16,11 +16,11 @@
 //!
 //! An unrecorded far message marked `\Deleted` is never copied, in either mode.
 
-use crate::model::{Flags, Identity, MsgKey, MsgMeta};
-use crate::state::{Record, Side};
+use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
+use crate::state::Record;
 use crate::store::Caps;
-use crate::sync::action::{side_name, Action};
-use crate::sync::{Direction, Mode, Oversize, Policy};
+use crate::sync::action::Action;
+use crate::sync::policy::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Everything the planner looks at for one folder.
@@ -37,13 +37,55 @@ pub struct PlanInput<'a> {
     pub near_caps: &'a Caps,
     /// Unix seconds, for keep-on-server days.
     pub now: i64,
+    /// Most copies this run makes in the folder (`--max-messages`); the rest
+    /// wait for the next run.
+    pub max_copies: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// (message, reason) left out by policy limits.
-    pub skipped: Vec<(String, String)>,
+    /// Messages left out by policy limits, each reported.
+    pub skipped: Vec<Skip>,
+    /// Copies were left for a later run by `max_copies`.
+    pub truncated: bool,
+}
+
+/// A message the plan leaves alone, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skip {
+    /// The side the message is on.
+    pub side: Side,
+    pub key: MsgKey,
+    pub reason: SkipReason,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Larger than `max_message_size`.
+    OverMaxSize { size: u64, max: u64 },
+}
+
+impl Skip {
+    /// The message as reports name it.
+    pub fn message(&self) -> String {
+        format!("{}:{}", self.side.as_str(), self.key)
+    }
+
+    /// The (message, reason) pair that folder reports list.
+    pub fn reported(&self) -> (String, String) {
+        (self.message(), self.reason.to_string())
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::OverMaxSize { size, max } => {
+                write!(f, "{size} bytes is over max_message_size ({max} bytes)")
+            }
+        }
+    }
 }
 
 impl Plan {
@@ -56,9 +98,25 @@ impl Plan {
         lines.extend(
             self.skipped
                 .iter()
-                .map(|(what, why)| format!("skip    {what}: {why}")),
+                .map(|skip| format!("skip    {}: {}", skip.message(), skip.reason)),
         );
         lines
+    }
+
+    /// Keeps the first `max` copies in apply order and drops the rest.
+    fn limit_copies(&mut self, max: u64) {
+        let mut copies = 0u64;
+        let mut truncated = false;
+        self.actions.retain(|a| {
+            if matches!(a, Action::Copy { .. }) {
+                copies += 1;
+                truncated |= copies > max;
+                copies <= max
+            } else {
+                true
+            }
+        });
+        self.truncated = truncated;
     }
 }
 
@@ -114,10 +172,11 @@ impl<'a> Planner<'a> {
                     });
                     return;
                 }
-                self.plan.skipped.push((
-                    format!("{}:{}", side_name(to.other()), meta.key),
-                    format!("{size} bytes is over max_message_size ({max} bytes)"),
-                ));
+                self.plan.skipped.push(Skip {
+                    side: to.other(),
+                    key: meta.key.clone(),
+                    reason: SkipReason::OverMaxSize { size, max },
+                });
                 return;
             }
         }
@@ -279,9 +338,12 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             .collect();
         records_waiting.sort_by_key(|r| r.id);
         for r in records_waiting {
-            let key = r.near.clone().unwrap_or_else(|| MsgKey(String::new()));
-            if let Some(id) = ident(Side::Near, &key, Some(r)) {
-                near_pool.entry(id).or_default().push((key, Some(r.id)));
+            let Some(key) = &r.near else { continue };
+            if let Some(id) = ident(Side::Near, key, Some(r)) {
+                near_pool
+                    .entry(id)
+                    .or_default()
+                    .push((key.clone(), Some(r.id)));
             }
         }
         for pool in near_pool.values_mut() {
@@ -334,8 +396,8 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             .iter()
             .filter(|r| r.near.is_none() && r.far.as_ref().is_some_and(|k| far.contains_key(k)))
         {
-            let key = r.far.clone().unwrap_or_else(|| MsgKey(String::new()));
-            if let Some(id) = ident(Side::Far, &key, Some(r)) {
+            let Some(key) = &r.far else { continue };
+            if let Some(id) = ident(Side::Far, key, Some(r)) {
                 far_pool.entry(id).or_default().push(r);
             }
         }
@@ -480,13 +542,16 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
     }
 
     p.plan.actions.sort_by_key(|a| a.phase());
+    if let Some(max) = input.max_copies {
+        p.plan.limit_copies(max);
+    }
     Ok(p.plan)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::Brake;
+    use crate::sync::policy::Brake;
 
     const S: Flags = Flags::SEEN;
     const F: Flags = Flags::FLAGGED;
@@ -529,6 +594,7 @@ mod tests {
         pairing: bool,
         policy: Policy,
         now: i64,
+        max_copies: Option<u64>,
     }
 
     impl Case {
@@ -541,6 +607,7 @@ mod tests {
                 pairing: false,
                 policy: Policy::default(),
                 now: 2_000,
+                max_copies: None,
             }
         }
         fn far(mut self, key: &str, flags: Flags) -> Case {
@@ -577,6 +644,7 @@ mod tests {
                     far_caps: &c,
                     near_caps: &c,
                     now: self.now,
+                    max_copies: self.max_copies,
                 },
                 &self.policy,
             )
@@ -909,7 +977,56 @@ mod tests {
         c.policy.max_message_size = Some(50);
         let plan = c.run().unwrap();
         assert!(plan.actions.is_empty());
-        assert_eq!(plan.skipped.len(), 1);
+        assert_eq!(
+            plan.skipped,
+            [Skip {
+                side: Side::Far,
+                key: MsgKey("1".to_string()),
+                reason: SkipReason::OverMaxSize { size: 100, max: 50 },
+            }]
+        );
+        assert_eq!(
+            c.lines(),
+            ["skip    far:1: 100 bytes is over max_message_size (50 bytes)"]
+        );
+    }
+
+    #[test]
+    fn max_copies_keeps_the_first_copies_in_apply_order_and_everything_else() {
+        let mut c = Case::new()
+            .far("1", S)
+            .far("2", S)
+            .near("n1", S.union(F))
+            .near("x", S)
+            .record(1, Some("1"), Some("n1"), S);
+        c.max_copies = Some(1);
+        let plan = c.run().unwrap();
+        assert!(plan.truncated);
+        // Flag changes are not copies and are all kept; of the copies, those
+        // to the local side come first.
+        assert_eq!(
+            plan.lines(),
+            [
+                "flags   far:1 +F",
+                "base    record 1 flags FS",
+                "fetch   far:2 -> near flags S (100 bytes)",
+            ]
+        );
+        c.max_copies = Some(2);
+        let plan = c.run().unwrap();
+        assert!(!plan.truncated, "two copies fit a limit of two");
+        assert_eq!(plan.actions.len(), 4);
+    }
+
+    #[test]
+    fn max_copies_counts_only_what_is_planned_not_what_is_skipped() {
+        let mut c = Case::new().far("1", S).far("2", S);
+        c.policy.max_message_size = Some(50);
+        c.max_copies = Some(1);
+        let plan = c.run().unwrap();
+        assert!(!plan.truncated);
+        assert!(plan.actions.is_empty());
+        assert_eq!(plan.skipped.len(), 2);
     }
 
     fn download_delete(c: &mut Case) {

@@ -1,3 +1,12 @@
+//! What a folder's run must settle before it can plan: whether the stored
+//! keys still name the same messages, and what an earlier run left undone.
+//!
+//! UIDVALIDITY: a side whose UIDVALIDITY changed has renumbered its messages,
+//! so its stored keys are forgotten and the folder is re-paired by identity
+//! (`forget_keys_on_validity_change`, `pairing_identities`); nothing is
+//! deleted on such a run. While it holds, the far listing may be rebuilt from
+//! the records and the server's changes (`far_listing`).
+//!
 //! Crash recovery: intents left by a run that stopped between "intent" and
 //! "commit". Each is either found on the target (the copy happened: record it)
 //! or not (the copy did not happen: drop the intent, and the message is planned
@@ -10,11 +19,13 @@
 //! sender died. The engine looks again (see `may_still_land`) before it gives
 //! such an intent up.
 
-use crate::model::{Identity, MsgKey, MsgMeta};
-use crate::state::{Intent, Record, Side};
-use crate::store::{Caps, Store, StoreResult};
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::time::Duration;
+use super::run_report::FolderReport;
+use super::{Abort, Engine};
+use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
+use crate::state::{FolderState, Intent, Record};
+use crate::store::{Caps, Changes, FolderStatus, Store, StoreError, StoreResult};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// How long an IMAP server may still be storing what a stopped run sent.
 /// Every byte is at the server (the account lock proves the sender gone);
@@ -159,10 +170,502 @@ pub fn may_still_land(resolutions: &[Resolution], far: &Caps, near: &Caps) -> Ve
         .collect()
 }
 
+impl Engine<'_> {
+    /// A side whose UIDVALIDITY is not the stored one has renumbered its
+    /// messages: its keys in the state name nothing any more. They are
+    /// forgotten (in a dry run only in memory) and the folder is re-paired by
+    /// identity, which deletes nothing. Returns whether that happened.
+    pub(super) fn forget_keys_on_validity_change(
+        &mut self,
+        name: &FolderName,
+        known: Option<&FolderState>,
+        (far_status, near_status): (&FolderStatus, &FolderStatus),
+        records: &mut Vec<Record>,
+        report: &mut FolderReport,
+    ) -> Result<bool, Abort> {
+        let mut changed = false;
+        for (side, now, stored) in [
+            (
+                Side::Far,
+                far_status.validity,
+                known.and_then(|k| k.far_validity),
+            ),
+            (
+                Side::Near,
+                near_status.validity,
+                known.and_then(|k| k.near_validity),
+            ),
+        ] {
+            let Some(stored) = stored else { continue };
+            if stored == now {
+                continue;
+            }
+            report.notes.push(format!(
+                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
+                side.as_str()
+            ));
+            changed = true;
+            for r in records.iter_mut() {
+                match side {
+                    Side::Far => r.far = None,
+                    Side::Near => r.near = None,
+                }
+            }
+            records.retain(|r| r.far.is_some() || r.near.is_some());
+            if !self.options.dry_run {
+                let batch = self.state.batch()?;
+                batch.clear_keys(name, side)?;
+                batch.commit()?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The far listing of a folder whose stored mod-sequence still holds:
+    /// rebuilt from the records when the folder is unchanged or the server
+    /// named every change and vanished key, listed in full otherwise.
+    pub(super) fn far_listing(
+        &mut self,
+        records: &[Record],
+        far_unchanged: bool,
+        changes: Option<Changes>,
+    ) -> Result<Vec<MsgMeta>, Abort> {
+        Ok(match changes {
+            _ if far_unchanged => far_listing_from_state(records, Vec::new(), &[]),
+            Some(Changes {
+                changed,
+                vanished: Some(vanished),
+            }) => far_listing_from_state(records, changed, &vanished),
+            _ => self.far.list_messages()?,
+        })
+    }
+
+    /// Identities of the messages a pairing run may match: unrecorded messages on
+    /// each side, and recorded ones that lost their other key and carry no
+    /// identity. Nothing is fetched when the other side offers no candidate.
+    pub(super) fn pairing_identities(
+        &mut self,
+        far_list: &[MsgMeta],
+        near_list: &[MsgMeta],
+        records: &[Record],
+    ) -> Result<HashMap<(Side, MsgKey), Identity>, Abort> {
+        let recorded_far: HashSet<&MsgKey> =
+            records.iter().filter_map(|r| r.far.as_ref()).collect();
+        let recorded_near: HashSet<&MsgKey> =
+            records.iter().filter_map(|r| r.near.as_ref()).collect();
+        let unrecorded = |list: &[MsgMeta], recorded: &HashSet<&MsgKey>| -> Vec<MsgKey> {
+            list.iter()
+                .filter(|m| !recorded.contains(&m.key))
+                .map(|m| m.key.clone())
+                .collect()
+        };
+        let far_new = unrecorded(far_list, &recorded_far);
+        let near_new = unrecorded(near_list, &recorded_near);
+        let waiting = |side: Side| -> Vec<MsgKey> {
+            records
+                .iter()
+                .filter(|r| r.identity.is_none())
+                .filter_map(|r| match side {
+                    Side::Near if r.far.is_none() => r.near.clone(),
+                    Side::Far if r.near.is_none() => r.far.clone(),
+                    _ => None,
+                })
+                .collect()
+        };
+        let far_waiting_records = records.iter().any(|r| r.near.is_none() && r.far.is_some());
+        let near_waiting_records = records.iter().any(|r| r.far.is_none() && r.near.is_some());
+        let mut out = HashMap::new();
+        if !far_new.is_empty() && (!near_new.is_empty() || near_waiting_records) {
+            let mut keys = far_new.clone();
+            if !near_new.is_empty() {
+                keys.extend(waiting(Side::Far));
+            }
+            for (k, id) in self.far.fetch_identities(&keys)? {
+                out.insert((Side::Far, k), id);
+            }
+        }
+        if !near_new.is_empty() && (!far_new.is_empty() || far_waiting_records) {
+            let mut keys = near_new;
+            if !far_new.is_empty() {
+                keys.extend(waiting(Side::Near));
+            }
+            for (k, id) in self.near.fetch_identities(&keys)? {
+                out.insert((Side::Near, k), id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Resolves the intents an earlier run left. A copy that run sent to a
+    /// target without tracking ids (IMAP) may still be landing: the account
+    /// lock proves that run is over, so all it sent is at the server, but the
+    /// server may not have finished storing it when we first look. Such
+    /// intents are only given up after the target, looked at afresh, still
+    /// lacks the copy when `LANDING_GRACE` has passed; the listings
+    /// given are replaced by the last look, which the plan then uses.
+    pub(super) fn recover(
+        &mut self,
+        name: &FolderName,
+        (intents, records): (&[Intent], &[Record]),
+        far: (&mut FolderStatus, &mut Vec<MsgMeta>),
+        near: (&mut FolderStatus, &mut Vec<MsgMeta>),
+    ) -> Result<Vec<Resolution>, Abort> {
+        let (far_status, far_list) = far;
+        let (near_status, near_list) = near;
+        let deadline = Instant::now() + LANDING_GRACE;
+        loop {
+            let resolutions = resolve(intents, records, self.far, self.near, far_list, near_list)?;
+            let look_again = may_still_land(&resolutions, self.far.caps(), self.near.caps());
+            if look_again.is_empty() || Instant::now() >= deadline {
+                return Ok(resolutions);
+            }
+            // Stopping here leaves the intents for the next run: still safe.
+            self.stop_point()?;
+            std::thread::sleep(LANDING_POLL);
+            for side in look_again {
+                let (status, list) = match side {
+                    Side::Far => (&mut *far_status, &mut *far_list),
+                    Side::Near => (&mut *near_status, &mut *near_list),
+                };
+                // A fresh SELECT shows what other sessions stored meanwhile.
+                let store = self.store(side);
+                let fresh = store.select(name)?;
+                if fresh.validity != status.validity {
+                    return Err(Abort::Store(StoreError::folder(
+                        name,
+                        "uidvalidity changed during the run; the next run re-pairs it",
+                    )));
+                }
+                *list = store.list_messages()?;
+                *status = fresh;
+            }
+        }
+    }
+
+    /// Records what recovery found; in a dry run only in memory.
+    pub(super) fn commit_resolutions(
+        &mut self,
+        folder: &FolderName,
+        resolutions: Vec<Resolution>,
+        dry_run: bool,
+    ) -> Result<Vec<Record>, Abort> {
+        let now = self.options.now;
+        let mut recovered = Vec::new();
+        let batch = if dry_run {
+            None
+        } else {
+            Some(self.state.batch()?)
+        };
+        for (i, resolution) in resolutions.into_iter().enumerate() {
+            match resolution {
+                Resolution::Found {
+                    intent,
+                    target_key,
+                    identity,
+                } => {
+                    let (far, near) = match intent.to {
+                        Side::Near => (intent.source_key.clone(), target_key),
+                        Side::Far => (target_key, intent.source_key.clone()),
+                    };
+                    let id = match &batch {
+                        Some(b) => {
+                            let id = b.insert_record(
+                                folder,
+                                Some(&far),
+                                Some(&near),
+                                intent.flags,
+                                identity.as_ref(),
+                                now,
+                            )?;
+                            b.remove_intent(intent.id)?;
+                            id
+                        }
+                        None => -(i as i64) - 1,
+                    };
+                    recovered.push(Record {
+                        id,
+                        far: Some(far),
+                        near: Some(near),
+                        flags: intent.flags,
+                        identity,
+                        first_seen: now,
+                    });
+                }
+                Resolution::NotDone { intent } => {
+                    if let Some(b) = &batch {
+                        b.remove_intent(intent.id)?;
+                    }
+                }
+            }
+        }
+        if let Some(b) = batch {
+            b.commit()?;
+        }
+        Ok(recovered)
+    }
+
+    /// Resolves intents left by appends whose keys the target could not report.
+    pub(super) fn resolve_intents(&mut self, folder: &FolderName) -> Result<(), Abort> {
+        let intents = self.state.intents(folder)?;
+        if intents.is_empty() {
+            return Ok(());
+        }
+        let records = self.state.records(folder)?;
+        let far_list = self.far.list_messages()?;
+        let near_list = self.near.list_messages()?;
+        let resolutions = resolve(
+            &intents, &records, self.far, self.near, &far_list, &near_list,
+        )?;
+        self.commit_resolutions(folder, resolutions, false)?;
+        Ok(())
+    }
+}
+
+/// The far listing rebuilt from the state's records, the changes since the
+/// stored mod-sequence and the keys vanished since then.
+fn far_listing_from_state(
+    records: &[Record],
+    changed: Vec<MsgMeta>,
+    vanished: &[MsgKey],
+) -> Vec<MsgMeta> {
+    let vanished: HashSet<&MsgKey> = vanished.iter().collect();
+    let mut by_key: BTreeMap<MsgKey, MsgMeta> = records
+        .iter()
+        .filter_map(|r| r.far.as_ref().map(|key| (key, r.flags)))
+        .filter(|(key, _)| !vanished.contains(key))
+        .map(|(key, flags)| {
+            let meta = MsgMeta {
+                key: key.clone(),
+                flags,
+                size: None,
+                date: None,
+            };
+            (key.clone(), meta)
+        })
+        .collect();
+    for meta in changed {
+        if !vanished.contains(&meta.key) {
+            by_key.insert(meta.key.clone(), meta);
+        }
+    }
+    by_key.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Flags, FolderName};
+    use crate::model::Flags;
+    use crate::state::StateDb;
+    use crate::store::memory::MemoryStore;
+    use crate::sync::run_report::Silent;
+    use crate::sync::{Policy, RunOptions};
+
+    fn key(k: &str) -> MsgKey {
+        MsgKey(k.to_string())
+    }
+
+    fn status(validity: u64) -> FolderStatus {
+        FolderStatus {
+            validity,
+            ..FolderStatus::default()
+        }
+    }
+
+    /// A state with two records in INBOX, one of them known on the far side
+    /// only, last synced with far UIDVALIDITY 1 and near UIDVALIDITY 7.
+    fn synced_state(dir: &std::path::Path) -> (StateDb, FolderState) {
+        let mut state = StateDb::open(&dir.join("state.db")).expect("state");
+        let batch = state.batch().expect("batch");
+        let inbox = FolderName::inbox();
+        batch
+            .insert_record(
+                &inbox,
+                Some(&key("1")),
+                Some(&key("a")),
+                Flags::SEEN,
+                None,
+                0,
+            )
+            .expect("record");
+        batch
+            .insert_record(&inbox, Some(&key("2")), None, Flags::EMPTY, None, 0)
+            .expect("record");
+        batch.commit().expect("commit");
+        let known = FolderState {
+            far_validity: Some(1),
+            near_validity: Some(7),
+            far_uidnext: None,
+            far_highest_modseq: None,
+            near_stamp: None,
+            far_messages: None,
+            last_sync: None,
+        };
+        (state, known)
+    }
+
+    /// Runs the UIDVALIDITY check over memory stores; returns whether it asked
+    /// for re-pairing, the records it left and the folder report.
+    fn check_validity(
+        state: &mut StateDb,
+        known: &FolderState,
+        statuses: (u64, u64),
+        dry_run: bool,
+    ) -> (bool, Vec<Record>, FolderReport) {
+        let inbox = FolderName::inbox();
+        let (mut far, mut near) = (MemoryStore::imap_like(), MemoryStore::imap_like());
+        let options = RunOptions {
+            dry_run,
+            ..RunOptions::default()
+        };
+        let policy = Policy::default();
+        let mut silent = Silent;
+        let mut records = state.records(&inbox).expect("records");
+        let mut report = FolderReport::new(inbox.clone());
+        let mut engine = Engine::new((&mut far, &mut near), state, &policy, &options, &mut silent);
+        let changed = engine
+            .forget_keys_on_validity_change(
+                &inbox,
+                Some(known),
+                (&status(statuses.0), &status(statuses.1)),
+                &mut records,
+                &mut report,
+            )
+            .expect("validity check");
+        (changed, records, report)
+    }
+
+    #[test]
+    fn unchanged_uidvalidity_keeps_every_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut state, known) = synced_state(dir.path());
+        let before = state.records(&FolderName::inbox()).expect("records");
+        let (changed, records, report) = check_validity(&mut state, &known, (1, 7), false);
+        assert!(!changed);
+        assert_eq!(records, before);
+        assert!(report.notes.is_empty());
+    }
+
+    #[test]
+    fn a_far_uidvalidity_change_forgets_far_keys_and_asks_for_re_pairing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut state, known) = synced_state(dir.path());
+        let (changed, records, report) = check_validity(&mut state, &known, (2, 7), false);
+        assert!(changed);
+        // The record that had only a far key names nothing any more.
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].far.as_ref(), records[0].near.as_ref()),
+            (None, Some(&key("a")))
+        );
+        assert!(
+            report.notes[0].contains("uidvalidity changed on the far side (stored 1, now 2)"),
+            "{:?}",
+            report.notes
+        );
+        let stored = state.records(&FolderName::inbox()).expect("records");
+        assert!(stored.iter().all(|r| r.far.is_none()), "{stored:?}");
+    }
+
+    #[test]
+    fn a_near_uidvalidity_change_in_a_dry_run_changes_nothing_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut state, known) = synced_state(dir.path());
+        let before = state.records(&FolderName::inbox()).expect("records");
+        let (changed, records, _) = check_validity(&mut state, &known, (1, 8), true);
+        assert!(changed);
+        assert!(records.iter().all(|r| r.near.is_none()), "{records:?}");
+        assert_eq!(
+            state.records(&FolderName::inbox()).expect("records"),
+            before
+        );
+    }
+
+    #[test]
+    fn the_far_listing_is_the_records_plus_changes_minus_vanished() {
+        let records = [
+            Record {
+                id: 1,
+                far: Some(key("1")),
+                near: Some(key("a")),
+                flags: Flags::SEEN,
+                identity: None,
+                first_seen: 0,
+            },
+            Record {
+                id: 2,
+                far: Some(key("2")),
+                near: None,
+                flags: Flags::EMPTY,
+                identity: None,
+                first_seen: 0,
+            },
+            Record {
+                id: 3,
+                far: None,
+                near: Some(key("c")),
+                flags: Flags::EMPTY,
+                identity: None,
+                first_seen: 0,
+            },
+        ];
+        let changed = vec![
+            MsgMeta {
+                key: key("1"),
+                flags: Flags::FLAGGED,
+                size: Some(10),
+                date: None,
+            },
+            MsgMeta {
+                key: key("4"),
+                flags: Flags::EMPTY,
+                size: Some(20),
+                date: None,
+            },
+        ];
+        let listing = far_listing_from_state(&records, changed, &[key("2")]);
+        let summary: Vec<(&str, Flags)> =
+            listing.iter().map(|m| (m.key.as_str(), m.flags)).collect();
+        assert_eq!(summary, [("1", Flags::FLAGGED), ("4", Flags::EMPTY)]);
+        assert_eq!(far_listing_from_state(&records, Vec::new(), &[]).len(), 2);
+    }
+
+    #[test]
+    fn without_a_full_change_report_the_far_folder_is_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut state, _) = synced_state(dir.path());
+        let inbox = FolderName::inbox();
+        let far_store = MemoryStore::imap_like();
+        far_store
+            .add_message(&inbox, b"Subject: x\r\n\r\nbody\r\n", Flags::EMPTY, None)
+            .expect("add");
+        let (mut far, mut near) = (far_store.handle(), MemoryStore::imap_like());
+        far.select(&inbox).expect("select");
+        let (policy, options) = (Policy::default(), RunOptions::default());
+        let mut silent = Silent;
+        let records = state.records(&inbox).expect("records");
+        let mut engine = Engine::new(
+            (&mut far, &mut near),
+            &mut state,
+            &policy,
+            &options,
+            &mut silent,
+        );
+        // No VANISHED answer: the change listing cannot say what went.
+        let partial = Changes {
+            changed: Vec::new(),
+            vanished: None,
+        };
+        let listed = engine
+            .far_listing(&records, false, Some(partial))
+            .expect("listing");
+        assert_eq!(
+            listed.len(),
+            1,
+            "the server's one message, not the two records"
+        );
+        let rebuilt = engine.far_listing(&records, true, None).expect("listing");
+        assert_eq!(rebuilt.len(), 2, "an unchanged folder is the records");
+    }
 
     fn not_done(to: Side, sent: bool) -> Resolution {
         Resolution::NotDone {

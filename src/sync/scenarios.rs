@@ -4,7 +4,7 @@
 //! with exactly the messages and flags the uninterrupted run left (no loss, no
 //! duplicate) and the same exit status.
 
-use super::report::{AccountReport, ExitStatus, Outcome, Silent, Stop};
+use super::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent, Stop};
 use super::*;
 use crate::model::{Flags, FolderName};
 use crate::state::StateDb;
@@ -223,12 +223,10 @@ impl World {
 
     fn run_with(&self, options: &RunOptions) -> AccountReport {
         let mut state = StateDb::open(&self.state_path()).expect("state");
-        let mut far = self.far.handle();
-        let mut near = self.near_store();
+        let stores: StorePair = (Box::new(self.far.handle()), self.near_store());
         sync_account(
             "test",
-            &mut far,
-            near.as_mut(),
+            Connections::one(stores),
             &mut state,
             &self.policy,
             options,
@@ -255,11 +253,14 @@ impl World {
         };
         let mut state = StateDb::open(&self.state_path()).expect("state");
         let first = connect().expect("first pair");
-        sync_account_parallel(
-            "test",
+        let connections = Connections {
             first,
-            &connect,
+            connect: &connect,
             jobs,
+        };
+        sync_account(
+            "test",
+            connections,
             &mut state,
             &self.policy,
             options,
@@ -374,7 +375,7 @@ fn assert_idle(world: &World) {
     assert!(planned.is_empty(), "second run would do: {planned:#?}");
     let again = world.run();
     assert_clean(&again);
-    assert_eq!(again.totals(), report::Counts::default());
+    assert_eq!(again.totals(), run_report::Counts::default());
 }
 
 /// Builds a world with mail on both sides, synced once, then changed on both
@@ -574,7 +575,10 @@ fn mass_deletion_is_stopped_by_the_brake() {
     }
     let report = w.run();
     assert_eq!(report.exit_status(), ExitStatus::Safety);
-    assert!(matches!(report.folders[0].outcome, Outcome::SafetyStop(_)));
+    assert!(matches!(
+        report.folders[0].outcome,
+        FolderOutcome::SafetyStop(_)
+    ));
     assert_eq!(w.near_contents()["INBOX"].len(), 20, "nothing deleted");
     let report = w.run();
     assert_eq!(
@@ -758,14 +762,14 @@ fn a_stop_request_ends_the_run_at_a_commit_and_the_next_run_finishes() {
         assert_clean(&reference.run());
         let flag: &'static std::sync::atomic::AtomicU8 =
             Box::leak(Box::new(std::sync::atomic::AtomicU8::new(0)));
-        flag.store(report::Signal::Interrupt.code(), Ordering::SeqCst);
+        flag.store(run_report::Signal::Interrupt.code(), Ordering::SeqCst);
         let stopped = w.run_with(&RunOptions {
             stop: StopRequest::watching(flag),
             ..w.options()
         });
         assert_eq!(
             stopped.stopped,
-            Some(Stop::Interrupted(report::Signal::Interrupt))
+            Some(Stop::Interrupted(run_report::Signal::Interrupt))
         );
         assert_eq!(stopped.exit_status(), ExitStatus::Interrupted);
         assert_eq!(stopped.exit_status().code(), 130);
@@ -843,7 +847,7 @@ fn an_unreadable_message_is_skipped_and_the_rest_of_the_folder_syncs() {
         for run in 1..=2 {
             let report = w.run();
             assert_eq!(report.exit_status(), ExitStatus::Partial, "run {run}");
-            assert!(matches!(report.folders[0].outcome, Outcome::Done));
+            assert!(matches!(report.folders[0].outcome, FolderOutcome::Done));
             assert_eq!(report.totals().fetched, if run == 1 { 4 } else { 0 });
             assert_eq!(report.totals().pushed, if run == 1 { 1 } else { 0 });
             assert_eq!(

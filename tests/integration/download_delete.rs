@@ -11,8 +11,8 @@ use mailsync::state::StateDb;
 use mailsync::store::net::TlsMode;
 use mailsync::store::pop3::Pop3Store;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{AccountReport, ExitStatus, Silent};
-use mailsync::sync::{sync_account, FolderFilter, Mode, Oversize, Policy, RunOptions};
+use mailsync::sync::run_report::{AccountReport, ExitStatus, Silent};
+use mailsync::sync::{sync_account, Connections, FolderFilter, Mode, Oversize, Policy, RunOptions};
 use mailsync_sandbox::{sample_message, Sandbox};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -458,21 +458,17 @@ fn imap_deletion_interrupted_before_expunge_is_finished_next_run() {
 
 fn pop3_run(fx: &Fixture, tls: TlsMode, options: RunOptions) -> AccountReport {
     let mut state = StateDb::open(&fx.state_path()).expect("state");
-    let mut far = Pop3Store::connect(&pop3_config(&fx.sandbox, tls)).expect("connect");
-    let mut near = fx.maildir();
-    let report = sync_account(
+    let far = Pop3Store::connect(&pop3_config(&fx.sandbox, tls)).expect("connect");
+    // The run ends its sessions itself, after a simulated crash too, as the
+    // command does: closing first undoes (RSET) deletions still pending.
+    sync_account(
         "test",
-        &mut far,
-        &mut near,
+        Connections::one((Box::new(far), Box::new(fx.maildir()))),
         &mut state,
         &fx.policy,
         &options,
         &mut Silent,
-    );
-    if !crashed(&report) {
-        let _ = far.close();
-    }
-    report
+    )
 }
 
 #[test]

@@ -6,13 +6,13 @@
 use super::sync::imap_config;
 use crate::support::{mailsync_in, start};
 use mailsync::migrate::mapping::{parse_map, FolderRules, Rename};
-use mailsync::migrate::report::MigrationReport;
+use mailsync::migrate::migration_report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
 use mailsync::store::{NewMessage, Store};
-use mailsync::sync::report::{ExitStatus, Silent, Stop};
+use mailsync::sync::run_report::{ExitStatus, Silent, Stop};
 use mailsync::sync::FolderFilter;
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::{BTreeMap, HashMap};

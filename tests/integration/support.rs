@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::StoreError;
-use mailsync::sync::report::{AccountReport, Stop};
+use mailsync::sync::run_report::{AccountReport, Stop};
 use mailsync_sandbox::{Sandbox, SandboxOptions};
 
 pub type TestResult = Result<(), Box<dyn Error>>;

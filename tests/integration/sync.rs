@@ -9,8 +9,8 @@ use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::TlsMode;
 use mailsync::store::Store;
-use mailsync::sync::report::{AccountReport, ExitStatus, Outcome, Silent};
-use mailsync::sync::{sync_account, Policy, RunOptions};
+use mailsync::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent};
+use mailsync::sync::{sync_account, Connections, Policy, RunOptions};
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,19 +122,15 @@ impl Fixture {
 
     pub fn run_with(&self, options: RunOptions) -> AccountReport {
         let mut state = StateDb::open(&self.state_path()).expect("state");
-        let mut far = self.imap();
-        let mut near = self.maildir();
-        let report = sync_account(
+        let stores = Connections::one((Box::new(self.imap()), Box::new(self.maildir())));
+        sync_account(
             "test",
-            &mut far,
-            &mut near,
+            stores,
             &mut state,
             &self.policy,
             &options,
             &mut Silent,
-        );
-        let _ = far.close();
-        report
+        )
     }
 
     pub fn run(&self) -> AccountReport {
@@ -483,7 +479,10 @@ fn the_brake_stops_mass_deletion_on_the_server_side() {
     }
     let report = fx.run();
     assert_eq!(report.exit_status(), ExitStatus::Safety);
-    assert!(matches!(report.folders[0].outcome, Outcome::SafetyStop(_)));
+    assert!(matches!(
+        report.folders[0].outcome,
+        FolderOutcome::SafetyStop(_)
+    ));
     assert_eq!(
         fx.sandbox.message_count(fx.user, "INBOX").expect("count"),
         20

@@ -1313,7 +1313,8 @@ impl Store for ImapStore {
             // Without UIDPLUS the only way to remove messages is a bare EXPUNGE,
             // which would also remove every other \Deleted message in the folder,
             // including ones another client marked and still means to undelete.
-            // We stop at marking; `Caps::exact_delete` tells the engine so.
+            // We stop at marking (`Caps::exact_delete` is false then); the
+            // planner never copies a message so marked.
             return Ok(());
         }
         for set in uid_sets(&uids) {

@@ -509,7 +509,7 @@ fn a_long_plain_response_waits_for_the_challenge() {
 fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     use crate::state::StateDb;
     use crate::store::maildir::{Layout, MaildirStore};
-    use crate::sync::{report::Silent, sync_account, Mode, Policy, RunOptions};
+    use crate::sync::{run_report::Silent, sync_account, Connections, Mode, Policy, RunOptions};
 
     let tags = ["USER", "UIDL", "PIPELINING"];
     let (port, server) = fake_server(
@@ -530,16 +530,15 @@ fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     let root = dir.path().join("Maildir");
     std::fs::create_dir(&root).unwrap();
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
-    let mut far = Pop3Store::connect(&config(port, TlsMode::None)).unwrap();
-    let mut near = MaildirStore::open(root.clone(), Layout::Maildirpp).unwrap();
+    let far = Pop3Store::connect(&config(port, TlsMode::None)).unwrap();
+    let near = MaildirStore::open(root.clone(), Layout::Maildirpp).unwrap();
     let policy = Policy {
         mode: Mode::DownloadDelete,
         ..Policy::default()
     };
     let report = sync_account(
         "test",
-        &mut far,
-        &mut near,
+        Connections::one((Box::new(far), Box::new(near))),
         &mut state,
         &policy,
         &RunOptions::default(),
@@ -547,7 +546,6 @@ fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     );
     assert!(report.error.is_some(), "{report:#?}");
     assert_eq!(report.totals().fetched, 0, "{report:#?}");
-    drop((far, near));
     server.join().unwrap();
     for sub in ["tmp", "new", "cur"] {
         let left: Vec<_> = std::fs::read_dir(root.join(sub)).unwrap().collect();

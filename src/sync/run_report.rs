@@ -2,7 +2,7 @@
 
 use super::action::Action;
 use crate::model::FolderName;
-use crate::state::Side;
+use crate::model::Side;
 use std::time::Duration;
 
 /// Process exit codes; documented in the README and the man page.
@@ -104,7 +104,7 @@ pub const INTERRUPTED: &str = "interrupted; run again to resume";
 
 /// How a folder's run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum FolderOutcome {
     Done,
     /// Skipped after an error that concerned this folder only.
     Failed(String),
@@ -145,7 +145,7 @@ pub struct FolderReport {
     pub skipped: Vec<(String, String)>,
     /// Per-message errors and notices worth the user's attention (conflicts).
     pub notes: Vec<String>,
-    pub outcome: Outcome,
+    pub outcome: FolderOutcome,
     pub duration: Duration,
     /// The planned actions, one line each (always filled for a dry run).
     pub plan: Vec<String>,
@@ -164,7 +164,7 @@ impl FolderReport {
             counts: Counts::default(),
             skipped: Vec::new(),
             notes: Vec::new(),
-            outcome: Outcome::Done,
+            outcome: FolderOutcome::Done,
             duration: Duration::ZERO,
             plan: Vec::new(),
             paired: 0,
@@ -214,10 +214,10 @@ impl FolderReport {
 
     pub fn exit_status(&self) -> ExitStatus {
         match self.outcome {
-            Outcome::SafetyStop(_) => ExitStatus::Safety,
-            Outcome::Failed(_) => ExitStatus::Partial,
-            Outcome::Done if !self.skipped.is_empty() => ExitStatus::Partial,
-            Outcome::Done => ExitStatus::Ok,
+            FolderOutcome::SafetyStop(_) => ExitStatus::Safety,
+            FolderOutcome::Failed(_) => ExitStatus::Partial,
+            FolderOutcome::Done if !self.skipped.is_empty() => ExitStatus::Partial,
+            FolderOutcome::Done => ExitStatus::Ok,
         }
     }
 

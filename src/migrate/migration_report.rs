@@ -6,7 +6,7 @@ use super::mapping::{role_name, Reason};
 use super::{PlannedFolder, StartError};
 use crate::model::FolderName;
 use crate::state::StateDb;
-use crate::sync::report::{AccountReport, ExitStatus, Outcome, Stop};
+use crate::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Stop};
 
 /// One source folder's migration.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -180,7 +180,7 @@ impl MigrationReport {
         &mut self,
         account: &AccountReport,
         planned: &[PlannedFolder],
-        keywords: Vec<(FolderName, keywords::Outcome)>,
+        keywords: Vec<(FolderName, keywords::KeywordPass)>,
         state: &StateDb,
     ) {
         for (name, reason) in &account.rejected_folders {
@@ -214,9 +214,13 @@ impl MigrationReport {
                         })
                         .collect();
                     match &done.outcome {
-                        Outcome::Done => {}
-                        Outcome::Failed(reason) => row.fail(ExitStatus::Partial, reason.clone()),
-                        Outcome::SafetyStop(reason) => row.fail(ExitStatus::Safety, reason.clone()),
+                        FolderOutcome::Done => {}
+                        FolderOutcome::Failed(reason) => {
+                            row.fail(ExitStatus::Partial, reason.clone())
+                        }
+                        FolderOutcome::SafetyStop(reason) => {
+                            row.fail(ExitStatus::Safety, reason.clone())
+                        }
                     }
                     if !row.skipped.is_empty() {
                         row.status = row.status.worst(ExitStatus::Partial);
