@@ -5,7 +5,8 @@
 //!             │
 //!             ├─builds──▶ store::{imap, maildir, pop3}   (dyn Store, Caps)
 //!             │                  ▲
-//!             ├─calls──▶ sync ───┘  per folder: select → recover → list → plan → apply
+//!             ├─calls──▶ sync ───┘  per folder: read both sides → settle → plan → apply
+//!             │           │ recover.rs  UIDVALIDITY, listing choice, crash intents
 //!             │           │ plan.rs   pure: (listings, records, policy) → actions
 //!             │           │ apply.rs  batches: intent → effect → commit
 //!             │           └──▶ state  all SQL: records, intents, watermarks, lock
