@@ -1,5 +1,6 @@
 //! Progress of a run: one bar per folder (messages, bytes, ETA) when stderr is a
-//! terminal, `-v` log lines otherwise. The only user of indicatif.
+//! terminal, `-v` log lines otherwise. Bars are drawn through the one
+//! `MultiProgress` that `output::Ui` owns, so messages never break a bar.
 
 use super::output::{human_bytes, human_duration, Ui};
 use crate::migrate::PlannedFolder;
