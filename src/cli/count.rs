@@ -6,9 +6,9 @@ use super::account::{
     store_failure, Failure,
 };
 use super::args::{CountArgs, CountFormat, GlobalArgs};
+use super::machine_report::StateOwner;
 use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
-use super::report::StateOwner;
 use crate::config::{Account, Overrides};
 use crate::count::{self, FolderCount, Sources};
 use crate::model::FolderName;

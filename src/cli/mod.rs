@@ -7,14 +7,14 @@ pub mod args;
 mod auth;
 mod count;
 mod docs;
+mod human_summary;
+mod machine_report;
 mod migrate;
 mod migrate_text;
 mod output;
 mod progress;
 mod prometheus;
-mod report;
 mod signals;
-mod summary;
 mod sync;
 
 pub use args::{command, documented_command, parse, Args, Command};

@@ -7,10 +7,10 @@ use super::account::{
     point_out_earlier_one_off_state, read_password, state_failure, store_failure, Failure,
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand};
+use super::human_summary::print_report;
+use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use super::report::{render_report, AccountRun, RunResult, StateOwner};
-use super::summary::print_report;
 use crate::config::{Account, Overrides};
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
