@@ -173,7 +173,7 @@ impl Staged {
 }
 
 /// How a command failed.
-enum Failure {
+enum CommandFailure {
     /// The server answered NO or BAD (the text starts with which): this
     /// command failed, the session is fine.
     Refused(String),
@@ -181,20 +181,22 @@ enum Failure {
     Broken(StoreError),
 }
 
-impl Failure {
+impl CommandFailure {
     fn in_folder(self, folder: &FolderName, verb: &str) -> StoreError {
         match self {
-            Failure::Refused(text) => StoreError::folder(folder, format!("{verb} failed: {text}")),
-            Failure::Broken(e) => e,
+            CommandFailure::Refused(text) => {
+                StoreError::folder(folder, format!("{verb} failed: {text}"))
+            }
+            CommandFailure::Broken(e) => e,
         }
     }
 
     fn in_session(self, address: &str, verb: &str) -> StoreError {
         match self {
-            Failure::Refused(text) => {
+            CommandFailure::Refused(text) => {
                 StoreError::Protocol(format!("{address}: {verb} failed: {text}"))
             }
-            Failure::Broken(e) => e,
+            CommandFailure::Broken(e) => e,
         }
     }
 }
@@ -313,7 +315,7 @@ impl ImapStore {
     }
 
     /// Sends one command and returns its complete response, tagged line included.
-    fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, Failure> {
+    fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, CommandFailure> {
         self.run_parts(verb, &[Part::Text(command)], MAX_LITERAL_BYTES)
     }
 
@@ -324,7 +326,7 @@ impl ImapStore {
         verb: &str,
         parts: &[Part<'_>],
         literal_limit: u64,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Vec<u8>, CommandFailure> {
         let mut data = Vec::new();
         let address = self.address.clone();
         let tagged = self.run_each(verb, parts, literal_limit, &mut |response, _| {
@@ -350,10 +352,10 @@ impl ImapStore {
         parts: &[Part<'_>],
         literal_limit: u64,
         each: &mut dyn FnMut(&[u8], &Response<'_>) -> StoreResult<()>,
-    ) -> Result<Vec<u8>, Failure> {
+    ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
         if let Some(why) = &self.broken {
-            return Err(Failure::Broken(StoreError::Connection(format!(
+            return Err(CommandFailure::Broken(StoreError::Connection(format!(
                 "{}: connection unusable ({why})",
                 self.address
             ))));
@@ -374,11 +376,11 @@ impl ImapStore {
         });
         match answer {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
-            Ok(Answer::Refused(text)) => Err(Failure::Refused(text)),
-            Err(err) if self.session.in_step() => Err(Failure::Broken(err)),
+            Ok(Answer::Refused(text)) => Err(CommandFailure::Refused(text)),
+            Err(err) if self.session.in_step() => Err(CommandFailure::Broken(err)),
             Err(err) => {
                 self.broken = Some(err.to_string());
-                Err(Failure::Broken(err))
+                Err(CommandFailure::Broken(err))
             }
         }
     }
@@ -414,12 +416,12 @@ impl ImapStore {
         let parts = [Part::Text(command)];
         let data = match self.run_parts(&verb, &parts, literal_limit) {
             Ok(data) => data,
-            Err(Failure::Refused(_)) => {
+            Err(CommandFailure::Refused(_)) => {
                 self.run_in_folder("NOOP", "NOOP")?;
                 self.run_parts(&verb, &parts, literal_limit)
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))?
             }
-            Err(Failure::Broken(e)) => return Err(e),
+            Err(CommandFailure::Broken(e)) => return Err(e),
         };
         Ok(data)
     }
@@ -450,13 +452,13 @@ impl ImapStore {
         let mut take = |_: &[u8], r: &Response<'_>| each(r);
         match self.run_each(&verb, &parts, literal_limit, &mut take) {
             Ok(_) => Ok(()),
-            Err(Failure::Refused(_)) => {
+            Err(CommandFailure::Refused(_)) => {
                 self.run_in_folder("NOOP", "NOOP")?;
                 self.run_each(&verb, &parts, literal_limit, &mut take)
                     .map(|_| ())
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))
             }
-            Err(Failure::Broken(e)) => Err(e),
+            Err(CommandFailure::Broken(e)) => Err(e),
         }
     }
 
@@ -673,7 +675,10 @@ impl ImapStore {
     /// than one needs MULTIAPPEND): the APPENDUID result when the server gives
     /// one. Each message text is sent from where it is staged, a piece at a
     /// time, as a non-synchronising literal when the server allows it.
-    fn send_append(&mut self, run: &[Staged]) -> Result<Option<(u32, Vec<UidSetMember>)>, Failure> {
+    fn send_append(
+        &mut self,
+        run: &[Staged],
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
         let Some(first) = run.first() else {
             return Ok(None);
         };
@@ -699,7 +704,7 @@ impl ImapStore {
             None => {}
         }
         let data = self.run_parts(verb, &parts, MAX_LITERAL_BYTES)?;
-        let responses = parse_responses(&data).map_err(Failure::Broken)?;
+        let responses = parse_responses(&data).map_err(CommandFailure::Broken)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
             Response::Done {
@@ -738,7 +743,9 @@ impl ImapStore {
                 .map(Appended::Stored)
                 .collect()),
             // NO declines; BAD says the command itself was wrong.
-            Err(Failure::Refused(text)) if text.starts_with("NO") && !about_folder(&text) => {
+            Err(CommandFailure::Refused(text))
+                if text.starts_with("NO") && !about_folder(&text) =>
+            {
                 match run {
                     [_] => Ok(vec![Appended::Refused(text)]),
                     _ => run
@@ -1076,7 +1083,7 @@ impl Store for ImapStore {
         match self.run("CREATE", &format!("CREATE {}", quote(&wire))) {
             Ok(_) => Ok(()),
             // RFC 5530: the folder is there, which is what the caller wants.
-            Err(Failure::Refused(text)) if text.contains("[ALREADYEXISTS]") => Ok(()),
+            Err(CommandFailure::Refused(text)) if text.contains("[ALREADYEXISTS]") => Ok(()),
             Err(f) => Err(f.in_folder(name, "CREATE")),
         }
     }
@@ -1345,7 +1352,7 @@ impl Store for ImapStore {
             let command = format!("{verb} {set} {target}");
             let data = match self.run(verb, &command) {
                 Ok(data) => data,
-                Err(Failure::Refused(text)) if text.contains("[TRYCREATE]") => {
+                Err(CommandFailure::Refused(text)) if text.contains("[TRYCREATE]") => {
                     self.create_folder(to)?;
                     self.run(verb, &command)
                         .map_err(|f| f.in_folder(&folder, verb))?
