@@ -8,12 +8,14 @@ mod count;
 mod docs;
 mod migrate;
 mod output;
+mod post_sync;
 mod progress;
 mod prometheus;
 mod report;
 mod signals;
 mod summary;
 mod sync;
+mod watch;
 
 pub use args::{command, documented_command, parse, Args, Command};
 
@@ -31,6 +33,7 @@ pub fn run(args: Args) -> ExitStatus {
     };
     match args.command {
         Command::Sync(command) => sync::run(&ui, &args.global, *command),
+        Command::Watch(watch) => watch::run(&ui, &args.global, *watch),
         Command::Count(count) => count::run(&ui, &args.global, &count),
         Command::Migrate(command) => migrate::run(&ui, &args.global, *command),
         Command::Auth(command) => auth::run(&ui, &args.global, command),

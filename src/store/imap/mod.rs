@@ -287,6 +287,35 @@ impl ImapStore {
         &self.server
     }
 
+    /// Waits in IDLE (RFC 2177) on `folder` until the server reports a change
+    /// in it (true) or `limit` passes (false). Refused, as unsupported, by a
+    /// server without IDLE.
+    pub fn idle(&mut self, folder: &FolderName, limit: std::time::Duration) -> StoreResult<bool> {
+        if !self.server.has("IDLE") {
+            return Err(StoreError::Unsupported(format!(
+                "{}: the server does not offer IDLE",
+                self.address
+            )));
+        }
+        if self.selected.as_ref().map(|s| &s.name) != Some(folder) {
+            self.select(folder)?;
+        }
+        if let Some(why) = &self.broken {
+            return Err(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            )));
+        }
+        self.listed_with_status = None;
+        match self.session.idle(limit) {
+            Ok(end) => Ok(end == session::IdleEnd::Changed),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     /// The hierarchy delimiter, asking the server if no listing told us yet;
     /// `None` for a flat namespace.
     pub fn delimiter(&mut self) -> StoreResult<Option<char>> {
