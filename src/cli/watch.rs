@@ -209,6 +209,9 @@ impl Watcher<'_> {
             if self.stop.signal().is_some() {
                 return Ending::Stopped(ExitStatus::Ok);
             }
+            if let Some(status) = self.all_gave_up() {
+                return Ending::Stopped(status);
+            }
             let event = match self.next_deadline() {
                 Some(deadline) => {
                     let wait = deadline.saturating_duration_since(Instant::now());
@@ -245,6 +248,10 @@ impl Watcher<'_> {
         let now = Instant::now();
         match event {
             Event::ServerChanged { account, folder } => {
+                self.ui.trace(&format!(
+                    "the server reports a change in {}",
+                    folder.as_str()
+                ));
                 self.server_changed.insert((account, folder));
             }
             Event::LocalChanged { account, folder } => self.gathered.add(account, folder, now),
@@ -482,6 +489,12 @@ impl Watcher<'_> {
                 )),
             }
         }
+        let names: Vec<&str> = folders.iter().map(FolderName::as_str).collect();
+        self.ui.debug(&format!(
+            "{}: waiting for server changes in {} (IDLE)",
+            account.name,
+            names.join(", ")
+        ));
         for folder in folders {
             let (config, events) = (config.clone(), self.events.clone());
             let current = Arc::clone(&watched.generation);

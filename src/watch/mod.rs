@@ -72,13 +72,24 @@ pub fn idle_folder(
             error: error.to_string(),
         },
     };
-    let mut store = match ImapStore::connect(&config) {
+    let connected =
+        ImapStore::connect(&config).and_then(|mut store| store.select(&folder).map(|_| store));
+    let mut store = match connected {
         Ok(store) => store,
         Err(error) => {
             let _ = events.send(lost(error));
             return;
         }
     };
+    // What arrived between the last sync and this SELECT is not reported by
+    // the IDLE to come: one sync more finds it.
+    let caught_up = Event::ServerChanged {
+        account,
+        folder: folder.clone(),
+    };
+    if events.send(caught_up).is_err() {
+        return;
+    }
     while current.load(Ordering::SeqCst) == generation {
         match store.idle(&folder, IDLE_RENEWAL) {
             Ok(false) => {}

@@ -19,3 +19,4 @@ mod sandbox;
 mod state_binding;
 mod sync;
 mod tunnel;
+mod watch;

@@ -308,7 +308,13 @@ impl ImapStore {
         }
         self.listed_with_status = None;
         match self.session.idle(limit) {
-            Ok(end) => Ok(end == session::IdleEnd::Changed),
+            Ok(session::IdleEnd::Changed) => {
+                // The changes reported were not counted into the selection:
+                // the next command on this folder selects it afresh.
+                self.selected = None;
+                Ok(true)
+            }
+            Ok(session::IdleEnd::TimedOut) => Ok(false),
             Err(e) => {
                 self.broken = Some(e.to_string());
                 Err(e)
