@@ -382,3 +382,48 @@ fn idle_returns_when_a_message_arrives_and_times_out_in_silence() -> TestResult 
     assert_eq!(mailsync::store::Store::list_messages(&mut store)?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn contrib_watch_unit_restarts_on_failure_and_verifies() -> TestResult {
+    use crate::reports::{contrib, mailsync_command_parses, run, unit_sections, which};
+    let unit = contrib("systemd/mailsync-watch.service")?;
+    let sections = unit_sections(&unit)?;
+    let service = &sections["Service"];
+    let value = |key: &str| {
+        service
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .ok_or(format!("no {key}"))
+    };
+    let exec = value("ExecStart")?;
+    assert!(exec.split_whitespace().nth(1) == Some("watch"), "{exec}");
+    mailsync_command_parses(&exec)?;
+    assert_eq!(value("Restart")?, "on-failure");
+    assert_eq!(value("StandardError")?, "journal");
+    assert_eq!(value("ExecReload")?, "/bin/kill -HUP $MAINPID");
+    // The exit codes that restarting cannot cure: configuration, password.
+    assert_eq!(value("RestartPreventExitStatus")?, "2 3");
+    assert!(sections["Install"].contains(&("WantedBy".into(), "default.target".into())));
+
+    let Ok(analyze) = which("systemd-analyze") else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("mailsync-watch.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/mailsync", env!("CARGO_BIN_EXE_mailsync")),
+    )?;
+    let mut command = std::process::Command::new(analyze);
+    command.args(["verify", "--man=no"]).arg(&path);
+    let verified = run(command)?;
+    assert_eq!(
+        verified.code,
+        Some(0),
+        "{}{}",
+        verified.stdout,
+        verified.stderr
+    );
+    Ok(())
+}
