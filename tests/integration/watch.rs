@@ -427,3 +427,106 @@ fn contrib_watch_unit_restarts_on_failure_and_verifies() -> TestResult {
     );
     Ok(())
 }
+
+/// The rounds watch has started so far, from its log (-v names each one).
+fn rounds(log: &str) -> usize {
+    log.matches("alice: syncing ").count()
+}
+
+#[test]
+fn a_burst_of_a_thousand_local_renames_takes_a_few_rounds() -> TestResult {
+    const MESSAGES: usize = 1_000;
+    let cli = Cli::new("")?;
+    cli.fixture.sandbox.fill(
+        "alice",
+        "INBOX",
+        (0..MESSAGES as u64).map(|seed| mailsync::sandbox::sample_message(seed, 300)),
+    )?;
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let watching = Watching::start(&cli, password)?;
+    wait_for(
+        &watching,
+        Duration::from_secs(120),
+        "the first sync",
+        || Ok(cli.local_files("").map(|f| f.len()).unwrap_or(0) == MESSAGES),
+    )?;
+    // Quiet first: the rounds IDLE asks for after its SELECT are over.
+    wait_for(
+        &watching,
+        CHANGE_DEADLINE,
+        "the rounds after the first sync",
+        || Ok(watching.log().matches("alice: ").count() > 0 && rounds(&watching.log()) >= 2),
+    )?;
+    let before = rounds(&watching.log());
+
+    // What a mail reader does on "mark all as read".
+    for file in cli.local_files("")? {
+        let name = file.to_string_lossy().into_owned();
+        let read = match name.rsplit_once(":2,") {
+            Some((base, flags)) => format!("{base}:2,{flags}S"),
+            None => format!("{name}:2,S"),
+        };
+        std::fs::rename(&file, read.replace("/new/", "/cur/"))?;
+    }
+    wait_for(
+        &watching,
+        Duration::from_secs(60),
+        "every \\Seen on the server",
+        || {
+            Ok(server_flags(&cli)?
+                .iter()
+                .all(|f| f.iter().any(|x| x == "\\Seen")))
+        },
+    )?;
+    let burst = rounds(&watching.log()) - before;
+    assert!(
+        (1..=6).contains(&burst),
+        "{MESSAGES} renames took {burst} rounds:\n{}",
+        watching.log()
+    );
+    Ok(())
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_burst_ends_cleanly_and_loses_nothing() -> TestResult {
+    const MESSAGES: u64 = 300;
+    let cli = Cli::new("")?;
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let mut watching = Watching::start(&cli, password)?;
+    let root = cli.fixture.root();
+    wait_for(&watching, CHANGE_DEADLINE, "the first sync", || {
+        Ok(root.join("cur").is_dir() && rounds(&watching.log()) >= 1)
+    })?;
+    for n in 0..MESSAGES {
+        deliver_locally(
+            &root,
+            &format!("1700001000.M{n}P9.localhost"),
+            &mailsync::sandbox::sample_message(1_000 + n, 40_000),
+        )?;
+    }
+    wait_for(&watching, CHANGE_DEADLINE, "the first upload", || {
+        Ok(cli.server_count("INBOX")? > 0)
+    })?;
+    watching.signal(libc::SIGTERM)?;
+    assert_eq!(
+        watching.exit_code(EXIT_DEADLINE)?,
+        Some(0),
+        "{}",
+        watching.log()
+    );
+
+    let rest = cli.run(&["sync"])?;
+    assert_eq!(rest.code, Some(0), "{}", rest.stderr);
+    assert_eq!(
+        cli.server_count("INBOX")?,
+        MESSAGES as u32,
+        "lost or doubled"
+    );
+    let after = cli.run(&["sync", "--report", "json"])?;
+    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    let report: serde_json::Value = serde_json::from_str(&after.stdout)?;
+    assert_eq!(report["totals"]["pushed"], 0, "{report}");
+    assert_eq!(report["totals"]["fetched"], 0, "{report}");
+    assert_eq!(cli.local_files("")?.len(), MESSAGES as usize);
+    Ok(())
+}
