@@ -18,7 +18,7 @@ use crate::store::maildir::MaildirStore;
 use crate::store::Store;
 use crate::sync::report::{AccountReport, ExitStatus, Stop};
 use crate::sync::{Mode, StopRequest};
-use crate::watch::{idle_folder, Backoff, Event, Gathered, LocalWatcher, CHANNEL_DEPTH};
+use crate::watch::{watch_server, Backoff, Event, Gathered, LocalWatcher, CHANNEL_DEPTH};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -287,6 +287,29 @@ impl Watcher<'_> {
                     }
                 }
             }
+            Event::ServerWatched { account, notify } => {
+                if let Some(watched) = self.accounts.get_mut(account) {
+                    let how = if notify {
+                        "every folder, with NOTIFY".to_string()
+                    } else {
+                        let folders: Vec<&str> = watched
+                            .account
+                            .watch_folders
+                            .iter()
+                            .map(String::as_str)
+                            .collect();
+                        format!("{}, with IDLE", folders.join(", "))
+                    };
+                    self.ui.debug(&format!(
+                        "{}: watching the server: {how}",
+                        watched.account.name
+                    ));
+                    // NOTIFY reports what changes from now on; what changed
+                    // before is for a sync to find. (Each IDLE connection asks
+                    // for its own folder's.)
+                    watched.full_due |= notify;
+                }
+            }
             Event::LocalOverflow => {
                 for watched in &mut self.accounts {
                     watched.full_due = true;
@@ -347,7 +370,12 @@ impl Watcher<'_> {
         let name = watched.account.name.clone();
         let mut account = watched.account.clone();
         if let Some(folders) = folders {
-            account.filter.include = folders.iter().map(|f| f.as_str().to_string()).collect();
+            // The server reports every folder; only those the account syncs count.
+            let synced = folders.iter().filter(|f| watched.account.filter.matches(f));
+            account.filter.include = synced.map(|f| f.as_str().to_string()).collect();
+            if account.filter.include.is_empty() {
+                return;
+            }
             ui.debug(&format!(
                 "{name}: syncing {}",
                 account.filter.include.join(", ")
@@ -489,24 +517,17 @@ impl Watcher<'_> {
                 )),
             }
         }
-        let names: Vec<&str> = folders.iter().map(FolderName::as_str).collect();
-        self.ui.debug(&format!(
-            "{}: waiting for server changes in {} (IDLE)",
-            account.name,
-            names.join(", ")
-        ));
-        for folder in folders {
-            let (config, events) = (config.clone(), self.events.clone());
-            let current = Arc::clone(&watched.generation);
-            let spawned = std::thread::Builder::new()
-                .name(format!("idle {}", folder.as_str()))
-                .spawn(move || idle_folder(config, folder, index, generation, current, events));
-            if let Err(e) = spawned {
-                self.ui
-                    .warn(&format!("{}: cannot start IDLE: {e}", account.name));
-            }
+        let (events, current) = (self.events.clone(), Arc::clone(&watched.generation));
+        let spawned = std::thread::Builder::new()
+            .name("server".into())
+            .spawn(move || watch_server(config, folders, index, generation, current, events));
+        match spawned {
+            Ok(_) => watched.idle = Idle::Running,
+            Err(e) => self.ui.warn(&format!(
+                "{}: cannot watch the server: {e}; looking every {} seconds",
+                account.name, account.poll_seconds
+            )),
         }
-        watched.idle = Idle::Running;
     }
 
     /// With --report-file, the report of each account's latest sync, so that

@@ -45,12 +45,97 @@ pub enum Event {
     },
     /// The server cannot IDLE: poll only.
     IdleUnsupported { account: usize },
+    /// The server side is watched from now on (`notify`: with NOTIFY, else
+    /// with IDLE); what changed before must be found by a full sync.
+    ServerWatched { account: usize, notify: bool },
     /// A file appeared, moved or went in a watched Maildir folder.
     LocalChanged { account: usize, folder: FolderName },
     /// The kernel dropped file events: any folder may have changed.
     LocalOverflow,
     /// A signal arrived (stop, or reload the configuration).
     Signal,
+}
+
+/// Watches the server side of an account: with NOTIFY where the server offers
+/// it, every folder over this one connection; otherwise IDLE on each of
+/// `idle_folders`, over a connection each (more threads). Ends like
+/// `idle_folder`.
+pub fn watch_server(
+    config: ImapConfig,
+    idle_folders: Vec<FolderName>,
+    account: usize,
+    generation: u64,
+    current: Arc<AtomicU64>,
+    events: SyncSender<Event>,
+) {
+    let lost = |error: StoreError| Event::ServerLost {
+        account,
+        generation,
+        error: error.to_string(),
+    };
+    let mut store = match ImapStore::connect(&config) {
+        Ok(store) => store,
+        Err(error) => {
+            let _ = events.send(lost(error));
+            return;
+        }
+    };
+    if !store.server_caps().has("NOTIFY") {
+        let _ = store.close();
+        let watched = Event::ServerWatched {
+            account,
+            notify: false,
+        };
+        if events.send(watched).is_err() {
+            return;
+        }
+        for folder in idle_folders {
+            let (config, sender, current) = (config.clone(), events.clone(), Arc::clone(&current));
+            let spawned = std::thread::Builder::new()
+                .name(format!("idle {}", folder.as_str()))
+                .spawn(move || idle_folder(config, folder, account, generation, current, sender));
+            if let Err(e) = spawned {
+                let _ = events.send(Event::ServerLost {
+                    account,
+                    generation,
+                    error: e.to_string(),
+                });
+            }
+        }
+        return;
+    }
+    if let Err(error) = store.set_notify() {
+        let _ = events.send(lost(error));
+        return;
+    }
+    if events
+        .send(Event::ServerWatched {
+            account,
+            notify: true,
+        })
+        .is_err()
+    {
+        return;
+    }
+    while current.load(Ordering::SeqCst) == generation {
+        match store.notify_wait(IDLE_RENEWAL) {
+            Ok(folders) => {
+                for folder in folders {
+                    if events
+                        .send(Event::ServerChanged { account, folder })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                let _ = events.send(lost(error));
+                return;
+            }
+        }
+    }
+    let _ = store.close();
 }
 
 /// Keeps IDLE on `folder` over its own connection, reporting each change,

@@ -186,24 +186,35 @@ impl Session {
 
     /// Sends IDLE (RFC 2177) on the selected folder and waits until the server
     /// reports a change in it or `limit` passes, then ends the IDLE.
-    pub(super) fn idle(&mut self, limit: Duration) -> StoreResult<IdleEnd> {
+    /// `notable` says whether an untagged response is a change worth ending
+    /// the IDLE for (see `reports_change`); it may note what changed.
+    pub(super) fn idle(
+        &mut self,
+        limit: Duration,
+        notable: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<IdleEnd> {
         self.tag += 1;
         let tag = format!("{TAG_PREFIX}{}", self.tag);
-        let end = self.idle_exchange(&tag, limit);
+        let end = self.idle_exchange(&tag, limit, notable);
         if end.is_err() {
             self.in_step = false;
         }
         end
     }
 
-    fn idle_exchange(&mut self, tag: &str, limit: Duration) -> StoreResult<IdleEnd> {
+    fn idle_exchange(
+        &mut self,
+        tag: &str,
+        limit: Duration,
+        notable: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<IdleEnd> {
         const VERB: &str = "IDLE";
         let deadline = Instant::now() + limit;
         self.write(VERB, format!("{tag} IDLE\r\n").as_bytes())?;
         self.flush(VERB)?;
         let mut changed = false;
         let mut note = |response: &[u8]| {
-            changed |= reports_change(response);
+            changed |= notable(response);
             true
         };
         if let Some(answer) = self.await_continuation(VERB, tag, &mut note)? {
@@ -223,12 +234,16 @@ impl Session {
                 self.bye = Some(excerpt(text));
                 return Err(self.closed(VERB));
             }
-            changed = reports_change(&buf);
+            changed = notable(&buf);
         }
         self.write(VERB, b"DONE\r\n")?;
         self.flush(VERB)?;
-        let mut ignore = |_: &[u8]| true;
-        match self.read_until_tagged(VERB, tag, MAX_LITERAL_BYTES, &mut ignore)? {
+        // Changes reported between our DONE and the server's answer count too.
+        let mut note = |response: &[u8]| {
+            changed |= notable(response);
+            true
+        };
+        match self.read_until_tagged(VERB, tag, MAX_LITERAL_BYTES, &mut note)? {
             Answer::Ok(_) => Ok(if changed {
                 IdleEnd::Changed
             } else {
@@ -526,7 +541,7 @@ impl Session {
 
 /// Whether an untagged response says the selected folder changed: `* N
 /// EXISTS`, `* N EXPUNGE`, `* N FETCH (...)` or `* VANISHED ...`.
-fn reports_change(response: &[u8]) -> bool {
+pub(super) fn reports_change(response: &[u8]) -> bool {
     let Some(rest) = response.strip_prefix(b"* ") else {
         return false;
     };
