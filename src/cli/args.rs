@@ -137,9 +137,11 @@ const WATCH_ABOUT: &str =
 
 const WATCH_LONG_ABOUT: &str = "\
 Sync the accounts once, as `sync` does (same accounts, flags, lock and safety \
-rules), then keep running and sync each change soon after it happens: server \
-folders named in `watch_folders` (default INBOX) are kept open with IDLE, one \
-connection each (at most 4); every synced Maildir folder's new/ and cur/ are \
+rules), then keep running and sync each change soon after it happens: where \
+the server offers NOTIFY, one connection hears of changes in every folder; \
+otherwise the folders named in `watch_folders` (default INBOX) are kept open \
+with IDLE, one connection each (at most 4). Every synced Maildir folder's new/ \
+and cur/ are \
 watched with inotify, and a burst of changes (a mail reader marking many \
 messages read) becomes one sync of that folder. Every `poll_seconds` (default \
 300) a full sync catches what IDLE does not cover; POP3 and download-delete \
