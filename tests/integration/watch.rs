@@ -669,3 +669,69 @@ fn with_notify_a_folder_outside_watch_folders_follows_too() -> TestResult {
     )?;
     Ok(())
 }
+
+#[test]
+fn the_report_file_is_rewritten_after_each_round() -> TestResult {
+    let cli = Cli::new("")?;
+    let report = cli.fixture.dir.path().join("mailsync.prom");
+    let log = cli.fixture.dir.path().join("watch.log");
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let mut command = cli.command();
+    command
+        .arg("--config")
+        .arg(&cli.config)
+        .args(["-v", "watch", "--report", "prometheus", "--report-file"])
+        .arg(&report)
+        .env("MAILSYNC_TEST_PW", password)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?);
+    let watching = Watching {
+        child: command.spawn()?,
+        log,
+    };
+    wait_for(&watching, CHANGE_DEADLINE, "the first report", || {
+        Ok(std::fs::read_to_string(&report).is_ok_and(|t| t.contains("last_run_timestamp")))
+    })?;
+    // Each report replaces the file: a new inode says it was written again.
+    use std::os::unix::fs::MetadataExt;
+    let first = std::fs::metadata(&report)?.ino();
+    deliver(&cli, "INBOX", 0..1, 1_000);
+    wait_for(
+        &watching,
+        CHANGE_DEADLINE,
+        "the report of a later round",
+        || Ok(std::fs::metadata(&report)?.ino() != first && cli.local_files("")?.len() == 1),
+    )?;
+    let text = std::fs::read_to_string(&report)?;
+    assert!(text.contains("mailsync_sync_messages_copied"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn sighup_rereads_the_configuration() -> TestResult {
+    let cli = Cli::new("")?;
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let watching = Watching::start(&cli, password)?;
+    wait_for(&watching, CHANGE_DEADLINE, "the first sync", || {
+        Ok(cli.fixture.root().join("cur").is_dir() && rounds(&watching.log()) >= 1)
+    })?;
+    let told = cli.fixture.dir.path().join("told");
+    let mut config = std::fs::read_to_string(&cli.config)?;
+    config.push_str(&format!(
+        "post_sync_command = \"printf '%s' \\\"$MAILSYNC_CHANGED_FOLDERS\\\" > {}\"\n",
+        told.display()
+    ));
+    std::fs::write(&cli.config, config)?;
+    watching.signal(libc::SIGHUP)?;
+    wait_for(&watching, CHANGE_DEADLINE, "the reload", || {
+        Ok(watching.log().contains("configuration reloaded"))
+    })?;
+    deliver(&cli, "INBOX", 0..1, 1_000);
+    wait_for(
+        &watching,
+        CHANGE_DEADLINE,
+        "the reloaded post_sync_command",
+        || Ok(std::fs::read_to_string(&told).is_ok_and(|t| t == "INBOX")),
+    )?;
+    Ok(())
+}
