@@ -735,3 +735,27 @@ fn sighup_rereads_the_configuration() -> TestResult {
     )?;
     Ok(())
 }
+
+#[test]
+fn a_download_delete_account_is_polled_every_poll_seconds() -> TestResult {
+    let cli = Cli::new("mode = \"download-delete\"\npoll_seconds = 10\n")?;
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let watching = Watching::start(&cli, password)?;
+    wait_for(&watching, CHANGE_DEADLINE, "the first sync", || {
+        Ok(cli.fixture.root().join("cur").is_dir() && rounds(&watching.log()) >= 1)
+    })?;
+    assert!(
+        !watching.log().contains("watching the server"),
+        "{}",
+        watching.log()
+    );
+    deliver(&cli, "INBOX", 0..1, 1_000);
+    // No IDLE or NOTIFY here: the next poll, at most ten seconds away.
+    wait_for(
+        &watching,
+        Duration::from_secs(30),
+        "the polled download",
+        || Ok(cli.local_files("")?.len() == 1 && cli.server_count("INBOX")? == 0),
+    )?;
+    Ok(())
+}
