@@ -18,7 +18,7 @@ use crate::store::maildir::MaildirStore;
 use crate::store::Store;
 use crate::sync::report::{AccountReport, ExitStatus, Stop};
 use crate::sync::{Mode, StopRequest};
-use crate::watch::{watch_server, Backoff, Event, Gathered, LocalWatcher, CHANNEL_DEPTH};
+use crate::watch::{watch_server, Backoff, Event, Gathered, LocalWatcher, Sockets, CHANNEL_DEPTH};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,6 +125,14 @@ enum Idle {
     Off,
 }
 
+/// Numbers of generations of server-watching connections, unique in the
+/// process: an event from a connection of an account that a reload replaced
+/// must not pass for one of its successor's.
+fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::SeqCst)
+}
+
 struct Watched {
     account: Account,
     password: Option<Secret>,
@@ -134,8 +142,9 @@ struct Watched {
     /// Whole-account sync due (start, lost connection, overflow).
     full_due: bool,
     idle: Idle,
-    /// Generation of the IDLE connections; older ones end on their next wake.
+    /// Generation of the server-watching connections; older ones end.
     generation: Arc<AtomicU64>,
+    sockets: Sockets,
     /// Set when the account stopped for good (authentication refused).
     gave_up: Option<ExitStatus>,
     last: Option<AccountRun>,
@@ -155,10 +164,17 @@ impl Watched {
             full_due: true,
             idle,
             generation: Arc::new(AtomicU64::new(0)),
+            sockets: Sockets::default(),
             gave_up: None,
             last: None,
             account,
         }
+    }
+
+    /// Ends the server-watching connections now.
+    fn retire_server(&self) {
+        self.generation.store(next_generation(), Ordering::SeqCst);
+        self.sockets.shut_all();
     }
 
     fn poll_interval(&self) -> Duration {
@@ -168,8 +184,7 @@ impl Watched {
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        // Its IDLE connections end at their next wake.
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.retire_server();
     }
 }
 
@@ -268,7 +283,7 @@ impl Watcher<'_> {
                             "{}: the IDLE connection ended: {error}",
                             watched.account.name
                         ));
-                        watched.generation.fetch_add(1, Ordering::SeqCst);
+                        watched.retire_server();
                         watched.idle = Idle::Wanted;
                         // What changed while it was down is found by a full sync.
                         watched.full_due = true;
@@ -282,7 +297,7 @@ impl Watcher<'_> {
                             "{}: the server does not offer IDLE; looking every {} seconds",
                             watched.account.name, watched.account.poll_seconds
                         ));
-                        watched.generation.fetch_add(1, Ordering::SeqCst);
+                        watched.retire_server();
                         watched.idle = Idle::Off;
                     }
                 }
@@ -439,7 +454,7 @@ impl Watcher<'_> {
                     }
                     watched.retry_at = Some(now + wait);
                     if watched.idle == Idle::Running {
-                        watched.generation.fetch_add(1, Ordering::SeqCst);
+                        watched.retire_server();
                         watched.idle = Idle::Wanted;
                     }
                 }
@@ -501,7 +516,8 @@ impl Watcher<'_> {
             return;
         };
         let config = login.with_password(password.clone(), account.batch_bytes);
-        let generation = watched.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let generation = next_generation();
+        watched.generation.store(generation, Ordering::SeqCst);
         let mut folders = Vec::new();
         for spelled in &account.watch_folders {
             match FolderName::parse(spelled) {
@@ -518,9 +534,12 @@ impl Watcher<'_> {
             }
         }
         let (events, current) = (self.events.clone(), Arc::clone(&watched.generation));
+        let sockets = watched.sockets.clone();
         let spawned = std::thread::Builder::new()
             .name("server".into())
-            .spawn(move || watch_server(config, folders, index, generation, current, events));
+            .spawn(move || {
+                watch_server(config, folders, index, generation, current, sockets, events)
+            });
         match spawned {
             Ok(_) => watched.idle = Idle::Running,
             Err(e) => self.ui.warn(&format!(

@@ -77,6 +77,16 @@ impl Connection {
         matches!(self, Connection::Tls(_))
     }
 
+    /// A second handle on the socket, to shut it down from another thread
+    /// (which ends a read waiting on it); `None` for a tunnel.
+    pub fn socket_handle(&self) -> io::Result<Option<TcpStream>> {
+        match self {
+            Connection::Plain(tcp) => tcp.try_clone().map(Some),
+            Connection::Tls(tls) => tls.get_ref().try_clone().map(Some),
+            Connection::Tunnel(_) => Ok(None),
+        }
+    }
+
     /// How long a read may wait; `None` is no limit.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         match self {

@@ -56,6 +56,30 @@ pub enum Event {
     Signal,
 }
 
+/// The sockets of an account's server-watching connections, so that the
+/// command can end them at once (a reload, a restart after an outage) instead
+/// of at their next wake, up to `IDLE_RENEWAL` later, while servers count
+/// them against a per-user limit.
+#[derive(Clone, Default)]
+pub struct Sockets(Arc<Mutex<Vec<std::net::TcpStream>>>);
+
+impl Sockets {
+    fn add(&self, store: &ImapStore) {
+        if let (Ok(Some(socket)), Ok(mut all)) = (store.socket_handle(), self.0.lock()) {
+            all.push(socket);
+        }
+    }
+
+    /// Shuts every registered socket down; the waits on them end with an error.
+    pub fn shut_all(&self) {
+        if let Ok(mut all) = self.0.lock() {
+            for socket in all.drain(..) {
+                let _ = socket.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
 /// Watches the server side of an account: with NOTIFY where the server offers
 /// it, every folder over this one connection; otherwise IDLE on each of
 /// `idle_folders`, over a connection each (more threads). Ends like
@@ -66,6 +90,7 @@ pub fn watch_server(
     account: usize,
     generation: u64,
     current: Arc<AtomicU64>,
+    sockets: Sockets,
     events: SyncSender<Event>,
 ) {
     let lost = |error: StoreError| Event::ServerLost {
@@ -80,6 +105,10 @@ pub fn watch_server(
             return;
         }
     };
+    sockets.add(&store);
+    if current.load(Ordering::SeqCst) != generation {
+        return;
+    }
     if !store.server_caps().has("NOTIFY") {
         let _ = store.close();
         let watched = Event::ServerWatched {
@@ -90,10 +119,15 @@ pub fn watch_server(
             return;
         }
         for folder in idle_folders {
-            let (config, sender, current) = (config.clone(), events.clone(), Arc::clone(&current));
+            let (config, sender) = (config.clone(), events.clone());
+            let (current, sockets) = (Arc::clone(&current), sockets.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("idle {}", folder.as_str()))
-                .spawn(move || idle_folder(config, folder, account, generation, current, sender));
+                .spawn(move || {
+                    idle_folder(
+                        config, folder, account, generation, current, sockets, sender,
+                    )
+                });
             if let Err(e) = spawned {
                 let _ = events.send(Event::ServerLost {
                     account,
@@ -147,6 +181,7 @@ pub fn idle_folder(
     account: usize,
     generation: u64,
     current: Arc<AtomicU64>,
+    sockets: Sockets,
     events: SyncSender<Event>,
 ) {
     let lost = |error: StoreError| match error {
@@ -166,6 +201,7 @@ pub fn idle_folder(
             return;
         }
     };
+    sockets.add(&store);
     // What arrived between the last sync and this SELECT is not reported by
     // the IDLE to come: one sync more finds it.
     let caught_up = Event::ServerChanged {

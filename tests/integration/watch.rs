@@ -713,7 +713,8 @@ fn sighup_rereads_the_configuration() -> TestResult {
     let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
     let watching = Watching::start(&cli, password)?;
     wait_for(&watching, CHANGE_DEADLINE, "the first sync", || {
-        Ok(cli.fixture.root().join("cur").is_dir() && rounds(&watching.log()) >= 1)
+        Ok(cli.fixture.root().join("cur").is_dir()
+            && watching.log().contains("watching the server"))
     })?;
     let told = cli.fixture.dir.path().join("told");
     let mut config = std::fs::read_to_string(&cli.config)?;
@@ -726,6 +727,17 @@ fn sighup_rereads_the_configuration() -> TestResult {
     wait_for(&watching, CHANGE_DEADLINE, "the reload", || {
         Ok(watching.log().contains("configuration reloaded"))
     })?;
+    // The connection watching the server before the reload is closed at
+    // once (before any change could wake it), not left to count against the server's limit per user.
+    wait_for(
+        &watching,
+        CHANGE_DEADLINE,
+        "one server connection left",
+        || {
+            Ok(watching.log().matches("watching the server").count() >= 2
+                && imap_connections(&cli)? == 1)
+        },
+    )?;
     deliver(&cli, "INBOX", 0..1, 1_000);
     wait_for(
         &watching,
@@ -734,6 +746,21 @@ fn sighup_rereads_the_configuration() -> TestResult {
         || Ok(std::fs::read_to_string(&told).is_ok_and(|t| t == "INBOX")),
     )?;
     Ok(())
+}
+
+/// alice's IMAP connections, as Dovecot counts them.
+fn imap_connections(cli: &Cli) -> Result<u32, Box<dyn Error>> {
+    let who = cli.fixture.sandbox.doveadm(&["who"])?;
+    Ok(who
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                ["alice", count, "imap", ..] => count.parse::<u32>().ok(),
+                _ => None,
+            }
+        })
+        .sum())
 }
 
 #[test]

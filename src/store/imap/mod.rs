@@ -325,6 +325,13 @@ impl ImapStore {
         }
     }
 
+    /// A second handle on the connection's socket: shutting it down from
+    /// another thread ends an `idle` or `notify_wait` at once (with an error).
+    /// `None` for a tunnel.
+    pub fn socket_handle(&self) -> std::io::Result<Option<std::net::TcpStream>> {
+        self.session.socket_handle()
+    }
+
     /// Asks the server (NOTIFY, RFC 5465) to report new, removed and
     /// re-flagged messages in every personal folder from now on; once per
     /// connection. What changed before is for a sync to find.

@@ -290,6 +290,11 @@ impl Session {
         }
     }
 
+    /// See `Connection::socket_handle`.
+    pub(super) fn socket_handle(&self) -> std::io::Result<Option<std::net::TcpStream>> {
+        self.reader.get_ref().socket_handle()
+    }
+
     /// Fault injection: the next command ends the process once it is sent.
     pub(super) fn abort_after_next_send(&mut self) {
         self.abort_after_send = true;
