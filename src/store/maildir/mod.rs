@@ -420,6 +420,10 @@ impl MaildirStore {
         let mut messages: HashMap<String, Entry> = HashMap::new();
         // cur/ first: when a key is in both, the file that has been seen wins.
         for place in [Place::Cur, Place::New] {
+            #[cfg(test)]
+            if place == Place::New {
+                tests::between_cur_and_new();
+            }
             let sub = dir.join(place.dir_name());
             let entries = fs::read_dir(&sub).map_err(|e| io_error("reading", &sub, e))?;
             for entry in entries {
