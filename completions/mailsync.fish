@@ -34,6 +34,7 @@ complete -c mailsync -n "__fish_mailsync_needs_command" -s v -l verbose -d 'Prin
 complete -c mailsync -n "__fish_mailsync_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailsync -n "__fish_mailsync_needs_command" -s V -l version -d 'Print version'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "watch" -d 'Keep syncing: follow changes on the server and in the Maildir as they happen'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "migrate" -d 'Copy every folder of one IMAP account to another, resumably and without duplicates'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "auth" -d 'Sign in with OAuth2 and check the stored tokens'
@@ -88,6 +89,57 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l download-dele
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
+pull\t''
+push\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l max-messages -d 'Download at most N messages per folder in this run' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
+prometheus\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l report-file -d 'Write the report to FILE instead of stdout, replacing it atomically' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l host -d 'Server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l protocol -d 'Server protocol; pop3 always downloads and deletes [default: imap]' -r -f -a "imap\t''
+pop3\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l port -d 'Server port [default: 993 with implicit TLS, else 143; POP3: 995, else 110]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
+nested\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
+download-delete\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s n -l dry-run -d 'Print the plan, change nothing (neither mail nor state)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l allow-mass-delete -d 'Lift the mass-deletion brake for this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l rebind-state -d 'The state database was made for another server or Maildir, and the move is intended: record the configured ones and pair messages again by Message-ID and size, deleting nothing in this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l no-deletions -d 'Propagate no deletions in either direction this run'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l download-delete -d 'Download what is not yet local, then delete it on the server once the local copy is durable (mode = "download-delete" for this run)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l folder -d 'Count only folders matching PATTERN (IMAP wildcards, as for sync); repeatable; replaces the `folders` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 tsv\t'Tab-separated values with a header line'

@@ -32,3 +32,4 @@ pub mod private;
 pub mod state;
 pub mod store;
 pub mod sync;
+pub mod watch;

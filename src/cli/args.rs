@@ -141,6 +141,29 @@ server forgets the old records and pairs messages by Message-ID and size as \
 after a lost state (no duplicates, nothing deleted in that run); rebinding to \
 a moved Maildir keeps every record, so nothing is downloaded again.";
 
+const WATCH_ABOUT: &str =
+    "Keep syncing: follow changes on the server and in the Maildir as they happen";
+
+const WATCH_LONG_ABOUT: &str = "\
+Sync the accounts once, as `sync` does (same accounts, flags, lock and safety \
+rules), then keep running and sync each change soon after it happens: where \
+the server offers NOTIFY, one connection hears of changes in every folder; \
+otherwise the folders named in `watch_folders` (default INBOX) are kept open \
+with IDLE, one connection each (at most 4). Every synced Maildir folder's new/ \
+and cur/ are \
+watched with inotify, and a burst of changes (a mail reader marking many \
+messages read) becomes one sync of that folder. Every `poll_seconds` (default \
+300) a full sync catches what IDLE does not cover; POP3 and download-delete \
+accounts are only polled.
+
+When the server cannot be reached, watch says so once, keeps trying with \
+growing pauses (at most 5 minutes) and syncs what changed meanwhile once it \
+answers again. A refused password stops that account (exit status 3 when no \
+account is left). SIGINT or SIGTERM ends it after the step in flight, with \
+exit status 0; SIGHUP reloads the configuration. With --report-file the report \
+is rewritten after each sync. After a sync that changed something, the \
+account's `post_sync_command` runs.";
+
 const COUNT_ABOUT: &str = "Count messages per folder, on the server and in the Maildir";
 
 const COUNT_LONG_ABOUT: &str = "\
@@ -238,6 +261,8 @@ struct DocumentedArgs {
 pub enum Command {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
     Sync(Box<SyncCommand>),
+    #[command(about = WATCH_ABOUT, long_about = WATCH_LONG_ABOUT)]
+    Watch(Box<SyncArgs>),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(Box<CountArgs>),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
@@ -255,6 +280,8 @@ pub enum Command {
 enum DocumentedCommand {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
     Sync(SyncArgs),
+    #[command(about = WATCH_ABOUT, long_about = WATCH_LONG_ABOUT)]
+    Watch(SyncArgs),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(CountArgs),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]

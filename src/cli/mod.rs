@@ -12,10 +12,12 @@ mod machine_report;
 mod migrate;
 mod migrate_text;
 mod output;
+mod post_sync;
 mod progress;
 mod prometheus;
 mod signals;
 mod sync;
+mod watch;
 
 pub use args::{command, documented_command, parse, Args, Command};
 
@@ -33,6 +35,7 @@ pub fn run(args: Args) -> ExitStatus {
     };
     match args.command {
         Command::Sync(command) => sync::run(&ui, &args.global, *command),
+        Command::Watch(watch) => watch::run(&ui, &args.global, *watch),
         Command::Count(count) => count::run(&ui, &args.global, &count),
         Command::Migrate(command) => migrate::run(&ui, &args.global, *command),
         Command::Auth(command) => auth::run(&ui, &args.global, command),

@@ -13,6 +13,7 @@ use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use crate::config::{Account, Overrides};
 use crate::state::StateDb;
+use crate::store::imap::Secret;
 use crate::store::maildir::MaildirStore;
 use crate::store::StoreResult;
 use crate::sync::run_report::Stop;
@@ -54,6 +55,9 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         let result = match sync_one(ui, account, &args, crash_after_steps, stop) {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
+                if !args.dry_run {
+                    super::post_sync::run_after(ui, account, &report);
+                }
                 status = status.worst(report.exit_status());
                 interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
                 RunResult::Synced(report)
@@ -84,7 +88,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
 }
 
 /// The flags that adjust every account for this run.
-fn run_overrides(args: &SyncArgs) -> Overrides {
+pub(super) fn run_overrides(args: &SyncArgs) -> Overrides {
     let mut overrides = Overrides::default();
     if !args.folders.is_empty() {
         overrides.set("folders", args.folders.clone());
@@ -128,8 +132,20 @@ fn sync_one(
     crash_after_steps: Option<u64>,
     stop: StopRequest,
 ) -> Result<AccountReport, Failure> {
-    let name = account.name.as_str();
     let password = read_password(ui, account)?;
+    sync_with_password(ui, account, args, crash_after_steps, stop, password)
+}
+
+/// One sync of `account`, the password already read.
+pub(super) fn sync_with_password(
+    ui: &Ui,
+    account: &Account,
+    args: &SyncArgs,
+    crash_after_steps: Option<u64>,
+    stop: StopRequest,
+    password: Secret,
+) -> Result<AccountReport, Failure> {
+    let name = account.name.as_str();
 
     // A dry run changes nothing, not even by creating the state database or
     // the Maildir root: a missing one is stood in for by an empty scratch copy.

@@ -258,6 +258,14 @@ pub struct Account {
     pub max_messages: Option<u64>,
     /// Folders synced at once, each over its own connection pair.
     pub jobs: usize,
+    /// Shell command run after a sync that changed something
+    /// (`post_sync_command`).
+    pub post_sync_command: Option<String>,
+    /// Server folders `mailsync watch` keeps an IDLE connection on
+    /// (`watch_folders`); the others are looked at every `poll_seconds`.
+    pub watch_folders: Vec<String>,
+    /// Seconds between `mailsync watch`'s looks at what IDLE does not cover.
+    pub poll_seconds: u64,
 }
 
 impl Account {
@@ -553,6 +561,13 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
     let batch_bytes = s.size("batch_bytes")?.unwrap_or(DEFAULT_BATCH_BYTES);
     let max_messages = s.integer("max_messages_per_run", 1..=i64::MAX)?;
     let jobs = s.integer::<usize>("jobs", 1..=64)?.unwrap_or(DEFAULT_JOBS);
+    let post_sync_command = s.string("post_sync_command")?;
+    let watch_folders = s
+        .strings("watch_folders")?
+        .unwrap_or_else(|| vec!["INBOX".into()]);
+    let poll_seconds = s
+        .integer::<u64>("poll_seconds", 10..=86_400)?
+        .unwrap_or(DEFAULT_POLL_SECONDS);
 
     let server = ServerConfig {
         host,
@@ -585,8 +600,15 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         batch_bytes,
         max_messages,
         jobs,
+        post_sync_command,
+        watch_folders,
+        poll_seconds,
     })
 }
+
+/// Five minutes: cheap (one LIST-STATUS) and soon enough for folders that
+/// mail seldom arrives in.
+const DEFAULT_POLL_SECONDS: u64 = 300;
 
 /// Four connections sync folders in parallel without tripping common
 /// per-user connection limits (Dovecot allows ten per user and address).

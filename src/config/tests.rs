@@ -805,3 +805,31 @@ tls = "starttls"
     );
     Ok(())
 }
+
+#[test]
+fn watch_settings_have_defaults_and_limits() -> Result<(), ConfigError> {
+    let config = parse(MINIMAL)?;
+    let account = &config.accounts[0];
+    assert_eq!(account.watch_folders, vec!["INBOX".to_string()]);
+    assert_eq!(account.poll_seconds, 300);
+    assert_eq!(account.post_sync_command, None);
+
+    let config = parse(&format!(
+        "{MINIMAL}watch_folders = [\"INBOX\", \"Lists/rust\"]\npoll_seconds = 60\n\
+         post_sync_command = \"notmuch new\"\n"
+    ))?;
+    let account = &config.accounts[0];
+    assert_eq!(account.watch_folders, vec!["INBOX", "Lists/rust"]);
+    assert_eq!(account.poll_seconds, 60);
+    assert_eq!(account.post_sync_command.as_deref(), Some("notmuch new"));
+
+    // Under ten seconds polling would be a busy loop against the server.
+    let message = parse_err(&format!("{MINIMAL}poll_seconds = 1\n"));
+    assert!(
+        message.contains("key `poll_seconds`: 1 is out of range"),
+        "{message}"
+    );
+    let message = parse_err(&format!("{MINIMAL}watch_folders = 3\n"));
+    assert!(message.contains("watch_folders"), "{message}");
+    Ok(())
+}

@@ -77,6 +77,38 @@ impl Connection {
         matches!(self, Connection::Tls(_))
     }
 
+    /// A second handle on the socket, to shut it down from another thread
+    /// (which ends a read waiting on it); `None` for a tunnel.
+    pub fn socket_handle(&self) -> io::Result<Option<TcpStream>> {
+        match self {
+            Connection::Plain(tcp) => tcp.try_clone().map(Some),
+            Connection::Tls(tls) => tls.get_ref().try_clone().map(Some),
+            Connection::Tunnel(_) => Ok(None),
+        }
+    }
+
+    /// How long a read may wait; `None` is no limit.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        match self {
+            Connection::Plain(tcp) => tcp.read_timeout(),
+            Connection::Tls(tls) => tls.get_ref().read_timeout(),
+            Connection::Tunnel(tunnel) => Ok(non_zero(tunnel.io_timeout)),
+        }
+    }
+
+    /// Changes how long a read may wait: an IDLE waits far longer for the
+    /// server than a command's answer may take.
+    pub fn set_read_timeout(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        match self {
+            Connection::Plain(tcp) => tcp.set_read_timeout(limit),
+            Connection::Tls(tls) => tls.get_ref().set_read_timeout(limit),
+            Connection::Tunnel(tunnel) => {
+                tunnel.io_timeout = limit.unwrap_or(Duration::ZERO);
+                Ok(())
+            }
+        }
+    }
+
     /// SHA-256 fingerprint of the server certificate (see [`format_fingerprint`]),
     /// for showing the user what to pin.
     pub fn peer_fingerprint(&self) -> Option<String> {

@@ -20,3 +20,4 @@ mod state_binding;
 mod support;
 mod sync;
 mod tunnel;
+mod watch;

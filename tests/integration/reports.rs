@@ -580,7 +580,7 @@ fn crontab_commands(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Checks that a `mailsync ...` command line (no shell quoting) parses.
-fn mailsync_command_parses(command: &str) -> Result<(), String> {
+pub fn mailsync_command_parses(command: &str) -> Result<(), String> {
     let words: Vec<&str> = command.split_whitespace().collect();
     let program = words.first().ok_or("empty command")?;
     if !program.ends_with("mailsync") {
@@ -592,7 +592,7 @@ fn mailsync_command_parses(command: &str) -> Result<(), String> {
         .map_err(|e| format!("{command:?}: {e}"))
 }
 
-fn contrib(path: &str) -> std::io::Result<String> {
+pub fn contrib(path: &str) -> std::io::Result<String> {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("contrib")
@@ -621,7 +621,7 @@ fn contrib_crontabs_are_valid_and_their_commands_parse() -> TestResult {
 }
 
 /// `Key=Value` lines by section, after checking the unit file's structure.
-fn unit_sections(text: &str) -> Result<BTreeMap<String, Vec<(String, String)>>, String> {
+pub fn unit_sections(text: &str) -> Result<BTreeMap<String, Vec<(String, String)>>, String> {
     let mut sections: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     let mut current = None;
     for line in text.lines().map(str::trim) {
@@ -695,7 +695,7 @@ fn contrib_systemd_units_verify() -> TestResult {
     Ok(())
 }
 
-fn which(program: &str) -> Result<PathBuf, String> {
+pub fn which(program: &str) -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").ok_or("no PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

@@ -123,6 +123,8 @@ pub struct ImapStore {
     /// `delete` ends with UID EXPUNGE (config `expunge`); when false it only
     /// marks, and the user's own client expunges.
     expunge: bool,
+    /// NOTIFY SET was sent on this connection (see `notify_wait`).
+    notify_set: bool,
 }
 
 struct Selected {
@@ -245,6 +247,7 @@ impl ImapStore {
             broken: None,
             listed_with_status: None,
             expunge: true,
+            notify_set: false,
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
@@ -287,6 +290,113 @@ impl ImapStore {
     /// The capabilities the server announced after login.
     pub fn server_caps(&self) -> &ServerCaps {
         &self.server
+    }
+
+    /// Waits in IDLE (RFC 2177) on `folder` until the server reports a change
+    /// in it (true) or `limit` passes (false). Refused, as unsupported, by a
+    /// server without IDLE.
+    pub fn idle(&mut self, folder: &FolderName, limit: std::time::Duration) -> StoreResult<bool> {
+        if !self.server.has("IDLE") {
+            return Err(StoreError::Unsupported(format!(
+                "{}: the server does not offer IDLE",
+                self.address
+            )));
+        }
+        if self.selected.as_ref().map(|s| &s.name) != Some(folder) {
+            self.select(folder)?;
+        }
+        if let Some(why) = &self.broken {
+            return Err(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            )));
+        }
+        self.listed_with_status = None;
+        match self.session.idle(limit, &mut session::reports_change) {
+            Ok(session::IdleEnd::Changed) => {
+                // The changes reported were not counted into the selection:
+                // the next command on this folder selects it afresh.
+                self.selected = None;
+                Ok(true)
+            }
+            Ok(session::IdleEnd::TimedOut) => Ok(false),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// A second handle on the connection's socket: shutting it down from
+    /// another thread ends an `idle` or `notify_wait` at once (with an error).
+    /// `None` for a tunnel.
+    pub fn socket_handle(&self) -> std::io::Result<Option<std::net::TcpStream>> {
+        self.session.socket_handle()
+    }
+
+    /// Asks the server (NOTIFY, RFC 5465) to report new, removed and
+    /// re-flagged messages in every personal folder from now on; once per
+    /// connection. What changed before is for a sync to find.
+    pub fn set_notify(&mut self) -> StoreResult<()> {
+        if self.notify_set {
+            return Ok(());
+        }
+        if !self.server.has("NOTIFY") {
+            return Err(StoreError::Unsupported(format!(
+                "{}: the server does not offer NOTIFY",
+                self.address
+            )));
+        }
+        self.run(
+            "NOTIFY",
+            "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))",
+        )
+        .map_err(|f| f.in_session(&self.address, "NOTIFY"))?;
+        self.notify_set = true;
+        Ok(())
+    }
+
+    /// Waits, with NOTIFY (RFC 5465) asking for new, removed and re-flagged
+    /// messages in every personal folder, until the server reports changes or
+    /// `limit` passes; returns the folders that changed (none on a timeout).
+    /// A name that cannot be read back as a folder is left out, so a full sync
+    /// now and then is still needed. Refused, as unsupported, by a server
+    /// without NOTIFY.
+    pub fn notify_wait(&mut self, limit: std::time::Duration) -> StoreResult<Vec<FolderName>> {
+        if !self.server.has("NOTIFY") {
+            return Err(StoreError::Unsupported(format!(
+                "{}: the server does not offer NOTIFY",
+                self.address
+            )));
+        }
+        let delimiter = self.delimiter()?;
+        self.set_notify()?;
+        if let Some(why) = &self.broken {
+            return Err(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            )));
+        }
+        self.listed_with_status = None;
+        let mut changed = Vec::new();
+        let mut note = |response: &[u8]| match imap_proto::parser::parse_response(response) {
+            Ok((_, Response::MailboxData(MailboxDatum::Status { mailbox, .. }))) => {
+                if let Ok(info) = folder_from_list(&mailbox, delimiter, &[]) {
+                    if !changed.contains(&info.name) {
+                        changed.push(info.name);
+                    }
+                }
+                true
+            }
+            _ => session::reports_change(response),
+        };
+        match self.session.idle(limit, &mut note) {
+            Ok(_) => Ok(changed),
+            Err(e) => {
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// The hierarchy delimiter, asking the server if no listing told us yet;

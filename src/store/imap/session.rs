@@ -6,6 +6,7 @@
 //! piece at a time, so a large message is never copied into a command.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, Instant};
 
 use imap_proto::{Response, Status};
 
@@ -52,6 +53,15 @@ pub(super) enum Answer {
     Ok(Vec<u8>),
     /// NO or BAD, spelled as on the wire (`NO [TRYCREATE] ...`).
     Refused(String),
+}
+
+/// What ended an IDLE.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum IdleEnd {
+    /// The server reported new, changed or removed messages.
+    Changed,
+    /// The time asked for passed in silence.
+    TimedOut,
 }
 
 pub(super) struct Session {
@@ -172,6 +182,117 @@ impl Session {
                 self.read_until_tagged(verb, &tag, limit, deliver)
             }
         }
+    }
+
+    /// Sends IDLE (RFC 2177) on the selected folder and waits until the server
+    /// reports a change in it or `limit` passes, then ends the IDLE.
+    /// `notable` says whether an untagged response is a change worth ending
+    /// the IDLE for (see `reports_change`); it may note what changed.
+    pub(super) fn idle(
+        &mut self,
+        limit: Duration,
+        notable: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<IdleEnd> {
+        self.tag += 1;
+        let tag = format!("{TAG_PREFIX}{}", self.tag);
+        let end = self.idle_exchange(&tag, limit, notable);
+        if end.is_err() {
+            self.in_step = false;
+        }
+        end
+    }
+
+    fn idle_exchange(
+        &mut self,
+        tag: &str,
+        limit: Duration,
+        notable: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<IdleEnd> {
+        const VERB: &str = "IDLE";
+        let deadline = Instant::now() + limit;
+        self.write(VERB, format!("{tag} IDLE\r\n").as_bytes())?;
+        self.flush(VERB)?;
+        let mut changed = false;
+        let mut note = |response: &[u8]| {
+            changed |= notable(response);
+            true
+        };
+        if let Some(answer) = self.await_continuation(VERB, tag, &mut note)? {
+            return match answer {
+                Answer::Ok(_) => Err(self.protocol(VERB, "the server ended IDLE at once")),
+                Answer::Refused(text) => Err(self.protocol(VERB, &format!("refused: {text}"))),
+            };
+        }
+        let mut buf = Vec::new();
+        while !changed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.data_waiting(VERB, left)? {
+                break;
+            }
+            self.read_response(VERB, MAX_LITERAL_BYTES, &mut buf)?;
+            if let Some(text) = buf.strip_prefix(b"* BYE ") {
+                self.bye = Some(excerpt(text));
+                return Err(self.closed(VERB));
+            }
+            changed = notable(&buf);
+        }
+        self.write(VERB, b"DONE\r\n")?;
+        self.flush(VERB)?;
+        // Changes reported between our DONE and the server's answer count too.
+        let mut note = |response: &[u8]| {
+            changed |= notable(response);
+            true
+        };
+        match self.read_until_tagged(VERB, tag, MAX_LITERAL_BYTES, &mut note)? {
+            Answer::Ok(_) => Ok(if changed {
+                IdleEnd::Changed
+            } else {
+                IdleEnd::TimedOut
+            }),
+            Answer::Refused(text) => Err(self.protocol(VERB, &format!("refused: {text}"))),
+        }
+    }
+
+    /// Waits up to `limit` for the server to send something; false when it
+    /// sent nothing. The connection's own timeout is kept for the rest of a
+    /// response.
+    fn data_waiting(&mut self, verb: &str, limit: Duration) -> StoreResult<bool> {
+        if !self.reader.buffer().is_empty() {
+            return Ok(true);
+        }
+        let failure = |address: &str, e: std::io::Error| net::io_failure(address, verb, &e);
+        let normal = self
+            .reader
+            .get_ref()
+            .read_timeout()
+            .map_err(|e| failure(&self.address, e))?;
+        self.reader
+            .get_mut()
+            .set_read_timeout(Some(limit.max(Duration::from_millis(1))))
+            .map_err(|e| failure(&self.address, e))?;
+        let filled = self.reader.fill_buf().map(|b| !b.is_empty());
+        self.reader
+            .get_mut()
+            .set_read_timeout(normal)
+            .map_err(|e| failure(&self.address, e))?;
+        match filled {
+            Ok(true) => Ok(true),
+            Ok(false) => Err(self.closed(verb)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(failure(&self.address, e)),
+        }
+    }
+
+    /// See `Connection::socket_handle`.
+    pub(super) fn socket_handle(&self) -> std::io::Result<Option<std::net::TcpStream>> {
+        self.reader.get_ref().socket_handle()
     }
 
     /// Fault injection: the next command ends the process once it is sent.
@@ -423,6 +544,28 @@ impl Session {
     }
 }
 
+/// Whether an untagged response says the selected folder changed: `* N
+/// EXISTS`, `* N EXPUNGE`, `* N FETCH (...)` or `* VANISHED ...`.
+pub(super) fn reports_change(response: &[u8]) -> bool {
+    let Some(rest) = response.strip_prefix(b"* ") else {
+        return false;
+    };
+    if rest.len() >= 8 && rest[..8].eq_ignore_ascii_case(b"VANISHED") {
+        return true;
+    }
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let word: Vec<u8> = rest[digits..]
+        .iter()
+        .skip_while(|b| **b == b' ')
+        .take_while(|b| b.is_ascii_alphabetic())
+        .map(u8::to_ascii_uppercase)
+        .collect();
+    matches!(word.as_slice(), b"EXISTS" | b"EXPUNGE" | b"FETCH")
+}
+
 fn is_tagged(response: &[u8], tag: &str) -> bool {
     response
         .strip_prefix(tag.as_bytes())
@@ -504,6 +647,17 @@ mod tests {
             announced_literal(b"* 1 FETCH (X {99999999999999999999999}\r\n"),
             Some(None)
         );
+    }
+
+    #[test]
+    fn idle_wakes_on_folder_changes_only() {
+        assert!(reports_change(b"* 12 EXISTS\r\n"));
+        assert!(reports_change(b"* 3 EXPUNGE\r\n"));
+        assert!(reports_change(b"* 4 FETCH (FLAGS (\\Seen))\r\n"));
+        assert!(reports_change(b"* VANISHED 5:7\r\n"));
+        assert!(!reports_change(b"* OK Still here\r\n"));
+        assert!(!reports_change(b"* 2 RECENT\r\n"));
+        assert!(!reports_change(b"+ idling\r\n"));
     }
 
     #[test]

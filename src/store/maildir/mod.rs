@@ -397,13 +397,33 @@ impl MaildirStore {
         }
     }
 
+    /// Reads `new/` and `cur/` twice and keeps every message either reading
+    /// saw (under the name the second saw). A mail reader that renames a file
+    /// meanwhile (`new/` to `cur/`, or a flag change) can hide it from one
+    /// reading: between the two directories, or from a directory listing in
+    /// progress. One reading would then report it missing, and a missing
+    /// message is deleted on the server. A file really deleted in between
+    /// stays listed for this run; the next one sees it gone.
+    fn scan(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
+        let mut messages = Self::scan_once(dir, warnings)?;
+        let mut again = Self::scan_once(dir, &mut Vec::new())?;
+        for (key, entry) in messages.drain() {
+            again.entry(key).or_insert(entry);
+        }
+        Ok(again)
+    }
+
     /// Reads `new/` and `cur/` once. Duplicate keys and odd entries become
     /// warnings, never failures: another mail client may be working in the
     /// folder at the same time.
-    fn scan(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
+    fn scan_once(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
         let mut messages: HashMap<String, Entry> = HashMap::new();
         // cur/ first: when a key is in both, the file that has been seen wins.
         for place in [Place::Cur, Place::New] {
+            #[cfg(test)]
+            if place == Place::New {
+                tests::between_cur_and_new();
+            }
             let sub = dir.join(place.dir_name());
             let entries = fs::read_dir(&sub).map_err(|e| io_error("reading", &sub, e))?;
             for entry in entries {

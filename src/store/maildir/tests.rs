@@ -808,3 +808,47 @@ fn a_delivery_syncs_the_file_then_the_directory_it_entered() {
         );
     }
 }
+
+thread_local! {
+    /// Run by a scan between its readings of `cur/` and `new/`.
+    static BETWEEN_CUR_AND_NEW: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        std::cell::RefCell::new(None);
+}
+
+pub(super) fn between_cur_and_new() {
+    BETWEEN_CUR_AND_NEW.with(|hook| {
+        if let Some(hook) = hook.borrow_mut().as_mut() {
+            hook();
+        }
+    });
+}
+
+#[test]
+fn a_file_moved_from_new_to_cur_during_the_scan_is_still_listed() {
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().to_path_buf();
+    make_maildir(&folder);
+    let key = "1700000000.M1P1.host";
+    fs::write(folder.join("new").join(key), b"Subject: x\n\nbody\n").unwrap();
+    // What a mail reader does when the message is read, at the worst moment:
+    // after the scan read cur/ and before it reads new/, once.
+    let moving = folder.clone();
+    let mut moved = false;
+    BETWEEN_CUR_AND_NEW.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(move || {
+            if !moved {
+                moved = true;
+                fs::rename(
+                    moving.join("new").join(key),
+                    moving.join("cur").join(format!("{key}:2,S")),
+                )
+                .unwrap();
+            }
+        }));
+    });
+    let listed = MaildirStore::scan(&folder, &mut Vec::new()).unwrap();
+    BETWEEN_CUR_AND_NEW.with(|hook| *hook.borrow_mut() = None);
+    let entry = listed.get(key).expect("the moved message is listed");
+    assert_eq!(entry.place, Place::Cur);
+    assert_eq!(entry.file, format!("{key}:2,S"));
+}
