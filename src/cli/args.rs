@@ -384,6 +384,13 @@ pub struct SyncCommand {
     #[command(flatten)]
     pub args: SyncArgs,
 
+    #[command(flatten)]
+    pub fault: FaultArgs,
+}
+
+/// The hidden fault-injection switches of `sync` and `migrate`, for tests.
+#[derive(Debug, clap::Args)]
+pub struct FaultArgs {
     /// Test-only fault injection: abort the process after N effect steps, as a
     /// crash would.
     #[arg(long, hide = true, value_name = "N")]
@@ -393,6 +400,19 @@ pub struct SyncCommand {
     /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
     #[arg(long, hide = true, value_name = "N:ACTION")]
     pub after_appends: Option<String>,
+}
+
+impl FaultArgs {
+    /// Arms the APPEND switch; a malformed one is a usage error.
+    pub fn arm(&self, ui: &super::output::Ui) -> Result<(), ExitStatus> {
+        if let Some(spec) = &self.after_appends {
+            if let Err(e) = crate::fault::arm(spec) {
+                ui.error(&format!("--after-appends {e}"));
+                return Err(ExitStatus::Usage);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -749,15 +769,8 @@ pub struct MigrateCommand {
     #[command(flatten)]
     pub args: MigrateArgs,
 
-    /// Test-only fault injection: abort the process after N effect steps, as a
-    /// crash would.
-    #[arg(long, hide = true, value_name = "N")]
-    pub crash_after_steps: Option<u64>,
-
-    /// Test-only fault injection at the N-th APPEND command to the server:
-    /// `N:abort` (after sending it), `N:int`, `N:term` or `N:int-int`.
-    #[arg(long, hide = true, value_name = "N:ACTION")]
-    pub after_appends: Option<String>,
+    #[command(flatten)]
+    pub fault: FaultArgs,
 }
 
 #[derive(Debug, Clone, clap::Args)]

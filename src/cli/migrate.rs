@@ -56,17 +56,11 @@ struct Pair {
 }
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: MigrateCommand) -> ExitStatus {
-    let MigrateCommand {
-        args,
-        crash_after_steps,
-        after_appends,
-    } = command;
-    if let Some(spec) = after_appends {
-        if let Err(e) = crate::fault::arm(&spec) {
-            ui.error(&format!("--after-appends {e}"));
-            return ExitStatus::Usage;
-        }
+    let MigrateCommand { args, fault } = command;
+    if let Err(status) = fault.arm(ui) {
+        return status;
     }
+    let crash_after_steps = fault.crash_after_steps;
     let setup = match Setup::new(global, &args, crash_after_steps) {
         Ok(setup) => setup,
         Err(error) => {

@@ -23,17 +23,11 @@ use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
-    let SyncCommand {
-        args,
-        crash_after_steps,
-        after_appends,
-    } = command;
-    if let Some(spec) = after_appends {
-        if let Err(e) = crate::fault::arm(&spec) {
-            ui.error(&format!("--after-appends {e}"));
-            return ExitStatus::Usage;
-        }
+    let SyncCommand { args, fault } = command;
+    if let Err(status) = fault.arm(ui) {
+        return status;
     }
+    let crash_after_steps = fault.crash_after_steps;
     let started = chrono::Utc::now();
     let stop = super::signals::install();
     let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
