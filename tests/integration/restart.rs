@@ -142,15 +142,7 @@ impl Account {
     }
 
     fn server(&self) -> Vec<Vec<u8>> {
-        let mut bodies: Vec<Vec<u8>> = self
-            .sandbox
-            .messages(self.user, "INBOX")
-            .expect("server messages")
-            .into_iter()
-            .map(|m| m.body)
-            .collect();
-        bodies.sort();
-        bodies
+        server_inbox(&self.sandbox, self.user)
     }
 
     fn local(&self) -> Vec<Vec<u8>> {
@@ -194,6 +186,18 @@ impl Account {
 }
 
 /// The first line of each message, for readable failures.
+/// The bodies in `user`'s INBOX on the server, sorted.
+fn server_inbox(sandbox: &Sandbox, user: &str) -> Vec<Vec<u8>> {
+    let mut bodies: Vec<Vec<u8>> = sandbox
+        .messages(user, "INBOX")
+        .expect("server messages")
+        .into_iter()
+        .map(|m| m.body)
+        .collect();
+    bodies.sort();
+    bodies
+}
+
 fn summary(bodies: &[Vec<u8>]) -> Vec<String> {
     bodies
         .iter()
@@ -438,13 +442,7 @@ fn migrate_killed_after_each_append_is_resumed_without_duplicates() {
                 "after APPEND {k}: {}",
                 String::from_utf8_lossy(&rerun.stderr)
             );
-            let mut copy: Vec<Vec<u8>> = sandbox
-                .messages("bob", "INBOX")
-                .expect("messages")
-                .into_iter()
-                .map(|m| m.body)
-                .collect();
-            copy.sort();
+            let copy = server_inbox(&sandbox, "bob");
             assert_eq!(summary(&copy), summary(&source), "uidplus {uidplus}, k {k}");
             if !crashed {
                 break;
@@ -515,12 +513,6 @@ fn migrate_stopped_by_ctrl_c_exits_130_and_the_rerun_completes_it() {
         "{}",
         String::from_utf8_lossy(&rerun.stderr)
     );
-    let mut copy: Vec<Vec<u8>> = sandbox
-        .messages("bob", "INBOX")
-        .expect("messages")
-        .into_iter()
-        .map(|m| m.body)
-        .collect();
-    copy.sort();
+    let copy = server_inbox(&sandbox, "bob");
     assert_eq!(summary(&copy), summary(&source));
 }
