@@ -290,13 +290,20 @@ fn watch_comes_back_after_the_server_restarts() -> TestResult {
         "the change after the restart",
         || Ok(cli.server_count("INBOX")? == 1),
     )?;
+    // The line comes when the sync that made the change has ended, a moment
+    // after the change is on the server.
+    wait_for(
+        &watching,
+        CHANGE_DEADLINE,
+        "the line that the server answers again",
+        || Ok(watching.log().contains("answers again")),
+    )?;
     let log = watching.log();
     assert_eq!(
         log.matches("trying again").count(),
         1,
         "one line per outage:\n{log}"
     );
-    assert!(log.contains("answers again"), "{log}");
     Ok(())
 }
 
