@@ -31,7 +31,8 @@ pub fn generate(out: &Path) -> anyhow::Result<()> {
         &man_dir.join("mailsync.1"),
         &render_page(cmd.clone(), true)?,
     )?;
-    for sub in cmd.get_subcommands() {
+    // clap's own `help` subcommand has no page: `mailsync help CMD` shows CMD's.
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = sub.get_display_name().unwrap_or(sub.get_name());
         write(
             &man_dir.join(format!("{name}.1")),
