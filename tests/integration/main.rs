@@ -12,6 +12,7 @@ mod local_safety;
 mod measure;
 mod migrate;
 mod oauth2;
+mod packaging;
 mod pop3_store;
 mod refused;
 mod reports;
