@@ -160,3 +160,75 @@ fn accounts_lists_the_configured_names_for_completion() -> TestResult {
     assert_eq!(missing.stdout, "");
     Ok(())
 }
+
+/// The bash completion, run as bash runs it: account names where an ACCOUNT
+/// goes (read with the command line's --config), none where a flag's value goes.
+#[test]
+fn bash_completion_offers_account_names() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let config = home.path().join("accounts.toml");
+    std::fs::write(
+        &config,
+        "[accounts.work]\nhost = \"imap.example.org\"\nuser = \"me\"\npassword_env = \"PW\"\n\
+         maildir = \"~/Mail/work\"\n\n[accounts.wife]\nhost = \"imap.example.org\"\n\
+         user = \"her\"\npassword_env = \"PW\"\nmaildir = \"~/Mail/wife\"\n",
+    )?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/mailsync.bash");
+    let binary_dir = std::path::Path::new(env!("CARGO_BIN_EXE_mailsync"))
+        .parent()
+        .ok_or("binary dir")?;
+    let complete = |words: &[&str]| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let cword = words.len() - 1;
+        let prev = words
+            .get(cword.wrapping_sub(1))
+            .copied()
+            .unwrap_or_default();
+        let program = format!(
+            "source '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={cword}\n\
+             _mailsync_with_accounts mailsync '{}' '{prev}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            script.display(),
+            quoted.join(" "),
+            words[cword],
+        );
+        let mut command = mailsync_in(home.path());
+        let path = std::env::join_paths(std::iter::once(binary_dir.to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ))?;
+        command.env("PATH", path);
+        let mut bash = std::process::Command::new("bash");
+        bash.envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .args(["-c", &program]);
+        let done = run(bash)?;
+        assert_eq!(done.code, Some(0), "{}", done.stderr);
+        Ok(done.stdout.lines().map(str::to_string).collect())
+    };
+    let config = config.to_string_lossy().into_owned();
+    let names = |words: &[&str]| -> Result<Vec<String>, Box<dyn std::error::Error>> {
+        let mut offered = complete(words)?;
+        offered.retain(|w| !w.is_empty() && !w.starts_with('-'));
+        Ok(offered)
+    };
+    assert_eq!(
+        names(&["mailsync", "--config", &config, "sync", "w"])?,
+        ["wife", "work"]
+    );
+    assert_eq!(
+        names(&["mailsync", "check", "--config", &config, "wo"])?,
+        ["work"]
+    );
+    assert_eq!(
+        names(&["mailsync", "--config", &config, "auth", "login", ""])?,
+        ["wife", "work"]
+    );
+    assert_eq!(
+        names(&["mailsync", "--config", &config, "migrate", "--from", "wi"])?,
+        ["wife"]
+    );
+    // A flag's value is not an account.
+    assert_eq!(
+        names(&["mailsync", "--config", &config, "sync", "--folder", "w"])?,
+        Vec::<String>::new()
+    );
+    Ok(())
+}
