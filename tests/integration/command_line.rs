@@ -56,6 +56,35 @@ fn check_shows_what_the_server_offers_and_changes_nothing() -> TestResult {
     assert!(!cli.fixture.state_path().exists());
     assert_eq!(local_listing(&cli)?, local_before);
 
+    // A POP3 account of the same mailbox: its CAPA, and INBOX alone.
+    let sandbox = &cli.fixture.sandbox;
+    let mut config = std::fs::read_to_string(&cli.config)?;
+    config.push_str(&format!(
+        "\n[accounts.pop]\nprotocol = \"pop3\"\nhost = \"{}\"\nport = {}\nca_file = \"{}\"\n\
+         user = \"alice\"\npassword_env = \"{}\"\nmaildir = \"{}\"\n",
+        sandbox.host(),
+        sandbox.pop3s_port(),
+        sandbox.ca_file().display(),
+        crate::reports::PASSWORD_ENV,
+        cli.fixture.dir.path().join("pop-mail").display(),
+    ));
+    std::fs::write(&cli.config, config)?;
+    let run = cli.run(&["check", "--report", "json", "pop"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let value: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let pop = &value["accounts"][0];
+    assert_eq!(pop["protocol"], "pop3");
+    assert!(
+        pop["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "UIDL")),
+        "{pop}"
+    );
+    assert_eq!(pop["namespace"], serde_json::Value::Null);
+    assert_eq!(pop["folders"].as_array().map(Vec::len), Some(1), "{pop}");
+    assert_eq!(pop["folders"][0]["name"], "INBOX");
+    assert_eq!(pop["folders"][0]["messages"], 3);
+
     let run = cli.run_with_password(&["check"], "wrong")?;
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert!(

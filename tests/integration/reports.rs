@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// The environment variable the test configs read the password from.
-const PASSWORD_ENV: &str = "MAILSYNC_TEST_PW";
+pub const PASSWORD_ENV: &str = "MAILSYNC_TEST_PW";
 
 /// The sandbox user alice as a config-file account named `alice`, with a
 /// private HOME, run through the built binary.
