@@ -167,8 +167,9 @@ fn zsh_account_names(script: &str) -> anyhow::Result<String> {
     let mut out = String::new();
     let mut hooked = 0;
     for line in script.lines() {
-        let is_account =
-            line.starts_with("'*::accounts -- ") || line.contains(":ACCOUNT:_default'");
+        let is_account = line.starts_with("'*::accounts -- ")
+            || line.starts_with("':account -- ")
+            || line.contains(":ACCOUNT:_default'");
         match line.strip_suffix(":_default' \\") {
             Some(head) if is_account => {
                 out.push_str(&format!("{head}:_mailsync_accounts' \\\n"));
@@ -198,7 +199,7 @@ _mailsync_accounts() {
             --config=*) config=(--config ${(Q)${all[i]#--config=}}) ;;
         esac
     done
-    names=(${(f)"$(_call_program accounts mailsync $config accounts 2>/dev/null)"})
+    names=(${(f)"$(_call_program accounts mailsync ${(q)config} accounts 2>/dev/null)"})
     _describe -t accounts 'account' names
 }
 "#;
@@ -522,6 +523,29 @@ mod tests {
                 .unwrap_or_default();
             assert!(examples.contains(".TP"), "{name}: no example");
         }
+        Ok(())
+    }
+
+    /// Every ACCOUNT argument and --from/--to completes to account names.
+    #[test]
+    fn completions_ask_for_account_names() -> anyhow::Result<()> {
+        let mut cmd = documented_command();
+        cmd.build();
+        let script = |shell: Shell| -> anyhow::Result<String> {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd.clone(), "mailsync", &mut script);
+            with_account_names(shell, &String::from_utf8(script)?, &cmd)
+        };
+        let zsh = script(Shell::Zsh)?;
+        // sync, watch, count, check, auth status, auth login, migrate --from and --to.
+        assert_eq!(zsh.matches(":_mailsync_accounts' \\").count(), 8, "{zsh}");
+        assert!(zsh.contains("_mailsync_accounts() {"));
+        let fish = script(Shell::Fish)?;
+        assert_eq!(fish.matches("-a \"(__fish_mailsync_accounts)\"").count(), 8);
+        let bash = script(Shell::Bash)?;
+        assert!(bash.contains("complete -F _mailsync_with_accounts "));
+        assert!(!bash.contains("complete -F _mailsync "));
+        assert!(bash.contains(" --folder ") && bash.contains(" -j "));
         Ok(())
     }
 
