@@ -38,13 +38,16 @@ complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "watch" -d 'Keep s
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "migrate" -d 'Copy every folder of one IMAP account to another, resumably and without duplicates'
 complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "auth" -d 'Sign in with OAuth2 and check the stored tokens'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "check" -d 'Log in and show the server\'s capabilities, namespace and folders, changing nothing'
+complete -c mailsync -n "__fish_mailsync_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l exclude -d 'Leave out folders matching PATTERN (same wildcards); repeatable; adds to the `exclude` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
 push\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
-complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"
@@ -70,7 +73,7 @@ oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
 nested\t''"
-complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST-HASH.db, HASH from the server\'s protocol, host, port and user and the Maildir]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
 download-delete\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
@@ -90,12 +93,13 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l folder -d 'Sync only folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable; replaces the `folders` setting' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l exclude -d 'Leave out folders matching PATTERN (same wildcards); repeatable; adds to the `exclude` setting' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l direction -d 'Which way changes travel: both, pull (server to Maildir) or push' -r -f -a "both\t''
 pull\t''
 push\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
-complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"
@@ -121,7 +125,7 @@ oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
 nested\t''"
-complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST-HASH.db, HASH from the server\'s protocol, host, port and user and the Maildir]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
 download-delete\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
@@ -167,7 +171,7 @@ oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
 nested\t''"
-complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST-HASH.db, HASH from the server\'s protocol, host, port and user and the Maildir]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
 download-delete\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
@@ -245,16 +249,17 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l allow-plai
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s q -l quiet -d 'Print errors only'
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s v -l verbose -d 'Print each step; repeat for more detail'
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -f -a "login" -d 'Sign in to the provider and store the refresh token'
-complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status" -f -a "status" -d 'Show the stored tokens of accounts with an oauth2 table, after refreshing them'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -f -a "login" -d 'Sign in to the provider and store the refresh token'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -f -a "status" -d 'Show the stored tokens of accounts with an oauth2 table, after refreshing them'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and not __fish_seen_subcommand_from login status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
@@ -273,3 +278,76 @@ never\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "login" -d 'Sign in to the provider and store the refresh token'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show the stored tokens of accounts with an oauth2 table, after refreshing them'
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l report -d 'Output format' -r -f -a "text\t'A table for people'
+json\t'One JSON document'"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l host -d 'Server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l protocol -d 'Server protocol; pop3 always downloads and deletes [default: imap]' -r -f -a "imap\t''
+pop3\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l port -d 'Server port [default: 993 with implicit TLS, else 143; POP3: 995, else 110]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l tls -d 'Connection security [default: implicit]' -r -f -a "implicit\t''
+starttls\t''
+none\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l ca-file -d 'Extra trusted CA certificate (PEM)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l fingerprint -d 'Accept only the server certificate with this SHA-256 (hex)' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l user -d 'Login name' -r -f -a "(__fish_complete_users)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l password-command -d 'Run COMMAND with sh -c; the first line it prints is the password' -r -f -a "(__fish_complete_command)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l password-env -d 'Read the password from the environment variable VAR' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l password-file -d 'Read the password from the first line of FILE' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l auth -d 'Login method [default: auto]; with xoauth2 or oauthbearer the password source supplies an OAuth2 access token' -r -f -a "auto\t''
+plain\t''
+login\t''
+xoauth2\t''
+oauthbearer\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l maildir -d 'Local Maildir root (created on the first run)' -r -f -a "(__fish_complete_directories)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l layout -d 'How folders map to directories [default: maildir++]' -r -f -a "maildir++\t''
+nested\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l state -d 'State database [default: $XDG_DATA_HOME/mailsync/USER@HOST-HASH.db, HASH from the server\'s protocol, host, port and user and the Maildir]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l mode -d 'Two-way sync, or download and then delete on the server [default: two-way]' -r -f -a "two-way\t''
+download-delete\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -l allow-plaintext -d 'Accept tls = "none" (the password travels unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -s q -l quiet -d 'Print errors only'
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -s v -l verbose -d 'Print each step; repeat for more detail'
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "sync" -d 'Sync accounts (all of them when none is named)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "watch" -d 'Keep syncing: follow changes on the server and in the Maildir as they happen'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "count" -d 'Count messages per folder, on the server and in the Maildir'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "migrate" -d 'Copy every folder of one IMAP account to another, resumably and without duplicates'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "auth" -d 'Sign in with OAuth2 and check the stored tokens'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "check" -d 'Log in and show the server\'s capabilities, namespace and folders, changing nothing'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and not __fish_seen_subcommand_from sync watch count migrate auth check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and __fish_seen_subcommand_from auth" -f -a "login" -d 'Sign in to the provider and store the refresh token'
+complete -c mailsync -n "__fish_mailsync_using_subcommand help; and __fish_seen_subcommand_from auth" -f -a "status" -d 'Show the stored tokens of accounts with an oauth2 table, after refreshing them'
+
+# Account names, from the config file through the hidden `mailsync accounts`
+# (with the command line's --config, if any).
+function __fish_mailsync_accounts
+    set -l tokens (commandline -opc)
+    set -l config
+    for i in (seq (count $tokens))
+        switch $tokens[$i]
+            case --config
+                set config --config $tokens[(math $i + 1)]
+            case '--config=*'
+                set config --config (string replace -- --config= '' $tokens[$i])
+        end
+    end
+    mailsync $config accounts 2>/dev/null
+end
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand check" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from login" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand auth; and __fish_seen_subcommand_from status" -f -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from -x -a "(__fish_mailsync_accounts)"
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to -x -a "(__fish_mailsync_accounts)"

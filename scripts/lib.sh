@@ -10,6 +10,11 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # measures the peak memory of test runs.
 TEST_PACKAGES=(dovecot-imapd dovecot-pop3d openssl pkg-config libssl-dev libsqlite3-dev
     gcc libc6-dev ca-certificates time)
+# systemd-analyze checks the contrib units (verify, security rating).
+TEST_PACKAGES+=(systemd)
+# dpkg-deb and dpkg-shlibdeps build the .deb; man-db finds its pages (man -w).
+TEST_PACKAGES+=(dpkg-dev)
+TEST_PACKAGES+=(man-db)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -50,6 +50,30 @@ pub(super) fn load_accounts(
     Ok(config.select(names)?.into_iter().cloned().collect())
 }
 
+/// `mailsync accounts`: the configured account names, one a line, for the
+/// shell completions. A missing or broken config file prints no names; the
+/// error goes to stderr, which completions discard.
+pub(super) fn print_names(ui: &Ui, global: &GlobalArgs) -> ExitStatus {
+    let no_names: [String; 0] = [];
+    match load_accounts(
+        global,
+        &no_names,
+        Overrides::default(),
+        &OneOffArgs::default(),
+    ) {
+        Ok(accounts) => {
+            for account in accounts {
+                ui.out(&account.name);
+            }
+            ExitStatus::Ok
+        }
+        Err(error) => {
+            ui.error_chain(&error);
+            ExitStatus::Usage
+        }
+    }
+}
+
 /// Reads the account's password (or access token) from its source; warns when
 /// it is about to travel without TLS.
 pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failure> {

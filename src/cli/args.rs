@@ -213,7 +213,6 @@ fn root() -> clap::Command {
         .about(ABOUT)
         .long_about(LONG_ABOUT)
         .after_long_help(after_help())
-        .disable_help_subcommand(true)
         .subcommand_required(true)
         .arg_required_else_help(true)
 }
@@ -269,9 +268,14 @@ pub enum Command {
     Migrate(Box<MigrateCommand>),
     #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
     Auth(AuthCommand),
+    #[command(about = CHECK_ABOUT, long_about = CHECK_LONG_ABOUT)]
+    Check(Box<CheckArgs>),
     /// Write the man pages and shell completions below DIR.
     #[command(hide = true)]
     GenerateDocs(DocsArgs),
+    /// Print the names of the configured accounts, one a line (for shell completion).
+    #[command(hide = true)]
+    Accounts,
 }
 
 // Must list the same commands as `Command` minus the hidden ones; a unit test
@@ -288,6 +292,44 @@ enum DocumentedCommand {
     Migrate(Box<MigrateArgs>),
     #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
     Auth(AuthCommand),
+    #[command(about = CHECK_ABOUT, long_about = CHECK_LONG_ABOUT)]
+    Check(Box<CheckArgs>),
+}
+
+const CHECK_ABOUT: &str =
+    "Log in and show the server's capabilities, namespace and folders, changing nothing";
+
+const CHECK_LONG_ABOUT: &str = "\
+Log in to each named account's server (every account when none is named, or \
+the one-off account described by --host and its companions) and print what it \
+offers: its capabilities (IMAP CAPABILITY, POP3 CAPA), its personal namespace \
+and hierarchy delimiter (IMAP NAMESPACE), and every folder with its messages, \
+unseen messages and size, and whether the account's `folders` and `exclude` \
+select it for syncing. Use it to test a configuration before the first sync: \
+it reads no state database, touches no Maildir and changes nothing on the \
+server.
+
+--report json prints {\"version\": 1, \"accounts\": [{\"name\", \"protocol\", \
+\"server\", \"user\", \"capabilities\", \"namespace\": {\"prefix\", \"delimiter\"}, \
+\"folders\": [{\"name\", \"synced\", \"messages\", \"unseen\", \"bytes\", \"error\"}], \
+\"error\"}]}, with null for what is unknown.";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Accounts to check, as named in the config file [default: all]
+    #[arg(value_name = "ACCOUNT", conflicts_with = "host")]
+    pub accounts: Vec<String>,
+
+    /// Output format
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ReportKind::Text)]
+    pub report: ReportKind,
+
+    /// Accept tls = "none" (the password travels unencrypted)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    #[command(flatten)]
+    pub one_off: OneOffArgs,
 }
 
 const AUTH_ABOUT: &str = "Sign in with OAuth2 and check the stored tokens";
@@ -430,6 +472,12 @@ pub struct SyncArgs {
     #[arg(long = "folder", value_name = "PATTERN")]
     pub folders: Vec<String>,
 
+    /// Leave out folders matching PATTERN (same wildcards); repeatable; adds to the `exclude`
+    /// setting
+    #[arg(long = "exclude", value_name = "PATTERN",
+          value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub exclude: Vec<String>,
+
     /// Lift the mass-deletion brake for this run
     #[arg(long)]
     pub allow_mass_delete: bool,
@@ -467,7 +515,7 @@ pub struct SyncArgs {
     pub move_to: Option<String>,
 
     /// Sync up to N folders at once, each over its own connection [default: 4]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
     /// Download at most N messages per folder in this run
@@ -623,7 +671,8 @@ pub struct OneOffArgs {
         requires = "host",
         value_name = "FILE",
         value_hint = ValueHint::FilePath,
-        help = "State database [default: $XDG_DATA_HOME/mailsync/USER@HOST.db]"
+        help = "State database [default: $XDG_DATA_HOME/mailsync/USER@HOST-HASH.db, HASH from \
+                the server's protocol, host, port and user and the Maildir]"
     )]
     pub state: Option<String>,
 
@@ -1068,6 +1117,39 @@ mod tests {
             .flat_map(|s| s.get_arguments())
             .all(|a| !a.is_hide_set()));
         assert!(documented.get_subcommands().all(|s| !s.is_hide_set()));
+    }
+
+    #[test]
+    fn sync_takes_jobs_and_exclude_like_migrate() {
+        let parse = |args: &[&str]| -> Result<SyncArgs, clap::Error> {
+            let matches = command().try_get_matches_from(args)?;
+            let (_, sub) = matches.subcommand().ok_or_else(|| {
+                clap::Error::raw(clap::error::ErrorKind::MissingSubcommand, "no subcommand")
+            })?;
+            SyncArgs::from_arg_matches(sub)
+        };
+        let args = parse(&[
+            "mailsync",
+            "sync",
+            "-j",
+            "2",
+            "--exclude",
+            "Spam",
+            "--exclude",
+            "A/*",
+        ])
+        .expect("parses");
+        assert_eq!(args.jobs, Some(2));
+        assert_eq!(args.exclude, ["Spam", "A/*"]);
+        let args = parse(&["mailsync", "sync", "--jobs", "64"]).expect("parses");
+        assert_eq!(args.jobs, Some(64));
+        for refused in [
+            &["mailsync", "sync", "-j", "0"][..],
+            &["mailsync", "sync", "-j", "65"],
+            &["mailsync", "sync", "--exclude", ""],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
     }
 
     #[test]

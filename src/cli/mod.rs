@@ -5,6 +5,7 @@
 mod account;
 pub mod args;
 mod auth;
+mod check;
 mod count;
 mod docs;
 mod human_summary;
@@ -39,6 +40,8 @@ pub fn run(args: Args) -> ExitStatus {
         Command::Count(count) => count::run(&ui, &args.global, &count),
         Command::Migrate(command) => migrate::run(&ui, &args.global, *command),
         Command::Auth(command) => auth::run(&ui, &args.global, command),
+        Command::Check(command) => check::run(&ui, &args.global, &command),
+        Command::Accounts => account::print_names(&ui, &args.global),
         Command::GenerateDocs(docs) => match docs::generate(&docs.out) {
             Ok(()) => ExitStatus::Ok,
             Err(error) => {

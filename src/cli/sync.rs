@@ -30,8 +30,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let crash_after_steps = fault.crash_after_steps;
     let started = chrono::Utc::now();
     let stop = super::signals::install();
-    let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
-    {
+    let accounts = match load_sync_accounts(global, &args) {
         Ok(accounts) => accounts,
         Err(error) => {
             ui.error_chain(&error);
@@ -81,8 +80,22 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     status
 }
 
+/// The accounts `sync` and `watch` work on, adjusted by this run's flags.
+pub(super) fn load_sync_accounts(
+    global: &GlobalArgs,
+    args: &SyncArgs,
+) -> anyhow::Result<Vec<Account>> {
+    let mut accounts = load_accounts(global, &args.accounts, run_overrides(args), &args.one_off)?;
+    // `--exclude` adds to the configured list rather than replacing it: a
+    // folder the config leaves out stays out.
+    for account in &mut accounts {
+        account.filter.exclude.extend(args.exclude.iter().cloned());
+    }
+    Ok(accounts)
+}
+
 /// The flags that adjust every account for this run.
-pub(super) fn run_overrides(args: &SyncArgs) -> Overrides {
+fn run_overrides(args: &SyncArgs) -> Overrides {
     let mut overrides = Overrides::default();
     if !args.folders.is_empty() {
         overrides.set("folders", args.folders.clone());
@@ -296,4 +309,29 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{command, Command};
+    use clap::FromArgMatches;
+
+    #[test]
+    fn jobs_flag_becomes_the_jobs_setting() {
+        let matches = command()
+            .try_get_matches_from(["mailsync", "sync", "-j", "3"])
+            .expect("parses");
+        let Ok(crate::cli::Args {
+            command: Command::Sync(sync),
+            ..
+        }) = crate::cli::Args::from_arg_matches(&matches)
+        else {
+            panic!("not a sync command line");
+        };
+        let overrides = run_overrides(&sync.args);
+        assert_eq!(overrides.get("jobs"), Some(&toml::Value::Integer(3)));
+        // --exclude is not an override: it adds to each account's list instead.
+        assert_eq!(overrides.get("exclude"), None);
+    }
 }

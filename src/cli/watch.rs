@@ -6,12 +6,12 @@
 //! unchanged; it takes the account lock for its own duration only, so that a
 //! `mailsync sync` or `count` by hand can run between two of them.
 
-use super::account::{load_accounts, read_password, Failure};
+use super::account::{read_password, Failure};
 use super::args::SyncArgs;
 use super::human_summary::print_report;
 use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, human_duration, Ui};
-use super::sync::{run_overrides, sync_with_password};
+use super::sync::{load_sync_accounts, sync_with_password};
 use crate::config::{Account, FarConfig};
 use crate::model::FolderName;
 use crate::store::imap::Secret;
@@ -56,8 +56,7 @@ pub fn run(ui: &Ui, global: &crate::cli::args::GlobalArgs, args: SyncArgs) -> Ex
             return ExitStatus::Safety;
         }
     };
-    let accounts = match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off)
-    {
+    let accounts = match load_sync_accounts(global, &args) {
         Ok(accounts) => accounts,
         Err(error) => {
             ui.error_chain(&error);
@@ -77,17 +76,15 @@ pub fn run(ui: &Ui, global: &crate::cli::args::GlobalArgs, args: SyncArgs) -> Ex
     loop {
         match watcher.watch(&received) {
             Ending::Stopped(status) => return status,
-            Ending::Reload => {
-                match load_accounts(global, &args.accounts, run_overrides(&args), &args.one_off) {
-                    Ok(accounts) => {
-                        ui.info("configuration reloaded");
-                        watcher.replace_accounts(accounts);
-                    }
-                    Err(error) => {
-                        ui.error_chain(&error.context("the configuration was not reloaded"));
-                    }
+            Ending::Reload => match load_sync_accounts(global, &args) {
+                Ok(accounts) => {
+                    ui.info("configuration reloaded");
+                    watcher.replace_accounts(accounts);
                 }
-            }
+                Err(error) => {
+                    ui.error_chain(&error.context("the configuration was not reloaded"));
+                }
+            },
         }
     }
 }

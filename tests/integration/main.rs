@@ -2,6 +2,7 @@
 //! instances started by `mailsync_sandbox`, or against the built CLI; only
 //! `hostile` scripts a server, to send what no real server would.
 mod cli;
+mod command_line;
 mod count;
 mod download_delete;
 mod hostile;
@@ -11,6 +12,7 @@ mod local_safety;
 mod measure;
 mod migrate;
 mod oauth2;
+mod packaging;
 mod pop3_store;
 mod refused;
 mod reports;

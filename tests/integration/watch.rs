@@ -423,7 +423,7 @@ fn contrib_watch_unit_restarts_on_failure_and_verifies() -> TestResult {
     let path = dir.path().join("mailsync-watch.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/mailsync", env!("CARGO_BIN_EXE_mailsync")),
+        unit.replace("/usr/bin/mailsync", env!("CARGO_BIN_EXE_mailsync")),
     )?;
     let mut command = std::process::Command::new(analyze);
     command.args(["verify", "--man=no"]).arg(&path);
