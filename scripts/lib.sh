@@ -9,7 +9,9 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # crates link against (native-tls -> libssl, rusqlite -> libsqlite3); `time`
 # measures the peak memory of test runs.
 TEST_PACKAGES=(dovecot-imapd dovecot-pop3d openssl pkg-config libssl-dev libsqlite3-dev
-    gcc libc6-dev ca-certificates time)
+    gcc libc6-dev ca-certificates time
+    # mbsync, whose Maildir the adoption tests take over
+    isync)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
