@@ -92,6 +92,9 @@ struct FolderJob {
     /// The far folder's status from one bulk request, when the store offers
     /// mod-sequences: lets an unchanged folder go without a SELECT.
     far_status: Option<FolderStatus>,
+    /// A new local folder whose name is this new server folder's name in
+    /// IMAP's modified UTF-7 (see `mutf7_spellings`): not synced.
+    server_spelling: Option<FolderName>,
 }
 
 /// What one folder's run read from both sides and the state, before it
@@ -163,6 +166,33 @@ fn check_uidnext(
         }
         _ => Ok(()),
     }
+}
+
+/// New local folders whose names are new server folders' names written in
+/// IMAP's modified UTF-7 (`Entw&APw-rfe` for `Entwürfe`), as mbsync 1.4 names
+/// the Maildir folders it creates, by local name. Synced as they are, both
+/// would be copied whole to the other side under the other spelling: every
+/// message twice on both sides. Folders the state knows are left alone.
+fn mutf7_spellings(
+    names: &[FolderName],
+    far: &BTreeMap<FolderName, FolderInfo>,
+    near: &BTreeMap<FolderName, FolderInfo>,
+    known: &BTreeMap<FolderName, FolderState>,
+) -> BTreeMap<FolderName, FolderName> {
+    let new_on = |side: &BTreeMap<FolderName, FolderInfo>,
+                  other: &BTreeMap<FolderName, FolderInfo>,
+                  name: &FolderName| {
+        side.contains_key(name) && !other.contains_key(name) && !known.contains_key(name)
+    };
+    names
+        .iter()
+        .filter(|name| new_on(near, far, name))
+        .filter_map(|name| {
+            let decoded = crate::store::imap::utf7::decode(name.as_str()).ok()?;
+            let server = FolderName::parse(&decoded).ok()?;
+            (server != *name && new_on(far, near, &server)).then(|| (name.clone(), server))
+        })
+        .collect()
 }
 
 /// Whether applying the action needs the far folder selected.
@@ -322,14 +352,18 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        let spellings = mutf7_spellings(&names, &far_folders, &near_folders, &known);
         let jobs: Vec<FolderJob> = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
+            // The server folder is named by the local one's job, which stops.
+            .filter(|n| !spellings.values().any(|server| server == n))
             .map(|name| FolderJob {
                 on_far: far_folders.contains_key(&name),
                 on_near: near_folders.contains_key(&name),
                 known: known.get(&name).cloned(),
                 far_status: far_statuses.remove(&name),
+                server_spelling: spellings.get(&name).cloned(),
                 name,
             })
             .collect();
@@ -475,6 +509,16 @@ impl<'a> Engine<'a> {
         report: &mut FolderReport,
     ) -> Result<bool, Abort> {
         let name = &job.name;
+        if let Some(server) = &job.server_spelling {
+            return Err(Abort::Store(StoreError::folder(
+                name,
+                format!(
+                    "is the server folder `{server}` with its name in IMAP's modified UTF-7, \
+                     as mbsync writes it; rename the local folder to `{server}` and run again \
+                     (nothing was copied, and `{server}` was not synced either)"
+                ),
+            )));
+        }
         let (on_far, on_near, known) = (job.on_far, job.on_near, job.known.as_ref());
         let dry_run = self.options.dry_run;
         let download_delete = self.policy.mode == Mode::DownloadDelete;

@@ -11,11 +11,12 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 /// The folders of the test mailbox and the seeds of their messages.
-const FOLDERS: [(&str, std::ops::Range<u64>); 4] = [
+const FOLDERS: [(&str, std::ops::Range<u64>); 5] = [
     ("INBOX", 0..12),
     ("Archive", 12..22),
     ("Archive/2024", 22..27),
     ("Lists", 27..30),
+    ("Entwürfe", 30..32),
 ];
 
 /// Every message file of the Maildir below `root`, by folder directory.
@@ -117,11 +118,20 @@ fn write_mbsyncrc(cli: &Cli) -> Result<PathBuf, Box<dyn Error>> {
     Ok(rc)
 }
 
-/// The JSON report of one `mailsync sync`, which must succeed.
-fn sync(cli: &Cli) -> Result<serde_json::Value, Box<dyn Error>> {
+/// The JSON report of one `mailsync sync` and its stderr; the run must end
+/// with exit status `code`.
+fn sync(cli: &Cli, code: i32) -> Result<(serde_json::Value, String), Box<dyn Error>> {
     let run = cli.run(&["sync", "--report", "json"])?;
-    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
-    Ok(serde_json::from_str(&run.stdout)?)
+    assert_eq!(run.code, Some(code), "{}{}", run.stdout, run.stderr);
+    Ok((serde_json::from_str(&run.stdout)?, run.stderr))
+}
+
+/// Nothing was copied or deleted in either direction.
+fn assert_nothing_copied(report: &serde_json::Value) {
+    let totals = &report["totals"];
+    for field in ["fetched", "pushed", "deleted_on_server", "deleted_locally"] {
+        assert_eq!(totals[field], 0, "{field}: {report:#}");
+    }
 }
 
 /// A message that only the local side has, delivered into `dir/new`.
@@ -168,34 +178,42 @@ fn a_maildir_written_by_mbsync_is_taken_over_without_copying_anything() -> TestR
         "mbsync uploads with an X-TUID header"
     );
 
-    let files_before = maildir_files(&cli.fixture.root())?;
+    let root = cli.fixture.root();
+    let files_before = maildir_files(&root)?;
     let counts_before = server_counts(&cli)?;
-    assert_eq!(files_before.values().map(Vec::len).sum::<usize>(), 31);
-    assert_eq!(counts_before.values().sum::<u32>(), 31);
+    assert_eq!(files_before.values().map(Vec::len).sum::<usize>(), 33);
+    assert_eq!(counts_before.values().sum::<u32>(), 33);
 
-    let report = sync(&cli)?;
-    let totals = &report["totals"];
-    for field in ["fetched", "pushed", "deleted_on_server", "deleted_locally"] {
-        assert_eq!(totals[field], 0, "{field}: {report:#}");
-    }
-    assert_eq!(maildir_files(&cli.fixture.root())?, files_before);
+    // mbsync 1.4 names the local folder in IMAP's modified UTF-7: that
+    // folder stops with what to do, and nothing is copied anywhere.
+    let mutf7 = root.join("Entw&APw-rfe");
+    assert!(mutf7.is_dir(), "{files_before:?}");
+    let (report, stderr) = sync(&cli, 1)?;
+    assert_nothing_copied(&report);
+    assert!(
+        stderr.contains("rename the local folder to `Entwürfe`"),
+        "{stderr}"
+    );
+    assert_eq!(maildir_files(&root)?, files_before);
+    assert_eq!(server_counts(&cli)?, counts_before);
+
+    std::fs::rename(&mutf7, root.join("Entwürfe"))?;
+    let files_before = maildir_files(&root)?;
+    let (report, _) = sync(&cli, 0)?;
+    assert_nothing_copied(&report);
+    assert_eq!(maildir_files(&root)?, files_before);
     assert_eq!(server_counts(&cli)?, counts_before);
     assert_no_server_duplicates(&cli)?;
 
     // From now on the two sides are in sync: a change on each side travels.
     deliver(&cli, "Archive/2024", 40..41, 1_500);
-    deliver_locally(&cli.fixture.root().join("Lists"), 41)?;
-    let report = sync(&cli)?;
+    deliver_locally(&root.join("Lists"), 41)?;
+    let (report, _) = sync(&cli, 0)?;
     assert_eq!(report["totals"]["fetched"], 1, "{report:#}");
     assert_eq!(report["totals"]["pushed"], 1, "{report:#}");
     assert_eq!(cli.server_count("Lists")?, 4);
-    assert_eq!(
-        maildir_files(&cli.fixture.root())?
-            .values()
-            .map(Vec::len)
-            .sum::<usize>(),
-        33
-    );
+    let files = maildir_files(&root)?;
+    assert_eq!(files.values().map(Vec::len).sum::<usize>(), 35);
     assert_no_server_duplicates(&cli)?;
     Ok(())
 }
