@@ -565,6 +565,7 @@ impl<'a> Engine<'a> {
                     records: &[],
                     identities: &HashMap::new(),
                     pairing: true,
+                    previous: &HashMap::new(),
                     far_caps: self.far.caps(),
                     near_caps: self.near.caps(),
                     now: self.options.now,
@@ -731,10 +732,13 @@ impl<'a> Engine<'a> {
         folder: &SettledFolder,
         report: &mut FolderReport,
     ) -> Result<Option<plan::Plan>, Abort> {
-        let identities = if folder.pairing {
-            self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?
+        let (identities, previous) = if folder.pairing {
+            (
+                self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?,
+                self.previous_copies(folder.far_status.validity)?,
+            )
         } else {
-            HashMap::new()
+            (HashMap::new(), HashMap::new())
         };
 
         let input = plan::PlanInput {
@@ -743,6 +747,7 @@ impl<'a> Engine<'a> {
             records: &folder.records,
             identities: &identities,
             pairing: folder.pairing,
+            previous: &previous,
             far_caps: self.far.caps(),
             near_caps: self.near.caps(),
             now: self.options.now,
