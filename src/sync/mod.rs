@@ -92,8 +92,8 @@ struct FolderJob {
     /// The far folder's status from one bulk request, when the store offers
     /// mod-sequences: lets an unchanged folder go without a SELECT.
     far_status: Option<FolderStatus>,
-    /// A new local folder whose name is this new server folder's name in
-    /// IMAP's modified UTF-7 (see `mutf7_spellings`): not synced.
+    /// A new local folder whose name is this new server folder's name as
+    /// another sync tool spells it (see `other_tools_spellings`): not synced.
     server_spelling: Option<FolderName>,
 }
 
@@ -168,12 +168,14 @@ fn check_uidnext(
     }
 }
 
-/// New local folders whose names are new server folders' names written in
-/// IMAP's modified UTF-7 (`Entw&APw-rfe` for `Entwürfe`), as mbsync 1.4 names
-/// the Maildir folders it creates, by local name. Synced as they are, both
-/// would be copied whole to the other side under the other spelling: every
-/// message twice on both sides. Folders the state knows are left alone.
-fn mutf7_spellings(
+/// New local folders whose names are new server folders' names as other
+/// sync tools spell them, by local name: in IMAP's modified UTF-7
+/// (`Entw&APw-rfe` for `Entwürfe`), as mbsync 1.4 names the Maildir folders
+/// it creates, or with `.` for the hierarchy (`Archive.2024`), as
+/// OfflineIMAP does by default. Synced as they are, both would be copied
+/// whole to the other side under the other spelling: every message twice on
+/// both sides. Folders the state knows are left alone.
+fn other_tools_spellings(
     names: &[FolderName],
     far: &BTreeMap<FolderName, FolderInfo>,
     near: &BTreeMap<FolderName, FolderInfo>,
@@ -184,13 +186,22 @@ fn mutf7_spellings(
                   name: &FolderName| {
         side.contains_key(name) && !other.contains_key(name) && !known.contains_key(name)
     };
+    let spellings = |name: &FolderName| -> Vec<String> {
+        let slashed = name.as_str().replace('.', "/");
+        let mut out = vec![slashed.clone()];
+        out.extend(crate::store::imap::utf7::decode(name.as_str()).ok());
+        out.extend(crate::store::imap::utf7::decode(&slashed).ok());
+        out
+    };
     names
         .iter()
         .filter(|name| new_on(near, far, name))
         .filter_map(|name| {
-            let decoded = crate::store::imap::utf7::decode(name.as_str()).ok()?;
-            let server = FolderName::parse(&decoded).ok()?;
-            (server != *name && new_on(far, near, &server)).then(|| (name.clone(), server))
+            let server = spellings(name)
+                .iter()
+                .filter_map(|s| FolderName::parse(s).ok())
+                .find(|server| server != name && new_on(far, near, server))?;
+            Some((name.clone(), server))
         })
         .collect()
 }
@@ -352,7 +363,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let spellings = mutf7_spellings(&names, &far_folders, &near_folders, &known);
+        let spellings = other_tools_spellings(&names, &far_folders, &near_folders, &known);
         let jobs: Vec<FolderJob> = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
@@ -513,9 +524,10 @@ impl<'a> Engine<'a> {
             return Err(Abort::Store(StoreError::folder(
                 name,
                 format!(
-                    "is the server folder `{server}` with its name in IMAP's modified UTF-7, \
-                     as mbsync writes it; rename the local folder to `{server}` and run again \
-                     (nothing was copied, and `{server}` was not synced either)"
+                    "is the server folder `{server}` spelled as another sync tool writes it \
+                     (mbsync: non-ASCII letters in IMAP's modified UTF-7; OfflineIMAP: `.` \
+                     between folder levels); rename the local folder to `{server}` and run \
+                     again (nothing was copied, and `{server}` was not synced either)"
                 ),
             )));
         }

@@ -250,20 +250,26 @@ fn a_maildir_written_by_offlineimap_is_taken_over_without_copying_anything() -> 
     uploaded.extend_from_slice(&local_only);
     cli.fixture.save("INBOX", &uploaded);
     deliver(&cli, "Archive", 10..13, 1_200);
+    deliver(&cli, "Archive/2024", 14..16, 1_200);
     flag(&cli, "\\Seen", "INBOX", "1:2")?;
     flag(&cli, "\\Flagged", "Archive", "3")?;
 
-    // The Maildir OfflineIMAP leaves (`sep = "/"`): each file named after
-    // its server UID and the MD5 of its folder's name, flags in the name.
-    // The local names sort against the UIDs, so that pairing in key order
-    // alone would cross the two copies of UID 2's message.
+    // The Maildir OfflineIMAP leaves (its default `sep = "."`): a directory
+    // per folder, each file named after its server UID and the MD5 of its
+    // folder's name, flags in the name. The local names sort against the
+    // UIDs, so that pairing in key order alone would cross the two copies
+    // of UID 2's message.
     let root = cli.fixture.root();
-    for folder in ["INBOX", "Archive"] {
-        let dir = root.join(folder);
+    for (folder, local) in [
+        ("INBOX", "INBOX"),
+        ("Archive", "Archive"),
+        ("Archive/2024", "Archive.2024"),
+    ] {
+        let dir = root.join(local);
         for sub in ["cur", "new", "tmp"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        let md5 = md5_hex(folder)?;
+        let md5 = md5_hex(local)?;
         let messages = cli.fixture.sandbox.messages("alice", folder)?;
         for (n, message) in messages.iter().enumerate() {
             let body = if message.uid == 6 && folder == "INBOX" {
@@ -294,7 +300,20 @@ fn a_maildir_written_by_offlineimap_is_taken_over_without_copying_anything() -> 
 
     let files_before = maildir_files(&root)?;
     let ids_before = server_ids(&cli)?;
-    assert_eq!(files_before.values().map(Vec::len).sum::<usize>(), 9);
+    assert_eq!(files_before.values().map(Vec::len).sum::<usize>(), 11);
+    // `Archive.2024` is no folder of the nested layout's: it stops with
+    // what to do, the others are paired.
+    let (report, stderr) = sync(&cli, 1)?;
+    assert_nothing_changed(&report);
+    assert!(
+        stderr.contains("rename the local folder to `Archive/2024`"),
+        "{stderr}"
+    );
+    assert_eq!(maildir_files(&root)?, files_before);
+    assert_eq!(server_ids(&cli)?, ids_before);
+
+    std::fs::rename(root.join("Archive.2024"), root.join("Archive/2024"))?;
+    let files_before = maildir_files(&root)?;
     let (report, _) = sync(&cli, 0)?;
     assert_nothing_changed(&report);
     assert_eq!(maildir_files(&root)?, files_before);
