@@ -301,6 +301,15 @@ pub trait Store: Send {
         Ok(Vec::new())
     }
 
+    /// The names that another sync tool may have given this store's folder
+    /// `name` for a server folder it spelled otherwise (see
+    /// `maildir::adopt::other_tools_names`); empty for stores no such tool
+    /// writes.
+    fn other_tools_names(&self, name: &FolderName) -> Vec<FolderName> {
+        let _ = name;
+        Vec::new()
+    }
+
     /// Identities of the given messages (reads headers and sizes).
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>>;
 

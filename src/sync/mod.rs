@@ -13,6 +13,10 @@
 //!   `Engine::create_missing_side` in this file.
 //! - what the user allows (`Policy`) and one run's switches (`RunOptions`): `policy`.
 //! - several connections at once: `pool` (`sync_account` is the entry point).
+//! - a Maildir taken over from mbsync or OfflineIMAP: identities leave out
+//!   their tracking headers (`model::TRACKING_FIELDS`), `plan` makes the
+//!   pairs they recorded first, and `other_tools_spellings` in this file
+//!   stops a folder they named otherwise.
 //! - migrate's reuse of the engine: `crate::migrate` runs `sync_account` with a
 //!   pull-only policy and the destination behind `MappedStore`.
 //! - what a run reports and its exit status: `run_report`; the dry-run lines: `action`.
@@ -168,14 +172,13 @@ fn check_uidnext(
     }
 }
 
-/// New local folders whose names are new server folders' names as other
-/// sync tools spell them, by local name: in IMAP's modified UTF-7
-/// (`Entw&APw-rfe` for `Entwürfe`), as mbsync 1.4 names the Maildir folders
-/// it creates, or with `.` for the hierarchy (`Archive.2024`), as
-/// OfflineIMAP does by default. Synced as they are, both would be copied
-/// whole to the other side under the other spelling: every message twice on
-/// both sides. Folders the state knows are left alone.
+/// New local folders whose names are new server folders' names as another
+/// sync tool spelled them (`Store::other_tools_names`), by local name.
+/// Synced as they are, both would be copied whole to the other side under
+/// the other spelling: every message twice on both sides. Folders the
+/// state knows are left alone.
 fn other_tools_spellings(
+    near_store: &dyn Store,
     names: &[FolderName],
     far: &BTreeMap<FolderName, FolderInfo>,
     near: &BTreeMap<FolderName, FolderInfo>,
@@ -186,21 +189,14 @@ fn other_tools_spellings(
                   name: &FolderName| {
         side.contains_key(name) && !other.contains_key(name) && !known.contains_key(name)
     };
-    let spellings = |name: &FolderName| -> Vec<String> {
-        let slashed = name.as_str().replace('.', "/");
-        let mut out = vec![slashed.clone()];
-        out.extend(crate::store::imap::utf7::decode(name.as_str()).ok());
-        out.extend(crate::store::imap::utf7::decode(&slashed).ok());
-        out
-    };
     names
         .iter()
         .filter(|name| new_on(near, far, name))
         .filter_map(|name| {
-            let server = spellings(name)
-                .iter()
-                .filter_map(|s| FolderName::parse(s).ok())
-                .find(|server| server != name && new_on(far, near, server))?;
+            let server = near_store
+                .other_tools_names(name)
+                .into_iter()
+                .find(|server| new_on(far, near, server))?;
             Some((name.clone(), server))
         })
         .collect()
@@ -363,7 +359,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let spellings = other_tools_spellings(&names, &far_folders, &near_folders, &known);
+        let spellings =
+            other_tools_spellings(&*self.near, &names, &far_folders, &near_folders, &known);
         let jobs: Vec<FolderJob> = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))

@@ -1,6 +1,7 @@
-//! What other sync tools leave in a Maildir about each message's server copy,
-//! read when a Maildir they wrote is taken over. Only hints: the engine pairs
-//! a message with the server copy named here only when their identities
+//! What other sync tools leave in a Maildir, read when a Maildir they wrote
+//! is taken over: how they spell folder names, and what they recorded about
+//! each message's server copy. The latter is only a hint: the engine pairs a
+//! message with the server copy named here only when their identities
 //! agree, so a stale or foreign name can never pair two different messages.
 //!
 //! - OfflineIMAP names each file after the server UID it came from and the
@@ -16,11 +17,30 @@
 use std::collections::HashMap;
 
 use crate::model::FolderName;
+use crate::store::imap::utf7;
 
 /// mbsync's state file inside a Maildir folder (`SyncState *`).
 pub const MBSYNC_STATE: &str = ".mbsyncstate";
 /// mbsync's local numbering: UIDVALIDITY, then the last number given.
 pub const MBSYNC_UIDVALIDITY: &str = ".uidvalidity";
+
+/// The server folder names that mbsync or OfflineIMAP may have meant by a
+/// Maildir folder: mbsync 1.4 keeps non-ASCII letters in IMAP's modified
+/// UTF-7 (`Entw&APw-rfe` for `Entwürfe`), OfflineIMAP joins folder levels
+/// with `.` by default (`Archive.2024` for `Archive/2024`).
+pub fn other_tools_names(name: &FolderName) -> Vec<FolderName> {
+    let slashed = name.as_str().replace('.', "/");
+    let mut spellings = vec![slashed.clone()];
+    spellings.extend(utf7::decode(name.as_str()).ok());
+    spellings.extend(utf7::decode(&slashed).ok());
+    let mut out: Vec<FolderName> = spellings
+        .iter()
+        .filter_map(|s| FolderName::parse(s).ok())
+        .filter(|other| other != name)
+        .collect();
+    out.dedup();
+    out
+}
 
 /// The value of a `,NAME=value` field of a unique name.
 fn field<'a>(key: &'a str, name: &str) -> Option<&'a str> {
@@ -138,6 +158,25 @@ mod tests {
         assert_eq!(offlineimap_uid("1700000000_0.123.host,U=17", &inbox), None);
         let zero = format!("1.2.host,U=0,FMD5={}", inbox[0]);
         assert_eq!(offlineimap_uid(&zero, &inbox), None);
+    }
+
+    #[test]
+    fn other_tools_spellings_of_folder_names_are_recognised() {
+        let names = |name: &str| -> Vec<String> {
+            other_tools_names(&FolderName::parse(name).expect("name"))
+                .iter()
+                .map(|n| n.as_str().to_string())
+                .collect()
+        };
+        assert_eq!(names("Entw&APw-rfe"), ["Entwürfe"]);
+        assert_eq!(names("Archive.2024"), ["Archive/2024"]);
+        assert_eq!(
+            names("Archiv.Entw&APw-rfe"),
+            ["Archiv/Entw&APw-rfe", "Archiv.Entwürfe", "Archiv/Entwürfe"]
+        );
+        assert!(names("Archive/2024").is_empty());
+        assert!(names("R&D").is_empty(), "not modified UTF-7");
+        assert!(names("Entwürfe").is_empty());
     }
 
     #[test]

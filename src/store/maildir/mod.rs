@@ -844,6 +844,10 @@ impl Store for MaildirStore {
         Ok(out)
     }
 
+    fn other_tools_names(&self, name: &FolderName) -> Vec<FolderName> {
+        adopt::other_tools_names(name)
+    }
+
     fn previous_copies(&mut self) -> StoreResult<Vec<PreviousCopy>> {
         let selected = self.selected()?;
         let folder_md5s = adopt::offlineimap_folder_md5s(&selected.name);
