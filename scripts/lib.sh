@@ -15,6 +15,8 @@ TEST_PACKAGES+=(systemd)
 # dpkg-deb and dpkg-shlibdeps build the .deb; man-db finds its pages (man -w).
 TEST_PACKAGES+=(dpkg-dev)
 TEST_PACKAGES+=(man-db)
+# mbsync, whose Maildir the adoption tests take over.
+TEST_PACKAGES+=(isync)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

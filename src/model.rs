@@ -271,9 +271,19 @@ pub struct Identity {
     /// The Message-ID header without angle brackets or folding; when absent, a hex
     /// SHA-256 of the header block with line endings normalised, prefixed `sha256:`.
     pub id: String,
-    /// Size on the wire (CRLF line endings).
+    /// Size on the wire (CRLF line endings), without the header fields that
+    /// other sync tools add to the copies they make (`TRACKING_FIELDS`).
     pub size: u64,
 }
+
+/// Header fields that another sync tool adds to each copy it makes, to find
+/// that copy again: mbsync's `X-TUID` (in the Maildir files it writes and in
+/// the messages it uploads) and OfflineIMAP's `X-OfflineIMAP` (in what it
+/// uploads). A message and its copy by such a tool are the same message, so
+/// identities leave these fields out of both the size and the header hash;
+/// otherwise a Maildir taken over from mbsync would pair with nothing and
+/// every message would end up twice on both sides.
+pub const TRACKING_FIELDS: [&str; 2] = ["x-tuid", "x-offlineimap"];
 
 impl Identity {
     /// Computes the identity of a message in wire or Maildir form: line endings
@@ -287,6 +297,8 @@ impl Identity {
     /// it) and the message's wire size (RFC822.SIZE).
     pub fn from_header(header: &[u8], size: u64) -> Identity {
         use sha2::{Digest, Sha256};
+        let lines = header_lines_without_tracking(header);
+        let size = size.saturating_sub(lines.tracking_wire_bytes);
         if let Some(id) = header_field(header, "message-id") {
             let id = id
                 .trim()
@@ -301,8 +313,7 @@ impl Identity {
             }
         }
         let mut hasher = Sha256::new();
-        for line in header.split(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        for line in lines.kept {
             hasher.update(line);
             hasher.update(b"\n");
         }
@@ -313,6 +324,49 @@ impl Identity {
             size,
         }
     }
+}
+
+/// A header block split into lines (line ends dropped), without the fields of
+/// `TRACKING_FIELDS`, and the wire bytes those fields took.
+struct HeaderLines<'a> {
+    kept: Vec<&'a [u8]>,
+    tracking_wire_bytes: u64,
+}
+
+fn header_lines_without_tracking(header: &[u8]) -> HeaderLines<'_> {
+    let mut kept = Vec::new();
+    let mut tracking_wire_bytes = 0u64;
+    let mut in_tracking_field = false;
+    let mut lines = header.split(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // The piece after the last LF is not a line of its own (it is empty
+        // for a header that ends in its blank line).
+        let last = lines.peek().is_none();
+        let continuation = line.starts_with(b" ") || line.starts_with(b"\t");
+        if !continuation {
+            in_tracking_field = !line.is_empty() && is_tracking_field(line);
+        }
+        if in_tracking_field && !last {
+            tracking_wire_bytes += line.len() as u64 + 2;
+            continue;
+        }
+        kept.push(line);
+    }
+    HeaderLines {
+        kept,
+        tracking_wire_bytes,
+    }
+}
+
+fn is_tracking_field(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let name = line[..colon].trim_ascii_end();
+    TRACKING_FIELDS
+        .iter()
+        .any(|field| name.eq_ignore_ascii_case(field.as_bytes()))
 }
 
 /// Size of a message once every bare LF is sent as CRLF.
@@ -530,6 +584,48 @@ mod tests {
         let b = Identity::of_message(b"Subject: y\n\nbody\n");
         assert!(a.id.starts_with("sha256:"));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn tracking_fields_of_other_sync_tools_leave_the_identity_alone() {
+        let server = b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
+        // mbsync's Maildir file: LF line ends and its X-TUID right after the header.
+        let mbsync = b"Subject: x\nMessage-ID: <a@b>\nX-TUID: pQ5nMy7ZfVxs\n\nbody\n";
+        let offlineimap =
+            b"X-OfflineIMAP: 1234-5678\r\n\tfolded\r\nSubject: x\r\nMessage-ID: <a@b>\r\n\r\nbody\r\n";
+        let ours = Identity::of_message(server);
+        assert_eq!(ours.size, server.len() as u64);
+        assert_eq!(Identity::of_message(mbsync), ours);
+        assert_eq!(Identity::of_message(offlineimap), ours);
+        // Any other difference still tells the messages apart.
+        let longer = b"Subject: xy\nMessage-ID: <a@b>\nX-TUID: pQ5nMy7ZfVxs\n\nbody\n";
+        assert_ne!(Identity::of_message(longer), ours);
+        let similar_name = b"Subject: x\nMessage-ID: <a@b>\nX-TUIDS: 1\n\nbody\n";
+        assert_ne!(Identity::of_message(similar_name), ours);
+    }
+
+    #[test]
+    fn tracking_fields_are_left_out_of_the_header_hash() {
+        let plain = Identity::of_message(b"Subject: x\r\n\r\nbody\r\n");
+        let tracked = Identity::of_message(b"Subject: x\nX-TUID: abcdefghijkl\n\nbody\n");
+        assert!(plain.id.starts_with("sha256:"));
+        assert_eq!(tracked, plain);
+        // The same hash as before tracking fields were known, for every header
+        // without one: stored identities stay valid.
+        let header = b"Subject: x\r\n\r\n";
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for line in header.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            hasher.update(line);
+            hasher.update(b"\n");
+        }
+        let hex: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(plain.id, format!("sha256:{hex}"));
     }
 
     #[test]

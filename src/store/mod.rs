@@ -108,6 +108,17 @@ pub struct Changes {
     pub vanished: Option<Vec<MsgKey>>,
 }
 
+/// A local message's server copy as another sync tool recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousCopy {
+    /// The local message.
+    pub key: MsgKey,
+    pub server_uid: u32,
+    /// The server folder's UIDVALIDITY that `server_uid` belongs to, when the
+    /// tool recorded it where the store can read it.
+    pub server_validity: Option<u64>,
+}
+
 /// A message to add to the selected folder.
 #[derive(Clone, Debug)]
 pub struct NewMessage<'a> {
@@ -281,6 +292,22 @@ pub trait Store: Send {
     fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {
         let _ = keys;
         Ok(Vec::new())
+    }
+
+    /// The server copies that another sync tool (mbsync, OfflineIMAP) recorded
+    /// for messages of the selected folder, for taking over what it wrote.
+    /// Only a hint: the engine pairs by it only where identities agree.
+    fn previous_copies(&mut self) -> StoreResult<Vec<PreviousCopy>> {
+        Ok(Vec::new())
+    }
+
+    /// The names that another sync tool may have given this store's folder
+    /// `name` for a server folder it spelled otherwise (see
+    /// `maildir::adopt::other_tools_names`); empty for stores no such tool
+    /// writes.
+    fn other_tools_names(&self, name: &FolderName) -> Vec<FolderName> {
+        let _ = name;
+        Vec::new()
     }
 
     /// Identities of the given messages (reads headers and sizes).

@@ -13,6 +13,10 @@
 //!   `Engine::create_missing_side` in this file.
 //! - what the user allows (`Policy`) and one run's switches (`RunOptions`): `policy`.
 //! - several connections at once: `pool` (`sync_account` is the entry point).
+//! - a Maildir taken over from mbsync or OfflineIMAP: identities leave out
+//!   their tracking headers (`model::TRACKING_FIELDS`), `plan` makes the
+//!   pairs they recorded first, and `other_tools_spellings` in this file
+//!   stops a folder they named otherwise.
 //! - migrate's reuse of the engine: `crate::migrate` runs `sync_account` with a
 //!   pull-only policy and the destination behind `MappedStore`.
 //! - what a run reports and its exit status: `run_report`; the dry-run lines: `action`.
@@ -92,6 +96,9 @@ struct FolderJob {
     /// The far folder's status from one bulk request, when the store offers
     /// mod-sequences: lets an unchanged folder go without a SELECT.
     far_status: Option<FolderStatus>,
+    /// A new local folder whose name is this new server folder's name as
+    /// another sync tool spells it (see `other_tools_spellings`): not synced.
+    server_spelling: Option<FolderName>,
 }
 
 /// What one folder's run read from both sides and the state, before it
@@ -163,6 +170,36 @@ fn check_uidnext(
         }
         _ => Ok(()),
     }
+}
+
+/// New local folders whose names are new server folders' names as another
+/// sync tool spelled them (`Store::other_tools_names`), by local name.
+/// Synced as they are, both would be copied whole to the other side under
+/// the other spelling: every message twice on both sides. Folders the
+/// state knows are left alone.
+fn other_tools_spellings(
+    near_store: &dyn Store,
+    names: &[FolderName],
+    far: &BTreeMap<FolderName, FolderInfo>,
+    near: &BTreeMap<FolderName, FolderInfo>,
+    known: &BTreeMap<FolderName, FolderState>,
+) -> BTreeMap<FolderName, FolderName> {
+    let new_on = |side: &BTreeMap<FolderName, FolderInfo>,
+                  other: &BTreeMap<FolderName, FolderInfo>,
+                  name: &FolderName| {
+        side.contains_key(name) && !other.contains_key(name) && !known.contains_key(name)
+    };
+    names
+        .iter()
+        .filter(|name| new_on(near, far, name))
+        .filter_map(|name| {
+            let server = near_store
+                .other_tools_names(name)
+                .into_iter()
+                .find(|server| new_on(far, near, server))?;
+            Some((name.clone(), server))
+        })
+        .collect()
 }
 
 /// Whether applying the action needs the far folder selected.
@@ -322,14 +359,19 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        let spellings =
+            other_tools_spellings(&*self.near, &names, &far_folders, &near_folders, &known);
         let jobs: Vec<FolderJob> = names
             .into_iter()
             .filter(|n| selectable(far_folders.get(n)) && selectable(near_folders.get(n)))
+            // The server folder is named by the local one's job, which stops.
+            .filter(|n| !spellings.values().any(|server| server == n))
             .map(|name| FolderJob {
                 on_far: far_folders.contains_key(&name),
                 on_near: near_folders.contains_key(&name),
                 known: known.get(&name).cloned(),
                 far_status: far_statuses.remove(&name),
+                server_spelling: spellings.get(&name).cloned(),
                 name,
             })
             .collect();
@@ -475,6 +517,17 @@ impl<'a> Engine<'a> {
         report: &mut FolderReport,
     ) -> Result<bool, Abort> {
         let name = &job.name;
+        if let Some(server) = &job.server_spelling {
+            return Err(Abort::Store(StoreError::folder(
+                name,
+                format!(
+                    "is the server folder `{server}` spelled as another sync tool writes it \
+                     (mbsync: non-ASCII letters in IMAP's modified UTF-7; OfflineIMAP: `.` \
+                     between folder levels); rename the local folder to `{server}` and run \
+                     again (nothing was copied, and `{server}` was not synced either)"
+                ),
+            )));
+        }
         let (on_far, on_near, known) = (job.on_far, job.on_near, job.known.as_ref());
         let dry_run = self.options.dry_run;
         let download_delete = self.policy.mode == Mode::DownloadDelete;
@@ -521,6 +574,7 @@ impl<'a> Engine<'a> {
                     records: &[],
                     identities: &HashMap::new(),
                     pairing: true,
+                    previous: &HashMap::new(),
                     far_caps: self.far.caps(),
                     near_caps: self.near.caps(),
                     now: self.options.now,
@@ -687,10 +741,13 @@ impl<'a> Engine<'a> {
         folder: &SettledFolder,
         report: &mut FolderReport,
     ) -> Result<Option<plan::Plan>, Abort> {
-        let identities = if folder.pairing {
-            self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?
+        let (identities, previous) = if folder.pairing {
+            (
+                self.pairing_identities(&folder.far_list, &folder.near_list, &folder.records)?,
+                self.previous_copies(folder.far_status.validity)?,
+            )
         } else {
-            HashMap::new()
+            (HashMap::new(), HashMap::new())
         };
 
         let input = plan::PlanInput {
@@ -699,6 +756,7 @@ impl<'a> Engine<'a> {
             records: &folder.records,
             identities: &identities,
             pairing: folder.pairing,
+            previous: &previous,
             far_caps: self.far.caps(),
             near_caps: self.near.caps(),
             now: self.options.now,

@@ -33,6 +33,10 @@ pub struct PlanInput<'a> {
     /// First sync, lost state or a UIDVALIDITY change: pair unrecorded messages by
     /// identity, and delete nothing inferred from absence.
     pub pairing: bool,
+    /// The far key that another sync tool recorded for a near message (see
+    /// `Store::previous_copies`). On a pairing run such a pair is made first,
+    /// and only when both identities are known and agree.
+    pub previous: &'a HashMap<MsgKey, MsgKey>,
     pub far_caps: &'a Caps,
     pub near_caps: &'a Caps,
     /// Unix seconds, for keep-on-server days.
@@ -323,10 +327,46 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                 .cloned()
                 .or_else(|| record.and_then(|r| r.identity.clone()))
         };
+        // What another sync tool paired goes first, so that among messages of
+        // one identity (a message kept twice) each keeps its own server copy
+        // and flags. A name alone pairs nothing: the identities must agree.
+        let unrecorded_far_keys: HashSet<&MsgKey> = unrecorded_far.iter().map(|m| &m.key).collect();
+        for m in &unrecorded_near {
+            let Some(far_key) = input.previous.get(&m.key) else {
+                continue;
+            };
+            let Some(far_meta) = far.get(far_key).copied() else {
+                continue;
+            };
+            if !unrecorded_far_keys.contains(far_key) || paired_far.contains(far_key) {
+                continue;
+            }
+            let (Some(near_id), Some(far_id)) = (
+                ident(Side::Near, &m.key, None),
+                ident(Side::Far, far_key, None),
+            ) else {
+                continue;
+            };
+            if near_id != far_id {
+                continue;
+            }
+            paired_far.insert(far_key.clone());
+            paired_near.insert(m.key.clone());
+            let flags = p.reconcile_flags(far_meta, m, None);
+            p.plan.actions.push(Action::Pair {
+                far: far_key.clone(),
+                near: m.key.clone(),
+                flags,
+                identity: far_id,
+            });
+        }
         // Near-side candidates for unrecorded far messages: unrecorded near
         // messages, and records that lost their far key.
         let mut near_pool: HashMap<Identity, Vec<(MsgKey, Option<i64>)>> = HashMap::new();
-        for m in &unrecorded_near {
+        for m in unrecorded_near
+            .iter()
+            .filter(|m| !paired_near.contains(&m.key))
+        {
             if let Some(id) = ident(Side::Near, &m.key, None) {
                 near_pool.entry(id).or_default().push((m.key.clone(), None));
             }
@@ -350,6 +390,9 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             pool.reverse(); // pop() then yields candidates in order
         }
         for m in &unrecorded_far {
+            if paired_far.contains(&m.key) {
+                continue;
+            }
             let Some(id) = ident(Side::Far, &m.key, None) else {
                 continue;
             };
@@ -555,6 +598,11 @@ mod tests {
 
     const S: Flags = Flags::SEEN;
     const F: Flags = Flags::FLAGGED;
+    const EMPTY: Flags = Flags::EMPTY;
+
+    fn key(k: &str) -> MsgKey {
+        MsgKey(k.to_string())
+    }
 
     fn meta(key: &str, flags: Flags) -> MsgMeta {
         MsgMeta {
@@ -592,6 +640,7 @@ mod tests {
         records: Vec<Record>,
         identities: HashMap<(Side, MsgKey), Identity>,
         pairing: bool,
+        previous: HashMap<MsgKey, MsgKey>,
         policy: Policy,
         now: i64,
         max_copies: Option<u64>,
@@ -605,6 +654,7 @@ mod tests {
                 records: vec![],
                 identities: HashMap::new(),
                 pairing: false,
+                previous: HashMap::new(),
                 policy: Policy::default(),
                 now: 2_000,
                 max_copies: None,
@@ -641,6 +691,7 @@ mod tests {
                     records: &self.records,
                     identities: &self.identities,
                     pairing: self.pairing,
+                    previous: &self.previous,
                     far_caps: &c,
                     near_caps: &c,
                     now: self.now,
@@ -902,6 +953,60 @@ mod tests {
                 "pair    far:1 = near:a flags S",
                 "fetch   far:2 -> near flags S (100 bytes)"
             ]
+        );
+    }
+
+    #[test]
+    fn pairs_another_tool_recorded_go_first_when_identities_agree() {
+        // One message kept twice on the server, read once: key order alone
+        // would give each local file the other's server copy and flags.
+        let mut c = Case::new()
+            .far("1", S)
+            .far("2", EMPTY)
+            .near("a", EMPTY)
+            .near("b", S)
+            .ident(Side::Far, "1", "dup")
+            .ident(Side::Far, "2", "dup")
+            .ident(Side::Near, "a", "dup")
+            .ident(Side::Near, "b", "dup");
+        c.pairing = true;
+        c.previous.insert(key("a"), key("2"));
+        c.previous.insert(key("b"), key("1"));
+        assert_eq!(
+            c.lines(),
+            [
+                "pair    far:2 = near:a flags -",
+                "pair    far:1 = near:b flags S"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recorded_pair_whose_identities_disagree_is_not_made() {
+        let mut c = Case::new()
+            .far("1", S)
+            .far("2", S)
+            .near("a", S)
+            .ident(Side::Far, "1", "m1")
+            .ident(Side::Far, "2", "m2")
+            .ident(Side::Near, "a", "m1");
+        c.pairing = true;
+        // The name says server UID 2 (a renumbered folder); the identity says 1.
+        c.previous.insert(key("a"), key("2"));
+        assert_eq!(
+            c.lines(),
+            [
+                "pair    far:1 = near:a flags S",
+                "fetch   far:2 -> near flags S (100 bytes)"
+            ]
+        );
+        // Without the pairing run's identities nothing is paired by name.
+        c.pairing = false;
+        c.identities.clear();
+        assert!(
+            c.lines().iter().all(|l| !l.starts_with("pair")),
+            "{:?}",
+            c.lines()
         );
     }
 

@@ -296,6 +296,22 @@ impl Engine<'_> {
         Ok(out)
     }
 
+    /// The server copies that another sync tool recorded for local messages
+    /// of the selected folder, by local key: only those recorded for the
+    /// server folder's current UIDVALIDITY, or for none the tool wrote down.
+    pub(super) fn previous_copies(
+        &mut self,
+        far_validity: u64,
+    ) -> Result<HashMap<MsgKey, MsgKey>, Abort> {
+        Ok(self
+            .near
+            .previous_copies()?
+            .into_iter()
+            .filter(|copy| copy.server_validity.is_none_or(|v| v == far_validity))
+            .map(|copy| (copy.key, MsgKey::uid(copy.server_uid)))
+            .collect())
+    }
+
     /// Resolves the intents an earlier run left. A copy that run sent to a
     /// target without tracking ids (IMAP) may still be landing: the account
     /// lock proves that run is over, so all it sent is at the server, but the

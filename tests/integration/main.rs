@@ -1,6 +1,7 @@
 //! The one integration-test binary: everything here runs against real Dovecot
 //! instances started by `mailsync_sandbox`, or against the built CLI; only
 //! `hostile` scripts a server, to send what no real server would.
+mod adopt;
 mod cli;
 mod command_line;
 mod count;

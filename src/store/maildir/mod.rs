@@ -12,6 +12,7 @@
 //! interrupted before its key was recorded can be found again (`find_tracked`),
 //! and `S=`/`W=` are the sizes Dovecot records in its own names.
 
+mod adopt;
 mod names;
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH};
 use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
-    LineEnds, NewMessage, Scope, Store, StoreError, StoreResult,
+    LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
 };
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
@@ -843,6 +844,35 @@ impl Store for MaildirStore {
         Ok(out)
     }
 
+    fn other_tools_names(&self, name: &FolderName) -> Vec<FolderName> {
+        adopt::other_tools_names(name)
+    }
+
+    fn previous_copies(&mut self) -> StoreResult<Vec<PreviousCopy>> {
+        let selected = self.selected()?;
+        let folder_md5s = adopt::offlineimap_folder_md5s(&selected.name);
+        let mbsync = mbsync_state(&selected.dir);
+        let mut out: Vec<PreviousCopy> = selected
+            .messages
+            .keys()
+            .filter_map(|key| {
+                if let Some(uid) = adopt::offlineimap_uid(key, &folder_md5s) {
+                    return Some((key, uid, None));
+                }
+                let state = mbsync.as_ref()?;
+                let uid = *state.server_uid_of.get(&adopt::mbsync_local_uid(key)?)?;
+                Some((key, uid, Some(state.far_validity)))
+            })
+            .map(|(key, server_uid, server_validity)| PreviousCopy {
+                key: MsgKey(key.clone()),
+                server_uid,
+                server_validity,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -1034,6 +1064,18 @@ impl Store for MaildirStore {
             .map(|(key, why)| (key.to_string(), why))
             .collect()
     }
+}
+
+/// mbsync's pairs for a folder it keeps its state in (`SyncState *`), when
+/// its local numbering is still the one the file names carry. Missing or
+/// unreadable files give no hints: pairing then goes by identity alone.
+fn mbsync_state(dir: &Path) -> Option<adopt::MbsyncState> {
+    let state =
+        adopt::parse_mbsync_state(&fs::read_to_string(dir.join(adopt::MBSYNC_STATE)).ok()?)?;
+    let numbering = adopt::parse_mbsync_uidvalidity(
+        &fs::read_to_string(dir.join(adopt::MBSYNC_UIDVALIDITY)).ok()?,
+    )?;
+    (numbering == state.near_validity).then_some(state)
 }
 
 fn selectable(name: FolderName) -> FolderInfo {
