@@ -182,16 +182,36 @@ pub(super) fn sync_with_password(
         scratch.as_ref().map(|d| d.path()),
     )?;
     ui.debug(&format!("{name}: opening the Maildir {}", root.display()));
-    let near = MaildirStore::open(root.clone(), account.layout).map_err(|e| {
-        store_failure(
-            e,
-            ExitStatus::Safety,
-            format!(
-                "account `{name}`: cannot open the Maildir {}",
-                root.display()
-            ),
-        )
-    })?;
+    let mut near =
+        MaildirStore::open(root.clone(), account.layout, account.folder_names).map_err(|e| {
+            store_failure(
+                e,
+                ExitStatus::Safety,
+                format!(
+                    "account `{name}`: cannot open the Maildir {}",
+                    root.display()
+                ),
+            )
+        })?;
+    if !args.dry_run {
+        let renamed = near.respell_folders().map_err(|e| {
+            store_failure(
+                e,
+                ExitStatus::Safety,
+                format!(
+                    "account `{name}`: cannot rename folders to modified UTF-7 in the Maildir {}",
+                    root.display()
+                ),
+            )
+        })?;
+        for (old, new) in renamed {
+            ui.info(&format!(
+                "{name}: renamed local folder `{}` to `{}`, the spelling Dovecot reads",
+                old.display(),
+                new.display()
+            ));
+        }
+    }
 
     let far = connect(ui, account, password.clone())?;
 
@@ -214,7 +234,7 @@ pub(super) fn sync_with_password(
     };
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
-        let near = MaildirStore::open(root.clone(), account.layout)?;
+        let near = MaildirStore::open(root.clone(), account.layout, account.folder_names)?;
         let far = connect_far(account, password.clone())?;
         Ok((far, Box::new(near)))
     };

@@ -12,6 +12,7 @@ mod measure;
 mod migrate;
 mod oauth2;
 mod pop3_store;
+mod readers;
 mod refused;
 mod reports;
 mod restart;

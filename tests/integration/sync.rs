@@ -6,7 +6,7 @@ use crate::support::{crashed, server_config};
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
-use mailsync::store::maildir::{Layout, MaildirStore};
+use mailsync::store::maildir::{FolderNames, Layout, MaildirStore};
 use mailsync::store::net::TlsMode;
 use mailsync::store::Store;
 use mailsync::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent};
@@ -117,7 +117,7 @@ impl Fixture {
     }
 
     pub fn maildir(&self) -> MaildirStore {
-        MaildirStore::open(self.root(), Layout::Maildirpp).expect("open maildir")
+        MaildirStore::open(self.root(), Layout::Maildirpp, FolderNames::Utf7).expect("open maildir")
     }
 
     pub fn run_with(&self, options: RunOptions) -> AccountReport {

@@ -29,6 +29,7 @@ use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
     LineEnds, NewMessage, Scope, Store, StoreError, StoreResult,
 };
+pub use names::FolderNames;
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
     MAILDIR_SUBDIRS,
@@ -79,6 +80,7 @@ static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct MaildirStore {
     pub root: PathBuf,
     pub layout: Layout,
+    pub folder_names: FolderNames,
     pub durability: Durability,
     /// The root with every symlink resolved: what "below the root" means.
     canonical_root: PathBuf,
@@ -145,7 +147,11 @@ impl MaildirStore {
     /// Opens an existing root. A missing root stops the run before anything
     /// changes, so the root is never created here. (An unmounted mount point is
     /// usually an empty directory: `is_empty` is there to catch that.)
-    pub fn open(root: PathBuf, layout: Layout) -> StoreResult<MaildirStore> {
+    pub fn open(
+        root: PathBuf,
+        layout: Layout,
+        folder_names: FolderNames,
+    ) -> StoreResult<MaildirStore> {
         let metadata = fs::metadata(&root).map_err(|e| {
             StoreError::Unsafe(format!(
                 "maildir root `{}` is not accessible ({e}); is it mounted?",
@@ -167,6 +173,7 @@ impl MaildirStore {
         Ok(MaildirStore {
             root,
             layout,
+            folder_names,
             durability: Durability::default(),
             canonical_root,
             caps: Caps {
@@ -198,15 +205,84 @@ impl MaildirStore {
         std::mem::take(&mut self.warnings)
     }
 
-    /// The directory of a folder, checked to stay below the root.
+    /// The directory of a folder, checked to stay below the root. A folder
+    /// still spelled in UTF-8 by an earlier version (see `respell_folders`)
+    /// is found there until it is renamed.
     fn folder_dir(&self, name: &FolderName) -> StoreResult<PathBuf> {
-        let rel = self
-            .layout
-            .relative_path(name)
-            .map_err(|reason| StoreError::folder(name, reason))?;
-        let dir = self.root.join(rel);
+        let relative = |names| {
+            self.layout
+                .relative_path(name, names)
+                .map_err(|reason| StoreError::folder(name, reason))
+        };
+        let mut dir = self.root.join(relative(self.folder_names)?);
+        if self.folder_names == FolderNames::Utf7 && fs::symlink_metadata(&dir).is_err() {
+            let utf8 = self.root.join(relative(FolderNames::Utf8)?);
+            if fs::symlink_metadata(&utf8).is_ok() {
+                dir = utf8;
+            }
+        }
         self.ensure_inside(name, &dir)?;
         Ok(dir)
+    }
+
+    /// Renames the folders an earlier version spelled in UTF-8 to their
+    /// modified UTF-7 spelling, so that Dovecot and other readers see them.
+    /// Each rename of a directory is atomic and keeps every file name, so the
+    /// messages keep their keys and the state's records still match: nothing
+    /// is downloaded, uploaded or deleted again. A folder whose new spelling
+    /// already exists is left as it is (and listed as rejected). Returns
+    /// (old, new) directory names, relative to the root.
+    pub fn respell_folders(&mut self) -> StoreResult<Vec<(PathBuf, PathBuf)>> {
+        if self.folder_names != FolderNames::Utf7 {
+            return Ok(Vec::new());
+        }
+        let mut folders = self.collect_folders(&mut Vec::new())?.folders;
+        // Parents first: a nested child is found below its renamed parent.
+        folders.sort_by_key(|f| f.name.components().count());
+        let mut renamed = Vec::new();
+        for folder in folders {
+            let utf7 = self.layout.relative_path(&folder.name, FolderNames::Utf7);
+            let utf8 = self.layout.relative_path(&folder.name, FolderNames::Utf8);
+            let (Ok(target), Ok(utf8)) = (utf7, utf8) else {
+                continue;
+            };
+            let (Some(parent), Some(old_name)) = (target.parent(), utf8.file_name()) else {
+                continue;
+            };
+            let current = parent.join(old_name);
+            if current == target
+                || fs::symlink_metadata(self.root.join(&current)).is_err()
+                || fs::symlink_metadata(self.root.join(&target)).is_ok()
+            {
+                continue;
+            }
+            let from = self.root.join(&current);
+            let to = self.root.join(&target);
+            fs::rename(&from, &to).map_err(|e| io_error("renaming", &from, e))?;
+            sync_dirs(&BTreeSet::from([self.root.join(parent)]))?;
+            renamed.push((current, target));
+        }
+        Ok(renamed)
+    }
+
+    /// The reason to leave out a directory an earlier version spelled in
+    /// UTF-8 while the folder's modified UTF-7 directory exists too: the two
+    /// are one folder, and merging them is the user's decision.
+    fn utf8_twin(&self, found: &names::FoundFolder, rel: &Path) -> Option<String> {
+        if !found.utf8_spelling {
+            return None;
+        }
+        let utf7 = self
+            .layout
+            .relative_path(&found.name, FolderNames::Utf7)
+            .ok()?;
+        fs::symlink_metadata(self.root.join(&utf7)).ok()?;
+        Some(format!(
+            "folder `{}` also exists as `{}` (its modified UTF-7 spelling, which Dovecot reads); move the messages of `{}` there and remove it",
+            found.name,
+            utf7.display(),
+            rel.display()
+        ))
     }
 
     /// Refuses a path whose nearest existing ancestor (itself included) resolves,
@@ -308,8 +384,12 @@ impl MaildirStore {
             if !is_maildir(&path) {
                 continue;
             }
-            match self.layout.folder_for(Path::new(&file_name)) {
-                Ok(name) => list.folders.push(selectable(name)),
+            let rel = Path::new(&file_name);
+            match self.layout.folder_for(rel, self.folder_names) {
+                Ok(found) => match self.utf8_twin(&found, rel) {
+                    Some(reason) => list.rejected.push((shown, reason)),
+                    None => list.folders.push(selectable(found.name)),
+                },
                 Err(reason) => list.rejected.push((shown, reason)),
             }
         }
@@ -357,12 +437,18 @@ impl MaildirStore {
                 // Not walked into: a link to an ancestor would loop.
                 DirKind::LinkedDir => false,
             };
-            match self.layout.folder_for(&child_rel) {
-                Ok(name) => list.folders.push(FolderInfo {
-                    name,
-                    role: None,
-                    selectable: is_maildir(&path),
-                }),
+            match self.layout.folder_for(&child_rel, self.folder_names) {
+                Ok(found) => {
+                    if let Some(reason) = self.utf8_twin(&found, &child_rel) {
+                        list.rejected.push((shown, reason));
+                        continue;
+                    }
+                    list.folders.push(FolderInfo {
+                        name: found.name,
+                        role: None,
+                        selectable: is_maildir(&path),
+                    })
+                }
                 Err(reason) => {
                     list.rejected.push((shown, reason));
                     continue;
