@@ -9,7 +9,10 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # crates link against (native-tls -> libssl, rusqlite -> libsqlite3); `time`
 # measures the peak memory of test runs.
 TEST_PACKAGES=(dovecot-imapd dovecot-pop3d openssl pkg-config libssl-dev libsqlite3-dev
-    gcc libc6-dev ca-certificates time)
+    gcc libc6-dev ca-certificates time
+    # the reader tests check what notmuch sees in a synced Maildir
+    notmuch
+)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

@@ -24,6 +24,9 @@ fn seed_server(cli: &Cli) -> Result<(), Box<dyn Error>> {
         ("INBOX", "2", "\\Answered \\Seen"),
         ("INBOX", "3", "\\Draft"),
         ("Réunions", "2", "\\Seen"),
+        ("INBOX", "1", "$Label1 NonJunk"),
+        ("INBOX", "4", "work"),
+        ("Réunions", "1", "$Label2"),
     ] {
         sandbox.doveadm(&[
             "flags", "add", "-u", "alice", flags, "mailbox", folder, "uid", uid,
@@ -199,6 +202,64 @@ fn notmuch_counts_and_tags_match_the_server() -> TestResult {
     assert_eq!(count("folder:.R&AOk-unions")?, server["Réunions"].len());
 
     // notmuch's database inside the Maildir root is not a folder.
+    assert_nothing_copied(&sync_totals(&cli)?);
+    Ok(())
+}
+
+#[test]
+fn keywords_travel_both_ways_through_dovecots_own_files() -> TestResult {
+    let cli = Cli::new("")?;
+    seed_server(&cli)?;
+    assert_first_sync_copied_all(&sync_totals(&cli)?);
+    let root = cli.fixture.root();
+    let mapping = std::fs::read_to_string(root.join("dovecot-keywords"))?;
+    assert!(
+        mapping.contains("$Label1") && mapping.contains("work"),
+        "{mapping}"
+    );
+
+    // A mail reader using Dovecot on the Maildir changes keywords there.
+    let reader = Sandbox::start_reader(&root, "")?;
+    assert_eq!(
+        what_dovecot_sees(&reader, READER_USER)?,
+        what_dovecot_sees(&cli.fixture.sandbox, "alice")?
+    );
+    for (action, keyword, uid) in [
+        ("add", "todo", "3"),
+        ("remove", "$Label1", "1"),
+        ("add", "$Label1", "2"),
+    ] {
+        reader.doveadm(&[
+            "flags",
+            action,
+            "-u",
+            READER_USER,
+            keyword,
+            "mailbox",
+            "INBOX",
+            "uid",
+            uid,
+        ])?;
+    }
+    // And on the server, another client removes one.
+    cli.fixture.sandbox.doveadm(&[
+        "flags", "remove", "-u", "alice", "work", "mailbox", "INBOX", "uid", "4",
+    ])?;
+    let totals = sync_totals(&cli)?;
+    assert_eq!(totals["flags_to_server"], 3, "{totals}");
+    assert_eq!(totals["flags_to_local"], 1, "{totals}");
+    let server = what_dovecot_sees(&cli.fixture.sandbox, "alice")?;
+    assert_eq!(what_dovecot_sees(&reader, READER_USER)?, server);
+    let inbox_keywords: Vec<&String> = server["INBOX"]
+        .iter()
+        .flat_map(|(_, flags)| flags)
+        .filter(|f| !f.starts_with('\\'))
+        .collect();
+    assert_eq!(inbox_keywords.len(), 3, "{inbox_keywords:?}");
+    for keyword in ["todo", "NonJunk", "$Label1"] {
+        assert!(inbox_keywords.iter().any(|k| *k == keyword), "{keyword}");
+    }
+    // Settled: the next run changes nothing.
     assert_nothing_copied(&sync_totals(&cli)?);
     Ok(())
 }

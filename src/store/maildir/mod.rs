@@ -12,6 +12,7 @@
 //! interrupted before its key was recorded can be found again (`find_tracked`),
 //! and `S=`/`W=` are the sizes Dovecot records in its own names.
 
+mod keywords;
 mod names;
 #[cfg(test)]
 mod tests;
@@ -29,6 +30,7 @@ use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
     LineEnds, NewMessage, Scope, Store, StoreError, StoreResult,
 };
+pub use keywords::{KEYWORDS_FILE, MAX_KEYWORDS};
 pub use names::FolderNames;
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
@@ -636,6 +638,109 @@ impl MaildirStore {
     /// Removes the files staged since the last flush. Leaving them for the
     /// 36-hour clean-up is not enough: after a full disk each run would stage
     /// the same messages again and keep the disk full.
+    /// Renames each message's file into `cur/` with the info letters
+    /// `letters(key, current letters)`, then syncs the directories it changed.
+    fn relabel(
+        &mut self,
+        keys: &[MsgKey],
+        letters: impl Fn(&MsgKey, &str) -> String,
+    ) -> StoreResult<()> {
+        let selected = self.selected_mut()?;
+        let mut touched = BTreeSet::new();
+        let mut first_error = None;
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            if let Some(what) = entry.not_regular {
+                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
+            let file = cur_file_name(key.as_str(), &letters(key, entry.letters()));
+            if entry.place == Place::Cur && entry.file == file {
+                continue;
+            }
+            let from_dir = selected.dir.join(entry.place.dir_name());
+            let cur = selected.dir.join(Place::Cur.dir_name());
+            let from = from_dir.join(&entry.file);
+            let to = cur.join(&file);
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    touched.insert(from_dir);
+                    touched.insert(cur);
+                    selected.messages.insert(
+                        key.as_str().to_string(),
+                        Entry {
+                            file,
+                            place: Place::Cur,
+                            not_regular: None,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    selected.messages.remove(key.as_str());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::Message {
+                        folder: selected.name.to_string(),
+                        key: key.to_string(),
+                        reason: format!("renaming `{}` to `{}`: {e}", from.display(), to.display()),
+                    });
+                }
+            }
+        }
+        sync_dirs(&touched)?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The keywords of each message in the selected folder, from its
+    /// lowercase info letters and the folder's `dovecot-keywords`.
+    pub fn keywords(&self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
+        let selected = self.selected()?;
+        let map = keywords::KeywordMap::read(&selected.dir)?;
+        let mut out: Vec<(MsgKey, Vec<String>)> = selected
+            .messages
+            .iter()
+            .filter(|(_, entry)| entry.not_regular.is_none())
+            .map(|(key, entry)| (MsgKey(key.clone()), map.names_of(entry.letters())))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether the selected folder can hold `keyword` (it has a letter, or
+    /// one of the 26 is free).
+    pub fn can_hold_keyword(&self, keyword: &str) -> StoreResult<bool> {
+        let selected = self.selected()?;
+        Ok(keywords::KeywordMap::read(&selected.dir)?.can_hold(keyword))
+    }
+
+    /// Gives messages of the selected folder exactly these keywords, adding
+    /// names to `dovecot-keywords` first (durably) where needed. Returns the
+    /// keywords that found no free letter: those messages keep the others.
+    pub fn set_keywords(&mut self, changes: &[(MsgKey, Vec<String>)]) -> StoreResult<Vec<String>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.selected()?.dir.clone();
+        let wanted: BTreeSet<String> = changes
+            .iter()
+            .flat_map(|(_, k)| k.iter().cloned())
+            .collect();
+        let (map, full) = keywords::ensure_letters(&dir, &wanted)?;
+        let letters: HashMap<&MsgKey, Vec<char>> = changes
+            .iter()
+            .map(|(key, names)| (key, names.iter().filter_map(|n| map.letter_of(n)).collect()))
+            .collect();
+        let keys: Vec<MsgKey> = changes.iter().map(|(key, _)| key.clone()).collect();
+        self.relabel(&keys, |key, current| {
+            let wanted = letters.get(key).map(Vec::as_slice).unwrap_or_default();
+            keywords::with_keyword_letters(current, wanted)
+        })?;
+        Ok(full)
+    }
+
     fn discard_staged(&mut self) {
         remove_staged(&std::mem::take(&mut self.staged));
     }
@@ -1026,53 +1131,7 @@ impl Store for MaildirStore {
     }
 
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
-        let selected = self.selected_mut()?;
-        let mut touched = BTreeSet::new();
-        let mut first_error = None;
-        for key in keys {
-            let Some(entry) = selected.messages.get(key.as_str()) else {
-                continue;
-            };
-            if let Some(what) = entry.not_regular {
-                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
-                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
-                continue;
-            }
-            let file = cur_file_name(key.as_str(), &apply_flags(entry.letters(), add, remove));
-            if entry.place == Place::Cur && entry.file == file {
-                continue;
-            }
-            let from_dir = selected.dir.join(entry.place.dir_name());
-            let cur = selected.dir.join(Place::Cur.dir_name());
-            let from = from_dir.join(&entry.file);
-            let to = cur.join(&file);
-            match fs::rename(&from, &to) {
-                Ok(()) => {
-                    touched.insert(from_dir);
-                    touched.insert(cur);
-                    selected.messages.insert(
-                        key.as_str().to_string(),
-                        Entry {
-                            file,
-                            place: Place::Cur,
-                            not_regular: None,
-                        },
-                    );
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    selected.messages.remove(key.as_str());
-                }
-                Err(e) => {
-                    first_error.get_or_insert(StoreError::Message {
-                        folder: selected.name.to_string(),
-                        key: key.to_string(),
-                        reason: format!("renaming `{}` to `{}`: {e}", from.display(), to.display()),
-                    });
-                }
-            }
-        }
-        sync_dirs(&touched)?;
-        first_error.map_or(Ok(()), Err)
+        self.relabel(keys, |_, letters| apply_flags(letters, add, remove))
     }
 
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {

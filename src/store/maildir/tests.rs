@@ -1013,3 +1013,56 @@ fn a_file_moved_from_new_to_cur_during_the_scan_is_still_listed() {
     assert_eq!(entry.place, Place::Cur);
     assert_eq!(entry.file, format!("{key}:2,S"));
 }
+
+#[test]
+fn keywords_use_dovecots_letters_and_keep_other_programs_mappings() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    store.select(&name("INBOX")).unwrap();
+    let key = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    // Another program already mapped index 0 and 2.
+    fs::write(dir.path().join(KEYWORDS_FILE), "0 $Label1\n2 Junk\n").unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let full = store
+        .set_keywords(&[(key.clone(), vec!["NonJunk".into(), "$label1".into()])])
+        .unwrap();
+    assert!(full.is_empty());
+    assert_eq!(
+        fs::read_to_string(dir.path().join(KEYWORDS_FILE)).unwrap(),
+        "0 $Label1\n1 NonJunk\n2 Junk\n"
+    );
+    let files = files_in(&dir.path().join("cur"));
+    assert!(files[0].ends_with(":2,Sab"), "{files:?}");
+    store.select(&name("INBOX")).unwrap();
+    assert_eq!(
+        store.keywords().unwrap(),
+        vec![(
+            key.clone(),
+            vec!["$Label1".to_string(), "NonJunk".to_string()]
+        )]
+    );
+    // Removing keeps the system flag and the mapping.
+    store.set_keywords(&[(key.clone(), vec![])]).unwrap();
+    assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,S"));
+    assert!(fs::read_to_string(dir.path().join(KEYWORDS_FILE))
+        .unwrap()
+        .contains("1 NonJunk"));
+}
+
+#[test]
+fn a_27th_keyword_stays_on_the_server_only() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    store.select(&name("INBOX")).unwrap();
+    let key = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    store.select(&name("INBOX")).unwrap();
+    let many: Vec<String> = (0..27).map(|i| format!("k{i:02}")).collect();
+    let full = store.set_keywords(&[(key.clone(), many.clone())]).unwrap();
+    assert_eq!(full, vec!["k26".to_string()]);
+    assert!(!store.can_hold_keyword("other").unwrap());
+    assert!(store.can_hold_keyword("K00").unwrap());
+    store.select(&name("INBOX")).unwrap();
+    let (_, kept) = &store.keywords().unwrap()[0];
+    assert_eq!(kept.len(), MAX_KEYWORDS);
+    assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,Sabcdefghijklmnopqrstuvwxyz"));
+}
