@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{FolderName, MsgKey};
 use crate::state::{KeywordBase, StateDb, StateError};
-use crate::store::imap::ImapStore;
+use crate::store::imap::{is_keyword, ImapStore};
 use crate::store::maildir::MaildirStore;
 use crate::store::{Store, StoreError};
 use crate::sync::policy::Direction;
@@ -71,6 +71,11 @@ pub fn merge(base: Option<&Set>, server: &Set, local: &Set) -> Set {
     out
 }
 
+/// Whether `key` is in the local view only because the folder cannot hold it.
+fn is_stand_in(local_view: &Set, actual: &Set, key: &str) -> bool {
+    local_view.contains_key(key) && !actual.contains_key(key)
+}
+
 /// Brings the keywords of the folder's paired messages in line both ways
 /// (or one way, as `direction` allows).
 pub fn align(
@@ -103,7 +108,12 @@ pub fn align(
             continue;
         };
         let server_set = set_of(s);
-        let mut local_set = set_of(l);
+        // Names in the Maildir that are not keywords to IMAP (another
+        // program's, or `$Forwarded`, which this model keeps as `P`) are
+        // left as they are.
+        let (managed, unmanaged): (Vec<&String>, Vec<&String>) =
+            l.iter().partition(|k| is_keyword(k));
+        let mut local_set = set_of(managed);
         let base = bases
             .get(&record.id)
             .filter(|b| &b.far == far && &b.near == near)
@@ -147,21 +157,20 @@ pub fn align(
                 }
             }
         }
-        let local_wanted = if direction == Direction::Push {
-            set_of(l)
-        } else {
-            merged.clone()
-        };
-        if local_wanted.keys().ne(set_of(l).keys()) {
-            outcome.to_local += local_wanted
-                .keys()
-                .filter(|k| !local_set.contains_key(*k))
-                .count() as u64
-                + local_set
-                    .keys()
-                    .filter(|k| !local_wanted.contains_key(*k))
-                    .count() as u64;
-            local_changes.push((near.clone(), local_wanted.values().cloned().collect()));
+        if direction != Direction::Push {
+            let actual = set_of(l);
+            // Keywords present only as stand-ins for what cannot be held.
+            let mut wanted: Set = merged
+                .into_iter()
+                .filter(|(k, _)| actual.contains_key(k) || !is_stand_in(&local_set, &actual, k))
+                .collect();
+            wanted.extend(set_of(unmanaged));
+            if wanted.keys().ne(actual.keys()) {
+                let added = wanted.keys().filter(|k| !actual.contains_key(*k)).count();
+                let removed = actual.keys().filter(|k| !wanted.contains_key(*k)).count();
+                outcome.to_local += (added + removed) as u64;
+                local_changes.push((near.clone(), wanted.into_values().collect()));
+            }
         }
         // The base is what the server now has: the local copy has the same,
         // or cannot hold the rest, or (one-way) is not ours to change.

@@ -261,5 +261,27 @@ fn keywords_travel_both_ways_through_dovecots_own_files() -> TestResult {
     }
     // Settled: the next run changes nothing.
     assert_nothing_copied(&sync_totals(&cli)?);
+
+    // Dovecot keeps $Forwarded as a keyword letter, where this model uses
+    // `P`: such a name is left alone locally and stops nothing.
+    reader.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        READER_USER,
+        "$Forwarded",
+        "mailbox",
+        "INBOX",
+        "uid",
+        "2",
+    ])?;
+    let run = cli.run(&["sync", "--report", "json"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stdout.contains("not synced"), "{}", run.stdout);
+    let forwarded = what_dovecot_sees(&reader, READER_USER)?["INBOX"]
+        .iter()
+        .filter(|(_, flags)| flags.iter().any(|f| f == "$Forwarded"))
+        .count();
+    assert_eq!(forwarded, 1);
     Ok(())
 }

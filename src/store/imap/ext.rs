@@ -191,7 +191,7 @@ fn expand_uid_set(set: &[UidSetMember]) -> Vec<u32> {
 
 /// A keyword as a flag name: an IMAP atom that is neither a system flag nor one
 /// of the flags [`Flags`] models.
-fn is_keyword(name: &str) -> bool {
+pub fn is_keyword(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('\\')
         && Flags::from_imap_name(name).is_none()
