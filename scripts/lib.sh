@@ -17,6 +17,8 @@ TEST_PACKAGES+=(dpkg-dev)
 TEST_PACKAGES+=(man-db)
 # mbsync, whose Maildir the adoption tests take over.
 TEST_PACKAGES+=(isync)
+# The reader tests check what notmuch sees in a synced Maildir.
+TEST_PACKAGES+=(notmuch)
 
 say() { printf '==> %s\n' "$*" >&2; }
 

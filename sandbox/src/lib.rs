@@ -13,6 +13,9 @@
 //! Run as root, mail is owned by `nobody` because Dovecot refuses to access mail
 //! as root; run as anyone else, everything runs as that user.
 
+mod reader;
+pub use reader::READER_USER;
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::fs;

@@ -169,18 +169,22 @@ fn gather(
             "{name}: counting the Maildir {}",
             account.maildir.display()
         ));
-        let mut maildir = MaildirStore::open(account.maildir.clone(), account.layout)
-            .and_then(|mut store| store.status_all(&wanted))
-            .map_err(|e| {
-                store_failure(
-                    e,
-                    ExitStatus::Safety,
-                    format!(
-                        "account `{name}`: cannot read the Maildir {}",
-                        account.maildir.display()
-                    ),
-                )
-            })?;
+        let mut maildir = MaildirStore::open(
+            account.maildir.clone(),
+            account.layout,
+            account.folder_names,
+        )
+        .and_then(|mut store| store.status_all(&wanted))
+        .map_err(|e| {
+            store_failure(
+                e,
+                ExitStatus::Safety,
+                format!(
+                    "account `{name}`: cannot read the Maildir {}",
+                    account.maildir.display()
+                ),
+            )
+        })?;
         left_out("local", &maildir);
         maildir.rejected.clear();
         Some(maildir)

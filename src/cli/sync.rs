@@ -11,13 +11,15 @@ use super::human_summary::print_report;
 use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use crate::config::{Account, Overrides};
+use crate::config::{Account, FarConfig, Overrides};
 use crate::state::StateDb;
-use crate::store::imap::Secret;
-use crate::store::maildir::MaildirStore;
+use crate::store::imap::{ImapStore, Secret};
+use crate::store::maildir::{MaildirStore, MAX_KEYWORDS};
 use crate::store::StoreResult;
-use crate::sync::run_report::Stop;
+use crate::sync::keywords;
+use crate::sync::policy::{Direction, Mode};
 use crate::sync::run_report::{AccountReport, ExitStatus};
+use crate::sync::run_report::{FolderReport, Stop};
 use crate::sync::{sync_account, Connections, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
@@ -195,16 +197,36 @@ pub(super) fn sync_with_password(
         scratch.as_ref().map(|d| d.path()),
     )?;
     ui.debug(&format!("{name}: opening the Maildir {}", root.display()));
-    let near = MaildirStore::open(root.clone(), account.layout).map_err(|e| {
-        store_failure(
-            e,
-            ExitStatus::Safety,
-            format!(
-                "account `{name}`: cannot open the Maildir {}",
-                root.display()
-            ),
-        )
-    })?;
+    let mut near =
+        MaildirStore::open(root.clone(), account.layout, account.folder_names).map_err(|e| {
+            store_failure(
+                e,
+                ExitStatus::Safety,
+                format!(
+                    "account `{name}`: cannot open the Maildir {}",
+                    root.display()
+                ),
+            )
+        })?;
+    if !args.dry_run {
+        let renamed = near.respell_folders().map_err(|e| {
+            store_failure(
+                e,
+                ExitStatus::Safety,
+                format!(
+                    "account `{name}`: cannot rename folders to modified UTF-7 in the Maildir {}",
+                    root.display()
+                ),
+            )
+        })?;
+        for (old, new) in renamed {
+            ui.info(&format!(
+                "{name}: renamed local folder `{}` to `{}`, the spelling Dovecot reads",
+                old.display(),
+                new.display()
+            ));
+        }
+    }
 
     let far = connect(ui, account, password.clone())?;
 
@@ -227,7 +249,7 @@ pub(super) fn sync_with_password(
     };
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
-        let near = MaildirStore::open(root.clone(), account.layout)?;
+        let near = MaildirStore::open(root.clone(), account.layout, account.folder_names)?;
         let far = connect_far(account, password.clone())?;
         Ok((far, Box::new(near)))
     };
@@ -237,7 +259,7 @@ pub(super) fn sync_with_password(
         connect: &more,
         jobs,
     };
-    let report = sync_account(
+    let mut report = sync_account(
         name,
         connections,
         &mut state,
@@ -249,10 +271,69 @@ pub(super) fn sync_with_password(
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
+    let keywords_travel = !args.dry_run
+        && policy.flags
+        && policy.mode == Mode::TwoWay
+        && report.error.is_none()
+        && report.stopped.is_none();
+    if let (true, FarConfig::Imap(login)) = (keywords_travel, &account.far) {
+        let server = ImapStore::connect(&login.with_password(password, account.batch_bytes));
+        let local = MaildirStore::open(root.clone(), account.layout, account.folder_names);
+        match (server, local) {
+            (Ok(mut server), Ok(mut local)) => {
+                let stores = (&mut server, &mut local);
+                align_keywords(stores, &mut state, policy.direction, &mut report);
+            }
+            (Err(e), _) | (_, Err(e)) => report
+                .notes
+                .push(format!("keywords were not synced this run: {e}")),
+        }
+    }
     // A run stopped by a signal stopped right after a commit: as clean an end.
     let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
     close_state(ui, name, state, report.error.is_none() || interrupted);
     Ok(report)
+}
+
+/// The keyword pass over the folders the engine went through this run: a
+/// folder it skipped changed on neither side, so neither did its keywords.
+/// Problems become notes: the messages themselves are synced already.
+fn align_keywords(
+    (server, local): (&mut ImapStore, &mut MaildirStore),
+    state: &mut StateDb,
+    direction: Direction,
+    report: &mut AccountReport,
+) {
+    for folder in report.synced_folders.clone() {
+        let result = keywords::align(server, local, &folder, state, direction);
+        let changed = result
+            .as_ref()
+            .is_ok_and(|pass| pass.to_local + pass.to_server > 0 || !pass.server_only.is_empty());
+        if !changed && result.is_ok() {
+            continue;
+        }
+        let index = match report.folders.iter().position(|f| f.folder == folder) {
+            Some(index) => index,
+            None => {
+                report.folders.push(FolderReport::new(folder.clone()));
+                report.folders.len() - 1
+            }
+        };
+        let entry = &mut report.folders[index];
+        match result {
+            Ok(pass) => {
+                entry.counts.flags_near += pass.to_local;
+                entry.counts.flags_far += pass.to_server;
+                if !pass.server_only.is_empty() {
+                    entry.notes.push(format!(
+                        "keywords {} stay on the server only: the local folder already has the {MAX_KEYWORDS} keywords a Maildir folder can hold",
+                        pass.server_only.join(", ")
+                    ));
+                }
+            }
+            Err(e) => entry.notes.push(format!("keywords were not synced: {e}")),
+        }
+    }
 }
 
 /// The Maildir root to open. A missing root is created on the first run only:

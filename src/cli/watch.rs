@@ -480,8 +480,12 @@ impl Watcher<'_> {
     fn after_success(&mut self, index: usize) {
         let watched = &mut self.accounts[index];
         let account = &watched.account;
-        match MaildirStore::open(account.maildir.clone(), account.layout)
-            .and_then(|mut store| store.list_folders())
+        match MaildirStore::open(
+            account.maildir.clone(),
+            account.layout,
+            account.folder_names,
+        )
+        .and_then(|mut store| store.list_folders())
         {
             Ok(list) => {
                 for folder in list
@@ -489,7 +493,10 @@ impl Watcher<'_> {
                     .iter()
                     .filter(|f| account.filter.matches(&f.name))
                 {
-                    let Ok(relative) = account.layout.relative_path(&folder.name) else {
+                    let Ok(relative) = account
+                        .layout
+                        .relative_path(&folder.name, account.folder_names)
+                    else {
                         continue;
                     };
                     let dir = account.maildir.join(relative);

@@ -30,7 +30,7 @@ use crate::auth::{AuthMethod, AUTH_METHODS};
 use crate::model::FolderName;
 use crate::state::{Binding, Endpoint};
 use crate::store::imap::{ImapConfig, Secret};
-use crate::store::maildir::Layout;
+use crate::store::maildir::{FolderNames, Layout};
 use crate::store::net::{ServerConfig, TlsMode};
 use crate::store::pop3::Pop3Config;
 use crate::sync::{Brake, Direction, FolderFilter, Mode, Oversize, Policy};
@@ -250,6 +250,7 @@ pub struct Account {
     pub far: FarConfig,
     pub maildir: PathBuf,
     pub layout: Layout,
+    pub folder_names: FolderNames,
     pub state_path: PathBuf,
     pub policy: Policy,
     pub filter: FolderFilter,
@@ -523,6 +524,12 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
             &[("maildir++", Layout::Maildirpp), ("nested", Layout::Nested)],
         )?
         .unwrap_or_default();
+    let folder_names = s
+        .choice(
+            "folder_names",
+            &[("utf7", FolderNames::Utf7), ("utf8", FolderNames::Utf8)],
+        )?
+        .unwrap_or_default();
     let state_path = match s.path("state", home)? {
         Some(path) => path,
         None => dirs.default_state_file(name),
@@ -594,6 +601,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         },
         maildir,
         layout,
+        folder_names,
         state_path,
         policy,
         filter: FolderFilter { include, exclude },

@@ -27,6 +27,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("oauth2", "built-in OAuth2 instead of a password source: a table with provider (\"google\", \"microsoft\" or \"custom\"), client_id, client_secret_command / client_secret_env / client_secret_file, token_url, auth_url, device_auth_url, scopes; presets fill in the endpoints, scopes and host; sign in once with `mailsync auth login ACCOUNT`"),
     ("maildir", "local Maildir root (required); created on the first run"),
     ("layout", "\"maildir++\" (default: INBOX is the root, A/B is .A.B, as Dovecot reads it) or \"nested\" (INBOX/, A/B/)"),
+    ("folder_names", "how non-ASCII folder names are spelled in directory names: \"utf7\" (default: modified UTF-7, `.R&AOk-unions`, what Dovecot's default `maildir:~/Maildir` reads; directories an earlier version wrote in UTF-8 are renamed on the next sync) or \"utf8\" (`.Réunions`, for Dovecot's `:UTF-8` and Courier)"),
     ("state", "state database; default $XDG_DATA_HOME/mailsync/ACCOUNT.db"),
     ("folders", "folders to sync, IMAP wildcards (* anything, % anything but the separator); default [\"*\"]"),
     ("exclude", "folders to leave out, same wildcards; default []"),

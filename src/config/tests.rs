@@ -61,6 +61,7 @@ fn minimal_account_gets_the_defaults() -> Result<(), ConfigError> {
     );
     assert_eq!(account.maildir, PathBuf::from("/home/alice/Mail/work"));
     assert_eq!(account.layout, Layout::Maildirpp);
+    assert_eq!(account.folder_names, FolderNames::Utf7);
     assert_eq!(
         account.state_path,
         PathBuf::from("/home/alice/.local/share/mailsync/work.db")
@@ -344,6 +345,18 @@ fn unknown_enum_values_list_the_choices() {
     );
     let message = parse_err(&format!("{MINIMAL}layout = \"mh\"\n"));
     assert!(message.contains("key `layout`"), "{message}");
+    let message = parse_err(&format!("{MINIMAL}folder_names = \"latin1\"\n"));
+    assert!(
+        message.contains("key `folder_names`") && message.contains("\"utf7\", \"utf8\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn folder_names_utf8_is_read() -> Result<(), ConfigError> {
+    let config = parse(&format!("{MINIMAL}folder_names = \"utf8\"\n"))?;
+    assert_eq!(config.accounts[0].folder_names, FolderNames::Utf8);
+    Ok(())
 }
 
 #[test]

@@ -37,6 +37,14 @@ pub struct Record {
     pub first_seen: i64,
 }
 
+/// The keywords a record's two copies had after the last keyword pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeywordBase {
+    pub far: MsgKey,
+    pub near: MsgKey,
+    pub keywords: Vec<String>,
+}
+
 /// Per-folder watermarks, committed after a folder's batches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderState {
@@ -284,6 +292,31 @@ impl StateDb {
         Ok(out)
     }
 
+    /// The keyword bases of the folder's records (see `KeywordBase`), by record id.
+    pub fn keyword_bases(
+        &self,
+        folder: &FolderName,
+    ) -> StateResult<std::collections::HashMap<i64, KeywordBase>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT k.record, k.far, k.near, k.keywords FROM keywords k \
+             JOIN records r ON r.id = k.record WHERE r.folder = ?1",
+        )?;
+        let mut rows = stmt.query([folder.as_str()])?;
+        let mut out = std::collections::HashMap::new();
+        while let Some(row) = rows.next()? {
+            let keywords: String = row.get(3)?;
+            out.insert(
+                row.get(0)?,
+                KeywordBase {
+                    far: MsgKey(row.get(1)?),
+                    near: MsgKey(row.get(2)?),
+                    keywords: keywords.split_whitespace().map(str::to_string).collect(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
     /// The folder's pending intents, oldest first.
     pub fn intents(&self, folder: &FolderName) -> StateResult<Vec<Intent>> {
         let mut stmt = self.conn.prepare_cached(
@@ -505,6 +538,21 @@ impl Batch<'_> {
                 first_seen,
             ])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Records the keywords both sides now have for a record, under its keys.
+    pub fn set_keyword_base(&self, record: i64, base: &KeywordBase) -> StateResult<()> {
+        self.tx.execute(
+            "INSERT INTO keywords (record, far, near, keywords) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (record) DO UPDATE SET far = ?2, near = ?3, keywords = ?4",
+            params![
+                record,
+                base.far.as_str(),
+                base.near.as_str(),
+                base.keywords.join(" ")
+            ],
+        )?;
+        Ok(())
     }
 
     pub fn set_flags(&self, record: i64, flags: Flags) -> StateResult<()> {

@@ -91,7 +91,19 @@ CREATE TABLE endpoints (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// The keywords both sides had after the last keyword pass, with the keys
+/// the record had then: the base of the keyword merge, trusted only while
+/// the record keeps those keys. Keywords are IMAP atoms, joined by spaces.
+const V5: &str = "
+CREATE TABLE keywords (
+    record   INTEGER PRIMARY KEY NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+    far      TEXT NOT NULL,
+    near     TEXT NOT NULL,
+    keywords TEXT NOT NULL
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -891,7 +891,8 @@ fn a_file_from_before_endpoints_were_recorded_is_adopted_as_it_is() {
     // What an earlier version left: schema version 2, no endpoints table.
     raw_sql(
         &path,
-        "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
+        "DROP TABLE keywords; DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; \
+         PRAGMA user_version = 2;",
     );
     let mut db = StateDb::open(&path).unwrap();
     let home = binding(993, "/home/me/Mail");
@@ -913,7 +914,8 @@ fn a_read_only_open_of_an_earlier_file_sees_no_endpoints() {
     drop(synced_db(&path));
     raw_sql(
         &path,
-        "DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
+        "DROP TABLE keywords; DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; \
+         PRAGMA user_version = 2;",
     );
     let db = StateDb::open_read_only(&path).unwrap();
     assert_eq!(db.binding().unwrap(), None);
@@ -999,4 +1001,27 @@ fn a_lock_held_elsewhere_exits_locked_and_other_state_errors_exit_safety() {
         id: 7,
     };
     assert_eq!(missing.exit_status(), ExitStatus::Safety);
+}
+
+#[test]
+fn keyword_bases_follow_their_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = synced_db(&db_path(&dir));
+    let inbox = folder("INBOX");
+    let record = db.records(&inbox).unwrap()[0].id;
+    let base = KeywordBase {
+        far: key("7"),
+        near: key("a"),
+        keywords: vec!["$Label1".into(), "NonJunk".into()],
+    };
+    let batch = db.batch().unwrap();
+    batch.set_keyword_base(record, &base).unwrap();
+    batch.commit().unwrap();
+    assert_eq!(db.keyword_bases(&inbox).unwrap().get(&record), Some(&base));
+    assert!(db.keyword_bases(&folder("Other")).unwrap().is_empty());
+    // A message gone from both sides takes its base along.
+    let batch = db.batch().unwrap();
+    batch.delete_record(record).unwrap();
+    batch.commit().unwrap();
+    assert!(db.keyword_bases(&inbox).unwrap().is_empty());
 }

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 pub mod apply;
+pub mod keywords;
 pub mod recover;
 
 pub use policy::{
@@ -219,6 +220,9 @@ fn touches_far(action: &action::Action) -> bool {
 /// Folders where nothing happened stay out of the report, except in a dry run
 /// (which lists every folder it looked at).
 fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
+    if folder.outcome == FolderOutcome::Done {
+        report.synced_folders.push(folder.folder.clone());
+    }
     let quiet = folder.plan.is_empty()
         && !folder.changed()
         && folder.outcome == FolderOutcome::Done

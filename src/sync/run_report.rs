@@ -241,6 +241,10 @@ pub struct AccountReport {
     pub notes: Vec<String>,
     /// Folders skipped because neither side changed since the last run.
     pub unchanged_folders: u64,
+    /// Folders synced to the end this run, quiet ones included (those are
+    /// not in `folders`): where a change outside the engine's model, such
+    /// as a keyword, may wait.
+    pub synced_folders: Vec<FolderName>,
     pub duration: Duration,
 }
 
@@ -254,6 +258,7 @@ impl AccountReport {
             stopped: None,
             notes: Vec::new(),
             unchanged_folders: 0,
+            synced_folders: Vec::new(),
             duration: Duration::ZERO,
         }
     }

@@ -8,7 +8,7 @@ use super::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent, Stop};
 use super::*;
 use crate::model::{Flags, FolderName};
 use crate::state::StateDb;
-use crate::store::maildir::{Layout, MaildirStore};
+use crate::store::maildir::{FolderNames, Layout, MaildirStore};
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use std::collections::BTreeMap;
@@ -215,9 +215,10 @@ impl World {
     fn near_store(&self) -> Box<dyn Store> {
         match &self.near {
             Near::Memory(m) => Box::new(m.handle()),
-            Near::Maildir(root) => {
-                Box::new(MaildirStore::open(root.clone(), Layout::Maildirpp).expect("open maildir"))
-            }
+            Near::Maildir(root) => Box::new(
+                MaildirStore::open(root.clone(), Layout::Maildirpp, FolderNames::Utf7)
+                    .expect("open maildir"),
+            ),
         }
     }
 

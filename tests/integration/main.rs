@@ -15,6 +15,7 @@ mod migrate;
 mod oauth2;
 mod packaging;
 mod pop3_store;
+mod readers;
 mod refused;
 mod reports;
 mod restart;

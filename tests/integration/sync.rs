@@ -6,7 +6,7 @@ use crate::support::{crashed, server_config};
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
-use mailsync::store::maildir::{Layout, MaildirStore};
+use mailsync::store::maildir::{FolderNames, Layout, MaildirStore};
 use mailsync::store::net::TlsMode;
 use mailsync::store::Store;
 use mailsync::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Silent};
@@ -30,7 +30,12 @@ pub fn local_mailbox(root: &Path) -> Mailbox {
         let name = entry.file_name().to_string_lossy().to_string();
         if let Some(folder) = name.strip_prefix('.') {
             if !folder.is_empty() && entry.path().join("cur").is_dir() {
-                dirs.push((folder.replace('.', "/"), entry.path()));
+                // Components are in modified UTF-7, as Dovecot spells them.
+                let components: Vec<String> = folder
+                    .split('.')
+                    .map(|c| mailsync::store::imap::utf7::decode(c).expect("modified UTF-7"))
+                    .collect();
+                dirs.push((components.join("/"), entry.path()));
             }
         }
     }
@@ -117,7 +122,7 @@ impl Fixture {
     }
 
     pub fn maildir(&self) -> MaildirStore {
-        MaildirStore::open(self.root(), Layout::Maildirpp).expect("open maildir")
+        MaildirStore::open(self.root(), Layout::Maildirpp, FolderNames::Utf7).expect("open maildir")
     }
 
     pub fn run_with(&self, options: RunOptions) -> AccountReport {
@@ -276,7 +281,7 @@ fn first_sync_of_nested_and_non_ascii_folders_then_idle() {
     assert_eq!(report.totals().fetched, 7);
     assert_eq!(report.totals().pushed, 2);
     assert!(fx.root().join(".Archive.2024/cur").is_dir());
-    assert!(fx.root().join(".Entwürfe/cur").is_dir());
+    assert!(fx.root().join(".Entw&APw-rfe/cur").is_dir());
     fx.assert_in_sync();
     assert!(fx
         .sandbox

@@ -80,6 +80,21 @@ impl ImapStore {
     /// Adds `keywords` to the given messages of the selected folder. A server
     /// that does not accept a keyword refuses with a folder error.
     pub fn add_keywords(&mut self, keys: &[MsgKey], keywords: &[String]) -> StoreResult<()> {
+        self.change_keywords(keys, keywords, '+')
+    }
+
+    /// Removes `keywords` from the given messages of the selected folder.
+    pub fn remove_keywords(&mut self, keys: &[MsgKey], keywords: &[String]) -> StoreResult<()> {
+        self.change_keywords(keys, keywords, '-')
+    }
+
+    /// `UID STORE ... {sign}FLAGS.SILENT (keywords)` over the keys.
+    fn change_keywords(
+        &mut self,
+        keys: &[MsgKey],
+        keywords: &[String],
+        sign: char,
+    ) -> StoreResult<()> {
         if keys.is_empty() || keywords.is_empty() {
             return Ok(());
         }
@@ -95,7 +110,7 @@ impl ImapStore {
         for set in uid_sets(&uids) {
             self.run_in_folder(
                 "UID STORE",
-                &format!("UID STORE {set} +FLAGS.SILENT ({names})"),
+                &format!("UID STORE {set} {sign}FLAGS.SILENT ({names})"),
             )?;
         }
         Ok(())
@@ -176,7 +191,7 @@ fn expand_uid_set(set: &[UidSetMember]) -> Vec<u32> {
 
 /// A keyword as a flag name: an IMAP atom that is neither a system flag nor one
 /// of the flags [`Flags`] models.
-fn is_keyword(name: &str) -> bool {
+pub fn is_keyword(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('\\')
         && Flags::from_imap_name(name).is_none()

@@ -8,6 +8,7 @@
 //! mailbox names, no modified UTF-7).
 
 mod ext;
+pub use ext::is_keyword;
 mod list_status;
 mod login;
 mod session;

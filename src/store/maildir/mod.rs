@@ -13,6 +13,7 @@
 //! and `S=`/`W=` are the sizes Dovecot records in its own names.
 
 mod adopt;
+mod keywords;
 mod names;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,8 @@ use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
     LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
 };
+pub use keywords::{KEYWORDS_FILE, MAX_KEYWORDS};
+pub use names::FolderNames;
 use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
     MAILDIR_SUBDIRS,
@@ -80,6 +83,7 @@ static DELIVERY_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct MaildirStore {
     pub root: PathBuf,
     pub layout: Layout,
+    pub folder_names: FolderNames,
     pub durability: Durability,
     /// The root with every symlink resolved: what "below the root" means.
     canonical_root: PathBuf,
@@ -146,7 +150,11 @@ impl MaildirStore {
     /// Opens an existing root. A missing root stops the run before anything
     /// changes, so the root is never created here. (An unmounted mount point is
     /// usually an empty directory: `is_empty` is there to catch that.)
-    pub fn open(root: PathBuf, layout: Layout) -> StoreResult<MaildirStore> {
+    pub fn open(
+        root: PathBuf,
+        layout: Layout,
+        folder_names: FolderNames,
+    ) -> StoreResult<MaildirStore> {
         let metadata = fs::metadata(&root).map_err(|e| {
             StoreError::Unsafe(format!(
                 "maildir root `{}` is not accessible ({e}); is it mounted?",
@@ -168,6 +176,7 @@ impl MaildirStore {
         Ok(MaildirStore {
             root,
             layout,
+            folder_names,
             durability: Durability::default(),
             canonical_root,
             caps: Caps {
@@ -199,15 +208,84 @@ impl MaildirStore {
         std::mem::take(&mut self.warnings)
     }
 
-    /// The directory of a folder, checked to stay below the root.
+    /// The directory of a folder, checked to stay below the root. A folder
+    /// still spelled in UTF-8 by an earlier version (see `respell_folders`)
+    /// is found there until it is renamed.
     fn folder_dir(&self, name: &FolderName) -> StoreResult<PathBuf> {
-        let rel = self
-            .layout
-            .relative_path(name)
-            .map_err(|reason| StoreError::folder(name, reason))?;
-        let dir = self.root.join(rel);
+        let relative = |names| {
+            self.layout
+                .relative_path(name, names)
+                .map_err(|reason| StoreError::folder(name, reason))
+        };
+        let mut dir = self.root.join(relative(self.folder_names)?);
+        if self.folder_names == FolderNames::Utf7 && fs::symlink_metadata(&dir).is_err() {
+            let utf8 = self.root.join(relative(FolderNames::Utf8)?);
+            if fs::symlink_metadata(&utf8).is_ok() {
+                dir = utf8;
+            }
+        }
         self.ensure_inside(name, &dir)?;
         Ok(dir)
+    }
+
+    /// Renames the folders an earlier version spelled in UTF-8 to their
+    /// modified UTF-7 spelling, so that Dovecot and other readers see them.
+    /// Each rename of a directory is atomic and keeps every file name, so the
+    /// messages keep their keys and the state's records still match: nothing
+    /// is downloaded, uploaded or deleted again. A folder whose new spelling
+    /// already exists is left as it is (and listed as rejected). Returns
+    /// (old, new) directory names, relative to the root.
+    pub fn respell_folders(&mut self) -> StoreResult<Vec<(PathBuf, PathBuf)>> {
+        if self.folder_names != FolderNames::Utf7 {
+            return Ok(Vec::new());
+        }
+        let mut folders = self.collect_folders(&mut Vec::new())?.folders;
+        // Parents first: a nested child is found below its renamed parent.
+        folders.sort_by_key(|f| f.name.components().count());
+        let mut renamed = Vec::new();
+        for folder in folders {
+            let utf7 = self.layout.relative_path(&folder.name, FolderNames::Utf7);
+            let utf8 = self.layout.relative_path(&folder.name, FolderNames::Utf8);
+            let (Ok(target), Ok(utf8)) = (utf7, utf8) else {
+                continue;
+            };
+            let (Some(parent), Some(old_name)) = (target.parent(), utf8.file_name()) else {
+                continue;
+            };
+            let current = parent.join(old_name);
+            if current == target
+                || fs::symlink_metadata(self.root.join(&current)).is_err()
+                || fs::symlink_metadata(self.root.join(&target)).is_ok()
+            {
+                continue;
+            }
+            let from = self.root.join(&current);
+            let to = self.root.join(&target);
+            fs::rename(&from, &to).map_err(|e| io_error("renaming", &from, e))?;
+            sync_dirs(&BTreeSet::from([self.root.join(parent)]))?;
+            renamed.push((current, target));
+        }
+        Ok(renamed)
+    }
+
+    /// The reason to leave out a directory an earlier version spelled in
+    /// UTF-8 while the folder's modified UTF-7 directory exists too: the two
+    /// are one folder, and merging them is the user's decision.
+    fn utf8_twin(&self, found: &names::FoundFolder, rel: &Path) -> Option<String> {
+        if !found.utf8_spelling {
+            return None;
+        }
+        let utf7 = self
+            .layout
+            .relative_path(&found.name, FolderNames::Utf7)
+            .ok()?;
+        fs::symlink_metadata(self.root.join(&utf7)).ok()?;
+        Some(format!(
+            "folder `{}` also exists as `{}` (its modified UTF-7 spelling, which Dovecot reads); move the messages of `{}` there and remove it",
+            found.name,
+            utf7.display(),
+            rel.display()
+        ))
     }
 
     /// Refuses a path whose nearest existing ancestor (itself included) resolves,
@@ -309,8 +387,12 @@ impl MaildirStore {
             if !is_maildir(&path) {
                 continue;
             }
-            match self.layout.folder_for(Path::new(&file_name)) {
-                Ok(name) => list.folders.push(selectable(name)),
+            let rel = Path::new(&file_name);
+            match self.layout.folder_for(rel, self.folder_names) {
+                Ok(found) => match self.utf8_twin(&found, rel) {
+                    Some(reason) => list.rejected.push((shown, reason)),
+                    None => list.folders.push(selectable(found.name)),
+                },
                 Err(reason) => list.rejected.push((shown, reason)),
             }
         }
@@ -358,12 +440,18 @@ impl MaildirStore {
                 // Not walked into: a link to an ancestor would loop.
                 DirKind::LinkedDir => false,
             };
-            match self.layout.folder_for(&child_rel) {
-                Ok(name) => list.folders.push(FolderInfo {
-                    name,
-                    role: None,
-                    selectable: is_maildir(&path),
-                }),
+            match self.layout.folder_for(&child_rel, self.folder_names) {
+                Ok(found) => {
+                    if let Some(reason) = self.utf8_twin(&found, &child_rel) {
+                        list.rejected.push((shown, reason));
+                        continue;
+                    }
+                    list.folders.push(FolderInfo {
+                        name: found.name,
+                        role: None,
+                        selectable: is_maildir(&path),
+                    })
+                }
                 Err(reason) => {
                     list.rejected.push((shown, reason));
                     continue;
@@ -551,6 +639,109 @@ impl MaildirStore {
     /// Removes the files staged since the last flush. Leaving them for the
     /// 36-hour clean-up is not enough: after a full disk each run would stage
     /// the same messages again and keep the disk full.
+    /// Renames each message's file into `cur/` with the info letters
+    /// `letters(key, current letters)`, then syncs the directories it changed.
+    fn relabel(
+        &mut self,
+        keys: &[MsgKey],
+        letters: impl Fn(&MsgKey, &str) -> String,
+    ) -> StoreResult<()> {
+        let selected = self.selected_mut()?;
+        let mut touched = BTreeSet::new();
+        let mut first_error = None;
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            if let Some(what) = entry.not_regular {
+                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
+                continue;
+            }
+            let file = cur_file_name(key.as_str(), &letters(key, entry.letters()));
+            if entry.place == Place::Cur && entry.file == file {
+                continue;
+            }
+            let from_dir = selected.dir.join(entry.place.dir_name());
+            let cur = selected.dir.join(Place::Cur.dir_name());
+            let from = from_dir.join(&entry.file);
+            let to = cur.join(&file);
+            match fs::rename(&from, &to) {
+                Ok(()) => {
+                    touched.insert(from_dir);
+                    touched.insert(cur);
+                    selected.messages.insert(
+                        key.as_str().to_string(),
+                        Entry {
+                            file,
+                            place: Place::Cur,
+                            not_regular: None,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    selected.messages.remove(key.as_str());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(StoreError::Message {
+                        folder: selected.name.to_string(),
+                        key: key.to_string(),
+                        reason: format!("renaming `{}` to `{}`: {e}", from.display(), to.display()),
+                    });
+                }
+            }
+        }
+        sync_dirs(&touched)?;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The keywords of each message in the selected folder, from its
+    /// lowercase info letters and the folder's `dovecot-keywords`.
+    pub fn keywords(&self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
+        let selected = self.selected()?;
+        let map = keywords::KeywordMap::read(&selected.dir)?;
+        let mut out: Vec<(MsgKey, Vec<String>)> = selected
+            .messages
+            .iter()
+            .filter(|(_, entry)| entry.not_regular.is_none())
+            .map(|(key, entry)| (MsgKey(key.clone()), map.names_of(entry.letters())))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Whether the selected folder can hold `keyword` (it has a letter, or
+    /// one of the 26 is free).
+    pub fn can_hold_keyword(&self, keyword: &str) -> StoreResult<bool> {
+        let selected = self.selected()?;
+        Ok(keywords::KeywordMap::read(&selected.dir)?.can_hold(keyword))
+    }
+
+    /// Gives messages of the selected folder exactly these keywords, adding
+    /// names to `dovecot-keywords` first (durably) where needed. Returns the
+    /// keywords that found no free letter: those messages keep the others.
+    pub fn set_keywords(&mut self, changes: &[(MsgKey, Vec<String>)]) -> StoreResult<Vec<String>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let dir = self.selected()?.dir.clone();
+        let wanted: BTreeSet<String> = changes
+            .iter()
+            .flat_map(|(_, k)| k.iter().cloned())
+            .collect();
+        let (map, full) = keywords::ensure_letters(&dir, &wanted)?;
+        let letters: HashMap<&MsgKey, Vec<char>> = changes
+            .iter()
+            .map(|(key, names)| (key, names.iter().filter_map(|n| map.letter_of(n)).collect()))
+            .collect();
+        let keys: Vec<MsgKey> = changes.iter().map(|(key, _)| key.clone()).collect();
+        self.relabel(&keys, |key, current| {
+            let wanted = letters.get(key).map(Vec::as_slice).unwrap_or_default();
+            keywords::with_keyword_letters(current, wanted)
+        })?;
+        Ok(full)
+    }
+
     fn discard_staged(&mut self) {
         remove_staged(&std::mem::take(&mut self.staged));
     }
@@ -970,53 +1161,7 @@ impl Store for MaildirStore {
     }
 
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
-        let selected = self.selected_mut()?;
-        let mut touched = BTreeSet::new();
-        let mut first_error = None;
-        for key in keys {
-            let Some(entry) = selected.messages.get(key.as_str()) else {
-                continue;
-            };
-            if let Some(what) = entry.not_regular {
-                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
-                first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
-                continue;
-            }
-            let file = cur_file_name(key.as_str(), &apply_flags(entry.letters(), add, remove));
-            if entry.place == Place::Cur && entry.file == file {
-                continue;
-            }
-            let from_dir = selected.dir.join(entry.place.dir_name());
-            let cur = selected.dir.join(Place::Cur.dir_name());
-            let from = from_dir.join(&entry.file);
-            let to = cur.join(&file);
-            match fs::rename(&from, &to) {
-                Ok(()) => {
-                    touched.insert(from_dir);
-                    touched.insert(cur);
-                    selected.messages.insert(
-                        key.as_str().to_string(),
-                        Entry {
-                            file,
-                            place: Place::Cur,
-                            not_regular: None,
-                        },
-                    );
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    selected.messages.remove(key.as_str());
-                }
-                Err(e) => {
-                    first_error.get_or_insert(StoreError::Message {
-                        folder: selected.name.to_string(),
-                        key: key.to_string(),
-                        reason: format!("renaming `{}` to `{}`: {e}", from.display(), to.display()),
-                    });
-                }
-            }
-        }
-        sync_dirs(&touched)?;
-        first_error.map_or(Ok(()), Err)
+        self.relabel(keys, |_, letters| apply_flags(letters, add, remove))
     }
 
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {

@@ -15,24 +15,79 @@ const INFO_SEPARATOR: char = ':';
 /// The only info version in use: flag letters follow it.
 const INFO_V2: &str = "2,";
 
+/// How a folder name's characters are spelled in its directory name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FolderNames {
+    /// Modified UTF-7 (`.R&AOk-unions`), what Dovecot's default
+    /// `maildir:~/Maildir`, mbsync and most Maildir tools read.
+    #[default]
+    Utf7,
+    /// The characters themselves (`.Réunions`): Dovecot's `:UTF-8` and Courier.
+    Utf8,
+}
+
+impl FolderNames {
+    fn spell(self, component: &str) -> String {
+        match self {
+            FolderNames::Utf7 => crate::store::imap::utf7::encode(component),
+            FolderNames::Utf8 => component.to_string(),
+        }
+    }
+
+    /// The component a directory name stands for, and whether it is spelled
+    /// in UTF-8 although modified UTF-7 is expected: that is how versions
+    /// before modified UTF-7 wrote every name, so such a directory is still
+    /// the folder its characters say. The strict decoder accepts only the
+    /// canonical spelling, so anything else (raw non-ASCII, a bare `&`) is
+    /// one of those older names.
+    fn read(self, dir: &str) -> (String, bool) {
+        match self {
+            FolderNames::Utf8 => (dir.to_string(), false),
+            FolderNames::Utf7 => match crate::store::imap::utf7::decode(dir) {
+                Ok(decoded) => (decoded, false),
+                Err(_) => (dir.to_string(), true),
+            },
+        }
+    }
+}
+
+/// A folder found on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundFolder {
+    pub name: FolderName,
+    /// The directory spells some component in UTF-8 where modified UTF-7 is
+    /// expected (written by an earlier version).
+    pub utf8_spelling: bool,
+}
+
 impl Layout {
     /// The folder's directory relative to the root (empty for a Maildir++ INBOX),
     /// or why this layout cannot represent the name.
-    pub fn relative_path(self, name: &FolderName) -> Result<PathBuf, String> {
+    pub fn relative_path(self, name: &FolderName, names: FolderNames) -> Result<PathBuf, String> {
+        self.path_spelled(name, |_, component| names.spell(component))
+    }
+
+    /// The directory with each component spelled by `spell(index, component)`.
+    fn path_spelled(
+        self,
+        name: &FolderName,
+        spell: impl Fn(usize, &str) -> String,
+    ) -> Result<PathBuf, String> {
         let rel = match self {
             Layout::Maildirpp => {
                 if name.is_inbox() {
                     return Ok(PathBuf::new());
                 }
                 let mut dir = String::new();
-                for component in name.components() {
+                for (index, component) in name.components().enumerate() {
                     if component.contains('.') {
                         return Err(format!(
                             "component `{component}` contains `.`, the Maildir++ hierarchy separator"
                         ));
                     }
                     dir.push('.');
-                    dir.push_str(component);
+                    dir.push_str(&spell(index, component));
                 }
                 if dir.len() > MAX_COMPONENT_BYTES {
                     return Err(format!(
@@ -44,7 +99,7 @@ impl Layout {
             }
             Layout::Nested => {
                 let mut path = PathBuf::new();
-                for component in name.components() {
+                for (index, component) in name.components().enumerate() {
                     if MAILDIR_SUBDIRS.contains(&component) {
                         return Err(format!(
                             "component `{component}` would collide with a Maildir's own `{component}/` directory"
@@ -55,12 +110,20 @@ impl Layout {
                             "component `{component}` starts with `.`; hidden directories are not mail folders"
                         ));
                     }
-                    path.push(component);
+                    let spelled = spell(index, component);
+                    if spelled.len() > MAX_COMPONENT_BYTES {
+                        return Err(format!(
+                            "directory name `{spelled}` is {} bytes, more than the {MAX_COMPONENT_BYTES} a file system allows",
+                            spelled.len()
+                        ));
+                    }
+                    path.push(spelled);
                 }
                 path
             }
         };
-        // FolderName already refuses `..` and `/`; this keeps that promise local.
+        // FolderName already refuses `..` and `/`, and neither spelling adds
+        // them; this keeps that promise local.
         if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err("name does not stay below the Maildir root".to_string());
         }
@@ -69,7 +132,7 @@ impl Layout {
 
     /// The folder a directory (relative to the root) stands for, refusing any
     /// directory that would not map back to exactly itself.
-    pub fn folder_for(self, rel: &Path) -> Result<FolderName, String> {
+    pub fn folder_for(self, rel: &Path, names: FolderNames) -> Result<FoundFolder, String> {
         let mut parts = Vec::new();
         for component in rel.components() {
             match component {
@@ -80,22 +143,38 @@ impl Layout {
                 _ => return Err("not a plain directory below the root".to_string()),
             }
         }
-        let name = match self {
+        let spelled: Vec<&str> = match self {
             Layout::Maildirpp => match parts.as_slice() {
-                [] => FolderName::inbox(),
-                [dir] => {
-                    let dotted = dir
-                        .strip_prefix('.')
-                        .ok_or_else(|| "Maildir++ folders start with `.`".to_string())?;
-                    let components: Vec<&str> = dotted.split('.').collect();
-                    FolderName::from_components(&components).map_err(|e| e.to_string())?
+                [] => {
+                    return Ok(FoundFolder {
+                        name: FolderName::inbox(),
+                        utf8_spelling: false,
+                    })
                 }
+                [dir] => dir
+                    .strip_prefix('.')
+                    .ok_or_else(|| "Maildir++ folders start with `.`".to_string())?
+                    .split('.')
+                    .collect(),
                 _ => return Err("Maildir++ folders are directly below the root".to_string()),
             },
-            Layout::Nested => FolderName::from_components(&parts).map_err(|e| e.to_string())?,
+            Layout::Nested => parts,
         };
-        match self.relative_path(&name) {
-            Ok(back) if back == rel => Ok(name),
+        let read: Vec<(String, bool)> = spelled.iter().map(|dir| names.read(dir)).collect();
+        let components: Vec<&str> = read.iter().map(|(c, _)| c.as_str()).collect();
+        let name = FolderName::from_components(&components).map_err(|e| e.to_string())?;
+        let back = self.path_spelled(&name, |index, component| {
+            if read.get(index).is_some_and(|(_, utf8)| *utf8) {
+                component.to_string()
+            } else {
+                names.spell(component)
+            }
+        });
+        match back {
+            Ok(back) if back == rel => Ok(FoundFolder {
+                name,
+                utf8_spelling: read.iter().any(|(_, utf8)| *utf8),
+            }),
             Ok(back) => Err(format!(
                 "maps to folder `{name}`, which is stored as `{}`",
                 back.display()

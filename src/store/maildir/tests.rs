@@ -19,8 +19,12 @@ fn name(s: &str) -> FolderName {
 }
 
 fn open(layout: Layout) -> (TempDir, MaildirStore) {
+    open_with(layout, FolderNames::Utf7)
+}
+
+fn open_with(layout: Layout, names: FolderNames) -> (TempDir, MaildirStore) {
     let dir = TempDir::new().unwrap();
-    let store = MaildirStore::open(dir.path().to_path_buf(), layout).unwrap();
+    let store = MaildirStore::open(dir.path().to_path_buf(), layout, names).unwrap();
     (dir, store)
 }
 
@@ -68,61 +72,213 @@ fn listed(store: &mut MaildirStore) -> Vec<(String, bool)> {
 
 const WIRE: &[u8] = b"Message-ID: <one@example>\r\nSubject: hi\r\n\r\nline 1\r\nline 2\r\n";
 
+fn found(l: Layout, rel: &str, names: FolderNames) -> Result<FolderName, String> {
+    l.folder_for(Path::new(rel), names).map(|f| f.name)
+}
+
 #[test]
 fn maildirpp_names_map_both_ways() {
     let l = Layout::Maildirpp;
-    assert_eq!(l.relative_path(&name("INBOX")).unwrap(), PathBuf::new());
+    let utf7 = FolderNames::Utf7;
     assert_eq!(
-        l.relative_path(&name("A/B")).unwrap(),
+        l.relative_path(&name("INBOX"), utf7).unwrap(),
+        PathBuf::new()
+    );
+    assert_eq!(
+        l.relative_path(&name("A/B"), utf7).unwrap(),
         PathBuf::from(".A.B")
     );
     assert_eq!(
-        l.relative_path(&name("INBOX/x")).unwrap(),
+        l.relative_path(&name("INBOX/x"), utf7).unwrap(),
         PathBuf::from(".INBOX.x")
     );
-    assert_eq!(
-        l.relative_path(&name("Été")).unwrap(),
-        PathBuf::from(".Été")
-    );
-    assert_eq!(l.folder_for(Path::new("")).unwrap(), name("INBOX"));
-    assert_eq!(l.folder_for(Path::new(".A.B")).unwrap(), name("A/B"));
-    assert_eq!(
-        l.folder_for(Path::new(".INBOX.x")).unwrap(),
-        name("INBOX/x")
-    );
-    let err = l.relative_path(&name("v1.2")).unwrap_err();
+    assert_eq!(found(l, "", utf7).unwrap(), name("INBOX"));
+    assert_eq!(found(l, ".A.B", utf7).unwrap(), name("A/B"));
+    assert_eq!(found(l, ".INBOX.x", utf7).unwrap(), name("INBOX/x"));
+    let err = l.relative_path(&name("v1.2"), utf7).unwrap_err();
     assert!(err.contains("v1.2") && err.contains('.'), "{err}");
     // These directories do not map back to themselves.
     for bad in [".INBOX", ".inbox.x", "..x", ".a..b", ".a.", "plain"] {
-        assert!(l.folder_for(Path::new(bad)).is_err(), "{bad}");
+        for names in [FolderNames::Utf7, FolderNames::Utf8] {
+            assert!(found(l, bad, names).is_err(), "{bad}");
+        }
     }
+}
+
+#[test]
+fn non_ascii_names_are_spelled_as_dovecot_reads_them() {
+    let l = Layout::Maildirpp;
+    let cases = [
+        ("Réunions", ".R&AOk-unions", ".Réunions"),
+        ("Été/Q&A", ".&AMk-t&AOk-.Q&-A", ".Été.Q&A"),
+        ("日本語", ".&ZeVnLIqe-", ".日本語"),
+    ];
+    for (folder, utf7, utf8) in cases {
+        assert_eq!(
+            l.relative_path(&name(folder), FolderNames::Utf7).unwrap(),
+            PathBuf::from(utf7)
+        );
+        assert_eq!(
+            l.relative_path(&name(folder), FolderNames::Utf8).unwrap(),
+            PathBuf::from(utf8)
+        );
+        assert_eq!(found(l, utf7, FolderNames::Utf7).unwrap(), name(folder));
+        assert_eq!(found(l, utf8, FolderNames::Utf8).unwrap(), name(folder));
+        // An earlier version's UTF-8 directory is still the same folder.
+        let legacy = l.folder_for(Path::new(utf8), FolderNames::Utf7).unwrap();
+        assert_eq!(legacy.name, name(folder));
+        assert!(legacy.utf8_spelling, "{utf8}");
+        assert!(
+            !l.folder_for(Path::new(utf7), FolderNames::Utf7)
+                .unwrap()
+                .utf8_spelling
+        );
+    }
+    let n = Layout::Nested;
+    assert_eq!(
+        n.relative_path(&name("Réunions/Été"), FolderNames::Utf7)
+            .unwrap(),
+        PathBuf::from("R&AOk-unions/&AMk-t&AOk-")
+    );
+    assert_eq!(
+        found(n, "R&AOk-unions/Été", FolderNames::Utf7).unwrap(),
+        name("Réunions/Été")
+    );
+}
+
+#[test]
+fn hostile_names_are_refused_in_both_spellings() {
+    let l = Layout::Maildirpp;
+    // A control character in canonical modified UTF-7 is refused.
+    for bad in [".&AAo-", ".x.&AB8-"] {
+        assert!(found(l, bad, FolderNames::Utf7).is_err(), "{bad}");
+    }
+    assert!(found(Layout::Nested, "a/&AAo-", FolderNames::Utf7).is_err());
+    // Printable ASCII hidden in base64 (`/`, `..`, `.`, `a`) is not canonical,
+    // so it never decodes to those characters: the directory is read as the
+    // literal name an earlier version would have written, one component that
+    // stays where it is.
+    for (dir, literal) in [
+        (".&AC8-", "&AC8-"),
+        (".&AC4ALg-", "&AC4ALg-"),
+        (".&AGE-", "&AGE-"),
+    ] {
+        let folder = l.folder_for(Path::new(dir), FolderNames::Utf7).unwrap();
+        assert_eq!(folder.name, name(literal));
+        assert_eq!(folder.name.components().count(), 1);
+        assert_eq!(
+            l.relative_path(&folder.name, FolderNames::Utf8).unwrap(),
+            PathBuf::from(dir)
+        );
+    }
+    // A name that fits in UTF-8 but not once encoded.
+    let long = "é".repeat(100);
+    assert!(l.relative_path(&name(&long), FolderNames::Utf8).is_ok());
+    let err = l
+        .relative_path(&name(&long), FolderNames::Utf7)
+        .unwrap_err();
+    assert!(err.contains("bytes"), "{err}");
+}
+
+#[test]
+fn utf8_folders_of_an_earlier_version_are_renamed_once() {
+    let dir = TempDir::new().unwrap();
+    make_maildir(dir.path());
+    make_maildir(&dir.path().join(".Réunions"));
+    fs::write(dir.path().join(".Réunions/cur/1.x:2,S"), WIRE).unwrap();
+    let mut store = MaildirStore::open(
+        dir.path().to_path_buf(),
+        Layout::Maildirpp,
+        FolderNames::Utf7,
+    )
+    .unwrap();
+    // Before the rename the folder is read where it is.
+    store.select(&name("Réunions")).unwrap();
+    assert_eq!(store.list_messages().unwrap().len(), 1);
+    let renamed = store.respell_folders().unwrap();
+    assert_eq!(
+        renamed,
+        vec![(PathBuf::from(".Réunions"), PathBuf::from(".R&AOk-unions"))]
+    );
+    assert!(dir.path().join(".R&AOk-unions/cur/1.x:2,S").is_file());
+    assert!(!dir.path().join(".Réunions").exists());
+    let status = store.select(&name("Réunions")).unwrap();
+    assert_eq!(status.messages, 1);
+    assert!(store.respell_folders().unwrap().is_empty());
+
+    // Both spellings at once: nothing is renamed, the old one is left out.
+    make_maildir(&dir.path().join(".Réunions"));
+    assert!(store.respell_folders().unwrap().is_empty());
+    let list = store.list_folders().unwrap();
+    assert_eq!(
+        list.folders
+            .iter()
+            .filter(|f| f.name == name("Réunions"))
+            .count(),
+        1
+    );
+    assert_eq!(list.rejected.len(), 1, "{:?}", list.rejected);
+    assert!(
+        list.rejected[0].1.contains("R&AOk-unions"),
+        "{:?}",
+        list.rejected
+    );
+}
+
+#[test]
+fn nested_utf8_folders_are_renamed_parents_first() {
+    let dir = TempDir::new().unwrap();
+    make_maildir(&dir.path().join("Réunions/Été"));
+    let mut store =
+        MaildirStore::open(dir.path().to_path_buf(), Layout::Nested, FolderNames::Utf7).unwrap();
+    let renamed = store.respell_folders().unwrap();
+    assert_eq!(renamed.len(), 2, "{renamed:?}");
+    assert!(dir.path().join("R&AOk-unions/&AMk-t&AOk-/cur").is_dir());
+    let names: Vec<String> = store
+        .list_folders()
+        .unwrap()
+        .folders
+        .iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(names, ["Réunions", "Réunions/Été"]);
+}
+
+#[test]
+fn utf8_setting_keeps_utf8_directories() {
+    let (dir, mut store) = open_with(Layout::Maildirpp, FolderNames::Utf8);
+    store.create_folder(&name("Réunions")).unwrap();
+    assert!(dir.path().join(".Réunions/cur").is_dir());
+    assert!(store.respell_folders().unwrap().is_empty());
+    assert!(dir.path().join(".Réunions/cur").is_dir());
 }
 
 #[test]
 fn nested_names_map_both_ways() {
     let l = Layout::Nested;
+    let utf7 = FolderNames::Utf7;
     assert_eq!(
-        l.relative_path(&name("INBOX")).unwrap(),
+        l.relative_path(&name("INBOX"), utf7).unwrap(),
         PathBuf::from("INBOX")
     );
     assert_eq!(
-        l.relative_path(&name("A/B.c")).unwrap(),
+        l.relative_path(&name("A/B.c"), utf7).unwrap(),
         PathBuf::from("A/B.c")
     );
-    assert_eq!(l.folder_for(Path::new("A/B.c")).unwrap(), name("A/B.c"));
-    assert_eq!(l.folder_for(Path::new("INBOX/x")).unwrap(), name("INBOX/x"));
+    assert_eq!(found(l, "A/B.c", utf7).unwrap(), name("A/B.c"));
+    assert_eq!(found(l, "INBOX/x", utf7).unwrap(), name("INBOX/x"));
     for bad in ["A/cur", "new", "x/tmp/y", ".hidden", "a/.b"] {
-        let err = l.relative_path(&name(bad)).unwrap_err();
+        let err = l.relative_path(&name(bad), utf7).unwrap_err();
         assert!(!err.is_empty(), "{bad}");
     }
-    assert!(l.folder_for(Path::new("inbox")).is_err());
+    assert!(found(l, "inbox", utf7).is_err());
 }
 
 #[test]
 fn missing_root_or_file_root_is_unsafe() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("not-mounted");
-    match MaildirStore::open(missing.clone(), Layout::Maildirpp) {
+    match MaildirStore::open(missing.clone(), Layout::Maildirpp, FolderNames::Utf7) {
         Err(StoreError::Unsafe(msg)) => assert!(msg.contains("not-mounted"), "{msg}"),
         other => panic!("expected Unsafe, got {:?}", other.err()),
     }
@@ -130,7 +286,7 @@ fn missing_root_or_file_root_is_unsafe() {
     let file = dir.path().join("file");
     fs::write(&file, b"x").unwrap();
     assert!(matches!(
-        MaildirStore::open(file, Layout::Nested),
+        MaildirStore::open(file, Layout::Nested, FolderNames::Utf7),
         Err(StoreError::Unsafe(_))
     ));
 }
@@ -145,7 +301,7 @@ fn create_and_list_maildirpp() {
     assert!(dir.path().join(".Lists.rust/cur").is_dir());
     assert!(dir.path().join(".Lists.rust/maildirfolder").is_file());
     assert!(!dir.path().join("maildirfolder").exists());
-    assert!(dir.path().join(".Été/tmp").is_dir());
+    assert!(dir.path().join(".&AMk-t&AOk-/tmp").is_dir());
     assert!(!store.is_empty().unwrap());
     // Not folders: a file, a dot-dir without cur/, a plain directory.
     fs::write(dir.path().join(".dovecot.index"), b"").unwrap();
@@ -322,7 +478,12 @@ fn append_list_fetch_round_trip() {
     assert_eq!(ids, vec![(key.clone(), Identity::of_message(WIRE))]);
 
     // A fresh store sees the same thing from disk.
-    let mut again = MaildirStore::open(dir.path().to_path_buf(), Layout::Maildirpp).unwrap();
+    let mut again = MaildirStore::open(
+        dir.path().to_path_buf(),
+        Layout::Maildirpp,
+        FolderNames::Utf7,
+    )
+    .unwrap();
     let status = again.select(&name("INBOX")).unwrap();
     assert_eq!((status.messages, status.unseen), (1, Some(0)));
     assert_eq!(again.list_messages().unwrap(), metas);
@@ -851,4 +1012,57 @@ fn a_file_moved_from_new_to_cur_during_the_scan_is_still_listed() {
     let entry = listed.get(key).expect("the moved message is listed");
     assert_eq!(entry.place, Place::Cur);
     assert_eq!(entry.file, format!("{key}:2,S"));
+}
+
+#[test]
+fn keywords_use_dovecots_letters_and_keep_other_programs_mappings() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    store.select(&name("INBOX")).unwrap();
+    let key = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    // Another program already mapped index 0 and 2.
+    fs::write(dir.path().join(KEYWORDS_FILE), "0 $Label1\n2 Junk\n").unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let full = store
+        .set_keywords(&[(key.clone(), vec!["NonJunk".into(), "$label1".into()])])
+        .unwrap();
+    assert!(full.is_empty());
+    assert_eq!(
+        fs::read_to_string(dir.path().join(KEYWORDS_FILE)).unwrap(),
+        "0 $Label1\n1 NonJunk\n2 Junk\n"
+    );
+    let files = files_in(&dir.path().join("cur"));
+    assert!(files[0].ends_with(":2,Sab"), "{files:?}");
+    store.select(&name("INBOX")).unwrap();
+    assert_eq!(
+        store.keywords().unwrap(),
+        vec![(
+            key.clone(),
+            vec!["$Label1".to_string(), "NonJunk".to_string()]
+        )]
+    );
+    // Removing keeps the system flag and the mapping.
+    store.set_keywords(&[(key.clone(), vec![])]).unwrap();
+    assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,S"));
+    assert!(fs::read_to_string(dir.path().join(KEYWORDS_FILE))
+        .unwrap()
+        .contains("1 NonJunk"));
+}
+
+#[test]
+fn a_27th_keyword_stays_on_the_server_only() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    store.select(&name("INBOX")).unwrap();
+    let key = append_one(&mut store, WIRE, Flags::SEEN, 1);
+    store.select(&name("INBOX")).unwrap();
+    let many: Vec<String> = (0..27).map(|i| format!("k{i:02}")).collect();
+    let full = store.set_keywords(&[(key.clone(), many.clone())]).unwrap();
+    assert_eq!(full, vec!["k26".to_string()]);
+    assert!(!store.can_hold_keyword("other").unwrap());
+    assert!(store.can_hold_keyword("K00").unwrap());
+    store.select(&name("INBOX")).unwrap();
+    let (_, kept) = &store.keywords().unwrap()[0];
+    assert_eq!(kept.len(), MAX_KEYWORDS);
+    assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,Sabcdefghijklmnopqrstuvwxyz"));
 }

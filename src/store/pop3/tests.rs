@@ -508,7 +508,7 @@ fn a_long_plain_response_waits_for_the_challenge() {
 #[test]
 fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     use crate::state::StateDb;
-    use crate::store::maildir::{Layout, MaildirStore};
+    use crate::store::maildir::{FolderNames, Layout, MaildirStore};
     use crate::sync::{run_report::Silent, sync_account, Connections, Mode, Policy, RunOptions};
 
     let tags = ["USER", "UIDL", "PIPELINING"];
@@ -531,7 +531,7 @@ fn a_retr_cut_short_leaves_nothing_staged_in_the_maildir() {
     std::fs::create_dir(&root).unwrap();
     let mut state = StateDb::open(&dir.path().join("state.db")).unwrap();
     let far = Pop3Store::connect(&config(port, TlsMode::None)).unwrap();
-    let near = MaildirStore::open(root.clone(), Layout::Maildirpp).unwrap();
+    let near = MaildirStore::open(root.clone(), Layout::Maildirpp, FolderNames::Utf7).unwrap();
     let policy = Policy {
         mode: Mode::DownloadDelete,
         ..Policy::default()
