@@ -12,6 +12,9 @@
 //!
 //! Run as root, mail is owned by `nobody` because Dovecot refuses to access mail
 //! as root; run as anyone else, everything runs as that user.
+//!
+//! [`OtherServer`] starts the other servers the interop tests use (Cyrus,
+//! Courier, imap4d) the same private way; see `servers/mod.rs`.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -23,6 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod servers;
+pub use servers::{OtherServer, ServerKind, Session, Untagged, SERVERS_DIR_VAR};
 
 /// Unix socket paths are limited to 108 bytes; Dovecot's longest socket name
 /// below `base_dir` is about 25 bytes, so this leaves a safe margin.
