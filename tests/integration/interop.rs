@@ -244,11 +244,11 @@ fn two_way_sync(kind: ServerKind) {
     session.logout().expect("logout");
     // Local side: a new message in Work and a new non-ASCII folder.
     account.deliver_local("Work", &message(5), Flags::EMPTY);
-    // imap4d gives a message appended to a folder no session has selected yet
-    // a new UID at that folder's first SELECT, UIDVALIDITY unchanged; without
-    // UIDPLUS mailsync then holds the old UID and the next run copies the
-    // message both ways. Until that is handled, new local folders are tried
-    // on the servers that keep their UIDs.
+    // imap4d does not show a message appended to the selected folder to that
+    // session, and numbers it differently at the next SELECT than its STATUS
+    // said; without UIDPLUS the upload into a new folder is not found again
+    // and the next run copies it both ways (see README, "Servers"). Until
+    // that is handled, new local folders are tried on the other servers.
     let new_folder = kind != ServerKind::Imap4d;
     if new_folder {
         account.deliver_local("Fête", &message(6), Flags::EMPTY);
