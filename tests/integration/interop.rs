@@ -190,11 +190,39 @@ fn assert_same(server: &OtherServer, folders: &[(&str, &str)], local: &Mailbox) 
     }
 }
 
+/// mailsync logs in over IMAPS and over STARTTLS, trusting the server's
+/// self-signed certificate, where the harness gives the server one.
+fn assert_tls_logins(server: &OtherServer) {
+    let Some(imaps) = server.imaps_port() else {
+        return;
+    };
+    for (port, tls) in [
+        (imaps, TlsMode::Implicit),
+        (server.imap_port(), TlsMode::Starttls),
+    ] {
+        let mut config = imap_config(server);
+        config.server.port = port;
+        config.server.tls = tls;
+        config.server.allow_plaintext = false;
+        config.server.ca_file = Some(server.ca_file());
+        if let Err(e) = ImapStore::connect(&config) {
+            panic!(
+                "{}: {tls:?} login on port {port}: {e}",
+                server.kind().name()
+            );
+        }
+    }
+}
+
 /// First sync byte-exact, an idle rerun, then changes on both sides (new
 /// messages, a flag, a deletion, a folder made locally with a non-ASCII name)
 /// travel, and the result is idle again.
 fn two_way_sync(kind: ServerKind) {
     let server = start(kind);
+    if matches!(kind, ServerKind::Cyrus | ServerKind::Imap4d) {
+        assert!(server.imaps_port().is_some(), "{} has IMAPS", kind.name());
+    }
+    assert_tls_logins(&server);
     server
         .create_folders(&["Work", NON_ASCII_WIRE])
         .expect("create folders");

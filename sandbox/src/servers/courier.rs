@@ -65,6 +65,7 @@ setpriv --reuid={MAIL_ID} --regid={MAIL_ID} --clear-groups maildirmake.courier {
         .map_err(context("reading Courier's mount namespace"))?;
     Ok(Started {
         imap_port: port,
+        imaps_port: None,
         login: user.to_string(),
         processes: Processes::MountNamespace(namespace.to_string_lossy().into_owned()),
         log,

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 use std::process::Command;
 
-use super::{read_pid_file, run, single_port, unpacked_root, OtherServer, Processes, Started};
+use super::{read_pid_file, run, unpacked_root, OtherServer, Processes, Started};
 use crate::{context, error, write_file};
 
 const BINARIES: [&str; 3] = ["master", "imapd", "ctl_cyrusdb"];
@@ -67,14 +67,17 @@ pub(super) fn start(
         )
         .as_bytes(),
     )?;
-    let port = single_port()?;
+    let ports = crate::free_ports()?;
     let conf = format!("{d}/imapd.conf");
     write_file(
         &dir.join("cyrus.conf"),
         format!(
             "START {{\n  recover cmd=\"{d}/bin/ctl_cyrusdb -r -C {conf}\"\n}}\n\
-             SERVICES {{\n  imap cmd=\"{d}/bin/imapd -C {conf}\" listen=\"127.0.0.1:{port}\" prefork=0\n}}\n\
-             EVENTS {{\n}}\n"
+             SERVICES {{\n  imap cmd=\"{d}/bin/imapd -C {conf}\" listen=\"127.0.0.1:{imap}\" prefork=0\n  \
+             imaps cmd=\"{d}/bin/imapd -s -C {conf}\" listen=\"127.0.0.1:{imaps}\" prefork=0\n}}\n\
+             EVENTS {{\n}}\n",
+            imap = ports.imap,
+            imaps = ports.imaps,
         )
         .as_bytes(),
     )?;
@@ -118,7 +121,8 @@ pub(super) fn start(
     )?;
     let pid = read_pid_file(&pid_file)?;
     Ok(Started {
-        imap_port: port,
+        imap_port: ports.imap,
+        imaps_port: Some(ports.imaps),
         login: user.to_string(),
         processes: Processes::Master(pid),
         // Cyrus logs to syslog only.

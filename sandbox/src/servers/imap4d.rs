@@ -75,6 +75,7 @@ server 127.0.0.1:{imaps} {{ tls-mode connection; }};
     let pid = read_pid_file(&dir.join("imap4d.pid"))?;
     Ok(Started {
         imap_port: ports.imap,
+        imaps_port: Some(ports.imaps),
         login: format!("{user}@localhost"),
         processes: Processes::Master(pid),
         log,

@@ -100,6 +100,7 @@ pub struct OtherServer {
     kind: ServerKind,
     dir: PathBuf,
     imap_port: u16,
+    imaps: Option<u16>,
     login: String,
     password: String,
     processes: Option<Processes>,
@@ -150,6 +151,7 @@ impl OtherServer {
             kind,
             dir,
             imap_port: started.imap_port,
+            imaps: started.imaps_port,
             login: started.login,
             password: password.to_string(),
             processes: Some(started.processes),
@@ -169,6 +171,15 @@ impl OtherServer {
     /// Plaintext IMAP (loopback only).
     pub fn imap_port(&self) -> u16 {
         self.imap_port
+    }
+    /// IMAPS with a self-signed certificate ([`OtherServer::ca_file`]),
+    /// where the harness sets it up (Cyrus and imap4d).
+    pub fn imaps_port(&self) -> Option<u16> {
+        self.imaps
+    }
+    /// The server's self-signed certificate, to be trusted as a CA.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("cert.pem")
     }
     /// The name to log in with (imap4d's virtual users are `user@localhost`).
     pub fn login(&self) -> &str {
@@ -295,6 +306,7 @@ impl Drop for OtherServer {
 /// What each server's start function hands back.
 struct Started {
     imap_port: u16,
+    imaps_port: Option<u16>,
     login: String,
     processes: Processes,
     log: PathBuf,
