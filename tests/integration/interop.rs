@@ -178,8 +178,11 @@ fn assert_same(server: &OtherServer, folders: &[(&str, &str)], local: &Mailbox) 
     let mut on_server_non_empty = on_server.clone();
     on_server_non_empty.retain(|_, messages| !messages.is_empty());
     if on_server_non_empty != local {
-        let summary = |m: &Mailbox| -> Vec<(String, usize)> {
-            m.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+        // Folder, then each message's flags: enough to see what differs.
+        let summary = |m: &Mailbox| -> Vec<(String, Vec<String>)> {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.iter().map(|(_, f)| f.clone()).collect()))
+                .collect()
         };
         panic!(
             "{}: server and Maildir differ: server {:?}, local {:?}",
@@ -271,7 +274,9 @@ fn two_way_sync(kind: ServerKind) {
         .expect("expunge");
     session.logout().expect("logout");
     // Local side: a new message in Work and a new non-ASCII folder.
-    account.deliver_local("Work", &message(5), Flags::EMPTY);
+    // Flags travel with an upload (imap4d drops them from APPEND: mailsync
+    // sets them again).
+    account.deliver_local("Work", &message(5), Flags::SEEN.union(Flags::FLAGGED));
     // imap4d does not show a message appended to the selected folder to that
     // session, and numbers it differently at the next SELECT than its STATUS
     // said; without UIDPLUS the upload into a new folder is not found again
