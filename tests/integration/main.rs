@@ -6,6 +6,7 @@ mod count;
 mod download_delete;
 mod hostile;
 mod imap_store;
+mod interop_fixes;
 mod large;
 mod local_safety;
 mod measure;
