@@ -189,3 +189,53 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
     assert!(!stderr.contains("Sent Items"), "{stderr}");
     Ok(())
 }
+
+#[test]
+fn migrate_after_the_destination_renumbered_copies_nothing_twice() -> TestResult {
+    use crate::sync::imap_config;
+    use mailsync::migrate::{migrate, MigrateOptions};
+    use mailsync::state::StateDb;
+    use mailsync::sync::run_report::{ExitStatus, Silent};
+
+    let sandbox = crate::support::start(SandboxOptions::default());
+    sandbox.create_folder("alice", "Work")?;
+    for seed in 1..4 {
+        sandbox.save(
+            "alice",
+            "INBOX",
+            &mailsync_sandbox::sample_message(seed, 700),
+        )?;
+        sandbox.save(
+            "alice",
+            "Work",
+            &mailsync_sandbox::sample_message(seed + 10, 700),
+        )?;
+    }
+    let dir = tempfile::tempdir()?;
+    let run = || {
+        let mut state = StateDb::open(&dir.path().join("migrate.db")).expect("state");
+        migrate(
+            "test",
+            &imap_config(&sandbox, "alice"),
+            &imap_config(&sandbox, "bob"),
+            &mut state,
+            &MigrateOptions::default(),
+            &mut Silent,
+        )
+    };
+    let first = run();
+    assert_eq!(first.exit_status(), ExitStatus::Ok, "{first:#?}");
+    sandbox.set_uidvalidity("bob", "INBOX", 4242)?;
+    sandbox.set_uidvalidity("bob", "Work", 4243)?;
+    for attempt in ["after the change", "once more"] {
+        let report = run();
+        assert_eq!(
+            report.exit_status(),
+            ExitStatus::Ok,
+            "{attempt}: {report:#?}"
+        );
+        assert_eq!(sandbox.message_count("bob", "INBOX")?, 3, "{attempt}");
+        assert_eq!(sandbox.message_count("bob", "Work")?, 3, "{attempt}");
+    }
+    Ok(())
+}
