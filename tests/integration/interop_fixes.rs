@@ -239,3 +239,62 @@ fn migrate_after_the_destination_renumbered_copies_nothing_twice() -> TestResult
     }
     Ok(())
 }
+
+#[test]
+fn flags_a_server_drops_from_append_are_stored_again() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let heard: Heard = Arc::default();
+    let log = Arc::clone(&heard);
+    let appended_size = Arc::new(Mutex::new(0u64));
+    let size = Arc::clone(&appended_size);
+    // Like GNU imap4d: no UIDPLUS, and the appended message has no flags.
+    let port = hostile::serve(Inbox::with(&[]), move |command| {
+        if let Ok(mut commands) = log.lock() {
+            commands.push(command.to_string());
+        }
+        if command.starts_with("APPEND ") {
+            let len = command
+                .rsplit_once('{')
+                .and_then(|(_, n)| n.trim_end_matches("+}").parse().ok())
+                .unwrap_or(0);
+            if let Ok(mut size) = size.lock() {
+                *size = len;
+            }
+            return Some(b"* 1 EXISTS\r\n".to_vec());
+        }
+        if command == "FETCH 1:1 (UID FLAGS RFC822.SIZE)" {
+            let len = size.lock().map(|s| *s).unwrap_or(0);
+            return Some(format!("* 1 FETCH (UID 9 FLAGS () RFC822.SIZE {len})\r\n").into_bytes());
+        }
+        None
+    });
+    let config = hostile::config(dir.path(), port);
+    let cur = dir.path().join("Mail").join("cur");
+    std::fs::create_dir_all(&cur)?;
+    for sub in ["new", "tmp"] {
+        std::fs::create_dir_all(dir.path().join("Mail").join(sub))?;
+    }
+    std::fs::write(
+        cur.join("1.test:2,FS"),
+        b"Subject: s\nMessage-ID: <s@example.org>\n\nseen\n",
+    )?;
+    let exit = run_measured(
+        dir.path(),
+        "pw",
+        &["--config", &config.to_string_lossy(), "sync"],
+    );
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    let commands = heard_commands(&heard);
+    assert!(
+        commands.iter().any(|c| c.starts_with("APPEND ")),
+        "{commands:?}"
+    );
+    assert!(
+        commands
+            .iter()
+            .any(|c| c == "UID STORE 9 +FLAGS.SILENT (\\Seen \\Flagged)"
+                || c == "UID STORE 9 +FLAGS.SILENT (\\Flagged \\Seen)"),
+        "{commands:?}"
+    );
+    Ok(())
+}

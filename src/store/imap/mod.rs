@@ -7,6 +7,7 @@
 //! on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
+mod append_flags;
 mod ext;
 mod list_status;
 mod login;
@@ -31,7 +32,7 @@ use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
     Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
-    NewMessage, Role, StatusList, Store, StoreError, StoreResult,
+    NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
 };
 use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -130,6 +131,9 @@ pub struct ImapStore {
     /// The personal namespace prefix that folder names are given without
     /// (see `use_personal_namespace`).
     prefix: Option<namespace::Prefix>,
+    /// An APPEND on this connection kept every flag it was given, so later
+    /// ones are not checked (see `restore_dropped_flags`).
+    append_keeps_flags: bool,
 }
 
 struct Selected {
@@ -254,6 +258,7 @@ impl ImapStore {
             expunge: true,
             notify_set: false,
             prefix: None,
+            append_keeps_flags: false,
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
@@ -868,11 +873,16 @@ impl ImapStore {
             "APPEND"
         };
         match self.send_append(run) {
-            Ok(appended) => Ok(self
-                .appended_keys(appended, run)
-                .into_iter()
-                .map(Appended::Stored)
-                .collect()),
+            Ok(appended) => {
+                let keys = self.appended_keys(appended, run);
+                // The messages are stored whatever this says; only a broken
+                // connection is worth reporting.
+                match self.restore_dropped_flags(run, &keys) {
+                    Err(e) if e.scope() == Scope::Account => return Err(e),
+                    _ => {}
+                }
+                Ok(keys.into_iter().map(Appended::Stored).collect())
+            }
             // NO declines; BAD says the command itself was wrong.
             Err(CommandFailure::Refused(text))
                 if text.starts_with("NO") && !about_folder(&text) =>
