@@ -298,3 +298,73 @@ fn flags_a_server_drops_from_append_are_stored_again() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_minimal_server_syncs_both_ways_with_exact_results() -> TestResult {
+    // No UIDPLUS, CONDSTORE, QRESYNC, MOVE, LIST-STATUS or SPECIAL-USE.
+    let cli = Cli::on(
+        Fixture::with(SandboxOptions {
+            imap_capability: Some("IMAP4rev1 LITERAL+ IDLE NAMESPACE".to_string()),
+            ..SandboxOptions::default()
+        }),
+        "",
+    )?;
+    deliver(&cli, "INBOX", 1..4, 900);
+    new_local_message(
+        &cli,
+        "",
+        "1.local:2,S",
+        b"Subject: l1\nMessage-ID: <l1@example.org>\n\none\n",
+    )?;
+    let cur = cli.fixture.root().join("cur");
+    std::fs::rename(
+        cli.fixture.root().join("new").join("1.local:2,S"),
+        cur.join("1.local:2,S"),
+    )?;
+    new_local_message(
+        &cli,
+        "",
+        "2.local",
+        b"Subject: l2\nMessage-ID: <l2@example.org>\n\ntwo\n",
+    )?;
+    let first = cli.run(&["sync"])?;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 5);
+    assert_eq!(cli.local_files("")?.len(), 5);
+    let seen_on_server = cli
+        .fixture
+        .sandbox
+        .messages("alice", "INBOX")?
+        .iter()
+        .filter(|m| m.flags.iter().any(|f| f == "\\Seen"))
+        .count();
+    assert_eq!(seen_on_server, 1);
+
+    // A local deletion and a new server folder. Without UIDPLUS the server
+    // copy is only marked \Deleted (a bare EXPUNGE would take what other
+    // clients marked too), and the run says so.
+    let gone = cli.local_files("")?.remove(0);
+    std::fs::remove_file(gone)?;
+    deliver(&cli, "Work", 10..12, 900);
+    let second = cli.run(&["sync", "-v"])?;
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let output = format!("{}{}", second.stdout, second.stderr);
+    assert!(output.contains("only marked \\Deleted"), "{output}");
+    let marked = cli
+        .fixture
+        .sandbox
+        .messages("alice", "INBOX")?
+        .iter()
+        .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+        .count();
+    assert_eq!(marked, 1);
+    assert_eq!(cli.local_files(".Work")?.len(), 2);
+
+    let third = cli.run(&["sync"])?;
+    assert_eq!(third.code, Some(0), "{}", third.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 5);
+    assert_eq!(cli.local_files("")?.len(), 4);
+    assert_eq!(cli.server_count("Work")?, 2);
+    assert_eq!(cli.local_files(".Work")?.len(), 2);
+    Ok(())
+}
