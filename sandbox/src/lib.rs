@@ -103,6 +103,10 @@ pub struct SandboxOptions {
     pub qresync: bool,
     /// Advertise UIDPLUS.
     pub uidplus: bool,
+    /// Advertise exactly these capabilities (space-separated), whatever
+    /// `condstore`, `qresync` and `uidplus` say: a minimal server is
+    /// `Some("IMAP4rev1 LITERAL+".into())`.
+    pub imap_capability: Option<String>,
     /// Per user and client IP, for IMAP and POP3 alike; `None` keeps Dovecot's
     /// default of 10.
     pub max_connections_per_user: Option<u32>,
@@ -133,6 +137,7 @@ impl Default for SandboxOptions {
             condstore: true,
             qresync: true,
             uidplus: true,
+            imap_capability: None,
             max_connections_per_user: None,
             separator: '/',
             extra_config: String::new(),
@@ -1091,6 +1096,9 @@ fn passwd_file(opts: &SandboxOptions, dir: &Path, who: &RunAs) -> String {
 }
 
 fn capability_override(opts: &SandboxOptions) -> Option<String> {
+    if let Some(exact) = &opts.imap_capability {
+        return Some(exact.clone());
+    }
     let qresync = opts.qresync && opts.condstore;
     if opts.condstore && qresync && opts.uidplus {
         return None;

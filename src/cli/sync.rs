@@ -12,6 +12,7 @@ use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use crate::config::{Account, Overrides};
+use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::Secret;
 use crate::store::maildir::MaildirStore;
@@ -193,7 +194,13 @@ pub(super) fn sync_with_password(
         )
     })?;
 
-    let far = connect(ui, account, password.clone())?;
+    let synced_before: Vec<FolderName> = state
+        .folders()
+        .map_err(|e| state_failure(name, &state_path, e))?
+        .into_iter()
+        .map(|(folder, _)| folder)
+        .collect();
+    let far = connect(ui, account, password.clone(), &synced_before)?;
 
     let mut policy = account.policy.clone();
     policy.allow_mass_delete = args.allow_mass_delete;
@@ -215,7 +222,7 @@ pub(super) fn sync_with_password(
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
         let near = MaildirStore::open(root.clone(), account.layout)?;
-        let far = connect_far(account, password.clone())?;
+        let (far, _) = connect_far(account, password.clone(), &synced_before)?;
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);
