@@ -12,7 +12,7 @@ use crate::sync::{assert_ok, local_mailbox, Mailbox};
 use mailsync::migrate::{migrate, MigrateOptions};
 use mailsync::model::{Flags, FolderName};
 use mailsync::state::StateDb;
-use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
+use mailsync::store::imap::{ImapConfig, ImapStore, NamespaceSetting, Secret};
 use mailsync::store::maildir::{Layout, MaildirStore};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::{Body, NewMessage, Store};
@@ -90,8 +90,11 @@ impl<'s> Account<'s> {
 
     fn run_with(&self, options: RunOptions) -> AccountReport {
         let mut state = StateDb::open(&self.dir.path().join("state.db")).expect("state");
-        let imap = ImapStore::connect(&imap_config(self.server))
+        let mut imap = ImapStore::connect(&imap_config(self.server))
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.server.kind().name()));
+        // As the CLI does with the default `namespace = "auto"`.
+        imap.use_personal_namespace(&NamespaceSetting::Auto, &[])
+            .expect("personal namespace");
         let stores = Connections::one((Box::new(imap), Box::new(self.maildir())));
         sync_account(
             "test",
