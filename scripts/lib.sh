@@ -19,6 +19,15 @@ TEST_PACKAGES+=(man-db)
 TEST_PACKAGES+=(isync)
 # The reader tests check what notmuch sees in a synced Maildir.
 TEST_PACKAGES+=(notmuch)
+# The interop tests: GNU Mailutils' imap4d installs normally; saslpasswd2 makes
+# Cyrus's users; unshare and mount (util-linux, mount) set up Courier's view.
+TEST_PACKAGES+=(mailutils-imap4d sasl2-bin util-linux mount)
+
+# Cyrus and Courier conflict with dovecot-imapd and start services when
+# installed, so the interop tests run them from unpacked packages instead.
+CYRUS_DEBS=(cyrus-common cyrus-imapd cyrus-pop3d libical3 libpcre3 libxapian30)
+COURIER_DEBS=(courier-imap courier-base courier-authdaemon courier-authlib
+    courier-authlib-userdb libcourier-unicode4 libgamin0 gamin libpcre3)
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -85,4 +94,57 @@ then run this command again.
 MSG
         exit 2
     fi
+}
+
+# Where the unpacked Cyrus and Courier live between runs.
+test_servers_dir() {
+    printf '%s\n' "${MAILSYNC_TEST_SERVERS:-${XDG_CACHE_HOME:-$HOME/.cache}/mailsync-test-servers}"
+}
+
+# Unpacks the Debian packages "$@" into the directory ROOT (first argument)
+# unless an earlier run did; a marker file written last says it is complete.
+_unpack_debs() {
+    local root=$1 pkg deb
+    shift
+    if [ -f "$root/.unpacked" ] && [ "$(cat "$root/.unpacked")" = "$*" ]; then
+        return 0
+    fi
+    say "unpacking $* into $root"
+    rm -rf "$root" "$root.debs"
+    mkdir -p "$root.debs"
+    if ! (cd "$root.debs" && apt-get download "$@" >/dev/null 2>&1); then
+        # A fresh machine may not have the package lists yet.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _apt_updated=yes
+        (cd "$root.debs" && apt-get download "$@" >/dev/null) ||
+            die "apt-get download $* failed: the interop tests need these packages"
+    fi
+    for deb in "$root.debs"/*.deb; do
+        dpkg -x "$deb" "$root"
+    done
+    rm -rf "$root.debs"
+    # Debian merged /lib into /usr/lib: one library directory serves both.
+    if [ -d "$root/lib" ]; then
+        cp -a "$root/lib/." "$root/usr/lib/"
+        rm -rf "${root:?}/lib"
+    fi
+    printf '%s\n' "$*" >"$root/.unpacked"
+}
+
+# Makes the IMAP servers of the interop tests available: imap4d installed,
+# Cyrus and Courier unpacked (not installed) under test_servers_dir, the
+# `cyrus` system user present. Exports MAILSYNC_TEST_SERVERS for the tests.
+ensure_test_servers() {
+    local dir
+    dir=$(test_servers_dir)
+    mkdir -p "$dir"
+    _unpack_debs "$dir/cyrus" "${CYRUS_DEBS[@]}"
+    _unpack_debs "$dir/courier" "${COURIER_DEBS[@]}"
+    if ! getent passwd cyrus >/dev/null; then
+        say "creating the system user cyrus (group mail) for the Cyrus tests"
+        as_root useradd --system --gid mail --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin cyrus
+    fi
+    MAILSYNC_TEST_SERVERS=$dir
+    export MAILSYNC_TEST_SERVERS
 }

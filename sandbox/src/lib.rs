@@ -12,6 +12,9 @@
 //!
 //! Run as root, mail is owned by `nobody` because Dovecot refuses to access mail
 //! as root; run as anyone else, everything runs as that user.
+//!
+//! [`OtherServer`] starts the other servers the interop tests use (Cyrus,
+//! Courier, imap4d) the same private way; see `servers/mod.rs`.
 
 mod reader;
 pub use reader::READER_USER;
@@ -26,6 +29,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod servers;
+pub use servers::{OtherServer, ServerKind, Session, Untagged, SERVERS_DIR_VAR};
 
 /// Unix socket paths are limited to 108 bytes; Dovecot's longest socket name
 /// below `base_dir` is about 25 bytes, so this leaves a safe margin.
@@ -100,6 +106,10 @@ pub struct SandboxOptions {
     pub qresync: bool,
     /// Advertise UIDPLUS.
     pub uidplus: bool,
+    /// Advertise exactly these capabilities (space-separated), whatever
+    /// `condstore`, `qresync` and `uidplus` say: a minimal server is
+    /// `Some("IMAP4rev1 LITERAL+".into())`.
+    pub imap_capability: Option<String>,
     /// Per user and client IP, for IMAP and POP3 alike; `None` keeps Dovecot's
     /// default of 10.
     pub max_connections_per_user: Option<u32>,
@@ -130,6 +140,7 @@ impl Default for SandboxOptions {
             condstore: true,
             qresync: true,
             uidplus: true,
+            imap_capability: None,
             max_connections_per_user: None,
             separator: '/',
             extra_config: String::new(),
@@ -1088,6 +1099,9 @@ fn passwd_file(opts: &SandboxOptions, dir: &Path, who: &RunAs) -> String {
 }
 
 fn capability_override(opts: &SandboxOptions) -> Option<String> {
+    if let Some(exact) = &opts.imap_capability {
+        return Some(exact.clone());
+    }
     let qresync = opts.qresync && opts.condstore;
     if opts.condstore && qresync && opts.uidplus {
         return None;

@@ -6,6 +6,7 @@
 use super::args::{config_word, GlobalArgs, OneOffArgs};
 use super::output::Ui;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
+use crate::model::FolderName;
 use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::net::TlsMode;
@@ -81,10 +82,13 @@ pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failur
 }
 
 /// Connects and logs in to the account's server.
+/// `synced_before` are the folders the account's state database knows (see
+/// `ImapStore::use_personal_namespace`).
 pub(super) fn connect(
     ui: &Ui,
     account: &Account,
     password: Secret,
+    synced_before: &[FolderName],
 ) -> Result<Box<dyn Store>, Failure> {
     let login = account.far.login();
     let server = &login.server;
@@ -103,18 +107,27 @@ pub(super) fn connect(
         "{}: connecting to {target} ({security})",
         account.name
     ));
-    connect_far(account, password).map_err(|e| {
+    let (store, note) = connect_far(account, password, synced_before).map_err(|e| {
         store_failure(
             e,
             ExitStatus::Connection,
             format!("account `{}`: cannot connect to {target}", account.name),
         )
-    })
+    })?;
+    if let Some(note) = note {
+        ui.warn(&format!("{}: {note}", account.name));
+    }
+    Ok(store)
 }
 
-/// The far store. Kept in one place so that the rest of the flow does not
-/// depend on which server protocol an account uses.
-pub(super) fn connect_far(account: &Account, password: Secret) -> StoreResult<Box<dyn Store>> {
+/// The far store, and a note for the user about its folder names. Kept in
+/// one place so that the rest of the flow does not depend on which server
+/// protocol an account uses.
+pub(super) fn connect_far(
+    account: &Account,
+    password: Secret,
+    synced_before: &[FolderName],
+) -> StoreResult<(Box<dyn Store>, Option<String>)> {
     let batch_bytes = account.batch_bytes;
     Ok(match &account.far {
         FarConfig::Imap(login) => {
@@ -122,11 +135,15 @@ pub(super) fn connect_far(account: &Account, password: Secret) -> StoreResult<Bo
             if !account.policy.expunge {
                 store.leave_expunge_to_client();
             }
-            Box::new(store)
+            let note = store.use_personal_namespace(&account.namespace, synced_before)?;
+            (Box::new(store), note)
         }
-        FarConfig::Pop3(login) => Box::new(Pop3Store::connect(
-            &login.pop3_with_password(password, batch_bytes),
-        )?),
+        FarConfig::Pop3(login) => (
+            Box::new(Pop3Store::connect(
+                &login.pop3_with_password(password, batch_bytes),
+            )?),
+            None,
+        ),
     })
 }
 

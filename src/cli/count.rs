@@ -196,7 +196,8 @@ fn gather(
         None
     } else {
         let password = read_password(ui, account)?;
-        let mut far = connect(ui, account, password)?;
+        let synced_before: Vec<FolderName> = recorded.keys().cloned().collect();
+        let mut far = connect(ui, account, password, &synced_before)?;
         let list = far.status_all(&wanted).map_err(|e| {
             store_failure(
                 e,

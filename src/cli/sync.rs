@@ -12,6 +12,7 @@ use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use crate::config::{Account, FarConfig, Overrides};
+use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::{MaildirStore, MAX_KEYWORDS};
@@ -228,7 +229,13 @@ pub(super) fn sync_with_password(
         }
     }
 
-    let far = connect(ui, account, password.clone())?;
+    let synced_before: Vec<FolderName> = state
+        .folders()
+        .map_err(|e| state_failure(name, &state_path, e))?
+        .into_iter()
+        .map(|(folder, _)| folder)
+        .collect();
+    let far = connect(ui, account, password.clone(), &synced_before)?;
 
     let mut policy = account.policy.clone();
     policy.allow_mass_delete = args.allow_mass_delete;
@@ -250,7 +257,7 @@ pub(super) fn sync_with_password(
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
         let near = MaildirStore::open(root.clone(), account.layout, account.folder_names)?;
-        let far = connect_far(account, password.clone())?;
+        let (far, _) = connect_far(account, password.clone(), &synced_before)?;
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);
@@ -277,7 +284,13 @@ pub(super) fn sync_with_password(
         && report.error.is_none()
         && report.stopped.is_none();
     if let (true, FarConfig::Imap(login)) = (keywords_travel, &account.far) {
-        let server = ImapStore::connect(&login.with_password(password, account.batch_bytes));
+        // The same folder names as the engine's connection: under the
+        // server's personal namespace where the account maps it.
+        let server = ImapStore::connect(&login.with_password(password, account.batch_bytes))
+            .and_then(|mut server| {
+                server.use_personal_namespace(&account.namespace, &synced_before)?;
+                Ok(server)
+            });
         let local = MaildirStore::open(root.clone(), account.layout, account.folder_names);
         match (server, local) {
             (Ok(mut server), Ok(mut local)) => {

@@ -29,7 +29,7 @@ use crate::auth::oauth2::{self, OAuth2Settings, Provider, PROVIDERS};
 use crate::auth::{AuthMethod, AUTH_METHODS};
 use crate::model::FolderName;
 use crate::state::{Binding, Endpoint};
-use crate::store::imap::{ImapConfig, Secret};
+use crate::store::imap::{ImapConfig, NamespaceSetting, Secret};
 use crate::store::maildir::{FolderNames, Layout};
 use crate::store::net::{ServerConfig, TlsMode};
 use crate::store::pop3::Pop3Config;
@@ -267,6 +267,9 @@ pub struct Account {
     pub watch_folders: Vec<String>,
     /// Seconds between `mailsync watch`'s looks at what IDLE does not cover.
     pub poll_seconds: u64,
+    /// The server's personal namespace prefix that local folder names leave
+    /// out (`namespace`; IMAP only).
+    pub namespace: NamespaceSetting,
 }
 
 impl Account {
@@ -575,6 +578,14 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
     let poll_seconds = s
         .integer::<u64>("poll_seconds", 10..=86_400)?
         .unwrap_or(DEFAULT_POLL_SECONDS);
+    let namespace = match s.string_or_empty("namespace")? {
+        None => NamespaceSetting::Auto,
+        Some(_) if protocol == Protocol::Pop3 => {
+            return Err(s.invalid("namespace", "a POP3 server has only INBOX"))
+        }
+        Some(text) if text == "auto" => NamespaceSetting::Auto,
+        Some(text) => NamespaceSetting::Prefix(text),
+    };
 
     let server = ServerConfig {
         host,
@@ -611,6 +622,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         post_sync_command,
         watch_folders,
         poll_seconds,
+        namespace,
     })
 }
 

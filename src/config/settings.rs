@@ -29,6 +29,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("layout", "\"maildir++\" (default: INBOX is the root, A/B is .A.B, as Dovecot reads it) or \"nested\" (INBOX/, A/B/)"),
     ("folder_names", "how non-ASCII folder names are spelled in directory names: \"utf7\" (default: modified UTF-7, `.R&AOk-unions`, what Dovecot's default `maildir:~/Maildir` reads; directories an earlier version wrote in UTF-8 are renamed on the next sync) or \"utf8\" (`.Réunions`, for Dovecot's `:UTF-8` and Courier)"),
     ("state", "state database; default $XDG_DATA_HOME/mailsync/ACCOUNT.db"),
+    ("namespace", "the server's personal namespace prefix that local folder names leave out (INBOX.Archive on the server is Archive locally): \"auto\" (default: from the server's NAMESPACE), \"\" (none: names as the server lists them) or the prefix, e.g. \"INBOX.\" (IMAP only)"),
     ("folders", "folders to sync, IMAP wildcards (* anything, % anything but the separator); default [\"*\"]"),
     ("exclude", "folders to leave out, same wildcards; default []"),
     ("direction", "\"both\" (default), \"pull\" (server to Maildir) or \"push\""),
@@ -312,6 +313,15 @@ impl<'a> Settings<'a> {
             Some(toml::Value::String(s)) if s.trim().is_empty() => {
                 Err(self.invalid(key, "must not be empty"))
             }
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(self.wrong_type(key, "a string", &other)),
+        }
+    }
+
+    /// `string` for a key where an empty string means something.
+    pub fn string_or_empty(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.take(key).cloned() {
+            None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(self.wrong_type(key, "a string", &other)),
         }

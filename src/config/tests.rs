@@ -846,3 +846,26 @@ fn watch_settings_have_defaults_and_limits() -> Result<(), ConfigError> {
     assert!(message.contains("watch_folders"), "{message}");
     Ok(())
 }
+
+#[test]
+fn namespace_is_auto_unless_a_prefix_or_none_is_given() -> Result<(), ConfigError> {
+    use crate::store::imap::NamespaceSetting;
+    let namespace = |extra: &str| -> Result<NamespaceSetting, ConfigError> {
+        Ok(parse(&format!("{MINIMAL}{extra}"))?.accounts[0]
+            .namespace
+            .clone())
+    };
+    assert_eq!(namespace("")?, NamespaceSetting::Auto);
+    assert_eq!(namespace("namespace = \"auto\"\n")?, NamespaceSetting::Auto);
+    assert_eq!(
+        namespace("namespace = \"\"\n")?,
+        NamespaceSetting::Prefix(String::new())
+    );
+    assert_eq!(
+        namespace("namespace = \"INBOX.\"\n")?,
+        NamespaceSetting::Prefix("INBOX.".to_string())
+    );
+    let message = parse_err(&format!("{MINIMAL}protocol = \"pop3\"\nnamespace = \"\"\n"));
+    assert!(message.contains("key `namespace`"), "{message}");
+    Ok(())
+}

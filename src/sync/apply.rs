@@ -310,7 +310,21 @@ impl Engine<'_> {
             _ => self.store(side).delete(keys),
         };
         match result {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if side == Side::Far
+                    && self.policy.expunge
+                    && self.policy.move_to.is_none()
+                    && !self.far.caps().exact_delete
+                {
+                    report.notes.push(format!(
+                        "{} deleted message(s) only marked \\Deleted on the server: without \
+                         UIDPLUS an EXPUNGE would also remove what other mail clients marked; \
+                         your mail client's expunge removes them",
+                        keys.len()
+                    ));
+                }
+                Ok(true)
+            }
             Err(e) if self.takes_from_server(side) && e.scope() != Scope::Account => {
                 let why = format!("not removed from the server: {e}");
                 for key in keys {

@@ -130,6 +130,8 @@ struct SettledFolder {
     records: Vec<Record>,
     /// Unrecorded messages are paired by identity and nothing is deleted.
     pairing: bool,
+    /// The far folder is selected on the far connection.
+    far_selected: bool,
 }
 
 struct Discovery {
@@ -502,13 +504,13 @@ impl<'a> Engine<'a> {
             return Ok(());
         }
         let read = self.read_both_sides(job, report)?;
-        let (far_selected, near_stamp) = (read.far_selected, read.near_stamp);
+        let near_stamp = read.near_stamp;
         let folder = self.settle(job, read, report)?;
         let Some(planned) = self.plan_folder(&job.name, &folder, report)? else {
             return Ok(());
         };
         let truncated = planned.truncated;
-        self.apply_plan(&job.name, planned, far_selected, &folder, report)?;
+        self.apply_plan(&job.name, planned, &folder, report)?;
         self.record_watermarks(&job.name, &folder, near_stamp, truncated, report)
     }
 
@@ -693,6 +695,7 @@ impl<'a> Engine<'a> {
         let known = job.known.as_ref();
         let FolderRead {
             mut far_status,
+            mut far_selected,
             far_changes,
             far_unchanged,
             known_modseq,
@@ -713,7 +716,15 @@ impl<'a> Engine<'a> {
 
         let mut far_list = match known_modseq.filter(|_| !pairing) {
             Some(_) => self.far_listing(&records, far_unchanged, far_changes)?,
-            None => self.far.list_messages()?,
+            None => {
+                // An unchanged far folder is not selected while reading, but
+                // re-pairing after the near side renumbered lists it.
+                if !far_selected {
+                    self.select_far_again(name, &far_status)?;
+                    far_selected = true;
+                }
+                self.far.list_messages()?
+            }
         };
 
         if !intents.is_empty() {
@@ -734,6 +745,7 @@ impl<'a> Engine<'a> {
             near_list,
             records,
             pairing,
+            far_selected,
         })
     }
 
@@ -784,24 +796,30 @@ impl<'a> Engine<'a> {
         Ok(Some(planned))
     }
 
+    /// Selects the far folder that reading skipped as unchanged; it must
+    /// still have the UIDVALIDITY its status showed.
+    fn select_far_again(&mut self, name: &FolderName, status: &FolderStatus) -> Result<(), Abort> {
+        let selected = self.far.select(name)?;
+        if selected.validity != status.validity {
+            return Err(Abort::Store(StoreError::folder(
+                name,
+                "uidvalidity changed during the run; the next run re-pairs it",
+            )));
+        }
+        Ok(())
+    }
+
     /// Runs the plan, selecting the far folder first if reading skipped that.
     fn apply_plan(
         &mut self,
         name: &FolderName,
         planned: plan::Plan,
-        far_selected: bool,
         folder: &SettledFolder,
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let far_status = &folder.far_status;
-        if !far_selected && planned.actions.iter().any(touches_far) {
-            let selected = self.far.select(name)?;
-            if selected.validity != far_status.validity {
-                return Err(Abort::Store(StoreError::folder(
-                    name,
-                    "uidvalidity changed during the run; the next run re-pairs it",
-                )));
-            }
+        if !folder.far_selected && planned.actions.iter().any(touches_far) {
+            self.select_far_again(name, far_status)?;
         }
         self.apply(
             name,

@@ -8,6 +8,8 @@ mod count;
 mod download_delete;
 mod hostile;
 mod imap_store;
+mod interop;
+mod interop_fixes;
 mod large;
 mod local_safety;
 mod measure;

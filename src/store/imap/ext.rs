@@ -203,7 +203,7 @@ pub fn is_keyword(name: &str) -> bool {
 /// `(prefix, delimiter)` of the first personal namespace in a `* NAMESPACE`
 /// line; `None` for another line, no personal namespace, or a form we do not
 /// read (literals).
-fn parse_namespace_line(line: &str) -> Option<(String, Option<char>)> {
+pub(super) fn parse_namespace_line(line: &str) -> Option<(String, Option<char>)> {
     let rest = line.trim_end_matches(['\r', '\n']);
     let rest = rest.strip_prefix("* ")?;
     let (word, rest) = rest.split_once(' ')?;

@@ -7,7 +7,7 @@
 
 use imap_proto::{MailboxDatum, Response};
 
-use super::wire::{astring_value, quote};
+use super::wire::{astring_value, is_status_response, quote};
 use super::{folder_from_list, parse_delimiter, ImapStore};
 use crate::model::FolderName;
 use crate::store::{
@@ -25,11 +25,17 @@ enum Item<'a> {
     /// `* STATUS mailbox (NAME number ...)`: the wire name, unquoted, and the
     /// attributes with upper-cased names.
     Status(String, Attributes),
+    /// A STATUS response that cannot be read: its first line, for the message.
+    /// It is one folder's answer, so only that folder fails.
+    UnreadableStatus(String),
 }
 
 impl ImapStore {
     /// The folders of a LIST response as `(wire name, folder or why it was
-    /// refused)`; remembers the hierarchy delimiter if none is known yet.
+    /// refused)`; remembers the hierarchy delimiter if none is known yet. An
+    /// entry's NIL delimiter says only that this folder has no children (GNU
+    /// imap4d lists `INBOX` so, first), so only a real one is remembered; with
+    /// none, `delimiter` asks the server.
     pub(super) fn list_entries(
         &mut self,
         data: &[u8],
@@ -47,19 +53,35 @@ impl ImapStore {
                 continue;
             };
             let delimiter = delimiter.as_deref().and_then(parse_delimiter);
-            first_delimiter.get_or_insert(delimiter);
+            if let Some(found) = delimiter {
+                first_delimiter.get_or_insert(found);
+            }
             let wire_name = astring_value(data, name);
-            let folder = folder_from_list(&wire_name, delimiter, name_attributes);
+            let below = match &self.prefix {
+                Some(prefix) => match prefix.strip(&wire_name) {
+                    Some(below) => below,
+                    // Not a personal folder: another user's or a shared one.
+                    None => continue,
+                },
+                None => &wire_name,
+            };
+            let folder = match folder_from_list(below, delimiter, name_attributes) {
+                Ok(info) if info.name.is_inbox() && below.len() < wire_name.len() => Err(
+                    "below the personal namespace prefix, this name cannot be told from INBOX"
+                        .to_string(),
+                ),
+                folder => folder,
+            };
             out.push((wire_name, folder));
         }
         if self.delimiter.is_none() {
-            self.delimiter = first_delimiter;
+            self.delimiter = first_delimiter.map(Some);
         }
         out
     }
 
     /// The attributes to ask STATUS for on this server.
-    fn status_items(&self) -> String {
+    pub(super) fn status_items(&self) -> String {
         let mut items = String::from("MESSAGES UIDNEXT UIDVALIDITY UNSEEN");
         if self.server.condstore() {
             items.push_str(" HIGHESTMODSEQ");
@@ -101,7 +123,7 @@ impl ImapStore {
             .into_iter()
             .filter_map(|item| match item {
                 Item::Parsed(r) => Some(r),
-                Item::Status(..) => None,
+                Item::Status(..) | Item::UnreadableStatus(_) => None,
             })
             .collect();
         let mut list = FolderList::default();
@@ -141,6 +163,7 @@ impl ImapStore {
             match item {
                 Item::Parsed(r) => responses.push(r),
                 Item::Status(name, attrs) => listed.push((name, attrs)),
+                Item::UnreadableStatus(_) => {}
             }
         }
 
@@ -161,7 +184,7 @@ impl ImapStore {
                     Some(at) => status_from(&info.name, &listed.swap_remove(at).1),
                     None => Err(StoreError::folder(
                         &info.name,
-                        "LIST-STATUS returned no status for this folder",
+                        "LIST-STATUS returned no readable status for this folder",
                     )),
                 }
             } else {
@@ -176,7 +199,7 @@ impl ImapStore {
         Ok(out)
     }
 
-    fn status_with_items(
+    pub(super) fn status_with_items(
         &mut self,
         name: &FolderName,
         wire: &str,
@@ -185,16 +208,24 @@ impl ImapStore {
         let data = self
             .run("STATUS", &format!("STATUS {} ({items})", quote(wire)))
             .map_err(|f| f.in_folder(name, "STATUS"))?;
-        let found = split_responses(&data)?
-            .into_iter()
-            .find_map(|item| match item {
-                Item::Status(_, attrs) => Some(attrs),
-                Item::Parsed(_) => None,
-            });
-        match found {
-            Some(attrs) => status_from(name, &attrs),
-            None => Err(StoreError::folder(name, "STATUS returned no status")),
+        // The whole response has been read, so the session is in step even
+        // when a line of it cannot be parsed: that is this folder's failure.
+        let items = split_responses(&data).map_err(|e| StoreError::folder(name, e.to_string()))?;
+        let mut unreadable = None;
+        for item in items {
+            match item {
+                Item::Status(_, attrs) => return status_from(name, &attrs),
+                Item::UnreadableStatus(line) => unreadable = Some(line),
+                Item::Parsed(_) => {}
+            }
         }
+        Err(StoreError::folder(
+            name,
+            match unreadable {
+                Some(line) => format!("cannot parse STATUS response `{line}`"),
+                None => "STATUS returned no status".to_string(),
+            },
+        ))
     }
 }
 
@@ -228,21 +259,29 @@ fn status_from(name: &FolderName, attrs: &[(String, u64)]) -> StoreResult<Folder
 }
 
 /// Splits a complete command response into its responses: STATUS responses
-/// read by `parse_status`, all others by imap-proto.
+/// read by `parse_status`, all others by imap-proto. A STATUS line that cannot
+/// be read is kept as such (it is one folder's answer); anything else that
+/// cannot be read fails the whole response.
 fn split_responses(data: &[u8]) -> StoreResult<Vec<Item<'_>>> {
     let mut rest = data;
     let mut out = Vec::new();
     while !rest.is_empty() {
-        let is_status = rest.len() >= 9 && rest[..9].eq_ignore_ascii_case(b"* STATUS ");
-        if is_status {
-            let (after, name, attrs) = parse_status(&rest[9..]).ok_or_else(|| {
-                StoreError::Protocol(format!(
-                    "cannot parse STATUS response `{}`",
-                    String::from_utf8_lossy(first_line(rest))
-                ))
-            })?;
-            out.push(Item::Status(name, attrs));
-            rest = after;
+        if is_status_response(rest) {
+            match parse_status(&rest[9..]) {
+                Some((after, name, attrs)) => {
+                    out.push(Item::Status(name, attrs));
+                    rest = after;
+                }
+                None => {
+                    // A STATUS response may end in a literal only through its
+                    // name, which `parse_status` reads; so the line ends it.
+                    let line = first_line(rest);
+                    out.push(Item::UnreadableStatus(
+                        String::from_utf8_lossy(line).into_owned(),
+                    ));
+                    rest = after_line(rest);
+                }
+            }
             continue;
         }
         match imap_proto::parser::parse_response(rest) {
@@ -259,6 +298,14 @@ fn split_responses(data: &[u8]) -> StoreResult<Vec<Item<'_>>> {
         }
     }
     Ok(out)
+}
+
+/// What follows the first CRLF (or LF) of `data`; empty when there is none.
+fn after_line(data: &[u8]) -> &[u8] {
+    match data.iter().position(|b| *b == b'\n') {
+        Some(end) => &data[end + 1..],
+        None => &[],
+    }
 }
 
 fn first_line(data: &[u8]) -> &[u8] {
@@ -331,12 +378,19 @@ fn mailbox(input: &[u8]) -> Option<(String, &[u8])> {
             Some((String::from_utf8(name.to_vec()).ok()?, &body[size..]))
         }
         _ => {
-            let end = input
+            let mut end = input
                 .iter()
                 .position(|b| *b == b' ' || *b == b'\r')
                 .unwrap_or(input.len());
             if end == 0 {
                 return None;
+            }
+            if !input[end..].starts_with(b" (") {
+                // GNU imap4d sends a name with a space unquoted
+                // (`* STATUS Sent Items (MESSAGES 1)`): the attribute list
+                // is the last parenthesis on the line, so the name ends there.
+                let line_end = input.iter().position(|b| *b == b'\r')?;
+                end = input[..line_end].windows(2).rposition(|w| w == b" (")?;
             }
             Some((
                 String::from_utf8(input[..end].to_vec()).ok()?,
@@ -418,7 +472,29 @@ a3 OK List completed.\r\n";
             &items[2],
             Item::Parsed(Response::MailboxData(MailboxDatum::List { .. }))
         ));
-        assert!(split_responses(b"* STATUS INBOX (MESSAGES\r\n").is_err());
+    }
+
+    #[test]
+    fn an_unquoted_name_with_a_space_is_read_up_to_the_attribute_list() {
+        // GNU imap4d's answer for a folder named `Sent Items`.
+        let (name, attrs) = status_of(b"Sent Items (MESSAGES 2 UIDVALIDITY 9)\r\n");
+        assert_eq!(name, "Sent Items");
+        assert_eq!(attrs[0], ("MESSAGES".to_string(), 2));
+    }
+
+    #[test]
+    fn an_unreadable_status_line_is_kept_and_the_rest_still_read() {
+        let data = b"* STATUS INBOX (MESSAGES\r\n\
+* STATUS Archive (MESSAGES 1 UIDVALIDITY 5)\r\n\
+a3 OK done\r\n";
+        let items = split_responses(data).expect("splits");
+        assert_eq!(items.len(), 3);
+        let Item::UnreadableStatus(line) = &items[0] else {
+            panic!("the first STATUS cannot be read");
+        };
+        assert_eq!(line, "* STATUS INBOX (MESSAGES");
+        assert!(matches!(&items[1], Item::Status(name, _) if name == "Archive"));
+        assert!(split_responses(b"* LIST (\\X \"/\" INBOX\r\n").is_err());
     }
 
     #[test]

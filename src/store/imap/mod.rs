@@ -7,10 +7,12 @@
 //! on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
+mod append_flags;
 mod ext;
 pub use ext::is_keyword;
 mod list_status;
 mod login;
+mod namespace;
 mod session;
 pub mod utf7;
 mod wire;
@@ -20,17 +22,18 @@ use std::fs::File;
 
 use imap_proto::{
     AttributeValue, MailboxDatum, MessageSection, NameAttribute, Response, ResponseCode,
-    SectionPath, StatusAttribute, UidSetMember,
+    SectionPath, UidSetMember,
 };
 
 pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
+pub use namespace::NamespaceSetting;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
     Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
-    NewMessage, Role, StatusList, Store, StoreError, StoreResult,
+    NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
 };
 use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -126,6 +129,12 @@ pub struct ImapStore {
     expunge: bool,
     /// NOTIFY SET was sent on this connection (see `notify_wait`).
     notify_set: bool,
+    /// The personal namespace prefix that folder names are given without
+    /// (see `use_personal_namespace`).
+    prefix: Option<namespace::Prefix>,
+    /// An APPEND on this connection kept every flag it was given, so later
+    /// ones are not checked (see `restore_dropped_flags`).
+    append_keeps_flags: bool,
 }
 
 struct Selected {
@@ -249,6 +258,8 @@ impl ImapStore {
             listed_with_status: None,
             expunge: true,
             notify_set: false,
+            prefix: None,
+            append_keeps_flags: false,
         };
         let data = store
             .run("CAPABILITY", "CAPABILITY")
@@ -371,6 +382,7 @@ impl ImapStore {
             )));
         }
         let delimiter = self.delimiter()?;
+        let prefix = self.prefix.clone();
         self.set_notify()?;
         if let Some(why) = &self.broken {
             return Err(StoreError::Connection(format!(
@@ -382,7 +394,11 @@ impl ImapStore {
         let mut changed = Vec::new();
         let mut note = |response: &[u8]| match imap_proto::parser::parse_response(response) {
             Ok((_, Response::MailboxData(MailboxDatum::Status { mailbox, .. }))) => {
-                if let Ok(info) = folder_from_list(&mailbox, delimiter, &[]) {
+                let below = match &prefix {
+                    Some(prefix) => prefix.strip(&mailbox),
+                    None => Some(mailbox.as_ref()),
+                };
+                if let Some(Ok(info)) = below.map(|wire| folder_from_list(wire, delimiter, &[])) {
                     if !changed.contains(&info.name) {
                         changed.push(info.name);
                     }
@@ -455,14 +471,14 @@ impl ImapStore {
     }
 
     /// Sends a command and hands each untagged response, as received and
-    /// parsed, to `each`, having counted it for the selected folder (see
+    /// parsed (`None`: a response that `wire::read_here` leaves to the caller), to `each`, having counted it for the selected folder (see
     /// `observe`); memory holds one response at a time. Returns the tagged OK.
     fn run_each(
         &mut self,
         verb: &str,
         parts: &[Part<'_>],
         literal_limit: u64,
-        each: &mut dyn FnMut(&[u8], &Response<'_>) -> StoreResult<()>,
+        each: &mut EachResponse<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
         if let Some(why) = &self.broken {
@@ -475,15 +491,18 @@ impl ImapStore {
             session, selected, ..
         } = self;
         let answer = session.command(verb, parts, literal_limit, &mut |raw| {
-            let responses = parse_responses(raw)?;
+            let responses = match parse_responses(raw) {
+                // imap-proto cannot read every STATUS a server sends (GNU
+                // imap4d's unquoted names with a space), nor NAMESPACE; those
+                // are read where they are asked for.
+                Err(_) if wire::read_here(raw) => return each(raw, None),
+                parsed => parsed?,
+            };
             let [response] = responses.as_slice() else {
-                return Err(StoreError::Protocol(format!(
-                    "cannot parse server response `{}`",
-                    wire::excerpt(raw)
-                )));
+                return Err(unparsable(raw));
             };
             observe_into(selected, response);
-            each(raw, response)
+            each(raw, Some(response))
         });
         match answer {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
@@ -560,7 +579,10 @@ impl ImapStore {
         let folder = self.selected_name()?;
         let verb = format!("UID FETCH in `{folder}`");
         let parts = [Part::Text(command)];
-        let mut take = |_: &[u8], r: &Response<'_>| each(r);
+        let mut take = |raw: &[u8], r: Option<&Response<'_>>| match r {
+            Some(r) => each(r),
+            None => Err(unparsable(raw)),
+        };
         match self.run_each(&verb, &parts, literal_limit, &mut take) {
             Ok(_) => Ok(()),
             Err(CommandFailure::Refused(_)) => {
@@ -617,7 +639,11 @@ impl ImapStore {
             }
             None => name.as_str().to_string(),
         };
-        Ok(utf7::encode(&joined))
+        let wire = utf7::encode(&joined);
+        Ok(match &self.prefix {
+            Some(prefix) => prefix.apply(name, wire),
+            None => wire,
+        })
     }
 
     fn uids_of(&self, keys: &[MsgKey]) -> StoreResult<Vec<u32>> {
@@ -848,11 +874,16 @@ impl ImapStore {
             "APPEND"
         };
         match self.send_append(run) {
-            Ok(appended) => Ok(self
-                .appended_keys(appended, run)
-                .into_iter()
-                .map(Appended::Stored)
-                .collect()),
+            Ok(appended) => {
+                let keys = self.appended_keys(appended, run);
+                // The messages are stored whatever this says; only a broken
+                // connection is worth reporting.
+                match self.restore_dropped_flags(run, &keys) {
+                    Err(e) if e.scope() == Scope::Account => return Err(e),
+                    _ => {}
+                }
+                Ok(keys.into_iter().map(Appended::Stored).collect())
+            }
             // NO declines; BAD says the command itself was wrong.
             Err(CommandFailure::Refused(text))
                 if text.starts_with("NO") && !about_folder(&text) =>
@@ -994,6 +1025,18 @@ fn body_section<'r>(
     })
 }
 
+/// What `run_each` hands every untagged response to: the raw response and
+/// imap-proto's reading of it (`None`: one that `wire::read_here` leaves to
+/// the caller).
+type EachResponse<'e> = dyn FnMut(&[u8], Option<&Response<'_>>) -> StoreResult<()> + 'e;
+
+fn unparsable(raw: &[u8]) -> StoreError {
+    StoreError::Protocol(format!(
+        "cannot parse server response `{}`",
+        wire::excerpt(raw)
+    ))
+}
+
 fn parse_delimiter(raw: &str) -> Option<char> {
     unescape_quoted(raw).chars().next()
 }
@@ -1116,28 +1159,6 @@ fn select_result(responses: &[Response<'_>]) -> (Option<u32>, FolderStatus) {
     (validity, status)
 }
 
-/// What STATUS reported, if it reported UIDVALIDITY.
-fn status_result(responses: &[Response<'_>]) -> Option<FolderStatus> {
-    let attributes = responses.iter().find_map(|r| match r {
-        Response::MailboxData(MailboxDatum::Status { status, .. }) => Some(status),
-        _ => None,
-    })?;
-    let mut validity = None;
-    let mut result = FolderStatus::default();
-    for attribute in attributes {
-        match attribute {
-            StatusAttribute::UidValidity(v) => validity = Some(u64::from(*v)),
-            StatusAttribute::UidNext(n) => result.uidnext = Some(*n),
-            StatusAttribute::HighestModSeq(m) => result.highest_modseq = Some(*m),
-            StatusAttribute::Messages(n) => result.messages = *n,
-            StatusAttribute::Unseen(n) => result.unseen = Some(*n),
-            _ => {}
-        }
-    }
-    result.validity = validity?;
-    Some(result)
-}
-
 /// A folder from one LIST entry: the wire name decoded from modified UTF-7 and
 /// split at the delimiter. The error says why the name cannot be used.
 fn folder_from_list(
@@ -1201,22 +1222,8 @@ impl Store for ImapStore {
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         let wire = self.wire_name(name)?;
-        let modseq = if self.server.condstore() {
-            " HIGHESTMODSEQ"
-        } else {
-            ""
-        };
-        let data = self
-            .run(
-                "STATUS",
-                &format!(
-                    "STATUS {} (MESSAGES UIDNEXT UIDVALIDITY UNSEEN{modseq})",
-                    quote(&wire)
-                ),
-            )
-            .map_err(|f| f.in_folder(name, "STATUS"))?;
-        status_result(&parse_responses(&data)?)
-            .ok_or_else(|| StoreError::folder(name, "STATUS did not report UIDVALIDITY"))
+        let items = self.status_items();
+        self.status_with_items(name, &wire, &items)
     }
 
     fn status_all(&mut self, wanted: &dyn Fn(&FolderName) -> bool) -> StoreResult<StatusList> {
@@ -1550,25 +1557,6 @@ a3 OK [READ-WRITE] Select completed.\r\n";
         assert_eq!(status.messages, 3);
         assert_eq!(status.uidnext, Some(12));
         assert_eq!(status.highest_modseq, Some(40));
-    }
-
-    #[test]
-    fn status_result_needs_uidvalidity() {
-        let buf = b"* STATUS \"Entw&APw-rfe\" (MESSAGES 2 UIDNEXT 5 UIDVALIDITY 77 UNSEEN 1 HIGHESTMODSEQ 9)\r\na1 OK done\r\n";
-        let status = status_result(&responses(buf)).unwrap();
-        assert_eq!(
-            status,
-            FolderStatus {
-                validity: 77,
-                uidnext: Some(5),
-                highest_modseq: Some(9),
-                messages: 2,
-                unseen: Some(1),
-                size: None,
-            }
-        );
-        let buf = b"* STATUS INBOX (MESSAGES 2)\r\na1 OK done\r\n";
-        assert_eq!(status_result(&responses(buf)), None);
     }
 
     #[test]

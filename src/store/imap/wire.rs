@@ -169,6 +169,23 @@ pub fn excerpt(buf: &[u8]) -> String {
     out
 }
 
+/// Whether an untagged response is a STATUS response (RFC 3501 7.2.4).
+pub fn is_status_response(raw: &[u8]) -> bool {
+    starts_with_word(raw, b"* STATUS ")
+}
+
+/// Whether an untagged response is read by this crate, not by imap-proto,
+/// when imap-proto cannot: STATUS (see `list_status`) and NAMESPACE
+/// (RFC 2342, which imap-proto does not know).
+pub fn read_here(raw: &[u8]) -> bool {
+    is_status_response(raw) || starts_with_word(raw, b"* NAMESPACE ")
+}
+
+fn starts_with_word(raw: &[u8], word: &[u8]) -> bool {
+    raw.get(..word.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(word))
+}
+
 /// Splits a command's complete response into parsed responses, in order.
 pub fn parse_responses(buf: &[u8]) -> StoreResult<Vec<Response<'_>>> {
     let mut out = Vec::new();
