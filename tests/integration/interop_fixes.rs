@@ -153,7 +153,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
     let port = hostile::serve(Inbox::with(&[]), |command| {
         match command {
         "LIST \"\" \"*\"" => Some(
-            b"* LIST () \"/\" INBOX\r\n* LIST () \"/\" \"Sent Items\"\r\n* LIST () \"/\" Broken\r\n"
+            b"* LIST () \"/\" INBOX\r\n* LIST () \"/\" \"Sent Items\"\r\n* LIST () \"/\" Broken\r\n\
+* LIST () \"/\" Odd\r\n"
                 .to_vec(),
         ),
         // imap4d leaves a name with a space unquoted.
@@ -163,6 +164,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
         c if c.starts_with("STATUS \"Broken\"") => {
             Some(b"* STATUS Broken (MESSAGES many)\r\n".to_vec())
         }
+        // Not STATUS at all: read to its end, so the session is still fine.
+        c if c.starts_with("STATUS \"Odd\"") => Some(b"* XYZZY ((\r\n".to_vec()),
         _ => None,
     }
     });
@@ -186,6 +189,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
         stderr.contains("folder `Broken`") && stderr.contains("STATUS"),
         "{stderr}"
     );
+    assert!(stderr.contains("folder `Odd`"), "{stderr}");
+    assert!(stdout.contains("INBOX"), "{stdout}");
     assert!(!stderr.contains("Sent Items"), "{stderr}");
     Ok(())
 }
