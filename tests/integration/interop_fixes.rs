@@ -373,3 +373,23 @@ fn a_minimal_server_syncs_both_ways_with_exact_results() -> TestResult {
     assert_eq!(cli.local_files(".Work")?.len(), 2);
     Ok(())
 }
+
+#[test]
+fn watch_names_folders_as_sync_does_below_a_namespace_prefix() -> TestResult {
+    use crate::watch::{wait_for, Watching, CHANGE_DEADLINE};
+    let cli = Cli::on(courier_style(), "")?;
+    deliver(&cli, "INBOX.Lists", 0..1, 1_000);
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let watching = Watching::start(&cli, password)?;
+    wait_for(&watching, CHANGE_DEADLINE, "the NOTIFY connection", || {
+        Ok(watching.log().contains("with NOTIFY")
+            && cli.local_files(".Lists").map(|f| f.len()).unwrap_or(0) == 1)
+    })?;
+    // NOTIFY names the server's INBOX.Lists; the sync it starts is Lists's.
+    deliver(&cli, "INBOX.Lists", 1..2, 2_000);
+    wait_for(&watching, CHANGE_DEADLINE, "a new message in Lists", || {
+        Ok(cli.local_files(".Lists")?.len() == 2)
+    })?;
+    assert!(!cli.fixture.root().join(".INBOX.Lists").exists());
+    Ok(())
+}
