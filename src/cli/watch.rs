@@ -14,12 +14,15 @@ use super::output::{deliver, human_duration, Ui};
 use super::sync::{load_sync_accounts, sync_with_password};
 use crate::config::{Account, FarConfig};
 use crate::model::FolderName;
+use crate::state::StateDb;
 use crate::store::imap::Secret;
 use crate::store::maildir::MaildirStore;
 use crate::store::Store;
 use crate::sync::run_report::{AccountReport, ExitStatus, Stop};
 use crate::sync::{Mode, StopRequest};
-use crate::watch::{watch_server, Backoff, Event, Gathered, LocalWatcher, Sockets, CHANNEL_DEPTH};
+use crate::watch::{
+    watch_server, Backoff, Event, Gathered, LocalWatcher, ServerAccess, Sockets, CHANNEL_DEPTH,
+};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -520,7 +523,16 @@ impl Watcher<'_> {
         let (FarConfig::Imap(login), Some(password)) = (&account.far, &watched.password) else {
             return;
         };
-        let config = login.with_password(password.clone(), account.batch_bytes);
+        // The names the account's syncs use (see `connect_far`).
+        let synced_before = StateDb::open_read_only(&account.state_path)
+            .and_then(|state| state.folders())
+            .map(|folders| folders.into_iter().map(|(name, _)| name).collect())
+            .unwrap_or_default();
+        let access = ServerAccess {
+            config: login.with_password(password.clone(), account.batch_bytes),
+            namespace: account.namespace.clone(),
+            synced_before,
+        };
         let generation = next_generation();
         watched.generation.store(generation, Ordering::SeqCst);
         let mut folders = Vec::new();
@@ -543,7 +555,7 @@ impl Watcher<'_> {
         let spawned = std::thread::Builder::new()
             .name("server".into())
             .spawn(move || {
-                watch_server(config, folders, index, generation, current, sockets, events)
+                watch_server(access, folders, index, generation, current, sockets, events)
             });
         match spawned {
             Ok(_) => watched.idle = Idle::Running,

@@ -5,7 +5,8 @@
 //! here syncs or decides anything about mail.
 
 use crate::model::FolderName;
-use crate::store::imap::{ImapConfig, ImapStore};
+use crate::store::imap::{ImapConfig, ImapStore, NamespaceSetting};
+use crate::store::StoreResult;
 use crate::store::{Store, StoreError};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use std::collections::{BTreeSet, HashMap};
@@ -14,6 +15,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How the waiters reach the server: the login, and the folder naming that
+/// syncs use (see `ImapStore::use_personal_namespace`), so that folder names
+/// mean the same here.
+#[derive(Clone, Debug)]
+pub struct ServerAccess {
+    pub config: ImapConfig,
+    pub namespace: NamespaceSetting,
+    pub synced_before: Vec<FolderName>,
+}
+
+impl ServerAccess {
+    fn connect(&self) -> StoreResult<ImapStore> {
+        let mut store = ImapStore::connect(&self.config)?;
+        store.use_personal_namespace(&self.namespace, &self.synced_before)?;
+        Ok(store)
+    }
+}
 
 /// How long one IDLE lasts before it is renewed: RFC 2177 lets a server drop
 /// a client idle for 30 minutes, and NAT boxes often forget sooner.
@@ -85,7 +104,7 @@ impl Sockets {
 /// `idle_folders`, over a connection each (more threads). Ends like
 /// `idle_folder`.
 pub fn watch_server(
-    config: ImapConfig,
+    access: ServerAccess,
     idle_folders: Vec<FolderName>,
     account: usize,
     generation: u64,
@@ -98,7 +117,7 @@ pub fn watch_server(
         generation,
         error: error.to_string(),
     };
-    let mut store = match ImapStore::connect(&config) {
+    let mut store = match access.connect() {
         Ok(store) => store,
         Err(error) => {
             let _ = events.send(lost(error));
@@ -119,13 +138,13 @@ pub fn watch_server(
             return;
         }
         for folder in idle_folders {
-            let (config, sender) = (config.clone(), events.clone());
+            let (access, sender) = (access.clone(), events.clone());
             let (current, sockets) = (Arc::clone(&current), sockets.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("idle {}", folder.as_str()))
                 .spawn(move || {
                     idle_folder(
-                        config, folder, account, generation, current, sockets, sender,
+                        access, folder, account, generation, current, sockets, sender,
                     )
                 });
             if let Err(e) = spawned {
@@ -176,7 +195,7 @@ pub fn watch_server(
 /// until the connection fails or `current` moves past `generation` (the
 /// command started a new set). Runs on its own thread.
 pub fn idle_folder(
-    config: ImapConfig,
+    access: ServerAccess,
     folder: FolderName,
     account: usize,
     generation: u64,
@@ -192,8 +211,9 @@ pub fn idle_folder(
             error: error.to_string(),
         },
     };
-    let connected =
-        ImapStore::connect(&config).and_then(|mut store| store.select(&folder).map(|_| store));
+    let connected = access
+        .connect()
+        .and_then(|mut store| store.select(&folder).map(|_| store));
     let mut store = match connected {
         Ok(store) => store,
         Err(error) => {

@@ -153,7 +153,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
     let port = hostile::serve(Inbox::with(&[]), |command| {
         match command {
         "LIST \"\" \"*\"" => Some(
-            b"* LIST () \"/\" INBOX\r\n* LIST () \"/\" \"Sent Items\"\r\n* LIST () \"/\" Broken\r\n"
+            b"* LIST () \"/\" INBOX\r\n* LIST () \"/\" \"Sent Items\"\r\n* LIST () \"/\" Broken\r\n\
+* LIST () \"/\" Odd\r\n"
                 .to_vec(),
         ),
         // imap4d leaves a name with a space unquoted.
@@ -163,6 +164,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
         c if c.starts_with("STATUS \"Broken\"") => {
             Some(b"* STATUS Broken (MESSAGES many)\r\n".to_vec())
         }
+        // Not STATUS at all: read to its end, so the session is still fine.
+        c if c.starts_with("STATUS \"Odd\"") => Some(b"* XYZZY ((\r\n".to_vec()),
         _ => None,
     }
     });
@@ -186,6 +189,8 @@ fn one_unreadable_status_fails_only_its_folder() -> TestResult {
         stderr.contains("folder `Broken`") && stderr.contains("STATUS"),
         "{stderr}"
     );
+    assert!(stderr.contains("folder `Odd`"), "{stderr}");
+    assert!(stdout.contains("INBOX"), "{stdout}");
     assert!(!stderr.contains("Sent Items"), "{stderr}");
     Ok(())
 }
@@ -366,5 +371,25 @@ fn a_minimal_server_syncs_both_ways_with_exact_results() -> TestResult {
     assert_eq!(cli.local_files("")?.len(), 4);
     assert_eq!(cli.server_count("Work")?, 2);
     assert_eq!(cli.local_files(".Work")?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn watch_names_folders_as_sync_does_below_a_namespace_prefix() -> TestResult {
+    use crate::watch::{wait_for, Watching, CHANGE_DEADLINE};
+    let cli = Cli::on(courier_style(), "")?;
+    deliver(&cli, "INBOX.Lists", 0..1, 1_000);
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let watching = Watching::start(&cli, password)?;
+    wait_for(&watching, CHANGE_DEADLINE, "the NOTIFY connection", || {
+        Ok(watching.log().contains("with NOTIFY")
+            && cli.local_files(".Lists").map(|f| f.len()).unwrap_or(0) == 1)
+    })?;
+    // NOTIFY names the server's INBOX.Lists; the sync it starts is Lists's.
+    deliver(&cli, "INBOX.Lists", 1..2, 2_000);
+    wait_for(&watching, CHANGE_DEADLINE, "a new message in Lists", || {
+        Ok(cli.local_files(".Lists")?.len() == 2)
+    })?;
+    assert!(!cli.fixture.root().join(".INBOX.Lists").exists());
     Ok(())
 }

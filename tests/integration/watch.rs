@@ -14,20 +14,20 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// Longest a change may take to reach the other side before a test fails.
-const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
+pub const CHANGE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Longest `watch` may take to end after SIGTERM.
 const EXIT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A running `mailsync watch alice`, its stderr in a file; killed if a test
 /// fails before stopping it.
-struct Watching {
+pub struct Watching {
     child: Child,
     log: PathBuf,
 }
 
 impl Watching {
-    fn start(cli: &Cli, password: &str) -> Result<Watching, Box<dyn Error>> {
+    pub fn start(cli: &Cli, password: &str) -> Result<Watching, Box<dyn Error>> {
         let log = cli.fixture.dir.path().join("watch.log");
         let mut command = cli.command();
         command
@@ -43,7 +43,7 @@ impl Watching {
         })
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -86,7 +86,7 @@ impl Drop for Watching {
 
 /// Polls `check` until it holds, failing with `what` and the watch log after
 /// `deadline`.
-fn wait_for(
+pub fn wait_for(
     watching: &Watching,
     deadline: Duration,
     what: &str,

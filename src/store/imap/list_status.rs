@@ -8,7 +8,7 @@
 use imap_proto::{MailboxDatum, Response};
 
 use super::wire::{astring_value, is_status_response, quote};
-use super::{folder_from_list, parse_delimiter, ImapStore};
+use super::{folder_from_list, parse_delimiter, CommandFailure, ImapStore};
 use crate::model::FolderName;
 use crate::store::{
     FolderInfo, FolderList, FolderStatus, Scope, StatusList, StoreError, StoreResult,
@@ -205,11 +205,15 @@ impl ImapStore {
         wire: &str,
         items: &str,
     ) -> StoreResult<FolderStatus> {
-        let data = self
-            .run("STATUS", &format!("STATUS {} ({items})", quote(wire)))
-            .map_err(|f| f.in_folder(name, "STATUS"))?;
-        // The whole response has been read, so the session is in step even
-        // when a line of it cannot be parsed: that is this folder's failure.
+        // An answer that was read to its end but not understood leaves the
+        // session in step: that is this folder's failure, not the account's.
+        let data = match self.run("STATUS", &format!("STATUS {} ({items})", quote(wire))) {
+            Ok(data) => data,
+            Err(CommandFailure::Broken(e)) if self.broken.is_none() => {
+                return Err(StoreError::folder(name, e.to_string()))
+            }
+            Err(f) => return Err(f.in_folder(name, "STATUS")),
+        };
         let items = split_responses(&data).map_err(|e| StoreError::folder(name, e.to_string()))?;
         let mut unreadable = None;
         for item in items {
