@@ -16,6 +16,7 @@ mod refused;
 mod reports;
 mod restart;
 mod sandbox;
+mod speed;
 mod state_binding;
 mod support;
 mod sync;

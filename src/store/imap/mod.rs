@@ -127,6 +127,10 @@ pub struct ImapStore {
     notify_set: bool,
 }
 
+/// Receives each untagged response of `exchange_raw`, unparsed, with the
+/// selection it may count into.
+type RawEach<'a> = dyn FnMut(&[u8], &mut Option<Selected>) -> StoreResult<()> + 'a;
+
 struct Selected {
     name: FolderName,
     /// Modified UTF-7 name, unquoted.
@@ -464,16 +468,7 @@ impl ImapStore {
         each: &mut dyn FnMut(&[u8], &Response<'_>) -> StoreResult<()>,
     ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
-        if let Some(why) = &self.broken {
-            return Err(CommandFailure::Broken(StoreError::Connection(format!(
-                "{}: connection unusable ({why})",
-                self.address
-            ))));
-        }
-        let ImapStore {
-            session, selected, ..
-        } = self;
-        let answer = session.command(verb, parts, literal_limit, &mut |raw| {
+        self.exchange_raw(verb, parts, literal_limit, &mut |raw, selected| {
             let responses = parse_responses(raw)?;
             let [response] = responses.as_slice() else {
                 return Err(StoreError::Protocol(format!(
@@ -483,7 +478,30 @@ impl ImapStore {
             };
             observe_into(selected, response);
             each(raw, response)
-        });
+        })
+    }
+
+    /// Sends a command and hands each untagged response to `each` as
+    /// received, unparsed (for answers imap-proto does not know, such as
+    /// NAMESPACE). Marks the session unusable when the conversation fell out
+    /// of step. Returns the tagged OK.
+    fn exchange_raw(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        each: &mut RawEach<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
+        if let Some(why) = &self.broken {
+            return Err(CommandFailure::Broken(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            ))));
+        }
+        let ImapStore {
+            session, selected, ..
+        } = self;
+        let answer = session.command(verb, parts, literal_limit, &mut |raw| each(raw, selected));
         match answer {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
             Ok(Answer::Refused(text)) => Err(CommandFailure::Refused(text)),

@@ -1,0 +1,69 @@
+//! What a run costs the server: logins and round trips that the work at hand
+//! does not need (see the README's "Performance").
+
+use super::sync::imap_config;
+use crate::support::start;
+use mailsync::migrate::{migrate, MigrateOptions};
+use mailsync::state::StateDb;
+use mailsync::sync::run_report::{ExitStatus, Silent};
+use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
+use std::time::{Duration, Instant};
+
+/// Dovecot writes its log through a log process of its own, so a login shows
+/// there shortly after the client got its answer.
+const LOG_DEADLINE: Duration = Duration::from_secs(10);
+
+fn logins(sandbox: &Sandbox, user: &str) -> usize {
+    let log = std::fs::read_to_string(sandbox.dir().join("dovecot.log")).unwrap_or_default();
+    let needle = format!("Login: user=<{user}>");
+    log.lines()
+        .filter(|l| l.contains("imap-login") && l.contains(&needle))
+        .count()
+}
+
+/// Waits until `user` logged in at least `count` times in all, then says how
+/// many times that is.
+fn logins_once_at_least(sandbox: &Sandbox, user: &str, count: usize) -> usize {
+    let deadline = Instant::now() + LOG_DEADLINE;
+    loop {
+        let seen = logins(sandbox, user);
+        if seen >= count || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn migrate_asks_the_namespace_on_the_connection_it_lists_with() {
+    let sandbox = start(SandboxOptions::default());
+    let messages = (0..3u64).map(|n| sample_message(n, 1_500));
+    sandbox.fill("alice", "INBOX", messages).expect("fill");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = MigrateOptions {
+        jobs: 1,
+        ..MigrateOptions::default()
+    };
+    let mut before = logins(&sandbox, "alice");
+    for run in ["copy", "rerun"] {
+        let mut state = StateDb::open(&dir.path().join("migrate.db")).expect("state");
+        let report = migrate(
+            "test",
+            &imap_config(&sandbox, "alice"),
+            &imap_config(&sandbox, "bob"),
+            &mut state,
+            &options,
+            &mut Silent,
+        );
+        assert_eq!(report.exit_status(), ExitStatus::Ok, "{run}: {report:#?}");
+        // One connection lists the folders and their namespace and later
+        // carries the keyword pass; one more pair copies. A login of the
+        // test's own marks the end, so a late log line is not missed.
+        let marker = mailsync::store::imap::ImapStore::connect(&imap_config(&sandbox, "alice"))
+            .expect("marker login");
+        drop(marker);
+        let seen = logins_once_at_least(&sandbox, "alice", before + 3);
+        assert_eq!(seen - before, 3, "{run}: logins of the source account");
+        before = seen;
+    }
+}
