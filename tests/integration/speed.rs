@@ -4,7 +4,11 @@
 use super::sync::imap_config;
 use crate::support::start;
 use mailsync::migrate::{migrate, MigrateOptions};
+use mailsync::model::{FolderName, MsgKey};
 use mailsync::state::StateDb;
+use mailsync::store::imap::ImapStore;
+use mailsync::store::net::bytes_received_by_this_thread;
+use mailsync::store::Store;
 use mailsync::sync::run_report::{ExitStatus, Silent};
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::time::{Duration, Instant};
@@ -59,11 +63,42 @@ fn migrate_asks_the_namespace_on_the_connection_it_lists_with() {
         // One connection lists the folders and their namespace and later
         // carries the keyword pass; one more pair copies. A login of the
         // test's own marks the end, so a late log line is not missed.
-        let marker = mailsync::store::imap::ImapStore::connect(&imap_config(&sandbox, "alice"))
-            .expect("marker login");
+        let marker = ImapStore::connect(&imap_config(&sandbox, "alice")).expect("marker login");
         drop(marker);
         let seen = logins_once_at_least(&sandbox, "alice", before + 3);
         assert_eq!(seen - before, 3, "{run}: logins of the source account");
         before = seen;
     }
+}
+
+#[test]
+fn a_folder_without_keywords_is_not_listed_for_them() {
+    let sandbox = start(SandboxOptions::default());
+    let messages = (0..50u64).map(|n| sample_message(n, 1_500));
+    sandbox.fill("alice", "INBOX", messages).expect("fill");
+    let mut store = ImapStore::connect(&imap_config(&sandbox, "alice")).expect("connect");
+    let inbox = FolderName::inbox();
+    store.select(&inbox).expect("select");
+    let before = bytes_received_by_this_thread();
+    assert_eq!(store.keywords().expect("keywords"), Vec::new());
+    assert_eq!(
+        bytes_received_by_this_thread(),
+        before,
+        "no FLAGS listing when the folder defines no keyword"
+    );
+
+    let third = MsgKey::uid(3);
+    store
+        .add_keywords(std::slice::from_ref(&third), &["work".to_string()])
+        .expect("add keyword");
+    store.select(&inbox).expect("select again");
+    assert_eq!(
+        store
+            .keywords()
+            .expect("keywords")
+            .into_iter()
+            .filter(|(_, k)| !k.is_empty())
+            .collect::<Vec<_>>(),
+        vec![(third, vec!["work".to_string()])]
+    );
 }

@@ -68,7 +68,10 @@ impl ImapStore {
     /// The keywords of every message in the selected folder: flags outside
     /// [`Flags::TABLE`] that are not system flags (`\Recent` and the like).
     pub fn keywords(&mut self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
-        if self.selected()?.exists == 0 {
+        let selected = self.selected()?;
+        // A folder that defines no keyword has none on any message: a rerun
+        // over unchanged folders needs no listing of every message's flags.
+        if selected.exists == 0 || !selected.keywords_defined {
             return Ok(Vec::new());
         }
         let data = self.fetch("UID FETCH 1:* (UID FLAGS)", 0)?;
@@ -194,7 +197,7 @@ fn expand_uid_set(set: &[UidSetMember]) -> Vec<u32> {
 
 /// A keyword as a flag name: an IMAP atom that is neither a system flag nor one
 /// of the flags [`Flags`] models.
-fn is_keyword(name: &str) -> bool {
+pub(super) fn is_keyword(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('\\')
         && Flags::from_imap_name(name).is_none()

@@ -137,6 +137,10 @@ struct Selected {
     wire: String,
     validity: u32,
     exists: u32,
+    /// Whether the folder's FLAGS (the flags defined in it, RFC 3501 7.2.6)
+    /// name a keyword, or the server did not say: without one, no message
+    /// can carry a keyword.
+    keywords_defined: bool,
 }
 
 /// A message waiting for `flush_appends`, with the folder it was staged for.
@@ -951,6 +955,9 @@ fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
     match r {
         Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
         Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+        Response::MailboxData(MailboxDatum::Flags(_)) => {
+            selected.keywords_defined = keywords_defined(std::slice::from_ref(r)).unwrap_or(true)
+        }
         // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
         // ones describe the past and do not change the count.
         Response::Vanished {
@@ -967,6 +974,17 @@ fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
         }
         _ => {}
     }
+}
+
+/// Whether the last FLAGS response among `responses` names a keyword; `None`
+/// without one.
+fn keywords_defined(responses: &[Response<'_>]) -> Option<bool> {
+    responses.iter().rev().find_map(|r| match r {
+        Response::MailboxData(MailboxDatum::Flags(names)) => {
+            Some(names.iter().any(|n| ext::is_keyword(n)))
+        }
+        _ => None,
+    })
 }
 
 /// `(uid, attributes)` of every FETCH response that carries a UID.
@@ -1253,7 +1271,9 @@ impl Store for ImapStore {
         let data = self
             .run("SELECT", &format!("SELECT {}{condstore}", quote(&wire)))
             .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let (validity, mut status) = select_result(&parse_responses(&data)?);
+        let responses = parse_responses(&data)?;
+        let (validity, mut status) = select_result(&responses);
+        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
         let validity = validity
             .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
         if validity == 0 {
@@ -1270,6 +1290,7 @@ impl Store for ImapStore {
             wire,
             validity,
             exists: status.messages,
+            keywords_defined,
         });
         Ok(status)
     }
