@@ -102,3 +102,62 @@ fn a_folder_without_keywords_is_not_listed_for_them() {
         vec![(third, vec!["work".to_string()])]
     );
 }
+
+#[test]
+fn a_migrate_rerun_skips_folder_pairs_unchanged_on_both_servers() {
+    let sandbox = start(SandboxOptions::default());
+    let messages = (0..300u64).map(|n| sample_message(n, 1_000));
+    sandbox.fill("alice", "INBOX", messages).expect("fill");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = MigrateOptions {
+        jobs: 1,
+        ..MigrateOptions::default()
+    };
+    let state_path = dir.path().join("migrate.db");
+    let run = |what: &str| {
+        let mut state = StateDb::open(&state_path).expect("state");
+        let before = bytes_received_by_this_thread();
+        let report = migrate(
+            "test",
+            &imap_config(&sandbox, "alice"),
+            &imap_config(&sandbox, "bob"),
+            &mut state,
+            &options,
+            &mut Silent,
+        );
+        assert_eq!(report.exit_status(), ExitStatus::Ok, "{what}: {report:#?}");
+        let stamp = state
+            .folder(&FolderName::inbox())
+            .expect("folder state")
+            .and_then(|f| f.near_stamp);
+        (bytes_received_by_this_thread() - before, report, stamp)
+    };
+    let (_, copy, stamp) = run("copy");
+    assert_eq!(copy.totals().copied, 300);
+    // The copy itself moved the destination: only a run that found nothing
+    // to do there records what it saw.
+    assert_eq!(stamp, None);
+    let (listed, _, stamp) = run("first rerun");
+    assert!(
+        stamp.is_some(),
+        "the first rerun records the destination's state"
+    );
+    let (skipped, _, _) = run("second rerun");
+    assert!(
+        skipped * 3 < listed,
+        "a rerun over unchanged folders lists no messages: {skipped} bytes against {listed}"
+    );
+
+    // A message added on the destination moves its stamp: the pair is
+    // looked at again (and the stamp taken anew once nothing is left to do).
+    sandbox
+        .fill(
+            "bob",
+            "INBOX",
+            std::iter::once(sample_message(9_999, 1_000)),
+        )
+        .expect("deliver to the destination");
+    let (looked, _, stamp) = run("after a destination change");
+    assert!(looked > skipped * 3, "{looked} bytes against {skipped}");
+    assert!(stamp.is_some());
+}

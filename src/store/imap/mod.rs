@@ -976,6 +976,17 @@ fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
     }
 }
 
+/// FNV-1a over the numbers of a folder's STATUS: one value that moves when
+/// any of them does.
+fn status_stamp(values: &[u64]) -> u64 {
+    values
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
 /// Whether the last FLAGS response among `responses` names a keyword; `None`
 /// without one.
 fn keywords_defined(responses: &[Response<'_>]) -> Option<bool> {
@@ -1256,6 +1267,25 @@ impl Store for ImapStore {
 
     fn status_all(&mut self, wanted: &dyn Fn(&FolderName) -> bool) -> StoreResult<StatusList> {
         self.statuses(wanted)
+    }
+
+    /// With CONDSTORE, every change to a folder (a flag, an expunge, an
+    /// append) raises its HIGHESTMODSEQ, so the folder's STATUS stands for
+    /// its contents; without it a flag change would go unseen, so `None`.
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        if !self.server.condstore() {
+            return Ok(None);
+        }
+        let status = self.status(name)?;
+        let (Some(modseq), Some(uidnext)) = (status.highest_modseq, status.uidnext) else {
+            return Ok(None);
+        };
+        Ok(Some(status_stamp(&[
+            status.validity,
+            u64::from(uidnext),
+            u64::from(status.messages),
+            modseq,
+        ])))
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
