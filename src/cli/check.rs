@@ -113,11 +113,12 @@ fn ask_server(ui: &Ui, account: &Account, check: &mut AccountCheck) -> Result<()
     let mut store: Box<dyn Store> = match &account.far {
         FarConfig::Imap(login) => {
             let config = login.with_password(password, batch_bytes);
-            let store = ImapStore::connect(&config)
+            let mut store = ImapStore::connect(&config)
                 .map_err(|e| store_failure(e, ExitStatus::Connection, cannot("log in to")))?;
             check.capabilities = Some(store.server_caps().names().map(str::to_string).collect());
-            // On a connection of its own; a server without NAMESPACE has none to show.
-            check.namespace = ImapStore::personal_namespace(&config)
+            // A server without NAMESPACE has none to show.
+            check.namespace = store
+                .personal_namespace()
                 .map_err(|e| store_failure(e, ExitStatus::Connection, cannot("ask NAMESPACE of")))?
                 .map(|ns| Namespace {
                     prefix: ns.prefix,

@@ -92,6 +92,11 @@ impl<S: Store> Store for MappedStore<S> {
         self.inner.select(&target)
     }
 
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        let target = self.target(name)?;
+        self.inner.change_stamp(&target)
+    }
+
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         self.inner.list_messages()
     }

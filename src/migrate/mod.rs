@@ -170,7 +170,7 @@ impl Migration {
         let started = Instant::now();
         let source_err = |e| StartError::store("source", source_config, e);
         let dest_err = |e| StartError::store("destination", dest_config, e);
-        // Four logins (each side, and each side's NAMESPACE) at once.
+        // Both logins at once.
         let (source, dest) = std::thread::scope(|scope| {
             let source = scope.spawn(|| reach(source_config));
             let dest = reach(dest_config);
@@ -493,18 +493,12 @@ pub fn migrate(
     }
 }
 
-/// Logs in to `config`'s account and, on a second connection at the same
-/// time, asks its personal namespace (see `ImapStore::personal_namespace`);
-/// the LIST delimiter stands in where the server has no NAMESPACE.
+/// Logs in to `config`'s account and asks its personal namespace on the same
+/// connection (see `ImapStore::personal_namespace`); the LIST delimiter
+/// stands in where the server has no NAMESPACE.
 fn reach(config: &ImapConfig) -> Result<(ImapStore, Namespace), StoreError> {
-    let (store, announced) = std::thread::scope(|scope| {
-        let namespace = scope.spawn(|| ImapStore::personal_namespace(config));
-        let store = ImapStore::connect(config);
-        let namespace = namespace.join().unwrap_or_else(|_| Err(worker_died()));
-        (store, namespace)
-    });
-    let mut store = store?;
-    let namespace = match announced? {
+    let mut store = ImapStore::connect(config)?;
+    let namespace = match store.personal_namespace()? {
         Some(PersonalNamespace { prefix, delimiter }) => Namespace {
             prefix: prefix_name(&prefix, delimiter),
             delimiter,

@@ -22,6 +22,7 @@ mod refused;
 mod reports;
 mod restart;
 mod sandbox;
+mod speed;
 mod state_binding;
 mod support;
 mod sync;

@@ -4,8 +4,9 @@
 
 use imap_proto::{AttributeValue, UidSetMember};
 
+use super::session::Part;
 use super::wire::{parse_responses, uid_sets};
-use super::{fetched, login, utf7, ImapConfig, ImapStore, Staged};
+use super::{fetched, utf7, CommandFailure, ImapStore, Staged};
 use crate::model::{Flags, MsgKey};
 use crate::store::{StoreError, StoreResult};
 use std::collections::BTreeMap;
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 const MULTIAPPEND_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Most messages in one MULTIAPPEND, keeping the APPENDUID set short.
 const MULTIAPPEND_MAX_MESSAGES: usize = 1000;
+/// A NAMESPACE answer names a few prefixes; a literal in it is never large.
+const NAMESPACE_MAX_LITERAL: u64 = 64 * 1024;
 
 /// The personal namespace as the server announces it: the prefix decoded from
 /// modified UTF-7 (with its trailing delimiter, as sent) and the delimiter.
@@ -25,16 +28,31 @@ pub struct PersonalNamespace {
 }
 
 impl ImapStore {
-    /// The first personal namespace of the account `config` logs in to, asked
-    /// on a short connection of its own (see `login::namespace_lines`). `None`
-    /// when the server has no NAMESPACE, announces no personal namespace,
-    /// or answers in a form we do not read (a literal); folder names are then
-    /// taken as they come.
-    pub fn personal_namespace(config: &ImapConfig) -> StoreResult<Option<PersonalNamespace>> {
-        let address = config.server.address();
-        let Some(lines) = login::namespace_lines(config)? else {
+    /// The first personal namespace of the account this connection is logged
+    /// in to. `None` when the server has no NAMESPACE, announces no personal
+    /// namespace, or answers in a form we do not read (a literal); folder
+    /// names are then taken as they come.
+    pub fn personal_namespace(&mut self) -> StoreResult<Option<PersonalNamespace>> {
+        if !self.server_caps().has("NAMESPACE") {
             return Ok(None);
-        };
+        }
+        let mut lines = Vec::new();
+        let answer = self.exchange_raw(
+            "NAMESPACE",
+            &[Part::Text("NAMESPACE")],
+            NAMESPACE_MAX_LITERAL,
+            &mut |raw, _| {
+                lines.push(raw.to_vec());
+                Ok(())
+            },
+        );
+        match answer {
+            Ok(_) => {}
+            // A server that refuses NAMESPACE has no namespace to tell.
+            Err(CommandFailure::Refused(_)) => return Ok(None),
+            Err(CommandFailure::Broken(e)) => return Err(e),
+        }
+        let address = &self.address;
         let Some((prefix, delimiter)) = lines
             .iter()
             .find_map(|line| parse_namespace_line(&String::from_utf8_lossy(line)))
@@ -50,7 +68,10 @@ impl ImapStore {
     /// The keywords of every message in the selected folder: flags outside
     /// [`Flags::TABLE`] that are not system flags (`\Recent` and the like).
     pub fn keywords(&mut self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
-        if self.selected()?.exists == 0 {
+        let selected = self.selected()?;
+        // A folder that defines no keyword has none on any message: a rerun
+        // over unchanged folders needs no listing of every message's flags.
+        if selected.exists == 0 || !selected.keywords_defined {
             return Ok(Vec::new());
         }
         let data = self.fetch("UID FETCH 1:* (UID FLAGS)", 0)?;

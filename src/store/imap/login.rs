@@ -322,22 +322,6 @@ pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32)
     Ok((link.reader, link.tag))
 }
 
-/// The untagged lines of a NAMESPACE response, asked on a connection of its
-/// own (imap-proto 0.16 does not know NAMESPACE responses). `None` when the
-/// server refuses NAMESPACE.
-pub(super) fn namespace_lines(cfg: &ImapConfig) -> StoreResult<Option<Vec<Vec<u8>>>> {
-    let address = cfg.address();
-    let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
-    if !preauthenticated {
-        log_in(&mut link, &caps, cfg)?;
-    }
-    let (lines, status, _) = link.command("NAMESPACE")?;
-    // The answer is in; a failed goodbye loses nothing.
-    let _ = link.command("LOGOUT");
-    // A server without NAMESPACE answers BAD: it has no namespace to tell.
-    Ok((status == Status::Ok).then_some(lines))
-}
-
 /// The SASL mechanism and first message that `cfg` logs in with, if it uses
 /// SASL: PLAIN (RFC 4616) or a token mechanism.
 fn sasl_message(cfg: &ImapConfig, mechanism_plain: bool) -> Option<(&'static str, Vec<u8>)> {

@@ -137,12 +137,20 @@ pub struct ImapStore {
     append_keeps_flags: bool,
 }
 
+/// Receives each untagged response of `exchange_raw`, unparsed, with the
+/// selection it may count into.
+type RawEach<'a> = dyn FnMut(&[u8], &mut Option<Selected>) -> StoreResult<()> + 'a;
+
 struct Selected {
     name: FolderName,
     /// Modified UTF-7 name, unquoted.
     wire: String,
     validity: u32,
     exists: u32,
+    /// Whether the folder's FLAGS (the flags defined in it, RFC 3501 7.2.6)
+    /// name a keyword, or the server did not say: without one, no message
+    /// can carry a keyword.
+    keywords_defined: bool,
 }
 
 /// A message waiting for `flush_appends`, with the folder it was staged for.
@@ -481,16 +489,7 @@ impl ImapStore {
         each: &mut EachResponse<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
-        if let Some(why) = &self.broken {
-            return Err(CommandFailure::Broken(StoreError::Connection(format!(
-                "{}: connection unusable ({why})",
-                self.address
-            ))));
-        }
-        let ImapStore {
-            session, selected, ..
-        } = self;
-        let answer = session.command(verb, parts, literal_limit, &mut |raw| {
+        self.exchange_raw(verb, parts, literal_limit, &mut |raw, selected| {
             let responses = match parse_responses(raw) {
                 // imap-proto cannot read every STATUS a server sends (GNU
                 // imap4d's unquoted names with a space), nor NAMESPACE; those
@@ -503,7 +502,30 @@ impl ImapStore {
             };
             observe_into(selected, response);
             each(raw, Some(response))
-        });
+        })
+    }
+
+    /// Sends a command and hands each untagged response to `each` as
+    /// received, unparsed (for answers imap-proto does not know, such as
+    /// NAMESPACE). Marks the session unusable when the conversation fell out
+    /// of step. Returns the tagged OK.
+    fn exchange_raw(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+        each: &mut RawEach<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
+        if let Some(why) = &self.broken {
+            return Err(CommandFailure::Broken(StoreError::Connection(format!(
+                "{}: connection unusable ({why})",
+                self.address
+            ))));
+        }
+        let ImapStore {
+            session, selected, ..
+        } = self;
+        let answer = session.command(verb, parts, literal_limit, &mut |raw| each(raw, selected));
         match answer {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
             Ok(Answer::Refused(text)) => Err(CommandFailure::Refused(text)),
@@ -965,6 +987,9 @@ fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
     match r {
         Response::MailboxData(MailboxDatum::Exists(n)) => selected.exists = *n,
         Response::Expunge(_) => selected.exists = selected.exists.saturating_sub(1),
+        Response::MailboxData(MailboxDatum::Flags(_)) => {
+            selected.keywords_defined = keywords_defined(std::slice::from_ref(r)).unwrap_or(true)
+        }
         // With QRESYNC enabled, expunges arrive as VANISHED; EARLIER
         // ones describe the past and do not change the count.
         Response::Vanished {
@@ -981,6 +1006,28 @@ fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
         }
         _ => {}
     }
+}
+
+/// FNV-1a over the numbers of a folder's STATUS: one value that moves when
+/// any of them does.
+fn status_stamp(values: &[u64]) -> u64 {
+    values
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+}
+
+/// Whether the last FLAGS response among `responses` names a keyword; `None`
+/// without one.
+fn keywords_defined(responses: &[Response<'_>]) -> Option<bool> {
+    responses.iter().rev().find_map(|r| match r {
+        Response::MailboxData(MailboxDatum::Flags(names)) => {
+            Some(names.iter().any(|n| ext::is_keyword(n)))
+        }
+        _ => None,
+    })
 }
 
 /// `(uid, attributes)` of every FETCH response that carries a UID.
@@ -1230,6 +1277,25 @@ impl Store for ImapStore {
         self.statuses(wanted)
     }
 
+    /// With CONDSTORE, every change to a folder (a flag, an expunge, an
+    /// append) raises its HIGHESTMODSEQ, so the folder's STATUS stands for
+    /// its contents; without it a flag change would go unseen, so `None`.
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        if !self.server.condstore() {
+            return Ok(None);
+        }
+        let status = self.status(name)?;
+        let (Some(modseq), Some(uidnext)) = (status.highest_modseq, status.uidnext) else {
+            return Ok(None);
+        };
+        Ok(Some(status_stamp(&[
+            status.validity,
+            u64::from(uidnext),
+            u64::from(status.messages),
+            modseq,
+        ])))
+    }
+
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         let wire = self.wire_name(name)?;
         // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
@@ -1243,7 +1309,9 @@ impl Store for ImapStore {
         let data = self
             .run("SELECT", &format!("SELECT {}{condstore}", quote(&wire)))
             .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let (validity, mut status) = select_result(&parse_responses(&data)?);
+        let responses = parse_responses(&data)?;
+        let (validity, mut status) = select_result(&responses);
+        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
         let validity = validity
             .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
         if validity == 0 {
@@ -1260,6 +1328,7 @@ impl Store for ImapStore {
             wire,
             validity,
             exists: status.messages,
+            keywords_defined,
         });
         Ok(status)
     }

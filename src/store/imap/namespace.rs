@@ -4,7 +4,6 @@
 //! `INBOX.Archive` and a local top-level folder is created where the server
 //! allows it. Migration maps prefixes itself and leaves this unset.
 
-use super::ext::parse_namespace_line;
 use super::{utf7, ImapStore};
 use crate::model::FolderName;
 use crate::store::{StoreError, StoreResult};
@@ -105,27 +104,13 @@ impl ImapStore {
     /// without NAMESPACE or a personal namespace. Its delimiter becomes the
     /// hierarchy delimiter: LIST may report another for INBOX (NIL).
     fn announced_namespace(&mut self) -> StoreResult<Option<String>> {
-        if !self.server.has("NAMESPACE") {
-            return Ok(None);
-        }
-        let Ok(data) = self.run("NAMESPACE", "NAMESPACE") else {
+        let Some(namespace) = self.personal_namespace()? else {
             return Ok(None);
         };
-        let found = String::from_utf8_lossy(&data)
-            .lines()
-            .find_map(parse_namespace_line);
-        let Some((prefix, delimiter)) = found else {
-            return Ok(None);
-        };
-        if delimiter.is_some() || self.delimiter.is_none() {
-            self.delimiter = Some(delimiter);
+        if namespace.delimiter.is_some() || self.delimiter.is_none() {
+            self.delimiter = Some(namespace.delimiter);
         }
-        utf7::decode(&prefix).map(Some).map_err(|e| {
-            StoreError::Protocol(format!(
-                "{}: NAMESPACE prefix `{prefix}`: {e}",
-                self.address
-            ))
-        })
+        Ok(Some(namespace.prefix))
     }
 }
 
