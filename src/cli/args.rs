@@ -279,15 +279,33 @@ pub enum Command {
 #[derive(Debug, clap::Subcommand)]
 enum DocumentedCommand {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
-    Sync(SyncArgs),
+    Sync(DocumentedSync),
     #[command(about = WATCH_ABOUT, long_about = WATCH_LONG_ABOUT)]
     Watch(SyncArgs),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(CountArgs),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
-    Migrate(Box<MigrateArgs>),
+    Migrate(Box<DocumentedMigrate>),
     #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
     Auth(AuthCommand),
+}
+
+/// `SyncCommand` without its hidden test switches.
+#[derive(Debug, clap::Args)]
+struct DocumentedSync {
+    #[command(flatten)]
+    args: SyncArgs,
+    #[command(flatten)]
+    lock: LockArgs,
+}
+
+/// `MigrateCommand` without its hidden test switches.
+#[derive(Debug, clap::Args)]
+struct DocumentedMigrate {
+    #[command(flatten)]
+    args: MigrateArgs,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 const AUTH_ABOUT: &str = "Sign in with OAuth2 and check the stored tokens";
@@ -385,7 +403,48 @@ pub struct SyncCommand {
     pub args: SyncArgs,
 
     #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
     pub fault: FaultArgs,
+}
+
+/// What `sync` and `migrate` do when another run holds an account's lock
+/// (`watch` waits on its own, round by round).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LockArgs {
+    /// When another run holds an account's lock, wait up to SECONDS for it to finish
+    /// instead of exiting with status 5
+    #[arg(long, value_name = "SECONDS", conflicts_with = "skip_if_locked",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wait: Option<u64>,
+
+    /// When another run holds an account's lock, leave that account out quietly (exit
+    /// status 0; one line with -v): for cron jobs that may overlap
+    #[arg(long)]
+    pub skip_if_locked: bool,
+}
+
+impl LockArgs {
+    pub fn when_locked(&self) -> WhenLocked {
+        match (self.wait, self.skip_if_locked) {
+            (_, true) => WhenLocked::Skip,
+            (Some(seconds), false) => WhenLocked::Wait(std::time::Duration::from_secs(seconds)),
+            (None, false) => WhenLocked::Fail,
+        }
+    }
+}
+
+/// What a run does when another run holds an account's lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenLocked {
+    /// Stop the account with exit status 5.
+    #[default]
+    Fail,
+    /// Wait up to this long, then stop with exit status 5.
+    Wait(std::time::Duration),
+    /// Leave the account out; the run's status stays 0.
+    Skip,
 }
 
 /// The hidden fault-injection switches of `sync` and `migrate`, for tests.
@@ -768,6 +827,9 @@ pub enum ReportKind {
 pub struct MigrateCommand {
     #[command(flatten)]
     pub args: MigrateArgs,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 
     #[command(flatten)]
     pub fault: FaultArgs,

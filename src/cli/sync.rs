@@ -4,9 +4,10 @@
 
 use super::account::{
     bind_state, close_state, connect, connect_far, dry_run_scratch, exists, load_accounts,
-    point_out_earlier_one_off_state, read_password, state_failure, store_failure, Failure,
+    open_state, point_out_earlier_one_off_state, read_password, state_failure, store_failure,
+    Failure,
 };
-use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand};
+use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
 use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
@@ -23,7 +24,8 @@ use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
-    let SyncCommand { args, fault } = command;
+    let SyncCommand { args, lock, fault } = command;
+    let when_locked = lock.when_locked();
     if let Err(status) = fault.arm(ui) {
         return status;
     }
@@ -46,7 +48,8 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
         let mut interrupted = false;
-        let result = match sync_one(ui, account, &args, crash_after_steps, stop) {
+        let run = sync_one(ui, account, &args, when_locked, crash_after_steps, stop);
+        let result = match run {
             Ok(report) => {
                 print_report(ui, &report, several, args.dry_run, report_on_stdout);
                 if !args.dry_run {
@@ -55,6 +58,14 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
                 status = status.worst(report.exit_status());
                 interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
                 RunResult::Synced(report)
+            }
+            Err(failure) if failure.is_skip() => {
+                ui.debug(&format!("{:#}", failure.error));
+                RunResult::Failed {
+                    account: account.name.clone(),
+                    status: failure.status,
+                    error: format!("{:#}", failure.error),
+                }
             }
             Err(failure) => {
                 ui.error_chain(&failure.error);
@@ -123,11 +134,24 @@ fn sync_one(
     ui: &Ui,
     account: &Account,
     args: &SyncArgs,
+    when_locked: WhenLocked,
     crash_after_steps: Option<u64>,
     stop: StopRequest,
 ) -> Result<AccountReport, Failure> {
     let password = read_password(ui, account)?;
-    sync_with_password(ui, account, args, crash_after_steps, stop, password)
+    let run = RunSwitches {
+        when_locked,
+        crash_after_steps,
+        stop,
+    };
+    sync_with_password(ui, account, args, run, password)
+}
+
+/// How one sync goes beyond its flags: the lock, fault injection, signals.
+pub(super) struct RunSwitches {
+    pub when_locked: WhenLocked,
+    pub crash_after_steps: Option<u64>,
+    pub stop: StopRequest,
 }
 
 /// One sync of `account`, the password already read.
@@ -135,11 +159,15 @@ pub(super) fn sync_with_password(
     ui: &Ui,
     account: &Account,
     args: &SyncArgs,
-    crash_after_steps: Option<u64>,
-    stop: StopRequest,
+    run: RunSwitches,
     password: Secret,
 ) -> Result<AccountReport, Failure> {
     let name = account.name.as_str();
+    let RunSwitches {
+        when_locked,
+        crash_after_steps,
+        stop,
+    } = run;
 
     // A dry run changes nothing, not even by creating the state database or
     // the Maildir root: a missing one is stood in for by an empty scratch copy.
@@ -162,7 +190,7 @@ pub(super) fn sync_with_password(
         "{name}: opening the state database {}",
         state_path.display()
     ));
-    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = open_state(ui, name, &state_path, when_locked)?;
     // Before anything else looks at the state or touches the Maildir.
     let mut state = bind_state(
         ui,

@@ -8,10 +8,11 @@
 
 use super::account::{load_accounts, read_password, Failure};
 use super::args::SyncArgs;
+use super::args::WhenLocked;
 use super::human_summary::print_report;
 use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, human_duration, Ui};
-use super::sync::{run_overrides, sync_with_password};
+use super::sync::{run_overrides, sync_with_password, RunSwitches};
 use crate::config::{Account, FarConfig};
 use crate::model::FolderName;
 use crate::store::imap::Secret;
@@ -405,7 +406,12 @@ impl Watcher<'_> {
         }
         .and_then(|password| {
             watched.password = Some(password.clone());
-            sync_with_password(ui, &account, self.args, None, self.stop, password)
+            let run = RunSwitches {
+                when_locked: WhenLocked::Fail,
+                crash_after_steps: None,
+                stop: self.stop,
+            };
+            sync_with_password(ui, &account, self.args, run, password)
         });
         let now = Instant::now();
         let outcome = match result {

@@ -144,10 +144,16 @@ const FOLDER_COLUMNS: &str =
 impl StateDb {
     /// Opens (creating if needed, with parent directories) and locks the database.
     pub fn open(path: &Path) -> StateResult<StateDb> {
+        StateDb::open_waiting(path, Duration::ZERO)
+    }
+
+    /// `open`, waiting up to `wait` for another run to release the lock
+    /// (`sync --wait`): cron runs that overlap queue up instead of failing.
+    pub fn open_waiting(path: &Path, wait: Duration) -> StateResult<StateDb> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::private::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
         }
-        let lock = take_lock(path)?;
+        let lock = take_lock(path, wait)?;
         create_private(path)?;
         let sealed = Seal::take(&lock).map_err(|source| io_error(path, source))?;
         let check = sealed.is_none() || sealed != Seal::of(path);
@@ -399,7 +405,7 @@ fn usable_file(path: &Path, metadata: &std::fs::Metadata) -> StateResult<()> {
     Ok(())
 }
 
-fn take_lock(path: &Path) -> StateResult<File> {
+fn take_lock(path: &Path, wait: Duration) -> StateResult<File> {
     let lock_path = lock_path(path);
     let file = crate::private::file_options_no_follow()
         .read(true)
@@ -417,12 +423,20 @@ fn take_lock(path: &Path) -> StateResult<File> {
     // A child that this process forks (a password command, say) shares the
     // descriptor, and with it the lock, until it execs; a lock released just
     // before is therefore retried for a moment. Another run holds it for good.
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    let started = std::time::Instant::now();
+    let deadline = started + LOCK_GRACE.max(wait);
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+                // Quick retries catch a forked child's brief hold; a real
+                // wait for another run need not spin.
+                let pause = if started.elapsed() < LOCK_GRACE {
+                    10
+                } else {
+                    100
+                };
+                std::thread::sleep(Duration::from_millis(pause));
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(StateError::Locked(path.display().to_string()))

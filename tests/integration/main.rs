@@ -3,6 +3,7 @@
 //! `hostile` scripts a server, to send what no real server would.
 mod cli;
 mod count;
+mod cron;
 mod download_delete;
 mod hostile;
 mod imap_store;

@@ -1,0 +1,197 @@
+//! What unattended runs need: overlapping runs that wait for the lock or step
+//! aside (`--wait`, `--skip-if-locked`), and reports that a monitoring system
+//! can rely on from one run to the next.
+
+use crate::reports::{deliver, Cli};
+use crate::support::{mailsync_in, run, Run, TestResult};
+use mailsync::state::StateDb;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// An account in a private home whose server is never reached: everything
+/// these tests look at happens before the connection.
+struct Offline {
+    dir: tempfile::TempDir,
+}
+
+impl Offline {
+    fn new() -> std::io::Result<Offline> {
+        let dir = tempfile::tempdir()?;
+        let config = format!(
+            "[accounts.work]\nhost = \"127.0.0.1\"\nport = 9\nuser = \"me\"\n\
+             password_env = \"MAILSYNC_TEST_PW\"\nmaildir = \"{}\"\nstate = \"{}\"\n",
+            dir.path().join("Mail").display(),
+            dir.path().join("work.db").display(),
+        );
+        std::fs::write(dir.path().join("config.toml"), config)?;
+        Ok(Offline { dir })
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("work.db")
+    }
+
+    fn run(&self, args: &[&str]) -> std::io::Result<Run> {
+        let mut command = mailsync_in(self.dir.path());
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .env("MAILSYNC_TEST_PW", "pw")
+            .env_remove("NO_COLOR");
+        run(command)
+    }
+}
+
+/// The lock of `state`, held by this test process as another run would hold it.
+fn hold_lock(state: &Path) -> Result<StateDb, mailsync::state::StateError> {
+    StateDb::open(state)
+}
+
+#[test]
+fn skip_if_locked_leaves_the_account_out_with_exit_0() -> TestResult {
+    let home = Offline::new()?;
+    let held = hold_lock(&home.state())?;
+
+    let quiet = home.run(&["sync", "--skip-if-locked"])?;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(quiet.stderr, "", "cron mails whatever is printed");
+    assert_eq!(quiet.stdout, "");
+
+    let verbose = home.run(&["-v", "sync", "--skip-if-locked"])?;
+    assert_eq!(verbose.code, Some(0), "{}", verbose.stderr);
+    let said: Vec<&str> = verbose
+        .stderr
+        .lines()
+        .filter(|l| l.contains("skipped, another run holds the lock"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", verbose.stderr);
+
+    // Without the flag the same situation is still exit 5.
+    let plain = home.run(&["sync"])?;
+    assert_eq!(plain.code, Some(5), "{}", plain.stderr);
+    drop(held);
+    Ok(())
+}
+
+#[test]
+fn wait_gives_up_with_exit_5_when_the_lock_stays_held() -> TestResult {
+    let home = Offline::new()?;
+    let _held = hold_lock(&home.state())?;
+    let run = home.run(&["-v", "sync", "--wait", "1"])?;
+    assert_eq!(run.code, Some(5), "{}", run.stderr);
+    assert!(run.stderr.contains("waiting up to 1 s"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("another run holds the lock"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+#[test]
+fn wait_and_skip_if_locked_exclude_each_other() -> TestResult {
+    let home = Offline::new()?;
+    let run = home.run(&["sync", "--wait", "5", "--skip-if-locked"])?;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    Ok(())
+}
+
+#[test]
+fn migrate_skip_if_locked_leaves_the_pair_out() -> TestResult {
+    let home = Offline::new()?;
+    let state = home.dir.path().join("migrate.db");
+    let _held = hold_lock(&state)?;
+    let state_arg = state.to_string_lossy().into_owned();
+    let mut args = vec!["-v", "migrate", "--skip-if-locked", "--state", &state_arg];
+    args.extend([
+        "--from-host",
+        "127.0.0.1",
+        "--from-user",
+        "a",
+        "--from-password-env",
+        "MAILSYNC_TEST_PW",
+        "--to-host",
+        "127.0.0.2",
+        "--to-user",
+        "b",
+        "--to-password-env",
+        "MAILSYNC_TEST_PW",
+    ]);
+    let run = home.run(&args)?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("skipped, another run holds the lock"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+/// Waits for the child's exit, failing the test at `deadline`.
+fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<i32>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status.code());
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other("the waiting run did not finish"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn wait_runs_once_the_other_run_releases_the_lock() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..2, 500);
+    let held = hold_lock(&cli.fixture.state_path())?;
+
+    let password = cli.fixture.sandbox.password("alice").unwrap_or_default();
+    let mut child = cli
+        .command()
+        .arg("--config")
+        .arg(&cli.config)
+        .args(["-v", "sync", "--wait", "120"])
+        .env("MAILSYNC_TEST_PW", password)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let (lines, heard) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Release only once the run says it waits: it has met the held lock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = heard
+            .recv_timeout(left)
+            .map_err(|_| format!("the run never said it waits: {seen:?}"))?;
+        let waiting = line.contains("waiting up to 120 s");
+        seen.push(line);
+        if waiting {
+            break;
+        }
+    }
+    assert!(
+        cli.local_files("").unwrap_or_default().is_empty(),
+        "it ran while the lock was held"
+    );
+    drop(held);
+    let code = wait_until(&mut child, Instant::now() + Duration::from_secs(120))?;
+    assert_eq!(code, Some(0), "{seen:?}");
+    assert_eq!(cli.local_files("")?.len(), 2);
+    Ok(())
+}
