@@ -31,7 +31,7 @@ pub const EXIT_CODES: &[(ExitStatus, &str)] = &[
     ),
     (
         ExitStatus::Locked,
-        "another run holds the lock for this account",
+        "another run holds the lock for this account (after --wait SECONDS, if given; --skip-if-locked makes it 0)",
     ),
     (
         ExitStatus::Safety,

@@ -9,7 +9,7 @@ use super::account::{
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
-use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
+use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use crate::config::{Account, Overrides};
@@ -37,7 +37,9 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         Ok(accounts) => accounts,
         Err(error) => {
             ui.error_chain(&error);
-            return ExitStatus::Usage;
+            // The report still says so: a monitor reading the file must not
+            // go on seeing the last good run.
+            return write_report(ui, &args, &[], ExitStatus::Usage, started);
         }
     };
     point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
@@ -85,11 +87,23 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
             break;
         }
     }
-    if let Some(format) = args.report {
-        let text = render_report(format, &results, status, started, args.dry_run);
-        status = deliver(ui, &text, args.report_file.as_deref(), status);
-    }
-    status
+    write_report(ui, &args, &results, status, started)
+}
+
+/// Writes `--report`, if asked for; returns the run's final status.
+fn write_report(
+    ui: &Ui,
+    args: &SyncArgs,
+    results: &[AccountRun],
+    status: ExitStatus,
+    started: chrono::DateTime<chrono::Utc>,
+) -> ExitStatus {
+    let Some(format) = args.report else {
+        return status;
+    };
+    let previous = previous_report(args.report_file.as_deref());
+    let text = render_report(format, results, status, started, args.dry_run, &previous);
+    deliver(ui, &text, args.report_file.as_deref(), status)
 }
 
 /// The flags that adjust every account for this run.

@@ -10,7 +10,7 @@ use super::account::{load_accounts, read_password, Failure};
 use super::args::SyncArgs;
 use super::args::WhenLocked;
 use super::human_summary::print_report;
-use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
+use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, human_duration, Ui};
 use super::sync::{run_overrides, sync_with_password, RunSwitches};
 use crate::config::{Account, FarConfig};
@@ -576,7 +576,8 @@ impl Watcher<'_> {
                 RunResult::Failed { status, .. } => *status,
             })
         });
-        let text = render_report(format, &runs, status, started, false);
+        let previous = previous_report(Some(path));
+        let text = render_report(format, &runs, status, started, false, &previous);
         deliver(self.ui, &text, Some(path), status);
         let mut runs = runs.into_iter();
         for (watched, had_run) in self.accounts.iter_mut().zip(had_run) {

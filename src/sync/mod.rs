@@ -189,6 +189,8 @@ fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) 
         && folder.notes.is_empty();
     if !quiet || dry_run {
         report.folders.push(folder);
+    } else {
+        report.quiet_folders.push(folder.folder);
     }
 }
 
@@ -341,6 +343,7 @@ impl<'a> Engine<'a> {
         let mut with_work = Vec::new();
         for job in jobs {
             if self.unchanged_since_last_run(&job)? {
+                report.quiet_folders.push(job.name.clone());
                 self.unchanged.push(job.name);
                 self.unchanged_total += 1;
             } else {

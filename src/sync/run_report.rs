@@ -241,6 +241,9 @@ pub struct AccountReport {
     pub notes: Vec<String>,
     /// Folders skipped because neither side changed since the last run.
     pub unchanged_folders: u64,
+    /// Folders the run looked at where nothing happened, left out of
+    /// `folders` (outside a dry run); monitoring still wants to see them.
+    pub quiet_folders: Vec<FolderName>,
     pub duration: Duration,
 }
 
@@ -254,6 +257,7 @@ impl AccountReport {
             stopped: None,
             notes: Vec::new(),
             unchanged_folders: 0,
+            quiet_folders: Vec::new(),
             duration: Duration::ZERO,
         }
     }

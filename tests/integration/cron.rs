@@ -2,7 +2,7 @@
 //! aside (`--wait`, `--skip-if-locked`), and reports that a monitoring system
 //! can rely on from one run to the next.
 
-use crate::reports::{deliver, Cli};
+use crate::reports::{deliver, parse_prometheus, sample_value, Cli};
 use crate::support::{mailsync_in, run, Run, TestResult};
 use mailsync::state::StateDb;
 use std::io::{BufRead, BufReader};
@@ -193,5 +193,74 @@ fn wait_runs_once_the_other_run_releases_the_lock() -> TestResult {
     let code = wait_until(&mut child, Instant::now() + Duration::from_secs(120))?;
     assert_eq!(code, Some(0), "{seen:?}");
     assert_eq!(cli.local_files("")?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn prometheus_report_keeps_every_folder_and_the_last_success() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..2, 500);
+    deliver(&cli, "Archive", 10..11, 500);
+    let file = cli.fixture.dir.path().join("mailsync.prom");
+    let file_arg = file.to_string_lossy().into_owned();
+    let report = ["sync", "--report", "prometheus", "--report-file", &file_arg];
+    let read = || -> Result<_, Box<dyn std::error::Error>> {
+        Ok(parse_prometheus(&std::fs::read_to_string(&file)?)?)
+    };
+    let last_success = |samples: &[_]| {
+        sample_value(
+            samples,
+            "mailsync_last_success_timestamp_seconds",
+            &[("account", "alice")],
+        )
+    };
+
+    let first = cli.run(&report)?;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let success = last_success(&read()?).ok_or("no last success after a good run")?;
+
+    // Nothing happens in the second run: every folder is still there, at 0.
+    let quiet = cli.run(&report)?;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    let samples = read()?;
+    for folder in ["INBOX", "Archive"] {
+        let copied = sample_value(
+            &samples,
+            "mailsync_sync_messages_copied",
+            &[
+                ("account", "alice"),
+                ("folder", folder),
+                ("direction", "to_local"),
+            ],
+        );
+        assert_eq!(copied, Some(0.0), "{folder}");
+    }
+    let renewed = last_success(&samples).ok_or("no last success")?;
+    assert!(renewed >= success);
+
+    // A failed run keeps the time of the last good one.
+    let refused = cli.run_with_password(&report, "wrong")?;
+    assert_eq!(refused.code, Some(3), "{}", refused.stderr);
+    let samples = read()?;
+    assert_eq!(
+        sample_value(
+            &samples,
+            "mailsync_sync_account_exit_code",
+            &[("account", "alice")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(last_success(&samples), Some(renewed));
+
+    // So does a configuration that no longer loads, and the report says exit 2.
+    std::fs::write(&cli.config, "[accounts.alice\n")?;
+    let broken = cli.run(&report)?;
+    assert_eq!(broken.code, Some(2), "{}", broken.stderr);
+    let samples = read()?;
+    assert_eq!(
+        sample_value(&samples, "mailsync_sync_exit_code", &[]),
+        Some(2.0)
+    );
+    assert_eq!(last_success(&samples), Some(renewed));
     Ok(())
 }
