@@ -37,7 +37,9 @@ pub const EXIT_CODES: &[(ExitStatus, &str)] = &[
         ExitStatus::Safety,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
          Maildir root missing, state database unusable or made for another server or \
-         Maildir (see --rebind-state), or keep-days asked of a POP3 server without UIDL",
+         Maildir (see --rebind-state), keep-days asked of a POP3 server without UIDL, or \
+         download-delete unconfirmed after two-way sync or with direction push (see \
+         --allow-mass-delete)",
     ),
     (
         ExitStatus::Interrupted,

@@ -17,7 +17,7 @@ mod tests;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
 pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use schema::unusable;
 use seal::Seal;
 use std::fs::{File, TryLockError};
@@ -276,6 +276,27 @@ impl StateDb {
             out.push(rows::folder_from_row(&self.path, row)?);
         }
         Ok(out)
+    }
+
+    /// The mode the last run worked in, as `Batch::set_last_mode` wrote it;
+    /// `None` before the first run of a version that records it.
+    pub fn last_mode(&self) -> StateResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT mode FROM last_mode WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Records whose message both sides held at the end of a run.
+    pub fn paired_records(&self) -> StateResult<u64> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM records WHERE far IS NOT NULL AND near IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// The folder's records in creation order.
@@ -597,6 +618,14 @@ impl Batch<'_> {
                 state.last_sync,
                 state.near_stamp.map(rows::u64_to_db),
             ])?;
+        Ok(())
+    }
+
+    /// Records the mode this run works in (`two-way` or `download-delete`).
+    pub fn set_last_mode(&self, mode: &str) -> StateResult<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO last_mode (id, mode) VALUES (1, ?1)")?
+            .execute([mode])?;
         Ok(())
     }
 

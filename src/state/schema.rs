@@ -91,7 +91,18 @@ CREATE TABLE endpoints (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// The mode (`two-way` or `download-delete`) the last run worked in: the
+/// first download-delete run over what two-way syncs recorded would empty the
+/// server, so it is refused unless confirmed. A file from before this version
+/// records none, and nothing is refused for it.
+const V5: &str = "
+CREATE TABLE last_mode (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    mode TEXT NOT NULL CHECK (mode IN ('two-way', 'download-delete'))
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -280,6 +280,23 @@ impl<'a> Engine<'a> {
                 self.far.describe()
             ))));
         }
+        let last_mode = self.state.last_mode()?;
+        let paired = match self.policy.mode {
+            Mode::DownloadDelete => self.state.paired_records()?,
+            Mode::TwoWay => 0,
+        };
+        if let Some(why) = plan::download_delete_refusal(self.policy, last_mode.as_deref(), paired)
+        {
+            return Err(Abort::Store(StoreError::Unsafe(format!(
+                "{}: {why}; nothing was changed",
+                self.far.describe()
+            ))));
+        }
+        if !self.options.dry_run && last_mode.as_deref() != Some(self.policy.mode.as_str()) {
+            let batch = self.state.batch()?;
+            batch.set_last_mode(self.policy.mode.as_str())?;
+            batch.commit()?;
+        }
         let far_folders = self.list_folders(Side::Far, report)?;
         let near_folders = self.list_folders(Side::Near, report)?;
         let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();

@@ -27,6 +27,16 @@ pub enum Mode {
     DownloadDelete,
 }
 
+impl Mode {
+    /// The mode's name as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::TwoWay => "two-way",
+            Mode::DownloadDelete => "download-delete",
+        }
+    }
+}
+
 /// The mass-deletion brake: a folder whose run would delete more than `percent`
 /// of its paired messages (and more than `min`), or more than `max`, on either
 /// side, is stopped before anything is deleted.

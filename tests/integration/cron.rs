@@ -264,3 +264,43 @@ fn prometheus_report_keeps_every_folder_and_the_last_success() -> TestResult {
     assert_eq!(last_success(&samples), Some(renewed));
     Ok(())
 }
+
+#[test]
+fn download_delete_that_would_empty_a_kept_server_needs_confirmation() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..3, 500);
+
+    let push = cli.run(&["sync", "--download-delete", "--direction", "push"])?;
+    assert_eq!(push.code, Some(6), "{}", push.stderr);
+    assert!(push.stderr.contains("\"push\""), "{}", push.stderr);
+    assert!(
+        push.stderr.contains("--allow-mass-delete"),
+        "{}",
+        push.stderr
+    );
+    assert_eq!(cli.server_count("INBOX")?, 3);
+
+    let two_way = cli.run(&["sync"])?;
+    assert_eq!(two_way.code, Some(0), "{}", two_way.stderr);
+    let switched = cli.run(&["sync", "--download-delete"])?;
+    assert_eq!(switched.code, Some(6), "{}", switched.stderr);
+    assert!(
+        switched.stderr.contains("synced two-way until now"),
+        "{}",
+        switched.stderr
+    );
+    assert_eq!(cli.server_count("INBOX")?, 3);
+
+    let confirmed = cli.run(&["sync", "--download-delete", "--allow-mass-delete"])?;
+    assert_eq!(confirmed.code, Some(0), "{}", confirmed.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 0);
+    assert_eq!(cli.local_files("")?.len(), 3);
+
+    // From now on the account is download-delete: no confirmation needed.
+    deliver(&cli, "INBOX", 10..11, 500);
+    let next = cli.run(&["sync", "--download-delete"])?;
+    assert_eq!(next.code, Some(0), "{}", next.stderr);
+    assert_eq!(cli.server_count("INBOX")?, 0);
+    assert_eq!(cli.local_files("")?.len(), 4);
+    Ok(())
+}
