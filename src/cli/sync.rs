@@ -58,6 +58,15 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
                     super::post_sync::run_after(ui, account, &report);
                 }
                 status = status.worst(report.exit_status());
+                if report
+                    .unmatched_patterns
+                    .iter()
+                    .any(|pattern| args.folders.contains(pattern))
+                {
+                    // A mistyped --folder is a usage error; one in the
+                    // config file only warns, as it may match again later.
+                    status = status.worst(ExitStatus::Usage);
+                }
                 interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
                 RunResult::Synced(report)
             }

@@ -300,6 +300,10 @@ impl<'a> Engine<'a> {
         let far_folders = self.list_folders(Side::Far, report)?;
         let near_folders = self.list_folders(Side::Near, report)?;
         let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();
+        report.unmatched_patterns = self
+            .options
+            .filter
+            .unmatched(far_folders.keys().chain(near_folders.keys()));
 
         // An unmounted or wiped Maildir looks exactly like "the user deleted
         // everything": refuse to treat it as deletions.

@@ -244,6 +244,9 @@ pub struct AccountReport {
     /// Folders the run looked at where nothing happened, left out of
     /// `folders` (outside a dry run); monitoring still wants to see them.
     pub quiet_folders: Vec<FolderName>,
+    /// Folder patterns (`folders`, `--folder`, excludes) that matched no
+    /// folder on either side.
+    pub unmatched_patterns: Vec<String>,
     pub duration: Duration,
 }
 
@@ -258,6 +261,7 @@ impl AccountReport {
             notes: Vec::new(),
             unchanged_folders: 0,
             quiet_folders: Vec::new(),
+            unmatched_patterns: Vec::new(),
             duration: Duration::ZERO,
         }
     }

@@ -304,3 +304,31 @@ fn download_delete_that_would_empty_a_kept_server_needs_confirmation() -> TestRe
     assert_eq!(cli.local_files("")?.len(), 4);
     Ok(())
 }
+
+#[test]
+fn a_folder_pattern_that_matches_nothing_is_named() -> TestResult {
+    let cli = Cli::new("folders = [\"INBOX\", \"Archiv*\"]\n")?;
+    deliver(&cli, "INBOX", 0..1, 500);
+    let warning = "the folder pattern `Archiv*` matches no folder";
+
+    // In the config file it may match again later: a warning, exit 0.
+    let configured = cli.run(&["sync"])?;
+    assert_eq!(configured.code, Some(0), "{}", configured.stderr);
+    assert!(configured.stderr.contains(warning), "{}", configured.stderr);
+    assert_eq!(cli.local_files("")?.len(), 1);
+
+    // On the command line it is a typo: exit 2, and it is named.
+    let typo = cli.run(&["sync", "--folder", "NoSuch"])?;
+    assert_eq!(typo.code, Some(2), "{}", typo.stderr);
+    assert!(
+        typo.stderr
+            .contains("the folder pattern `NoSuch` matches no folder"),
+        "{}",
+        typo.stderr
+    );
+
+    let fine = cli.run(&["sync", "--folder", "INBOX"])?;
+    assert_eq!(fine.code, Some(0), "{}", fine.stderr);
+    assert_eq!(fine.stderr, "");
+    Ok(())
+}
