@@ -506,6 +506,15 @@ impl<'a> Engine<'a> {
             if present {
                 continue;
             }
+            let keeps_server_deletions = side == Side::Far
+                && !download_delete
+                && self.policy.direction == Direction::Pull
+                && !self.policy.deletions;
+            if known.is_some() && keeps_server_deletions {
+                // A backup (pull, no deletions) keeps what the server deleted:
+                // that is what it is for, not a problem to mail every run.
+                return Ok(false);
+            }
             if known.is_some() {
                 // Absence is not deletion: a folder synced before and now gone on
                 // one side is neither recreated nor deleted on the other.

@@ -332,3 +332,26 @@ fn a_folder_pattern_that_matches_nothing_is_named() -> TestResult {
     assert_eq!(fine.stderr, "");
     Ok(())
 }
+
+#[test]
+fn a_backup_keeps_a_folder_deleted_on_the_server_quietly() -> TestResult {
+    let cli = Cli::new("direction = \"pull\"\ndeletions = false\n")?;
+    deliver(&cli, "INBOX", 0..1, 500);
+    deliver(&cli, "Archive", 10..12, 500);
+    let first = cli.run(&["sync"])?;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(cli.local_files(".Archive")?.len(), 2);
+
+    cli.fixture
+        .sandbox
+        .doveadm(&["mailbox", "delete", "-u", "alice", "-r", "Archive"])?;
+    let on_server = cli.fixture.sandbox.folders("alice")?;
+    assert!(!on_server.iter().any(|f| f == "Archive"), "{on_server:?}");
+    for _ in 0..2 {
+        let again = cli.run(&["sync"])?;
+        assert_eq!(again.code, Some(0), "{}", again.stderr);
+        assert_eq!(again.stderr, "", "nothing to mail from cron");
+    }
+    assert_eq!(cli.local_files(".Archive")?.len(), 2);
+    Ok(())
+}
