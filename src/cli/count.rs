@@ -84,7 +84,11 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     let name = account.name.clone();
     let mut state = None;
     match gather(ui, account, offline, &mut state) {
-        Ok((folders, mut status)) => {
+        Ok(Gathered {
+            folders,
+            mut status,
+            unreachable,
+        }) => {
             for folder in &folders {
                 if let Some(error) = &folder.error {
                     ui.problem(&format!("{name}: folder `{}`: {error}", folder.folder));
@@ -95,7 +99,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
                 name,
                 state,
                 folders,
-                error: None,
+                error: unreachable,
                 status,
             }
         }
@@ -112,15 +116,15 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     }
 }
 
-/// The account's folder counts, and `Partial` when some folder names had to
-/// be left out. `owner` gets the state database's endpoints once read, even
+/// The account's folder counts; a server that cannot be reached leaves the
+/// offline figures and `Connection`. `owner` gets the state database's endpoints once read, even
 /// when the figures fail later.
 fn gather(
     ui: &Ui,
     account: &Account,
     offline: bool,
     owner: &mut Option<StateOwner>,
-) -> Result<(Vec<FolderCount>, ExitStatus), Failure> {
+) -> Result<Gathered, Failure> {
     let name = account.name.as_str();
     let wanted = |folder: &FolderName| account.filter.matches(folder);
     let safety = |e: anyhow::Error| Failure::new(ExitStatus::Safety, e);
@@ -188,31 +192,74 @@ fn gather(
         None
     };
 
+    let mut unreachable = None;
     let server = if offline {
         None
     } else {
-        let password = read_password(ui, account)?;
-        let mut far = connect(ui, account, password)?;
-        let list = far.status_all(&wanted).map_err(|e| {
-            store_failure(
-                e,
-                ExitStatus::Connection,
-                format!("account `{name}`: cannot ask the server for folder statuses"),
-            )
-        })?;
-        if let Err(e) = far.close() {
-            ui.debug(&format!("{name}: closing {}: {e}", far.describe()));
+        match ask_server(ui, account, &wanted) {
+            Ok(list) => {
+                left_out("server", &list);
+                Some(list)
+            }
+            // The local figures are still worth having: they are shown as
+            // offline ones, and the run ends with the connection's status.
+            Err(failure) if failure.status == ExitStatus::Connection => {
+                ui.error_chain(&failure.error);
+                ui.warn(&format!(
+                    "{name}: the server's figures are those the last sync recorded"
+                ));
+                unreachable = Some(format!("{:#}", failure.error));
+                None
+            }
+            Err(failure) => return Err(failure),
         }
-        left_out("server", &list);
-        Some(list)
     };
+    if unreachable.is_some() {
+        status = status.worst(ExitStatus::Connection);
+    }
 
     let folders = count::combine(&Sources {
         server: server.as_ref(),
         local: local.as_ref(),
         recorded: &recorded,
     });
-    Ok((folders, status))
+    Ok(Gathered {
+        folders,
+        status,
+        unreachable,
+    })
+}
+
+/// What `gather` found for one account.
+struct Gathered {
+    folders: Vec<FolderCount>,
+    /// `Partial` when some folder names had to be left out, `Connection`
+    /// when the server could not be asked.
+    status: ExitStatus,
+    /// Why the server could not be asked, if it could not.
+    unreachable: Option<String>,
+}
+
+/// The server's folder statuses, over one connection.
+fn ask_server(
+    ui: &Ui,
+    account: &Account,
+    wanted: &dyn Fn(&FolderName) -> bool,
+) -> Result<StatusList, Failure> {
+    let name = account.name.as_str();
+    let password = read_password(ui, account)?;
+    let mut far = connect(ui, account, password)?;
+    let list = far.status_all(wanted).map_err(|e| {
+        store_failure(
+            e,
+            ExitStatus::Connection,
+            format!("account `{name}`: cannot ask the server for folder statuses"),
+        )
+    })?;
+    if let Err(e) = far.close() {
+        ui.debug(&format!("{name}: closing {}: {e}", far.describe()));
+    }
+    Ok(list)
 }
 
 fn rfc3339(seconds: i64) -> Option<String> {

@@ -355,3 +355,30 @@ fn a_backup_keeps_a_folder_deleted_on_the_server_quietly() -> TestResult {
     assert_eq!(cli.local_files(".Archive")?.len(), 2);
     Ok(())
 }
+
+#[test]
+fn count_with_the_server_down_still_shows_the_local_figures() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..3, 500);
+    let synced = cli.run(&["sync"])?;
+    assert_eq!(synced.code, Some(0), "{}", synced.stderr);
+
+    cli.fixture.sandbox.doveadm(&["stop"])?;
+
+    let down = cli.run(&["count", "--format", "json"])?;
+    assert_eq!(down.code, Some(4), "{}", down.stderr);
+    assert!(down.stderr.contains("cannot connect"), "{}", down.stderr);
+    let value: serde_json::Value = serde_json::from_str(&down.stdout)?;
+    let account = &value["accounts"][0];
+    assert!(account["error"].is_string(), "{account}");
+    let inbox = &account["folders"][0];
+    assert_eq!(inbox["name"], "INBOX");
+    assert_eq!(inbox["local"]["messages"], 3);
+    assert_eq!(inbox["server"]["messages"], 3, "as the last sync recorded");
+
+    // Offline asks for no password and reaches no server at all.
+    let offline = cli.run_with_password(&["count", "--offline", "--total"], "")?;
+    assert_eq!(offline.code, Some(0), "{}", offline.stderr);
+    assert_eq!(offline.stdout, "3\n");
+    Ok(())
+}
