@@ -601,12 +601,33 @@ pub struct CountArgs {
     #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
 
+    /// Monitoring-plugin check: WARNING (exit 1) when the --check figure is above N
+    #[arg(long, value_name = "N", conflicts_with_all = ["total", "format"])]
+    pub warning: Option<u64>,
+
+    /// Monitoring-plugin check: CRITICAL (exit 2) when the --check figure is above N
+    #[arg(long, value_name = "N", conflicts_with_all = ["total", "format"])]
+    pub critical: Option<u64>,
+
+    /// The figure --warning and --critical look at, summed over the selected accounts and
+    /// folders
+    #[arg(long, value_enum, value_name = "FIGURE", default_value_t = CheckFigure::Pending)]
+    pub check: CheckFigure,
+
     /// Accept tls = "none" (the password travels unencrypted)
     #[arg(long)]
     pub allow_plaintext: bool,
 
     #[command(flatten)]
     pub one_off: OneOffArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFigure {
+    /// Messages waiting to be copied, both ways
+    Pending,
+    /// Unseen messages on the server
+    Unseen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

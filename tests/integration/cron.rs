@@ -382,3 +382,43 @@ fn count_with_the_server_down_still_shows_the_local_figures() -> TestResult {
     assert_eq!(offline.stdout, "3\n");
     Ok(())
 }
+
+#[test]
+fn count_as_a_monitoring_plugin_exits_0_1_2_or_3() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..4, 500);
+    let check = |extra: &[&str]| -> std::io::Result<Run> {
+        let mut args = vec!["count", "--offline"];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+
+    // No state yet: nothing is known offline.
+    let unknown = check(&["--warning", "1", "--critical", "3"])?;
+    assert_eq!(unknown.code, Some(3), "{}", unknown.stderr);
+    assert!(
+        unknown.stdout.starts_with("MAILSYNC UNKNOWN"),
+        "{}",
+        unknown.stdout
+    );
+
+    let synced = cli.run(&["sync"])?;
+    assert_eq!(synced.code, Some(0), "{}", synced.stderr);
+    // Four unseen messages, now on both sides.
+    let ok = check(&["--warning", "0", "--critical", "3"])?;
+    assert_eq!(ok.code, Some(0), "{}", ok.stderr);
+    assert_eq!(
+        ok.stdout,
+        "MAILSYNC OK - 0 pending messages | pending=0;0;3\n"
+    );
+    let critical = check(&["--check", "unseen", "--warning", "1", "--critical", "3"])?;
+    assert_eq!(critical.code, Some(2), "{}", critical.stderr);
+    assert_eq!(
+        critical.stdout,
+        "MAILSYNC CRITICAL - 4 unseen messages | unseen=4;1;3\n"
+    );
+    let warning = check(&["--check", "unseen", "--warning", "3"])?;
+    assert_eq!(warning.code, Some(1), "{}", warning.stderr);
+    assert!(warning.stdout.starts_with("MAILSYNC WARNING - 4 unseen"));
+    Ok(())
+}
