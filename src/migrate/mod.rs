@@ -92,7 +92,10 @@ impl MigrateOptions {
             deletions: false,
             expunge: true,
             create_folders: true,
-            allow_mass_delete: false,
+            // --delete-source-after is the confirmation that download-delete
+            // asks for after copying runs (its own first pass is one); with
+            // deletions off the brake has nothing else to weigh.
+            allow_mass_delete: self.delete_source_after,
             keep_on_server_days: None,
             max_message_size: None,
             ..Policy::default()
