@@ -543,6 +543,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE", requires = "report", value_hint = ValueHint::FilePath)]
     pub report_file: Option<PathBuf>,
 
+    /// Report a skipped message, and exit with 1, on every run; by default one that an
+    /// earlier run reported for the same reason is only counted in the reports
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub one_off: OneOffArgs,
 }

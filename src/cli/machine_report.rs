@@ -210,7 +210,7 @@ impl JsonCounts {
         self.deleted_on_server += c.deleted_far;
         self.deleted_locally += c.deleted_near;
         self.bytes += c.bytes;
-        self.skipped += folder.skipped.len() as u64;
+        self.skipped += (folder.skipped.len() + folder.skipped_before.len()) as u64;
         if folder.outcome != FolderOutcome::Done {
             self.failed_folders += 1;
         }
@@ -240,6 +240,8 @@ struct JsonFolder<'a> {
     bytes: u64,
     duration_seconds: f64,
     skipped: Vec<JsonSkipped<'a>>,
+    /// Skipped again for the reason an earlier run reported.
+    skipped_before: Vec<JsonSkipped<'a>>,
     notes: &'a [String],
     /// The planned actions, one line each (a dry run's output).
     plan: &'a [String],
@@ -284,6 +286,11 @@ fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
         duration_seconds: folder.duration.as_secs_f64(),
         skipped: folder
             .skipped
+            .iter()
+            .map(|(message, reason)| JsonSkipped { message, reason })
+            .collect(),
+        skipped_before: folder
+            .skipped_before
             .iter()
             .map(|(message, reason)| JsonSkipped { message, reason })
             .collect(),
@@ -458,9 +465,10 @@ fn prometheus(
     out.gauge(
         "mailsync_sync_messages_skipped",
         "Messages the last run skipped (each is reported with its reason), per folder.",
-        folders
-            .iter()
-            .map(|(account, f)| (folder_labels(account, &f.folder), f.skipped.len())),
+        folders.iter().map(|(account, f)| {
+            let skipped = f.skipped.len() + f.skipped_before.len();
+            (folder_labels(account, &f.folder), skipped)
+        }),
     );
     out.gauge(
         "mailsync_sync_folder_failed",

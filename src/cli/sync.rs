@@ -19,7 +19,7 @@ use crate::store::maildir::MaildirStore;
 use crate::store::StoreResult;
 use crate::sync::run_report::Stop;
 use crate::sync::run_report::{AccountReport, ExitStatus};
-use crate::sync::{sync_account, Connections, RunOptions, StopRequest, StorePair};
+use crate::sync::{remember_skips, sync_account, Connections, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -275,7 +275,7 @@ pub(super) fn sync_with_password(
         connect: &more,
         jobs,
     };
-    let report = sync_account(
+    let mut report = sync_account(
         name,
         connections,
         &mut state,
@@ -286,6 +286,12 @@ pub(super) fn sync_with_password(
     if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
+    }
+    if !args.dry_run {
+        if let Err(e) = remember_skips(&mut state, &mut report, args.strict) {
+            // The next run reports them again: noisy, never a loss.
+            ui.warn(&format!("{name}: cannot record the reported skips: {e}"));
+        }
     }
     // A run stopped by a signal stopped right after a commit: as clean an end.
     let interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));

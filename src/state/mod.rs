@@ -289,6 +289,15 @@ impl StateDb {
             .optional()?)
     }
 
+    /// The folder's skipped messages already reported: (message, reason).
+    pub fn reported(&self, folder: &FolderName) -> StateResult<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT message, reason FROM reported WHERE folder = ?1")?;
+        let rows = stmt.query_map([folder.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records whose message both sides held at the end of a run.
     pub fn paired_records(&self) -> StateResult<u64> {
         let count: i64 = self.conn.query_row(
@@ -621,6 +630,21 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Replaces the folder's reported skips with `skips`: one that is gone
+    /// is forgotten, so that it is reported again should it come back.
+    pub fn set_reported(&self, folder: &FolderName, skips: &[(String, String)]) -> StateResult<()> {
+        self.tx
+            .prepare_cached("DELETE FROM reported WHERE folder = ?1")?
+            .execute([folder.as_str()])?;
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO reported (folder, message, reason) VALUES (?1, ?2, ?3)",
+        )?;
+        for (message, reason) in skips {
+            insert.execute(params![folder.as_str(), message, reason])?;
+        }
+        Ok(())
+    }
+
     /// Records the mode this run works in (`two-way` or `download-delete`).
     pub fn set_last_mode(&self, mode: &str) -> StateResult<()> {
         self.tx
@@ -642,6 +666,7 @@ impl Batch<'_> {
         for sql in [
             "DELETE FROM records WHERE folder = ?1",
             "DELETE FROM intents WHERE folder = ?1",
+            "DELETE FROM reported WHERE folder = ?1",
             "DELETE FROM folders WHERE name = ?1",
         ] {
             self.tx.prepare_cached(sql)?.execute([folder.as_str()])?;

@@ -95,10 +95,20 @@ CREATE TABLE endpoints (
 /// first download-delete run over what two-way syncs recorded would empty the
 /// server, so it is refused unless confirmed. A file from before this version
 /// records none, and nothing is refused for it.
+///
+/// `reported`: skipped messages already reported, with the reason, so that a
+/// condition that lasts (a message over `max_message_size`) is reported once
+/// rather than by every cron run.
 const V5: &str = "
 CREATE TABLE last_mode (
     id   INTEGER PRIMARY KEY CHECK (id = 1),
     mode TEXT NOT NULL CHECK (mode IN ('two-way', 'download-delete'))
+);
+CREATE TABLE reported (
+    folder  TEXT NOT NULL,
+    message TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    PRIMARY KEY (folder, message, reason)
 );
 ";
 

@@ -422,3 +422,36 @@ fn count_as_a_monitoring_plugin_exits_0_1_2_or_3() -> TestResult {
     assert!(warning.stdout.starts_with("MAILSYNC WARNING - 4 unseen"));
     Ok(())
 }
+
+#[test]
+fn a_lasting_skip_is_reported_once_unless_strict() -> TestResult {
+    let cli = Cli::new("max_message_size = \"2KiB\"\n")?;
+    deliver(&cli, "INBOX", 0..1, 500);
+    deliver(&cli, "INBOX", 1..2, 8_000);
+
+    let first = cli.run(&["sync"])?;
+    assert_eq!(first.code, Some(1), "{}", first.stderr);
+    assert!(first.stderr.contains("skipped message"), "{}", first.stderr);
+
+    let again = cli.run(&["sync", "--report", "json"])?;
+    assert_eq!(again.code, Some(0), "{}", again.stderr);
+    assert_eq!(again.stderr, "", "cron mails it once, not every run");
+    let value: serde_json::Value = serde_json::from_str(&again.stdout)?;
+    let inbox = &value["accounts"][0]["folders"][0];
+    assert_eq!(inbox["skipped"], serde_json::json!([]), "{inbox}");
+    assert_eq!(inbox["skipped_before"].as_array().map(Vec::len), Some(1));
+    assert_eq!(value["totals"]["skipped"], 1);
+
+    let strict = cli.run(&["sync", "--strict"])?;
+    assert_eq!(strict.code, Some(1), "{}", strict.stderr);
+    assert!(
+        strict.stderr.contains("skipped message"),
+        "{}",
+        strict.stderr
+    );
+
+    let quiet = cli.run(&["sync"])?;
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(cli.local_files("")?.len(), 1);
+    Ok(())
+}
