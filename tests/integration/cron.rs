@@ -455,3 +455,50 @@ fn a_lasting_skip_is_reported_once_unless_strict() -> TestResult {
     assert_eq!(cli.local_files("")?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn migrate_patterns_that_match_no_source_folder_are_a_usage_error() -> TestResult {
+    let cli = Cli::new("")?;
+    deliver(&cli, "INBOX", 0..1, 500);
+    let sandbox = &cli.fixture.sandbox;
+    let state = cli.fixture.dir.path().join("migrate.db");
+    let migrate = |extra: &[&str]| -> std::io::Result<Run> {
+        let mut command = cli.command();
+        command
+            .env("SOURCE_PW", sandbox.password("alice").unwrap_or_default())
+            .env("DEST_PW", sandbox.password("bob").unwrap_or_default())
+            .arg("migrate")
+            .arg("--state")
+            .arg(&state);
+        for (side, user, var) in [("from", "alice", "SOURCE_PW"), ("to", "bob", "DEST_PW")] {
+            command.args([
+                format!("--{side}-host"),
+                sandbox.host().to_string(),
+                format!("--{side}-port"),
+                sandbox.imaps_port().to_string(),
+                format!("--{side}-ca-file"),
+                sandbox.ca_file().display().to_string(),
+                format!("--{side}-user"),
+                user.to_string(),
+                format!("--{side}-password-env"),
+                var.to_string(),
+            ]);
+        }
+        command.args(extra);
+        run(command)
+    };
+
+    for (extra, pattern) in [
+        (&["--dry-run", "--folder", "NoSuch"][..], "NoSuch"),
+        (&["--dry-run", "--exclude", "Spam*"][..], "Spam*"),
+        (&["--dry-run", "--map", "Old=New"][..], "Old"),
+    ] {
+        let typo = migrate(extra)?;
+        assert_eq!(typo.code, Some(2), "{extra:?}: {}", typo.stderr);
+        let warning = format!("the folder pattern `{pattern}` matches no source folder");
+        assert!(typo.stderr.contains(&warning), "{}", typo.stderr);
+    }
+    let fine = migrate(&["--dry-run", "--folder", "INBOX", "--map", "INBOX=INBOX"])?;
+    assert_eq!(fine.code, Some(0), "{}", fine.stderr);
+    Ok(())
+}
