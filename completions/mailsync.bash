@@ -236,7 +236,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__count)
-            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-o -q -v -h --folder --format --offline --total --unseen --output --warning --critical --check --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -278,6 +278,18 @@ _mailsync() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
+                    return 0
+                    ;;
+                --warning)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --critical)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --check)
+                    COMPREPLY=($(compgen -W "pending unseen" -- "${cur}"))
                     return 0
                     ;;
                 --host)
@@ -426,7 +438,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__migrate)
-            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-auth --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-auth --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-auth --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-auth --to-timeout-seconds --wait --skip-if-locked --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -649,6 +661,10 @@ _mailsync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -691,7 +707,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --strict --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --wait --skip-if-locked --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -844,6 +860,10 @@ _mailsync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -886,7 +906,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__watch)
-            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -q -v -h --dry-run --folder --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --strict --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
