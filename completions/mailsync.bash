@@ -493,7 +493,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__count)
-            opts="-o -q -v -h --folder --format --offline --total --unseen --output --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-o -q -v -h --folder --format --offline --total --unseen --output --warning --critical --check --allow-plaintext --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +535,18 @@ _mailsync() {
                     if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
                         compopt -o filenames
                     fi
+                    return 0
+                    ;;
+                --warning)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --critical)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --check)
+                    COMPREPLY=($(compgen -W "pending unseen" -- "${cur}"))
                     return 0
                     ;;
                 --host)
@@ -823,7 +835,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__migrate)
-            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-auth --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-auth --to-timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --from --to --batch --dry-run --jobs --folder --exclude --map --rename --sync-flags --no-sync-flags --delete-source-after --batch-bytes --state --rebind-state --report --report-file --allow-plaintext --from-host --from-port --from-tls --from-ca-file --from-fingerprint --from-user --from-password-env --from-password-command --from-password-file --from-auth --from-timeout-seconds --to-host --to-port --to-tls --to-ca-file --to-fingerprint --to-user --to-password-env --to-password-command --to-password-file --to-auth --to-timeout-seconds --wait --skip-if-locked --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1046,6 +1058,10 @@ _mailsync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -1088,7 +1104,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__sync)
-            opts="-n -j -q -v -h --dry-run --folder --exclude --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --dry-run --folder --exclude --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --strict --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --wait --skip-if-locked --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1249,6 +1265,10 @@ _mailsync() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     local oldifs
                     if [ -n "${IFS+x}" ]; then
@@ -1291,7 +1311,7 @@ _mailsync() {
             return 0
             ;;
         mailsync__subcmd__watch)
-            opts="-n -j -q -v -h --dry-run --folder --exclude --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
+            opts="-n -j -q -v -h --dry-run --folder --exclude --allow-mass-delete --rebind-state --allow-plaintext --direction --no-deletions --download-delete --keep-days --move-to --jobs --max-messages --report --report-file --strict --host --protocol --port --tls --ca-file --fingerprint --user --password-command --password-env --password-file --auth --maildir --layout --state --mode --batch-bytes --timeout-seconds --config --quiet --verbose --log-file --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1510,7 +1530,7 @@ _mailsync_accounts() {
 }
 
 # Options that take a value: the word after one is not an account.
-_mailsync_value_options=" --auth --batch --batch-bytes --ca-file --color --config --direction --exclude --fingerprint --folder --format --from --from-auth --from-ca-file --from-fingerprint --from-host --from-password-command --from-password-env --from-password-file --from-port --from-timeout-seconds --from-tls --from-user --host --jobs --keep-days --layout --log-file --maildir --map --max-messages --mode --move-to --output --password-command --password-env --password-file --port --protocol --rename --report --report-file --state --timeout-seconds --tls --to --to-auth --to-ca-file --to-fingerprint --to-host --to-password-command --to-password-env --to-password-file --to-port --to-timeout-seconds --to-tls --to-user --user -j -o "
+_mailsync_value_options=" --auth --batch --batch-bytes --ca-file --check --color --config --critical --direction --exclude --fingerprint --folder --format --from --from-auth --from-ca-file --from-fingerprint --from-host --from-password-command --from-password-env --from-password-file --from-port --from-timeout-seconds --from-tls --from-user --host --jobs --keep-days --layout --log-file --maildir --map --max-messages --mode --move-to --output --password-command --password-env --password-file --port --protocol --rename --report --report-file --state --timeout-seconds --tls --to --to-auth --to-ca-file --to-fingerprint --to-host --to-password-command --to-password-env --to-password-file --to-port --to-timeout-seconds --to-tls --to-user --user --wait --warning -j -o "
 
 _mailsync_with_accounts() {
     _mailsync "$@"

@@ -78,6 +78,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l mode -d 'Two-
 download-delete\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l batch-bytes -d 'Message bytes per batch, e.g. 32MiB [default: 32MiB]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l wait -d 'When another run holds an account\'s lock, wait up to SECONDS for it to finish instead of exiting with status 5' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
@@ -89,6 +90,8 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l rebind-state 
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l no-deletions -d 'Propagate no deletions in either direction this run'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l download-delete -d 'Download what is not yet local, then delete it on the server once the local copy is durable (mode = "download-delete" for this run)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l strict -d 'Report a skipped message, and exit with 1, on every run; by default one that an earlier run reported for the same reason is only counted in the reports'
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l skip-if-locked -d 'When another run holds an account\'s lock, leave that account out quietly (exit status 0; one line with -v): for cron jobs that may overlap'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -141,6 +144,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l rebind-state
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l allow-plaintext -d 'Accept tls = "none" (the password and mail travel unencrypted)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l no-deletions -d 'Propagate no deletions in either direction this run'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l download-delete -d 'Download what is not yet local, then delete it on the server once the local copy is durable (mode = "download-delete" for this run)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l strict -d 'Report a skipped message, and exit with 1, on every run; by default one that an earlier run reported for the same reason is only counted in the reports'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -150,6 +154,10 @@ tsv\t'Tab-separated values with a header line'
 json\t'One JSON document (see the description for its shape)'
 prometheus\t'Prometheus text exposition (gauges)'"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s o -l output -d 'Write the output to FILE, replacing it atomically (temporary file, then rename)' -r -F
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l warning -d 'Monitoring-plugin check: WARNING (exit 1) when the --check figure is above N' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l critical -d 'Monitoring-plugin check: CRITICAL (exit 2) when the --check figure is above N' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l check -d 'The figure --warning and --critical look at, summed over the selected accounts and folders' -r -f -a "pending\t'Messages waiting to be copied, both ways'
+unseen\t'Unseen messages on the server'"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l host -d 'Server host name or address; makes this a one-off run named USER@HOST' -r -f -a "(__fish_print_hostnames)"
 complete -c mailsync -n "__fish_mailsync_using_subcommand count" -l protocol -d 'Server protocol; pop3 always downloads and deletes [default: imap]' -r -f -a "imap\t''
 pop3\t''"
@@ -235,6 +243,7 @@ login\t''
 xoauth2\t''
 oauthbearer\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to-timeout-seconds -d 'Network timeout [default: 60]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l wait -d 'When another run holds an account\'s lock, wait up to SECONDS for it to finish instead of exiting with status 5' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l config -d 'Read the configuration from PATH [default: $XDG_CONFIG_HOME/mailsync/config.toml]' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l log-file -d 'Append log messages (with times) to FILE instead of printing them on stderr' -r -F
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l color -d 'When to color messages on stderr' -r -f -a "auto\t''
@@ -246,6 +255,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l no-sync-fl
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l delete-source-after -d 'Delete each source message once its copy is confirmed on the destination (UID EXPUNGE of exactly those messages)'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l rebind-state -d 'The state database was made for other servers, and the move is intended: record the given ones, forget the old records and pair messages again by Message-ID and size'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l allow-plaintext -d 'Accept tls none (the password and mail travel unencrypted)'
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l skip-if-locked -d 'When another run holds an account\'s lock, leave that account out quietly (exit status 0; one line with -v): for cron jobs that may overlap'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s q -l quiet -d 'Print errors only'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s v -l verbose -d 'Print each step; repeat for more detail'
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -251,6 +251,19 @@ pub fn server_total<'a>(
     Some(total)
 }
 
+/// Messages waiting to be copied either way, summed; `None` when a figure
+/// is unknown.
+pub fn pending_total<'a>(folders: impl IntoIterator<Item = &'a FolderCount>) -> Option<u64> {
+    let mut total = 0;
+    for folder in folders {
+        if folder.error.is_some() {
+            return None;
+        }
+        total += folder.pending.to_local? + folder.pending.to_server?;
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! servers and Maildir, closed and sealed), and the failure that says why an
 //! account could not run, with its exit status.
 
-use super::args::{config_word, GlobalArgs, OneOffArgs};
+use super::args::{config_word, GlobalArgs, OneOffArgs, WhenLocked};
 use super::output::Ui;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
 use crate::model::FolderName;
@@ -26,6 +26,46 @@ pub(super) struct Failure {
 impl Failure {
     pub(super) fn new(status: ExitStatus, error: anyhow::Error) -> Failure {
         Failure { status, error }
+    }
+
+    /// An account left out on purpose (`--skip-if-locked`): the run's status
+    /// stays 0 and `error` says why, for `-v` and the reports.
+    pub(super) fn skipped(why: anyhow::Error) -> Failure {
+        Failure::new(ExitStatus::Ok, why)
+    }
+
+    pub(super) fn is_skip(&self) -> bool {
+        self.status == ExitStatus::Ok
+    }
+}
+
+/// Opens and locks an account's state database; when another run holds the
+/// lock, fails (exit 5), waits for it, or skips the account, as asked.
+pub(super) fn open_state(
+    ui: &Ui,
+    account: &str,
+    path: &Path,
+    when_locked: WhenLocked,
+) -> Result<StateDb, Failure> {
+    let result = match (StateDb::open(path), when_locked) {
+        (Err(StateError::Locked(_)), WhenLocked::Wait(wait)) => {
+            ui.debug(&format!(
+                "{account}: another run holds the lock on {}; waiting up to {} s for it",
+                path.display(),
+                wait.as_secs()
+            ));
+            StateDb::open_waiting(path, wait)
+        }
+        (result, _) => result,
+    };
+    match result {
+        Err(StateError::Locked(_)) if when_locked == WhenLocked::Skip => {
+            Err(Failure::skipped(anyhow!(
+                "account `{account}`: skipped, another run holds the lock on {}",
+                path.display()
+            )))
+        }
+        result => result.map_err(|e| state_failure(account, path, e)),
     }
 }
 

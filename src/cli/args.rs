@@ -31,13 +31,15 @@ pub const EXIT_CODES: &[(ExitStatus, &str)] = &[
     ),
     (
         ExitStatus::Locked,
-        "another run holds the lock for this account",
+        "another run holds the lock for this account (after --wait SECONDS, if given; --skip-if-locked makes it 0)",
     ),
     (
         ExitStatus::Safety,
         "safety stop: mass-deletion brake tripped, UIDVALIDITY change unresolved, \
          Maildir root missing, state database unusable or made for another server or \
-         Maildir (see --rebind-state), or keep-days asked of a POP3 server without UIDL",
+         Maildir (see --rebind-state), keep-days asked of a POP3 server without UIDL, or \
+         download-delete unconfirmed after two-way sync or with direction push (see \
+         --allow-mass-delete)",
     ),
     (
         ExitStatus::Interrupted,
@@ -283,13 +285,13 @@ pub enum Command {
 #[derive(Debug, clap::Subcommand)]
 enum DocumentedCommand {
     #[command(about = SYNC_ABOUT, long_about = SYNC_LONG_ABOUT)]
-    Sync(SyncArgs),
+    Sync(DocumentedSync),
     #[command(about = WATCH_ABOUT, long_about = WATCH_LONG_ABOUT)]
     Watch(SyncArgs),
     #[command(about = COUNT_ABOUT, long_about = COUNT_LONG_ABOUT)]
     Count(CountArgs),
     #[command(about = MIGRATE_ABOUT, long_about = MIGRATE_LONG_ABOUT)]
-    Migrate(Box<MigrateArgs>),
+    Migrate(Box<DocumentedMigrate>),
     #[command(about = AUTH_ABOUT, long_about = AUTH_LONG_ABOUT)]
     Auth(AuthCommand),
     #[command(about = CHECK_ABOUT, long_about = CHECK_LONG_ABOUT)]
@@ -330,6 +332,24 @@ pub struct CheckArgs {
 
     #[command(flatten)]
     pub one_off: OneOffArgs,
+}
+
+/// `SyncCommand` without its hidden test switches.
+#[derive(Debug, clap::Args)]
+struct DocumentedSync {
+    #[command(flatten)]
+    args: SyncArgs,
+    #[command(flatten)]
+    lock: LockArgs,
+}
+
+/// `MigrateCommand` without its hidden test switches.
+#[derive(Debug, clap::Args)]
+struct DocumentedMigrate {
+    #[command(flatten)]
+    args: MigrateArgs,
+    #[command(flatten)]
+    lock: LockArgs,
 }
 
 const AUTH_ABOUT: &str = "Sign in with OAuth2 and check the stored tokens";
@@ -427,7 +447,48 @@ pub struct SyncCommand {
     pub args: SyncArgs,
 
     #[command(flatten)]
+    pub lock: LockArgs,
+
+    #[command(flatten)]
     pub fault: FaultArgs,
+}
+
+/// What `sync` and `migrate` do when another run holds an account's lock
+/// (`watch` waits on its own, round by round).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct LockArgs {
+    /// When another run holds an account's lock, wait up to SECONDS for it to finish
+    /// instead of exiting with status 5
+    #[arg(long, value_name = "SECONDS", conflicts_with = "skip_if_locked",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub wait: Option<u64>,
+
+    /// When another run holds an account's lock, leave that account out quietly (exit
+    /// status 0; one line with -v): for cron jobs that may overlap
+    #[arg(long)]
+    pub skip_if_locked: bool,
+}
+
+impl LockArgs {
+    pub fn when_locked(&self) -> WhenLocked {
+        match (self.wait, self.skip_if_locked) {
+            (_, true) => WhenLocked::Skip,
+            (Some(seconds), false) => WhenLocked::Wait(std::time::Duration::from_secs(seconds)),
+            (None, false) => WhenLocked::Fail,
+        }
+    }
+}
+
+/// What a run does when another run holds an account's lock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenLocked {
+    /// Stop the account with exit status 5.
+    #[default]
+    Fail,
+    /// Wait up to this long, then stop with exit status 5.
+    Wait(std::time::Duration),
+    /// Leave the account out; the run's status stays 0.
+    Skip,
 }
 
 /// The hidden fault-injection switches of `sync` and `migrate`, for tests.
@@ -530,6 +591,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FILE", requires = "report", value_hint = ValueHint::FilePath)]
     pub report_file: Option<PathBuf>,
 
+    /// Report a skipped message, and exit with 1, on every run; by default one that an
+    /// earlier run reported for the same reason is only counted in the reports
+    #[arg(long)]
+    pub strict: bool,
+
     #[command(flatten)]
     pub one_off: OneOffArgs,
 }
@@ -588,12 +654,33 @@ pub struct CountArgs {
     #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
 
+    /// Monitoring-plugin check: WARNING (exit 1) when the --check figure is above N
+    #[arg(long, value_name = "N", conflicts_with_all = ["total", "format"])]
+    pub warning: Option<u64>,
+
+    /// Monitoring-plugin check: CRITICAL (exit 2) when the --check figure is above N
+    #[arg(long, value_name = "N", conflicts_with_all = ["total", "format"])]
+    pub critical: Option<u64>,
+
+    /// The figure --warning and --critical look at, summed over the selected accounts and
+    /// folders
+    #[arg(long, value_enum, value_name = "FIGURE", default_value_t = CheckFigure::Pending)]
+    pub check: CheckFigure,
+
     /// Accept tls = "none" (the password travels unencrypted)
     #[arg(long)]
     pub allow_plaintext: bool,
 
     #[command(flatten)]
     pub one_off: OneOffArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFigure {
+    /// Messages waiting to be copied, both ways
+    Pending,
+    /// Unseen messages on the server
+    Unseen,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -817,6 +904,9 @@ pub enum ReportKind {
 pub struct MigrateCommand {
     #[command(flatten)]
     pub args: MigrateArgs,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
 
     #[command(flatten)]
     pub fault: FaultArgs,

@@ -5,7 +5,7 @@ use super::account::{
     connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
     store_failure, Failure,
 };
-use super::args::{CountArgs, CountFormat, GlobalArgs};
+use super::args::{CheckFigure, CountArgs, CountFormat, GlobalArgs};
 use super::machine_report::StateOwner;
 use super::output::{aligned, deliver, human_bytes, Ui};
 use super::prometheus::{folder_labels, Exposition};
@@ -59,7 +59,17 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
         .iter()
         .fold(ExitStatus::Ok, |status, c| status.worst(c.status));
 
-    let text = if args.total {
+    let text = if args.warning.is_some() || args.critical.is_some() {
+        let folders = counted.iter().flat_map(|c| c.folders.iter());
+        let complete = counted.iter().all(|c| c.error.is_none());
+        let figure = match args.check {
+            CheckFigure::Pending => count::pending_total(folders),
+            CheckFigure::Unseen => count::server_total(folders, true),
+        }
+        .filter(|_| complete);
+        let (line, state) = plugin_check(args.check, figure, args.warning, args.critical);
+        return deliver(ui, &line, args.output.as_deref(), state);
+    } else if args.total {
         let complete = counted.iter().all(|c| c.error.is_none());
         let folders = counted.iter().flat_map(|c| c.folders.iter());
         match count::server_total(folders, args.unseen).filter(|_| complete) {
@@ -84,7 +94,11 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     let name = account.name.clone();
     let mut state = None;
     match gather(ui, account, offline, &mut state) {
-        Ok((folders, mut status)) => {
+        Ok(Gathered {
+            folders,
+            mut status,
+            unreachable,
+        }) => {
             for folder in &folders {
                 if let Some(error) = &folder.error {
                     ui.problem(&format!("{name}: folder `{}`: {error}", folder.folder));
@@ -95,7 +109,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
                 name,
                 state,
                 folders,
-                error: None,
+                error: unreachable,
                 status,
             }
         }
@@ -112,15 +126,15 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     }
 }
 
-/// The account's folder counts, and `Partial` when some folder names had to
-/// be left out. `owner` gets the state database's endpoints once read, even
+/// The account's folder counts; a server that cannot be reached leaves the
+/// offline figures and `Connection`. `owner` gets the state database's endpoints once read, even
 /// when the figures fail later.
 fn gather(
     ui: &Ui,
     account: &Account,
     offline: bool,
     owner: &mut Option<StateOwner>,
-) -> Result<(Vec<FolderCount>, ExitStatus), Failure> {
+) -> Result<Gathered, Failure> {
     let name = account.name.as_str();
     let wanted = |folder: &FolderName| account.filter.matches(folder);
     let safety = |e: anyhow::Error| Failure::new(ExitStatus::Safety, e);
@@ -192,32 +206,113 @@ fn gather(
         None
     };
 
+    let mut unreachable = None;
     let server = if offline {
         None
     } else {
-        let password = read_password(ui, account)?;
         let synced_before: Vec<FolderName> = recorded.keys().cloned().collect();
-        let mut far = connect(ui, account, password, &synced_before)?;
-        let list = far.status_all(&wanted).map_err(|e| {
-            store_failure(
-                e,
-                ExitStatus::Connection,
-                format!("account `{name}`: cannot ask the server for folder statuses"),
-            )
-        })?;
-        if let Err(e) = far.close() {
-            ui.debug(&format!("{name}: closing {}: {e}", far.describe()));
+        match ask_server(ui, account, &wanted, &synced_before) {
+            Ok(list) => {
+                left_out("server", &list);
+                Some(list)
+            }
+            // The local figures are still worth having: they are shown as
+            // offline ones, and the run ends with the connection's status.
+            Err(failure) if failure.status == ExitStatus::Connection => {
+                ui.error_chain(&failure.error);
+                ui.warn(&format!(
+                    "{name}: the server's figures are those the last sync recorded"
+                ));
+                unreachable = Some(format!("{:#}", failure.error));
+                None
+            }
+            Err(failure) => return Err(failure),
         }
-        left_out("server", &list);
-        Some(list)
     };
+    if unreachable.is_some() {
+        status = status.worst(ExitStatus::Connection);
+    }
 
     let folders = count::combine(&Sources {
         server: server.as_ref(),
         local: local.as_ref(),
         recorded: &recorded,
     });
-    Ok((folders, status))
+    Ok(Gathered {
+        folders,
+        status,
+        unreachable,
+    })
+}
+
+/// What `gather` found for one account.
+struct Gathered {
+    folders: Vec<FolderCount>,
+    /// `Partial` when some folder names had to be left out, `Connection`
+    /// when the server could not be asked.
+    status: ExitStatus,
+    /// Why the server could not be asked, if it could not.
+    unreachable: Option<String>,
+}
+
+/// The server's folder statuses, over one connection.
+fn ask_server(
+    ui: &Ui,
+    account: &Account,
+    wanted: &dyn Fn(&FolderName) -> bool,
+    synced_before: &[FolderName],
+) -> Result<StatusList, Failure> {
+    let name = account.name.as_str();
+    let password = read_password(ui, account)?;
+    let mut far = connect(ui, account, password, synced_before)?;
+    let list = far.status_all(wanted).map_err(|e| {
+        store_failure(
+            e,
+            ExitStatus::Connection,
+            format!("account `{name}`: cannot ask the server for folder statuses"),
+        )
+    })?;
+    if let Err(e) = far.close() {
+        ui.debug(&format!("{name}: closing {}: {e}", far.describe()));
+    }
+    Ok(list)
+}
+
+/// The monitoring-plugin line (`MAILSYNC OK - ... | figure=V;W;C`) and
+/// status. The plugin convention gives exit codes 0 to 3 its own meanings
+/// (OK, WARNING, CRITICAL, UNKNOWN); the statuses of those numbers carry
+/// them out of the process.
+fn plugin_check(
+    check: CheckFigure,
+    figure: Option<u64>,
+    warning: Option<u64>,
+    critical: Option<u64>,
+) -> (String, ExitStatus) {
+    let what = match check {
+        CheckFigure::Pending => "pending",
+        CheckFigure::Unseen => "unseen",
+    };
+    let Some(value) = figure else {
+        return (
+            format!("MAILSYNC UNKNOWN - the {what} figure is not known (see the errors)\n"),
+            ExitStatus::Auth,
+        );
+    };
+    let over = |limit: Option<u64>| limit.is_some_and(|limit| value > limit);
+    let (word, status) = if over(critical) {
+        ("CRITICAL", ExitStatus::Usage)
+    } else if over(warning) {
+        ("WARNING", ExitStatus::Partial)
+    } else {
+        ("OK", ExitStatus::Ok)
+    };
+    let limit = |l: Option<u64>| l.map(|l| l.to_string()).unwrap_or_default();
+    let line = format!(
+        "MAILSYNC {word} - {value} {what} messages | {what}={value};{};{}\n",
+        limit(warning),
+        limit(critical)
+    );
+    (line, status)
 }
 
 fn rfc3339(seconds: i64) -> Option<String> {
@@ -652,6 +747,31 @@ mod tests {
             lines.last().copied(),
             Some("work: state /s/work.db (server imap://me@imap.example.org:993, local /home/me/Mail)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn plugin_check_follows_the_monitoring_plugin_convention() {
+        let check = |figure| plugin_check(CheckFigure::Pending, figure, Some(5), Some(10));
+        assert_eq!(
+            check(Some(5)),
+            (
+                "MAILSYNC OK - 5 pending messages | pending=5;5;10\n".to_string(),
+                ExitStatus::Ok
+            )
+        );
+        assert_eq!(check(Some(6)).1.code(), 1);
+        assert!(check(Some(6)).0.starts_with("MAILSYNC WARNING - 6 pending"));
+        assert_eq!(check(Some(11)).1.code(), 2);
+        assert!(check(Some(11))
+            .0
+            .starts_with("MAILSYNC CRITICAL - 11 pending"));
+        assert_eq!(check(None).1.code(), 3);
+        assert!(check(None).0.starts_with("MAILSYNC UNKNOWN"));
+        let unseen = plugin_check(CheckFigure::Unseen, Some(3), None, Some(2));
+        assert_eq!(
+            unseen.0,
+            "MAILSYNC CRITICAL - 3 unseen messages | unseen=3;;2\n"
         );
     }
 }

@@ -74,6 +74,13 @@ pub fn print_report(
     for (name, reason) in &report.rejected_folders {
         ui.problem(&format!("{prefix}folder `{name}` left out: {reason}"));
     }
+    for pattern in &report.unmatched_patterns {
+        ui.warn(&format!(
+            "account `{}`: the folder pattern `{pattern}` matches no folder on the server or \
+             locally; check its spelling",
+            report.account
+        ));
+    }
     for note in &report.notes {
         ui.info(&format!("account `{}`: {note}", report.account));
     }

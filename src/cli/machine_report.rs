@@ -7,11 +7,12 @@
 //! `direction="to_server"` one applied to the server.
 
 use super::args::ReportFormat;
-use super::prometheus::{folder_labels, seconds, Exposition, Labels};
+use super::prometheus::{account_samples, folder_labels, seconds, Exposition, Labels};
 use crate::state::Binding;
 use crate::sync::run_report::{AccountReport, Counts, ExitStatus, FolderOutcome, FolderReport};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// The JSON report's version.
 pub const REPORT_VERSION: u32 = 1;
@@ -103,18 +104,55 @@ impl RunResult {
     }
 }
 
+/// `previous` is the report file as the last run left it (empty if none):
+/// the Prometheus report carries each account's last success over from it.
 pub fn render_report(
     format: ReportFormat,
     results: &[AccountRun],
     status: ExitStatus,
     started: DateTime<Utc>,
     dry_run: bool,
+    previous: &str,
 ) -> String {
     let finished = Utc::now();
     match format {
         ReportFormat::Json => json(results, status, started, finished, dry_run),
-        ReportFormat::Prometheus => prometheus(results, status, started, finished),
+        ReportFormat::Prometheus => {
+            let last_success = last_success(results, finished, dry_run, previous);
+            prometheus(results, status, started, finished, &last_success)
+        }
     }
+}
+
+/// The report file the last run wrote, or nothing: a missing or unreadable
+/// one only means that no earlier success is known.
+pub fn previous_report(path: Option<&std::path::Path>) -> String {
+    path.and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default()
+}
+
+const LAST_SUCCESS: &str = "mailsync_last_success_timestamp_seconds";
+
+/// When each account last ended a run with status 0: now for those that
+/// just did, else as the previous report said, so that an alert on "no
+/// success for a day" still sees the time through a row of failed runs.
+fn last_success(
+    runs: &[AccountRun],
+    finished: DateTime<Utc>,
+    dry_run: bool,
+    previous: &str,
+) -> BTreeMap<String, i64> {
+    let mut times: BTreeMap<String, i64> = account_samples(previous, LAST_SUCCESS)
+        .into_iter()
+        .collect();
+    for run in runs {
+        if let RunResult::Synced(report) = &run.result {
+            if !dry_run && report.exit_status() == ExitStatus::Ok {
+                times.insert(report.account.clone(), finished.timestamp());
+            }
+        }
+    }
+    times
 }
 
 #[derive(Serialize)]
@@ -172,7 +210,7 @@ impl JsonCounts {
         self.deleted_on_server += c.deleted_far;
         self.deleted_locally += c.deleted_near;
         self.bytes += c.bytes;
-        self.skipped += folder.skipped.len() as u64;
+        self.skipped += (folder.skipped.len() + folder.skipped_before.len()) as u64;
         if folder.outcome != FolderOutcome::Done {
             self.failed_folders += 1;
         }
@@ -202,6 +240,8 @@ struct JsonFolder<'a> {
     bytes: u64,
     duration_seconds: f64,
     skipped: Vec<JsonSkipped<'a>>,
+    /// Skipped again for the reason an earlier run reported.
+    skipped_before: Vec<JsonSkipped<'a>>,
     notes: &'a [String],
     /// The planned actions, one line each (a dry run's output).
     plan: &'a [String],
@@ -246,6 +286,11 @@ fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
         duration_seconds: folder.duration.as_secs_f64(),
         skipped: folder
             .skipped
+            .iter()
+            .map(|(message, reason)| JsonSkipped { message, reason })
+            .collect(),
+        skipped_before: folder
+            .skipped_before
             .iter()
             .map(|(message, reason)| JsonSkipped { message, reason })
             .collect(),
@@ -311,6 +356,7 @@ fn prometheus(
     status: ExitStatus,
     started: DateTime<Utc>,
     finished: DateTime<Utc>,
+    last_success: &BTreeMap<String, i64>,
 ) -> String {
     let results: Vec<&RunResult> = runs.iter().map(|run| &run.result).collect();
     let mut out = Exposition::default();
@@ -347,15 +393,41 @@ fn prometheus(
             .map(|r| (vec![("account", r.account())], seconds(r.duration()))),
     );
 
+    out.gauge(
+        LAST_SUCCESS,
+        "When the account last synced with exit status 0, in Unix seconds.",
+        last_success
+            .iter()
+            .map(|(account, time)| (vec![("account", account.as_str())], *time)),
+    );
+
     StateOwner::gauge(
         &mut out,
         runs.iter().map(|run| (run.result.account(), &run.state)),
     );
 
-    let folders: Vec<(&str, &FolderReport)> = results
+    // Folders where nothing happened get their zeros too: a series that
+    // comes and goes between runs breaks graphs and alerts.
+    let quiet: Vec<(&str, FolderReport)> = runs
+        .iter()
+        .filter_map(|run| match &run.result {
+            RunResult::Synced(report) => Some(report),
+            RunResult::Failed { .. } => None,
+        })
+        .flat_map(|report| {
+            let account = report.account.as_str();
+            report
+                .quiet_folders
+                .iter()
+                .map(move |name| (account, FolderReport::new(name.clone())))
+        })
+        .collect();
+    let mut folders: Vec<(&str, &FolderReport)> = results
         .iter()
         .flat_map(|r| r.folders().iter().map(move |f| (r.account(), f)))
+        .chain(quiet.iter().map(|(account, folder)| (*account, folder)))
         .collect();
+    folders.sort_by(|(a, f), (b, g)| (a, &f.folder).cmp(&(b, &g.folder)));
     let each_way = |pick: fn(&Counts) -> (u64, u64)| {
         folders.iter().flat_map(move |(account, folder)| {
             let (to_local, to_server) = pick(&folder.counts);
@@ -393,9 +465,10 @@ fn prometheus(
     out.gauge(
         "mailsync_sync_messages_skipped",
         "Messages the last run skipped (each is reported with its reason), per folder.",
-        folders
-            .iter()
-            .map(|(account, f)| (folder_labels(account, &f.folder), f.skipped.len())),
+        folders.iter().map(|(account, f)| {
+            let skipped = f.skipped.len() + f.skipped_before.len();
+            (folder_labels(account, &f.folder), skipped)
+        }),
     );
     out.gauge(
         "mailsync_sync_folder_failed",
@@ -442,6 +515,7 @@ mod tests {
         spam.outcome = FolderOutcome::SafetyStop("brake".into());
         let mut report = AccountReport::new("work");
         report.folders = vec![inbox, spam];
+        report.quiet_folders = vec![FolderName::parse("Archive").expect("name")];
         report.duration = Duration::from_secs(2);
         let binding = Binding {
             far: Endpoint::server("imap", "IMAP.example.org", 993, "me"),
@@ -519,7 +593,13 @@ mod tests {
     #[test]
     fn prometheus_report_labels_folders_and_directions() {
         let (started, finished) = times();
-        let text = prometheus(&sample(), ExitStatus::Safety, started, finished);
+        let text = prometheus(
+            &sample(),
+            ExitStatus::Safety,
+            started,
+            finished,
+            &BTreeMap::new(),
+        );
         for line in [
             "# TYPE mailsync_sync_exit_code gauge",
             "mailsync_sync_exit_code 6",
@@ -536,8 +616,41 @@ mod tests {
             "mailsync_sync_folder_duration_seconds{account=\"work\",folder=\"INBOX\"} 1.500",
             "mailsync_state_info{account=\"work\",state=\"/s/work.db\",server=\"imap://me@imap.example.org:993\",local=\"/home/me/Mail\"} 1",
             "mailsync_state_info{account=\"home\",state=\"/s/home.db\"} 1",
+            "mailsync_sync_messages_copied{account=\"work\",folder=\"Archive\",direction=\"to_local\"} 0",
+            "mailsync_sync_folder_failed{account=\"work\",folder=\"Archive\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+    }
+
+    #[test]
+    fn last_success_is_kept_through_failed_runs_and_renewed_by_a_good_one() {
+        let (_, finished) = times();
+        let previous = "# TYPE mailsync_last_success_timestamp_seconds gauge\n\
+                        mailsync_last_success_timestamp_seconds{account=\"work\"} 100\n\
+                        mailsync_last_success_timestamp_seconds{account=\"gone\"} 50\n";
+        // work stopped for safety, home failed: neither is a success.
+        let kept = last_success(&sample(), finished, false, previous);
+        assert_eq!(
+            kept,
+            BTreeMap::from([("gone".to_string(), 50), ("work".to_string(), 100)])
+        );
+        let good = vec![AccountRun {
+            result: RunResult::Synced(AccountReport::new("work")),
+            state: StateOwner::new(std::path::Path::new("/s/work.db"), None),
+        }];
+        let renewed = last_success(&good, finished, false, previous);
+        assert_eq!(renewed["work"], finished.timestamp());
+        assert_eq!(renewed["gone"], 50);
+        // A dry run changes nothing, so it is no success either.
+        assert_eq!(last_success(&good, finished, true, previous)["work"], 100);
+        let text = prometheus(&good, ExitStatus::Ok, finished, finished, &renewed);
+        assert!(
+            text.contains(&format!(
+                "mailsync_last_success_timestamp_seconds{{account=\"work\"}} {}\n",
+                finished.timestamp()
+            )),
+            "{text}"
+        );
     }
 }

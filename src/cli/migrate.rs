@@ -4,10 +4,9 @@
 //! into endpoints, reads passwords, opens the state, draws progress and prints.
 
 use super::account::{
-    bind_state, close_state, dry_run_scratch, exists, point_out_earlier_state, state_failure,
-    Failure,
+    bind_state, close_state, dry_run_scratch, exists, open_state, point_out_earlier_state, Failure,
 };
-use super::args::{GlobalArgs, MigrateArgs, MigrateCommand, ReportKind};
+use super::args::{GlobalArgs, MigrateArgs, MigrateCommand, ReportKind, WhenLocked};
 use super::migrate_text::{print_problems, render_batch, render_text};
 use super::output::{deliver, Ui};
 use super::progress::MigrateProgress;
@@ -17,7 +16,7 @@ use crate::migrate::endpoint::{Endpoint, EndpointSpec};
 use crate::migrate::mapping::{parse_map, FolderRules, Rename};
 use crate::migrate::migration_report::{BatchSummary, MigrationReport};
 use crate::migrate::{MigrateOptions, Migration, PlannedFolder};
-use crate::state::{Binding, StateDb};
+use crate::state::Binding;
 use crate::store::imap::ImapConfig;
 use crate::sync::run_report::{ExitStatus, Stop};
 use crate::sync::FolderFilter;
@@ -38,6 +37,7 @@ struct Setup<'g> {
     options: MigrateOptions,
     allow_plaintext: bool,
     rebind_state: bool,
+    when_locked: WhenLocked,
 }
 
 /// Spells a field's name as the user wrote it (`--from-host`, `column from_host`).
@@ -56,13 +56,16 @@ struct Pair {
 }
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: MigrateCommand) -> ExitStatus {
-    let MigrateCommand { args, fault } = command;
+    let MigrateCommand { args, lock, fault } = command;
     if let Err(status) = fault.arm(ui) {
         return status;
     }
     let crash_after_steps = fault.crash_after_steps;
     let setup = match Setup::new(global, &args, crash_after_steps) {
-        Ok(setup) => setup,
+        Ok(setup) => Setup {
+            when_locked: lock.when_locked(),
+            ..setup
+        },
         Err(error) => {
             ui.error_chain(&error);
             return ExitStatus::Usage;
@@ -116,6 +119,7 @@ impl<'g> Setup<'g> {
             options,
             allow_plaintext: args.allow_plaintext,
             rebind_state: args.rebind_state,
+            when_locked: WhenLocked::Fail,
         })
     }
 
@@ -237,6 +241,10 @@ fn run_single(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs) -> ExitStatus {
     };
     let report = match migrate_pair(ui, setup, &pair, usize::from(args.jobs), false) {
         Ok(report) => report,
+        Err(failure) if failure.is_skip() => {
+            ui.debug(&format!("{:#}", failure.error));
+            return failure.status;
+        }
         Err(failure) => {
             ui.error_chain(&failure.error);
             return failure.status;
@@ -320,7 +328,7 @@ fn migrate_pair(
         _ => pair.state.clone(),
     };
     ui.debug(&format!("{name}: state database {}", state_path.display()));
-    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = open_state(ui, name, &state_path, setup.when_locked)?;
     let mut state = bind_state(
         ui,
         name,

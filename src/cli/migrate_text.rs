@@ -28,6 +28,11 @@ pub(super) fn print_problems(ui: &Ui, report: &MigrationReport, prefix: &str) {
             rejected.folder, rejected.reason
         ));
     }
+    for pattern in &report.unmatched_patterns {
+        ui.warn(&format!(
+            "{prefix}the folder pattern `{pattern}` matches no source folder; check its spelling"
+        ));
+    }
     for note in &report.notes {
         ui.info(&format!("{prefix}{note}"));
     }

@@ -62,6 +62,37 @@ pub fn escape_label(value: &str) -> String {
     out
 }
 
+/// The samples `name{account="..."} VALUE` of an exposition this program
+/// wrote earlier, by account; lines of any other shape are passed over.
+pub fn account_samples(text: &str, name: &str) -> Vec<(String, i64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix("{account=\"")?;
+            let (account, rest) = unescape_label(rest)?;
+            let value = rest.strip_prefix("} ")?.trim().parse().ok()?;
+            Some((account, value))
+        })
+        .collect()
+}
+
+/// A label value up to its closing quote, unescaped, and what follows the
+/// quote; `None` when the quote is missing.
+fn unescape_label(text: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = text.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &text[at + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                escaped => out.push(escaped),
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 /// HELP text: backslash and line feed are escaped.
 fn escape_help(text: &str) -> String {
     text.replace('\\', "\\\\").replace('\n', "\\n")
@@ -100,6 +131,28 @@ mod tests {
              mailsync_test_messages 4\n\
              # HELP mailsync_empty Nothing yet.\n\
              # TYPE mailsync_empty gauge\n"
+        );
+    }
+
+    #[test]
+    fn account_samples_read_back_what_gauge_wrote() {
+        let mut out = Exposition::default();
+        out.gauge(
+            "mailsync_x",
+            "X.",
+            [
+                (vec![("account", "work")], 17),
+                (vec![("account", "odd \"one\"\\\n")], 18),
+            ],
+        );
+        out.gauge("mailsync_x_other", "Y.", [(vec![("account", "work")], 5)]);
+        let text = out.into_string() + "mailsync_x{account=\"broken} 3\n";
+        assert_eq!(
+            account_samples(&text, "mailsync_x"),
+            [
+                ("work".to_string(), 17),
+                ("odd \"one\"\\\n".to_string(), 18)
+            ]
         );
     }
 

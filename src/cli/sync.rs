@@ -4,11 +4,12 @@
 
 use super::account::{
     bind_state, close_state, connect, connect_far, dry_run_scratch, exists, load_accounts,
-    point_out_earlier_one_off_state, read_password, state_failure, store_failure, Failure,
+    open_state, point_out_earlier_one_off_state, read_password, state_failure, store_failure,
+    Failure,
 };
-use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand};
+use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
-use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
+use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
 use crate::config::{Account, FarConfig, Overrides};
@@ -21,12 +22,13 @@ use crate::sync::keywords;
 use crate::sync::policy::{Direction, Mode};
 use crate::sync::run_report::{AccountReport, ExitStatus};
 use crate::sync::run_report::{FolderReport, Stop};
-use crate::sync::{sync_account, Connections, RunOptions, StopRequest, StorePair};
+use crate::sync::{remember_skips, sync_account, Connections, RunOptions, StopRequest, StorePair};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
-    let SyncCommand { args, fault } = command;
+    let SyncCommand { args, lock, fault } = command;
+    let when_locked = lock.when_locked();
     if let Err(status) = fault.arm(ui) {
         return status;
     }
@@ -37,7 +39,9 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
         Ok(accounts) => accounts,
         Err(error) => {
             ui.error_chain(&error);
-            return ExitStatus::Usage;
+            // The report still says so: a monitor reading the file must not
+            // go on seeing the last good run.
+            return write_report(ui, &args, &[], ExitStatus::Usage, started);
         }
     };
     point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
@@ -48,26 +52,44 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let mut results = Vec::with_capacity(accounts.len());
     for account in &accounts {
         let mut interrupted = false;
-        let result = match sync_one(ui, account, &args, crash_after_steps, stop) {
-            Ok(report) => {
-                print_report(ui, &report, several, args.dry_run, report_on_stdout);
-                if !args.dry_run {
-                    super::post_sync::run_after(ui, account, &report);
+        let run = sync_one(ui, account, &args, when_locked, crash_after_steps, stop);
+        let result =
+            match run {
+                Ok(report) => {
+                    print_report(ui, &report, several, args.dry_run, report_on_stdout);
+                    if !args.dry_run {
+                        super::post_sync::run_after(ui, account, &report);
+                    }
+                    status = status.worst(report.exit_status());
+                    if report.unmatched_patterns.iter().any(|pattern| {
+                        args.folders.contains(pattern) || args.exclude.contains(pattern)
+                    }) {
+                        // A mistyped --folder or --exclude is a usage error; one
+                        // in the config file only warns, as it may match again
+                        // later.
+                        status = status.worst(ExitStatus::Usage);
+                    }
+                    interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
+                    RunResult::Synced(report)
                 }
-                status = status.worst(report.exit_status());
-                interrupted = matches!(report.stopped, Some(Stop::Interrupted(_)));
-                RunResult::Synced(report)
-            }
-            Err(failure) => {
-                ui.error_chain(&failure.error);
-                status = status.worst(failure.status);
-                RunResult::Failed {
-                    account: account.name.clone(),
-                    status: failure.status,
-                    error: format!("{:#}", failure.error),
+                Err(failure) if failure.is_skip() => {
+                    ui.debug(&format!("{:#}", failure.error));
+                    RunResult::Failed {
+                        account: account.name.clone(),
+                        status: failure.status,
+                        error: format!("{:#}", failure.error),
+                    }
                 }
-            }
-        };
+                Err(failure) => {
+                    ui.error_chain(&failure.error);
+                    status = status.worst(failure.status);
+                    RunResult::Failed {
+                        account: account.name.clone(),
+                        status: failure.status,
+                        error: format!("{:#}", failure.error),
+                    }
+                }
+            };
         // The configured endpoints: a state recording others stops the run
         // before it starts, with an error that names them.
         let state = StateOwner::new(&account.state_path, Some(&account.binding()));
@@ -76,11 +98,23 @@ pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
             break;
         }
     }
-    if let Some(format) = args.report {
-        let text = render_report(format, &results, status, started, args.dry_run);
-        status = deliver(ui, &text, args.report_file.as_deref(), status);
-    }
-    status
+    write_report(ui, &args, &results, status, started)
+}
+
+/// Writes `--report`, if asked for; returns the run's final status.
+fn write_report(
+    ui: &Ui,
+    args: &SyncArgs,
+    results: &[AccountRun],
+    status: ExitStatus,
+    started: chrono::DateTime<chrono::Utc>,
+) -> ExitStatus {
+    let Some(format) = args.report else {
+        return status;
+    };
+    let previous = previous_report(args.report_file.as_deref());
+    let text = render_report(format, results, status, started, args.dry_run, &previous);
+    deliver(ui, &text, args.report_file.as_deref(), status)
 }
 
 /// The accounts `sync` and `watch` work on, adjusted by this run's flags.
@@ -139,11 +173,24 @@ fn sync_one(
     ui: &Ui,
     account: &Account,
     args: &SyncArgs,
+    when_locked: WhenLocked,
     crash_after_steps: Option<u64>,
     stop: StopRequest,
 ) -> Result<AccountReport, Failure> {
     let password = read_password(ui, account)?;
-    sync_with_password(ui, account, args, crash_after_steps, stop, password)
+    let run = RunSwitches {
+        when_locked,
+        crash_after_steps,
+        stop,
+    };
+    sync_with_password(ui, account, args, run, password)
+}
+
+/// How one sync goes beyond its flags: the lock, fault injection, signals.
+pub(super) struct RunSwitches {
+    pub when_locked: WhenLocked,
+    pub crash_after_steps: Option<u64>,
+    pub stop: StopRequest,
 }
 
 /// One sync of `account`, the password already read.
@@ -151,11 +198,15 @@ pub(super) fn sync_with_password(
     ui: &Ui,
     account: &Account,
     args: &SyncArgs,
-    crash_after_steps: Option<u64>,
-    stop: StopRequest,
+    run: RunSwitches,
     password: Secret,
 ) -> Result<AccountReport, Failure> {
     let name = account.name.as_str();
+    let RunSwitches {
+        when_locked,
+        crash_after_steps,
+        stop,
+    } = run;
 
     // A dry run changes nothing, not even by creating the state database or
     // the Maildir root: a missing one is stood in for by an empty scratch copy.
@@ -178,7 +229,7 @@ pub(super) fn sync_with_password(
         "{name}: opening the state database {}",
         state_path.display()
     ));
-    let state = StateDb::open(&state_path).map_err(|e| state_failure(name, &state_path, e))?;
+    let state = open_state(ui, name, &state_path, when_locked)?;
     // Before anything else looks at the state or touches the Maildir.
     let mut state = bind_state(
         ui,
@@ -300,6 +351,12 @@ pub(super) fn sync_with_password(
             (Err(e), _) | (_, Err(e)) => report
                 .notes
                 .push(format!("keywords were not synced this run: {e}")),
+        }
+    }
+    if !args.dry_run {
+        if let Err(e) = remember_skips(&mut state, &mut report, args.strict) {
+            // The next run reports them again: noisy, never a loss.
+            ui.warn(&format!("{name}: cannot record the reported skips: {e}"));
         }
     }
     // A run stopped by a signal stopped right after a commit: as clean an end.

@@ -8,10 +8,11 @@
 
 use super::account::{read_password, Failure};
 use super::args::SyncArgs;
+use super::args::WhenLocked;
 use super::human_summary::print_report;
-use super::machine_report::{render_report, AccountRun, RunResult, StateOwner};
+use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, human_duration, Ui};
-use super::sync::{load_sync_accounts, sync_with_password};
+use super::sync::{load_sync_accounts, sync_with_password, RunSwitches};
 use crate::config::{Account, FarConfig};
 use crate::model::FolderName;
 use crate::state::StateDb;
@@ -405,7 +406,12 @@ impl Watcher<'_> {
         }
         .and_then(|password| {
             watched.password = Some(password.clone());
-            sync_with_password(ui, &account, self.args, None, self.stop, password)
+            let run = RunSwitches {
+                when_locked: WhenLocked::Fail,
+                crash_after_steps: None,
+                stop: self.stop,
+            };
+            sync_with_password(ui, &account, self.args, run, password)
         });
         let now = Instant::now();
         let outcome = match result {
@@ -586,7 +592,8 @@ impl Watcher<'_> {
                 RunResult::Failed { status, .. } => *status,
             })
         });
-        let text = render_report(format, &runs, status, started, false);
+        let previous = previous_report(Some(path));
+        let text = render_report(format, &runs, status, started, false, &previous);
         deliver(self.ui, &text, Some(path), status);
         let mut runs = runs.into_iter();
         for (watched, had_run) in self.accounts.iter_mut().zip(had_run) {

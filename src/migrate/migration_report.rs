@@ -126,6 +126,9 @@ pub struct MigrationReport {
     /// Source folders whose names could not be used.
     pub rejected_folders: Vec<Rejected>,
     pub notes: Vec<String>,
+    /// `--folder`, `--exclude` and `--map` patterns that matched no source
+    /// folder: most likely typos, a usage error.
+    pub unmatched_patterns: Vec<String>,
     /// What ended the run early (or kept it from starting).
     pub error: Option<String>,
     pub exit_code: u8,
@@ -148,6 +151,7 @@ impl MigrationReport {
             folders: Vec::new(),
             rejected_folders: Vec::new(),
             notes: Vec::new(),
+            unmatched_patterns: Vec::new(),
             error: None,
             exit_code: 0,
             seconds: 0.0,
@@ -271,6 +275,9 @@ impl MigrationReport {
         let mut status = self.error_status.unwrap_or(ExitStatus::Ok);
         if !self.rejected_folders.is_empty() {
             status = status.worst(ExitStatus::Partial);
+        }
+        if !self.unmatched_patterns.is_empty() {
+            status = status.worst(ExitStatus::Usage);
         }
         for row in &self.folders {
             status = status.worst(row.status);

@@ -92,7 +92,10 @@ impl MigrateOptions {
             deletions: false,
             expunge: true,
             create_folders: true,
-            allow_mass_delete: false,
+            // --delete-source-after is the confirmation that download-delete
+            // asks for after copying runs (its own first pass is one); with
+            // deletions off the brake has nothing else to weigh.
+            allow_mass_delete: self.delete_source_after,
             keep_on_server_days: None,
             max_message_size: None,
             ..Policy::default()
@@ -153,6 +156,7 @@ pub struct Migration {
     folders: Vec<PlannedFolder>,
     rejected: Vec<(String, String)>,
     notes: Vec<String>,
+    unmatched: Vec<String>,
     options: MigrateOptions,
     started: Instant,
 }
@@ -238,6 +242,15 @@ impl Migration {
             .into_iter()
             .filter(|e| options.filter.matches(&e.source))
             .collect();
+        let source_names: Vec<&FolderName> = source_list.folders.iter().map(|f| &f.name).collect();
+        let mut unmatched = options.filter.unmatched(source_names.iter().copied());
+        for (from, _) in &options.rules.maps {
+            let below = format!("{from}/");
+            let placed = |n: &&FolderName| *n == from || n.as_str().starts_with(below.as_str());
+            if !source_names.iter().any(placed) {
+                unmatched.push(from.to_string());
+            }
+        }
         for (target, sources) in mapping::merges(&entries) {
             let names: Vec<String> = sources.iter().map(|s| format!("`{s}`")).collect();
             notes.push(format!(
@@ -255,6 +268,7 @@ impl Migration {
             folders,
             rejected: statuses.rejected,
             notes,
+            unmatched,
             options: options.clone(),
             started,
         })
@@ -445,6 +459,7 @@ impl Migration {
             })
             .collect();
         report.notes = self.notes.clone();
+        report.unmatched_patterns = self.unmatched.clone();
         report.add_account(&account, &self.folders, keywords, state);
         report.seconds = self.started.elapsed().as_secs_f64();
         report

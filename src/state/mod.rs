@@ -17,7 +17,7 @@ mod tests;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
 pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
-use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use schema::unusable;
 use seal::Seal;
 use std::fs::{File, TryLockError};
@@ -152,10 +152,16 @@ const FOLDER_COLUMNS: &str =
 impl StateDb {
     /// Opens (creating if needed, with parent directories) and locks the database.
     pub fn open(path: &Path) -> StateResult<StateDb> {
+        StateDb::open_waiting(path, Duration::ZERO)
+    }
+
+    /// `open`, waiting up to `wait` for another run to release the lock
+    /// (`sync --wait`): cron runs that overlap queue up instead of failing.
+    pub fn open_waiting(path: &Path, wait: Duration) -> StateResult<StateDb> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             crate::private::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
         }
-        let lock = take_lock(path)?;
+        let lock = take_lock(path, wait)?;
         create_private(path)?;
         let sealed = Seal::take(&lock).map_err(|source| io_error(path, source))?;
         let check = sealed.is_none() || sealed != Seal::of(path);
@@ -278,6 +284,36 @@ impl StateDb {
             out.push(rows::folder_from_row(&self.path, row)?);
         }
         Ok(out)
+    }
+
+    /// The mode the last run worked in, as `Batch::set_last_mode` wrote it;
+    /// `None` before the first run of a version that records it.
+    pub fn last_mode(&self) -> StateResult<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT mode FROM last_mode WHERE id = 1", [], |row| {
+                row.get(0)
+            })
+            .optional()?)
+    }
+
+    /// The folder's skipped messages already reported: (message, reason).
+    pub fn reported(&self, folder: &FolderName) -> StateResult<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT message, reason FROM reported WHERE folder = ?1")?;
+        let rows = stmt.query_map([folder.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records whose message both sides held at the end of a run.
+    pub fn paired_records(&self) -> StateResult<u64> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM records WHERE far IS NOT NULL AND near IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// The folder's records in creation order.
@@ -432,7 +468,7 @@ fn usable_file(path: &Path, metadata: &std::fs::Metadata) -> StateResult<()> {
     Ok(())
 }
 
-fn take_lock(path: &Path) -> StateResult<File> {
+fn take_lock(path: &Path, wait: Duration) -> StateResult<File> {
     let lock_path = lock_path(path);
     let file = crate::private::file_options_no_follow()
         .read(true)
@@ -450,12 +486,20 @@ fn take_lock(path: &Path) -> StateResult<File> {
     // A child that this process forks (a password command, say) shares the
     // descriptor, and with it the lock, until it execs; a lock released just
     // before is therefore retried for a moment. Another run holds it for good.
-    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    let started = std::time::Instant::now();
+    let deadline = started + LOCK_GRACE.max(wait);
     loop {
         match file.try_lock() {
             Ok(()) => return Ok(file),
             Err(TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
+                // Quick retries catch a forked child's brief hold; a real
+                // wait for another run need not spin.
+                let pause = if started.elapsed() < LOCK_GRACE {
+                    10
+                } else {
+                    100
+                };
+                std::thread::sleep(Duration::from_millis(pause));
             }
             Err(TryLockError::WouldBlock) => {
                 return Err(StateError::Locked(path.display().to_string()))
@@ -634,6 +678,29 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// Replaces the folder's reported skips with `skips`: one that is gone
+    /// is forgotten, so that it is reported again should it come back.
+    pub fn set_reported(&self, folder: &FolderName, skips: &[(String, String)]) -> StateResult<()> {
+        self.tx
+            .prepare_cached("DELETE FROM reported WHERE folder = ?1")?
+            .execute([folder.as_str()])?;
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO reported (folder, message, reason) VALUES (?1, ?2, ?3)",
+        )?;
+        for (message, reason) in skips {
+            insert.execute(params![folder.as_str(), message, reason])?;
+        }
+        Ok(())
+    }
+
+    /// Records the mode this run works in (`two-way` or `download-delete`).
+    pub fn set_last_mode(&self, mode: &str) -> StateResult<()> {
+        self.tx
+            .prepare_cached("INSERT OR REPLACE INTO last_mode (id, mode) VALUES (1, ?1)")?
+            .execute([mode])?;
+        Ok(())
+    }
+
     /// Records that a run found the folder unchanged on both sides.
     pub fn touch_folder(&self, folder: &FolderName, last_sync: i64) -> StateResult<()> {
         self.tx
@@ -647,6 +714,7 @@ impl Batch<'_> {
         for sql in [
             "DELETE FROM records WHERE folder = ?1",
             "DELETE FROM intents WHERE folder = ?1",
+            "DELETE FROM reported WHERE folder = ?1",
             "DELETE FROM folders WHERE name = ?1",
         ] {
             self.tx.prepare_cached(sql)?.execute([folder.as_str()])?;

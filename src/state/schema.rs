@@ -103,7 +103,28 @@ CREATE TABLE keywords (
 );
 ";
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+/// The mode (`two-way` or `download-delete`) the last run worked in: the
+/// first download-delete run over what two-way syncs recorded would empty the
+/// server, so it is refused unless confirmed. A file from before this version
+/// records none, and nothing is refused for it.
+///
+/// `reported`: skipped messages already reported, with the reason, so that a
+/// condition that lasts (a message over `max_message_size`) is reported once
+/// rather than by every cron run.
+const V6: &str = "
+CREATE TABLE last_mode (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    mode TEXT NOT NULL CHECK (mode IN ('two-way', 'download-delete'))
+);
+CREATE TABLE reported (
+    folder  TEXT NOT NULL,
+    message TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    PRIMARY KEY (folder, message, reason)
+);
+";
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes and understands.
 pub(super) const SUPPORTED_VERSION: i64 = MIGRATIONS.len() as i64;

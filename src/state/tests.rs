@@ -891,8 +891,8 @@ fn a_file_from_before_endpoints_were_recorded_is_adopted_as_it_is() {
     // What an earlier version left: schema version 2, no endpoints table.
     raw_sql(
         &path,
-        "DROP TABLE keywords; DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; \
-         PRAGMA user_version = 2;",
+        "DROP TABLE keywords; DROP TABLE endpoints; DROP TABLE last_mode; DROP TABLE reported; \
+         ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
     );
     let mut db = StateDb::open(&path).unwrap();
     let home = binding(993, "/home/me/Mail");
@@ -914,8 +914,8 @@ fn a_read_only_open_of_an_earlier_file_sees_no_endpoints() {
     drop(synced_db(&path));
     raw_sql(
         &path,
-        "DROP TABLE keywords; DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; \
-         PRAGMA user_version = 2;",
+        "DROP TABLE keywords; DROP TABLE endpoints; DROP TABLE last_mode; DROP TABLE reported; \
+         ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
     );
     let db = StateDb::open_read_only(&path).unwrap();
     assert_eq!(db.binding().unwrap(), None);
@@ -1024,4 +1024,28 @@ fn keyword_bases_follow_their_records() {
     batch.delete_record(record).unwrap();
     batch.commit().unwrap();
     assert!(db.keyword_bases(&inbox).unwrap().is_empty());
+}
+
+#[test]
+fn the_last_mode_is_remembered_and_unknown_in_a_file_from_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(synced_db(&path));
+    let mut db = StateDb::open(&path).unwrap();
+    assert_eq!(db.last_mode().unwrap(), None);
+    assert_eq!(db.paired_records().unwrap(), 1);
+    let batch = db.batch().unwrap();
+    batch.set_last_mode("two-way").unwrap();
+    batch.commit().unwrap();
+    drop(db);
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(db.last_mode().unwrap().as_deref(), Some("two-way"));
+    drop(db);
+    // What version 5 left: no table, so no mode, and the upgrade adds it.
+    raw_sql(
+        &path,
+        "DROP TABLE last_mode; DROP TABLE reported; PRAGMA user_version = 5;",
+    );
+    let db = StateDb::open(&path).unwrap();
+    assert_eq!(db.last_mode().unwrap(), None);
 }

@@ -232,7 +232,44 @@ fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) 
         && folder.notes.is_empty();
     if !quiet || dry_run {
         report.folders.push(folder);
+    } else {
+        report.quiet_folders.push(folder.folder);
     }
+}
+
+/// Reports a lasting condition once. A message the planner skipped (over
+/// `max_message_size`) that an earlier run reported already, for the same
+/// reason, moves to `skipped_before` unless `strict`: cron then mails it
+/// once, not every run. Skips that a retry may cure (a server refusal, an
+/// unreadable file) are reported every run. The state remembers what every
+/// finished folder skipped; one that is gone is forgotten, and reported
+/// again should it come back. For real runs only: a dry run reports all.
+pub fn remember_skips(
+    state: &mut StateDb,
+    report: &mut AccountReport,
+    strict: bool,
+) -> Result<(), StateError> {
+    let finished = |f: &&mut FolderReport| f.outcome == FolderOutcome::Done;
+    for folder in report.folders.iter_mut().filter(finished) {
+        if strict || folder.skipped.is_empty() {
+            continue;
+        }
+        let known = state.reported(&folder.folder)?;
+        let lasting = &folder.lasting;
+        let (before, new) = std::mem::take(&mut folder.skipped)
+            .into_iter()
+            .partition(|skip| lasting.contains(skip) && known.contains(skip));
+        folder.skipped = new;
+        folder.skipped_before = before;
+    }
+    let batch = state.batch()?;
+    for folder in report.folders.iter_mut().filter(finished) {
+        batch.set_reported(&folder.folder, &folder.lasting)?;
+    }
+    for name in &report.quiet_folders {
+        batch.set_reported(name, &[])?;
+    }
+    batch.commit()
 }
 
 /// Puts what ended a run early into its report.
@@ -321,9 +358,30 @@ impl<'a> Engine<'a> {
                 self.far.describe()
             ))));
         }
+        let last_mode = self.state.last_mode()?;
+        let paired = match self.policy.mode {
+            Mode::DownloadDelete => self.state.paired_records()?,
+            Mode::TwoWay => 0,
+        };
+        if let Some(why) = plan::download_delete_refusal(self.policy, last_mode.as_deref(), paired)
+        {
+            return Err(Abort::Store(StoreError::Unsafe(format!(
+                "{}: {why}; nothing was changed",
+                self.far.describe()
+            ))));
+        }
+        if !self.options.dry_run && last_mode.as_deref() != Some(self.policy.mode.as_str()) {
+            let batch = self.state.batch()?;
+            batch.set_last_mode(self.policy.mode.as_str())?;
+            batch.commit()?;
+        }
         let far_folders = self.list_folders(Side::Far, report)?;
         let near_folders = self.list_folders(Side::Near, report)?;
         let known: BTreeMap<FolderName, FolderState> = self.state.folders()?.into_iter().collect();
+        report.unmatched_patterns = self
+            .options
+            .filter
+            .unmatched(far_folders.keys().chain(near_folders.keys()));
 
         // An unmounted or wiped Maildir looks exactly like "the user deleted
         // everything": refuse to treat it as deletions.
@@ -389,6 +447,7 @@ impl<'a> Engine<'a> {
         let mut with_work = Vec::new();
         for job in jobs {
             if self.unchanged_since_last_run(&job)? {
+                report.quiet_folders.push(job.name.clone());
                 self.unchanged.push(job.name);
                 self.unchanged_total += 1;
             } else {
@@ -541,6 +600,15 @@ impl<'a> Engine<'a> {
             if present {
                 continue;
             }
+            let keeps_server_deletions = side == Side::Far
+                && !download_delete
+                && self.policy.direction == Direction::Pull
+                && !self.policy.deletions;
+            if known.is_some() && keeps_server_deletions {
+                // A backup (pull, no deletions) keeps what the server deleted:
+                // that is what it is for, not a problem to mail every run.
+                return Ok(false);
+            }
             if known.is_some() {
                 // Absence is not deletion: a folder synced before and now gone on
                 // one side is neither recreated nor deleted on the other.
@@ -588,9 +656,7 @@ impl<'a> Engine<'a> {
                 };
                 // Without records there is nothing the brake could stop.
                 if let Ok(planned) = plan::plan(&input, self.policy) {
-                    report
-                        .skipped
-                        .extend(planned.skipped.iter().map(plan::Skip::reported));
+                    report.add_planned_skips(&planned.skipped);
                     report.plan.extend(planned.lines());
                     report.count_planned(&planned.actions);
                 }
@@ -785,9 +851,7 @@ impl<'a> Engine<'a> {
                 return Ok(None);
             }
         };
-        report
-            .skipped
-            .extend(planned.skipped.iter().map(plan::Skip::reported));
+        report.add_planned_skips(&planned.skipped);
         if self.options.dry_run {
             report.plan.extend(planned.lines());
             report.count_planned(&planned.actions);
@@ -917,3 +981,61 @@ impl<'a> Engine<'a> {
 
 #[cfg(test)]
 mod scenarios;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report_with(skips: &[(&str, &str)], lasting: bool) -> AccountReport {
+        let mut folder = FolderReport::new(FolderName::inbox());
+        for (message, reason) in skips {
+            let skip = (message.to_string(), reason.to_string());
+            if lasting {
+                folder.lasting.push(skip.clone());
+            }
+            folder.skipped.push(skip);
+        }
+        let mut report = AccountReport::new("work");
+        report.folders.push(folder);
+        report
+    }
+
+    #[test]
+    fn a_lasting_skip_is_reported_once_and_again_after_it_went_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state = StateDb::open(&dir.path().join("state.db")).expect("state");
+        let big = [("far:7", "over max_message_size")];
+        let run = |state: &mut StateDb, report: &mut AccountReport, strict| {
+            remember_skips(state, report, strict).expect("remember");
+            report.exit_status()
+        };
+
+        assert_eq!(
+            run(&mut state, &mut report_with(&big, true), false),
+            ExitStatus::Partial
+        );
+        let mut again = report_with(&big, true);
+        assert_eq!(run(&mut state, &mut again, false), ExitStatus::Ok);
+        assert_eq!(again.folders[0].skipped_before.len(), 1);
+        assert_eq!(
+            run(&mut state, &mut report_with(&big, true), true),
+            ExitStatus::Partial
+        );
+
+        // A skip a retry may cure is reported every time.
+        let refused = [("near:a", "the server refused it")];
+        for _ in 0..2 {
+            let status = run(&mut state, &mut report_with(&refused, false), false);
+            assert_eq!(status, ExitStatus::Partial);
+        }
+
+        // Gone, then back: reported again.
+        let mut quiet = AccountReport::new("work");
+        quiet.quiet_folders.push(FolderName::inbox());
+        run(&mut state, &mut quiet, false);
+        assert_eq!(
+            run(&mut state, &mut report_with(&big, true), false),
+            ExitStatus::Partial
+        );
+    }
+}

@@ -277,6 +277,40 @@ pub fn refusal(policy: &Policy, far_caps: &Caps) -> Option<String> {
     ))
 }
 
+/// Why a download-delete run must first be confirmed with
+/// `--allow-mass-delete`, if it must. The brake guards against deletions
+/// inferred from absence; download-delete deletes on purpose, so where that
+/// purpose is likely a mistake it is asked for explicitly: the direction
+/// `push` says mail should travel to the server, yet this mode takes every
+/// server message away; and records that two-way runs left (`last_mode`,
+/// with `paired` messages on both sides) are mail the user keeps on the
+/// server, which the first download-delete run would delete all at once.
+pub fn download_delete_refusal(
+    policy: &Policy,
+    last_mode: Option<&str>,
+    paired: u64,
+) -> Option<String> {
+    if policy.mode != Mode::DownloadDelete || policy.allow_mass_delete {
+        return None;
+    }
+    if policy.direction == Direction::Push {
+        return Some(
+            "download-delete with direction \"push\" would download every server message \
+             and delete it on the server, sending nothing up; if that is meant, run again with \
+             --allow-mass-delete"
+                .to_string(),
+        );
+    }
+    if last_mode == Some(Mode::TwoWay.as_str()) && paired > 0 {
+        return Some(format!(
+            "this account was synced two-way until now, and the first download-delete run \
+             would delete the {paired} message(s) that both sides hold from the server at \
+             once; if that is meant, run once with --allow-mass-delete"
+        ));
+    }
+    None
+}
+
 /// Plans one folder.
 pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped> {
     let download_delete = policy.mode == Mode::DownloadDelete;
@@ -1136,6 +1170,33 @@ mod tests {
 
     fn download_delete(c: &mut Case) {
         c.policy.mode = Mode::DownloadDelete;
+    }
+
+    #[test]
+    fn download_delete_is_refused_after_two_way_or_towards_push_unless_confirmed() {
+        let mut policy = Policy {
+            mode: Mode::DownloadDelete,
+            ..Policy::default()
+        };
+        assert_eq!(download_delete_refusal(&policy, None, 40), None);
+        assert_eq!(
+            download_delete_refusal(&policy, Some("download-delete"), 40),
+            None
+        );
+        assert_eq!(download_delete_refusal(&policy, Some("two-way"), 0), None);
+        let why = download_delete_refusal(&policy, Some("two-way"), 40).expect("refused");
+        assert!(why.contains("40 message(s)"), "{why}");
+        assert!(why.contains("--allow-mass-delete"), "{why}");
+
+        policy.direction = Direction::Push;
+        let why = download_delete_refusal(&policy, None, 0).expect("refused");
+        assert!(why.contains("\"push\""), "{why}");
+
+        policy.allow_mass_delete = true;
+        assert_eq!(download_delete_refusal(&policy, Some("two-way"), 40), None);
+        policy.mode = Mode::TwoWay;
+        policy.allow_mass_delete = false;
+        assert_eq!(download_delete_refusal(&policy, Some("two-way"), 40), None);
     }
 
     #[test]

@@ -27,6 +27,16 @@ pub enum Mode {
     DownloadDelete,
 }
 
+impl Mode {
+    /// The mode's name as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::TwoWay => "two-way",
+            Mode::DownloadDelete => "download-delete",
+        }
+    }
+}
+
 /// The mass-deletion brake: a folder whose run would delete more than `percent`
 /// of its paired messages (and more than `min`), or more than `max`, on either
 /// side, is stopped before anything is deleted.
@@ -130,6 +140,18 @@ impl FolderFilter {
         let included = self.include.is_empty() || self.include.iter().any(|p| wildcard_match(p, n));
         included && !self.exclude.iter().any(|p| wildcard_match(p, n))
     }
+
+    /// The patterns, included or excluded, that match none of `names`: most
+    /// likely a typo, which would otherwise back up nothing without a word.
+    pub fn unmatched<'a>(&self, names: impl IntoIterator<Item = &'a FolderName>) -> Vec<String> {
+        let names: Vec<&FolderName> = names.into_iter().collect();
+        self.include
+            .iter()
+            .chain(&self.exclude)
+            .filter(|p| !names.iter().any(|n| wildcard_match(p, n.as_str())))
+            .cloned()
+            .collect()
+    }
 }
 
 /// IMAP LIST pattern match; `INBOX` is matched case-insensitively as IMAP does.
@@ -212,6 +234,20 @@ impl Default for RunOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_that_match_no_folder_are_named() {
+        let filter = FolderFilter {
+            include: vec!["INBOX".into(), "Archiv*".into(), "Work/%".into()],
+            exclude: vec!["Spam".into(), "Trash".into()],
+        };
+        let names: Vec<FolderName> = ["inbox", "Work/2024", "Trash"]
+            .iter()
+            .map(|n| FolderName::parse(n).expect("name"))
+            .collect();
+        assert_eq!(filter.unmatched(&names), ["Archiv*", "Spam"]);
+        assert!(FolderFilter::default().unmatched(&names).is_empty());
+    }
 
     #[test]
     fn wildcards_follow_imap_list_rules() {

@@ -149,6 +149,13 @@ pub struct FolderReport {
     pub duration: Duration,
     /// The planned actions, one line each (always filled for a dry run).
     pub plan: Vec<String>,
+    /// Skipped messages that an earlier run reported already, for the same
+    /// reason: still in the reports, but neither printed nor in the exit
+    /// status (see `remember_skips`).
+    pub skipped_before: Vec<(String, String)>,
+    /// The planner's skips, which last until a setting changes (over
+    /// `max_message_size`); also in `skipped` or `skipped_before`.
+    pub lasting: Vec<(String, String)>,
     /// Messages found on both sides by identity (Message-ID and size) and
     /// paired instead of copied; in a dry run, those that would be.
     pub paired: u64,
@@ -167,9 +174,18 @@ impl FolderReport {
             outcome: FolderOutcome::Done,
             duration: Duration::ZERO,
             plan: Vec::new(),
+            skipped_before: Vec::new(),
+            lasting: Vec::new(),
             paired: 0,
             planned: Counts::default(),
         }
+    }
+
+    /// Lists the planner's skips, as skipped and as lasting.
+    pub fn add_planned_skips(&mut self, skips: &[crate::sync::plan::Skip]) {
+        let reported: Vec<(String, String)> = skips.iter().map(|s| s.reported()).collect();
+        self.skipped.extend(reported.iter().cloned());
+        self.lasting.extend(reported);
     }
 
     /// Records what a dry run's actions would do in `planned` and `paired`.
@@ -245,6 +261,12 @@ pub struct AccountReport {
     /// not in `folders`): where a change outside the engine's model, such
     /// as a keyword, may wait.
     pub synced_folders: Vec<FolderName>,
+    /// Folders the run looked at where nothing happened, left out of
+    /// `folders` (outside a dry run); monitoring still wants to see them.
+    pub quiet_folders: Vec<FolderName>,
+    /// Folder patterns (`folders`, `--folder`, excludes) that matched no
+    /// folder on either side.
+    pub unmatched_patterns: Vec<String>,
     pub duration: Duration,
 }
 
@@ -259,6 +281,8 @@ impl AccountReport {
             notes: Vec::new(),
             unchanged_folders: 0,
             synced_folders: Vec::new(),
+            quiet_folders: Vec::new(),
+            unmatched_patterns: Vec::new(),
             duration: Duration::ZERO,
         }
     }

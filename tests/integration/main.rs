@@ -5,6 +5,7 @@ mod adopt;
 mod cli;
 mod command_line;
 mod count;
+mod cron;
 mod download_delete;
 mod hostile;
 mod imap_store;

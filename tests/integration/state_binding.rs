@@ -440,8 +440,8 @@ fn a_state_from_an_earlier_version_is_adopted_without_downloading() -> TestResul
     let state = home.path(".local/share/mailsync/alice.db");
     let conn = rusqlite::Connection::open(&state)?;
     conn.execute_batch(
-        "DROP TABLE keywords; DROP TABLE endpoints; ALTER TABLE intents DROP COLUMN sent; \
-         PRAGMA user_version = 2;",
+        "DROP TABLE keywords; DROP TABLE endpoints; DROP TABLE last_mode; DROP TABLE reported; \
+         ALTER TABLE intents DROP COLUMN sent; PRAGMA user_version = 2;",
     )?;
     drop(conn);
     let count = home.run(&config, &["count", "--offline", "--format", "json"]);
