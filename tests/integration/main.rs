@@ -4,6 +4,7 @@
 mod cli;
 mod count;
 mod download_delete;
+mod hints;
 mod hostile;
 mod imap_store;
 mod large;
