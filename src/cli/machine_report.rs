@@ -437,7 +437,7 @@ mod tests {
         };
         inbox.skipped.push(("7".into(), "too large".into()));
         inbox.duration = Duration::from_millis(1500);
-        inbox.plan.push("fetch   far:7 -> near".into());
+        inbox.plan.push("fetch   server:7 -> local".into());
         let mut spam = FolderReport::new(FolderName::parse("Spam \"x\"").expect("name"));
         spam.outcome = FolderOutcome::SafetyStop("brake".into());
         let mut report = AccountReport::new("work");
@@ -494,7 +494,10 @@ mod tests {
         assert_eq!(inbox["duration_seconds"], 1.5);
         assert_eq!(inbox["skipped"][0]["message"], "7");
         assert_eq!(inbox["skipped"][0]["reason"], "too large");
-        assert_eq!(inbox["plan"], serde_json::json!(["fetch   far:7 -> near"]));
+        assert_eq!(
+            inbox["plan"],
+            serde_json::json!(["fetch   server:7 -> local"])
+        );
         assert_eq!(work["folders"][1]["outcome"], "safety-stop");
         assert_eq!(work["folders"][1]["error"], "brake");
         let home = &value["accounts"][1];

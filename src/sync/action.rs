@@ -112,6 +112,13 @@ fn flag_delta(add: Flags, remove: Flags) -> String {
     s
 }
 
+/// A message's date as plan lines show it (UTC day), when the listing had one.
+fn day(date: Option<i64>) -> String {
+    date.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+        .map(|d| format!(" of {}", d.format("%Y-%m-%d")))
+        .unwrap_or_default()
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -120,34 +127,35 @@ impl fmt::Display for Action {
                 source,
                 flags,
                 size,
+                date,
                 delete_source,
-                ..
             } => {
                 let verb = if *to == Side::Near { "fetch" } else { "push" };
                 write!(
                     f,
-                    "{verb:<7} {}:{source} -> {}",
-                    to.other().as_str(),
-                    to.as_str()
+                    "{verb:<7} {}:{source}{} -> {}",
+                    to.other().word(),
+                    day(*date),
+                    to.word()
                 )?;
                 write!(f, " flags {flags}")?;
                 if let Some(size) = size {
                     write!(f, " ({size} bytes)")?;
                 }
                 if *delete_source {
-                    write!(f, ", then delete on {}", to.other().as_str())?;
+                    write!(f, ", then delete {}", to.other().place())?;
                 }
                 Ok(())
             }
             Action::Pair {
                 far, near, flags, ..
             } => {
-                write!(f, "pair    far:{far} = near:{near} flags {flags}")
+                write!(f, "pair    server:{far} = local:{near} flags {flags}")
             }
             Action::Rekey {
                 record, side, key, ..
             } => {
-                write!(f, "rekey   record {record}: {}:{key}", side.as_str())
+                write!(f, "rekey   record {record}: {}:{key}", side.word())
             }
             Action::SetFlags {
                 side,
@@ -157,11 +165,11 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "flags   {}:{key} {}",
-                side.as_str(),
+                side.word(),
                 flag_delta(*add, *remove)
             ),
             Action::RecordFlags { record, flags, .. } => {
-                write!(f, "base    record {record} flags {flags}")
+                write!(f, "agreed  record {record} flags {flags}")
             }
             Action::Delete {
                 side,
@@ -170,16 +178,16 @@ impl fmt::Display for Action {
                 inferred,
             } => {
                 let why = if *inferred {
-                    format!("gone on {}", side.other().as_str())
+                    format!("gone {}", side.other().place())
                 } else if record.is_none() {
                     "over max_message_size, not downloaded".to_string()
                 } else {
-                    format!("copied to {}", side.other().as_str())
+                    format!("copy kept {}", side.other().place())
                 };
-                write!(f, "delete  {}:{key} ({why})", side.as_str())
+                write!(f, "delete  {}:{key} ({why})", side.word())
             }
             Action::ForgetKey { record, side } => {
-                write!(f, "forget  record {record} {} key", side.as_str())
+                write!(f, "forget  record {record} {} key", side.word())
             }
             Action::Forget { record } => write!(f, "forget  record {record}"),
         }

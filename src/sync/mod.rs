@@ -489,7 +489,7 @@ impl<'a> Engine<'a> {
                     name,
                     format!(
                         "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
-                        side.other().as_str()
+                        side.other().word()
                     ),
                 )));
             }
@@ -501,9 +501,7 @@ impl<'a> Engine<'a> {
             if !allowed || !self.store(side).caps().folders {
                 return Ok(false);
             }
-            report
-                .plan
-                .push(format!("create  folder on {}", side.as_str()));
+            report.plan.push(format!("create  folder {}", side.place()));
             if dry_run {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real

@@ -202,7 +202,7 @@ impl Engine<'_> {
             }
             report.notes.push(format!(
                 "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
-                side.as_str()
+                side.word()
             ));
             changed = true;
             for r in records.iter_mut() {
@@ -558,7 +558,7 @@ mod tests {
             (None, Some(&key("a")))
         );
         assert!(
-            report.notes[0].contains("uidvalidity changed on the far side (stored 1, now 2)"),
+            report.notes[0].contains("uidvalidity changed on the server side (stored 1, now 2)"),
             "{:?}",
             report.notes
         );

@@ -498,7 +498,7 @@ fn dry_run_of_a_first_sync_lists_every_copy() {
     let report = w.dry_run();
     let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
     assert!(
-        plan.iter().any(|l| l.starts_with("create  folder on near")),
+        plan.iter().any(|l| l.starts_with("create  folder locally")),
         "{plan:?}"
     );
     assert!(plan.iter().any(|l| l.starts_with("fetch")), "{plan:?}");
