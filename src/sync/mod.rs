@@ -26,6 +26,7 @@ pub mod run_report;
 use crate::model::{FolderName, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use action::PlanStep;
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
@@ -501,7 +502,7 @@ impl<'a> Engine<'a> {
             if !allowed || !self.store(side).caps().folders {
                 return Ok(false);
             }
-            report.plan.push(format!("create  folder {}", side.place()));
+            report.plan.push(PlanStep::create_folder(side));
             if dry_run {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real
@@ -529,7 +530,7 @@ impl<'a> Engine<'a> {
                     report
                         .skipped
                         .extend(planned.skipped.iter().map(plan::Skip::reported));
-                    report.plan.extend(planned.lines());
+                    report.plan.extend(planned.steps());
                     report.count_planned(&planned.actions);
                 }
                 return Ok(false);
@@ -713,7 +714,7 @@ impl<'a> Engine<'a> {
             .skipped
             .extend(planned.skipped.iter().map(plan::Skip::reported));
         if self.options.dry_run {
-            report.plan.extend(planned.lines());
+            report.plan.extend(planned.steps());
             report.count_planned(&planned.actions);
             return Ok(None);
         }

@@ -19,7 +19,7 @@
 use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
 use crate::state::Record;
 use crate::store::Caps;
-use crate::sync::action::Action;
+use crate::sync::action::{Action, PlanStep};
 use crate::sync::policy::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -93,14 +93,20 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.actions.iter().map(|a| a.to_string()).collect();
-        lines.extend(
+    /// The plan as reports give it: actions in apply order, then skips.
+    pub fn steps(&self) -> Vec<PlanStep> {
+        let mut steps: Vec<PlanStep> = self.actions.iter().map(Action::step).collect();
+        steps.extend(
             self.skipped
                 .iter()
-                .map(|skip| format!("skip    {}: {}", skip.message(), skip.reason)),
+                .map(|skip| PlanStep::skip(skip.side, &skip.key, skip.reason.to_string())),
         );
-        lines
+        steps
+    }
+
+    /// The lines a dry run prints.
+    pub fn lines(&self) -> Vec<String> {
+        self.steps().iter().map(PlanStep::to_string).collect()
     }
 
     /// Keeps the first `max` copies in apply order and drops the rest.

@@ -371,7 +371,7 @@ fn assert_clean(report: &AccountReport) {
 
 fn assert_idle(world: &World) {
     let report = world.dry_run();
-    let planned: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    let planned: Vec<&PlanStep> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
     assert!(planned.is_empty(), "second run would do: {planned:#?}");
     let again = world.run();
     assert_clean(&again);
@@ -496,7 +496,11 @@ fn dry_run_of_a_first_sync_lists_every_copy() {
         .add_message(&folder("New"), &msg(1), S, None)
         .expect("add");
     let report = w.dry_run();
-    let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    let plan: Vec<String> = report
+        .folders
+        .iter()
+        .flat_map(|f| f.plan.iter().map(ToString::to_string))
+        .collect();
     assert!(
         plan.iter().any(|l| l.starts_with("create  folder locally")),
         "{plan:?}"

@@ -139,7 +139,7 @@ fn plan_lines(report: &AccountReport) -> Vec<String> {
     report
         .folders
         .iter()
-        .flat_map(|f| f.plan.iter().cloned())
+        .flat_map(|f| f.plan.iter().map(ToString::to_string))
         .collect()
 }
 

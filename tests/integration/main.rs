@@ -22,3 +22,4 @@ mod support;
 mod sync;
 mod tunnel;
 mod watch;
+mod words;
