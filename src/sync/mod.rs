@@ -114,6 +114,16 @@ struct FolderRead {
     records: Vec<Record>,
 }
 
+/// An error as a folder's report gives it: the report already names the
+/// folder, so the error does not name it again.
+fn within_folder(error: &StoreError) -> String {
+    match error {
+        StoreError::Folder { reason, .. } => reason.clone(),
+        StoreError::Message { key, reason, .. } => format!("message {key}: {reason}"),
+        other => other.to_string(),
+    }
+}
+
 /// The folder as the plan sees it, once recovery has settled the state.
 struct SettledFolder {
     far_status: FolderStatus,
@@ -368,12 +378,12 @@ impl<'a> Engine<'a> {
         let abort = match result {
             Ok(()) => None,
             Err(Abort::Store(e)) if e.scope() != Scope::Account => {
-                folder_report.outcome = FolderOutcome::Failed(e.to_string());
+                folder_report.outcome = FolderOutcome::Failed(within_folder(&e));
                 None
             }
             Err(abort) => {
                 if let Abort::Store(e) = &abort {
-                    folder_report.outcome = FolderOutcome::Failed(e.to_string());
+                    folder_report.outcome = FolderOutcome::Failed(within_folder(e));
                 }
                 Some(abort)
             }
@@ -459,7 +469,7 @@ impl<'a> Engine<'a> {
         let read = self.read_both_sides(job, report)?;
         let (far_selected, near_stamp) = (read.far_selected, read.near_stamp);
         let folder = self.settle(job, read, report)?;
-        let Some(planned) = self.plan_folder(&job.name, &folder, report)? else {
+        let Some(planned) = self.plan_folder(&folder, report)? else {
             return Ok(());
         };
         let truncated = planned.truncated;
@@ -682,7 +692,6 @@ impl<'a> Engine<'a> {
     /// stopped it, or a dry run only reports the plan).
     fn plan_folder(
         &mut self,
-        name: &FolderName,
         folder: &SettledFolder,
         report: &mut FolderReport,
     ) -> Result<Option<plan::Plan>, Abort> {
@@ -706,7 +715,7 @@ impl<'a> Engine<'a> {
         let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
-                report.outcome = FolderOutcome::SafetyStop(format!("folder `{name}`: {brake}"));
+                report.outcome = FolderOutcome::SafetyStop(brake.to_string());
                 return Ok(None);
             }
         };

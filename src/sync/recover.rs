@@ -201,7 +201,7 @@ impl Engine<'_> {
                 continue;
             }
             report.notes.push(format!(
-                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
+                "uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
                 side.word()
             ));
             changed = true;

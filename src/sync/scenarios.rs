@@ -872,3 +872,18 @@ fn an_unreadable_message_is_skipped_and_the_rest_of_the_folder_syncs() {
         assert_eq!(report.exit_status(), ExitStatus::Partial);
     });
 }
+
+#[test]
+fn a_folder_report_does_not_name_its_folder_again() {
+    let inbox = FolderName::inbox();
+    assert_eq!(
+        within_folder(&StoreError::folder(&inbox, "cannot select")),
+        "cannot select"
+    );
+    let message = StoreError::Message {
+        folder: inbox.to_string(),
+        key: "7".into(),
+        reason: "refused".into(),
+    };
+    assert_eq!(within_folder(&message), "message 7: refused");
+}

@@ -355,7 +355,7 @@ fn a_cron_run_prints_nothing_on_success_and_only_the_errors_on_failure() -> Test
     assert!(only_errors(&run.stderr), "{}", run.stderr);
     assert!(
         run.stderr
-            .starts_with("error: account `alice`: cannot connect to alice@127.0.0.1:"),
+            .starts_with("error: account `alice`: authentication failed: alice at 127.0.0.1:"),
         "{}",
         run.stderr
     );
