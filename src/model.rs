@@ -503,11 +503,28 @@ impl Side {
         }
     }
 
-    /// The name used in the database (`intents.to_side`) and in messages.
+    /// The name used in the database (`intents.to_side`); never shown to
+    /// users, who read [`Side::word`].
     pub fn as_str(self) -> &'static str {
         match self {
             Side::Far => "far",
             Side::Near => "near",
+        }
+    }
+
+    /// The side in the user's words, for messages, plan lines and reports.
+    pub fn word(self) -> &'static str {
+        match self {
+            Side::Far => "server",
+            Side::Near => "local",
+        }
+    }
+
+    /// Where on this side something happens, in the user's words.
+    pub fn place(self) -> &'static str {
+        match self {
+            Side::Far => "on the server",
+            Side::Near => "locally",
         }
     }
 }

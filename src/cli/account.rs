@@ -147,12 +147,27 @@ pub(super) fn connect(
         "{}: connecting to {target} ({security})",
         account.name
     ));
-    let (store, note) = connect_far(account, password, synced_before).map_err(|e| {
-        store_failure(
+    let (store, note) = connect_far(account, password, synced_before).map_err(|e| match e {
+        // The server answered and said no: "cannot connect" would send the
+        // user after the network instead of the password.
+        StoreError::Auth(_) => Failure::new(
+            ExitStatus::Auth,
+            anyhow!(
+                "account `{}`: {e}\nhint: check the password that {} gives{}",
+                account.name,
+                login.password.describe(),
+                if login.user.contains('@') {
+                    ""
+                } else {
+                    ", and whether the server wants the full address as `user`"
+                }
+            ),
+        ),
+        e => store_failure(
             e,
             ExitStatus::Connection,
             format!("account `{}`: cannot connect to {target}", account.name),
-        )
+        ),
     })?;
     if let Some(note) = note {
         ui.warn(&format!("{}: {note}", account.name));

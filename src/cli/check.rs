@@ -313,7 +313,7 @@ mod tests {
         let inbox = text.lines().find(|l| l.contains("INBOX")).unwrap_or("");
         assert_eq!(
             inbox.split_whitespace().collect::<Vec<_>>(),
-            ["INBOX", "12", "3", "4.0", "kB", "yes"]
+            ["INBOX", "12", "3", "4.00", "kB", "yes"]
         );
         let trash = text.lines().find(|l| l.contains("Trash")).unwrap_or("");
         assert_eq!(

@@ -738,7 +738,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("ACCOUNT  FOLDER"), "{text}");
         assert!(lines[1].starts_with("work     INBOX"), "{text}");
-        assert!(lines[1].contains("90.3 kB"), "{text}");
+        assert!(lines[1].contains("90.33 kB"), "{text}");
         assert!(lines[2].ends_with("never"), "{text}");
         let position = |line: &str| line.find("S-UNSEEN").map(|p| p + "S-UNSEEN".len());
         let end = position(lines[0]).expect("header");

@@ -1,10 +1,10 @@
 //! What a finished run prints: the dry-run plan on stdout; failures, skipped
 //! messages and the per-folder summary on stderr.
 
-use super::output::{human_bytes, human_duration, Ui};
+use super::output::{human_bytes, human_count, human_duration, Ui};
 use crate::sync::run_report::{AccountReport, Counts, FolderOutcome};
 
-/// "12 fetched, 3 pushed, 5 flags, 1 deleted (2.3 MB)", or `None` when nothing
+/// "12 fetched, 3 pushed, 5 flags, 1 deleted (2.30 MB)", or `None` when nothing
 /// changed.
 pub fn describe_counts(counts: &Counts) -> Option<String> {
     let parts: Vec<String> = [
@@ -25,6 +25,28 @@ pub fn describe_counts(counts: &Counts) -> Option<String> {
         line.push_str(&format!(" ({})", human_bytes(counts.bytes)));
     }
     Some(line)
+}
+
+/// What a dry run would do: "would download 20,000 messages, upload 3,
+/// change flags on 0, delete 0 (253.00 MB to copy)".
+pub fn describe_planned(planned: &Counts) -> String {
+    let deletions = match (planned.deleted_far, planned.deleted_near) {
+        (0, 0) => "delete 0".to_string(),
+        (server, 0) => format!("delete {} on the server", human_count(server)),
+        (0, local) => format!("delete {} locally", human_count(local)),
+        (server, local) => format!(
+            "delete {} on the server and {} locally",
+            human_count(server),
+            human_count(local)
+        ),
+    };
+    format!(
+        "would download {} messages, upload {}, change flags on {}, {deletions} ({} to copy)",
+        human_count(planned.fetched),
+        human_count(planned.pushed),
+        human_count(planned.flags_far + planned.flags_near),
+        human_bytes(planned.bytes)
+    )
 }
 
 /// Prints one account's report. `prefix_account` is set when several accounts
@@ -49,6 +71,7 @@ pub fn print_report(
             for line in &folder.plan {
                 ui.out(&format!("  {line}"));
             }
+            ui.out(&format!("  = {}", describe_planned(&folder.planned)));
         }
         match &folder.outcome {
             FolderOutcome::Done => {}
@@ -89,8 +112,14 @@ pub fn print_report(
     }
     let took = human_duration(report.duration);
     let total = if dry_run {
-        let actions: usize = report.folders.iter().map(|f| f.plan.len()).sum();
-        format!("dry run, {actions} planned actions, nothing changed ({took})")
+        let mut planned = Counts::default();
+        for folder in &report.folders {
+            planned += &folder.planned;
+        }
+        format!(
+            "dry run, nothing changed: {} ({took})",
+            describe_planned(&planned)
+        )
     } else {
         match describe_counts(&report.totals()) {
             Some(line) => format!("{line} in {took}"),
@@ -117,7 +146,7 @@ mod tests {
         };
         assert_eq!(
             describe_counts(&counts).as_deref(),
-            Some("12 fetched, 3 pushed, 5 flags, 1 deleted (2.3 MB)")
+            Some("12 fetched, 3 pushed, 5 flags, 1 deleted (2.30 MB)")
         );
         assert_eq!(describe_counts(&Counts::default()), None);
         let flags_only = Counts {
@@ -125,5 +154,29 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(describe_counts(&flags_only).as_deref(), Some("4 flags"));
+    }
+
+    #[test]
+    fn a_dry_run_totals_what_it_would_do() {
+        let planned = Counts {
+            fetched: 20_000,
+            pushed: 3,
+            flags_far: 1,
+            flags_near: 1,
+            bytes: 253_000_000,
+            ..Counts::default()
+        };
+        assert_eq!(
+            describe_planned(&planned),
+            "would download 20,000 messages, upload 3, change flags on 2, delete 0 \
+             (253.00 MB to copy)"
+        );
+        let deleting = Counts {
+            deleted_far: 4,
+            deleted_near: 1,
+            ..Counts::default()
+        };
+        assert!(describe_planned(&deleting)
+            .contains("delete 4 on the server and 1 locally (0 B to copy)"));
     }
 }

@@ -9,13 +9,16 @@
 use super::args::ReportFormat;
 use super::prometheus::{account_samples, folder_labels, seconds, Exposition, Labels};
 use crate::state::Binding;
+use crate::sync::action::PlanStep;
 use crate::sync::run_report::{AccountReport, Counts, ExitStatus, FolderOutcome, FolderReport};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The JSON report's version.
-pub const REPORT_VERSION: u32 = 1;
+/// The version of the JSON reports of sync and migrate (`schema_version`),
+/// described by docs/report-sync.schema.json and docs/report-migrate.schema.json.
+/// Version 2 gave both the same field names and the plan as objects.
+pub const REPORT_VERSION: u32 = 2;
 
 /// An account's state database and the endpoints it belongs to, as reports
 /// show them (never a password: endpoints hold none).
@@ -157,7 +160,8 @@ fn last_success(
 
 #[derive(Serialize)]
 struct JsonRun<'a> {
-    version: u32,
+    schema_version: u32,
+    command: &'static str,
     exit_code: u8,
     dry_run: bool,
     started: String,
@@ -178,6 +182,8 @@ struct JsonAccount<'a> {
     totals: JsonCounts,
     rejected_folders: Vec<JsonRejected<'a>>,
     folders: Vec<JsonFolder<'a>>,
+    notes: &'a [String],
+    unmatched_patterns: &'a [String],
     state: &'a StateOwner,
 }
 
@@ -201,8 +207,8 @@ struct JsonCounts {
 }
 
 impl JsonCounts {
-    fn add(&mut self, folder: &FolderReport) {
-        let c = &folder.counts;
+    fn add(&mut self, folder: &FolderReport, dry_run: bool) {
+        let c = counted(folder, dry_run);
         self.fetched += c.fetched;
         self.pushed += c.pushed;
         self.flags_to_server += c.flags_far;
@@ -216,10 +222,10 @@ impl JsonCounts {
         }
     }
 
-    fn of<'a>(folders: impl IntoIterator<Item = &'a FolderReport>) -> JsonCounts {
+    fn of<'a>(folders: impl IntoIterator<Item = &'a FolderReport>, dry_run: bool) -> JsonCounts {
         let mut totals = JsonCounts::default();
         for folder in folders {
-            totals.add(folder);
+            totals.add(folder, dry_run);
         }
         totals
     }
@@ -243,8 +249,8 @@ struct JsonFolder<'a> {
     /// Skipped again for the reason an earlier run reported.
     skipped_before: Vec<JsonSkipped<'a>>,
     notes: &'a [String],
-    /// The planned actions, one line each (a dry run's output).
-    plan: &'a [String],
+    /// The planned steps (a dry run's).
+    plan: &'a [PlanStep],
 }
 
 #[derive(Serialize)]
@@ -261,7 +267,17 @@ fn outcome(folder: &FolderReport) -> (&'static str, Option<&str>) {
     }
 }
 
-fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
+/// What a folder's counts report: what was done, or in a dry run what
+/// would be (as migrate's `copied` is).
+fn counted(folder: &FolderReport, dry_run: bool) -> &Counts {
+    if dry_run {
+        &folder.planned
+    } else {
+        &folder.counts
+    }
+}
+
+fn json_folder(folder: &FolderReport, dry_run: bool) -> JsonFolder<'_> {
     let Counts {
         fetched,
         pushed,
@@ -270,7 +286,7 @@ fn json_folder(folder: &FolderReport) -> JsonFolder<'_> {
         deleted_far,
         deleted_near,
         bytes,
-    } = folder.counts;
+    } = *counted(folder, dry_run);
     let (outcome, error) = outcome(folder);
     JsonFolder {
         name: folder.folder.as_str(),
@@ -309,6 +325,10 @@ fn json(
     let accounts = runs
         .iter()
         .map(|AccountRun { result, state }| {
+            let (notes, unmatched_patterns): (&[String], &[String]) = match result {
+                RunResult::Synced(report) => (&report.notes, &report.unmatched_patterns),
+                RunResult::Failed { .. } => (&[], &[]),
+            };
             let (error, rejected) = match result {
                 RunResult::Synced(report) => (
                     report.error.as_ref().map(|(_, message)| message.as_str()),
@@ -325,15 +345,22 @@ fn json(
                 exit_code: result.status().code(),
                 error,
                 duration_seconds: result.duration().as_secs_f64(),
-                totals: JsonCounts::of(result.folders()),
+                totals: JsonCounts::of(result.folders(), dry_run),
                 rejected_folders: rejected,
-                folders: result.folders().iter().map(json_folder).collect(),
+                folders: result
+                    .folders()
+                    .iter()
+                    .map(|folder| json_folder(folder, dry_run))
+                    .collect(),
+                notes,
+                unmatched_patterns,
                 state,
             }
         })
         .collect();
     let run = JsonRun {
-        version: REPORT_VERSION,
+        schema_version: REPORT_VERSION,
+        command: "sync",
         exit_code: status.code(),
         dry_run,
         started: started.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -342,7 +369,7 @@ fn json(
             .unwrap_or_default()
             .as_secs_f64(),
         bytes_received: crate::store::net::bytes_received(),
-        totals: JsonCounts::of(runs.iter().flat_map(|run| run.result.folders())),
+        totals: JsonCounts::of(runs.iter().flat_map(|run| run.result.folders()), dry_run),
         accounts,
     };
     // Plain structs of strings and numbers always serialise.
@@ -493,8 +520,9 @@ fn prometheus(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::FolderName;
+    use crate::model::{Flags, FolderName, MsgKey, Side};
     use crate::state::Endpoint;
+    use crate::sync::action::Action;
     use std::time::Duration;
 
     fn sample() -> Vec<AccountRun> {
@@ -510,7 +538,17 @@ mod tests {
         };
         inbox.skipped.push(("7".into(), "too large".into()));
         inbox.duration = Duration::from_millis(1500);
-        inbox.plan.push("fetch   far:7 -> near".into());
+        inbox.plan.push(
+            Action::Copy {
+                to: Side::Near,
+                source: MsgKey::uid(7),
+                flags: Flags::SEEN,
+                size: Some(100),
+                date: Some(1_700_000_000),
+                delete_source: false,
+            }
+            .step(),
+        );
         let mut spam = FolderReport::new(FolderName::parse("Spam \"x\"").expect("name"));
         spam.outcome = FolderOutcome::SafetyStop("brake".into());
         let mut report = AccountReport::new("work");
@@ -549,7 +587,8 @@ mod tests {
         let (started, finished) = times();
         let text = json(&sample(), ExitStatus::Safety, started, finished, false);
         let value: serde_json::Value = serde_json::from_str(&text)?;
-        assert_eq!(value["version"], 1);
+        assert_eq!(value["schema_version"], REPORT_VERSION);
+        assert_eq!(value["command"], "sync");
         assert_eq!(value["exit_code"], 6);
         assert_eq!(value["started"], "2023-11-14T22:13:20Z");
         assert_eq!(value["duration_seconds"], 3.0);
@@ -568,7 +607,18 @@ mod tests {
         assert_eq!(inbox["duration_seconds"], 1.5);
         assert_eq!(inbox["skipped"][0]["message"], "7");
         assert_eq!(inbox["skipped"][0]["reason"], "too large");
-        assert_eq!(inbox["plan"], serde_json::json!(["fetch   far:7 -> near"]));
+        assert_eq!(
+            inbox["plan"],
+            serde_json::json!([{
+                "action": "download",
+                "side": "local",
+                "message": "server:7",
+                "flags": "S",
+                "bytes": 100,
+                "date": "2023-11-14T22:13:20Z",
+                "text": "fetch   server:7 of 2023-11-14 -> local flags S (100 bytes)"
+            }])
+        );
         assert_eq!(work["folders"][1]["outcome"], "safety-stop");
         assert_eq!(work["folders"][1]["error"], "brake");
         let home = &value["accounts"][1];

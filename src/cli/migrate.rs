@@ -7,6 +7,7 @@ use super::account::{
     bind_state, close_state, dry_run_scratch, exists, open_state, point_out_earlier_state, Failure,
 };
 use super::args::{GlobalArgs, MigrateArgs, MigrateCommand, ReportKind, WhenLocked};
+use super::machine_report::REPORT_VERSION;
 use super::migrate_text::{print_problems, render_batch, render_text};
 use super::output::{deliver, Ui};
 use super::progress::MigrateProgress;
@@ -24,10 +25,6 @@ use anyhow::{anyhow, Context};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-
-/// The JSON report's version: fields may be added within a version, never
-/// renamed or removed.
-pub const MIGRATE_REPORT_VERSION: u32 = 1;
 
 /// Everything shared by the pairs of one invocation.
 struct Setup<'g> {
@@ -252,25 +249,34 @@ fn run_single(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs) -> ExitStatus {
     };
     print_problems(ui, &report, "");
     let status = report.exit_status();
-    emit(ui, args, &render_text(&report), &report, status)
+    emit(
+        ui,
+        args,
+        &render_text(&report),
+        std::slice::from_ref(&report),
+        status,
+    )
 }
 
 /// Prints the table on stdout (unless `--quiet`, or JSON goes there), and
 /// the `--report` format into `--report-file` or else on stdout: so one run
 /// can leave a table for people and a JSON file for programs. A report that
 /// cannot be written makes the run partial.
-fn emit<T: serde::Serialize>(
+fn emit(
     ui: &Ui,
     args: &MigrateArgs,
     table: &str,
-    report: &T,
+    accounts: &[MigrationReport],
     status: ExitStatus,
 ) -> ExitStatus {
     let formatted = match args.report {
         ReportKind::Text => table.to_string(),
-        ReportKind::Json => json(&VersionedReport {
-            version: MIGRATE_REPORT_VERSION,
-            report,
+        ReportKind::Json => json(&MigrateRun {
+            schema_version: REPORT_VERSION,
+            command: "migrate",
+            exit_code: status.code(),
+            dry_run: args.dry_run,
+            accounts,
         }),
     };
     let json_on_stdout = args.report == ReportKind::Json && args.report_file.is_none();
@@ -284,11 +290,15 @@ fn emit<T: serde::Serialize>(
     deliver(ui, &formatted, args.report_file.as_deref(), status)
 }
 
+/// The JSON report: the same top-level fields as sync's (see
+/// docs/report-migrate.schema.json), one entry per account pair.
 #[derive(serde::Serialize)]
-struct VersionedReport<'r, T: serde::Serialize> {
-    version: u32,
-    #[serde(flatten)]
-    report: &'r T,
+struct MigrateRun<'r> {
+    schema_version: u32,
+    command: &'static str,
+    exit_code: u8,
+    dry_run: bool,
+    accounts: &'r [MigrationReport],
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -464,7 +474,7 @@ fn run_batch(ui: &Ui, setup: &Setup<'_>, args: &MigrateArgs, file: &Path) -> Exi
     } else {
         ExitStatus::Partial
     };
-    emit(ui, args, &render_batch(&summary), &summary, status)
+    emit(ui, args, &render_batch(&summary), &summary.accounts, status)
 }
 
 fn describe_login(login: &ServerLogin) -> String {

@@ -223,7 +223,7 @@ mod tests {
         );
         assert!(lines[3].starts_with("total"), "{text}");
         assert!(
-            lines[4].starts_with("copied 2 messages (2.5 kB), 1 duplicates skipped, 0 failed"),
+            lines[4].starts_with("copied 2 messages (2.50 kB), 1 duplicates skipped, 0 failed"),
             "{text}"
         );
     }

@@ -286,19 +286,16 @@ pub fn aligned(rows: &[Vec<String>], left: &[bool]) -> String {
     out
 }
 
-/// "2.3 MB": decimal units, one decimal place, as file managers show sizes.
+/// "2.30 MB": decimal units, as file managers show sizes.
 pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if bytes < 1000 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 999.95 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+    // The progress bars' `{decimal_bytes}`: one size format everywhere, and
+    // decimal units as the config's sizes ("10MB") are.
+    indicatif::DecimalBytes(bytes).to_string()
+}
+
+/// A count of messages as the progress bars show them ("20,000").
+pub fn human_count(count: u64) -> String {
+    indicatif::HumanCount(count).to_string()
 }
 
 /// "3.2 s", "1 min 5 s".
@@ -321,10 +318,10 @@ mod tests {
     fn bytes_read_like_a_file_manager() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(1000), "1.0 kB");
-        assert_eq!(human_bytes(2_300_000), "2.3 MB");
-        assert_eq!(human_bytes(999_999), "1.0 MB");
-        assert_eq!(human_bytes(5_000_000_000), "5.0 GB");
+        assert_eq!(human_bytes(1000), "1.00 kB");
+        assert_eq!(human_bytes(2_300_000), "2.30 MB");
+        assert_eq!(human_bytes(5_000_000_000), "5.00 GB");
+        assert_eq!(human_count(20_000), "20,000");
     }
 
     #[test]

@@ -25,6 +25,17 @@ pub enum PasswordSource {
 }
 
 impl PasswordSource {
+    /// Where the password comes from, in the configuration's words, for hints.
+    pub fn describe(&self) -> String {
+        match self {
+            PasswordSource::Command(command) => format!("password_command `{command}`"),
+            PasswordSource::Env(var) => format!("password_env `{var}`"),
+            PasswordSource::File(path) => format!("password_file {}", path.display()),
+            PasswordSource::OAuth2(_) => "the OAuth2 sign-in (`mailsync auth login`)".to_string(),
+            PasswordSource::Unneeded => "the tunnel".to_string(),
+        }
+    }
+
     /// Reads the password. `warn` receives advice that does not stop the run
     /// (a password file others can read).
     pub fn resolve(

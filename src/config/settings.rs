@@ -203,6 +203,21 @@ impl<'a> Settings<'a> {
     /// Refuses keys that no account may set, suggesting the nearest known key.
     pub fn reject_unknown_keys(&self) -> Result<(), ConfigError> {
         for key in self.values.keys() {
+            if key == "password" {
+                return Err(ConfigError::Invalid {
+                    at: Box::new(self.location(key)),
+                    message: "passwords are never written in the configuration file: it is \
+                              often readable by others, kept in backups and shared when \
+                              asking for help"
+                        .into(),
+                    hint: Some(
+                        "move the password to a password manager or a file only you can \
+                         read, and name it with password_command (e.g. \"pass show mail\"), \
+                         password_file or password_env"
+                            .into(),
+                    ),
+                });
+            }
             if !is_known_key(key) {
                 let hint = KEYS
                     .iter()

@@ -11,6 +11,8 @@ use crate::sync::run_report::{AccountReport, ExitStatus, FolderOutcome, Stop};
 /// One source folder's migration.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct FolderRow {
+    /// The source folder (`name`, as sync's reports call a folder).
+    #[serde(rename = "name")]
     pub source: String,
     /// `None` when no destination name could be made (see `failure`).
     pub destination: Option<String>,
@@ -28,6 +30,7 @@ pub struct FolderRow {
     /// Messages not on the destination after this run because of a failure.
     pub failed: u64,
     /// Why the folder failed or stopped.
+    #[serde(rename = "error")]
     pub failure: Option<String>,
     /// Bytes copied (in a dry run: to copy, where sizes are known).
     pub bytes: u64,
@@ -51,6 +54,7 @@ pub struct Skipped {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Rejected {
+    #[serde(rename = "name")]
     pub folder: String,
     pub reason: String,
 }
@@ -132,6 +136,7 @@ pub struct MigrationReport {
     /// What ended the run early (or kept it from starting).
     pub error: Option<String>,
     pub exit_code: u8,
+    #[serde(rename = "duration_seconds")]
     pub seconds: f64,
     #[serde(skip)]
     error_status: Option<ExitStatus>,

@@ -438,6 +438,23 @@ fn tls_context(cfg: &ServerConfig, pinned: bool) -> StoreResult<SslContext> {
     Ok(builder.build())
 }
 
+/// Said when a server answers the TLS handshake in plain text: the usual
+/// cause is a STARTTLS port (143, 110) configured for implicit TLS.
+const PLAIN_PORT_HINT: &str =
+    "\nhint: this port speaks plain text first: set `tls = \"starttls\"` \
+     for it, or use the implicit TLS port (993 for IMAP, 995 for POP3)";
+
+/// Whether the handshake failed because the other end's first bytes were not
+/// a TLS record (a greeting such as `* OK` read as one).
+fn answered_in_plain_text(error: &openssl::ssl::Error) -> bool {
+    error.ssl_error().is_some_and(|stack| {
+        stack
+            .errors()
+            .iter()
+            .any(|e| e.reason() == Some("wrong version number"))
+    })
+}
+
 fn handshake(cfg: &ServerConfig, pin: Option<&str>, tcp: TcpStream) -> StoreResult<Connection> {
     let context = tls_context(cfg, pin.is_some())?;
     let address = cfg.address();
@@ -455,9 +472,14 @@ fn handshake(cfg: &ServerConfig, pin: Option<&str>, tcp: TcpStream) -> StoreResu
         HandshakeError::Failure(mid) => {
             let verify = mid.ssl().verify_result();
             if verify == openssl::x509::X509VerifyResult::OK {
+                let error = mid.into_error();
                 StoreError::Tls(format!(
-                    "TLS handshake with {address} failed: {}",
-                    mid.into_error()
+                    "TLS handshake with {address} failed: {error}{}",
+                    if answered_in_plain_text(&error) {
+                        PLAIN_PORT_HINT
+                    } else {
+                        ""
+                    }
                 ))
             } else {
                 let hint = if pin.is_none() {

@@ -112,6 +112,207 @@ fn flag_delta(add: Flags, remove: Flags) -> String {
     s
 }
 
+/// One planned step as reports give it: the line a dry run prints, and the
+/// same facts as fields for programs (`--report json`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlanStep {
+    /// `download`, `upload`, `set_flags`, `pair`, `rekey`, `agreed_flags`,
+    /// `delete`, `forget_key`, `forget`, `skip` or `create_folder`.
+    pub action: &'static str,
+    /// Where the step changes something: `server` or `local`; absent for
+    /// steps that only change the state database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<&'static str>,
+    /// The message, as `server:UID` or `local:KEY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The message on the other side (`pair`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_message: Option<String>,
+    /// The state's record of the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<i64>,
+    /// The flags the message ends with, in Maildir letters (`-` for none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub add_flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_flags: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The message's date (RFC 3339, UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// Download-delete: the source is removed once the copy is durable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub then_delete: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The line a dry run prints for this step.
+    pub text: String,
+}
+
+impl PlanStep {
+    fn new(action: &'static str, text: String) -> PlanStep {
+        PlanStep {
+            action,
+            side: None,
+            message: None,
+            other_message: None,
+            record: None,
+            flags: None,
+            add_flags: None,
+            remove_flags: None,
+            bytes: None,
+            date: None,
+            then_delete: false,
+            reason: None,
+            text,
+        }
+    }
+
+    /// A folder a run would create on `side`.
+    pub fn create_folder(side: Side) -> PlanStep {
+        PlanStep {
+            side: Some(side.word()),
+            ..PlanStep::new("create_folder", format!("create  folder {}", side.place()))
+        }
+    }
+
+    /// A message the plan leaves alone, and why.
+    pub fn skip(side: Side, key: &MsgKey, reason: String) -> PlanStep {
+        let message = format!("{}:{key}", side.word());
+        PlanStep {
+            side: Some(side.word()),
+            reason: Some(reason.clone()),
+            ..PlanStep::new("skip", format!("skip    {message}: {reason}"))
+        }
+        .about(message)
+    }
+
+    fn about(mut self, message: String) -> PlanStep {
+        self.message = Some(message);
+        self
+    }
+}
+
+impl fmt::Display for PlanStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+fn date_time(date: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    date.and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
+}
+
+/// A message's date as plan lines show it (UTC day), when the listing had one.
+fn day(date: Option<i64>) -> String {
+    date_time(date)
+        .map(|d| format!(" of {}", d.format("%Y-%m-%d")))
+        .unwrap_or_default()
+}
+
+impl Action {
+    /// The step as reports give it.
+    pub fn step(&self) -> PlanStep {
+        let text = self.to_string();
+        let on = |side: Side, key: &MsgKey| format!("{}:{key}", side.word());
+        match self {
+            Action::Copy {
+                to,
+                source,
+                flags,
+                size,
+                date,
+                delete_source,
+            } => PlanStep {
+                side: Some(to.word()),
+                flags: Some(flags.to_string()),
+                bytes: *size,
+                date: date_time(*date)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                then_delete: *delete_source,
+                ..PlanStep::new(
+                    if *to == Side::Near {
+                        "download"
+                    } else {
+                        "upload"
+                    },
+                    text,
+                )
+            }
+            .about(on(to.other(), source)),
+            Action::Pair {
+                far, near, flags, ..
+            } => PlanStep {
+                other_message: Some(on(Side::Near, near)),
+                flags: Some(flags.to_string()),
+                ..PlanStep::new("pair", text)
+            }
+            .about(on(Side::Far, far)),
+            Action::Rekey {
+                record, side, key, ..
+            } => PlanStep {
+                record: Some(*record),
+                ..PlanStep::new("rekey", text)
+            }
+            .about(on(*side, key)),
+            Action::SetFlags {
+                side,
+                key,
+                add,
+                remove,
+            } => PlanStep {
+                side: Some(side.word()),
+                add_flags: (!add.is_empty()).then(|| add.to_maildir()),
+                remove_flags: (!remove.is_empty()).then(|| remove.to_maildir()),
+                ..PlanStep::new("set_flags", text)
+            }
+            .about(on(*side, key)),
+            Action::RecordFlags { record, flags, .. } => PlanStep {
+                record: Some(*record),
+                flags: Some(flags.to_string()),
+                ..PlanStep::new("agreed_flags", text)
+            },
+            Action::Delete {
+                side,
+                key,
+                record,
+                inferred,
+            } => PlanStep {
+                side: Some(side.word()),
+                record: *record,
+                reason: Some(why_delete(*side, *record, *inferred)),
+                ..PlanStep::new("delete", text)
+            }
+            .about(on(*side, key)),
+            Action::ForgetKey { record, side } => PlanStep {
+                record: Some(*record),
+                side: None,
+                reason: Some(format!("the {} message is gone", side.word())),
+                ..PlanStep::new("forget_key", text)
+            },
+            Action::Forget { record } => PlanStep {
+                record: Some(*record),
+                ..PlanStep::new("forget", text)
+            },
+        }
+    }
+}
+
+/// Why a message on `side` is deleted, in the user's words.
+fn why_delete(side: Side, record: Option<i64>, inferred: bool) -> String {
+    if inferred {
+        format!("gone {}", side.other().place())
+    } else if record.is_none() {
+        "over max_message_size, not downloaded".to_string()
+    } else {
+        format!("copy kept {}", side.other().place())
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -120,34 +321,35 @@ impl fmt::Display for Action {
                 source,
                 flags,
                 size,
+                date,
                 delete_source,
-                ..
             } => {
                 let verb = if *to == Side::Near { "fetch" } else { "push" };
                 write!(
                     f,
-                    "{verb:<7} {}:{source} -> {}",
-                    to.other().as_str(),
-                    to.as_str()
+                    "{verb:<7} {}:{source}{} -> {}",
+                    to.other().word(),
+                    day(*date),
+                    to.word()
                 )?;
                 write!(f, " flags {flags}")?;
                 if let Some(size) = size {
                     write!(f, " ({size} bytes)")?;
                 }
                 if *delete_source {
-                    write!(f, ", then delete on {}", to.other().as_str())?;
+                    write!(f, ", then delete {}", to.other().place())?;
                 }
                 Ok(())
             }
             Action::Pair {
                 far, near, flags, ..
             } => {
-                write!(f, "pair    far:{far} = near:{near} flags {flags}")
+                write!(f, "pair    server:{far} = local:{near} flags {flags}")
             }
             Action::Rekey {
                 record, side, key, ..
             } => {
-                write!(f, "rekey   record {record}: {}:{key}", side.as_str())
+                write!(f, "rekey   record {record}: {}:{key}", side.word())
             }
             Action::SetFlags {
                 side,
@@ -157,11 +359,11 @@ impl fmt::Display for Action {
             } => write!(
                 f,
                 "flags   {}:{key} {}",
-                side.as_str(),
+                side.word(),
                 flag_delta(*add, *remove)
             ),
             Action::RecordFlags { record, flags, .. } => {
-                write!(f, "base    record {record} flags {flags}")
+                write!(f, "agreed  record {record} flags {flags}")
             }
             Action::Delete {
                 side,
@@ -169,17 +371,15 @@ impl fmt::Display for Action {
                 record,
                 inferred,
             } => {
-                let why = if *inferred {
-                    format!("gone on {}", side.other().as_str())
-                } else if record.is_none() {
-                    "over max_message_size, not downloaded".to_string()
-                } else {
-                    format!("copied to {}", side.other().as_str())
-                };
-                write!(f, "delete  {}:{key} ({why})", side.as_str())
+                write!(
+                    f,
+                    "delete  {}:{key} ({})",
+                    side.word(),
+                    why_delete(*side, *record, *inferred)
+                )
             }
             Action::ForgetKey { record, side } => {
-                write!(f, "forget  record {record} {} key", side.as_str())
+                write!(f, "forget  record {record} {} key", side.word())
             }
             Action::Forget { record } => write!(f, "forget  record {record}"),
         }

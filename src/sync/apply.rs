@@ -269,7 +269,7 @@ impl Engine<'_> {
                         Some(record) => batch.set_key(*record, side, None)?,
                         None => report.notes.push(format!(
                             "{}:{key}: over max_message_size; {how} without download",
-                            side.as_str(),
+                            side.word(),
                         )),
                     }
                 }
@@ -330,7 +330,7 @@ impl Engine<'_> {
                 for key in keys {
                     report
                         .skipped
-                        .push((format!("{}:{key}", side.as_str()), why.clone()));
+                        .push((format!("{}:{key}", side.word()), why.clone()));
                 }
                 Ok(false)
             }

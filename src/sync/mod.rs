@@ -30,6 +30,7 @@ pub mod run_report;
 use crate::model::{FolderName, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use action::PlanStep;
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
 };
@@ -119,6 +120,16 @@ struct FolderRead {
     near_stamp: Option<u64>,
     intents: Vec<Intent>,
     records: Vec<Record>,
+}
+
+/// An error as a folder's report gives it: the report already names the
+/// folder, so the error does not name it again.
+fn within_folder(error: &StoreError) -> String {
+    match error {
+        StoreError::Folder { reason, .. } => reason.clone(),
+        StoreError::Message { key, reason, .. } => format!("message {key}: {reason}"),
+        other => other.to_string(),
+    }
 }
 
 /// The folder as the plan sees it, once recovery has settled the state.
@@ -474,12 +485,12 @@ impl<'a> Engine<'a> {
         let abort = match result {
             Ok(()) => None,
             Err(Abort::Store(e)) if e.scope() != Scope::Account => {
-                folder_report.outcome = FolderOutcome::Failed(e.to_string());
+                folder_report.outcome = FolderOutcome::Failed(within_folder(&e));
                 None
             }
             Err(abort) => {
                 if let Abort::Store(e) = &abort {
-                    folder_report.outcome = FolderOutcome::Failed(e.to_string());
+                    folder_report.outcome = FolderOutcome::Failed(within_folder(e));
                 }
                 Some(abort)
             }
@@ -565,7 +576,7 @@ impl<'a> Engine<'a> {
         let read = self.read_both_sides(job, report)?;
         let near_stamp = read.near_stamp;
         let folder = self.settle(job, read, report)?;
-        let Some(planned) = self.plan_folder(&job.name, &folder, report)? else {
+        let Some(planned) = self.plan_folder(&folder, report)? else {
             return Ok(());
         };
         let truncated = planned.truncated;
@@ -616,7 +627,7 @@ impl<'a> Engine<'a> {
                     name,
                     format!(
                         "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
-                        side.other().as_str()
+                        side.other().word()
                     ),
                 )));
             }
@@ -628,9 +639,7 @@ impl<'a> Engine<'a> {
             if !allowed || !self.store(side).caps().folders {
                 return Ok(false);
             }
-            report
-                .plan
-                .push(format!("create  folder on {}", side.as_str()));
+            report.plan.push(PlanStep::create_folder(side));
             if dry_run {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real
@@ -657,7 +666,7 @@ impl<'a> Engine<'a> {
                 // Without records there is nothing the brake could stop.
                 if let Ok(planned) = plan::plan(&input, self.policy) {
                     report.add_planned_skips(&planned.skipped);
-                    report.plan.extend(planned.lines());
+                    report.plan.extend(planned.steps());
                     report.count_planned(&planned.actions);
                 }
                 return Ok(false);
@@ -819,7 +828,6 @@ impl<'a> Engine<'a> {
     /// stopped it, or a dry run only reports the plan).
     fn plan_folder(
         &mut self,
-        name: &FolderName,
         folder: &SettledFolder,
         report: &mut FolderReport,
     ) -> Result<Option<plan::Plan>, Abort> {
@@ -847,13 +855,13 @@ impl<'a> Engine<'a> {
         let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
-                report.outcome = FolderOutcome::SafetyStop(format!("folder `{name}`: {brake}"));
+                report.outcome = FolderOutcome::SafetyStop(brake.to_string());
                 return Ok(None);
             }
         };
         report.add_planned_skips(&planned.skipped);
         if self.options.dry_run {
-            report.plan.extend(planned.lines());
+            report.plan.extend(planned.steps());
             report.count_planned(&planned.actions);
             return Ok(None);
         }

@@ -19,7 +19,7 @@
 use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
 use crate::state::Record;
 use crate::store::Caps;
-use crate::sync::action::Action;
+use crate::sync::action::{Action, PlanStep};
 use crate::sync::policy::{Direction, Mode, Oversize, Policy};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -73,7 +73,7 @@ pub enum SkipReason {
 impl Skip {
     /// The message as reports name it.
     pub fn message(&self) -> String {
-        format!("{}:{}", self.side.as_str(), self.key)
+        format!("{}:{}", self.side.word(), self.key)
     }
 
     /// The (message, reason) pair that folder reports list.
@@ -97,14 +97,20 @@ impl Plan {
         self.actions.is_empty()
     }
 
-    pub fn lines(&self) -> Vec<String> {
-        let mut lines: Vec<String> = self.actions.iter().map(|a| a.to_string()).collect();
-        lines.extend(
+    /// The plan as reports give it: actions in apply order, then skips.
+    pub fn steps(&self) -> Vec<PlanStep> {
+        let mut steps: Vec<PlanStep> = self.actions.iter().map(Action::step).collect();
+        steps.extend(
             self.skipped
                 .iter()
-                .map(|skip| format!("skip    {}: {}", skip.message(), skip.reason)),
+                .map(|skip| PlanStep::skip(skip.side, &skip.key, skip.reason.to_string())),
         );
-        lines
+        steps
+    }
+
+    /// The lines a dry run prints.
+    pub fn lines(&self) -> Vec<String> {
+        self.steps().iter().map(PlanStep::to_string).collect()
     }
 
     /// Keeps the first `max` copies in apply order and drops the rest.
@@ -605,7 +611,10 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
     }
 
     if !policy.allow_mass_delete {
-        for (side, count) in [("far", inferred_far), ("near", inferred_near)] {
+        for (side, count) in [
+            (Side::Far.word(), inferred_far),
+            (Side::Near.word(), inferred_near),
+        ] {
             let over_share = count > u64::from(policy.brake.min)
                 && count * 100 > u64::from(policy.brake.percent) * paired_records;
             if count > u64::from(policy.brake.max) || over_share {
@@ -758,7 +767,7 @@ mod tests {
     fn new_on_far_is_fetched() {
         assert_eq!(
             Case::new().far("1", S).lines(),
-            ["fetch   far:1 -> near flags S (100 bytes)"]
+            ["fetch   server:1 of 2023-11-14 -> local flags S (100 bytes)"]
         );
     }
 
@@ -766,7 +775,7 @@ mod tests {
     fn new_on_near_is_pushed() {
         assert_eq!(
             Case::new().near("a", F).lines(),
-            ["push    near:a -> far flags F (100 bytes)"]
+            ["push    local:a of 2023-11-14 -> server flags F (100 bytes)"]
         );
     }
 
@@ -808,7 +817,7 @@ mod tests {
             .record(1, Some("1"), Some("a"), S);
         assert_eq!(
             c.lines(),
-            ["flags   near:a +F", "base    record 1 flags FS"]
+            ["flags   local:a +F", "agreed  record 1 flags FS"]
         );
     }
 
@@ -818,7 +827,10 @@ mod tests {
             .far("1", S)
             .near("a", Flags::EMPTY)
             .record(1, Some("1"), Some("a"), S);
-        assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
+        assert_eq!(
+            c.lines(),
+            ["flags   server:1 -S", "agreed  record 1 flags -"]
+        );
     }
 
     #[test]
@@ -831,9 +843,9 @@ mod tests {
         assert_eq!(
             c.lines(),
             [
-                "flags   far:1 -S",
-                "flags   near:a +F",
-                "base    record 1 flags F"
+                "flags   server:1 -S",
+                "flags   local:a +F",
+                "agreed  record 1 flags F"
             ]
         );
     }
@@ -844,7 +856,7 @@ mod tests {
             .far("1", F)
             .near("a", F)
             .record(1, Some("1"), Some("a"), S);
-        assert_eq!(c.lines(), ["base    record 1 flags F"]);
+        assert_eq!(c.lines(), ["agreed  record 1 flags F"]);
     }
 
     #[test]
@@ -875,7 +887,10 @@ mod tests {
             .near("a", S.union(F))
             .record(1, Some("1"), Some("a"), S);
         c.policy.direction = Direction::Pull;
-        assert_eq!(c.lines(), ["flags   near:a -S", "base    record 1 flags -"]);
+        assert_eq!(
+            c.lines(),
+            ["flags   local:a -S", "agreed  record 1 flags -"]
+        );
     }
 
     #[test]
@@ -885,26 +900,29 @@ mod tests {
             .near("a", Flags::EMPTY)
             .record(1, Some("1"), Some("a"), S);
         c.policy.direction = Direction::Push;
-        assert_eq!(c.lines(), ["flags   far:1 -S", "base    record 1 flags -"]);
+        assert_eq!(
+            c.lines(),
+            ["flags   server:1 -S", "agreed  record 1 flags -"]
+        );
     }
 
     #[test]
     fn expunged_on_far_deletes_near() {
         let c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
-        assert_eq!(c.lines(), ["delete  near:a (gone on far)"]);
+        assert_eq!(c.lines(), ["delete  local:a (gone on the server)"]);
     }
 
     #[test]
     fn deleted_on_near_deletes_far() {
         let c = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
-        assert_eq!(c.lines(), ["delete  far:1 (gone on near)"]);
+        assert_eq!(c.lines(), ["delete  server:1 (gone locally)"]);
     }
 
     #[test]
     fn expunged_on_far_is_forgotten_when_deletions_are_off() {
         let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
         c.policy.deletions = false;
-        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+        assert_eq!(c.lines(), ["forget  record 1 server key"]);
     }
 
     #[test]
@@ -919,7 +937,7 @@ mod tests {
         let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
         c.policy.direction = Direction::Pull;
         c.policy.deletions = false;
-        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+        assert_eq!(c.lines(), ["forget  record 1 server key"]);
     }
 
     #[test]
@@ -964,9 +982,9 @@ mod tests {
         assert_eq!(
             c.lines(),
             [
-                "flags   far:1 +F",
-                "flags   near:a +S",
-                "pair    far:1 = near:a flags FS"
+                "flags   server:1 +F",
+                "flags   local:a +S",
+                "pair    server:1 = local:a flags FS"
             ]
         );
     }
@@ -984,8 +1002,8 @@ mod tests {
         assert_eq!(
             c.lines(),
             [
-                "pair    far:1 = near:a flags S",
-                "fetch   far:2 -> near flags S (100 bytes)"
+                "pair    server:1 = local:a flags S",
+                "fetch   server:2 of 2023-11-14 -> local flags S (100 bytes)"
             ]
         );
     }
@@ -1009,8 +1027,8 @@ mod tests {
         assert_eq!(
             c.lines(),
             [
-                "pair    far:2 = near:a flags -",
-                "pair    far:1 = near:b flags S"
+                "pair    server:2 = local:a flags -",
+                "pair    server:1 = local:b flags S"
             ]
         );
     }
@@ -1030,8 +1048,8 @@ mod tests {
         assert_eq!(
             c.lines(),
             [
-                "pair    far:1 = near:a flags S",
-                "fetch   far:2 -> near flags S (100 bytes)"
+                "pair    server:1 = local:a flags S",
+                "fetch   server:2 of 2023-11-14 -> local flags S (100 bytes)"
             ]
         );
         // Without the pairing run's identities nothing is paired by name.
@@ -1063,7 +1081,10 @@ mod tests {
         });
         c = c.ident(Side::Far, "7", "m1");
         c.pairing = true;
-        assert_eq!(c.lines(), ["flags   near:a +F", "rekey   record 1: far:7"]);
+        assert_eq!(
+            c.lines(),
+            ["flags   local:a +F", "rekey   record 1: server:7"]
+        );
     }
 
     #[test]
@@ -1087,7 +1108,7 @@ mod tests {
         }
         let err = c.run().unwrap_err();
         assert_eq!(err.count, 6);
-        assert_eq!(err.side, "near");
+        assert_eq!(err.side, "local");
     }
 
     #[test]
@@ -1126,7 +1147,7 @@ mod tests {
         );
         assert_eq!(
             c.lines(),
-            ["skip    far:1: 100 bytes is over max_message_size (50 bytes)"]
+            ["skip    server:1: 100 bytes is over max_message_size (50 bytes)"]
         );
     }
 
@@ -1146,9 +1167,9 @@ mod tests {
         assert_eq!(
             plan.lines(),
             [
-                "flags   far:1 +F",
-                "base    record 1 flags FS",
-                "fetch   far:2 -> near flags S (100 bytes)",
+                "flags   server:1 +F",
+                "agreed  record 1 flags FS",
+                "fetch   server:2 of 2023-11-14 -> local flags S (100 bytes)",
             ]
         );
         c.max_copies = Some(2);
@@ -1205,7 +1226,7 @@ mod tests {
         download_delete(&mut c);
         assert_eq!(
             c.lines(),
-            ["fetch   far:1 -> near flags S (100 bytes), then delete on far"]
+            ["fetch   server:1 of 2023-11-14 -> local flags S (100 bytes), then delete on the server"]
         );
     }
 
@@ -1223,14 +1244,14 @@ mod tests {
             .near("a", S)
             .record(1, Some("1"), Some("a"), S);
         download_delete(&mut c);
-        assert_eq!(c.lines(), ["delete  far:1 (copied to near)"]);
+        assert_eq!(c.lines(), ["delete  server:1 (copy kept locally)"]);
     }
 
     #[test]
     fn download_delete_keeps_local_when_server_copy_is_gone() {
         let mut c = Case::new().near("a", S).record(1, Some("1"), Some("a"), S);
         download_delete(&mut c);
-        assert_eq!(c.lines(), ["forget  record 1 far key"]);
+        assert_eq!(c.lines(), ["forget  record 1 server key"]);
     }
 
     #[test]
@@ -1254,7 +1275,10 @@ mod tests {
         let mut c = Case::new().far("1", S);
         download_delete(&mut c);
         c.policy.keep_on_server_days = Some(3);
-        assert_eq!(c.lines(), ["fetch   far:1 -> near flags S (100 bytes)"]);
+        assert_eq!(
+            c.lines(),
+            ["fetch   server:1 of 2023-11-14 -> local flags S (100 bytes)"]
+        );
     }
 
     #[test]
@@ -1264,21 +1288,21 @@ mod tests {
         c.policy.max_message_size = Some(50);
         assert_eq!(
             c.lines(),
-            ["skip    far:1: 100 bytes is over max_message_size (50 bytes)"]
+            ["skip    server:1: 100 bytes is over max_message_size (50 bytes)"]
         );
         c.policy.oversize = Oversize::Delete;
         assert_eq!(
             c.lines(),
-            ["delete  far:1 (over max_message_size, not downloaded)"]
+            ["delete  server:1 (over max_message_size, not downloaded)"]
         );
         // Keep-days promises a server copy: reported, never deleted unread.
         c.policy.keep_on_server_days = Some(3);
-        assert!(c.lines()[0].starts_with("skip    far:1"));
+        assert!(c.lines()[0].starts_with("skip    server:1"));
         // Two-way never deletes unread.
         let mut c = Case::new().far("1", S);
         c.policy.max_message_size = Some(50);
         c.policy.oversize = Oversize::Delete;
-        assert!(c.lines()[0].starts_with("skip    far:1"));
+        assert!(c.lines()[0].starts_with("skip    server:1"));
     }
 
     #[test]
@@ -1300,7 +1324,7 @@ mod tests {
         )));
         assert!(plan
             .lines()
-            .contains(&"delete  far:1 (copied to near)".to_string()));
+            .contains(&"delete  server:1 (copy kept locally)".to_string()));
     }
 
     #[test]
@@ -1309,7 +1333,7 @@ mod tests {
         download_delete(&mut c);
         assert_eq!(
             c.lines(),
-            ["fetch   far:2 -> near flags - (100 bytes), then delete on far"]
+            ["fetch   server:2 of 2023-11-14 -> local flags - (100 bytes), then delete on the server"]
         );
     }
 
@@ -1318,9 +1342,12 @@ mod tests {
         // The first run deleted far:1 after its local copy went and could only
         // mark it; the record went with the local copy.
         let deleting = Case::new().far("1", S).record(1, Some("1"), Some("a"), S);
-        assert_eq!(deleting.lines(), ["delete  far:1 (gone on near)"]);
+        assert_eq!(deleting.lines(), ["delete  server:1 (gone locally)"]);
         let next = Case::new().far("1", S.union(Flags::DELETED)).far("2", S);
-        assert_eq!(next.lines(), ["fetch   far:2 -> near flags S (100 bytes)"]);
+        assert_eq!(
+            next.lines(),
+            ["fetch   server:2 of 2023-11-14 -> local flags S (100 bytes)"]
+        );
         let mut pulling = Case::new().far("1", Flags::DELETED);
         pulling.policy.direction = Direction::Pull;
         assert!(pulling.run().unwrap().is_empty());

@@ -201,8 +201,8 @@ impl Engine<'_> {
                 continue;
             }
             report.notes.push(format!(
-                "folder `{name}`: uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
-                side.as_str()
+                "uidvalidity changed on the {} side (stored {stored}, now {now}); messages re-paired by Message-ID and size, nothing deleted",
+                side.word()
             ));
             changed = true;
             for r in records.iter_mut() {
@@ -579,7 +579,7 @@ mod tests {
             (None, Some(&key("a")))
         );
         assert!(
-            report.notes[0].contains("uidvalidity changed on the far side (stored 1, now 2)"),
+            report.notes[0].contains("uidvalidity changed on the server side (stored 1, now 2)"),
             "{:?}",
             report.notes
         );

@@ -1,6 +1,6 @@
 //! What a run did, and the exit code that sums it up.
 
-use super::action::Action;
+use super::action::{Action, PlanStep};
 use crate::model::FolderName;
 use crate::model::Side;
 use std::time::Duration;
@@ -147,8 +147,8 @@ pub struct FolderReport {
     pub notes: Vec<String>,
     pub outcome: FolderOutcome,
     pub duration: Duration,
-    /// The planned actions, one line each (always filled for a dry run).
-    pub plan: Vec<String>,
+    /// The planned steps (always filled for a dry run).
+    pub plan: Vec<PlanStep>,
     /// Skipped messages that an earlier run reported already, for the same
     /// reason: still in the reports, but neither printed nor in the exit
     /// status (see `remember_skips`).

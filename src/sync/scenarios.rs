@@ -372,7 +372,7 @@ fn assert_clean(report: &AccountReport) {
 
 fn assert_idle(world: &World) {
     let report = world.dry_run();
-    let planned: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    let planned: Vec<&PlanStep> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
     assert!(planned.is_empty(), "second run would do: {planned:#?}");
     let again = world.run();
     assert_clean(&again);
@@ -497,9 +497,13 @@ fn dry_run_of_a_first_sync_lists_every_copy() {
         .add_message(&folder("New"), &msg(1), S, None)
         .expect("add");
     let report = w.dry_run();
-    let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    let plan: Vec<String> = report
+        .folders
+        .iter()
+        .flat_map(|f| f.plan.iter().map(ToString::to_string))
+        .collect();
     assert!(
-        plan.iter().any(|l| l.starts_with("create  folder on near")),
+        plan.iter().any(|l| l.starts_with("create  folder locally")),
         "{plan:?}"
     );
     assert!(plan.iter().any(|l| l.starts_with("fetch")), "{plan:?}");
@@ -868,4 +872,19 @@ fn an_unreadable_message_is_skipped_and_the_rest_of_the_folder_syncs() {
         assert_eq!(report.totals().fetched, 1);
         assert_eq!(report.exit_status(), ExitStatus::Partial);
     });
+}
+
+#[test]
+fn a_folder_report_does_not_name_its_folder_again() {
+    let inbox = FolderName::inbox();
+    assert_eq!(
+        within_folder(&StoreError::folder(&inbox, "cannot select")),
+        "cannot select"
+    );
+    let message = StoreError::Message {
+        folder: inbox.to_string(),
+        key: "7".into(),
+        reason: "refused".into(),
+    };
+    assert_eq!(within_folder(&message), "message 7: refused");
 }

@@ -195,7 +195,7 @@ fn a_maildir_written_by_mbsync_is_taken_over_without_copying_anything() -> TestR
         .ok_or("no folders")?
         .iter()
         .flat_map(|f| f["plan"].as_array().into_iter().flatten())
-        .filter_map(|line| line.as_str())
+        .filter_map(|step| step["text"].as_str())
         .collect();
     assert_eq!(planned.len(), 34, "{planned:#?}");
     assert!(

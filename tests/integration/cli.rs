@@ -116,6 +116,33 @@ fn there_is_no_password_literal_flag() -> TestResult {
 }
 
 #[test]
+fn a_password_in_the_config_is_refused_with_the_reason() -> TestResult {
+    let home = Home::new()?;
+    let config = home.write_config(&format!(
+        "[accounts.work]\nhost = \"127.0.0.1\"\nuser = \"me\"\npassword = \"hunter2\"\n\
+         maildir = \"{}\"\n",
+        home.path().join("Mail").display(),
+    ))?;
+    let run = home.run(&["--config", &config.to_string_lossy(), "sync"])?;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("account `work`: key `password`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("never written in the configuration file"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("password_command"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    assert!(!home.path().join("Mail").exists());
+    Ok(())
+}
+
+#[test]
 fn bad_config_names_file_account_and_key() -> TestResult {
     let home = Home::new()?;
     let config = home.write_config(&account_config(&home, "hots = \"typo\"\n"))?;

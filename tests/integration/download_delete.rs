@@ -139,7 +139,7 @@ fn plan_lines(report: &AccountReport) -> Vec<String> {
     report
         .folders
         .iter()
-        .flat_map(|f| f.plan.iter().cloned())
+        .flat_map(|f| f.plan.iter().map(ToString::to_string))
         .collect()
 }
 
@@ -207,12 +207,12 @@ fn dry_run_lists_downloads_and_server_deletions_and_changes_nothing() {
     let report = fx.dry_run();
     let lines = plan_lines(&report);
     // The Maildir is still empty: INBOX itself is created first.
-    assert_eq!(lines[0], "create  folder on near", "{lines:#?}");
+    assert_eq!(lines[0], "create  folder locally", "{lines:#?}");
     assert_eq!(lines.len(), 3, "{lines:#?}");
     assert!(
         lines[1..]
             .iter()
-            .all(|l| l.starts_with("fetch   far:") && l.ends_with(", then delete on far")),
+            .all(|l| l.starts_with("fetch   server:") && l.ends_with(", then delete on the server")),
         "{lines:#?}"
     );
     assert_eq!(fx.server(), server);
@@ -336,7 +336,7 @@ fn oversize_messages_are_skipped_and_reported_or_deleted_unread_when_asked() {
     let plan = plan_lines(&fx.dry_run());
     assert_eq!(
         plan,
-        ["delete  far:2 (over max_message_size, not downloaded)"]
+        ["delete  server:2 (over max_message_size, not downloaded)"]
     );
     let report = fx.run();
     assert_ok(&report);
@@ -344,7 +344,7 @@ fn oversize_messages_are_skipped_and_reported_or_deleted_unread_when_asked() {
     assert!(
         notes
             .iter()
-            .any(|n| n.contains("far:2") && n.contains("deleted on the server without download")),
+            .any(|n| n.contains("server:2") && n.contains("deleted on the server without download")),
         "{notes:#?}"
     );
     assert_eq!(server_count(&fx, "INBOX"), 0);

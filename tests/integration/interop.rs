@@ -116,7 +116,11 @@ impl<'s> Account<'s> {
             dry_run: true,
             ..RunOptions::default()
         });
-        let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+        let plan: Vec<&str> = report
+            .folders
+            .iter()
+            .flat_map(|f| f.plan.iter().map(|step| step.text.as_str()))
+            .collect();
         assert!(
             plan.is_empty(),
             "{}: second run would do: {plan:#?}",

@@ -423,7 +423,8 @@ fn a_killed_process_resumes_without_duplicates() {
             String::from_utf8_lossy(&output.stderr)
         );
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-        let earlier: u64 = report["folders"]
+        crate::words::assert_matches_schema("report-migrate.schema.json", &report);
+        let earlier: u64 = report["accounts"][0]["folders"]
             .as_array()
             .map(|rows| rows.iter().filter_map(|r| r["earlier_runs"].as_u64()).sum())
             .unwrap_or(0);
@@ -845,9 +846,10 @@ fn the_cli_dry_run_lists_destinations_and_writes_nothing() {
         String::from_utf8_lossy(&output.stderr)
     );
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
-    let sent = report["folders"]
+    crate::words::assert_matches_schema("report-migrate.schema.json", &report);
+    let sent = report["accounts"][0]["folders"]
         .as_array()
-        .and_then(|f| f.iter().find(|r| r["source"] == "Sent"))
+        .and_then(|f| f.iter().find(|r| r["name"] == "Sent"))
         .expect("Sent row")
         .clone();
     assert_eq!(sent["destination"], "Sent");

@@ -355,7 +355,7 @@ fn a_cron_run_prints_nothing_on_success_and_only_the_errors_on_failure() -> Test
     assert!(only_errors(&run.stderr), "{}", run.stderr);
     assert!(
         run.stderr
-            .starts_with("error: account `alice`: cannot connect to alice@127.0.0.1:"),
+            .starts_with("error: account `alice`: authentication failed: alice at 127.0.0.1:"),
         "{}",
         run.stderr
     );
@@ -411,7 +411,7 @@ fn a_skipped_oversize_message_exits_1_and_is_reported() -> TestResult {
     assert!(run.stderr.contains("max_message_size"), "{}", run.stderr);
 
     let value: serde_json::Value = serde_json::from_str(&run.stdout)?;
-    assert_eq!(value["version"], 1);
+    assert_eq!(value["schema_version"], 2);
     assert_eq!(value["exit_code"], 1);
     let inbox = &value["accounts"][0]["folders"][0];
     assert_eq!(inbox["name"], "INBOX");
@@ -851,11 +851,13 @@ fn a_dry_run_report_on_stdout_is_one_json_document_with_the_plan() -> TestResult
     let plan = inbox["plan"].as_array().ok_or("no plan")?;
     assert_eq!(
         plan.iter()
-            .filter(|line| line.as_str().is_some_and(|l| l.starts_with("fetch")))
+            .filter(|step| step["action"] == "download")
             .count(),
         2
     );
-    assert_eq!(inbox["fetched"], 0);
+    // A dry run counts what it would do.
+    assert_eq!(inbox["fetched"], 2);
+    crate::words::assert_matches_schema("report-sync.schema.json", &value);
     assert!(cli.local_files("").map_or(true, |files| files.is_empty()));
     Ok(())
 }

@@ -162,9 +162,10 @@ fn json(run: &Run) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
 }
 
-/// Messages a migrate report says were copied, and placed by earlier runs.
-fn migrated(report: &serde_json::Value) -> (u64, u64) {
-    let folders = report["folders"].as_array().expect("folders");
+/// Messages a migrate report's pair says were copied, and placed by earlier
+/// runs.
+fn migrated(pair: &serde_json::Value) -> (u64, u64) {
+    let folders = pair["folders"].as_array().expect("folders");
     let sum = |field: &str| folders.iter().filter_map(|f| f[field].as_u64()).sum();
     (sum("copied"), sum("earlier_runs"))
 }
@@ -200,7 +201,7 @@ fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> Test
             ],
         );
         assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-        json(&run)
+        json(&run)["accounts"][0].clone()
     };
 
     // What an earlier version would have named the state: left alone, and
@@ -264,14 +265,17 @@ fn migrations_between_accounts_of_the_same_names_keep_their_own_states() -> Test
         &[&args[..], &["--rebind-state", "--report", "json"]].concat(),
     );
     assert_eq!(rebound.code, Some(0), "{}", rebound.stderr);
-    let folders = json(&rebound)["folders"].clone();
+    let folders = json(&rebound)["accounts"][0]["folders"].clone();
     let duplicates: u64 = folders
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|f| f["duplicates"].as_u64())
         .sum();
-    assert_eq!((migrated(&json(&rebound)), duplicates), ((0, 0), 30));
+    assert_eq!(
+        (migrated(&json(&rebound)["accounts"][0]), duplicates),
+        ((0, 0), 30)
+    );
     assert!(server(&second, "bob") == copy, "the destination changed");
     Ok(())
 }

@@ -225,7 +225,11 @@ impl Fixture {
 
     pub fn assert_idle(&self) {
         let report = self.dry_run();
-        let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+        let plan: Vec<String> = report
+            .folders
+            .iter()
+            .flat_map(|f| f.plan.iter().map(ToString::to_string))
+            .collect();
         assert!(plan.is_empty(), "second run would do: {plan:#?}");
         let again = self.run();
         assert_ok(&again);
@@ -407,7 +411,11 @@ fn dry_run_changes_nothing_anywhere() {
     let server = fx.server();
     let local = fx.local();
     let report = fx.dry_run();
-    let plan: Vec<&String> = report.folders.iter().flat_map(|f| f.plan.iter()).collect();
+    let plan: Vec<String> = report
+        .folders
+        .iter()
+        .flat_map(|f| f.plan.iter().map(ToString::to_string))
+        .collect();
     assert!(plan.iter().any(|l| l.starts_with("fetch")), "{plan:#?}");
     assert!(plan.iter().any(|l| l.starts_with("push")), "{plan:#?}");
     assert_eq!(fx.server(), server);

@@ -420,7 +420,18 @@ fn secured<'a>(cfg: &ImapConfig, address: &'a str) -> StoreResult<(PreAuth<'a>, 
         None => net::connect(&cfg.server)?,
     };
     let mut link = PreAuth::new(conn, address, 0);
-    let (preauth, greeted_with) = link.greeting()?;
+    let (preauth, greeted_with) = link.greeting().map_err(|e| match e {
+        // A TLS port waits for the client's handshake and never greets.
+        StoreError::Connection(text)
+            if cfg.server.tls == TlsMode::Starttls && cfg.tunnel.is_none() =>
+        {
+            StoreError::Connection(format!(
+                "{text}\nhint: if this port expects implicit TLS (usually 993), set \
+                 `tls = \"implicit\"`"
+            ))
+        }
+        other => other,
+    })?;
     if cfg.server.tls == TlsMode::Starttls {
         if preauth {
             return Err(StoreError::Tls(format!(
