@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S]
-//!            [--no-condstore] [--no-qresync] [--no-uidplus] [--also-listen ADDR]
+//!            [--no-condstore] [--no-qresync] [--no-uidplus] [--compress]
+//!            [--also-listen ADDR]
 //! sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]
 //! sandbox down --dir DIR
 //! ```
@@ -12,7 +13,8 @@
 //! a fixed list of folders (or B of them in INBOX and the rest spread over the
 //! others) and writes `DIR/env` (shell-sourceable). `--also-listen` makes
 //! Dovecot listen on one more local address besides 127.0.0.1, for a benchmark
-//! that reaches the server through a network namespace. `change`
+//! that reaches the server through a network namespace; `--compress` makes it
+//! offer COMPRESS=DEFLATE. `change`
 //! toggles `\Flagged` on the first N messages of a folder and delivers M new
 //! ones, the same server-side change for every client that syncs afterwards.
 //! `down` stops the daemon and leaves DIR for the caller to remove.
@@ -50,6 +52,7 @@ struct Args {
     condstore: bool,
     qresync: bool,
     uidplus: bool,
+    compress: bool,
     also_listen: Option<IpAddr>,
     user: String,
     folder: String,
@@ -59,7 +62,7 @@ struct Args {
 
 fn usage() -> String {
     "usage: sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S] \
-     [--no-condstore] [--no-qresync] [--no-uidplus] [--also-listen ADDR]\n       \
+     [--no-condstore] [--no-qresync] [--no-uidplus] [--compress] [--also-listen ADDR]\n       \
      sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]\n       \
      sandbox down --dir DIR"
         .to_string()
@@ -78,6 +81,7 @@ fn parse_args() -> Result<Args, String> {
         condstore: true,
         qresync: true,
         uidplus: true,
+        compress: false,
         also_listen: None,
         user: SAMPLE_USER.to_string(),
         folder: "INBOX".to_string(),
@@ -113,6 +117,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-condstore" => args.condstore = false,
             "--no-qresync" => args.qresync = false,
             "--no-uidplus" => args.uidplus = false,
+            "--compress" => args.compress = true,
             "-h" | "--help" => return Err(usage()),
             other => return Err(format!("unknown argument {other:?}\n{}", usage())),
         }
@@ -154,6 +159,7 @@ fn up(args: &Args, dir: PathBuf) -> Result<(), String> {
         condstore: args.condstore,
         qresync: args.qresync,
         uidplus: args.uidplus,
+        compress: args.compress,
         extra_config,
         dir: Some(dir),
         ..SandboxOptions::default()

@@ -124,6 +124,8 @@ pub struct SandboxOptions {
     /// when set, users may also log in with XOAUTH2 and OAUTHBEARER, and
     /// Dovecot asks this endpoint whether a token is active and whose it is.
     pub oauth2_introspection_url: Option<String>,
+    /// Offer COMPRESS=DEFLATE (RFC 4978) after login (Dovecot's imap_zlib).
+    pub compress: bool,
     /// Where to put the instance. `None` makes a short-named directory in the
     /// system temp dir that is removed when the sandbox stops; a given directory
     /// is created if needed and left in place (only the daemon is stopped).
@@ -145,6 +147,7 @@ impl Default for SandboxOptions {
             separator: '/',
             extra_config: String::new(),
             oauth2_introspection_url: None,
+            compress: false,
             dir: None,
         }
     }
@@ -1250,6 +1253,12 @@ service pop3-login {{
             conf,
             "protocol imap {{\n  mail_max_userip_connections = {limit}\n}}\n\
              protocol pop3 {{\n  mail_max_userip_connections = {limit}\n}}"
+        );
+    }
+    if opts.compress {
+        let _ = writeln!(
+            conf,
+            "protocol imap {{\n  mail_plugins = $mail_plugins imap_zlib\n}}"
         );
     }
     if let Some(group) = &who.service_group {

@@ -211,6 +211,8 @@ pub struct ServerLogin {
     pub auth: AuthMethod,
     /// IMAP over this command's stdin and stdout instead of the network.
     pub tunnel: Option<String>,
+    /// COMPRESS=DEFLATE when the server offers it (`compress`).
+    pub compress: bool,
 }
 
 impl ServerLogin {
@@ -228,6 +230,7 @@ impl ServerLogin {
             auth: self.auth,
             tunnel: self.tunnel.clone(),
             batch_bytes,
+            compress: self.compress,
         }
     }
 
@@ -512,6 +515,9 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         })?),
         None => None,
     };
+    let compress = s
+        .boolean("compress")?
+        .unwrap_or_else(|| !crate::store::net::is_loopback_host(&host));
     let user = s.required_string("user")?;
     let auth = auth_method(&mut s, oauth2.is_some())?;
     let timeout = s
@@ -603,6 +609,7 @@ fn build_account(name: &str, mut s: Settings<'_>, dirs: &Dirs) -> Result<Account
         password,
         auth,
         tunnel,
+        compress,
     };
     Ok(Account {
         name: name.to_string(),

@@ -17,6 +17,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("tls", "\"implicit\" (default), \"starttls\" (refused if the server does not offer it) or \"none\" (only with allow_plaintext)"),
     ("allow_plaintext", "consent to tls = \"none\"; default false"),
     ("tunnel", "IMAP over a command's stdin and stdout instead of the network, e.g. \"ssh host /usr/lib/dovecot/imap\" (the host, port and TLS keys are then unused, and a PREAUTH greeting needs no password source)"),
+    ("compress", "COMPRESS=DEFLATE (RFC 4978) when the server offers it, for slow or metered links (IMAP only); default true, except false when the host is this machine (localhost, 127.0.0.0/8, ::1), where it only costs time"),
     ("ca_file", "an extra trusted CA certificate (PEM) besides the system roots"),
     ("fingerprint", "SHA-256 of the server certificate in hex (colons allowed); when set, only that certificate is accepted"),
     ("user", "login name (required)"),

@@ -666,6 +666,7 @@ fn debug_output_never_contains_a_resolved_password() {
         password: PasswordSource::Env("PW".into()),
         auth: crate::auth::AuthMethod::Auto,
         tunnel: None,
+        compress: true,
     };
     let config = imap.with_password(Secret("hunter2".into()), 1);
     assert!(!format!("{config:?}").contains("hunter2"));
@@ -867,5 +868,22 @@ fn namespace_is_auto_unless_a_prefix_or_none_is_given() -> Result<(), ConfigErro
     );
     let message = parse_err(&format!("{MINIMAL}protocol = \"pop3\"\nnamespace = \"\"\n"));
     assert!(message.contains("key `namespace`"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn compress_defaults_to_on_except_for_this_machine() -> Result<(), ConfigError> {
+    assert!(imap(&parse(MINIMAL)?.accounts[0]).compress);
+    let local = MINIMAL.replace("imap.example.org", "127.0.0.1");
+    assert!(!imap(&parse(&local)?.accounts[0]).compress);
+    let forced = format!("{local}compress = true\n");
+    assert!(imap(&parse(&forced)?.accounts[0]).compress);
+    let off = format!("{MINIMAL}compress = false\n");
+    assert!(!imap(&parse(&off)?.accounts[0]).compress);
+    let err = parse_err(&format!("{MINIMAL}compress = \"yes\"\n"));
+    assert!(
+        err.contains("key `compress`") && err.contains("true or false"),
+        "{err}"
+    );
     Ok(())
 }

@@ -120,6 +120,7 @@ impl EndpointSpec {
         let timeout = Duration::from_secs(u64::from(
             self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
         ));
+        let compress = !crate::store::net::is_loopback_host(&host);
         Ok(Endpoint::Server {
             label: format!("{user}@{host}"),
             imap: ServerLogin {
@@ -137,6 +138,7 @@ impl EndpointSpec {
                 password,
                 auth: self.auth.unwrap_or_default(),
                 tunnel: None,
+                compress,
             },
         })
     }

@@ -3,6 +3,7 @@
 //! tests) runs through the same code.
 
 pub mod body;
+pub mod deflate;
 pub mod imap;
 pub mod maildir;
 // Test double for the engine's own tests; not part of the shipped library.

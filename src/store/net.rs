@@ -19,6 +19,7 @@ use openssl::ssl::{
 use openssl::x509::X509;
 use sha2::{Digest, Sha256};
 
+use crate::store::deflate::Deflated;
 use crate::store::{StoreError, StoreResult};
 
 /// How the connection is protected.
@@ -70,11 +71,21 @@ pub enum Connection {
     Tls(Box<SslStream<TcpStream>>),
     /// A command's stdin and stdout (`tunnel`, e.g. `ssh host imapd`).
     Tunnel(Box<Tunnel>),
+    /// Any of the above after COMPRESS=DEFLATE (see [`start_deflate`]).
+    Compressed(Box<Deflated<Connection>>),
 }
 
 impl Connection {
     pub fn is_tls(&self) -> bool {
-        matches!(self, Connection::Tls(_))
+        match self {
+            Connection::Compressed(link) => link.get_ref().is_tls(),
+            other => matches!(other, Connection::Tls(_)),
+        }
+    }
+
+    /// Whether COMPRESS=DEFLATE is in effect.
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Connection::Compressed(_))
     }
 
     /// A second handle on the socket, to shut it down from another thread
@@ -84,6 +95,7 @@ impl Connection {
             Connection::Plain(tcp) => tcp.try_clone().map(Some),
             Connection::Tls(tls) => tls.get_ref().try_clone().map(Some),
             Connection::Tunnel(_) => Ok(None),
+            Connection::Compressed(link) => link.get_ref().socket_handle(),
         }
     }
 
@@ -93,6 +105,7 @@ impl Connection {
             Connection::Plain(tcp) => tcp.read_timeout(),
             Connection::Tls(tls) => tls.get_ref().read_timeout(),
             Connection::Tunnel(tunnel) => Ok(non_zero(tunnel.io_timeout)),
+            Connection::Compressed(link) => link.get_ref().read_timeout(),
         }
     }
 
@@ -106,6 +119,7 @@ impl Connection {
                 tunnel.io_timeout = limit.unwrap_or(Duration::ZERO);
                 Ok(())
             }
+            Connection::Compressed(link) => link.get_mut().set_read_timeout(limit),
         }
     }
 
@@ -115,6 +129,7 @@ impl Connection {
         match self {
             Connection::Plain(_) | Connection::Tunnel(_) => None,
             Connection::Tls(tls) => peer_der(tls).ok().map(|der| fingerprint_of_der(&der)),
+            Connection::Compressed(link) => link.get_ref().peer_fingerprint(),
         }
     }
 }
@@ -125,6 +140,7 @@ impl fmt::Debug for Connection {
             Connection::Plain(tcp) => ("plain", tcp),
             Connection::Tls(tls) => ("tls", tls.get_ref()),
             Connection::Tunnel(_) => return f.write_str("Connection(tunnel)"),
+            Connection::Compressed(link) => return write!(f, "Compressed({:?})", link.get_ref()),
         };
         match tcp.peer_addr() {
             Ok(addr) => write!(f, "Connection({kind} {addr})"),
@@ -158,6 +174,8 @@ impl Read for Connection {
             Connection::Plain(s) => s.read(buf),
             Connection::Tls(s) => s.read(buf),
             Connection::Tunnel(t) => t.read(buf),
+            // The connection inside counts what crossed the wire.
+            Connection::Compressed(link) => return link.read(buf),
         }?;
         BYTES_RECEIVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         THREAD_BYTES_RECEIVED.with(|c| c.set(c.get() + n as u64));
@@ -171,6 +189,7 @@ impl Write for Connection {
             Connection::Plain(s) => s.write(buf),
             Connection::Tls(s) => s.write(buf),
             Connection::Tunnel(t) => t.write(buf),
+            Connection::Compressed(link) => link.write(buf),
         }
     }
 
@@ -179,6 +198,7 @@ impl Write for Connection {
             Connection::Plain(s) => s.flush(),
             Connection::Tls(s) => s.flush(),
             Connection::Tunnel(t) => t.stdin.flush(),
+            Connection::Compressed(link) => link.flush(),
         }
     }
 }
@@ -324,6 +344,31 @@ pub fn start_tls(reader: BufReader<Connection>, cfg: &ServerConfig) -> StoreResu
             "{}: STARTTLS through a tunnel",
             cfg.address()
         ))),
+        Connection::Compressed(_) => Err(StoreError::Protocol(format!(
+            "{}: STARTTLS on a compressed connection",
+            cfg.address()
+        ))),
+    }
+}
+
+/// Turns on deflate in both directions once the server agreed to COMPRESS
+/// (RFC 4978). What `reader` holds beyond the agreement is already compressed.
+pub fn start_deflate(reader: BufReader<Connection>) -> Connection {
+    let early = reader.buffer().to_vec();
+    Connection::Compressed(Box::new(Deflated::new(reader.into_inner(), &early)))
+}
+
+/// Whether `host` names this machine (localhost, 127.0.0.0/8, ::1): the
+/// default of `compress` is off there, where compressing costs time and saves
+/// nothing.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let name = bare.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
     }
 }
 
@@ -566,6 +611,30 @@ mod tests {
     use super::*;
     use std::io::BufRead;
     use std::net::TcpListener;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in [
+            "localhost",
+            "LocalHost.",
+            "a.localhost",
+            "127.0.0.1",
+            "127.9.8.7",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "imap.example.org",
+            "10.0.0.1",
+            "::2",
+            "localhost.example.org",
+            "tunnel",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 
     fn config(port: u16, tls: TlsMode) -> ServerConfig {
         ServerConfig {

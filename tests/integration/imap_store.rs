@@ -24,6 +24,7 @@ fn config(sandbox: &Sandbox, user: &str, tls: TlsMode) -> ImapConfig {
         auth: mailsync::auth::AuthMethod::Auto,
         tunnel: None,
         batch_bytes: 1 << 20,
+        compress: false,
     }
 }
 

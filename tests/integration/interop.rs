@@ -55,6 +55,7 @@ fn imap_config(server: &OtherServer) -> ImapConfig {
         auth: mailsync::auth::AuthMethod::Auto,
         tunnel: None,
         batch_bytes: 1024 * 1024,
+        compress: false,
     }
 }
 

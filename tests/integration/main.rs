@@ -4,6 +4,7 @@
 mod adopt;
 mod cli;
 mod command_line;
+mod compress;
 mod count;
 mod cron;
 mod download_delete;

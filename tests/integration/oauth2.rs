@@ -283,6 +283,7 @@ fn imap(sandbox: &Sandbox, auth: AuthMethod, token: &str) -> ImapConfig {
         auth,
         tunnel: None,
         batch_bytes: 1 << 20,
+        compress: false,
     }
 }
 

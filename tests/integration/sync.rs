@@ -84,6 +84,7 @@ pub fn imap_config(sandbox: &Sandbox, user: &str) -> ImapConfig {
         auth: mailsync::auth::AuthMethod::Auto,
         tunnel: None,
         batch_bytes: 1024 * 1024,
+        compress: false,
     }
 }
 

@@ -309,15 +309,25 @@ impl<'a> PreAuth<'a> {
     }
 }
 
-/// Connects, secures and logs in; the connection, with whatever the server
-/// sent after the login's answer still in its buffer, and the last tag used
-/// on it. The caller asks for CAPABILITY again afterwards: the list changes
-/// with login.
+/// Connects, secures, logs in and turns on compression if `cfg.compress`
+/// asks for it and the server offers it; the connection, with whatever the
+/// server sent after the last answer still in its buffer, and the last tag
+/// used on it. The caller asks for CAPABILITY again afterwards: the list
+/// changes with login.
 pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32)> {
     let address = cfg.address();
     let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
     if !preauthenticated {
         log_in(&mut link, &caps, cfg)?;
+    }
+    if cfg.compress && link.capabilities()?.has("COMPRESS=DEFLATE") {
+        // RFC 4978: compression starts right after the OK; a NO (compression
+        // already on, or refused) leaves the connection as it was.
+        let (_, status, _) = link.command("COMPRESS DEFLATE")?;
+        if status == Status::Ok {
+            let tag = link.tag;
+            return Ok((BufReader::new(net::start_deflate(link.reader)), tag));
+        }
     }
     Ok((link.reader, link.tag))
 }
@@ -524,6 +534,7 @@ mod tests {
             auth: AuthMethod::Auto,
             tunnel: None,
             batch_bytes: 1 << 20,
+            compress: false,
         }
     }
 
@@ -635,6 +646,45 @@ mod tests {
         assert_eq!(received[1], "m2 AUTHENTICATE PLAIN\r\n");
         // base64("\0alice\0sécret")
         assert_eq!(received[2], "AGFsaWNlAHPDqWNyZXQ=\r\n");
+    }
+
+    #[test]
+    fn a_refused_compress_carries_on_uncompressed() {
+        let (port, server) = fake_server(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
+            &[
+                "m1 OK logged in\r\n",
+                "* CAPABILITY IMAP4rev1 COMPRESS=DEFLATE\r\nm2 OK done\r\n",
+                "m3 NO compression refused\r\n",
+                "* OK still plain\r\n",
+            ],
+        );
+        let cfg = ImapConfig {
+            compress: true,
+            ..config(port, TlsMode::None, "pw")
+        };
+        let (mut reader, tag) = open(&cfg).unwrap();
+        assert!(!reader.get_ref().is_compressed());
+        assert_eq!(tag, 3);
+        reader.get_mut().write_all(b"a4 NOOP\r\n").unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, "* OK still plain\r\n");
+        let received = server.join().unwrap();
+        assert_eq!(received[2], "m3 COMPRESS DEFLATE\r\n");
+    }
+
+    #[test]
+    fn compress_is_not_asked_for_when_switched_off() {
+        let (port, server) = fake_server(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
+            &["m1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] logged in\r\n"],
+        );
+        let (reader, tag) = open(&config(port, TlsMode::None, "pw")).unwrap();
+        assert!(!reader.get_ref().is_compressed());
+        assert_eq!(tag, 1);
+        drop(reader);
+        assert_eq!(server.join().unwrap().len(), 1);
     }
 
     fn tunnel_config(command: &str, password: &str) -> ImapConfig {

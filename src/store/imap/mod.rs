@@ -64,6 +64,8 @@ pub struct ImapConfig {
     pub tunnel: Option<String>,
     /// Largest UID FETCH response, in summed RFC822.SIZE bytes.
     pub batch_bytes: u64,
+    /// Ask for COMPRESS=DEFLATE (RFC 4978) when the server offers it.
+    pub compress: bool,
 }
 
 impl ImapConfig {
@@ -310,6 +312,11 @@ impl ImapStore {
     /// The capabilities the server announced after login.
     pub fn server_caps(&self) -> &ServerCaps {
         &self.server
+    }
+
+    /// Whether the connection runs with COMPRESS=DEFLATE.
+    pub fn is_compressed(&self) -> bool {
+        self.session.is_compressed()
     }
 
     /// Waits in IDLE (RFC 2177) on `folder` until the server reports a change

@@ -290,6 +290,11 @@ impl Session {
         }
     }
 
+    /// Whether COMPRESS=DEFLATE is on.
+    pub(super) fn is_compressed(&self) -> bool {
+        self.reader.get_ref().is_compressed()
+    }
+
     /// See `Connection::socket_handle`.
     pub(super) fn socket_handle(&self) -> std::io::Result<Option<std::net::TcpStream>> {
         self.reader.get_ref().socket_handle()
