@@ -16,17 +16,18 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// A folder's bar: its messages as the prefix, its name last (cut to fit).
+/// Each count has room for its largest likely value before `!` cuts it.
 const FOLDER_TEMPLATE: &str =
-    "  [{bar:16}] {prefix:>15!} {decimal_bytes:>9!}/{decimal_total_bytes:<9!} {eta:>4!}  {msg}";
+    "  [{bar:11}] {prefix:>20!} {decimal_bytes:>9!}/{decimal_total_bytes:<9!} {eta:>4!}  {msg}";
 const FOLDER_FIXED: usize = 63;
 /// The run's bar: the account (or "total"), folders done, then messages and
 /// bytes copied so far (cut to fit).
 const OVERALL_TEMPLATE: &str =
-    "{prefix:<16!} [{bar:16}] {human_pos:>4!}/{human_len:<4!} folders {eta:>4!}  {msg}";
-const OVERALL_FIXED: usize = 60;
+    "{prefix:<16!} [{bar:16}] {human_pos:>5!}/{human_len:<5!} folders {eta:>4!}  {msg}";
+const OVERALL_FIXED: usize = 62;
 /// Migrate's bar: messages are known up front there, so it counts them.
 const MIGRATE_TEMPLATE: &str =
-    "{prefix:<16!} [{bar:16}] {human_pos:>7!}/{human_len:<7!} msgs {eta:>4!}  {msg}";
+    "{prefix:<16!} [{bar:12}] {human_pos:>9!}/{human_len:<9!} msgs {eta:>4!}  {msg}";
 const MIGRATE_FIXED: usize = 63;
 
 /// `text` cut to what a line of the terminal has left after `fixed` columns.

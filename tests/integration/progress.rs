@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 
-use super::support::start;
+use super::support::{mailsync_in, start};
 
 const ACCOUNT: &str = "work-progress";
 const USER: &str = "alice";
@@ -52,25 +52,23 @@ fn setup() -> Setup {
     }
 }
 
-/// Runs the binary with stderr (and stdout) on a fresh 80x24 pseudo
-/// terminal; returns its exit code and all it wrote there.
-fn run_on_terminal(setup: &Setup, args: &[&str]) -> (Option<i32>, String) {
-    let (mut master, slave) = open_pty(80, 24);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mailsync"));
+/// `mailsync sync` with the account's config and password.
+fn sync_command(setup: &Setup, args: &[&str]) -> Command {
+    let mut command = mailsync_in(setup.home.path());
+    command.arg("--config").arg(&setup.config).args(args).env(
+        "MAILSYNC_TEST_PW",
+        setup.sandbox.password(USER).expect("password"),
+    );
     command
-        .arg("--config")
-        .arg(&setup.config)
-        .args(args)
-        .env("HOME", setup.home.path())
-        .env("XDG_CONFIG_HOME", setup.home.path().join("config"))
-        .env("XDG_DATA_HOME", setup.home.path().join("data"))
-        .env(
-            "MAILSYNC_TEST_PW",
-            setup.sandbox.password(USER).expect("password"),
-        )
+}
+
+/// Runs `command` with stderr (and stdout) on a fresh 80x24 pseudo
+/// terminal; returns its exit code and all it wrote there.
+fn run_on_terminal(mut command: Command) -> (Option<i32>, String) {
+    let (mut master, slave) = open_pty(80, 24);
+    command
         .env_remove("COLUMNS")
         .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
         .stdout(Stdio::from(slave.try_clone().expect("dup pty")))
         .stderr(Stdio::from(slave));
     let mut child = command.spawn().expect("run mailsync");
@@ -189,7 +187,7 @@ fn bars_fit_an_80_column_terminal_and_show_the_account_and_its_figures() {
         setup.sandbox.save(USER, "INBOX", &body).expect("save");
         setup.sandbox.save(USER, LONG_FOLDER, &body).expect("save");
     }
-    let (code, output) = run_on_terminal(&setup, &["sync"]);
+    let (code, output) = run_on_terminal(sync_command(&setup, &["sync"]));
     assert_eq!(code, Some(0), "{output}");
     let lines = drawn_rows(&output);
     assert_bars_fit(&lines, &output);
@@ -218,7 +216,8 @@ fn bars_fit_an_80_column_terminal_and_show_the_account_and_its_figures() {
 fn ctrl_c_on_a_terminal_leaves_one_interrupted_line_and_no_bar_after_it() {
     let setup = setup();
     add_local(&setup.home.path().join("Maildir"), 12);
-    let (code, output) = run_on_terminal(&setup, &["sync", "--after-appends", "2:int"]);
+    let (code, output) =
+        run_on_terminal(sync_command(&setup, &["sync", "--after-appends", "2:int"]));
     assert_eq!(code, Some(130), "{output}");
     let lines = drawn_rows(&output);
     assert_bars_fit(&lines, &output);
@@ -246,18 +245,7 @@ fn ctrl_c_on_a_terminal_leaves_one_interrupted_line_and_no_bar_after_it() {
 fn off_a_terminal_no_bar_and_no_escape_is_written() {
     let setup = setup();
     add_local(&setup.home.path().join("Maildir"), 4);
-    let output = Command::new(env!("CARGO_BIN_EXE_mailsync"))
-        .arg("--config")
-        .arg(&setup.config)
-        .args(["-v", "sync"])
-        .env("HOME", setup.home.path())
-        .env("XDG_CONFIG_HOME", setup.home.path().join("config"))
-        .env("XDG_DATA_HOME", setup.home.path().join("data"))
-        .env(
-            "MAILSYNC_TEST_PW",
-            setup.sandbox.password(USER).expect("password"),
-        )
-        .stdin(Stdio::null())
+    let output = sync_command(&setup, &["-v", "sync"])
         .output()
         .expect("run mailsync");
     assert_eq!(output.status.code(), Some(0));
@@ -268,5 +256,47 @@ fn off_a_terminal_no_bar_and_no_escape_is_written() {
     assert!(
         stderr.contains("messages to copy"),
         "-v lines instead of bars: {stderr}"
+    );
+}
+
+#[test]
+fn migrate_bars_fit_an_80_column_terminal_and_count_every_message() {
+    let setup = setup();
+    let sandbox = &setup.sandbox;
+    sandbox
+        .create_folder(USER, LONG_FOLDER)
+        .expect("create folder");
+    for n in 0..6 {
+        let body = sample_message(200 + n, 900);
+        sandbox.save(USER, "INBOX", &body).expect("save");
+        sandbox.save(USER, LONG_FOLDER, &body).expect("save");
+    }
+    let mut command = mailsync_in(setup.home.path());
+    command
+        .env("SOURCE_PW", sandbox.password(USER).expect("password"))
+        .env("DEST_PW", sandbox.password("bob").expect("password"))
+        .args(["migrate", "--jobs", "1"]);
+    for (side, user, var) in [("from", USER, "SOURCE_PW"), ("to", "bob", "DEST_PW")] {
+        command.args([
+            format!("--{side}-host"),
+            sandbox.host().to_string(),
+            format!("--{side}-port"),
+            sandbox.imaps_port().to_string(),
+            format!("--{side}-ca-file"),
+            sandbox.ca_file().display().to_string(),
+            format!("--{side}-user"),
+            user.to_string(),
+            format!("--{side}-password-env"),
+            var.to_string(),
+        ]);
+    }
+    let (code, output) = run_on_terminal(command);
+    assert_eq!(code, Some(0), "{output}");
+    let rows = drawn_rows(&output);
+    assert_bars_fit(&rows, &output);
+    assert!(
+        rows.iter()
+            .any(|row| row.starts_with("total") && row.contains("/12") && row.contains(" msgs ")),
+        "the overall bar counts the 12 messages: {output:?}"
     );
 }
