@@ -377,7 +377,8 @@ fn migrate_pair(
     let mut progress = MigrateProgress::new(ui, name, prefix, migration.folders());
     let mut report = migration.run(&mut state, &mut progress);
     report.state = Some(pair.state.display().to_string());
-    progress.finish();
+    // Off the screen before anything about the run is printed.
+    drop(progress);
     if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();

@@ -1,14 +1,87 @@
-//! Progress of a run: one bar per folder (messages, bytes, ETA) when stderr is a
-//! terminal, `-v` log lines otherwise. Bars are drawn through the one
-//! `MultiProgress` that `output::Ui` owns, so messages never break a bar.
+//! Progress of a run: one overall bar (folders, messages, bytes, ETA) named
+//! after the account, and one bar per folder, when stderr is a terminal; `-v`
+//! log lines otherwise. Bars are drawn through the one `MultiProgress` that
+//! `output::Ui` owns, so messages never break a bar.
+//!
+//! Every template has a fixed part of at most 63 columns and ends in `{msg}`,
+//! cut here to what the terminal has left: a line never wraps on an
+//! 80-column terminal, however long a folder name is.
 
-use super::output::{human_bytes, human_duration, Ui};
+use super::output::{human_bytes, human_count, human_duration, Ui};
 use crate::migrate::PlannedFolder;
 use crate::model::FolderName;
 use crate::sync::run_report::{FolderReport, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// A folder's bar: its messages as the prefix, its name last (cut to fit).
+/// Each count has room for its largest likely value before `!` cuts it.
+const FOLDER_TEMPLATE: &str =
+    "  [{bar:11}] {prefix:>20!} {decimal_bytes:>9!}/{decimal_total_bytes:<9!} {eta:>4!}  {msg}";
+const FOLDER_FIXED: usize = 63;
+/// The run's bar: the account (or "total"), folders done, then messages and
+/// bytes copied so far (cut to fit).
+const OVERALL_TEMPLATE: &str =
+    "{prefix:<16!} [{bar:16}] {human_pos:>5!}/{human_len:<5!} folders {eta:>4!}  {msg}";
+const OVERALL_FIXED: usize = 62;
+/// Migrate's bar: messages are known up front there, so it counts them.
+const MIGRATE_TEMPLATE: &str =
+    "{prefix:<16!} [{bar:12}] {human_pos:>9!}/{human_len:<9!} msgs {eta:>4!}  {msg}";
+const MIGRATE_FIXED: usize = 63;
+
+/// `text` cut to what a line of the terminal has left after `fixed` columns.
+/// The line stays one column short of the edge: indicatif writes no newline
+/// after a line that fills the terminal, so a full line would lean on the
+/// terminal's own wrapping.
+fn fit(text: &str, fixed: usize) -> String {
+    fit_to(text, fixed, terminal_columns())
+}
+
+fn fit_to(text: &str, fixed: usize, columns: usize) -> String {
+    let room = columns.saturating_sub(fixed + 1);
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    if room == 0 {
+        return String::new();
+    }
+    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The width of the terminal on stderr; 80 when it cannot be told.
+fn terminal_columns() -> usize {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ only fills the winsize it is given.
+    let asked = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+    if asked == 0 && size.ws_col > 0 {
+        usize::from(size.ws_col)
+    } else {
+        80
+    }
+}
+
+fn style(template: &str) -> Option<ProgressStyle> {
+    ProgressStyle::with_template(template)
+        .ok()
+        .map(|s| s.progress_chars("=> "))
+}
+
+/// Takes a bar off the screen: a bar left behind (after an interrupted run)
+/// would be redrawn below the last message.
+fn clear(ui: &Ui, bar: &ProgressBar) {
+    bar.finish_and_clear();
+    if let Some(multi) = ui.bars() {
+        multi.remove(bar);
+    }
+}
 
 struct FolderBar {
     bar: Option<ProgressBar>,
@@ -21,31 +94,74 @@ pub struct RunObserver<'a> {
     account: &'a str,
     folders: HashMap<FolderName, FolderBar>,
     style: Option<ProgressStyle>,
+    /// The account's bar; migrate draws its own instead.
+    overall: Option<ProgressBar>,
+    wants_overall: bool,
+    messages: u64,
+    bytes: u64,
 }
 
 impl<'a> RunObserver<'a> {
     pub fn new(ui: &'a Ui, account: &'a str) -> RunObserver<'a> {
-        let style = ui.bars().and_then(|_| {
-            ProgressStyle::with_template(
-                "{prefix:>16} [{bar:24}] {msg} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} ({eta})",
-            )
-            .ok()
-            .map(|s| s.progress_chars("=> "))
-        });
         RunObserver {
             ui,
             account,
             folders: HashMap::new(),
-            style,
+            style: ui.bars().and_then(|_| style(FOLDER_TEMPLATE)),
+            overall: None,
+            wants_overall: true,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    fn without_overall(mut self) -> Self {
+        self.wants_overall = false;
+        self
+    }
+
+    fn overall_message(&self) -> String {
+        let figures = format!(
+            "{} msgs, {}",
+            human_count(self.messages),
+            human_bytes(self.bytes)
+        );
+        fit(&figures, OVERALL_FIXED)
+    }
+}
+
+impl Drop for RunObserver<'_> {
+    fn drop(&mut self) {
+        for (_, state) in self.folders.drain() {
+            if let Some(bar) = state.bar {
+                clear(self.ui, &bar);
+            }
+        }
+        if let Some(bar) = self.overall.take() {
+            clear(self.ui, &bar);
         }
     }
 }
 
 fn messages_label(done: u64, total: u64) -> String {
-    format!("{done}/{total} msgs")
+    format!("{}/{} msgs", human_count(done), human_count(total))
 }
 
 impl Observer for RunObserver<'_> {
+    fn folders_planned(&mut self, folders: u64) {
+        if !self.wants_overall || folders == 0 {
+            return;
+        }
+        let Some(style) = self.ui.bars().and_then(|_| style(OVERALL_TEMPLATE)) else {
+            return;
+        };
+        let bar = ProgressBar::new(folders)
+            .with_style(style)
+            .with_prefix(self.account.to_string())
+            .with_message(self.overall_message());
+        self.overall = self.ui.bars().map(|multi| multi.add(bar));
+    }
+
     fn folder_started(&mut self, folder: &FolderName, messages_to_copy: u64, bytes_to_copy: u64) {
         self.ui.debug(&format!(
             "{}: {folder}: {messages_to_copy} messages to copy ({})",
@@ -57,8 +173,8 @@ impl Observer for RunObserver<'_> {
                 // Styled before it is added, so its first frame is complete.
                 let bar = ProgressBar::new(bytes_to_copy)
                     .with_style(style.clone())
-                    .with_prefix(folder.to_string())
-                    .with_message(messages_label(0, messages_to_copy));
+                    .with_prefix(messages_label(0, messages_to_copy))
+                    .with_message(fit(&folder.to_string(), FOLDER_FIXED));
                 Some(multi.add(bar))
             }
             _ => None,
@@ -78,8 +194,13 @@ impl Observer for RunObserver<'_> {
             state.messages_done += messages;
             if let Some(bar) = &state.bar {
                 bar.inc(bytes);
-                bar.set_message(messages_label(state.messages_done, state.messages_total));
+                bar.set_prefix(messages_label(state.messages_done, state.messages_total));
             }
+        }
+        self.messages += messages;
+        self.bytes += bytes;
+        if let Some(bar) = &self.overall {
+            bar.set_message(self.overall_message());
         }
         self.ui.trace(&format!(
             "{}: {folder}: copied {messages} message(s), {}",
@@ -91,11 +212,11 @@ impl Observer for RunObserver<'_> {
     fn folder_finished(&mut self, report: &FolderReport) {
         if let Some(state) = self.folders.remove(&report.folder) {
             if let Some(bar) = state.bar {
-                bar.finish_and_clear();
-                if let Some(multi) = self.ui.bars() {
-                    multi.remove(&bar);
-                }
+                clear(self.ui, &bar);
             }
+        }
+        if let Some(bar) = &self.overall {
+            bar.inc(1);
         }
         self.ui.debug(&format!(
             "{}: {}: finished in {}",
@@ -106,7 +227,7 @@ impl Observer for RunObserver<'_> {
     }
 }
 
-/// Per-folder bars (messages, bytes, rate, ETA) and one overall bar.
+/// Per-folder bars (messages, bytes, ETA) and one overall bar of messages.
 pub struct MigrateProgress<'a> {
     folders: RunObserver<'a>,
     ui: &'a Ui,
@@ -133,12 +254,7 @@ impl<'a> MigrateProgress<'a> {
             })
             .collect();
         let total: u64 = expected.values().sum();
-        let style = ProgressStyle::with_template(
-            "{prefix:>16} [{bar:24}] {human_pos}/{human_len} msgs {msg} ({eta})",
-        )
-        .ok()
-        .map(|s| s.progress_chars("=> "));
-        let overall = match (ui.bars(), style) {
+        let overall = match (ui.bars(), style(MIGRATE_TEMPLATE)) {
             (Some(multi), Some(style)) if total > 0 => Some(
                 multi.add(
                     ProgressBar::new(total)
@@ -149,7 +265,7 @@ impl<'a> MigrateProgress<'a> {
             _ => None,
         };
         MigrateProgress {
-            folders: RunObserver::new(ui, name),
+            folders: RunObserver::new(ui, name).without_overall(),
             ui,
             overall,
             expected,
@@ -158,13 +274,12 @@ impl<'a> MigrateProgress<'a> {
             started: Instant::now(),
         }
     }
+}
 
-    pub fn finish(self) {
-        if let Some(bar) = self.overall {
-            bar.finish_and_clear();
-            if let Some(multi) = self.ui.bars() {
-                multi.remove(&bar);
-            }
+impl Drop for MigrateProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.overall.take() {
+            clear(self.ui, &bar);
         }
     }
 }
@@ -182,12 +297,13 @@ impl Observer for MigrateProgress<'_> {
             bar.inc(messages);
             let seconds = self.started.elapsed().as_secs_f64().max(0.001);
             let copied: u64 = self.counted.values().sum();
-            bar.set_message(format!(
+            let figures = format!(
                 "{:.0} msgs/s, {} at {}/s",
                 copied as f64 / seconds,
                 human_bytes(self.bytes),
                 human_bytes((self.bytes as f64 / seconds) as u64)
-            ));
+            );
+            bar.set_message(fit(&figures, MIGRATE_FIXED));
         }
     }
 
@@ -201,5 +317,26 @@ impl Observer for MigrateProgress<'_> {
         }
         self.counted
             .insert(report.folder.clone(), expected.max(counted));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_name_is_cut_to_the_room_the_line_has_left() {
+        let name = "Archive/2019/Projects/a-name-far-longer-than-any-line";
+        let cut = fit_to(name, FOLDER_FIXED, 80);
+        assert_eq!(cut.chars().count(), 80 - FOLDER_FIXED - 1);
+        assert!(cut.starts_with("Archive/2019/Pr"), "{cut}");
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(fit_to("INBOX", FOLDER_FIXED, 80), "INBOX");
+        assert_eq!(fit_to(name, FOLDER_FIXED, 200), name);
+    }
+
+    #[test]
+    fn a_terminal_narrower_than_the_fixed_part_leaves_no_name() {
+        assert_eq!(fit_to("INBOX", OVERALL_FIXED, 40), "");
     }
 }

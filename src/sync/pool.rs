@@ -86,6 +86,9 @@ impl SharedObserver<'_, '_> {
 }
 
 impl Observer for SharedObserver<'_, '_> {
+    fn folders_planned(&mut self, folders: u64) {
+        self.with(|o| o.folders_planned(folders));
+    }
     fn folder_started(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         self.with(|o| o.folder_started(folder, messages, bytes));
     }
@@ -129,6 +132,7 @@ impl Pool<'_> {
                 return report;
             }
         };
+        engine.observer.folders_planned(discovery.jobs.len() as u64);
         if self.jobs <= 1 || discovery.jobs.len() <= 1 {
             engine.far.share_memory(1);
             engine.near.share_memory(1);

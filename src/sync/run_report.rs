@@ -313,6 +313,10 @@ impl AccountReport {
 /// Receives progress while a run goes on; the CLI draws bars from it. Every
 /// method has a default so a quiet caller implements nothing.
 pub trait Observer {
+    /// How many folders have work this run, once they are known.
+    fn folders_planned(&mut self, folders: u64) {
+        let _ = folders;
+    }
     fn folder_started(&mut self, folder: &FolderName, messages_to_copy: u64, bytes_to_copy: u64) {
         let _ = (folder, messages_to_copy, bytes_to_copy);
     }

@@ -20,6 +20,7 @@ mod migrate;
 mod oauth2;
 mod packaging;
 mod pop3_store;
+mod progress;
 mod readers;
 mod refused;
 mod reports;
