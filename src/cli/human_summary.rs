@@ -83,7 +83,11 @@ pub fn print_report(
             )),
         }
         for (key, reason) in &folder.skipped {
-            ui.problem(&format!("{prefix}{name}: skipped message {key}: {reason}"));
+            if key.is_empty() {
+                ui.problem(&format!("{prefix}folder `{name}`: {reason}"));
+            } else {
+                ui.problem(&format!("{prefix}{name}: skipped message {key}: {reason}"));
+            }
         }
         for note in &folder.notes {
             ui.info(&format!("{prefix}{name}: {note}"));

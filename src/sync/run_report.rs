@@ -141,7 +141,8 @@ impl std::ops::AddAssign<&Counts> for Counts {
 pub struct FolderReport {
     pub folder: FolderName,
     pub counts: Counts,
-    /// (message key, reason) for messages left out this run.
+    /// (message key, reason) for messages left out this run; an empty key
+    /// stands for the whole folder (see `add_folder_condition`).
     pub skipped: Vec<(String, String)>,
     /// Per-message errors and notices worth the user's attention (conflicts).
     pub notes: Vec<String>,
@@ -186,6 +187,20 @@ impl FolderReport {
         let reported: Vec<(String, String)> = skips.iter().map(|s| s.reported()).collect();
         self.skipped.extend(reported.iter().cloned());
         self.lasting.extend(reported);
+    }
+
+    /// Records a condition of the whole folder that lasts until the user acts
+    /// (it is gone on one side): a skip with an empty message key, so that it
+    /// is reported once like any lasting skip.
+    pub fn add_folder_condition(&mut self, reason: String) {
+        let skip = (String::new(), reason);
+        self.skipped.push(skip.clone());
+        self.lasting.push(skip);
+    }
+
+    /// Whether the folder was left alone for a condition of its own.
+    pub fn has_folder_condition(&self) -> bool {
+        self.lasting.iter().any(|(key, _)| key.is_empty())
     }
 
     /// Records what a dry run's actions would do in `planned` and `paired`.
