@@ -306,6 +306,16 @@ impl StateDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every condition reported already and still lasting, by folder:
+    /// (folder, message, reason), the message empty for the whole folder.
+    pub fn all_reported(&self) -> StateResult<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT folder, message, reason FROM reported ORDER BY folder, message",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records whose message both sides held at the end of a run.
     pub fn paired_records(&self) -> StateResult<u64> {
         let count: i64 = self.conn.query_row(

@@ -48,11 +48,29 @@ fn a_folder_deleted_on_the_server_is_reported_once_unless_strict() -> TestResult
     );
     assert_eq!(cli.local_files(".Archive")?.len(), 2, "nothing deleted");
 
+    let count = cli.run(&["count", "--offline", "--format", "json"])?;
+    assert_eq!(count.code, Some(0), "{}", count.stderr);
+    let value: serde_json::Value = serde_json::from_str(&count.stdout)?;
+    let conditions = &value["accounts"][0]["conditions"];
+    assert_eq!(conditions.as_array().map(Vec::len), Some(1), "{conditions}");
+    assert_eq!(conditions[0]["folder"], "Archive");
+    assert_eq!(conditions[0]["message"], "");
+    let text = cli.run(&["count", "--offline"])?;
+    assert!(
+        text.stdout
+            .contains("alice: folder `Archive`: exists only on the local side"),
+        "{}",
+        text.stdout
+    );
+
     // The user resolves it by removing the local folder too: the condition
     // is forgotten with the folder, and the run is clean.
     std::fs::remove_dir_all(cli.fixture.root().join(".Archive"))?;
     let resolved = cli.run(&["sync"])?;
     assert_eq!(resolved.code, Some(0), "{}", resolved.stderr);
     assert_eq!(resolved.stderr, "");
+    let count = cli.run(&["count", "--offline", "--format", "json"])?;
+    let value: serde_json::Value = serde_json::from_str(&count.stdout)?;
+    assert_eq!(value["accounts"][0]["conditions"], serde_json::json!([]));
     Ok(())
 }
