@@ -15,7 +15,7 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
 use crate::store::{StatusList, Store};
-use crate::sync::run_report::ExitStatus;
+use crate::sync::run_report::{skip_line, ExitStatus};
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
@@ -48,14 +48,8 @@ struct Condition {
 
 impl Condition {
     fn line(&self, account: &str) -> String {
-        if self.message.is_empty() {
-            format!("{account}: folder `{}`: {}", self.folder, self.reason)
-        } else {
-            format!(
-                "{account}: {}: skipped message {}: {}",
-                self.folder, self.message, self.reason
-            )
-        }
+        let line = skip_line(&self.folder, &self.message, &self.reason);
+        format!("{account}: {line}")
     }
 }
 

@@ -137,6 +137,16 @@ impl std::ops::AddAssign<&Counts> for Counts {
     }
 }
 
+/// How a skip reads to the user: a skipped message, or, with an empty key,
+/// a condition of the whole folder.
+pub fn skip_line(folder: &str, key: &str, reason: &str) -> String {
+    if key.is_empty() {
+        format!("folder `{folder}`: {reason}")
+    } else {
+        format!("{folder}: skipped message {key}: {reason}")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderReport {
     pub folder: FolderName,
@@ -342,3 +352,25 @@ pub trait Observer {
 /// An observer that ignores everything.
 pub struct Silent;
 impl Observer for Silent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_without_a_message_key_reads_as_the_folders_condition() {
+        assert_eq!(
+            skip_line("INBOX", "server:7", "too large"),
+            "INBOX: skipped message server:7: too large"
+        );
+        assert_eq!(
+            skip_line("Archive", "", "exists only on the local side"),
+            "folder `Archive`: exists only on the local side"
+        );
+        let mut folder = FolderReport::new(FolderName::inbox());
+        assert!(!folder.has_folder_condition());
+        folder.add_folder_condition("gone".into());
+        assert!(folder.has_folder_condition());
+        assert_eq!(folder.exit_status(), ExitStatus::Partial);
+    }
+}
