@@ -309,6 +309,15 @@ impl StateDb {
     /// Every condition reported already and still lasting, by folder:
     /// (folder, message, reason), the message empty for the whole folder.
     pub fn all_reported(&self) -> StateResult<Vec<(String, String, String)>> {
+        // A read-only open does not upgrade a database from before the table.
+        let has_table: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'reported'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_table == 0 {
+            return Ok(Vec::new());
+        }
         let mut stmt = self.conn.prepare_cached(
             "SELECT folder, message, reason FROM reported ORDER BY folder, message",
         )?;
