@@ -15,7 +15,7 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
 use crate::store::{StatusList, Store};
-use crate::sync::run_report::ExitStatus;
+use crate::sync::run_report::{skip_line, ExitStatus};
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
@@ -31,8 +31,26 @@ struct AccountCounts {
     /// `None` when there is no state database yet.
     state: Option<StateOwner>,
     folders: Vec<FolderCount>,
+    /// Lasting conditions an earlier sync reported once and now keeps quiet.
+    conditions: Vec<Condition>,
     error: Option<String>,
     status: ExitStatus,
+}
+
+/// A lasting condition remembered in the state: a skipped message, or the
+/// whole folder when `message` is empty.
+#[derive(Serialize)]
+struct Condition {
+    folder: String,
+    message: String,
+    reason: String,
+}
+
+impl Condition {
+    fn line(&self, account: &str) -> String {
+        let line = skip_line(&self.folder, &self.message, &self.reason);
+        format!("{account}: {line}")
+    }
 }
 
 pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
@@ -96,6 +114,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
     match gather(ui, account, offline, &mut state) {
         Ok(Gathered {
             folders,
+            conditions,
             mut status,
             unreachable,
         }) => {
@@ -109,6 +128,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
                 name,
                 state,
                 folders,
+                conditions,
                 error: unreachable,
                 status,
             }
@@ -119,6 +139,7 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
                 name,
                 state,
                 folders: Vec::new(),
+                conditions: Vec::new(),
                 error: Some(format!("{:#}", failure.error)),
                 status: failure.status,
             }
@@ -140,6 +161,7 @@ fn gather(
     let safety = |e: anyhow::Error| Failure::new(ExitStatus::Safety, e);
 
     let state_path = &account.state_path;
+    let mut conditions = Vec::new();
     let recorded = if exists(state_path).map_err(safety)? {
         ui.debug(&format!(
             "{name}: reading the state database {}",
@@ -154,6 +176,15 @@ fn gather(
         state
             .check_binding(&account.binding(), ("server", "local"), false)
             .map_err(failed)?;
+        for (folder, message, reason) in state.all_reported().map_err(failed)? {
+            if FolderName::parse(&folder).is_ok_and(|name| wanted(&name)) {
+                conditions.push(Condition {
+                    folder,
+                    message,
+                    reason,
+                });
+            }
+        }
         count::recorded(&state, &wanted).map_err(failed)?
     } else if offline {
         return Err(Failure::new(
@@ -240,6 +271,7 @@ fn gather(
     });
     Ok(Gathered {
         folders,
+        conditions,
         status,
         unreachable,
     })
@@ -248,6 +280,7 @@ fn gather(
 /// What `gather` found for one account.
 struct Gathered {
     folders: Vec<FolderCount>,
+    conditions: Vec<Condition>,
     /// `Partial` when some folder names had to be left out, `Connection`
     /// when the server could not be asked.
     status: ExitStatus,
@@ -381,7 +414,18 @@ fn table(accounts: &[AccountCounts]) -> String {
             ));
         }
     }
-    if accounts.iter().any(|a| a.state.is_some()) {
+    for account in accounts {
+        for condition in &account.conditions {
+            text.push_str(&format!(
+                "\n{} (reported before)",
+                condition.line(&account.name)
+            ));
+        }
+    }
+    if accounts
+        .iter()
+        .any(|a| a.state.is_some() || !a.conditions.is_empty())
+    {
         text.push('\n');
     }
     text
@@ -443,6 +487,8 @@ struct JsonAccount<'a> {
     /// The state database the figures come from and its endpoints.
     state: Option<&'a StateOwner>,
     folders: Vec<JsonFolder<'a>>,
+    /// Lasting conditions reported once by an earlier sync.
+    conditions: &'a [Condition],
 }
 
 #[derive(Serialize)]
@@ -484,6 +530,7 @@ fn json(accounts: &[AccountCounts], offline: bool) -> String {
                 name: &account.name,
                 error: account.error.as_deref(),
                 state: account.state.as_ref(),
+                conditions: &account.conditions,
                 folders: account
                     .folders
                     .iter()
@@ -641,6 +688,18 @@ mod tests {
                     local: Some("/home/me/Mail".into()),
                 }),
                 folders: vec![inbox, drafts],
+                conditions: vec![
+                    Condition {
+                        folder: "Archive".into(),
+                        message: String::new(),
+                        reason: "exists only on the local side".into(),
+                    },
+                    Condition {
+                        folder: "INBOX".into(),
+                        message: "server:7".into(),
+                        reason: "larger than max_message_size".into(),
+                    },
+                ],
                 error: None,
                 status: ExitStatus::Ok,
             },
@@ -648,6 +707,7 @@ mod tests {
                 name: "home".into(),
                 state: None,
                 folders: Vec::new(),
+                conditions: Vec::new(),
                 error: Some("authentication failed".into()),
                 status: ExitStatus::Auth,
             },
@@ -686,9 +746,19 @@ mod tests {
                             "last_sync": null,
                             "error": null
                         }
+                    ],
+                    "conditions": [
+                        {"folder": "Archive", "message": "", "reason": "exists only on the local side"},
+                        {"folder": "INBOX", "message": "server:7", "reason": "larger than max_message_size"}
                     ]
                 },
-                {"name": "home", "error": "authentication failed", "state": null, "folders": []}
+                {
+                    "name": "home",
+                    "error": "authentication failed",
+                    "state": null,
+                    "folders": [],
+                    "conditions": []
+                }
             ]
         });
         assert_eq!(value, expected);
@@ -744,8 +814,12 @@ mod tests {
         let end = position(lines[0]).expect("header");
         assert_eq!(&lines[1][end - 1..end], "3", "{text}");
         assert_eq!(
-            lines.last().copied(),
-            Some("work: state /s/work.db (server imap://me@imap.example.org:993, local /home/me/Mail)"),
+            lines[lines.len() - 3..],
+            [
+                "work: state /s/work.db (server imap://me@imap.example.org:993, local /home/me/Mail)",
+                "work: folder `Archive`: exists only on the local side (reported before)",
+                "work: INBOX: skipped message server:7: larger than max_message_size (reported before)",
+            ],
             "{text}"
         );
     }

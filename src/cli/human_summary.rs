@@ -2,7 +2,7 @@
 //! messages and the per-folder summary on stderr.
 
 use super::output::{human_bytes, human_count, human_duration, Ui};
-use crate::sync::run_report::{AccountReport, Counts, FolderOutcome};
+use crate::sync::run_report::{skip_line, AccountReport, Counts, FolderOutcome};
 
 /// "12 fetched, 3 pushed, 5 flags, 1 deleted (2.30 MB)", or `None` when nothing
 /// changed.
@@ -83,7 +83,8 @@ pub fn print_report(
             )),
         }
         for (key, reason) in &folder.skipped {
-            ui.problem(&format!("{prefix}{name}: skipped message {key}: {reason}"));
+            let line = skip_line(name.as_str(), key, reason);
+            ui.problem(&format!("{prefix}{line}"));
         }
         for note in &folder.notes {
             ui.info(&format!("{prefix}{name}: {note}"));

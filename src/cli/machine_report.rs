@@ -388,17 +388,17 @@ fn prometheus(
     let results: Vec<&RunResult> = runs.iter().map(|run| &run.result).collect();
     let mut out = Exposition::default();
     out.gauge(
-        "mailsync_sync_exit_code",
+        "mailsync_last_run_exit_code",
         "Exit status of the last mailsync sync run (0 ok, 1 partial, 2 usage, 3 auth, 4 connection, 5 locked, 6 safety stop).",
         [(Labels::new(), status.code())],
     );
     out.gauge(
-        "mailsync_sync_last_run_timestamp_seconds",
+        "mailsync_last_run_timestamp_seconds",
         "When the last mailsync sync run ended, in Unix seconds.",
         [(Labels::new(), finished.timestamp())],
     );
     out.gauge(
-        "mailsync_sync_duration_seconds",
+        "mailsync_last_run_duration_seconds",
         "How long the last mailsync sync run took.",
         [(
             Labels::new(),
@@ -406,14 +406,14 @@ fn prometheus(
         )],
     );
     out.gauge(
-        "mailsync_sync_account_exit_code",
+        "mailsync_last_run_account_exit_code",
         "Exit status of the last run, per account.",
         results
             .iter()
             .map(|r| (vec![("account", r.account())], r.status().code())),
     );
     out.gauge(
-        "mailsync_sync_account_duration_seconds",
+        "mailsync_last_run_account_duration_seconds",
         "How long the last run took, per account.",
         results
             .iter()
@@ -468,29 +468,29 @@ fn prometheus(
         })
     };
     out.gauge(
-        "mailsync_sync_messages_copied",
+        "mailsync_last_run_messages_copied",
         "Messages copied by the last run, per folder and direction.",
         each_way(|c| (c.fetched, c.pushed)),
     );
     out.gauge(
-        "mailsync_sync_flag_changes",
+        "mailsync_last_run_flag_changes",
         "Messages whose flags the last run changed, per folder and direction.",
         each_way(|c| (c.flags_near, c.flags_far)),
     );
     out.gauge(
-        "mailsync_sync_messages_deleted",
+        "mailsync_last_run_messages_deleted",
         "Messages the last run deleted, per folder and direction (to_local: deleted in the Maildir).",
         each_way(|c| (c.deleted_near, c.deleted_far)),
     );
     out.gauge(
-        "mailsync_sync_bytes",
+        "mailsync_last_run_bytes",
         "Message bytes the last run copied, per folder.",
         folders
             .iter()
             .map(|(account, f)| (folder_labels(account, &f.folder), f.counts.bytes)),
     );
     out.gauge(
-        "mailsync_sync_messages_skipped",
+        "mailsync_last_run_messages_skipped",
         "Messages the last run skipped (each is reported with its reason), per folder.",
         folders.iter().map(|(account, f)| {
             let skipped = f.skipped.len() + f.skipped_before.len();
@@ -498,7 +498,7 @@ fn prometheus(
         }),
     );
     out.gauge(
-        "mailsync_sync_folder_failed",
+        "mailsync_last_run_folder_failed",
         "1 when the last run failed or stopped for safety in this folder, else 0.",
         folders.iter().map(|(account, f)| {
             (
@@ -508,7 +508,7 @@ fn prometheus(
         }),
     );
     out.gauge(
-        "mailsync_sync_folder_duration_seconds",
+        "mailsync_last_run_folder_duration_seconds",
         "How long the last run spent on the folder.",
         folders
             .iter()
@@ -651,23 +651,23 @@ mod tests {
             &BTreeMap::new(),
         );
         for line in [
-            "# TYPE mailsync_sync_exit_code gauge",
-            "mailsync_sync_exit_code 6",
-            "mailsync_sync_last_run_timestamp_seconds 1700000003",
-            "mailsync_sync_duration_seconds 3.000",
-            "mailsync_sync_account_exit_code{account=\"home\"} 3",
-            "mailsync_sync_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 3",
-            "mailsync_sync_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 1",
-            "mailsync_sync_flag_changes{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 2",
-            "mailsync_sync_messages_deleted{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 4",
-            "mailsync_sync_bytes{account=\"work\",folder=\"INBOX\"} 12000",
-            "mailsync_sync_messages_skipped{account=\"work\",folder=\"INBOX\"} 1",
-            "mailsync_sync_folder_failed{account=\"work\",folder=\"Spam \\\"x\\\"\"} 1",
-            "mailsync_sync_folder_duration_seconds{account=\"work\",folder=\"INBOX\"} 1.500",
+            "# TYPE mailsync_last_run_exit_code gauge",
+            "mailsync_last_run_exit_code 6",
+            "mailsync_last_run_timestamp_seconds 1700000003",
+            "mailsync_last_run_duration_seconds 3.000",
+            "mailsync_last_run_account_exit_code{account=\"home\"} 3",
+            "mailsync_last_run_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 3",
+            "mailsync_last_run_messages_copied{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 1",
+            "mailsync_last_run_flag_changes{account=\"work\",folder=\"INBOX\",direction=\"to_server\"} 2",
+            "mailsync_last_run_messages_deleted{account=\"work\",folder=\"INBOX\",direction=\"to_local\"} 4",
+            "mailsync_last_run_bytes{account=\"work\",folder=\"INBOX\"} 12000",
+            "mailsync_last_run_messages_skipped{account=\"work\",folder=\"INBOX\"} 1",
+            "mailsync_last_run_folder_failed{account=\"work\",folder=\"Spam \\\"x\\\"\"} 1",
+            "mailsync_last_run_folder_duration_seconds{account=\"work\",folder=\"INBOX\"} 1.500",
             "mailsync_state_info{account=\"work\",state=\"/s/work.db\",server=\"imap://me@imap.example.org:993\",local=\"/home/me/Mail\"} 1",
             "mailsync_state_info{account=\"home\",state=\"/s/home.db\"} 1",
-            "mailsync_sync_messages_copied{account=\"work\",folder=\"Archive\",direction=\"to_local\"} 0",
-            "mailsync_sync_folder_failed{account=\"work\",folder=\"Archive\"} 0",
+            "mailsync_last_run_messages_copied{account=\"work\",folder=\"Archive\",direction=\"to_local\"} 0",
+            "mailsync_last_run_folder_failed{account=\"work\",folder=\"Archive\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -3,7 +3,7 @@
 
 use super::output::{aligned, human_bytes, human_duration, Ui};
 use crate::migrate::migration_report::{BatchSummary, MigrationReport};
-use crate::sync::run_report::{ExitStatus, Stop};
+use crate::sync::run_report::{skip_line, ExitStatus, Stop};
 use std::time::Duration;
 
 /// Failures, skipped messages and notes go to stderr whatever the format.
@@ -13,10 +13,8 @@ pub(super) fn print_problems(ui: &Ui, report: &MigrationReport, prefix: &str) {
             ui.error(&format!("{prefix}folder `{}`: {failure}", row.source));
         }
         for skipped in &row.skipped {
-            ui.problem(&format!(
-                "{prefix}{}: skipped message {}: {}",
-                row.source, skipped.message, skipped.reason
-            ));
+            let line = skip_line(&row.source, &skipped.message, &skipped.reason);
+            ui.problem(&format!("{prefix}{line}"));
         }
         for note in &row.notes {
             ui.info(&format!("{prefix}{}: {note}", row.source));

@@ -306,6 +306,25 @@ impl StateDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every condition reported already and still lasting, by folder:
+    /// (folder, message, reason), the message empty for the whole folder.
+    pub fn all_reported(&self) -> StateResult<Vec<(String, String, String)>> {
+        // A read-only open does not upgrade a database from before the table.
+        let has_table: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'reported'",
+            [],
+            |row| row.get(0),
+        )?;
+        if has_table == 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT folder, message, reason FROM reported ORDER BY folder, message",
+        )?;
+        let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Records whose message both sides held at the end of a run.
     pub fn paired_records(&self) -> StateResult<u64> {
         let count: i64 = self.conn.query_row(

@@ -233,7 +233,7 @@ fn touches_far(action: &action::Action) -> bool {
 /// Folders where nothing happened stay out of the report, except in a dry run
 /// (which lists every folder it looked at).
 fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
-    if folder.outcome == FolderOutcome::Done {
+    if folder.outcome == FolderOutcome::Done && !folder.has_folder_condition() {
         report.synced_folders.push(folder.folder.clone());
     }
     let quiet = folder.plan.is_empty()
@@ -249,7 +249,8 @@ fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) 
 }
 
 /// Reports a lasting condition once. A message the planner skipped (over
-/// `max_message_size`) that an earlier run reported already, for the same
+/// `max_message_size`), or a folder-level condition (a folder synced before
+/// and now gone on one side), that an earlier run reported already, for the same
 /// reason, moves to `skipped_before` unless `strict`: cron then mails it
 /// once, not every run. Skips that a retry may cure (a server refusal, an
 /// unreadable file) are reported every run. The state remembers what every
@@ -622,14 +623,13 @@ impl<'a> Engine<'a> {
             }
             if known.is_some() {
                 // Absence is not deletion: a folder synced before and now gone on
-                // one side is neither recreated nor deleted on the other.
-                return Err(Abort::Store(StoreError::folder(
-                    name,
-                    format!(
-                        "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
-                        side.other().word()
-                    ),
-                )));
+                // one side is neither recreated nor deleted on the other. It
+                // lasts until the user acts, so it is reported once, not every run.
+                report.add_folder_condition(format!(
+                    "exists only on the {} side but was synced before; it was not recreated and nothing was deleted (remove it there too, or exclude it)",
+                    side.other().word()
+                ));
+                return Ok(false);
             }
             let allowed = self.policy.create_folders
                 && match side {

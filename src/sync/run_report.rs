@@ -137,11 +137,22 @@ impl std::ops::AddAssign<&Counts> for Counts {
     }
 }
 
+/// How a skip reads to the user: a skipped message, or, with an empty key,
+/// a condition of the whole folder.
+pub fn skip_line(folder: &str, key: &str, reason: &str) -> String {
+    if key.is_empty() {
+        format!("folder `{folder}`: {reason}")
+    } else {
+        format!("{folder}: skipped message {key}: {reason}")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderReport {
     pub folder: FolderName,
     pub counts: Counts,
-    /// (message key, reason) for messages left out this run.
+    /// (message key, reason) for messages left out this run; an empty key
+    /// stands for the whole folder (see `add_folder_condition`).
     pub skipped: Vec<(String, String)>,
     /// Per-message errors and notices worth the user's attention (conflicts).
     pub notes: Vec<String>,
@@ -186,6 +197,20 @@ impl FolderReport {
         let reported: Vec<(String, String)> = skips.iter().map(|s| s.reported()).collect();
         self.skipped.extend(reported.iter().cloned());
         self.lasting.extend(reported);
+    }
+
+    /// Records a condition of the whole folder that lasts until the user acts
+    /// (it is gone on one side): a skip with an empty message key, so that it
+    /// is reported once like any lasting skip.
+    pub fn add_folder_condition(&mut self, reason: String) {
+        let skip = (String::new(), reason);
+        self.skipped.push(skip.clone());
+        self.lasting.push(skip);
+    }
+
+    /// Whether the folder was left alone for a condition of its own.
+    pub fn has_folder_condition(&self) -> bool {
+        self.lasting.iter().any(|(key, _)| key.is_empty())
     }
 
     /// Records what a dry run's actions would do in `planned` and `paired`.
@@ -331,3 +356,25 @@ pub trait Observer {
 /// An observer that ignores everything.
 pub struct Silent;
 impl Observer for Silent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skip_without_a_message_key_reads_as_the_folders_condition() {
+        assert_eq!(
+            skip_line("INBOX", "server:7", "too large"),
+            "INBOX: skipped message server:7: too large"
+        );
+        assert_eq!(
+            skip_line("Archive", "", "exists only on the local side"),
+            "folder `Archive`: exists only on the local side"
+        );
+        let mut folder = FolderReport::new(FolderName::inbox());
+        assert!(!folder.has_folder_condition());
+        folder.add_folder_condition("gone".into());
+        assert!(folder.has_folder_condition());
+        assert_eq!(folder.exit_status(), ExitStatus::Partial);
+    }
+}

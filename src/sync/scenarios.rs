@@ -643,6 +643,12 @@ fn folder_gone_on_one_side_is_neither_recreated_nor_deleted() {
     std::fs::remove_dir_all(root.join(".Archive")).expect("delete folder");
     let report = w.run();
     assert_eq!(report.exit_status(), ExitStatus::Partial);
+    let skipped = &report.folders[0].skipped;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].1.contains("exists only on the server side"),
+        "{skipped:?}"
+    );
     assert_eq!(w.far_contents()["Archive"].len(), 1);
     assert!(!w.near_contents().contains_key("Archive"));
 }

@@ -226,7 +226,7 @@ fn prometheus_report_keeps_every_folder_and_the_last_success() -> TestResult {
     for folder in ["INBOX", "Archive"] {
         let copied = sample_value(
             &samples,
-            "mailsync_sync_messages_copied",
+            "mailsync_last_run_messages_copied",
             &[
                 ("account", "alice"),
                 ("folder", folder),
@@ -245,7 +245,7 @@ fn prometheus_report_keeps_every_folder_and_the_last_success() -> TestResult {
     assert_eq!(
         sample_value(
             &samples,
-            "mailsync_sync_account_exit_code",
+            "mailsync_last_run_account_exit_code",
             &[("account", "alice")]
         ),
         Some(3.0)
@@ -258,7 +258,7 @@ fn prometheus_report_keeps_every_folder_and_the_last_success() -> TestResult {
     assert_eq!(broken.code, Some(2), "{}", broken.stderr);
     let samples = read()?;
     assert_eq!(
-        sample_value(&samples, "mailsync_sync_exit_code", &[]),
+        sample_value(&samples, "mailsync_last_run_exit_code", &[]),
         Some(2.0)
     );
     assert_eq!(last_success(&samples), Some(renewed));

@@ -5,6 +5,7 @@ mod adopt;
 mod cli;
 mod command_line;
 mod compress;
+mod conditions;
 mod count;
 mod cron;
 mod download_delete;

@@ -454,24 +454,24 @@ fn a_tripped_brake_exits_6_and_deletes_nothing() -> TestResult {
     let samples = parse_prometheus(&std::fs::read_to_string(&report)?)?;
     let inbox = [("account", "alice"), ("folder", "INBOX")];
     assert_eq!(
-        sample_value(&samples, "mailsync_sync_exit_code", &[]),
+        sample_value(&samples, "mailsync_last_run_exit_code", &[]),
         Some(6.0)
     );
     assert_eq!(
         sample_value(
             &samples,
-            "mailsync_sync_account_exit_code",
+            "mailsync_last_run_account_exit_code",
             &[("account", "alice")]
         ),
         Some(6.0)
     );
     assert_eq!(
-        sample_value(&samples, "mailsync_sync_folder_failed", &inbox),
+        sample_value(&samples, "mailsync_last_run_folder_failed", &inbox),
         Some(1.0)
     );
     let deleted = [inbox[0], inbox[1], ("direction", "to_server")];
     assert_eq!(
-        sample_value(&samples, "mailsync_sync_messages_deleted", &deleted),
+        sample_value(&samples, "mailsync_last_run_messages_deleted", &deleted),
         Some(0.0)
     );
 
@@ -526,12 +526,12 @@ fn report_formats_match_what_the_server_holds() -> TestResult {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let samples = parse_prometheus(&run.stdout)?;
     assert_eq!(
-        sample_value(&samples, "mailsync_sync_exit_code", &[]),
+        sample_value(&samples, "mailsync_last_run_exit_code", &[]),
         Some(0.0)
     );
     assert!(samples
         .iter()
-        .filter(|s| s.name == "mailsync_sync_messages_copied")
+        .filter(|s| s.name == "mailsync_last_run_messages_copied")
         .all(|s| s.value == 0.0));
     Ok(())
 }

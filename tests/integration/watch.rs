@@ -706,7 +706,7 @@ fn the_report_file_is_rewritten_after_each_round() -> TestResult {
         || Ok(std::fs::metadata(&report)?.ino() != first && cli.local_files("")?.len() == 1),
     )?;
     let text = std::fs::read_to_string(&report)?;
-    assert!(text.contains("mailsync_sync_messages_copied"), "{text}");
+    assert!(text.contains("mailsync_last_run_messages_copied"), "{text}");
     Ok(())
 }
 
