@@ -329,12 +329,19 @@ pub(super) fn sync_with_password(
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
     }
+    // A run that skipped every folder as unchanged on both sides has no
+    // keyword to carry either: it spares the second login.
     let keywords_travel = !args.dry_run
         && policy.flags
         && policy.mode == Mode::TwoWay
         && report.error.is_none()
-        && report.stopped.is_none();
+        && report.stopped.is_none()
+        && !report.synced_folders.is_empty();
     if let (true, FarConfig::Imap(login)) = (keywords_travel, &account.far) {
+        ui.debug(&format!(
+            "{name}: carrying keywords in {} folders, over a connection of their own",
+            report.synced_folders.len()
+        ));
         // The same folder names as the engine's connection: under the
         // server's personal namespace where the account maps it.
         let server = ImapStore::connect(&login.with_password(password, account.batch_bytes))

@@ -161,3 +161,28 @@ fn a_migrate_rerun_skips_folder_pairs_unchanged_on_both_servers() {
     assert!(looked > skipped * 3, "{looked} bytes against {skipped}");
     assert!(stamp.is_some());
 }
+
+#[test]
+fn a_sync_with_nothing_changed_logs_in_once() -> crate::support::TestResult {
+    let cli = crate::reports::Cli::new("")?;
+    crate::reports::deliver(&cli, "INBOX", 0..3, 1_500);
+    let keyword_pass = "carrying keywords in";
+    let first = cli.run(&["-vv", "sync"])?;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(first.stderr.contains(keyword_pass), "{}", first.stderr);
+    // Once the first run's own writes are settled, a run that skips every
+    // folder as unchanged has no keyword to carry: no second login. The
+    // Maildir's times are set in the past rather than waited for.
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    for sub in ["cur", "new"] {
+        let dir = std::fs::File::open(cli.fixture.root().join(sub))?;
+        dir.set_times(std::fs::FileTimes::new().set_modified(past))?;
+    }
+    let settle = cli.run(&["sync"])?;
+    assert_eq!(settle.code, Some(0), "{}", settle.stderr);
+    let idle = cli.run(&["-vv", "sync"])?;
+    assert_eq!(idle.code, Some(0), "{}", idle.stderr);
+    assert!(!idle.stderr.contains(keyword_pass), "{}", idle.stderr);
+    assert!(idle.stderr.contains("connecting to"), "{}", idle.stderr);
+    Ok(())
+}
