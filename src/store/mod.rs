@@ -381,6 +381,16 @@ pub trait Store: Send {
         Vec::new()
     }
 
+    /// Whether the folder may hold keywords, as far as the store knows without
+    /// asking: `Some(false)` only when it knows there are none (an IMAP
+    /// folder that is selected and whose FLAGS name no keyword, a Maildir
+    /// folder without Dovecot's keyword file), so that a keyword pass over it
+    /// can be spared; `None` when it cannot tell.
+    fn may_hold_keywords(&self, name: &FolderName) -> Option<bool> {
+        let _ = name;
+        None
+    }
+
     /// Tells the store that it is one of `connections` working at once, so
     /// that their buffers share one budget (an IMAP store's largest FETCH
     /// response). Stores without such buffers ignore it.

@@ -233,7 +233,10 @@ fn touches_far(action: &action::Action) -> bool {
 /// Folders where nothing happened stay out of the report, except in a dry run
 /// (which lists every folder it looked at).
 fn keep_report(report: &mut AccountReport, folder: FolderReport, dry_run: bool) {
-    if folder.outcome == FolderOutcome::Done && !folder.has_folder_condition() {
+    if folder.outcome == FolderOutcome::Done
+        && !folder.has_folder_condition()
+        && folder.keywords_possible
+    {
         report.synced_folders.push(folder.folder.clone());
     }
     let quiet = folder.plan.is_empty()
@@ -478,6 +481,9 @@ impl<'a> Engine<'a> {
         let started = Instant::now();
         let mut folder_report = FolderReport::new(job.name.clone());
         let result = self.sync_folder(job, &mut folder_report);
+        folder_report.keywords_possible = [&*self.far, &*self.near]
+            .iter()
+            .any(|store| store.may_hold_keywords(&job.name) != Some(false));
         for store in [&mut *self.far, &mut *self.near] {
             folder_report.notes.extend(store.take_warnings());
             folder_report.skipped.extend(store.take_skipped());

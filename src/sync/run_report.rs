@@ -173,6 +173,9 @@ pub struct FolderReport {
     /// In a dry run, what the plan would do, counted (bytes where the sizes
     /// are known); empty otherwise.
     pub planned: Counts,
+    /// Either side may hold keywords (`Store::may_hold_keywords`): only such
+    /// a folder needs the keyword pass.
+    pub keywords_possible: bool,
 }
 
 impl FolderReport {
@@ -189,6 +192,7 @@ impl FolderReport {
             lasting: Vec::new(),
             paired: 0,
             planned: Counts::default(),
+            keywords_possible: true,
         }
     }
 
@@ -282,9 +286,9 @@ pub struct AccountReport {
     pub notes: Vec<String>,
     /// Folders skipped because neither side changed since the last run.
     pub unchanged_folders: u64,
-    /// Folders synced to the end this run, quiet ones included (those are
-    /// not in `folders`): where a change outside the engine's model, such
-    /// as a keyword, may wait.
+    /// Folders synced to the end this run where either side may hold
+    /// keywords, quiet ones included (those are not in `folders`): where a
+    /// keyword change, outside the engine's model, may wait.
     pub synced_folders: Vec<FolderName>,
     /// Folders the run looked at where nothing happened, left out of
     /// `folders` (outside a dry run); monitoring still wants to see them.

@@ -1252,6 +1252,11 @@ fn folder_from_list(
 }
 
 impl Store for ImapStore {
+    fn may_hold_keywords(&self, name: &FolderName) -> Option<bool> {
+        let selected = self.selected.as_ref().filter(|s| s.name == *name)?;
+        Some(selected.keywords_defined)
+    }
+
     fn caps(&self) -> &Caps {
         &self.caps
     }

@@ -1203,6 +1203,11 @@ impl Store for MaildirStore {
         self.warnings()
     }
 
+    fn may_hold_keywords(&self, name: &FolderName) -> Option<bool> {
+        let dir = self.maildir_of(name).ok()?;
+        dir.join(KEYWORDS_FILE).try_exists().ok()
+    }
+
     fn take_skipped(&mut self) -> Vec<(String, String)> {
         std::mem::take(&mut self.skipped)
             .into_iter()
