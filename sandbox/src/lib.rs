@@ -773,18 +773,8 @@ impl Sandbox {
 
     fn stop_daemon(&self) -> io::Result<()> {
         let masters = masters_of(&self.conf);
-        for pid in &masters {
-            signal(*pid, libc::SIGTERM)?;
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !masters.iter().any(|pid| is_alive(*pid)) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for pid in &masters {
-            signal(*pid, libc::SIGKILL)?;
+        if terminate(&masters)? {
+            return Ok(());
         }
         Err(error(format!(
             "sandbox: Dovecot master {masters:?} ignored SIGTERM for {}s and was killed",
@@ -900,6 +890,25 @@ fn is_root() -> bool {
 fn current_ids() -> (u32, u32) {
     // SAFETY: geteuid and getegid cannot fail and touch no memory.
     unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Sends SIGTERM to `pids` and waits up to `STOP_TIMEOUT` for them to end;
+/// false when they had to be killed with SIGKILL instead.
+fn terminate(pids: &[i32]) -> io::Result<bool> {
+    for pid in pids {
+        signal(*pid, libc::SIGTERM)?;
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while Instant::now() < deadline {
+        if !pids.iter().any(|pid| is_alive(*pid)) {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in pids {
+        signal(*pid, libc::SIGKILL)?;
+    }
+    Ok(false)
 }
 
 fn signal(pid: i32, sig: i32) -> io::Result<()> {

@@ -25,12 +25,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{context, error, is_alive, is_root, read_greeting, signal, tail, ServerMessage};
+use crate::{context, error, is_alive, is_root, read_greeting, tail, terminate, ServerMessage};
 
 /// How long a fresh server may take to answer its first greeting.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long stopping processes may take before they are killed outright.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable scripts/test exports: where Cyrus and Courier are unpacked.
 pub const SERVERS_DIR_VAR: &str = "MAILSYNC_TEST_SERVERS";
 
@@ -271,18 +270,8 @@ impl OtherServer {
             Processes::Master(pid) => vec![*pid],
             Processes::MountNamespace(ns) => in_mount_namespace(ns),
         };
-        for pid in &pids {
-            signal(*pid, libc::SIGTERM)?;
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if !pids.iter().any(|pid| is_alive(*pid)) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for pid in &pids {
-            signal(*pid, libc::SIGKILL)?;
+        if terminate(&pids)? {
+            return Ok(());
         }
         Err(error(format!(
             "sandbox: {} processes {pids:?} ignored SIGTERM and were killed",
