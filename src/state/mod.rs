@@ -347,6 +347,42 @@ impl StateDb {
         Ok(out)
     }
 
+    /// The folder's records of these far keys, in creation order: what a
+    /// change-only resync needs when the server named the few messages that
+    /// changed. One indexed look-up per key (`UNIQUE (folder, far)`), so the
+    /// cost follows the keys, not the folder.
+    pub fn records_of_far_keys(
+        &self,
+        folder: &FolderName,
+        keys: &[MsgKey],
+    ) -> StateResult<Vec<Record>> {
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE folder = ?1 AND far = ?2");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut out = Vec::new();
+        for key in keys {
+            let mut rows = stmt.query(params![folder.as_str(), key.as_str()])?;
+            while let Some(row) = rows.next()? {
+                out.push(rows::record_from_row(&self.path, row)?);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        out.dedup_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// How many of the folder's records hold both keys: what the
+    /// mass-deletion brake compares against when a run looks at only some
+    /// of them.
+    pub fn paired_records_in(&self, folder: &FolderName) -> StateResult<u64> {
+        let count: i64 = self.conn.query_row(
+            "SELECT count(*) FROM records \
+             WHERE folder = ?1 AND far IS NOT NULL AND near IS NOT NULL",
+            [folder.as_str()],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The keyword bases of the folder's records (see `KeywordBase`), by record id.
     pub fn keyword_bases(
         &self,

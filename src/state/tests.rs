@@ -1049,3 +1049,29 @@ fn the_last_mode_is_remembered_and_unknown_in_a_file_from_before() {
     let db = StateDb::open(&path).unwrap();
     assert_eq!(db.last_mode().unwrap(), None);
 }
+
+#[test]
+fn records_of_far_keys_are_only_those_of_the_folder_and_the_count_is_the_folders() {
+    let (_dir, mut db) = new_db();
+    let (inbox, other) = (folder("INBOX"), folder("Other"));
+    let batch = db.batch().unwrap();
+    for n in 1..=5 {
+        let k = key(&n.to_string());
+        let near = (n != 4).then(|| key(&format!("n{n}")));
+        batch
+            .insert_record(&inbox, Some(&k), near.as_ref(), Flags::EMPTY, None, 0)
+            .unwrap();
+        batch
+            .insert_record(&other, Some(&k), Some(&k), Flags::EMPTY, None, 0)
+            .unwrap();
+    }
+    batch.commit().unwrap();
+
+    let wanted = [key("4"), key("2"), key("9"), key("2")];
+    let found = db.records_of_far_keys(&inbox, &wanted).unwrap();
+    let far: Vec<Option<MsgKey>> = found.iter().map(|r| r.far.clone()).collect();
+    assert_eq!(far, vec![Some(key("2")), Some(key("4"))]);
+    assert_eq!(found[1].near, None);
+    assert_eq!(db.paired_records_in(&inbox).unwrap(), 4);
+    assert_eq!(db.paired_records_in(&other).unwrap(), 5);
+}

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store,
-    StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage,
+    Store, StoreError, StoreResult,
 };
 
 /// The first UIDVALIDITY handed out; each folder and each bump takes the next.
@@ -26,6 +26,8 @@ pub enum Op {
     Status,
     Select,
     ListMessages,
+    ListChanges,
+    SelectSome,
     FetchIdentities,
     FetchBodies,
     Append,
@@ -44,6 +46,8 @@ impl fmt::Display for Op {
             Op::Status => "status",
             Op::Select => "select",
             Op::ListMessages => "list_messages",
+            Op::ListChanges => "list_changes",
+            Op::SelectSome => "select_some",
             Op::FetchIdentities => "fetch_identities",
             Op::FetchBodies => "fetch_bodies",
             Op::Append => "append",
@@ -82,6 +86,8 @@ struct Message {
     date: Option<i64>,
     /// Recorded only when the store has `Caps::tracking`.
     tracking: Option<u64>,
+    /// The mod-sequence of its last change (CONDSTORE).
+    modseq: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -90,6 +96,10 @@ struct Folder {
     /// The next UID to give; only ever grows.
     uidnext: u32,
     messages: BTreeMap<u32, Message>,
+    /// The folder's highest mod-sequence; every change takes the next.
+    modseq: u64,
+    /// Expunged UIDs with the mod-sequence of their expunge (QRESYNC).
+    expunged: Vec<(u32, u64)>,
 }
 
 #[derive(Clone, Debug)]
@@ -115,6 +125,8 @@ impl Mailbox {
             validity,
             uidnext: 1,
             messages: BTreeMap::new(),
+            modseq: 1,
+            expunged: Vec::new(),
         }
     }
 
@@ -170,20 +182,66 @@ impl Mailbox {
 }
 
 impl Folder {
-    fn add(&mut self, message: Message) -> StoreResult<u32> {
+    fn add(&mut self, mut message: Message) -> StoreResult<u32> {
         let uid = self.uidnext;
         self.uidnext = uid
             .checked_add(1)
             .ok_or_else(|| StoreError::Protocol("UID space exhausted".to_string()))?;
+        message.modseq = self.next_modseq();
         self.messages.insert(uid, message);
         Ok(uid)
     }
 
-    fn status(&self) -> FolderStatus {
+    fn next_modseq(&mut self) -> u64 {
+        self.modseq += 1;
+        self.modseq
+    }
+
+    fn set_flags(&mut self, uid: u32, flags: Flags) -> bool {
+        let modseq = self.next_modseq();
+        match self.messages.get_mut(&uid) {
+            Some(message) => {
+                message.flags = flags;
+                message.modseq = modseq;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn expunge(&mut self, uid: u32) -> bool {
+        if self.messages.remove(&uid).is_none() {
+            return false;
+        }
+        let modseq = self.next_modseq();
+        self.expunged.push((uid, modseq));
+        true
+    }
+
+    /// What changed and vanished since `modseq`, as QRESYNC reports it.
+    fn changes_since(&self, modseq: u64, flags_cap: bool) -> Changes {
+        Changes {
+            changed: self
+                .messages
+                .iter()
+                .filter(|(_, m)| m.modseq > modseq)
+                .map(|(uid, m)| meta_of(*uid, m, flags_cap))
+                .collect(),
+            vanished: Some(
+                self.expunged
+                    .iter()
+                    .filter(|(_, at)| *at > modseq)
+                    .map(|(uid, _)| MsgKey::uid(*uid))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn status(&self, condstore: bool) -> FolderStatus {
         FolderStatus {
             validity: self.validity,
             uidnext: Some(self.uidnext),
-            highest_modseq: None,
+            highest_modseq: condstore.then_some(self.modseq),
             messages: u32::try_from(self.messages.len()).unwrap_or(u32::MAX),
             unseen: Some(
                 u32::try_from(
@@ -224,8 +282,9 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// A mailbox with only INBOX. CONDSTORE, QRESYNC and MOVE are not modelled
-    /// and are switched off whatever `caps` says.
+    /// A mailbox with only INBOX. MOVE is not modelled and is switched off
+    /// whatever `caps` says; CONDSTORE and QRESYNC only as `with_qresync`
+    /// sets them.
     pub fn new(caps: Caps) -> MemoryStore {
         let caps = Caps {
             condstore: false,
@@ -279,6 +338,15 @@ impl MemoryStore {
             tracking: true,
             ..MemoryStore::imap_like().caps
         })
+    }
+
+    /// `imap_like` with CONDSTORE and QRESYNC: mod-sequences in statuses and
+    /// change listings with the UIDs expunged since.
+    pub fn with_qresync() -> MemoryStore {
+        let mut store = MemoryStore::imap_like();
+        store.caps.condstore = true;
+        store.caps.qresync = true;
+        store
     }
 
     /// Another handle on the same mailbox, with nothing selected.
@@ -336,6 +404,7 @@ impl MemoryStore {
             flags,
             date,
             tracking: None,
+            modseq: 0,
         })
     }
 
@@ -347,6 +416,7 @@ impl MemoryStore {
             flags,
             date: None,
             tracking: None,
+            modseq: 0,
         };
         self.lock()
             .landing
@@ -354,6 +424,21 @@ impl MemoryStore {
     }
 
     pub fn set_flags(&self, folder: &FolderName, uid: u32, flags: Flags) -> StoreResult<()> {
+        if self.lock().folder_mut(folder)?.set_flags(uid, flags) {
+            Ok(())
+        } else {
+            Err(no_such_uid(folder, uid))
+        }
+    }
+
+    /// Sets a message's flags without a new mod-sequence, so the change
+    /// stamp does not move: a change the stamp cannot see.
+    pub fn set_flags_quietly(
+        &self,
+        folder: &FolderName,
+        uid: u32,
+        flags: Flags,
+    ) -> StoreResult<()> {
         let mut mailbox = self.lock();
         let message = mailbox
             .folder_mut(folder)?
@@ -365,12 +450,11 @@ impl MemoryStore {
     }
 
     pub fn remove_message(&self, folder: &FolderName, uid: u32) -> StoreResult<()> {
-        self.lock()
-            .folder_mut(folder)?
-            .messages
-            .remove(&uid)
-            .map(|_| ())
-            .ok_or_else(|| no_such_uid(folder, uid))
+        if self.lock().folder_mut(folder)?.expunge(uid) {
+            Ok(())
+        } else {
+            Err(no_such_uid(folder, uid))
+        }
     }
 
     /// Rebuilds the folder's index as a server may: a new UIDVALIDITY and every
@@ -381,6 +465,7 @@ impl MemoryStore {
         let validity = mailbox.take_validity();
         let target = mailbox.folder_mut(folder)?;
         let old = std::mem::take(&mut target.messages);
+        target.expunged.clear();
         target.validity = validity;
         for message in old.into_values() {
             target.add(message)?;
@@ -507,6 +592,19 @@ impl HandleView<'_> {
     }
 }
 
+fn meta_of(uid: u32, message: &Message, flags_cap: bool) -> MsgMeta {
+    MsgMeta {
+        key: MsgKey::uid(uid),
+        flags: if flags_cap {
+            message.flags
+        } else {
+            Flags::EMPTY
+        },
+        size: Some(message.body.len() as u64),
+        date: message.date,
+    }
+}
+
 fn no_such_uid(folder: &FolderName, uid: u32) -> StoreError {
     StoreError::Message {
         folder: folder.to_string(),
@@ -625,14 +723,16 @@ impl Store for MemoryStore {
     }
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        let condstore = self.caps.condstore;
         self.run(
             Op::Status,
             |_| name.to_string(),
-            |mailbox, _| Ok(mailbox.folder(name)?.status()),
+            |mailbox, _| Ok(mailbox.folder(name)?.status(condstore)),
         )
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        let condstore = self.caps.condstore;
         self.run(
             Op::Select,
             |_| name.to_string(),
@@ -640,7 +740,7 @@ impl Store for MemoryStore {
                 // A failed SELECT leaves no folder selected, as in IMAP.
                 *view.selected = None;
                 mailbox.land(name)?;
-                let status = mailbox.folder(name)?.status();
+                let status = mailbox.folder(name)?.status(condstore);
                 *view.selected = Some(name.clone());
                 Ok(status)
             },
@@ -657,13 +757,65 @@ impl Store for MemoryStore {
                 Ok(folder
                     .messages
                     .iter()
-                    .map(|(uid, m)| MsgMeta {
-                        key: MsgKey::uid(*uid),
-                        flags: if flags_cap { m.flags } else { Flags::EMPTY },
-                        size: Some(m.body.len() as u64),
-                        date: m.date,
-                    })
+                    .map(|(uid, m)| meta_of(*uid, m, flags_cap))
                     .collect())
+            },
+        )
+    }
+
+    fn list_changes(&mut self, modseq: u64) -> StoreResult<Changes> {
+        if !self.caps.qresync {
+            return Err(StoreError::Unsupported("memory: CONDSTORE".to_string()));
+        }
+        let flags_cap = self.caps.flags;
+        self.run(
+            Op::ListChanges,
+            |folder| format!("{} since {modseq}", target(folder, &[])),
+            |mailbox, view| {
+                let (_, folder) = view.folder(mailbox)?;
+                Ok(folder.changes_since(modseq, flags_cap))
+            },
+        )
+    }
+
+    /// Moves on with every change of the folder, as a Maildir's directory
+    /// times do.
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+        let mailbox = self.lock();
+        let folder = mailbox.folder(name)?;
+        Ok(Some((folder.validity << 40) ^ folder.modseq))
+    }
+
+    fn select_some(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<Option<(FolderStatus, Vec<MsgMeta>)>> {
+        let flags_cap = self.caps.flags;
+        let condstore = self.caps.condstore;
+        self.run(
+            Op::SelectSome,
+            |_| name.to_string(),
+            |mailbox, view| {
+                *view.selected = None;
+                mailbox.land(name)?;
+                let folder = mailbox.folder(name)?;
+                let mut listing = Vec::with_capacity(expected.len());
+                for (key, flags) in expected {
+                    let found = key.as_uid().and_then(|uid| {
+                        folder
+                            .messages
+                            .get(&uid)
+                            .map(|m| meta_of(uid, m, flags_cap))
+                    });
+                    match found {
+                        Some(meta) if meta.flags == *flags => listing.push(meta),
+                        _ => return Ok(None),
+                    }
+                }
+                let status = folder.status(condstore);
+                *view.selected = Some(name.clone());
+                Ok(Some((status, listing)))
             },
         )
     }
@@ -746,6 +898,7 @@ impl Store for MemoryStore {
                     flags: msg.flags,
                     date: msg.date,
                     tracking: tracking.then_some(msg.tracking),
+                    modseq: 0,
                 })?;
                 view.appended.push(Ok(uid));
                 Ok(())
@@ -813,8 +966,8 @@ impl Store for MemoryStore {
                 let (_, folder) = view.folder_mut(mailbox)?;
                 // UIDs that do not exist are ignored, as a server does.
                 for uid in uids(keys)? {
-                    if let Some(m) = folder.messages.get_mut(&uid) {
-                        m.flags = m.flags.minus(remove).union(add);
+                    if let Some(flags) = folder.messages.get(&uid).map(|m| m.flags) {
+                        folder.set_flags(uid, flags.minus(remove).union(add));
                     }
                 }
                 Ok(())
@@ -831,17 +984,23 @@ impl Store for MemoryStore {
                 let (_, folder) = view.folder_mut(mailbox)?;
                 for uid in uids(keys)? {
                     if exact {
-                        folder.messages.remove(&uid);
-                    } else if let Some(m) = folder.messages.get_mut(&uid) {
-                        m.flags = m.flags.union(Flags::DELETED);
+                        folder.expunge(uid);
+                    } else if let Some(flags) = folder.messages.get(&uid).map(|m| m.flags) {
+                        folder.set_flags(uid, flags.union(Flags::DELETED));
                     }
                 }
                 if !exact {
                     // Without UID EXPUNGE, EXPUNGE removes every \Deleted message,
                     // including ones another client marked.
-                    folder
+                    let marked: Vec<u32> = folder
                         .messages
-                        .retain(|_, m| !m.flags.contains(Flags::DELETED));
+                        .iter()
+                        .filter(|(_, m)| m.flags.contains(Flags::DELETED))
+                        .map(|(uid, _)| *uid)
+                        .collect();
+                    for uid in marked {
+                        folder.expunge(uid);
+                    }
                 }
                 Ok(())
             },

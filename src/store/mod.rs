@@ -268,6 +268,23 @@ pub trait Store: Send {
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
 
+    /// Selects the folder for a run that looks at only some of its
+    /// messages, without listing the others: the local side of a folder
+    /// whose change stamp shows it untouched since the last run. `expected`
+    /// names each message with the flags the state says it carries. Returns
+    /// the folder's status (its `messages` counts only those looked at) and
+    /// their listing; `None` when one of them is not there exactly so (gone,
+    /// moved, other flags, not a regular file) or the store cannot look
+    /// messages up one by one, and the caller selects and lists in full.
+    fn select_some(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<Option<(FolderStatus, Vec<MsgMeta>)>> {
+        let _ = (name, expected);
+        Ok(None)
+    }
+
     /// Every message of the selected folder.
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>>;
 

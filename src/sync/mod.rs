@@ -27,7 +27,7 @@ pub mod policy;
 mod pool;
 pub mod run_report;
 
-use crate::model::{FolderName, MsgMeta, Side};
+use crate::model::{Flags, FolderName, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
 use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
 use action::PlanStep;
@@ -120,6 +120,45 @@ struct FolderRead {
     near_stamp: Option<u64>,
     intents: Vec<Intent>,
     records: Vec<Record>,
+    /// Set when `records` and `near_list` hold only the messages the server
+    /// named as changed or vanished (see `read_changed_only`): the folder's
+    /// paired records, for the mass-deletion brake.
+    paired_in_folder: Option<u64>,
+}
+
+/// Most keys a change listing may name for a run to read only their
+/// records; beyond it, reading the whole folder costs about as much.
+const MAX_CHANGED_KEYS: usize = 5_000;
+
+/// What `read_changed_only` read: the local status and listing of the
+/// changed messages, their records, and the folder's paired records.
+type ChangedOnly = (FolderStatus, Vec<MsgMeta>, Vec<Record>, u64);
+
+/// The far half of reading a folder: its status, whether it was selected,
+/// and the change listing when one was asked for.
+type FarRead = (FolderStatus, bool, Option<Changes>);
+
+/// Selects the far folder unless it is unchanged, and lists its changes
+/// since `known_modseq` while UIDVALIDITY holds; otherwise the folder is
+/// re-paired from a full listing later.
+fn read_far(
+    far: &mut dyn Store,
+    name: &FolderName,
+    (far_status, far_unchanged): (Option<&FolderStatus>, bool),
+    known_modseq: Option<u64>,
+    stored_validity: Option<u64>,
+) -> StoreResult<FarRead> {
+    let (status, selected) = match far_status {
+        Some(st) if far_unchanged => (st.clone(), false),
+        _ => (far.select(name)?, true),
+    };
+    let changes = match known_modseq {
+        Some(modseq) if !far_unchanged && Some(status.validity) == stored_validity => {
+            Some(far.list_changes(modseq)?)
+        }
+        _ => None,
+    };
+    Ok((status, selected, changes))
 }
 
 /// An error as a folder's report gives it: the report already names the
@@ -141,6 +180,8 @@ struct SettledFolder {
     records: Vec<Record>,
     /// Unrecorded messages are paired by identity and nothing is deleted.
     pairing: bool,
+    /// See `FolderRead::paired_in_folder`.
+    paired_in_folder: Option<u64>,
     /// The far folder is selected on the far connection.
     far_selected: bool,
 }
@@ -668,6 +709,7 @@ impl<'a> Engine<'a> {
                     near_caps: self.near.caps(),
                     now: self.options.now,
                     max_copies: None,
+                    paired_in_folder: None,
                 };
                 // Without records there is nothing the brake could stop.
                 if let Ok(planned) = plan::plan(&input, self.policy) {
@@ -706,28 +748,66 @@ impl<'a> Engine<'a> {
         // Read before the scan: a change made while we scan moves the stamp on,
         // so the next run looks again.
         let near_stamp = self.near.change_stamp(name)?;
+        let stored_far_validity = known.and_then(|k| k.far_validity);
+        let near_untouched = self.policy.mode == Mode::TwoWay
+            && near_stamp.is_some()
+            && known.is_some_and(|k| k.near_stamp == near_stamp);
+        if known_modseq.is_some() && !far_unchanged && near_untouched {
+            // The local side is as the last run left it: ask the server what
+            // changed first, then read only those messages.
+            let far_read = read_far(
+                &mut *self.far,
+                name,
+                (far_status, far_unchanged),
+                known_modseq,
+                stored_far_validity,
+            )?;
+            if let Some(known) = known {
+                check_uidnext(name, known, &far_read.0)?;
+            }
+            let (far_status, far_selected, far_changes) = far_read;
+            let subset = match (&far_changes, known) {
+                (Some(changes), Some(known)) => self.read_changed_only(name, known, changes)?,
+                _ => None,
+            };
+            let (near_status, near_list, records, paired_in_folder) = match subset {
+                Some((status, list, records, paired)) => (status, list, records, Some(paired)),
+                None => {
+                    let status = self.near.select(name)?;
+                    let list = self.near.list_messages()?;
+                    (status, list, self.state.records(name)?, None)
+                }
+            };
+            for store in [&mut *self.far, &mut *self.near] {
+                report.skipped.extend(store.take_skipped());
+            }
+            return Ok(FolderRead {
+                far_status,
+                far_selected,
+                far_changes,
+                far_unchanged,
+                known_modseq,
+                near_status,
+                near_list,
+                near_stamp,
+                intents,
+                records,
+                paired_in_folder,
+            });
+        }
         // Both sides are read at once: the server works on SELECT and the
         // change listing while this thread scans the Maildir and loads the
         // records. Only reads happen here; every decision comes after.
-        let stored_far_validity = known.and_then(|k| k.far_validity);
         let (far, near, state) = (&mut *self.far, &mut *self.near, &*self.state);
         let (far_read, near_read, records) = std::thread::scope(|scope| {
-            let far_job = scope.spawn(move || -> StoreResult<_> {
-                let (status, selected) = match far_status {
-                    Some(st) if far_unchanged => (st.clone(), false),
-                    _ => (far.select(name)?, true),
-                };
-                // A change listing is only worth asking for while UIDVALIDITY
-                // holds; otherwise the folder is re-paired from a full listing.
-                let changes = match known_modseq {
-                    Some(modseq)
-                        if !far_unchanged && Some(status.validity) == stored_far_validity =>
-                    {
-                        Some(far.list_changes(modseq)?)
-                    }
-                    _ => None,
-                };
-                Ok((status, selected, changes))
+            let far_job = scope.spawn(move || {
+                read_far(
+                    far,
+                    name,
+                    (far_status, far_unchanged),
+                    known_modseq,
+                    stored_far_validity,
+                )
             });
             let near_read = near
                 .select(name)
@@ -760,7 +840,57 @@ impl<'a> Engine<'a> {
             near_stamp,
             intents,
             records: records?,
+            paired_in_folder: None,
         })
+    }
+
+    /// For a folder whose local side is untouched since the last run (its
+    /// change stamp is the stored one) and whose server named every change
+    /// and expunge: the records of just those messages and their local
+    /// copies, looked up by name, each checked to be there with the flags
+    /// the state holds. `None` (read the whole folder) when the listing is
+    /// not complete or too long, or any local copy is not exactly so.
+    ///
+    /// Sound because nothing outside the subset can be acted on: the plan
+    /// only sees these records, so a message missing from the subset is
+    /// never taken for deleted, and every absence the plan does see is
+    /// checked (far: in the server's VANISHED list; local: the look-up
+    /// failed, and then the whole folder is read).
+    fn read_changed_only(
+        &mut self,
+        name: &FolderName,
+        known: &FolderState,
+        changes: &Changes,
+    ) -> Result<Option<ChangedOnly>, Abort> {
+        let Changes {
+            changed,
+            vanished: Some(vanished),
+        } = changes
+        else {
+            return Ok(None);
+        };
+        if changed.len() + vanished.len() > MAX_CHANGED_KEYS {
+            return Ok(None);
+        }
+        let keys: Vec<MsgKey> = changed
+            .iter()
+            .map(|m| m.key.clone())
+            .chain(vanished.iter().cloned())
+            .collect();
+        let records = self.state.records_of_far_keys(name, &keys)?;
+        let expected: Vec<(MsgKey, Flags)> = records
+            .iter()
+            .filter_map(|r| r.near.clone().map(|key| (key, r.flags)))
+            .collect();
+        let Some((status, listing)) = self.near.select_some(name, &expected)? else {
+            return Ok(None);
+        };
+        // A renumbered local side is re-paired, which needs every message.
+        if known.near_validity != Some(status.validity) {
+            return Ok(None);
+        }
+        let paired = self.state.paired_records_in(name)?;
+        Ok(Some((status, listing, records, paired)))
     }
 
     /// Settles what the plan starts from: forgets keys that a UIDVALIDITY
@@ -784,6 +914,7 @@ impl<'a> Engine<'a> {
             mut near_list,
             intents,
             mut records,
+            paired_in_folder,
             ..
         } = read;
         let validity_changed = self.forget_keys_on_validity_change(
@@ -826,6 +957,7 @@ impl<'a> Engine<'a> {
             near_list,
             records,
             pairing,
+            paired_in_folder,
             far_selected,
         })
     }
@@ -857,6 +989,7 @@ impl<'a> Engine<'a> {
             near_caps: self.near.caps(),
             now: self.options.now,
             max_copies: self.options.max_messages,
+            paired_in_folder: folder.paired_in_folder,
         };
         let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,

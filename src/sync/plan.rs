@@ -44,6 +44,13 @@ pub struct PlanInput<'a> {
     /// Most copies this run makes in the folder (`--max-messages`); the rest
     /// wait for the next run.
     pub max_copies: Option<u64>,
+    /// Set when `far`, `near` and `records` hold only the messages the
+    /// server named as changed or vanished since the last run (a change-only
+    /// resync of a folder whose local side is untouched): the folder's
+    /// paired records. Whatever is not in the subset is simply not planned
+    /// for, never taken for deleted; the brake still weighs deletions
+    /// against the whole folder.
+    pub paired_in_folder: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -610,6 +617,9 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         }
     }
 
+    if let Some(in_folder) = input.paired_in_folder {
+        paired_records = paired_records.max(in_folder);
+    }
     if !policy.allow_mass_delete {
         for (side, count) in [
             (Side::Far.word(), inferred_far),
@@ -687,6 +697,7 @@ mod tests {
         policy: Policy,
         now: i64,
         max_copies: Option<u64>,
+        paired_in_folder: Option<u64>,
     }
 
     impl Case {
@@ -701,6 +712,7 @@ mod tests {
                 policy: Policy::default(),
                 now: 2_000,
                 max_copies: None,
+                paired_in_folder: None,
             }
         }
         fn far(mut self, key: &str, flags: Flags) -> Case {
@@ -739,6 +751,7 @@ mod tests {
                     near_caps: &c,
                     now: self.now,
                     max_copies: self.max_copies,
+                    paired_in_folder: self.paired_in_folder,
                 },
                 &self.policy,
             )
@@ -1116,6 +1129,21 @@ mod tests {
         let mut c = mass(4);
         c = c.far("4", S);
         assert_eq!(c.run().unwrap().actions.len(), 3);
+    }
+
+    #[test]
+    fn a_subset_is_braked_against_the_whole_folder() {
+        // The server named 6 of 100 synced messages as vanished; only their
+        // records were read. 6 of 100 is under the brake, 6 of 6 is not.
+        let mut c = mass(6);
+        c.far = vec![];
+        assert_eq!(c.run().unwrap_err().count, 6);
+        c.paired_in_folder = Some(100);
+        let deletions = c.run().expect("under the brake").actions;
+        assert_eq!(deletions.len(), 6);
+        // A folder count below the subset's own never loosens the brake.
+        c.paired_in_folder = Some(0);
+        assert!(c.run().is_err());
     }
 
     #[test]

@@ -894,3 +894,195 @@ fn a_folder_report_does_not_name_its_folder_again() {
     };
     assert_eq!(within_folder(&message), "message 7: refused");
 }
+
+/// A world whose server offers QRESYNC, with an in-memory local side whose
+/// change stamp moves with every change: the change-only resync applies.
+fn qresync_world() -> World {
+    let mut w = World::new(false);
+    w.far = MemoryStore::with_qresync();
+    w
+}
+
+fn near_memory(w: &World) -> &MemoryStore {
+    match &w.near {
+        Near::Memory(m) => m,
+        Near::Maildir(_) => panic!("an in-memory local side"),
+    }
+}
+
+/// What reading the folder asked of the local side, as `select_some` or
+/// `list_messages` lines of the in-memory store's log.
+fn local_reads(w: &World, run: impl Fn(&World) -> AccountReport) -> (AccountReport, Vec<String>) {
+    near_memory(w).clear_ops();
+    let report = run(w);
+    let reads = near_memory(w)
+        .ops()
+        .into_iter()
+        .filter(|op| op.starts_with("select_some") || op.starts_with("list_messages"))
+        .collect();
+    (report, reads)
+}
+
+/// The same world read the old way: without a stored local stamp the
+/// folder's records and local messages are read in full.
+fn forget_local_stamps(w: &World) {
+    let mut state = StateDb::open(&w.state_path()).expect("state");
+    let folders = state.folders().expect("folders");
+    let batch = state.batch().expect("batch");
+    for (name, mut known) in folders {
+        known.near_stamp = None;
+        batch
+            .set_folder_state(&name, &known)
+            .expect("set folder state");
+    }
+    batch.commit().expect("commit");
+}
+
+/// 30 messages synced both ways, then a quiet run that records the local
+/// stamp.
+fn synced_with_stamps() -> World {
+    let w = qresync_world();
+    let inbox = FolderName::inbox();
+    for n in 1..=30 {
+        let flags = if n % 3 == 0 { S } else { Flags::EMPTY };
+        w.far
+            .add_message(&inbox, &msg(n), flags, None)
+            .expect("add");
+    }
+    w.near_add("INBOX", &msg(90), F);
+    assert_clean(&w.run());
+    assert_clean(&w.run_with(&w.options()));
+    w
+}
+
+#[test]
+fn server_changes_with_an_untouched_local_side_read_only_the_changes() {
+    let w = synced_with_stamps();
+    let inbox = FolderName::inbox();
+    w.far.set_flags(&inbox, 1, F).expect("flags");
+    w.far.set_flags(&inbox, 3, Flags::EMPTY).expect("flags");
+    w.far.remove_message(&inbox, 5).expect("remove");
+    w.far.add_message(&inbox, &msg(40), S, None).expect("add");
+    let full = w.snapshot();
+    forget_local_stamps(&full);
+
+    let (report, reads) = local_reads(&w, World::run);
+    assert_clean(&report);
+    assert_eq!(reads, vec!["select_some INBOX".to_string()]);
+    let (full_report, full_reads) = local_reads(&full, World::run);
+    assert_clean(&full_report);
+    assert_eq!(full_reads, vec!["list_messages INBOX".to_string()]);
+
+    assert_eq!(report.totals(), full_report.totals());
+    assert_eq!(w.far_contents(), full.far_contents());
+    assert_eq!(w.near_contents(), full.near_contents());
+    let near = &w.near_contents()["INBOX"];
+    assert!(near.contains(&(msg(1), F)));
+    assert!(near.contains(&(msg(3), Flags::EMPTY)));
+    assert!(near.contains(&(msg(40), S)));
+    assert!(!near.iter().any(|(body, _)| body == &msg(5)));
+    assert_idle(&w);
+}
+
+#[test]
+fn a_local_change_reads_the_whole_folder_and_merges_both_sides() {
+    let w = synced_with_stamps();
+    let inbox = FolderName::inbox();
+    // Both sides changed message 6's flags, and the local side added one.
+    w.far.set_flags(&inbox, 6, S.union(F)).expect("flags");
+    w.near_set_flags("INBOX", "body 6", Flags::EMPTY);
+    w.near_add("INBOX", &msg(91), Flags::EMPTY);
+    let full = w.snapshot();
+    forget_local_stamps(&full);
+
+    let (report, reads) = local_reads(&w, World::run);
+    assert_clean(&report);
+    assert_eq!(reads, vec!["list_messages INBOX".to_string()]);
+    full.run();
+    assert_eq!(w.far_contents(), full.far_contents());
+    assert_eq!(w.near_contents(), full.near_contents());
+    // Per-flag merge: the server added \Flagged, the local side removed \Seen.
+    assert!(w.near_contents()["INBOX"].contains(&(msg(6), F)));
+    assert!(w.far_contents()["INBOX"].contains(&(msg(91), Flags::EMPTY)));
+    assert_idle(&w);
+}
+
+#[test]
+fn a_local_copy_not_as_recorded_makes_the_run_read_the_whole_folder() {
+    let w = synced_with_stamps();
+    let inbox = FolderName::inbox();
+    // The local copy of message 2 goes behind the stamp's back (the store's
+    // own log is the stamp here, so its flags are changed directly): the
+    // look-up finds other flags than the state's and reads everything.
+    let near_uid = {
+        let mut store = w.near_store();
+        store.select(&inbox).expect("select");
+        w.near_key(store.as_mut(), "body 2\r\n")
+            .as_uid()
+            .expect("a UID")
+    };
+    let stamp = near_memory(&w)
+        .handle()
+        .change_stamp(&inbox)
+        .expect("stamp");
+    near_memory(&w)
+        .set_flags_quietly(&inbox, near_uid, F)
+        .expect("flags");
+    assert_eq!(
+        near_memory(&w)
+            .handle()
+            .change_stamp(&inbox)
+            .expect("stamp"),
+        stamp
+    );
+    w.far.set_flags(&inbox, 2, S).expect("flags");
+
+    let (report, reads) = local_reads(&w, World::run);
+    assert_clean(&report);
+    assert_eq!(
+        reads,
+        vec![
+            "select_some INBOX".to_string(),
+            "list_messages INBOX".to_string()
+        ]
+    );
+    assert!(w.near_contents()["INBOX"].contains(&(msg(2), S.union(F))));
+    assert!(w.far_contents()["INBOX"].contains(&(msg(2), S.union(F))));
+}
+
+#[test]
+fn a_subset_run_keeps_the_brake_and_after_a_crash_reads_in_full() {
+    let w = synced_with_stamps();
+    let inbox = FolderName::inbox();
+    // 6 of 31 vanish: under the brake for the folder (19 %), over it for the
+    // subset of the 7 messages the server named.
+    for uid in 7..=12 {
+        w.far.remove_message(&inbox, uid).expect("remove");
+    }
+    w.far
+        .add_message(&inbox, &msg(41), Flags::EMPTY, None)
+        .expect("add");
+    let (report, reads) = local_reads(&w, World::run);
+    assert_clean(&report);
+    assert_eq!(reads, vec!["select_some INBOX".to_string()]);
+    assert_eq!(report.totals().deleted_near, 6);
+    assert_eq!(w.near_contents()["INBOX"].len(), 26);
+
+    // Intents left by a crash: the next run reads the folder in full.
+    assert_clean(&w.run_with(&w.options()));
+    w.far
+        .add_message(&inbox, &msg(42), Flags::EMPTY, None)
+        .expect("add");
+    w.far.set_flags(&inbox, 13, F).expect("flags");
+    let crashed = w.run_with(&RunOptions {
+        crash_after_steps: Some(1),
+        ..w.options()
+    });
+    assert_eq!(crashed.stopped, Some(Stop::SimulatedCrash));
+    let (report, reads) = local_reads(&w, |w| w.run_with(&w.options()));
+    assert_clean(&report);
+    assert_eq!(reads, vec!["list_messages INBOX".to_string()]);
+    let near = w.near_contents();
+    assert!(near["INBOX"].contains(&(msg(42), Flags::EMPTY)));
+    assert!(near["INBOX"].contains(&(msg(13), F)));
+}

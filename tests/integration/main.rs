@@ -22,6 +22,7 @@ mod oauth2;
 mod packaging;
 mod pop3_store;
 mod progress;
+mod proportional;
 mod readers;
 mod refused;
 mod reports;

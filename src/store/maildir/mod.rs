@@ -565,6 +565,38 @@ impl MaildirStore {
         Ok(messages)
     }
 
+    /// The entry of a message whose file carries exactly `flags` (and no
+    /// other info letters), found by its name without reading a directory;
+    /// `None` when no regular file of that name is there.
+    fn look_up(dir: &Path, key: &MsgKey, flags: Flags) -> StoreResult<Option<Entry>> {
+        // A key is a file's unique name as a scan found it; anything that
+        // could name another directory is not looked for.
+        if key.as_str().is_empty() || key.as_str().starts_with('.') || key.as_str().contains('/') {
+            return Ok(None);
+        }
+        let info = cur_file_name(key.as_str(), &apply_flags("", flags, Flags::EMPTY));
+        let mut candidates = vec![(Place::Cur, info.clone()), (Place::New, info)];
+        if flags.is_empty() {
+            candidates.push((Place::New, key.as_str().to_string()));
+        }
+        for (place, file) in candidates {
+            let path = dir.join(place.dir_name()).join(&file);
+            match fs::symlink_metadata(&path) {
+                Ok(metadata) if metadata.file_type().is_file() => {
+                    return Ok(Some(Entry {
+                        file,
+                        place,
+                        not_regular: None,
+                    }))
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("inspecting", &path, e)),
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes abandoned files from `tmp/`. Age is the inode change time, which
     /// setting the modification time (as `append` does) cannot move backwards.
     fn remove_stale_tmp(&mut self, dir: &Path, now: i64) {
@@ -1015,6 +1047,40 @@ impl Store for MaildirStore {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn select_some(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<Option<(FolderStatus, Vec<MsgMeta>)>> {
+        self.discard_staged();
+        self.selected = None;
+        let dir = self.maildir_of(name)?;
+        let mut messages = HashMap::with_capacity(expected.len());
+        for (key, flags) in expected {
+            match Self::look_up(&dir, key, *flags)? {
+                Some(entry) => messages.insert(key.as_str().to_string(), entry),
+                None => return Ok(None),
+            };
+        }
+        let status = folder_status(&messages);
+        let listing = expected
+            .iter()
+            .map(|(key, flags)| MsgMeta {
+                key: key.clone(),
+                flags: *flags,
+                size: names::wire_size_hint(key.as_str()),
+                date: None,
+            })
+            .collect();
+        self.skipped.clear();
+        self.selected = Some(Selected {
+            name: name.clone(),
+            dir,
+            messages,
+        });
+        Ok(Some((status, listing)))
     }
 
     fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {

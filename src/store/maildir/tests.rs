@@ -1066,3 +1066,42 @@ fn a_27th_keyword_stays_on_the_server_only() {
     assert_eq!(kept.len(), MAX_KEYWORDS);
     assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,Sabcdefghijklmnopqrstuvwxyz"));
 }
+
+#[test]
+fn select_some_finds_messages_by_name_only_when_exactly_as_expected() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    let inbox = FolderName::inbox();
+    store.select(&inbox).unwrap();
+    let plain = append_one(&mut store, WIRE, Flags::EMPTY, 1);
+    let seen = append_one(&mut store, WIRE, Flags::SEEN.union(Flags::FLAGGED), 2);
+    let expected = [
+        (plain.clone(), Flags::EMPTY),
+        (seen.clone(), Flags::SEEN.union(Flags::FLAGGED)),
+    ];
+
+    let (status, listing) = store.select_some(&inbox, &expected).unwrap().unwrap();
+    assert_eq!(status.messages, 2);
+    let flags: Vec<(MsgKey, Flags)> = listing.iter().map(|m| (m.key.clone(), m.flags)).collect();
+    assert_eq!(flags, expected);
+    // What was looked up can be changed as after a full select.
+    store
+        .store_flags(std::slice::from_ref(&plain), Flags::SEEN, Flags::EMPTY)
+        .unwrap();
+    assert!(files_in(&dir.path().join("cur")).contains(&format!("{plain}:2,S")));
+
+    // Other flags than the state's, a key not there, a key naming another
+    // directory, or a link in place of the file: read the folder in full.
+    for wrong in [
+        (plain.clone(), Flags::EMPTY),
+        (MsgKey("1.M1P1Q1.gone".into()), Flags::EMPTY),
+        (MsgKey("../cur".into()), Flags::EMPTY),
+    ] {
+        assert!(store.select_some(&inbox, &[wrong]).unwrap().is_none());
+    }
+    let cur = dir.path().join("cur");
+    let file = format!("{seen}:2,FS");
+    fs::rename(cur.join(&file), dir.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), cur.join(&file)).unwrap();
+    assert!(store.select_some(&inbox, &expected[1..]).unwrap().is_none());
+}
