@@ -18,6 +18,7 @@ mod large;
 mod local_safety;
 mod measure;
 mod migrate;
+mod migrate_rerun;
 mod oauth2;
 mod packaging;
 mod pop3_store;
