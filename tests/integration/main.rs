@@ -14,6 +14,7 @@ mod hostile;
 mod imap_store;
 mod interop;
 mod interop_fixes;
+mod keyword_login;
 mod large;
 mod local_safety;
 mod measure;

@@ -1252,6 +1252,10 @@ fn folder_from_list(
 }
 
 impl Store for ImapStore {
+    fn as_imap(&mut self) -> Option<&mut ImapStore> {
+        Some(self)
+    }
+
     fn may_hold_keywords(&self, name: &FolderName) -> Option<bool> {
         let selected = self.selected.as_ref().filter(|s| s.name == *name)?;
         Some(selected.keywords_defined)
