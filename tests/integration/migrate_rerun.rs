@@ -7,8 +7,11 @@ use super::sync::imap_config;
 use crate::support::start;
 use mailsync::migrate::migration_report::MigrationReport;
 use mailsync::migrate::{migrate, MigrateOptions};
+use mailsync::model::{FolderName, MsgKey};
 use mailsync::state::StateDb;
 use mailsync::store::imap::ImapStore;
+use mailsync::store::net::bytes_received_by_this_thread;
+use mailsync::store::Store;
 use mailsync::sync::run_report::{ExitStatus, Silent};
 use mailsync_sandbox::{sample_message, Sandbox, SandboxOptions};
 use std::path::Path;
@@ -102,4 +105,41 @@ fn a_migrate_rerun_opens_only_the_folder_pairs_that_changed() {
     // Once that change is carried, the pair is quiet again.
     let settled = run(&sandbox, &state_path, "rerun after carrying it");
     assert_eq!(opened(&settled), Vec::<&str>::new(), "{settled:#?}");
+}
+
+/// The listing the migration made is read again by the engine's listing and
+/// change stamps on the same connection, until that connection sends any
+/// other command.
+#[test]
+fn a_listing_is_read_again_until_the_next_command() {
+    let sandbox = start(SandboxOptions::default());
+    let messages = (0..3u64).map(|n| sample_message(n, 1_000));
+    sandbox.fill("alice", "INBOX", messages).expect("fill");
+    let mut store = ImapStore::connect(&imap_config(&sandbox, "alice")).expect("connect");
+    let inbox = FolderName::inbox();
+    let listed = store.status_all(&|_| true).expect("status_all");
+    let before = bytes_received_by_this_thread();
+    let folders = store.list_folders().expect("list_folders");
+    let stamp = store.change_stamp(&inbox).expect("change_stamp");
+    assert_eq!(
+        bytes_received_by_this_thread(),
+        before,
+        "read from the listing, not asked again"
+    );
+    assert_eq!(folders.folders.len(), listed.folders.len());
+    assert!(stamp.is_some());
+
+    // A change made on this connection drops the listing: the stamp is
+    // asked for again and shows the change.
+    store.select(&inbox).expect("select");
+    store
+        .add_keywords(&[MsgKey::uid(1)], &["work".to_string()])
+        .expect("add a keyword");
+    let after_change = bytes_received_by_this_thread();
+    let changed = store.change_stamp(&inbox).expect("change_stamp again");
+    assert!(
+        bytes_received_by_this_thread() > after_change,
+        "a STATUS was sent"
+    );
+    assert_ne!(changed, stamp);
 }
