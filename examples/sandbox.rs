@@ -2,10 +2,12 @@
 //! benchmark), which need the server to outlive the process that started it.
 //!
 //! ```text
-//! sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S]
+//! sandbox up [--server dovecot|cyrus] --dir DIR [--messages N] [--folders K]
+//!            [--biggest-folder B] [--seed S]
 //!            [--no-condstore] [--no-qresync] [--no-uidplus] [--compress]
 //!            [--also-listen ADDR]
 //! sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]
+//! sandbox count --dir DIR
 //! sandbox down --dir DIR
 //! ```
 //!
@@ -17,7 +19,13 @@
 //! offer COMPRESS=DEFLATE. `change`
 //! toggles `\Flagged` on the first N messages of a folder and delivers M new
 //! ones, the same server-side change for every client that syncs afterwards.
+//! `count` prints the messages and `\Flagged` ones over all of alice's folders.
 //! `down` stops the daemon and leaves DIR for the caller to remove.
+//!
+//! `--server cyrus` starts Cyrus IMAP instead (as the interop tests do; it
+//! needs root and the unpacked packages), filled and changed over IMAP, with
+//! its server directory elsewhere and its description in `DIR/env`; `down`
+//! also removes that server directory.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -44,6 +52,7 @@ const CHANGE_SEED_BASE: u64 = 1 << 40;
 
 struct Args {
     command: String,
+    cyrus: bool,
     dir: Option<PathBuf>,
     messages: usize,
     folders: usize,
@@ -61,9 +70,10 @@ struct Args {
 }
 
 fn usage() -> String {
-    "usage: sandbox up --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S] \
+    "usage: sandbox up [--server dovecot|cyrus] --dir DIR [--messages N] [--folders K] [--biggest-folder B] [--seed S] \
      [--no-condstore] [--no-qresync] [--no-uidplus] [--compress] [--also-listen ADDR]\n       \
      sandbox change --dir DIR [--user U] [--folder F] [--flags N] [--new M]\n       \
+     sandbox count --dir DIR\n       \
      sandbox down --dir DIR"
         .to_string()
 }
@@ -73,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
     let command = raw.next().ok_or_else(usage)?;
     let mut args = Args {
         command,
+        cyrus: false,
         dir: None,
         messages: 200,
         folders: 5,
@@ -96,6 +107,13 @@ fn parse_args() -> Result<Args, String> {
         };
         match flag.as_str() {
             "--dir" => args.dir = Some(PathBuf::from(value()?)),
+            "--server" => {
+                args.cyrus = match value()?.as_str() {
+                    "dovecot" => false,
+                    "cyrus" => true,
+                    other => return Err(format!("--server: dovecot or cyrus, not {other:?}")),
+                }
+            }
             "--messages" => args.messages = number(value()?)? as usize,
             "--folders" => args.folders = number(value()?)? as usize,
             "--biggest-folder" => args.biggest_folder = Some(number(value()?)? as usize),
@@ -243,15 +261,46 @@ fn change(args: &Args, dir: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
+/// `count` for Dovecot: messages and `\Flagged` ones over alice's folders.
+fn count(dir: &std::path::Path) -> Result<(), String> {
+    let sandbox = Sandbox::attach(dir).map_err(|e| e.to_string())?;
+    let fail = |e: std::io::Error| e.to_string();
+    let lines = |query: &[&str]| -> Result<usize, String> {
+        let mut args = vec!["search", "-u", SAMPLE_USER, "mailbox", "*"];
+        args.extend_from_slice(query);
+        Ok(sandbox.doveadm(&args).map_err(fail)?.lines().count())
+    };
+    println!("{} {}", lines(&["ALL"])?, lines(&["FLAGGED"])?);
+    Ok(())
+}
+
 fn run() -> Result<(), String> {
     let args = parse_args()?;
     let dir = args
         .dir
         .clone()
         .ok_or_else(|| format!("--dir is required\n{}", usage()))?;
+    // A Cyrus sandbox is described by its `env`; Dovecot's has no server kind.
+    if args.command != "up" {
+        if let Some(server) = cyrus::attach(&dir)? {
+            return match args.command.as_str() {
+                "change" => cyrus::keep(cyrus::change(&args, &server), server, &dir),
+                "count" => cyrus::keep(cyrus::count(&server), server, &dir),
+                "down" => {
+                    // Dropping the attached server stops it and removes its directory.
+                    drop(server);
+                    println!("Cyrus sandbox of {} stopped", dir.display());
+                    Ok(())
+                }
+                other => Err(format!("unknown command {other:?}\n{}", usage())),
+            };
+        }
+    }
     match args.command.as_str() {
+        "up" if args.cyrus => cyrus::up(&args, &dir),
         "up" => up(&args, dir),
         "change" => change(&args, dir),
+        "count" => count(&dir),
         "down" => {
             let sandbox = Sandbox::attach(&dir).map_err(|e| e.to_string())?;
             sandbox.stop().map_err(|e| e.to_string())?;
@@ -268,6 +317,242 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("sandbox: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Cyrus for the benchmark's second table: started through the sandbox's
+/// [`OtherServer`], filled and changed over IMAP (Cyrus has no doveadm).
+mod cyrus {
+    use super::{Args, CHANGE_SEED_BASE, FOLDERS, SAMPLE_USER};
+    use mailsync_sandbox::{sample_message, sample_sizes, ENV_FILE};
+    use mailsync_sandbox::{OtherServer, ServerKind, Session};
+    use std::path::Path;
+
+    /// Message bytes per MULTIAPPEND while filling.
+    const FILL_BATCH_BYTES: usize = 4 << 20;
+
+    pub fn up(args: &Args, dir: &Path) -> Result<(), String> {
+        if args.also_listen.is_some() || args.compress {
+            return Err("--server cyrus takes neither --also-listen nor --compress".to_string());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let server = OtherServer::start(ServerKind::Cyrus, SAMPLE_USER, &password())
+            .map_err(|e| e.to_string())?;
+        let folders = &FOLDERS[..args.folders];
+        let sizes = sample_sizes(args.messages, args.seed);
+        let spread = super::spread(args.messages, folders.len(), args.biggest_folder);
+        let mut session = server.session().map_err(|e| e.to_string())?;
+        for (folder, mine) in folders.iter().zip(spread) {
+            let wire = wire_name(&server, folder);
+            if *folder != "INBOX" {
+                session
+                    .create(&wire)
+                    .map_err(|e| format!("creating {folder}: {e}"))?;
+            }
+            // Batches of about 4 MB: one round trip and one transaction each
+            // instead of one per message.
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for (k, i) in mine.iter().enumerate() {
+                let body = sample_message((args.seed << 32).wrapping_add(*i as u64), sizes[*i]);
+                bytes += body.len();
+                batch.push(body);
+                if bytes >= FILL_BATCH_BYTES || k + 1 == mine.len() {
+                    session
+                        .multiappend(&wire, &batch)
+                        .map_err(|e| format!("filling {folder}: {e}"))?;
+                    batch.clear();
+                    bytes = 0;
+                }
+            }
+        }
+        session.logout().map_err(|e| e.to_string())?;
+        println!(
+            "Cyrus sandbox up: IMAP {} IMAPS {} on {}",
+            server.imap_port(),
+            server.imaps_port().unwrap_or(0),
+            server.host()
+        );
+        println!(
+            "{} messages for {SAMPLE_USER} in {}; settings in {}",
+            args.messages,
+            folders.join(", "),
+            dir.join(ENV_FILE).display()
+        );
+        server
+            .persist(&dir.join(ENV_FILE))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The Cyrus server described in `dir`, or `None` when `dir` holds a
+    /// Dovecot sandbox.
+    pub fn attach(dir: &Path) -> Result<Option<OtherServer>, String> {
+        let env = dir.join(ENV_FILE);
+        let text = std::fs::read_to_string(&env).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with("SANDBOX_SERVER=")) {
+            return Ok(None);
+        }
+        OtherServer::attach(&env)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Leaves the attached server running after a command on it.
+    pub fn keep(done: Result<(), String>, server: OtherServer, dir: &Path) -> Result<(), String> {
+        let kept = server
+            .persist(&dir.join(ENV_FILE))
+            .map_err(|e| e.to_string());
+        done.and(kept)
+    }
+
+    /// Toggles `\Flagged` on the first N messages and appends M new ones, as
+    /// the Dovecot `change` does with doveadm.
+    pub fn change(args: &Args, server: &OtherServer) -> Result<(), String> {
+        let fail = |e: std::io::Error| e.to_string();
+        let wire = wire_name(server, &args.folder);
+        let mut session = server.session().map_err(fail)?;
+        let selected = session
+            .command(&format!("SELECT {}", quoted(&wire)))
+            .map_err(fail)?;
+        let exists = selected
+            .iter()
+            .find_map(|r| {
+                r.text
+                    .strip_suffix(" EXISTS")?
+                    .strip_prefix("* ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0u64);
+        if args.flag_changes > 0 && exists > 0 {
+            let range = format!("1:{}", u64::from(args.flag_changes).min(exists));
+            let found = session
+                .command(&format!("SEARCH {range} FLAGGED"))
+                .map_err(fail)?;
+            let any = found
+                .iter()
+                .any(|r| r.text.starts_with("* SEARCH ") && r.text.len() > "* SEARCH ".len());
+            let (sign, verb) = if any { ('-', "remove") } else { ('+', "add") };
+            session
+                .command(&format!("STORE {range} {sign}FLAGS.SILENT (\\Flagged)"))
+                .map_err(fail)?;
+            println!("{verb} \\Flagged on messages {range} of {}", args.folder);
+        }
+        session.command("CLOSE").map_err(fail)?;
+        if args.new_messages > 0 {
+            let first = CHANGE_SEED_BASE + exists;
+            let sizes = sample_sizes(args.new_messages, first);
+            let bodies: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| sample_message(first + i as u64, *size))
+                .collect();
+            session.multiappend(&wire, &bodies).map_err(fail)?;
+            println!(
+                "delivered {} new messages to {}",
+                args.new_messages, args.folder
+            );
+        }
+        session.logout().map_err(fail)
+    }
+
+    /// Messages and `\Flagged` ones over every folder, for the benchmark's
+    /// check that a fast result is also right.
+    pub fn count(server: &OtherServer) -> Result<(), String> {
+        let fail = |e: std::io::Error| e.to_string();
+        let mut session: Session = server.session().map_err(fail)?;
+        let (mut messages, mut flagged) = (0u64, 0u64);
+        for folder in session.folders().map_err(fail)? {
+            let examined = session
+                .command(&format!("EXAMINE {}", quoted(&folder)))
+                .map_err(fail)?;
+            messages += examined
+                .iter()
+                .find_map(|r| {
+                    r.text
+                        .strip_suffix(" EXISTS")?
+                        .strip_prefix("* ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0u64);
+            let found = session.command("SEARCH FLAGGED").map_err(fail)?;
+            flagged += found
+                .iter()
+                .filter_map(|r| r.text.strip_prefix("* SEARCH"))
+                .map(|hits| hits.split_whitespace().count() as u64)
+                .sum::<u64>();
+        }
+        session.logout().map_err(fail)?;
+        println!("{messages} {flagged}");
+        Ok(())
+    }
+
+    fn wire_name(server: &OtherServer, folder: &str) -> String {
+        modified_utf7(&server.folder(folder))
+    }
+
+    fn quoted(name: &str) -> String {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+
+    /// RFC 3501 5.1.3: runs of characters outside printable ASCII as UTF-16
+    /// in base64 with `,` for `/`, between `&` and `-`; `&` itself is `&-`.
+    fn modified_utf7(name: &str) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+        let mut out = String::new();
+        let mut pending: Vec<u16> = Vec::new();
+        let flush = |pending: &mut Vec<u16>, out: &mut String| {
+            if pending.is_empty() {
+                return;
+            }
+            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+            out.push('&');
+            for chunk in bytes.chunks(3) {
+                let n = chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+                for i in 0..=chunk.len() {
+                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+                }
+            }
+            out.push('-');
+            pending.clear();
+        };
+        for c in name.chars() {
+            if (' '..='~').contains(&c) {
+                flush(&mut pending, &mut out);
+                out.push(c);
+                if c == '&' {
+                    out.push('-');
+                }
+            } else {
+                let mut units = [0u16; 2];
+                pending.extend_from_slice(c.encode_utf16(&mut units));
+            }
+        }
+        flush(&mut pending, &mut out);
+        out
+    }
+
+    /// A password for the benchmark's account, new for every server.
+    fn password() -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("bench{:x}{:x}", std::process::id(), nanos)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn folder_names_travel_in_modified_utf7() {
+            assert_eq!(super::modified_utf7("Entwürfe"), "Entw&APw-rfe");
+            assert_eq!(super::modified_utf7("A&B"), "A&-B");
+            assert_eq!(super::modified_utf7("日本語"), "&ZeVnLIqe-");
         }
     }
 }

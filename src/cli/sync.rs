@@ -12,17 +12,19 @@ use super::human_summary::print_report;
 use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use crate::config::{Account, FarConfig, Overrides};
+use crate::config::{Account, Overrides};
 use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::maildir::{MaildirStore, MAX_KEYWORDS};
-use crate::store::StoreResult;
+use crate::store::{Store, StoreResult};
 use crate::sync::keywords;
 use crate::sync::policy::{Direction, Mode};
 use crate::sync::run_report::{AccountReport, ExitStatus};
 use crate::sync::run_report::{FolderReport, Stop};
-use crate::sync::{remember_skips, sync_account, Connections, RunOptions, StopRequest, StorePair};
+use crate::sync::{
+    remember_skips, sync_account_then, Connections, RunOptions, StopRequest, StorePair,
+};
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
 
@@ -317,48 +319,44 @@ pub(super) fn sync_with_password(
         connect: &more,
         jobs,
     };
-    let mut report = sync_account(
+    // Keywords travel after the engine, on its first connection before it
+    // is closed: a run logs in once per connection. A run that skipped every
+    // folder as unchanged on both sides has no keyword to carry.
+    let keywords_wanted = !args.dry_run && policy.flags && policy.mode == Mode::TwoWay;
+    let mut keyword_pass = |(far, _): (&mut dyn Store, &mut dyn Store),
+                            state: &mut StateDb,
+                            report: &mut AccountReport| {
+        let travel = keywords_wanted
+            && report.error.is_none()
+            && report.stopped.is_none()
+            && !report.synced_folders.is_empty();
+        // POP3 has no keywords.
+        let Some(server) = far.as_imap().filter(|_| travel) else {
+            return;
+        };
+        ui.debug(&format!(
+            "{name}: carrying keywords in {} folders, on the sync's connection",
+            report.synced_folders.len()
+        ));
+        match MaildirStore::open(root.clone(), account.layout, account.folder_names) {
+            Ok(mut local) => align_keywords((server, &mut local), state, policy.direction, report),
+            Err(e) => report
+                .notes
+                .push(format!("keywords were not synced this run: {e}")),
+        }
+    };
+    let mut report = sync_account_then(
         name,
         connections,
         &mut state,
         &policy,
         &options,
         &mut observer,
+        &mut keyword_pass,
     );
     if report.stopped == Some(Stop::SimulatedCrash) {
         // Fault injection: end the way a crash would, with no clean-up at all.
         std::process::abort();
-    }
-    // A run that skipped every folder as unchanged on both sides has no
-    // keyword to carry either: it spares the second login.
-    let keywords_travel = !args.dry_run
-        && policy.flags
-        && policy.mode == Mode::TwoWay
-        && report.error.is_none()
-        && report.stopped.is_none()
-        && !report.synced_folders.is_empty();
-    if let (true, FarConfig::Imap(login)) = (keywords_travel, &account.far) {
-        ui.debug(&format!(
-            "{name}: carrying keywords in {} folders, over a connection of their own",
-            report.synced_folders.len()
-        ));
-        // The same folder names as the engine's connection: under the
-        // server's personal namespace where the account maps it.
-        let server = ImapStore::connect(&login.with_password(password, account.batch_bytes))
-            .and_then(|mut server| {
-                server.use_personal_namespace(&account.namespace, &synced_before)?;
-                Ok(server)
-            });
-        let local = MaildirStore::open(root.clone(), account.layout, account.folder_names);
-        match (server, local) {
-            (Ok(mut server), Ok(mut local)) => {
-                let stores = (&mut server, &mut local);
-                align_keywords(stores, &mut state, policy.direction, &mut report);
-            }
-            (Err(e), _) | (_, Err(e)) => report
-                .notes
-                .push(format!("keywords were not synced this run: {e}")),
-        }
     }
     if !args.dry_run {
         if let Err(e) = remember_skips(&mut state, &mut report, args.strict) {

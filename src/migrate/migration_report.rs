@@ -41,6 +41,9 @@ pub struct FolderRow {
     pub keywords_added: u64,
     /// Messages left out, with the reason.
     pub skipped: Vec<Skipped>,
+    /// Neither server changed the pair since a run that left nothing to do:
+    /// neither folder was opened.
+    pub unchanged: bool,
     pub notes: Vec<String>,
     #[serde(skip)]
     status: ExitStatus,
@@ -81,6 +84,7 @@ impl FolderRow {
             flags_updated: 0,
             keywords_added: 0,
             skipped: Vec::new(),
+            unchanged: false,
             notes: Vec::new(),
             status: ExitStatus::Ok,
         }
@@ -201,6 +205,7 @@ impl MigrationReport {
         self.notes.extend(account.notes.iter().cloned());
         for folder in planned {
             let mut row = FolderRow::new(folder);
+            row.unchanged = account.quiet_folders.contains(&folder.source);
             match account.folders.iter().find(|f| f.folder == folder.source) {
                 Some(done) => {
                     let counts = if self.dry_run {

@@ -149,7 +149,8 @@ pub struct Migration {
     name: String,
     source_config: ImapConfig,
     dest_config: ImapConfig,
-    /// The connections `prepare` opened, kept for the keyword pass.
+    /// The connections `prepare` opened, handed to the first engine pass so
+    /// that a rerun with nothing to do logs in once per server.
     pair: Option<(ImapStore, ImapStore)>,
     map: Arc<FolderMap>,
     sources: Arc<Vec<FolderName>>,
@@ -323,21 +324,25 @@ impl Migration {
     }
 
     /// One engine run over every selected folder, on up to `jobs` connection
-    /// pairs of its own. The pair `prepare` opened stays aside for keywords.
+    /// pairs: the first is the pair `prepare` opened, while it is unused.
     fn pass(
-        &self,
+        &mut self,
         state: &mut StateDb,
         policy: &Policy,
         run_options: &RunOptions,
         observer: &mut (dyn Observer + Send),
     ) -> AccountReport {
+        let prepared = self.pair.take();
         let (map, sources) = (&self.map, &self.sources);
-        let connect = || -> Result<StorePair, StoreError> {
-            let (source, dest) = self.connect_pair()?;
+        let mapped = |(source, dest): (ImapStore, ImapStore)| -> StorePair {
             let dest = MappedStore::new(dest, Arc::clone(map), Arc::clone(sources));
-            Ok((Box::new(source), Box::new(dest)))
+            (Box::new(source), Box::new(dest))
         };
-        let first = match connect() {
+        let connect = || -> Result<StorePair, StoreError> { Ok(mapped(self.connect_pair()?)) };
+        let first = match prepared
+            .map(|pair| Ok(mapped(pair)))
+            .unwrap_or_else(&connect)
+        {
             Ok(pair) => pair,
             Err(e) => {
                 let mut report = AccountReport::new(&self.name);
@@ -382,22 +387,27 @@ impl Migration {
     /// Copies keywords to the destination, after the engine (whose flag model
     /// has none): for every migrated message with `sync_flags`, else only for
     /// this run's copies (recorded in this run, at or above the destination's
-    /// UIDNEXT of the start), so duplicates keep theirs. Uses the pair
-    /// `prepare` opened, idle since; a server that dropped it meanwhile gets
-    /// one new connection.
+    /// UIDNEXT of the start), so duplicates keep theirs. A folder pair the
+    /// engine skipped as unchanged is skipped here too: a keyword change on
+    /// the source raises its mod-sequence, so the pair would not have been
+    /// skipped. The pass opens one connection pair, and only when a folder
+    /// needs it; a server that drops it meanwhile gets one new connection.
     fn align_keywords(
         &mut self,
         account: &AccountReport,
-        state: &StateDb,
+        state: &mut StateDb,
         now: i64,
     ) -> Vec<(FolderName, keywords::KeywordPass)> {
-        let mut pair = self.pair.take();
+        let mut pair: Option<(ImapStore, ImapStore)> = None;
         let mut reconnected = false;
         let mut out = Vec::new();
         for folder in &self.folders {
             let Ok((target, _)) = &folder.target else {
                 continue;
             };
+            if account.quiet_folders.contains(&folder.source) {
+                continue;
+            }
             let failed = account
                 .folders
                 .iter()
@@ -405,7 +415,7 @@ impl Migration {
             if failed {
                 continue;
             }
-            let outcome = loop {
+            let mut outcome = loop {
                 let (source, dest) = match pair.as_mut() {
                     Some(pair) => pair,
                     None => match self.connect_pair() {
@@ -428,6 +438,18 @@ impl Migration {
                     Err(e) => break keywords::KeywordPass::failed(e.to_string()),
                 }
             };
+            let dest = pair.as_mut().map(|(_, dest)| dest);
+            if let Err(e) = settle_destination_stamp(dest, &folder.source, target, &outcome, state)
+            {
+                // A stamp left unrecorded only makes the next run look at the
+                // pair again; one left in place after a failed pass would make
+                // it skip the keywords, so that is reported.
+                if let Some(error) = outcome.error.as_mut() {
+                    error.push_str(&format!(
+                        "; and the state could not record that they are to be tried again: {e}"
+                    ));
+                }
+            }
             out.push((folder.source.clone(), outcome));
         }
         if let Some((mut source, mut dest)) = pair {
@@ -485,6 +507,50 @@ fn merge_pass(first: &mut AccountReport, later: AccountReport) {
     first.rejected_folders.extend(later.rejected_folders);
     first.notes.extend(later.notes);
     first.error = first.error.take().or(later.error);
+}
+
+/// Records the destination folder's change stamp as it is after this run's
+/// copies and keywords, so the next run can skip the pair while neither side
+/// changes. The engine records a stamp only when it changed nothing on the
+/// destination (a Maildir's directory times cannot tell its own changes from
+/// later ones); a CONDSTORE server's HIGHESTMODSEQ read after them can, and a
+/// migration's destination is the copy's, written by this run alone. A change
+/// someone makes there in between is missed until the source folder changes;
+/// since nothing flows back to the source, that costs at most the source's
+/// flags being set again on it later. A keyword pass that failed or had
+/// keywords refused clears the stamp, so that the next run tries again.
+fn settle_destination_stamp(
+    dest: Option<&mut ImapStore>,
+    source: &FolderName,
+    target: &FolderName,
+    keywords: &keywords::KeywordPass,
+    state: &mut StateDb,
+) -> Result<(), String> {
+    let Some(mut folder_state) = state.folder(source).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let settled = keywords.error.is_none() && keywords.refused.is_empty();
+    let stamp = match dest {
+        // The engine keeps the mod-sequence only when the folder is complete
+        // (nothing skipped or cut); without it no stamp is worth keeping.
+        Some(dest)
+            if settled
+                && folder_state.far_highest_modseq.is_some()
+                && state.intents(source).map_err(|e| e.to_string())?.is_empty() =>
+        {
+            dest.change_stamp(target).map_err(|e| e.to_string())?
+        }
+        _ => None,
+    };
+    if folder_state.near_stamp == stamp {
+        return Ok(());
+    }
+    folder_state.near_stamp = stamp;
+    let batch = state.batch().map_err(|e| e.to_string())?;
+    batch
+        .set_folder_state(source, &folder_state)
+        .map_err(|e| e.to_string())?;
+    batch.commit().map_err(|e| e.to_string())
 }
 
 /// Prepares and runs one migration; a failure to start is in the report.

@@ -408,6 +408,12 @@ pub trait Store: Send {
         None
     }
 
+    /// The IMAP connection this store is, for work the trait does not carry
+    /// (the keyword pass on the sync's own connection); `None` for others.
+    fn as_imap(&mut self) -> Option<&mut imap::ImapStore> {
+        None
+    }
+
     /// Tells the store that it is one of `connections` working at once, so
     /// that their buffers share one budget (an IMAP store's largest FETCH
     /// response). Stores without such buffers ignore it.

@@ -44,7 +44,7 @@ pub mod recover;
 pub use policy::{
     wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StopRequest,
 };
-pub use pool::{sync_account, Connect, Connections, StorePair};
+pub use pool::{sync_account, sync_account_then, AfterRun, Connect, Connections, StorePair};
 
 /// Why a folder's run stopped early.
 #[derive(Debug)]

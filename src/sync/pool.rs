@@ -18,6 +18,11 @@ pub type StorePair = (Box<dyn Store>, Box<dyn Store>);
 /// Opens one connection pair for a worker.
 pub type Connect<'c> = dyn Fn() -> Result<StorePair, StoreError> + Sync + 'c;
 
+/// Work on the first connection pair after the engine's run and before the
+/// pair is closed (sync's keyword pass), so that it needs no login of its own.
+pub type AfterRun<'a> =
+    dyn FnMut((&mut dyn Store, &mut dyn Store), &mut StateDb, &mut AccountReport) + 'a;
+
 /// The connections one run may use: `first` lists folders and works too,
 /// `connect` opens up to `jobs - 1` more, only when several folders have work.
 pub struct Connections<'c> {
@@ -55,6 +60,27 @@ pub fn sync_account(
     options: &RunOptions,
     observer: &mut (dyn Observer + Send),
 ) -> AccountReport {
+    sync_account_then(
+        account,
+        connections,
+        state,
+        policy,
+        options,
+        observer,
+        &mut |_, _, _| {},
+    )
+}
+
+/// [`sync_account`], then `after` on the first connection pair.
+pub fn sync_account_then(
+    account: &str,
+    connections: Connections<'_>,
+    state: &mut StateDb,
+    policy: &Policy,
+    options: &RunOptions,
+    observer: &mut (dyn Observer + Send),
+    after: &mut AfterRun<'_>,
+) -> AccountReport {
     let Connections {
         first: (mut far, mut near),
         connect,
@@ -67,7 +93,8 @@ pub fn sync_account(
         policy,
         options,
     };
-    let report = pool.run((far.as_mut(), near.as_mut()), state, observer);
+    let mut report = pool.run((far.as_mut(), near.as_mut()), state, observer);
+    after((far.as_mut(), near.as_mut()), state, &mut report);
     for store in [&mut far, &mut near] {
         // Nothing is pending at this point: a failed logout loses nothing.
         let _ = store.close();

@@ -16,6 +16,7 @@ mod client;
 mod courier;
 mod cyrus;
 mod imap4d;
+mod persisted;
 
 pub use client::{Session, Untagged};
 

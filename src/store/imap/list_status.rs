@@ -111,14 +111,19 @@ impl ImapStore {
     /// `Store::list_folders` for IMAP. With CONDSTORE the engine asks for the
     /// statuses right after the list, so the list is a LIST-STATUS whose answer
     /// `statuses` then reads instead of asking again: one round trip less.
+    /// A LIST-STATUS answered since the last command (migrate's listing just
+    /// before the engine's) is read again rather than asked for again.
     pub(super) fn folders(&mut self) -> StoreResult<FolderList> {
         let with_status = self
             .list_status_command()
             .filter(|_| self.server.condstore());
         let command = with_status.as_deref().unwrap_or(PLAIN_LIST).to_string();
-        let data = self
-            .run("LIST", &command)
-            .map_err(|f| f.in_session(&self.address, "LIST"))?;
+        let data = match self.listed_with_status.take() {
+            Some(data) if with_status.is_some() => data,
+            _ => self
+                .run("LIST", &command)
+                .map_err(|f| f.in_session(&self.address, "LIST"))?,
+        };
         let responses: Vec<Response<'_>> = split_responses(&data)?
             .into_iter()
             .filter_map(|item| match item {
@@ -147,7 +152,8 @@ impl ImapStore {
     ) -> StoreResult<StatusList> {
         let items = self.status_items();
         let list_status = self.server.list_status();
-        let data = match self.listed_with_status.take() {
+        // A plain LIST's answer is never kept (see the end).
+        let data = match self.listed_with_status.take().filter(|_| list_status) {
             Some(data) => data,
             None => {
                 let command = self
@@ -196,7 +202,23 @@ impl ImapStore {
             }
         }
         out.folders.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        // Kept for the next listing or change stamp, until the next command.
+        if list_status {
+            self.listed_with_status = Some(data);
+        }
         Ok(out)
+    }
+
+    /// The status of `name` in a LIST-STATUS answered since the last
+    /// command, if there is one that lists it: no command is sent.
+    pub(super) fn listed_status(&mut self, name: &FolderName) -> Option<FolderStatus> {
+        self.listed_with_status.as_ref()?;
+        let listed = self.statuses(&|n| n == name).ok()?;
+        listed
+            .folders
+            .into_iter()
+            .find(|(info, _)| info.name == *name)
+            .and_then(|(_, status)| status.ok())
     }
 
     pub(super) fn status_with_items(

@@ -123,8 +123,10 @@ pub struct ImapStore {
     /// error, lost sync, logout): later commands fail at once instead of
     /// misreading a half-finished response.
     broken: Option<String>,
-    /// The answer of the LIST-STATUS that `list_folders` sent, for the
-    /// `status_all` right after it; any other command drops it.
+    /// The answer of the last LIST-STATUS (`list_folders`, `status_all`),
+    /// read again by the listings and change stamps that follow it until any
+    /// other command is sent: every path that sends one must drop it, so
+    /// that nothing this connection changed is read from it.
     listed_with_status: Option<Vec<u8>>,
     /// `delete` ends with UID EXPUNGE (config `expunge`); when false it only
     /// marks, and the user's own client expunges.
@@ -529,6 +531,7 @@ impl ImapStore {
                 self.address
             ))));
         }
+        self.listed_with_status = None;
         let ImapStore {
             session, selected, ..
         } = self;
@@ -1252,6 +1255,10 @@ fn folder_from_list(
 }
 
 impl Store for ImapStore {
+    fn as_imap(&mut self) -> Option<&mut ImapStore> {
+        Some(self)
+    }
+
     fn may_hold_keywords(&self, name: &FolderName) -> Option<bool> {
         let selected = self.selected.as_ref().filter(|s| s.name == *name)?;
         Some(selected.keywords_defined)
@@ -1296,7 +1303,12 @@ impl Store for ImapStore {
         if !self.server.condstore() {
             return Ok(None);
         }
-        let status = self.status(name)?;
+        // Read no later than a STATUS now would be, and before anything
+        // this connection changes, so a change after it is seen next time.
+        let status = match self.listed_status(name) {
+            Some(status) => status,
+            None => self.status(name)?,
+        };
         let (Some(modseq), Some(uidnext)) = (status.highest_modseq, status.uidnext) else {
             return Ok(None);
         };
