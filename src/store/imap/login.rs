@@ -717,7 +717,8 @@ mod tests {
         let (reader, tag) = open(&tunnel_config(&script, "secret"))?;
         let mut session = super::super::session::Session::new(reader, "tunnel", tag);
         let parts = [super::super::session::Part::Text("NOOP")];
-        session.command("NOOP", &parts, 0, &mut |_| Ok(()))?;
+        let pending = session.send("NOOP", &parts, 0)?;
+        session.finish(pending, &mut |_| Ok(()))?;
         let sent = std::fs::read_to_string(&received)?;
         assert!(sent.contains(" NOOP"), "{sent}");
         assert!(

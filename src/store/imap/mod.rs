@@ -35,7 +35,7 @@ use crate::store::{
     Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
     NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
 };
-use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
+use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
     format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
     uid_sets, unescape_quoted, BodyBatch,
@@ -523,25 +523,70 @@ impl ImapStore {
         literal_limit: u64,
         each: &mut RawEach<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_raw(pending, each)
+    }
+
+    /// Sends a command whose answer `finish_raw` reads later (pipelining).
+    fn send_raw(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+    ) -> Result<Pending, CommandFailure> {
         if let Some(why) = &self.broken {
             return Err(CommandFailure::Broken(StoreError::Connection(format!(
                 "{}: connection unusable ({why})",
                 self.address
             ))));
         }
+        self.session
+            .send(verb, parts, literal_limit)
+            .map_err(|err| self.failure(err))
+    }
+
+    /// Reads the answer of a command sent with `send_raw`, as `exchange_raw`.
+    fn finish_raw(
+        &mut self,
+        pending: Pending,
+        each: &mut RawEach<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
         let ImapStore {
             session, selected, ..
         } = self;
-        let answer = session.command(verb, parts, literal_limit, &mut |raw| each(raw, selected));
-        match answer {
+        match session.finish(pending, &mut |raw| each(raw, selected)) {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
             Ok(Answer::Refused(text)) => Err(CommandFailure::Refused(text)),
-            Err(err) if self.session.in_step() => Err(CommandFailure::Broken(err)),
-            Err(err) => {
-                self.broken = Some(err.to_string());
-                Err(CommandFailure::Broken(err))
-            }
+            Err(err) => Err(self.failure(err)),
         }
+    }
+
+    /// Reads the answer of a command sent with `send_raw` whole, tagged line
+    /// included, as `run_parts` does.
+    fn finish_whole_answer(&mut self, pending: Pending) -> Result<Vec<u8>, CommandFailure> {
+        let mut data = Vec::new();
+        let address = self.address.clone();
+        let tagged = self.finish_raw(pending, &mut |response, _| {
+            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
+                return Err(StoreError::Protocol(format!(
+                    "{address}: the server's answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            data.extend_from_slice(response);
+            Ok(())
+        })?;
+        data.extend_from_slice(&tagged);
+        Ok(data)
+    }
+
+    /// An error of the session; once it fell out of step, every later command
+    /// fails at once.
+    fn failure(&mut self, err: StoreError) -> CommandFailure {
+        if !self.session.in_step() {
+            self.broken = Some(err.to_string());
+        }
+        CommandFailure::Broken(err)
     }
 
     fn selected(&self) -> StoreResult<&Selected> {
@@ -701,29 +746,111 @@ impl ImapStore {
         }
     }
 
-    fn fetch_whole(
+    /// Fetches the `Whole` batches of `fetch_bodies` with the next batch's
+    /// UID FETCH sent before the current batch's bodies go to `sink`, so the
+    /// server sends one while the other is written; at most one batch is
+    /// read ahead. A body is accepted from whichever answer brings it (a
+    /// server may run pipelined fetches side by side), once.
+    fn fetch_whole_pipelined(
         &mut self,
-        uids: &[u32],
+        batches: &[Vec<u32>],
         budget: u64,
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
-        let data = self.fetch(
-            &format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)),
-            budget,
-        )?;
-        let responses = parse_responses(&data)?;
+        let mut wanted: Vec<u32> = batches.concat();
+        wanted.sort_unstable();
+        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
+        let commands: Vec<String> = batches
+            .iter()
+            .map(|uids| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))
+            .collect();
+        let mut ahead: Option<Pending> = None;
+        for (index, command) in commands.iter().enumerate() {
+            let current = match ahead.take() {
+                Some(pending) => pending,
+                None => self.send_fetch(command, budget)?,
+            };
+            if let Some(next) = commands.get(index + 1) {
+                ahead = Some(self.send_fetch(next, budget)?);
+            }
+            let result = self
+                .fetch_answer(current, command, budget, &mut ahead)
+                .and_then(|data| self.deliver_whole(&wanted, &data, &mut delivered, sink));
+            if let Err(e) = result {
+                // The answer in flight is read to its end, so that its bodies
+                // are not taken for the next command's answer.
+                if let Some(pending) = ahead.take() {
+                    let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a UID FETCH on the selected folder whose answer `fetch_answer`
+    /// reads.
+    fn send_fetch(&mut self, command: &str, literal_limit: u64) -> StoreResult<Pending> {
+        let folder = self.selected_name()?;
+        let verb = format!("UID FETCH in `{folder}`");
+        self.listed_with_status = None;
+        self.send_raw(&verb, &[Part::Text(command)], literal_limit)
+            .map_err(|f| f.in_folder(&folder, "UID FETCH"))
+    }
+
+    /// Reads the answer of a UID FETCH sent with `send_fetch`. A refusal is
+    /// handled as `fetch` does, after the fetch in `ahead` (if any) has been
+    /// answered and sent again, so that no answer is read into another's.
+    fn fetch_answer(
+        &mut self,
+        pending: Pending,
+        command: &str,
+        literal_limit: u64,
+        ahead: &mut Option<Pending>,
+    ) -> StoreResult<Vec<u8>> {
+        let folder = self.selected_name()?;
+        match self.finish_whole_answer(pending) {
+            Ok(data) => Ok(data),
+            Err(CommandFailure::Refused(_)) => {
+                let mut early = Vec::new();
+                if let Some(next) = ahead.take() {
+                    // Its answer, whatever it is, ends before the NOOP; the
+                    // fetch is sent again afterwards.
+                    early = match self.finish_whole_answer(next) {
+                        Ok(data) => data,
+                        Err(CommandFailure::Refused(_)) => Vec::new(),
+                        Err(CommandFailure::Broken(e)) => return Err(e),
+                    };
+                }
+                let mut data = self.fetch(command, literal_limit)?;
+                data.extend_from_slice(&early);
+                Ok(data)
+            }
+            Err(f) => Err(f.in_folder(&folder, "UID FETCH")),
+        }
+    }
+
+    /// Hands the bodies of a UID FETCH answer to `sink`: those among
+    /// `wanted` (sorted) and not yet `delivered`.
+    fn deliver_whole(
+        &mut self,
+        wanted: &[u32],
+        data: &[u8],
+        delivered: &mut HashMap<u32, [u8; 32]>,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<()> {
+        let responses = parse_responses(data)?;
         self.observe(&responses);
         let expunged = reports_expunge(&responses);
-        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
         for (uid, attrs) in fetched(&responses) {
-            // Planned batches are sorted; anything else is unsolicited.
-            if uids.binary_search(&uid).is_err() {
+            // Anything not planned is unsolicited.
+            if wanted.binary_search(&uid).is_err() {
                 continue;
             }
             match body_section(attrs, None) {
                 Some(Some(body)) => {
-                    // The same message twice in one answer is delivered once;
-                    // twice with different text, neither can be trusted.
+                    // The same message twice is delivered once; twice with
+                    // different text, neither can be trusted.
                     let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
                     if let Some(earlier) = delivered.insert(uid, digest) {
                         if earlier != digest {
@@ -1437,13 +1564,17 @@ impl Store for ImapStore {
             .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
+        let mut whole = Vec::new();
         for batch in plan_body_batches(&items, budget) {
             match batch {
-                BodyBatch::Whole(uids) => self.fetch_whole(&uids, budget, sink)?,
-                BodyBatch::Chunked(uid) => self.fetch_chunked(uid, budget, sink)?,
+                BodyBatch::Whole(uids) => whole.push(uids),
+                BodyBatch::Chunked(uid) => {
+                    self.fetch_whole_pipelined(&std::mem::take(&mut whole), budget, sink)?;
+                    self.fetch_chunked(uid, budget, sink)?
+                }
             }
         }
-        Ok(())
+        self.fetch_whole_pipelined(&whole, budget, sink)
     }
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {

@@ -126,23 +126,6 @@ impl Session {
         }
     }
 
-    /// Sends a command and hands every untagged response, complete and checked,
-    /// to `each`. Literals in the answer may be up to `literal_limit` bytes
-    /// (never less than `MAX_LITERAL_BYTES`). An error from `each` is returned
-    /// once the command's answer has been read to its end, so the session stays
-    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other error
-    /// leaves it unusable (see `in_step`).
-    pub(super) fn command(
-        &mut self,
-        verb: &str,
-        parts: &[Part<'_>],
-        literal_limit: u64,
-        each: &mut dyn FnMut(&[u8]) -> StoreResult<()>,
-    ) -> StoreResult<Answer> {
-        let pending = self.send(verb, parts, literal_limit)?;
-        self.finish(pending, each)
-    }
-
     /// Sends a command without reading its answer, so that more commands can
     /// follow it before the first answer arrives (pipelining). Every answer
     /// is read with `finish`, in the order the commands were sent; untagged
@@ -171,7 +154,12 @@ impl Session {
     }
 
     /// Reads the answer of a command sent with `send` and hands every untagged
-    /// response to `each`, as `command` does.
+    /// response, complete and checked, to `each`. Literals in the answer may
+    /// be up to the `literal_limit` given to `send` (never less than
+    /// `MAX_LITERAL_BYTES`). An error from `each` is returned once the
+    /// command's answer has been read to its end, so the session stays
+    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other
+    /// error leaves it unusable (see `in_step`).
     pub(super) fn finish(
         &mut self,
         pending: Pending,
@@ -202,7 +190,7 @@ impl Session {
     }
 
     /// Whether the conversation is still in step: false after an error of
-    /// `command` other than one of its `each`.
+    /// `send` or `finish` other than one of its `each`.
     pub(super) fn in_step(&self) -> bool {
         self.in_step
     }
