@@ -101,6 +101,19 @@ const MAX_ANSWER_BYTES: u64 = 32 << 20;
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
 
+/// Most APPEND commands sent without their answer read: their answers are a
+/// line or three each, so the server never waits for us to read them while
+/// we are still sending (both sides blocked on a full buffer).
+const APPENDS_IN_FLIGHT: usize = 64;
+
+fn append_verb(run: &[Staged]) -> &'static str {
+    if run.len() > 1 {
+        "MULTIAPPEND"
+    } else {
+        "APPEND"
+    }
+}
+
 /// An IMAP account, logged in, with at most one folder selected.
 pub struct ImapStore {
     session: Session,
@@ -965,22 +978,25 @@ impl ImapStore {
     }
 
     /// Sends a run of staged messages for one folder in one command (more
-    /// than one needs MULTIAPPEND): the APPENDUID result when the server gives
-    /// one. Each message text is sent from where it is staged, a piece at a
-    /// time, as a non-synchronising literal when the server allows it.
+    /// than one needs MULTIAPPEND) and reads its answer: the APPENDUID result
+    /// when the server gives one.
     fn send_append(
         &mut self,
         run: &[Staged],
     ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
-        let Some(first) = run.first() else {
+        if run.is_empty() {
             return Ok(None);
-        };
-        let verb = if run.len() > 1 {
-            "MULTIAPPEND"
-        } else {
-            "APPEND"
-        };
-        let command = format!("APPEND {}", quote(&first.wire));
+        }
+        let pending = self.start_append(run)?;
+        self.append_answer(pending)
+    }
+
+    /// Sends the APPEND (or MULTIAPPEND) of a non-empty run without reading
+    /// its answer. Each message text is sent from where it is staged, a piece
+    /// at a time, as a non-synchronising literal when the server allows it.
+    fn start_append(&mut self, run: &[Staged]) -> Result<Pending, CommandFailure> {
+        let wire = run.first().map(|m| m.wire.as_str()).unwrap_or_default();
+        let command = format!("APPEND {}", quote(wire));
         let heads: Vec<String> = run.iter().map(Staged::literal_head).collect();
         let mut parts = vec![Part::Text(&command)];
         for (msg, head) in run.iter().zip(&heads) {
@@ -996,7 +1012,16 @@ impl ImapStore {
             Some(action) => crate::fault::fire(action),
             None => {}
         }
-        let data = self.run_parts(verb, &parts, MAX_LITERAL_BYTES)?;
+        self.send_raw(append_verb(run), &parts, MAX_LITERAL_BYTES)
+    }
+
+    /// Reads the answer of `start_append`: the APPENDUID result when the
+    /// server gives one.
+    fn append_answer(
+        &mut self,
+        pending: Pending,
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
+        let data = self.finish_whole_answer(pending)?;
         let responses = parse_responses(&data).map_err(CommandFailure::Broken)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
@@ -1015,21 +1040,26 @@ impl ImapStore {
             || (self.server.literal_minus() && len <= LITERAL_MINUS_MAX as u64)
     }
 
-    /// Appends a run chosen by `multiappend_group`. A MULTIAPPEND stores all
-    /// of its messages or none, so when the server declines it (one message
-    /// over a quota or a limit is enough) the run is sent again one message at
-    /// a time, and only the messages the server declines on their own are
-    /// reported refused.
+    /// Appends a run chosen by `multiappend_group`.
     fn append_run(&mut self, run: &[Staged]) -> StoreResult<Vec<Appended>> {
+        let outcome = self.send_append(run);
+        self.settle_append(run, outcome)
+    }
+
+    /// What became of each message of a run from its command's outcome. A
+    /// MULTIAPPEND stores all of its messages or none, so when the server
+    /// declines it (one message over a quota or a limit is enough) the run is
+    /// sent again one message at a time, and only the messages the server
+    /// declines on their own are reported refused.
+    fn settle_append(
+        &mut self,
+        run: &[Staged],
+        outcome: Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure>,
+    ) -> StoreResult<Vec<Appended>> {
         let Some(first) = run.first() else {
             return Ok(Vec::new());
         };
-        let verb = if run.len() > 1 {
-            "MULTIAPPEND"
-        } else {
-            "APPEND"
-        };
-        match self.send_append(run) {
+        match outcome {
             Ok(appended) => {
                 let keys = self.appended_keys(appended, run);
                 // The messages are stored whatever this says; only a broken
@@ -1055,8 +1085,46 @@ impl ImapStore {
                         }),
                 }
             }
-            Err(f) => Err(f.in_folder(&first.folder, verb)),
+            Err(f) => Err(f.in_folder(&first.folder, append_verb(run))),
         }
+    }
+
+    /// Sends the runs without waiting for each answer (at most
+    /// `APPENDS_IN_FLIGHT` unanswered), then settles them in order. Every
+    /// answer is read before anything else is sent, so a run's follow-up
+    /// (`restore_dropped_flags`, a declined MULTIAPPEND sent again) sees no
+    /// answer of another.
+    fn append_pipelined(&mut self, runs: &[&[Staged]]) -> StoreResult<Vec<Appended>> {
+        type Outcome = Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure>;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(runs.len());
+        let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
+        let mut unsent = None;
+        for run in runs {
+            if in_flight.len() >= APPENDS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    outcomes.push(self.append_answer(oldest));
+                }
+            }
+            match self.start_append(run) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(f) => {
+                    unsent = Some((run, f));
+                    break;
+                }
+            }
+        }
+        for pending in in_flight {
+            outcomes.push(self.append_answer(pending));
+        }
+        let mut appended = Vec::new();
+        for (run, outcome) in runs.iter().zip(outcomes) {
+            appended.extend(self.settle_append(run, outcome)?);
+        }
+        if let Some((run, failure)) = unsent {
+            // A command that could not be sent is a broken connection.
+            appended.extend(self.settle_append(run, Err(failure))?);
+        }
+        Ok(appended)
     }
 
     /// `UID STORE set ±FLAGS.SILENT (...)` over all `uids`, in bounded sets.
@@ -1604,15 +1672,24 @@ impl Store for ImapStore {
         // Taken up front: after a failure half-way, retrying must not append the
         // first messages twice (the engine recovers them from its intents).
         let staged = std::mem::take(&mut self.staged);
-        let mut keys = Vec::with_capacity(staged.len());
+        let mut runs = Vec::new();
         let mut rest = staged.as_slice();
         while !rest.is_empty() {
-            // MULTIAPPEND sends a run of messages in one round trip.
+            // MULTIAPPEND sends a run of messages in one command.
             let (run, later) = rest.split_at(self.multiappend_group(rest));
-            keys.extend(self.append_run(run)?);
+            runs.push(run);
             rest = later;
         }
-        Ok(keys)
+        // Without APPENDUID keys, a message that lost its flags is found as
+        // the last of its folder (`restore_dropped_flags`): one at a time.
+        if !self.caps.append_keys {
+            let mut keys = Vec::with_capacity(staged.len());
+            for run in runs {
+                keys.extend(self.append_run(run)?);
+            }
+            return Ok(keys);
+        }
+        self.append_pipelined(&runs)
     }
 
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
