@@ -280,6 +280,25 @@ pub trait Store: Send {
         ))
     }
 
+    /// `select`, then `list_changes(modseq)` when the folder's UIDVALIDITY is
+    /// still `validity` (`None` otherwise: the folder must be listed whole).
+    /// A store may ask for both at once (an IMAP server gets both commands
+    /// in one round trip).
+    fn select_and_list_changes(
+        &mut self,
+        name: &FolderName,
+        modseq: u64,
+        validity: u64,
+    ) -> StoreResult<(FolderStatus, Option<Changes>)> {
+        let status = self.select(name)?;
+        let changes = if status.validity == validity {
+            Some(self.list_changes(modseq)?)
+        } else {
+            None
+        };
+        Ok((status, changes))
+    }
+
     /// A value that changes whenever the folder's contents may have changed,
     /// for stores that can tell without listing (a Maildir's directory times);
     /// `None` when unknown or too recent to be trusted.

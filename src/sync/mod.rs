@@ -713,21 +713,18 @@ impl<'a> Engine<'a> {
         let (far, near, state) = (&mut *self.far, &mut *self.near, &*self.state);
         let (far_read, near_read, records) = std::thread::scope(|scope| {
             let far_job = scope.spawn(move || -> StoreResult<_> {
-                let (status, selected) = match far_status {
-                    Some(st) if far_unchanged => (st.clone(), false),
-                    _ => (far.select(name)?, true),
-                };
-                // A change listing is only worth asking for while UIDVALIDITY
-                // holds; otherwise the folder is re-paired from a full listing.
-                let changes = match known_modseq {
-                    Some(modseq)
-                        if !far_unchanged && Some(status.validity) == stored_far_validity =>
-                    {
-                        Some(far.list_changes(modseq)?)
+                match (far_status, known_modseq, stored_far_validity) {
+                    (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, None)),
+                    // A change listing is only worth asking for while
+                    // UIDVALIDITY holds; otherwise the folder is re-paired
+                    // from a full listing.
+                    (_, Some(modseq), Some(validity)) if !far_unchanged => {
+                        let (status, changes) =
+                            far.select_and_list_changes(name, modseq, validity)?;
+                        Ok((status, true, changes))
                     }
-                    _ => None,
-                };
-                Ok((status, selected, changes))
+                    _ => Ok((far.select(name)?, true, None)),
+                }
             });
             let near_read = near
                 .select(name)

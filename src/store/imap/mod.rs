@@ -509,7 +509,17 @@ impl ImapStore {
         each: &mut EachResponse<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
-        self.exchange_raw(verb, parts, literal_limit, &mut |raw, selected| {
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_each(pending, each)
+    }
+
+    /// Reads the answer of a command sent with `send_raw` as `run_each` does.
+    fn finish_each(
+        &mut self,
+        pending: Pending,
+        each: &mut EachResponse<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
+        self.finish_raw(pending, &mut |raw, selected| {
             let responses = match parse_responses(raw) {
                 // imap-proto cannot read every STATUS a server sends (GNU
                 // imap4d's unquoted names with a space), nor NAMESPACE; those
@@ -685,16 +695,34 @@ impl ImapStore {
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
+        let pending = self.send_fetch(command, 0)?;
+        self.finish_listing(pending, command)
+    }
+
+    /// Reads the answer of the listing FETCH `command`, sent as `pending`. A
+    /// refusal is handled as `fetch_each` does.
+    fn finish_listing(&mut self, pending: Pending, command: &str) -> StoreResult<Listing> {
         let folder = self.selected_name()?;
         let mut listing = Listing {
             exists: self.selected()?.exists,
             ..Listing::default()
         };
-        self.fetch_each(command, MAX_LITERAL_BYTES, &mut |r| {
-            listing
+        let mut add = |raw: &[u8], r: Option<&Response<'_>>| match r {
+            Some(r) => listing
                 .add(r)
-                .map_err(|why| StoreError::folder(&folder, why))
-        })?;
+                .map_err(|why| StoreError::folder(&folder, why)),
+            None => Err(unparsable(raw)),
+        };
+        match self.finish_each(pending, &mut add) {
+            Ok(_) => {}
+            Err(CommandFailure::Refused(_)) => {
+                self.run_in_folder("NOOP", "NOOP")?;
+                let verb = format!("UID FETCH in `{folder}`");
+                self.run_each(&verb, &[Part::Text(command)], 0, &mut add)
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))?;
+            }
+            Err(CommandFailure::Broken(e)) => return Err(e),
+        }
         for (uid, meta) in &listing.by_uid {
             if let Some(size) = meta.size {
                 self.sizes.insert(*uid, size);
@@ -731,6 +759,72 @@ impl ImapStore {
             Some(prefix) => prefix.apply(name, wire),
             None => wire,
         })
+    }
+
+    fn select_command(&self, wire: &str) -> String {
+        let condstore = if self.server.condstore() {
+            " (CONDSTORE)"
+        } else {
+            ""
+        };
+        format!("SELECT {}{condstore}", quote(wire))
+    }
+
+    /// Takes the answer of a SELECT of `name`: the folder is selected from
+    /// here on.
+    fn selected_from(
+        &mut self,
+        name: &FolderName,
+        wire: String,
+        data: &[u8],
+    ) -> StoreResult<FolderStatus> {
+        let responses = parse_responses(data)?;
+        let (validity, mut status) = select_result(&responses);
+        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
+        let validity = validity
+            .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
+        if validity == 0 {
+            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
+            // UID meaningless across runs.
+            return Err(StoreError::folder(
+                name,
+                "the server reported UIDVALIDITY 0",
+            ));
+        }
+        status.validity = u64::from(validity);
+        self.selected = Some(Selected {
+            name: name.clone(),
+            wire,
+            validity,
+            exists: status.messages,
+            keywords_defined,
+        });
+        Ok(status)
+    }
+
+    fn changes_command(&self, modseq: u64) -> String {
+        let vanished = if self.caps.qresync { " VANISHED" } else { "" };
+        format!(
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
+        )
+    }
+
+    fn changes_from(&self, mut listing: Listing) -> Changes {
+        let vanished = self
+            .caps
+            .qresync
+            .then(|| std::mem::take(&mut listing.vanished_earlier));
+        Changes {
+            changed: listing.messages(),
+            vanished,
+        }
+    }
+
+    /// Reads a sent command's answer to its end and drops it.
+    fn discard(&mut self, pending: Pending) {
+        // A failure that breaks the session marks it so (`failure`); a
+        // refusal of an unwanted command is no failure at all.
+        let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
     }
 
     fn uids_of(&self, keys: &[MsgKey]) -> StoreResult<Vec<u32>> {
@@ -1508,36 +1602,59 @@ impl Store for ImapStore {
         // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
         self.selected = None;
         self.sizes.clear();
-        let condstore = if self.server.condstore() {
-            " (CONDSTORE)"
-        } else {
-            ""
-        };
         let data = self
-            .run("SELECT", &format!("SELECT {}{condstore}", quote(&wire)))
+            .run("SELECT", &self.select_command(&wire))
             .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let responses = parse_responses(&data)?;
-        let (validity, mut status) = select_result(&responses);
-        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
-        let validity = validity
-            .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
-        if validity == 0 {
-            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
-            // UID meaningless across runs.
-            return Err(StoreError::folder(
-                name,
-                "the server reported UIDVALIDITY 0",
-            ));
+        self.selected_from(name, wire, &data)
+    }
+
+    /// SELECT and the change listing's UID FETCH are sent together: the
+    /// server runs the fetch on the folder SELECT opens, or refuses it when
+    /// SELECT failed. Its answer is read only when the SELECT says the
+    /// listing is wanted.
+    fn select_and_list_changes(
+        &mut self,
+        name: &FolderName,
+        modseq: u64,
+        validity: u64,
+    ) -> StoreResult<(FolderStatus, Option<Changes>)> {
+        if !self.caps.condstore {
+            return Err(StoreError::Unsupported("CONDSTORE".into()));
         }
-        status.validity = u64::from(validity);
-        self.selected = Some(Selected {
-            name: name.clone(),
-            wire,
-            validity,
-            exists: status.messages,
-            keywords_defined,
-        });
-        Ok(status)
+        let wire = self.wire_name(name)?;
+        self.selected = None;
+        self.sizes.clear();
+        self.listed_with_status = None;
+        let select = self
+            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
+            .map_err(|f| f.in_folder(name, "SELECT"))?;
+        let command = self.changes_command(modseq);
+        let verb = format!("UID FETCH in `{name}`");
+        let fetch = self
+            .send_raw(&verb, &[Part::Text(&command)], 0)
+            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
+        let selected = self
+            .finish_whole_answer(select)
+            .map_err(|f| f.in_folder(name, "SELECT"))
+            .and_then(|data| self.selected_from(name, wire, &data));
+        let status = match selected {
+            Ok(status) => status,
+            Err(e) => {
+                self.discard(fetch);
+                return Err(e);
+            }
+        };
+        if status.validity != validity {
+            self.discard(fetch);
+            return Ok((status, None));
+        }
+        // `1:*` on an empty folder is an error on some servers.
+        if status.messages == 0 {
+            self.discard(fetch);
+            return Ok((status, Some(Changes::default())));
+        }
+        let listing = self.finish_listing(fetch, &command)?;
+        Ok((status, Some(self.changes_from(listing))))
     }
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
@@ -1561,16 +1678,8 @@ impl Store for ImapStore {
         if self.selected()?.exists == 0 {
             return Ok(Changes::default());
         }
-        let qresync = self.caps.qresync;
-        let vanished = if qresync { " VANISHED" } else { "" };
-        let mut listing = self.read_listing(&format!(
-            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
-        ))?;
-        let vanished = qresync.then(|| std::mem::take(&mut listing.vanished_earlier));
-        Ok(Changes {
-            changed: listing.messages(),
-            vanished,
-        })
+        let listing = self.read_listing(&self.changes_command(modseq))?;
+        Ok(self.changes_from(listing))
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
