@@ -32,8 +32,8 @@ pub use namespace::NamespaceSetting;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
-    NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, FlagGroup, FolderInfo, FolderList, FolderStatus,
+    LineEnds, NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
 };
 use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -101,10 +101,11 @@ const MAX_ANSWER_BYTES: u64 = 32 << 20;
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
 
-/// Most APPEND commands sent without their answer read: their answers are a
-/// line or three each, so the server never waits for us to read them while
-/// we are still sending (both sides blocked on a full buffer).
-const APPENDS_IN_FLIGHT: usize = 64;
+/// Most APPEND or STORE commands sent without their answer read: their
+/// answers are a line or three each, so the server never waits for us to
+/// read them while we are still sending (both sides blocked on a full
+/// buffer).
+const COMMANDS_IN_FLIGHT: usize = 64;
 
 fn append_verb(run: &[Staged]) -> &'static str {
     if run.len() > 1 {
@@ -1184,7 +1185,7 @@ impl ImapStore {
     }
 
     /// Sends the runs without waiting for each answer (at most
-    /// `APPENDS_IN_FLIGHT` unanswered), then settles them in order. Every
+    /// `COMMANDS_IN_FLIGHT` unanswered), then settles them in order. Every
     /// answer is read before anything else is sent, so a run's follow-up
     /// (`restore_dropped_flags`, a declined MULTIAPPEND sent again) sees no
     /// answer of another.
@@ -1194,7 +1195,7 @@ impl ImapStore {
         let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
         let mut unsent = None;
         for run in runs {
-            if in_flight.len() >= APPENDS_IN_FLIGHT {
+            if in_flight.len() >= COMMANDS_IN_FLIGHT {
                 if let Some(oldest) = in_flight.pop_front() {
                     outcomes.push(self.append_answer(oldest));
                 }
@@ -1232,23 +1233,76 @@ impl ImapStore {
         flags: Flags,
         unchanged_since: Option<u64>,
     ) -> StoreResult<Vec<u32>> {
-        let mut modified = Vec::new();
+        let commands = self.store_commands(uids, sign, flags, unchanged_since);
+        self.run_stores(&commands)
+    }
+
+    /// The UID STOREs of `store_flag_change`.
+    fn store_commands(
+        &self,
+        uids: &[u32],
+        sign: char,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Vec<String> {
         if flags.is_empty() {
-            return Ok(modified);
+            return Vec::new();
         }
         let names = flags.imap_names().join(" ");
         let condition = match unchanged_since {
             Some(modseq) if self.caps.condstore => format!("(UNCHANGEDSINCE {modseq}) "),
             _ => String::new(),
         };
-        for set in uid_sets(uids) {
-            let data = self.run_in_folder(
-                "UID STORE",
-                &format!("UID STORE {set} {condition}{sign}FLAGS.SILENT ({names})"),
-            )?;
-            modified.extend(modified_uids(&data));
+        uid_sets(uids)
+            .into_iter()
+            .map(|set| format!("UID STORE {set} {condition}{sign}FLAGS.SILENT ({names})"))
+            .collect()
+    }
+
+    /// Sends UID STOREs on the selected folder without waiting for each
+    /// answer (at most `COMMANDS_IN_FLIGHT` unanswered) and reads every
+    /// answer; the UIDs the server reported modified meanwhile. A refusal
+    /// fails the folder once all answers are read.
+    fn run_stores(&mut self, commands: &[String]) -> StoreResult<Vec<u32>> {
+        const VERB: &str = "UID STORE";
+        let folder = self.selected_name()?;
+        let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            if in_flight.len() >= COMMANDS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    answers.push(self.finish_whole_answer(oldest));
+                }
+            }
+            self.listed_with_status = None;
+            match self.send_raw(VERB, &[Part::Text(command)], 0) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(f) => {
+                    answers.push(Err(f));
+                    break;
+                }
+            }
         }
-        Ok(modified)
+        for pending in in_flight {
+            answers.push(self.finish_whole_answer(pending));
+        }
+        let mut modified = Vec::new();
+        let mut failure = None;
+        for answer in answers {
+            match answer {
+                Ok(data) => {
+                    self.observe(&parse_responses(&data)?);
+                    modified.extend(modified_uids(&data));
+                }
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f.in_folder(&folder, VERB)),
+            None => Ok(modified),
+        }
     }
 }
 
@@ -1816,11 +1870,26 @@ impl Store for ImapStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let uids = self.uids_of(keys)?;
-        let mut modified = self.store_flag_change(&uids, '+', add, modseq)?;
-        // A message refused for the addition is left alone for the removal too.
-        let rest: Vec<u32> = uids.into_iter().filter(|u| !modified.contains(u)).collect();
-        modified.extend(self.store_flag_change(&rest, '-', remove, modseq)?);
+        let group = FlagGroup { keys, add, remove };
+        self.store_flag_groups(&[group], modseq)
+    }
+
+    /// Every group's additions and removals go out together. A message the
+    /// server refuses for the addition (changed meanwhile) refuses the
+    /// removal under the same UNCHANGEDSINCE too, so the removal need not
+    /// wait for the addition's answer.
+    fn store_flag_groups(
+        &mut self,
+        groups: &[FlagGroup<'_>],
+        modseq: Option<u64>,
+    ) -> StoreResult<Vec<MsgKey>> {
+        let mut commands = Vec::new();
+        for group in groups {
+            let uids = self.uids_of(group.keys)?;
+            commands.extend(self.store_commands(&uids, '+', group.add, modseq));
+            commands.extend(self.store_commands(&uids, '-', group.remove, modseq));
+        }
+        let mut modified = self.run_stores(&commands)?;
         modified.sort_unstable();
         modified.dedup();
         Ok(modified.into_iter().map(MsgKey::uid).collect())
