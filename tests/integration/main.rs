@@ -20,6 +20,7 @@ mod measure;
 mod migrate;
 mod oauth2;
 mod packaging;
+mod pipelining;
 mod pop3_store;
 mod progress;
 mod readers;
