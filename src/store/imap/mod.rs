@@ -265,7 +265,7 @@ impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
     /// server's capabilities.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let (reader, tag) = login::open(cfg)?;
+        let (reader, tag, announced) = login::open(cfg)?;
         let mut store = ImapStore {
             session: Session::new(reader, &cfg.address(), tag),
             address: cfg.address(),
@@ -285,15 +285,22 @@ impl ImapStore {
             prefix: None,
             append_keeps_flags: false,
         };
-        let data = store
-            .run("CAPABILITY", "CAPABILITY")
-            .map_err(|f| f.in_session(&store.address, "CAPABILITY"))?;
-        let server = ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
-            StoreError::Protocol(format!(
-                "{}: CAPABILITY returned no capability list",
-                store.address
-            ))
-        })?;
+        // Most servers announce the session's capabilities in the login's
+        // answer (one round trip less); otherwise they are asked for.
+        let server = match announced {
+            Some(caps) => caps,
+            None => {
+                let data = store
+                    .run("CAPABILITY", "CAPABILITY")
+                    .map_err(|f| f.in_session(&store.address, "CAPABILITY"))?;
+                ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
+                    StoreError::Protocol(format!(
+                        "{}: CAPABILITY returned no capability list",
+                        store.address
+                    ))
+                })?
+            }
+        };
         store.caps = Caps {
             append_keys: server.uidplus(),
             folders: true,
