@@ -490,20 +490,9 @@ impl ImapStore {
         parts: &[Part<'_>],
         literal_limit: u64,
     ) -> Result<Vec<u8>, CommandFailure> {
-        let mut data = Vec::new();
-        let address = self.address.clone();
-        let tagged = self.run_each(verb, parts, literal_limit, &mut |response, _| {
-            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
-                return Err(StoreError::Protocol(format!(
-                    "{address}: {verb}: the server's answer is larger than {} MiB",
-                    MAX_ANSWER_BYTES >> 20
-                )));
-            }
-            data.extend_from_slice(response);
-            Ok(())
-        })?;
-        data.extend_from_slice(&tagged);
-        Ok(data)
+        self.listed_with_status = None;
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_whole_answer(pending)
     }
 
     /// Sends a command and hands each untagged response, as received and
@@ -593,14 +582,15 @@ impl ImapStore {
     }
 
     /// Reads the answer of a command sent with `send_raw` whole, tagged line
-    /// included, as `run_parts` does.
+    /// included, each response checked as `run_each` does.
     fn finish_whole_answer(&mut self, pending: Pending) -> Result<Vec<u8>, CommandFailure> {
         let mut data = Vec::new();
         let address = self.address.clone();
-        let tagged = self.finish_raw(pending, &mut |response, _| {
+        let verb = pending.verb().to_string();
+        let tagged = self.finish_each(pending, &mut |response, _| {
             if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
                 return Err(StoreError::Protocol(format!(
-                    "{address}: the server's answer is larger than {} MiB",
+                    "{address}: {verb}: the server's answer is larger than {} MiB",
                     MAX_ANSWER_BYTES >> 20
                 )));
             }

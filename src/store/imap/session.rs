@@ -65,6 +65,13 @@ pub(super) struct Pending {
     literal_limit: u64,
 }
 
+impl Pending {
+    /// The command's name, for messages.
+    pub(super) fn verb(&self) -> &str {
+        &self.verb
+    }
+}
+
 /// How the server answered a command.
 pub(super) enum Answer {
     /// The tagged OK line, as received.
