@@ -218,6 +218,14 @@ pub type BodySink<'s> = dyn FnMut(&MsgKey, Body<'_>) -> StoreResult<()> + 's;
 
 /// One side of a sync. All message operations act on the folder chosen by the
 /// last `select`.
+/// Messages that get the same flag change (see `Store::store_flag_groups`).
+#[derive(Clone, Copy, Debug)]
+pub struct FlagGroup<'a> {
+    pub keys: &'a [MsgKey],
+    pub add: Flags,
+    pub remove: Flags,
+}
+
 pub trait Store: Send {
     fn caps(&self) -> &Caps;
 
@@ -297,6 +305,25 @@ pub trait Store: Send {
         ))
     }
 
+    /// `select`, then `list_changes(modseq)` when the folder's UIDVALIDITY is
+    /// still `validity` (`None` otherwise: the folder must be listed whole).
+    /// A store may ask for both at once (an IMAP server gets both commands
+    /// in one round trip).
+    fn select_and_list_changes(
+        &mut self,
+        name: &FolderName,
+        modseq: u64,
+        validity: u64,
+    ) -> StoreResult<(FolderStatus, Option<Changes>)> {
+        let status = self.select(name)?;
+        let changes = if status.validity == validity {
+            Some(self.list_changes(modseq)?)
+        } else {
+            None
+        };
+        Ok((status, changes))
+    }
+
     /// A value that changes whenever the folder's contents may have changed,
     /// for stores that can tell without listing (a Maildir's directory times);
     /// `None` when unknown or too recent to be trusted.
@@ -365,6 +392,27 @@ pub trait Store: Send {
     ) -> StoreResult<Vec<MsgKey>> {
         let _ = modseq;
         self.store_flags(keys, add, remove).map(|()| Vec::new())
+    }
+
+    /// `store_flags_unchanged_since` for several groups of messages, each
+    /// with its own change; a store may send them all at once (an IMAP
+    /// server gets every UID STORE in one round trip). Returns the keys left
+    /// alone because they changed meanwhile.
+    fn store_flag_groups(
+        &mut self,
+        groups: &[FlagGroup<'_>],
+        modseq: Option<u64>,
+    ) -> StoreResult<Vec<MsgKey>> {
+        let mut modified = Vec::new();
+        for group in groups {
+            modified.extend(self.store_flags_unchanged_since(
+                group.keys,
+                group.add,
+                group.remove,
+                modseq,
+            )?);
+        }
+        Ok(modified)
     }
 
     /// Removes these messages: exactly these with `Caps::exact_delete` (IMAP:

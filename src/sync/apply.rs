@@ -10,7 +10,9 @@ use super::run_report::{Counts, FolderReport};
 use super::{Abort, Engine};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
-use crate::store::{Appended, Body, BodySink, FolderStatus, NewMessage, Scope, Store, StoreError};
+use crate::store::{
+    Appended, Body, BodySink, FlagGroup, FolderStatus, NewMessage, Scope, Store, StoreError,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Sizes are unknown for Maildir files until read; this estimate only shapes
@@ -152,16 +154,28 @@ impl Engine<'_> {
         // listing: a change someone made meanwhile is never overwritten, and
         // the record keeps its old base so the next run merges again.
         let mut modified: HashSet<MsgKey> = HashSet::new();
+        // The server gets every group at once (one round trip, not one each).
+        let far_groups: Vec<FlagGroup<'_>> = flag_groups
+            .iter()
+            .filter(|((side, _, _), _)| *side == Side::Far)
+            .flat_map(|((_, add, remove), keys)| {
+                keys.chunks(MAX_BATCH_MESSAGES).map(|chunk| FlagGroup {
+                    keys: chunk,
+                    add: *add,
+                    remove: *remove,
+                })
+            })
+            .collect();
+        if !far_groups.is_empty() {
+            modified.extend(
+                self.far
+                    .store_flag_groups(&far_groups, far_status.highest_modseq)?,
+            );
+        }
         for ((side, add, remove), keys) in &flag_groups {
             for chunk in keys.chunks(MAX_BATCH_MESSAGES) {
-                match side {
-                    Side::Far => modified.extend(self.far.store_flags_unchanged_since(
-                        chunk,
-                        *add,
-                        *remove,
-                        far_status.highest_modseq,
-                    )?),
-                    Side::Near => self.near.store_flags(chunk, *add, *remove)?,
+                if *side == Side::Near {
+                    self.near.store_flags(chunk, *add, *remove)?;
                 }
                 self.step()?;
             }

@@ -148,17 +148,17 @@ fn read_far(
     known_modseq: Option<u64>,
     stored_validity: Option<u64>,
 ) -> StoreResult<FarRead> {
-    let (status, selected) = match far_status {
-        Some(st) if far_unchanged => (st.clone(), false),
-        _ => (far.select(name)?, true),
-    };
-    let changes = match known_modseq {
-        Some(modseq) if !far_unchanged && Some(status.validity) == stored_validity => {
-            Some(far.list_changes(modseq)?)
+    match (far_status, known_modseq, stored_validity) {
+        (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, None)),
+        // SELECT and the change listing go out together; the listing is
+        // only used while UIDVALIDITY holds, otherwise the folder is
+        // re-paired from a full listing.
+        (_, Some(modseq), Some(validity)) if !far_unchanged => {
+            let (status, changes) = far.select_and_list_changes(name, modseq, validity)?;
+            Ok((status, true, changes))
         }
-        _ => None,
-    };
-    Ok((status, selected, changes))
+        _ => Ok((far.select(name)?, true, None)),
+    }
 }
 
 /// An error as a folder's report gives it: the report already names the

@@ -22,6 +22,7 @@ mod migrate;
 mod migrate_rerun;
 mod oauth2;
 mod packaging;
+mod pipelining;
 mod pop3_store;
 mod progress;
 mod proportional;

@@ -8,7 +8,7 @@ use mailsync_sandbox::{sample_message, SandboxOptions};
 use std::path::{Path, PathBuf};
 
 /// Dovecot's quota plugin refuses any single message over 10 kB.
-const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
+pub(crate) const SIZE_LIMIT: &str = "mail_plugins = $mail_plugins quota
 protocol imap {
   mail_plugins = $mail_plugins imap_quota
 }

@@ -20,7 +20,7 @@ fn message(n: u64) -> Vec<u8> {
 }
 
 /// One account on its own Dovecot, with a private home, Maildir and state.
-struct Account {
+pub(crate) struct Account {
     sandbox: Sandbox,
     home: tempfile::TempDir,
     config: PathBuf,
@@ -30,7 +30,7 @@ struct Account {
 
 impl Account {
     /// `extra`: more lines for the account's config section.
-    fn new(options: SandboxOptions, protocol: &str, extra: &str) -> Account {
+    pub(crate) fn new(options: SandboxOptions, protocol: &str, extra: &str) -> Account {
         let sandbox = Sandbox::start(options).expect("start Dovecot");
         let home = tempfile::tempdir().expect("home");
         let root = home.path().join("Maildir");
@@ -92,7 +92,7 @@ impl Account {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run mailsync")
     }
 
@@ -239,7 +239,7 @@ fn send(child: &Child, signal: libc::c_int) {
 /// Loops k = 1.. over the APPEND after which the process aborts, with
 /// changes on both sides each round, rerunning at once after each crash,
 /// until a run has fewer APPENDs than k. Returns how many runs crashed.
-fn crash_after_every_append(account: &Account, args: &[&str]) -> u64 {
+pub(crate) fn crash_after_every_append(account: &Account, args: &[&str]) -> u64 {
     let mut expected = Vec::new();
     let mut crashes = 0;
     for k in 1.. {

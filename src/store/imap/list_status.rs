@@ -5,10 +5,13 @@
 //! imap-proto 0.16 cannot parse a STATUS response that carries SIZE, so STATUS
 //! responses are read here; every other response still goes to imap-proto.
 
+use std::collections::VecDeque;
+
 use imap_proto::{MailboxDatum, Response};
 
+use super::session::{Part, Pending};
 use super::wire::{astring_value, is_status_response, quote};
-use super::{folder_from_list, parse_delimiter, CommandFailure, ImapStore};
+use super::{folder_from_list, parse_delimiter, CommandFailure, ImapStore, COMMANDS_IN_FLIGHT};
 use crate::model::FolderName;
 use crate::store::{
     FolderInfo, FolderList, FolderStatus, Scope, StatusList, StoreError, StoreResult,
@@ -174,6 +177,8 @@ impl ImapStore {
         }
 
         let mut out = StatusList::default();
+        // Without LIST-STATUS, the folders whose STATUS is asked for.
+        let mut asked: Vec<(FolderInfo, String)> = Vec::new();
         for (wire_name, folder) in self.list_entries(&data, &responses) {
             let info = match folder {
                 Ok(info) => info,
@@ -185,17 +190,21 @@ impl ImapStore {
             if !info.selectable || !wanted(&info.name) {
                 continue;
             }
-            let status = if list_status {
-                match listed.iter().position(|(name, _)| *name == wire_name) {
-                    Some(at) => status_from(&info.name, &listed.swap_remove(at).1),
-                    None => Err(StoreError::folder(
-                        &info.name,
-                        "LIST-STATUS returned no readable status for this folder",
-                    )),
-                }
-            } else {
-                self.status_with_items(&info.name, &wire_name, &items)
+            if !list_status {
+                asked.push((info, wire_name));
+                continue;
+            }
+            let status = match listed.iter().position(|(name, _)| *name == wire_name) {
+                Some(at) => status_from(&info.name, &listed.swap_remove(at).1),
+                None => Err(StoreError::folder(
+                    &info.name,
+                    "LIST-STATUS returned no readable status for this folder",
+                )),
             };
+            out.folders.push((info, status));
+        }
+        let statuses = self.pipelined_statuses(&asked, &items);
+        for ((info, _), status) in asked.into_iter().zip(statuses) {
             match status {
                 Err(e) if e.scope() == Scope::Account => return Err(e),
                 status => out.folders.push((info, status)),
@@ -227,9 +236,26 @@ impl ImapStore {
         wire: &str,
         items: &str,
     ) -> StoreResult<FolderStatus> {
+        let answer = self
+            .send_status(wire, items)
+            .and_then(|pending| self.finish_whole_answer(pending));
+        self.status_answer(name, answer)
+    }
+
+    fn send_status(&mut self, wire: &str, items: &str) -> Result<Pending, CommandFailure> {
+        let command = format!("STATUS {} ({items})", quote(wire));
+        self.send_raw("STATUS", &[Part::Text(&command)], 0)
+    }
+
+    /// The status in a STATUS command's answer.
+    fn status_answer(
+        &mut self,
+        name: &FolderName,
+        answer: Result<Vec<u8>, CommandFailure>,
+    ) -> StoreResult<FolderStatus> {
         // An answer that was read to its end but not understood leaves the
         // session in step: that is this folder's failure, not the account's.
-        let data = match self.run("STATUS", &format!("STATUS {} ({items})", quote(wire))) {
+        let data = match answer {
             Ok(data) => data,
             Err(CommandFailure::Broken(e)) if self.broken.is_none() => {
                 return Err(StoreError::folder(name, e.to_string()))
@@ -252,6 +278,47 @@ impl ImapStore {
                 None => "STATUS returned no status".to_string(),
             },
         ))
+    }
+
+    /// STATUS of each folder, sent without waiting for each answer (at most
+    /// `COMMANDS_IN_FLIGHT` unanswered): one round trip for many folders.
+    fn pipelined_statuses(
+        &mut self,
+        folders: &[(FolderInfo, String)],
+        items: &str,
+    ) -> Vec<StoreResult<FolderStatus>> {
+        let mut in_flight: VecDeque<Pending> = VecDeque::new();
+        let mut answers: Vec<Result<Vec<u8>, CommandFailure>> = Vec::new();
+        for (_, wire) in folders {
+            if in_flight.len() >= COMMANDS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    answers.push(self.finish_whole_answer(oldest));
+                }
+            }
+            match self.send_status(wire, items) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(f) => {
+                    answers.push(Err(f));
+                    break;
+                }
+            }
+        }
+        for pending in in_flight {
+            answers.push(self.finish_whole_answer(pending));
+        }
+        let mut statuses: Vec<StoreResult<FolderStatus>> = folders
+            .iter()
+            .zip(answers)
+            .map(|((info, _), answer)| self.status_answer(&info.name, answer))
+            .collect();
+        // Folders after a command that could not be sent share its failure.
+        while statuses.len() < folders.len() {
+            statuses.push(Err(StoreError::Connection(format!(
+                "{}: STATUS: connection unusable",
+                self.address
+            ))));
+        }
+        statuses
     }
 }
 

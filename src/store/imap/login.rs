@@ -102,6 +102,9 @@ struct PreAuth<'a> {
     reader: BufReader<Connection>,
     address: &'a str,
     tag: u32,
+    /// The capabilities in the last tagged answer's `[CAPABILITY ...]` code:
+    /// after a login, the list for the logged-in session (RFC 9051 6.2.3).
+    announced: Option<ServerCaps>,
 }
 
 impl<'a> PreAuth<'a> {
@@ -110,6 +113,7 @@ impl<'a> PreAuth<'a> {
             reader: BufReader::new(conn),
             address,
             tag,
+            announced: None,
         }
     }
 
@@ -201,6 +205,11 @@ impl<'a> PreAuth<'a> {
         loop {
             let line = self.read_line(label)?;
             let parsed = imap_proto::parser::parse_response(&line);
+            if let Ok((_, done @ Response::Done { tag: got, .. })) = &parsed {
+                if got.0 == tag {
+                    self.announced = ServerCaps::find(std::slice::from_ref(done));
+                }
+            }
             match parsed {
                 Ok((
                     _,
@@ -258,7 +267,13 @@ impl<'a> PreAuth<'a> {
                 self.send(&format!("{answer}\r\n"), "login")?;
                 continue;
             }
-            return match imap_proto::parser::parse_response(&line) {
+            let parsed = imap_proto::parser::parse_response(&line);
+            if let Ok((_, done @ Response::Done { tag: got, .. })) = &parsed {
+                if got.0 == tag {
+                    self.announced = ServerCaps::find(std::slice::from_ref(done));
+                }
+            }
+            return match parsed {
                 Ok((
                     _,
                     Response::Done {
@@ -314,22 +329,36 @@ impl<'a> PreAuth<'a> {
 /// server sent after the last answer still in its buffer, and the last tag
 /// used on it. The caller asks for CAPABILITY again afterwards: the list
 /// changes with login.
-pub(super) fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32)> {
+/// Also returns the capabilities the login's answer announced, if it did:
+/// the caller need not ask for them again.
+pub(super) fn open(
+    cfg: &ImapConfig,
+) -> StoreResult<(BufReader<Connection>, u32, Option<ServerCaps>)> {
     let address = cfg.address();
     let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
+    link.announced = None;
     if !preauthenticated {
         log_in(&mut link, &caps, cfg)?;
     }
-    if cfg.compress && link.capabilities()?.has("COMPRESS=DEFLATE") {
-        // RFC 4978: compression starts right after the OK; a NO (compression
-        // already on, or refused) leaves the connection as it was.
-        let (_, status, _) = link.command("COMPRESS DEFLATE")?;
-        if status == Status::Ok {
-            let tag = link.tag;
-            return Ok((BufReader::new(net::start_deflate(link.reader)), tag));
+    let announced = link.announced.take();
+    if cfg.compress {
+        let after_login = match &announced {
+            Some(caps) => caps.clone(),
+            None => link.capabilities()?,
+        };
+        if after_login.has("COMPRESS=DEFLATE") {
+            // RFC 4978: compression starts right after the OK; a NO
+            // (compression already on, or refused) leaves the connection as
+            // it was.
+            let (_, status, _) = link.command("COMPRESS DEFLATE")?;
+            if status == Status::Ok {
+                let tag = link.tag;
+                let reader = BufReader::new(net::start_deflate(link.reader));
+                return Ok((reader, tag, announced));
+            }
         }
     }
-    Ok((link.reader, link.tag))
+    Ok((link.reader, link.tag, announced))
 }
 
 /// The SASL mechanism and first message that `cfg` logs in with, if it uses
@@ -663,9 +692,11 @@ mod tests {
             compress: true,
             ..config(port, TlsMode::None, "pw")
         };
-        let (mut reader, tag) = open(&cfg).unwrap();
+        let (mut reader, tag, announced) = open(&cfg).unwrap();
         assert!(!reader.get_ref().is_compressed());
         assert_eq!(tag, 3);
+        // The login's answer named no capabilities: they were asked for.
+        assert_eq!(announced, None);
         reader.get_mut().write_all(b"a4 NOOP\r\n").unwrap();
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
@@ -680,11 +711,35 @@ mod tests {
             "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
             &["m1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] logged in\r\n"],
         );
-        let (reader, tag) = open(&config(port, TlsMode::None, "pw")).unwrap();
+        let (reader, tag, announced) = open(&config(port, TlsMode::None, "pw")).unwrap();
         assert!(!reader.get_ref().is_compressed());
         assert_eq!(tag, 1);
         drop(reader);
         assert_eq!(server.join().unwrap().len(), 1);
+        // The capabilities in the login's answer are the session's.
+        let announced = announced.expect("capabilities announced at login");
+        assert!(announced.has("COMPRESS=DEFLATE") && !announced.has("AUTH=PLAIN"));
+    }
+
+    #[test]
+    fn capabilities_announced_at_login_are_not_asked_for_again() {
+        let (port, server) = fake_server(
+            "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n",
+            &[
+                "m1 OK [CAPABILITY IMAP4rev1 COMPRESS=DEFLATE] logged in\r\n",
+                "m2 NO compression refused\r\n",
+            ],
+        );
+        let cfg = ImapConfig {
+            compress: true,
+            ..config(port, TlsMode::None, "pw")
+        };
+        let (reader, tag, announced) = open(&cfg).unwrap();
+        assert_eq!(tag, 2);
+        assert!(announced.is_some_and(|caps| caps.has("COMPRESS=DEFLATE")));
+        drop(reader);
+        let received = server.join().unwrap();
+        assert_eq!(received[1], "m2 COMPRESS DEFLATE\r\n");
     }
 
     fn tunnel_config(command: &str, password: &str) -> ImapConfig {
@@ -714,10 +769,11 @@ mod tests {
              printf '%s OK noop\\r\\n' \"$tag\"; cat >/dev/null",
             received.display()
         );
-        let (reader, tag) = open(&tunnel_config(&script, "secret"))?;
+        let (reader, tag, _) = open(&tunnel_config(&script, "secret"))?;
         let mut session = super::super::session::Session::new(reader, "tunnel", tag);
         let parts = [super::super::session::Part::Text("NOOP")];
-        session.command("NOOP", &parts, 0, &mut |_| Ok(()))?;
+        let pending = session.send("NOOP", &parts, 0)?;
+        session.finish(pending, &mut |_| Ok(()))?;
         let sent = std::fs::read_to_string(&received)?;
         assert!(sent.contains(" NOOP"), "{sent}");
         assert!(

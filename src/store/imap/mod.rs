@@ -32,10 +32,10 @@ pub use namespace::NamespaceSetting;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, LineEnds,
-    NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, FlagGroup, FolderInfo, FolderList, FolderStatus,
+    LineEnds, NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
 };
-use session::{Answer, Part, Session, MAX_LITERAL_BYTES};
+use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
     format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
     uid_sets, unescape_quoted, BodyBatch,
@@ -100,6 +100,20 @@ const MAX_ANSWER_BYTES: u64 = 32 << 20;
 
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
 const LITERAL_MINUS_MAX: usize = 4096;
+
+/// Most APPEND or STORE commands sent without their answer read: their
+/// answers are a line or three each, so the server never waits for us to
+/// read them while we are still sending (both sides blocked on a full
+/// buffer).
+const COMMANDS_IN_FLIGHT: usize = 64;
+
+fn append_verb(run: &[Staged]) -> &'static str {
+    if run.len() > 1 {
+        "MULTIAPPEND"
+    } else {
+        "APPEND"
+    }
+}
 
 /// An IMAP account, logged in, with at most one folder selected.
 pub struct ImapStore {
@@ -253,7 +267,7 @@ impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
     /// server's capabilities.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let (reader, tag) = login::open(cfg)?;
+        let (reader, tag, announced) = login::open(cfg)?;
         let mut store = ImapStore {
             session: Session::new(reader, &cfg.address(), tag),
             address: cfg.address(),
@@ -273,15 +287,22 @@ impl ImapStore {
             prefix: None,
             append_keeps_flags: false,
         };
-        let data = store
-            .run("CAPABILITY", "CAPABILITY")
-            .map_err(|f| f.in_session(&store.address, "CAPABILITY"))?;
-        let server = ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
-            StoreError::Protocol(format!(
-                "{}: CAPABILITY returned no capability list",
-                store.address
-            ))
-        })?;
+        // Most servers announce the session's capabilities in the login's
+        // answer (one round trip less); otherwise they are asked for.
+        let server = match announced {
+            Some(caps) => caps,
+            None => {
+                let data = store
+                    .run("CAPABILITY", "CAPABILITY")
+                    .map_err(|f| f.in_session(&store.address, "CAPABILITY"))?;
+                ServerCaps::find(&parse_responses(&data)?).ok_or_else(|| {
+                    StoreError::Protocol(format!(
+                        "{}: CAPABILITY returned no capability list",
+                        store.address
+                    ))
+                })?
+            }
+        };
         store.caps = Caps {
             append_keys: server.uidplus(),
             folders: true,
@@ -471,20 +492,8 @@ impl ImapStore {
         parts: &[Part<'_>],
         literal_limit: u64,
     ) -> Result<Vec<u8>, CommandFailure> {
-        let mut data = Vec::new();
-        let address = self.address.clone();
-        let tagged = self.run_each(verb, parts, literal_limit, &mut |response, _| {
-            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
-                return Err(StoreError::Protocol(format!(
-                    "{address}: {verb}: the server's answer is larger than {} MiB",
-                    MAX_ANSWER_BYTES >> 20
-                )));
-            }
-            data.extend_from_slice(response);
-            Ok(())
-        })?;
-        data.extend_from_slice(&tagged);
-        Ok(data)
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_whole_answer(pending)
     }
 
     /// Sends a command and hands each untagged response, as received and
@@ -498,7 +507,17 @@ impl ImapStore {
         each: &mut EachResponse<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
         self.listed_with_status = None;
-        self.exchange_raw(verb, parts, literal_limit, &mut |raw, selected| {
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_each(pending, each)
+    }
+
+    /// Reads the answer of a command sent with `send_raw` as `run_each` does.
+    fn finish_each(
+        &mut self,
+        pending: Pending,
+        each: &mut EachResponse<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
+        self.finish_raw(pending, &mut |raw, selected| {
             let responses = match parse_responses(raw) {
                 // imap-proto cannot read every STATUS a server sends (GNU
                 // imap4d's unquoted names with a space), nor NAMESPACE; those
@@ -525,26 +544,73 @@ impl ImapStore {
         literal_limit: u64,
         each: &mut RawEach<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
+        let pending = self.send_raw(verb, parts, literal_limit)?;
+        self.finish_raw(pending, each)
+    }
+
+    /// Sends a command whose answer `finish_raw` reads later (pipelining).
+    fn send_raw(
+        &mut self,
+        verb: &str,
+        parts: &[Part<'_>],
+        literal_limit: u64,
+    ) -> Result<Pending, CommandFailure> {
         if let Some(why) = &self.broken {
             return Err(CommandFailure::Broken(StoreError::Connection(format!(
                 "{}: connection unusable ({why})",
                 self.address
             ))));
         }
+        // Any command may change what a kept LIST-STATUS answer says.
         self.listed_with_status = None;
+        self.session
+            .send(verb, parts, literal_limit)
+            .map_err(|err| self.failure(err))
+    }
+
+    /// Reads the answer of a command sent with `send_raw`, as `exchange_raw`.
+    fn finish_raw(
+        &mut self,
+        pending: Pending,
+        each: &mut RawEach<'_>,
+    ) -> Result<Vec<u8>, CommandFailure> {
         let ImapStore {
             session, selected, ..
         } = self;
-        let answer = session.command(verb, parts, literal_limit, &mut |raw| each(raw, selected));
-        match answer {
+        match session.finish(pending, &mut |raw| each(raw, selected)) {
             Ok(Answer::Ok(tagged)) => Ok(tagged),
             Ok(Answer::Refused(text)) => Err(CommandFailure::Refused(text)),
-            Err(err) if self.session.in_step() => Err(CommandFailure::Broken(err)),
-            Err(err) => {
-                self.broken = Some(err.to_string());
-                Err(CommandFailure::Broken(err))
-            }
+            Err(err) => Err(self.failure(err)),
         }
+    }
+
+    /// Reads the answer of a command sent with `send_raw` whole, tagged line
+    /// included, each response checked as `run_each` does.
+    fn finish_whole_answer(&mut self, pending: Pending) -> Result<Vec<u8>, CommandFailure> {
+        let mut data = Vec::new();
+        let address = self.address.clone();
+        let verb = pending.verb().to_string();
+        let tagged = self.finish_each(pending, &mut |response, _| {
+            if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
+                return Err(StoreError::Protocol(format!(
+                    "{address}: {verb}: the server's answer is larger than {} MiB",
+                    MAX_ANSWER_BYTES >> 20
+                )));
+            }
+            data.extend_from_slice(response);
+            Ok(())
+        })?;
+        data.extend_from_slice(&tagged);
+        Ok(data)
+    }
+
+    /// An error of the session; once it fell out of step, every later command
+    /// fails at once.
+    fn failure(&mut self, err: StoreError) -> CommandFailure {
+        if !self.session.in_step() {
+            self.broken = Some(err.to_string());
+        }
+        CommandFailure::Broken(err)
     }
 
     fn selected(&self) -> StoreResult<&Selected> {
@@ -630,16 +696,34 @@ impl ImapStore {
     /// Runs a listing FETCH and reads its answer one response at a time: a
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
+        let pending = self.send_fetch(command, 0)?;
+        self.finish_listing(pending, command)
+    }
+
+    /// Reads the answer of the listing FETCH `command`, sent as `pending`. A
+    /// refusal is handled as `fetch_each` does.
+    fn finish_listing(&mut self, pending: Pending, command: &str) -> StoreResult<Listing> {
         let folder = self.selected_name()?;
         let mut listing = Listing {
             exists: self.selected()?.exists,
             ..Listing::default()
         };
-        self.fetch_each(command, MAX_LITERAL_BYTES, &mut |r| {
-            listing
+        let mut add = |raw: &[u8], r: Option<&Response<'_>>| match r {
+            Some(r) => listing
                 .add(r)
-                .map_err(|why| StoreError::folder(&folder, why))
-        })?;
+                .map_err(|why| StoreError::folder(&folder, why)),
+            None => Err(unparsable(raw)),
+        };
+        match self.finish_each(pending, &mut add) {
+            Ok(_) => {}
+            Err(CommandFailure::Refused(_)) => {
+                self.run_in_folder("NOOP", "NOOP")?;
+                let verb = format!("UID FETCH in `{folder}`");
+                self.run_each(&verb, &[Part::Text(command)], 0, &mut add)
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))?;
+            }
+            Err(CommandFailure::Broken(e)) => return Err(e),
+        }
         for (uid, meta) in &listing.by_uid {
             if let Some(size) = meta.size {
                 self.sizes.insert(*uid, size);
@@ -678,6 +762,72 @@ impl ImapStore {
         })
     }
 
+    fn select_command(&self, wire: &str) -> String {
+        let condstore = if self.server.condstore() {
+            " (CONDSTORE)"
+        } else {
+            ""
+        };
+        format!("SELECT {}{condstore}", quote(wire))
+    }
+
+    /// Takes the answer of a SELECT of `name`: the folder is selected from
+    /// here on.
+    fn selected_from(
+        &mut self,
+        name: &FolderName,
+        wire: String,
+        data: &[u8],
+    ) -> StoreResult<FolderStatus> {
+        let responses = parse_responses(data)?;
+        let (validity, mut status) = select_result(&responses);
+        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
+        let validity = validity
+            .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
+        if validity == 0 {
+            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
+            // UID meaningless across runs.
+            return Err(StoreError::folder(
+                name,
+                "the server reported UIDVALIDITY 0",
+            ));
+        }
+        status.validity = u64::from(validity);
+        self.selected = Some(Selected {
+            name: name.clone(),
+            wire,
+            validity,
+            exists: status.messages,
+            keywords_defined,
+        });
+        Ok(status)
+    }
+
+    fn changes_command(&self, modseq: u64) -> String {
+        let vanished = if self.caps.qresync { " VANISHED" } else { "" };
+        format!(
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
+        )
+    }
+
+    fn changes_from(&self, mut listing: Listing) -> Changes {
+        let vanished = self
+            .caps
+            .qresync
+            .then(|| std::mem::take(&mut listing.vanished_earlier));
+        Changes {
+            changed: listing.messages(),
+            vanished,
+        }
+    }
+
+    /// Reads a sent command's answer to its end and drops it.
+    fn discard(&mut self, pending: Pending) {
+        // A failure that breaks the session marks it so (`failure`); a
+        // refusal of an unwanted command is no failure at all.
+        let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
+    }
+
     fn uids_of(&self, keys: &[MsgKey]) -> StoreResult<Vec<u32>> {
         let folder = self.selected()?.name.to_string();
         keys.iter()
@@ -704,29 +854,111 @@ impl ImapStore {
         }
     }
 
-    fn fetch_whole(
+    /// Fetches the `Whole` batches of `fetch_bodies` with the next batch's
+    /// UID FETCH sent before the current batch's bodies go to `sink`, so the
+    /// server sends one while the other is written; at most one batch is
+    /// read ahead. A body is accepted from whichever answer brings it (a
+    /// server may run pipelined fetches side by side), once.
+    fn fetch_whole_pipelined(
         &mut self,
-        uids: &[u32],
+        batches: &[Vec<u32>],
         budget: u64,
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
-        let data = self.fetch(
-            &format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)),
-            budget,
-        )?;
-        let responses = parse_responses(&data)?;
+        let mut wanted: Vec<u32> = batches.concat();
+        wanted.sort_unstable();
+        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
+        let commands: Vec<String> = batches
+            .iter()
+            .map(|uids| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))
+            .collect();
+        let mut ahead: Option<Pending> = None;
+        for (index, command) in commands.iter().enumerate() {
+            let current = match ahead.take() {
+                Some(pending) => pending,
+                None => self.send_fetch(command, budget)?,
+            };
+            if let Some(next) = commands.get(index + 1) {
+                ahead = Some(self.send_fetch(next, budget)?);
+            }
+            let result = self
+                .fetch_answer(current, command, budget, &mut ahead)
+                .and_then(|data| self.deliver_whole(&wanted, &data, &mut delivered, sink));
+            if let Err(e) = result {
+                // The answer in flight is read to its end, so that its bodies
+                // are not taken for the next command's answer.
+                if let Some(pending) = ahead.take() {
+                    let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a UID FETCH on the selected folder whose answer `fetch_answer`
+    /// reads.
+    fn send_fetch(&mut self, command: &str, literal_limit: u64) -> StoreResult<Pending> {
+        let folder = self.selected_name()?;
+        let verb = format!("UID FETCH in `{folder}`");
+        self.listed_with_status = None;
+        self.send_raw(&verb, &[Part::Text(command)], literal_limit)
+            .map_err(|f| f.in_folder(&folder, "UID FETCH"))
+    }
+
+    /// Reads the answer of a UID FETCH sent with `send_fetch`. A refusal is
+    /// handled as `fetch` does, after the fetch in `ahead` (if any) has been
+    /// answered and sent again, so that no answer is read into another's.
+    fn fetch_answer(
+        &mut self,
+        pending: Pending,
+        command: &str,
+        literal_limit: u64,
+        ahead: &mut Option<Pending>,
+    ) -> StoreResult<Vec<u8>> {
+        let folder = self.selected_name()?;
+        match self.finish_whole_answer(pending) {
+            Ok(data) => Ok(data),
+            Err(CommandFailure::Refused(_)) => {
+                let mut early = Vec::new();
+                if let Some(next) = ahead.take() {
+                    // Its answer, whatever it is, ends before the NOOP; the
+                    // fetch is sent again afterwards.
+                    early = match self.finish_whole_answer(next) {
+                        Ok(data) => data,
+                        Err(CommandFailure::Refused(_)) => Vec::new(),
+                        Err(CommandFailure::Broken(e)) => return Err(e),
+                    };
+                }
+                let mut data = self.fetch(command, literal_limit)?;
+                data.extend_from_slice(&early);
+                Ok(data)
+            }
+            Err(f) => Err(f.in_folder(&folder, "UID FETCH")),
+        }
+    }
+
+    /// Hands the bodies of a UID FETCH answer to `sink`: those among
+    /// `wanted` (sorted) and not yet `delivered`.
+    fn deliver_whole(
+        &mut self,
+        wanted: &[u32],
+        data: &[u8],
+        delivered: &mut HashMap<u32, [u8; 32]>,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<()> {
+        let responses = parse_responses(data)?;
         self.observe(&responses);
         let expunged = reports_expunge(&responses);
-        let mut delivered: HashMap<u32, [u8; 32]> = HashMap::new();
         for (uid, attrs) in fetched(&responses) {
-            // Planned batches are sorted; anything else is unsolicited.
-            if uids.binary_search(&uid).is_err() {
+            // Anything not planned is unsolicited.
+            if wanted.binary_search(&uid).is_err() {
                 continue;
             }
             match body_section(attrs, None) {
                 Some(Some(body)) => {
-                    // The same message twice in one answer is delivered once;
-                    // twice with different text, neither can be trusted.
+                    // The same message twice is delivered once; twice with
+                    // different text, neither can be trusted.
                     let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(body).into();
                     if let Some(earlier) = delivered.insert(uid, digest) {
                         if earlier != digest {
@@ -841,22 +1073,25 @@ impl ImapStore {
     }
 
     /// Sends a run of staged messages for one folder in one command (more
-    /// than one needs MULTIAPPEND): the APPENDUID result when the server gives
-    /// one. Each message text is sent from where it is staged, a piece at a
-    /// time, as a non-synchronising literal when the server allows it.
+    /// than one needs MULTIAPPEND) and reads its answer: the APPENDUID result
+    /// when the server gives one.
     fn send_append(
         &mut self,
         run: &[Staged],
     ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
-        let Some(first) = run.first() else {
+        if run.is_empty() {
             return Ok(None);
-        };
-        let verb = if run.len() > 1 {
-            "MULTIAPPEND"
-        } else {
-            "APPEND"
-        };
-        let command = format!("APPEND {}", quote(&first.wire));
+        }
+        let pending = self.start_append(run)?;
+        self.append_answer(pending)
+    }
+
+    /// Sends the APPEND (or MULTIAPPEND) of a non-empty run without reading
+    /// its answer. Each message text is sent from where it is staged, a piece
+    /// at a time, as a non-synchronising literal when the server allows it.
+    fn start_append(&mut self, run: &[Staged]) -> Result<Pending, CommandFailure> {
+        let wire = run.first().map(|m| m.wire.as_str()).unwrap_or_default();
+        let command = format!("APPEND {}", quote(wire));
         let heads: Vec<String> = run.iter().map(Staged::literal_head).collect();
         let mut parts = vec![Part::Text(&command)];
         for (msg, head) in run.iter().zip(&heads) {
@@ -872,7 +1107,16 @@ impl ImapStore {
             Some(action) => crate::fault::fire(action),
             None => {}
         }
-        let data = self.run_parts(verb, &parts, MAX_LITERAL_BYTES)?;
+        self.send_raw(append_verb(run), &parts, MAX_LITERAL_BYTES)
+    }
+
+    /// Reads the answer of `start_append`: the APPENDUID result when the
+    /// server gives one.
+    fn append_answer(
+        &mut self,
+        pending: Pending,
+    ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
+        let data = self.finish_whole_answer(pending)?;
         let responses = parse_responses(&data).map_err(CommandFailure::Broken)?;
         self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
@@ -891,21 +1135,26 @@ impl ImapStore {
             || (self.server.literal_minus() && len <= LITERAL_MINUS_MAX as u64)
     }
 
-    /// Appends a run chosen by `multiappend_group`. A MULTIAPPEND stores all
-    /// of its messages or none, so when the server declines it (one message
-    /// over a quota or a limit is enough) the run is sent again one message at
-    /// a time, and only the messages the server declines on their own are
-    /// reported refused.
+    /// Appends a run chosen by `multiappend_group`.
     fn append_run(&mut self, run: &[Staged]) -> StoreResult<Vec<Appended>> {
+        let outcome = self.send_append(run);
+        self.settle_append(run, outcome)
+    }
+
+    /// What became of each message of a run from its command's outcome. A
+    /// MULTIAPPEND stores all of its messages or none, so when the server
+    /// declines it (one message over a quota or a limit is enough) the run is
+    /// sent again one message at a time, and only the messages the server
+    /// declines on their own are reported refused.
+    fn settle_append(
+        &mut self,
+        run: &[Staged],
+        outcome: Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure>,
+    ) -> StoreResult<Vec<Appended>> {
         let Some(first) = run.first() else {
             return Ok(Vec::new());
         };
-        let verb = if run.len() > 1 {
-            "MULTIAPPEND"
-        } else {
-            "APPEND"
-        };
-        match self.send_append(run) {
+        match outcome {
             Ok(appended) => {
                 let keys = self.appended_keys(appended, run);
                 // The messages are stored whatever this says; only a broken
@@ -931,8 +1180,46 @@ impl ImapStore {
                         }),
                 }
             }
-            Err(f) => Err(f.in_folder(&first.folder, verb)),
+            Err(f) => Err(f.in_folder(&first.folder, append_verb(run))),
         }
+    }
+
+    /// Sends the runs without waiting for each answer (at most
+    /// `COMMANDS_IN_FLIGHT` unanswered), then settles them in order. Every
+    /// answer is read before anything else is sent, so a run's follow-up
+    /// (`restore_dropped_flags`, a declined MULTIAPPEND sent again) sees no
+    /// answer of another.
+    fn append_pipelined(&mut self, runs: &[&[Staged]]) -> StoreResult<Vec<Appended>> {
+        type Outcome = Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure>;
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(runs.len());
+        let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
+        let mut unsent = None;
+        for run in runs {
+            if in_flight.len() >= COMMANDS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    outcomes.push(self.append_answer(oldest));
+                }
+            }
+            match self.start_append(run) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(f) => {
+                    unsent = Some((run, f));
+                    break;
+                }
+            }
+        }
+        for pending in in_flight {
+            outcomes.push(self.append_answer(pending));
+        }
+        let mut appended = Vec::new();
+        for (run, outcome) in runs.iter().zip(outcomes) {
+            appended.extend(self.settle_append(run, outcome)?);
+        }
+        if let Some((run, failure)) = unsent {
+            // A command that could not be sent is a broken connection.
+            appended.extend(self.settle_append(run, Err(failure))?);
+        }
+        Ok(appended)
     }
 
     /// `UID STORE set ±FLAGS.SILENT (...)` over all `uids`, in bounded sets.
@@ -946,23 +1233,76 @@ impl ImapStore {
         flags: Flags,
         unchanged_since: Option<u64>,
     ) -> StoreResult<Vec<u32>> {
-        let mut modified = Vec::new();
+        let commands = self.store_commands(uids, sign, flags, unchanged_since);
+        self.run_stores(&commands)
+    }
+
+    /// The UID STOREs of `store_flag_change`.
+    fn store_commands(
+        &self,
+        uids: &[u32],
+        sign: char,
+        flags: Flags,
+        unchanged_since: Option<u64>,
+    ) -> Vec<String> {
         if flags.is_empty() {
-            return Ok(modified);
+            return Vec::new();
         }
         let names = flags.imap_names().join(" ");
         let condition = match unchanged_since {
             Some(modseq) if self.caps.condstore => format!("(UNCHANGEDSINCE {modseq}) "),
             _ => String::new(),
         };
-        for set in uid_sets(uids) {
-            let data = self.run_in_folder(
-                "UID STORE",
-                &format!("UID STORE {set} {condition}{sign}FLAGS.SILENT ({names})"),
-            )?;
-            modified.extend(modified_uids(&data));
+        uid_sets(uids)
+            .into_iter()
+            .map(|set| format!("UID STORE {set} {condition}{sign}FLAGS.SILENT ({names})"))
+            .collect()
+    }
+
+    /// Sends UID STOREs on the selected folder without waiting for each
+    /// answer (at most `COMMANDS_IN_FLIGHT` unanswered) and reads every
+    /// answer; the UIDs the server reported modified meanwhile. A refusal
+    /// fails the folder once all answers are read.
+    fn run_stores(&mut self, commands: &[String]) -> StoreResult<Vec<u32>> {
+        const VERB: &str = "UID STORE";
+        let folder = self.selected_name()?;
+        let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
+        let mut answers = Vec::with_capacity(commands.len());
+        for command in commands {
+            if in_flight.len() >= COMMANDS_IN_FLIGHT {
+                if let Some(oldest) = in_flight.pop_front() {
+                    answers.push(self.finish_whole_answer(oldest));
+                }
+            }
+            self.listed_with_status = None;
+            match self.send_raw(VERB, &[Part::Text(command)], 0) {
+                Ok(pending) => in_flight.push_back(pending),
+                Err(f) => {
+                    answers.push(Err(f));
+                    break;
+                }
+            }
         }
-        Ok(modified)
+        for pending in in_flight {
+            answers.push(self.finish_whole_answer(pending));
+        }
+        let mut modified = Vec::new();
+        let mut failure = None;
+        for answer in answers {
+            match answer {
+                Ok(data) => {
+                    self.observe(&parse_responses(&data)?);
+                    modified.extend(modified_uids(&data));
+                }
+                Err(f) => {
+                    failure.get_or_insert(f);
+                }
+            }
+        }
+        match failure {
+            Some(f) => Err(f.in_folder(&folder, VERB)),
+            None => Ok(modified),
+        }
     }
 }
 
@@ -1325,36 +1665,59 @@ impl Store for ImapStore {
         // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
         self.selected = None;
         self.sizes.clear();
-        let condstore = if self.server.condstore() {
-            " (CONDSTORE)"
-        } else {
-            ""
-        };
         let data = self
-            .run("SELECT", &format!("SELECT {}{condstore}", quote(&wire)))
+            .run("SELECT", &self.select_command(&wire))
             .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let responses = parse_responses(&data)?;
-        let (validity, mut status) = select_result(&responses);
-        let keywords_defined = keywords_defined(&responses).unwrap_or(true);
-        let validity = validity
-            .ok_or_else(|| StoreError::folder(name, "SELECT did not report UIDVALIDITY"))?;
-        if validity == 0 {
-            // RFC 3501 2.3.1.1: UIDVALIDITY is non-zero. Zero would make every
-            // UID meaningless across runs.
-            return Err(StoreError::folder(
-                name,
-                "the server reported UIDVALIDITY 0",
-            ));
+        self.selected_from(name, wire, &data)
+    }
+
+    /// SELECT and the change listing's UID FETCH are sent together: the
+    /// server runs the fetch on the folder SELECT opens, or refuses it when
+    /// SELECT failed. Its answer is read only when the SELECT says the
+    /// listing is wanted.
+    fn select_and_list_changes(
+        &mut self,
+        name: &FolderName,
+        modseq: u64,
+        validity: u64,
+    ) -> StoreResult<(FolderStatus, Option<Changes>)> {
+        if !self.caps.condstore {
+            return Err(StoreError::Unsupported("CONDSTORE".into()));
         }
-        status.validity = u64::from(validity);
-        self.selected = Some(Selected {
-            name: name.clone(),
-            wire,
-            validity,
-            exists: status.messages,
-            keywords_defined,
-        });
-        Ok(status)
+        let wire = self.wire_name(name)?;
+        self.selected = None;
+        self.sizes.clear();
+        self.listed_with_status = None;
+        let select = self
+            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
+            .map_err(|f| f.in_folder(name, "SELECT"))?;
+        let command = self.changes_command(modseq);
+        let verb = format!("UID FETCH in `{name}`");
+        let fetch = self
+            .send_raw(&verb, &[Part::Text(&command)], 0)
+            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
+        let selected = self
+            .finish_whole_answer(select)
+            .map_err(|f| f.in_folder(name, "SELECT"))
+            .and_then(|data| self.selected_from(name, wire, &data));
+        let status = match selected {
+            Ok(status) => status,
+            Err(e) => {
+                self.discard(fetch);
+                return Err(e);
+            }
+        };
+        if status.validity != validity {
+            self.discard(fetch);
+            return Ok((status, None));
+        }
+        // `1:*` on an empty folder is an error on some servers.
+        if status.messages == 0 {
+            self.discard(fetch);
+            return Ok((status, Some(Changes::default())));
+        }
+        let listing = self.finish_listing(fetch, &command)?;
+        Ok((status, Some(self.changes_from(listing))))
     }
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
@@ -1378,16 +1741,8 @@ impl Store for ImapStore {
         if self.selected()?.exists == 0 {
             return Ok(Changes::default());
         }
-        let qresync = self.caps.qresync;
-        let vanished = if qresync { " VANISHED" } else { "" };
-        let mut listing = self.read_listing(&format!(
-            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
-        ))?;
-        let vanished = qresync.then(|| std::mem::take(&mut listing.vanished_earlier));
-        Ok(Changes {
-            changed: listing.messages(),
-            vanished,
-        })
+        let listing = self.read_listing(&self.changes_command(modseq))?;
+        Ok(self.changes_from(listing))
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
@@ -1449,13 +1804,17 @@ impl Store for ImapStore {
             .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
+        let mut whole = Vec::new();
         for batch in plan_body_batches(&items, budget) {
             match batch {
-                BodyBatch::Whole(uids) => self.fetch_whole(&uids, budget, sink)?,
-                BodyBatch::Chunked(uid) => self.fetch_chunked(uid, budget, sink)?,
+                BodyBatch::Whole(uids) => whole.push(uids),
+                BodyBatch::Chunked(uid) => {
+                    self.fetch_whole_pipelined(&std::mem::take(&mut whole), budget, sink)?;
+                    self.fetch_chunked(uid, budget, sink)?
+                }
             }
         }
-        Ok(())
+        self.fetch_whole_pipelined(&whole, budget, sink)
     }
 
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
@@ -1485,15 +1844,24 @@ impl Store for ImapStore {
         // Taken up front: after a failure half-way, retrying must not append the
         // first messages twice (the engine recovers them from its intents).
         let staged = std::mem::take(&mut self.staged);
-        let mut keys = Vec::with_capacity(staged.len());
+        let mut runs = Vec::new();
         let mut rest = staged.as_slice();
         while !rest.is_empty() {
-            // MULTIAPPEND sends a run of messages in one round trip.
+            // MULTIAPPEND sends a run of messages in one command.
             let (run, later) = rest.split_at(self.multiappend_group(rest));
-            keys.extend(self.append_run(run)?);
+            runs.push(run);
             rest = later;
         }
-        Ok(keys)
+        // Without APPENDUID keys, a message that lost its flags is found as
+        // the last of its folder (`restore_dropped_flags`): one at a time.
+        if !self.caps.append_keys {
+            let mut keys = Vec::with_capacity(staged.len());
+            for run in runs {
+                keys.extend(self.append_run(run)?);
+            }
+            return Ok(keys);
+        }
+        self.append_pipelined(&runs)
     }
 
     fn store_flags(&mut self, keys: &[MsgKey], add: Flags, remove: Flags) -> StoreResult<()> {
@@ -1511,11 +1879,26 @@ impl Store for ImapStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let uids = self.uids_of(keys)?;
-        let mut modified = self.store_flag_change(&uids, '+', add, modseq)?;
-        // A message refused for the addition is left alone for the removal too.
-        let rest: Vec<u32> = uids.into_iter().filter(|u| !modified.contains(u)).collect();
-        modified.extend(self.store_flag_change(&rest, '-', remove, modseq)?);
+        let group = FlagGroup { keys, add, remove };
+        self.store_flag_groups(&[group], modseq)
+    }
+
+    /// Every group's additions and removals go out together. A message the
+    /// server refuses for the addition (changed meanwhile) refuses the
+    /// removal under the same UNCHANGEDSINCE too, so the removal need not
+    /// wait for the addition's answer.
+    fn store_flag_groups(
+        &mut self,
+        groups: &[FlagGroup<'_>],
+        modseq: Option<u64>,
+    ) -> StoreResult<Vec<MsgKey>> {
+        let mut commands = Vec::new();
+        for group in groups {
+            let uids = self.uids_of(group.keys)?;
+            commands.extend(self.store_commands(&uids, '+', group.add, modseq));
+            commands.extend(self.store_commands(&uids, '-', group.remove, modseq));
+        }
+        let mut modified = self.run_stores(&commands)?;
         modified.sort_unstable();
         modified.dedup();
         Ok(modified.into_iter().map(MsgKey::uid).collect())

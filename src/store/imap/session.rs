@@ -5,6 +5,7 @@
 //! recursive parser sees it. Message bodies are sent from `Body` values, a
 //! piece at a time, so a large message is never copied into a command.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,11 @@ const MAX_DRAINED_BYTES: u64 = 32 << 20;
 /// Bytes gathered before they are written to the connection.
 const OUT_BYTES: usize = 64 * 1024;
 
+/// Most bytes of untagged responses held while a command waits for the
+/// server's go-ahead for a literal with other commands in flight; they are
+/// handed on with the next answer read.
+const MAX_HELD_BYTES: u64 = 8 << 20;
+
 /// A piece of a command: text as is, or a message sent as a literal.
 pub(super) enum Part<'a> {
     Text(&'a str),
@@ -45,6 +51,25 @@ pub(super) enum Part<'a> {
         body: Body<'a>,
         synchronising: bool,
     },
+}
+
+/// Takes one untagged response; false when the answer is read on without
+/// end (see `MAX_DRAINED_BYTES`).
+type Deliver<'a> = dyn FnMut(&[u8]) -> bool + 'a;
+
+/// A command sent whose answer is not read yet (see `Session::send`).
+#[must_use = "the answer of a sent command must be read with `finish`"]
+pub(super) struct Pending {
+    tag: u32,
+    verb: String,
+    literal_limit: u64,
+}
+
+impl Pending {
+    /// The command's name, for messages.
+    pub(super) fn verb(&self) -> &str {
+        &self.verb
+    }
 }
 
 /// How the server answered a command.
@@ -78,6 +103,16 @@ pub(super) struct Session {
     /// Test-only fault injection: end the process once the next command is
     /// sent in full, before its answer is read (see `crate::fault`).
     abort_after_send: bool,
+    /// Tags of the commands sent whose answers were not read yet, oldest
+    /// first.
+    in_flight: VecDeque<u32>,
+    /// Tagged answers read while reading another command's answer (a server
+    /// may finish commands in any order, RFC 3501 5.5).
+    answered: HashMap<u32, Answer>,
+    /// Untagged responses read while waiting for a go-ahead, for the next
+    /// answer read, and their summed size.
+    held: VecDeque<Vec<u8>>,
+    held_bytes: u64,
 }
 
 impl Session {
@@ -91,20 +126,50 @@ impl Session {
             out: Vec::new(),
             bye: None,
             abort_after_send: false,
+            in_flight: VecDeque::new(),
+            answered: HashMap::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
         }
     }
 
-    /// Sends a command and hands every untagged response, complete and checked,
-    /// to `each`. Literals in the answer may be up to `literal_limit` bytes
-    /// (never less than `MAX_LITERAL_BYTES`). An error from `each` is returned
-    /// once the command's answer has been read to its end, so the session stays
-    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other error
-    /// leaves it unusable (see `in_step`).
-    pub(super) fn command(
+    /// Sends a command without reading its answer, so that more commands can
+    /// follow it before the first answer arrives (pipelining). Every answer
+    /// is read with `finish`, in the order the commands were sent; untagged
+    /// responses read meanwhile go to the answer read next. A literal that
+    /// needs the server's go-ahead is waited for here; when the server
+    /// answers the command instead, `finish` returns that answer.
+    pub(super) fn send(
         &mut self,
         verb: &str,
         parts: &[Part<'_>],
         literal_limit: u64,
+    ) -> StoreResult<Pending> {
+        self.check_in_step(verb)?;
+        self.tag += 1;
+        let pending = Pending {
+            tag: self.tag,
+            verb: verb.to_string(),
+            literal_limit: literal_limit.max(MAX_LITERAL_BYTES),
+        };
+        self.in_flight.push_back(pending.tag);
+        let sent = self.send_parts(&pending, parts);
+        if sent.is_err() {
+            self.in_step = false;
+        }
+        sent.map(|()| pending)
+    }
+
+    /// Reads the answer of a command sent with `send` and hands every untagged
+    /// response, complete and checked, to `each`. Literals in the answer may
+    /// be up to the `literal_limit` given to `send` (never less than
+    /// `MAX_LITERAL_BYTES`). An error from `each` is returned once the
+    /// command's answer has been read to its end, so the session stays
+    /// usable, unless more than `MAX_DRAINED_BYTES` follow it; any other
+    /// error leaves it unusable (see `in_step`).
+    pub(super) fn finish(
+        &mut self,
+        pending: Pending,
         each: &mut dyn FnMut(&[u8]) -> StoreResult<()>,
     ) -> StoreResult<Answer> {
         let mut first_error = None;
@@ -120,7 +185,8 @@ impl Session {
             drained += response.len() as u64;
             drained <= MAX_DRAINED_BYTES
         };
-        let answer = self.exchange(verb, parts, literal_limit, &mut deliver);
+        let answer = self.read_answer(&pending, &mut deliver);
+        self.in_flight.retain(|tag| *tag != pending.tag);
         if answer.is_err() {
             self.in_step = false;
         }
@@ -131,23 +197,26 @@ impl Session {
     }
 
     /// Whether the conversation is still in step: false after an error of
-    /// `command` other than one of its `each`.
+    /// `send` or `finish` other than one of its `each`.
     pub(super) fn in_step(&self) -> bool {
         self.in_step
     }
 
-    fn exchange(
-        &mut self,
-        verb: &str,
-        parts: &[Part<'_>],
-        literal_limit: u64,
-        deliver: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> StoreResult<Answer> {
-        self.tag += 1;
-        let tag = format!("{TAG_PREFIX}{}", self.tag);
-        let limit = literal_limit.max(MAX_LITERAL_BYTES);
-        let mut refused_early = None;
-        self.write(verb, format!("{tag} ").as_bytes())?;
+    /// A command's answer cannot be told from the rest once the conversation
+    /// fell out of step: every later command fails at once, with a clear error.
+    fn check_in_step(&self, verb: &str) -> StoreResult<()> {
+        if self.in_step {
+            return Ok(());
+        }
+        Err(StoreError::Connection(format!(
+            "{}: {verb}: the connection is unusable after an earlier failure",
+            self.address
+        )))
+    }
+
+    fn send_parts(&mut self, pending: &Pending, parts: &[Part<'_>]) -> StoreResult<()> {
+        let verb = pending.verb.as_str();
+        self.write(verb, format!("{TAG_PREFIX}{} ", pending.tag).as_bytes())?;
         for part in parts {
             match part {
                 Part::Text(text) => self.write(verb, text.as_bytes())?,
@@ -162,26 +231,43 @@ impl Session {
                     self.write(verb, format!("{{{len}{plus}}}\r\n").as_bytes())?;
                     if *synchronising {
                         self.flush(verb)?;
-                        if let Some(answer) = self.await_continuation(verb, &tag, deliver)? {
-                            refused_early = Some(answer);
-                            break;
+                        let tag = format!("{TAG_PREFIX}{}", pending.tag);
+                        if let Some(answer) = self.await_continuation(verb, &tag, &mut None)? {
+                            // Refused before its text: the command is over.
+                            self.answered.insert(pending.tag, answer);
+                            return Ok(());
                         }
                     }
                     self.write_body(verb, body, len)?;
                 }
             }
         }
-        match refused_early {
-            Some(answer) => Ok(answer),
-            None => {
-                self.write(verb, b"\r\n")?;
-                self.flush(verb)?;
-                if std::mem::take(&mut self.abort_after_send) {
-                    crate::fault::fire(crate::fault::Action::Abort);
-                }
-                self.read_until_tagged(verb, &tag, limit, deliver)
+        self.write(verb, b"\r\n")?;
+        self.flush(verb)?;
+        if std::mem::take(&mut self.abort_after_send) {
+            crate::fault::fire(crate::fault::Action::Abort);
+        }
+        Ok(())
+    }
+
+    fn read_answer(
+        &mut self,
+        pending: &Pending,
+        deliver: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> StoreResult<Answer> {
+        let verb = pending.verb.as_str();
+        self.check_in_step(verb)?;
+        while let Some(response) = self.held.pop_front() {
+            self.held_bytes -= response.len() as u64;
+            if !deliver(&response) {
+                return Err(self.protocol(verb, "the answer does not end"));
             }
         }
+        if let Some(answer) = self.answered.remove(&pending.tag) {
+            return Ok(answer);
+        }
+        let tag = format!("{TAG_PREFIX}{}", pending.tag);
+        self.read_until_tagged(verb, &tag, pending.literal_limit, deliver)
     }
 
     /// Sends IDLE (RFC 2177) on the selected folder and waits until the server
@@ -217,7 +303,7 @@ impl Session {
             changed |= notable(response);
             true
         };
-        if let Some(answer) = self.await_continuation(VERB, tag, &mut note)? {
+        if let Some(answer) = self.await_continuation(VERB, tag, &mut Some(&mut note))? {
             return match answer {
                 Answer::Ok(_) => Err(self.protocol(VERB, "the server ended IDLE at once")),
                 Answer::Refused(text) => Err(self.protocol(VERB, &format!("refused: {text}"))),
@@ -369,12 +455,13 @@ impl Session {
     }
 
     /// Reads until the server asks for a literal's text; `Some` when it
-    /// answered the command instead.
+    /// answered the command instead. Untagged responses go to `deliver`, or
+    /// without one are held for the next answer read.
     fn await_continuation(
         &mut self,
         verb: &str,
         tag: &str,
-        deliver: &mut dyn FnMut(&[u8]) -> bool,
+        deliver: &mut Option<&mut Deliver<'_>>,
     ) -> StoreResult<Option<Answer>> {
         let mut buf = Vec::new();
         loop {
@@ -385,11 +472,25 @@ impl Session {
             if is_tagged(&buf, tag) {
                 return self.tagged(verb, &buf).map(Some);
             }
+            if self.took_other_answer(verb, &buf)? {
+                continue;
+            }
             if let Some(text) = buf.strip_prefix(b"* BYE ") {
                 self.bye = Some(excerpt(text));
             }
-            if !deliver(&buf) {
-                return Err(self.protocol(verb, "the answer does not end"));
+            match deliver {
+                Some(deliver) => {
+                    if !deliver(&buf) {
+                        return Err(self.protocol(verb, "the answer does not end"));
+                    }
+                }
+                None => {
+                    self.held_bytes += buf.len() as u64;
+                    if self.held_bytes > MAX_HELD_BYTES {
+                        return Err(self.protocol(verb, "the server sent too much unasked data"));
+                    }
+                    self.held.push_back(std::mem::take(&mut buf));
+                }
             }
         }
     }
@@ -410,6 +511,9 @@ impl Session {
             if buf.starts_with(b"+") {
                 return Err(self.protocol(verb, "the server asked for data it was not offered"));
             }
+            if self.took_other_answer(verb, &buf)? {
+                continue;
+            }
             if !buf.starts_with(b"*") {
                 return Err(
                     self.protocol(verb, &format!("unexpected response `{}`", excerpt(&buf)))
@@ -422,6 +526,25 @@ impl Session {
                 return Err(self.protocol(verb, "the answer does not end"));
             }
         }
+    }
+
+    /// Keeps a tagged answer to another command in flight for its `finish`;
+    /// false for an untagged response or a continuation.
+    fn took_other_answer(&mut self, verb: &str, response: &[u8]) -> StoreResult<bool> {
+        if response.starts_with(b"*") || response.starts_with(b"+") {
+            return Ok(false);
+        }
+        let Some(tag) = self
+            .in_flight
+            .iter()
+            .copied()
+            .find(|tag| is_tagged(response, &format!("{TAG_PREFIX}{tag}")))
+        else {
+            return Ok(false);
+        };
+        let answer = self.tagged(verb, response)?;
+        self.answered.insert(tag, answer);
+        Ok(true)
     }
 
     fn tagged(&self, verb: &str, line: &[u8]) -> StoreResult<Answer> {
@@ -663,6 +786,218 @@ mod tests {
         assert!(!reports_change(b"* OK Still here\r\n"));
         assert!(!reports_change(b"* 2 RECENT\r\n"));
         assert!(!reports_change(b"+ idling\r\n"));
+    }
+
+    /// A session talking to a scripted server on 127.0.0.1: `script` gets the
+    /// server's side of the connection. Both sides give up after ten seconds.
+    fn scripted(
+        script: impl FnOnce(&mut BufReader<std::net::TcpStream>) + Send + 'static,
+    ) -> (Session, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            script(&mut BufReader::new(stream));
+        });
+        let client = std::net::TcpStream::connect(address).expect("connect");
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let reader = BufReader::new(Connection::Plain(client));
+        (Session::new(reader, "test server", 0), server)
+    }
+
+    /// Reads the client's next command line.
+    fn command_line(server: &mut BufReader<std::net::TcpStream>) -> String {
+        let mut line = String::new();
+        server.read_line(&mut line).expect("command");
+        line
+    }
+
+    fn reply(server: &mut BufReader<std::net::TcpStream>, bytes: &[u8]) {
+        server.get_mut().write_all(bytes).expect("reply");
+    }
+
+    /// Reads a pipelined command's answer, with its untagged responses.
+    fn finish_collecting(session: &mut Session, pending: Pending) -> (Answer, Vec<String>) {
+        let mut untagged = Vec::new();
+        let answer = session
+            .finish(pending, &mut |r| {
+                untagged.push(String::from_utf8_lossy(r).into_owned());
+                Ok(())
+            })
+            .expect("answer");
+        (answer, untagged)
+    }
+
+    fn refusal_text(answer: &Answer) -> Option<&str> {
+        match answer {
+            Answer::Ok(_) => None,
+            Answer::Refused(text) => Some(text),
+        }
+    }
+
+    #[test]
+    fn pipelined_answers_are_matched_to_their_commands_by_tag() {
+        let (mut session, server) = scripted(|server| {
+            let lines: Vec<String> = (0..3).map(|_| command_line(server)).collect();
+            assert_eq!(
+                lines,
+                [
+                    "a1 NOOP\r\n",
+                    "a2 SELECT gone\r\n",
+                    "a3 UID FETCH 9 BODY[]\r\n"
+                ]
+            );
+            reply(
+                server,
+                b"* 3 EXISTS\r\na1 OK noop done\r\n* 1 FETCH (FLAGS (\\Seen))\r\n\
+                  a2 NO [NONEXISTENT] no such folder\r\n* 4 EXISTS\r\n\
+                  * 2 FETCH (UID 9 BODY[] {5}\r\nhello)\r\na3 OK fetched\r\n",
+            );
+        });
+        let noop = session.send("NOOP", &[Part::Text("NOOP")], 0).expect("a1");
+        let select = session
+            .send("SELECT", &[Part::Text("SELECT gone")], 0)
+            .expect("a2");
+        let fetch = session
+            .send("UID FETCH", &[Part::Text("UID FETCH 9 BODY[]")], 0)
+            .expect("a3");
+        let (answer, untagged) = finish_collecting(&mut session, noop);
+        assert_eq!(refusal_text(&answer), None);
+        assert_eq!(untagged, ["* 3 EXISTS\r\n"]);
+        let (answer, untagged) = finish_collecting(&mut session, select);
+        assert_eq!(
+            refusal_text(&answer),
+            Some("NO [NONEXISTENT] no such folder")
+        );
+        assert_eq!(untagged, ["* 1 FETCH (FLAGS (\\Seen))\r\n"]);
+        let (answer, untagged) = finish_collecting(&mut session, fetch);
+        assert_eq!(refusal_text(&answer), None);
+        assert_eq!(
+            untagged,
+            [
+                "* 4 EXISTS\r\n",
+                "* 2 FETCH (UID 9 BODY[] {5}\r\nhello)\r\n"
+            ]
+        );
+        assert!(session.in_step());
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn answers_finished_out_of_order_and_bad_reach_their_own_command() {
+        let (mut session, server) = scripted(|server| {
+            for _ in 0..3 {
+                command_line(server);
+            }
+            reply(
+                server,
+                b"a3 OK third\r\na2 BAD [PARSE] what\r\n* 7 EXISTS\r\na1 OK first\r\n",
+            );
+        });
+        let sent: Vec<Pending> = ["NOOP", "XYZZY", "CHECK"]
+            .iter()
+            .map(|verb| session.send(verb, &[Part::Text(verb)], 0).expect("sent"))
+            .collect();
+        let answers: Vec<(Option<String>, Vec<String>)> = sent
+            .into_iter()
+            .map(|pending| {
+                let (answer, untagged) = finish_collecting(&mut session, pending);
+                (refusal_text(&answer).map(str::to_string), untagged)
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [
+                (None, vec!["* 7 EXISTS\r\n".to_string()]),
+                (Some("BAD [PARSE] what".to_string()), vec![]),
+                (None, vec![]),
+            ]
+        );
+        assert!(session.in_step());
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_go_ahead_awaited_behind_another_command_keeps_its_untagged_data() {
+        let (mut session, server) = scripted(|server| {
+            assert_eq!(command_line(server), "a1 NOOP\r\n");
+            assert_eq!(command_line(server), "a2 APPEND INBOX {5}\r\n");
+            reply(server, b"* 2 EXISTS\r\na1 OK noop\r\n+ go ahead\r\n");
+            assert_eq!(command_line(server), "hello\r\n");
+            reply(server, b"a2 OK [APPENDUID 1 7] stored\r\n");
+        });
+        let noop = session.send("NOOP", &[Part::Text("NOOP")], 0).expect("a1");
+        let parts = [
+            Part::Text("APPEND INBOX "),
+            Part::Literal {
+                body: Body::Bytes(b"hello"),
+                synchronising: true,
+            },
+        ];
+        let append = session.send("APPEND", &parts, 0).expect("a2");
+        let (answer, untagged) = finish_collecting(&mut session, noop);
+        assert_eq!(refusal_text(&answer), None);
+        assert_eq!(untagged, ["* 2 EXISTS\r\n"]);
+        let (answer, untagged) = finish_collecting(&mut session, append);
+        let Answer::Ok(line) = answer else {
+            panic!("APPEND refused");
+        };
+        assert_eq!(line, b"a2 OK [APPENDUID 1 7] stored\r\n");
+        assert!(untagged.is_empty());
+        server.join().expect("server");
+    }
+
+    #[test]
+    fn a_connection_dropped_with_two_commands_in_flight_fails_both_clearly() {
+        let (mut session, server) = scripted(|server| {
+            command_line(server);
+            command_line(server);
+            reply(server, b"* 1 EXISTS\r\n* BYE shutting down\r\n");
+        });
+        let first = session
+            .send("UID FETCH", &[Part::Text("UID FETCH 1 BODY[]")], 0)
+            .expect("a1");
+        let second = session
+            .send("UID FETCH", &[Part::Text("UID FETCH 2 BODY[]")], 0)
+            .expect("a2");
+        server.join().expect("server");
+        let mut seen = 0;
+        let error = session
+            .finish(first, &mut |_| {
+                seen += 1;
+                Ok(())
+            })
+            .err()
+            .expect("the first fails");
+        assert_eq!(seen, 2, "the responses before the end are handed on");
+        assert!(
+            error.to_string().contains(
+                "test server: server closed the connection during UID FETCH: shutting down"
+            ),
+            "{error}"
+        );
+        let error = session
+            .finish(second, &mut |_| Ok(()))
+            .err()
+            .expect("the second fails");
+        assert!(
+            error.to_string().contains("connection is unusable"),
+            "{error}"
+        );
+        assert!(!session.in_step());
+        let error = session
+            .send("NOOP", &[Part::Text("NOOP")], 0)
+            .err()
+            .expect("nothing more is sent");
+        assert!(
+            error.to_string().contains("connection is unusable"),
+            "{error}"
+        );
     }
 
     #[test]
