@@ -103,6 +103,21 @@ struct FolderJob {
     server_spelling: Option<FolderName>,
 }
 
+impl FolderJob {
+    /// How many messages the server holds beyond those the last run saw,
+    /// when its status tells (a folder synced before, UIDVALIDITY kept);
+    /// `None` when the run may have to copy the whole folder.
+    fn new_on_server(&self) -> Option<u64> {
+        let (known, status) = (self.known.as_ref()?, self.far_status.as_ref()?);
+        if known.far_validity != Some(status.validity) {
+            return None;
+        }
+        Some(u64::from(
+            status.uidnext?.saturating_sub(known.far_uidnext?),
+        ))
+    }
+}
+
 /// What one folder's run read from both sides and the state, before it
 /// decided anything.
 struct FolderRead {

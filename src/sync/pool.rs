@@ -3,7 +3,7 @@
 //! what they share is the folder queue, the first abort and the observer.
 
 use super::run_report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
-use super::{keep_report, record_abort, Abort, Engine, Policy, RunOptions};
+use super::{keep_report, record_abort, Abort, Engine, FolderJob, Policy, RunOptions};
 use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::{Store, StoreError};
@@ -132,6 +132,24 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Below this many new server messages in all, a resync's folders share the
+/// one connection it has: logging in more (TCP, TLS, LOGIN: several round
+/// trips each, and the run waits for every one) takes longer than the work
+/// they would split. Local changes are not counted, since the Maildir is not
+/// read before the folders are handed out; they are mostly flags.
+const LIGHT_WORK_MESSAGES: u64 = 500;
+
+fn light_work(jobs: &[FolderJob]) -> bool {
+    let mut new = 0u64;
+    for job in jobs {
+        match job.new_on_server() {
+            Some(n) => new += n,
+            None => return false,
+        }
+    }
+    new < LIGHT_WORK_MESSAGES
+}
+
 struct Pool<'p> {
     account: &'p str,
     connect: &'p Connect<'p>,
@@ -160,7 +178,7 @@ impl Pool<'_> {
             }
         };
         engine.observer.folders_planned(discovery.jobs.len() as u64);
-        if self.jobs <= 1 || discovery.jobs.len() <= 1 {
+        if self.jobs <= 1 || discovery.jobs.len() <= 1 || light_work(&discovery.jobs) {
             engine.far.share_memory(1);
             engine.near.share_memory(1);
             if let Err(abort) = engine.run_jobs(&discovery, &mut report) {

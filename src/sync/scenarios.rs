@@ -1086,3 +1086,44 @@ fn a_subset_run_keeps_the_brake_and_after_a_crash_reads_in_full() {
     assert!(near["INBOX"].contains(&(msg(42), Flags::EMPTY)));
     assert!(near["INBOX"].contains(&(msg(13), F)));
 }
+
+/// A resync with a little new mail in several folders stays on its one
+/// connection: more logins would cost more than the work they share.
+#[test]
+fn a_light_resync_opens_no_further_connections() {
+    let w = qresync_world();
+    let names = ["INBOX", "Archive", "Lists"].map(folder);
+    for (n, name) in names.iter().enumerate() {
+        w.far.add_folder(name);
+        w.far
+            .add_message(name, &msg(n as u32 + 1), S, None)
+            .expect("add");
+    }
+    // The first run copies whole folders: it asks for more connections (the
+    // server takes one, so the report says it went on with fewer).
+    let first = w.run_parallel_with(&w.options(), 3, 1);
+    assert_clean(&first);
+    assert!(
+        first
+            .notes
+            .iter()
+            .any(|n| n.contains("connections could be opened")),
+        "{first:#?}"
+    );
+    for (n, name) in names.iter().enumerate() {
+        w.far
+            .add_message(name, &msg(n as u32 + 10), S, None)
+            .expect("add");
+    }
+    let resync = w.run_parallel_with(&w.options(), 3, 1);
+    assert_clean(&resync);
+    assert_eq!(resync.totals().fetched, 3);
+    assert!(
+        !resync
+            .notes
+            .iter()
+            .any(|n| n.contains("connections could be opened")),
+        "{resync:#?}"
+    );
+    assert_eq!(w.far_contents(), w.near_contents());
+}
