@@ -35,28 +35,26 @@ fn copy_volume(actions: &[Action]) -> (u64, u64) {
         })
 }
 
-/// The copies of one `Phase::CopyTo*` group.
-fn copy_items(actions: Vec<Action>) -> Vec<CopyItem> {
-    actions
-        .into_iter()
-        .filter_map(|action| match action {
-            Action::Copy {
-                source,
-                flags,
-                size,
-                date,
-                delete_source,
-                ..
-            } => Some(CopyItem {
-                source,
-                flags,
-                date,
-                size,
-                delete_source,
-            }),
-            _ => None,
-        })
-        .collect()
+/// One `Phase::CopyTo*` group's copies, made as they are needed: a batch
+/// holds its own items only, never a second list as long as the plan.
+fn copy_items(actions: &[Action]) -> impl Iterator<Item = CopyItem> + '_ {
+    actions.iter().filter_map(|action| match action {
+        Action::Copy {
+            source,
+            flags,
+            size,
+            date,
+            delete_source,
+            ..
+        } => Some(CopyItem {
+            source: source.clone(),
+            flags: *flags,
+            date: *date,
+            size: *size,
+            delete_source: *delete_source,
+        }),
+        _ => None,
+    })
 }
 
 struct CopyItem {
@@ -81,22 +79,19 @@ impl Engine<'_> {
         // Far keys whose flags changed on the server after the listing: their
         // records keep the old base (see `apply_flags`).
         let mut modified: HashSet<MsgKey> = HashSet::new();
-        let mut actions = actions.into_iter().peekable();
-        while let Some(first) = actions.next() {
-            let phase = first.phase();
-            let mut group = vec![first];
-            while let Some(next) = actions.next_if(|a| a.phase() == phase) {
-                group.push(next);
-            }
+        // Groups are views of the one plan: a folder-sized plan is not
+        // copied into a second list for its phase.
+        for group in actions.chunk_by(|a, b| a.phase() == b.phase()) {
+            let phase = group[0].phase();
             if matches!(phase, Phase::CopyToNear | Phase::CopyToFar) {
                 if let Some((messages, bytes)) = to_copy.take() {
                     self.observer.folder_started(folder, messages, bytes);
                 }
             }
             match phase {
-                Phase::Forget => self.apply_forgets(&group)?,
+                Phase::Forget => self.apply_forgets(group)?,
                 Phase::Flags => modified = self.apply_flags(group, far_status, report)?,
-                Phase::Knowledge => self.apply_knowledge(folder, &group, &modified, report)?,
+                Phase::Knowledge => self.apply_knowledge(folder, group, &modified, report)?,
                 Phase::CopyToNear => {
                     let items = copy_items(group);
                     self.copy_all(folder, Side::Near, items, near_status.uidnext, report)?
@@ -129,7 +124,7 @@ impl Engine<'_> {
     /// the server reported changed meanwhile, whose changes were not stored.
     fn apply_flags(
         &mut self,
-        actions: Vec<Action>,
+        actions: &[Action],
         far_status: &FolderStatus,
         report: &mut FolderReport,
     ) -> Result<HashSet<MsgKey>, Abort> {
@@ -143,9 +138,9 @@ impl Engine<'_> {
             } = action
             {
                 flag_groups
-                    .entry((side, add, remove))
+                    .entry((*side, *add, *remove))
                     .or_default()
-                    .push(key);
+                    .push(key.clone());
             }
         }
         // Far flags are stored only where the message is unchanged since the
@@ -235,7 +230,7 @@ impl Engine<'_> {
     /// Deletions, per side in chunks, each recorded once it is done.
     fn apply_deletes(
         &mut self,
-        actions: Vec<Action>,
+        actions: &[Action],
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let mut deletes: BTreeMap<Side, Vec<(MsgKey, Option<i64>, bool)>> = BTreeMap::new();
@@ -248,9 +243,9 @@ impl Engine<'_> {
             } = action
             {
                 deletes
-                    .entry(side)
+                    .entry(*side)
                     .or_default()
-                    .push((key, record, inferred));
+                    .push((key.clone(), *record, *inferred));
             }
         }
         for (side, items) in deletes {
@@ -342,14 +337,14 @@ impl Engine<'_> {
         &mut self,
         folder: &crate::model::FolderName,
         to: Side,
-        items: Vec<CopyItem>,
+        items: impl Iterator<Item = CopyItem>,
         target_uidnext: Option<u32>,
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let budget = self.options.batch_bytes.max(1);
         let mut batch: Vec<CopyItem> = Vec::new();
         let mut batch_bytes = 0u64;
-        let mut items = items.into_iter().peekable();
+        let mut items = items.peekable();
         while let Some(item) = items.next() {
             batch_bytes += item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
             batch.push(item);
