@@ -1011,7 +1011,7 @@ fn a_file_moved_from_new_to_cur_during_the_scan_is_still_listed() {
     BETWEEN_CUR_AND_NEW.with(|hook| *hook.borrow_mut() = None);
     let entry = listed.get(key).expect("the moved message is listed");
     assert_eq!(entry.place, Place::Cur);
-    assert_eq!(entry.file, format!("{key}:2,S"));
+    assert_eq!(*entry.file, format!("{key}:2,S"));
 }
 
 #[test]
