@@ -478,6 +478,9 @@ impl ImapStore {
                     MAX_ANSWER_BYTES >> 20
                 )));
             }
+            // Growing by a quarter, not by doubling: a batch of bodies
+            // would otherwise hold up to twice the fetch budget.
+            data.reserve_exact(response.len().max(data.len() / 4));
             data.extend_from_slice(response);
             Ok(())
         })?;
