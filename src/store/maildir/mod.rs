@@ -119,7 +119,8 @@ struct Entry {
     /// deduplicating tools leave, a directory, a FIFO). Such a message is
     /// present, so never taken for deleted, but it is neither read, renamed
     /// nor removed: that is left to the user.
-    not_regular: Option<&'static str>,
+    /// A thin reference (8 bytes, not 16): it is in every entry.
+    not_regular: Option<&'static &'static str>,
 }
 
 /// The two readings of a folder's directories that `select` makes.
@@ -146,7 +147,12 @@ impl Place {
 
 impl Entry {
     /// The entry of `file`, whose name starts with `key`.
-    fn new(key: &str, file: String, place: Place, not_regular: Option<&'static str>) -> Entry {
+    fn new(
+        key: &str,
+        file: String,
+        place: Place,
+        not_regular: Option<&'static &'static str>,
+    ) -> Entry {
         debug_assert!(file.starts_with(key));
         Entry {
             file: file.into_boxed_str(),
@@ -1331,23 +1337,23 @@ fn is_maildir(dir: &Path) -> bool {
 }
 
 /// What a directory entry that is not a regular file is, in the user's words.
-fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static str {
+fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static &'static str {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_symlink() {
         match fs::metadata(path) {
-            Ok(_) => "a symbolic link",
-            Err(_) => "a dangling symbolic link",
+            Ok(_) => &"a symbolic link",
+            Err(_) => &"a dangling symbolic link",
         }
     } else if file_type.is_dir() {
-        "a directory"
+        &"a directory"
     } else if file_type.is_fifo() {
-        "a FIFO"
+        &"a FIFO"
     } else if file_type.is_socket() {
-        "a socket"
+        &"a socket"
     } else if file_type.is_block_device() || file_type.is_char_device() {
-        "a device"
+        &"a device"
     } else {
-        "not a regular file"
+        &"not a regular file"
     }
 }
 

@@ -1066,3 +1066,10 @@ fn a_27th_keyword_stays_on_the_server_only() {
     assert_eq!(kept.len(), MAX_KEYWORDS);
     assert!(files_in(&dir.path().join("cur"))[0].ends_with(":2,Sabcdefghijklmnopqrstuvwxyz"));
 }
+
+/// A folder's entries are most of what a run holds for a large local
+/// folder: one slot each in a set sized for the folder, plus the name.
+#[test]
+fn an_entry_slot_stays_small() {
+    assert!(std::mem::size_of::<super::Entry>() <= 32);
+}
