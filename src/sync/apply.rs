@@ -36,9 +36,10 @@ fn copy_volume(actions: &[Action]) -> (u64, u64) {
 }
 
 /// One `Phase::CopyTo*` group's copies, made as they are needed: a batch
-/// holds its own items only, never a second list as long as the plan.
-fn copy_items(actions: &[Action]) -> impl Iterator<Item = CopyItem> + '_ {
-    actions.iter().filter_map(|action| match action {
+/// holds its own items only, never a second list as long as the plan. Each
+/// key moves out of the plan into its item, so what is copied is freed.
+fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
+    actions.iter_mut().filter_map(|action| match action {
         Action::Copy {
             source,
             flags,
@@ -47,7 +48,7 @@ fn copy_items(actions: &[Action]) -> impl Iterator<Item = CopyItem> + '_ {
             delete_source,
             ..
         } => Some(CopyItem {
-            source: source.clone(),
+            source: std::mem::replace(source, MsgKey(String::new())),
             flags: *flags,
             date: *date,
             size: *size,
@@ -71,7 +72,7 @@ impl Engine<'_> {
     pub(super) fn apply(
         &mut self,
         folder: &crate::model::FolderName,
-        actions: Vec<Action>,
+        mut actions: Vec<Action>,
         (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
@@ -81,7 +82,7 @@ impl Engine<'_> {
         let mut modified: HashSet<MsgKey> = HashSet::new();
         // Groups are views of the one plan: a folder-sized plan is not
         // copied into a second list for its phase.
-        for group in actions.chunk_by(|a, b| a.phase() == b.phase()) {
+        for group in actions.chunk_by_mut(|a, b| a.phase() == b.phase()) {
             let phase = group[0].phase();
             if matches!(phase, Phase::CopyToNear | Phase::CopyToFar) {
                 if let Some((messages, bytes)) = to_copy.take() {
