@@ -106,6 +106,8 @@ struct Mailbox {
     refusals: Vec<(Vec<u8>, String)>,
     /// Messages the server cannot hand out (a FETCH answered with NIL).
     unreadable: HashSet<(FolderName, u32)>,
+    /// The most bytes one connection had appended and not yet flushed.
+    most_staged: u64,
 }
 
 impl Mailbox {
@@ -208,6 +210,8 @@ pub struct MemoryStore {
     /// Appends not yet reported by `flush_appends`: the new UID, or the
     /// refusal.
     appended: Vec<Result<u32, String>>,
+    /// The bytes of those appends.
+    staged_bytes: u64,
 }
 
 impl Clone for MemoryStore {
@@ -241,6 +245,7 @@ impl MemoryStore {
             landing: Vec::new(),
             refusals: Vec::new(),
             unreadable: HashSet::new(),
+            most_staged: 0,
         };
         let inbox = mailbox.new_folder();
         mailbox.folders.insert(FolderName::inbox(), inbox);
@@ -249,6 +254,7 @@ impl MemoryStore {
             caps,
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
@@ -288,6 +294,7 @@ impl MemoryStore {
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
@@ -299,7 +306,13 @@ impl MemoryStore {
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
+    }
+
+    /// The most bytes any connection held appended before a flush.
+    pub fn most_staged(&self) -> u64 {
+        self.lock().most_staged
     }
 
     fn lock(&self) -> MutexGuard<'_, Mailbox> {
@@ -726,6 +739,11 @@ impl Store for MemoryStore {
             .body
             .to_wire()
             .map_err(|e| StoreError::io("reading the message to append", e))?;
+        self.staged_bytes += body.len() as u64;
+        {
+            let mut mailbox = self.lock();
+            mailbox.most_staged = mailbox.most_staged.max(self.staged_bytes);
+        }
         self.run(
             Op::Append,
             |folder| target(folder, &[]),
@@ -754,6 +772,7 @@ impl Store for MemoryStore {
     }
 
     fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
+        self.staged_bytes = 0;
         let append_keys = self.caps.append_keys;
         self.run(
             Op::Flush,

@@ -18,9 +18,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 /// Keeps one batch's transaction and UID sets small even for tiny messages.
 const MAX_BATCH_MESSAGES: usize = 2000;
-/// Most bytes staged on the target before `flush_appends`: an IMAP target holds
-/// staged bodies in memory, so this bounds memory below the batch budget.
-const MAX_STAGED_BYTES: u64 = 8 << 20;
+/// Most bytes staged on targets before `flush_appends`, all workers of a run
+/// together: an IMAP target holds staged bodies in memory, so this bounds
+/// memory below the batch budget. Each of N workers stages its share, never
+/// less than `MIN_STAGED_SHARE`.
+pub(super) const MAX_STAGED_BYTES: u64 = 8 << 20;
+const MIN_STAGED_SHARE: u64 = 1 << 20;
+
+/// One of `workers` engines' share of `MAX_STAGED_BYTES`.
+pub(super) fn staged_share(workers: usize) -> u64 {
+    let workers = u64::try_from(workers.max(1)).unwrap_or(u64::MAX);
+    (MAX_STAGED_BYTES / workers).clamp(MIN_STAGED_SHARE, MAX_STAGED_BYTES)
+}
 
 /// How many messages and (estimated) bytes the plan copies, for progress.
 fn copy_volume(actions: &[Action]) -> (u64, u64) {
@@ -377,7 +386,7 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
-        let flush_at = self.options.batch_bytes.clamp(1, MAX_STAGED_BYTES);
+        let flush_at = self.options.batch_bytes.clamp(1, self.staged_share);
 
         // Dates the source's listing did not carry (Maildir files are only
         // stat'ed when they are about to be copied).

@@ -337,6 +337,9 @@ pub(crate) struct Engine<'a> {
     /// updated together at the end.
     unchanged: Vec<FolderName>,
     unchanged_total: u64,
+    /// Most bytes this worker stages on a target before flushing: its share
+    /// of `apply::MAX_STAGED_BYTES` (see `share_memory`).
+    staged_share: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -357,7 +360,16 @@ impl<'a> Engine<'a> {
             steps: 0,
             unchanged: Vec::new(),
             unchanged_total: 0,
+            staged_share: apply::MAX_STAGED_BYTES,
         }
+    }
+
+    /// Splits the run's memory budgets between `workers` engines working at
+    /// once: the stores' fetch budgets and the bytes staged for a target.
+    fn share_memory(&mut self, workers: usize) {
+        self.far.share_memory(workers);
+        self.near.share_memory(workers);
+        self.staged_share = apply::staged_share(workers);
     }
 
     fn store(&mut self, side: Side) -> &mut dyn Store {
