@@ -771,6 +771,10 @@ impl Store for MemoryStore {
         )
     }
 
+    fn stages_in_memory(&self) -> bool {
+        true
+    }
+
     fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         self.staged_bytes = 0;
         let append_keys = self.caps.append_keys;

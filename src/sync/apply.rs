@@ -386,7 +386,14 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
-        let flush_at = self.options.batch_bytes.clamp(1, self.staged_share);
+        // A target that stages files (Maildir) flushes at the whole budget:
+        // each flush is a durable step, and its files take no memory.
+        let staged_budget = if self.store(to).stages_in_memory() {
+            self.staged_share
+        } else {
+            MAX_STAGED_BYTES
+        };
+        let flush_at = self.options.batch_bytes.clamp(1, staged_budget);
 
         // Dates the source's listing did not carry (Maildir files are only
         // stat'ed when they are about to be copied).

@@ -1578,6 +1578,10 @@ impl Store for ImapStore {
         self.fetch_share = (FETCH_BUDGET / connections).clamp(MIN_FETCH_SHARE, FETCH_BUDGET);
     }
 
+    fn stages_in_memory(&self) -> bool {
+        true
+    }
+
     fn close(&mut self) -> StoreResult<()> {
         if self.broken.is_none() {
             // Nothing is pending after a flush, and LOGOUT commits nothing in
