@@ -133,6 +133,10 @@ impl<S: Store> Store for MappedStore<S> {
         self.inner.share_memory(connections);
     }
 
+    fn stages_in_memory(&self) -> bool {
+        self.inner.stages_in_memory()
+    }
+
     fn close(&mut self) -> StoreResult<()> {
         self.inner.close()
     }

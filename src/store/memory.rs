@@ -116,6 +116,8 @@ struct Mailbox {
     refusals: Vec<(Vec<u8>, String)>,
     /// Messages the server cannot hand out (a FETCH answered with NIL).
     unreadable: HashSet<(FolderName, u32)>,
+    /// The most bytes one connection had appended and not yet flushed.
+    most_staged: u64,
 }
 
 impl Mailbox {
@@ -266,6 +268,8 @@ pub struct MemoryStore {
     /// Appends not yet reported by `flush_appends`: the new UID, or the
     /// refusal.
     appended: Vec<Result<u32, String>>,
+    /// The bytes of those appends.
+    staged_bytes: u64,
 }
 
 impl Clone for MemoryStore {
@@ -300,6 +304,7 @@ impl MemoryStore {
             landing: Vec::new(),
             refusals: Vec::new(),
             unreadable: HashSet::new(),
+            most_staged: 0,
         };
         let inbox = mailbox.new_folder();
         mailbox.folders.insert(FolderName::inbox(), inbox);
@@ -308,6 +313,7 @@ impl MemoryStore {
             caps,
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
@@ -356,6 +362,7 @@ impl MemoryStore {
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
     }
 
@@ -367,7 +374,13 @@ impl MemoryStore {
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
+            staged_bytes: 0,
         }
+    }
+
+    /// The most bytes any connection held appended before a flush.
+    pub fn most_staged(&self) -> u64 {
+        self.lock().most_staged
     }
 
     fn lock(&self) -> MutexGuard<'_, Mailbox> {
@@ -878,6 +891,11 @@ impl Store for MemoryStore {
             .body
             .to_wire()
             .map_err(|e| StoreError::io("reading the message to append", e))?;
+        self.staged_bytes += body.len() as u64;
+        {
+            let mut mailbox = self.lock();
+            mailbox.most_staged = mailbox.most_staged.max(self.staged_bytes);
+        }
         self.run(
             Op::Append,
             |folder| target(folder, &[]),
@@ -906,7 +924,12 @@ impl Store for MemoryStore {
         )
     }
 
+    fn stages_in_memory(&self) -> bool {
+        true
+    }
+
     fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
+        self.staged_bytes = 0;
         let append_keys = self.caps.append_keys;
         self.run(
             Op::Flush,

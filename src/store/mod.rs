@@ -467,6 +467,13 @@ pub trait Store: Send {
     /// response). Stores without such buffers ignore it.
     fn share_memory(&mut self, _connections: usize) {}
 
+    /// Whether appended messages wait in memory until `flush_appends` (an
+    /// IMAP store); a Maildir stages them as files. The engine bounds what
+    /// a store that holds them stages by the workers' share of one budget.
+    fn stages_in_memory(&self) -> bool {
+        false
+    }
+
     /// Ends the session cleanly (LOGOUT). Dropping without it must lose nothing.
     fn close(&mut self) -> StoreResult<()> {
         Ok(())

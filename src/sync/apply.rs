@@ -20,9 +20,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 /// Keeps one batch's transaction and UID sets small even for tiny messages.
 const MAX_BATCH_MESSAGES: usize = 2000;
-/// Most bytes staged on the target before `flush_appends`: an IMAP target holds
-/// staged bodies in memory, so this bounds memory below the batch budget.
-const MAX_STAGED_BYTES: u64 = 8 << 20;
+/// Most bytes staged on targets before `flush_appends`, all workers of a run
+/// together: an IMAP target holds staged bodies in memory, so this bounds
+/// memory below the batch budget. Each of N workers stages its share, never
+/// less than `MIN_STAGED_SHARE`.
+pub(super) const MAX_STAGED_BYTES: u64 = 8 << 20;
+const MIN_STAGED_SHARE: u64 = 1 << 20;
+
+/// One of `workers` engines' share of `MAX_STAGED_BYTES`.
+pub(super) fn staged_share(workers: usize) -> u64 {
+    let workers = u64::try_from(workers.max(1)).unwrap_or(u64::MAX);
+    (MAX_STAGED_BYTES / workers).clamp(MIN_STAGED_SHARE, MAX_STAGED_BYTES)
+}
 
 /// How many messages and (estimated) bytes the plan copies, for progress.
 fn copy_volume(actions: &[Action]) -> (u64, u64) {
@@ -37,28 +46,27 @@ fn copy_volume(actions: &[Action]) -> (u64, u64) {
         })
 }
 
-/// The copies of one `Phase::CopyTo*` group.
-fn copy_items(actions: Vec<Action>) -> Vec<CopyItem> {
-    actions
-        .into_iter()
-        .filter_map(|action| match action {
-            Action::Copy {
-                source,
-                flags,
-                size,
-                date,
-                delete_source,
-                ..
-            } => Some(CopyItem {
-                source,
-                flags,
-                date,
-                size,
-                delete_source,
-            }),
-            _ => None,
-        })
-        .collect()
+/// One `Phase::CopyTo*` group's copies, made as they are needed: a batch
+/// holds its own items only, never a second list as long as the plan. Each
+/// key moves out of the plan into its item, so what is copied is freed.
+fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
+    actions.iter_mut().filter_map(|action| match action {
+        Action::Copy {
+            source,
+            flags,
+            size,
+            date,
+            delete_source,
+            ..
+        } => Some(CopyItem {
+            source: std::mem::replace(source, MsgKey(String::new())),
+            flags: *flags,
+            date: *date,
+            size: *size,
+            delete_source: *delete_source,
+        }),
+        _ => None,
+    })
 }
 
 struct CopyItem {
@@ -75,7 +83,7 @@ impl Engine<'_> {
     pub(super) fn apply(
         &mut self,
         folder: &crate::model::FolderName,
-        actions: Vec<Action>,
+        mut actions: Vec<Action>,
         (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
@@ -83,22 +91,19 @@ impl Engine<'_> {
         // Far keys whose flags changed on the server after the listing: their
         // records keep the old base (see `apply_flags`).
         let mut modified: HashSet<MsgKey> = HashSet::new();
-        let mut actions = actions.into_iter().peekable();
-        while let Some(first) = actions.next() {
-            let phase = first.phase();
-            let mut group = vec![first];
-            while let Some(next) = actions.next_if(|a| a.phase() == phase) {
-                group.push(next);
-            }
+        // Groups are views of the one plan: a folder-sized plan is not
+        // copied into a second list for its phase.
+        for group in actions.chunk_by_mut(|a, b| a.phase() == b.phase()) {
+            let phase = group[0].phase();
             if matches!(phase, Phase::CopyToNear | Phase::CopyToFar) {
                 if let Some((messages, bytes)) = to_copy.take() {
                     self.observer.folder_started(folder, messages, bytes);
                 }
             }
             match phase {
-                Phase::Forget => self.apply_forgets(&group)?,
+                Phase::Forget => self.apply_forgets(group)?,
                 Phase::Flags => modified = self.apply_flags(group, far_status, report)?,
-                Phase::Knowledge => self.apply_knowledge(folder, &group, &modified, report)?,
+                Phase::Knowledge => self.apply_knowledge(folder, group, &modified, report)?,
                 Phase::CopyToNear => {
                     let items = copy_items(group);
                     self.copy_all(folder, Side::Near, items, near_status.uidnext, report)?
@@ -131,7 +136,7 @@ impl Engine<'_> {
     /// the server reported changed meanwhile, whose changes were not stored.
     fn apply_flags(
         &mut self,
-        actions: Vec<Action>,
+        actions: &[Action],
         far_status: &FolderStatus,
         report: &mut FolderReport,
     ) -> Result<HashSet<MsgKey>, Abort> {
@@ -145,9 +150,9 @@ impl Engine<'_> {
             } = action
             {
                 flag_groups
-                    .entry((side, add, remove))
+                    .entry((*side, *add, *remove))
                     .or_default()
-                    .push(key);
+                    .push(key.clone());
             }
         }
         // Far flags are stored only where the message is unchanged since the
@@ -249,7 +254,7 @@ impl Engine<'_> {
     /// Deletions, per side in chunks, each recorded once it is done.
     fn apply_deletes(
         &mut self,
-        actions: Vec<Action>,
+        actions: &[Action],
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let mut deletes: BTreeMap<Side, Vec<(MsgKey, Option<i64>, bool)>> = BTreeMap::new();
@@ -262,9 +267,9 @@ impl Engine<'_> {
             } = action
             {
                 deletes
-                    .entry(side)
+                    .entry(*side)
                     .or_default()
-                    .push((key, record, inferred));
+                    .push((key.clone(), *record, *inferred));
             }
         }
         for (side, items) in deletes {
@@ -356,14 +361,14 @@ impl Engine<'_> {
         &mut self,
         folder: &crate::model::FolderName,
         to: Side,
-        items: Vec<CopyItem>,
+        items: impl Iterator<Item = CopyItem>,
         target_uidnext: Option<u32>,
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let budget = self.options.batch_bytes.max(1);
         let mut batch: Vec<CopyItem> = Vec::new();
         let mut batch_bytes = 0u64;
-        let mut items = items.into_iter().peekable();
+        let mut items = items.peekable();
         while let Some(item) = items.next() {
             batch_bytes += item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
             batch.push(item);
@@ -395,7 +400,14 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
         let now = self.options.now;
-        let flush_at = self.options.batch_bytes.clamp(1, MAX_STAGED_BYTES);
+        // A target that stages files (Maildir) flushes at the whole budget:
+        // each flush is a durable step, and its files take no memory.
+        let staged_budget = if self.store(to).stages_in_memory() {
+            self.staged_share
+        } else {
+            MAX_STAGED_BYTES
+        };
+        let flush_at = self.options.batch_bytes.clamp(1, staged_budget);
 
         // Dates the source's listing did not carry (Maildir files are only
         // stat'ed when they are about to be copied).

@@ -201,6 +201,26 @@ struct SettledFolder {
     far_selected: bool,
 }
 
+impl SettledFolder {
+    /// What applying the plan and recording the watermarks need. The
+    /// listings and records (each as long as the folder) go here, before
+    /// any copying, so a large folder is not held twice at the peak.
+    fn into_statuses(self) -> FolderStatuses {
+        FolderStatuses {
+            far: self.far_status,
+            near: self.near_status,
+            far_selected: self.far_selected,
+        }
+    }
+}
+
+/// The statuses a folder's plan is applied against.
+struct FolderStatuses {
+    far: FolderStatus,
+    near: FolderStatus,
+    far_selected: bool,
+}
+
 struct Discovery {
     jobs: Vec<FolderJob>,
     /// Folders in the state that neither side has any more.
@@ -373,6 +393,9 @@ pub(crate) struct Engine<'a> {
     /// updated together at the end.
     unchanged: Vec<FolderName>,
     unchanged_total: u64,
+    /// Most bytes this worker stages on a target before flushing: its share
+    /// of `apply::MAX_STAGED_BYTES` (see `share_memory`).
+    staged_share: u64,
 }
 
 impl<'a> Engine<'a> {
@@ -393,7 +416,16 @@ impl<'a> Engine<'a> {
             steps: 0,
             unchanged: Vec::new(),
             unchanged_total: 0,
+            staged_share: apply::MAX_STAGED_BYTES,
         }
+    }
+
+    /// Splits the run's memory budgets between `workers` engines working at
+    /// once: the stores' fetch budgets and the bytes staged for a target.
+    fn share_memory(&mut self, workers: usize) {
+        self.far.share_memory(workers);
+        self.near.share_memory(workers);
+        self.staged_share = apply::staged_share(workers);
     }
 
     fn store(&mut self, side: Side) -> &mut dyn Store {
@@ -643,6 +675,7 @@ impl<'a> Engine<'a> {
             return Ok(());
         };
         let truncated = planned.truncated;
+        let folder = folder.into_statuses();
         self.apply_plan(&job.name, planned, &folder, report)?;
         self.record_watermarks(&job.name, &folder, near_stamp, truncated, report)
     }
@@ -1040,19 +1073,14 @@ impl<'a> Engine<'a> {
         &mut self,
         name: &FolderName,
         planned: plan::Plan,
-        folder: &SettledFolder,
+        folder: &FolderStatuses,
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
-        let far_status = &folder.far_status;
+        let far_status = &folder.far;
         if !folder.far_selected && planned.actions.iter().any(touches_far) {
             self.select_far_again(name, far_status)?;
         }
-        self.apply(
-            name,
-            planned.actions,
-            (far_status, &folder.near_status),
-            report,
-        )
+        self.apply(name, planned.actions, (far_status, &folder.near), report)
     }
 
     /// Records what the next run compares against: UIDVALIDITY, UIDNEXT and,
@@ -1060,12 +1088,12 @@ impl<'a> Engine<'a> {
     fn record_watermarks(
         &mut self,
         name: &FolderName,
-        folder: &SettledFolder,
+        folder: &FolderStatuses,
         near_stamp: Option<u64>,
         truncated: bool,
         report: &FolderReport,
     ) -> Result<(), Abort> {
-        let (far_status, near_status) = (&folder.far_status, &folder.near_status);
+        let (far_status, near_status) = (&folder.far, &folder.near);
         // The watermark lets the next run list only changes; it is left out
         // when far messages older than it may be unrecorded (skipped by the
         // plan or while copying, cut by --max-messages, never fetched by

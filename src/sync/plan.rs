@@ -404,7 +404,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                 far: far_key.clone(),
                 near: m.key.clone(),
                 flags,
-                identity: far_id,
+                identity: Box::new(far_id),
             });
         }
         // Near-side candidates for unrecorded far messages: unrecorded near
@@ -459,7 +459,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                         far: m.key.clone(),
                         near: near_key,
                         flags,
-                        identity: id,
+                        identity: Box::new(id),
                     });
                 }
                 Some(record_id) => {

@@ -179,8 +179,7 @@ impl Pool<'_> {
         };
         engine.observer.folders_planned(discovery.jobs.len() as u64);
         if self.jobs <= 1 || discovery.jobs.len() <= 1 || light_work(&discovery.jobs) {
-            engine.far.share_memory(1);
-            engine.near.share_memory(1);
+            engine.share_memory(1);
             if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
                 record_abort(&mut report, abort);
             }
@@ -207,10 +206,9 @@ impl Pool<'_> {
         let shared = Mutex::new(observer);
         let unchanged = AtomicU64::new(0);
         let work = |far: &mut dyn Store, near: &mut dyn Store, state: &mut StateDb| {
-            far.share_memory(workers);
-            near.share_memory(workers);
             let mut observer = SharedObserver(&shared);
             let mut engine = Engine::new((far, near), state, policy, options, &mut observer);
+            engine.share_memory(workers);
             while locked(&first_abort).is_none() {
                 if let Err(abort) = engine.stop_point() {
                     locked(&first_abort).get_or_insert(abort);

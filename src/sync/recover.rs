@@ -24,7 +24,7 @@ use super::{Abort, Engine};
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record};
 use crate::store::{Caps, Changes, FolderStatus, Store, StoreError, StoreResult};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How long an IMAP server may still be storing what a stopped run sent.
@@ -450,26 +450,31 @@ fn far_listing_from_state(
     vanished: &[MsgKey],
 ) -> Vec<MsgMeta> {
     let vanished: HashSet<&MsgKey> = vanished.iter().collect();
-    let mut by_key: BTreeMap<MsgKey, MsgMeta> = records
+    // One list with one copy of each key, not a map beside it: this runs
+    // over every record of a folder, which may hold 60 000 messages.
+    let mut listing: Vec<MsgMeta> = records
         .iter()
         .filter_map(|r| r.far.as_ref().map(|key| (key, r.flags)))
         .filter(|(key, _)| !vanished.contains(key))
-        .map(|(key, flags)| {
-            let meta = MsgMeta {
-                key: key.clone(),
-                flags,
-                size: None,
-                date: None,
-            };
-            (key.clone(), meta)
+        .map(|(key, flags)| MsgMeta {
+            key: key.clone(),
+            flags,
+            size: None,
+            date: None,
         })
         .collect();
-    for meta in changed {
-        if !vanished.contains(&meta.key) {
-            by_key.insert(meta.key.clone(), meta);
+    listing.extend(changed.into_iter().filter(|m| !vanished.contains(&m.key)));
+    // Stable: of one key, the record's entry comes before its changes, and
+    // the last change is the one kept.
+    listing.sort_by(|a, b| a.key.cmp(&b.key));
+    listing.dedup_by(|later, kept| {
+        let same = later.key == kept.key;
+        if same {
+            std::mem::swap(later, kept);
         }
-    }
-    by_key.into_values().collect()
+        same
+    });
+    listing
 }
 
 #[cfg(test)]

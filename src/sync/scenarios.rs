@@ -680,6 +680,46 @@ fn far_without_uidplus_still_records_pushed_messages() {
     assert_idle(&w);
 }
 
+/// Workers copying at once split the bytes staged for a target between
+/// them: an IMAP target holds staged bodies in memory, so a run's staged
+/// bytes stay within one budget however many folders are copied at once.
+#[test]
+fn parallel_workers_share_the_staging_budget() {
+    const BODY: usize = 64 << 10;
+    const JOBS: usize = 4;
+    let w = World::new(false);
+    let names = ["A", "B", "C", "D"];
+    for (f, name) in names.iter().enumerate() {
+        let name = folder(name);
+        w.far.add_folder(&name);
+        for n in 0..64 {
+            let mut body = msg(f as u32 * 1000 + n);
+            body.extend(std::iter::repeat_n(b'x', BODY));
+            body.extend_from_slice(b"\r\n");
+            w.far.add_message(&name, &body, S, None).expect("add");
+        }
+    }
+    let options = RunOptions {
+        batch_bytes: 64 << 20,
+        ..w.options()
+    };
+    let report = w.run_parallel_with(&options, JOBS, usize::MAX);
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 4 * 64);
+    let Near::Memory(near) = &w.near else {
+        panic!("the near side is in memory")
+    };
+    // A flush follows the append that reaches the share: at most one
+    // message more. Each folder alone (4 MiB) is more than a share.
+    let share = apply::staged_share(JOBS);
+    assert!(share < (64 * BODY) as u64);
+    let most = near.most_staged();
+    assert!(
+        most > share / 2 && most <= share + BODY as u64 + 1024,
+        "{most} bytes staged at once, share {share}"
+    );
+}
+
 #[test]
 fn parallel_folders_give_the_same_result_as_a_serial_run() {
     let build = || {

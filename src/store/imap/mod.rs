@@ -130,8 +130,9 @@ pub struct ImapStore {
     delimiter: Option<Option<char>>,
     selected: Option<Selected>,
     /// RFC822.SIZE of the selected folder's messages, from the last listing;
-    /// `fetch_bodies` batches by it.
-    sizes: HashMap<u32, u64>,
+    /// `fetch_bodies` batches by it. A B-tree holds a listing of 60 000 UIDs
+    /// in about half the memory of a hash map.
+    sizes: BTreeMap<u32, u64>,
     staged: Vec<Staged>,
     /// Set once a command failed in a way that leaves the session unusable (I/O
     /// error, lost sync, logout): later commands fail at once instead of
@@ -278,7 +279,7 @@ impl ImapStore {
             server: ServerCaps::default(),
             delimiter: None,
             selected: None,
-            sizes: HashMap::new(),
+            sizes: BTreeMap::new(),
             staged: Vec::new(),
             broken: None,
             listed_with_status: None,
@@ -597,6 +598,9 @@ impl ImapStore {
                     MAX_ANSWER_BYTES >> 20
                 )));
             }
+            // Growing by a quarter, not by doubling: a batch of bodies
+            // would otherwise hold up to twice the fetch budget.
+            data.reserve_exact(response.len().max(data.len() / 4));
             data.extend_from_slice(response);
             Ok(())
         })?;
@@ -1967,6 +1971,10 @@ impl Store for ImapStore {
     fn share_memory(&mut self, connections: usize) {
         let connections = u64::try_from(connections.max(1)).unwrap_or(u64::MAX);
         self.fetch_share = (FETCH_BUDGET / connections).clamp(MIN_FETCH_SHARE, FETCH_BUDGET);
+    }
+
+    fn stages_in_memory(&self) -> bool {
+        true
     }
 
     fn close(&mut self) -> StoreResult<()> {

@@ -101,19 +101,33 @@ pub struct MaildirStore {
 struct Selected {
     name: FolderName,
     dir: PathBuf,
-    messages: HashMap<String, Entry>,
+    messages: Entries,
 }
 
-/// Where one message's file is now.
+/// Where one message's file is now. The key is the file name up to the info
+/// part, so each name is held once: a large folder's entries are most of
+/// what a run keeps in memory for it.
 #[derive(Clone, Debug)]
 struct Entry {
-    file: String,
+    file: Box<str>,
+    /// The key's length, a prefix of `file`.
+    key_len: u32,
     place: Place,
+    /// Which reading of the folder's directories saw the file last.
+    reading: Reading,
     /// What the entry is when it is not a regular file (a symbolic link, as
     /// deduplicating tools leave, a directory, a FIFO). Such a message is
     /// present, so never taken for deleted, but it is neither read, renamed
     /// nor removed: that is left to the user.
-    not_regular: Option<&'static str>,
+    /// A thin reference (8 bytes, not 16): it is in every entry.
+    not_regular: Option<&'static &'static str>,
+}
+
+/// The two readings of a folder's directories that `select` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reading {
+    First,
+    Second,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,10 +146,84 @@ impl Place {
 }
 
 impl Entry {
+    /// The entry of `file`, whose name starts with `key`.
+    fn new(
+        key: &str,
+        file: String,
+        place: Place,
+        not_regular: Option<&'static &'static str>,
+    ) -> Entry {
+        debug_assert!(file.starts_with(key));
+        Entry {
+            file: file.into_boxed_str(),
+            // File names are at most a few hundred bytes.
+            key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+            place,
+            reading: Reading::First,
+            not_regular,
+        }
+    }
+
+    fn key(&self) -> &str {
+        self.file.get(..self.key_len as usize).unwrap_or(&self.file)
+    }
+
     /// The info letters. Usually absent in `new/`, but Dovecot delivers with
     /// flags into `new/` (`...:2,Sa`) and reads them there, so they count too.
     fn letters(&self) -> &str {
         FileName::parse(&self.file).map_or("", |f| f.letters)
+    }
+}
+
+impl std::hash::Hash for Entry {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Entry {}
+
+impl std::borrow::Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.key()
+    }
+}
+
+/// The selected folder's messages by key.
+#[derive(Default)]
+struct Entries(HashSet<Entry>);
+
+impl Entries {
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.0.get(key)
+    }
+    fn contains_key(&self, key: &str) -> bool {
+        self.0.contains(key)
+    }
+    /// Adds the entry, replacing the one of the same key.
+    fn put(&mut self, entry: Entry) {
+        self.0.replace(entry);
+    }
+    fn remove(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.0.iter().map(|entry| (entry.key(), entry))
+    }
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(Entry::key)
+    }
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.0.iter()
     }
 }
 
@@ -493,20 +581,24 @@ impl MaildirStore {
     /// progress. One reading would then report it missing, and a missing
     /// message is deleted on the server. A file really deleted in between
     /// stays listed for this run; the next one sees it gone.
-    fn scan(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
-        let mut messages = Self::scan_once(dir, warnings)?;
-        let mut again = Self::scan_once(dir, &mut Vec::new())?;
-        for (key, entry) in messages.drain() {
-            again.entry(key).or_insert(entry);
-        }
-        Ok(again)
+    fn scan(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<Entries> {
+        let mut messages = Entries::default();
+        Self::scan_once(dir, &mut messages, Reading::First, warnings)?;
+        // The second reading updates the first in place rather than building
+        // a second set as large as the folder.
+        Self::scan_once(dir, &mut messages, Reading::Second, &mut Vec::new())?;
+        Ok(messages)
     }
 
     /// Reads `new/` and `cur/` once. Duplicate keys and odd entries become
     /// warnings, never failures: another mail client may be working in the
     /// folder at the same time.
-    fn scan_once(dir: &Path, warnings: &mut Vec<String>) -> StoreResult<HashMap<String, Entry>> {
-        let mut messages: HashMap<String, Entry> = HashMap::new();
+    fn scan_once(
+        dir: &Path,
+        messages: &mut Entries,
+        reading: Reading,
+        warnings: &mut Vec<String>,
+    ) -> StoreResult<()> {
         // cur/ first: when a key is in both, the file that has been seen wins.
         for place in [Place::Cur, Place::New] {
             #[cfg(test)]
@@ -541,28 +633,26 @@ impl MaildirStore {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(io_error("inspecting", &entry.path(), e)),
                 };
-                if let Some(kept) = messages.get(parsed.key) {
+                if let Some(kept) = messages
+                    .get(parsed.key)
+                    .filter(|kept| kept.reading == reading)
+                {
                     warnings.push(format!(
                         "duplicate message `{}`: keeping `{}`, ignoring `{}`",
                         parsed.key,
                         sub.with_file_name(kept.place.dir_name())
-                            .join(&kept.file)
+                            .join(&*kept.file)
                             .display(),
                         entry.path().display()
                     ));
                     continue;
                 }
-                messages.insert(
-                    parsed.key.to_string(),
-                    Entry {
-                        file: file.to_string(),
-                        place,
-                        not_regular,
-                    },
-                );
+                let mut entry = Entry::new(parsed.key, file.to_string(), place, not_regular);
+                entry.reading = reading;
+                messages.put(entry);
             }
         }
-        Ok(messages)
+        Ok(())
     }
 
     /// The entry of a message whose file carries exactly `flags` (and no
@@ -583,11 +673,7 @@ impl MaildirStore {
             let path = dir.join(place.dir_name()).join(&file);
             match fs::symlink_metadata(&path) {
                 Ok(metadata) if metadata.file_type().is_file() => {
-                    return Ok(Some(Entry {
-                        file,
-                        place,
-                        not_regular: None,
-                    }))
+                    return Ok(Some(Entry::new(key.as_str(), file, place, None)))
                 }
                 Ok(_) => return Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -648,7 +734,7 @@ impl MaildirStore {
             // put it in the run's report already.
             return Ok(None);
         }
-        let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+        let path = selected.dir.join(entry.place.dir_name()).join(&*entry.file);
         match File::open(&path) {
             Ok(file) => Ok(Some((file, path))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -686,30 +772,25 @@ impl MaildirStore {
                 continue;
             };
             if let Some(what) = entry.not_regular {
-                let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+                let path = selected.dir.join(entry.place.dir_name()).join(&*entry.file);
                 first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
                 continue;
             }
             let file = cur_file_name(key.as_str(), &letters(key, entry.letters()));
-            if entry.place == Place::Cur && entry.file == file {
+            if entry.place == Place::Cur && *entry.file == file {
                 continue;
             }
             let from_dir = selected.dir.join(entry.place.dir_name());
             let cur = selected.dir.join(Place::Cur.dir_name());
-            let from = from_dir.join(&entry.file);
+            let from = from_dir.join(&*entry.file);
             let to = cur.join(&file);
             match fs::rename(&from, &to) {
                 Ok(()) => {
                     touched.insert(from_dir);
                     touched.insert(cur);
-                    selected.messages.insert(
-                        key.as_str().to_string(),
-                        Entry {
-                            file,
-                            place: Place::Cur,
-                            not_regular: None,
-                        },
-                    );
+                    selected
+                        .messages
+                        .put(Entry::new(key.as_str(), file, Place::Cur, None));
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     selected.messages.remove(key.as_str());
@@ -736,7 +817,7 @@ impl MaildirStore {
             .messages
             .iter()
             .filter(|(_, entry)| entry.not_regular.is_none())
-            .map(|(key, entry)| (MsgKey(key.clone()), map.names_of(entry.letters())))
+            .map(|(key, entry)| (MsgKey(key.to_string()), map.names_of(entry.letters())))
             .collect();
         out.sort();
         Ok(out)
@@ -881,14 +962,7 @@ impl MaildirStore {
                 )
             })?;
             touched.insert(sub);
-            selected.messages.insert(
-                s.key.clone(),
-                Entry {
-                    file,
-                    place,
-                    not_regular: None,
-                },
-            );
+            selected.messages.put(Entry::new(&s.key, file, place, None));
             keys.push(Some(MsgKey(s.key.clone())));
         }
         sync_dirs(&touched)?;
@@ -1019,8 +1093,8 @@ impl Store for MaildirStore {
             .iter()
             .filter_map(|(key, entry)| {
                 let what = entry.not_regular?;
-                let path = dir.join(entry.place.dir_name()).join(&entry.file);
-                Some((MsgKey(key.clone()), not_regular_reason(&path, what)))
+                let path = dir.join(entry.place.dir_name()).join(&*entry.file);
+                Some((MsgKey(key.to_string()), not_regular_reason(&path, what)))
             })
             .collect();
         self.skipped.sort();
@@ -1037,9 +1111,9 @@ impl Store for MaildirStore {
         let mut out = Vec::with_capacity(selected.messages.len());
         // No `stat` per file: a resync of a large folder would spend most of
         // its time there. Dates are read in `message_dates` for what is copied.
-        for (key, entry) in &selected.messages {
+        for (key, entry) in selected.messages.iter() {
             out.push(MsgMeta {
-                key: MsgKey(key.clone()),
+                key: MsgKey(key.to_string()),
                 flags: Flags::from_maildir(entry.letters()),
                 size: names::wire_size_hint(key),
                 date: None,
@@ -1057,10 +1131,10 @@ impl Store for MaildirStore {
         self.discard_staged();
         self.selected = None;
         let dir = self.maildir_of(name)?;
-        let mut messages = HashMap::with_capacity(expected.len());
+        let mut messages = Entries::default();
         for (key, flags) in expected {
             match Self::look_up(&dir, key, *flags)? {
-                Some(entry) => messages.insert(key.as_str().to_string(), entry),
+                Some(entry) => messages.put(entry),
                 None => return Ok(None),
             };
         }
@@ -1090,7 +1164,7 @@ impl Store for MaildirStore {
             let Some(entry) = selected.messages.get(key.as_str()) else {
                 continue;
             };
-            let path = selected.dir.join(entry.place.dir_name()).join(&entry.file);
+            let path = selected.dir.join(entry.place.dir_name()).join(&*entry.file);
             // A file that cannot be inspected stays undated: moved away by
             // another client since the scan (gone for this run), or one that
             // cannot be read either, which the copy reports by name.
@@ -1121,7 +1195,7 @@ impl Store for MaildirStore {
                 Some((key, uid, Some(state.far_validity)))
             })
             .map(|(key, server_uid, server_validity)| PreviousCopy {
-                key: MsgKey(key.clone()),
+                key: MsgKey(key.to_string()),
                 server_uid,
                 server_validity,
             })
@@ -1219,7 +1293,7 @@ impl Store for MaildirStore {
             .filter_map(|key| {
                 tracking_id(key)
                     .filter(|id| wanted.contains(id))
-                    .map(|id| (id, MsgKey(key.clone())))
+                    .map(|id| (id, MsgKey(key.to_string())))
             })
             .collect();
         found.sort();
@@ -1239,7 +1313,7 @@ impl Store for MaildirStore {
                 continue;
             };
             let dir = selected.dir.join(entry.place.dir_name());
-            let path = dir.join(&entry.file);
+            let path = dir.join(&*entry.file);
             if let Some(what) = entry.not_regular {
                 first_error.get_or_insert(not_regular_error(&selected.name, key, &path, what));
                 continue;
@@ -1302,7 +1376,7 @@ fn selectable(name: FolderName) -> FolderInfo {
     }
 }
 
-fn folder_status(messages: &HashMap<String, Entry>) -> FolderStatus {
+fn folder_status(messages: &Entries) -> FolderStatus {
     let unseen = messages
         .values()
         .filter(|e| !Flags::from_maildir(e.letters()).contains(Flags::SEEN))
@@ -1325,23 +1399,23 @@ fn is_maildir(dir: &Path) -> bool {
 }
 
 /// What a directory entry that is not a regular file is, in the user's words.
-fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static str {
+fn describe_not_regular(file_type: fs::FileType, path: &Path) -> &'static &'static str {
     use std::os::unix::fs::FileTypeExt;
     if file_type.is_symlink() {
         match fs::metadata(path) {
-            Ok(_) => "a symbolic link",
-            Err(_) => "a dangling symbolic link",
+            Ok(_) => &"a symbolic link",
+            Err(_) => &"a dangling symbolic link",
         }
     } else if file_type.is_dir() {
-        "a directory"
+        &"a directory"
     } else if file_type.is_fifo() {
-        "a FIFO"
+        &"a FIFO"
     } else if file_type.is_socket() {
-        "a socket"
+        &"a socket"
     } else if file_type.is_block_device() || file_type.is_char_device() {
-        "a device"
+        &"a device"
     } else {
-        "not a regular file"
+        &"not a regular file"
     }
 }
 

@@ -1011,7 +1011,7 @@ fn a_file_moved_from_new_to_cur_during_the_scan_is_still_listed() {
     BETWEEN_CUR_AND_NEW.with(|hook| *hook.borrow_mut() = None);
     let entry = listed.get(key).expect("the moved message is listed");
     assert_eq!(entry.place, Place::Cur);
-    assert_eq!(entry.file, format!("{key}:2,S"));
+    assert_eq!(*entry.file, format!("{key}:2,S"));
 }
 
 #[test]
@@ -1104,4 +1104,11 @@ fn select_some_finds_messages_by_name_only_when_exactly_as_expected() {
     fs::rename(cur.join(&file), dir.path().join("elsewhere")).unwrap();
     std::os::unix::fs::symlink(dir.path().join("elsewhere"), cur.join(&file)).unwrap();
     assert!(store.select_some(&inbox, &expected[1..]).unwrap().is_none());
+}
+
+/// A folder's entries are most of what a run holds for a large local
+/// folder: one slot each in a set sized for the folder, plus the name.
+#[test]
+fn an_entry_slot_stays_small() {
+    assert!(std::mem::size_of::<super::Entry>() <= 32);
 }
