@@ -379,11 +379,16 @@ pub fn wire_size_of_pieces<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> u6
     let mut size = 0u64;
     let mut prev = 0u8;
     for piece in pieces {
-        for &b in piece {
-            if b == b'\n' && prev != b'\r' {
+        // Every byte of every copied message passes here: only the line
+        // ends are looked at.
+        for i in memchr::memchr_iter(b'\n', piece) {
+            let before = if i == 0 { prev } else { piece[i - 1] };
+            if before != b'\r' {
                 size += 1;
             }
-            prev = b;
+        }
+        if let Some(&last) = piece.last() {
+            prev = last;
         }
         size += piece.len() as u64;
     }
@@ -582,6 +587,23 @@ mod tests {
                 wire_size(local),
                 "{wire:?}"
             );
+        }
+    }
+
+    #[test]
+    fn wire_size_is_the_wire_form_length_at_every_split() {
+        let samples: [&[u8]; 4] = [b"a\nb\r\nc\r\r\n\n", b"\n\n", b"\r\n", b"no ends"];
+        for local in samples {
+            let wire_len = to_wire_line_endings(local).len() as u64;
+            assert_eq!(wire_size(local), wire_len, "{local:?}");
+            for split in 0..=local.len() {
+                let (a, b) = local.split_at(split);
+                assert_eq!(
+                    wire_size_of_pieces([a, &[][..], b]),
+                    wire_len,
+                    "{local:?} at {split}"
+                );
+            }
         }
     }
 

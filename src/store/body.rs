@@ -172,27 +172,47 @@ impl Converter {
             (LineEnds::Wire, LineEnds::Wire) | (LineEnds::Maildir, LineEnds::Maildir) => {
                 return take(piece)
             }
-            // LF -> CRLF, leaving an existing CRLF alone.
+            // LF -> CRLF, leaving an existing CRLF alone. Runs between line
+            // ends are copied whole: this is on every byte of every message.
             (LineEnds::Maildir, LineEnds::Wire) => {
-                for &b in piece {
-                    if b == b'\n' && !self.held_cr {
+                self.out.reserve(piece.len() + piece.len() / 32);
+                let mut rest = piece;
+                let mut after_cr = self.held_cr;
+                while let Some(i) = memchr::memchr(b'\n', rest) {
+                    let cr_before = if i == 0 {
+                        after_cr
+                    } else {
+                        rest[i - 1] == b'\r'
+                    };
+                    self.out.extend_from_slice(&rest[..i]);
+                    if !cr_before {
                         self.out.push(b'\r');
                     }
-                    self.out.push(b);
-                    self.held_cr = b == b'\r';
+                    self.out.push(b'\n');
+                    after_cr = false;
+                    rest = &rest[i + 1..];
                 }
+                self.out.extend_from_slice(rest);
+                self.held_cr = piece.last() == Some(&b'\r');
             }
-            // CRLF -> LF: only the CR directly before an LF goes.
+            // CRLF -> LF: only the CR directly before an LF goes. A CR that
+            // ends the piece waits for the next piece's first byte.
             (LineEnds::Wire, LineEnds::Maildir) => {
-                for &b in piece {
-                    if self.held_cr && b != b'\n' {
-                        self.out.push(b'\r');
-                    }
-                    self.held_cr = b == b'\r';
-                    if !self.held_cr {
-                        self.out.push(b);
-                    }
+                self.out.reserve(piece.len() + 1);
+                let mut rest = piece;
+                if std::mem::take(&mut self.held_cr) && rest.first() != Some(&b'\n') {
+                    self.out.push(b'\r');
                 }
+                while let Some(i) = memchr::memchr(b'\r', rest) {
+                    self.out.extend_from_slice(&rest[..i]);
+                    match rest.get(i + 1) {
+                        None => self.held_cr = true,
+                        Some(&b'\n') => {}
+                        Some(_) => self.out.push(b'\r'),
+                    }
+                    rest = &rest[i + 1..];
+                }
+                self.out.extend_from_slice(rest);
             }
         }
         take(&self.out)
@@ -216,6 +236,72 @@ mod tests {
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(bytes).unwrap();
         file
+    }
+
+    /// The conversions byte by byte, as their comments define them.
+    fn convert_bytewise(from: LineEnds, to: LineEnds, pieces: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut held_cr = false;
+        for &b in pieces.concat().iter() {
+            match (from, to) {
+                (LineEnds::Maildir, LineEnds::Wire) => {
+                    if b == b'\n' && !held_cr {
+                        out.push(b'\r');
+                    }
+                    out.push(b);
+                    held_cr = b == b'\r';
+                }
+                _ => {
+                    if held_cr && b != b'\n' {
+                        out.push(b'\r');
+                    }
+                    held_cr = b == b'\r';
+                    if !held_cr {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+        if held_cr && from == LineEnds::Wire {
+            out.push(b'\r');
+        }
+        out
+    }
+
+    #[test]
+    fn runs_convert_as_byte_by_byte_at_every_split() {
+        let samples: [&[u8]; 6] = [
+            b"a\r\nb\nc\rd\r\r\ne\n\n\r",
+            b"\r\r\r\n\n\r\n",
+            b"\nstart with lf\r",
+            b"\rstart with cr\n\r\n",
+            b"no line ends",
+            b"",
+        ];
+        for sample in samples {
+            for split in 0..=sample.len() {
+                for (from, to) in [
+                    (LineEnds::Wire, LineEnds::Maildir),
+                    (LineEnds::Maildir, LineEnds::Wire),
+                ] {
+                    let (a, b) = sample.split_at(split);
+                    let mut converter = Converter::new(from, to);
+                    let mut out = Vec::new();
+                    let mut take = |bytes: &[u8]| {
+                        out.extend_from_slice(bytes);
+                        Ok(())
+                    };
+                    converter.feed(a, &mut take).unwrap();
+                    converter.feed(b, &mut take).unwrap();
+                    converter.finish(&mut take).unwrap();
+                    assert_eq!(
+                        out,
+                        convert_bytewise(from, to, &[a, b]),
+                        "{from:?} -> {to:?} of {sample:?} split at {split}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
