@@ -300,6 +300,10 @@ fn commits_are_durable_and_the_schema_is_current() {
     assert_eq!(pragma("synchronous"), "Integer(2)");
     assert_eq!(pragma("foreign_keys"), "Integer(1)");
     assert_eq!(
+        pragma("cache_size"),
+        format!("Integer({})", -super::PAGE_CACHE_KIB)
+    );
+    assert_eq!(
         pragma("user_version"),
         format!("Integer({})", schema::SUPPORTED_VERSION)
     );
