@@ -800,7 +800,7 @@ impl<'a> Engine<'a> {
         let near_untouched = self.policy.mode == Mode::TwoWay
             && near_stamp.is_some()
             && known.is_some_and(|k| k.near_stamp == near_stamp);
-        if known_modseq.is_some() && !far_unchanged && near_untouched {
+        let (far_read, near_read) = if known_modseq.is_some() && !far_unchanged && near_untouched {
             // The local side is as the last run left it: ask the server what
             // changed first, then read only those messages.
             let far_read = read_far(
@@ -813,12 +813,11 @@ impl<'a> Engine<'a> {
             if let Some(known) = known {
                 check_uidnext(name, known, &far_read.0)?;
             }
-            let (far_status, far_selected, far_changes) = far_read;
-            let subset = match (&far_changes, known) {
+            let subset = match (&far_read.2, known) {
                 (Some(changes), Some(known)) => self.read_changed_only(name, known, changes)?,
                 _ => None,
             };
-            let (near_status, near_list, records, paired_in_folder) = match subset {
+            let near_read = match subset {
                 Some((status, list, records, paired)) => (status, list, records, Some(paired)),
                 None => {
                     let status = self.near.select(name)?;
@@ -826,51 +825,40 @@ impl<'a> Engine<'a> {
                     (status, list, self.state.records(name)?, None)
                 }
             };
-            for store in [&mut *self.far, &mut *self.near] {
-                report.skipped.extend(store.take_skipped());
+            (far_read, near_read)
+        } else {
+            // Both sides are read at once: the server works on SELECT and the
+            // change listing while this thread scans the Maildir and loads the
+            // records. Only reads happen here; every decision comes after.
+            let (far, near, state) = (&mut *self.far, &mut *self.near, &*self.state);
+            let (far_read, near_read, records) = std::thread::scope(|scope| {
+                let far_job = scope.spawn(move || {
+                    read_far(
+                        far,
+                        name,
+                        (far_status, far_unchanged),
+                        known_modseq,
+                        stored_far_validity,
+                    )
+                });
+                let near_read = near
+                    .select(name)
+                    .and_then(|status| Ok((status, near.list_messages()?)));
+                let records = state.records(name);
+                let far_read = far_job
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (far_read, near_read, records)
+            });
+            let far_read = far_read?;
+            if let Some(known) = known {
+                check_uidnext(name, known, &far_read.0)?;
             }
-            return Ok(FolderRead {
-                far_status,
-                far_selected,
-                far_changes,
-                far_unchanged,
-                known_modseq,
-                near_status,
-                near_list,
-                near_stamp,
-                intents,
-                records,
-                paired_in_folder,
-            });
-        }
-        // Both sides are read at once: the server works on SELECT and the
-        // change listing while this thread scans the Maildir and loads the
-        // records. Only reads happen here; every decision comes after.
-        let (far, near, state) = (&mut *self.far, &mut *self.near, &*self.state);
-        let (far_read, near_read, records) = std::thread::scope(|scope| {
-            let far_job = scope.spawn(move || {
-                read_far(
-                    far,
-                    name,
-                    (far_status, far_unchanged),
-                    known_modseq,
-                    stored_far_validity,
-                )
-            });
-            let near_read = near
-                .select(name)
-                .and_then(|status| Ok((status, near.list_messages()?)));
-            let records = state.records(name);
-            let far_read = far_job
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (far_read, near_read, records)
-        });
-        let (far_status, far_selected, far_changes) = far_read?;
-        if let Some(known) = known {
-            check_uidnext(name, known, &far_status)?;
-        }
-        let (near_status, near_list) = near_read?;
+            let (near_status, near_list) = near_read?;
+            (far_read, (near_status, near_list, records?, None))
+        };
+        let (far_status, far_selected, far_changes) = far_read;
+        let (near_status, near_list, records, paired_in_folder) = near_read;
         // Taken now, not only when the folder ends: a folder with a skipped
         // entry keeps no watermark (see `keep_modseq`), so the next run
         // looks at it again.
@@ -887,8 +875,8 @@ impl<'a> Engine<'a> {
             near_list,
             near_stamp,
             intents,
-            records: records?,
-            paired_in_folder: None,
+            records,
+            paired_in_folder,
         })
     }
 
