@@ -9,6 +9,7 @@ mod conditions;
 mod count;
 mod cron;
 mod download_delete;
+mod expunge_counts;
 mod hints;
 mod hostile;
 mod imap_store;

@@ -499,7 +499,7 @@ impl ImapStore {
 
     /// Sends a command and hands each untagged response, as received and
     /// parsed (`None`: a response that `wire::read_here` leaves to the caller), to `each`, having counted it for the selected folder (see
-    /// `observe`); memory holds one response at a time. Returns the tagged OK.
+    /// `observe_into`); memory holds one response at a time. Returns the tagged OK.
     fn run_each(
         &mut self,
         verb: &str,
@@ -630,11 +630,8 @@ impl ImapStore {
     /// Runs a command on the selected folder; NO/BAD become a folder error.
     fn run_in_folder(&mut self, verb: &str, command: &str) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
-        let data = self
-            .run(verb, command)
-            .map_err(|f| f.in_folder(&folder, verb))?;
-        self.observe(&parse_responses(&data)?);
-        Ok(data)
+        self.run(verb, command)
+            .map_err(|f| f.in_folder(&folder, verb))
     }
 
     /// Runs a UID FETCH. Some servers answer NO when another client expunged one
@@ -656,17 +653,6 @@ impl ImapStore {
             Err(CommandFailure::Broken(e)) => return Err(e),
         };
         Ok(data)
-    }
-
-    /// Keeps the selected folder's message count current from untagged data.
-    fn observe(&mut self, responses: &[Response<'_>]) {
-        for r in responses {
-            self.observe_one(r);
-        }
-    }
-
-    fn observe_one(&mut self, r: &Response<'_>) {
-        observe_into(&mut self.selected, r);
     }
 
     /// Runs a UID FETCH (see `fetch`) and hands its responses to `each` one at
@@ -952,7 +938,6 @@ impl ImapStore {
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
         let responses = parse_responses(data)?;
-        self.observe(&responses);
         let expunged = reports_expunge(&responses);
         for (uid, attrs) in fetched(&responses) {
             // Anything not planned is unsolicited.
@@ -1030,7 +1015,6 @@ impl ImapStore {
                 chunk,
             )?;
             let responses = parse_responses(&data)?;
-            self.observe(&responses);
             let piece = fetched(&responses)
                 .filter(|(u, _)| *u == uid)
                 .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
@@ -1122,7 +1106,6 @@ impl ImapStore {
     ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
         let data = self.finish_whole_answer(pending)?;
         let responses = parse_responses(&data).map_err(CommandFailure::Broken)?;
-        self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
             Response::Done {
                 code: Some(ResponseCode::AppendUid(validity, uids)),
@@ -1294,10 +1277,7 @@ impl ImapStore {
         let mut failure = None;
         for answer in answers {
             match answer {
-                Ok(data) => {
-                    self.observe(&parse_responses(&data)?);
-                    modified.extend(modified_uids(&data));
-                }
+                Ok(data) => modified.extend(modified_uids(&data)),
                 Err(f) => {
                     failure.get_or_insert(f);
                 }
@@ -1334,6 +1314,8 @@ fn modified_uids(data: &[u8]) -> Vec<u32> {
 }
 
 /// Keeps the selected folder's message count current from untagged data.
+/// Every answer passes here exactly once, as it is read (`finish_each`): an
+/// EXPUNGE counted again later would make the folder look emptier than it is.
 fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
     let Some(selected) = selected.as_mut() else {
         return;
@@ -1799,7 +1781,6 @@ impl Store for ImapStore {
         for set in uid_sets(&unknown) {
             let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
             let responses = parse_responses(&data)?;
-            self.observe(&responses);
             self.remember_sizes(&responses);
         }
         // A UID without a size was not returned by the server: it is gone.
@@ -1948,16 +1929,15 @@ impl Store for ImapStore {
         };
         for set in uid_sets(&uids) {
             let command = format!("{verb} {set} {target}");
-            let data = match self.run(verb, &command) {
-                Ok(data) => data,
+            match self.run(verb, &command) {
+                Ok(_) => {}
                 Err(CommandFailure::Refused(text)) if text.contains("[TRYCREATE]") => {
                     self.create_folder(to)?;
                     self.run(verb, &command)
-                        .map_err(|f| f.in_folder(&folder, verb))?
+                        .map_err(|f| f.in_folder(&folder, verb))?;
                 }
                 Err(f) => return Err(f.in_folder(&folder, verb)),
-            };
-            self.observe(&parse_responses(&data)?);
+            }
         }
         if !self.caps.move_messages {
             return self.delete(keys);
