@@ -10,6 +10,7 @@ mod count;
 mod cron;
 mod download_delete;
 mod expunge_counts;
+mod flag_groups;
 mod hints;
 mod hostile;
 mod imap_store;
