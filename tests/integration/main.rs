@@ -7,6 +7,7 @@ mod command_line;
 mod compress;
 mod conditions;
 mod count;
+mod count_folders;
 mod cron;
 mod download_delete;
 mod expunge_counts;
