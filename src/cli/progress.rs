@@ -189,6 +189,16 @@ impl Observer for RunObserver<'_> {
         );
     }
 
+    fn copy_size_known(&mut self, folder: &FolderName, estimated: u64, actual: u64) {
+        let bar = self
+            .folders
+            .get(folder)
+            .and_then(|state| state.bar.as_ref());
+        if let Some((bar, total)) = bar.and_then(|bar| Some((bar, bar.length()?))) {
+            bar.set_length(total.saturating_sub(estimated).saturating_add(actual));
+        }
+    }
+
     fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         if let Some(state) = self.folders.get_mut(folder) {
             state.messages_done += messages;

@@ -39,5 +39,6 @@ mod state_binding;
 mod support;
 mod sync;
 mod tunnel;
+mod upload_progress;
 mod watch;
 mod words;
