@@ -12,6 +12,7 @@ mod cron;
 mod download_delete;
 mod expunge_counts;
 mod flag_groups;
+mod forwarded_flag;
 mod hints;
 mod hostile;
 mod imap_store;
