@@ -1,15 +1,18 @@
 //! An expunge another client makes while our commands are in flight: the
 //! server reports it once, in the answer of whichever command is running,
 //! and the folder's message count must drop by one, not two. A count that
-//! drops too far makes the next listing of the folder look empty.
+//! drops too far makes the next listing of the folder look empty. Checked
+//! with a scripted server (during pipelined STOREs) and with Dovecot.
 
 use std::time::Duration;
 
 use crate::hostile::{serve, Inbox};
+use crate::sync::Fixture;
 use mailsync::model::{Flags, FolderName, MsgKey};
 use mailsync::store::imap::{ImapConfig, ImapStore, Secret};
 use mailsync::store::net::{ServerConfig, TlsMode};
 use mailsync::store::{FlagGroup, Store};
+use mailsync_sandbox::sample_message;
 
 const ONE: &[u8] = b"Subject: one\r\nMessage-ID: <one@example.org>\r\n\r\nfirst\r\n";
 const TWO: &[u8] = b"Subject: two\r\nMessage-ID: <two@example.org>\r\n\r\nsecond\r\n";
@@ -81,4 +84,30 @@ fn an_expunge_reported_during_pipelined_stores_is_counted_once() {
     let listed = server.list_messages().expect("list");
     let keys: Vec<MsgKey> = listed.into_iter().map(|m| m.key).collect();
     assert_eq!(keys, vec![MsgKey::uid(2)]);
+}
+
+#[test]
+fn an_expunge_by_another_client_on_dovecot_is_counted_once() {
+    // Dovecot reports an expunge made meanwhile (here by doveadm, between
+    // two of our commands) in the answer to our next command: EXPUNGE, or
+    // VANISHED once QRESYNC is enabled.
+    let fixture = Fixture::new();
+    fixture.save("INBOX", &sample_message(1, 1_000));
+    fixture.save("INBOX", &sample_message(2, 1_000));
+    let mut server = fixture.imap();
+    let status = server.select(&FolderName::inbox()).expect("select");
+    assert_eq!(status.messages, 2);
+
+    fixture
+        .sandbox
+        .doveadm(&["expunge", "-u", "alice", "mailbox", "INBOX", "uid", "1"])
+        .expect("doveadm expunge");
+    server
+        .store_flags(&[MsgKey::uid(2)], Flags::SEEN, Flags::EMPTY)
+        .expect("store");
+
+    let listed = server.list_messages().expect("list");
+    let keys: Vec<MsgKey> = listed.iter().map(|m| m.key.clone()).collect();
+    assert_eq!(keys, vec![MsgKey::uid(2)]);
+    assert_eq!(listed[0].flags, Flags::SEEN);
 }
