@@ -349,4 +349,20 @@ mod tests {
     fn a_terminal_narrower_than_the_fixed_part_leaves_no_name() {
         assert_eq!(fit_to("INBOX", OVERALL_FIXED, 40), "");
     }
+
+    #[test]
+    fn a_folder_bar_ends_at_the_bytes_copied_once_estimates_are_corrected() {
+        let ui = Ui::with_hidden_bars();
+        let mut observer = RunObserver::new(&ui, "work");
+        let inbox = FolderName::inbox();
+        // Two messages: one of 1000 bytes, one estimated at 500 (a file's
+        // length) that turns out 520 in wire form.
+        observer.folder_started(&inbox, 2, 1_500);
+        observer.copied(&inbox, 1, 1_000);
+        observer.copy_size_known(&inbox, 500, 520);
+        observer.copied(&inbox, 1, 520);
+        let bar = observer.folders[&inbox].bar.clone().expect("a bar");
+        assert_eq!(bar.length(), Some(1_520));
+        assert_eq!(bar.position(), 1_520);
+    }
 }
