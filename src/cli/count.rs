@@ -15,6 +15,7 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::maildir::MaildirStore;
 use crate::store::{StatusList, Store};
+use crate::sync::policy::wildcard_match;
 use crate::sync::run_report::{skip_line, ExitStatus};
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat};
@@ -71,7 +72,7 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
     point_out_earlier_one_off_state(ui, &args.one_off, &accounts);
     let counted: Vec<AccountCounts> = accounts
         .iter()
-        .map(|account| count_account(ui, account, args.offline))
+        .map(|account| count_account(ui, account, args.offline, &args.folders))
         .collect();
     let status = counted
         .iter()
@@ -108,7 +109,9 @@ pub fn run(ui: &Ui, global: &GlobalArgs, args: &CountArgs) -> ExitStatus {
     deliver(ui, &text, args.output.as_deref(), status)
 }
 
-fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
+/// `named`: the `--folder` patterns; one that matches no folder is a typo
+/// (exit 2, as for `sync`), not an empty count.
+fn count_account(ui: &Ui, account: &Account, offline: bool, named: &[String]) -> AccountCounts {
     let name = account.name.clone();
     let mut state = None;
     match gather(ui, account, offline, &mut state) {
@@ -124,12 +127,20 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
                     status = status.worst(ExitStatus::Partial);
                 }
             }
+            let mut error = unreachable;
+            let server_asked = !offline && error.is_none();
+            for pattern in unmatched(named, &folders) {
+                let message = no_such_folder(&pattern, server_asked);
+                ui.error(&format!("account `{name}`: {message}"));
+                status = status.worst(ExitStatus::Usage);
+                error.get_or_insert(message);
+            }
             AccountCounts {
                 name,
                 state,
                 folders,
                 conditions,
-                error: unreachable,
+                error,
                 status,
             }
         }
@@ -145,6 +156,29 @@ fn count_account(ui: &Ui, account: &Account, offline: bool) -> AccountCounts {
             }
         }
     }
+}
+
+/// The patterns among `named` that match none of `folders`.
+fn unmatched(named: &[String], folders: &[FolderCount]) -> Vec<String> {
+    named
+        .iter()
+        .filter(|pattern| {
+            !folders
+                .iter()
+                .any(|f| wildcard_match(pattern, f.folder.as_str()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Says that `pattern` names no folder, and where it was looked for.
+fn no_such_folder(pattern: &str, server_asked: bool) -> String {
+    let looked = if server_asked {
+        "on the server or locally"
+    } else {
+        "locally or among those the last sync recorded (the server was not asked)"
+    };
+    format!("the folder pattern `{pattern}` matches no folder {looked}; check its spelling")
 }
 
 /// The account's folder counts; a server that cannot be reached leaves the

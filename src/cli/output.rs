@@ -89,6 +89,21 @@ impl Ui {
         })
     }
 
+    /// A quiet `Ui` whose bars exist but draw nowhere, for tests of what
+    /// they hold.
+    #[cfg(test)]
+    pub fn with_hidden_bars() -> Ui {
+        Ui {
+            quiet: true,
+            verbose: 0,
+            summary: false,
+            color: false,
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+            bars: true,
+            log_file: None,
+        }
+    }
+
     /// `--quiet` was given.
     pub fn is_quiet(&self) -> bool {
         self.quiet

@@ -189,6 +189,16 @@ impl Observer for RunObserver<'_> {
         );
     }
 
+    fn copy_size_known(&mut self, folder: &FolderName, estimated: u64, actual: u64) {
+        let bar = self
+            .folders
+            .get(folder)
+            .and_then(|state| state.bar.as_ref());
+        if let Some((bar, total)) = bar.and_then(|bar| Some((bar, bar.length()?))) {
+            bar.set_length(total.saturating_sub(estimated).saturating_add(actual));
+        }
+    }
+
     fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         if let Some(state) = self.folders.get_mut(folder) {
             state.messages_done += messages;
@@ -338,5 +348,21 @@ mod tests {
     #[test]
     fn a_terminal_narrower_than_the_fixed_part_leaves_no_name() {
         assert_eq!(fit_to("INBOX", OVERALL_FIXED, 40), "");
+    }
+
+    #[test]
+    fn a_folder_bar_ends_at_the_bytes_copied_once_estimates_are_corrected() {
+        let ui = Ui::with_hidden_bars();
+        let mut observer = RunObserver::new(&ui, "work");
+        let inbox = FolderName::inbox();
+        // Two messages: one of 1000 bytes, one estimated at 500 (a file's
+        // length) that turns out 520 in wire form.
+        observer.folder_started(&inbox, 2, 1_500);
+        observer.copied(&inbox, 1, 1_000);
+        observer.copy_size_known(&inbox, 500, 520);
+        observer.copied(&inbox, 1, 520);
+        let bar = observer.folders[&inbox].bar.clone().expect("a bar");
+        assert_eq!(bar.length(), Some(1_520));
+        assert_eq!(bar.position(), 1_520);
     }
 }

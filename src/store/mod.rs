@@ -339,6 +339,14 @@ pub trait Store: Send {
         Ok(Vec::new())
     }
 
+    /// Sizes of messages whose listing carried none, for the progress total
+    /// and the shaping of batches: a Maildir file's length (its name carries
+    /// the wire size only when mailsync or Dovecot wrote it).
+    fn message_sizes(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, u64)>> {
+        let _ = keys;
+        Ok(Vec::new())
+    }
+
     /// The server copies that another sync tool (mbsync, OfflineIMAP) recorded
     /// for messages of the selected folder, for taking over what it wrote.
     /// Only a hint: the engine pairs by it only where identities agree.

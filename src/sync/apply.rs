@@ -15,8 +15,9 @@ use crate::store::{
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// Sizes are unknown for Maildir files until read; this estimate only shapes
-/// batches, the byte budget itself is enforced on the bodies actually read.
+/// The size of a message whose store could not tell it (see
+/// `learn_copy_sizes`); it only shapes batches and the progress total, the
+/// byte budget itself is enforced on the bodies actually read.
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 /// Keeps one batch's transaction and UID sets small even for tiny messages.
 const MAX_BATCH_MESSAGES: usize = 2000;
@@ -87,6 +88,7 @@ impl Engine<'_> {
         (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
+        self.learn_copy_sizes(&mut actions)?;
         let mut to_copy = Some(copy_volume(&actions));
         // Far keys whose flags changed on the server after the listing: their
         // records keep the old base (see `apply_flags`).
@@ -113,6 +115,48 @@ impl Engine<'_> {
                     self.copy_all(folder, Side::Far, items, far_status.uidnext, report)?
                 }
                 Phase::Delete => self.apply_deletes(group, report)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks the source stores for the sizes their listings did not carry
+    /// (Maildir files named by other tools), so the progress total and the
+    /// batches count real sizes rather than `UNKNOWN_SIZE_ESTIMATE`.
+    fn learn_copy_sizes(&mut self, actions: &mut [Action]) -> Result<(), Abort> {
+        for to in [Side::Near, Side::Far] {
+            let unsized_keys: Vec<MsgKey> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Copy {
+                        to: side,
+                        source,
+                        size: None,
+                        ..
+                    } if *side == to => Some(source.clone()),
+                    _ => None,
+                })
+                .collect();
+            if unsized_keys.is_empty() {
+                continue;
+            }
+            let sizes: HashMap<MsgKey, u64> = self
+                .store(to.other())
+                .message_sizes(&unsized_keys)?
+                .into_iter()
+                .collect();
+            for action in actions.iter_mut() {
+                if let Action::Copy {
+                    to: side,
+                    source,
+                    size: size @ None,
+                    ..
+                } = action
+                {
+                    if *side == to {
+                        *size = sizes.get(source).copied();
+                    }
+                }
             }
         }
         Ok(())
@@ -482,6 +526,10 @@ impl Engine<'_> {
                 let identity = Identity::from_header(&header, size);
                 staged.push((index, identity, size, header_summary(&header)));
                 staged_bytes += size;
+                let estimated = item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
+                if estimated != size {
+                    observer.copy_size_known(folder, estimated, size);
+                }
                 observer.copied(folder, 1, size);
                 if staged_bytes >= flush_at {
                     keys.extend(target.flush_appends()?);

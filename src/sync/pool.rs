@@ -122,6 +122,9 @@ impl Observer for SharedObserver<'_, '_> {
     fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         self.with(|o| o.copied(folder, messages, bytes));
     }
+    fn copy_size_known(&mut self, folder: &FolderName, estimated: u64, actual: u64) {
+        self.with(|o| o.copy_size_known(folder, estimated, actual));
+    }
     fn folder_finished(&mut self, report: &FolderReport) {
         self.with(|o| o.folder_finished(report));
     }

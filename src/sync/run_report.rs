@@ -352,6 +352,12 @@ pub trait Observer {
     fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         let _ = (folder, messages, bytes);
     }
+    /// A message about to be counted by `copied` turned out `actual` bytes
+    /// where `folder_started`'s total counted `estimated` (a Maildir file's
+    /// length, which its wire form exceeds by a CR per line).
+    fn copy_size_known(&mut self, folder: &FolderName, estimated: u64, actual: u64) {
+        let _ = (folder, estimated, actual);
+    }
     fn folder_finished(&mut self, report: &FolderReport) {
         let _ = report;
     }

@@ -76,7 +76,6 @@ impl ImapStore {
         }
         let data = self.fetch("UID FETCH 1:* (UID FLAGS)", 0)?;
         let responses = parse_responses(&data)?;
-        self.observe(&responses);
         let mut by_uid: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for (uid, attrs) in fetched(&responses) {
             for attr in attrs {

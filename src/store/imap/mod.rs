@@ -17,7 +17,7 @@ mod session;
 pub mod utf7;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 
 use imap_proto::{
@@ -499,7 +499,7 @@ impl ImapStore {
 
     /// Sends a command and hands each untagged response, as received and
     /// parsed (`None`: a response that `wire::read_here` leaves to the caller), to `each`, having counted it for the selected folder (see
-    /// `observe`); memory holds one response at a time. Returns the tagged OK.
+    /// `observe_into`); memory holds one response at a time. Returns the tagged OK.
     fn run_each(
         &mut self,
         verb: &str,
@@ -630,11 +630,8 @@ impl ImapStore {
     /// Runs a command on the selected folder; NO/BAD become a folder error.
     fn run_in_folder(&mut self, verb: &str, command: &str) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
-        let data = self
-            .run(verb, command)
-            .map_err(|f| f.in_folder(&folder, verb))?;
-        self.observe(&parse_responses(&data)?);
-        Ok(data)
+        self.run(verb, command)
+            .map_err(|f| f.in_folder(&folder, verb))
     }
 
     /// Runs a UID FETCH. Some servers answer NO when another client expunged one
@@ -656,17 +653,6 @@ impl ImapStore {
             Err(CommandFailure::Broken(e)) => return Err(e),
         };
         Ok(data)
-    }
-
-    /// Keeps the selected folder's message count current from untagged data.
-    fn observe(&mut self, responses: &[Response<'_>]) {
-        for r in responses {
-            self.observe_one(r);
-        }
-    }
-
-    fn observe_one(&mut self, r: &Response<'_>) {
-        observe_into(&mut self.selected, r);
     }
 
     /// Runs a UID FETCH (see `fetch`) and hands its responses to `each` one at
@@ -952,7 +938,6 @@ impl ImapStore {
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
         let responses = parse_responses(data)?;
-        self.observe(&responses);
         let expunged = reports_expunge(&responses);
         for (uid, attrs) in fetched(&responses) {
             // Anything not planned is unsolicited.
@@ -1030,7 +1015,6 @@ impl ImapStore {
                 chunk,
             )?;
             let responses = parse_responses(&data)?;
-            self.observe(&responses);
             let piece = fetched(&responses)
                 .filter(|(u, _)| *u == uid)
                 .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
@@ -1122,7 +1106,6 @@ impl ImapStore {
     ) -> Result<Option<(u32, Vec<UidSetMember>)>, CommandFailure> {
         let data = self.finish_whole_answer(pending)?;
         let responses = parse_responses(&data).map_err(CommandFailure::Broken)?;
-        self.observe(&responses);
         Ok(responses.into_iter().find_map(|r| match r {
             Response::Done {
                 code: Some(ResponseCode::AppendUid(validity, uids)),
@@ -1238,7 +1221,7 @@ impl ImapStore {
         unchanged_since: Option<u64>,
     ) -> StoreResult<Vec<u32>> {
         let commands = self.store_commands(uids, sign, flags, unchanged_since);
-        self.run_stores(&commands)
+        Ok(self.run_stores(&commands)?.modified)
     }
 
     /// The UID STOREs of `store_flag_change`.
@@ -1265,9 +1248,8 @@ impl ImapStore {
 
     /// Sends UID STOREs on the selected folder without waiting for each
     /// answer (at most `COMMANDS_IN_FLIGHT` unanswered) and reads every
-    /// answer; the UIDs the server reported modified meanwhile. A refusal
-    /// fails the folder once all answers are read.
-    fn run_stores(&mut self, commands: &[String]) -> StoreResult<Vec<u32>> {
+    /// answer. A refusal fails the folder once all answers are read.
+    fn run_stores(&mut self, commands: &[String]) -> StoreResult<Stored> {
         const VERB: &str = "UID STORE";
         let folder = self.selected_name()?;
         let mut in_flight: std::collections::VecDeque<Pending> = Default::default();
@@ -1290,13 +1272,13 @@ impl ImapStore {
         for pending in in_flight {
             answers.push(self.finish_whole_answer(pending));
         }
-        let mut modified = Vec::new();
+        let mut stored = Stored::default();
         let mut failure = None;
         for answer in answers {
             match answer {
                 Ok(data) => {
-                    self.observe(&parse_responses(&data)?);
-                    modified.extend(modified_uids(&data));
+                    stored.modified.extend(modified_uids(&data));
+                    stored.note_modseqs(&parse_responses(&data)?);
                 }
                 Err(f) => {
                     failure.get_or_insert(f);
@@ -1305,7 +1287,42 @@ impl ImapStore {
         }
         match failure {
             Some(f) => Err(f.in_folder(&folder, VERB)),
-            None => Ok(modified),
+            None => Ok(stored),
+        }
+    }
+}
+
+/// What the answers to UID STOREs said.
+#[derive(Default)]
+struct Stored {
+    /// Left alone: changed since the UNCHANGEDSINCE mod-sequence.
+    modified: Vec<u32>,
+    /// The mod-sequence our own change gave a message (RFC 7162 3.1.3: the
+    /// server reports it even to a `.SILENT` STORE). A FETCH that carries
+    /// FLAGS reports another client's change instead: such a message gets
+    /// no entry, so that nothing later is stored over that change.
+    modseqs: HashMap<u32, u64>,
+}
+
+impl Stored {
+    fn note_modseqs(&mut self, responses: &[Response<'_>]) {
+        let mut changed_elsewhere = Vec::new();
+        for (uid, attrs) in fetched(responses) {
+            if attrs.iter().any(|a| matches!(a, AttributeValue::Flags(_))) {
+                changed_elsewhere.push(uid);
+                continue;
+            }
+            let modseq = attrs.iter().find_map(|a| match a {
+                AttributeValue::ModSeq(m) => Some(*m),
+                _ => None,
+            });
+            if let Some(modseq) = modseq {
+                let known = self.modseqs.entry(uid).or_insert(modseq);
+                *known = (*known).max(modseq);
+            }
+        }
+        for uid in changed_elsewhere {
+            self.modseqs.remove(&uid);
         }
     }
 }
@@ -1334,6 +1351,8 @@ fn modified_uids(data: &[u8]) -> Vec<u32> {
 }
 
 /// Keeps the selected folder's message count current from untagged data.
+/// Every answer passes here exactly once, as it is read (`finish_each`): an
+/// EXPUNGE counted again later would make the folder look emptier than it is.
 fn observe_into(selected: &mut Option<Selected>, r: &Response<'_>) {
     let Some(selected) = selected.as_mut() else {
         return;
@@ -1799,7 +1818,6 @@ impl Store for ImapStore {
         for set in uid_sets(&unknown) {
             let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
             let responses = parse_responses(&data)?;
-            self.observe(&responses);
             self.remember_sizes(&responses);
         }
         // A UID without a size was not returned by the server: it is gone.
@@ -1887,22 +1905,51 @@ impl Store for ImapStore {
         self.store_flag_groups(&[group], modseq)
     }
 
-    /// Every group's additions and removals go out together. A message the
-    /// server refuses for the addition (changed meanwhile) refuses the
-    /// removal under the same UNCHANGEDSINCE too, so the removal need not
-    /// wait for the addition's answer.
+    /// Every group's change goes out at once. Under UNCHANGEDSINCE a
+    /// message that both gains and loses flags cannot have both in one go:
+    /// the addition raises its mod-sequence, so a removal under the same
+    /// UNCHANGEDSINCE would be refused as modified. Such removals follow
+    /// once the additions are answered, each under the mod-sequence the
+    /// addition gave its message (a change made elsewhere meanwhile still
+    /// refuses it).
     fn store_flag_groups(
         &mut self,
         groups: &[FlagGroup<'_>],
         modseq: Option<u64>,
     ) -> StoreResult<Vec<MsgKey>> {
+        let conditional = modseq.filter(|_| self.caps.condstore);
         let mut commands = Vec::new();
+        let mut removals_after_additions: Vec<(Vec<u32>, Flags)> = Vec::new();
         for group in groups {
             let uids = self.uids_of(group.keys)?;
             commands.extend(self.store_commands(&uids, '+', group.add, modseq));
-            commands.extend(self.store_commands(&uids, '-', group.remove, modseq));
+            if conditional.is_some() && !group.add.is_empty() && !group.remove.is_empty() {
+                removals_after_additions.push((uids, group.remove));
+            } else {
+                commands.extend(self.store_commands(&uids, '-', group.remove, modseq));
+            }
         }
-        let mut modified = self.run_stores(&commands)?;
+        let first = self.run_stores(&commands)?;
+        let mut modified = first.modified;
+        if let Some(listed) = conditional {
+            let refused: HashSet<u32> = modified.iter().copied().collect();
+            // Without a reported mod-sequence the listing's stands: the
+            // server then refuses the removal and the next run merges again.
+            let mut by_modseq: BTreeMap<(u64, Flags), Vec<u32>> = BTreeMap::new();
+            for (uids, remove) in removals_after_additions {
+                for uid in uids.into_iter().filter(|uid| !refused.contains(uid)) {
+                    let since = first.modseqs.get(&uid).copied().unwrap_or(listed);
+                    by_modseq.entry((since, remove)).or_default().push(uid);
+                }
+            }
+            let commands: Vec<String> = by_modseq
+                .iter()
+                .flat_map(|((since, remove), uids)| {
+                    self.store_commands(uids, '-', *remove, Some(*since))
+                })
+                .collect();
+            modified.extend(self.run_stores(&commands)?.modified);
+        }
         modified.sort_unstable();
         modified.dedup();
         Ok(modified.into_iter().map(MsgKey::uid).collect())
@@ -1948,16 +1995,15 @@ impl Store for ImapStore {
         };
         for set in uid_sets(&uids) {
             let command = format!("{verb} {set} {target}");
-            let data = match self.run(verb, &command) {
-                Ok(data) => data,
+            match self.run(verb, &command) {
+                Ok(_) => {}
                 Err(CommandFailure::Refused(text)) if text.contains("[TRYCREATE]") => {
                     self.create_folder(to)?;
                     self.run(verb, &command)
-                        .map_err(|f| f.in_folder(&folder, verb))?
+                        .map_err(|f| f.in_folder(&folder, verb))?;
                 }
                 Err(f) => return Err(f.in_folder(&folder, verb)),
-            };
-            self.observe(&parse_responses(&data)?);
+            }
         }
         if !self.caps.move_messages {
             return self.delete(keys);
@@ -2124,6 +2170,20 @@ a3 OK [READ-WRITE] Select completed.\r\n";
             "NO [TRYCREATE] Mailbox doesn't exist"
         );
         assert_eq!(refusal("BAD", None, "Syntax"), "BAD Syntax");
+    }
+
+    #[test]
+    fn a_store_answer_gives_our_mod_sequences_but_not_another_clients() {
+        let buf = b"* 1 FETCH (UID 4 MODSEQ (51))\r\n\
+* 2 FETCH (UID 7 MODSEQ (51))\r\n\
+* 2 FETCH (UID 7 FLAGS (\\Seen) MODSEQ (52))\r\n\
+* 3 FETCH (UID 9 FLAGS (\\Seen) MODSEQ (53))\r\n\
+a6 OK [MODIFIED 12] Conditional store failed\r\n";
+        let mut stored = Stored::default();
+        stored.note_modseqs(&responses(buf));
+        stored.modified.extend(modified_uids(buf));
+        assert_eq!(stored.modseqs, HashMap::from([(4, 51)]));
+        assert_eq!(stored.modified, vec![12]);
     }
 
     #[test]

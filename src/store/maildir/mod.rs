@@ -235,6 +235,29 @@ struct Staged {
 }
 
 impl MaildirStore {
+    /// `fact` of the `stat` of each message file of the selected folder among
+    /// `keys`. A file that cannot be inspected is left out: moved away by
+    /// another client since the scan (gone for this run), or one that cannot
+    /// be read either, which the copy reports by name.
+    fn file_facts<T>(
+        &self,
+        keys: &[MsgKey],
+        fact: impl Fn(&fs::Metadata) -> T,
+    ) -> StoreResult<Vec<(MsgKey, T)>> {
+        let selected = self.selected()?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(entry) = selected.messages.get(key.as_str()) else {
+                continue;
+            };
+            let path = selected.dir.join(entry.place.dir_name()).join(&*entry.file);
+            if let Ok(m) = fs::metadata(&path) {
+                out.push((key.clone(), fact(&m)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Opens an existing root. A missing root stops the run before anything
     /// changes, so the root is never created here. (An unmounted mount point is
     /// usually an empty directory: `is_empty` is there to catch that.)
@@ -1158,21 +1181,11 @@ impl Store for MaildirStore {
     }
 
     fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {
-        let selected = self.selected()?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some(entry) = selected.messages.get(key.as_str()) else {
-                continue;
-            };
-            let path = selected.dir.join(entry.place.dir_name()).join(&*entry.file);
-            // A file that cannot be inspected stays undated: moved away by
-            // another client since the scan (gone for this run), or one that
-            // cannot be read either, which the copy reports by name.
-            if let Ok(m) = fs::metadata(&path) {
-                out.push((key.clone(), m.mtime()));
-            }
-        }
-        Ok(out)
+        self.file_facts(keys, |m| m.mtime())
+    }
+
+    fn message_sizes(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, u64)>> {
+        self.file_facts(keys, |m| m.len())
     }
 
     fn other_tools_names(&self, name: &FolderName) -> Vec<FolderName> {
