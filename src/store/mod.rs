@@ -109,6 +109,14 @@ pub struct Changes {
     pub vanished: Option<Vec<MsgKey>>,
 }
 
+/// The messages a folder holds beyond those the last run saw, by its status:
+/// `count` of them, from UID `from` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewMessages {
+    pub from: u32,
+    pub count: u64,
+}
+
 /// A local message's server copy as another sync tool recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreviousCopy {
@@ -308,12 +316,14 @@ pub trait Store: Send {
     /// `select`, then `list_changes(modseq)` when the folder's UIDVALIDITY is
     /// still `validity` (`None` otherwise: the folder must be listed whole).
     /// A store may ask for both at once (an IMAP server gets both commands
-    /// in one round trip).
+    /// in one round trip), and for the bodies of the `new` messages too, so
+    /// that `fetch_bodies` of them needs no round trip of its own.
     fn select_and_list_changes(
         &mut self,
         name: &FolderName,
         modseq: u64,
         validity: u64,
+        _new: Option<NewMessages>,
     ) -> StoreResult<(FolderStatus, Option<Changes>)> {
         let status = self.select(name)?;
         let changes = if status.validity == validity {

@@ -29,7 +29,9 @@ pub mod run_report;
 
 use crate::model::{Flags, FolderName, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
-use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use crate::store::{
+    Changes, FolderInfo, FolderStatus, NewMessages, Scope, Store, StoreError, StoreResult,
+};
 use action::PlanStep;
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
@@ -108,13 +110,20 @@ impl FolderJob {
     /// when its status tells (a folder synced before, UIDVALIDITY kept);
     /// `None` when the run may have to copy the whole folder.
     fn new_on_server(&self) -> Option<u64> {
+        self.new_messages().map(|new| new.count)
+    }
+
+    /// `new_on_server`, with the first UID they may have.
+    fn new_messages(&self) -> Option<NewMessages> {
         let (known, status) = (self.known.as_ref()?, self.far_status.as_ref()?);
         if known.far_validity != Some(status.validity) {
             return None;
         }
-        Some(u64::from(
-            status.uidnext?.saturating_sub(known.far_uidnext?),
-        ))
+        let from = known.far_uidnext?;
+        Some(NewMessages {
+            from,
+            count: u64::from(status.uidnext?.saturating_sub(from)),
+        })
     }
 }
 
@@ -162,6 +171,7 @@ fn read_far(
     (far_status, far_unchanged): (Option<&FolderStatus>, bool),
     known_modseq: Option<u64>,
     stored_validity: Option<u64>,
+    new: Option<NewMessages>,
 ) -> StoreResult<FarRead> {
     match (far_status, known_modseq, stored_validity) {
         (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, None)),
@@ -169,7 +179,7 @@ fn read_far(
         // only used while UIDVALIDITY holds, otherwise the folder is
         // re-paired from a full listing.
         (_, Some(modseq), Some(validity)) if !far_unchanged => {
-            let (status, changes) = far.select_and_list_changes(name, modseq, validity)?;
+            let (status, changes) = far.select_and_list_changes(name, modseq, validity, new)?;
             Ok((status, true, changes))
         }
         _ => Ok((far.select(name)?, true, None)),
@@ -563,6 +573,15 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// The server's new messages in `job`'s folder when this run copies new
+    /// server messages to the local side, so their bodies may be fetched
+    /// along with the change listing.
+    fn pulled_new(&self, job: &FolderJob) -> Option<NewMessages> {
+        let pulls = matches!(self.policy.direction, Direction::Both | Direction::Pull);
+        job.new_messages()
+            .filter(|_| pulls && self.policy.new && !self.options.dry_run)
+    }
+
     /// Syncs one folder. A folder-scoped error ends up in the report; an
     /// account-scoped one is returned as well, to end the run.
     fn run_folder(&mut self, job: &FolderJob) -> (FolderReport, Option<Abort>) {
@@ -800,6 +819,7 @@ impl<'a> Engine<'a> {
         let near_untouched = self.policy.mode == Mode::TwoWay
             && near_stamp.is_some()
             && known.is_some_and(|k| k.near_stamp == near_stamp);
+        let new = self.pulled_new(job);
         let (far_read, near_read) = if known_modseq.is_some() && !far_unchanged && near_untouched {
             // The local side is as the last run left it: ask the server what
             // changed first, then read only those messages.
@@ -809,6 +829,7 @@ impl<'a> Engine<'a> {
                 (far_status, far_unchanged),
                 known_modseq,
                 stored_far_validity,
+                new,
             )?;
             if let Some(known) = known {
                 check_uidnext(name, known, &far_read.0)?;
@@ -839,6 +860,7 @@ impl<'a> Engine<'a> {
                         (far_status, far_unchanged),
                         known_modseq,
                         stored_far_validity,
+                        new,
                     )
                 });
                 let near_read = near
