@@ -117,6 +117,16 @@ pub struct NewMessages {
     pub count: u64,
 }
 
+/// One folder of `list_changes_ahead`: the arguments its run will give
+/// `select_and_list_changes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangesAhead {
+    pub name: FolderName,
+    pub modseq: u64,
+    pub validity: u64,
+    pub new: Option<NewMessages>,
+}
+
 /// A local message's server copy as another sync tool recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreviousCopy {
@@ -332,6 +342,16 @@ pub trait Store: Send {
             None
         };
         Ok((status, changes))
+    }
+
+    /// Lists the changes of several folders at once, ahead of their runs on
+    /// this connection, which then take them from `select_and_list_changes`
+    /// called with the same arguments (an IMAP server gets every folder's
+    /// commands in one round trip). A folder's own failure waits for its
+    /// run; only an error of the connection is returned. Stores that gain
+    /// nothing from it do nothing.
+    fn list_changes_ahead(&mut self, _folders: &[ChangesAhead]) -> StoreResult<()> {
+        Ok(())
     }
 
     /// A value that changes whenever the folder's contents may have changed,

@@ -30,7 +30,8 @@ pub mod run_report;
 use crate::model::{Flags, FolderName, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
 use crate::store::{
-    Changes, FolderInfo, FolderStatus, NewMessages, Scope, Store, StoreError, StoreResult,
+    Changes, ChangesAhead, FolderInfo, FolderStatus, NewMessages, Scope, Store, StoreError,
+    StoreResult,
 };
 use action::PlanStep;
 use run_report::{
@@ -573,6 +574,40 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Asks the server for the change listings of every folder among `jobs`
+    /// that `read_both_sides` will list by its changes, all at once (one
+    /// round trip instead of one per folder), for runs that work the folders
+    /// one after the other on this connection.
+    fn list_changes_ahead(&mut self, jobs: &[FolderJob]) -> Result<(), Abort> {
+        let mut folders = Vec::new();
+        for job in jobs {
+            let Some(known) = job.known.as_ref().filter(|_| job.on_far && job.on_near) else {
+                continue;
+            };
+            let (Some(modseq), Some(validity)) = (known.far_highest_modseq, known.far_validity)
+            else {
+                continue;
+            };
+            if job.server_spelling.is_some()
+                || !self.change_only_possible()
+                || far_matches(known, job.far_status.as_ref())
+                || !self.state.intents(&job.name)?.is_empty()
+            {
+                continue;
+            }
+            folders.push(ChangesAhead {
+                name: job.name.clone(),
+                modseq,
+                validity,
+                new: self.pulled_new(job),
+            });
+        }
+        if folders.len() > 1 {
+            self.far.list_changes_ahead(&folders)?;
+        }
+        Ok(())
+    }
+
     /// The server's new messages in `job`'s folder when this run copies new
     /// server messages to the local side, so their bodies may be fetched
     /// along with the change listing.
@@ -643,6 +678,7 @@ impl<'a> Engine<'a> {
     }
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
+        self.list_changes_ahead(&discovery.jobs)?;
         for job in &discovery.jobs {
             self.stop_point()?;
             let (folder_report, abort) = self.run_folder(job);

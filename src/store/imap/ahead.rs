@@ -61,12 +61,18 @@ impl ImapStore {
     }
 
     /// Before `verb` is sent: reads what was sent ahead, and drops what was
-    /// read ahead if `verb` may change what those answers say.
-    pub(super) fn before_sending(&mut self, verb: &str) {
+    /// read ahead if `verb` may change what those answers say; selects the
+    /// folder worked in again if the connection has another selected (see
+    /// `changes_ahead`).
+    pub(super) fn before_sending(&mut self, verb: &str) -> Result<(), CommandFailure> {
         self.read_ahead();
         if !READ_ONLY.contains(&verb) {
             self.answered_ahead.clear();
         }
+        if verb == "SELECT" {
+            return Ok(());
+        }
+        self.reselect()
     }
 
     /// The answer of `command` if it was sent ahead; taken once.

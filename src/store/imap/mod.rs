@@ -9,6 +9,7 @@
 
 mod ahead;
 mod append_flags;
+mod changes_ahead;
 mod ext;
 pub use ext::is_keyword;
 mod list_status;
@@ -34,8 +35,9 @@ pub use session::round_trips_by_this_thread;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, FlagGroup, FolderInfo, FolderList, FolderStatus,
-    LineEnds, NewMessage, NewMessages, Role, Scope, StatusList, Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, ChangesAhead, FlagGroup, FolderInfo, FolderList,
+    FolderStatus, LineEnds, NewMessage, NewMessages, Role, Scope, StatusList, Store, StoreError,
+    StoreResult,
 };
 use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -167,6 +169,12 @@ pub struct ImapStore {
     /// The answer of a body fetch sent with the selected folder's change
     /// listing (see `select_and_list_changes`), for `fetch_bodies`.
     prefetched: Option<Vec<u8>>,
+    /// The folder selected on the connection, by wire name: after change
+    /// listings of several folders were read ahead, `selected` may name
+    /// another, which is selected again before any command is sent.
+    on_wire: Option<String>,
+    /// Change listings of several folders, read ahead (see `changes_ahead`).
+    listed_ahead: Vec<changes_ahead::ListedAhead>,
 }
 
 /// Receives each untagged response of `finish_raw`, unparsed, with the
@@ -303,6 +311,8 @@ impl ImapStore {
             sent_ahead: Vec::new(),
             answered_ahead: Vec::new(),
             prefetched: None,
+            on_wire: None,
+            listed_ahead: Vec::new(),
         };
         // Most servers announce the session's capabilities in the login's
         // answer (one round trip less); otherwise they are asked for.
@@ -382,7 +392,8 @@ impl ImapStore {
                 self.address
             )));
         }
-        self.before_sending("IDLE");
+        self.before_sending("IDLE")
+            .map_err(|f| f.in_session(&self.address, "IDLE"))?;
         self.listed_with_status = None;
         match self.session.idle(limit, &mut session::reports_change) {
             Ok(session::IdleEnd::Changed) => {
@@ -450,7 +461,8 @@ impl ImapStore {
                 self.address
             )));
         }
-        self.before_sending("IDLE");
+        self.before_sending("IDLE")
+            .map_err(|f| f.in_session(&self.address, "IDLE"))?;
         self.listed_with_status = None;
         let mut changed = Vec::new();
         let mut note = |response: &[u8]| match imap_proto::parser::parse_response(response) {
@@ -567,7 +579,7 @@ impl ImapStore {
         parts: &[Part<'_>],
         literal_limit: u64,
     ) -> Result<Pending, CommandFailure> {
-        self.before_sending(verb);
+        self.before_sending(verb)?;
         self.send_now(verb, parts, literal_limit)
     }
 
@@ -833,6 +845,7 @@ impl ImapStore {
             ));
         }
         status.validity = u64::from(validity);
+        self.on_wire = Some(wire.clone());
         self.selected = Some(Selected {
             name: name.clone(),
             wire,
@@ -936,21 +949,14 @@ impl ImapStore {
         Ok(())
     }
 
-    /// The body fetch sent along with a change listing, and the largest
-    /// piece of a body it asks for: the first `limit` bytes of each new
-    /// message, so that all of them together stay within this connection's
-    /// fetch budget; a longer message is fetched whole when wanted. `None`
-    /// when too many are new for pieces worth reading ahead.
-    fn prefetch_command(&self, new: Option<NewMessages>) -> Option<(String, u64)> {
-        let new = new.filter(|new| new.count > 0 && new.from > 0)?;
+    /// The largest piece of each of `count` new messages worth fetching
+    /// along with a change listing: all of them together stay within this
+    /// connection's fetch budget, and a longer message is fetched whole
+    /// when wanted. `None` when too many are new for pieces worth reading.
+    fn prefetch_limit(&self, count: u64) -> Option<u64> {
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
-        let limit = budget / new.count;
-        (limit >= MIN_PREFETCH_BYTES).then(|| {
-            (
-                format!("UID FETCH {}:* (UID BODY.PEEK[]<0.{limit}>)", new.from),
-                limit,
-            )
-        })
+        let limit = budget / count.max(1);
+        (limit >= MIN_PREFETCH_BYTES).then_some(limit)
     }
 
     /// Hands `sink` the bodies among `uids` that a prefetch (see
@@ -1756,6 +1762,7 @@ impl Store for ImapStore {
         let wire = self.wire_name(name)?;
         // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
         self.selected = None;
+        self.on_wire = None;
         self.sizes.clear();
         self.prefetched = None;
         let data = self
@@ -1775,59 +1782,16 @@ impl Store for ImapStore {
         validity: u64,
         new: Option<NewMessages>,
     ) -> StoreResult<(FolderStatus, Option<Changes>)> {
-        if !self.caps.condstore {
-            return Err(StoreError::Unsupported("CONDSTORE".into()));
+        if let Some(read) = self.take_listed_ahead(name, modseq, validity) {
+            return read;
         }
-        let wire = self.wire_name(name)?;
-        self.selected = None;
-        self.sizes.clear();
-        self.prefetched = None;
-        self.listed_with_status = None;
-        let select = self
-            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
-            .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let command = self.changes_command(modseq);
-        let verb = format!("UID FETCH in `{name}`");
-        let fetch = self
-            .send_raw(&verb, &[Part::Text(&command)], 0)
-            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
-        let bodies = match self.prefetch_command(new) {
-            Some((command, limit)) => Some(
-                self.send_raw(&verb, &[Part::Text(&command)], limit)
-                    .map_err(|f| f.in_folder(name, "UID FETCH"))?,
-            ),
-            None => None,
-        };
-        let selected = self
-            .finish_whole_answer(select)
-            .map_err(|f| f.in_folder(name, "SELECT"))
-            .and_then(|data| self.selected_from(name, wire, &data));
-        let status = match selected {
-            Ok(status) if status.validity == validity && status.messages > 0 => status,
-            other => {
-                // Refused after a failed SELECT, or not wanted.
-                self.discard(fetch);
-                if let Some(bodies) = bodies {
-                    self.discard(bodies);
-                }
-                let status = other?;
-                // `1:*` on an empty folder is an error on some servers.
-                let changes = (status.validity == validity).then(Changes::default);
-                return Ok((status, changes));
-            }
-        };
-        let mut early = Vec::new();
-        let listing = self.finish_listing(fetch, &command, bodies.as_ref().map(|_| &mut early));
-        // Bodies that cannot be read ahead are fetched when wanted.
-        self.prefetched = match bodies.map(|pending| self.finish_whole_answer(pending)) {
-            Some(Ok(data)) => {
-                early.extend_from_slice(&data);
-                Some(early)
-            }
-            Some(Err(CommandFailure::Broken(e))) => return Err(e),
-            Some(Err(CommandFailure::Refused(_))) | None => None,
-        };
-        Ok((status, Some(self.changes_from(listing?))))
+        let limit = self.prefetch_limit(new.map_or(0, |new| new.count));
+        let sent = self.send_change_listing(name, modseq, new, limit)?;
+        self.finish_change_listing(sent, validity)
+    }
+
+    fn list_changes_ahead(&mut self, folders: &[ChangesAhead]) -> StoreResult<()> {
+        self.changes_of_all(folders)
     }
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {

@@ -11,7 +11,7 @@ use super::{round_trips_by_this_thread, ImapConfig, ImapStore, Secret};
 use crate::auth::AuthMethod;
 use crate::model::{FolderName, MsgKey};
 use crate::store::net::{ServerConfig, TlsMode};
-use crate::store::{NewMessages, Scope, Store, StoreError};
+use crate::store::{ChangesAhead, NewMessages, Scope, Store, StoreError};
 
 const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC NAMESPACE";
 
@@ -173,4 +173,84 @@ fn a_folder_refused_between_two_others_fails_alone_and_each_costs_one_round_trip
         ["ENABLE QR", "NAMESPACE", "LIST \"\" \""],
         "{received:#?}"
     );
+}
+
+#[test]
+fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let new = Some(NewMessages { from: 2, count: 1 });
+    let folders: Vec<ChangesAhead> = ["Mail", REFUSED, "Later"]
+        .iter()
+        .map(|folder| ChangesAhead {
+            name: FolderName::parse(folder).expect("name"),
+            modseq: 10,
+            validity: 7,
+            new,
+        })
+        .collect();
+    let before = round_trips_by_this_thread();
+    store
+        .list_changes_ahead(&folders)
+        .expect("the connection holds");
+    assert_eq!(round_trips_by_this_thread() - before, 1, "all in one");
+
+    let mut bodies = Vec::new();
+    let mut refused = Vec::new();
+    for folder in &folders {
+        let read = store.select_and_list_changes(&folder.name, 10, 7, new);
+        let (status, changes) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                refused.push(e);
+                continue;
+            }
+        };
+        assert_eq!(status.validity, 7, "{}", folder.name);
+        let changes = changes.expect("a change listing");
+        assert_eq!(changes.changed.len(), 1, "{}", folder.name);
+        store
+            .fetch_bodies(&[MsgKey::uid(2)], &mut |key, body| {
+                let text = body.to_wire().expect("body");
+                bodies.push((folder.name.to_string(), key.clone(), text));
+                Ok(())
+            })
+            .expect("bodies");
+    }
+    // Nothing was asked again: the refused folder failed from what was
+    // read ahead, the others took their listings and bodies from it.
+    assert_eq!(round_trips_by_this_thread() - before, 1);
+    // The connection is still in step: a listing asked anew is answered.
+    let mail = FolderName::parse("Mail").expect("name");
+    let (status, _) = store
+        .select_and_list_changes(&mail, 10, 7, None)
+        .expect("listed anew");
+    assert_eq!(status.validity, 7);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+
+    match refused.as_slice() {
+        [e @ StoreError::Folder { .. }] => {
+            assert_eq!(e.scope(), Scope::Folder);
+            assert!(e.to_string().contains(REFUSED), "{e}");
+        }
+        other => panic!("the refused folder's error alone: {other:?}"),
+    }
+    let hello = b"hello".to_vec();
+    assert_eq!(
+        bodies,
+        vec![
+            ("Mail".to_string(), MsgKey::uid(2), hello.clone()),
+            ("Later".to_string(), MsgKey::uid(2), hello)
+        ]
+    );
+    // Every folder's three commands went out before any answer was read.
+    let selects: Vec<usize> = received
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with("SELECT"))
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(selects, [4, 7, 10, 13], "{received:#?}");
 }
