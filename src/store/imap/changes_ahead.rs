@@ -70,7 +70,14 @@ impl ImapStore {
             .map_err(|f| f.in_folder(name, "UID FETCH"))?;
         let bodies = match (new.filter(|new| new.count > 0 && new.from > 0), limit) {
             (Some(new), Some(limit)) => {
-                let command = format!("UID FETCH {}:* (UID BODY.PEEK[]<0.{limit}>)", new.from);
+                // Only the UIDs the status counted: however many arrive
+                // meanwhile, the answer stays within the budget.
+                let last = u64::from(new.from) + new.count - 1;
+                let command = format!(
+                    "UID FETCH {}:{} (UID BODY.PEEK[]<0.{limit}>)",
+                    new.from,
+                    last.min(u64::from(u32::MAX))
+                );
                 Some(
                     self.send_raw(&verb, &[Part::Text(&command)], limit)
                         .map_err(|f| f.in_folder(name, "UID FETCH"))?,

@@ -98,7 +98,7 @@ const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
 
 /// Smallest piece of each new message worth fetching along with a change
-/// listing (`prefetch_command`): most mail is smaller.
+/// listing (`prefetch_limit`): most mail is smaller.
 const MIN_PREFETCH_BYTES: u64 = 16 << 10;
 
 /// Largest answer to one command that is kept whole; listings and headers
@@ -960,7 +960,7 @@ impl ImapStore {
     }
 
     /// Hands `sink` the bodies among `uids` that a prefetch (see
-    /// `prefetch_command`) brought whole: a piece as long as the size the
+    /// `prefetch_limit`) brought whole: a piece as long as the size the
     /// listing gave. Returns their UIDs.
     fn deliver_prefetched(
         &mut self,
@@ -1862,7 +1862,11 @@ impl Store for ImapStore {
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         let mut uids = self.uids_of(keys)?;
         if let Some(data) = self.prefetched.take() {
-            let delivered = self.deliver_prefetched(&uids, &data, sink)?;
+            let delivered = self.deliver_prefetched(&uids, &data, sink);
+            // Kept for a later batch of the same folder, until another is
+            // selected.
+            self.prefetched = Some(data);
+            let delivered = delivered?;
             uids.retain(|uid| !delivered.contains(uid));
         }
         let unknown: Vec<u32> = uids

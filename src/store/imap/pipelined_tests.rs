@@ -72,7 +72,7 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
                     "* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 5 MODSEQ (20) \
                      INTERNALDATE \"01-Jan-2024 10:00:00 +0000\")\r\n{tag} OK done\r\n"
                 )
-            } else if command.starts_with("UID FETCH 2:* (UID BODY.PEEK[]<0.") {
+            } else if command.starts_with("UID FETCH 2:2 (UID BODY.PEEK[]<0.") {
                 format!("* 2 FETCH (UID 2 BODY[]<0> {{5}}\r\nhello)\r\n{tag} OK done\r\n")
             } else if command.starts_with("LOGOUT") {
                 break;
