@@ -157,27 +157,45 @@ impl ImapStore {
             // A folder that cannot even be asked is asked again by its run.
             match self.send_change_listing(&folder.name, folder.modseq, folder.new, limit) {
                 Ok(listing) => sent.push((folder, listing)),
-                Err(e) if e.scope() == Scope::Account => return Err(e),
+                Err(e) if e.scope() == Scope::Account => {
+                    // Answers of listings sent before it would be taken for
+                    // the next command's: nothing more is sent.
+                    self.broken.get_or_insert_with(|| e.to_string());
+                    return Err(e);
+                }
                 Err(_) => {}
             }
         }
         for (folder, listing) in sent {
             let read = self.finish_change_listing(listing, folder.validity);
-            if matches!(&read, Err(e) if e.scope() == Scope::Account) {
-                self.listed_ahead.clear();
-                return read.map(|_| ());
+            if let Err(e) = &read {
+                if e.scope() == Scope::Account {
+                    self.listed_ahead.clear();
+                    self.broken.get_or_insert_with(|| e.to_string());
+                    return read.map(|_| ());
+                }
             }
-            self.listed_ahead.push(ListedAhead {
-                name: folder.name.clone(),
-                modseq: folder.modseq,
-                validity: folder.validity,
-                read,
-                selected: self.selected.take(),
-                sizes: std::mem::take(&mut self.sizes),
-                prefetched: self.prefetched.take(),
-            });
+            let listed = self.listed(folder, read);
+            self.listed_ahead.push(listed);
         }
         Ok(())
+    }
+
+    /// What reading `folder`'s listing left, kept for its run.
+    fn listed(
+        &mut self,
+        folder: &ChangesAhead,
+        read: StoreResult<(FolderStatus, Option<Changes>)>,
+    ) -> ListedAhead {
+        ListedAhead {
+            name: folder.name.clone(),
+            modseq: folder.modseq,
+            validity: folder.validity,
+            read,
+            selected: self.selected.take(),
+            sizes: std::mem::take(&mut self.sizes),
+            prefetched: self.prefetched.take(),
+        }
     }
 
     /// The change listing of `name` read ahead for these arguments, if there
