@@ -109,6 +109,24 @@ pub struct Changes {
     pub vanished: Option<Vec<MsgKey>>,
 }
 
+/// The messages a folder holds beyond those the last run saw, by its status:
+/// `count` of them, from UID `from` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NewMessages {
+    pub from: u32,
+    pub count: u64,
+}
+
+/// One folder of `list_changes_ahead`: the arguments its run will give
+/// `select_and_list_changes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangesAhead {
+    pub name: FolderName,
+    pub modseq: u64,
+    pub validity: u64,
+    pub new: Option<NewMessages>,
+}
+
 /// A local message's server copy as another sync tool recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreviousCopy {
@@ -308,12 +326,14 @@ pub trait Store: Send {
     /// `select`, then `list_changes(modseq)` when the folder's UIDVALIDITY is
     /// still `validity` (`None` otherwise: the folder must be listed whole).
     /// A store may ask for both at once (an IMAP server gets both commands
-    /// in one round trip).
+    /// in one round trip), and for the bodies of the `new` messages too, so
+    /// that `fetch_bodies` of them needs no round trip of its own.
     fn select_and_list_changes(
         &mut self,
         name: &FolderName,
         modseq: u64,
         validity: u64,
+        _new: Option<NewMessages>,
     ) -> StoreResult<(FolderStatus, Option<Changes>)> {
         let status = self.select(name)?;
         let changes = if status.validity == validity {
@@ -322,6 +342,16 @@ pub trait Store: Send {
             None
         };
         Ok((status, changes))
+    }
+
+    /// Lists the changes of several folders at once, ahead of their runs on
+    /// this connection, which then take them from `select_and_list_changes`
+    /// called with the same arguments (an IMAP server gets every folder's
+    /// commands in one round trip). A folder's own failure waits for its
+    /// run; only an error of the connection is returned. Stores that gain
+    /// nothing from it do nothing.
+    fn list_changes_ahead(&mut self, _folders: &[ChangesAhead]) -> StoreResult<()> {
+        Ok(())
     }
 
     /// A value that changes whenever the folder's contents may have changed,

@@ -29,7 +29,10 @@ pub mod run_report;
 
 use crate::model::{Flags, FolderName, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
-use crate::store::{Changes, FolderInfo, FolderStatus, Scope, Store, StoreError, StoreResult};
+use crate::store::{
+    Changes, ChangesAhead, FolderInfo, FolderStatus, NewMessages, Scope, Store, StoreError,
+    StoreResult,
+};
 use action::PlanStep;
 use run_report::{
     AccountReport, ExitStatus, FolderOutcome, FolderReport, Observer, Signal, Stop, INTERRUPTED,
@@ -108,13 +111,20 @@ impl FolderJob {
     /// when its status tells (a folder synced before, UIDVALIDITY kept);
     /// `None` when the run may have to copy the whole folder.
     fn new_on_server(&self) -> Option<u64> {
+        self.new_messages().map(|new| new.count)
+    }
+
+    /// `new_on_server`, with the first UID they may have.
+    fn new_messages(&self) -> Option<NewMessages> {
         let (known, status) = (self.known.as_ref()?, self.far_status.as_ref()?);
         if known.far_validity != Some(status.validity) {
             return None;
         }
-        Some(u64::from(
-            status.uidnext?.saturating_sub(known.far_uidnext?),
-        ))
+        let from = known.far_uidnext?;
+        Some(NewMessages {
+            from,
+            count: u64::from(status.uidnext?.saturating_sub(from)),
+        })
     }
 }
 
@@ -162,6 +172,7 @@ fn read_far(
     (far_status, far_unchanged): (Option<&FolderStatus>, bool),
     known_modseq: Option<u64>,
     stored_validity: Option<u64>,
+    new: Option<NewMessages>,
 ) -> StoreResult<FarRead> {
     match (far_status, known_modseq, stored_validity) {
         (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, None)),
@@ -169,7 +180,7 @@ fn read_far(
         // only used while UIDVALIDITY holds, otherwise the folder is
         // re-paired from a full listing.
         (_, Some(modseq), Some(validity)) if !far_unchanged => {
-            let (status, changes) = far.select_and_list_changes(name, modseq, validity)?;
+            let (status, changes) = far.select_and_list_changes(name, modseq, validity, new)?;
             Ok((status, true, changes))
         }
         _ => Ok((far.select(name)?, true, None)),
@@ -563,6 +574,49 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Asks the server for the change listings of every folder among `jobs`
+    /// that `read_both_sides` will list by its changes, all at once (one
+    /// round trip instead of one per folder), for runs that work the folders
+    /// one after the other on this connection.
+    fn list_changes_ahead(&mut self, jobs: &[FolderJob]) -> Result<(), Abort> {
+        let mut folders = Vec::new();
+        for job in jobs {
+            let Some(known) = job.known.as_ref().filter(|_| job.on_far && job.on_near) else {
+                continue;
+            };
+            let (Some(modseq), Some(validity)) = (known.far_highest_modseq, known.far_validity)
+            else {
+                continue;
+            };
+            if job.server_spelling.is_some()
+                || !self.change_only_possible()
+                || far_matches(known, job.far_status.as_ref())
+                || !self.state.intents(&job.name)?.is_empty()
+            {
+                continue;
+            }
+            folders.push(ChangesAhead {
+                name: job.name.clone(),
+                modseq,
+                validity,
+                new: self.pulled_new(job),
+            });
+        }
+        if folders.len() > 1 {
+            self.far.list_changes_ahead(&folders)?;
+        }
+        Ok(())
+    }
+
+    /// The server's new messages in `job`'s folder when this run copies new
+    /// server messages to the local side, so their bodies may be fetched
+    /// along with the change listing.
+    fn pulled_new(&self, job: &FolderJob) -> Option<NewMessages> {
+        let pulls = matches!(self.policy.direction, Direction::Both | Direction::Pull);
+        job.new_messages()
+            .filter(|_| pulls && self.policy.new && !self.options.dry_run)
+    }
+
     /// Syncs one folder. A folder-scoped error ends up in the report; an
     /// account-scoped one is returned as well, to end the run.
     fn run_folder(&mut self, job: &FolderJob) -> (FolderReport, Option<Abort>) {
@@ -624,6 +678,7 @@ impl<'a> Engine<'a> {
     }
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
+        self.list_changes_ahead(&discovery.jobs)?;
         for job in &discovery.jobs {
             self.stop_point()?;
             let (folder_report, abort) = self.run_folder(job);
@@ -800,6 +855,7 @@ impl<'a> Engine<'a> {
         let near_untouched = self.policy.mode == Mode::TwoWay
             && near_stamp.is_some()
             && known.is_some_and(|k| k.near_stamp == near_stamp);
+        let new = self.pulled_new(job);
         let (far_read, near_read) = if known_modseq.is_some() && !far_unchanged && near_untouched {
             // The local side is as the last run left it: ask the server what
             // changed first, then read only those messages.
@@ -809,6 +865,7 @@ impl<'a> Engine<'a> {
                 (far_status, far_unchanged),
                 known_modseq,
                 stored_far_validity,
+                new,
             )?;
             if let Some(known) = known {
                 check_uidnext(name, known, &far_read.0)?;
@@ -839,6 +896,7 @@ impl<'a> Engine<'a> {
                         (far_status, far_unchanged),
                         known_modseq,
                         stored_far_validity,
+                        new,
                     )
                 });
                 let near_read = near

@@ -2,6 +2,7 @@
 //! instances started by `mailsync_sandbox`, or against the built CLI; only
 //! `hostile` scripts a server, to send what no real server would.
 mod adopt;
+mod change_run;
 mod cli;
 mod command_line;
 mod compress;

@@ -4,7 +4,6 @@
 
 use imap_proto::{AttributeValue, UidSetMember};
 
-use super::session::Part;
 use super::wire::{parse_responses, uid_sets};
 use super::{fetched, utf7, CommandFailure, ImapStore, Staged};
 use crate::model::{Flags, MsgKey};
@@ -16,8 +15,8 @@ use std::collections::BTreeMap;
 const MULTIAPPEND_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Most messages in one MULTIAPPEND, keeping the APPENDUID set short.
 const MULTIAPPEND_MAX_MESSAGES: usize = 1000;
-/// A NAMESPACE answer names a few prefixes; a literal in it is never large.
-const NAMESPACE_MAX_LITERAL: u64 = 64 * 1024;
+/// The command asking for the namespaces (RFC 2342).
+pub(super) const NAMESPACE: &str = "NAMESPACE";
 
 /// The personal namespace as the server announces it: the prefix decoded from
 /// modified UTF-7 (with its trailing delimiter, as sent) and the delimiter.
@@ -36,26 +35,17 @@ impl ImapStore {
         if !self.server_caps().has("NAMESPACE") {
             return Ok(None);
         }
-        let mut lines = Vec::new();
-        let answer = self.exchange_raw(
-            "NAMESPACE",
-            &[Part::Text("NAMESPACE")],
-            NAMESPACE_MAX_LITERAL,
-            &mut |raw, _| {
-                lines.push(raw.to_vec());
-                Ok(())
-            },
-        );
-        match answer {
-            Ok(_) => {}
+        // Usually sent right behind the login (see `ahead`).
+        let data = match self.run("NAMESPACE", NAMESPACE) {
+            Ok(data) => data,
             // A server that refuses NAMESPACE has no namespace to tell.
             Err(CommandFailure::Refused(_)) => return Ok(None),
             Err(CommandFailure::Broken(e)) => return Err(e),
-        }
+        };
         let address = &self.address;
-        let Some((prefix, delimiter)) = lines
-            .iter()
-            .find_map(|line| parse_namespace_line(&String::from_utf8_lossy(line)))
+        let Some((prefix, delimiter)) = String::from_utf8_lossy(&data)
+            .split("\r\n")
+            .find_map(parse_namespace_line)
         else {
             return Ok(None);
         };

@@ -111,6 +111,14 @@ impl ImapStore {
         })
     }
 
+    /// The LIST that `folders` sends: a LIST-STATUS with CONDSTORE (see
+    /// there), else a plain LIST.
+    pub(super) fn folders_command(&self) -> String {
+        self.list_status_command()
+            .filter(|_| self.server.condstore())
+            .unwrap_or_else(|| PLAIN_LIST.to_string())
+    }
+
     /// `Store::list_folders` for IMAP. With CONDSTORE the engine asks for the
     /// statuses right after the list, so the list is a LIST-STATUS whose answer
     /// `statuses` then reads instead of asking again: one round trip less.
@@ -120,7 +128,7 @@ impl ImapStore {
         let with_status = self
             .list_status_command()
             .filter(|_| self.server.condstore());
-        let command = with_status.as_deref().unwrap_or(PLAIN_LIST).to_string();
+        let command = self.folders_command();
         let data = match self.listed_with_status.take() {
             Some(data) if with_status.is_some() => data,
             _ => self

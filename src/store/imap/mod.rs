@@ -7,7 +7,9 @@
 //! on an untagged NO during SELECT, lost data on NO during FETCH, unquoted
 //! mailbox names, no modified UTF-7).
 
+mod ahead;
 mod append_flags;
+mod changes_ahead;
 mod ext;
 pub use ext::is_keyword;
 mod list_status;
@@ -28,12 +30,14 @@ use imap_proto::{
 pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
 pub use namespace::NamespaceSetting;
+pub use session::round_trips_by_this_thread;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, FlagGroup, FolderInfo, FolderList, FolderStatus,
-    LineEnds, NewMessage, Role, Scope, StatusList, Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, Changes, ChangesAhead, FlagGroup, FolderInfo, FolderList,
+    FolderStatus, LineEnds, NewMessage, NewMessages, Role, Scope, StatusList, Store, StoreError,
+    StoreResult,
 };
 use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -92,6 +96,10 @@ const MIN_BATCH_BYTES: u64 = 4096;
 /// single connection fetches up to 4 MiB per round trip.
 const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
+
+/// Smallest piece of each new message worth fetching along with a change
+/// listing (`prefetch_limit`): most mail is smaller.
+const MIN_PREFETCH_BYTES: u64 = 16 << 10;
 
 /// Largest answer to one command that is kept whole; listings and headers
 /// are read one response at a time, and a batch of bodies stays within the
@@ -154,9 +162,22 @@ pub struct ImapStore {
     /// An APPEND on this connection kept every flag it was given, so later
     /// ones are not checked (see `restore_dropped_flags`).
     append_keeps_flags: bool,
+    /// Commands sent right behind the login, and their answers once read
+    /// (see `ahead`).
+    sent_ahead: Vec<ahead::SentAhead>,
+    answered_ahead: Vec<ahead::ReadAhead>,
+    /// The answer of a body fetch sent with the selected folder's change
+    /// listing (see `select_and_list_changes`), for `fetch_bodies`.
+    prefetched: Option<Vec<u8>>,
+    /// The folder selected on the connection, by wire name: after change
+    /// listings of several folders were read ahead, `selected` may name
+    /// another, which is selected again before any command is sent.
+    on_wire: Option<String>,
+    /// Change listings of several folders, read ahead (see `changes_ahead`).
+    listed_ahead: Vec<changes_ahead::ListedAhead>,
 }
 
-/// Receives each untagged response of `exchange_raw`, unparsed, with the
+/// Receives each untagged response of `finish_raw`, unparsed, with the
 /// selection it may count into.
 type RawEach<'a> = dyn FnMut(&[u8], &mut Option<Selected>) -> StoreResult<()> + 'a;
 
@@ -287,6 +308,11 @@ impl ImapStore {
             notify_set: false,
             prefix: None,
             append_keeps_flags: false,
+            sent_ahead: Vec::new(),
+            answered_ahead: Vec::new(),
+            prefetched: None,
+            on_wire: None,
+            listed_ahead: Vec::new(),
         };
         // Most servers announce the session's capabilities in the login's
         // answer (one round trip less); otherwise they are asked for.
@@ -316,13 +342,17 @@ impl ImapStore {
             ..Caps::default()
         };
         store.server = server;
+        // What every run asks first goes out together, answers read when
+        // first wanted (see `ahead`): QRESYNC must be enabled before it is
+        // used (RFC 7162 3.2.3), a refusal turns it off before any listing.
         if store.caps.qresync {
-            // QRESYNC must be enabled before it is used (RFC 7162 3.2.3); a
-            // server that refuses simply keeps the full listing path.
-            if store.run("ENABLE", "ENABLE QRESYNC").is_err() {
-                store.caps.qresync = false;
-            }
+            store.send_ahead("ENABLE", ahead::ENABLE_QRESYNC);
         }
+        if store.server.has("NAMESPACE") {
+            store.send_ahead("NAMESPACE", ext::NAMESPACE);
+        }
+        let list = store.folders_command();
+        store.send_ahead("LIST", &list);
         Ok(store)
     }
 
@@ -362,6 +392,8 @@ impl ImapStore {
                 self.address
             )));
         }
+        self.before_sending("IDLE")
+            .map_err(|f| f.in_session(&self.address, "IDLE"))?;
         self.listed_with_status = None;
         match self.session.idle(limit, &mut session::reports_change) {
             Ok(session::IdleEnd::Changed) => {
@@ -429,6 +461,8 @@ impl ImapStore {
                 self.address
             )));
         }
+        self.before_sending("IDLE")
+            .map_err(|f| f.in_session(&self.address, "IDLE"))?;
         self.listed_with_status = None;
         let mut changed = Vec::new();
         let mut note = |response: &[u8]| match imap_proto::parser::parse_response(response) {
@@ -480,8 +514,12 @@ impl ImapStore {
         Ok(delimiter)
     }
 
-    /// Sends one command and returns its complete response, tagged line included.
+    /// Sends one command and returns its complete response, tagged line
+    /// included; the answer of the same command sent ahead, if there is one.
     fn run(&mut self, verb: &str, command: &str) -> Result<Vec<u8>, CommandFailure> {
+        if let Some(answer) = self.take_ahead(command) {
+            return answer;
+        }
         self.run_parts(verb, &[Part::Text(command)], MAX_LITERAL_BYTES)
     }
 
@@ -534,23 +572,19 @@ impl ImapStore {
         })
     }
 
-    /// Sends a command and hands each untagged response to `each` as
-    /// received, unparsed (for answers imap-proto does not know, such as
-    /// NAMESPACE). Marks the session unusable when the conversation fell out
-    /// of step. Returns the tagged OK.
-    fn exchange_raw(
+    /// Sends a command whose answer `finish_raw` reads later (pipelining).
+    fn send_raw(
         &mut self,
         verb: &str,
         parts: &[Part<'_>],
         literal_limit: u64,
-        each: &mut RawEach<'_>,
-    ) -> Result<Vec<u8>, CommandFailure> {
-        let pending = self.send_raw(verb, parts, literal_limit)?;
-        self.finish_raw(pending, each)
+    ) -> Result<Pending, CommandFailure> {
+        self.before_sending(verb)?;
+        self.send_now(verb, parts, literal_limit)
     }
 
-    /// Sends a command whose answer `finish_raw` reads later (pipelining).
-    fn send_raw(
+    /// `send_raw` without reading what was sent ahead first.
+    fn send_now(
         &mut self,
         verb: &str,
         parts: &[Part<'_>],
@@ -569,7 +603,10 @@ impl ImapStore {
             .map_err(|err| self.failure(err))
     }
 
-    /// Reads the answer of a command sent with `send_raw`, as `exchange_raw`.
+    /// Reads the answer of a command sent with `send_raw`, handing each
+    /// untagged response to `each` as received, unparsed (for answers
+    /// imap-proto does not know). Marks the session unusable when the
+    /// conversation fell out of step. Returns the tagged OK.
     fn finish_raw(
         &mut self,
         pending: Pending,
@@ -687,22 +724,33 @@ impl ImapStore {
     /// 60 000-message folder's answer parsed whole took 130 MB.
     fn read_listing(&mut self, command: &str) -> StoreResult<Listing> {
         let pending = self.send_fetch(command, 0)?;
-        self.finish_listing(pending, command)
+        self.finish_listing(pending, command, None)
     }
 
     /// Reads the answer of the listing FETCH `command`, sent as `pending`. A
-    /// refusal is handled as `fetch_each` does.
-    fn finish_listing(&mut self, pending: Pending, command: &str) -> StoreResult<Listing> {
+    /// refusal is handled as `fetch_each` does. With a body fetch sent
+    /// behind it, the server may send bodies before the listing ends (it may
+    /// run both at once): those responses go to `bodies`, raw.
+    fn finish_listing(
+        &mut self,
+        pending: Pending,
+        command: &str,
+        mut bodies: Option<&mut Vec<u8>>,
+    ) -> StoreResult<Listing> {
         let folder = self.selected_name()?;
         let mut listing = Listing {
             exists: self.selected()?.exists,
             ..Listing::default()
         };
-        let mut add = |raw: &[u8], r: Option<&Response<'_>>| match r {
-            Some(r) => listing
+        let mut add = |raw: &[u8], r: Option<&Response<'_>>| match (r, bodies.as_deref_mut()) {
+            (Some(r), Some(bodies)) if carries_body(r) => {
+                bodies.extend_from_slice(raw);
+                Ok(())
+            }
+            (Some(r), _) => listing
                 .add(r)
                 .map_err(|why| StoreError::folder(&folder, why)),
-            None => Err(unparsable(raw)),
+            (None, _) => Err(unparsable(raw)),
         };
         match self.finish_each(pending, &mut add) {
             Ok(_) => {}
@@ -783,6 +831,7 @@ impl ImapStore {
             ));
         }
         status.validity = u64::from(validity);
+        self.on_wire = Some(wire.clone());
         self.selected = Some(Selected {
             name: name.clone(),
             wire,
@@ -884,6 +933,45 @@ impl ImapStore {
             }
         }
         Ok(())
+    }
+
+    /// The largest piece of each of `count` new messages worth fetching
+    /// along with a change listing: all of them together stay within this
+    /// connection's fetch budget, and a longer message is fetched whole
+    /// when wanted. `None` when too many are new for pieces worth reading.
+    fn prefetch_limit(&self, count: u64) -> Option<u64> {
+        let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
+        let limit = budget / count.max(1);
+        (limit >= MIN_PREFETCH_BYTES).then_some(limit)
+    }
+
+    /// Hands `sink` the bodies among `uids` that a prefetch (see
+    /// `prefetch_limit`) brought whole: a piece as long as the size the
+    /// listing gave. Returns their UIDs.
+    fn deliver_prefetched(
+        &mut self,
+        uids: &[u32],
+        data: &[u8],
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<HashSet<u32>> {
+        let responses = parse_responses(data)?;
+        let mut wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut delivered = HashSet::new();
+        for (uid, attrs) in fetched(&responses) {
+            // Each once, whatever the server sent twice.
+            if !wanted.remove(&uid) {
+                continue;
+            }
+            let Some(Some(body)) = body_section(attrs, Some(0)) else {
+                continue;
+            };
+            if self.sizes.get(&uid) != Some(&(body.len() as u64)) {
+                continue;
+            }
+            sink(&MsgKey::uid(uid), Body::Bytes(body))?;
+            delivered.insert(uid);
+        }
+        Ok(delivered)
     }
 
     /// Sends a UID FETCH on the selected folder whose answer `fetch_answer`
@@ -1445,6 +1533,12 @@ fn body_section<'r>(
     })
 }
 
+/// Whether a response is a FETCH that carries message text.
+fn carries_body(response: &Response<'_>) -> bool {
+    matches!(response, Response::Fetch(_, attrs)
+        if attrs.iter().any(|a| matches!(a, AttributeValue::BodySection { .. })))
+}
+
 /// What `run_each` hands every untagged response to: the raw response and
 /// imap-proto's reading of it (`None`: one that `wire::read_here` leaves to
 /// the caller).
@@ -1687,7 +1781,9 @@ impl Store for ImapStore {
         let wire = self.wire_name(name)?;
         // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
         self.selected = None;
+        self.on_wire = None;
         self.sizes.clear();
+        self.prefetched = None;
         let data = self
             .run("SELECT", &self.select_command(&wire))
             .map_err(|f| f.in_folder(name, "SELECT"))?;
@@ -1703,44 +1799,18 @@ impl Store for ImapStore {
         name: &FolderName,
         modseq: u64,
         validity: u64,
+        new: Option<NewMessages>,
     ) -> StoreResult<(FolderStatus, Option<Changes>)> {
-        if !self.caps.condstore {
-            return Err(StoreError::Unsupported("CONDSTORE".into()));
+        if let Some(read) = self.take_listed_ahead(name, modseq, validity) {
+            return read;
         }
-        let wire = self.wire_name(name)?;
-        self.selected = None;
-        self.sizes.clear();
-        self.listed_with_status = None;
-        let select = self
-            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
-            .map_err(|f| f.in_folder(name, "SELECT"))?;
-        let command = self.changes_command(modseq);
-        let verb = format!("UID FETCH in `{name}`");
-        let fetch = self
-            .send_raw(&verb, &[Part::Text(&command)], 0)
-            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
-        let selected = self
-            .finish_whole_answer(select)
-            .map_err(|f| f.in_folder(name, "SELECT"))
-            .and_then(|data| self.selected_from(name, wire, &data));
-        let status = match selected {
-            Ok(status) => status,
-            Err(e) => {
-                self.discard(fetch);
-                return Err(e);
-            }
-        };
-        if status.validity != validity {
-            self.discard(fetch);
-            return Ok((status, None));
-        }
-        // `1:*` on an empty folder is an error on some servers.
-        if status.messages == 0 {
-            self.discard(fetch);
-            return Ok((status, Some(Changes::default())));
-        }
-        let listing = self.finish_listing(fetch, &command)?;
-        Ok((status, Some(self.changes_from(listing))))
+        let limit = self.prefetch_limit(new.map_or(0, |new| new.count));
+        let sent = self.send_change_listing(name, modseq, new, limit)?;
+        self.finish_change_listing(sent, validity)
+    }
+
+    fn list_changes_ahead(&mut self, folders: &[ChangesAhead]) -> StoreResult<()> {
+        self.changes_of_all(folders)
     }
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
@@ -1809,7 +1879,15 @@ impl Store for ImapStore {
     }
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
-        let uids = self.uids_of(keys)?;
+        let mut uids = self.uids_of(keys)?;
+        if let Some(data) = self.prefetched.take() {
+            let delivered = self.deliver_prefetched(&uids, &data, sink);
+            // Kept for a later batch of the same folder, until another is
+            // selected.
+            self.prefetched = Some(data);
+            let delivered = delivered?;
+            uids.retain(|uid| !delivered.contains(uid));
+        }
         let unknown: Vec<u32> = uids
             .iter()
             .copied()
@@ -2033,6 +2111,9 @@ impl Store for ImapStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod pipelined_tests;
 
 #[cfg(test)]
 mod tests {

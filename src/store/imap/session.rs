@@ -7,6 +7,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imap_proto::{Response, Status};
@@ -41,6 +43,18 @@ const OUT_BYTES: usize = 64 * 1024;
 /// server's go-ahead for a literal with other commands in flight; they are
 /// handed on with the next answer read.
 const MAX_HELD_BYTES: u64 = 8 << 20;
+
+thread_local! {
+    static THREAD_ROUND_TRIPS: Arc<AtomicU64> = Arc::new(AtomicU64::new(0));
+}
+
+/// Round trips after login of the connections opened on the calling thread
+/// (wherever they were used since): each time a session waits for an answer
+/// after it sent something. Commands sent together before any answer is read
+/// count once, so a test can see that they went out together.
+pub fn round_trips_by_this_thread() -> u64 {
+    THREAD_ROUND_TRIPS.with(|count| count.load(Ordering::Relaxed))
+}
 
 /// A piece of a command: text as is, or a message sent as a literal.
 pub(super) enum Part<'a> {
@@ -113,6 +127,10 @@ pub(super) struct Session {
     /// answer read, and their summed size.
     held: VecDeque<Vec<u8>>,
     held_bytes: u64,
+    /// Something was sent since the last read: the next read waits for the
+    /// server, one round trip (see `round_trips_by_this_thread`).
+    sent_since_read: bool,
+    round_trips: Arc<AtomicU64>,
 }
 
 impl Session {
@@ -130,6 +148,8 @@ impl Session {
             answered: HashMap::new(),
             held: VecDeque::new(),
             held_bytes: 0,
+            sent_since_read: false,
+            round_trips: THREAD_ROUND_TRIPS.with(Arc::clone),
         }
     }
 
@@ -416,6 +436,7 @@ impl Session {
     }
 
     fn flush(&mut self, verb: &str) -> StoreResult<()> {
+        self.sent_since_read = true;
         self.send_out(verb)?;
         self.reader
             .get_mut()
@@ -588,6 +609,9 @@ impl Session {
         buf: &mut Vec<u8>,
     ) -> StoreResult<()> {
         buf.clear();
+        if std::mem::take(&mut self.sent_since_read) {
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+        }
         let mut nesting = Nesting::default();
         let max_total = literal_limit.saturating_add(MAX_LITERAL_BYTES);
         loop {

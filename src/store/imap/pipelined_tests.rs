@@ -1,0 +1,255 @@
+//! The IMAP store against a scripted server: commands sent ahead after the
+//! login, and change listings with their new bodies in one round trip, also
+//! when a folder in between cannot be selected.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{round_trips_by_this_thread, ImapConfig, ImapStore, Secret};
+use crate::auth::AuthMethod;
+use crate::model::{FolderName, MsgKey};
+use crate::store::net::{ServerConfig, TlsMode};
+use crate::store::{ChangesAhead, NewMessages, Scope, Store, StoreError};
+
+const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC NAMESPACE";
+
+/// The folder whose SELECT the server refuses.
+const REFUSED: &str = "Missing";
+
+/// A server that answers by command, as Dovecot would, for folders `Mail`,
+/// `Missing` (refused at SELECT, as if another client removed it) and
+/// `Later`, each with one new message `hello`; returns every command line.
+fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        writer
+            .write_all(format!("* OK [CAPABILITY {CAPABILITIES}] ready\r\n").as_bytes())
+            .expect("greeting");
+        let mut selected = false;
+        let mut received = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let (tag, command) = line.trim_end().split_once(' ').expect("tagged command");
+            let reply = if command.starts_with("LOGIN") {
+                format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+            } else if command.starts_with("ENABLE") {
+                format!("* ENABLED QRESYNC\r\n{tag} OK Enabled\r\n")
+            } else if command.starts_with("NAMESPACE") {
+                format!("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK done\r\n")
+            } else if command.starts_with("LIST") {
+                let folders = ["INBOX", "Mail", REFUSED, "Later"];
+                let lines: String = folders
+                    .iter()
+                    .map(|f| format!("* LIST () \"/\" {f}\r\n"))
+                    .collect();
+                format!("{lines}{tag} OK done\r\n")
+            } else if command.starts_with("SELECT") {
+                selected = !command.contains(REFUSED);
+                if selected {
+                    format!(
+                        "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n\
+                         * OK [HIGHESTMODSEQ 20] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
+                    )
+                } else {
+                    format!("{tag} NO Mailbox doesn't exist: {REFUSED}\r\n")
+                }
+            } else if !selected {
+                format!("{tag} BAD No mailbox selected\r\n")
+            } else if command.contains("CHANGEDSINCE") {
+                format!(
+                    "* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 5 MODSEQ (20) \
+                     INTERNALDATE \"01-Jan-2024 10:00:00 +0000\")\r\n{tag} OK done\r\n"
+                )
+            } else if command.starts_with("UID FETCH 2:2 (UID BODY.PEEK[]<0.") {
+                format!("* 2 FETCH (UID 2 BODY[]<0> {{5}}\r\nhello)\r\n{tag} OK done\r\n")
+            } else if command.starts_with("LOGOUT") {
+                break;
+            } else {
+                format!("{tag} BAD unexpected\r\n")
+            };
+            received.push(command.to_string());
+            writer.write_all(reply.as_bytes()).expect("reply");
+        }
+        received
+    });
+    (port, server)
+}
+
+fn config(port: u16) -> ImapConfig {
+    ImapConfig {
+        server: ServerConfig {
+            host: "127.0.0.1".to_string(),
+            port,
+            tls: TlsMode::None,
+            ca_file: None,
+            fingerprint: None,
+            allow_plaintext: true,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Duration::from_secs(10),
+        },
+        user: "alice".to_string(),
+        password: Secret("pw".to_string()),
+        auth: AuthMethod::Auto,
+        tunnel: None,
+        batch_bytes: 1 << 20,
+        compress: false,
+    }
+}
+
+#[test]
+fn a_folder_refused_between_two_others_fails_alone_and_each_costs_one_round_trip() {
+    let (port, server) = scripted_server();
+    let start = round_trips_by_this_thread();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    // As a run starts: the listing sent ahead is read, not asked again.
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let new = Some(NewMessages { from: 2, count: 1 });
+    let mut bodies = Vec::new();
+    let mut refused = None;
+    for folder in ["Mail", REFUSED, "Later"] {
+        let name = FolderName::parse(folder).expect("name");
+        match store.select_and_list_changes(&name, 10, 7, new) {
+            Ok((status, changes)) => {
+                assert_eq!(status.validity, 7, "{folder}");
+                let changes = changes.expect("UIDVALIDITY kept: a change listing");
+                assert_eq!(changes.changed.len(), 1, "{folder}");
+                // The body came along with the listing: no command of its
+                // own, for the first batch that wants it or a later one.
+                let before = round_trips_by_this_thread();
+                for _batch in 0..2 {
+                    store
+                        .fetch_bodies(&[MsgKey::uid(2)], &mut |key, body| {
+                            bodies.push((folder, key.clone(), body.to_wire().expect("body")));
+                            Ok(())
+                        })
+                        .expect("bodies");
+                }
+                assert_eq!(round_trips_by_this_thread(), before, "{folder}");
+            }
+            Err(e) => refused = Some(e),
+        }
+    }
+    let listed_after = store
+        .list_folders()
+        .expect("the connection is still in step");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let round_trips = round_trips_by_this_thread() - start;
+
+    match refused {
+        Some(e @ StoreError::Folder { .. }) => {
+            assert_eq!(e.scope(), Scope::Folder);
+            assert!(e.to_string().contains(REFUSED), "{e}");
+        }
+        other => panic!("the refused folder's error: {other:?}"),
+    }
+    let hello = b"hello".to_vec();
+    let mail = ("Mail", MsgKey::uid(2), hello.clone());
+    let later = ("Later", MsgKey::uid(2), hello);
+    assert_eq!(bodies, vec![mail.clone(), mail, later.clone(), later]);
+    assert_eq!(listed_after.folders.len(), 4);
+    // After login: ENABLE, NAMESPACE and LIST sent ahead, read together;
+    // one round trip per folder; the last LIST.
+    assert_eq!(round_trips, 1 + 3 + 1, "{received:#?}");
+    let ahead: Vec<&str> = received[1..4]
+        .iter()
+        .map(|c| &c[..c.len().min(9)])
+        .collect();
+    assert_eq!(
+        ahead,
+        ["ENABLE QR", "NAMESPACE", "LIST \"\" \""],
+        "{received:#?}"
+    );
+}
+
+#[test]
+fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let new = Some(NewMessages { from: 2, count: 1 });
+    let folders: Vec<ChangesAhead> = ["Mail", REFUSED, "Later"]
+        .iter()
+        .map(|folder| ChangesAhead {
+            name: FolderName::parse(folder).expect("name"),
+            modseq: 10,
+            validity: 7,
+            new,
+        })
+        .collect();
+    let before = round_trips_by_this_thread();
+    store
+        .list_changes_ahead(&folders)
+        .expect("the connection holds");
+    assert_eq!(round_trips_by_this_thread() - before, 1, "all in one");
+
+    let mut bodies = Vec::new();
+    let mut refused = Vec::new();
+    for folder in &folders {
+        let read = store.select_and_list_changes(&folder.name, 10, 7, new);
+        let (status, changes) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                refused.push(e);
+                continue;
+            }
+        };
+        assert_eq!(status.validity, 7, "{}", folder.name);
+        let changes = changes.expect("a change listing");
+        assert_eq!(changes.changed.len(), 1, "{}", folder.name);
+        store
+            .fetch_bodies(&[MsgKey::uid(2)], &mut |key, body| {
+                let text = body.to_wire().expect("body");
+                bodies.push((folder.name.to_string(), key.clone(), text));
+                Ok(())
+            })
+            .expect("bodies");
+    }
+    // Nothing was asked again: the refused folder failed from what was
+    // read ahead, the others took their listings and bodies from it.
+    assert_eq!(round_trips_by_this_thread() - before, 1);
+    // The connection is still in step: a listing asked anew is answered.
+    let mail = FolderName::parse("Mail").expect("name");
+    let (status, _) = store
+        .select_and_list_changes(&mail, 10, 7, None)
+        .expect("listed anew");
+    assert_eq!(status.validity, 7);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+
+    match refused.as_slice() {
+        [e @ StoreError::Folder { .. }] => {
+            assert_eq!(e.scope(), Scope::Folder);
+            assert!(e.to_string().contains(REFUSED), "{e}");
+        }
+        other => panic!("the refused folder's error alone: {other:?}"),
+    }
+    let hello = b"hello".to_vec();
+    assert_eq!(
+        bodies,
+        vec![
+            ("Mail".to_string(), MsgKey::uid(2), hello.clone()),
+            ("Later".to_string(), MsgKey::uid(2), hello)
+        ]
+    );
+    // Every folder's three commands went out before any answer was read.
+    let selects: Vec<usize> = received
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with("SELECT"))
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(selects, [4, 7, 10, 13], "{received:#?}");
+}
