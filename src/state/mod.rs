@@ -383,13 +383,11 @@ impl StateDb {
     }
 
     /// The local key and flags of each of the folder's records that has a
-    /// local copy, sorted by key: what the local folder must hold, and no
-    /// more, for a change stamp read after the run's own writes to stand
-    /// for it. Read through `UNIQUE (folder, near)`, so already in order.
+    /// local copy: what the local folder must hold, and no more, for a
+    /// change stamp read after the run's own writes to stand for it.
     pub fn near_keys_and_flags(&self, folder: &FolderName) -> StateResult<Vec<(MsgKey, Flags)>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, near, flags FROM records \
-             WHERE folder = ?1 AND near IS NOT NULL ORDER BY near",
+            "SELECT id, near, flags FROM records WHERE folder = ?1 AND near IS NOT NULL",
         )?;
         let mut rows = stmt.query([folder.as_str()])?;
         let mut out = Vec::new();

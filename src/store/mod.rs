@@ -354,9 +354,9 @@ pub trait Store: Send {
         Ok(true)
     }
 
-    /// Whether the folder holds exactly these messages (sorted by key), each
-    /// with these flags, and nothing else, found without opening a file
-    /// (see `Caps::own_stamps`); false when the store cannot tell.
+    /// Whether the folder holds exactly these messages, each with these
+    /// flags, and nothing else, found without opening a file (see
+    /// `Caps::own_stamps`); false when the store cannot tell.
     fn holds_exactly(
         &mut self,
         name: &FolderName,

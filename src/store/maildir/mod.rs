@@ -1172,6 +1172,14 @@ impl Store for MaildirStore {
         expected: &[(MsgKey, Flags)],
     ) -> StoreResult<bool> {
         let dir = self.maildir_of(name)?;
+        // Hashed, not searched in order: keys share long prefixes (the
+        // seconds of their delivery), so comparing them in a binary search
+        // cost more than reading the directories.
+        let at: HashMap<&str, usize> = expected
+            .iter()
+            .enumerate()
+            .map(|(at, (key, _))| (key.as_str(), at))
+            .collect();
         let mut seen = vec![false; expected.len()];
         for place in [Place::Cur, Place::New] {
             let sub = dir.join(place.dir_name());
@@ -1185,8 +1193,7 @@ impl Store for MaildirStore {
                 if !entry.file_type().is_ok_and(|t| t.is_file()) {
                     return Ok(false);
                 }
-                let Ok(at) = expected.binary_search_by(|(key, _)| key.as_str().cmp(parsed.key))
-                else {
+                let Some(&at) = at.get(parsed.key) else {
                     return Ok(false);
                 };
                 if seen[at] || expected[at].1 != Flags::from_maildir(parsed.letters) {
