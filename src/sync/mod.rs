@@ -937,7 +937,15 @@ impl<'a> Engine<'a> {
         if known.near_validity != Some(status.validity) {
             return Ok(None);
         }
-        let paired = self.state.paired_records_in(name)?;
+        // With nothing expunged on the server and every local copy found,
+        // the plan has nothing to delete, so the brake needs no count of the
+        // whole folder (a read of every record); zero can only make it
+        // stricter.
+        let paired = if vanished.is_empty() {
+            0
+        } else {
+            self.state.paired_records_in(name)?
+        };
         Ok(Some((status, listing, records, paired)))
     }
 
