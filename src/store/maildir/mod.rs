@@ -985,8 +985,8 @@ struct DirTimes {
     /// Both times, folded into one value.
     stamp: u64,
     newest: SystemTime,
-    /// The file system they are on.
-    device: u64,
+    /// The file system they are on; `None` when they are on two.
+    device: Option<u64>,
 }
 
 impl DirTimes {
@@ -994,8 +994,9 @@ impl DirTimes {
         let mut times = DirTimes {
             stamp: 0,
             newest: UNIX_EPOCH,
-            device: 0,
+            device: None,
         };
+        let mut devices = Vec::with_capacity(2);
         for sub in ["cur", "new"] {
             let path = dir.join(sub);
             let metadata = fs::metadata(&path).map_err(|e| io_error("inspecting", &path, e))?;
@@ -1008,8 +1009,13 @@ impl DirTimes {
                 .unwrap_or(0);
             times.stamp = times.stamp.rotate_left(29) ^ nanos;
             times.newest = times.newest.max(modified);
-            times.device = metadata.dev();
+            devices.push(metadata.dev());
         }
+        devices.dedup();
+        times.device = match devices.as_slice() {
+            [device] => Some(*device),
+            _ => None,
+        };
         Ok(times)
     }
 }
@@ -1138,7 +1144,7 @@ impl Store for MaildirStore {
             let device = fs::metadata(&tmp)
                 .map_err(|e| io_error("inspecting", &tmp, e))?
                 .dev();
-            if device != times.device {
+            if Some(device) != times.device {
                 // The probe would read another file system's clock.
                 return Ok(false);
             }
