@@ -229,10 +229,15 @@ impl Observer for RunObserver<'_> {
             bar.inc(1);
         }
         self.ui.debug(&format!(
-            "{}: {}: finished in {}",
+            "{}: {}: finished in {}{}",
             self.account,
             report.folder,
-            human_duration(report.duration)
+            human_duration(report.duration),
+            if report.read_changed_only {
+                " (read only the messages the server named as changed)"
+            } else {
+                ""
+            }
         ));
     }
 }

@@ -7,8 +7,8 @@ use super::mapping::FolderMap;
 use crate::model::Flags;
 use crate::model::{FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    Appended, BodySink, Caps, FolderInfo, FolderList, FolderStatus, NewMessage, Store, StoreError,
-    StoreResult,
+    Appended, BodySink, Caps, ChangeStamp, FolderInfo, FolderList, FolderStatus, NewMessage, Store,
+    StoreError, StoreResult,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ impl<S: Store> Store for MappedStore<S> {
         self.inner.select(&target)
     }
 
-    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<ChangeStamp>> {
         let target = self.target(name)?;
         self.inner.change_stamp(&target)
     }

@@ -538,7 +538,9 @@ fn settle_destination_stamp(
                 && folder_state.far_highest_modseq.is_some()
                 && state.intents(source).map_err(|e| e.to_string())?.is_empty() =>
         {
-            dest.change_stamp(target).map_err(|e| e.to_string())?
+            dest.change_stamp(target)
+                .map_err(|e| e.to_string())?
+                .map(|stamp| stamp.value)
         }
         _ => None,
     };

@@ -382,6 +382,21 @@ impl StateDb {
         Ok(out)
     }
 
+    /// The local key and flags of each of the folder's records that has a
+    /// local copy: what the local folder must hold, and no more, for a
+    /// change stamp read after the run's own writes to stand for it.
+    pub fn near_keys_and_flags(&self, folder: &FolderName) -> StateResult<Vec<(MsgKey, Flags)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, near, flags FROM records WHERE folder = ?1 AND near IS NOT NULL",
+        )?;
+        let mut rows = stmt.query([folder.as_str()])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(rows::near_key_and_flags_from_row(&self.path, row)?);
+        }
+        Ok(out)
+    }
+
     /// How many of the folder's records hold both keys: what the
     /// mass-deletion brake compares against when a run looks at only some
     /// of them.
@@ -773,6 +788,15 @@ impl Batch<'_> {
         self.tx
             .prepare_cached("UPDATE folders SET last_sync = ?2 WHERE name = ?1")?
             .execute(params![folder.as_str(), last_sync])?;
+        Ok(())
+    }
+
+    /// Records a folder's local change stamp on its own, once the run has
+    /// confirmed it after its writes (see `Engine::record_own_stamps`).
+    pub fn set_near_stamp(&self, folder: &FolderName, stamp: u64) -> StateResult<()> {
+        self.tx
+            .prepare_cached("UPDATE folders SET near_stamp = ?2 WHERE name = ?1")?
+            .execute(params![folder.as_str(), rows::u64_to_db(stamp)])?;
         Ok(())
     }
 

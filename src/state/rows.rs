@@ -100,6 +100,20 @@ pub(super) fn record_from_row(path: &Path, row: &Row<'_>) -> StateResult<Record>
     })
 }
 
+/// Columns: `id, near, flags`.
+pub(super) fn near_key_and_flags_from_row(
+    path: &Path,
+    row: &Row<'_>,
+) -> StateResult<(MsgKey, Flags)> {
+    let id: i64 = row.get(0)?;
+    let at = RowAt {
+        path,
+        table: "records",
+        key: &id,
+    };
+    Ok((MsgKey(at.get(row, 1)?), at.flags(row, 2)?))
+}
+
 /// Columns: `name, far_validity, near_validity, far_uidnext,
 /// far_highest_modseq, far_messages, last_sync, near_stamp`.
 pub(super) fn folder_from_row(

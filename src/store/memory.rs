@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, FolderInfo, FolderList, FolderStatus, NewMessage,
-    Store, StoreError, StoreResult,
+    Appended, Body, BodySink, Caps, ChangeStamp, Changes, FolderInfo, FolderList, FolderStatus,
+    NewMessage, Store, StoreError, StoreResult,
 };
 
 /// The first UIDVALIDITY handed out; each folder and each bump takes the next.
@@ -294,6 +294,7 @@ impl MemoryStore {
             condstore: false,
             qresync: false,
             move_messages: false,
+            own_stamps: true,
             ..caps
         };
         let mut mailbox = Mailbox {
@@ -793,10 +794,35 @@ impl Store for MemoryStore {
 
     /// Moves on with every change of the folder, as a Maildir's directory
     /// times do.
-    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<ChangeStamp>> {
         let mailbox = self.lock();
         let folder = mailbox.folder(name)?;
-        Ok(Some((folder.validity << 40) ^ folder.modseq))
+        Ok(Some(ChangeStamp {
+            value: (folder.validity << 40) ^ folder.modseq,
+            // Every change takes the next mod-sequence: none can hide.
+            settled: true,
+        }))
+    }
+
+    fn holds_exactly(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<bool> {
+        let flags_cap = self.caps.flags;
+        let mailbox = self.lock();
+        let folder = mailbox.folder(name)?;
+        let found = expected.iter().all(|(key, flags)| {
+            key.as_uid()
+                .and_then(|uid| {
+                    folder
+                        .messages
+                        .get(&uid)
+                        .map(|m| meta_of(uid, m, flags_cap))
+                })
+                .is_some_and(|meta| meta.flags == *flags)
+        });
+        Ok(found && folder.messages.len() == expected.len())
     }
 
     fn select_some(

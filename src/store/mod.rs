@@ -48,6 +48,19 @@ pub struct Caps {
     /// without it): they may name another message, or none, in a later session,
     /// so keep-on-server and leave-on-server are refused.
     pub unstable_keys: bool,
+    /// A change stamp read after the run's own writes can be confirmed:
+    /// `let_stamps_settle` and `holds_exactly` work (Maildir, memory).
+    pub own_stamps: bool,
+}
+
+/// A folder's change stamp (see `Store::change_stamp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeStamp {
+    pub value: u64,
+    /// Any change after the stamp was read is sure to move it: a Maildir's
+    /// directory times are older than a clock tick (a change in the same
+    /// tick would leave them as they are).
+    pub settled: bool,
 }
 
 /// SPECIAL-USE roles (RFC 6154).
@@ -356,10 +369,31 @@ pub trait Store: Send {
 
     /// A value that changes whenever the folder's contents may have changed,
     /// for stores that can tell without listing (a Maildir's directory times);
-    /// `None` when unknown or too recent to be trusted.
-    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+    /// `None` when unknown.
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<ChangeStamp>> {
         let _ = name;
         Ok(None)
+    }
+
+    /// Waits until any later change to these folders is sure to move their
+    /// change stamps, even one in the same instant as the last change (a
+    /// Maildir's directory times move in clock ticks). False when that
+    /// could not be made sure within a short wait.
+    fn let_stamps_settle(&mut self, names: &[FolderName]) -> StoreResult<bool> {
+        let _ = names;
+        Ok(true)
+    }
+
+    /// Whether the folder holds exactly these messages, each with these
+    /// flags, and nothing else, found without opening a file (see
+    /// `Caps::own_stamps`); false when the store cannot tell.
+    fn holds_exactly(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<bool> {
+        let _ = (name, expected);
+        Ok(false)
     }
 
     /// Dates (Unix seconds) of messages whose listing carried none: a Maildir

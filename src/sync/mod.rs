@@ -45,7 +45,8 @@ pub mod keywords;
 pub mod recover;
 
 pub use policy::{
-    wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StopRequest,
+    wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StampHook,
+    StampHookFn, StampPoint, StopRequest,
 };
 pub use pool::{sync_account, sync_account_then, AfterRun, Connect, Connections, StorePair};
 
@@ -407,6 +408,9 @@ pub(crate) struct Engine<'a> {
     /// Most bytes this worker stages on a target before flushing: its share
     /// of `apply::MAX_STAGED_BYTES` (see `share_memory`).
     staged_share: u64,
+    /// Folders finished this run whose local stamp is to be recorded once
+    /// the run's writes are done (see `record_own_stamps`).
+    stamps_to_confirm: Vec<FolderName>,
 }
 
 impl<'a> Engine<'a> {
@@ -428,6 +432,7 @@ impl<'a> Engine<'a> {
             unchanged: Vec::new(),
             unchanged_total: 0,
             staged_share: apply::MAX_STAGED_BYTES,
+            stamps_to_confirm: Vec::new(),
         }
     }
 
@@ -687,6 +692,7 @@ impl<'a> Engine<'a> {
                 return Err(abort);
             }
         }
+        self.record_own_stamps()?;
         self.forget_gone(&discovery.gone)
     }
 
@@ -850,11 +856,16 @@ impl<'a> Engine<'a> {
             known_modseq.is_some() && known.is_some_and(|k| far_matches(k, far_status));
         // Read before the scan: a change made while we scan moves the stamp on,
         // so the next run looks again.
-        let near_stamp = self.near.change_stamp(name)?;
+        let stamp = self.near.change_stamp(name)?;
         let stored_far_validity = known.and_then(|k| k.far_validity);
-        let near_untouched = self.policy.mode == Mode::TwoWay
-            && near_stamp.is_some()
-            && known.is_some_and(|k| k.near_stamp == near_stamp);
+        // A stored stamp was settled when it was recorded, so any change
+        // since would have moved it: equal now, the folder is untouched,
+        // however recent its times (see `record_own_stamps`).
+        let stored_stamp = stamp.filter(|s| known.is_some_and(|k| k.near_stamp == Some(s.value)));
+        let near_untouched = self.policy.mode == Mode::TwoWay && stored_stamp.is_some();
+        let near_stamp = stamp
+            .filter(|s| s.settled || stored_stamp.is_some())
+            .map(|s| s.value);
         let new = self.pulled_new(job);
         let (far_read, near_read) = if known_modseq.is_some() && !far_unchanged && near_untouched {
             // The local side is as the last run left it: ask the server what
@@ -874,6 +885,7 @@ impl<'a> Engine<'a> {
                 (Some(changes), Some(known)) => self.read_changed_only(name, known, changes)?,
                 _ => None,
             };
+            report.read_changed_only = subset.is_some();
             let near_read = match subset {
                 Some((status, list, records, paired)) => (status, list, records, Some(paired)),
                 None => {
@@ -983,7 +995,15 @@ impl<'a> Engine<'a> {
         if known.near_validity != Some(status.validity) {
             return Ok(None);
         }
-        let paired = self.state.paired_records_in(name)?;
+        // With nothing expunged on the server and every local copy found,
+        // the plan has nothing to delete, so the brake needs no count of the
+        // whole folder (a read of every record); zero can only make it
+        // stricter.
+        let paired = if vanished.is_empty() {
+            0
+        } else {
+            self.state.paired_records_in(name)?
+        };
         Ok(Some((status, listing, records, paired)))
     }
 
@@ -1149,6 +1169,13 @@ impl<'a> Engine<'a> {
         // next run rather than skipped with its folder.
         let keep_modseq =
             report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
+        // The stamp read at the start stands for the folder only if this run
+        // did not write to it; otherwise one is read after the run's writes
+        // (see `record_own_stamps`).
+        let wrote_locally = report.counts.fetched > 0
+            || report.counts.flags_near > 0
+            || report.counts.deleted_near > 0;
+        let near_stamp = near_stamp.filter(|_| keep_modseq && !wrote_locally);
 
         let batch = self.state.batch()?;
         batch.set_folder_state(
@@ -1168,16 +1195,81 @@ impl<'a> Engine<'a> {
                         .unwrap_or(u32::MAX),
                 ),
                 last_sync: Some(self.options.now),
-                // Our own changes to the near side move its stamp; the next run
-                // scans once more and records the settled one.
-                near_stamp: near_stamp.filter(|_| {
-                    keep_modseq
-                        && report.counts.fetched == 0
-                        && report.counts.flags_near == 0
-                        && report.counts.deleted_near == 0
-                }),
+                near_stamp,
             },
         )?;
+        batch.commit()?;
+        if keep_modseq && near_stamp.is_none() && self.stamps_may_be_confirmed() {
+            self.stamps_to_confirm.push(name.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether a local stamp read after the run can stand for the folder:
+    /// only two-way runs look at it (see `unchanged_since_last_run`).
+    fn stamps_may_be_confirmed(&self) -> bool {
+        self.policy.mode == Mode::TwoWay && self.near.caps().own_stamps && !self.options.dry_run
+    }
+
+    /// Records the local change stamps of the folders whose stamp from the
+    /// start of the run could not be kept (this run wrote to them, or their
+    /// times were too recent to trust), once per run for all of them:
+    ///
+    /// 1. S1: each folder's stamp, read after its last write.
+    /// 2. Wait until the file system's clock is past every S1's times
+    ///    (`Store::let_stamps_settle`, at most a few milliseconds): from then
+    ///    on any change to the folder gets a later time and moves its stamp.
+    /// 3. The folder's names, read now, are exactly what the state records
+    ///    (`Store::holds_exactly`).
+    /// 4. S2, the stamp read again, equals S1; then S1 is recorded.
+    ///
+    /// Sound because a change by anyone else is seen one way or the other:
+    /// made before step 3 began, it shows in the names (a mismatch records
+    /// nothing); made after step 2, it moves the times past S1 for good, so
+    /// S2 differs, or the next run's stamp does and that run reads the
+    /// folder in full. A change in the same tick as S1, which would leave
+    /// the times as they are, can only come before step 2 ends. So the next
+    /// run may trust an equal stamp however recent its times: the settle
+    /// rule (`ChangeStamp::settled`) guards only a stamp read before a scan,
+    /// where no names check follows.
+    fn record_own_stamps(&mut self) -> Result<(), Abort> {
+        let folders = std::mem::take(&mut self.stamps_to_confirm);
+        if folders.is_empty() {
+            return Ok(());
+        }
+        let hook = &self.options.stamp_hook;
+        let mut first = Vec::with_capacity(folders.len());
+        for name in folders {
+            hook.call(StampPoint::BeforeStamps, &name);
+            // A folder the store cannot read now keeps no stamp: the next
+            // run reads it in full, as it would have anyway.
+            if let Ok(Some(stamp)) = self.near.change_stamp(&name) {
+                first.push((name, stamp.value));
+            }
+        }
+        let names: Vec<FolderName> = first.iter().map(|(name, _)| name.clone()).collect();
+        if !self.near.let_stamps_settle(&names).unwrap_or(false) {
+            return Ok(());
+        }
+        let mut confirmed = Vec::with_capacity(first.len());
+        for (name, stamp) in first {
+            let expected = self.state.near_keys_and_flags(&name)?;
+            if !self.near.holds_exactly(&name, &expected).unwrap_or(false) {
+                continue;
+            }
+            hook.call(StampPoint::NamesChecked, &name);
+            let again = self.near.change_stamp(&name).ok().flatten();
+            if again.map(|s| s.value) == Some(stamp) {
+                confirmed.push((name, stamp));
+            }
+        }
+        if confirmed.is_empty() {
+            return Ok(());
+        }
+        let batch = self.state.batch()?;
+        for (name, stamp) in &confirmed {
+            batch.set_near_stamp(name, *stamp)?;
+        }
         batch.commit()?;
         Ok(())
     }
@@ -1211,7 +1303,8 @@ impl<'a> Engine<'a> {
         {
             return Ok(false);
         }
-        Ok(self.near.change_stamp(&job.name)? == known.near_stamp)
+        let stamp = self.near.change_stamp(&job.name)?;
+        Ok(stamp.map(|s| s.value) == known.near_stamp)
     }
 }
 

@@ -198,6 +198,46 @@ pub struct RunOptions {
     pub crash_after_steps: Option<u64>,
     /// Asks the run to stop at its next durable step (Ctrl-C).
     pub stop: StopRequest,
+    /// Test-only fault injection while local stamps are recorded after the
+    /// run's own writes.
+    pub stamp_hook: StampHook,
+}
+
+/// Where the run stands while it records the local change stamps of the
+/// folders it wrote to (see `Engine::record_own_stamps`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StampPoint {
+    /// The folder's stamp is about to be read.
+    BeforeStamps,
+    /// The folder's names matched the state; its stamp is about to be read
+    /// again before it is recorded.
+    NamesChecked,
+}
+
+/// Test-only: called with the folder at each `StampPoint`, so that a test
+/// can change the Maildir at exactly that point. Never set by the CLI.
+#[derive(Clone, Default)]
+pub struct StampHook(pub Option<std::sync::Arc<StampHookFn>>);
+
+/// What a `StampHook` calls.
+pub type StampHookFn = dyn Fn(StampPoint, &FolderName) + Send + Sync;
+
+impl StampHook {
+    pub(crate) fn call(&self, point: StampPoint, folder: &FolderName) {
+        if let Some(hook) = &self.0 {
+            hook(point, folder);
+        }
+    }
+}
+
+impl std::fmt::Debug for StampHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "StampHook(set)"
+        } else {
+            "StampHook(none)"
+        })
+    }
 }
 
 /// Where a signal handler leaves the signal that asks runs to stop; the
@@ -227,6 +267,7 @@ impl Default for RunOptions {
             max_messages: None,
             crash_after_steps: None,
             stop: StopRequest::default(),
+            stamp_hook: StampHook::default(),
         }
     }
 }

@@ -225,6 +225,13 @@ impl Pool<'_> {
                     locked(&first_abort).get_or_insert(abort);
                 }
             }
+            // Each worker confirms its own folders' stamps, all of them at
+            // once, beside the others.
+            if locked(&first_abort).is_none() {
+                if let Err(abort) = engine.record_own_stamps() {
+                    locked(&first_abort).get_or_insert(abort);
+                }
+            }
             if let Err(abort) = engine.touch_unchanged() {
                 locked(&first_abort).get_or_insert(abort);
             }

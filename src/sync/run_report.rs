@@ -176,6 +176,9 @@ pub struct FolderReport {
     /// Either side may hold keywords (`Store::may_hold_keywords`): only such
     /// a folder needs the keyword pass.
     pub keywords_possible: bool,
+    /// The folder's local side was untouched since the last run, so the run
+    /// read only the messages the server named as changed or expunged.
+    pub read_changed_only: bool,
 }
 
 impl FolderReport {
@@ -193,6 +196,7 @@ impl FolderReport {
             paired: 0,
             planned: Counts::default(),
             keywords_possible: true,
+            read_changed_only: false,
         }
     }
 

@@ -1167,3 +1167,97 @@ fn a_light_resync_opens_no_further_connections() {
     );
     assert_eq!(w.far_contents(), w.near_contents());
 }
+
+#[test]
+fn runs_that_write_locally_leave_a_stamp_the_next_run_goes_by() {
+    let w = qresync_world();
+    let inbox = FolderName::inbox();
+    for n in 1..=30 {
+        w.far
+            .add_message(&inbox, &msg(n), Flags::EMPTY, None)
+            .expect("add");
+    }
+    let first = w.run();
+    assert_clean(&first);
+    assert_eq!(first.totals().fetched, 30);
+    // The download wrote every local message, and the next run skips.
+    let (skip, reads) = local_reads(&w, |w| w.run_with(&w.options()));
+    assert_eq!(skip.unchanged_folders, 1, "{skip:#?}");
+    assert!(reads.is_empty(), "{reads:?}");
+
+    // A server flag: the run reads only that message and writes its flags.
+    w.far.set_flags(&inbox, 4, F).expect("flags");
+    let (flags, reads) = local_reads(&w, World::run);
+    assert_eq!(flags.totals().flags_near, 1);
+    assert_eq!(reads, vec!["select_some INBOX".to_string()]);
+    let skip = w.run_with(&w.options());
+    assert_eq!(skip.unchanged_folders, 1, "{skip:#?}");
+    assert!(w.near_contents()["INBOX"].contains(&(msg(4), F)));
+}
+
+/// A synced world where the next run downloads one message (so it writes
+/// locally) and `change` runs at `point` of recording the local stamp;
+/// returns the world after that run.
+fn change_while_recording_the_stamp(
+    point: StampPoint,
+    change: impl Fn(&MemoryStore, u32) + Send + Sync + 'static,
+) -> World {
+    let w = synced_with_stamps();
+    let inbox = FolderName::inbox();
+    w.far
+        .add_message(&inbox, &msg(41), Flags::EMPTY, None)
+        .expect("add");
+    let near_uid = {
+        let mut store = w.near_store();
+        store.select(&inbox).expect("select");
+        w.near_key(store.as_mut(), "body 2\r\n")
+            .as_uid()
+            .expect("a UID")
+    };
+    let near = near_memory(&w).handle();
+    let hook: std::sync::Arc<StampHookFn> = std::sync::Arc::new(move |at, folder| {
+        if at == point && folder.is_inbox() {
+            change(&near, near_uid);
+        }
+    });
+    let report = w.run_with(&RunOptions {
+        stamp_hook: StampHook(Some(hook)),
+        ..w.options()
+    });
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 1);
+    w
+}
+
+/// The next run reads the whole folder and carries message 2's local flag
+/// to the server.
+fn assert_next_run_carries_message_2_flagged(w: &World) {
+    let (next, reads) = local_reads(w, |w| w.run_with(&w.options()));
+    assert_clean(&next);
+    assert_eq!(reads, vec!["list_messages INBOX".to_string()]);
+    assert_eq!(next.totals().flags_far, 1, "{next:#?}");
+    assert!(w.far_contents()["INBOX"].contains(&(msg(2), F)));
+}
+
+#[test]
+fn a_local_change_the_stamp_cannot_show_before_it_is_read_is_seen_in_the_names() {
+    // The flag changes without moving the store's stamp, as a change in the
+    // same clock tick as the run's last write leaves a Maildir's times.
+    let w = change_while_recording_the_stamp(StampPoint::BeforeStamps, |near, uid| {
+        near.set_flags_quietly(&FolderName::inbox(), uid, F)
+            .expect("flags");
+    });
+    assert_next_run_carries_message_2_flagged(&w);
+}
+
+#[test]
+fn a_local_change_after_the_names_check_keeps_the_stamp_from_being_recorded() {
+    let w = change_while_recording_the_stamp(StampPoint::NamesChecked, |near, uid| {
+        near.set_flags(&FolderName::inbox(), uid, F).expect("flags");
+    });
+    let state = StateDb::open(&w.state_path()).expect("state");
+    let known = state.folder(&FolderName::inbox()).expect("folder");
+    assert_eq!(known.and_then(|k| k.near_stamp), None);
+    drop(state);
+    assert_next_run_carries_message_2_flagged(&w);
+}

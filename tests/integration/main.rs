@@ -26,6 +26,7 @@ mod measure;
 mod migrate;
 mod migrate_rerun;
 mod oauth2;
+mod own_stamp;
 mod packaging;
 mod pipelining;
 mod pop3_store;

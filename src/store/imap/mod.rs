@@ -35,9 +35,9 @@ pub use session::round_trips_by_this_thread;
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
 use crate::store::net::ServerConfig;
 use crate::store::{
-    Appended, Body, BodySink, Caps, Changes, ChangesAhead, FlagGroup, FolderInfo, FolderList,
-    FolderStatus, LineEnds, NewMessage, NewMessages, Role, Scope, StatusList, Store, StoreError,
-    StoreResult,
+    Appended, Body, BodySink, Caps, ChangeStamp, Changes, ChangesAhead, FlagGroup, FolderInfo,
+    FolderList, FolderStatus, LineEnds, NewMessage, NewMessages, Role, Scope, StatusList, Store,
+    StoreError, StoreResult,
 };
 use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
 use wire::{
@@ -1756,7 +1756,7 @@ impl Store for ImapStore {
     /// With CONDSTORE, every change to a folder (a flag, an expunge, an
     /// append) raises its HIGHESTMODSEQ, so the folder's STATUS stands for
     /// its contents; without it a flag change would go unseen, so `None`.
-    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<ChangeStamp>> {
         if !self.server.condstore() {
             return Ok(None);
         }
@@ -1769,12 +1769,15 @@ impl Store for ImapStore {
         let (Some(modseq), Some(uidnext)) = (status.highest_modseq, status.uidnext) else {
             return Ok(None);
         };
-        Ok(Some(status_stamp(&[
-            status.validity,
-            u64::from(uidnext),
-            u64::from(status.messages),
-            modseq,
-        ])))
+        Ok(Some(ChangeStamp {
+            value: status_stamp(&[
+                status.validity,
+                u64::from(uidnext),
+                u64::from(status.messages),
+                modseq,
+            ]),
+            settled: true,
+        }))
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {

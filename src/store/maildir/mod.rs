@@ -24,12 +24,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH};
 use crate::store::{
-    body::SPOOL_BYTES, Appended, Body, BodySink, Caps, FolderInfo, FolderList, FolderStatus,
-    LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
+    body::SPOOL_BYTES, Appended, Body, BodySink, Caps, ChangeStamp, FolderInfo, FolderList,
+    FolderStatus, LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
 };
 pub use keywords::{KEYWORDS_FILE, MAX_KEYWORDS};
 pub use names::FolderNames;
@@ -64,6 +64,15 @@ pub enum Durability {
 /// How old a directory time must be before it may stand for "nothing changed":
 /// file systems update directory times at clock-tick granularity.
 const STAMP_SETTLE: Duration = Duration::from_secs(2);
+
+/// Longest wait for the file system's clock to pass a folder's directory
+/// times after the run's own writes (`let_stamps_settle`): a few ticks of
+/// the kernel's coarse clock (1-10 ms); a file system that counts in whole
+/// seconds does not get there, and its folders are read in full next time.
+const STAMP_TICK_WAIT: Duration = Duration::from_millis(250);
+
+/// Pause between two probes of the file system's clock.
+const STAMP_PROBE_PAUSE: Duration = Duration::from_millis(1);
 
 /// The Maildir specification's limit for abandoned files in `tmp/`.
 const STALE_TMP_AGE: Duration = Duration::from_secs(36 * 60 * 60);
@@ -296,6 +305,7 @@ impl MaildirStore {
                 flags: true,
                 exact_delete: true,
                 tracking: true,
+                own_stamps: true,
                 ..Caps::default()
             },
             hostname: sanitise_hostname(&system_hostname()),
@@ -993,6 +1003,61 @@ impl MaildirStore {
     }
 }
 
+/// A folder's `cur/` and `new/` times.
+struct DirTimes {
+    /// Both times, folded into one value.
+    stamp: u64,
+    newest: SystemTime,
+    /// The file system they are on; `None` when they are on two.
+    device: Option<u64>,
+}
+
+impl DirTimes {
+    fn of(dir: &Path) -> StoreResult<DirTimes> {
+        let mut times = DirTimes {
+            stamp: 0,
+            newest: UNIX_EPOCH,
+            device: None,
+        };
+        let mut devices = Vec::with_capacity(2);
+        for sub in ["cur", "new"] {
+            let path = dir.join(sub);
+            let metadata = fs::metadata(&path).map_err(|e| io_error("inspecting", &path, e))?;
+            let modified = metadata
+                .modified()
+                .map_err(|e| io_error("inspecting", &path, e))?;
+            let nanos = modified
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            times.stamp = times.stamp.rotate_left(29) ^ nanos;
+            times.newest = times.newest.max(modified);
+            devices.push(metadata.dev());
+        }
+        devices.dedup();
+        times.device = match devices.as_slice() {
+            [device] => Some(*device),
+            _ => None,
+        };
+        Ok(times)
+    }
+}
+
+impl MaildirStore {
+    /// The time the file system gives a file created now in `tmp`.
+    fn file_system_clock(&self, tmp: &Path) -> StoreResult<SystemTime> {
+        let probe = tmp.join(format!("{}.clock", self.unique_name(0, 0, 0)));
+        let created = crate::private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|file| file.metadata()?.modified());
+        // Best effort: a leftover is removed as stale after 36 hours.
+        let _ = fs::remove_file(&probe);
+        created.map_err(|e| io_error("creating", &probe, e))
+    }
+}
+
 impl Drop for MaildirStore {
     fn drop(&mut self) {
         self.discard_staged();
@@ -1071,28 +1136,102 @@ impl Store for MaildirStore {
         sync_dirs(&changed)
     }
 
-    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<u64>> {
+    fn change_stamp(&mut self, name: &FolderName) -> StoreResult<Option<ChangeStamp>> {
         let dir = self.maildir_of(name)?;
-        let now = SystemTime::now();
-        let mut stamp = 0u64;
-        for sub in ["cur", "new"] {
-            let path = dir.join(sub);
-            let modified = fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .map_err(|e| io_error("inspecting", &path, e))?;
-            // A change in the same clock tick as the last one leaves the time
-            // unchanged, so only a time safely in the past proves nothing moved.
-            match now.duration_since(modified) {
-                Ok(age) if age >= STAMP_SETTLE => {}
-                _ => return Ok(None),
+        let times = DirTimes::of(&dir)?;
+        // A change in the same clock tick as the last one leaves the time
+        // unchanged, so only a time safely in the past proves that a change
+        // after this reading would move it.
+        let settled = SystemTime::now()
+            .duration_since(times.newest)
+            .is_ok_and(|age| age >= STAMP_SETTLE);
+        Ok(Some(ChangeStamp {
+            value: times.stamp,
+            settled,
+        }))
+    }
+
+    /// Probes the file system's own clock (the time it gives a new file in
+    /// the folder's `tmp/`) until it is past the directories' times: from
+    /// then on any change to `cur/` or `new/` gets a later time. The file
+    /// system's clock, not ours: it may count in coarser steps (whole
+    /// seconds, two on FAT) or be another machine's (NFS). One probe usually
+    /// covers every folder on the same file system.
+    fn let_stamps_settle(&mut self, names: &[FolderName]) -> StoreResult<bool> {
+        let deadline = Instant::now() + STAMP_TICK_WAIT;
+        let mut clocks: Vec<(u64, SystemTime)> = Vec::new();
+        for name in names {
+            let dir = self.maildir_of(name)?;
+            let times = DirTimes::of(&dir)?;
+            let tmp = dir.join("tmp");
+            let device = fs::metadata(&tmp)
+                .map_err(|e| io_error("inspecting", &tmp, e))?
+                .dev();
+            if Some(device) != times.device {
+                // The probe would read another file system's clock.
+                return Ok(false);
             }
-            let nanos = modified
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            stamp = stamp.rotate_left(29) ^ nanos;
+            loop {
+                let passed = clocks
+                    .iter()
+                    .any(|(dev, clock)| *dev == device && *clock > times.newest);
+                if passed {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                let clock = self.file_system_clock(&tmp)?;
+                clocks.retain(|(dev, _)| *dev != device);
+                clocks.push((device, clock));
+                if clock <= times.newest {
+                    std::thread::sleep(STAMP_PROBE_PAUSE);
+                }
+            }
         }
-        Ok(Some(stamp))
+        Ok(true)
+    }
+
+    /// Reads `cur/` and `new/` (names only, no `stat` on file systems that
+    /// give entry types) and compares every message name with `expected`.
+    /// Names that are not messages are left out, as `select` leaves them.
+    fn holds_exactly(
+        &mut self,
+        name: &FolderName,
+        expected: &[(MsgKey, Flags)],
+    ) -> StoreResult<bool> {
+        let dir = self.maildir_of(name)?;
+        // Hashed, not searched in order: keys share long prefixes (the
+        // seconds of their delivery), so comparing them in a binary search
+        // cost more than reading the directories.
+        let at: HashMap<&str, usize> = expected
+            .iter()
+            .enumerate()
+            .map(|(at, (key, _))| (key.as_str(), at))
+            .collect();
+        let mut seen = vec![false; expected.len()];
+        for place in [Place::Cur, Place::New] {
+            let sub = dir.join(place.dir_name());
+            let entries = fs::read_dir(&sub).map_err(|e| io_error("reading", &sub, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("reading", &sub, e))?;
+                let file_name = entry.file_name();
+                let Some(parsed) = file_name.to_str().and_then(FileName::parse) else {
+                    continue;
+                };
+                if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    return Ok(false);
+                }
+                let Some(&at) = at.get(parsed.key) else {
+                    return Ok(false);
+                };
+                if seen[at] || expected[at].1 != Flags::from_maildir(parsed.letters) {
+                    return Ok(false);
+                }
+                seen[at] = true;
+            }
+        }
+        Ok(seen.into_iter().all(|found| found))
     }
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {

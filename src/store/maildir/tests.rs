@@ -1112,3 +1112,88 @@ fn select_some_finds_messages_by_name_only_when_exactly_as_expected() {
 fn an_entry_slot_stays_small() {
     assert!(std::mem::size_of::<super::Entry>() <= 32);
 }
+
+fn inbox_store() -> (TempDir, MaildirStore) {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    make_maildir(dir.path());
+    store.select(&FolderName::inbox()).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn a_stamp_is_settled_only_once_its_times_are_well_in_the_past() {
+    let (dir, mut store) = inbox_store();
+    append_one(&mut store, WIRE, Flags::EMPTY, 0);
+    let fresh = store.change_stamp(&FolderName::inbox()).unwrap().unwrap();
+    assert!(!fresh.settled);
+    let past = SystemTime::now() - Duration::from_secs(60);
+    for sub in ["cur", "new"] {
+        File::open(dir.path().join(sub))
+            .and_then(|d| d.set_modified(past))
+            .unwrap();
+    }
+    let old = store.change_stamp(&FolderName::inbox()).unwrap().unwrap();
+    assert!(old.settled);
+    assert_ne!(old.value, fresh.value);
+}
+
+#[test]
+fn once_stamps_settle_a_change_right_after_moves_the_stamp() {
+    let (dir, mut store) = inbox_store();
+    let inbox = FolderName::inbox();
+    // Each round writes, waits for the file system's clock, then changes
+    // the folder at once: without the wait the change would often fall in
+    // the same clock tick as the write and leave the times as they were.
+    let modified = |path: &Path| fs::metadata(path).unwrap().modified().unwrap();
+    for round in 0..20u8 {
+        let key = append_one(&mut store, WIRE, Flags::EMPTY, 0);
+        assert!(store
+            .let_stamps_settle(std::slice::from_ref(&inbox))
+            .unwrap());
+        // The file system's clock is past the directories' times: what it
+        // gives a new file now (kernels with fine-grained times move a
+        // directory's time anyway once it was looked at, so this is what
+        // shows the wait on them).
+        let newest = modified(&dir.path().join("cur")).max(modified(&dir.path().join("new")));
+        let witness = dir.path().join("tmp").join("witness");
+        fs::write(&witness, b"").unwrap();
+        assert!(modified(&witness) > newest, "round {round}");
+        fs::remove_file(&witness).unwrap();
+        let before = store.change_stamp(&inbox).unwrap().unwrap();
+        store
+            .store_flags(&[key], Flags::SEEN, Flags::EMPTY)
+            .unwrap();
+        let after = store.change_stamp(&inbox).unwrap().unwrap();
+        assert_ne!(before.value, after.value, "round {round}");
+    }
+    // The clock probes leave nothing behind.
+    assert!(files_in(&dir.path().join("tmp")).is_empty());
+}
+
+#[test]
+fn holds_exactly_compares_every_message_name_and_flag() {
+    let (dir, mut store) = inbox_store();
+    let inbox = FolderName::inbox();
+    let plain = append_one(&mut store, b"Subject: a\r\n\r\na\r\n", Flags::EMPTY, 0);
+    let seen = append_one(&mut store, b"Subject: b\r\n\r\nb\r\n", Flags::SEEN, 0);
+    let mut expected = vec![(plain.clone(), Flags::EMPTY), (seen.clone(), Flags::SEEN)];
+    expected.sort();
+    assert!(store.holds_exactly(&inbox, &expected).unwrap());
+
+    // Names that are not messages are left out, as a scan leaves them.
+    fs::write(dir.path().join("cur").join(".hidden"), b"x").unwrap();
+    assert!(store.holds_exactly(&inbox, &expected).unwrap());
+
+    // Other flags, a message missing, one more, or one key twice: no.
+    let mut other_flags = expected.clone();
+    for entry in &mut other_flags {
+        entry.1 = Flags::FLAGGED;
+    }
+    assert!(!store.holds_exactly(&inbox, &other_flags).unwrap());
+    let mut longer = expected.clone();
+    longer.push((MsgKey("zzz.missing".into()), Flags::EMPTY));
+    assert!(!store.holds_exactly(&inbox, &longer).unwrap());
+    assert!(!store.holds_exactly(&inbox, &expected[..1]).unwrap());
+    fs::write(dir.path().join("new").join(seen.as_str()), b"copy").unwrap();
+    assert!(!store.holds_exactly(&inbox, &expected).unwrap());
+}
