@@ -89,6 +89,9 @@ pub struct MaildirStore {
     canonical_root: PathBuf,
     caps: Caps,
     hostname: String,
+    /// This process's id, part of every new file's name: asked once, not
+    /// once per message.
+    pid: u32,
     selected: Option<Selected>,
     staged: Vec<Staged>,
     warnings: Vec<String>,
@@ -276,6 +279,7 @@ impl MaildirStore {
                 ..Caps::default()
             },
             hostname: sanitise_hostname(&system_hostname()),
+            pid: std::process::id(),
             selected: None,
             staged: Vec::new(),
             warnings: Vec::new(),
@@ -916,7 +920,7 @@ impl MaildirStore {
         let unique = UniqueParts {
             secs: since_epoch.as_secs(),
             micros: since_epoch.subsec_micros(),
-            pid: std::process::id(),
+            pid: self.pid,
             counter: DELIVERY_COUNTER.fetch_add(1, Ordering::Relaxed),
             tracking,
         }
