@@ -20,6 +20,7 @@ mod local_safety;
 mod measure;
 mod migrate;
 mod migrate_rerun;
+mod multiappend;
 mod oauth2;
 mod packaging;
 mod pipelining;
