@@ -128,6 +128,33 @@ impl StateError {
 /// reader checkpointing, say) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest pause between two tries for a lock. The usual holder is
+/// another worker's transaction of a millisecond or two; SQLite's own
+/// back-off grows to 100 ms and often slept long after the lock was free.
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(2);
+
+/// The pause before the next try for a lock after `retries` failed ones,
+/// `None` once the pauses add up to `BUSY_TIMEOUT`: 0.1, 0.2, 0.4 ms and so
+/// on, then `BUSY_PAUSE_MAX` each.
+fn busy_pause(retries: u32) -> Option<Duration> {
+    let doubling = retries.min(8);
+    let pause = Duration::from_micros(100 << doubling).min(BUSY_PAUSE_MAX);
+    // The pauses before the longest add up to less than one longest pause.
+    let waited = BUSY_PAUSE_MAX.saturating_mul(retries);
+    (waited < BUSY_TIMEOUT).then_some(pause)
+}
+
+/// SQLite's busy handler: sleeps `busy_pause` and tries again, or gives up.
+fn wait_for_lock(retries: i32) -> bool {
+    match busy_pause(u32::try_from(retries).unwrap_or(0)) {
+        Some(pause) => {
+            std::thread::sleep(pause);
+            true
+        }
+        None => false,
+    }
+}
+
 /// SQLite's page cache per connection, in KiB (a negative `cache_size`).
 /// The default of about 2 MB per connection is held by each of a run's
 /// connections (one per worker) once a large folder's records were read,
@@ -493,7 +520,7 @@ fn connect(path: &Path, flags: OpenFlags) -> StateResult<Connection> {
     // The path was checked before; a link planted since is refused by SQLite.
     let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NOFOLLOW)
         .map_err(|e| unusable(path, format!("cannot open: {e}")))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
+    conn.busy_handler(Some(wait_for_lock))
         .map_err(|e| unusable(path, format!("cannot configure: {e}")))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)

@@ -1079,3 +1079,61 @@ fn records_of_far_keys_are_only_those_of_the_folder_and_the_count_is_the_folders
     assert_eq!(db.paired_records_in(&inbox).unwrap(), 4);
     assert_eq!(db.paired_records_in(&other).unwrap(), 5);
 }
+
+#[test]
+fn lock_pauses_stay_short_and_add_up_to_the_busy_timeout() {
+    let mut waited = Duration::ZERO;
+    let mut retries = 0u32;
+    while let Some(pause) = busy_pause(retries) {
+        assert!(
+            pause <= BUSY_PAUSE_MAX,
+            "pause {pause:?} after {retries} tries"
+        );
+        waited += pause;
+        retries += 1;
+    }
+    assert!(
+        waited + Duration::from_millis(10) >= BUSY_TIMEOUT && waited <= BUSY_TIMEOUT,
+        "gave up after {waited:?}"
+    );
+    assert_eq!(busy_pause(0), Some(Duration::from_micros(100)));
+}
+
+#[test]
+fn a_worker_waits_for_another_workers_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = StateDb::open(&db_path(&dir)).expect("open");
+    let mut second = first.reopen().expect("second connection");
+    let holding = first.batch().expect("first takes the write lock");
+    let (started, waiting) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        started.send(()).expect("signals");
+        let batch = second.batch()?;
+        batch.insert_record(
+            &folder("INBOX"),
+            Some(&key("2")),
+            None,
+            Flags::EMPTY,
+            None,
+            0,
+        )?;
+        batch.commit()
+    });
+    waiting.recv().expect("the worker started");
+    holding
+        .insert_record(
+            &folder("INBOX"),
+            Some(&key("1")),
+            None,
+            Flags::EMPTY,
+            None,
+            0,
+        )
+        .expect("insert");
+    holding.commit().expect("commit");
+    worker
+        .join()
+        .expect("the worker ran")
+        .expect("its batch waited for the lock and committed");
+    assert_eq!(first.records(&folder("INBOX")).expect("records").len(), 2);
+}

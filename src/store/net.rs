@@ -68,7 +68,7 @@ impl ServerConfig {
 /// through it, so it is a plain `Read + Write` value.
 pub enum Connection {
     Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
+    Tls(Box<SslStream<BufferedSocket>>),
     /// A command's stdin and stdout (`tunnel`, e.g. `ssh host imapd`).
     Tunnel(Box<Tunnel>),
     /// Any of the above after COMPRESS=DEFLATE (see [`start_deflate`]).
@@ -93,7 +93,7 @@ impl Connection {
     pub fn socket_handle(&self) -> io::Result<Option<TcpStream>> {
         match self {
             Connection::Plain(tcp) => tcp.try_clone().map(Some),
-            Connection::Tls(tls) => tls.get_ref().try_clone().map(Some),
+            Connection::Tls(tls) => tls.get_ref().socket().try_clone().map(Some),
             Connection::Tunnel(_) => Ok(None),
             Connection::Compressed(link) => link.get_ref().socket_handle(),
         }
@@ -103,7 +103,7 @@ impl Connection {
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         match self {
             Connection::Plain(tcp) => tcp.read_timeout(),
-            Connection::Tls(tls) => tls.get_ref().read_timeout(),
+            Connection::Tls(tls) => tls.get_ref().socket().read_timeout(),
             Connection::Tunnel(tunnel) => Ok(non_zero(tunnel.io_timeout)),
             Connection::Compressed(link) => link.get_ref().read_timeout(),
         }
@@ -114,7 +114,7 @@ impl Connection {
     pub fn set_read_timeout(&mut self, limit: Option<Duration>) -> io::Result<()> {
         match self {
             Connection::Plain(tcp) => tcp.set_read_timeout(limit),
-            Connection::Tls(tls) => tls.get_ref().set_read_timeout(limit),
+            Connection::Tls(tls) => tls.get_ref().socket().set_read_timeout(limit),
             Connection::Tunnel(tunnel) => {
                 tunnel.io_timeout = limit.unwrap_or(Duration::ZERO);
                 Ok(())
@@ -138,7 +138,7 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (kind, tcp) = match self {
             Connection::Plain(tcp) => ("plain", tcp),
-            Connection::Tls(tls) => ("tls", tls.get_ref()),
+            Connection::Tls(tls) => ("tls", tls.get_ref().socket()),
             Connection::Tunnel(_) => return f.write_str("Connection(tunnel)"),
             Connection::Compressed(link) => return write!(f, "Compressed({:?})", link.get_ref()),
         };
@@ -146,6 +146,46 @@ impl fmt::Debug for Connection {
             Ok(addr) => write!(f, "Connection({kind} {addr})"),
             Err(_) => write!(f, "Connection({kind})"),
         }
+    }
+}
+
+/// How much of the socket one read under TLS may take in.
+const TLS_READ_BUFFER: usize = 128 * 1024;
+
+/// The socket under TLS, read through a buffer. OpenSSL reads a record's
+/// 5-byte header and then its body, so without the buffer a download makes
+/// two system calls per 16 KiB record; with it one call takes in whatever
+/// the kernel holds, up to `TLS_READ_BUFFER`. Only ciphertext passes
+/// through it, and writes go straight to the socket.
+pub struct BufferedSocket<S = TcpStream> {
+    reader: BufReader<S>,
+}
+
+impl<S: Read> BufferedSocket<S> {
+    pub fn new(socket: S) -> Self {
+        BufferedSocket {
+            reader: BufReader::with_capacity(TLS_READ_BUFFER, socket),
+        }
+    }
+
+    pub fn socket(&self) -> &S {
+        self.reader.get_ref()
+    }
+}
+
+impl<S: Read> Read for BufferedSocket<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl<S: Write> Write for BufferedSocket<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.reader.get_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.reader.get_mut().flush()
     }
 }
 
@@ -513,7 +553,7 @@ fn handshake(cfg: &ServerConfig, pin: Option<&str>, tcp: TcpStream) -> StoreResu
             ssl.param_mut().set_host(&cfg.host).map_err(setup)?;
         }
     }
-    let tls = ssl.connect(tcp).map_err(|e| match e {
+    let tls = ssl.connect(BufferedSocket::new(tcp)).map_err(|e| match e {
         HandshakeError::Failure(mid) => {
             let verify = mid.ssl().verify_result();
             if verify == openssl::x509::X509VerifyResult::OK {
@@ -560,7 +600,7 @@ fn handshake(cfg: &ServerConfig, pin: Option<&str>, tcp: TcpStream) -> StoreResu
     Ok(Connection::Tls(Box::new(tls)))
 }
 
-fn peer_der(tls: &SslStream<TcpStream>) -> Result<Vec<u8>, String> {
+fn peer_der(tls: &SslStream<BufferedSocket>) -> Result<Vec<u8>, String> {
     let cert = tls
         .ssl()
         .peer_certificate()
@@ -634,6 +674,64 @@ mod tests {
         ] {
             assert!(!is_loopback_host(host), "{host}");
         }
+    }
+
+    /// A socket that hands out what it holds in pieces of at most 64 KiB,
+    /// as a kernel would, counting the calls.
+    struct CountingSocket {
+        data: io::Cursor<Vec<u8>>,
+        reads: usize,
+        written: Vec<u8>,
+    }
+
+    impl Read for CountingSocket {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reads += 1;
+            let limit = buf.len().min(64 * 1024);
+            self.data.read(&mut buf[..limit])
+        }
+    }
+
+    impl Write for CountingSocket {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reads_of_record_headers_and_bodies_share_few_socket_reads() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut socket = BufferedSocket::new(CountingSocket {
+            data: io::Cursor::new(data.clone()),
+            reads: 0,
+            written: Vec::new(),
+        });
+        // As OpenSSL reads TLS records: a 5-byte header, then up to 16 KiB.
+        let mut received = Vec::new();
+        loop {
+            let mut header = [0u8; 5];
+            let n = socket.read(&mut header).expect("reads");
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&header[..n]);
+            let mut body = vec![0u8; 16 * 1024];
+            let n = socket.read(&mut body).expect("reads");
+            received.extend_from_slice(&body[..n]);
+        }
+        assert_eq!(received, data, "every byte once, in order");
+        let socket_reads = socket.socket().reads;
+        // 1 MB in 64 KiB pieces is 16 reads (and one that finds the end); two
+        // per record would be about 120.
+        assert!(socket_reads <= 20, "{socket_reads} socket reads");
+        socket.write_all(b"a1 NOOP\r\n").expect("writes");
+        socket.flush().expect("flushes");
+        assert_eq!(socket.socket().written, b"a1 NOOP\r\n");
     }
 
     fn config(port: u16, tls: TlsMode) -> ServerConfig {

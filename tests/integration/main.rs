@@ -25,6 +25,7 @@ mod local_safety;
 mod measure;
 mod migrate;
 mod migrate_rerun;
+mod multiappend;
 mod oauth2;
 mod own_stamp;
 mod packaging;

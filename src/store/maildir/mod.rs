@@ -17,10 +17,11 @@ mod keywords;
 mod names;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +38,7 @@ use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
     MAILDIR_SUBDIRS,
 };
+use writer::{Contents, Failure, Job, Writer};
 
 /// How the folder maps to directories below the root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -98,8 +100,14 @@ pub struct MaildirStore {
     canonical_root: PathBuf,
     caps: Caps,
     hostname: String,
+    /// This process's id, part of every new file's name: asked once, not
+    /// once per message.
+    pid: u32,
     selected: Option<Selected>,
     staged: Vec<Staged>,
+    /// Started at the first append; `Some(None)` when no thread could be
+    /// started, and the store writes each file itself.
+    writer: Option<Option<Writer>>,
     warnings: Vec<String>,
     /// Entries of the selected folder that carry a message's name but are not
     /// regular files, for the run's report (see `Entry::not_regular`).
@@ -309,8 +317,10 @@ impl MaildirStore {
                 ..Caps::default()
             },
             hostname: sanitise_hostname(&system_hostname()),
+            pid: std::process::id(),
             selected: None,
             staged: Vec::new(),
+            writer: None,
             warnings: Vec::new(),
             skipped: Vec::new(),
         })
@@ -889,43 +899,55 @@ impl MaildirStore {
     }
 
     fn discard_staged(&mut self) {
+        // Its own failure is the reason for the discard, or irrelevant to it.
+        let _ = self.written();
         remove_staged(&std::mem::take(&mut self.staged));
     }
 
-    /// Writes one file into `tmp/` under a fresh unique name.
-    fn write_tmp(&self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
-        let selected = self.selected()?;
+    /// Stages one file in `tmp/` under a fresh unique name. The writer
+    /// thread writes it when there is one: a failure then ends the batch
+    /// at a later append or at the flush. A name that exists in `tmp/`
+    /// already (it would need this process's id, microsecond and counter)
+    /// is tried again only when the file is written here.
+    fn write_tmp(&mut self, dir: &Path, msg: &NewMessage<'_>) -> StoreResult<Staged> {
         let tmp = dir.join("tmp");
-        let sizes = msg
-            .body
-            .len_as(LineEnds::Maildir)
-            .and_then(|local| Ok((local, msg.body.len_as(LineEnds::Wire)?)));
-        let (local_size, wire_size) =
-            sizes.map_err(|e| StoreError::io("reading the message to store", e))?;
-        for _ in 0..UNIQUE_NAME_ATTEMPTS {
-            let key = self.unique_name(msg.tracking, local_size, wire_size);
-            if selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key) {
-                continue;
+        let reading = |e| StoreError::io("reading the message to store", e);
+        let wire_size = msg.body.len_as(LineEnds::Wire).map_err(reading)?;
+        let (contents, local_size) = match msg.body {
+            Body::Bytes(_) => {
+                // Converted once, here: the size names the file before the
+                // writer sees the bytes.
+                let mut converted = Vec::with_capacity(usize::try_from(wire_size).unwrap_or(0));
+                msg.body
+                    .write_as(LineEnds::Maildir, &mut converted)
+                    .map_err(reading)?;
+                let size = converted.len() as u64;
+                (Contents::Converted(converted), size)
             }
-            let tmp_path = tmp.join(&key);
-            let file = match crate::private::file_options()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_path)
-            {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(io_error("creating", &tmp_path, e)),
+            Body::File { file, ends } => {
+                let size = msg.body.len_as(LineEnds::Maildir).map_err(reading)?;
+                let file = file.try_clone().map_err(reading)?;
+                (Contents::File { file, ends }, size)
+            }
+        };
+        let mut job = Job {
+            path: PathBuf::new(),
+            contents,
+            date: msg.date,
+        };
+        let failed = |f: Failure| io_error(f.during, &f.path, f.error);
+        for _ in 0..UNIQUE_NAME_ATTEMPTS {
+            let Some(key) = self.unused_name(msg.tracking, local_size, wire_size)? else {
+                continue;
             };
-            let written = write_body(&file, msg.body).and_then(|()| match msg.date {
-                Some(date) => file.set_modified(system_time(date)),
-                None => Ok(()),
-            });
-            if let Err(e) = written {
-                drop(file);
-                // Best effort: a leftover is removed as stale after 36 hours.
-                let _ = fs::remove_file(&tmp_path);
-                return Err(io_error("writing", &tmp_path, e));
+            let tmp_path = tmp.join(&key);
+            job.path = tmp_path.clone();
+            match self.writer.get_or_insert_with(Writer::start) {
+                Some(writer) => writer.write(job).map_err(failed)?,
+                None => match writer::write_new(&job) {
+                    Err(f) if f.error.kind() == io::ErrorKind::AlreadyExists => continue,
+                    written => written.map_err(failed)?,
+                },
             }
             return Ok(Staged {
                 key,
@@ -939,6 +961,31 @@ impl MaildirStore {
         ))
     }
 
+    /// A fresh unique name that no message of the folder and no staged file
+    /// has; `None` if it clashes with one.
+    fn unused_name(
+        &self,
+        tracking: u64,
+        local_size: u64,
+        wire_size: u64,
+    ) -> StoreResult<Option<String>> {
+        let selected = self.selected()?;
+        let key = self.unique_name(tracking, local_size, wire_size);
+        let clash =
+            selected.messages.contains_key(&key) || self.staged.iter().any(|s| s.key == key);
+        Ok((!clash).then_some(key))
+    }
+
+    /// Waits until the writer thread wrote every staged file.
+    fn written(&mut self) -> StoreResult<()> {
+        match &mut self.writer {
+            Some(Some(writer)) => writer
+                .finish()
+                .map_err(|f| io_error(f.during, &f.path, f.error)),
+            _ => Ok(()),
+        }
+    }
+
     /// A fresh unique name, with the sizes Dovecot also records (`,S=` on disk,
     /// `,W=` on the wire) so that neither Dovecot nor a listing has to read the
     /// file to know them.
@@ -949,7 +996,7 @@ impl MaildirStore {
         let unique = UniqueParts {
             secs: since_epoch.as_secs(),
             micros: since_epoch.subsec_micros(),
-            pid: std::process::id(),
+            pid: self.pid,
             counter: DELIVERY_COUNTER.fetch_add(1, Ordering::Relaxed),
             tracking,
         }
@@ -1425,7 +1472,8 @@ impl Store for MaildirStore {
         }
         let dir = self.selected()?.dir.clone();
         let result = self
-            .sync_staged(&staged, &dir)
+            .written()
+            .and_then(|()| self.sync_staged(&staged, &dir))
             .and_then(|()| self.publish_staged(&staged));
         if result.is_err() {
             // Whatever was not renamed is not durable: leave no half batch in tmp/.
@@ -1608,13 +1656,6 @@ fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> StoreResult<()> {
         note_synced(dir);
     }
     Ok(())
-}
-
-/// Many pieces (one per line of a CRLF message) become few writes.
-fn write_body(file: &File, body: Body<'_>) -> io::Result<()> {
-    let mut out = io::BufWriter::with_capacity(64 * 1024, file);
-    body.write_as(LineEnds::Maildir, &mut out)?;
-    out.flush()
 }
 
 /// The threads that fsync a batch, made once per process; `None` (and serial

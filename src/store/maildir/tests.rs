@@ -802,24 +802,32 @@ fn appends_of_a_failed_batch_leave_nothing_in_tmp() {
     // next select removes what it staged.
     store.append(&new_message(WIRE, Flags::EMPTY, 1)).unwrap();
     store.append(&new_message(WIRE, Flags::SEEN, 2)).unwrap();
+    store.written().unwrap();
     assert_eq!(files_in(&tmp).len(), 2);
     store.select(&name("INBOX")).unwrap();
     assert_eq!(files_in(&tmp), Vec::<String>::new());
     assert!(store.flush_appends().unwrap().is_empty());
-    // An append that fails ends the batch: what was staged goes too.
+    // A file that cannot be written ends the batch, at a later append or at
+    // the flush: what was staged goes too.
     store.append(&new_message(WIRE, Flags::EMPTY, 3)).unwrap();
+    store.written().unwrap();
     let staged = store.staged[0].tmp_path.clone();
     let moved = dir.path().join("tmp-moved");
     fs::rename(&tmp, &moved).unwrap();
     fs::write(&tmp, b"not a directory").unwrap();
     let staged_now = moved.join(staged.file_name().unwrap());
     store.staged[0].tmp_path = staged_now.clone();
-    assert!(store.append(&new_message(WIRE, Flags::EMPTY, 4)).is_err());
+    let failed = store
+        .append(&new_message(WIRE, Flags::EMPTY, 4))
+        .and_then(|()| store.flush_appends());
+    assert!(failed.is_err(), "{failed:?}");
     assert!(!staged_now.exists(), "the staged file was removed");
+    assert!(store.staged.is_empty());
     fs::remove_file(&tmp).unwrap();
     fs::rename(&moved, &tmp).unwrap();
     // And a store dropped with appends pending removes them.
     store.append(&new_message(WIRE, Flags::EMPTY, 5)).unwrap();
+    store.written().unwrap();
     assert_eq!(files_in(&tmp).len(), 1);
     drop(store);
     assert_eq!(files_in(&tmp), Vec::<String>::new());
@@ -1196,4 +1204,90 @@ fn holds_exactly_compares_every_message_name_and_flag() {
     assert!(!store.holds_exactly(&inbox, &expected[..1]).unwrap());
     fs::write(dir.path().join("new").join(seen.as_str()), b"copy").unwrap();
     assert!(!store.holds_exactly(&inbox, &expected).unwrap());
+}
+
+/// A message of about `len` bytes whose text tells `n` apart.
+fn numbered_message(n: usize, len: usize) -> Vec<u8> {
+    let mut body = format!("Message-ID: <{n}@writer>\r\nSubject: {n}\r\n\r\n").into_bytes();
+    while body.len() < len {
+        body.extend_from_slice(format!("line {n} of a long body\r\n").as_bytes());
+    }
+    body
+}
+
+#[test]
+fn a_batch_larger_than_the_writers_queue_keeps_order_text_and_dates() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    // 200 messages of 16 KiB are six times what may wait for the writer,
+    // and one body travels as a file.
+    let bodies: Vec<Vec<u8>> = (0..200).map(|n| numbered_message(n, 16 * 1024)).collect();
+    let mut spooled = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut spooled, &numbered_message(200, 64 * 1024)).unwrap();
+    for (n, body) in bodies.iter().enumerate() {
+        let flags = if n % 2 == 0 {
+            Flags::SEEN
+        } else {
+            Flags::EMPTY
+        };
+        store
+            .append(&new_message(body, flags, n as u64 + 1))
+            .unwrap();
+    }
+    store
+        .append(&NewMessage {
+            body: Body::File {
+                file: &spooled,
+                ends: LineEnds::Wire,
+            },
+            flags: Flags::EMPTY,
+            date: Some(1_500_000_000),
+            tracking: 201,
+        })
+        .unwrap();
+    let keys = store.flush_appends().unwrap();
+    assert_eq!(keys.len(), 201);
+    assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
+    for (n, appended) in keys.iter().enumerate() {
+        let Appended::Stored(Some(key)) = appended else {
+            panic!("message {n}: {appended:?}");
+        };
+        assert_eq!(tracking_id(key.as_str()), Some(n as u64 + 1), "key order");
+        let sub = if n % 2 == 0 && n < 200 { "cur" } else { "new" };
+        let path = fs::read_dir(dir.path().join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().contains(key.as_str()))
+            .unwrap_or_else(|| panic!("message {n} not in {sub}/"));
+        let wire = if n < 200 {
+            bodies[n].clone()
+        } else {
+            numbered_message(200, 64 * 1024)
+        };
+        assert_eq!(fs::read(&path).unwrap(), to_maildir_line_endings(&wire));
+        let date = if n < 200 {
+            1_600_000_000
+        } else {
+            1_500_000_000
+        };
+        assert_eq!(fs::metadata(&path).unwrap().mtime(), date, "message {n}");
+    }
+}
+
+#[test]
+fn a_store_dropped_while_files_are_being_written_leaves_none() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let body = numbered_message(1, 32 * 1024);
+    for n in 0..100 {
+        store
+            .append(&new_message(&body, Flags::EMPTY, n + 1))
+            .unwrap();
+    }
+    // No flush and no wait: the drop waits for the writer before it removes.
+    drop(store);
+    assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
+    assert_eq!(files_in(&dir.path().join("new")), Vec::<String>::new());
 }
