@@ -360,6 +360,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         .filter(|m| !recorded_near.contains(&m.key))
         .collect();
     unrecorded_near.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
+    // Room for every copy at once: a first download plans one action per
+    // message, and growing by doubling would hold up to twice that.
+    p.plan
+        .actions
+        .reserve_exact(unrecorded_far.len() + unrecorded_near.len());
 
     // Pairing: messages the state cannot place are matched by identity, one to
     // one in key order, before anything is copied.
@@ -637,7 +642,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         }
     }
 
-    p.plan.actions.sort_by_key(|a| a.phase());
+    // A stable sort borrows a buffer as large as the plan; a plan of one
+    // phase (a first download) is in order already and needs none.
+    if !p.plan.actions.is_sorted_by_key(|a| a.phase()) {
+        p.plan.actions.sort_by_key(|a| a.phase());
+    }
     if let Some(max) = input.max_copies {
         p.plan.limit_copies(max);
     }
@@ -774,6 +783,19 @@ mod tests {
     #[test]
     fn nothing_anywhere_plans_nothing() {
         assert!(Case::new().run().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_first_download_plan_holds_no_spare_room() {
+        let mut case = Case::new();
+        for uid in 1..=1000 {
+            case = case.far(&uid.to_string(), S);
+        }
+        let plan = case.run().unwrap();
+        assert_eq!(plan.actions.len(), 1000);
+        // Growth by doubling would leave up to as much again unused; at
+        // 100 000 messages that is megabytes held for the whole folder.
+        assert_eq!(plan.actions.capacity(), 1000);
     }
 
     #[test]
