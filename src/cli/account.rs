@@ -147,32 +147,41 @@ pub(super) fn connect(
         "{}: connecting to {target} ({security})",
         account.name
     ));
-    let (store, note) = connect_far(account, password, synced_before).map_err(|e| match e {
-        // The server answered and said no: "cannot connect" would send the
-        // user after the network instead of the password.
-        StoreError::Auth(_) => Failure::new(
-            ExitStatus::Auth,
-            anyhow!(
-                "account `{}`: {e}\nhint: check the password that {} gives{}",
-                account.name,
-                login.password.describe(),
-                if login.user.contains('@') {
-                    ""
-                } else {
-                    ", and whether the server wants the full address as `user`"
-                }
+    let (store, note) =
+        connect_far(account, password, synced_before, FarRole::First).map_err(|e| match e {
+            // The server answered and said no: "cannot connect" would send the
+            // user after the network instead of the password.
+            StoreError::Auth(_) => Failure::new(
+                ExitStatus::Auth,
+                anyhow!(
+                    "account `{}`: {e}\nhint: check the password that {} gives{}",
+                    account.name,
+                    login.password.describe(),
+                    if login.user.contains('@') {
+                        ""
+                    } else {
+                        ", and whether the server wants the full address as `user`"
+                    }
+                ),
             ),
-        ),
-        e => store_failure(
-            e,
-            ExitStatus::Connection,
-            format!("account `{}`: cannot connect to {target}", account.name),
-        ),
-    })?;
+            e => store_failure(
+                e,
+                ExitStatus::Connection,
+                format!("account `{}`: cannot connect to {target}", account.name),
+            ),
+        })?;
     if let Some(note) = note {
         ui.warn(&format!("{}: {note}", account.name));
     }
     Ok(store)
+}
+
+/// What a server connection is for: the first lists the folders, further
+/// workers only work in folders the first one listed.
+#[derive(Clone, Copy)]
+pub(super) enum FarRole {
+    First,
+    Worker,
 }
 
 /// The far store, and a note for the user about its folder names. Kept in
@@ -182,11 +191,16 @@ pub(super) fn connect_far(
     account: &Account,
     password: Secret,
     synced_before: &[FolderName],
+    role: FarRole,
 ) -> StoreResult<(Box<dyn Store>, Option<String>)> {
     let batch_bytes = account.batch_bytes;
     Ok(match &account.far {
         FarConfig::Imap(login) => {
-            let mut store = ImapStore::connect(&login.with_password(password, batch_bytes))?;
+            let config = login.with_password(password, batch_bytes);
+            let mut store = match role {
+                FarRole::First => ImapStore::connect(&config)?,
+                FarRole::Worker => ImapStore::connect_for_folders(&config)?,
+            };
             if !account.policy.expunge {
                 store.leave_expunge_to_client();
             }

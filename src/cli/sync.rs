@@ -5,7 +5,7 @@
 use super::account::{
     bind_state, close_state, connect, connect_far, dry_run_scratch, exists, load_accounts,
     open_state, point_out_earlier_one_off_state, read_password, state_failure, store_failure,
-    Failure,
+    Failure, FarRole,
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
@@ -310,7 +310,7 @@ pub(super) fn sync_with_password(
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
         let near = MaildirStore::open(root.clone(), account.layout, account.folder_names)?;
-        let (far, _) = connect_far(account, password.clone(), &synced_before)?;
+        let (far, _) = connect_far(account, password.clone(), &synced_before, FarRole::Worker)?;
         Ok((far, Box::new(near)))
     };
     let mut observer = RunObserver::new(ui, name);

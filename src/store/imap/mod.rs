@@ -82,6 +82,9 @@ impl ImapConfig {
     }
 }
 
+/// The LIST that reports only the hierarchy delimiter (RFC 3501 6.3.8).
+const DELIMITER_LIST: &str = "LIST \"\" \"\"";
+
 /// Smallest fetch budget used whatever the configuration says, so that a tiny
 /// or zero `batch_bytes` cannot turn a message into millions of round trips.
 const MIN_BATCH_BYTES: u64 = 4096;
@@ -287,8 +290,26 @@ fn refusal(status: &str, code: Option<&ResponseCode<'_>>, text: &str) -> String 
 
 impl ImapStore {
     /// Connects, secures the connection as configured, logs in and reads the
-    /// server's capabilities.
+    /// server's capabilities; the folder list goes out right behind the
+    /// login, since a run starts with it.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
+        let mut store = Self::logged_in(cfg)?;
+        let list = store.folders_command();
+        store.send_ahead("LIST", &list);
+        Ok(store)
+    }
+
+    /// `connect` for a connection that works in folders named by another
+    /// (a sync's further workers): behind the login only the hierarchy
+    /// delimiter is asked for, not the folder list, which would cost the
+    /// server a status of every folder for nothing.
+    pub fn connect_for_folders(cfg: &ImapConfig) -> StoreResult<ImapStore> {
+        let mut store = Self::logged_in(cfg)?;
+        store.send_ahead("LIST", DELIMITER_LIST);
+        Ok(store)
+    }
+
+    fn logged_in(cfg: &ImapConfig) -> StoreResult<ImapStore> {
         let (reader, tag, announced) = login::open(cfg)?;
         let mut store = ImapStore {
             session: Session::new(reader, &cfg.address(), tag),
@@ -351,8 +372,6 @@ impl ImapStore {
         if store.server.has("NAMESPACE") {
             store.send_ahead("NAMESPACE", ext::NAMESPACE);
         }
-        let list = store.folders_command();
-        store.send_ahead("LIST", &list);
         Ok(store)
     }
 
@@ -496,7 +515,7 @@ impl ImapStore {
             return Ok(known);
         }
         let data = self
-            .run("LIST", "LIST \"\" \"\"")
+            .run("LIST", DELIMITER_LIST)
             .map_err(|f| f.in_session(&self.address, "LIST"))?;
         let found = parse_responses(&data)?.iter().find_map(|r| match r {
             Response::MailboxData(MailboxDatum::List { delimiter, .. }) => {

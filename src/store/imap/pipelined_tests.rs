@@ -253,3 +253,30 @@ fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
         .collect();
     assert_eq!(selects, [4, 7, 10, 13], "{received:#?}");
 }
+
+#[test]
+fn a_further_workers_connection_sends_no_folder_list_behind_the_login() {
+    let (port, server) = scripted_server();
+    let start = round_trips_by_this_thread();
+    let mut store = ImapStore::connect_for_folders(&config(port)).expect("connect");
+    let status = store
+        .select(&FolderName::parse("Mail").expect("name"))
+        .expect("select");
+    assert_eq!(status.validity, 7);
+    let round_trips = round_trips_by_this_thread() - start;
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(round_trips, 2, "{received:#?}");
+    // The delimiter, needed to name the folder, came behind the login: one
+    // round trip for the login's follow-ups, one for the SELECT.
+    assert_eq!(
+        received[1..],
+        [
+            "ENABLE QRESYNC",
+            "NAMESPACE",
+            "LIST \"\" \"\"",
+            "SELECT \"Mail\" (CONDSTORE)"
+        ],
+        "{received:#?}"
+    );
+}
