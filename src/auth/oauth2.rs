@@ -674,7 +674,7 @@ impl<'a> Client<'a> {
             let _ = stream.set_read_timeout(Some(HTTP_TIMEOUT));
             let mut reader = BufReader::new(&stream);
             let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
+            if reader.read_line(&mut request_line).is_err() || !read_headers(&mut reader) {
                 continue;
             }
             let target = request_line.split_whitespace().nth(1).unwrap_or("/");
@@ -704,6 +704,23 @@ impl<'a> Client<'a> {
             return Err(self.sign_in(&format!("the provider answered {}", printable(&error))));
         }
     }
+}
+
+/// Reads a request's header lines up to the blank line that ends them, so
+/// that the answer is not followed by a close over unread bytes, which
+/// resets the connection and can cost the browser the page. False when the
+/// request breaks off or has more header lines than any browser sends.
+fn read_headers(reader: &mut impl BufRead) -> bool {
+    const MOST_HEADER_LINES: usize = 200;
+    for _ in 0..MOST_HEADER_LINES {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line.trim_end().is_empty() => return true,
+            Ok(_) => {}
+        }
+    }
+    false
 }
 
 fn respond(mut stream: &std::net::TcpStream, status: &str, text: &str) {

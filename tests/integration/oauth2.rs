@@ -256,10 +256,9 @@ fn browser_get(url: &url::Url) -> std::io::Result<String> {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_string(),
     };
-    write!(
-        stream,
-        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
-    )?;
+    // One write: a request sent in pieces could meet a closed connection.
+    let request = format!("GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut status = String::new();
     BufReader::new(stream).read_line(&mut status)?;
     Ok(status)
