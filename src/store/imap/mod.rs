@@ -713,13 +713,13 @@ impl ImapStore {
 
     /// Runs a UID FETCH (see `fetch`) and hands its responses to `each` one at
     /// a time. After a refusal the fetch is repeated, so `each` may see a
-    /// response twice.
+    /// response twice. Returns the tagged OK.
     fn fetch_each(
         &mut self,
         command: &str,
         literal_limit: u64,
         each: &mut dyn FnMut(&Response<'_>) -> StoreResult<()>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<u8>> {
         let folder = self.selected_name()?;
         let verb = format!("UID FETCH in `{folder}`");
         let parts = [Part::Text(command)];
@@ -728,11 +728,10 @@ impl ImapStore {
             None => Err(unparsable(raw)),
         };
         match self.run_each(&verb, &parts, literal_limit, &mut take) {
-            Ok(_) => Ok(()),
+            Ok(tagged) => Ok(tagged),
             Err(CommandFailure::Refused(_)) => {
                 self.run_in_folder("NOOP", "NOOP")?;
                 self.run_each(&verb, &parts, literal_limit, &mut take)
-                    .map(|_| ())
                     .map_err(|f| f.in_folder(&folder, "UID FETCH"))
             }
             Err(CommandFailure::Broken(e)) => Err(e),
@@ -915,17 +914,27 @@ impl ImapStore {
     /// Fetches the `Whole` batches of `fetch_bodies` with the next batch's
     /// UID FETCH sent before the current batch's bodies go to `sink`, so the
     /// server sends one while the other is written; at most one batch is
-    /// read ahead. A body is accepted from whichever answer brings it (a
-    /// server may run pipelined fetches side by side), once.
+    /// read ahead. Each body goes to `sink` as soon as its response is read:
+    /// a batch's answer is never held whole, so memory holds one message per
+    /// connection, not one budget. A body is accepted from whichever answer
+    /// brings it (a server may run pipelined fetches side by side), once.
     fn fetch_whole_pipelined(
         &mut self,
         batches: &[Vec<u32>],
         budget: u64,
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
-        let mut wanted: Vec<u32> = batches.concat();
+        let mut wanted: Vec<(u32, Option<u64>)> = batches
+            .iter()
+            .flatten()
+            .map(|uid| (*uid, self.sizes.get(uid).copied()))
+            .collect();
         wanted.sort_unstable();
-        let mut delivered: HashMap<u32, u32> = HashMap::new();
+        let mut delivery = Delivery {
+            folder: self.selected_name()?.to_string(),
+            wanted,
+            delivered: HashMap::new(),
+        };
         let commands: Vec<String> = batches
             .iter()
             .map(|uids| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))
@@ -939,9 +948,8 @@ impl ImapStore {
             if let Some(next) = commands.get(index + 1) {
                 ahead = Some(self.send_fetch(next, budget)?);
             }
-            let result = self
-                .fetch_answer(current, command, budget, &mut ahead)
-                .and_then(|data| self.deliver_whole(&wanted, &data, &mut delivered, sink));
+            let result =
+                self.deliver_answer(current, command, budget, &mut ahead, &mut delivery, sink);
             if let Err(e) = result {
                 // The answer in flight is read to its end, so that its bodies
                 // are not taken for the next command's answer.
@@ -1003,79 +1011,66 @@ impl ImapStore {
             .map_err(|f| f.in_folder(&folder, "UID FETCH"))
     }
 
-    /// Reads the answer of a UID FETCH sent with `send_fetch`. A refusal is
-    /// handled as `fetch` does, after the fetch in `ahead` (if any) has been
-    /// answered and sent again, so that no answer is read into another's.
-    fn fetch_answer(
+    /// Reads the answer of a UID FETCH of bodies sent with `send_fetch`,
+    /// handing them to `sink` through `delivery`. A refusal is handled as
+    /// `fetch` does, after the fetch in `ahead` (if any) has been answered
+    /// (and sent again by the caller), so that no answer is read into
+    /// another's.
+    fn deliver_answer(
         &mut self,
         pending: Pending,
         command: &str,
         literal_limit: u64,
         ahead: &mut Option<Pending>,
-    ) -> StoreResult<Vec<u8>> {
+        delivery: &mut Delivery,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<()> {
         let folder = self.selected_name()?;
-        match self.finish_whole_answer(pending) {
-            Ok(data) => Ok(data),
+        match self.finish_delivering(pending, delivery, sink) {
+            Ok(()) => Ok(()),
             Err(CommandFailure::Refused(_)) => {
-                let mut early = Vec::new();
                 if let Some(next) = ahead.take() {
-                    // Its answer, whatever it is, ends before the NOOP; the
-                    // fetch is sent again afterwards.
-                    early = match self.finish_whole_answer(next) {
-                        Ok(data) => data,
-                        Err(CommandFailure::Refused(_)) => Vec::new(),
+                    // Its answer, whatever it is, ends before the NOOP.
+                    match self.finish_delivering(next, delivery, sink) {
+                        Ok(()) | Err(CommandFailure::Refused(_)) => {}
                         Err(CommandFailure::Broken(e)) => return Err(e),
-                    };
+                    }
                 }
-                let mut data = self.fetch(command, literal_limit)?;
-                data.extend_from_slice(&early);
-                Ok(data)
+                self.run_in_folder("NOOP", "NOOP")?;
+                let again = self.send_fetch(command, literal_limit)?;
+                self.finish_delivering(again, delivery, sink)
+                    .map_err(|f| f.in_folder(&folder, "UID FETCH"))
             }
             Err(f) => Err(f.in_folder(&folder, "UID FETCH")),
         }
     }
 
-    /// Hands the bodies of a UID FETCH answer to `sink`: those among
-    /// `wanted` (sorted) and not yet `delivered`.
-    fn deliver_whole(
+    /// Reads one UID FETCH answer, each body to `sink` as it arrives. A NIL
+    /// body is an error unless the answer reports an expunge, which may come
+    /// after it (Dovecot's tagged `OK [EXPUNGEISSUED]`).
+    fn finish_delivering(
         &mut self,
-        wanted: &[u32],
-        data: &[u8],
-        delivered: &mut HashMap<u32, u32>,
+        pending: Pending,
+        delivery: &mut Delivery,
         sink: &mut BodySink<'_>,
-    ) -> StoreResult<()> {
-        let responses = parse_responses(data)?;
-        let expunged = reports_expunge(&responses);
-        for (uid, attrs) in fetched(&responses) {
-            // Anything not planned is unsolicited.
-            if wanted.binary_search(&uid).is_err() {
-                continue;
+    ) -> Result<(), CommandFailure> {
+        let mut expunged = false;
+        let mut nil = None;
+        let tagged = self.finish_each(pending, &mut |_, response| {
+            let Some(response) = response else {
+                return Ok(());
+            };
+            expunged |= reports_expunge(std::slice::from_ref(response));
+            if let Some(uid) = delivery.take(response, sink)? {
+                nil.get_or_insert(uid);
             }
-            match body_section(attrs, None) {
-                Some(Some(body)) => {
-                    // The same message twice is delivered once; twice with
-                    // different text, neither can be trusted. A checksum
-                    // tells a resent text from another; it guards against a
-                    // confused server, not a hostile one (which chooses the
-                    // text anyway), so it need not cost what SHA-256 does on
-                    // every byte of a download.
-                    let digest = text_checksum(body);
-                    if let Some(earlier) = delivered.insert(uid, digest) {
-                        if earlier != digest {
-                            return Err(self.odd_reply(format!(
-                                "the server sent UID {uid} twice with different text"
-                            )));
-                        }
-                        continue;
-                    }
-                    self.check_size(uid, body.len() as u64)?;
-                    sink(&MsgKey::uid(uid), Body::Bytes(body))?
-                }
-                Some(None) if !expunged => return Err(self.nil_body(uid)),
-                Some(None) | None => {}
-            }
+            Ok(())
+        })?;
+        expunged |= parse_responses(&tagged).is_ok_and(|r| reports_expunge(&r));
+        match nil {
+            Some(uid) if !expunged => Err(CommandFailure::Broken(delivery.nil_body(uid))),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// A body whose size is not the one listed is another message than the
@@ -1121,29 +1116,50 @@ impl ImapStore {
                 key: uid.to_string(),
                 reason: "message larger than 4 GiB".to_string(),
             })?;
-            let data = self.fetch(
+            // Each piece goes to the file as its response is read, not
+            // after the whole answer: memory holds it once.
+            let mut piece: Option<Option<u64>> = None;
+            let mut expunged = false;
+            let tagged = self.fetch_each(
                 &format!("UID FETCH {uid} (UID BODY.PEEK[]<{written}.{chunk}>)"),
                 chunk,
+                &mut |response| {
+                    expunged |= reports_expunge(std::slice::from_ref(response));
+                    let found = fetched(std::slice::from_ref(response))
+                        .filter(|(u, _)| *u == uid)
+                        .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
+                    // The first answer counts (a repeated fetch sends it again).
+                    if piece.is_some() {
+                        return Ok(());
+                    }
+                    piece = match found {
+                        None => None,
+                        Some(None) => Some(None),
+                        Some(Some(bytes)) => {
+                            std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
+                                .map_err(|e| {
+                                    StoreError::io("writing a download to a temporary file", e)
+                                })?;
+                            Some(Some(bytes.len() as u64))
+                        }
+                    };
+                    Ok(())
+                },
             )?;
-            let responses = parse_responses(&data)?;
-            let piece = fetched(&responses)
-                .filter(|(u, _)| *u == uid)
-                .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
+            expunged |= parse_responses(&tagged).is_ok_and(|r| reports_expunge(&r));
             match piece {
                 // Expunged meanwhile: skipped, as for whole fetches.
                 None => return Ok(()),
-                Some(None) if reports_expunge(&responses) => return Ok(()),
+                Some(None) if expunged => return Ok(()),
                 Some(None) => return Err(self.nil_body(uid)),
-                Some(Some(bytes)) => {
-                    std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
-                        .map_err(|e| StoreError::io("writing a download to a temporary file", e))?;
-                    written += bytes.len() as u64;
+                Some(Some(len)) => {
+                    written += len;
                     // A server that goes on sending is refused as soon as it
                     // passes the listed size, not after filling the disk.
                     if listed.is_some_and(|size| written > size) {
                         return self.check_size(uid, written);
                     }
-                    if (bytes.len() as u64) < chunk {
+                    if len < chunk {
                         break;
                     }
                 }
@@ -1583,6 +1599,84 @@ fn unparsable(raw: &[u8]) -> StoreError {
 
 fn parse_delimiter(raw: &str) -> Option<char> {
     unescape_quoted(raw).chars().next()
+}
+
+/// The bodies one `fetch_bodies` call asked for, and those handed on.
+struct Delivery {
+    folder: String,
+    /// (UID, size listed), sorted by UID: anything else is unsolicited.
+    wanted: Vec<(u32, Option<u64>)>,
+    /// UID -> checksum of the text handed to the sink.
+    delivered: HashMap<u32, u32>,
+}
+
+impl Delivery {
+    /// Hands the body in `response` to `sink` if it was asked for and not
+    /// yet delivered. Returns the UID of a body the server sent as NIL.
+    fn take(
+        &mut self,
+        response: &Response<'_>,
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<Option<u32>> {
+        let Response::Fetch(_, attrs) = response else {
+            return Ok(None);
+        };
+        let Some(uid) = attrs.iter().find_map(|a| match a {
+            AttributeValue::Uid(uid) => Some(*uid),
+            _ => None,
+        }) else {
+            return Ok(None);
+        };
+        let Ok(at) = self.wanted.binary_search_by_key(&uid, |(uid, _)| *uid) else {
+            return Ok(None);
+        };
+        match body_section(attrs, None) {
+            Some(Some(body)) => {
+                // The same message twice is delivered once; twice with
+                // different text, neither can be trusted. A checksum tells a
+                // resent text from another; it guards against a confused
+                // server, not a hostile one (which chooses the text anyway),
+                // so it need not cost what SHA-256 does on every byte of a
+                // download.
+                let digest = text_checksum(body);
+                if let Some(earlier) = self.delivered.insert(uid, digest) {
+                    if earlier != digest {
+                        return Err(self.odd_reply(format!(
+                            "the server sent UID {uid} twice with different text"
+                        )));
+                    }
+                    return Ok(None);
+                }
+                let got = body.len() as u64;
+                if let Some(listed) = self.wanted[at].1.filter(|listed| *listed != got) {
+                    // Another message than the one planned for (or a server
+                    // that cannot be trusted with it).
+                    return Err(self.odd_reply(format!(
+                        "the server sent {got} bytes for UID {uid}, listed with {listed} bytes"
+                    )));
+                }
+                sink(&MsgKey::uid(uid), Body::Bytes(body))?;
+                Ok(None)
+            }
+            Some(None) => Ok(Some(uid)),
+            None => Ok(None),
+        }
+    }
+
+    fn odd_reply(&self, reason: String) -> StoreError {
+        StoreError::Folder {
+            folder: self.folder.clone(),
+            reason,
+        }
+    }
+
+    fn nil_body(&self, uid: u32) -> StoreError {
+        StoreError::Message {
+            folder: self.folder.clone(),
+            key: uid.to_string(),
+            reason: "the server returned NIL instead of the message".to_string(),
+        }
+    }
 }
 
 /// The listing of a folder from `UID FETCH 1:* (UID FLAGS RFC822.SIZE
