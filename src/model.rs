@@ -3,6 +3,7 @@
 //! Everything that comes from the wire or the disk is turned into these types at
 //! the store boundary, so the engine only ever sees validated values.
 
+use compact_str::CompactString;
 use std::fmt;
 
 /// Longest folder name component we accept, in bytes. Longer names are refused
@@ -130,11 +131,11 @@ impl fmt::Debug for FolderName {
 /// Maildir unique name, a POP3 UIDL. Opaque to the engine; only the store that
 /// issued it interprets it.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MsgKey(pub String);
+pub struct MsgKey(pub CompactString);
 
 impl MsgKey {
     pub fn uid(uid: u32) -> Self {
-        MsgKey(uid.to_string())
+        MsgKey(compact_str::ToCompactString::to_compact_string(&uid))
     }
     pub fn as_uid(&self) -> Option<u32> {
         self.0.parse().ok()

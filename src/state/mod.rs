@@ -453,8 +453,8 @@ impl StateDb {
             out.insert(
                 row.get(0)?,
                 KeywordBase {
-                    far: MsgKey(row.get(1)?),
-                    near: MsgKey(row.get(2)?),
+                    far: MsgKey(row.get::<_, String>(1)?.into()),
+                    near: MsgKey(row.get::<_, String>(2)?.into()),
                     keywords: keywords.split_whitespace().map(str::to_string).collect(),
                 },
             );

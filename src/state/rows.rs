@@ -78,7 +78,7 @@ impl RowAt<'_> {
     }
 
     fn key(&self, row: &Row<'_>, column: usize) -> StateResult<Option<MsgKey>> {
-        Ok(self.get::<Option<String>>(row, column)?.map(MsgKey))
+        Ok(self.get::<Option<String>>(row, column)?.map(|key: String| MsgKey(key.into())))
     }
 }
 
@@ -111,7 +111,7 @@ pub(super) fn near_key_and_flags_from_row(
         table: "records",
         key: &id,
     };
-    Ok((MsgKey(at.get(row, 1)?), at.flags(row, 2)?))
+    Ok((MsgKey(at.get::<String>(row, 1)?.into()), at.flags(row, 2)?))
 }
 
 /// Columns: `name, far_validity, near_validity, far_uidnext,
@@ -166,7 +166,7 @@ pub(super) fn intent_from_row(
         id,
         folder: folder.clone(),
         to,
-        source_key: MsgKey(at.get(row, 2)?),
+        source_key: MsgKey(at.get::<String>(row, 2)?.into()),
         flags: at.flags(row, 3)?,
         identity: at.identity(row, 4)?,
         target_uidnext: at.u32(row, 6, "target_uidnext")?,

@@ -10,7 +10,7 @@ fn folder(name: &str) -> FolderName {
 }
 
 fn key(s: &str) -> MsgKey {
-    MsgKey(s.to_string())
+    MsgKey(s.into())
 }
 
 fn db_path(dir: &tempfile::TempDir) -> PathBuf {

@@ -60,7 +60,7 @@ fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
             delete_source,
             ..
         } => Some(CopyItem {
-            source: std::mem::replace(source, MsgKey(String::new())),
+            source: std::mem::replace(source, MsgKey(Default::default())),
             flags: *flags,
             date: *date,
             size: *size,

@@ -663,12 +663,12 @@ mod tests {
     const EMPTY: Flags = Flags::EMPTY;
 
     fn key(k: &str) -> MsgKey {
-        MsgKey(k.to_string())
+        MsgKey(k.into())
     }
 
     fn meta(key: &str, flags: Flags) -> MsgMeta {
         MsgMeta {
-            key: MsgKey(key.to_string()),
+            key: MsgKey(key.into()),
             flags,
             size: Some(100),
             date: Some(1_700_000_000),
@@ -678,8 +678,8 @@ mod tests {
     fn rec(id: i64, far: Option<&str>, near: Option<&str>, flags: Flags) -> Record {
         Record {
             id,
-            far: far.map(|k| MsgKey(k.to_string())),
-            near: near.map(|k| MsgKey(k.to_string())),
+            far: far.map(|k| MsgKey(k.into())),
+            near: near.map(|k| MsgKey(k.into())),
             flags,
             identity: None,
             first_seen: 1_000,
@@ -738,7 +738,7 @@ mod tests {
         }
         fn ident(mut self, side: Side, key: &str, id: &str) -> Case {
             self.identities.insert(
-                (side, MsgKey(key.to_string())),
+                (side, MsgKey(key.into())),
                 Identity {
                     id: id.to_string(),
                     size: 100,
@@ -1191,7 +1191,7 @@ mod tests {
             plan.skipped,
             [Skip {
                 side: Side::Far,
-                key: MsgKey("1".to_string()),
+                key: MsgKey("1".into()),
                 reason: SkipReason::OverMaxSize { size: 100, max: 50 },
             }]
         );

@@ -487,7 +487,7 @@ mod tests {
     use crate::sync::{Policy, RunOptions};
 
     fn key(k: &str) -> MsgKey {
-        MsgKey(k.to_string())
+        MsgKey(k.into())
     }
 
     fn status(validity: u64) -> FolderStatus {
@@ -699,7 +699,7 @@ mod tests {
                 id: 1,
                 folder: FolderName::inbox(),
                 to,
-                source_key: MsgKey("1".to_string()),
+                source_key: MsgKey("1".into()),
                 flags: Flags::EMPTY,
                 identity: None,
                 target_uidnext: Some(1),

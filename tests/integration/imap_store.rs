@@ -406,7 +406,7 @@ fn flags_are_stored_and_deletes_expunge_exactly_the_given_uids() {
     assert!(fetch_all(&mut store, &[keys[3].clone()]).is_empty());
     let err = store
         .fetch_bodies(
-            &[MsgKey("cur/abc".to_string())],
+            &[MsgKey("cur/abc".into())],
             &mut |_: &MsgKey, _: Body<'_>| Ok(()),
         )
         .unwrap_err();

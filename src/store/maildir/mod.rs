@@ -860,7 +860,7 @@ impl MaildirStore {
             .messages
             .iter()
             .filter(|(_, entry)| entry.not_regular.is_none())
-            .map(|(key, entry)| (MsgKey(key.to_string()), map.names_of(entry.letters())))
+            .map(|(key, entry)| (MsgKey(key.into()), map.names_of(entry.letters())))
             .collect();
         out.sort();
         Ok(out)
@@ -1043,7 +1043,7 @@ impl MaildirStore {
             })?;
             touched.insert(sub);
             selected.messages.put(Entry::new(&s.key, file, place, None));
-            keys.push(Some(MsgKey(s.key.clone())));
+            keys.push(Some(MsgKey(s.key.as_str().into())));
         }
         sync_dirs(&touched)?;
         Ok(keys)
@@ -1303,7 +1303,7 @@ impl Store for MaildirStore {
             .filter_map(|(key, entry)| {
                 let what = entry.not_regular?;
                 let path = dir.join(entry.place.dir_name()).join(&*entry.file);
-                Some((MsgKey(key.to_string()), not_regular_reason(&path, what)))
+                Some((MsgKey(key.into()), not_regular_reason(&path, what)))
             })
             .collect();
         self.skipped.sort();
@@ -1322,7 +1322,7 @@ impl Store for MaildirStore {
         // its time there. Dates are read in `message_dates` for what is copied.
         for (key, entry) in selected.messages.iter() {
             out.push(MsgMeta {
-                key: MsgKey(key.to_string()),
+                key: MsgKey(key.into()),
                 flags: Flags::from_maildir(entry.letters()),
                 size: names::wire_size_hint(key),
                 date: None,
@@ -1394,7 +1394,7 @@ impl Store for MaildirStore {
                 Some((key, uid, Some(state.far_validity)))
             })
             .map(|(key, server_uid, server_validity)| PreviousCopy {
-                key: MsgKey(key.to_string()),
+                key: MsgKey(key.into()),
                 server_uid,
                 server_validity,
             })
@@ -1493,7 +1493,7 @@ impl Store for MaildirStore {
             .filter_map(|key| {
                 tracking_id(key)
                     .filter(|id| wanted.contains(id))
-                    .map(|id| (id, MsgKey(key.to_string())))
+                    .map(|id| (id, MsgKey(key.into())))
             })
             .collect();
         found.sort();

@@ -755,7 +755,7 @@ fn entries_that_are_not_regular_files_are_present_but_never_touched() {
 
     let odd: Vec<MsgKey> = ["linked", "dangling", "directory", "fifo"]
         .iter()
-        .map(|k| MsgKey(k.to_string()))
+        .map(|k| MsgKey((*k).into()))
         .collect();
     // Never read through, never renamed, never removed.
     let mut bodies = 0;

@@ -467,8 +467,8 @@ impl Session {
                      nothing is deleted from this server until that changes",
                     first.number, listed.number
                 ));
-                if !listing.duplicates.contains(&key.0) {
-                    listing.duplicates.push(key.0.clone());
+                if !listing.duplicates.iter().any(|d| *d == key.0) {
+                    listing.duplicates.push(key.0.to_string());
                 }
                 continue;
             }
@@ -533,7 +533,7 @@ impl Session {
                 continue;
             }
             match by_number.get(&number) {
-                Some(listed) => keyed.push((MsgKey(uid.to_string()), *listed)),
+                Some(listed) => keyed.push((MsgKey(uid.into()), *listed)),
                 None => warnings.push(skipped(format!(
                     "{address}: UIDL names a message LIST did not"
                 ))),
@@ -561,7 +561,7 @@ impl Session {
         self.headers(&messages, &mut |i, header| {
             let digest = Sha256::digest(header);
             let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            keys[i] = Some(MsgKey(format!("h{hex}-{}", messages[i].size)));
+            keys[i] = Some(MsgKey(format!("h{hex}-{}", messages[i].size).into()));
         })?;
         if !messages.is_empty() && keys.iter().all(Option::is_none) {
             return Err(StoreError::Unsupported(format!(
