@@ -78,7 +78,9 @@ impl RowAt<'_> {
     }
 
     fn key(&self, row: &Row<'_>, column: usize) -> StateResult<Option<MsgKey>> {
-        Ok(self.get::<Option<String>>(row, column)?.map(|key: String| MsgKey(key.into())))
+        Ok(self
+            .get::<Option<String>>(row, column)?
+            .map(|key: String| MsgKey(key.into())))
     }
 }
 

@@ -745,6 +745,14 @@ impl ImapStore {
         self.finish_listing(pending, command, None)
     }
 
+    /// `read_listing` of every message in the folder, with room for as many
+    /// as the server announced made at once.
+    fn read_whole_listing(&mut self) -> StoreResult<Listing> {
+        let pending = self.send_fetch(WHOLE_LISTING, 0)?;
+        let room = self.selected()?.exists as usize;
+        self.finish_listing_into(pending, WHOLE_LISTING, None, room)
+    }
+
     /// Reads the answer of the listing FETCH `command`, sent as `pending`. A
     /// refusal is handled as `fetch_each` does. With a body fetch sent
     /// behind it, the server may send bodies before the listing ends (it may
@@ -753,11 +761,23 @@ impl ImapStore {
         &mut self,
         pending: Pending,
         command: &str,
+        bodies: Option<&mut Vec<u8>>,
+    ) -> StoreResult<Listing> {
+        self.finish_listing_into(pending, command, bodies, 0)
+    }
+
+    /// `finish_listing` with room for `room` messages made up front.
+    fn finish_listing_into(
+        &mut self,
+        pending: Pending,
+        command: &str,
         mut bodies: Option<&mut Vec<u8>>,
+        room: usize,
     ) -> StoreResult<Listing> {
         let folder = self.selected_name()?;
         let mut listing = Listing {
             exists: self.selected()?.exists,
+            messages: Vec::with_capacity(room.min(MAX_LISTING_ROOM)),
             ..Listing::default()
         };
         let mut add = |raw: &[u8], r: Option<&Response<'_>>| match (r, bodies.as_deref_mut()) {
@@ -780,9 +800,10 @@ impl ImapStore {
             }
             Err(CommandFailure::Broken(e)) => return Err(e),
         }
-        for (uid, meta) in &listing.by_uid {
-            if let Some(size) = meta.size {
-                self.sizes.insert(*uid, size);
+        listing.messages.shrink_to_fit();
+        for meta in &listing.messages {
+            if let (Some(uid), Some(size)) = (meta.key.as_uid(), meta.size) {
+                self.sizes.insert(uid, size);
             }
         }
         Ok(listing)
@@ -1685,7 +1706,9 @@ impl Delivery {
 /// A folder listing built from FETCH (and VANISHED) responses.
 #[derive(Default)]
 struct Listing {
-    by_uid: BTreeMap<u32, MsgMeta>,
+    /// Sorted by UID, each UID once. A vector, not a map: a 60 000-message
+    /// folder's listing took 6 MB in a B-tree's nodes and 4 MB as a vector.
+    messages: Vec<MsgMeta>,
     vanished_earlier: Vec<MsgKey>,
     /// The folder's message count as the server last announced it: a listing
     /// of more messages is not believed (and not held in memory).
@@ -1695,6 +1718,13 @@ struct Listing {
 /// Messages a listing may hold beyond the announced count, for servers that
 /// announce a new arrival a little late.
 const LISTING_SLACK: usize = 100;
+
+/// What `list_messages` asks of every message.
+const WHOLE_LISTING: &str = "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)";
+
+/// Most messages a listing makes room for before the first arrives: a
+/// server may announce any count.
+const MAX_LISTING_ROOM: usize = 1 << 20;
 
 impl Listing {
     /// Adds one response; the error says what is wrong with an answer that
@@ -1719,20 +1749,34 @@ impl Listing {
                 if uid == 0 {
                     return Err(format!("the server listed message {seq} with UID 0"));
                 }
-                if !self.by_uid.contains_key(&uid)
-                    && self.by_uid.len() >= self.exists as usize + LISTING_SLACK
-                {
-                    return Err(format!(
-                        "the server listed more messages than the {} it announced",
-                        self.exists
-                    ));
-                }
-                let meta = self.by_uid.entry(uid).or_insert_with(|| MsgMeta {
-                    key: MsgKey::uid(uid),
-                    flags: Flags::EMPTY,
-                    size: None,
-                    date: None,
-                });
+                // Servers list in UID order: the new one goes last.
+                let at = match self.messages.last().and_then(|m| m.key.as_uid()) {
+                    Some(last) if last < uid => Err(self.messages.len()),
+                    None => Err(0),
+                    Some(_) => self
+                        .messages
+                        .binary_search_by_key(&uid, |m| m.key.as_uid().unwrap_or_default()),
+                };
+                let at = match at {
+                    Ok(at) => at,
+                    Err(_) if self.messages.len() >= self.exists as usize + LISTING_SLACK => {
+                        return Err(format!(
+                            "the server listed more messages than the {} it announced",
+                            self.exists
+                        ));
+                    }
+                    Err(at) => {
+                        let meta = MsgMeta {
+                            key: MsgKey::uid(uid),
+                            flags: Flags::EMPTY,
+                            size: None,
+                            date: None,
+                        };
+                        self.messages.insert(at, meta);
+                        at
+                    }
+                };
+                let meta = &mut self.messages[at];
                 for attr in attrs {
                     match attr {
                         AttributeValue::Flags(names) => {
@@ -1769,7 +1813,7 @@ impl Listing {
     }
 
     fn messages(self) -> Vec<MsgMeta> {
-        self.by_uid.into_values().collect()
+        self.messages
     }
 }
 
@@ -1947,9 +1991,7 @@ impl Store for ImapStore {
         if exists == 0 {
             return Ok(Vec::new());
         }
-        Ok(self
-            .read_listing("UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)")?
-            .messages())
+        Ok(self.read_whole_listing()?.messages())
     }
 
     fn list_changes(&mut self, modseq: u64) -> StoreResult<Changes> {
