@@ -464,9 +464,11 @@ fn an_endless_answer_is_refused_at_the_answer_limit() {
         |c| {
             c.contains("BODY.PEEK[]").then(|| {
                 let mut answer = Vec::new();
+                // Bodies of a message not asked for: none is kept, so only
+                // the answer's length stops the download.
                 let filler = vec![b'x'; 1 << 20];
                 for _ in 0..48 {
-                    answer.extend(body_response(1, 1, &filler));
+                    answer.extend(body_response(2, 2, &filler));
                 }
                 answer
             })

@@ -104,9 +104,9 @@ const MIN_FETCH_SHARE: u64 = 1 << 20;
 /// listing (`prefetch_limit`): most mail is smaller.
 const MIN_PREFETCH_BYTES: u64 = 16 << 10;
 
-/// Largest answer to one command that is kept whole; listings and headers
-/// are read one response at a time, and a batch of bodies stays within the
-/// fetch budget, so only a hostile server comes near it.
+/// Largest answer to one command, whether kept whole or read one response
+/// at a time; a batch of bodies stays within the fetch budget, so only a
+/// hostile server comes near it.
 const MAX_ANSWER_BYTES: u64 = 32 << 20;
 
 /// Largest literal that LITERAL- (RFC 7888) allows without synchronising.
@@ -649,10 +649,7 @@ impl ImapStore {
         let verb = pending.verb().to_string();
         let tagged = self.finish_each(pending, &mut |response, _| {
             if (data.len() + response.len()) as u64 > MAX_ANSWER_BYTES {
-                return Err(StoreError::Protocol(format!(
-                    "{address}: {verb}: the server's answer is larger than {} MiB",
-                    MAX_ANSWER_BYTES >> 20
-                )));
+                return Err(answer_too_large(&address, &verb));
             }
             // Growing by a quarter, not by doubling: a batch of bodies
             // would otherwise hold up to twice the fetch budget.
@@ -1077,7 +1074,17 @@ impl ImapStore {
     ) -> Result<(), CommandFailure> {
         let mut expunged = false;
         let mut nil = None;
-        let tagged = self.finish_each(pending, &mut |_, response| {
+        let mut answer_bytes = 0u64;
+        let address = self.address.clone();
+        let verb = pending.verb().to_string();
+        let tagged = self.finish_each(pending, &mut |raw, response| {
+            // Nothing of it is kept, but a server that never ends its answer
+            // (unsolicited bodies, one body again and again) is not read on
+            // for ever.
+            answer_bytes += raw.len() as u64;
+            if answer_bytes > MAX_ANSWER_BYTES {
+                return Err(answer_too_large(&address, &verb));
+            }
             let Some(response) = response else {
                 return Ok(());
             };
@@ -1582,6 +1589,13 @@ fn reports_expunge(responses: &[Response<'_>]) -> bool {
             .is_some_and(|text| text.contains("[EXPUNGEISSUED]")),
         _ => false,
     })
+}
+
+fn answer_too_large(address: &str, verb: &str) -> StoreError {
+    StoreError::Protocol(format!(
+        "{address}: {verb}: the server's answer is larger than {} MiB",
+        MAX_ANSWER_BYTES >> 20
+    ))
 }
 
 /// The whole-message body section (`BODY[]`, or `BODY[]<origin>` for a partial
