@@ -89,14 +89,12 @@ const DELIMITER_LIST: &str = "LIST \"\" \"\"";
 /// or zero `batch_bytes` cannot turn a message into millions of round trips.
 const MIN_BATCH_BYTES: u64 = 4096;
 
-/// Largest UID FETCH response of all connections together, whatever the
-/// batch budget: a batch of bodies is held whole, so this, not the engine's
-/// batch, sets the peak memory of a download (a larger message is fetched in
-/// pieces of this size into a temporary file). Each of N connections
-/// gets a share of it, never less than `MIN_FETCH_SHARE`. Measured at 10 000
-/// messages with four connections: peak RSS 64 MB at 4 MiB each, 35 MB at
-/// 2 MiB, 30 MB at 1 MiB, with no measurable change in time on loopback; a
-/// single connection fetches up to 4 MiB per round trip.
+/// Bytes asked for in one UID FETCH of bodies, of all connections together,
+/// whatever the batch budget. Bodies go on as their responses arrive, so
+/// memory holds one message per connection; the budget bounds that message
+/// (a larger one is fetched in pieces of this size into a temporary file)
+/// and how much one round trip brings. Each of N connections gets a share
+/// of it, never less than `MIN_FETCH_SHARE`.
 const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
 
