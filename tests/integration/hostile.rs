@@ -338,6 +338,52 @@ fn a_uid_sent_twice_in_one_fetch_is_written_once() {
     assert_eq!(local_inbox(dir.path()), vec![local.into_bytes()]);
 }
 
+/// A body the server sends as NIL, then reports expunged (as Dovecot does
+/// when another client expunged it meanwhile): the message is gone, the
+/// other one is downloaded, and the run succeeds. The report comes after the
+/// NIL, so it counts only once the whole answer is read.
+#[test]
+fn a_nil_body_reported_expunged_later_in_the_answer_is_skipped() {
+    let inbox = Inbox::with(&[(1, ONE), (2, TWO)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = serve(inbox, |c| {
+        c.contains("BODY.PEEK[]").then(|| {
+            let mut answer = b"* 1 FETCH (UID 1 BODY[] NIL)\r\n".to_vec();
+            answer.extend(body_response(2, 2, TWO));
+            answer.extend_from_slice(b"* 1 EXPUNGE\r\n");
+            answer
+        })
+    });
+    let exit = sync(dir.path(), port);
+    assert_eq!(exit.code, Some(0), "{}", exit.stderr);
+    let local = String::from_utf8_lossy(TWO).replace("\r\n", "\n");
+    assert_eq!(local_inbox(dir.path()), vec![local.into_bytes()]);
+}
+
+/// A NIL body that nothing in the answer explains is that message's error:
+/// it is named and skipped, the other message is downloaded.
+#[test]
+fn a_nil_body_without_an_expunge_is_named_and_skipped() {
+    let inbox = Inbox::with(&[(1, ONE), (2, TWO)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = serve(inbox, |c| {
+        c.contains("BODY.PEEK[]").then(|| {
+            let mut answer = b"* 1 FETCH (UID 1 BODY[] NIL)\r\n".to_vec();
+            answer.extend(body_response(2, 2, TWO));
+            answer
+        })
+    });
+    let exit = sync(dir.path(), port);
+    assert_eq!(exit.code, Some(1), "{}", exit.stderr);
+    assert!(
+        exit.stderr.contains("returned NIL instead of the message"),
+        "{}",
+        exit.stderr
+    );
+    let local = String::from_utf8_lossy(TWO).replace("\r\n", "\n");
+    assert_eq!(local_inbox(dir.path()), vec![local.into_bytes()]);
+}
+
 #[test]
 fn a_uid_sent_twice_with_different_text_is_a_folder_error() {
     let inbox = Inbox::with(&[(1, ONE)]);
