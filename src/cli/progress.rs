@@ -304,6 +304,10 @@ impl Observer for MigrateProgress<'_> {
         self.folders.folder_started(folder, messages, bytes);
     }
 
+    fn copy_size_known(&mut self, folder: &FolderName, estimated: u64, actual: u64) {
+        self.folders.copy_size_known(folder, estimated, actual);
+    }
+
     fn copied(&mut self, folder: &FolderName, messages: u64, bytes: u64) {
         self.folders.copied(folder, messages, bytes);
         *self.counted.entry(folder.clone()).or_default() += messages;
@@ -369,5 +373,18 @@ mod tests {
         let bar = observer.folders[&inbox].bar.clone().expect("a bar");
         assert_eq!(bar.length(), Some(1_520));
         assert_eq!(bar.position(), 1_520);
+    }
+
+    #[test]
+    fn a_migrate_folder_bar_takes_corrected_estimates_too() {
+        let ui = Ui::with_hidden_bars();
+        let mut progress = MigrateProgress::new(&ui, "move", "move", &[]);
+        let inbox = FolderName::inbox();
+        progress.folder_started(&inbox, 1, 500);
+        progress.copy_size_known(&inbox, 500, 520);
+        progress.copied(&inbox, 1, 520);
+        let bar = progress.folders.folders[&inbox].bar.clone().expect("a bar");
+        assert_eq!(bar.length(), Some(520));
+        assert_eq!(bar.position(), 520);
     }
 }
