@@ -123,7 +123,7 @@ impl Engine<'_> {
     /// Asks the source stores for the sizes their listings did not carry
     /// (Maildir files named by other tools), so the progress total and the
     /// batches count real sizes rather than `UNKNOWN_SIZE_ESTIMATE`.
-    fn learn_copy_sizes(&mut self, actions: &mut [Action]) -> Result<(), Abort> {
+    pub(super) fn learn_copy_sizes(&mut self, actions: &mut [Action]) -> Result<(), Abort> {
         for to in [Side::Near, Side::Far] {
             let unsized_keys: Vec<MsgKey> = actions
                 .iter()

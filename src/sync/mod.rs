@@ -821,7 +821,8 @@ impl<'a> Engine<'a> {
                     paired_in_folder: None,
                 };
                 // Without records there is nothing the brake could stop.
-                if let Ok(planned) = plan::plan(&input, self.policy) {
+                if let Ok(mut planned) = plan::plan(&input, self.policy) {
+                    self.learn_copy_sizes(&mut planned.actions)?;
                     report.add_planned_skips(&planned.skipped);
                     report.plan.extend(planned.steps());
                     report.count_planned(&planned.actions);
@@ -1105,7 +1106,7 @@ impl<'a> Engine<'a> {
             max_copies: self.options.max_messages,
             paired_in_folder: folder.paired_in_folder,
         };
-        let planned = match plan::plan(&input, self.policy) {
+        let mut planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
                 report.outcome = FolderOutcome::SafetyStop(brake.to_string());
@@ -1114,6 +1115,9 @@ impl<'a> Engine<'a> {
         };
         report.add_planned_skips(&planned.skipped);
         if self.options.dry_run {
+            // What a dry run says it would copy counts files whose names
+            // carry no size at their real size, as the run itself does.
+            self.learn_copy_sizes(&mut planned.actions)?;
             report.plan.extend(planned.steps());
             report.count_planned(&planned.actions);
             return Ok(None);

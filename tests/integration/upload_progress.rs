@@ -35,14 +35,16 @@ impl Observer for Recorded {
     }
 }
 
-#[test]
-fn the_upload_total_counts_the_real_sizes_of_maildir_files() {
-    let fixture = Fixture::new();
+/// Into the local `folder` (Maildir++ directory `dir` under the root): one
+/// message named with its size, three as other tools name them (no size, LF
+/// line ends). Returns the named message's wire size plus the other files'
+/// sizes, and the wire size of all four.
+fn deliver_named_and_unnamed(fixture: &Fixture, folder: &str, dir: &str) -> (u64, u64) {
     // One message with its size in its name, as mailsync and Dovecot write them.
     let named = sample_message(1, 3_000);
-    fixture.deliver_local("INBOX", &named, Flags::SEEN);
+    fixture.deliver_local(folder, &named, Flags::SEEN);
     // Three as other tools write them: no size in the name, LF line ends.
-    let cur = fixture.root().join("cur");
+    let cur = fixture.root().join(dir).join("cur");
     let mut unnamed_file_bytes = 0u64;
     let mut wire_bytes = named.len() as u64;
     for n in 0..3u64 {
@@ -55,6 +57,13 @@ fn the_upload_total_counts_the_real_sizes_of_maildir_files() {
         let name = format!("1700000{n}00.mbsync{n}.host,U={}:2,S", n + 1);
         std::fs::write(cur.join(name), &file).expect("write message");
     }
+    (named.len() as u64 + unnamed_file_bytes, wire_bytes)
+}
+
+#[test]
+fn the_upload_total_counts_the_real_sizes_of_maildir_files() {
+    let fixture = Fixture::new();
+    let (file_bytes, wire_bytes) = deliver_named_and_unnamed(&fixture, "INBOX", "");
 
     let mut recorded = Recorded::default();
     let mut state = StateDb::open(&fixture.state_path()).expect("state");
@@ -70,14 +79,43 @@ fn the_upload_total_counts_the_real_sizes_of_maildir_files() {
     assert_eq!(report.totals().pushed, 4, "{report:#?}");
 
     // Up front: the named message's wire size and the other files' sizes.
-    assert_eq!(
-        recorded.bytes_to_copy,
-        named.len() as u64 + unnamed_file_bytes
-    );
+    assert_eq!(recorded.bytes_to_copy, file_bytes);
     // In the end: exactly what was copied, in wire form.
     assert_eq!(recorded.bytes_copied, wire_bytes);
     assert_eq!(
         i128::from(recorded.bytes_to_copy) + recorded.corrections,
         i128::from(wire_bytes)
     );
+}
+
+/// A dry run says what the run would copy with the same real sizes, in a
+/// folder on both sides and in one the run would create on the server.
+#[test]
+fn a_dry_run_counts_the_real_sizes_of_maildir_files() {
+    let fixture = Fixture::new();
+    let (inbox_bytes, _) = deliver_named_and_unnamed(&fixture, "INBOX", "");
+    let (lists_bytes, _) = deliver_named_and_unnamed(&fixture, "Lists", ".Lists");
+    let mut state = StateDb::open(&fixture.state_path()).expect("state");
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let report = sync_account(
+        "test",
+        Connections::one((Box::new(fixture.imap()), Box::new(fixture.maildir()))),
+        &mut state,
+        &fixture.policy,
+        &options,
+        &mut Recorded::default(),
+    );
+    assert_eq!(report.exit_status(), ExitStatus::Ok, "{report:#?}");
+    for (name, bytes) in [("INBOX", inbox_bytes), ("Lists", lists_bytes)] {
+        let folder = report
+            .folders
+            .iter()
+            .find(|f| f.folder.to_string() == name)
+            .unwrap_or_else(|| panic!("a report of {name}: {report:#?}"));
+        assert_eq!(folder.planned.pushed, 4, "{report:#?}");
+        assert_eq!(folder.planned.bytes, bytes, "{report:#?}");
+    }
 }
