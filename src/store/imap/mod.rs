@@ -1092,33 +1092,31 @@ impl ImapStore {
             }
             Ok(())
         })?;
-        expunged |= parse_responses(&tagged).is_ok_and(|r| reports_expunge(&r));
+        expunged |= tagged_reports_expunge(&tagged);
         match nil {
-            Some(uid) if !expunged => Err(CommandFailure::Broken(delivery.nil_body(uid))),
-            _ => Ok(()),
-        }
-    }
-
-    /// A body whose size is not the one listed is another message than the
-    /// one planned for (or a server that cannot be trusted with it).
-    fn check_size(&self, uid: u32, got: u64) -> StoreResult<()> {
-        match self.sizes.get(&uid) {
-            Some(&listed) if listed != got => Err(self.odd_reply(format!(
-                "the server sent {got} bytes for UID {uid}, listed with {listed} bytes"
+            Some(uid) if !expunged => Err(CommandFailure::Broken(nil_body(
+                delivery.folder.clone(),
+                uid,
             ))),
             _ => Ok(()),
         }
     }
 
-    fn odd_reply(&self, reason: String) -> StoreError {
-        StoreError::Folder {
-            folder: self
-                .selected
-                .as_ref()
-                .map(|s| s.name.to_string())
-                .unwrap_or_default(),
-            reason,
+    fn check_size(&self, uid: u32, got: u64) -> StoreResult<()> {
+        match self.sizes.get(&uid) {
+            Some(&listed) if listed != got => {
+                Err(size_differs(self.folder_text(), uid, got, listed))
+            }
+            _ => Ok(()),
         }
+    }
+
+    /// The selected folder's name for an error message; empty when none is.
+    fn folder_text(&self) -> String {
+        self.selected
+            .as_ref()
+            .map(|s| s.name.to_string())
+            .unwrap_or_default()
     }
 
     /// Fetches one message in `BODY.PEEK[]<offset.length>` pieces of at most
@@ -1135,10 +1133,7 @@ impl ImapStore {
         loop {
             // IMAP partial origins are 32-bit numbers.
             let origin = u32::try_from(written).map_err(|_| StoreError::Message {
-                folder: self
-                    .selected_name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
+                folder: self.folder_text(),
                 key: uid.to_string(),
                 reason: "message larger than 4 GiB".to_string(),
             })?;
@@ -1172,12 +1167,12 @@ impl ImapStore {
                     Ok(())
                 },
             )?;
-            expunged |= parse_responses(&tagged).is_ok_and(|r| reports_expunge(&r));
+            expunged |= tagged_reports_expunge(&tagged);
             match piece {
                 // Expunged meanwhile: skipped, as for whole fetches.
                 None => return Ok(()),
                 Some(None) if expunged => return Ok(()),
-                Some(None) => return Err(self.nil_body(uid)),
+                Some(None) => return Err(nil_body(self.folder_text(), uid)),
                 Some(Some(len)) => {
                     written += len;
                     // A server that goes on sending is refused as soon as it
@@ -1199,18 +1194,6 @@ impl ImapStore {
                 ends: LineEnds::Wire,
             },
         )
-    }
-
-    fn nil_body(&self, uid: u32) -> StoreError {
-        StoreError::Message {
-            folder: self
-                .selected
-                .as_ref()
-                .map(|s| s.name.to_string())
-                .unwrap_or_default(),
-            key: uid.to_string(),
-            reason: "the server returned NIL instead of the message".to_string(),
-        }
     }
 
     /// Sends a run of staged messages for one folder in one command (more
@@ -1674,19 +1657,16 @@ impl Delivery {
                 let digest = text_checksum(body);
                 if let Some(earlier) = self.delivered.insert(uid, digest) {
                     if earlier != digest {
-                        return Err(self.odd_reply(format!(
-                            "the server sent UID {uid} twice with different text"
-                        )));
+                        return Err(StoreError::Folder {
+                            folder: self.folder.clone(),
+                            reason: format!("the server sent UID {uid} twice with different text"),
+                        });
                     }
                     return Ok(None);
                 }
                 let got = body.len() as u64;
                 if let Some(listed) = self.wanted[at].1.filter(|listed| *listed != got) {
-                    // Another message than the one planned for (or a server
-                    // that cannot be trusted with it).
-                    return Err(self.odd_reply(format!(
-                        "the server sent {got} bytes for UID {uid}, listed with {listed} bytes"
-                    )));
+                    return Err(size_differs(self.folder.clone(), uid, got, listed));
                 }
                 sink(&MsgKey::uid(uid), Body::Bytes(body))?;
                 Ok(None)
@@ -1695,21 +1675,29 @@ impl Delivery {
             None => Ok(None),
         }
     }
+}
 
-    fn odd_reply(&self, reason: String) -> StoreError {
-        StoreError::Folder {
-            folder: self.folder.clone(),
-            reason,
-        }
+/// A body whose size is not the one listed is another message than the one
+/// planned for (or a server that cannot be trusted with it).
+fn size_differs(folder: String, uid: u32, got: u64, listed: u64) -> StoreError {
+    StoreError::Folder {
+        folder,
+        reason: format!("the server sent {got} bytes for UID {uid}, listed with {listed} bytes"),
     }
+}
 
-    fn nil_body(&self, uid: u32) -> StoreError {
-        StoreError::Message {
-            folder: self.folder.clone(),
-            key: uid.to_string(),
-            reason: "the server returned NIL instead of the message".to_string(),
-        }
+fn nil_body(folder: String, uid: u32) -> StoreError {
+    StoreError::Message {
+        folder,
+        key: uid.to_string(),
+        reason: "the server returned NIL instead of the message".to_string(),
     }
+}
+
+/// Whether a command's tagged answer reports an expunge (see
+/// `reports_expunge`).
+fn tagged_reports_expunge(tagged: &[u8]) -> bool {
+    parse_responses(tagged).is_ok_and(|r| reports_expunge(&r))
 }
 
 /// The listing of a folder from `UID FETCH 1:* (UID FLAGS RFC822.SIZE
