@@ -821,11 +821,9 @@ impl<'a> Engine<'a> {
                     paired_in_folder: None,
                 };
                 // Without records there is nothing the brake could stop.
-                if let Ok(mut planned) = plan::plan(&input, self.policy) {
-                    self.learn_copy_sizes(&mut planned.actions)?;
+                if let Ok(planned) = plan::plan(&input, self.policy) {
                     report.add_planned_skips(&planned.skipped);
-                    report.plan.extend(planned.steps());
-                    report.count_planned(&planned.actions);
+                    self.report_dry_run(planned, report)?;
                 }
                 return Ok(false);
             }
@@ -1106,7 +1104,7 @@ impl<'a> Engine<'a> {
             max_copies: self.options.max_messages,
             paired_in_folder: folder.paired_in_folder,
         };
-        let mut planned = match plan::plan(&input, self.policy) {
+        let planned = match plan::plan(&input, self.policy) {
             Ok(p) => p,
             Err(brake) => {
                 report.outcome = FolderOutcome::SafetyStop(brake.to_string());
@@ -1115,14 +1113,24 @@ impl<'a> Engine<'a> {
         };
         report.add_planned_skips(&planned.skipped);
         if self.options.dry_run {
-            // What a dry run says it would copy counts files whose names
-            // carry no size at their real size, as the run itself does.
-            self.learn_copy_sizes(&mut planned.actions)?;
-            report.plan.extend(planned.steps());
-            report.count_planned(&planned.actions);
+            self.report_dry_run(planned, report)?;
             return Ok(None);
         }
         Ok(Some(planned))
+    }
+
+    /// What a dry run says of a plan: its steps and counts, with files whose
+    /// names carry no size counted at their real size, as the run itself
+    /// does.
+    fn report_dry_run(
+        &mut self,
+        mut planned: plan::Plan,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        self.learn_copy_sizes(&mut planned.actions)?;
+        report.plan.extend(planned.steps());
+        report.count_planned(&planned.actions);
+        Ok(())
     }
 
     /// Selects the far folder that reading skipped as unchanged; it must
