@@ -9,10 +9,8 @@
 //! selects its folder again before it sends any command there
 //! (`reselect`), and checks that its UIDVALIDITY held.
 
-use std::collections::BTreeMap;
-
 use super::session::{Part, Pending};
-use super::{CommandFailure, ImapStore, Selected};
+use super::{CommandFailure, ImapStore, ListedSizes, Selected};
 use crate::model::FolderName;
 use crate::store::{
     Changes, ChangesAhead, FolderStatus, NewMessages, Scope, StoreError, StoreResult,
@@ -35,7 +33,7 @@ pub(super) struct ListedAhead {
     validity: u64,
     read: StoreResult<(FolderStatus, Option<Changes>)>,
     selected: Option<Selected>,
-    sizes: BTreeMap<u32, u64>,
+    sizes: ListedSizes,
     prefetched: Option<Vec<u8>>,
 }
 

@@ -16,6 +16,7 @@ mod list_status;
 mod login;
 mod namespace;
 mod session;
+mod sizes;
 pub mod utf7;
 mod wire;
 
@@ -40,6 +41,7 @@ use crate::store::{
     StoreError, StoreResult,
 };
 use session::{Answer, Part, Pending, Session, MAX_LITERAL_BYTES};
+use sizes::ListedSizes;
 use wire::{
     format_internal_date, parse_internal_date, parse_responses, plan_body_batches, quote, uid_set,
     uid_sets, unescape_quoted, BodyBatch,
@@ -139,9 +141,8 @@ pub struct ImapStore {
     delimiter: Option<Option<char>>,
     selected: Option<Selected>,
     /// RFC822.SIZE of the selected folder's messages, from the last listing;
-    /// `fetch_bodies` batches by it. A B-tree holds a listing of 60 000 UIDs
-    /// in about half the memory of a hash map.
-    sizes: BTreeMap<u32, u64>,
+    /// `fetch_bodies` batches by it.
+    sizes: ListedSizes,
     staged: Vec<Staged>,
     /// Set once a command failed in a way that leaves the session unusable (I/O
     /// error, lost sync, logout): later commands fail at once instead of
@@ -319,7 +320,7 @@ impl ImapStore {
             server: ServerCaps::default(),
             delimiter: None,
             selected: None,
-            sizes: BTreeMap::new(),
+            sizes: ListedSizes::default(),
             staged: Vec::new(),
             broken: None,
             listed_with_status: None,
@@ -943,7 +944,7 @@ impl ImapStore {
         let mut wanted: Vec<(u32, Option<u64>)> = batches
             .iter()
             .flatten()
-            .map(|uid| (*uid, self.sizes.get(uid).copied()))
+            .map(|uid| (*uid, self.sizes.get(*uid)))
             .collect();
         wanted.sort_unstable();
         let mut delivery = Delivery {
@@ -1008,7 +1009,7 @@ impl ImapStore {
             let Some(Some(body)) = body_section(attrs, Some(0)) else {
                 continue;
             };
-            if self.sizes.get(&uid) != Some(&(body.len() as u64)) {
+            if self.sizes.get(uid) != Some(body.len() as u64) {
                 continue;
             }
             sink(&MsgKey::uid(uid), Body::Bytes(body))?;
@@ -1103,8 +1104,8 @@ impl ImapStore {
     }
 
     fn check_size(&self, uid: u32, got: u64) -> StoreResult<()> {
-        match self.sizes.get(&uid) {
-            Some(&listed) if listed != got => {
+        match self.sizes.get(uid) {
+            Some(listed) if listed != got => {
                 Err(size_differs(self.folder_text(), uid, got, listed))
             }
             _ => Ok(()),
@@ -1126,7 +1127,7 @@ impl ImapStore {
     /// listed is refused.
     fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
         let chunk = chunk.min(u64::from(u32::MAX));
-        let listed = self.sizes.get(&uid).copied();
+        let listed = self.sizes.get(uid);
         let spool = tempfile::tempfile()
             .map_err(|e| StoreError::io("creating a temporary file for a download", e))?;
         let mut written = 0u64;
@@ -2060,7 +2061,7 @@ impl Store for ImapStore {
         let unknown: Vec<u32> = uids
             .iter()
             .copied()
-            .filter(|uid| !self.sizes.contains_key(uid))
+            .filter(|uid| !self.sizes.contains(*uid))
             .collect();
         for set in uid_sets(&unknown) {
             let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
@@ -2070,7 +2071,7 @@ impl Store for ImapStore {
         // A UID without a size was not returned by the server: it is gone.
         let items: Vec<(u32, u64)> = uids
             .iter()
-            .filter_map(|uid| self.sizes.get(uid).map(|size| (*uid, *size)))
+            .filter_map(|uid| self.sizes.get(*uid).map(|size| (*uid, size)))
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         let mut whole = Vec::new();
@@ -2219,9 +2220,7 @@ impl Store for ImapStore {
         for set in uid_sets(&uids) {
             self.run_in_folder("UID EXPUNGE", &format!("UID EXPUNGE {set}"))?;
         }
-        for uid in &uids {
-            self.sizes.remove(uid);
-        }
+        self.sizes.remove_all(&uids);
         Ok(())
     }
 
@@ -2255,9 +2254,7 @@ impl Store for ImapStore {
         if !self.caps.move_messages {
             return self.delete(keys);
         }
-        for uid in &uids {
-            self.sizes.remove(uid);
-        }
+        self.sizes.remove_all(&uids);
         Ok(())
     }
 
