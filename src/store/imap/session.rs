@@ -43,6 +43,14 @@ const OUT_BYTES: usize = 64 * 1024;
 /// server's go-ahead for a literal with other commands in flight; they are
 /// handed on with the next answer read.
 const MAX_HELD_BYTES: u64 = 8 << 20;
+/// A response buffer grown past this by one large message is let go before
+/// the next response: the buffer lives as long as a command's answer, which
+/// may bring thousands of small messages after a large one, on each
+/// connection at once.
+const KEPT_RESPONSE_CAPACITY: usize = 64 * 1024;
+/// What a FETCH response usually has after a body literal (`)` and the line
+/// end, or the attributes that follow it).
+const RESPONSE_TAIL_ROOM: usize = 1024;
 
 thread_local! {
     static THREAD_ROUND_TRIPS: Arc<AtomicU64> = Arc::new(AtomicU64::new(0));
@@ -608,7 +616,11 @@ impl Session {
         literal_limit: u64,
         buf: &mut Vec<u8>,
     ) -> StoreResult<()> {
-        buf.clear();
+        if buf.capacity() > KEPT_RESPONSE_CAPACITY {
+            *buf = Vec::new();
+        } else {
+            buf.clear();
+        }
         if std::mem::take(&mut self.sent_since_read) {
             self.round_trips.fetch_add(1, Ordering::Relaxed);
         }
@@ -673,7 +685,9 @@ impl Session {
             }
             let want =
                 usize::try_from(len).map_err(|_| self.protocol(verb, "literal too large"))?;
-            buf.reserve_exact(want);
+            // Room for the rest of the response too: growing for its last
+            // line would double a large message's buffer.
+            buf.reserve_exact(want.saturating_add(RESPONSE_TAIL_ROOM));
             let got = (&mut self.reader)
                 .take(len)
                 .read_to_end(buf)
