@@ -17,6 +17,9 @@ const CHUNK: usize = 64 * 1024;
 
 /// The longest header block read to tell a file-backed message's identity.
 const MAX_IDENTITY_HEADER: usize = 1 << 20;
+/// How much of a piece `header_and_size` copies before it looks for the
+/// header's end again.
+const HEADER_STEP: usize = 4096;
 
 /// The line endings a body is stored with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,11 +128,23 @@ impl<'a> Body<'a> {
             return Ok((std::borrow::Cow::Borrowed(&bytes[..end]), wire_size(bytes)));
         }
         let mut head = Vec::new();
+        let mut header_read = false;
         let mut size = 0u64;
         self.for_each_piece(LineEnds::Wire, |piece| {
-            if head.len() < MAX_IDENTITY_HEADER {
+            if !header_read {
                 let room = MAX_IDENTITY_HEADER - head.len();
-                head.extend_from_slice(&piece[..piece.len().min(room)]);
+                // In small steps, stopping at the blank line: a piece may be
+                // a megabyte of body, which is not kept.
+                for step in piece[..piece.len().min(room)].chunks(HEADER_STEP) {
+                    // The blank line may straddle two steps.
+                    let from = head.len().saturating_sub(2);
+                    head.extend_from_slice(step);
+                    if from + find_header_end(&head[from..]) < head.len() {
+                        header_read = true;
+                        break;
+                    }
+                }
+                header_read |= head.len() >= MAX_IDENTITY_HEADER;
             }
             size += piece.len() as u64;
             Ok(())
@@ -347,6 +362,36 @@ mod tests {
             body.identity().unwrap(),
             Body::Bytes(wire).identity().unwrap()
         );
+    }
+
+    #[test]
+    fn a_file_header_is_found_wherever_its_blank_line_falls() {
+        // Blank lines across a step and a read boundary, and no blank line.
+        for header_len in [
+            HEADER_STEP - 3,
+            HEADER_STEP - 1,
+            HEADER_STEP,
+            CHUNK - 2,
+            CHUNK + 1,
+        ] {
+            let mut wire = b"Subject: ".to_vec();
+            wire.resize(header_len, b'x');
+            wire.extend_from_slice(b"\r\n\r\n");
+            wire.extend(std::iter::repeat_n(b'b', 3 * CHUNK));
+            let headless = vec![b'y'; 2 * CHUNK];
+            for wire in [wire, headless] {
+                let file = file_with(&to_maildir(&wire));
+                let body = Body::File {
+                    file: &file,
+                    ends: LineEnds::Maildir,
+                };
+                let (header, size) = body.header_and_size().unwrap();
+                let (expected, expected_size) = Body::Bytes(&wire).header_and_size().unwrap();
+                let expected = &expected[..expected.len().min(MAX_IDENTITY_HEADER)];
+                assert_eq!(header.as_ref(), expected, "header of {header_len} bytes");
+                assert_eq!(size, expected_size);
+            }
+        }
     }
 
     fn to_maildir(wire: &[u8]) -> Vec<u8> {
