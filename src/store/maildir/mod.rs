@@ -119,6 +119,12 @@ struct Selected {
     name: FolderName,
     dir: PathBuf,
     messages: Entries,
+    /// Files written by this store since the scan are left out of
+    /// `messages`: a download keeps nothing per message it wrote (a name
+    /// each, 60 000 for a large folder), and a run seldom looks at them in
+    /// the same selection. A look that needs them reads the folder again
+    /// (`index_keys`, `index_all`).
+    unindexed_writes: bool,
 }
 
 /// Where one message's file is now. The key is the file name up to the info
@@ -257,10 +263,11 @@ impl MaildirStore {
     /// another client since the scan (gone for this run), or one that cannot
     /// be read either, which the copy reports by name.
     fn file_facts<T>(
-        &self,
+        &mut self,
         keys: &[MsgKey],
         fact: impl Fn(&fs::Metadata) -> T,
     ) -> StoreResult<Vec<(MsgKey, T)>> {
+        self.index_keys(keys)?;
         let selected = self.selected()?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -471,6 +478,37 @@ impl MaildirStore {
         self.selected
             .as_mut()
             .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))
+    }
+
+    /// Makes sure `messages` holds each of `keys` the folder has, reading
+    /// the folder again only when one is missing and may be a file this
+    /// store wrote since the scan (see `Selected::unindexed_writes`).
+    fn index_keys(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
+        let selected = self.selected()?;
+        let missing = || {
+            keys.iter()
+                .any(|key| !selected.messages.contains_key(key.as_str()))
+        };
+        if selected.unindexed_writes && missing() {
+            self.index_again()?;
+        }
+        Ok(())
+    }
+
+    /// Makes `messages` the whole folder, written files included.
+    fn index_all(&mut self) -> StoreResult<()> {
+        if self.selected()?.unindexed_writes {
+            self.index_again()?;
+        }
+        Ok(())
+    }
+
+    fn index_again(&mut self) -> StoreResult<()> {
+        let selected = self.selected_mut()?;
+        // What the scan warns of, `select` has reported already.
+        selected.messages = Self::scan(&selected.dir, &mut Vec::new())?;
+        selected.unindexed_writes = false;
+        Ok(())
     }
 
     fn collect_folders(&self, warnings: &mut Vec<String>) -> StoreResult<FolderList> {
@@ -807,6 +845,7 @@ impl MaildirStore {
         keys: &[MsgKey],
         letters: impl Fn(&MsgKey, &str) -> String,
     ) -> StoreResult<()> {
+        self.index_keys(keys)?;
         let selected = self.selected_mut()?;
         let mut touched = BTreeSet::new();
         let mut first_error = None;
@@ -853,7 +892,8 @@ impl MaildirStore {
 
     /// The keywords of each message in the selected folder, from its
     /// lowercase info letters and the folder's `dovecot-keywords`.
-    pub fn keywords(&self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
+    pub fn keywords(&mut self) -> StoreResult<Vec<(MsgKey, Vec<String>)>> {
+        self.index_all()?;
         let selected = self.selected()?;
         let map = keywords::KeywordMap::read(&selected.dir)?;
         let mut out: Vec<(MsgKey, Vec<String>)> = selected
@@ -962,9 +1002,9 @@ impl MaildirStore {
     }
 
     /// A fresh unique name that no message of the folder has; `None` if it
-    /// clashes with one. The staged files need no look: their names were
-    /// made by this process, and each has a counter value of its own (a
-    /// look through them made a batch of 2 000 appends quadratic).
+    /// clashes with one. The files this process staged or wrote need no
+    /// look: each has a counter value of its own (a look through the staged
+    /// ones made a batch of 2 000 appends quadratic).
     fn unused_name(
         &self,
         tracking: u64,
@@ -1043,7 +1083,7 @@ impl MaildirStore {
                 )
             })?;
             touched.insert(sub);
-            selected.messages.put(Entry::new(&s.key, file, place, None));
+            selected.unindexed_writes = true;
             keys.push(Some(MsgKey(s.key.as_str().into())));
         }
         sync_dirs(&touched)?;
@@ -1312,11 +1352,13 @@ impl Store for MaildirStore {
             name: name.clone(),
             dir,
             messages,
+            unindexed_writes: false,
         });
         Ok(status)
     }
 
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
+        self.index_all()?;
         let selected = self.selected()?;
         let mut out = Vec::with_capacity(selected.messages.len());
         // No `stat` per file: a resync of a large folder would spend most of
@@ -1363,6 +1405,7 @@ impl Store for MaildirStore {
             name: name.clone(),
             dir,
             messages,
+            unindexed_writes: false,
         });
         Ok(Some((status, listing)))
     }
@@ -1380,6 +1423,7 @@ impl Store for MaildirStore {
     }
 
     fn previous_copies(&mut self) -> StoreResult<Vec<PreviousCopy>> {
+        self.index_all()?;
         let selected = self.selected()?;
         let folder_md5s = adopt::offlineimap_folder_md5s(&selected.name);
         let mbsync = mbsync_state(&selected.dir);
@@ -1405,6 +1449,7 @@ impl Store for MaildirStore {
     }
 
     fn fetch_identities(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, Identity)>> {
+        self.index_keys(keys)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // Identity normalises line endings, so the file needs no conversion.
@@ -1422,6 +1467,7 @@ impl Store for MaildirStore {
     }
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        self.index_keys(keys)?;
         for key in keys {
             let Some((mut file, path)) = self.open_message(key)? else {
                 continue;
@@ -1487,6 +1533,7 @@ impl Store for MaildirStore {
 
     fn find_tracked(&mut self, ids: &[u64]) -> StoreResult<Vec<(u64, MsgKey)>> {
         let wanted: HashSet<u64> = ids.iter().copied().collect();
+        self.index_all()?;
         let selected = self.selected()?;
         let mut found: Vec<(u64, MsgKey)> = selected
             .messages
@@ -1506,6 +1553,7 @@ impl Store for MaildirStore {
     }
 
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
+        self.index_keys(keys)?;
         let selected = self.selected_mut()?;
         let mut touched = BTreeSet::new();
         let mut first_error = None;
