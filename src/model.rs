@@ -265,6 +265,33 @@ pub struct MsgMeta {
     pub date: Option<i64>,
 }
 
+/// An order-free digest of a folder's messages as (key, flags) pairs: equal
+/// digests mean the same pairs, each as often, up to a 128-bit collision.
+/// It lets a folder be compared with the state's records without holding
+/// either list: both are summed as they are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContentsDigest {
+    count: u64,
+    /// The sum of each pair's truncated SHA-256: a sum, so that order does
+    /// not matter and a pair seen twice counts twice.
+    sum: u128,
+}
+
+impl ContentsDigest {
+    pub fn add(&mut self, key: &str, flags: Flags) {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(key.as_bytes());
+        // Keys never hold a NUL: it ends the key before the flags.
+        hasher.update([0, flags.0]);
+        let digest = hasher.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        self.count += 1;
+        self.sum = self.sum.wrapping_add(u128::from_le_bytes(first));
+    }
+}
+
 /// What identifies the same message on two sides that share no key: used only to
 /// pair messages after a first sync, a lost state database or a UIDVALIDITY change.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

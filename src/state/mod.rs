@@ -15,7 +15,7 @@ mod seal;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
+use crate::model::{ContentsDigest, Flags, FolderName, Identity, MsgKey, Side};
 pub use binding::{canonical_root, Binding, Endpoint, Rebinding, SideNames};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use schema::unusable;
@@ -409,19 +409,20 @@ impl StateDb {
         Ok(out)
     }
 
-    /// The local key and flags of each of the folder's records that has a
-    /// local copy: what the local folder must hold, and no more, for a
-    /// change stamp read after the run's own writes to stand for it.
-    pub fn near_keys_and_flags(&self, folder: &FolderName) -> StateResult<Vec<(MsgKey, Flags)>> {
+    /// The digest of the local key and flags of each of the folder's records
+    /// that has a local copy: what the local folder must hold, and no more,
+    /// for a change stamp read after the run's own writes to stand for it.
+    /// Summed row by row, so a large folder's keys are never all in memory.
+    pub fn near_contents(&self, folder: &FolderName) -> StateResult<ContentsDigest> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT id, near, flags FROM records WHERE folder = ?1 AND near IS NOT NULL",
         )?;
         let mut rows = stmt.query([folder.as_str()])?;
-        let mut out = Vec::new();
+        let mut digest = ContentsDigest::default();
         while let Some(row) = rows.next()? {
-            out.push(rows::near_key_and_flags_from_row(&self.path, row)?);
+            rows::add_near_key_and_flags(&self.path, row, &mut digest)?;
         }
-        Ok(out)
+        Ok(digest)
     }
 
     /// How many of the folder's records hold both keys: what the

@@ -4,7 +4,7 @@
 
 use super::schema::unusable;
 use super::{FolderState, Intent, Record, StateError, StateResult};
-use crate::model::{Flags, FolderName, Identity, MsgKey, Side};
+use crate::model::{ContentsDigest, Flags, FolderName, Identity, MsgKey, Side};
 use rusqlite::types::FromSql;
 use rusqlite::Row;
 use std::fmt::Display;
@@ -103,17 +103,26 @@ pub(super) fn record_from_row(path: &Path, row: &Row<'_>) -> StateResult<Record>
 }
 
 /// Columns: `id, near, flags`.
-pub(super) fn near_key_and_flags_from_row(
+pub(super) fn add_near_key_and_flags(
     path: &Path,
     row: &Row<'_>,
-) -> StateResult<(MsgKey, Flags)> {
+    digest: &mut ContentsDigest,
+) -> StateResult<()> {
     let id: i64 = row.get(0)?;
     let at = RowAt {
         path,
         table: "records",
         key: &id,
     };
-    Ok((MsgKey(at.get::<String>(row, 1)?.into()), at.flags(row, 2)?))
+    let flags = at.flags(row, 2)?;
+    // Borrowed from the row: no string is made for each key.
+    let key = row
+        .get_ref(1)
+        .map_err(|e| at.bad(e))?
+        .as_str()
+        .map_err(|e| at.bad(e))?;
+    digest.add(key, flags);
+    Ok(())
 }
 
 /// Columns: `name, far_validity, near_validity, far_uidnext,

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::model::{
+    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta,
+};
 use crate::store::{
     Appended, Body, BodySink, Caps, ChangeStamp, Changes, FolderInfo, FolderList, FolderStatus,
     NewMessage, Store, StoreError, StoreResult,
@@ -804,25 +806,16 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn holds_exactly(
-        &mut self,
-        name: &FolderName,
-        expected: &[(MsgKey, Flags)],
-    ) -> StoreResult<bool> {
+    fn contents_digest(&mut self, name: &FolderName) -> StoreResult<Option<ContentsDigest>> {
         let flags_cap = self.caps.flags;
         let mailbox = self.lock();
         let folder = mailbox.folder(name)?;
-        let found = expected.iter().all(|(key, flags)| {
-            key.as_uid()
-                .and_then(|uid| {
-                    folder
-                        .messages
-                        .get(&uid)
-                        .map(|m| meta_of(uid, m, flags_cap))
-                })
-                .is_some_and(|meta| meta.flags == *flags)
-        });
-        Ok(found && folder.messages.len() == expected.len())
+        let mut digest = ContentsDigest::default();
+        for (uid, message) in &folder.messages {
+            let meta = meta_of(*uid, message, flags_cap);
+            digest.add(meta.key.as_str(), meta.flags);
+        }
+        Ok(Some(digest))
     }
 
     fn select_some(

@@ -14,7 +14,7 @@ pub mod pop3;
 
 pub use body::{Body, LineEnds};
 
-use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::model::{ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta};
 
 /// What a store can do. The planner never emits an action that the target's
 /// capabilities cannot perform.
@@ -49,7 +49,7 @@ pub struct Caps {
     /// so keep-on-server and leave-on-server are refused.
     pub unstable_keys: bool,
     /// A change stamp read after the run's own writes can be confirmed:
-    /// `let_stamps_settle` and `holds_exactly` work (Maildir, memory).
+    /// `let_stamps_settle` and `contents_digest` work (Maildir, memory).
     pub own_stamps: bool,
 }
 
@@ -384,16 +384,12 @@ pub trait Store: Send {
         Ok(true)
     }
 
-    /// Whether the folder holds exactly these messages, each with these
-    /// flags, and nothing else, found without opening a file (see
-    /// `Caps::own_stamps`); false when the store cannot tell.
-    fn holds_exactly(
-        &mut self,
-        name: &FolderName,
-        expected: &[(MsgKey, Flags)],
-    ) -> StoreResult<bool> {
-        let _ = (name, expected);
-        Ok(false)
+    /// The digest of the folder's messages as (key, flags) pairs, found
+    /// without opening a file (see `Caps::own_stamps`); `None` when the
+    /// store cannot tell.
+    fn contents_digest(&mut self, name: &FolderName) -> StoreResult<Option<ContentsDigest>> {
+        let _ = name;
+        Ok(None)
     }
 
     /// Dates (Unix seconds) of messages whose listing carried none: a Maildir

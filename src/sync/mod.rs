@@ -1232,7 +1232,7 @@ impl<'a> Engine<'a> {
     ///    (`Store::let_stamps_settle`, at most a few milliseconds): from then
     ///    on any change to the folder gets a later time and moves its stamp.
     /// 3. The folder's names, read now, are exactly what the state records
-    ///    (`Store::holds_exactly`).
+    ///    (`Store::contents_digest`, compared with the records' digest).
     /// 4. S2, the stamp read again, equals S1; then S1 is recorded.
     ///
     /// Sound because a change by anyone else is seen one way or the other:
@@ -1265,8 +1265,8 @@ impl<'a> Engine<'a> {
         }
         let mut confirmed = Vec::with_capacity(first.len());
         for (name, stamp) in first {
-            let expected = self.state.near_keys_and_flags(&name)?;
-            if !self.near.holds_exactly(&name, &expected).unwrap_or(false) {
+            let expected = self.state.near_contents(&name)?;
+            if self.near.contents_digest(&name).ok().flatten() != Some(expected) {
                 continue;
             }
             hook.call(StampPoint::NamesChecked, &name);

@@ -27,7 +27,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::model::{to_wire_line_endings, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH};
+use crate::model::{
+    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH,
+};
 use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, ChangeStamp, FolderInfo, FolderList,
     FolderStatus, LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
@@ -1283,21 +1285,9 @@ impl Store for MaildirStore {
     /// Reads `cur/` and `new/` (names only, no `stat` on file systems that
     /// give entry types) and compares every message name with `expected`.
     /// Names that are not messages are left out, as `select` leaves them.
-    fn holds_exactly(
-        &mut self,
-        name: &FolderName,
-        expected: &[(MsgKey, Flags)],
-    ) -> StoreResult<bool> {
+    fn contents_digest(&mut self, name: &FolderName) -> StoreResult<Option<ContentsDigest>> {
         let dir = self.maildir_of(name)?;
-        // Hashed, not searched in order: keys share long prefixes (the
-        // seconds of their delivery), so comparing them in a binary search
-        // cost more than reading the directories.
-        let at: HashMap<&str, usize> = expected
-            .iter()
-            .enumerate()
-            .map(|(at, (key, _))| (key.as_str(), at))
-            .collect();
-        let mut seen = vec![false; expected.len()];
+        let mut digest = ContentsDigest::default();
         for place in [Place::Cur, Place::New] {
             let sub = dir.join(place.dir_name());
             let entries = fs::read_dir(&sub).map_err(|e| io_error("reading", &sub, e))?;
@@ -1307,19 +1297,15 @@ impl Store for MaildirStore {
                 let Some(parsed) = file_name.to_str().and_then(FileName::parse) else {
                     continue;
                 };
+                // A message that is not a regular file is never recorded as
+                // this store's own (see `Entry::not_regular`).
                 if !entry.file_type().is_ok_and(|t| t.is_file()) {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                let Some(&at) = at.get(parsed.key) else {
-                    return Ok(false);
-                };
-                if seen[at] || expected[at].1 != Flags::from_maildir(parsed.letters) {
-                    return Ok(false);
-                }
-                seen[at] = true;
+                digest.add(parsed.key, Flags::from_maildir(parsed.letters));
             }
         }
-        Ok(seen.into_iter().all(|found| found))
+        Ok(Some(digest))
     }
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {

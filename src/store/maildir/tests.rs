@@ -1179,31 +1179,56 @@ fn once_stamps_settle_a_change_right_after_moves_the_stamp() {
 }
 
 #[test]
-fn holds_exactly_compares_every_message_name_and_flag() {
+fn the_contents_digest_covers_every_message_name_and_flag() {
     let (dir, mut store) = inbox_store();
     let inbox = FolderName::inbox();
     let plain = append_one(&mut store, b"Subject: a\r\n\r\na\r\n", Flags::EMPTY, 0);
     let seen = append_one(&mut store, b"Subject: b\r\n\r\nb\r\n", Flags::SEEN, 0);
-    let mut expected = vec![(plain.clone(), Flags::EMPTY), (seen.clone(), Flags::SEEN)];
-    expected.sort();
-    assert!(store.holds_exactly(&inbox, &expected).unwrap());
+    let digest_of = |pairs: &[(MsgKey, Flags)]| {
+        let mut digest = ContentsDigest::default();
+        for (key, flags) in pairs {
+            digest.add(key.as_str(), *flags);
+        }
+        Some(digest)
+    };
+    let expected = vec![(plain.clone(), Flags::EMPTY), (seen.clone(), Flags::SEEN)];
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    assert_eq!(store.contents_digest(&inbox).unwrap(), digest_of(&expected));
+    assert_eq!(store.contents_digest(&inbox).unwrap(), digest_of(&reversed));
 
     // Names that are not messages are left out, as a scan leaves them.
     fs::write(dir.path().join("cur").join(".hidden"), b"x").unwrap();
-    assert!(store.holds_exactly(&inbox, &expected).unwrap());
+    assert_eq!(store.contents_digest(&inbox).unwrap(), digest_of(&expected));
 
     // Other flags, a message missing, one more, or one key twice: no.
     let mut other_flags = expected.clone();
-    for entry in &mut other_flags {
-        entry.1 = Flags::FLAGGED;
-    }
-    assert!(!store.holds_exactly(&inbox, &other_flags).unwrap());
+    other_flags[1].1 = Flags::FLAGGED;
+    assert_ne!(
+        store.contents_digest(&inbox).unwrap(),
+        digest_of(&other_flags)
+    );
     let mut longer = expected.clone();
     longer.push((MsgKey("zzz.missing".into()), Flags::EMPTY));
-    assert!(!store.holds_exactly(&inbox, &longer).unwrap());
-    assert!(!store.holds_exactly(&inbox, &expected[..1]).unwrap());
+    assert_ne!(store.contents_digest(&inbox).unwrap(), digest_of(&longer));
+    assert_ne!(
+        store.contents_digest(&inbox).unwrap(),
+        digest_of(&expected[..1])
+    );
     fs::write(dir.path().join("new").join(seen.as_str()), b"copy").unwrap();
-    assert!(!store.holds_exactly(&inbox, &expected).unwrap());
+    assert_ne!(store.contents_digest(&inbox).unwrap(), digest_of(&expected));
+    let mut twice = expected.clone();
+    twice.push((seen.clone(), Flags::EMPTY));
+    assert_eq!(store.contents_digest(&inbox).unwrap(), digest_of(&twice));
+
+    // A message name that is not a regular file: the store cannot tell.
+    fs::create_dir(
+        dir.path()
+            .join("cur")
+            .join(format!("{}:2,", plain.as_str())),
+    )
+    .unwrap();
+    assert_eq!(store.contents_digest(&inbox).unwrap(), None);
 }
 
 /// A message of about `len` bytes whose text tells `n` apart.
