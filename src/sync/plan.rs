@@ -21,7 +21,7 @@ use crate::state::Record;
 use crate::store::Caps;
 use crate::sync::action::{Action, PlanStep};
 use crate::sync::policy::{Direction, Mode, Oversize, Policy};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Everything the planner looks at for one folder.
 pub struct PlanInput<'a> {
@@ -151,6 +151,39 @@ fn key_order(key: &MsgKey) -> (u64, &str) {
         key.as_uid().map(u64::from).unwrap_or(u64::MAX),
         key.as_str(),
     )
+}
+
+/// One side's listing in `key_order`, searched by halving: a vector of
+/// references takes a third of what a B-tree map of a folder-sized listing
+/// takes, and the listings come in this order already (IMAP by UID, a
+/// Maildir by name), so building it usually sorts nothing.
+struct InKeyOrder<'a>(Vec<&'a MsgMeta>);
+
+impl<'a> InKeyOrder<'a> {
+    fn new(listing: &'a [MsgMeta]) -> Self {
+        let mut metas: Vec<&MsgMeta> = listing.iter().collect();
+        if !metas.is_sorted_by(|a, b| key_order(&a.key) <= key_order(&b.key)) {
+            metas.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
+        }
+        InKeyOrder(metas)
+    }
+
+    fn get(&self, key: &MsgKey) -> Option<&'a MsgMeta> {
+        let wanted = key_order(key);
+        let at = self
+            .0
+            .binary_search_by(|meta| key_order(&meta.key).cmp(&wanted))
+            .ok()?;
+        Some(self.0[at])
+    }
+
+    fn contains_key(&self, key: &MsgKey) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a MsgMeta> + '_ {
+        self.0.iter().copied()
+    }
 }
 
 /// Per-flag 3-way merge: a flag changed on one side takes that side's value. On
@@ -335,8 +368,8 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         to_far: !download_delete && matches!(policy.direction, Direction::Both | Direction::Push),
     };
 
-    let far: BTreeMap<&MsgKey, &MsgMeta> = input.far.iter().map(|m| (&m.key, m)).collect();
-    let near: BTreeMap<&MsgKey, &MsgMeta> = input.near.iter().map(|m| (&m.key, m)).collect();
+    let far = InKeyOrder::new(input.far);
+    let near = InKeyOrder::new(input.near);
     let recorded_far: HashSet<&MsgKey> = input
         .records
         .iter()
@@ -348,23 +381,15 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         .filter_map(|r| r.near.as_ref())
         .collect();
 
-    let mut unrecorded_far: Vec<&MsgMeta> = input
-        .far
-        .iter()
-        .filter(|m| !recorded_far.contains(&m.key))
-        .collect();
-    unrecorded_far.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
-    let mut unrecorded_near: Vec<&MsgMeta> = input
-        .near
-        .iter()
-        .filter(|m| !recorded_near.contains(&m.key))
-        .collect();
-    unrecorded_near.sort_by(|a, b| key_order(&a.key).cmp(&key_order(&b.key)));
+    // In key order, as the listings are; not collected: in a first download
+    // they are whole listings.
+    let unrecorded_far = || far.iter().filter(|m| !recorded_far.contains(&m.key));
+    let unrecorded_near = || near.iter().filter(|m| !recorded_near.contains(&m.key));
     // Room for every copy at once: a first download plans one action per
     // message, and growing by doubling would hold up to twice that.
     p.plan
         .actions
-        .reserve_exact(unrecorded_far.len() + unrecorded_near.len());
+        .reserve_exact(unrecorded_far().count() + unrecorded_near().count());
 
     // Pairing: messages the state cannot place are matched by identity, one to
     // one in key order, before anything is copied.
@@ -382,15 +407,16 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         // What another sync tool paired goes first, so that among messages of
         // one identity (a message kept twice) each keeps its own server copy
         // and flags. A name alone pairs nothing: the identities must agree.
-        let unrecorded_far_keys: HashSet<&MsgKey> = unrecorded_far.iter().map(|m| &m.key).collect();
-        for m in &unrecorded_near {
+        for m in unrecorded_near() {
             let Some(far_key) = input.previous.get(&m.key) else {
                 continue;
             };
-            let Some(far_meta) = far.get(far_key).copied() else {
+            let Some(far_meta) = far.get(far_key) else {
                 continue;
             };
-            if !unrecorded_far_keys.contains(far_key) || paired_far.contains(far_key) {
+            // Listed and without a record: unrecorded (no second set of the
+            // unrecorded keys, which would be as large as a first download).
+            if recorded_far.contains(far_key) || paired_far.contains(far_key) {
                 continue;
             }
             let (Some(near_id), Some(far_id)) = (
@@ -415,10 +441,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         // Near-side candidates for unrecorded far messages: unrecorded near
         // messages, and records that lost their far key.
         let mut near_pool: HashMap<Identity, Vec<(MsgKey, Option<i64>)>> = HashMap::new();
-        for m in unrecorded_near
-            .iter()
-            .filter(|m| !paired_near.contains(&m.key))
-        {
+        for m in unrecorded_near().filter(|m| !paired_near.contains(&m.key)) {
             if let Some(id) = ident(Side::Near, &m.key, None) {
                 near_pool.entry(id).or_default().push((m.key.clone(), None));
             }
@@ -441,7 +464,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         for pool in near_pool.values_mut() {
             pool.reverse(); // pop() then yields candidates in order
         }
-        for m in &unrecorded_far {
+        for m in unrecorded_far() {
             if paired_far.contains(&m.key) {
                 continue;
             }
@@ -452,7 +475,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             else {
                 continue;
             };
-            let Some(near_meta) = near.get(&near_key).copied() else {
+            let Some(near_meta) = near.get(&near_key) else {
                 continue;
             };
             paired_far.insert(m.key.clone());
@@ -499,7 +522,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         for pool in far_pool.values_mut() {
             pool.sort_by_key(|r| std::cmp::Reverse(r.id));
         }
-        for m in &unrecorded_near {
+        for m in unrecorded_near() {
             if paired_near.contains(&m.key) {
                 continue;
             }
@@ -509,7 +532,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             let Some(r) = far_pool.get_mut(&id).and_then(|pool| pool.pop()) else {
                 continue;
             };
-            let Some(far_meta) = r.far.as_ref().and_then(|k| far.get(k)).copied() else {
+            let Some(far_meta) = r.far.as_ref().and_then(|k| far.get(k)) else {
                 continue;
             };
             paired_near.insert(m.key.clone());
@@ -529,7 +552,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
     // (no UIDPLUS, or `expunge = false`), whose record is gone, or another
     // client's. Fetching it would bring back what the user deleted; once
     // someone removes the mark, it is an ordinary new message again.
-    for m in &unrecorded_far {
+    for m in unrecorded_far() {
         let leaving = m.flags.contains(Flags::DELETED);
         if !paired_far.contains(&m.key) && !leaving && p.to_near && (policy.new || download_delete)
         {
@@ -540,7 +563,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             );
         }
     }
-    for m in &unrecorded_near {
+    for m in unrecorded_near() {
         if !paired_near.contains(&m.key) && p.to_far && policy.new {
             p.copy(Side::Far, m, false);
         }
@@ -556,8 +579,8 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
         if rekeyed.contains_key(&r.id) {
             continue;
         }
-        let f = r.far.as_ref().and_then(|k| far.get(k)).copied();
-        let n = r.near.as_ref().and_then(|k| near.get(k)).copied();
+        let f = r.far.as_ref().and_then(|k| far.get(k));
+        let n = r.near.as_ref().and_then(|k| near.get(k));
         if r.far.is_some() && r.near.is_some() {
             paired_records += 1;
         }
