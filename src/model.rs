@@ -259,10 +259,61 @@ impl fmt::Display for Flags {
 pub struct MsgMeta {
     pub key: MsgKey,
     pub flags: Flags,
-    /// Size on the wire (CRLF line endings), when the store knows it cheaply.
-    pub size: Option<u64>,
-    /// INTERNALDATE (IMAP) or file mtime (Maildir), Unix seconds.
-    pub date: Option<i64>,
+    /// Size on the wire (CRLF line endings), when the store knows it
+    /// cheaply; INTERNALDATE (IMAP) or file mtime (Maildir), Unix seconds.
+    pub known: SizeAndDate,
+}
+
+/// A message's size and date, each when known, in 16 bytes where two
+/// `Option`s take 32: listings and plans hold one for each message of a
+/// folder. No size reaches `u64::MAX` and no date `i64::MIN`, so those
+/// values stand for "unknown".
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SizeAndDate {
+    size: u64,
+    date: i64,
+}
+
+impl SizeAndDate {
+    pub const UNKNOWN: SizeAndDate = SizeAndDate {
+        size: u64::MAX,
+        date: i64::MIN,
+    };
+
+    pub fn new(size: Option<u64>, date: Option<i64>) -> SizeAndDate {
+        SizeAndDate::UNKNOWN.with_size(size).with_date(date)
+    }
+
+    pub fn size(self) -> Option<u64> {
+        (self.size != u64::MAX).then_some(self.size)
+    }
+
+    pub fn date(self) -> Option<i64> {
+        (self.date != i64::MIN).then_some(self.date)
+    }
+
+    pub fn with_size(self, size: Option<u64>) -> SizeAndDate {
+        SizeAndDate {
+            size: size.unwrap_or(u64::MAX),
+            ..self
+        }
+    }
+
+    pub fn with_date(self, date: Option<i64>) -> SizeAndDate {
+        SizeAndDate {
+            date: date.unwrap_or(i64::MIN),
+            ..self
+        }
+    }
+}
+
+impl fmt::Debug for SizeAndDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SizeAndDate")
+            .field("size", &self.size())
+            .field("date", &self.date())
+            .finish()
+    }
 }
 
 /// An order-free digest of a folder's messages as (key, flags) pairs: equal

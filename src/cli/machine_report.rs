@@ -520,7 +520,7 @@ fn prometheus(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Flags, FolderName, MsgKey, Side};
+    use crate::model::{Flags, FolderName, MsgKey, Side, SizeAndDate};
     use crate::state::Endpoint;
     use crate::sync::action::Action;
     use std::time::Duration;
@@ -543,8 +543,7 @@ mod tests {
                 to: Side::Near,
                 source: MsgKey::uid(7),
                 flags: Flags::SEEN,
-                size: Some(100),
-                date: Some(1_700_000_000),
+                known: SizeAndDate::new(Some(100), Some(1_700_000_000)),
                 delete_source: false,
             }
             .step(),

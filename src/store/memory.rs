@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::{
-    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta,
+    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta, SizeAndDate,
 };
 use crate::store::{
     Appended, Body, BodySink, Caps, ChangeStamp, Changes, FolderInfo, FolderList, FolderStatus,
@@ -616,8 +616,7 @@ fn meta_of(uid: u32, message: &Message, flags_cap: bool) -> MsgMeta {
         } else {
             Flags::EMPTY
         },
-        size: Some(message.body.len() as u64),
-        date: message.date,
+        known: SizeAndDate::new(Some(message.body.len() as u64), message.date),
     }
 }
 
@@ -1218,8 +1217,7 @@ mod tests {
             vec![MsgMeta {
                 key: MsgKey::uid(uid),
                 flags: Flags::FLAGGED,
-                size: Some(BODY.len() as u64),
-                date: Some(7),
+                known: SizeAndDate::new(Some(BODY.len() as u64), Some(7)),
             }]
         );
         store

@@ -9,7 +9,7 @@ use super::policy::Mode;
 use super::run_report::{Counts, FolderReport};
 use super::{Abort, Engine};
 use crate::model::Side;
-use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey};
+use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey, SizeAndDate};
 use crate::store::{
     Appended, Body, BodySink, FlagGroup, FolderStatus, NewMessage, Scope, Store, StoreError,
 };
@@ -39,7 +39,7 @@ fn copy_volume(actions: &[Action]) -> (u64, u64) {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Copy { size, .. } => Some(size.unwrap_or(UNKNOWN_SIZE_ESTIMATE)),
+            Action::Copy { known, .. } => Some(known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE)),
             _ => None,
         })
         .fold((0, 0), |(messages, bytes), size| {
@@ -55,15 +55,13 @@ fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
         Action::Copy {
             source,
             flags,
-            size,
-            date,
+            known,
             delete_source,
             ..
         } => Some(CopyItem {
             source: std::mem::replace(source, MsgKey(Default::default())),
             flags: *flags,
-            date: *date,
-            size: *size,
+            known: *known,
             delete_source: *delete_source,
         }),
         _ => None,
@@ -73,8 +71,7 @@ fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
 struct CopyItem {
     source: MsgKey,
     flags: Flags,
-    date: Option<i64>,
-    size: Option<u64>,
+    known: SizeAndDate,
     delete_source: bool,
 }
 
@@ -131,9 +128,9 @@ impl Engine<'_> {
                     Action::Copy {
                         to: side,
                         source,
-                        size: None,
+                        known,
                         ..
-                    } if *side == to => Some(source.clone()),
+                    } if *side == to && known.size().is_none() => Some(source.clone()),
                     _ => None,
                 })
                 .collect();
@@ -149,12 +146,12 @@ impl Engine<'_> {
                 if let Action::Copy {
                     to: side,
                     source,
-                    size: size @ None,
+                    known,
                     ..
                 } = action
                 {
-                    if *side == to {
-                        *size = sizes.get(source).copied();
+                    if *side == to && known.size().is_none() {
+                        *known = known.with_size(sizes.get(source).copied());
                     }
                 }
             }
@@ -256,18 +253,13 @@ impl Engine<'_> {
         let batch = self.state.batch()?;
         for action in knowledge {
             match action {
-                Action::Pair {
-                    far,
-                    near,
-                    flags,
-                    identity,
-                } => {
+                Action::Pair { far, flags, found } => {
                     batch.insert_record(
                         folder,
                         Some(far),
-                        Some(near),
+                        Some(&found.near),
                         *flags,
-                        Some(identity),
+                        Some(&found.identity),
                         now,
                     )?;
                 }
@@ -414,11 +406,11 @@ impl Engine<'_> {
         let mut batch_bytes = 0u64;
         let mut items = items.peekable();
         while let Some(item) = items.next() {
-            batch_bytes += item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
+            batch_bytes += item.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE);
             batch.push(item);
             let full = batch.len() >= MAX_BATCH_MESSAGES
                 || items.peek().is_some_and(|next| {
-                    batch_bytes + next.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE) > budget
+                    batch_bytes + next.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE) > budget
                 });
             if full || items.peek().is_none() {
                 self.stop_point()?;
@@ -457,7 +449,7 @@ impl Engine<'_> {
         // stat'ed when they are about to be copied).
         let undated: Vec<MsgKey> = items
             .iter()
-            .filter(|i| i.date.is_none())
+            .filter(|i| i.known.date().is_none())
             .map(|i| i.source.clone())
             .collect();
         let mut items = items;
@@ -467,8 +459,8 @@ impl Engine<'_> {
                 .message_dates(&undated)?
                 .into_iter()
                 .collect();
-            for item in items.iter_mut().filter(|i| i.date.is_none()) {
-                item.date = dates.get(&item.source).copied();
+            for item in items.iter_mut().filter(|i| i.known.date().is_none()) {
+                item.known = item.known.with_date(dates.get(&item.source).copied());
             }
         }
 
@@ -516,7 +508,7 @@ impl Engine<'_> {
                 target.append(&NewMessage {
                     body,
                     flags: item.flags,
-                    date: item.date,
+                    date: item.known.date(),
                     tracking: intent as u64,
                 })?;
                 // A large body is a file: only its header is read again.
@@ -526,7 +518,7 @@ impl Engine<'_> {
                 let identity = Identity::from_header(&header, size);
                 staged.push((index, identity, size, header_summary(&header)));
                 staged_bytes += size;
-                let estimated = item.size.unwrap_or(UNKNOWN_SIZE_ESTIMATE);
+                let estimated = item.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE);
                 if estimated != size {
                     observer.copy_size_known(folder, estimated, size);
                 }
@@ -570,7 +562,7 @@ impl Engine<'_> {
                     // Nothing of it reached the target: its intent goes with
                     // the unread ones below, and the next run tries again.
                     Appended::Refused(reason) => {
-                        let about = refused_summary(summary, item.date);
+                        let about = refused_summary(summary, item.known.date());
                         report.skipped.push((
                             message_name(to.other(), &item.source, Some(&about)),
                             // Only a server refuses (the destination of a

@@ -19,7 +19,7 @@
 use crate::model::{Flags, Identity, MsgKey, MsgMeta, Side};
 use crate::state::Record;
 use crate::store::Caps;
-use crate::sync::action::{Action, PlanStep};
+use crate::sync::action::{Action, NearTwin, PlanStep};
 use crate::sync::policy::{Direction, Mode, Oversize, Policy};
 use std::collections::{HashMap, HashSet};
 
@@ -204,7 +204,7 @@ struct Planner<'a> {
 
 impl<'a> Planner<'a> {
     fn copy(&mut self, to: Side, meta: &MsgMeta, delete_source: bool) {
-        if let (Some(max), Some(size)) = (self.policy.max_message_size, meta.size) {
+        if let (Some(max), Some(size)) = (self.policy.max_message_size, meta.known.size()) {
             if size > max {
                 // Deleting unread is what the user asked for explicitly; with
                 // keep-days the server copy is meant to outlive the download,
@@ -234,8 +234,7 @@ impl<'a> Planner<'a> {
             to,
             source: meta.key.clone(),
             flags: meta.flags,
-            size: meta.size,
-            date: meta.date,
+            known: meta.known,
             delete_source,
         });
     }
@@ -433,9 +432,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
             let flags = p.reconcile_flags(far_meta, m, None);
             p.plan.actions.push(Action::Pair {
                 far: far_key.clone(),
-                near: m.key.clone(),
                 flags,
-                identity: Box::new(far_id),
+                found: Box::new(NearTwin {
+                    near: m.key.clone(),
+                    identity: far_id,
+                }),
             });
         }
         // Near-side candidates for unrecorded far messages: unrecorded near
@@ -485,9 +486,11 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
                     let flags = p.reconcile_flags(m, near_meta, None);
                     p.plan.actions.push(Action::Pair {
                         far: m.key.clone(),
-                        near: near_key,
                         flags,
-                        identity: Box::new(id),
+                        found: Box::new(NearTwin {
+                            near: near_key,
+                            identity: id,
+                        }),
                     });
                 }
                 Some(record_id) => {
@@ -679,6 +682,7 @@ pub fn plan(input: &PlanInput<'_>, policy: &Policy) -> Result<Plan, BrakeTripped
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SizeAndDate;
     use crate::sync::policy::Brake;
 
     const S: Flags = Flags::SEEN;
@@ -693,8 +697,7 @@ mod tests {
         MsgMeta {
             key: MsgKey(key.into()),
             flags,
-            size: Some(100),
-            date: Some(1_700_000_000),
+            known: SizeAndDate::new(Some(100), Some(1_700_000_000)),
         }
     }
 

@@ -21,7 +21,7 @@
 
 use super::run_report::FolderReport;
 use super::{Abort, Engine};
-use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side};
+use crate::model::{FolderName, Identity, MsgKey, MsgMeta, Side, SizeAndDate};
 use crate::state::{FolderState, Intent, Record};
 use crate::store::{Caps, Changes, FolderStatus, Store, StoreError, StoreResult};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -459,8 +459,7 @@ fn far_listing_from_state(
         .map(|(key, flags)| MsgMeta {
             key: key.clone(),
             flags,
-            size: None,
-            date: None,
+            known: SizeAndDate::UNKNOWN,
         })
         .collect();
     listing.extend(changed.into_iter().filter(|m| !vanished.contains(&m.key)));
@@ -638,14 +637,12 @@ mod tests {
             MsgMeta {
                 key: key("1"),
                 flags: Flags::FLAGGED,
-                size: Some(10),
-                date: None,
+                known: SizeAndDate::new(Some(10), None),
             },
             MsgMeta {
                 key: key("4"),
                 flags: Flags::EMPTY,
-                size: Some(20),
-                date: None,
+                known: SizeAndDate::new(Some(20), None),
             },
         ];
         let listing = far_listing_from_state(&records, changed, &[key("2")]);

@@ -232,7 +232,7 @@ impl FolderReport {
             match action {
                 Action::Copy {
                     to,
-                    size,
+                    known,
                     delete_source,
                     ..
                 } => {
@@ -240,7 +240,7 @@ impl FolderReport {
                         Side::Near => planned.fetched += 1,
                         Side::Far => planned.pushed += 1,
                     }
-                    planned.bytes += size.unwrap_or(0);
+                    planned.bytes += known.size().unwrap_or(0);
                     if *delete_source {
                         deleted(planned, to.other());
                     }

@@ -317,11 +317,11 @@ Content-Type: text/plain; charset=iso-8859-1\r\n\r\nd\xe9j\xe0 vu\r\n"
     assert_eq!(listed.len(), 3);
     for (meta, (body, (flags, date))) in listed.iter().zip(bodies.iter().zip(settings)) {
         assert_eq!(meta.flags, flags, "{:?}", meta.key);
-        assert_eq!(meta.size, Some(body.len() as u64));
+        assert_eq!(meta.known.size(), Some(body.len() as u64));
         if let Some(date) = date {
-            assert_eq!(meta.date, Some(date));
+            assert_eq!(meta.known.date(), Some(date));
         } else {
-            assert!(meta.date.is_some());
+            assert!(meta.known.date().is_some());
         }
     }
 

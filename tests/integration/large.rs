@@ -103,7 +103,7 @@ fn a_100_mb_message_goes_down_and_up_in_under_64_mib() {
         .list_messages()
         .expect("list")
         .iter()
-        .filter_map(|m| m.size)
+        .filter_map(|m| m.known.size())
         .collect();
     sizes.sort_unstable();
     let mut expected = vec![down.len() as u64, up.len() as u64];

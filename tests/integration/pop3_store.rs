@@ -133,7 +133,7 @@ fn uidls_are_stable_and_bodies_byte_exact() {
     assert!(first.warnings().is_empty());
     assert_eq!(listed.len(), 3);
     assert_eq!(status.messages, 3);
-    let sizes: Vec<u64> = listed.iter().map(|m| m.size.unwrap_or(0)).collect();
+    let sizes: Vec<u64> = listed.iter().map(|m| m.known.size().unwrap_or(0)).collect();
     let expected: Vec<u64> = saved.iter().map(|m| wire_size(m)).collect();
     assert_eq!(sizes, expected);
     assert_eq!(status.size, Some(expected.iter().sum()));

@@ -33,7 +33,7 @@ pub use login::ServerCaps;
 pub use namespace::NamespaceSetting;
 pub use session::round_trips_by_this_thread;
 
-use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta, SizeAndDate};
 use crate::store::net::ServerConfig;
 use crate::store::{
     Appended, Body, BodySink, Caps, ChangeStamp, Changes, ChangesAhead, FlagGroup, FolderInfo,
@@ -798,7 +798,7 @@ impl ImapStore {
         }
         listing.messages.shrink_to_fit();
         for meta in &listing.messages {
-            if let (Some(uid), Some(size)) = (meta.key.as_uid(), meta.size) {
+            if let (Some(uid), Some(size)) = (meta.key.as_uid(), meta.known.size()) {
                 self.sizes.insert(uid, size);
             }
         }
@@ -1770,8 +1770,7 @@ impl Listing {
                         let meta = MsgMeta {
                             key: MsgKey::uid(uid),
                             flags: Flags::EMPTY,
-                            size: None,
-                            date: None,
+                            known: SizeAndDate::UNKNOWN,
                         };
                         self.messages.insert(at, meta);
                         at
@@ -1788,15 +1787,17 @@ impl Listing {
                         }
                         AttributeValue::Rfc822Size(size) => {
                             let size = u64::from(*size);
-                            if meta.size.is_some_and(|known| known != size) {
+                            if meta.known.size().is_some_and(|known| known != size) {
                                 return Err(format!(
                                     "the server listed UID {uid} twice, with sizes {} and {size}",
-                                    meta.size.unwrap_or_default()
+                                    meta.known.size().unwrap_or_default()
                                 ));
                             }
-                            meta.size = Some(size);
+                            meta.known = meta.known.with_size(Some(size));
                         }
-                        AttributeValue::InternalDate(date) => meta.date = parse_internal_date(date),
+                        AttributeValue::InternalDate(date) => {
+                            meta.known = meta.known.with_date(parse_internal_date(date))
+                        }
                         _ => {}
                     }
                 }
@@ -2306,14 +2307,12 @@ a5 OK done\r\n";
                 MsgMeta {
                     key: MsgKey::uid(4),
                     flags: Flags::SEEN.union(Flags::FORWARDED),
-                    size: Some(120),
-                    date: Some(1_795_643_242),
+                    known: SizeAndDate::new(Some(120), Some(1_795_643_242)),
                 },
                 MsgMeta {
                     key: MsgKey::uid(9),
                     flags: Flags::EMPTY,
-                    size: Some(7),
-                    date: None,
+                    known: SizeAndDate::new(Some(7), None),
                 },
             ]
         );

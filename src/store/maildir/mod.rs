@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::model::{
-    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta, MAX_DEPTH,
+    to_wire_line_endings, ContentsDigest, Flags, FolderName, Identity, MsgKey, MsgMeta,
+    SizeAndDate, MAX_DEPTH,
 };
 use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, ChangeStamp, FolderInfo, FolderList,
@@ -1353,8 +1354,7 @@ impl Store for MaildirStore {
             out.push(MsgMeta {
                 key: MsgKey(key.into()),
                 flags: Flags::from_maildir(entry.letters()),
-                size: names::wire_size_hint(key),
-                date: None,
+                known: SizeAndDate::new(names::wire_size_hint(key), None),
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1382,8 +1382,7 @@ impl Store for MaildirStore {
             .map(|(key, flags)| MsgMeta {
                 key: key.clone(),
                 flags: *flags,
-                size: names::wire_size_hint(key.as_str()),
-                date: None,
+                known: SizeAndDate::new(names::wire_size_hint(key.as_str()), None),
             })
             .collect();
         self.skipped.clear();

@@ -457,8 +457,7 @@ fn append_list_fetch_round_trip() {
         vec![MsgMeta {
             key: key.clone(),
             flags: Flags::SEEN.union(Flags::FLAGGED),
-            size: Some(WIRE.len() as u64),
-            date: None,
+            known: SizeAndDate::new(Some(WIRE.len() as u64), None),
         }]
     );
     // Listing does not stat files; the date is read for what is copied.
@@ -930,7 +929,7 @@ fn dovecot_deliveries_in_new_keep_their_flags_and_size() {
     let metas = store.list_messages().unwrap();
     assert_eq!(metas[0].key.as_str(), key);
     assert_eq!(metas[0].flags, Flags::SEEN);
-    assert_eq!(metas[0].size, Some(41));
+    assert_eq!(metas[0].known.size(), Some(41));
     store
         .store_flags(&[metas[0].key.clone()], Flags::FLAGGED, Flags::EMPTY)
         .unwrap();

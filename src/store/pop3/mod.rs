@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 pub use proto::Capa;
 
 use crate::auth::{self, AuthMethod};
-use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta};
+use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta, SizeAndDate};
 use crate::store::imap::Secret;
 use crate::store::net::{self, Connection, ServerConfig, TlsMode};
 use crate::store::{
@@ -476,8 +476,7 @@ impl Session {
             metas.push(MsgMeta {
                 key,
                 flags: Flags::EMPTY,
-                size: Some(listed.size),
-                date: None,
+                known: SizeAndDate::new(Some(listed.size), None),
             });
         }
         self.listing = Some(listing);

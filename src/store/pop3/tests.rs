@@ -249,7 +249,7 @@ fn invalid_uidls_and_unreadable_lines_skip_their_messages() {
     let keys: Vec<&str> = listed.iter().map(|m| m.key.as_str()).collect();
     // 5 has a unique-id but no LIST size: it is skipped too.
     assert_eq!(keys, ["good"]);
-    assert_eq!(listed[0].size, Some(10));
+    assert_eq!(listed[0].known.size(), Some(10));
     // Listed messages without a usable unique-id are reported as skipped
     // (4 had none at all); the rest are warnings.
     let skipped = store.take_skipped();
