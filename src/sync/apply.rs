@@ -465,22 +465,33 @@ impl Engine<'_> {
         }
 
         // 1. intent
-        let mut intent_of: HashMap<MsgKey, (i64, usize)> = HashMap::new();
+        let mut intents: Vec<i64> = Vec::with_capacity(items.len());
         {
             let batch = self.state.batch()?;
-            for (i, item) in items.iter().enumerate() {
-                let id =
-                    batch.add_intent(folder, to, &item.source, item.flags, None, target_uidnext)?;
-                intent_of.insert(item.source.clone(), (id, i));
+            for item in &items {
+                intents.push(batch.add_intent(
+                    folder,
+                    to,
+                    &item.source,
+                    item.flags,
+                    None,
+                    target_uidnext,
+                )?);
             }
             batch.commit()?;
         }
+        // Borrowed keys: a batch's map holds no second copy of them.
+        let index_of: HashMap<&MsgKey, usize> = items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| (&item.source, index))
+            .collect();
         self.step()?;
         if !self.store(to).caps().tracking {
             // A server may store what it received after we die: recovery
             // waits for such copies, and only for intents marked here.
             let batch = self.state.batch()?;
-            for (id, _) in intent_of.values() {
+            for id in &intents {
                 batch.mark_intent_sent(*id)?;
             }
             batch.commit()?;
@@ -501,9 +512,10 @@ impl Engine<'_> {
             };
             let observer = &mut *self.observer;
             let mut sink = |key: &MsgKey, body: Body<'_>| -> Result<(), StoreError> {
-                let Some(&(intent, index)) = intent_of.get(key) else {
+                let Some(&index) = index_of.get(key) else {
                     return Ok(());
                 };
+                let intent = intents[index];
                 let item = &items[index];
                 target.append(&NewMessage {
                     body,
@@ -556,7 +568,7 @@ impl Engine<'_> {
             let mut done = vec![false; items.len()];
             for ((index, identity, size, summary), appended) in staged.iter().zip(keys.iter()) {
                 let item = &items[*index];
-                let (intent, _) = intent_of[&item.source];
+                let intent = intents[*index];
                 let key = match appended {
                     Appended::Stored(key) => key,
                     // Nothing of it reached the target: its intent goes with
@@ -600,9 +612,9 @@ impl Engine<'_> {
             }
             // Sources that vanished or could not be read, and messages the
             // target refused: nothing happened.
-            for (index, item) in items.iter().enumerate() {
-                if !done[index] {
-                    batch.remove_intent(intent_of[&item.source].0)?;
+            for (intent, done) in intents.iter().zip(&done) {
+                if !done {
+                    batch.remove_intent(*intent)?;
                 }
             }
             batch.commit()?;
