@@ -1315,3 +1315,64 @@ fn a_store_dropped_while_files_are_being_written_leaves_none() {
     assert_eq!(files_in(&dir.path().join("tmp")), Vec::<String>::new());
     assert_eq!(files_in(&dir.path().join("new")), Vec::<String>::new());
 }
+
+/// Files written in this selection are not in the index (a download keeps
+/// no entry per message), yet every look at the folder finds them.
+#[test]
+fn files_written_in_the_selection_are_found_by_every_look() {
+    let (dir, mut store) = inbox_store();
+    let first = append_one(&mut store, b"Subject: a\r\n\r\na\r\n", Flags::EMPTY, 41);
+    let listed: Vec<MsgKey> = store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&first));
+
+    let second = append_one(&mut store, b"Subject: b\r\n\r\nb\r\n", Flags::EMPTY, 42);
+    assert_eq!(
+        store.find_tracked(&[41, 42]).unwrap(),
+        [(41, first.clone()), (42, second.clone())]
+    );
+    let third = append_one(&mut store, b"Subject: c\r\n\r\nc\r\n", Flags::EMPTY, 43);
+    store
+        .store_flags(std::slice::from_ref(&third), Flags::SEEN, Flags::EMPTY)
+        .unwrap();
+    assert!(dir
+        .path()
+        .join("cur")
+        .join(format!("{}:2,S", third.as_str()))
+        .is_file());
+    let fourth = append_one(&mut store, b"Subject: d\r\n\r\nd\r\n", Flags::EMPTY, 44);
+    let mut bodies = Vec::new();
+    store
+        .fetch_bodies(std::slice::from_ref(&fourth), &mut |key, body| {
+            bodies.push((key.clone(), body.to_wire().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        bodies,
+        [(fourth.clone(), b"Subject: d\r\n\r\nd\r\n".to_vec())]
+    );
+    let fifth = append_one(&mut store, b"Subject: e\r\n\r\ne\r\n", Flags::EMPTY, 45);
+    assert_eq!(
+        store
+            .message_dates(std::slice::from_ref(&fifth))
+            .unwrap()
+            .len(),
+        1
+    );
+    store.delete(std::slice::from_ref(&fifth)).unwrap();
+    assert!(files_in(&dir.path().join("new"))
+        .iter()
+        .all(|name| !name.starts_with(fifth.as_str())));
+    let left: Vec<MsgKey> = store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(left.len(), 4);
+}
