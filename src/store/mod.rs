@@ -542,6 +542,13 @@ pub trait Store: Send {
         false
     }
 
+    /// Whether `flush_appends` may refuse a message (`Appended::Refused`): a
+    /// server may, a local folder takes every message. The engine keeps a
+    /// summary of each staged message, to name a refused one, only then.
+    fn may_refuse_appends(&self) -> bool {
+        true
+    }
+
     /// Ends the session cleanly (LOGOUT). Dropping without it must lose nothing.
     fn close(&mut self) -> StoreResult<()> {
         Ok(())

@@ -511,6 +511,7 @@ impl Engine<'_> {
                 Side::Far => (&mut *self.near, &mut *self.far),
             };
             let observer = &mut *self.observer;
+            let name_refusals = target.may_refuse_appends();
             let mut sink = |key: &MsgKey, body: Body<'_>| -> Result<(), StoreError> {
                 let Some(&index) = index_of.get(key) else {
                     return Ok(());
@@ -528,7 +529,12 @@ impl Engine<'_> {
                     .header_and_size()
                     .map_err(|e| StoreError::io("reading a copied message", e))?;
                 let identity = Identity::from_header(&header, size);
-                staged.push((index, identity, size, header_summary(&header)));
+                let summary = if name_refusals {
+                    header_summary(&header)
+                } else {
+                    String::new()
+                };
+                staged.push((index, identity, size, summary));
                 staged_bytes += size;
                 let estimated = item.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE);
                 if estimated != size {

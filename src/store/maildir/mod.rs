@@ -1497,6 +1497,10 @@ impl Store for MaildirStore {
         }
     }
 
+    fn may_refuse_appends(&self) -> bool {
+        false
+    }
+
     fn flush_appends(&mut self) -> StoreResult<Vec<Appended>> {
         let staged = std::mem::take(&mut self.staged);
         if staged.is_empty() {
