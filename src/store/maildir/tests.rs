@@ -61,6 +61,16 @@ fn append_one(store: &mut MaildirStore, body: &[u8], flags: Flags, tracking: u64
     }
 }
 
+/// The keys the selected folder lists.
+fn listed_keys(store: &mut MaildirStore) -> Vec<MsgKey> {
+    store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}
+
 fn listed(store: &mut MaildirStore) -> Vec<(String, bool)> {
     let list = store.list_folders().unwrap();
     assert!(list.rejected.is_empty(), "{:?}", list.rejected);
@@ -675,12 +685,7 @@ fn delete_removes_exactly_the_keys() {
     store
         .delete(&[a.clone(), b.clone(), MsgKey("missing".into())])
         .unwrap();
-    let left: Vec<MsgKey> = store
-        .list_messages()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
+    let left = listed_keys(&mut store);
     assert_eq!(left, vec![c.clone()]);
     assert_eq!(files_in(&dir.path().join("cur")), Vec::<String>::new());
     assert_eq!(files_in(&dir.path().join("new")), vec![c.to_string()]);
@@ -1322,12 +1327,7 @@ fn a_store_dropped_while_files_are_being_written_leaves_none() {
 fn files_written_in_the_selection_are_found_by_every_look() {
     let (dir, mut store) = inbox_store();
     let first = append_one(&mut store, b"Subject: a\r\n\r\na\r\n", Flags::EMPTY, 41);
-    let listed: Vec<MsgKey> = store
-        .list_messages()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
+    let listed = listed_keys(&mut store);
     assert_eq!(listed, std::slice::from_ref(&first));
 
     let second = append_one(&mut store, b"Subject: b\r\n\r\nb\r\n", Flags::EMPTY, 42);
@@ -1368,11 +1368,6 @@ fn files_written_in_the_selection_are_found_by_every_look() {
     assert!(files_in(&dir.path().join("new"))
         .iter()
         .all(|name| !name.starts_with(fifth.as_str())));
-    let left: Vec<MsgKey> = store
-        .list_messages()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
+    let left = listed_keys(&mut store);
     assert_eq!(left.len(), 4);
 }
