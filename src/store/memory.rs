@@ -1063,6 +1063,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::listed_keys;
 
     const BODY: &[u8] = b"Message-ID: <m@x>\r\nSubject: s\r\n\r\nhello\r\n";
 
@@ -1077,15 +1078,6 @@ mod tests {
             date: Some(1_700_000_000),
             tracking,
         }
-    }
-
-    fn keys(store: &mut MemoryStore) -> Vec<MsgKey> {
-        store
-            .list_messages()
-            .unwrap()
-            .into_iter()
-            .map(|m| m.key)
-            .collect()
     }
 
     #[test]
@@ -1265,8 +1257,8 @@ mod tests {
         assert_eq!(store.flush_appends().unwrap(), vec![Appended::Stored(None)]);
         let appended = 3;
         store.delete(&[MsgKey::uid(appended)]).unwrap();
-        assert_eq!(keys(&mut store), vec![MsgKey::uid(keep)]);
-        assert!(!keys(&mut store).contains(&MsgKey::uid(other)));
+        assert_eq!(listed_keys(&mut store), vec![MsgKey::uid(keep)]);
+        assert!(!listed_keys(&mut store).contains(&MsgKey::uid(other)));
     }
 
     #[test]

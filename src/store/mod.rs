@@ -554,3 +554,14 @@ pub trait Store: Send {
         Ok(())
     }
 }
+
+/// The keys the selected folder lists, for tests of any store.
+#[cfg(test)]
+pub fn listed_keys(store: &mut dyn Store) -> Vec<MsgKey> {
+    store
+        .list_messages()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}

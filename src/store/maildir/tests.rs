@@ -13,6 +13,7 @@ use super::names::{
 };
 use super::*;
 use crate::model::to_maildir_line_endings;
+use crate::store::listed_keys;
 
 fn name(s: &str) -> FolderName {
     FolderName::parse(s).unwrap()
@@ -59,16 +60,6 @@ fn append_one(store: &mut MaildirStore, body: &[u8], flags: Flags, tracking: u64
         [Appended::Stored(Some(key))] => key.clone(),
         other => panic!("one stored message expected, got {other:?}"),
     }
-}
-
-/// The keys the selected folder lists.
-fn listed_keys(store: &mut MaildirStore) -> Vec<MsgKey> {
-    store
-        .list_messages()
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect()
 }
 
 fn listed(store: &mut MaildirStore) -> Vec<(String, bool)> {
