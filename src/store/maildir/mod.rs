@@ -488,11 +488,11 @@ impl MaildirStore {
     /// store wrote since the scan (see `Selected::unindexed_writes`).
     fn index_keys(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
         let selected = self.selected()?;
-        let missing = || {
-            keys.iter()
+        if selected.unindexed_writes
+            && keys
+                .iter()
                 .any(|key| !selected.messages.contains_key(key.as_str()))
-        };
-        if selected.unindexed_writes && missing() {
+        {
             self.index_again()?;
         }
         Ok(())
@@ -1284,8 +1284,8 @@ impl Store for MaildirStore {
     }
 
     /// Reads `cur/` and `new/` (names only, no `stat` on file systems that
-    /// give entry types) and compares every message name with `expected`.
-    /// Names that are not messages are left out, as `select` leaves them.
+    /// give entry types) and sums every message name with its flags. Names
+    /// that are not messages are left out, as `select` leaves them.
     fn contents_digest(&mut self, name: &FolderName) -> StoreResult<Option<ContentsDigest>> {
         let dir = self.maildir_of(name)?;
         let mut digest = ContentsDigest::default();
