@@ -392,6 +392,22 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    /// Starts looking out for changes to the folder's messages made by
+    /// anyone but this store, before the folder's change stamp is read.
+    /// Best effort: stores that cannot tell do nothing.
+    fn watch_for_others(&mut self, name: &FolderName) {
+        let _ = name;
+    }
+
+    /// Ends the watch `watch_for_others` started: true when it ran and every
+    /// change to the folder's messages since was this store's own, so that
+    /// a folder that matched the state then still matches it (the run
+    /// recorded each of its own changes); false when that cannot be told.
+    fn end_watch(&mut self, name: &FolderName) -> bool {
+        let _ = name;
+        false
+    }
+
     /// Dates (Unix seconds) of messages whose listing carried none: a Maildir
     /// lists without a `stat` per file and dates only what it is about to copy.
     fn message_dates(&mut self, keys: &[MsgKey]) -> StoreResult<Vec<(MsgKey, i64)>> {

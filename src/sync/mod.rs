@@ -411,6 +411,10 @@ pub(crate) struct Engine<'a> {
     /// Folders finished this run whose local stamp is to be recorded once
     /// the run's writes are done (see `record_own_stamps`).
     stamps_to_confirm: Vec<FolderName>,
+    /// Folders found as the last run left them, watched since for changes
+    /// by others (`Store::watch_for_others`), until their stamps are
+    /// recorded.
+    watched: Vec<FolderName>,
 }
 
 impl<'a> Engine<'a> {
@@ -433,6 +437,7 @@ impl<'a> Engine<'a> {
             unchanged_total: 0,
             staged_share: apply::MAX_STAGED_BYTES,
             stamps_to_confirm: Vec::new(),
+            watched: Vec::new(),
         }
     }
 
@@ -853,6 +858,12 @@ impl<'a> Engine<'a> {
             .filter(|_| intents.is_empty() && self.change_only_possible());
         let far_unchanged =
             known_modseq.is_some() && known.is_some_and(|k| far_matches(k, far_status));
+        // Started before the stamp is read, so that from a stamp found equal
+        // to the stored one every change is either this run's or seen.
+        let watch = self.stamps_may_be_confirmed() && known.is_some_and(|k| k.near_stamp.is_some());
+        if watch {
+            self.near.watch_for_others(name);
+        }
         // Read before the scan: a change made while we scan moves the stamp on,
         // so the next run looks again.
         let stamp = self.near.change_stamp(name)?;
@@ -862,6 +873,11 @@ impl<'a> Engine<'a> {
         // however recent its times (see `record_own_stamps`).
         let stored_stamp = stamp.filter(|s| known.is_some_and(|k| k.near_stamp == Some(s.value)));
         let near_untouched = self.policy.mode == Mode::TwoWay && stored_stamp.is_some();
+        if watch && near_untouched {
+            self.watched.push(name.clone());
+        } else if watch {
+            self.near.end_watch(name);
+        }
         let near_stamp = stamp
             .filter(|s| s.settled || stored_stamp.is_some())
             .map(|s| s.value);
@@ -1231,13 +1247,16 @@ impl<'a> Engine<'a> {
     /// 2. Wait until the file system's clock is past every S1's times
     ///    (`Store::let_stamps_settle`, at most a few milliseconds): from then
     ///    on any change to the folder gets a later time and moves its stamp.
-    /// 3. The folder's names, read now, are exactly what the state records
-    ///    (`Store::contents_digest`, compared with the records' digest).
+    /// 3. The folder's names are exactly what the state records: known
+    ///    without reading them when the folder was as the last run left it
+    ///    and every change since was this run's own (`Store::end_watch`);
+    ///    otherwise read now (`Store::contents_digest`, compared with the
+    ///    records' digest).
     /// 4. S2, the stamp read again, equals S1; then S1 is recorded.
     ///
     /// Sound because a change by anyone else is seen one way or the other:
-    /// made before step 3 began, it shows in the names (a mismatch records
-    /// nothing); made after step 2, it moves the times past S1 for good, so
+    /// made before step 3 began, it shows in the names or the watch (either
+    /// way nothing is recorded); made after step 2, it moves the times past S1 for good, so
     /// S2 differs, or the next run's stamp does and that run reads the
     /// folder in full. A change in the same tick as S1, which would leave
     /// the times as they are, can only come before step 2 ends. So the next
@@ -1245,11 +1264,17 @@ impl<'a> Engine<'a> {
     /// rule (`ChangeStamp::settled`) guards only a stamp read before a scan,
     /// where no names check follows.
     fn record_own_stamps(&mut self) -> Result<(), Abort> {
+        let recorded = self.confirm_own_stamps();
+        self.end_watches();
+        recorded
+    }
+
+    fn confirm_own_stamps(&mut self) -> Result<(), Abort> {
         let folders = std::mem::take(&mut self.stamps_to_confirm);
         if folders.is_empty() {
             return Ok(());
         }
-        let hook = &self.options.stamp_hook;
+        let hook = self.options.stamp_hook.clone();
         let mut first = Vec::with_capacity(folders.len());
         for name in folders {
             hook.call(StampPoint::BeforeStamps, &name);
@@ -1265,11 +1290,15 @@ impl<'a> Engine<'a> {
         }
         let mut confirmed = Vec::with_capacity(first.len());
         for (name, stamp) in first {
-            let expected = self.state.near_contents(&name)?;
-            if self.near.contents_digest(&name).ok().flatten() != Some(expected) {
-                continue;
+            if self.watched_only_own_changes(&name) {
+                hook.call(StampPoint::NamesWatched, &name);
+            } else {
+                let expected = self.state.near_contents(&name)?;
+                if self.near.contents_digest(&name).ok().flatten() != Some(expected) {
+                    continue;
+                }
+                hook.call(StampPoint::NamesChecked, &name);
             }
-            hook.call(StampPoint::NamesChecked, &name);
             let again = self.near.change_stamp(&name).ok().flatten();
             if again.map(|s| s.value) == Some(stamp) {
                 confirmed.push((name, stamp));
@@ -1284,6 +1313,23 @@ impl<'a> Engine<'a> {
         }
         batch.commit()?;
         Ok(())
+    }
+
+    /// Ends the folder's watch: true when it was watched from a stamp equal
+    /// to the stored one and saw only this run's own changes.
+    fn watched_only_own_changes(&mut self, name: &FolderName) -> bool {
+        let Some(at) = self.watched.iter().position(|w| w == name) else {
+            return false;
+        };
+        self.watched.swap_remove(at);
+        self.near.end_watch(name)
+    }
+
+    /// Ends the watches of folders whose stamps were not recorded.
+    fn end_watches(&mut self) {
+        for name in std::mem::take(&mut self.watched) {
+            self.near.end_watch(&name);
+        }
     }
 
     /// The records' flags are the far side's flags after every completed run

@@ -212,6 +212,10 @@ pub enum StampPoint {
     /// The folder's names matched the state; its stamp is about to be read
     /// again before it is recorded.
     NamesChecked,
+    /// The folder's names are known to match the state without reading
+    /// them: it was as the last run left it, and every change since was
+    /// this run's own. Its stamp is about to be read again.
+    NamesWatched,
 }
 
 /// Test-only: called with the folder at each `StampPoint`, so that a test

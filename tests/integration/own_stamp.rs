@@ -4,7 +4,7 @@
 //! being recorded is still seen and synced.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use mailsync::model::FolderName;
 use mailsync::sync::run_report::AccountReport;
@@ -85,6 +85,23 @@ fn message_id_of(seed: u64) -> Vec<u8> {
         .to_vec()
 }
 
+/// A run, and the points of recording INBOX's stamp that it passed.
+fn run_noting_stamp_points(fx: &Fixture) -> (AccountReport, Vec<StampPoint>) {
+    let points = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&points);
+    let hook: Arc<mailsync::sync::StampHookFn> = Arc::new(move |at, folder: &FolderName| {
+        if folder.is_inbox() {
+            noted.lock().expect("points").push(at);
+        }
+    });
+    let report = fx.run_with(RunOptions {
+        stamp_hook: StampHook(Some(hook)),
+        ..RunOptions::default()
+    });
+    let points = points.lock().expect("points").clone();
+    (report, points)
+}
+
 #[test]
 fn after_runs_that_wrote_locally_the_next_ones_skip_or_read_only_the_changes() {
     let fx = downloaded();
@@ -96,10 +113,17 @@ fn after_runs_that_wrote_locally_the_next_ones_skip_or_read_only_the_changes() {
     // The server flags three messages: the run reads only those, and
     // renames their local files.
     doveadm_flag(&fx, "\\Flagged", "2,5,9");
-    let flags = fx.run();
+    let (flags, points) = run_noting_stamp_points(&fx);
     assert_ok(&flags);
     assert_eq!(flags.totals().flags_near, 3);
     assert!(inbox_report(&flags).read_changed_only, "{flags:#?}");
+    // Its stamp stood without reading the folder again: only the run's
+    // own renames happened since it found the folder as it left it.
+    assert_eq!(
+        points,
+        [StampPoint::BeforeStamps, StampPoint::NamesWatched],
+        "{flags:#?}"
+    );
 
     // That run changed local flags, and the next one is skipped again.
     let skip = fx.run();
@@ -109,7 +133,12 @@ fn after_runs_that_wrote_locally_the_next_ones_skip_or_read_only_the_changes() {
     // New mail and a flag on the server: downloaded by a changed-only read.
     fx.save("INBOX", &sample_message(500, 900));
     doveadm_flag(&fx, "\\Seen", "1");
-    let changes = fx.run();
+    let (changes, points) = run_noting_stamp_points(&fx);
+    assert_eq!(
+        points,
+        [StampPoint::BeforeStamps, StampPoint::NamesWatched],
+        "{changes:#?}"
+    );
     assert_ok(&changes);
     assert_eq!(
         (changes.totals().fetched, changes.totals().flags_near),
@@ -124,16 +153,21 @@ fn after_runs_that_wrote_locally_the_next_ones_skip_or_read_only_the_changes() {
 }
 
 /// A run that downloads one message while a "mail reader" flags message 4
-/// at `point` of recording the stamp; then the next run must carry the flag
-/// to the server, which it can only do by reading the folder.
-fn reader_flags_at(point: StampPoint) {
+/// at the first of `points` that recording the stamp passes; then the next
+/// run must carry the flag to the server, which it can only do by reading
+/// the folder.
+fn reader_flags_at(points: &'static [StampPoint]) {
     let fx = downloaded();
     fx.save("INBOX", &sample_message(600, 900));
     let root = fx.root();
     let needle = message_id_of(4);
+    let flagged = Arc::new(Mutex::new(false));
+    let flagged_by_hook = Arc::clone(&flagged);
     let hook: Arc<mailsync::sync::StampHookFn> = Arc::new(move |at, folder: &FolderName| {
-        if at == point && folder.is_inbox() {
+        let mut flagged = flagged_by_hook.lock().expect("flagged");
+        if points.contains(&at) && folder.is_inbox() && !*flagged {
             flag_locally(&root, &needle);
+            *flagged = true;
         }
     });
     let options = RunOptions {
@@ -143,6 +177,10 @@ fn reader_flags_at(point: StampPoint) {
     let run = fx.run_with(options);
     assert_ok(&run);
     assert_eq!(run.totals().fetched, 1);
+    assert!(
+        *flagged.lock().expect("flagged"),
+        "the run passed none of {points:?}"
+    );
 
     let next = fx.run();
     assert_ok(&next);
@@ -153,10 +191,10 @@ fn reader_flags_at(point: StampPoint) {
 
 #[test]
 fn a_readers_change_before_the_stamp_is_read_is_synced_next_run() {
-    reader_flags_at(StampPoint::BeforeStamps);
+    reader_flags_at(&[StampPoint::BeforeStamps]);
 }
 
 #[test]
-fn a_readers_change_after_the_names_check_is_synced_next_run() {
-    reader_flags_at(StampPoint::NamesChecked);
+fn a_readers_change_after_the_names_are_known_is_synced_next_run() {
+    reader_flags_at(&[StampPoint::NamesChecked, StampPoint::NamesWatched]);
 }

@@ -15,6 +15,7 @@
 mod adopt;
 mod keywords;
 mod names;
+mod own_changes;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -41,6 +42,7 @@ use names::{
     apply_flags, cur_file_name, sanitise_hostname, tracking_id, FileName, UniqueParts,
     MAILDIR_SUBDIRS,
 };
+use own_changes::OwnChanges;
 use writer::{Contents, Failure, Job, Writer};
 
 /// How the folder maps to directories below the root.
@@ -115,6 +117,9 @@ pub struct MaildirStore {
     /// Entries of the selected folder that carry a message's name but are not
     /// regular files, for the run's report (see `Entry::not_regular`).
     skipped: Vec<(MsgKey, String)>,
+    /// Folders whose renames and removals by anyone else are being looked
+    /// out for (see `Store::watch_for_others`).
+    own_changes: own_changes::OwnChanges,
 }
 
 /// The selected folder as scanned once by `select`.
@@ -156,7 +161,7 @@ enum Reading {
     Second,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Place {
     New,
     Cur,
@@ -333,6 +338,7 @@ impl MaildirStore {
             writer: None,
             warnings: Vec::new(),
             skipped: Vec::new(),
+            own_changes: own_changes::OwnChanges::default(),
         })
     }
 
@@ -478,9 +484,17 @@ impl MaildirStore {
     }
 
     fn selected_mut(&mut self) -> StoreResult<&mut Selected> {
-        self.selected
+        self.selected_for_changes().map(|(selected, _)| selected)
+    }
+
+    /// The selected folder, and where its changes are noted as the store's
+    /// own.
+    fn selected_for_changes(&mut self) -> StoreResult<(&mut Selected, &mut OwnChanges)> {
+        let selected = self
+            .selected
             .as_mut()
-            .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))
+            .ok_or_else(|| StoreError::Protocol("maildir: no folder selected".to_string()))?;
+        Ok((selected, &mut self.own_changes))
     }
 
     /// Makes sure `messages` holds each of `keys` the folder has, reading
@@ -849,7 +863,7 @@ impl MaildirStore {
         letters: impl Fn(&MsgKey, &str) -> String,
     ) -> StoreResult<()> {
         self.index_keys(keys)?;
-        let selected = self.selected_mut()?;
+        let (selected, own_changes) = self.selected_for_changes()?;
         let mut touched = BTreeSet::new();
         let mut first_error = None;
         for key in keys {
@@ -871,6 +885,7 @@ impl MaildirStore {
             let to = cur.join(&file);
             match fs::rename(&from, &to) {
                 Ok(()) => {
+                    own_changes.renamed(&from, &to);
                     touched.insert(from_dir);
                     touched.insert(cur);
                     selected
@@ -1067,7 +1082,7 @@ impl MaildirStore {
     /// Moves staged files into `cur/` (or `new/` when they have no flags) and
     /// syncs the directories they went into.
     fn publish_staged(&mut self, staged: &[Staged]) -> StoreResult<Vec<Option<MsgKey>>> {
-        let selected = self.selected_mut()?;
+        let (selected, own_changes) = self.selected_for_changes()?;
         let mut touched = BTreeSet::new();
         let mut keys = Vec::with_capacity(staged.len());
         for s in staged {
@@ -1085,6 +1100,7 @@ impl MaildirStore {
                     e,
                 )
             })?;
+            own_changes.renamed(&s.tmp_path, &target);
             touched.insert(sub);
             selected.unindexed_writes = true;
             keys.push(Some(MsgKey(s.key.as_str().into())));
@@ -1307,6 +1323,17 @@ impl Store for MaildirStore {
             }
         }
         Ok(Some(digest))
+    }
+
+    fn watch_for_others(&mut self, name: &FolderName) {
+        if let Ok(dir) = self.maildir_of(name) {
+            self.own_changes.watch(&dir);
+        }
+    }
+
+    fn end_watch(&mut self, name: &FolderName) -> bool {
+        self.maildir_of(name)
+            .is_ok_and(|dir| self.own_changes.end(&dir))
     }
 
     fn status(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
@@ -1543,7 +1570,7 @@ impl Store for MaildirStore {
 
     fn delete(&mut self, keys: &[MsgKey]) -> StoreResult<()> {
         self.index_keys(keys)?;
-        let selected = self.selected_mut()?;
+        let (selected, own_changes) = self.selected_for_changes()?;
         let mut touched = BTreeSet::new();
         let mut first_error = None;
         for key in keys {
@@ -1558,6 +1585,7 @@ impl Store for MaildirStore {
             }
             match fs::remove_file(&path) {
                 Ok(()) => {
+                    own_changes.removed(&path);
                     touched.insert(dir);
                     selected.messages.remove(key.as_str());
                 }
