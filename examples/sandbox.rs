@@ -18,7 +18,9 @@
 //! that reaches the server through a network namespace; `--compress` makes it
 //! offer COMPRESS=DEFLATE. `change`
 //! toggles `\Flagged` on the first N messages of a folder and delivers M new
-//! ones, the same server-side change for every client that syncs afterwards.
+//! ones, the same server-side change for every client that syncs afterwards,
+//! then opens the folder over IMAP as a mail reader would, so that the server
+//! has taken the change in before any client syncs.
 //! `count` prints the messages and `\Flagged` ones over all of alice's folders.
 //! `down` stops the daemon and leaves DIR for the caller to remove.
 //!
@@ -31,7 +33,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mailsync_sandbox::{sample_message, sample_sizes, Sandbox, SandboxOptions, ENV_FILE};
+use mailsync_sandbox::{sample_message, sample_sizes, Sandbox, SandboxOptions, Session, ENV_FILE};
 
 /// Nested, sibling-less (`Lists/rust` without `Lists`) and non-ASCII names, so
 /// clients meet the awkward cases of a real account.
@@ -258,7 +260,12 @@ fn change(args: &Args, dir: PathBuf) -> Result<(), String> {
         sandbox.fill(user, folder, messages).map_err(fail)?;
         println!("delivered {} new messages to {folder}", args.new_messages);
     }
-    Ok(())
+    let password = sandbox
+        .password(user)
+        .ok_or_else(|| format!("no user {user} in the sandbox"))?;
+    let mut session = Session::login(sandbox.imap_port(), user, password).map_err(fail)?;
+    open_as_reader(&mut session, &modified_utf7(folder)).map_err(fail)?;
+    session.logout().map_err(fail)
 }
 
 /// `count` for Dovecot: messages and `\Flagged` ones over alice's folders.
@@ -271,6 +278,60 @@ fn count(dir: &std::path::Path) -> Result<(), String> {
         Ok(sandbox.doveadm(&args).map_err(fail)?.lines().count())
     };
     println!("{} {}", lines(&["ALL"])?, lines(&["FLAGGED"])?);
+    Ok(())
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// RFC 3501 5.1.3: runs of characters outside printable ASCII as UTF-16
+/// in base64 with `,` for `/`, between `&` and `-`; `&` itself is `&-`.
+fn modified_utf7(name: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+    let mut out = String::new();
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out.push('-');
+        pending.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            out.push(c);
+            if c == '&' {
+                out.push('-');
+            }
+        } else {
+            let mut units = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut units));
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// Opens the folder as a mail reader does (SELECT, then every message's
+/// flags). The first session after a change pays for the server taking it
+/// in (Dovecot: its index, `\Recent`, a rescan of the folder's
+/// directories); after this, neither benchmarked tool is that session.
+fn open_as_reader(session: &mut Session, wire: &str) -> std::io::Result<()> {
+    session.command(&format!("SELECT {}", quoted(wire)))?;
+    session.command("UID FETCH 1:* (FLAGS)")?;
     Ok(())
 }
 
@@ -324,7 +385,9 @@ fn main() -> ExitCode {
 /// Cyrus for the benchmark's second table: started through the sandbox's
 /// [`OtherServer`], filled and changed over IMAP (Cyrus has no doveadm).
 mod cyrus {
-    use super::{Args, CHANGE_SEED_BASE, FOLDERS, SAMPLE_USER};
+    use super::{
+        modified_utf7, open_as_reader, quoted, Args, CHANGE_SEED_BASE, FOLDERS, SAMPLE_USER,
+    };
     use mailsync_sandbox::{sample_message, sample_sizes, ENV_FILE};
     use mailsync_sandbox::{OtherServer, ServerKind, Session};
     use std::path::Path;
@@ -454,6 +517,7 @@ mod cyrus {
                 args.new_messages, args.folder
             );
         }
+        open_as_reader(&mut session, &wire).map_err(fail)?;
         session.logout().map_err(fail)
     }
 
@@ -493,51 +557,6 @@ mod cyrus {
         modified_utf7(&server.folder(folder))
     }
 
-    fn quoted(name: &str) -> String {
-        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
-    }
-
-    /// RFC 3501 5.1.3: runs of characters outside printable ASCII as UTF-16
-    /// in base64 with `,` for `/`, between `&` and `-`; `&` itself is `&-`.
-    fn modified_utf7(name: &str) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-        let mut out = String::new();
-        let mut pending: Vec<u16> = Vec::new();
-        let flush = |pending: &mut Vec<u16>, out: &mut String| {
-            if pending.is_empty() {
-                return;
-            }
-            let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
-            out.push('&');
-            for chunk in bytes.chunks(3) {
-                let n = chunk
-                    .iter()
-                    .enumerate()
-                    .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-                for i in 0..=chunk.len() {
-                    out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-                }
-            }
-            out.push('-');
-            pending.clear();
-        };
-        for c in name.chars() {
-            if (' '..='~').contains(&c) {
-                flush(&mut pending, &mut out);
-                out.push(c);
-                if c == '&' {
-                    out.push('-');
-                }
-            } else {
-                let mut units = [0u16; 2];
-                pending.extend_from_slice(c.encode_utf16(&mut units));
-            }
-        }
-        flush(&mut pending, &mut out);
-        out
-    }
-
     /// A password for the benchmark's account, new for every server.
     fn password() -> String {
         let nanos = std::time::SystemTime::now()
@@ -545,14 +564,14 @@ mod cyrus {
             .map_or(0, |d| d.subsec_nanos());
         format!("bench{:x}{:x}", std::process::id(), nanos)
     }
+}
 
-    #[cfg(test)]
-    mod tests {
-        #[test]
-        fn folder_names_travel_in_modified_utf7() {
-            assert_eq!(super::modified_utf7("Entwürfe"), "Entw&APw-rfe");
-            assert_eq!(super::modified_utf7("A&B"), "A&-B");
-            assert_eq!(super::modified_utf7("日本語"), "&ZeVnLIqe-");
-        }
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn folder_names_travel_in_modified_utf7() {
+        assert_eq!(super::modified_utf7("Entwürfe"), "Entw&APw-rfe");
+        assert_eq!(super::modified_utf7("A&B"), "A&-B");
+        assert_eq!(super::modified_utf7("日本語"), "&ZeVnLIqe-");
     }
 }
