@@ -1256,13 +1256,13 @@ impl<'a> Engine<'a> {
     ///
     /// Sound because a change by anyone else is seen one way or the other:
     /// made before step 3 began, it shows in the names or the watch (either
-    /// way nothing is recorded); made after step 2, it moves the times past S1 for good, so
-    /// S2 differs, or the next run's stamp does and that run reads the
-    /// folder in full. A change in the same tick as S1, which would leave
-    /// the times as they are, can only come before step 2 ends. So the next
-    /// run may trust an equal stamp however recent its times: the settle
-    /// rule (`ChangeStamp::settled`) guards only a stamp read before a scan,
-    /// where no names check follows.
+    /// way nothing is recorded); made after step 2, it moves the times past
+    /// S1 for good, so S2 differs, or the next run's stamp does and that run
+    /// reads the folder in full. A change in the same tick as S1, which
+    /// would leave the times as they are, can only come before step 2 ends.
+    /// So the next run may trust an equal stamp however recent its times:
+    /// the settle rule (`ChangeStamp::settled`) guards only a stamp read
+    /// before a scan, where no names check follows.
     fn record_own_stamps(&mut self) -> Result<(), Abort> {
         let recorded = self.confirm_own_stamps();
         self.end_watches();
