@@ -389,6 +389,18 @@ mod tests {
         assert!(!watch.end(&dir));
     }
 
+    /// inotify would watch the link, not the directory it leads to.
+    #[test]
+    fn a_folder_whose_cur_is_a_symbolic_link_is_not_vouched_for() {
+        let (root, dir) = folder();
+        let elsewhere = root.path().join("elsewhere");
+        fs::rename(dir.join("cur"), &elsewhere).expect("rename");
+        std::os::unix::fs::symlink(&elsewhere, dir.join("cur")).expect("symlink");
+        let mut watch = OwnChanges::default();
+        watch.watch(&dir);
+        assert!(!watch.end(&dir));
+    }
+
     #[test]
     fn watching_one_folder_leaves_another_out() {
         let (_root, dir) = folder();
