@@ -264,7 +264,9 @@ fn change(args: &Args, dir: PathBuf) -> Result<(), String> {
         .password(user)
         .ok_or_else(|| format!("no user {user} in the sandbox"))?;
     let mut session = Session::login(sandbox.imap_port(), user, password).map_err(fail)?;
-    open_as_reader(&mut session, &modified_utf7(folder)).map_err(fail)?;
+    session
+        .open_as_reader(&modified_utf7(folder))
+        .map_err(fail)?;
     session.logout().map_err(fail)
 }
 
@@ -279,10 +281,6 @@ fn count(dir: &std::path::Path) -> Result<(), String> {
     };
     println!("{} {}", lines(&["ALL"])?, lines(&["FLAGGED"])?);
     Ok(())
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// RFC 3501 5.1.3: runs of characters outside printable ASCII as UTF-16
@@ -323,16 +321,6 @@ fn modified_utf7(name: &str) -> String {
     }
     flush(&mut pending, &mut out);
     out
-}
-
-/// Opens the folder as a mail reader does (SELECT, then every message's
-/// flags). The first session after a change pays for the server taking it
-/// in (Dovecot: its index, `\Recent`, a rescan of the folder's
-/// directories); after this, neither benchmarked tool is that session.
-fn open_as_reader(session: &mut Session, wire: &str) -> std::io::Result<()> {
-    session.command(&format!("SELECT {}", quoted(wire)))?;
-    session.command("UID FETCH 1:* (FLAGS)")?;
-    Ok(())
 }
 
 fn run() -> Result<(), String> {
@@ -385,11 +373,9 @@ fn main() -> ExitCode {
 /// Cyrus for the benchmark's second table: started through the sandbox's
 /// [`OtherServer`], filled and changed over IMAP (Cyrus has no doveadm).
 mod cyrus {
-    use super::{
-        modified_utf7, open_as_reader, quoted, Args, CHANGE_SEED_BASE, FOLDERS, SAMPLE_USER,
-    };
+    use super::{modified_utf7, Args, CHANGE_SEED_BASE, FOLDERS, SAMPLE_USER};
+    use mailsync_sandbox::{quote, OtherServer, ServerKind, Session};
     use mailsync_sandbox::{sample_message, sample_sizes, ENV_FILE};
-    use mailsync_sandbox::{OtherServer, ServerKind, Session};
     use std::path::Path;
 
     /// Message bytes per MULTIAPPEND while filling.
@@ -476,7 +462,7 @@ mod cyrus {
         let wire = wire_name(server, &args.folder);
         let mut session = server.session().map_err(fail)?;
         let selected = session
-            .command(&format!("SELECT {}", quoted(&wire)))
+            .command(&format!("SELECT {}", quote(&wire)))
             .map_err(fail)?;
         let exists = selected
             .iter()
@@ -517,7 +503,7 @@ mod cyrus {
                 args.new_messages, args.folder
             );
         }
-        open_as_reader(&mut session, &wire).map_err(fail)?;
+        session.open_as_reader(&wire).map_err(fail)?;
         session.logout().map_err(fail)
     }
 
@@ -529,7 +515,7 @@ mod cyrus {
         let (mut messages, mut flagged) = (0u64, 0u64);
         for folder in session.folders().map_err(fail)? {
             let examined = session
-                .command(&format!("EXAMINE {}", quoted(&folder)))
+                .command(&format!("EXAMINE {}", quote(&folder)))
                 .map_err(fail)?;
             messages += examined
                 .iter()

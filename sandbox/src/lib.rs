@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod servers;
-pub use servers::{OtherServer, ServerKind, Session, Untagged, SERVERS_DIR_VAR};
+pub use servers::{quote, OtherServer, ServerKind, Session, Untagged, SERVERS_DIR_VAR};
 
 /// Unix socket paths are limited to 108 bytes; Dovecot's longest socket name
 /// below `base_dir` is about 25 bytes, so this leaves a safe margin.

@@ -18,7 +18,7 @@ mod cyrus;
 mod imap4d;
 mod persisted;
 
-pub use client::{Session, Untagged};
+pub use client::{quote, Session, Untagged};
 
 use std::fs;
 use std::io;
