@@ -307,6 +307,15 @@ pub trait Store: Send {
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
 
+    /// Selects the folder only to append to it, for a connection that
+    /// copies some of a folder's messages while another runs the folder.
+    /// The status's UIDVALIDITY is right; its counts may be missing. A
+    /// store may skip reading the folder, and then reads it if it is
+    /// listed or fetched from later.
+    fn select_to_append(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        self.select(name)
+    }
+
     /// Selects the folder for a run that looks at only some of its
     /// messages, without listing the others: the local side of a folder
     /// whose change stamp shows it untouched since the last run. `expected`
@@ -326,6 +335,13 @@ pub trait Store: Send {
 
     /// Every message of the selected folder.
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>>;
+
+    /// Sizes of messages in the selected folder that another connection
+    /// listed, for a store that would otherwise ask for them before
+    /// fetching (IMAP: one round trip less per batch).
+    fn note_sizes(&mut self, sizes: &[(MsgKey, u64)]) {
+        let _ = sizes;
+    }
 
     /// Changes in the selected folder since `modseq` (see `Caps::condstore`): a
     /// resync whose cost grows with the changes, not with the folder.

@@ -2088,6 +2088,14 @@ impl Store for ImapStore {
         self.fetch_whole_pipelined(&whole, budget, sink)
     }
 
+    fn note_sizes(&mut self, sizes: &[(MsgKey, u64)]) {
+        self.sizes.extend(
+            sizes
+                .iter()
+                .filter_map(|(key, size)| Some((key.as_uid().filter(|uid| *uid > 0)?, *size))),
+        );
+    }
+
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()> {
         let selected = self.selected()?;
         let reading = |e| StoreError::io("reading the message to append", e);

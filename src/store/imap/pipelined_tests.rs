@@ -74,6 +74,8 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
                 )
             } else if command.starts_with("UID FETCH 2:2 (UID BODY.PEEK[]<0.") {
                 format!("* 2 FETCH (UID 2 BODY[]<0> {{5}}\r\nhello)\r\n{tag} OK done\r\n")
+            } else if command == "UID FETCH 2 (UID BODY.PEEK[])" {
+                format!("* 2 FETCH (UID 2 BODY[] {{5}}\r\nhello)\r\n{tag} OK done\r\n")
             } else if command.starts_with("LOGOUT") {
                 break;
             } else {
@@ -277,6 +279,33 @@ fn a_further_workers_connection_sends_no_folder_list_behind_the_login() {
             "LIST \"\" \"\"",
             "SELECT \"Mail\" (CONDSTORE)"
         ],
+        "{received:#?}"
+    );
+}
+
+/// A connection helping with a folder another one listed is told the sizes
+/// it would otherwise ask for: its batch is one UID FETCH, not two.
+#[test]
+fn noted_sizes_save_the_size_fetch_before_bodies() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    let name = FolderName::parse("Mail").expect("name");
+    assert_eq!(store.select(&name).expect("select").validity, 7);
+    store.note_sizes(&[(MsgKey::uid(2), 5)]);
+    let before = round_trips_by_this_thread();
+    let mut bodies = Vec::new();
+    store
+        .fetch_bodies(&[MsgKey::uid(2)], &mut |key, body| {
+            bodies.push((key.clone(), body.to_wire().expect("body")));
+            Ok(())
+        })
+        .expect("bodies: the server refuses a size fetch");
+    assert_eq!(round_trips_by_this_thread() - before, 1);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(bodies, vec![(MsgKey::uid(2), b"hello".to_vec())]);
+    assert!(
+        !received.iter().any(|c| c.contains("(UID RFC822.SIZE)")),
         "{received:#?}"
     );
 }

@@ -1371,6 +1371,21 @@ impl Store for MaildirStore {
         Ok(status)
     }
 
+    fn select_to_append(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
+        // Not scanned: the folder may hold 60 000 names, and whoever runs it
+        // has read them (and its stale temporary files) already.
+        self.discard_staged();
+        self.selected = None;
+        let dir = self.maildir_of(name)?;
+        self.selected = Some(Selected {
+            name: name.clone(),
+            dir,
+            messages: Entries::default(),
+            unindexed_writes: true,
+        });
+        Ok(folder_status(&Entries::default()))
+    }
+
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         self.index_all()?;
         let selected = self.selected()?;

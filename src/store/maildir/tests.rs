@@ -490,6 +490,42 @@ fn append_list_fetch_round_trip() {
     assert!(again.warnings().is_empty());
 }
 
+/// A second connection opened only to append skips reading the folder,
+/// yet what it is asked later (a listing, a fetch) covers every message:
+/// those there before and those it wrote.
+#[test]
+fn a_folder_opened_to_append_is_read_when_listed_or_fetched_from() {
+    let (dir, mut owner) = open(Layout::Maildirpp);
+    owner.create_folder(&name("INBOX")).unwrap();
+    owner.select(&name("INBOX")).unwrap();
+    let before = append_one(&mut owner, WIRE, Flags::SEEN, 1);
+
+    let mut helper = MaildirStore::open(
+        dir.path().to_path_buf(),
+        Layout::Maildirpp,
+        FolderNames::Utf7,
+    )
+    .unwrap();
+    let status = helper.select_to_append(&name("INBOX")).unwrap();
+    assert_eq!(status.validity, 1);
+    let written = append_one(&mut helper, b"Subject: b\r\n\r\nb\r\n", Flags::EMPTY, 2);
+
+    let mut fetched = Vec::new();
+    helper
+        .fetch_bodies(std::slice::from_ref(&before), &mut |k, _| {
+            fetched.push(k.clone());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(fetched, vec![before.clone()]);
+    let mut keys = listed_keys(&mut helper);
+    keys.sort();
+    let mut expected = vec![before, written];
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(helper.select_to_append(&name("Missing")).is_err());
+}
+
 #[test]
 fn unflagged_append_goes_to_new_and_keys_keep_order() {
     let (dir, mut store) = open(Layout::Nested);
