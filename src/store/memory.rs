@@ -5,7 +5,7 @@
 //! The mailbox lives behind a shared handle, so a test keeps a clone to inspect
 //! and change the "server" between runs while the engine holds another.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -120,6 +120,14 @@ struct Mailbox {
     unreadable: HashSet<(FolderName, u32)>,
     /// The most bytes one connection had appended and not yet flushed.
     most_staged: u64,
+    /// Handles given out so far: each handle's number.
+    handles: u64,
+    /// The handles that selected each folder, and those that fetched bodies
+    /// from it.
+    selected_by: BTreeMap<FolderName, BTreeSet<u64>>,
+    fetched_by: BTreeMap<FolderName, BTreeSet<u64>>,
+    /// Body fetches in this folder wait until this many handles selected it.
+    fetch_gate: Option<(FolderName, usize)>,
 }
 
 impl Mailbox {
@@ -261,10 +269,15 @@ impl Folder {
     }
 }
 
+/// The longest a fetch waits at a gate (`hold_fetches_until_selected`).
+const GATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A connection-like view of the shared mailbox: the selection and the pending
 /// appends are per handle, the mailbox is shared by all clones.
 pub struct MemoryStore {
     shared: Arc<Mutex<Mailbox>>,
+    /// This handle's number, as `selected_by` and `fetched_by` name it.
+    id: u64,
     caps: Caps,
     selected: Option<FolderName>,
     /// Appends not yet reported by `flush_appends`: the new UID, or the
@@ -308,11 +321,16 @@ impl MemoryStore {
             refusals: Vec::new(),
             unreadable: HashSet::new(),
             most_staged: 0,
+            handles: 1,
+            selected_by: BTreeMap::new(),
+            fetched_by: BTreeMap::new(),
+            fetch_gate: None,
         };
         let inbox = mailbox.new_folder();
         mailbox.folders.insert(FolderName::inbox(), inbox);
         MemoryStore {
             shared: Arc::new(Mutex::new(mailbox)),
+            id: 0,
             caps,
             selected: None,
             appended: Vec::new(),
@@ -360,8 +378,14 @@ impl MemoryStore {
 
     /// Another handle on the same mailbox, with nothing selected.
     pub fn handle(&self) -> MemoryStore {
+        let id = {
+            let mut mailbox = self.lock();
+            mailbox.handles += 1;
+            mailbox.handles - 1
+        };
         MemoryStore {
             shared: Arc::clone(&self.shared),
+            id,
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
@@ -374,10 +398,49 @@ impl MemoryStore {
     pub fn deep_copy(&self) -> MemoryStore {
         MemoryStore {
             shared: Arc::new(Mutex::new(self.lock().clone())),
+            id: 0,
             caps: self.caps.clone(),
             selected: None,
             appended: Vec::new(),
             staged_bytes: 0,
+        }
+    }
+
+    /// Makes body fetches in `folder` wait until `handles` handles have
+    /// selected it (at most `GATE_DEADLINE`, then they fail): a test
+    /// holds one connection until another has joined it.
+    pub fn hold_fetches_until_selected(&self, folder: &FolderName, handles: usize) {
+        self.lock().fetch_gate = Some((folder.clone(), handles));
+    }
+
+    /// How many handles fetched bodies from `folder`.
+    pub fn fetched_by(&self, folder: &FolderName) -> usize {
+        self.lock().fetched_by.get(folder).map_or(0, BTreeSet::len)
+    }
+
+    /// Waits at the fetch gate, if one is set for the selected folder.
+    fn pass_fetch_gate(&self) -> StoreResult<()> {
+        let started = std::time::Instant::now();
+        loop {
+            {
+                let mailbox = self.lock();
+                let open = match (&mailbox.fetch_gate, &self.selected) {
+                    (Some((gated, handles)), Some(selected)) if gated == selected => {
+                        mailbox.selected_by.get(gated).map_or(0, BTreeSet::len) >= *handles
+                    }
+                    _ => true,
+                };
+                if open {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > GATE_DEADLINE {
+                return Err(StoreError::Protocol(
+                    "the fetch gate was never opened: too few connections selected the folder"
+                        .to_string(),
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -748,6 +811,7 @@ impl Store for MemoryStore {
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
         let condstore = self.caps.condstore;
+        let id = self.id;
         self.run(
             Op::Select,
             |_| name.to_string(),
@@ -757,6 +821,11 @@ impl Store for MemoryStore {
                 mailbox.land(name)?;
                 let status = mailbox.folder(name)?.status(condstore);
                 *view.selected = Some(name.clone());
+                mailbox
+                    .selected_by
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(id);
                 Ok(status)
             },
         )
@@ -871,13 +940,21 @@ impl Store for MemoryStore {
     }
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
+        self.pass_fetch_gate()?;
+        let id = self.id;
         // Copied out first: the sink may well write into another handle of this
         // same mailbox (a migration between two folders of one server).
         let bodies = self.run(
             Op::FetchBodies,
             |folder| target(folder, keys),
             |mailbox, view| {
-                let (name, folder) = view.folder(mailbox)?;
+                let name = view.selected_name()?.clone();
+                mailbox
+                    .fetched_by
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(id);
+                let folder = mailbox.folder(&name)?;
                 Ok(uids(keys)?
                     .into_iter()
                     .filter_map(|uid| {
