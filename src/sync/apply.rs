@@ -7,13 +7,15 @@
 use super::action::{Action, Phase};
 use super::policy::Mode;
 use super::run_report::{Counts, FolderReport};
-use super::{Abort, Engine};
+use super::share::{CopyOffer, Handed, Helped, ShareResult};
+use super::{ends_run, Abort, Engine};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey, SizeAndDate};
 use crate::store::{
     Appended, Body, BodySink, FlagGroup, FolderStatus, NewMessage, Scope, Store, StoreError,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// The size of a message whose store could not tell it (see
 /// `learn_copy_sizes`); it only shapes batches and the progress total, the
@@ -21,6 +23,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 /// Keeps one batch's transaction and UID sets small even for tiny messages.
 const MAX_BATCH_MESSAGES: usize = 2000;
+/// Fewest messages in a batch of a folder shared between workers: each
+/// batch costs its own round trips and durable steps.
+const MIN_SHARED_BATCH_MESSAGES: usize = 100;
 /// Most bytes staged on targets before `flush_appends`, all workers of a run
 /// together: an IMAP target holds staged bodies in memory, so this bounds
 /// memory below the batch budget. Each of N workers stages its share, never
@@ -68,7 +73,7 @@ fn copy_items(actions: &mut [Action]) -> impl Iterator<Item = CopyItem> + '_ {
     })
 }
 
-struct CopyItem {
+pub(super) struct CopyItem {
     source: MsgKey,
     flags: Flags,
     known: SizeAndDate,
@@ -103,13 +108,24 @@ impl Engine<'_> {
                 Phase::Forget => self.apply_forgets(group)?,
                 Phase::Flags => modified = self.apply_flags(group, far_status, report)?,
                 Phase::Knowledge => self.apply_knowledge(folder, group, &modified, report)?,
-                Phase::CopyToNear => {
+                Phase::CopyToNear | Phase::CopyToFar => {
+                    let to = if phase == Phase::CopyToNear {
+                        Side::Near
+                    } else {
+                        Side::Far
+                    };
+                    let count = group
+                        .iter()
+                        .filter(|a| matches!(a, Action::Copy { .. }))
+                        .count();
                     let items = copy_items(group);
-                    self.copy_all(folder, Side::Near, items, near_status.uidnext, report)?
-                }
-                Phase::CopyToFar => {
-                    let items = copy_items(group);
-                    self.copy_all(folder, Side::Far, items, far_status.uidnext, report)?
+                    self.copy_all(
+                        folder,
+                        to,
+                        (items, count),
+                        (far_status, near_status),
+                        report,
+                    )?
                 }
                 Phase::Delete => self.apply_deletes(group, report)?,
             }
@@ -393,38 +409,246 @@ impl Engine<'_> {
         }
     }
 
+    /// Copies `count` items in batches. With workers of the same run free,
+    /// some batches go to them (see `share`); the folder's copies are all
+    /// done, whoever made them, when this returns.
     fn copy_all(
         &mut self,
         folder: &crate::model::FolderName,
         to: Side,
-        items: impl Iterator<Item = CopyItem>,
-        target_uidnext: Option<u32>,
+        (items, count): (impl Iterator<Item = CopyItem>, usize),
+        (far_status, near_status): (&FolderStatus, &FolderStatus),
         report: &mut FolderReport,
     ) -> Result<(), Abort> {
+        let target_uidnext = match to {
+            Side::Near => near_status.uidnext,
+            Side::Far => far_status.uidnext,
+        };
+        let offer = self.offer_copies(folder, to, count, (far_status, near_status), target_uidnext);
+        let mut unresolved = 0u64;
+        let mut copied = self
+            .copy_batches(
+                folder,
+                to,
+                (items, count),
+                target_uidnext,
+                offer.as_deref(),
+                report,
+            )
+            .map(|n| unresolved += n);
+        if let Some(offer) = &offer {
+            copied = self.end_offer(offer, copied, &mut unresolved, report);
+        }
+        copied?;
+        if unresolved > 0 {
+            // No key from the target (no UIDPLUS): recovery finds the copies
+            // by identity, once every batch of the folder is done.
+            self.resolve_intents(folder)?;
+            match to {
+                Side::Near => report.counts.fetched += unresolved,
+                Side::Far => report.counts.pushed += unresolved,
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_batches(
+        &mut self,
+        folder: &crate::model::FolderName,
+        to: Side,
+        (items, count): (impl Iterator<Item = CopyItem>, usize),
+        target_uidnext: Option<u32>,
+        offer: Option<&CopyOffer>,
+        report: &mut FolderReport,
+    ) -> Result<u64, Abort> {
+        let mut unresolved = 0u64;
         let budget = self.options.batch_bytes.max(1);
         let mut batch: Vec<CopyItem> = Vec::new();
         let mut batch_bytes = 0u64;
+        let mut left = count;
+        let mut most = self.batch_messages(offer, left);
         let mut items = items.peekable();
         while let Some(item) = items.next() {
             batch_bytes += item.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE);
             batch.push(item);
-            let full = batch.len() >= MAX_BATCH_MESSAGES
+            let full = batch.len() >= most
                 || items.peek().is_some_and(|next| {
                     batch_bytes + next.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE) > budget
                 });
             if full || items.peek().is_none() {
                 self.stop_point()?;
-                self.copy_batch(
-                    folder,
-                    to,
-                    std::mem::take(&mut batch),
-                    target_uidnext,
-                    report,
-                )?;
+                if offer.is_some_and(CopyOffer::failed) {
+                    // A helper's failure is the folder's; `end_offer` reports it.
+                    return Ok(unresolved);
+                }
+                left = left.saturating_sub(batch.len());
+                let batch_now = std::mem::take(&mut batch);
+                let mine = match offer {
+                    // Download-delete removes a batch's sources on the
+                    // connection that copied it: that stays the owner's.
+                    Some(offer) if !batch_now.iter().any(|i| i.delete_source) => {
+                        offer.hand_over(batch_now)
+                    }
+                    _ => Handed::Yours(batch_now),
+                };
+                if let Handed::Yours(batch_now) = mine {
+                    unresolved += self.copy_batch(folder, to, batch_now, target_uidnext, report)?;
+                }
                 batch_bytes = 0;
+                most = self.batch_messages(offer, left);
             }
         }
-        Ok(())
+        Ok(unresolved)
+    }
+
+    /// The most messages in the next batch: small enough, once no folder
+    /// waits to start, that the workers done with theirs share the rest.
+    fn batch_messages(&self, offer: Option<&CopyOffer>, left: usize) -> usize {
+        match (offer, self.board) {
+            (Some(_), Some(board)) if board.all_started() => left
+                .div_ceil(board.workers * 2)
+                .clamp(MIN_SHARED_BATCH_MESSAGES, MAX_BATCH_MESSAGES),
+            _ => MAX_BATCH_MESSAGES,
+        }
+    }
+
+    /// Offers the folder's copies to the run's other workers when there are
+    /// enough for more than one batch.
+    fn offer_copies(
+        &self,
+        folder: &crate::model::FolderName,
+        to: Side,
+        count: usize,
+        (far_status, near_status): (&FolderStatus, &FolderStatus),
+        target_uidnext: Option<u32>,
+    ) -> Option<Arc<CopyOffer>> {
+        let board = self.board?;
+        if count < 2 * MIN_SHARED_BATCH_MESSAGES {
+            return None;
+        }
+        let offer = Arc::new(CopyOffer::new(
+            folder.clone(),
+            to,
+            (far_status.validity, near_status.validity),
+            target_uidnext,
+        ));
+        board.post(&offer);
+        Some(offer)
+    }
+
+    /// Takes the offer off the board, copies what no helper took (unless
+    /// `copied` failed), waits for the helpers' batches and adds what they
+    /// did to `report`. The first failure, the owner's or a helper's, is
+    /// the result.
+    fn end_offer(
+        &mut self,
+        offer: &CopyOffer,
+        copied: Result<(), Abort>,
+        unresolved: &mut u64,
+        report: &mut FolderReport,
+    ) -> Result<(), Abort> {
+        if let Some(board) = self.board {
+            board.withdraw(offer);
+        }
+        let mut result = copied;
+        loop {
+            let keep = result.is_ok() && !offer.failed();
+            let Some(batch) = offer.close(keep) else {
+                break;
+            };
+            let (folder, to, uidnext) = (&offer.folder, offer.to, offer.target_uidnext);
+            match self
+                .stop_point()
+                .and_then(|()| self.copy_batch(folder, to, batch, uidnext, report))
+            {
+                Ok(n) => *unresolved += n,
+                Err(abort) => result = Err(abort),
+            }
+        }
+        let (shares, lost) = offer.results();
+        for share in shares {
+            report.counts += &share.report.counts;
+            report.skipped.extend(share.report.skipped);
+            report.notes.extend(share.report.notes);
+            *unresolved += share.unresolved;
+            if let (Some(abort), Ok(())) = (share.abort, &result) {
+                result = Err(abort);
+            }
+        }
+        if lost > 0 && result.is_ok() {
+            result = Err(Abort::Store(StoreError::folder(
+                &offer.folder,
+                "a connection helping with its copies stopped without finishing",
+            )));
+        }
+        result
+    }
+
+    /// Helps with `offer`'s batches until its owner hands out no more. Each
+    /// batch's result goes to the owner.
+    pub(super) fn help(&mut self, offer: &CopyOffer) -> Helped {
+        if !self.join(offer) {
+            offer.leave();
+            return Helped::Left;
+        }
+        while let Some((batch, in_flight)) = offer.take() {
+            let sizes: Vec<(MsgKey, u64)> = batch
+                .iter()
+                .filter_map(|i| Some((i.source.clone(), i.known.size()?)))
+                .collect();
+            self.store(offer.to.other()).note_sizes(&sizes);
+            let mut share = FolderReport::new(offer.folder.clone());
+            let (folder, to, uidnext) = (&offer.folder, offer.to, offer.target_uidnext);
+            let result = self
+                .stop_point()
+                .and_then(|()| self.copy_batch(folder, to, batch, uidnext, &mut share));
+            for store in [&mut *self.far, &mut *self.near] {
+                share.notes.extend(store.take_warnings());
+                share.skipped.extend(store.take_skipped());
+            }
+            let (unresolved, abort) = match result {
+                Ok(n) => (n, None),
+                Err(abort) => (0, Some(abort)),
+            };
+            let ends = match &abort {
+                None => None,
+                Some(abort) if ends_run(abort) => Some(Helped::Stop),
+                Some(_) => Some(Helped::Left),
+            };
+            in_flight.finish(ShareResult {
+                report: share,
+                unresolved,
+                abort,
+            });
+            if let Some(ends) = ends {
+                offer.leave();
+                return ends;
+            }
+        }
+        Helped::Done
+    }
+
+    /// Opens the offer's folder on this worker's connections; false when
+    /// either side cannot be opened or is not the folder its owner planned.
+    fn join(&mut self, offer: &CopyOffer) -> bool {
+        let folder = &offer.folder;
+        let opened = match offer.to {
+            Side::Near => self
+                .far
+                .select(folder)
+                .and_then(|far| Ok((far, self.near.select_to_append(folder)?))),
+            Side::Far => self
+                .near
+                .select(folder)
+                .and_then(|near| Ok((self.far.select_to_append(folder)?, near))),
+        };
+        // What selecting reports (skipped entries, warnings) is the owner's
+        // to report; the owner selected the folder too.
+        for store in [&mut *self.far, &mut *self.near] {
+            store.take_warnings();
+            store.take_skipped();
+        }
+        matches!(opened, Ok((far, near)) if (far.validity, near.validity) == offer.validities)
     }
 
     fn copy_batch(
@@ -434,7 +658,7 @@ impl Engine<'_> {
         items: Vec<CopyItem>,
         target_uidnext: Option<u32>,
         report: &mut FolderReport,
-    ) -> Result<(), Abort> {
+    ) -> Result<u64, Abort> {
         let now = self.options.now;
         // A target that stages files (Maildir) flushes at the whole budget:
         // each flush is a durable step, and its files take no memory.
@@ -561,7 +785,7 @@ impl Engine<'_> {
 
         // 3. commit
         let mut delete_sources: Vec<(MsgKey, i64)> = Vec::new();
-        let mut unresolved = 0usize;
+        let mut unresolved = 0u64;
         let mut copied = 0u64;
         let mut copied_bytes = 0u64;
         for (key, reason) in unreadable {
@@ -593,8 +817,7 @@ impl Engine<'_> {
                 done[*index] = true;
                 copied_bytes += size;
                 let Some(key) = key else {
-                    // No key from the target (no UIDPLUS): recovery finds it by
-                    // identity right after this batch.
+                    // Resolved by `copy_all` (see there).
                     unresolved += 1;
                     continue;
                 };
@@ -631,13 +854,6 @@ impl Engine<'_> {
             Side::Far => report.counts.pushed += copied,
         }
         report.counts.bytes += copied_bytes;
-        if unresolved > 0 {
-            self.resolve_intents(folder)?;
-            match to {
-                Side::Near => report.counts.fetched += unresolved as u64,
-                Side::Far => report.counts.pushed += unresolved as u64,
-            }
-        }
 
         // 4. download-delete: the copies are durable and recorded; only now
         // does the source lose them.
@@ -645,7 +861,7 @@ impl Engine<'_> {
             let keys: Vec<MsgKey> = delete_sources.iter().map(|(k, _)| k.clone()).collect();
             let source_side = to.other();
             if !self.remove(source_side, &keys, report)? {
-                return Ok(());
+                return Ok(unresolved);
             }
             self.step()?;
             let batch = self.state.batch()?;
@@ -656,7 +872,7 @@ impl Engine<'_> {
             self.step()?;
             add_deleted(&mut report.counts, source_side, keys.len() as u64);
         }
-        Ok(())
+        Ok(unresolved)
     }
 }
 

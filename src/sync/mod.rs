@@ -12,7 +12,9 @@
 //! - a folder gone on one side, an unmounted Maildir: `Engine::discover` and
 //!   `Engine::create_missing_side` in this file.
 //! - what the user allows (`Policy`) and one run's switches (`RunOptions`): `policy`.
-//! - several connections at once: `pool` (`sync_account` is the entry point).
+//! - several connections at once: `pool` (`sync_account` is the entry point);
+//!   a folder's copies shared between them: `share`, with each batch still
+//!   intent -> effect -> commit (`apply`).
 //! - a Maildir taken over from mbsync or OfflineIMAP: identities leave out
 //!   their tracking headers (`model::TRACKING_FIELDS`), `plan` makes the
 //!   pairs they recorded first, and `other_tools_spellings` in this file
@@ -26,6 +28,7 @@ pub mod plan;
 pub mod policy;
 mod pool;
 pub mod run_report;
+mod share;
 
 use crate::model::{Flags, FolderName, MsgKey, MsgMeta, Side};
 use crate::state::{FolderState, Intent, Record, StateDb, StateError};
@@ -71,6 +74,11 @@ impl From<StateError> for Abort {
     fn from(e: StateError) -> Self {
         Abort::State(e)
     }
+}
+
+/// Whether `abort` ends the whole run, not only its folder.
+fn ends_run(abort: &Abort) -> bool {
+    !matches!(abort, Abort::Store(e) if e.scope() != Scope::Account)
 }
 
 /// The message that a simulated crash leaves in the report next to
@@ -415,6 +423,9 @@ pub(crate) struct Engine<'a> {
     /// by others (`Store::watch_for_others`), until their stamps are
     /// recorded.
     watched: Vec<FolderName>,
+    /// Where a worker of several offers its folder's copies and finds
+    /// others' (see `share`).
+    board: Option<&'a share::Board>,
 }
 
 impl<'a> Engine<'a> {
@@ -438,6 +449,7 @@ impl<'a> Engine<'a> {
             staged_share: apply::MAX_STAGED_BYTES,
             stamps_to_confirm: Vec::new(),
             watched: Vec::new(),
+            board: None,
         }
     }
 
@@ -643,15 +655,11 @@ impl<'a> Engine<'a> {
         folder_report.duration = started.elapsed();
         let abort = match result {
             Ok(()) => None,
-            Err(Abort::Store(e)) if e.scope() != Scope::Account => {
-                folder_report.outcome = FolderOutcome::Failed(within_folder(&e));
-                None
-            }
             Err(abort) => {
                 if let Abort::Store(e) = &abort {
                     folder_report.outcome = FolderOutcome::Failed(within_folder(e));
                 }
-                Some(abort)
+                Some(abort).filter(ends_run)
             }
         };
         self.observer.folder_finished(&folder_report);

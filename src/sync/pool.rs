@@ -1,13 +1,15 @@
 //! The worker pool: one account's folders spread over several connection
-//! pairs, one folder per worker at a time. Each worker runs its own `Engine`;
-//! what they share is the folder queue, the first abort and the observer.
+//! pairs, one folder per worker at a time; a worker out of folders helps
+//! with a running folder's copies (see `share`). Each worker runs its own
+//! `Engine`; what they share is the board of folders and copies, the first
+//! abort and the observer.
 
 use super::run_report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
+use super::share::{Board, Helped, Work};
 use super::{keep_report, record_abort, Abort, Engine, FolderJob, Policy, RunOptions};
 use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::{Store, StoreError};
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -202,9 +204,13 @@ impl Pool<'_> {
                 }
             }
         }
-        let queue = Mutex::new(discovery.jobs.iter().enumerate().collect::<VecDeque<_>>());
+        let board = Board::new(discovery.jobs.len(), workers);
         let done = Mutex::new(Vec::<(usize, FolderReport)>::new());
         let first_abort = Mutex::new(None::<Abort>);
+        let abort_run = |abort: Abort| {
+            locked(&first_abort).get_or_insert(abort);
+            board.stop();
+        };
         let refusals = Mutex::new(Vec::<String>::new());
         let shared = Mutex::new(observer);
         let unchanged = AtomicU64::new(0);
@@ -212,28 +218,39 @@ impl Pool<'_> {
             let mut observer = SharedObserver(&shared);
             let mut engine = Engine::new((far, near), state, policy, options, &mut observer);
             engine.share_memory(workers);
-            while locked(&first_abort).is_none() {
+            engine.board = Some(&board);
+            let mut left = Vec::new();
+            loop {
                 if let Err(abort) = engine.stop_point() {
-                    locked(&first_abort).get_or_insert(abort);
+                    abort_run(abort);
                     break;
                 }
-                let next = locked(&queue).pop_front();
-                let Some((index, job)) = next else { break };
-                let (folder_report, abort) = engine.run_folder(job);
-                locked(&done).push((index, folder_report));
-                if let Some(abort) = abort {
-                    locked(&first_abort).get_or_insert(abort);
+                match board.next(&left) {
+                    (Work::Folder(index), running) => {
+                        let (folder_report, abort) = engine.run_folder(&discovery.jobs[index]);
+                        drop(running);
+                        locked(&done).push((index, folder_report));
+                        if let Some(abort) = abort {
+                            abort_run(abort);
+                        }
+                    }
+                    (Work::Help(offer), _) => match engine.help(&offer) {
+                        Helped::Done => {}
+                        Helped::Left => left.push(offer),
+                        Helped::Stop => break,
+                    },
+                    (Work::Done, _) => break,
                 }
             }
             // Each worker confirms its own folders' stamps, all of them at
             // once, beside the others.
             if locked(&first_abort).is_none() {
                 if let Err(abort) = engine.record_own_stamps() {
-                    locked(&first_abort).get_or_insert(abort);
+                    abort_run(abort);
                 }
             }
             if let Err(abort) = engine.touch_unchanged() {
-                locked(&first_abort).get_or_insert(abort);
+                abort_run(abort);
             }
             unchanged.fetch_add(engine.unchanged_total, Ordering::Relaxed);
         };

@@ -429,9 +429,12 @@ impl Engine<'_> {
         let records = self.state.records(folder)?;
         // Selecting again before listing: a server may not tell the session
         // about messages appended to its selected folder (GNU imap4d shows
-        // them only to a new SELECT), and only a target without UIDPLUS
-        // leaves intents here, so the extra SELECT is paid only there.
+        // them only to a new SELECT), another connection of the run may have
+        // made some of the copies (see `share`), and only a target without
+        // UIDPLUS leaves intents here, so the extra SELECTs are paid only
+        // there.
         self.far.select(folder)?;
+        self.near.select(folder)?;
         let far_list = self.far.list_messages()?;
         let near_list = self.near.list_messages()?;
         let resolutions = resolve(

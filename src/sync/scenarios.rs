@@ -1127,6 +1127,66 @@ fn a_subset_run_keeps_the_brake_and_after_a_crash_reads_in_full() {
     assert!(near["INBOX"].contains(&(msg(13), F)));
 }
 
+/// A worker with no folder left copies batches of a folder another worker
+/// runs. The owner's first fetch waits until the second connection has
+/// opened the folder, so the second batch is sure to find it free.
+#[test]
+fn an_idle_worker_copies_batches_of_a_folder_still_running() {
+    let w = World::new(false);
+    let big = folder("Big");
+    w.far.add_folder(&big);
+    for n in 0..4100 {
+        w.far.add_message(&big, &msg(n), S, None).expect("add");
+    }
+    w.far.hold_fetches_until_selected(&big, 2);
+    let options = RunOptions {
+        batch_bytes: 1 << 30,
+        ..w.options()
+    };
+    let report = w.run_parallel_with(&options, 2, usize::MAX);
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 4100);
+    let big_report = report
+        .folders
+        .iter()
+        .find(|f| f.folder == big)
+        .expect("Big reported");
+    assert_eq!(big_report.counts.fetched, 4100);
+    assert_eq!(w.far.fetched_by(&big), 2, "both connections fetched");
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert_idle(&w);
+}
+
+/// Interrupted at any step, whichever worker it hits, a run whose workers
+/// share a folder's copies leads the next run to the same mailboxes.
+#[test]
+fn a_crash_while_workers_share_a_folder_leaves_nothing_lost_or_twice() {
+    let w = World::new(false);
+    let big = folder("Big");
+    w.far.add_folder(&big);
+    for n in 0..250 {
+        w.far.add_message(&big, &msg(n), S, None).expect("add");
+    }
+    for f in ["A", "B"] {
+        w.far.add_folder(&folder(f));
+        w.far
+            .add_message(&folder(f), &msg(1000 + f.len() as u32), S, None)
+            .expect("add");
+    }
+    let report = w.with_every_crash(|w, options| {
+        let options = RunOptions {
+            batch_bytes: 1 << 30,
+            ..options.clone()
+        };
+        w.run_parallel_with(&options, 3, usize::MAX)
+    });
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 252);
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert!(w.crash_points.load(Ordering::SeqCst) > 0);
+    assert_idle(&w);
+}
+
 /// A resync with a little new mail in several folders stays on its one
 /// connection: more logins would cost more than the work they share.
 #[test]

@@ -413,6 +413,106 @@ fn download_delete_killed_at_many_points_loses_and_doubles_nothing() {
     }
 }
 
+/// A first download on three connections, where the two that finish their
+/// small folders help with INBOX's batches, killed when the Maildir holds a
+/// given number of INBOX messages: the rerun ends with each message once.
+#[test]
+fn a_download_shared_between_connections_killed_at_many_points_loses_and_doubles_nothing() {
+    let account = Account::new(
+        SandboxOptions::default(),
+        "imap",
+        "jobs = 3\nbatch_bytes = 20000\n",
+    );
+    let inbox: Vec<Vec<u8>> = (0..400).map(|n| message(20_000 + n)).collect();
+    account
+        .sandbox
+        .fill(account.user, "INBOX", inbox.clone())
+        .expect("fill INBOX");
+    for (n, folder) in ["A", "B"].iter().enumerate() {
+        account
+            .sandbox
+            .fill(account.user, folder, [message(30_000 + n as u64)])
+            .expect("deliver");
+    }
+    for point in [40, 200, 360] {
+        // Each round is a first download: only then are the folders'
+        // copies shared (a resync with little new mail stays on one
+        // connection).
+        std::fs::remove_dir_all(account.root()).expect("clear Maildir");
+        std::fs::create_dir(account.root()).expect("Maildir root");
+        for file in ["state.db", "state.db-wal", "state.db-shm"] {
+            let _ = std::fs::remove_file(account.home.path().join(file));
+        }
+        let mut child = account.command(&["sync"]).spawn().expect("spawn");
+        if wait_for(&mut child, || account.local_count() >= point) {
+            send(&child, libc::SIGKILL);
+        }
+        let _ = child.wait();
+        let context = format!("killed at {point}");
+        account.rerun(&["sync"], &context);
+        assert_eq!(
+            summary(&account.local()),
+            summary(&account.server()),
+            "{context}"
+        );
+        assert_eq!(account.local_count(), inbox.len(), "{context}");
+        let output = account.run(&["sync", "--dry-run"]);
+        let plan = String::from_utf8_lossy(&output.stdout);
+        assert!(plan.trim().is_empty(), "{context}: {plan}");
+    }
+}
+
+/// `migrate` on three connection pairs, aborted right after a given APPEND
+/// (whichever connection sends it) and rerun at once.
+#[test]
+fn migrate_sharing_a_folder_aborted_mid_copy_is_resumed_without_duplicates() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).expect("start Dovecot");
+    let home = tempfile::tempdir().expect("home");
+    let source: Vec<Vec<u8>> = (0..300).map(|n| message(40_000 + n)).collect();
+    sandbox
+        .fill("alice", "INBOX", source.clone())
+        .expect("fill INBOX");
+    for folder in ["A", "B"] {
+        sandbox
+            .fill("alice", folder, [message(50_000)])
+            .expect("deliver");
+    }
+    let mut source = source;
+    source.sort();
+    for k in [5, 40, 90] {
+        let fault = format!("{k}:abort");
+        let output = migrate(
+            &sandbox,
+            home.path(),
+            &["--jobs", "3", "--after-appends", &fault],
+        );
+        assert_eq!(
+            output.status.code(),
+            None,
+            "APPEND {k} was sent: the run aborted"
+        );
+        let rerun = migrate(&sandbox, home.path(), &["--jobs", "3"]);
+        assert_eq!(
+            rerun.status.code(),
+            Some(0),
+            "after APPEND {k}: {}",
+            String::from_utf8_lossy(&rerun.stderr)
+        );
+        let copy = server_inbox(&sandbox, "bob");
+        assert_eq!(summary(&copy), summary(&source), "abort after APPEND {k}");
+        for folder in ["A", "B"] {
+            assert_eq!(sandbox.message_count("bob", folder).expect("count"), 1);
+        }
+        // The next round starts from an empty destination.
+        for folder in ["INBOX", "A", "B"] {
+            sandbox
+                .doveadm(&["expunge", "-u", "bob", "mailbox", folder, "all"])
+                .expect("expunge");
+        }
+        std::fs::remove_dir_all(home.path().join("data")).expect("clear state");
+    }
+}
+
 /// `migrate` aborted right after each APPEND in turn and rerun at once.
 #[test]
 fn migrate_killed_after_each_append_is_resumed_without_duplicates() {
@@ -466,7 +566,10 @@ fn migrate(sandbox: &Sandbox, home: &Path, extra: &[&str]) -> Output {
     command
         .env("SOURCE_PW", sandbox.password("alice").unwrap_or_default())
         .env("DEST_PW", sandbox.password("bob").unwrap_or_default())
-        .args(["-q", "migrate", "--batch-bytes", "2k", "--jobs", "1"]);
+        .args(["-q", "migrate", "--batch-bytes", "2k"]);
+    if !extra.contains(&"--jobs") {
+        command.args(["--jobs", "1"]);
+    }
     for (side, user, var) in [("from", "alice", "SOURCE_PW"), ("to", "bob", "DEST_PW")] {
         command.args([
             format!("--{side}-host"),
