@@ -47,7 +47,7 @@ pull\t''
 push\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
-complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection; one out of folders helps copy another\'s messages [default: 4]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand sync" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"
@@ -102,7 +102,7 @@ pull\t''
 push\t''"
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l keep-days -d 'Download-delete: leave messages on the server N days after their first download, or `forever` (download only)' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l move-to -d 'Download-delete: move messages to FOLDER on the server instead of deleting them' -r
-complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection [default: 4]' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -s j -l jobs -d 'Sync up to N folders at once, each over its own connection; one out of folders helps copy another\'s messages [default: 4]' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l max-messages -d 'Download at most N messages per folder in this run' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand watch" -l report -d 'Print a machine-readable report of the run on stdout (or into --report-file)' -r -f -a "json\t''
 prometheus\t''"
@@ -199,7 +199,7 @@ complete -c mailsync -n "__fish_mailsync_using_subcommand count" -s h -l help -d
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l from -d 'Source account, as named in the config file' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l to -d 'Destination account, as named in the config file' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l batch -d 'Migrate every account pair of a CSV file, several at once (see the description)' -r -F
-complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s j -l jobs -d 'Connection pairs, folders spread over them (with --batch: in total, over the pairs run at once); fewer when a server refuses more connections' -r
+complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -s j -l jobs -d 'Connection pairs, folders spread over them, and a pair out of folders helps copy another\'s (with --batch: in total, over the pairs run at once); fewer when a server refuses more connections' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l folder -d 'Migrate only source folders matching PATTERN (IMAP wildcards: * matches anything, % anything but the hierarchy separator); repeatable' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l exclude -d 'Leave out source folders matching PATTERN; repeatable' -r
 complete -c mailsync -n "__fish_mailsync_using_subcommand migrate" -l map -d 'Put source folder OLD, and its subfolders, at NEW on the destination (levels separated by /); repeatable, the longest matching OLD wins' -r

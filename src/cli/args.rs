@@ -575,7 +575,8 @@ pub struct SyncArgs {
     #[arg(long, value_name = "FOLDER")]
     pub move_to: Option<String>,
 
-    /// Sync up to N folders at once, each over its own connection [default: 4]
+    /// Sync up to N folders at once, each over its own connection; one out of
+    /// folders helps copy another's messages [default: 4]
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: Option<u16>,
 
@@ -931,8 +932,9 @@ pub struct MigrateArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Connection pairs, folders spread over them (with --batch: in total, over the
-    /// pairs run at once); fewer when a server refuses more connections
+    /// Connection pairs, folders spread over them, and a pair out of folders helps
+    /// copy another's (with --batch: in total, over the pairs run at once); fewer
+    /// when a server refuses more connections
     #[arg(short = 'j', long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,

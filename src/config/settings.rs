@@ -50,7 +50,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("move_to", "download-delete: move downloaded messages to this server folder instead of deleting them (created if missing, never synced down)"),
     ("max_messages_per_run", "most messages copied (downloaded) per folder in one run; default no limit"),
     ("timeout_seconds", "network timeout; default 60"),
-    ("jobs", "folders synced at once, each over its own connection; lowered when the server refuses more connections; default 4"),
+    ("jobs", "connections a sync uses at once, each syncing one folder; one that runs out of folders helps copy another's messages; lowered when the server refuses more connections; default 4"),
     ("post_sync_command", "shell command run after a sync (or a `watch` round) that changed something, e.g. \"notmuch new\"; MAILSYNC_ACCOUNT and MAILSYNC_CHANGED_FOLDERS (one per line) in its environment; a failure is reported, not fatal"),
     ("watch_folders", "`mailsync watch` on a server without NOTIFY: server folders kept open with IDLE, one connection each, at most 4; default [\"INBOX\"]"),
     ("poll_seconds", "`mailsync watch`: seconds between looks at the other folders, and at POP3 and download-delete accounts; 10 to 86400, default 300"),
