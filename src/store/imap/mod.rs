@@ -448,6 +448,10 @@ impl ImapStore {
                 self.address
             )));
         }
+        // Asked first: once NOTIFY is set, a change reported inside the
+        // answer of another command than IDLE would be read with that answer
+        // and lost, and the change seen only at the next poll.
+        self.delimiter()?;
         self.run(
             "NOTIFY",
             "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))",

@@ -309,3 +309,56 @@ fn noted_sizes_save_the_size_fetch_before_bodies() {
         "{received:#?}"
     );
 }
+
+/// Once NOTIFY is set, a change is reported whenever the server likes: one
+/// inside another command's answer would be read with it and lost. So the
+/// LIST that learns the hierarchy delimiter (which reading a NOTIFY report
+/// needs) goes before NOTIFY SET, and IDLE is all that follows it.
+#[test]
+fn the_delimiter_is_learned_before_notify_is_set() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut writer = stream.try_clone().expect("clone");
+        let mut reader = BufReader::new(stream);
+        writer
+            .write_all(b"* OK [CAPABILITY IMAP4rev1 NOTIFY] ready\r\n")
+            .expect("greeting");
+        let mut received = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            let (tag, command) = line.trim_end().split_once(' ').expect("tagged command");
+            received.push(command.to_string());
+            let reply = if command.starts_with("LIST") {
+                format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
+            } else if command.starts_with("LOGIN") {
+                format!("{tag} OK [CAPABILITY IMAP4rev1 NOTIFY] Logged in\r\n")
+            } else if command.starts_with("LOGOUT") {
+                break;
+            } else {
+                format!("{tag} OK done\r\n")
+            };
+            writer.write_all(reply.as_bytes()).expect("reply");
+        }
+        received
+    });
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    store.set_notify().expect("notify");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let notify = received
+        .iter()
+        .position(|c| c.starts_with("NOTIFY SET"))
+        .expect("NOTIFY sent");
+    assert!(
+        received[..notify].iter().any(|c| c == "LIST \"\" \"\""),
+        "{received:#?}"
+    );
+}
