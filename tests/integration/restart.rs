@@ -491,15 +491,8 @@ fn migrate_sharing_a_folder_aborted_mid_copy_is_resumed_without_duplicates() {
             None,
             "APPEND {k} was sent: the run aborted"
         );
-        let rerun = migrate(&sandbox, home.path(), &["--jobs", "3"]);
-        assert_eq!(
-            rerun.status.code(),
-            Some(0),
-            "after APPEND {k}: {}",
-            String::from_utf8_lossy(&rerun.stderr)
-        );
-        let copy = server_inbox(&sandbox, "bob");
-        assert_eq!(summary(&copy), summary(&source), "abort after APPEND {k}");
+        let context = format!("abort after APPEND {k}");
+        migrate_again(&sandbox, home.path(), &["--jobs", "3"], &source, &context);
         for folder in ["A", "B"] {
             assert_eq!(sandbox.message_count("bob", folder).expect("count"), 1);
         }
@@ -535,15 +528,8 @@ fn migrate_killed_after_each_append_is_resumed_without_duplicates() {
             let fault = format!("{k}:abort");
             let output = migrate(&sandbox, home.path(), &["--after-appends", &fault]);
             let crashed = output.status.code().is_none();
-            let rerun = migrate(&sandbox, home.path(), &[]);
-            assert_eq!(
-                rerun.status.code(),
-                Some(0),
-                "after APPEND {k}: {}",
-                String::from_utf8_lossy(&rerun.stderr)
-            );
-            let copy = server_inbox(&sandbox, "bob");
-            assert_eq!(summary(&copy), summary(&source), "uidplus {uidplus}, k {k}");
+            let context = format!("uidplus {uidplus}, abort after APPEND {k}");
+            migrate_again(&sandbox, home.path(), &[], &source, &context);
             if !crashed {
                 break;
             }
@@ -556,6 +542,26 @@ fn migrate_killed_after_each_append_is_resumed_without_duplicates() {
         }
         assert!(crashes >= 3, "uidplus {uidplus}: only {crashes} crashes");
     }
+}
+
+/// The rerun after an aborted migrate: it ends well, and bob's INBOX holds
+/// `source` (sorted), each message once.
+fn migrate_again(
+    sandbox: &Sandbox,
+    home: &Path,
+    extra: &[&str],
+    source: &[Vec<u8>],
+    context: &str,
+) {
+    let rerun = migrate(sandbox, home, extra);
+    assert_eq!(
+        rerun.status.code(),
+        Some(0),
+        "{context}: {}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    let copy = server_inbox(sandbox, "bob");
+    assert_eq!(summary(&copy), summary(source), "{context}");
 }
 
 /// `mailsync migrate` alice -> bob on one sandbox, state under `home`.

@@ -18,10 +18,13 @@ const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ UIDPLUS ENABLE CONDSTORE QRESYNC 
 /// The folder whose SELECT the server refuses.
 const REFUSED: &str = "Missing";
 
-/// A server that answers by command, as Dovecot would, for folders `Mail`,
-/// `Missing` (refused at SELECT, as if another client removed it) and
-/// `Later`, each with one new message `hello`; returns every command line.
-fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
+/// A server on a port of its own that greets with `capabilities` and gives
+/// each command line (tag, command) to `reply`, until it returns `None` or
+/// the client hangs up; returns the command lines it answered.
+fn serve(
+    capabilities: &'static str,
+    mut reply: impl FnMut(&str, &str) -> Option<String> + Send + 'static,
+) -> (u16, JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("address").port();
     let server = std::thread::spawn(move || {
@@ -32,9 +35,8 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
         let mut writer = stream.try_clone().expect("clone");
         let mut reader = BufReader::new(stream);
         writer
-            .write_all(format!("* OK [CAPABILITY {CAPABILITIES}] ready\r\n").as_bytes())
+            .write_all(format!("* OK [CAPABILITY {capabilities}] ready\r\n").as_bytes())
             .expect("greeting");
-        let mut selected = false;
         let mut received = Vec::new();
         loop {
             let mut line = String::new();
@@ -42,51 +44,64 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
                 break;
             }
             let (tag, command) = line.trim_end().split_once(' ').expect("tagged command");
-            let reply = if command.starts_with("LOGIN") {
-                format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
-            } else if command.starts_with("ENABLE") {
-                format!("* ENABLED QRESYNC\r\n{tag} OK Enabled\r\n")
-            } else if command.starts_with("NAMESPACE") {
-                format!("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK done\r\n")
-            } else if command.starts_with("LIST") {
-                let folders = ["INBOX", "Mail", REFUSED, "Later"];
-                let lines: String = folders
-                    .iter()
-                    .map(|f| format!("* LIST () \"/\" {f}\r\n"))
-                    .collect();
-                format!("{lines}{tag} OK done\r\n")
-            } else if command.starts_with("SELECT") {
-                selected = !command.contains(REFUSED);
-                if selected {
-                    format!(
-                        "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n\
-                         * OK [HIGHESTMODSEQ 20] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
-                    )
-                } else {
-                    format!("{tag} NO Mailbox doesn't exist: {REFUSED}\r\n")
-                }
-            } else if !selected {
-                format!("{tag} BAD No mailbox selected\r\n")
-            } else if command.contains("CHANGEDSINCE") {
-                format!(
-                    "* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 5 MODSEQ (20) \
-                     INTERNALDATE \"01-Jan-2024 10:00:00 +0000\")\r\n{tag} OK done\r\n"
-                )
-            } else if command.starts_with("UID FETCH 2:2 (UID BODY.PEEK[]<0.") {
-                format!("* 2 FETCH (UID 2 BODY[]<0> {{5}}\r\nhello)\r\n{tag} OK done\r\n")
-            } else if command == "UID FETCH 2 (UID BODY.PEEK[])" {
-                format!("* 2 FETCH (UID 2 BODY[] {{5}}\r\nhello)\r\n{tag} OK done\r\n")
-            } else if command.starts_with("LOGOUT") {
+            let Some(answer) = reply(tag, command) else {
                 break;
-            } else {
-                format!("{tag} BAD unexpected\r\n")
             };
             received.push(command.to_string());
-            writer.write_all(reply.as_bytes()).expect("reply");
+            writer.write_all(answer.as_bytes()).expect("reply");
         }
         received
     });
     (port, server)
+}
+
+/// A server that answers by command, as Dovecot would, for folders `Mail`,
+/// `Missing` (refused at SELECT, as if another client removed it) and
+/// `Later`, each with one new message `hello`.
+fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
+    let mut selected = false;
+    serve(CAPABILITIES, move |tag, command| {
+        let reply = if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+        } else if command.starts_with("ENABLE") {
+            format!("* ENABLED QRESYNC\r\n{tag} OK Enabled\r\n")
+        } else if command.starts_with("NAMESPACE") {
+            format!("* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK done\r\n")
+        } else if command.starts_with("LIST") {
+            let folders = ["INBOX", "Mail", REFUSED, "Later"];
+            let lines: String = folders
+                .iter()
+                .map(|f| format!("* LIST () \"/\" {f}\r\n"))
+                .collect();
+            format!("{lines}{tag} OK done\r\n")
+        } else if command.starts_with("SELECT") {
+            selected = !command.contains(REFUSED);
+            if selected {
+                format!(
+                    "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n\
+                     * OK [HIGHESTMODSEQ 20] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
+                )
+            } else {
+                format!("{tag} NO Mailbox doesn't exist: {REFUSED}\r\n")
+            }
+        } else if !selected {
+            format!("{tag} BAD No mailbox selected\r\n")
+        } else if command.contains("CHANGEDSINCE") {
+            format!(
+                "* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 5 MODSEQ (20) \
+                 INTERNALDATE \"01-Jan-2024 10:00:00 +0000\")\r\n{tag} OK done\r\n"
+            )
+        } else if command.starts_with("UID FETCH 2:2 (UID BODY.PEEK[]<0.") {
+            format!("* 2 FETCH (UID 2 BODY[]<0> {{5}}\r\nhello)\r\n{tag} OK done\r\n")
+        } else if command == "UID FETCH 2 (UID BODY.PEEK[])" {
+            format!("* 2 FETCH (UID 2 BODY[] {{5}}\r\nhello)\r\n{tag} OK done\r\n")
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else {
+            format!("{tag} BAD unexpected\r\n")
+        };
+        Some(reply)
+    })
 }
 
 fn config(port: u16) -> ImapConfig {
@@ -316,38 +331,16 @@ fn noted_sizes_save_the_size_fetch_before_bodies() {
 /// needs) goes before NOTIFY SET, and IDLE is all that follows it.
 #[test]
 fn the_delimiter_is_learned_before_notify_is_set() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    let server = std::thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut writer = stream.try_clone().expect("clone");
-        let mut reader = BufReader::new(stream);
-        writer
-            .write_all(b"* OK [CAPABILITY IMAP4rev1 NOTIFY] ready\r\n")
-            .expect("greeting");
-        let mut received = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                break;
-            }
-            let (tag, command) = line.trim_end().split_once(' ').expect("tagged command");
-            received.push(command.to_string());
-            let reply = if command.starts_with("LIST") {
-                format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
-            } else if command.starts_with("LOGIN") {
-                format!("{tag} OK [CAPABILITY IMAP4rev1 NOTIFY] Logged in\r\n")
-            } else if command.starts_with("LOGOUT") {
-                break;
-            } else {
-                format!("{tag} OK done\r\n")
-            };
-            writer.write_all(reply.as_bytes()).expect("reply");
-        }
-        received
+    let (port, server) = serve("IMAP4rev1 NOTIFY", |tag, command| {
+        Some(if command.starts_with("LIST") {
+            format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
+        } else if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY IMAP4rev1 NOTIFY] Logged in\r\n")
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else {
+            format!("{tag} OK done\r\n")
+        })
     });
     let mut store = ImapStore::connect(&config(port)).expect("connect");
     store.set_notify().expect("notify");
