@@ -556,11 +556,7 @@ impl Engine<'_> {
             let Some(batch) = offer.close(keep) else {
                 break;
             };
-            let (folder, to, uidnext) = (&offer.folder, offer.to, offer.target_uidnext);
-            match self
-                .stop_point()
-                .and_then(|()| self.copy_batch(folder, to, batch, uidnext, report))
-            {
+            match self.copy_offered(offer, batch, report) {
                 Ok(n) => *unresolved += n,
                 Err(abort) => result = Err(abort),
             }
@@ -584,6 +580,17 @@ impl Engine<'_> {
         result
     }
 
+    /// One batch of `offer`, by its owner or a helper.
+    fn copy_offered(
+        &mut self,
+        offer: &CopyOffer,
+        batch: Vec<CopyItem>,
+        report: &mut FolderReport,
+    ) -> Result<u64, Abort> {
+        self.stop_point()?;
+        self.copy_batch(&offer.folder, offer.to, batch, offer.target_uidnext, report)
+    }
+
     /// Helps with `offer`'s batches until its owner hands out no more. Each
     /// batch's result goes to the owner.
     pub(super) fn help(&mut self, offer: &CopyOffer) -> Helped {
@@ -598,14 +605,8 @@ impl Engine<'_> {
                 .collect();
             self.store(offer.to.other()).note_sizes(&sizes);
             let mut share = FolderReport::new(offer.folder.clone());
-            let (folder, to, uidnext) = (&offer.folder, offer.to, offer.target_uidnext);
-            let result = self
-                .stop_point()
-                .and_then(|()| self.copy_batch(folder, to, batch, uidnext, &mut share));
-            for store in [&mut *self.far, &mut *self.near] {
-                share.notes.extend(store.take_warnings());
-                share.skipped.extend(store.take_skipped());
-            }
+            let result = self.copy_offered(offer, batch, &mut share);
+            self.take_store_reports(&mut share);
             let (unresolved, abort) = match result {
                 Ok(n) => (n, None),
                 Err(abort) => (0, Some(abort)),

@@ -648,10 +648,7 @@ impl<'a> Engine<'a> {
         folder_report.keywords_possible = [&*self.far, &*self.near]
             .iter()
             .any(|store| store.may_hold_keywords(&job.name) != Some(false));
-        for store in [&mut *self.far, &mut *self.near] {
-            folder_report.notes.extend(store.take_warnings());
-            folder_report.skipped.extend(store.take_skipped());
-        }
+        self.take_store_reports(&mut folder_report);
         folder_report.duration = started.elapsed();
         let abort = match result {
             Ok(()) => None,
@@ -664,6 +661,15 @@ impl<'a> Engine<'a> {
         };
         self.observer.folder_finished(&folder_report);
         (folder_report, abort)
+    }
+
+    /// What the stores noted while working on a folder (warnings, skipped
+    /// entries), into its report.
+    fn take_store_reports(&mut self, report: &mut FolderReport) {
+        for store in [&mut *self.far, &mut *self.near] {
+            report.notes.extend(store.take_warnings());
+            report.skipped.extend(store.take_skipped());
+        }
     }
 
     /// Folders gone from both sides leave nothing to protect.

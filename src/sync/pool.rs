@@ -5,13 +5,13 @@
 //! abort and the observer.
 
 use super::run_report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
-use super::share::{Board, Helped, Work};
+use super::share::{locked, Board, Helped, Work};
 use super::{keep_report, record_abort, Abort, Engine, FolderJob, Policy, RunOptions};
 use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::{Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// A worker's (far, near) stores.
@@ -130,11 +130,6 @@ impl Observer for SharedObserver<'_, '_> {
     fn folder_finished(&mut self, report: &FolderReport) {
         self.with(|o| o.folder_finished(report));
     }
-}
-
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A worker that panicked mid-call cannot have left these half-updated.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Below this many new server messages in all, a resync's folders share the

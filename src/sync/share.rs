@@ -19,9 +19,10 @@ use crate::model::{FolderName, Side};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing is left half-updated under these locks: each update is one
-    // assignment or push.
+/// Locks `m`, also after a worker panicked while holding it: no update under
+/// the pool's and the board's locks can be left half done (each is one
+/// assignment, push or observer call).
+pub(super) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
