@@ -15,6 +15,7 @@ pub use ext::is_keyword;
 mod list_status;
 mod login;
 mod namespace;
+mod pieces;
 mod session;
 mod sizes;
 pub mod utf7;
@@ -1122,83 +1123,6 @@ impl ImapStore {
             .as_ref()
             .map(|s| s.name.to_string())
             .unwrap_or_default()
-    }
-
-    /// Fetches one message in `BODY.PEEK[]<offset.length>` pieces of at most
-    /// `chunk` bytes into a temporary file, and passes that file to `sink`:
-    /// memory holds one piece at a time, whatever the message's size. The loop
-    /// ends on a short piece; a message that turns out longer or shorter than
-    /// listed is refused.
-    fn fetch_chunked(&mut self, uid: u32, chunk: u64, sink: &mut BodySink<'_>) -> StoreResult<()> {
-        let chunk = chunk.min(u64::from(u32::MAX));
-        let listed = self.sizes.get(uid);
-        let spool = tempfile::tempfile()
-            .map_err(|e| StoreError::io("creating a temporary file for a download", e))?;
-        let mut written = 0u64;
-        loop {
-            // IMAP partial origins are 32-bit numbers.
-            let origin = u32::try_from(written).map_err(|_| StoreError::Message {
-                folder: self.folder_text(),
-                key: uid.to_string(),
-                reason: "message larger than 4 GiB".to_string(),
-            })?;
-            // Each piece goes to the file as its response is read, not
-            // after the whole answer: memory holds it once.
-            let mut piece: Option<Option<u64>> = None;
-            let mut expunged = false;
-            let tagged = self.fetch_each(
-                &format!("UID FETCH {uid} (UID BODY.PEEK[]<{written}.{chunk}>)"),
-                chunk,
-                &mut |response| {
-                    expunged |= reports_expunge(std::slice::from_ref(response));
-                    let found = fetched(std::slice::from_ref(response))
-                        .filter(|(u, _)| *u == uid)
-                        .find_map(|(_, attrs)| body_section(attrs, Some(origin)));
-                    // The first answer counts (a repeated fetch sends it again).
-                    if piece.is_some() {
-                        return Ok(());
-                    }
-                    piece = match found {
-                        None => None,
-                        Some(None) => Some(None),
-                        Some(Some(bytes)) => {
-                            std::os::unix::fs::FileExt::write_all_at(&spool, bytes, written)
-                                .map_err(|e| {
-                                    StoreError::io("writing a download to a temporary file", e)
-                                })?;
-                            Some(Some(bytes.len() as u64))
-                        }
-                    };
-                    Ok(())
-                },
-            )?;
-            expunged |= tagged_reports_expunge(&tagged);
-            match piece {
-                // Expunged meanwhile: skipped, as for whole fetches.
-                None => return Ok(()),
-                Some(None) if expunged => return Ok(()),
-                Some(None) => return Err(nil_body(self.folder_text(), uid)),
-                Some(Some(len)) => {
-                    written += len;
-                    // A server that goes on sending is refused as soon as it
-                    // passes the listed size, not after filling the disk.
-                    if listed.is_some_and(|size| written > size) {
-                        return self.check_size(uid, written);
-                    }
-                    if len < chunk {
-                        break;
-                    }
-                }
-            }
-        }
-        self.check_size(uid, written)?;
-        sink(
-            &MsgKey::uid(uid),
-            Body::File {
-                file: &spool,
-                ends: LineEnds::Wire,
-            },
-        )
     }
 
     /// Sends a run of staged messages for one folder in one command (more

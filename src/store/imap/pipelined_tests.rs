@@ -355,3 +355,110 @@ fn the_delimiter_is_learned_before_notify_is_set() {
         "{received:#?}"
     );
 }
+
+/// A message larger than the fetch budget is fetched in pieces, and the
+/// pieces its listed size calls for go out together: one round trip, not
+/// one per piece. The server runs them at once, as Dovecot may: each
+/// piece's data comes before the previous fetch's tagged OK. A piece the
+/// server refuses once is asked for again after a NOOP, and the message
+/// still arrives whole.
+#[test]
+fn the_pieces_of_a_large_message_go_out_together() {
+    const SIZE: usize = 20_000;
+    let body: Vec<u8> = (0..)
+        .flat_map(|n: u32| format!("line {n:05}\r\n").into_bytes())
+        .take(SIZE)
+        .collect();
+    let served = body.clone();
+    let mut refusals_left = 1;
+    let mut held_tag: Option<String> = None;
+    let (port, server) = serve(CAPABILITIES, move |tag, command| {
+        let reply = if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+        } else if command.starts_with("LIST") {
+            format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n")
+        } else if command.starts_with("SELECT") {
+            format!("* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n")
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else if let Some(piece) = command.split("BODY.PEEK[]<").nth(1) {
+            let uid: u32 = command["UID FETCH ".len()..]
+                .split(' ')
+                .next()
+                .and_then(|uid| uid.parse().ok())
+                .expect("one UID");
+            let (origin, length) = piece
+                .trim_end_matches(">)")
+                .split_once('.')
+                .expect("origin.length");
+            let origin: usize = origin.parse().expect("origin");
+            let length: usize = length.parse().expect("length");
+            let mut answer = String::new();
+            if uid == 2 && origin == 8192 && refusals_left > 0 {
+                refusals_left -= 1;
+                if let Some(held) = held_tag.take() {
+                    answer.push_str(&format!("{held} OK done\r\n"));
+                }
+                answer.push_str(&format!("{tag} NO try again\r\n"));
+                return Some(answer);
+            }
+            let bytes = &served[origin.min(SIZE)..(origin + length).min(SIZE)];
+            answer.push_str(&format!(
+                "* {uid} FETCH (UID {uid} BODY[]<{origin}> {{{}}}\r\n",
+                bytes.len()
+            ));
+            answer.push_str(std::str::from_utf8(bytes).expect("text"));
+            answer.push_str(")\r\n");
+            if let Some(held) = held_tag.take() {
+                answer.push_str(&format!("{held} OK done\r\n"));
+            }
+            // The last piece's OK goes at once; any other waits for the
+            // next piece's data.
+            if origin + length >= SIZE {
+                answer.push_str(&format!("{tag} OK done\r\n"));
+            } else {
+                held_tag = Some(tag.to_string());
+            }
+            answer
+        } else {
+            format!("{tag} OK done\r\n")
+        };
+        Some(reply)
+    });
+    let mut store = ImapStore::connect(&ImapConfig {
+        batch_bytes: 4096,
+        ..config(port)
+    })
+    .expect("connect");
+    store.select(&FolderName::inbox()).expect("select");
+    store.note_sizes(&[(MsgKey::uid(1), SIZE as u64), (MsgKey::uid(2), SIZE as u64)]);
+    let fetch = |store: &mut ImapStore, uid: u32| {
+        let mut bodies = Vec::new();
+        let before = round_trips_by_this_thread();
+        store
+            .fetch_bodies(&[MsgKey::uid(uid)], &mut |key, body| {
+                bodies.push((key.clone(), body.to_wire().expect("body")));
+                Ok(())
+            })
+            .expect("bodies");
+        (bodies, round_trips_by_this_thread() - before)
+    };
+    let (first, round_trips) = fetch(&mut store, 1);
+    assert_eq!(first, vec![(MsgKey::uid(1), body.clone())]);
+    assert_eq!(round_trips, 1, "five pieces of 4 KiB in one round trip");
+    let (second, _) = fetch(&mut store, 2);
+    assert_eq!(second, vec![(MsgKey::uid(2), body)]);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let pieces_of = |uid: u32| {
+        received
+            .iter()
+            .filter(|c| c.starts_with(&format!("UID FETCH {uid} (UID BODY.PEEK[]<")))
+            .count()
+    };
+    assert_eq!(pieces_of(1), 5, "{received:#?}");
+    // The refused piece and the two behind it, whose answers were dropped,
+    // were asked for again.
+    assert_eq!(pieces_of(2), 8, "{received:#?}");
+    assert!(received.iter().any(|c| c == "NOOP"), "{received:#?}");
+}
