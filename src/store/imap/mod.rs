@@ -21,7 +21,7 @@ mod sizes;
 pub mod utf7;
 mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::File;
 
 use imap_proto::{
@@ -100,6 +100,12 @@ const MIN_BATCH_BYTES: u64 = 4096;
 /// of it, never less than `MIN_FETCH_SHARE`.
 const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
+
+/// Bytes of bodies asked for beyond the batch being read (see
+/// `fetch_whole_pipelined`): enough to keep a 50 ms link busy while a batch
+/// is written, where one batch of 1 MiB ahead left it idle about a round
+/// trip in three.
+const FETCH_AHEAD_BYTES: u64 = 4 << 20;
 
 /// Smallest piece of each new message worth fetching along with a change
 /// listing (`prefetch_limit`): most mail is smaller.
@@ -645,6 +651,15 @@ impl ImapStore {
         }
     }
 
+    /// Reads the answers of fetches no longer wanted to their ends, so that
+    /// none is taken for a later command's. A broken connection has
+    /// already made every later command fail.
+    fn drop_answers(&mut self, in_flight: VecDeque<Pending>) {
+        for pending in in_flight {
+            let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
+        }
+    }
+
     /// Reads the answer of a command sent with `send_raw` whole, tagged line
     /// included, each response checked as `run_each` does.
     fn finish_whole_answer(&mut self, pending: Pending) -> Result<Vec<u8>, CommandFailure> {
@@ -933,13 +948,16 @@ impl ImapStore {
         }
     }
 
-    /// Fetches the `Whole` batches of `fetch_bodies` with the next batch's
-    /// UID FETCH sent before the current batch's bodies go to `sink`, so the
-    /// server sends one while the other is written; at most one batch is
-    /// read ahead. Each body goes to `sink` as soon as its response is read:
-    /// a batch's answer is never held whole, so memory holds one message per
-    /// connection, not one budget. A body is accepted from whichever answer
-    /// brings it (a server may run pipelined fetches side by side), once.
+    /// Fetches the `Whole` batches of `fetch_bodies` with the UID FETCHes of
+    /// the next batches sent before the current batch's bodies go to
+    /// `sink`, so that the server sends while we write: up to
+    /// `FETCH_AHEAD_BYTES` of them beyond the one being read, and at least
+    /// one. Each body goes to `sink` as soon as its response is read: a
+    /// batch's answer is never held whole, so memory holds one message per
+    /// connection, not one budget; what is asked ahead waits in the
+    /// socket's buffers and the server's. A body is accepted from whichever
+    /// answer brings it (a server may run pipelined fetches side by side),
+    /// once.
     fn fetch_whole_pipelined(
         &mut self,
         batches: &[Vec<u32>],
@@ -961,23 +979,39 @@ impl ImapStore {
             .iter()
             .map(|uids| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))
             .collect();
-        let mut ahead: Option<Pending> = None;
+        let ahead_most = usize::try_from(FETCH_AHEAD_BYTES / budget.max(1))
+            .unwrap_or(usize::MAX)
+            .clamp(1, COMMANDS_IN_FLIGHT - 1);
+        // The fetches sent and not yet read, in order: the first answers
+        // `commands[next_read]`.
+        let mut in_flight: VecDeque<Pending> = VecDeque::new();
         for (index, command) in commands.iter().enumerate() {
-            let current = match ahead.take() {
-                Some(pending) => pending,
-                None => self.send_fetch(command, budget)?,
-            };
-            if let Some(next) = commands.get(index + 1) {
-                ahead = Some(self.send_fetch(next, budget)?);
-            }
-            let result =
-                self.deliver_answer(current, command, budget, &mut ahead, &mut delivery, sink);
-            if let Err(e) = result {
-                // The answer in flight is read to its end, so that its bodies
-                // are not taken for the next command's answer.
-                if let Some(pending) = ahead.take() {
-                    let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
+            let mut sent = index + in_flight.len();
+            while sent < commands.len() && in_flight.len() <= ahead_most {
+                match self.send_fetch(&commands[sent], budget) {
+                    Ok(pending) => in_flight.push_back(pending),
+                    Err(e) => {
+                        self.drop_answers(in_flight);
+                        return Err(e);
+                    }
                 }
+                sent += 1;
+            }
+            let Some(current) = in_flight.pop_front() else {
+                break;
+            };
+            let result = self.deliver_answer(
+                current,
+                command,
+                budget,
+                &mut in_flight,
+                &mut delivery,
+                sink,
+            );
+            if let Err(e) = result {
+                // The answers in flight are read to their ends, so that
+                // their bodies are not taken for a later command's answer.
+                self.drop_answers(in_flight);
                 return Err(e);
             }
         }
@@ -1035,15 +1069,15 @@ impl ImapStore {
 
     /// Reads the answer of a UID FETCH of bodies sent with `send_fetch`,
     /// handing them to `sink` through `delivery`. A refusal is handled as
-    /// `fetch` does, after the fetch in `ahead` (if any) has been answered
-    /// (and sent again by the caller), so that no answer is read into
-    /// another's.
+    /// `fetch` does, after the fetches in `ahead` have been answered (their
+    /// bodies delivered; the caller sends them again, and what they bring
+    /// twice is dropped), so that no answer is read into another's.
     fn deliver_answer(
         &mut self,
         pending: Pending,
         command: &str,
         literal_limit: u64,
-        ahead: &mut Option<Pending>,
+        ahead: &mut VecDeque<Pending>,
         delivery: &mut Delivery,
         sink: &mut BodySink<'_>,
     ) -> StoreResult<()> {
@@ -1051,7 +1085,7 @@ impl ImapStore {
         match self.finish_delivering(pending, delivery, sink) {
             Ok(()) => Ok(()),
             Err(CommandFailure::Refused(_)) => {
-                if let Some(next) = ahead.take() {
+                while let Some(next) = ahead.pop_front() {
                     // Its answer, whatever it is, ends before the NOOP.
                     match self.finish_delivering(next, delivery, sink) {
                         Ok(()) | Err(CommandFailure::Refused(_)) => {}

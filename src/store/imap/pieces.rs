@@ -14,7 +14,6 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::session::Pending;
 use super::{
     body_section, fetched, nil_body, reports_expunge, tagged_reports_expunge, unparsable,
     CommandFailure, ImapStore,
@@ -210,14 +209,5 @@ impl ImapStore {
             }
         }
         Ok(answers)
-    }
-
-    /// Reads the answers of fetches no longer wanted to their ends, so that
-    /// none is taken for a later command's. A broken connection has
-    /// already made every later command fail.
-    fn drop_answers(&mut self, in_flight: VecDeque<Pending>) {
-        for pending in in_flight {
-            let _ = self.finish_raw(pending, &mut |_, _| Ok(()));
-        }
     }
 }

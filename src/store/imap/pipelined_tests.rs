@@ -462,3 +462,74 @@ fn the_pieces_of_a_large_message_go_out_together() {
     assert_eq!(pieces_of(2), 8, "{received:#?}");
     assert!(received.iter().any(|c| c == "NOOP"), "{received:#?}");
 }
+
+/// Bodies in several batches: the fetches of the next batches go out
+/// before the first answer is read, so the link stays busy while a batch
+/// is written. This server answers nothing until it has every fetch; a
+/// store that waited for an answer first would fail on its read timeout.
+#[test]
+fn the_fetches_of_later_batches_go_out_before_the_first_answer() {
+    const MESSAGES: u32 = 6;
+    let body = |uid: u32| format!("Subject: {uid}\r\n\r\n{}\r\n", "x".repeat(3000));
+    let mut held = String::new();
+    let mut fetches = 0;
+    let (port, server) = serve(CAPABILITIES, move |tag, command| {
+        let reply = if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+        } else if command.starts_with("LIST") {
+            format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n")
+        } else if command.starts_with("SELECT") {
+            format!("* 6 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n")
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else if let Some(set) = command.strip_prefix("UID FETCH ") {
+            let uid: u32 = set
+                .split(' ')
+                .next()
+                .and_then(|uid| uid.split(':').next()?.parse().ok())
+                .expect("one UID");
+            let text = body(uid);
+            held.push_str(&format!(
+                "* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n{text})\r\n{tag} OK done\r\n",
+                text.len()
+            ));
+            fetches += 1;
+            if fetches < MESSAGES {
+                return Some(String::new());
+            }
+            std::mem::take(&mut held)
+        } else {
+            format!("{tag} OK done\r\n")
+        };
+        Some(reply)
+    });
+    let mut store = ImapStore::connect(&ImapConfig {
+        batch_bytes: 4096,
+        ..config(port)
+    })
+    .expect("connect");
+    store.select(&FolderName::inbox()).expect("select");
+    let keys: Vec<MsgKey> = (1..=MESSAGES).map(MsgKey::uid).collect();
+    let sizes: Vec<(MsgKey, u64)> = (1..=MESSAGES)
+        .map(|uid| (MsgKey::uid(uid), body(uid).len() as u64))
+        .collect();
+    store.note_sizes(&sizes);
+    let mut bodies = Vec::new();
+    store
+        .fetch_bodies(&keys, &mut |key, text| {
+            bodies.push((key.clone(), text.to_wire().expect("body")));
+            Ok(())
+        })
+        .expect("bodies");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let expected: Vec<(MsgKey, Vec<u8>)> = (1..=MESSAGES)
+        .map(|uid| (MsgKey::uid(uid), body(uid).into_bytes()))
+        .collect();
+    assert_eq!(bodies, expected);
+    let fetched = received
+        .iter()
+        .filter(|c| c.starts_with("UID FETCH"))
+        .count();
+    assert_eq!(fetched, MESSAGES as usize, "one batch each: {received:#?}");
+}
