@@ -356,6 +356,43 @@ fn the_delimiter_is_learned_before_notify_is_set() {
     );
 }
 
+/// A server with an INBOX of `exists` messages that gives each UID FETCH
+/// (tag, command) to `fetch`: `None` ends the conversation.
+fn serve_inbox(
+    exists: u32,
+    mut fetch: impl FnMut(&str, &str) -> Option<String> + Send + 'static,
+) -> (u16, JoinHandle<Vec<String>>) {
+    serve(CAPABILITIES, move |tag, command| {
+        Some(if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+        } else if command.starts_with("LIST") {
+            format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n")
+        } else if command.starts_with("SELECT") {
+            format!(
+                "* {exists} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
+            )
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else if command.starts_with("UID FETCH ") {
+            return fetch(tag, command);
+        } else {
+            format!("{tag} OK done\r\n")
+        })
+    })
+}
+
+/// A store on `port` with INBOX selected and the smallest fetch budget,
+/// 4 KiB: a few kilobytes make a batch, or a message in pieces.
+fn inbox_with_small_budget(port: u16) -> ImapStore {
+    let mut store = ImapStore::connect(&ImapConfig {
+        batch_bytes: 4096,
+        ..config(port)
+    })
+    .expect("connect");
+    store.select(&FolderName::inbox()).expect("select");
+    store
+}
+
 /// A message larger than the fetch budget is fetched in pieces, and the
 /// pieces its listed size calls for go out together: one round trip, not
 /// one per piece. The server runs them at once, as Dovecot may: each
@@ -372,65 +409,48 @@ fn the_pieces_of_a_large_message_go_out_together() {
     let served = body.clone();
     let mut refusals_left = 1;
     let mut held_tag: Option<String> = None;
-    let (port, server) = serve(CAPABILITIES, move |tag, command| {
-        let reply = if command.starts_with("LOGIN") {
-            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
-        } else if command.starts_with("LIST") {
-            format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n")
-        } else if command.starts_with("SELECT") {
-            format!("* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n")
-        } else if command.starts_with("LOGOUT") {
-            return None;
-        } else if let Some(piece) = command.split("BODY.PEEK[]<").nth(1) {
-            let uid: u32 = command["UID FETCH ".len()..]
-                .split(' ')
-                .next()
-                .and_then(|uid| uid.parse().ok())
-                .expect("one UID");
-            let (origin, length) = piece
-                .trim_end_matches(">)")
-                .split_once('.')
-                .expect("origin.length");
-            let origin: usize = origin.parse().expect("origin");
-            let length: usize = length.parse().expect("length");
-            let mut answer = String::new();
-            if uid == 2 && origin == 8192 && refusals_left > 0 {
-                refusals_left -= 1;
-                if let Some(held) = held_tag.take() {
-                    answer.push_str(&format!("{held} OK done\r\n"));
-                }
-                answer.push_str(&format!("{tag} NO try again\r\n"));
-                return Some(answer);
-            }
-            let bytes = &served[origin.min(SIZE)..(origin + length).min(SIZE)];
-            answer.push_str(&format!(
-                "* {uid} FETCH (UID {uid} BODY[]<{origin}> {{{}}}\r\n",
-                bytes.len()
-            ));
-            answer.push_str(std::str::from_utf8(bytes).expect("text"));
-            answer.push_str(")\r\n");
+    let (port, server) = serve_inbox(2, move |tag, command| {
+        let piece = command.split("BODY.PEEK[]<").nth(1).expect("a piece");
+        let uid: u32 = command["UID FETCH ".len()..]
+            .split(' ')
+            .next()
+            .and_then(|uid| uid.parse().ok())
+            .expect("one UID");
+        let (origin, length) = piece
+            .trim_end_matches(">)")
+            .split_once('.')
+            .expect("origin.length");
+        let origin: usize = origin.parse().expect("origin");
+        let length: usize = length.parse().expect("length");
+        let mut answer = String::new();
+        if uid == 2 && origin == 8192 && refusals_left > 0 {
+            refusals_left -= 1;
             if let Some(held) = held_tag.take() {
                 answer.push_str(&format!("{held} OK done\r\n"));
             }
-            // The last piece's OK goes at once; any other waits for the
-            // next piece's data.
-            if origin + length >= SIZE {
-                answer.push_str(&format!("{tag} OK done\r\n"));
-            } else {
-                held_tag = Some(tag.to_string());
-            }
-            answer
+            answer.push_str(&format!("{tag} NO try again\r\n"));
+            return Some(answer);
+        }
+        let bytes = &served[origin.min(SIZE)..(origin + length).min(SIZE)];
+        answer.push_str(&format!(
+            "* {uid} FETCH (UID {uid} BODY[]<{origin}> {{{}}}\r\n",
+            bytes.len()
+        ));
+        answer.push_str(std::str::from_utf8(bytes).expect("text"));
+        answer.push_str(")\r\n");
+        if let Some(held) = held_tag.take() {
+            answer.push_str(&format!("{held} OK done\r\n"));
+        }
+        // The last piece's OK goes at once; any other waits for the
+        // next piece's data.
+        if origin + length >= SIZE {
+            answer.push_str(&format!("{tag} OK done\r\n"));
         } else {
-            format!("{tag} OK done\r\n")
-        };
-        Some(reply)
+            held_tag = Some(tag.to_string());
+        }
+        Some(answer)
     });
-    let mut store = ImapStore::connect(&ImapConfig {
-        batch_bytes: 4096,
-        ..config(port)
-    })
-    .expect("connect");
-    store.select(&FolderName::inbox()).expect("select");
+    let mut store = inbox_with_small_budget(port);
     store.note_sizes(&[(MsgKey::uid(1), SIZE as u64), (MsgKey::uid(2), SIZE as u64)]);
     let fetch = |store: &mut ImapStore, uid: u32| {
         let mut bodies = Vec::new();
@@ -473,42 +493,25 @@ fn the_fetches_of_later_batches_go_out_before_the_first_answer() {
     let body = |uid: u32| format!("Subject: {uid}\r\n\r\n{}\r\n", "x".repeat(3000));
     let mut held = String::new();
     let mut fetches = 0;
-    let (port, server) = serve(CAPABILITIES, move |tag, command| {
-        let reply = if command.starts_with("LOGIN") {
-            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
-        } else if command.starts_with("LIST") {
-            format!("* LIST () \"/\" INBOX\r\n{tag} OK done\r\n")
-        } else if command.starts_with("SELECT") {
-            format!("* 6 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n")
-        } else if command.starts_with("LOGOUT") {
-            return None;
-        } else if let Some(set) = command.strip_prefix("UID FETCH ") {
-            let uid: u32 = set
-                .split(' ')
-                .next()
-                .and_then(|uid| uid.split(':').next()?.parse().ok())
-                .expect("one UID");
-            let text = body(uid);
-            held.push_str(&format!(
-                "* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n{text})\r\n{tag} OK done\r\n",
-                text.len()
-            ));
-            fetches += 1;
-            if fetches < MESSAGES {
-                return Some(String::new());
-            }
-            std::mem::take(&mut held)
-        } else {
-            format!("{tag} OK done\r\n")
-        };
-        Some(reply)
+    let (port, server) = serve_inbox(MESSAGES, move |tag, command| {
+        let set = &command["UID FETCH ".len()..];
+        let uid: u32 = set
+            .split(' ')
+            .next()
+            .and_then(|uid| uid.split(':').next()?.parse().ok())
+            .expect("one UID");
+        let text = body(uid);
+        held.push_str(&format!(
+            "* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n{text})\r\n{tag} OK done\r\n",
+            text.len()
+        ));
+        fetches += 1;
+        if fetches < MESSAGES {
+            return Some(String::new());
+        }
+        Some(std::mem::take(&mut held))
     });
-    let mut store = ImapStore::connect(&ImapConfig {
-        batch_bytes: 4096,
-        ..config(port)
-    })
-    .expect("connect");
-    store.select(&FolderName::inbox()).expect("select");
+    let mut store = inbox_with_small_budget(port);
     let keys: Vec<MsgKey> = (1..=MESSAGES).map(MsgKey::uid).collect();
     let sizes: Vec<(MsgKey, u64)> = (1..=MESSAGES)
         .map(|uid| (MsgKey::uid(uid), body(uid).len() as u64))
