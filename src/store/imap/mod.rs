@@ -982,8 +982,8 @@ impl ImapStore {
         let ahead_most = usize::try_from(FETCH_AHEAD_BYTES / budget.max(1))
             .unwrap_or(usize::MAX)
             .clamp(1, COMMANDS_IN_FLIGHT - 1);
-        // The fetches sent and not yet read, in order: the first answers
-        // `commands[next_read]`.
+        // The fetches sent and not yet read, in order: at the top of the
+        // loop the first answers `commands[index]`.
         let mut in_flight: VecDeque<Pending> = VecDeque::new();
         for (index, command) in commands.iter().enumerate() {
             let mut sent = index + in_flight.len();
@@ -2038,16 +2038,21 @@ impl Store for ImapStore {
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         let mut whole = Vec::new();
+        let mut large = Vec::new();
         for batch in plan_body_batches(&items, budget) {
             match batch {
                 BodyBatch::Whole(uids) => whole.push(uids),
-                BodyBatch::Chunked(uid) => {
-                    self.fetch_whole_pipelined(&std::mem::take(&mut whole), budget, sink)?;
-                    self.fetch_chunked(uid, budget, sink)?
-                }
+                BodyBatch::Chunked(uid) => large.push(uid),
             }
         }
-        self.fetch_whole_pipelined(&whole, budget, sink)
+        // Messages in pieces come after the whole batches, not between
+        // them: each one there let the fetches ahead run dry, a round trip
+        // lost on a slow link.
+        self.fetch_whole_pipelined(&whole, budget, sink)?;
+        for uid in large {
+            self.fetch_chunked(uid, budget, sink)?;
+        }
+        Ok(())
     }
 
     fn note_sizes(&mut self, sizes: &[(MsgKey, u64)]) {

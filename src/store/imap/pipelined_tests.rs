@@ -536,3 +536,72 @@ fn the_fetches_of_later_batches_go_out_before_the_first_answer() {
         .count();
     assert_eq!(fetched, MESSAGES as usize, "one batch each: {received:#?}");
 }
+
+/// A message fetched in pieces among smaller ones waits until the whole
+/// batches are asked for: they go out together, then its pieces, two round
+/// trips in all. Fetched between them it emptied the fetches ahead: three.
+#[test]
+fn a_message_in_pieces_comes_after_the_whole_batches() {
+    let small = |uid: u32| format!("Subject: {uid}\r\n\r\n{}\r\n", "s".repeat(3000));
+    let large = format!("Subject: 3\r\n\r\n{}\r\n", "l".repeat(10_000));
+    // Batches of one small message each (4 KiB budget): 1, then 2 and 4
+    // around the large 3.
+    let sizes = [
+        (MsgKey::uid(1), small(1).len() as u64),
+        (MsgKey::uid(2), small(2).len() as u64),
+        (MsgKey::uid(3), large.len() as u64),
+        (MsgKey::uid(4), small(4).len() as u64),
+    ];
+    let served = large.clone();
+    let (port, server) = serve_inbox(4, move |tag, command| {
+        let uid: u32 = command["UID FETCH ".len()..]
+            .split(' ')
+            .next()
+            .and_then(|uid| uid.parse().ok())
+            .expect("one UID");
+        let (section, text) = match command.split("BODY.PEEK[]<").nth(1) {
+            Some(piece) => {
+                let (origin, length) = piece
+                    .trim_end_matches(">)")
+                    .split_once('.')
+                    .expect("origin.length");
+                let origin: usize = origin.parse().expect("origin");
+                let end = (origin + length.parse::<usize>().expect("length")).min(served.len());
+                (
+                    format!("BODY[]<{origin}>"),
+                    served[origin.min(end)..end].to_string(),
+                )
+            }
+            None => ("BODY[]".to_string(), small(uid)),
+        };
+        Some(format!(
+            "* {uid} FETCH (UID {uid} {section} {{{}}}\r\n{text})\r\n{tag} OK done\r\n",
+            text.len()
+        ))
+    });
+    let mut store = inbox_with_small_budget(port);
+    store.note_sizes(&sizes);
+    let keys: Vec<MsgKey> = sizes.iter().map(|(key, _)| key.clone()).collect();
+    let mut bodies = Vec::new();
+    let before = round_trips_by_this_thread();
+    store
+        .fetch_bodies(&keys, &mut |key, text| {
+            bodies.push((key.clone(), text.to_wire().expect("body")));
+            Ok(())
+        })
+        .expect("bodies");
+    let round_trips = round_trips_by_this_thread() - before;
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        vec![
+            (MsgKey::uid(1), small(1).into_bytes()),
+            (MsgKey::uid(2), small(2).into_bytes()),
+            (MsgKey::uid(3), large.into_bytes()),
+            (MsgKey::uid(4), small(4).into_bytes()),
+        ]
+    );
+    assert_eq!(round_trips, 2, "{received:#?}");
+}
