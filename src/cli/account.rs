@@ -12,10 +12,11 @@ use crate::store::imap::{ImapStore, Secret};
 use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
-use crate::sync::exit_status_of;
 use crate::sync::run_report::ExitStatus;
+use crate::sync::{exit_status_of, LoginGate};
 use anyhow::anyhow;
 use std::path::Path;
+use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
 pub(super) struct Failure {
@@ -177,12 +178,18 @@ pub(super) fn connect(
 }
 
 /// What a server connection is for: the first lists the folders, further
-/// workers only work in folders the first one listed.
+/// workers only work in folders the first one listed. An early worker,
+/// opened beside the first, logs in only once the first has (see
+/// `LoginGate`).
 #[derive(Clone, Copy)]
-pub(super) enum FarRole {
+pub(super) enum FarRole<'g> {
     First,
     Worker,
+    EarlyWorker(&'g LoginGate),
 }
+
+/// How long an early worker waits for the first connection's login.
+const LOGIN_GATE_LIMIT: Duration = Duration::from_secs(120);
 
 /// The far store, and a note for the user about its folder names. Kept in
 /// one place so that the rest of the flow does not depend on which server
@@ -191,7 +198,7 @@ pub(super) fn connect_far(
     account: &Account,
     password: Secret,
     synced_before: &[FolderName],
-    role: FarRole,
+    role: FarRole<'_>,
 ) -> StoreResult<(Box<dyn Store>, Option<String>)> {
     let batch_bytes = account.batch_bytes;
     Ok(match &account.far {
@@ -200,6 +207,9 @@ pub(super) fn connect_far(
             let mut store = match role {
                 FarRole::First => ImapStore::connect(&config)?,
                 FarRole::Worker => ImapStore::connect_for_folders(&config)?,
+                FarRole::EarlyWorker(gate) => {
+                    ImapStore::connect_for_folders_after(&config, &|| gate.wait(LOGIN_GATE_LIMIT))?
+                }
             };
             if !account.policy.expunge {
                 store.leave_expunge_to_client();

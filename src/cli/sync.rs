@@ -12,7 +12,7 @@ use super::human_summary::print_report;
 use super::machine_report::{previous_report, render_report, AccountRun, RunResult, StateOwner};
 use super::output::{deliver, Ui};
 use super::progress::RunObserver;
-use crate::config::{Account, Overrides};
+use crate::config::{Account, FarConfig, Overrides};
 use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::imap::{ImapStore, Secret};
@@ -23,10 +23,12 @@ use crate::sync::policy::{Direction, Mode};
 use crate::sync::run_report::{AccountReport, ExitStatus};
 use crate::sync::run_report::{FolderReport, Stop};
 use crate::sync::{
-    remember_skips, sync_account_then, Connections, RunOptions, StopRequest, StorePair,
+    remember_skips, sync_account_then, Connections, EarlyConnections, LoginGate, RunOptions,
+    StopRequest, StorePair,
 };
 use anyhow::anyhow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub fn run(ui: &Ui, global: &GlobalArgs, command: SyncCommand) -> ExitStatus {
     let SyncCommand { args, lock, fault } = command;
@@ -288,7 +290,36 @@ pub(super) fn sync_with_password(
         .into_iter()
         .map(|(folder, _)| folder)
         .collect();
-    let far = connect(ui, account, password.clone(), &synced_before)?;
+    // Fault injection counts the steps of one worker: keep it to one.
+    let jobs = if crash_after_steps.is_some() {
+        1
+    } else {
+        account.jobs
+    };
+    // Every folder of a first run has mail to download (unless the server
+    // has next to none): the further workers connect beside the first
+    // connection and log in right after it. Later runs open them only when
+    // the folder list shows work for them.
+    let gate = Arc::new(LoginGate::default());
+    let early = (synced_before.is_empty()
+        && jobs > 1
+        && !args.dry_run
+        && matches!(account.far, FarConfig::Imap(_)))
+    .then(|| {
+        ui.debug(&format!(
+            "{name}: a first run: opening {} more connections beside the first",
+            jobs - 1
+        ));
+        let (account, password, root) = (account.clone(), password.clone(), root.clone());
+        let (synced_before, gate) = (synced_before.clone(), Arc::clone(&gate));
+        EarlyConnections::open(jobs - 1, move || {
+            let role = FarRole::EarlyWorker(&gate);
+            open_worker(&account, password.clone(), &root, &synced_before, role)
+        })
+    });
+    let far = connect(ui, account, password.clone(), &synced_before);
+    gate.open(far.is_ok());
+    let far = far?;
 
     let mut policy = account.policy.clone();
     policy.allow_mass_delete = args.allow_mass_delete;
@@ -301,17 +332,19 @@ pub(super) fn sync_with_password(
         stop,
         ..RunOptions::default()
     };
-    // Fault injection counts the steps of one worker: keep it to one.
-    let jobs = if crash_after_steps.is_some() {
-        1
-    } else {
-        account.jobs
-    };
     // More workers' connections, opened only when several folders have work.
     let more = || -> StoreResult<StorePair> {
-        let near = MaildirStore::open(root.clone(), account.layout, account.folder_names)?;
-        let (far, _) = connect_far(account, password.clone(), &synced_before, FarRole::Worker)?;
-        Ok((far, Box::new(near)))
+        if let Some(opened) = early.as_ref().and_then(EarlyConnections::take) {
+            ui.debug(&format!("{name}: a worker takes a connection opened early"));
+            return opened;
+        }
+        open_worker(
+            account,
+            password.clone(),
+            &root,
+            &synced_before,
+            FarRole::Worker,
+        )
     };
     let mut observer = RunObserver::new(ui, name);
     let connections = Connections {
@@ -465,6 +498,20 @@ fn prepare_root(
         root.display()
     ));
     Ok(root.clone())
+}
+
+/// A further worker's connection pair: the server, and the Maildir opened
+/// again for it.
+fn open_worker(
+    account: &Account,
+    password: Secret,
+    root: &Path,
+    synced_before: &[FolderName],
+    role: FarRole<'_>,
+) -> StoreResult<StorePair> {
+    let near = MaildirStore::open(root.to_path_buf(), account.layout, account.folder_names)?;
+    let (far, _) = connect_far(account, password, synced_before, role)?;
+    Ok((far, Box::new(near)))
 }
 
 #[cfg(test)]

@@ -51,7 +51,10 @@ pub use policy::{
     wildcard_match, Brake, Direction, FolderFilter, Mode, Oversize, Policy, RunOptions, StampHook,
     StampHookFn, StampPoint, StopRequest,
 };
-pub use pool::{sync_account, sync_account_then, AfterRun, Connect, Connections, StorePair};
+pub use pool::{
+    sync_account, sync_account_then, AfterRun, Connect, Connections, EarlyConnections, LoginGate,
+    StorePair,
+};
 
 /// Why a folder's run stopped early.
 #[derive(Debug)]

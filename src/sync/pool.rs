@@ -11,8 +11,9 @@ use crate::model::FolderName;
 use crate::state::StateDb;
 use crate::store::{Store, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::mpsc::{self, Receiver, SendError};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// A worker's (far, near) stores.
 pub type StorePair = (Box<dyn Store>, Box<dyn Store>);
@@ -45,6 +46,108 @@ impl Connections<'static> {
             first,
             connect: &never,
             jobs: 1,
+        }
+    }
+}
+
+/// Worker connections opened in the background before the pool asks for
+/// them: a first run, which has every folder to download, opens them beside
+/// the first connection instead of after its folder list (on a 50 ms link,
+/// four round trips before a worker starts). Those the pool does not take
+/// are closed once opened.
+pub struct EarlyConnections(Mutex<Vec<Receiver<Result<StorePair, StoreError>>>>);
+
+impl EarlyConnections {
+    /// Starts opening `count` connection pairs with `connect`, each on a
+    /// thread of its own.
+    pub fn open(
+        count: usize,
+        connect: impl Fn() -> Result<StorePair, StoreError> + Send + Sync + 'static,
+    ) -> Self {
+        let connect = Arc::new(connect);
+        let pending = (0..count)
+            .map(|_| {
+                let (sender, receiver) = mpsc::channel();
+                let connect = Arc::clone(&connect);
+                std::thread::spawn(move || {
+                    if let Err(SendError(Ok((mut far, mut near)))) = sender.send(connect()) {
+                        // Not taken: the run is over or needs fewer.
+                        let _ = far.close();
+                        let _ = near.close();
+                    }
+                });
+                receiver
+            })
+            .collect();
+        EarlyConnections(Mutex::new(pending))
+    }
+
+    /// The next connection pair opened early, once it is ready; `None` when
+    /// every one was taken.
+    pub fn take(&self) -> Option<Result<StorePair, StoreError>> {
+        let receiver = locked(&self.0).pop()?;
+        Some(receiver.recv().unwrap_or_else(|_| {
+            Err(StoreError::Protocol(
+                "a connection opened early stopped unexpectedly".to_string(),
+            ))
+        }))
+    }
+}
+
+impl Drop for EarlyConnections {
+    fn drop(&mut self) {
+        for receiver in locked(&self.0).drain(..) {
+            // One still opening closes itself when it finds nobody waiting.
+            if let Ok(Ok((mut far, mut near))) = receiver.try_recv() {
+                let _ = far.close();
+                let _ = near.close();
+            }
+        }
+    }
+}
+
+/// Opened once the first connection has logged in, or failed to. Workers'
+/// connections opened early wait at it before their own login, so that a
+/// server that takes only so many logins at once never refuses the first
+/// connection, the one a run cannot do without, for one of them.
+#[derive(Default)]
+pub struct LoginGate {
+    first_logged_in: Mutex<Option<bool>>,
+    opened: Condvar,
+}
+
+impl LoginGate {
+    pub fn open(&self, first_logged_in: bool) {
+        *locked(&self.first_logged_in) = Some(first_logged_in);
+        self.opened.notify_all();
+    }
+
+    /// Waits until the gate is opened, at most `limit`: an error when the
+    /// first connection failed or took longer.
+    pub fn wait(&self, limit: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + limit;
+        let mut first = locked(&self.first_logged_in);
+        loop {
+            match *first {
+                Some(true) => return Ok(()),
+                Some(false) => {
+                    return Err(StoreError::Connection(
+                        "the first connection did not log in".to_string(),
+                    ))
+                }
+                None => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(StoreError::Connection(format!(
+                    "the first connection did not log in within {} s",
+                    limit.as_secs()
+                )));
+            }
+            first = match self.opened.wait_timeout(first, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 }
@@ -293,5 +396,87 @@ impl Pool<'_> {
         }
         report.duration = started.elapsed();
         report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{EarlyConnections, LoginGate, StorePair};
+    use crate::store::memory::MemoryStore;
+    use crate::store::StoreError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    const DEADLINE: Duration = Duration::from_secs(20);
+
+    fn pair() -> StorePair {
+        (
+            Box::new(MemoryStore::with_qresync()),
+            Box::new(MemoryStore::with_qresync()),
+        )
+    }
+
+    #[test]
+    fn early_connections_are_taken_once_each_then_none() {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&opened);
+        let early =
+            EarlyConnections::open(2, move || match counter.fetch_add(1, Ordering::SeqCst) {
+                0 => Ok(pair()),
+                _ => Err(StoreError::Connection("refused".to_string())),
+            });
+        let taken: Vec<bool> = std::iter::from_fn(|| early.take())
+            .map(|pair| pair.is_ok())
+            .collect();
+        let mut sorted = taken.clone();
+        sorted.sort();
+        assert_eq!(sorted, [false, true], "{taken:?}");
+        assert_eq!(opened.load(Ordering::SeqCst), 2);
+    }
+
+    /// Waits on `gate` on a thread of its own; the result comes through the
+    /// receiver.
+    fn waiter(gate: &Arc<LoginGate>, limit: Duration) -> mpsc::Receiver<Result<(), StoreError>> {
+        let (sender, receiver) = mpsc::channel();
+        let gate = Arc::clone(gate);
+        std::thread::spawn(move || {
+            let _ = sender.send(gate.wait(limit));
+        });
+        receiver
+    }
+
+    #[test]
+    fn the_login_gate_lets_workers_log_in_only_after_the_first() {
+        let gate = Arc::new(LoginGate::default());
+        assert!(
+            gate.wait(Duration::ZERO).is_err(),
+            "a worker goes on before the first connection logged in"
+        );
+        let waiting = waiter(&gate, DEADLINE);
+        gate.open(true);
+        let result = waiting.recv_timeout(DEADLINE).expect("released");
+        assert!(result.is_ok(), "{result:?}");
+        // A worker that comes later goes straight on.
+        assert!(gate.wait(Duration::ZERO).is_ok());
+
+        let failed = Arc::new(LoginGate::default());
+        let waiting = waiter(&failed, DEADLINE);
+        failed.open(false);
+        let result = waiting.recv_timeout(DEADLINE).expect("released");
+        assert!(
+            matches!(&result, Err(StoreError::Connection(text)) if text.contains("did not log in")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_login_gate_never_opened_gives_up_at_its_limit() {
+        let gate = LoginGate::default();
+        let result = gate.wait(Duration::from_millis(10));
+        assert!(
+            matches!(&result, Err(StoreError::Connection(text)) if text.contains("within")),
+            "{result:?}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! directories that must stay private.
 
 use crate::reports::{deliver, Cli};
+use crate::speed::{logins, logins_since};
 use crate::support::{run, TestResult};
 use crate::sync::{assert_ok, Fixture};
 use mailsync_sandbox::{sample_message, SandboxOptions};
@@ -469,7 +470,9 @@ fn jobs_sets_the_number_of_connections() -> TestResult {
         deliver(&cli, folder, n as u64..n as u64 + 1, 1_000);
     }
     // The server takes one connection per user: a run asking for three says
-    // it went on with one; a run asking for one has nothing to say.
+    // it went on with one; a run asking for one has nothing to say. This
+    // first run opens its workers early, but they log in only after the
+    // first connection has: the one refused is never the first.
     reconfigure(&cli, &base, "jobs = 3\n")?;
     let run = cli.run(&["-v", "sync"])?;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -491,6 +494,46 @@ fn jobs_sets_the_number_of_connections() -> TestResult {
         run.stderr
     );
     assert_eq!(cli.local_files(".B")?.len(), 2);
+    Ok(())
+}
+
+/// A first run has every folder to download: its further workers connect
+/// beside the first connection, log in right after it, and are the ones the
+/// run works on (three folders on three connections: three logins, not
+/// five). A later run opens none early.
+#[test]
+fn a_first_run_logs_its_workers_in_early_and_works_on_them() -> TestResult {
+    let cli = Cli::new("jobs = 3\n")?;
+    for (n, folder) in ["INBOX", "A", "B"].iter().enumerate() {
+        deliver(&cli, folder, n as u64..n as u64 + 2, 1_000);
+    }
+    let sandbox = &cli.fixture.sandbox;
+    let before = logins(sandbox, "alice");
+    let run = cli.run(&["-vv", "sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("a first run: opening 2 more connections beside the first"),
+        "{}",
+        run.stderr
+    );
+    let taken = run
+        .stderr
+        .matches("a worker takes a connection opened early")
+        .count();
+    assert_eq!(taken, 2, "{}", run.stderr);
+    assert_eq!(logins_since(sandbox, "alice", before), 3, "{}", run.stderr);
+    for dir in ["", ".A", ".B"] {
+        assert_eq!(cli.local_files(dir)?.len(), 2, "{dir}");
+    }
+
+    deliver(&cli, "B", 6..7, 1_000);
+    let before = logins(sandbox, "alice");
+    let run = cli.run(&["-vv", "sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(!run.stderr.contains("beside the first"), "{}", run.stderr);
+    assert_eq!(logins_since(sandbox, "alice", before), 1, "{}", run.stderr);
+    assert_eq!(cli.local_files(".B")?.len(), 3);
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! neither server changed since a run that left nothing to do are not opened,
 //! on either server, and the rerun logs in once per server.
 
-use super::speed::{logins, logins_once_at_least};
+use super::speed::{logins, logins_since};
 use super::sync::imap_config;
 use crate::support::start;
 use mailsync::migrate::migration_report::MigrationReport;
@@ -38,14 +38,6 @@ fn opened(report: &MigrationReport) -> Vec<&str> {
         .filter(|row| !row.unchanged)
         .map(|row| row.source.as_str())
         .collect()
-}
-
-/// Logins of `user` since `before`; a login of the test's own marks the end,
-/// so a log line written late is not missed.
-fn logins_since(sandbox: &Sandbox, user: &str, before: usize) -> usize {
-    let marker = ImapStore::connect(&imap_config(sandbox, user)).expect("marker login");
-    drop(marker);
-    logins_once_at_least(sandbox, user, before + 1) - before - 1
 }
 
 #[test]

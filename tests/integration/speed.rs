@@ -38,6 +38,19 @@ pub(crate) fn logins_once_at_least(sandbox: &Sandbox, user: &str, count: usize) 
     }
 }
 
+/// Logins of `user` since `before`. A login of the test's own, as another
+/// user, marks the end: once Dovecot has logged it, it has logged every
+/// login that finished before it, so a line written late is not missed and
+/// one too many is not left out.
+pub(crate) fn logins_since(sandbox: &Sandbox, user: &str, before: usize) -> usize {
+    let marker_user = if user == "carol" { "bob" } else { "carol" };
+    let marked = logins(sandbox, marker_user);
+    let marker = ImapStore::connect(&imap_config(sandbox, marker_user)).expect("marker login");
+    drop(marker);
+    logins_once_at_least(sandbox, marker_user, marked + 1);
+    logins(sandbox, user) - before
+}
+
 #[test]
 fn migrate_asks_the_namespace_on_the_connection_it_lists_with() {
     let sandbox = start(SandboxOptions::default());

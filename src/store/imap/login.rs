@@ -324,6 +324,11 @@ impl<'a> PreAuth<'a> {
     }
 }
 
+/// Called once the connection is secured (TLS, greeting, STARTTLS) and
+/// before the login: a worker's connection opened early waits there for the
+/// first connection's login (see `sync::LoginGate`).
+pub type BeforeLogin<'a> = dyn Fn() -> StoreResult<()> + 'a;
+
 /// Connects, secures, logs in and turns on compression if `cfg.compress`
 /// asks for it and the server offers it; the connection, with whatever the
 /// server sent after the last answer still in its buffer, and the last tag
@@ -331,11 +336,14 @@ impl<'a> PreAuth<'a> {
 /// changes with login.
 /// Also returns the capabilities the login's answer announced, if it did:
 /// the caller need not ask for them again.
+/// `before_login` is called between securing the connection and logging in.
 pub(super) fn open(
     cfg: &ImapConfig,
+    before_login: &BeforeLogin<'_>,
 ) -> StoreResult<(BufReader<Connection>, u32, Option<ServerCaps>)> {
     let address = cfg.address();
     let (mut link, caps, preauthenticated) = secured(cfg, &address)?;
+    before_login()?;
     link.announced = None;
     if !preauthenticated {
         log_in(&mut link, &caps, cfg)?;
@@ -565,6 +573,11 @@ mod tests {
             batch_bytes: 1 << 20,
             compress: false,
         }
+    }
+
+    /// `super::open` with nothing to wait for before the login.
+    fn open(cfg: &ImapConfig) -> StoreResult<(BufReader<Connection>, u32, Option<ServerCaps>)> {
+        super::open(cfg, &|| Ok(()))
     }
 
     fn open_err(cfg: &ImapConfig) -> StoreError {

@@ -12,6 +12,7 @@ mod append_flags;
 mod changes_ahead;
 mod ext;
 pub use ext::is_keyword;
+pub use login::BeforeLogin;
 mod list_status;
 mod login;
 mod namespace;
@@ -299,7 +300,7 @@ impl ImapStore {
     /// server's capabilities; the folder list goes out right behind the
     /// login, since a run starts with it.
     pub fn connect(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let mut store = Self::logged_in(cfg)?;
+        let mut store = Self::logged_in(cfg, &|| Ok(()))?;
         let list = store.folders_command();
         store.send_ahead("LIST", &list);
         Ok(store)
@@ -310,13 +311,22 @@ impl ImapStore {
     /// delimiter is asked for, not the folder list, which would cost the
     /// server a status of every folder for nothing.
     pub fn connect_for_folders(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let mut store = Self::logged_in(cfg)?;
+        Self::connect_for_folders_after(cfg, &|| Ok(()))
+    }
+
+    /// `connect_for_folders` that calls `before_login` between securing the
+    /// connection and logging in, and fails with it.
+    pub fn connect_for_folders_after(
+        cfg: &ImapConfig,
+        before_login: &BeforeLogin<'_>,
+    ) -> StoreResult<ImapStore> {
+        let mut store = Self::logged_in(cfg, before_login)?;
         store.send_ahead("LIST", DELIMITER_LIST);
         Ok(store)
     }
 
-    fn logged_in(cfg: &ImapConfig) -> StoreResult<ImapStore> {
-        let (reader, tag, announced) = login::open(cfg)?;
+    fn logged_in(cfg: &ImapConfig, before_login: &BeforeLogin<'_>) -> StoreResult<ImapStore> {
+        let (reader, tag, announced) = login::open(cfg, before_login)?;
         let mut store = ImapStore {
             session: Session::new(reader, &cfg.address(), tag),
             address: cfg.address(),
