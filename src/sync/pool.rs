@@ -69,7 +69,9 @@ impl EarlyConnections {
             .map(|_| {
                 let (sender, receiver) = mpsc::channel();
                 let connect = Arc::clone(&connect);
-                std::thread::spawn(move || {
+                // A thread that cannot be started drops its sender: `take`
+                // then reports it like any connection that failed.
+                let _ = std::thread::Builder::new().spawn(move || {
                     if let Err(SendError(Ok((mut far, mut near)))) = sender.send(connect()) {
                         // Not taken: the run is over or needs fewer.
                         let _ = far.close();
@@ -83,7 +85,8 @@ impl EarlyConnections {
     }
 
     /// The next connection pair opened early, once it is ready; `None` when
-    /// every one was taken.
+    /// every one was taken. The wait ends: connecting has its timeouts and
+    /// the login gate its limit.
     pub fn take(&self) -> Option<Result<StorePair, StoreError>> {
         let receiver = locked(&self.0).pop()?;
         Some(receiver.recv().unwrap_or_else(|_| {
