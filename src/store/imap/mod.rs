@@ -661,6 +661,27 @@ impl ImapStore {
         }
     }
 
+    /// `send_fetch` with the fetch queued behind those `in_flight`. When it
+    /// cannot be sent, their answers are read to their ends first (see
+    /// `drop_answers`), so the error leaves none unread.
+    fn send_fetch_behind(
+        &mut self,
+        command: &str,
+        literal_limit: u64,
+        in_flight: &mut VecDeque<Pending>,
+    ) -> StoreResult<()> {
+        match self.send_fetch(command, literal_limit) {
+            Ok(pending) => {
+                in_flight.push_back(pending);
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_answers(std::mem::take(in_flight));
+                Err(e)
+            }
+        }
+    }
+
     /// Reads the answers of fetches no longer wanted to their ends, so that
     /// none is taken for a later command's. A broken connection has
     /// already made every later command fail.
@@ -998,13 +1019,7 @@ impl ImapStore {
         for (index, command) in commands.iter().enumerate() {
             let mut sent = index + in_flight.len();
             while sent < commands.len() && in_flight.len() <= ahead_most {
-                match self.send_fetch(&commands[sent], budget) {
-                    Ok(pending) => in_flight.push_back(pending),
-                    Err(e) => {
-                        self.drop_answers(in_flight);
-                        return Err(e);
-                    }
-                }
+                self.send_fetch_behind(&commands[sent], budget, &mut in_flight)?;
                 sent += 1;
             }
             let Some(current) = in_flight.pop_front() else {

@@ -160,13 +160,7 @@ impl ImapStore {
         let mut in_flight = VecDeque::new();
         for origin in origins {
             let command = format!("UID FETCH {uid} (UID BODY.PEEK[]<{origin}.{chunk}>)");
-            match self.send_fetch(&command, chunk) {
-                Ok(pending) => in_flight.push_back(pending),
-                Err(e) => {
-                    self.drop_answers(in_flight);
-                    return Err(e);
-                }
-            }
+            self.send_fetch_behind(&command, chunk, &mut in_flight)?;
         }
         let mut answers = Answers::default();
         while let Some(pending) = in_flight.pop_front() {
