@@ -7,7 +7,7 @@ use super::args::{config_word, GlobalArgs, OneOffArgs, WhenLocked};
 use super::output::Ui;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
 use crate::model::FolderName;
-use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError};
+use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError, StateLock};
 use crate::store::imap::{ImapStore, Secret};
 use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
@@ -16,6 +16,7 @@ use crate::sync::run_report::ExitStatus;
 use crate::sync::{exit_status_of, LoginGate};
 use anyhow::anyhow;
 use std::path::Path;
+use std::sync::mpsc::{self, Receiver, SendError};
 use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
@@ -48,14 +49,25 @@ pub(super) fn open_state(
     path: &Path,
     when_locked: WhenLocked,
 ) -> Result<StateDb, Failure> {
-    let result = match (StateDb::open(path), when_locked) {
+    let lock = lock_state(ui, account, path, when_locked)?;
+    StateDb::open_locked(lock).map_err(|e| state_failure(account, path, e))
+}
+
+/// Takes the lock of the account's state database, as `when_locked` says.
+pub(super) fn lock_state(
+    ui: &Ui,
+    account: &str,
+    path: &Path,
+    when_locked: WhenLocked,
+) -> Result<StateLock, Failure> {
+    let result = match (StateLock::take(path, Duration::ZERO), when_locked) {
         (Err(StateError::Locked(_)), WhenLocked::Wait(wait)) => {
             ui.debug(&format!(
                 "{account}: another run holds the lock on {}; waiting up to {} s for it",
                 path.display(),
                 wait.as_secs()
             ));
-            StateDb::open_waiting(path, wait)
+            StateLock::take(path, wait)
         }
         (result, _) => result,
     };
@@ -122,21 +134,20 @@ pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failur
     super::auth::read_secret(ui, &account.name, account.far.login())
 }
 
-/// Connects and logs in to the account's server.
-/// `synced_before` are the folders the account's state database knows (see
-/// `ImapStore::use_personal_namespace`).
-pub(super) fn connect(
-    ui: &Ui,
-    account: &Account,
+/// The first connection of a run on its way. Connecting and logging in wait
+/// mostly on the server (its TLS handshake, its greeting, the login), so
+/// they run on a thread of their own while the run opens its state database
+/// and Maildir; `finish` takes the connection when the run needs it.
+pub(super) struct Connecting {
+    answer: Receiver<StoreResult<Box<dyn Store>>>,
+    /// For connecting on the run's own thread if no thread could be started.
     password: Secret,
-    synced_before: &[FolderName],
-) -> Result<Box<dyn Store>, Failure> {
+}
+
+/// Starts connecting to the account's server.
+pub(super) fn start_connecting(ui: &Ui, account: &Account, password: Secret) -> Connecting {
     let login = account.far.login();
     let server = &login.server;
-    let target = match &login.tunnel {
-        Some(command) => format!("{} through the tunnel `{command}`", login.user),
-        None => format!("{}@{}:{}", login.user, server.host, server.port),
-    };
     let security = match (server.tls, &account.far) {
         _ if login.tunnel.is_some() => "the tunnel's own protection",
         (TlsMode::Implicit, _) => "TLS",
@@ -145,11 +156,43 @@ pub(super) fn connect(
         (TlsMode::None, _) => "no TLS",
     };
     ui.debug(&format!(
-        "{}: connecting to {target} ({security})",
-        account.name
+        "{}: connecting to {} ({security})",
+        account.name,
+        server_target(account)
     ));
-    let (store, note) =
-        connect_far(account, password, synced_before, FarRole::First).map_err(|e| match e {
+    let (sender, answer) = mpsc::channel();
+    let (owned, secret) = (account.clone(), password.clone());
+    // A thread that cannot be started drops its sender: `finish` then
+    // connects on the run's thread.
+    let _ = std::thread::Builder::new().spawn(move || {
+        let logged_in = log_in_far(&owned, secret, FarRole::First);
+        if let Err(SendError(Ok(mut far))) = sender.send(logged_in) {
+            // Not taken: the run stopped before it needed the server.
+            let _ = far.close();
+        }
+    });
+    Connecting { answer, password }
+}
+
+impl Connecting {
+    /// The logged-in server store, its folder names settled against
+    /// `synced_before` (see `ImapStore::use_personal_namespace`).
+    pub(super) fn finish(
+        self,
+        ui: &Ui,
+        account: &Account,
+        synced_before: &[FolderName],
+    ) -> Result<Box<dyn Store>, Failure> {
+        let logged_in = self
+            .answer
+            .recv()
+            .unwrap_or_else(|_| log_in_far(account, self.password, FarRole::First));
+        let settled = logged_in.and_then(|mut store| {
+            let note = settle_namespace(account, store.as_mut(), synced_before)?;
+            Ok((store, note))
+        });
+        let login = account.far.login();
+        let (store, note) = settled.map_err(|e| match e {
             // The server answered and said no: "cannot connect" would send the
             // user after the network instead of the password.
             StoreError::Auth(_) => Failure::new(
@@ -168,13 +211,27 @@ pub(super) fn connect(
             e => store_failure(
                 e,
                 ExitStatus::Connection,
-                format!("account `{}`: cannot connect to {target}", account.name),
+                format!(
+                    "account `{}`: cannot connect to {}",
+                    account.name,
+                    server_target(account)
+                ),
             ),
         })?;
-    if let Some(note) = note {
-        ui.warn(&format!("{}: {note}", account.name));
+        if let Some(note) = note {
+            ui.warn(&format!("{}: {note}", account.name));
+        }
+        Ok(store)
     }
-    Ok(store)
+}
+
+/// Who the run logs in as, and where, for messages.
+fn server_target(account: &Account) -> String {
+    let login = account.far.login();
+    match &login.tunnel {
+        Some(command) => format!("{} through the tunnel `{command}`", login.user),
+        None => format!("{}@{}:{}", login.user, login.server.host, login.server.port),
+    }
 }
 
 /// What a server connection is for: the first lists the folders, further
@@ -200,6 +257,17 @@ pub(super) fn connect_far(
     synced_before: &[FolderName],
     role: FarRole<'_>,
 ) -> StoreResult<(Box<dyn Store>, Option<String>)> {
+    let mut store = log_in_far(account, password, role)?;
+    let note = settle_namespace(account, store.as_mut(), synced_before)?;
+    Ok((store, note))
+}
+
+/// The far store, connected and logged in.
+fn log_in_far(
+    account: &Account,
+    password: Secret,
+    role: FarRole<'_>,
+) -> StoreResult<Box<dyn Store>> {
     let batch_bytes = account.batch_bytes;
     Ok(match &account.far {
         FarConfig::Imap(login) => {
@@ -214,16 +282,26 @@ pub(super) fn connect_far(
             if !account.policy.expunge {
                 store.leave_expunge_to_client();
             }
-            let note = store.use_personal_namespace(&account.namespace, synced_before)?;
-            (Box::new(store), note)
+            Box::new(store)
         }
-        FarConfig::Pop3(login) => (
-            Box::new(Pop3Store::connect(
-                &login.pop3_with_password(password, batch_bytes),
-            )?),
-            None,
-        ),
+        FarConfig::Pop3(login) => Box::new(Pop3Store::connect(
+            &login.pop3_with_password(password, batch_bytes),
+        )?),
     })
+}
+
+/// Takes the account's personal namespace off the server's folder names, as
+/// configured; the note says what the user should know about it. POP3 has
+/// no folders to name.
+fn settle_namespace(
+    account: &Account,
+    store: &mut dyn Store,
+    synced_before: &[FolderName],
+) -> StoreResult<Option<String>> {
+    match store.as_imap() {
+        Some(imap) => imap.use_personal_namespace(&account.namespace, synced_before),
+        None => Ok(None),
+    }
 }
 
 pub(super) fn exists(path: &Path) -> anyhow::Result<bool> {

@@ -2,8 +2,8 @@
 //! them) and prints them as a table, TSV, JSON, Prometheus text or one total.
 
 use super::account::{
-    connect, exists, load_accounts, point_out_earlier_one_off_state, read_password, state_failure,
-    store_failure, Failure,
+    exists, load_accounts, point_out_earlier_one_off_state, read_password, start_connecting,
+    state_failure, store_failure, Connecting, Failure,
 };
 use super::args::{CheckFigure, CountArgs, CountFormat, GlobalArgs};
 use super::machine_report::StateOwner;
@@ -194,6 +194,11 @@ fn gather(
     let wanted = |folder: &FolderName| account.filter.matches(folder);
     let safety = |e: anyhow::Error| Failure::new(ExitStatus::Safety, e);
 
+    // The server is asked last, but connecting and logging in wait mostly on
+    // the server: they run while the state database and the Maildir are read.
+    let connecting = (!offline).then(|| {
+        read_password(ui, account).map(|password| start_connecting(ui, account, password))
+    });
     let state_path = &account.state_path;
     let mut conditions = Vec::new();
     let recorded = if exists(state_path).map_err(safety)? {
@@ -272,11 +277,9 @@ fn gather(
     };
 
     let mut unreachable = None;
-    let server = if offline {
-        None
-    } else {
+    let server = if let Some(connecting) = connecting {
         let synced_before: Vec<FolderName> = recorded.keys().cloned().collect();
-        match ask_server(ui, account, &wanted, &synced_before) {
+        match ask_server(ui, account, connecting, &wanted, &synced_before) {
             Ok(list) => {
                 left_out("server", &list);
                 Some(list)
@@ -293,6 +296,8 @@ fn gather(
             }
             Err(failure) => return Err(failure),
         }
+    } else {
+        None
     };
     if unreachable.is_some() {
         status = status.worst(ExitStatus::Connection);
@@ -326,12 +331,12 @@ struct Gathered {
 fn ask_server(
     ui: &Ui,
     account: &Account,
+    connecting: Result<Connecting, Failure>,
     wanted: &dyn Fn(&FolderName) -> bool,
     synced_before: &[FolderName],
 ) -> Result<StatusList, Failure> {
     let name = account.name.as_str();
-    let password = read_password(ui, account)?;
-    let mut far = connect(ui, account, password, synced_before)?;
+    let mut far = connecting?.finish(ui, account, synced_before)?;
     let list = far.status_all(wanted).map_err(|e| {
         store_failure(
             e,

@@ -3,8 +3,8 @@
 //! is made here.
 
 use super::account::{
-    bind_state, close_state, connect, connect_far, dry_run_scratch, exists, load_accounts,
-    open_state, point_out_earlier_one_off_state, read_password, state_failure, store_failure,
+    bind_state, close_state, connect_far, dry_run_scratch, exists, load_accounts, lock_state,
+    point_out_earlier_one_off_state, read_password, start_connecting, state_failure, store_failure,
     Failure, FarRole,
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
@@ -233,7 +233,11 @@ pub(super) fn sync_with_password(
         "{name}: opening the state database {}",
         state_path.display()
     ));
-    let state = open_state(ui, name, &state_path, when_locked)?;
+    let lock = lock_state(ui, name, &state_path, when_locked)?;
+    // Once no other run works on the account; the connection is taken only
+    // after the state and the Maildir checked out.
+    let connecting = start_connecting(ui, account, password.clone());
+    let state = StateDb::open_locked(lock).map_err(|e| state_failure(name, &state_path, e))?;
     // Before anything else looks at the state or touches the Maildir.
     let mut state = bind_state(
         ui,
@@ -317,7 +321,7 @@ pub(super) fn sync_with_password(
             open_worker(&account, password.clone(), &root, &synced_before, role)
         })
     });
-    let far = connect(ui, account, password.clone(), &synced_before);
+    let far = connecting.finish(ui, account, &synced_before);
     gate.open(far.is_ok());
     let far = far?;
 

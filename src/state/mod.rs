@@ -162,6 +162,28 @@ fn wait_for_lock(retries: i32) -> bool {
 /// indexed look-ups of a few pages.
 const PAGE_CACHE_KIB: i64 = 512;
 
+/// The lock on an account's state database, taken before the database is
+/// opened: a run may start its server connection once it knows no other run
+/// works on the account, while the database opens.
+pub struct StateLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    /// Takes the lock of the database at `path` (creating the lock file and
+    /// parent directories as needed), waiting up to `wait` for another run.
+    pub fn take(path: &Path, wait: Duration) -> StateResult<StateLock> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::private::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
+        }
+        Ok(StateLock {
+            file: take_lock(path, wait)?,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
 pub struct StateDb {
     conn: rusqlite::Connection,
     /// Held only for its `flock`, released by the kernel when the process ends
@@ -192,10 +214,13 @@ impl StateDb {
     /// `open`, waiting up to `wait` for another run to release the lock
     /// (`sync --wait`): cron runs that overlap queue up instead of failing.
     pub fn open_waiting(path: &Path, wait: Duration) -> StateResult<StateDb> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            crate::private::create_dir_all(parent).map_err(|source| io_error(parent, source))?;
-        }
-        let lock = take_lock(path, wait)?;
+        StateDb::open_locked(StateLock::take(path, wait)?)
+    }
+
+    /// Opens the database whose lock this run holds.
+    pub fn open_locked(lock: StateLock) -> StateResult<StateDb> {
+        let StateLock { file: lock, path } = lock;
+        let path = path.as_path();
         create_private(path)?;
         let sealed = Seal::take(&lock).map_err(|source| io_error(path, source))?;
         let check = sealed.is_none() || sealed != Seal::of(path);

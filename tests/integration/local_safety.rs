@@ -537,6 +537,32 @@ fn a_first_run_logs_its_workers_in_early_and_works_on_them() -> TestResult {
     Ok(())
 }
 
+/// The server connection opens while the run reads its state database, but
+/// only once the run holds the account's lock: a run that waits for another
+/// one and gives up has logged in nowhere. Its second of waiting is far
+/// longer than a login, so a connection opened before the lock would be
+/// counted.
+#[test]
+fn a_run_that_finds_the_account_locked_never_logs_in() -> TestResult {
+    // One connection: a first run with more would open them early.
+    let cli = Cli::new("jobs = 1\n")?;
+    deliver(&cli, "INBOX", 0..1, 1_000);
+    let sandbox = &cli.fixture.sandbox;
+    let held = mailsync::state::StateDb::open(&cli.fixture.state_path())?;
+    let before = logins(sandbox, "alice");
+    let run = cli.run(&["sync", "--wait", "1"])?;
+    assert_eq!(run.code, Some(5), "{}", run.stderr);
+    assert_eq!(logins_since(sandbox, "alice", before), 0, "{}", run.stderr);
+
+    drop(held);
+    let before = logins(sandbox, "alice");
+    let run = cli.run(&["sync"])?;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(logins_since(sandbox, "alice", before), 1, "{}", run.stderr);
+    assert_eq!(cli.local_files("")?.len(), 1);
+    Ok(())
+}
+
 #[test]
 fn timeout_seconds_ends_a_run_against_a_silent_server() -> TestResult {
     // Connections are accepted (by the kernel's backlog) and never answered.
