@@ -66,6 +66,9 @@ impl ImapStore {
     /// `changes_ahead`).
     pub(super) fn before_sending(&mut self, verb: &str) -> Result<(), CommandFailure> {
         self.read_ahead();
+        // An error that ends the connection marks it unusable: the command
+        // is then refused as it is sent.
+        let _ = self.read_listings_sent(None);
         if !READ_ONLY.contains(&verb) {
             self.answered_ahead.clear();
         }

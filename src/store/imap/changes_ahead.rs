@@ -4,10 +4,13 @@
 //! (`prefetch_limit`): three commands sent together, whose answers are read
 //! in order. For a resync worked on one connection, the engine asks for the
 //! listings of every changed folder at once (`Store::list_changes_ahead`);
-//! each folder's run then takes its own (`take_listed_ahead`). The
-//! connection is left with the last folder selected: the run of another
-//! selects its folder again before it sends any command there
-//! (`reselect`), and checks that its UIDVALIDITY held.
+//! each folder's run then takes its own (`take_listed_ahead`), reading the
+//! answers up to its own only: the server works out the next folders'
+//! answers while the run works in this one. Any other command reads every
+//! listing still unanswered first (`read_listings_sent`), so that no answer
+//! is read into another's. The connection is left with the last folder
+//! selected: the run of another selects its folder again before it sends
+//! any command there (`reselect`), and checks that its UIDVALIDITY held.
 
 use super::session::{Part, Pending};
 use super::{CommandFailure, ImapStore, ListedSizes, Selected};
@@ -15,6 +18,7 @@ use crate::model::FolderName;
 use crate::store::{
     Changes, ChangesAhead, FolderStatus, NewMessages, Scope, StoreError, StoreResult,
 };
+use std::collections::VecDeque;
 
 /// A change listing's commands, sent, answers not read yet.
 pub(super) struct SentListing {
@@ -144,17 +148,18 @@ impl ImapStore {
     /// `Store::list_changes_ahead` for IMAP: every folder's commands are
     /// sent before any answer is read. New bodies share one fetch budget.
     pub(super) fn changes_of_all(&mut self, folders: &[ChangesAhead]) -> StoreResult<()> {
+        self.read_listings_sent(None)?;
         self.listed_ahead.clear();
         let new: u64 = folders
             .iter()
             .filter_map(|f| f.new.map(|new| new.count))
             .sum();
         let limit = self.prefetch_limit(new);
-        let mut sent = Vec::new();
+        let mut sent = VecDeque::new();
         for folder in folders {
             // A folder that cannot even be asked is asked again by its run.
             match self.send_change_listing(&folder.name, folder.modseq, folder.new, limit) {
-                Ok(listing) => sent.push((folder, listing)),
+                Ok(listing) => sent.push_back((folder.clone(), listing)),
                 Err(e) if e.scope() == Scope::Account => {
                     // Answers of listings sent before it would be taken for
                     // the next command's: nothing more is sent.
@@ -164,19 +169,45 @@ impl ImapStore {
                 Err(_) => {}
             }
         }
-        for (folder, listing) in sent {
+        // Kept out of `listings_sent` while sending: each send reads what
+        // was sent before it.
+        self.listings_sent = sent;
+        Ok(())
+    }
+
+    /// Reads the answers of the listings sent ahead, in the order sent, up to
+    /// and including `upto`'s (all of them without it). What the folder in
+    /// work has selected and listed stays its own.
+    pub(super) fn read_listings_sent(&mut self, upto: Option<&FolderName>) -> StoreResult<()> {
+        if self.listings_sent.is_empty() {
+            return Ok(());
+        }
+        let selected = self.selected.take();
+        let sizes = std::mem::take(&mut self.sizes);
+        let prefetched = self.prefetched.take();
+        let mut result = Ok(());
+        while let Some((folder, listing)) = self.listings_sent.pop_front() {
             let read = self.finish_change_listing(listing, folder.validity);
             if let Err(e) = &read {
                 if e.scope() == Scope::Account {
+                    self.listings_sent.clear();
                     self.listed_ahead.clear();
                     self.broken.get_or_insert_with(|| e.to_string());
-                    return read.map(|_| ());
+                    result = read.map(|_| ());
+                    break;
                 }
             }
-            let listed = self.listed(folder, read);
+            let last = upto == Some(&folder.name);
+            let listed = self.listed(&folder, read);
             self.listed_ahead.push(listed);
+            if last {
+                break;
+            }
         }
-        Ok(())
+        self.selected = selected;
+        self.sizes = sizes;
+        self.prefetched = prefetched;
+        result
     }
 
     /// What reading `folder`'s listing left, kept for its run.
@@ -204,6 +235,9 @@ impl ImapStore {
         modseq: u64,
         validity: u64,
     ) -> Option<StoreResult<(FolderStatus, Option<Changes>)>> {
+        if let Err(e) = self.read_listings_sent(Some(name)) {
+            return Some(Err(e));
+        }
         let at = self.listed_ahead.iter().position(|listed| {
             listed.name == *name && listed.modseq == modseq && listed.validity == validity
         })?;

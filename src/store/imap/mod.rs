@@ -183,6 +183,9 @@ pub struct ImapStore {
     /// listings of several folders were read ahead, `selected` may name
     /// another, which is selected again before any command is sent.
     on_wire: Option<String>,
+    /// Change listings of several folders sent ahead, answers not read yet,
+    /// in the order sent (see `changes_ahead`).
+    listings_sent: VecDeque<(ChangesAhead, changes_ahead::SentListing)>,
     /// Change listings of several folders, read ahead (see `changes_ahead`).
     listed_ahead: Vec<changes_ahead::ListedAhead>,
 }
@@ -349,6 +352,7 @@ impl ImapStore {
             answered_ahead: Vec::new(),
             prefetched: None,
             on_wire: None,
+            listings_sent: VecDeque::new(),
             listed_ahead: Vec::new(),
         };
         // Most servers announce the session's capabilities in the login's

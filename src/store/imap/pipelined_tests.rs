@@ -210,12 +210,14 @@ fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
     store
         .list_changes_ahead(&folders)
         .expect("the connection holds");
-    assert_eq!(round_trips_by_this_thread() - before, 1, "all in one");
+    assert_eq!(round_trips_by_this_thread() - before, 0, "sent, not read");
 
     let mut bodies = Vec::new();
     let mut refused = Vec::new();
-    for folder in &folders {
+    for (at, folder) in folders.iter().enumerate() {
         let read = store.select_and_list_changes(&folder.name, 10, 7, new);
+        // Each folder's run reads the answers up to its own listing only.
+        assert_eq!(store.listings_sent.len(), folders.len() - at - 1);
         let (status, changes) = match read {
             Ok(read) => read,
             Err(e) => {
@@ -269,6 +271,60 @@ fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
         .map(|(at, _)| at)
         .collect();
     assert_eq!(selects, [4, 7, 10, 13], "{received:#?}");
+}
+
+/// A command sent in a folder while the next folders' listings are still
+/// unanswered reads those answers first, selects its folder again, and
+/// leaves the listings to the folders they belong to.
+#[test]
+fn a_command_between_listings_reads_the_rest_first_and_selects_again() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let new = Some(NewMessages { from: 2, count: 1 });
+    let folders: Vec<ChangesAhead> = ["Mail", "Later"]
+        .iter()
+        .map(|folder| ChangesAhead {
+            name: FolderName::parse(folder).expect("name"),
+            modseq: 10,
+            validity: 7,
+            new,
+        })
+        .collect();
+    store.list_changes_ahead(&folders).expect("sent");
+    let mail = &folders[0].name;
+    store
+        .select_and_list_changes(mail, 10, 7, new)
+        .expect("Mail's listing");
+    assert_eq!(store.listings_sent.len(), 1, "Later's still unread");
+    // Any command, here the folder list asked again while Mail is worked in.
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    assert!(store.listings_sent.is_empty());
+    let before = round_trips_by_this_thread();
+    let (status, changes) = store
+        .select_and_list_changes(&folders[1].name, 10, 7, new)
+        .expect("Later's listing, read before the LIST");
+    assert_eq!(round_trips_by_this_thread() - before, 0);
+    assert_eq!(
+        (status.validity, changes.map(|c| c.changed.len())),
+        (7, Some(1))
+    );
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let expected = [
+        "SELECT \"Mail\"",
+        "UID FETCH 1:* ",
+        "UID FETCH 2:2 ",
+        "SELECT \"Later\"",
+        "UID FETCH 1:* ",
+        "UID FETCH 2:2 ",
+        "SELECT \"Mail\"",
+        "LIST ",
+    ];
+    assert_eq!(received.len(), 4 + expected.len(), "{received:#?}");
+    for (command, start) in received[4..].iter().zip(expected) {
+        assert!(command.starts_with(start), "{received:#?}");
+    }
 }
 
 #[test]
