@@ -191,13 +191,9 @@ fn a_folder_refused_between_two_others_fails_alone_and_each_costs_one_round_trip
     );
 }
 
-#[test]
-fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
-    let (port, server) = scripted_server();
-    let mut store = ImapStore::connect(&config(port)).expect("connect");
-    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
-    let new = Some(NewMessages { from: 2, count: 1 });
-    let folders: Vec<ChangesAhead> = ["Mail", REFUSED, "Later"]
+/// The listings a resync asks ahead for `folders` of the scripted server.
+fn changes_ahead(folders: &[&str], new: Option<NewMessages>) -> Vec<ChangesAhead> {
+    folders
         .iter()
         .map(|folder| ChangesAhead {
             name: FolderName::parse(folder).expect("name"),
@@ -205,7 +201,16 @@ fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
             validity: 7,
             new,
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn listings_read_ahead_together_keep_a_refused_folder_to_itself() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let new = Some(NewMessages { from: 2, count: 1 });
+    let folders = changes_ahead(&["Mail", REFUSED, "Later"], new);
     let before = round_trips_by_this_thread();
     store
         .list_changes_ahead(&folders)
@@ -282,15 +287,7 @@ fn a_command_between_listings_reads_the_rest_first_and_selects_again() {
     let mut store = ImapStore::connect(&config(port)).expect("connect");
     assert_eq!(store.list_folders().expect("list").folders.len(), 4);
     let new = Some(NewMessages { from: 2, count: 1 });
-    let folders: Vec<ChangesAhead> = ["Mail", "Later"]
-        .iter()
-        .map(|folder| ChangesAhead {
-            name: FolderName::parse(folder).expect("name"),
-            modseq: 10,
-            validity: 7,
-            new,
-        })
-        .collect();
+    let folders = changes_ahead(&["Mail", "Later"], new);
     store.list_changes_ahead(&folders).expect("sent");
     let mail = &folders[0].name;
     store
