@@ -13,10 +13,9 @@ use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::run_report::ExitStatus;
-use crate::sync::{exit_status_of, LoginGate};
+use crate::sync::{exit_status_of, LoginGate, OpenedApart};
 use anyhow::anyhow;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SendError};
 use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
@@ -139,7 +138,7 @@ pub(super) fn read_password(ui: &Ui, account: &Account) -> Result<Secret, Failur
 /// they run on a thread of their own while the run opens its state database
 /// and Maildir; `finish` takes the connection when the run needs it.
 pub(super) struct Connecting {
-    answer: Receiver<StoreResult<Box<dyn Store>>>,
+    opening: OpenedApart<Box<dyn Store>>,
     /// For connecting on the run's own thread if no thread could be started.
     password: Secret,
 }
@@ -160,18 +159,9 @@ pub(super) fn start_connecting(ui: &Ui, account: &Account, password: Secret) -> 
         account.name,
         server_target(account)
     ));
-    let (sender, answer) = mpsc::channel();
     let (owned, secret) = (account.clone(), password.clone());
-    // A thread that cannot be started drops its sender: `finish` then
-    // connects on the run's thread.
-    let _ = std::thread::Builder::new().spawn(move || {
-        let logged_in = log_in_far(&owned, secret, FarRole::First);
-        if let Err(SendError(Ok(mut far))) = sender.send(logged_in) {
-            // Not taken: the run stopped before it needed the server.
-            let _ = far.close();
-        }
-    });
-    Connecting { answer, password }
+    let opening = OpenedApart::start(move || log_in_far(&owned, secret, FarRole::First));
+    Connecting { opening, password }
 }
 
 impl Connecting {
@@ -183,10 +173,11 @@ impl Connecting {
         account: &Account,
         synced_before: &[FolderName],
     ) -> Result<Box<dyn Store>, Failure> {
-        let logged_in = self
-            .answer
-            .recv()
-            .unwrap_or_else(|_| log_in_far(account, self.password, FarRole::First));
+        let Connecting { opening, password } = self;
+        // Without a thread of its own, the run connects on its thread.
+        let logged_in = opening
+            .take()
+            .unwrap_or_else(|| log_in_far(account, password, FarRole::First));
         let settled = logged_in.and_then(|mut store| {
             let note = settle_namespace(account, store.as_mut(), synced_before)?;
             Ok((store, note))

@@ -52,8 +52,8 @@ pub use policy::{
     StampHookFn, StampPoint, StopRequest,
 };
 pub use pool::{
-    sync_account, sync_account_then, AfterRun, Connect, Connections, EarlyConnections, LoginGate,
-    StorePair,
+    sync_account, sync_account_then, AfterRun, CloseQuietly, Connect, Connections,
+    EarlyConnections, LoginGate, OpenedApart, StorePair,
 };
 
 /// Why a folder's run stopped early.

@@ -50,12 +50,67 @@ impl Connections<'static> {
     }
 }
 
+/// What a connection thread opened: closed on that thread, or when its
+/// receiver is dropped, if nobody took it.
+pub trait CloseQuietly: Send + 'static {
+    fn close_quietly(self);
+}
+
+impl CloseQuietly for Box<dyn Store> {
+    fn close_quietly(mut self) {
+        // Nothing was done on it: a failed logout loses nothing.
+        let _ = self.close();
+    }
+}
+
+impl CloseQuietly for StorePair {
+    fn close_quietly(self) {
+        let (far, near) = self;
+        far.close_quietly();
+        near.close_quietly();
+    }
+}
+
+/// A store (or pair) opened on a thread of its own while the caller does
+/// something else. One that nobody takes is closed once it is open.
+pub struct OpenedApart<T: CloseQuietly>(Receiver<Result<T, StoreError>>);
+
+impl<T: CloseQuietly> OpenedApart<T> {
+    pub fn start(open: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        // A thread that cannot be started drops its sender: `take` says so.
+        let _ = std::thread::Builder::new().spawn(move || {
+            if let Err(SendError(Ok(opened))) = sender.send(open()) {
+                // Not taken: the run is over or needs no more.
+                opened.close_quietly();
+            }
+        });
+        OpenedApart(receiver)
+    }
+
+    /// What the thread opened, once it is done; `None` when its thread
+    /// could not start or stopped without an answer. The wait ends:
+    /// connecting has its timeouts.
+    pub fn take(&self) -> Option<Result<T, StoreError>> {
+        self.0.recv().ok()
+    }
+}
+
+impl<T: CloseQuietly> Drop for OpenedApart<T> {
+    fn drop(&mut self) {
+        // One still opening closes itself when it finds nobody waiting.
+        if let Ok(Ok(opened)) = self.0.try_recv() {
+            opened.close_quietly();
+        }
+    }
+}
+
 /// Worker connections opened in the background before the pool asks for
 /// them: a first run, which has every folder to download, opens them beside
 /// the first connection instead of after its folder list (on a 50 ms link,
 /// four round trips before a worker starts). Those the pool does not take
 /// are closed once opened.
-pub struct EarlyConnections(Mutex<Vec<Receiver<Result<StorePair, StoreError>>>>);
+pub struct EarlyConnections(Mutex<Vec<OpenedApart<StorePair>>>);
 
 impl EarlyConnections {
     /// Starts opening `count` connection pairs with `connect`, each on a
@@ -67,18 +122,8 @@ impl EarlyConnections {
         let connect = Arc::new(connect);
         let pending = (0..count)
             .map(|_| {
-                let (sender, receiver) = mpsc::channel();
                 let connect = Arc::clone(&connect);
-                // A thread that cannot be started drops its sender: `take`
-                // then reports it like any connection that failed.
-                let _ = std::thread::Builder::new().spawn(move || {
-                    if let Err(SendError(Ok((mut far, mut near)))) = sender.send(connect()) {
-                        // Not taken: the run is over or needs fewer.
-                        let _ = far.close();
-                        let _ = near.close();
-                    }
-                });
-                receiver
+                OpenedApart::start(move || connect())
             })
             .collect();
         EarlyConnections(Mutex::new(pending))
@@ -88,24 +133,12 @@ impl EarlyConnections {
     /// every one was taken. The wait ends: connecting has its timeouts and
     /// the login gate its limit.
     pub fn take(&self) -> Option<Result<StorePair, StoreError>> {
-        let receiver = locked(&self.0).pop()?;
-        Some(receiver.recv().unwrap_or_else(|_| {
+        let opening = locked(&self.0).pop()?;
+        Some(opening.take().unwrap_or_else(|| {
             Err(StoreError::Protocol(
                 "a connection opened early stopped unexpectedly".to_string(),
             ))
         }))
-    }
-}
-
-impl Drop for EarlyConnections {
-    fn drop(&mut self) {
-        for receiver in locked(&self.0).drain(..) {
-            // One still opening closes itself when it finds nobody waiting.
-            if let Ok(Ok((mut far, mut near))) = receiver.try_recv() {
-                let _ = far.close();
-                let _ = near.close();
-            }
-        }
     }
 }
 
