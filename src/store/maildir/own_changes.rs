@@ -402,6 +402,25 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_watched_again_answers_for_its_new_stretch_alone() {
+        let (_root, dir) = folder();
+        let mut watch = OwnChanges::default();
+        watch.watch(&dir);
+        own_changes(&mut watch, &dir);
+        assert!(watch.end(&dir));
+        // Between the two watches: not the new stretch's concern.
+        fs::rename(dir.join("cur/c:2,F"), dir.join("cur/c:2,FS")).expect("rename");
+        watch.watch(&dir);
+        let (from, to) = (dir.join("cur/a:2,S"), dir.join("cur/a:2,RS"));
+        fs::rename(&from, &to).expect("rename");
+        watch.renamed(&from, &to);
+        assert!(watch.end(&dir));
+        watch.watch(&dir);
+        fs::remove_file(dir.join("cur/c:2,FS")).expect("remove");
+        assert!(!watch.end(&dir));
+    }
+
+    #[test]
     fn watching_one_folder_leaves_another_out() {
         let (_root, dir) = folder();
         let (_other_root, other) = folder();
