@@ -13,6 +13,7 @@
 //! and `S=`/`W=` are the sizes Dovecot records in its own names.
 
 mod adopt;
+mod durability;
 mod keywords;
 mod names;
 mod own_changes;
@@ -36,6 +37,8 @@ use crate::store::{
     body::SPOOL_BYTES, Appended, Body, BodySink, Caps, ChangeStamp, FolderInfo, FolderList,
     FolderStatus, LineEnds, NewMessage, PreviousCopy, Scope, Store, StoreError, StoreResult,
 };
+pub use durability::Durability;
+use durability::StagedBytes;
 pub use keywords::{KEYWORDS_FILE, MAX_KEYWORDS};
 pub use names::FolderNames;
 use names::{
@@ -54,18 +57,6 @@ pub enum Layout {
     Maildirpp,
     /// One directory per level: INBOX is `INBOX/`, `A/B` is `A/B/`.
     Nested,
-}
-
-/// How a batch of new files is made durable before it is renamed into place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// fsync each staged file, all after the last write.
-    Fsync,
-    /// One `syncfs` of the folder's file system per batch (Linux); elsewhere the
-    /// same as `Fsync`. The default: a batch of thousands of small files is made
-    /// durable in one call instead of one journal commit per file.
-    #[default]
-    Syncfs,
 }
 
 /// How old a directory time must be before it may stand for "nothing changed":
@@ -263,6 +254,7 @@ struct Staged {
     key: String,
     tmp_path: PathBuf,
     flags: Flags,
+    _bytes: StagedBytes,
 }
 
 impl MaildirStore {
@@ -1011,6 +1003,7 @@ impl MaildirStore {
                 key,
                 tmp_path,
                 flags: msg.flags,
+                _bytes: StagedBytes::new(local_size),
             });
         }
         Err(StoreError::io(
@@ -1066,7 +1059,7 @@ impl MaildirStore {
     /// Makes the staged files' contents durable, before any of them is renamed.
     fn sync_staged(&self, staged: &[Staged], dir: &Path) -> StoreResult<()> {
         #[cfg(target_os = "linux")]
-        if self.durability == Durability::Syncfs {
+        if self.durability.by_syncfs() {
             return syncfs(&dir.join("tmp"));
         }
         // Concurrent fsyncs share journal commits: on ext4 eight workers halve

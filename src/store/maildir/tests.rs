@@ -988,7 +988,19 @@ fn synced_under(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_delivery_syncs_the_file_then_the_directory_it_entered() {
-    for durability in [Durability::Fsync, Durability::Syncfs] {
+    let quiet = Durability::Adaptive {
+        unwritten: || Some(0),
+    };
+    let busy = Durability::Adaptive {
+        unwritten: || Some(1 << 40),
+    };
+    let cases = [
+        (Durability::Fsync, false),
+        (Durability::Syncfs, true),
+        (quiet, true),
+        (busy, false),
+    ];
+    for (durability, by_syncfs) in cases {
         let (dir, mut store) = open(Layout::Maildirpp);
         store.durability = durability;
         store.create_folder(&name("INBOX")).unwrap();
@@ -996,17 +1008,48 @@ fn a_delivery_syncs_the_file_then_the_directory_it_entered() {
         let before = synced_under(dir.path()).len();
         let key = append_one(&mut store, WIRE, Flags::EMPTY, 1);
         let synced = synced_under(dir.path())[before..].to_vec();
-        let contents = match durability {
-            Durability::Fsync => PathBuf::from("tmp").join(key.as_str()),
-            Durability::Syncfs => PathBuf::from("tmp"),
+        let contents = match by_syncfs {
+            false => PathBuf::from("tmp").join(key.as_str()),
+            true => PathBuf::from("tmp"),
         };
-        let contents_at = synced.iter().position(|p| p.starts_with(&contents));
+        let contents_at = synced.iter().position(|p| p == &contents);
         let entry_at = synced.iter().position(|p| p == Path::new("new"));
         assert!(
             matches!((contents_at, entry_at), (Some(c), Some(e)) if c < e),
-            "{durability:?}: contents then new/ expected, synced {synced:?}"
+            "{durability:?}: {contents:?} then new/ expected, synced {synced:?}"
         );
     }
+}
+
+/// What waits to be written, as the test below sets it.
+static UNWRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// A batch's own files are not other programs' data: however large the
+/// batch, it alone never turns `syncfs` off.
+#[test]
+fn a_batch_of_its_own_keeps_syncfs() {
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.durability = Durability::Adaptive {
+        unwritten: || Some(UNWRITTEN.load(Ordering::Relaxed)),
+    };
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let local_size = to_maildir_line_endings(WIRE).len() as u64;
+    for tracking in 1..=3 {
+        store
+            .append(&new_message(WIRE, Flags::EMPTY, tracking))
+            .unwrap();
+    }
+    // Everything waiting is the limit's worth of others' data plus the
+    // three staged files; any other test's staging only adds to our share.
+    UNWRITTEN.store(
+        durability::OTHERS_UNWRITTEN_LIMIT + 3 * local_size,
+        Ordering::Relaxed,
+    );
+    let before = synced_under(dir.path()).len();
+    assert_eq!(store.flush_appends().unwrap().len(), 3);
+    let synced = synced_under(dir.path())[before..].to_vec();
+    assert_eq!(synced[0], PathBuf::from("tmp"), "synced {synced:?}");
 }
 
 thread_local! {
