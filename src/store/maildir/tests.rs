@@ -1252,6 +1252,58 @@ fn once_stamps_settle_a_change_right_after_moves_the_stamp() {
     assert!(files_in(&dir.path().join("tmp")).is_empty());
 }
 
+type ClockHook = Box<dyn FnMut(SystemTime) -> SystemTime>;
+
+thread_local! {
+    /// Stands for the file system's clock in `file_system_clock`.
+    static PROBED_CLOCK: std::cell::RefCell<Option<ClockHook>> = std::cell::RefCell::new(None);
+}
+
+pub(super) fn as_probed(clock: SystemTime) -> SystemTime {
+    PROBED_CLOCK.with(|hook| match hook.borrow_mut().as_mut() {
+        Some(hook) => hook(clock),
+        None => clock,
+    })
+}
+
+/// A file system that counts in whole seconds passes the directories'
+/// times only at the next second: one probe tells, and nothing is waited.
+#[test]
+fn a_clock_of_whole_seconds_is_not_waited_for() {
+    let (dir, mut store) = inbox_store();
+    let inbox = FolderName::inbox();
+    append_one(&mut store, WIRE, Flags::EMPTY, 0);
+    let whole = |t: SystemTime| {
+        let since = t.duration_since(UNIX_EPOCH).unwrap();
+        UNIX_EPOCH + Duration::from_secs(since.as_secs())
+    };
+    // The directories written in the very second the clock shows.
+    let this_second = whole(SystemTime::now());
+    for sub in ["cur", "new"] {
+        File::open(dir.path().join(sub))
+            .and_then(|d| d.set_modified(this_second))
+            .unwrap();
+    }
+    let probes = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counted = probes.clone();
+    PROBED_CLOCK.with(|hook| {
+        *hook.borrow_mut() = Some(Box::new(move |_| {
+            counted.set(counted.get() + 1);
+            this_second
+        }))
+    });
+    let settled = store.let_stamps_settle(std::slice::from_ref(&inbox));
+    PROBED_CLOCK.with(|hook| *hook.borrow_mut() = None);
+    assert!(!settled.unwrap());
+    assert_eq!(probes.get(), 1);
+    // One second on, the clock is past them.
+    let next_second = this_second + Duration::from_secs(1);
+    PROBED_CLOCK.with(|hook| *hook.borrow_mut() = Some(Box::new(move |_| next_second)));
+    let settled = store.let_stamps_settle(std::slice::from_ref(&inbox));
+    PROBED_CLOCK.with(|hook| *hook.borrow_mut() = None);
+    assert!(settled.unwrap());
+}
+
 #[test]
 fn the_contents_digest_covers_every_message_name_and_flag() {
     let (dir, mut store) = inbox_store();
