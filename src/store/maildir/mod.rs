@@ -1297,9 +1297,9 @@ impl Store for MaildirStore {
                 if clock <= times.newest {
                     if counts_in_whole_seconds(clock) {
                         // ext4 with small inodes, FAT, some NFS servers:
-                        // waiting for the next second would cost every run
-                        // up to a second (the limit above, in three runs of
-                        // four) for what a full read next time costs.
+                        // the next second is mostly beyond the limit above,
+                        // so three runs in four would wait it out and give
+                        // up anyway; a full read next time costs less.
                         return Ok(false);
                     }
                     std::thread::sleep(STAMP_PROBE_PAUSE);
