@@ -1004,7 +1004,7 @@ impl MaildirStore {
                 key,
                 tmp_path,
                 flags: msg.flags,
-                _bytes: StagedBytes::new(local_size),
+                _bytes: self.durability.stage(local_size),
             });
         }
         Err(StoreError::io(
@@ -1059,8 +1059,14 @@ impl MaildirStore {
 
     /// Makes the staged files' contents durable, before any of them is renamed.
     fn sync_staged(&self, staged: &[Staged], dir: &Path) -> StoreResult<()> {
+        self.sync_staged_contents(staged, dir)?;
+        self.durability.made_durable(staged.len());
+        Ok(())
+    }
+
+    fn sync_staged_contents(&self, staged: &[Staged], dir: &Path) -> StoreResult<()> {
         #[cfg(target_os = "linux")]
-        if self.durability.by_syncfs() {
+        if self.durability.by_syncfs(staged.len()) {
             return syncfs(&dir.join("tmp"));
         }
         // Concurrent fsyncs share journal commits: on ext4 eight workers halve

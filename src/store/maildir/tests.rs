@@ -988,11 +988,14 @@ fn synced_under(root: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_delivery_syncs_the_file_then_the_directory_it_entered() {
+    static LEDGER: durability::Ledger = durability::Ledger::new();
     let quiet = Durability::Adaptive {
         unwritten: || Some(0),
+        ledger: &LEDGER,
     };
     let busy = Durability::Adaptive {
         unwritten: || Some(1 << 40),
+        ledger: &LEDGER,
     };
     let cases = [
         (Durability::Fsync, false),
@@ -1028,9 +1031,11 @@ static UNWRITTEN: AtomicU64 = AtomicU64::new(0);
 /// batch, it alone never turns `syncfs` off.
 #[test]
 fn a_batch_of_its_own_keeps_syncfs() {
+    static LEDGER: durability::Ledger = durability::Ledger::new();
     let (dir, mut store) = open(Layout::Maildirpp);
     store.durability = Durability::Adaptive {
         unwritten: || Some(UNWRITTEN.load(Ordering::Relaxed)),
+        ledger: &LEDGER,
     };
     store.create_folder(&name("INBOX")).unwrap();
     store.select(&name("INBOX")).unwrap();
@@ -1040,16 +1045,41 @@ fn a_batch_of_its_own_keeps_syncfs() {
             .append(&new_message(WIRE, Flags::EMPTY, tracking))
             .unwrap();
     }
-    // Everything waiting is the limit's worth of others' data plus the
-    // three staged files; any other test's staging only adds to our share.
-    UNWRITTEN.store(
-        durability::OTHERS_UNWRITTEN_LIMIT + 3 * local_size,
-        Ordering::Relaxed,
-    );
+    // Everything waiting is as much of others' data as a run of three files
+    // may wait for, plus the three staged files.
+    let allowed = durability::OTHERS_UNWRITTEN_LIMIT + 3 * durability::OTHERS_UNWRITTEN_PER_FILE;
+    UNWRITTEN.store(allowed + 3 * local_size, Ordering::Relaxed);
     let before = synced_under(dir.path()).len();
     assert_eq!(store.flush_appends().unwrap().len(), 3);
     let synced = synced_under(dir.path())[before..].to_vec();
     assert_eq!(synced[0], PathBuf::from("tmp"), "synced {synced:?}");
+}
+
+/// Others' data written out once is not waited for again: a run that has
+/// made enough files durable pays for it with one `syncfs`.
+#[test]
+fn a_long_run_writes_out_others_data_once_it_pays() {
+    static LEDGER: durability::Ledger = durability::Ledger::new();
+    let (dir, mut store) = open(Layout::Maildirpp);
+    store.durability = Durability::Adaptive {
+        unwritten: || {
+            Some(durability::OTHERS_UNWRITTEN_LIMIT + 4 * durability::OTHERS_UNWRITTEN_PER_FILE)
+        },
+        ledger: &LEDGER,
+    };
+    store.create_folder(&name("INBOX")).unwrap();
+    store.select(&name("INBOX")).unwrap();
+    let mut ways = Vec::new();
+    for tracking in 1..=4 {
+        let before = synced_under(dir.path()).len();
+        let key = append_one(&mut store, WIRE, Flags::EMPTY, tracking);
+        let synced = synced_under(dir.path())[before..].to_vec();
+        let by_syncfs = synced.first() == Some(&PathBuf::from("tmp"));
+        let by_fsync = synced.first() == Some(&PathBuf::from("tmp").join(key.as_str()));
+        assert!(by_syncfs != by_fsync, "synced {synced:?}");
+        ways.push(by_syncfs);
+    }
+    assert_eq!(ways, [false, false, false, true]);
 }
 
 thread_local! {
