@@ -11,13 +11,15 @@
 //! downloaded right after 160 MB was written elsewhere took 4.6-4.8 s with
 //! `syncfs` and 6.3-6.6 s with each file's fsync.
 //!
-//! So the default weighs the two: `syncfs` while what others have waiting
-//! is at most what the run's own fsyncs would have cost, the files made
-//! durable so far and this batch's: others' data written out once is not
-//! waited for again, so a long run pays it from what all its batches save.
-//! On this disk a file's fsync (eight at a time) took 58 us, the time
-//! `syncfs` takes to write 128 KiB of others' data (2.2 GB/s); on a
-//! rotating disk both are slower in about the same measure.
+//! So the default weighs the two, as one weighs renting against buying:
+//! each file fsync'd on its own since the last `syncfs` is rent paid, and
+//! once the rent, with this batch's, comes to what writing out others' data
+//! would cost, one `syncfs` buys it out and the count starts again. A short
+//! run beside a busy writer keeps to its fsyncs; a long one pays others'
+//! backlog once; a long-lived process (`watch`) never ends up always
+//! syncing everyone's data. On this disk a file's fsync (eight at a time)
+//! took 58 us, the time `syncfs` takes to write 128 KiB of others' data
+//! (2.2 GB/s); on a rotating disk both are slower in about the same measure.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,7 +54,8 @@ impl Default for Durability {
 /// indexes) without making `syncfs` slow.
 pub(super) const OTHERS_UNWRITTEN_LIMIT: u64 = 16 << 20;
 
-/// And more for each file made durable in the run: what its fsync costs.
+/// And more for each file fsync'd on its own since the last `syncfs`, and
+/// each of the batch: what its fsync costs.
 pub(super) const OTHERS_UNWRITTEN_PER_FILE: u64 = 128 << 10;
 
 /// What the process's Maildir stores (every worker's) have staged and made
@@ -62,15 +65,15 @@ pub struct Ledger {
     /// Bytes in staged files not yet made durable: the process's own share
     /// of what the system has waiting.
     staged_bytes: AtomicU64,
-    /// Files made durable so far, either way.
-    durable_files: AtomicU64,
+    /// Files fsync'd on their own since the last `syncfs`.
+    fsynced_files: AtomicU64,
 }
 
 impl Ledger {
     pub const fn new() -> Ledger {
         Ledger {
             staged_bytes: AtomicU64::new(0),
-            durable_files: AtomicU64::new(0),
+            fsynced_files: AtomicU64::new(0),
         }
     }
 }
@@ -101,19 +104,26 @@ impl Durability {
             Durability::Adaptive { unwritten, ledger } => syncfs_pays(
                 unwritten(),
                 ledger.staged_bytes.load(Ordering::Relaxed),
-                ledger.durable_files.load(Ordering::Relaxed) + files as u64,
+                ledger.fsynced_files.load(Ordering::Relaxed) + files as u64,
             ),
         }
     }
 
-    pub(super) fn made_durable(self, files: usize) {
-        (self.ledger().durable_files).fetch_add(files as u64, Ordering::Relaxed);
+    /// Counts a batch made durable one file at a time.
+    pub(super) fn fsynced(self, files: usize) {
+        (self.ledger().fsynced_files).fetch_add(files as u64, Ordering::Relaxed);
+    }
+
+    /// Others' data waiting was written out with the batch.
+    pub(super) fn synced_all(self) {
+        self.ledger().fsynced_files.store(0, Ordering::Relaxed);
     }
 }
 
 /// Whether a `syncfs` pays, with `unwritten` bytes waiting to be written of
-/// which `own` are this process's staged files, for a run whose files made
-/// durable come to `files` with this batch. Unknown counts as quiet: the
+/// which `own` are this process's staged files, when the files fsync'd on
+/// their own since the last `syncfs` and this batch's come to `files`.
+/// Unknown counts as quiet: the
 /// system gives no way to tell, and `syncfs` is the better guess on a
 /// machine that mostly syncs mail.
 fn syncfs_pays(unwritten: Option<u64>, own: u64, files: u64) -> bool {
