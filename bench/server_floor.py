@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""The server floor of bench/run: the least time any client can take.
+"""The floor of bench/run: the least time any client of the server can take.
 
-A minimal IMAP client that asks the server for what a sync needs and writes
-nothing: no files, no state database, no fsync. It times itself from before
-it connects to the tagged answer of its LOGOUT (no process start), and prints
-the seconds. What a synchronising tool takes beyond this is its own work; a
-target ratio against mbsync below floor / mbsync cannot be met by any client
-of that server in that run.
+A minimal IMAP client that asks the server for what a sync needs, keeps no
+state database and writes no more than the new mail. It times itself from
+before it connects to the tagged answer of its LOGOUT (no process start), and
+prints the seconds. What a synchronising tool takes beyond this is its own
+work; a target ratio against mbsync below floor / mbsync cannot be met by any
+client of that server in that run.
 
   resync   connects, logs in with ENABLE QRESYNC and LIST-STATUS pipelined
            behind the login (one round trip), and for every folder whose
@@ -16,6 +16,10 @@ of that server in that run.
            and bodies, every folder's commands at once (one round trip).
            The folders' statuses are kept in --state for the next call; with
            --record it only records them (the set-up before the first call).
+           With --durable-into MAILDIR it also delivers the new messages as
+           a sync must at least: each into a file of tmp/, made durable (one
+           syncfs), renamed into new/, and new/ fsync'd, before it stops the
+           clock.
   initial  downloads every message's flags and body over --connections
            connections, as a first sync does: the first lists the folders,
            the others log in beside it; chunks of --chunk messages are
@@ -24,11 +28,13 @@ of that server in that run.
            the copy durable (`cp -r`, then `sync -f`, as bench/run's disk
            floor does) at the same time, and stops the clock when both are
            done: on a machine whose cores the server shares, the least a
-           durable first sync can take.
+           durable first sync that writes its files from one thread (as
+           `cp` does) can take.
 """
 
 import argparse
 import collections
+import ctypes
 import json
 import os
 import re
@@ -81,18 +87,28 @@ class Connection:
             raise ServerRefused("the server closed the connection")
         return count
 
-    def _fill(self):
-        """Reads more after what is buffered, making room when it must."""
-        # A TLS record carries at most 16 KiB: keep room for a whole one.
-        if len(self.buffer) - self.end < TLS_RECORD:
+    def _fill(self, wanted=0):
+        """Reads more after what is buffered, first making room for WANTED
+        bytes from the start, or what is buffered, and a TLS record (16 KiB
+        at most) after it."""
+        room = max(wanted, self.end - self.start) + TLS_RECORD
+        if len(self.buffer) - self.start < room:
             kept = self.end - self.start
             self.buffer[:kept] = self.buffer[self.start : self.end]
             self.start, self.end = 0, kept
-            if len(self.buffer) - kept < TLS_RECORD:  # a line near the buffer's size
+            if len(self.buffer) < room:
                 self.view.release()
-                self.buffer.extend(bytes(len(self.buffer)))
+                self.buffer.extend(bytes(room - len(self.buffer)))
                 self.view = memoryview(self.buffer)
         self.end += self._receive(self.view[self.end :])
+
+    def _take(self, count):
+        """A literal of COUNT bytes, kept."""
+        while self.end - self.start < count:
+            self._fill(count)
+        taken = bytes(self.buffer[self.start : self.start + count])
+        self.start += count
+        return taken
 
     def _skip(self, count):
         """Passes over a literal of COUNT bytes without keeping it."""
@@ -108,8 +124,9 @@ class Connection:
                 return
             count -= received
 
-    def read_line(self):
-        """One response line, its literals left out (each as `{N}`)."""
+    def read_line(self, literals=None):
+        """One response line, its literals left out (each as `{N}`); with
+        LITERALS, a list, they are kept there."""
         parts = []
         while True:
             end = self.buffer.find(b"\r\n", self.start, self.end)
@@ -123,13 +140,16 @@ class Connection:
             literal = LITERAL.search(part)
             if not literal:
                 return b"".join(parts)
-            self._skip(int(literal.group(1)))
+            if literals is None:
+                self._skip(int(literal.group(1)))
+            else:
+                literals.append(self._take(int(literal.group(1))))
 
-    def read_until(self, tag):
+    def read_until(self, tag, literals=None):
         """The untagged lines up to TAG's answer; ServerRefused unless OK."""
         lines = []
         while True:
-            line = self.read_line()
+            line = self.read_line(literals)
             if line.startswith(tag + b" "):
                 if not line[len(tag) + 1 :].startswith(b"OK"):
                     raise ServerRefused(line.decode(errors="replace"))
@@ -200,14 +220,56 @@ def resync(args, password):
         )
         if status["UIDNEXT"] > before["UIDNEXT"]:
             commands.append(f"UID FETCH {before['UIDNEXT']}:* (UID FLAGS BODY.PEEK[])")
+    bodies = [] if args.durable_into else None
     for tag in connection.send(*commands):
-        connection.read_until(tag)
-    connection.logout()
+        connection.read_until(tag, bodies)
+    if bodies:
+        # LOGOUT goes out first: its answer comes while the files are made durable.
+        logout = connection.send("LOGOUT")[0]
+        store_durably(bodies, args.durable_into)
+        connection.read_until(logout)
+        connection.sock.close()
+    else:
+        connection.logout()
     seconds = time.perf_counter() - started
 
     with open(args.state, "w") as state_file:
         json.dump(now, state_file)
     print(f"{seconds:.4f}")
+
+
+def store_durably(bodies, maildir):
+    """What a sync must do at least with new mail (Maildir's delivery): each
+    body written to a file in tmp/, made durable, renamed into new/, and
+    new/ fsync'd. One syncfs makes the files durable, the cheapest way on a
+    quiet disk (this runs after both tools, whose own syncs left it so);
+    without syncfs (not Linux), each file's fsync."""
+    stamp = f"{time.time_ns()}.floor{os.getpid()}"
+    names = [f"{stamp}_{i}" for i in range(len(bodies))]
+    tmp, new = os.path.join(maildir, "tmp"), os.path.join(maildir, "new")
+    syncfs = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    for name, body in zip(names, bodies):
+        descriptor = os.open(os.path.join(tmp, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(descriptor, body)
+            if syncfs is None:
+                os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    if syncfs is not None:
+        descriptor = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(descriptor) != 0:
+                raise OSError(ctypes.get_errno(), "syncfs failed", tmp)
+        finally:
+            os.close(descriptor)
+    for name in names:
+        os.rename(os.path.join(tmp, name), os.path.join(new, name))
+    descriptor = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def initial(args, password):
@@ -276,7 +338,9 @@ def initial(args, password):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=["resync", "initial"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
@@ -287,6 +351,11 @@ def main():
     )
     parser.add_argument("--state", help="resync: the file keeping the folders' statuses")
     parser.add_argument("--record", action="store_true", help="resync: record the statuses only")
+    parser.add_argument(
+        "--durable-into",
+        metavar="MAILDIR",
+        help="resync: deliver the new messages durably into MAILDIR (its tmp/ and new/)",
+    )
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument(
