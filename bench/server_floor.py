@@ -30,6 +30,11 @@ client of that server in that run.
            done: on a machine whose cores the server shares, the least a
            durable first sync that writes its files from one thread (as
            `cp` does) can take.
+  copy     `initial`'s download with each message's arrival date, every
+           chunk appended with its flags and date to --to-user's folders
+           below --prefix on the same server as one MULTIAPPEND with
+           LITERAL+, on a connection of its own beside each source
+           connection: the least an IMAP-to-IMAP migration can take.
 """
 
 import argparse
@@ -71,13 +76,16 @@ class Connection:
         self.read_line()  # the greeting
 
     def send(self, *commands):
-        """Sends the commands together; returns their tags."""
+        """Sends the commands (text, or bytes with literals) together;
+        returns their tags."""
         tags, lines = [], []
         for command in commands:
             self.next_tag += 1
             tag = b"f%d" % self.next_tag
             tags.append(tag)
-            lines.append(tag + b" " + command.encode() + b"\r\n")
+            if isinstance(command, str):
+                command = command.encode()
+            lines.append(tag + b" " + command + b"\r\n")
         self.sock.sendall(b"".join(lines))
         return tags
 
@@ -272,20 +280,73 @@ def store_durably(bodies, maildir):
         os.close(descriptor)
 
 
-def initial(args, password):
-    started = time.perf_counter()
-    copy = None
-    if args.while_copying:
-        copy = subprocess.Popen(
-            ["sh", "-c", 'cp -r "$1" "$2" && sync -f "$2"', "copy", *args.while_copying]
-        )
+class Appender:
+    """The destination of `copy`: each chunk fetched goes out as one
+    MULTIAPPEND with LITERAL+ (no wait for a continuation), its answer read
+    while the next chunks are fetched, two at most unread."""
+
+    FLAGS = re.compile(rb"FLAGS \(([^)]*)\)")
+    DATE = re.compile(rb'INTERNALDATE "([^"]*)"')
+
+    def __init__(self, connection, prefix, naming):
+        self.connection = connection
+        self.prefix = prefix
+        # Shared by every connection's appender: the first connection learns
+        # the delimiter, the others append only after it has.
+        self.naming = naming
+        self.unread = collections.deque()
+
+    def destination(self, folder):
+        return f"{self.prefix}{self.naming['delimiter']}{folder}"
+
+    def create(self, folders):
+        """The destination folders; one that exists already is fine."""
+        for tag in self.connection.send(*(f"CREATE {quote(self.destination(f))}" for f in folders)):
+            try:
+                self.connection.read_until(tag)
+            except ServerRefused:
+                pass
+
+    def append(self, folder, lines, bodies):
+        """Appends what one chunk's answer brought. The server may run two
+        pipelined FETCHes of one folder side by side (an EXAMINE between
+        them is never run so), so an answer can bring the other chunk's
+        messages of the same folder, or none."""
+        messages = [line for line in lines if b"BODY[] {" in line]
+        if not messages:
+            return
+        parts = [b"APPEND " + quote(self.destination(folder)).encode()]
+        for line, body in zip(messages, bodies):
+            flags = b" ".join(f for f in self.FLAGS.search(line).group(1).split() if f != b"\\Recent")
+            date = self.DATE.search(line).group(1)
+            parts.append(b' (%s) "%s" {%d+}\r\n%s' % (flags, date, len(body), body))
+        self.unread.extend(self.connection.send(b"".join(parts)))
+        while len(self.unread) > 2:
+            self.connection.read_until(self.unread.popleft())
+
+    def finish(self):
+        while self.unread:
+            self.connection.read_until(self.unread.popleft())
+        self.connection.logout()
+
+
+def login(args, user, password_env):
+    connection = Connection(args)
+    connection.login(user, os.environ[password_env])
+    return connection
+
+
+def fetch_all(args, items, destination=None):
+    """Fetches ITEMS of every message over --connections connections, chunks
+    of --chunk messages shared between them, two in flight on each; with
+    DESTINATION (a function making an `Appender` of a logged-in connection),
+    each connection appends what it fetched on a connection of its own."""
     chunks = collections.deque()
     lock = threading.Lock()
     listed = threading.Event()
     failures = []
 
-    def work(connection):
-        # Two chunks in flight: the next FETCH is on its way while one is read.
+    def work(connection, appender):
         selected, in_flight = None, collections.deque()
         while True:
             with lock:
@@ -296,22 +357,28 @@ def initial(args, password):
                 if folder != selected:
                     commands.append(f"EXAMINE {quote(folder)}")
                     selected = folder
-                commands.append(f"FETCH {first}:{last} (UID FLAGS BODY.PEEK[])")
-                in_flight.append(connection.send(*commands))
+                commands.append(f"FETCH {first}:{last} ({items})")
+                in_flight.append((folder, connection.send(*commands)))
             if chunk is not None and len(in_flight) < 2:
                 continue
             if not in_flight:
                 break
-            for tag in in_flight.popleft():
-                connection.read_until(tag)
+            folder, tags = in_flight.popleft()
+            bodies = [] if appender else None
+            for tag in tags:
+                lines = connection.read_until(tag, bodies)
+            if appender:
+                appender.append(folder, lines, bodies)
         connection.logout()
+        if appender:
+            appender.finish()
 
     def helper():
         try:
-            connection = Connection(args)
-            connection.login(args.user, password)
+            connection = login(args, args.user, args.password_env)
+            appender = destination() if destination else None
             listed.wait()
-            work(connection)
+            work(connection, appender)
         except Exception as error:  # reported by the main thread
             failures.append(error)
             listed.set()
@@ -321,19 +388,56 @@ def initial(args, password):
         thread.start()
     try:
         first = Connection(args)
-        now = statuses(first.login(args.user, password, list_status()))
+        lines = first.login(args.user, os.environ[args.password_env], list_status())
+        now = statuses(lines)
+        appender = destination(delimiter_of(lines)) if destination else None
+        if appender:
+            appender.create(now)
         for name, status in sorted(now.items(), key=lambda item: -item[1]["MESSAGES"]):
             for start in range(1, status["MESSAGES"] + 1, args.chunk):
                 chunks.append((name, start, min(start + args.chunk - 1, status["MESSAGES"])))
     finally:
         listed.set()
-    work(first)
+    work(first, appender)
     for thread in helpers:
         thread.join()
     if failures:
         raise failures[0]
+
+
+def delimiter_of(lines):
+    """The hierarchy delimiter of a LIST answer's first folder."""
+    for line in lines:
+        match = re.match(rb'^\* LIST \([^)]*\) "(.)"', line)
+        if match:
+            return match.group(1).decode()
+    return "/"
+
+
+def initial(args):
+    started = time.perf_counter()
+    copy = None
+    if args.while_copying:
+        copy = subprocess.Popen(
+            ["sh", "-c", 'cp -r "$1" "$2" && sync -f "$2"', "copy", *args.while_copying]
+        )
+    fetch_all(args, "UID FLAGS BODY.PEEK[]")
     if copy is not None and copy.wait() != 0:
         sys.exit(f"server floor: copying {args.while_copying[0]} failed")
+    print(f"{time.perf_counter() - started:.4f}")
+
+
+def copy(args):
+    started = time.perf_counter()
+    naming = {"delimiter": "/"}
+
+    def destination(delimiter=None):
+        if delimiter is not None:
+            naming["delimiter"] = delimiter
+        connection = login(args, args.to_user, args.to_password_env)
+        return Appender(connection, args.prefix, naming)
+
+    fetch_all(args, "UID FLAGS INTERNALDATE BODY.PEEK[]", destination)
     print(f"{time.perf_counter() - started:.4f}")
 
 
@@ -341,7 +445,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["resync", "initial"])
+    parser.add_argument("mode", choices=["resync", "initial", "copy"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ca-file", required=True)
@@ -364,14 +468,24 @@ def main():
         metavar=("SRC", "DEST"),
         help="initial: copy SRC to DEST durably at the same time",
     )
+    parser.add_argument("--to-user", help="copy: the destination's user (the same server)")
+    parser.add_argument(
+        "--to-password-env", help="copy: the environment variable holding its password"
+    )
+    parser.add_argument("--prefix", default="Floor", help="copy: the destination folders' parent")
     args = parser.parse_args()
-    password = os.environ.get(args.password_env)
-    if password is None:
-        sys.exit(f"the password variable {args.password_env} is not set")
+    for variable in [args.password_env, args.to_password_env]:
+        if variable is not None and variable not in os.environ:
+            sys.exit(f"the password variable {variable} is not set")
     if args.mode == "resync" and not args.state:
         sys.exit("resync needs --state")
+    if args.mode == "copy" and not (args.to_user and args.to_password_env):
+        sys.exit("copy needs --to-user and --to-password-env")
     try:
-        (resync if args.mode == "resync" else initial)(args, password)
+        if args.mode == "resync":
+            resync(args, os.environ[args.password_env])
+        else:
+            (initial if args.mode == "initial" else copy)(args)
     except (OSError, ServerRefused) as error:
         sys.exit(f"server floor: {error}")
 
