@@ -336,6 +336,14 @@ pub trait Store: Send {
     /// Every message of the selected folder.
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>>;
 
+    /// `select` and then `list_messages`, for a caller that lists the folder
+    /// in full whatever its status says. IMAP sends both commands together:
+    /// one round trip per folder instead of two.
+    fn select_and_list(&mut self, name: &FolderName) -> StoreResult<(FolderStatus, Vec<MsgMeta>)> {
+        let status = self.select(name)?;
+        Ok((status, self.list_messages()?))
+    }
+
     /// Sizes of messages in the selected folder that another connection
     /// listed, for a store that would otherwise ask for them before
     /// fetching (IMAP: one round trip less per batch).

@@ -148,6 +148,9 @@ struct FolderRead {
     /// the plan needs it.
     far_selected: bool,
     far_changes: Option<Changes>,
+    /// Every far message, listed with the SELECT when no mod-sequence is
+    /// known (a first run, or a server without CONDSTORE).
+    far_whole: Option<Vec<MsgMeta>>,
     far_unchanged: bool,
     /// The stored mod-sequence, when a change-only listing is possible.
     known_modseq: Option<u64>,
@@ -173,11 +176,23 @@ type ChangedOnly = (FolderStatus, Vec<MsgMeta>, Vec<Record>, u64);
 
 /// The far half of reading a folder: its status, whether it was selected,
 /// and the change listing when one was asked for.
-type FarRead = (FolderStatus, bool, Option<Changes>);
+type FarRead = (FolderStatus, bool, FarListing);
+
+/// What reading the far folder listed besides its status.
+enum FarListing {
+    /// Nothing: the folder is listed in full later if it must be.
+    None,
+    /// The changes since the known mod-sequence (`None`: UIDVALIDITY moved).
+    Changes(Option<Changes>),
+    /// Every message: with no known mod-sequence the folder is always listed
+    /// in full, so the listing went out with the SELECT.
+    Whole(Vec<MsgMeta>),
+}
 
 /// Selects the far folder unless it is unchanged, and lists its changes
-/// since `known_modseq` while UIDVALIDITY holds; otherwise the folder is
-/// re-paired from a full listing later.
+/// since `known_modseq` while UIDVALIDITY holds, or all of it when no
+/// mod-sequence is known; otherwise the folder is re-paired from a full
+/// listing later.
 fn read_far(
     far: &mut dyn Store,
     name: &FolderName,
@@ -187,15 +202,19 @@ fn read_far(
     new: Option<NewMessages>,
 ) -> StoreResult<FarRead> {
     match (far_status, known_modseq, stored_validity) {
-        (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, None)),
+        (Some(st), _, _) if far_unchanged => Ok((st.clone(), false, FarListing::None)),
         // SELECT and the change listing go out together; the listing is
         // only used while UIDVALIDITY holds, otherwise the folder is
         // re-paired from a full listing.
         (_, Some(modseq), Some(validity)) if !far_unchanged => {
             let (status, changes) = far.select_and_list_changes(name, modseq, validity, new)?;
-            Ok((status, true, changes))
+            Ok((status, true, FarListing::Changes(changes)))
         }
-        _ => Ok((far.select(name)?, true, None)),
+        (_, None, _) => {
+            let (status, listing) = far.select_and_list(name)?;
+            Ok((status, true, FarListing::Whole(listing)))
+        }
+        _ => Ok((far.select(name)?, true, FarListing::None)),
     }
 }
 
@@ -822,9 +841,7 @@ impl<'a> Engine<'a> {
                 // Nothing to list on a side that does not exist yet: plan
                 // against an empty listing, so that the lines say what a real
                 // run would do (deletions after download included).
-                let other = self.store(side.other());
-                other.select(name)?;
-                let listing = other.list_messages()?;
+                let (_, listing) = self.store(side.other()).select_and_list(name)?;
                 let (far, near) = match side {
                     Side::Near => (listing, Vec::new()),
                     Side::Far => (Vec::new(), listing),
@@ -914,15 +931,16 @@ impl<'a> Engine<'a> {
                 check_uidnext(name, known, &far_read.0)?;
             }
             let subset = match (&far_read.2, known) {
-                (Some(changes), Some(known)) => self.read_changed_only(name, known, changes)?,
+                (FarListing::Changes(Some(changes)), Some(known)) => {
+                    self.read_changed_only(name, known, changes)?
+                }
                 _ => None,
             };
             report.read_changed_only = subset.is_some();
             let near_read = match subset {
                 Some((status, list, records, paired)) => (status, list, records, Some(paired)),
                 None => {
-                    let status = self.near.select(name)?;
-                    let list = self.near.list_messages()?;
+                    let (status, list) = self.near.select_and_list(name)?;
                     (status, list, self.state.records(name)?, None)
                 }
             };
@@ -943,9 +961,7 @@ impl<'a> Engine<'a> {
                         new,
                     )
                 });
-                let near_read = near
-                    .select(name)
-                    .and_then(|status| Ok((status, near.list_messages()?)));
+                let near_read = near.select_and_list(name);
                 let records = state.records(name);
                 let far_read = far_job
                     .join()
@@ -959,7 +975,12 @@ impl<'a> Engine<'a> {
             let (near_status, near_list) = near_read?;
             (far_read, (near_status, near_list, records?, None))
         };
-        let (far_status, far_selected, far_changes) = far_read;
+        let (far_status, far_selected, far_listing) = far_read;
+        let (far_changes, far_whole) = match far_listing {
+            FarListing::None => (None, None),
+            FarListing::Changes(changes) => (changes, None),
+            FarListing::Whole(list) => (None, Some(list)),
+        };
         let (near_status, near_list, records, paired_in_folder) = near_read;
         // Taken now, not only when the folder ends: a folder with a skipped
         // entry keeps no watermark (see `keep_modseq`), so the next run
@@ -971,6 +992,7 @@ impl<'a> Engine<'a> {
             far_status,
             far_selected,
             far_changes,
+            far_whole,
             far_unchanged,
             known_modseq,
             near_status,
@@ -1054,6 +1076,7 @@ impl<'a> Engine<'a> {
             mut far_status,
             mut far_selected,
             far_changes,
+            far_whole,
             far_unchanged,
             known_modseq,
             mut near_status,
@@ -1072,9 +1095,10 @@ impl<'a> Engine<'a> {
         )?;
         let pairing = known.is_none() || validity_changed;
 
-        let mut far_list = match known_modseq.filter(|_| !pairing) {
-            Some(_) => self.far_listing(&records, far_unchanged, far_changes)?,
-            None => {
+        let mut far_list = match (known_modseq.filter(|_| !pairing), far_whole) {
+            (Some(_), _) => self.far_listing(&records, far_unchanged, far_changes)?,
+            (None, Some(listed)) => listed,
+            (None, None) => {
                 // An unchanged far folder is not selected while reading, but
                 // re-pairing after the near side renumbered lists it.
                 if !far_selected {

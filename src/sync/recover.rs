@@ -344,15 +344,14 @@ impl Engine<'_> {
                     Side::Near => (&mut *near_status, &mut *near_list),
                 };
                 // A fresh SELECT shows what other sessions stored meanwhile.
-                let store = self.store(side);
-                let fresh = store.select(name)?;
+                let (fresh, fresh_list) = self.store(side).select_and_list(name)?;
                 if fresh.validity != status.validity {
                     return Err(Abort::Store(StoreError::folder(
                         name,
                         "uidvalidity changed during the run; the next run re-pairs it",
                     )));
                 }
-                *list = store.list_messages()?;
+                *list = fresh_list;
                 *status = fresh;
             }
         }
@@ -433,10 +432,8 @@ impl Engine<'_> {
         // made some of the copies (see `share`), and only a target without
         // UIDPLUS leaves intents here, so the extra SELECTs are paid only
         // there.
-        self.far.select(folder)?;
-        self.near.select(folder)?;
-        let far_list = self.far.list_messages()?;
-        let near_list = self.near.list_messages()?;
+        let (_, far_list) = self.far.select_and_list(folder)?;
+        let (_, near_list) = self.near.select_and_list(folder)?;
         let resolutions = resolve(
             &intents, &records, self.far, self.near, &far_list, &near_list,
         )?;

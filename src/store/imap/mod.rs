@@ -1977,6 +1977,39 @@ impl Store for ImapStore {
         self.changes_of_all(folders)
     }
 
+    /// The listing goes out right behind the SELECT: a SELECT that fails
+    /// leaves no folder selected (RFC 3501 6.3.1), so the server refuses the
+    /// listing, whose answer is then dropped, as it is for an empty folder
+    /// (`1:*` is an error there on some servers).
+    fn select_and_list(&mut self, name: &FolderName) -> StoreResult<(FolderStatus, Vec<MsgMeta>)> {
+        let wire = self.wire_name(name)?;
+        self.selected = None;
+        self.sizes.clear();
+        self.prefetched = None;
+        let select = self
+            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
+            .map_err(|f| f.in_folder(name, "SELECT"))?;
+        self.on_wire = None;
+        let verb = format!("UID FETCH in `{name}`");
+        let listing = self
+            .send_raw(&verb, &[Part::Text(WHOLE_LISTING)], 0)
+            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
+        let selected = self
+            .finish_whole_answer(select)
+            .map_err(|f| f.in_folder(name, "SELECT"))
+            .and_then(|data| self.selected_from(name, wire, &data));
+        let status = match selected {
+            Ok(status) if status.messages > 0 => status,
+            other => {
+                self.discard(listing);
+                return Ok((other?, Vec::new()));
+            }
+        };
+        let room = self.selected()?.exists as usize;
+        let listing = self.finish_listing_into(listing, WHOLE_LISTING, None, room)?;
+        Ok((status, listing.messages()))
+    }
+
     fn list_messages(&mut self) -> StoreResult<Vec<MsgMeta>> {
         let exists = self.selected()?.exists;
         self.sizes.clear();

@@ -55,11 +55,16 @@ fn serve(
     (port, server)
 }
 
+/// The folder with no messages, where `UID FETCH 1:*` is refused as some
+/// servers refuse it.
+const EMPTY: &str = "Empty";
+
 /// A server that answers by command, as Dovecot would, for folders `Mail`,
 /// `Missing` (refused at SELECT, as if another client removed it) and
-/// `Later`, each with one new message `hello`.
+/// `Later`, each with one new message `hello` of two, and `Empty`.
 fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
     let mut selected = false;
+    let mut empty = false;
     serve(CAPABILITIES, move |tag, command| {
         let reply = if command.starts_with("LOGIN") {
             format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
@@ -76,7 +81,12 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
             format!("{lines}{tag} OK done\r\n")
         } else if command.starts_with("SELECT") {
             selected = !command.contains(REFUSED);
-            if selected {
+            empty = command.contains(EMPTY);
+            if empty {
+                format!(
+                    "* 0 EXISTS\r\n* OK [UIDVALIDITY 9] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
+                )
+            } else if selected {
                 format!(
                     "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT 3] ok\r\n\
                      * OK [HIGHESTMODSEQ 20] ok\r\n{tag} OK [READ-WRITE] selected\r\n"
@@ -86,6 +96,14 @@ fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
             }
         } else if !selected {
             format!("{tag} BAD No mailbox selected\r\n")
+        } else if command == "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)" && empty {
+            format!("{tag} BAD Invalid messageset\r\n")
+        } else if command == "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)" {
+            let date = "INTERNALDATE \"01-Jan-2024 10:00:00 +0000\"";
+            format!(
+                "* 1 FETCH (UID 1 FLAGS (\\Seen) RFC822.SIZE 4 {date})\r\n\
+                 * 2 FETCH (UID 2 FLAGS () RFC822.SIZE 5 {date})\r\n{tag} OK done\r\n"
+            )
         } else if command.contains("CHANGEDSINCE") {
             format!(
                 "* 2 FETCH (UID 2 FLAGS (\\Seen) RFC822.SIZE 5 MODSEQ (20) \
@@ -189,6 +207,47 @@ fn a_folder_refused_between_two_others_fails_alone_and_each_costs_one_round_trip
         ["ENABLE QR", "NAMESPACE", "LIST \"\" \""],
         "{received:#?}"
     );
+}
+
+/// A folder listed in full (a first run, or a server without CONDSTORE)
+/// costs one round trip: the listing goes out behind the SELECT. A refused
+/// SELECT fails its folder alone and an empty folder's refused `1:*` is no
+/// failure; the connection stays in step after either.
+#[test]
+fn a_whole_listing_goes_out_with_its_select() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let mut listed = Vec::new();
+    for folder in ["Mail", REFUSED, EMPTY, "Later"] {
+        let name = FolderName::parse(folder).expect("name");
+        let before = round_trips_by_this_thread();
+        let read = store.select_and_list(&name);
+        assert_eq!(round_trips_by_this_thread() - before, 1, "{folder}");
+        listed.push(read.map(|(status, list)| {
+            let uids: Vec<MsgKey> = list.iter().map(|m| m.key.clone()).collect();
+            (status.validity, uids)
+        }));
+    }
+    store.close().expect("close");
+    let received = server.join().expect("server");
+
+    match &listed[1] {
+        Err(e @ StoreError::Folder { .. }) => assert!(e.to_string().contains(REFUSED), "{e}"),
+        other => panic!("the refused folder's error: {other:?}"),
+    }
+    let both = vec![MsgKey::uid(1), MsgKey::uid(2)];
+    assert_eq!(listed[0].as_ref().ok(), Some(&(7, both.clone())));
+    assert_eq!(listed[2].as_ref().ok(), Some(&(9, Vec::new())));
+    assert_eq!(listed[3].as_ref().ok(), Some(&(7, both)));
+    let after_login = &received[4..];
+    for pair in after_login.chunks(2).take(4) {
+        assert!(pair[0].starts_with("SELECT"), "{received:#?}");
+        assert_eq!(
+            pair[1],
+            "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)"
+        );
+    }
 }
 
 /// The listings a resync asks ahead for `folders` of the scripted server.
