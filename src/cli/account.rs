@@ -16,6 +16,7 @@ use crate::sync::run_report::ExitStatus;
 use crate::sync::{exit_status_of, LoginGate, OpenedApart};
 use anyhow::anyhow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
@@ -143,8 +144,15 @@ pub(super) struct Connecting {
     password: Secret,
 }
 
-/// Starts connecting to the account's server.
-pub(super) fn start_connecting(ui: &Ui, account: &Account, password: Secret) -> Connecting {
+/// Starts connecting to the account's server. `gate`, when given, opens as
+/// soon as the login is answered, before the run takes the connection:
+/// workers' connections opened early wait at it (see `LoginGate`).
+pub(super) fn start_connecting(
+    ui: &Ui,
+    account: &Account,
+    password: Secret,
+    gate: Option<Arc<LoginGate>>,
+) -> Connecting {
     let login = account.far.login();
     let server = &login.server;
     let security = match (server.tls, &account.far) {
@@ -160,7 +168,7 @@ pub(super) fn start_connecting(ui: &Ui, account: &Account, password: Secret) -> 
         server_target(account)
     ));
     let (owned, secret) = (account.clone(), password.clone());
-    let opening = OpenedApart::start(move || log_in_far(&owned, secret, FarRole::First));
+    let opening = OpenedApart::start(move || log_in_first(&owned, secret, gate.as_deref()));
     Connecting { opening, password }
 }
 
@@ -279,6 +287,22 @@ fn log_in_far(
             &login.pop3_with_password(password, batch_bytes),
         )?),
     })
+}
+
+/// Logs the run's first connection in and opens `gate` with the outcome as
+/// soon as the server has answered the login: the answers of what went out
+/// behind it (the folder list, the namespace) are read only when the run
+/// takes the connection.
+fn log_in_first(
+    account: &Account,
+    password: Secret,
+    gate: Option<&LoginGate>,
+) -> StoreResult<Box<dyn Store>> {
+    let logged_in = log_in_far(account, password, FarRole::First);
+    if let Some(gate) = gate {
+        gate.open(logged_in.is_ok());
+    }
+    logged_in
 }
 
 /// Takes the account's personal namespace off the server's folder names, as
@@ -492,5 +516,79 @@ fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
     }
     if let Some(auth) = &flags.auth {
         overrides.set("auth", config_word(auth));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Dirs, Overrides};
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::path::PathBuf;
+
+    /// A server that answers the greeting and LOGIN (`login_answer`) and
+    /// nothing after it, until the client hangs up.
+    fn serve_login_only(login_answer: &'static str) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().expect("accept");
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut writer = stream.try_clone().expect("clone");
+            let mut reader = BufReader::new(stream);
+            writer
+                .write_all(b"* OK [CAPABILITY IMAP4rev1 NAMESPACE] ready\r\n")
+                .expect("greeting");
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some((tag, command)) = line.trim_end().split_once(' ') {
+                    if command.starts_with("LOGIN") {
+                        let answer = format!("{tag} {login_answer}\r\n");
+                        writer.write_all(answer.as_bytes()).expect("answer");
+                    }
+                }
+                line.clear();
+            }
+        });
+        port
+    }
+
+    fn account(port: u16) -> Account {
+        let text = format!(
+            "[accounts.mail]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
+             allow_plaintext = true\nuser = \"alice\"\npassword_env = \"UNUSED\"\n\
+             maildir = \"/nonexistent/Mail\"\n"
+        );
+        let dirs = Dirs {
+            home: PathBuf::from("/nonexistent"),
+            config: PathBuf::from("/nonexistent/.config"),
+            data: PathBuf::from("/nonexistent/.local/share"),
+        };
+        let config = Config::parse(Path::new("c.toml"), &text, &dirs, &Overrides::default())
+            .expect("config");
+        config.accounts.into_iter().next().expect("one account")
+    }
+
+    /// The workers' connections opened early wait for the first login only,
+    /// not for the answers sent behind it: here the server never gives them.
+    #[test]
+    fn the_login_gate_opens_when_the_first_login_is_answered() {
+        let account = account(serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in"));
+        let gate = LoginGate::default();
+        let store = log_in_first(&account, Secret("pw".to_string()), Some(&gate));
+        assert!(store.is_ok());
+        assert!(gate.wait(Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn a_refused_first_login_keeps_the_workers_out() {
+        let account = account(serve_login_only("NO [AUTHENTICATIONFAILED] no"));
+        let gate = LoginGate::default();
+        let store = log_in_first(&account, Secret("pw".to_string()), Some(&gate));
+        assert!(matches!(store, Err(StoreError::Auth(_))));
+        assert!(gate.wait(Duration::ZERO).is_err());
     }
 }

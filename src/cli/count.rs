@@ -197,7 +197,7 @@ fn gather(
     // The server is asked last, but connecting and logging in wait mostly on
     // the server: they run while the state database and the Maildir are read.
     let connecting = (!offline).then(|| {
-        read_password(ui, account).map(|password| start_connecting(ui, account, password))
+        read_password(ui, account).map(|password| start_connecting(ui, account, password, None))
     });
     let state_path = &account.state_path;
     let mut conditions = Vec::new();

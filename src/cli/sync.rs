@@ -236,7 +236,10 @@ pub(super) fn sync_with_password(
     let lock = lock_state(ui, name, &state_path, when_locked)?;
     // Once no other run works on the account; the connection is taken only
     // after the state and the Maildir checked out.
-    let connecting = start_connecting(ui, account, password.clone());
+    // Workers' connections opened early log in once the first has: its
+    // thread opens the gate when its login is answered.
+    let gate = Arc::new(LoginGate::default());
+    let connecting = start_connecting(ui, account, password.clone(), Some(Arc::clone(&gate)));
     let state = StateDb::open_locked(lock).map_err(|e| state_failure(name, &state_path, e))?;
     // Before anything else looks at the state or touches the Maildir.
     let mut state = bind_state(
@@ -304,7 +307,6 @@ pub(super) fn sync_with_password(
     // has next to none): the further workers connect beside the first
     // connection and log in right after it. Later runs open them only when
     // the folder list shows work for them.
-    let gate = Arc::new(LoginGate::default());
     let early = (synced_before.is_empty()
         && jobs > 1
         && !args.dry_run
@@ -322,6 +324,9 @@ pub(super) fn sync_with_password(
         })
     });
     let far = connecting.finish(ui, account, &synced_before);
+    // Also when the connecting thread could not start (the run connected on
+    // its own thread); and a first connection that failed after its login
+    // (its namespace) fails the run: a worker not yet logged in stays out.
     gate.open(far.is_ok());
     let far = far?;
 
