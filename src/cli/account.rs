@@ -523,35 +523,18 @@ fn add_one_off(overrides: &mut Overrides, flags: &OneOffArgs) {
 mod tests {
     use super::*;
     use crate::config::{Config, Dirs, Overrides};
-    use std::io::{BufRead, BufReader, Write};
-    use std::net::TcpListener;
+    use crate::store::imap::pipelined_tests::serve;
     use std::path::PathBuf;
 
     /// A server that answers the greeting and LOGIN (`login_answer`) and
     /// nothing after it, until the client hangs up.
     fn serve_login_only(login_answer: &'static str) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("accept");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("timeout");
-            let mut writer = stream.try_clone().expect("clone");
-            let mut reader = BufReader::new(stream);
-            writer
-                .write_all(b"* OK [CAPABILITY IMAP4rev1 NAMESPACE] ready\r\n")
-                .expect("greeting");
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if let Some((tag, command)) = line.trim_end().split_once(' ') {
-                    if command.starts_with("LOGIN") {
-                        let answer = format!("{tag} {login_answer}\r\n");
-                        writer.write_all(answer.as_bytes()).expect("answer");
-                    }
-                }
-                line.clear();
-            }
+        let (port, _) = serve("IMAP4rev1 NAMESPACE", move |tag, command| {
+            Some(if command.starts_with("LOGIN") {
+                format!("{tag} {login_answer}\r\n")
+            } else {
+                String::new()
+            })
         });
         port
     }

@@ -2317,7 +2317,7 @@ impl Store for ImapStore {
 }
 
 #[cfg(test)]
-mod pipelined_tests;
+pub(crate) mod pipelined_tests;
 
 #[cfg(test)]
 mod tests {

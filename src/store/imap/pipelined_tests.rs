@@ -21,7 +21,7 @@ const REFUSED: &str = "Missing";
 /// A server on a port of its own that greets with `capabilities` and gives
 /// each command line (tag, command) to `reply`, until it returns `None` or
 /// the client hangs up; returns the command lines it answered.
-fn serve(
+pub(crate) fn serve(
     capabilities: &'static str,
     mut reply: impl FnMut(&str, &str) -> Option<String> + Send + 'static,
 ) -> (u16, JoinHandle<Vec<String>>) {
