@@ -572,6 +572,13 @@ mod tests {
         let gate = LoginGate::default();
         let store = log_in_first(&account, Secret("pw".to_string()), Some(&gate));
         assert!(matches!(store, Err(StoreError::Auth(_))));
-        assert!(gate.wait(Duration::ZERO).is_err());
+        // Opened with the refusal, not left shut until a worker's limit.
+        let refused = gate.wait(Duration::ZERO).expect_err("kept out");
+        assert!(
+            refused
+                .to_string()
+                .ends_with("the first connection did not log in"),
+            "{refused}"
+        );
     }
 }
