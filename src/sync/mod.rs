@@ -147,10 +147,7 @@ struct FolderRead {
     /// Whether the far folder is selected: an unchanged one is not, until
     /// the plan needs it.
     far_selected: bool,
-    far_changes: Option<Changes>,
-    /// Every far message, listed with the SELECT when no mod-sequence is
-    /// known (a first run, or a server without CONDSTORE).
-    far_whole: Option<Vec<MsgMeta>>,
+    far_listing: FarListing,
     far_unchanged: bool,
     /// The stored mod-sequence, when a change-only listing is possible.
     known_modseq: Option<u64>,
@@ -976,11 +973,6 @@ impl<'a> Engine<'a> {
             (far_read, (near_status, near_list, records?, None))
         };
         let (far_status, far_selected, far_listing) = far_read;
-        let (far_changes, far_whole) = match far_listing {
-            FarListing::None => (None, None),
-            FarListing::Changes(changes) => (changes, None),
-            FarListing::Whole(list) => (None, Some(list)),
-        };
         let (near_status, near_list, records, paired_in_folder) = near_read;
         // Taken now, not only when the folder ends: a folder with a skipped
         // entry keeps no watermark (see `keep_modseq`), so the next run
@@ -991,8 +983,7 @@ impl<'a> Engine<'a> {
         Ok(FolderRead {
             far_status,
             far_selected,
-            far_changes,
-            far_whole,
+            far_listing,
             far_unchanged,
             known_modseq,
             near_status,
@@ -1075,8 +1066,7 @@ impl<'a> Engine<'a> {
         let FolderRead {
             mut far_status,
             mut far_selected,
-            far_changes,
-            far_whole,
+            far_listing,
             far_unchanged,
             known_modseq,
             mut near_status,
@@ -1095,10 +1085,13 @@ impl<'a> Engine<'a> {
         )?;
         let pairing = known.is_none() || validity_changed;
 
-        let mut far_list = match (known_modseq.filter(|_| !pairing), far_whole) {
-            (Some(_), _) => self.far_listing(&records, far_unchanged, far_changes)?,
-            (None, Some(listed)) => listed,
-            (None, None) => {
+        let mut far_list = match (known_modseq.filter(|_| !pairing), far_listing) {
+            (Some(_), FarListing::Changes(changes)) => {
+                self.far_listing(&records, far_unchanged, changes)?
+            }
+            (Some(_), _) => self.far_listing(&records, far_unchanged, None)?,
+            (None, FarListing::Whole(listed)) => listed,
+            (None, _) => {
                 // An unchanged far folder is not selected while reading, but
                 // re-pairing after the near side renumbered lists it.
                 if !far_selected {
