@@ -42,6 +42,35 @@ pub(super) struct ListedAhead {
 }
 
 impl ImapStore {
+    /// Sends the SELECT of `name` for commands pipelined behind it; returns
+    /// its wire name and the answer to read (`finish_select`).
+    pub(super) fn send_select(&mut self, name: &FolderName) -> StoreResult<(String, Pending)> {
+        let wire = self.wire_name(name)?;
+        self.selected = None;
+        self.sizes.clear();
+        self.prefetched = None;
+        self.listed_with_status = None;
+        let select = self
+            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
+            .map_err(|f| f.in_folder(name, "SELECT"))?;
+        // From here on the server has no folder selected until the SELECT
+        // succeeds (RFC 3501 6.3.1).
+        self.on_wire = None;
+        Ok((wire, select))
+    }
+
+    /// Reads the answer of `send_select`: the folder is selected from here on.
+    pub(super) fn finish_select(
+        &mut self,
+        name: &FolderName,
+        wire: String,
+        select: Pending,
+    ) -> StoreResult<FolderStatus> {
+        self.finish_whole_answer(select)
+            .map_err(|f| f.in_folder(name, "SELECT"))
+            .and_then(|data| self.selected_from(name, wire, &data))
+    }
+
     /// Sends the SELECT of `name`, its change listing since `modseq` and,
     /// with a `limit`, the first `limit` bytes of each `new` message.
     pub(super) fn send_change_listing(
@@ -54,17 +83,7 @@ impl ImapStore {
         if !self.caps.condstore {
             return Err(StoreError::Unsupported("CONDSTORE".into()));
         }
-        let wire = self.wire_name(name)?;
-        self.selected = None;
-        self.sizes.clear();
-        self.prefetched = None;
-        self.listed_with_status = None;
-        let select = self
-            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
-            .map_err(|f| f.in_folder(name, "SELECT"))?;
-        // From here on the server has no folder selected until the SELECT
-        // succeeds (RFC 3501 6.3.1).
-        self.on_wire = None;
+        let (wire, select) = self.send_select(name)?;
         let command = self.changes_command(modseq);
         let verb = format!("UID FETCH in `{name}`");
         let listing = self
@@ -113,11 +132,7 @@ impl ImapStore {
             listing,
             bodies,
         } = sent;
-        let selected = self
-            .finish_whole_answer(select)
-            .map_err(|f| f.in_folder(&name, "SELECT"))
-            .and_then(|data| self.selected_from(&name, wire, &data));
-        let status = match selected {
+        let status = match self.finish_select(&name, wire, select) {
             Ok(status) if status.validity == validity && status.messages > 0 => status,
             other => {
                 // Refused after a failed SELECT, or not wanted.

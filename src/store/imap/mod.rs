@@ -1982,23 +1982,12 @@ impl Store for ImapStore {
     /// listing, whose answer is then dropped, as it is for an empty folder
     /// (`1:*` is an error there on some servers).
     fn select_and_list(&mut self, name: &FolderName) -> StoreResult<(FolderStatus, Vec<MsgMeta>)> {
-        let wire = self.wire_name(name)?;
-        self.selected = None;
-        self.sizes.clear();
-        self.prefetched = None;
-        let select = self
-            .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
-            .map_err(|f| f.in_folder(name, "SELECT"))?;
-        self.on_wire = None;
+        let (wire, select) = self.send_select(name)?;
         let verb = format!("UID FETCH in `{name}`");
         let listing = self
             .send_raw(&verb, &[Part::Text(WHOLE_LISTING)], 0)
             .map_err(|f| f.in_folder(name, "UID FETCH"))?;
-        let selected = self
-            .finish_whole_answer(select)
-            .map_err(|f| f.in_folder(name, "SELECT"))
-            .and_then(|data| self.selected_from(name, wire, &data));
-        let status = match selected {
+        let status = match self.finish_select(name, wire, select) {
             Ok(status) if status.messages > 0 => status,
             other => {
                 self.discard(listing);
