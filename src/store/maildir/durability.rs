@@ -123,9 +123,8 @@ impl Durability {
 /// Whether a `syncfs` pays, with `unwritten` bytes waiting to be written of
 /// which `own` are this process's staged files, when the files fsync'd on
 /// their own since the last `syncfs` and this batch's come to `files`.
-/// Unknown counts as quiet: the
-/// system gives no way to tell, and `syncfs` is the better guess on a
-/// machine that mostly syncs mail.
+/// Unknown counts as quiet: the system gives no way to tell, and `syncfs` is
+/// the better guess on a machine that mostly syncs mail.
 fn syncfs_pays(unwritten: Option<u64>, own: u64, files: u64) -> bool {
     let allowed =
         OTHERS_UNWRITTEN_LIMIT.saturating_add(files.saturating_mul(OTHERS_UNWRITTEN_PER_FILE));
