@@ -118,6 +118,7 @@ struct Mailbox {
     refusals: Vec<(Vec<u8>, String)>,
     /// Messages the server cannot hand out (a FETCH answered with NIL).
     unreadable: HashSet<(FolderName, u32)>,
+    left_out: HashSet<(FolderName, u32)>,
     /// The most bytes one connection had appended and not yet flushed.
     most_staged: u64,
     /// Handles given out so far: each handle's number.
@@ -320,6 +321,7 @@ impl MemoryStore {
             landing: Vec::new(),
             refusals: Vec::new(),
             unreadable: HashSet::new(),
+            left_out: HashSet::new(),
             most_staged: 0,
             handles: 1,
             selected_by: BTreeMap::new(),
@@ -610,6 +612,17 @@ impl MemoryStore {
     /// with NIL does: the messages before it in the same call are delivered.
     pub fn make_unreadable(&self, folder: &FolderName, uid: u32) {
         self.lock().unreadable.insert((folder.clone(), uid));
+    }
+
+    /// Until `stop_leaving_out`, fetches of this message's body bring
+    /// nothing, as from a server that leaves a listed message out of its
+    /// answer: it is not reported, simply missing.
+    pub fn leave_out_of_fetches(&self, folder: &FolderName, uid: u32) {
+        self.lock().left_out.insert((folder.clone(), uid));
+    }
+
+    pub fn stop_leaving_out(&self) {
+        self.lock().left_out.clear();
     }
 
     // ---- the protocol side ----
@@ -957,6 +970,7 @@ impl Store for MemoryStore {
                 let folder = mailbox.folder(&name)?;
                 Ok(uids(keys)?
                     .into_iter()
+                    .filter(|uid| !mailbox.left_out.contains(&(name.clone(), *uid)))
                     .filter_map(|uid| {
                         let readable = !mailbox.unreadable.contains(&(name.clone(), uid));
                         folder

@@ -566,6 +566,7 @@ impl Engine<'_> {
             report.counts += &share.report.counts;
             report.skipped.extend(share.report.skipped);
             report.notes.extend(share.report.notes);
+            report.gone_while_copying += share.report.gone_while_copying;
             *unresolved += share.unresolved;
             if let (Some(abort), Ok(())) = (share.abort, &result) {
                 result = Err(abort);
@@ -789,6 +790,8 @@ impl Engine<'_> {
         let mut unresolved = 0u64;
         let mut copied = 0u64;
         let mut copied_bytes = 0u64;
+        report.gone_while_copying +=
+            (items.len() - staged.len()).saturating_sub(unreadable.len()) as u64;
         for (key, reason) in unreadable {
             report
                 .skipped

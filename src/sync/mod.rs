@@ -1224,13 +1224,17 @@ impl<'a> Engine<'a> {
         let (far_status, near_status) = (&folder.far, &folder.near);
         // The watermark lets the next run list only changes; it is left out
         // when far messages older than it may be unrecorded (skipped by the
-        // plan or while copying, cut by --max-messages, never fetched by
-        // policy), since a change-only listing would never show them again.
+        // plan or while copying, not delivered by the source, cut by
+        // --max-messages, never fetched by policy), since a change-only
+        // listing would never show them again.
         // Without it the near stamp goes too: a message the server refused,
         // or a local entry skipped, is looked at and reported again on the
         // next run rather than skipped with its folder.
-        let keep_modseq =
-            report.skipped.is_empty() && !truncated && self.policy.new && self.tracks_far_flags();
+        let keep_modseq = report.skipped.is_empty()
+            && report.gone_while_copying == 0
+            && !truncated
+            && self.policy.new
+            && self.tracks_far_flags();
         // The stamp read at the start stands for the folder only if this run
         // did not write to it; otherwise one is read after the run's writes
         // (see `record_own_stamps`).

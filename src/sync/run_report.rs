@@ -179,6 +179,10 @@ pub struct FolderReport {
     /// The folder's local side was untouched since the last run, so the run
     /// read only the messages the server named as changed or expunged.
     pub read_changed_only: bool,
+    /// Messages planned for copying that their source did not deliver:
+    /// expunged meanwhile, or left out of a server's answer. The next run
+    /// reads the folder whole, not only its changes, to find out which.
+    pub gone_while_copying: u64,
 }
 
 impl FolderReport {
@@ -197,6 +201,7 @@ impl FolderReport {
             planned: Counts::default(),
             keywords_possible: true,
             read_changed_only: false,
+            gone_while_copying: 0,
         }
     }
 

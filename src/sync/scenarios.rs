@@ -935,6 +935,43 @@ fn a_folder_report_does_not_name_its_folder_again() {
     assert_eq!(within_folder(&message), "message 7: refused");
 }
 
+/// A message the server leaves out of its answer is not copied, and the
+/// folder keeps no change watermark: a change-only listing would never show
+/// it again, so the next run reads the folder whole and copies it.
+#[test]
+fn a_message_left_out_of_a_fetch_is_copied_by_the_next_run() {
+    let w = qresync_world();
+    let inbox = FolderName::inbox();
+    let watermark = |w: &World| {
+        let state = StateDb::open(&w.state_path()).expect("state");
+        let folders = state.folders().expect("folders");
+        folders
+            .into_iter()
+            .find(|(name, _)| *name == inbox)
+            .and_then(|(_, known)| known.far_highest_modseq)
+    };
+    for n in 1..=5 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    w.run();
+    w.run();
+    assert!(watermark(&w).is_some(), "a quiet run keeps a watermark");
+    let mut uids = Vec::new();
+    for n in 6..=8 {
+        uids.push(w.far.add_message(&inbox, &msg(n), S, None).expect("add"));
+    }
+    w.far.leave_out_of_fetches(&inbox, uids[1]);
+    let report = w.run();
+    assert_eq!(report.totals().fetched, 2);
+    assert_eq!(watermark(&w), None, "no change watermark");
+    w.far.stop_leaving_out();
+    let report = w.run();
+    assert_eq!(report.totals().fetched, 1, "the one left out");
+    assert_eq!(w.near_contents()["INBOX"].len(), 8);
+    let report = w.run();
+    assert_eq!(report.totals().fetched, 0, "no duplicate");
+}
+
 /// A world whose server offers QRESYNC, with an in-memory local side whose
 /// change stamp moves with every change: the change-only resync applies.
 fn qresync_world() -> World {
