@@ -952,6 +952,11 @@ impl Store for MemoryStore {
         )
     }
 
+    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
+        let line = format!("expect_next_fetch {}", target(self.selected.as_ref(), keys));
+        self.lock().ops.push(line);
+    }
+
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         self.pass_fetch_gate()?;
         let id = self.id;

@@ -470,6 +470,16 @@ pub trait Store: Send {
     /// that no longer exists is skipped silently (the next listing shows it gone).
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()>;
 
+    /// The messages of the selected folder whose bodies the caller asks for
+    /// with the `fetch_bodies` after the coming one: a store may start
+    /// fetching them already (IMAP: behind the coming fetch's commands, so
+    /// that a slow link does not sit idle for a round trip between two
+    /// batches). Only a hint: what it brings is dropped if anything else is
+    /// asked first.
+    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
+        let _ = keys;
+    }
+
     /// Stages a message for the selected folder. Nothing is promised until
     /// `flush_appends` returns.
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()>;

@@ -468,6 +468,10 @@ impl Engine<'_> {
         let mut left = count;
         let mut most = self.batch_messages(offer, left);
         let mut items = items.peekable();
+        // The owner's batch waits until its next is known, so that its
+        // bodies are fetched behind the current one's (see
+        // `Store::expect_next_fetch`).
+        let mut mine: Option<Vec<CopyItem>> = None;
         while let Some(item) = items.next() {
             batch_bytes += item.known.size().unwrap_or(UNKNOWN_SIZE_ESTIMATE);
             batch.push(item);
@@ -483,7 +487,7 @@ impl Engine<'_> {
                 }
                 left = left.saturating_sub(batch.len());
                 let batch_now = std::mem::take(&mut batch);
-                let mine = match offer {
+                let handed = match offer {
                     // Download-delete removes a batch's sources on the
                     // connection that copied it: that stays the owner's.
                     Some(offer) if !batch_now.iter().any(|i| i.delete_source) => {
@@ -491,12 +495,20 @@ impl Engine<'_> {
                     }
                     _ => Handed::Yours(batch_now),
                 };
-                if let Handed::Yours(batch_now) = mine {
-                    unresolved += self.copy_batch(folder, to, batch_now, target_uidnext, report)?;
+                if let Handed::Yours(batch_now) = handed {
+                    if let Some(current) = mine.replace(batch_now) {
+                        let next = mine.as_deref().unwrap_or_default();
+                        unresolved +=
+                            self.copy_batch(folder, to, current, next, target_uidnext, report)?;
+                    }
                 }
                 batch_bytes = 0;
                 most = self.batch_messages(offer, left);
             }
+        }
+        if let Some(last) = mine {
+            self.stop_point()?;
+            unresolved += self.copy_batch(folder, to, last, &[], target_uidnext, report)?;
         }
         Ok(unresolved)
     }
@@ -556,7 +568,7 @@ impl Engine<'_> {
             let Some(batch) = offer.close(keep) else {
                 break;
             };
-            match self.copy_offered(offer, batch, report) {
+            match self.copy_offered(offer, batch, &[], report) {
                 Ok(n) => *unresolved += n,
                 Err(abort) => result = Err(abort),
             }
@@ -581,15 +593,24 @@ impl Engine<'_> {
         result
     }
 
-    /// One batch of `offer`, by its owner or a helper.
+    /// One batch of `offer`, by its owner or a helper, with the batch its
+    /// copier does next (see `copy_batch`).
     fn copy_offered(
         &mut self,
         offer: &CopyOffer,
         batch: Vec<CopyItem>,
+        next: &[CopyItem],
         report: &mut FolderReport,
     ) -> Result<u64, Abort> {
         self.stop_point()?;
-        self.copy_batch(&offer.folder, offer.to, batch, offer.target_uidnext, report)
+        self.copy_batch(
+            &offer.folder,
+            offer.to,
+            batch,
+            next,
+            offer.target_uidnext,
+            report,
+        )
     }
 
     /// Helps with `offer`'s batches until its owner hands out no more. Each
@@ -599,14 +620,20 @@ impl Engine<'_> {
             offer.leave();
             return Helped::Left;
         }
-        while let Some((batch, in_flight)) = offer.take() {
+        let mut taken = offer.take();
+        while let Some((batch, in_flight)) = taken {
+            // A batch waiting already is this helper's next: its bodies are
+            // fetched behind this one's.
+            let ahead = offer.try_take();
+            let next = ahead.as_ref().map_or(&[][..], |(next, _)| next.as_slice());
             let sizes: Vec<(MsgKey, u64)> = batch
                 .iter()
+                .chain(next)
                 .filter_map(|i| Some((i.source.clone(), i.known.size()?)))
                 .collect();
             self.store(offer.to.other()).note_sizes(&sizes);
             let mut share = FolderReport::new(offer.folder.clone());
-            let result = self.copy_offered(offer, batch, &mut share);
+            let result = self.copy_offered(offer, batch, next, &mut share);
             self.take_store_reports(&mut share);
             let (unresolved, abort) = match result {
                 Ok(n) => (n, None),
@@ -623,9 +650,13 @@ impl Engine<'_> {
                 abort,
             });
             if let Some(ends) = ends {
+                if let Some((next, in_flight)) = ahead {
+                    in_flight.give_back(next);
+                }
                 offer.leave();
                 return ends;
             }
+            taken = ahead.or_else(|| offer.take());
         }
         Helped::Done
     }
@@ -653,11 +684,14 @@ impl Engine<'_> {
         matches!(opened, Ok((far, near)) if (far.validity, near.validity) == offer.validities)
     }
 
+    /// Copies `items`: intent, effect, commit. `next` is the batch this
+    /// worker copies next, whose bodies the source may fetch ahead.
     fn copy_batch(
         &mut self,
         folder: &crate::model::FolderName,
         to: Side,
         items: Vec<CopyItem>,
+        next: &[CopyItem],
         target_uidnext: Option<u32>,
         report: &mut FolderReport,
     ) -> Result<u64, Abort> {
@@ -773,6 +807,14 @@ impl Engine<'_> {
                 }
                 Ok(())
             };
+            // Download-delete removes this batch's sources before the next
+            // batch: that command would drop whatever was fetched ahead.
+            let next_keys: Vec<MsgKey> = if items.iter().any(|i| i.delete_source) {
+                Vec::new()
+            } else {
+                next.iter().map(|i| i.source.clone()).collect()
+            };
+            source.expect_next_fetch(&next_keys);
             unreadable = fetch_readable(source, &source_keys, &mut sink)?;
             keys.extend(target.flush_appends()?);
         }

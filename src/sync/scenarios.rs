@@ -935,6 +935,60 @@ fn a_folder_report_does_not_name_its_folder_again() {
     assert_eq!(within_folder(&message), "message 7: refused");
 }
 
+/// Twelve server messages synced into an empty local side, with the
+/// batches the server's bodies were fetched in: each with the batch named
+/// as next just before it (`INBOX` alone when none was).
+fn batches_and_the_next_named(w: &World) -> Vec<(String, String)> {
+    let inbox = FolderName::inbox();
+    for n in 1..=12 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    w.far.clear_ops();
+    w.run_with(&w.options());
+    assert_eq!(w.near_contents()["INBOX"].len(), 12);
+    let ops = w.far.ops();
+    let mut named = None;
+    let mut batches = Vec::new();
+    for op in ops {
+        if let Some(next) = op.strip_prefix("expect_next_fetch ") {
+            named = Some(next.to_string());
+        } else if let Some(batch) = op.strip_prefix("fetch_bodies ") {
+            let next = named.take().expect("the next batch named before each");
+            batches.push((batch.to_string(), next));
+        }
+    }
+    assert!(batches.len() > 2, "several batches: {batches:#?}");
+    batches
+}
+
+/// Each batch's bodies are fetched with the next batch of the folder named
+/// first, so that a store may fetch those behind the current ones (IMAP on
+/// a slow link); the last batch names none.
+#[test]
+fn each_batch_names_the_next_before_its_bodies_are_fetched() {
+    let w = World::new(false);
+    let batches = batches_and_the_next_named(&w);
+    for (at, (_, next)) in batches.iter().enumerate() {
+        let expected = batches.get(at + 1).map_or("INBOX", |(batch, _)| batch);
+        assert_eq!(next, expected, "{batches:#?}");
+    }
+}
+
+/// Download-delete removes each batch's sources before the next batch is
+/// fetched, which would drop whatever was fetched ahead: no batch names a
+/// next one.
+#[test]
+fn download_delete_names_no_next_batch() {
+    let mut w = World::new(false);
+    w.policy.mode = Mode::DownloadDelete;
+    let batches = batches_and_the_next_named(&w);
+    assert!(
+        batches.iter().all(|(_, next)| next == "INBOX"),
+        "{batches:#?}"
+    );
+    assert!(w.far_contents()["INBOX"].is_empty());
+}
+
 /// A message the server leaves out of its answer is not copied, and the
 /// folder keeps no change watermark: a change-only listing would never show
 /// it again, so the next run reads the folder whole and copies it.

@@ -166,10 +166,12 @@ pub(super) struct CopyOffer {
 
 #[derive(Default)]
 struct OfferState {
+    /// Batches handed over and not taken yet: at most one per helper, which
+    /// takes it when it is free, or as the batch whose bodies it fetches
+    /// ahead while it copies another (see `try_take`).
     pending: VecDeque<Vec<CopyItem>>,
-    /// Helpers enlisted and not busy with a batch: each takes a pending one
-    /// (once it has opened the folder, for one just enlisted).
-    free: usize,
+    /// Helpers enlisted and not gone.
+    helpers: usize,
     in_flight: usize,
     /// The owner hands out no more batches.
     closed: bool,
@@ -182,7 +184,7 @@ struct OfferState {
 pub(super) enum Handed {
     /// A waiting helper takes it.
     Taken,
-    /// Nobody is free: the owner copies it.
+    /// Enough batches wait for the helpers: the owner copies it.
     Yours(Vec<CopyItem>),
 }
 
@@ -208,20 +210,21 @@ impl CopyOffer {
     }
 
     fn enlist(&self) {
-        locked(&self.inner).free += 1;
+        locked(&self.inner).helpers += 1;
     }
 
     /// A helper takes no more batches (it could not open the folder, or its
     /// batch failed); a batch it was to take goes back to the owner.
     pub(super) fn leave(&self) {
         let mut state = locked(&self.inner);
-        state.free -= 1;
+        state.helpers -= 1;
     }
 
-    /// Gives `batch` to a free helper, if any is.
+    /// Gives `batch` to the helpers if fewer batches wait than helpers are
+    /// enlisted.
     pub(super) fn hand_over(&self, batch: Vec<CopyItem>) -> Handed {
         let mut state = locked(&self.inner);
-        if state.free > state.pending.len() {
+        if state.helpers > state.pending.len() {
             state.pending.push_back(batch);
             self.changed.notify_one();
             Handed::Taken
@@ -236,26 +239,39 @@ impl CopyOffer {
         state.lost > 0 || state.results.iter().any(|r| r.abort.is_some())
     }
 
-    /// A helper's next batch; `None` once the owner hands out no more. The
-    /// guard reports the batch done when dropped, its result given or not.
+    /// A helper's next batch; `None` once the owner hands out no more (the
+    /// helper is gone then). The guard reports the batch done when dropped,
+    /// its result given or not.
     pub(super) fn take(&self) -> Option<(Vec<CopyItem>, InFlight<'_>)> {
         let mut state = locked(&self.inner);
         loop {
-            if let Some(batch) = state.pending.pop_front() {
-                state.free -= 1;
-                state.in_flight += 1;
-                let guard = InFlight {
-                    offer: self,
-                    result: None,
-                };
-                return Some((batch, guard));
+            if let Some(taken) = self.pop_pending(&mut state) {
+                return Some(taken);
             }
             if state.closed {
-                state.free -= 1;
+                state.helpers -= 1;
                 return None;
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// A batch waiting now, if any, for a helper busy with another: it
+    /// fetches its bodies ahead (see `Store::expect_next_fetch`).
+    pub(super) fn try_take(&self) -> Option<(Vec<CopyItem>, InFlight<'_>)> {
+        let mut state = locked(&self.inner);
+        self.pop_pending(&mut state)
+    }
+
+    fn pop_pending(&self, state: &mut OfferState) -> Option<(Vec<CopyItem>, InFlight<'_>)> {
+        let batch = state.pending.pop_front()?;
+        state.in_flight += 1;
+        let guard = InFlight {
+            offer: self,
+            result: None,
+            given_back: false,
+        };
+        Some((batch, guard))
     }
 
     /// The owner offers no more. With `keep_pending` it takes back a batch
@@ -286,11 +302,19 @@ impl CopyOffer {
 pub(super) struct InFlight<'o> {
     offer: &'o CopyOffer,
     result: Option<ShareResult>,
+    given_back: bool,
 }
 
 impl InFlight<'_> {
     pub(super) fn finish(mut self, result: ShareResult) {
         self.result = Some(result);
+    }
+
+    /// Returns a batch not started (not even its intents written) to the
+    /// offer, first in line: its helper leaves.
+    pub(super) fn give_back(mut self, batch: Vec<CopyItem>) {
+        locked(&self.offer.inner).pending.push_front(batch);
+        self.given_back = true;
     }
 }
 
@@ -298,10 +322,10 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         let mut state = locked(&self.offer.inner);
         state.in_flight -= 1;
-        state.free += 1;
-        match self.result.take() {
-            Some(result) => state.results.push(result),
-            None => state.lost += 1,
+        match (self.result.take(), self.given_back) {
+            (Some(result), _) => state.results.push(result),
+            (None, true) => {}
+            (None, false) => state.lost += 1,
         }
         self.offer.changed.notify_all();
     }
@@ -358,19 +382,42 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_goes_only_to_a_free_helper() {
+    fn each_helper_has_at_most_one_batch_waiting() {
         let offer = offer();
         assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
         offer.enlist();
         assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
-        // The one free helper has a batch waiting for it already.
+        // The one helper has a batch waiting for it already.
         assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
         let (_, in_flight) = offer.take().expect("the batch handed over");
-        in_flight.finish(result());
+        assert!(offer.try_take().is_none(), "nothing more waits");
+        // Busy with it, the helper may have the next one waiting, and
+        // fetch it ahead.
         assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
+        let (_, ahead) = offer.try_take().expect("the batch waiting");
+        in_flight.finish(result());
+        ahead.finish(result());
+        let (results, lost) = offer.results();
+        assert_eq!((results.len(), lost), (2, 0));
+        assert!(!offer.failed());
+    }
+
+    #[test]
+    fn a_batch_given_back_waits_for_another_and_is_not_lost() {
+        let offer = offer();
+        offer.enlist();
+        assert!(matches!(offer.hand_over(vec![]), Handed::Taken));
+        let (_, in_flight) = offer.take().expect("the batch handed over");
+        assert!(matches!(offer.hand_over(vec![]), Handed::Taken));
+        let (batch, ahead) = offer.try_take().expect("the batch waiting");
+        in_flight.finish(result());
+        ahead.give_back(batch);
+        offer.leave();
+        assert!(!offer.failed());
+        assert!(offer.close(true).is_some(), "the owner copies it");
         let (results, lost) = offer.results();
         assert_eq!((results.len(), lost), (1, 0));
-        assert!(!offer.failed());
     }
 
     #[test]

@@ -60,11 +60,13 @@ impl ImapStore {
         }
     }
 
-    /// Before `verb` is sent: reads what was sent ahead, and drops what was
+    /// Before `verb` is sent: reads what was sent ahead (body fetches for a
+    /// next batch are dropped, see `next_fetch`), and drops what was
     /// read ahead if `verb` may change what those answers say; selects the
     /// folder worked in again if the connection has another selected (see
     /// `changes_ahead`).
     pub(super) fn before_sending(&mut self, verb: &str) -> Result<(), CommandFailure> {
+        self.drop_fetches_ahead();
         self.read_ahead();
         // An error that ends the connection marks it unusable: the command
         // is then refused as it is sent.

@@ -47,9 +47,10 @@ impl ImapStore {
     pub(super) fn send_select(&mut self, name: &FolderName) -> StoreResult<(String, Pending)> {
         let wire = self.wire_name(name)?;
         self.selected = None;
+        // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
         self.sizes.clear();
         self.prefetched = None;
-        self.listed_with_status = None;
+        self.next_fetch.clear();
         let select = self
             .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
             .map_err(|f| f.in_folder(name, "SELECT"))?;

@@ -16,6 +16,7 @@ pub use login::BeforeLogin;
 mod list_status;
 mod login;
 mod namespace;
+mod next_fetch;
 mod pieces;
 mod session;
 mod sizes;
@@ -188,6 +189,11 @@ pub struct ImapStore {
     listings_sent: VecDeque<(ChangesAhead, changes_ahead::SentListing)>,
     /// Change listings of several folders, read ahead (see `changes_ahead`).
     listed_ahead: Vec<changes_ahead::ListedAhead>,
+    /// UIDs of the selected folder whose bodies the fetch after the coming
+    /// one asks for (see `next_fetch`).
+    next_fetch: Vec<u32>,
+    /// Their fetches, sent and not read yet (see `next_fetch`).
+    fetches_ahead: Option<next_fetch::FetchesAhead>,
 }
 
 /// Receives each untagged response of `finish_raw`, unparsed, with the
@@ -354,6 +360,8 @@ impl ImapStore {
             on_wire: None,
             listings_sent: VecDeque::new(),
             listed_ahead: Vec::new(),
+            next_fetch: Vec::new(),
+            fetches_ahead: None,
         };
         // Most servers announce the session's capabilities in the login's
         // answer (one round trip less); otherwise they are asked for.
@@ -983,44 +991,107 @@ impl ImapStore {
         }
     }
 
-    /// Fetches the `Whole` batches of `fetch_bodies` with the UID FETCHes of
-    /// the next batches sent before the current batch's bodies go to
-    /// `sink`, so that the server sends while we write: up to
-    /// `FETCH_AHEAD_BYTES` of them beyond the one being read, and at least
-    /// one. Each body goes to `sink` as soon as its response is read: a
-    /// batch's answer is never held whole, so memory holds one message per
-    /// connection, not one budget; what is asked ahead waits in the
-    /// socket's buffers and the server's. A body is accepted from whichever
-    /// answer brings it (a server may run pipelined fetches side by side),
-    /// once.
-    fn fetch_whole_pipelined(
+    /// The fetches of `uids` within `budget` each: whole batches, and the
+    /// messages too large for one, to be fetched in pieces. A UID without
+    /// a size was not returned by the server: it is gone.
+    fn body_batches<'a>(
+        &self,
+        uids: impl Iterator<Item = &'a u32>,
+        budget: u64,
+    ) -> (Vec<Vec<u32>>, Vec<u32>) {
+        let items: Vec<(u32, u64)> = uids
+            .filter_map(|uid| self.sizes.get(*uid).map(|size| (*uid, size)))
+            .collect();
+        let mut whole = Vec::new();
+        let mut large = Vec::new();
+        for batch in plan_body_batches(&items, budget) {
+            match batch {
+                BodyBatch::Whole(uids) => whole.push(uids),
+                BodyBatch::Chunked(uid) => large.push(uid),
+            }
+        }
+        (whole, large)
+    }
+
+    /// Fetches what `fetch_bodies` planned with the UID FETCHes of the next
+    /// commands sent before the current one's bodies go to `sink`, so that
+    /// the server sends while we write: up to `FETCH_AHEAD_BYTES` of them
+    /// beyond the one being read, and at least one. The answers of
+    /// `plan.carried` (sent by the fetch before) come first, then the whole
+    /// batches, then the pieces of the messages fetched in one round of
+    /// pieces; `plan.next` goes out behind, and what of it was sent is kept
+    /// unread for the next fetch (see `next_fetch`). Each body goes to
+    /// `sink` as soon as its response is read, a message in pieces once its
+    /// last piece is in: a batch's answer is never held whole, so memory
+    /// holds one message or piece per connection, not one budget; what is
+    /// asked ahead waits in the socket's buffers and the server's. A body is
+    /// accepted from whichever answer brings it (a server may run pipelined
+    /// fetches side by side), once. Returns the messages in pieces that need
+    /// more rounds (not the size listed).
+    fn fetch_pipelined(
         &mut self,
-        batches: &[Vec<u32>],
+        plan: Pipelined,
         budget: u64,
         sink: &mut BodySink<'_>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<(pieces::Spooled, pieces::Step)>> {
+        let Pipelined {
+            carried,
+            covered,
+            batches,
+            in_pieces,
+            next,
+        } = plan;
+        let folder = self.selected_name()?.to_string();
         let mut wanted: Vec<(u32, Option<u64>)> = batches
             .iter()
             .flatten()
+            .chain(&covered)
             .map(|uid| (*uid, self.sizes.get(*uid)))
             .collect();
         wanted.sort_unstable();
+        wanted.dedup_by_key(|(uid, _)| *uid);
+        // The fetches sent and not yet read, in order: at the top of the
+        // loop the first answers `commands[index]`. The answers of the
+        // first `read` commands are this fetch's; `last_piece` names the
+        // message whose last piece a command asks for.
+        let mut commands: Vec<String> = Vec::new();
+        let mut in_flight: VecDeque<Pending> = VecDeque::new();
+        for sent in carried {
+            commands.push(sent.command);
+            in_flight.push_back(sent.pending);
+        }
+        commands.extend(batches.iter().map(|uids| body_fetch(uids)));
+        let mut spools = HashMap::new();
+        // The message each piece's command asks for, and whether it is the
+        // last of its round.
+        let mut piece_of = HashMap::new();
+        for uid in in_pieces {
+            let spooled = pieces::Spooled::new(&folder, uid, budget, self.sizes.get(uid))?;
+            for command in spooled.piece_commands() {
+                piece_of.insert(commands.len(), (uid, false));
+                commands.push(command);
+            }
+            piece_of.insert(commands.len() - 1, (uid, true));
+            spools.insert(uid, Some(spooled));
+        }
+        let read = commands.len();
+        commands.extend(next.iter().map(|uids| body_fetch(uids)));
         let mut delivery = Delivery {
-            folder: self.selected_name()?.to_string(),
+            folder,
             wanted,
             delivered: HashMap::new(),
+            next: next.iter().flatten().copied().collect(),
+            next_read_early: HashSet::new(),
+            spools,
+            expunged: false,
         };
-        let commands: Vec<String> = batches
-            .iter()
-            .map(|uids| format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids)))
-            .collect();
         let ahead_most = usize::try_from(FETCH_AHEAD_BYTES / budget.max(1))
             .unwrap_or(usize::MAX)
             .clamp(1, COMMANDS_IN_FLIGHT - 1);
-        // The fetches sent and not yet read, in order: at the top of the
-        // loop the first answers `commands[index]`.
-        let mut in_flight: VecDeque<Pending> = VecDeque::new();
-        for (index, command) in commands.iter().enumerate() {
+        let mut unfinished = Vec::new();
+        for (index, command) in commands.iter().enumerate().take(read) {
+            // A refused command has had the answers in flight read (see
+            // `deliver_answer`): those after it are sent again.
             let mut sent = index + in_flight.len();
             while sent < commands.len() && in_flight.len() <= ahead_most {
                 self.send_fetch_behind(&commands[sent], budget, &mut in_flight)?;
@@ -1029,14 +1100,41 @@ impl ImapStore {
             let Some(current) = in_flight.pop_front() else {
                 break;
             };
-            let result = self.deliver_answer(
-                current,
-                command,
-                budget,
-                &mut in_flight,
-                &mut delivery,
-                sink,
-            );
+            let result = match piece_of.get(&index) {
+                None => self.deliver_answer(
+                    current,
+                    command,
+                    budget,
+                    &mut in_flight,
+                    &mut delivery,
+                    sink,
+                ),
+                // A refused piece is asked for again with the rest of its
+                // round once the message's round is settled, as
+                // `fetch_chunked` does.
+                Some(&(uid, last)) => match self.finish_delivering(current, &mut delivery, sink) {
+                    Err(CommandFailure::Refused(text)) => {
+                        delivery.refused(uid, text);
+                        Ok(())
+                    }
+                    Err(CommandFailure::Broken(e)) => Err(e),
+                    Ok(()) => Ok(()),
+                }
+                .and_then(|()| {
+                    if !last {
+                        return Ok(());
+                    }
+                    let mut spooled = delivery.spool_of(uid)?;
+                    if delivery.expunged {
+                        spooled.note_expunge();
+                    }
+                    match self.settle_round(&mut spooled, sink)? {
+                        pieces::Step::Done => {}
+                        step => unfinished.push((spooled, step)),
+                    }
+                    Ok(())
+                }),
+            };
             if let Err(e) = result {
                 // The answers in flight are read to their ends, so that
                 // their bodies are not taken for a later command's answer.
@@ -1044,7 +1142,24 @@ impl ImapStore {
                 return Err(e);
             }
         }
-        Ok(())
+        // Nothing of this fetch is left to read: the next batch's fetches
+        // go out now if none went before.
+        let mut sent = read + in_flight.len();
+        while sent < commands.len() && in_flight.len() <= ahead_most {
+            self.send_fetch_behind(&commands[sent], budget, &mut in_flight)?;
+            sent += 1;
+        }
+        let ahead = in_flight
+            .into_iter()
+            .zip(read..)
+            .map(|(pending, index)| next_fetch::FetchAhead {
+                command: commands[index].clone(),
+                uids: next[index - read].clone(),
+                pending,
+            })
+            .collect();
+        self.keep_fetches_ahead(ahead, delivery.next_read_early);
+        Ok(unfinished)
     }
 
     /// The largest piece of each of `count` new messages worth fetching
@@ -1156,12 +1271,14 @@ impl ImapStore {
                 return Ok(());
             };
             expunged |= reports_expunge(std::slice::from_ref(response));
+            delivery.expunged |= expunged;
             if let Some(uid) = delivery.take(response, sink)? {
                 nil.get_or_insert(uid);
             }
             Ok(())
         })?;
         expunged |= tagged_reports_expunge(&tagged);
+        delivery.expunged |= expunged;
         match nil {
             Some(uid) if !expunged => Err(CommandFailure::Broken(nil_body(
                 delivery.folder.clone(),
@@ -1609,6 +1726,26 @@ fn parse_delimiter(raw: &str) -> Option<char> {
     unescape_quoted(raw).chars().next()
 }
 
+/// The body fetches of one `fetch_bodies` (see `fetch_pipelined`).
+#[derive(Default)]
+struct Pipelined {
+    /// Sent by the fetch before, for the next batch: read first.
+    carried: Vec<next_fetch::FetchAhead>,
+    /// The UIDs asked for that `carried` brings.
+    covered: HashSet<u32>,
+    /// The rest of the bodies asked for whole, a command each.
+    batches: Vec<Vec<u32>>,
+    /// Messages fetched in one round of pieces.
+    in_pieces: Vec<u32>,
+    /// The next batch's, sent behind and not read.
+    next: Vec<Vec<u32>>,
+}
+
+/// The UID FETCH of the whole bodies of `uids`.
+fn body_fetch(uids: &[u32]) -> String {
+    format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids))
+}
+
 /// The bodies one `fetch_bodies` call asked for, and those handed on.
 struct Delivery {
     folder: String,
@@ -1616,9 +1753,34 @@ struct Delivery {
     wanted: Vec<(u32, Option<u64>)>,
     /// UID -> checksum of the text handed to the sink.
     delivered: HashMap<u32, u32>,
+    /// The UIDs of the next batch, fetched ahead (see `next_fetch`).
+    next: HashSet<u32>,
+    /// Those of `next` whose bodies came in this fetch's answers (a server
+    /// may run pipelined fetches side by side): dropped here, so the next
+    /// fetch asks for them again.
+    next_read_early: HashSet<u32>,
+    /// The messages fetched in pieces; `None` once settled.
+    spools: HashMap<u32, Option<pieces::Spooled>>,
+    /// An answer reported an expunge (a NIL piece is then no error).
+    expunged: bool,
 }
 
 impl Delivery {
+    /// A piece of `uid` was refused.
+    fn refused(&mut self, uid: u32, text: String) {
+        if let Some(Some(spooled)) = self.spools.get_mut(&uid) {
+            spooled.note_refusal(text);
+        }
+    }
+
+    /// The message in pieces `uid`, once its round's answers are all read.
+    fn spool_of(&mut self, uid: u32) -> StoreResult<pieces::Spooled> {
+        self.spools
+            .get_mut(&uid)
+            .and_then(Option::take)
+            .ok_or_else(|| StoreError::Protocol(format!("UID {uid} settled twice")))
+    }
+
     /// Hands the body in `response` to `sink` if it was asked for and not
     /// yet delivered. Returns the UID of a body the server sent as NIL.
     fn take(
@@ -1635,7 +1797,16 @@ impl Delivery {
         }) else {
             return Ok(None);
         };
+        if let Some(spooled) = self.spools.get_mut(&uid) {
+            if let Some(spooled) = spooled {
+                spooled.take_pieces(attrs)?;
+            }
+            return Ok(None);
+        }
         let Ok(at) = self.wanted.binary_search_by_key(&uid, |(uid, _)| *uid) else {
+            if self.next.contains(&uid) {
+                self.next_read_early.insert(uid);
+            }
             return Ok(None);
         };
         match body_section(attrs, None) {
@@ -1942,16 +2113,8 @@ impl Store for ImapStore {
     }
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus> {
-        let wire = self.wire_name(name)?;
-        // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
-        self.selected = None;
-        self.on_wire = None;
-        self.sizes.clear();
-        self.prefetched = None;
-        let data = self
-            .run("SELECT", &self.select_command(&wire))
-            .map_err(|f| f.in_folder(name, "SELECT"))?;
-        self.selected_from(name, wire, &data)
+        let (wire, select) = self.send_select(name)?;
+        self.finish_select(name, wire, select)
     }
 
     /// SELECT and the change listing's UID FETCH are sent together: the
@@ -2064,6 +2227,7 @@ impl Store for ImapStore {
 
     fn fetch_bodies(&mut self, keys: &[MsgKey], sink: &mut BodySink<'_>) -> StoreResult<()> {
         let mut uids = self.uids_of(keys)?;
+        let next = std::mem::take(&mut self.next_fetch);
         if let Some(data) = self.prefetched.take() {
             let delivered = self.deliver_prefetched(&uids, &data, sink);
             // Kept for a later batch of the same folder, until another is
@@ -2072,38 +2236,77 @@ impl Store for ImapStore {
             let delivered = delivered?;
             uids.retain(|uid| !delivered.contains(uid));
         }
+        let mut carried = self.take_fetches_ahead();
         let unknown: Vec<u32> = uids
             .iter()
             .copied()
             .filter(|uid| !self.sizes.contains(*uid))
             .collect();
+        if !unknown.is_empty() {
+            // Asking for sizes is another command: what was sent ahead is
+            // read (and dropped) before it.
+            self.drop_answers(carried.sent.drain(..).map(|sent| sent.pending).collect());
+        }
         for set in uid_sets(&unknown) {
             let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;
             let responses = parse_responses(&data)?;
             self.remember_sizes(&responses);
         }
-        // A UID without a size was not returned by the server: it is gone.
-        let items: Vec<(u32, u64)> = uids
+        let asked: HashSet<u32> = uids.iter().copied().collect();
+        let covered: HashSet<u32> = carried
+            .sent
             .iter()
-            .filter_map(|uid| self.sizes.get(*uid).map(|size| (*uid, size)))
+            .flat_map(|sent| sent.uids.iter().copied())
+            .filter(|uid| asked.contains(uid) && !carried.read_early.contains(uid))
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
-        let mut whole = Vec::new();
-        let mut large = Vec::new();
-        for batch in plan_body_batches(&items, budget) {
-            match batch {
-                BodyBatch::Whole(uids) => whole.push(uids),
-                BodyBatch::Chunked(uid) => large.push(uid),
-            }
+        let (whole, large) =
+            self.body_batches(uids.iter().filter(|uid| !covered.contains(uid)), budget);
+        let (next_whole, _) =
+            self.body_batches(next.iter().filter(|uid| !asked.contains(uid)), budget);
+        // A message larger than the budget comes in pieces; those that take
+        // one round go out with the whole batches, the rest after them.
+        let (in_pieces, one_by_one): (Vec<u32>, Vec<u32>) = large.into_iter().partition(|uid| {
+            self.sizes
+                .get(*uid)
+                .is_some_and(|size| pieces::in_one_round(size, budget))
+        });
+        // The next batch's fetches go out behind the last command of this
+        // one, so only after those sent one by one.
+        let (next_now, next_after) = if one_by_one.is_empty() {
+            (next_whole, Vec::new())
+        } else {
+            (Vec::new(), next_whole)
+        };
+        let plan = Pipelined {
+            carried: carried.sent,
+            covered,
+            batches: whole,
+            in_pieces,
+            next: next_now,
+        };
+        let unfinished = self.fetch_pipelined(plan, budget, sink)?;
+        for (spooled, step) in unfinished {
+            self.finish_chunked(spooled, step, sink)?;
         }
-        // Messages in pieces come after the whole batches, not between
-        // them: each one there let the fetches ahead run dry, a round trip
-        // lost on a slow link.
-        self.fetch_whole_pipelined(&whole, budget, sink)?;
-        for uid in large {
+        for uid in one_by_one {
             self.fetch_chunked(uid, budget, sink)?;
         }
+        if !next_after.is_empty() {
+            let only_next = Pipelined {
+                next: next_after,
+                ..Pipelined::default()
+            };
+            self.fetch_pipelined(only_next, budget, sink)?;
+        }
         Ok(())
+    }
+
+    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
+        self.next_fetch = keys
+            .iter()
+            .filter_map(|key| key.as_uid().filter(|uid| *uid > 0))
+            .collect();
     }
 
     fn note_sizes(&mut self, sizes: &[(MsgKey, u64)]) {

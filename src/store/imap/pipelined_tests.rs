@@ -649,11 +649,11 @@ fn the_fetches_of_later_batches_go_out_before_the_first_answer() {
     assert_eq!(fetched, MESSAGES as usize, "one batch each: {received:#?}");
 }
 
-/// A message fetched in pieces among smaller ones waits until the whole
-/// batches are asked for: they go out together, then its pieces, two round
-/// trips in all. Fetched between them it emptied the fetches ahead: three.
+/// A message whose pieces take one round goes out with the whole batches
+/// of smaller ones: one round trip in all. Fetched after them it cost a
+/// second, and between them it emptied the fetches ahead: three.
 #[test]
-fn a_message_in_pieces_comes_after_the_whole_batches() {
+fn a_message_in_one_round_of_pieces_goes_out_with_the_whole_batches() {
     let small = |uid: u32| format!("Subject: {uid}\r\n\r\n{}\r\n", "s".repeat(3000));
     let large = format!("Subject: 3\r\n\r\n{}\r\n", "l".repeat(10_000));
     // Batches of one small message each (4 KiB budget): 1, then 2 and 4
@@ -715,5 +715,149 @@ fn a_message_in_pieces_comes_after_the_whole_batches() {
             (MsgKey::uid(4), small(4).into_bytes()),
         ]
     );
-    assert_eq!(round_trips, 2, "{received:#?}");
+    assert_eq!(round_trips, 1, "{received:#?}");
+}
+
+/// Four messages of 3 KB, a UID FETCH each at the smallest budget, on a
+/// server that answers `fetch` for each command, and a store with INBOX
+/// selected and their sizes noted.
+fn four_small_messages(
+    fetch: impl FnMut(&str, &str) -> Option<String> + Send + 'static,
+) -> (ImapStore, JoinHandle<Vec<String>>) {
+    let (port, server) = serve_inbox(4, fetch);
+    let mut store = inbox_with_small_budget(port);
+    let sizes: Vec<(MsgKey, u64)> = (1..=4)
+        .map(|uid| (MsgKey::uid(uid), small_body(uid).len() as u64))
+        .collect();
+    store.note_sizes(&sizes);
+    (store, server)
+}
+
+fn small_body(uid: u32) -> String {
+    format!("Subject: {uid}\r\n\r\n{}\r\n", "x".repeat(3000))
+}
+
+/// The UID of a `UID FETCH n (...)` command.
+fn fetched_uid(command: &str) -> u32 {
+    command["UID FETCH ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|uid| uid.parse().ok())
+        .expect("one UID")
+}
+
+fn fetch_response(uid: u32) -> String {
+    let text = small_body(uid);
+    format!(
+        "* {uid} FETCH (UID {uid} BODY[] {{{}}}\r\n{text})\r\n",
+        text.len()
+    )
+}
+
+/// Fetches `uids` on `store`: the bodies, sorted, and the round trips.
+fn fetch_uids(store: &mut ImapStore, uids: &[u32]) -> (Vec<(MsgKey, Vec<u8>)>, u64) {
+    let keys: Vec<MsgKey> = uids.iter().copied().map(MsgKey::uid).collect();
+    let mut bodies = Vec::new();
+    let before = round_trips_by_this_thread();
+    store
+        .fetch_bodies(&keys, &mut |key, text| {
+            bodies.push((key.clone(), text.to_wire().expect("body")));
+            Ok(())
+        })
+        .expect("bodies");
+    bodies.sort();
+    (bodies, round_trips_by_this_thread() - before)
+}
+
+fn small_bodies(uids: &[u32]) -> Vec<(MsgKey, Vec<u8>)> {
+    uids.iter()
+        .map(|uid| (MsgKey::uid(*uid), small_body(*uid).into_bytes()))
+        .collect()
+}
+
+fn fetches_of(received: &[String], uid: u32) -> usize {
+    received
+        .iter()
+        .filter(|c| c.starts_with("UID FETCH") && fetched_uid(c) == uid)
+        .count()
+}
+
+/// The bodies of the batch named as next go out behind the current batch's,
+/// so its fetch waits for no round trip, and each message is asked for once.
+#[test]
+fn the_next_batchs_fetches_go_out_behind_the_current_ones() {
+    let (mut store, server) = four_small_messages(|tag, command| {
+        Some(format!(
+            "{}{tag} OK done\r\n",
+            fetch_response(fetched_uid(command))
+        ))
+    });
+    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
+    let (first, round_trips) = fetch_uids(&mut store, &[1, 2]);
+    assert_eq!(first, small_bodies(&[1, 2]));
+    assert_eq!(round_trips, 1);
+    let (next, round_trips) = fetch_uids(&mut store, &[3, 4]);
+    assert_eq!(next, small_bodies(&[3, 4]));
+    assert_eq!(round_trips, 0, "asked for with the batch before");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    for uid in 1..=4 {
+        assert_eq!(fetches_of(&received, uid), 1, "{received:#?}");
+    }
+}
+
+/// Another command before the next batch's fetch reads what was fetched
+/// ahead to its end and drops it, so its answer is not taken for the
+/// command's; the next batch is then asked for again.
+#[test]
+fn fetches_ahead_are_dropped_when_another_command_comes_first() {
+    let (mut store, server) = four_small_messages(|tag, command| {
+        Some(format!(
+            "{}{tag} OK done\r\n",
+            fetch_response(fetched_uid(command))
+        ))
+    });
+    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
+    let (first, _) = fetch_uids(&mut store, &[1, 2]);
+    assert_eq!(first, small_bodies(&[1, 2]));
+    let folders = store.list_folders().expect("LIST answered as itself");
+    assert_eq!(folders.folders.len(), 1);
+    let (next, _) = fetch_uids(&mut store, &[3, 4]);
+    assert_eq!(next, small_bodies(&[3, 4]));
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(fetches_of(&received, 3), 2, "{received:#?}");
+    assert_eq!(fetches_of(&received, 4), 2, "{received:#?}");
+}
+
+/// A server may answer pipelined fetches side by side: a body of the next
+/// batch can come inside the current batch's answer, and not again in its
+/// own. It is asked for again, and nothing of the next batch is missing.
+#[test]
+fn a_next_body_that_came_early_is_asked_for_again() {
+    let mut asked = std::collections::HashMap::new();
+    let (mut store, server) = four_small_messages(move |tag, command| {
+        let uid = fetched_uid(command);
+        let times = asked.entry(uid).or_insert(0);
+        *times += 1;
+        Some(match (uid, *times) {
+            // Message 3 comes with the answer to 2, and not with its own.
+            (2, _) => format!(
+                "{}{}{tag} OK done\r\n",
+                fetch_response(2),
+                fetch_response(3)
+            ),
+            (3, 1) => format!("{tag} OK done\r\n"),
+            _ => format!("{}{tag} OK done\r\n", fetch_response(uid)),
+        })
+    });
+    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
+    let (first, _) = fetch_uids(&mut store, &[1, 2]);
+    assert_eq!(first, small_bodies(&[1, 2]));
+    let (next, _) = fetch_uids(&mut store, &[3, 4]);
+    assert_eq!(next, small_bodies(&[3, 4]));
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(fetches_of(&received, 3), 2, "{received:#?}");
+    assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
 }
