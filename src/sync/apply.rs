@@ -7,7 +7,7 @@
 use super::action::{Action, Phase};
 use super::policy::Mode;
 use super::run_report::{Counts, FolderReport};
-use super::share::{CopyOffer, Handed, Helped, ShareResult};
+use super::share::{Board, CopyOffer, Handed, Helped, ShareResult};
 use super::{ends_run, Abort, Engine};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey, SizeAndDate};
@@ -25,7 +25,7 @@ const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
 const MAX_BATCH_MESSAGES: usize = 2000;
 /// Fewest messages in a batch of a folder shared between workers: each
 /// batch costs its own round trips and durable steps.
-const MIN_SHARED_BATCH_MESSAGES: usize = 100;
+pub(super) const MIN_SHARED_BATCH_MESSAGES: usize = 100;
 /// Most bytes staged on targets before `flush_appends`, all workers of a run
 /// together: an IMAP target holds staged bodies in memory, so this bounds
 /// memory below the batch budget. Each of N workers stages its share, never
@@ -491,7 +491,8 @@ impl Engine<'_> {
                     // Download-delete removes a batch's sources on the
                     // connection that copied it: that stays the owner's.
                     Some(offer) if !batch_now.iter().any(|i| i.delete_source) => {
-                        offer.hand_over(batch_now)
+                        let coming = self.board.map_or(0, Board::without_folder);
+                        offer.hand_over(batch_now, coming)
                     }
                     _ => Handed::Yours(batch_now),
                 };

@@ -4,6 +4,7 @@
 //! `Engine`; what they share is the board of folders and copies, the first
 //! abort and the observer.
 
+use super::apply::MIN_SHARED_BATCH_MESSAGES;
 use super::run_report::{AccountReport, ExitStatus, FolderReport, Observer, Silent};
 use super::share::{locked, Board, Helped, Work};
 use super::{keep_report, record_abort, Abort, Engine, FolderJob, Policy, RunOptions};
@@ -27,7 +28,8 @@ pub type AfterRun<'a> =
     dyn FnMut((&mut dyn Store, &mut dyn Store), &mut StateDb, &mut AccountReport) + 'a;
 
 /// The connections one run may use: `first` lists folders and works too,
-/// `connect` opens up to `jobs - 1` more, only when several folders have work.
+/// `connect` opens up to `jobs - 1` more, only when there is work for them
+/// (see `workers_for`).
 pub struct Connections<'c> {
     pub first: StorePair,
     pub connect: &'c Connect<'c>,
@@ -289,6 +291,25 @@ fn light_work(jobs: &[FolderJob]) -> bool {
     new < LIGHT_WORK_MESSAGES
 }
 
+/// How many of `jobs` workers the folders can keep busy: one per folder,
+/// and all of them when a folder may have enough copies to share (see
+/// `share`), as one large INBOX has; one for light work.
+fn workers_for(jobs: usize, folders: &[FolderJob]) -> usize {
+    if jobs <= 1 || light_work(folders) {
+        return 1;
+    }
+    let shares = folders.iter().any(|folder| {
+        folder
+            .new_on_server()
+            .is_none_or(|new| new >= 2 * MIN_SHARED_BATCH_MESSAGES as u64)
+    });
+    if shares {
+        jobs
+    } else {
+        jobs.min(folders.len())
+    }
+}
+
 struct Pool<'p> {
     account: &'p str,
     connect: &'p Connect<'p>,
@@ -317,7 +338,8 @@ impl Pool<'_> {
             }
         };
         engine.observer.folders_planned(discovery.jobs.len() as u64);
-        if self.jobs <= 1 || discovery.jobs.len() <= 1 || light_work(&discovery.jobs) {
+        let workers = workers_for(self.jobs, &discovery.jobs);
+        if workers <= 1 {
             engine.share_memory(1);
             if let Err(abort) = engine.run_jobs(&discovery, &mut report) {
                 record_abort(&mut report, abort);
@@ -327,7 +349,6 @@ impl Pool<'_> {
             return report;
         }
 
-        let workers = self.jobs.min(discovery.jobs.len());
         let mut extra_states = Vec::new();
         for _ in 1..workers {
             match state.reopen() {
@@ -437,9 +458,13 @@ impl Pool<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{EarlyConnections, LoginGate, StorePair};
+    use super::{workers_for, EarlyConnections, LoginGate, StorePair};
+    use crate::model::FolderName;
+    use crate::state::FolderState;
     use crate::store::memory::MemoryStore;
+    use crate::store::FolderStatus;
     use crate::store::StoreError;
+    use crate::sync::FolderJob;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
@@ -513,6 +538,52 @@ mod tests {
         assert!(
             matches!(&result, Err(StoreError::Connection(text)) if text.contains("within")),
             "{result:?}"
+        );
+    }
+
+    /// A folder synced before whose server status shows `new` messages
+    /// since; `None`: a folder never synced.
+    fn job(name: &str, new: Option<u32>) -> FolderJob {
+        FolderJob {
+            name: FolderName::parse(name).expect("name"),
+            on_far: true,
+            on_near: true,
+            known: new.map(|_| FolderState {
+                far_validity: Some(1),
+                far_uidnext: Some(1000),
+                ..FolderState::default()
+            }),
+            far_status: Some(FolderStatus {
+                validity: 1,
+                uidnext: Some(1000 + new.unwrap_or(0)),
+                highest_modseq: None,
+                messages: 1000,
+                unseen: None,
+                size: None,
+            }),
+            server_spelling: None,
+        }
+    }
+
+    #[test]
+    fn one_folder_to_download_whole_keeps_every_worker_busy() {
+        assert_eq!(workers_for(4, &[job("INBOX", None)]), 4);
+        assert_eq!(workers_for(4, &[job("INBOX", Some(5000))]), 4);
+        assert_eq!(workers_for(1, &[job("INBOX", None)]), 1);
+    }
+
+    #[test]
+    fn folders_with_little_new_mail_get_a_worker_each_at_most() {
+        let few: Vec<FolderJob> = ["A", "B", "C"]
+            .iter()
+            .map(|name| job(name, Some(199)))
+            .collect();
+        assert_eq!(workers_for(8, &few), 3);
+        assert_eq!(workers_for(2, &few), 2);
+        // Below the light-work line one connection does it all.
+        assert_eq!(
+            workers_for(4, &[job("A", Some(100)), job("B", Some(100))]),
+            1
         );
     }
 }

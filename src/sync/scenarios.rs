@@ -1248,6 +1248,30 @@ fn an_idle_worker_copies_batches_of_a_folder_still_running() {
     assert_idle(&w);
 }
 
+/// A first run of an account with one large folder opens every worker's
+/// connections and shares the folder's copies between them: the folder
+/// count does not bound the workers.
+#[test]
+fn every_worker_shares_an_accounts_only_folder() {
+    let w = World::new(false);
+    let inbox = FolderName::inbox();
+    for n in 0..4100 {
+        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
+    }
+    w.far.hold_fetches_until_selected(&inbox, 3);
+    let options = RunOptions {
+        batch_bytes: 1 << 30,
+        ..w.options()
+    };
+    let report = w.run_parallel_with(&options, 3, usize::MAX);
+    assert_clean(&report);
+    assert_eq!(report.folders.len(), 1);
+    assert_eq!(report.totals().fetched, 4100);
+    assert_eq!(w.far.fetched_by(&inbox), 3, "every connection fetched");
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert_idle(&w);
+}
+
 /// Interrupted at any step, whichever worker it hits, a run whose workers
 /// share a folder's copies leads the next run to the same mailboxes.
 #[test]

@@ -120,6 +120,13 @@ impl Board {
         }
     }
 
+    /// Workers not running a folder: each helps with copies, or will as
+    /// soon as it has opened its connections.
+    pub(super) fn without_folder(&self) -> usize {
+        let state = locked(&self.inner);
+        self.workers.saturating_sub(state.running)
+    }
+
     /// Whether every folder job has started: a worker that finishes now
     /// has none to take.
     pub(super) fn all_started(&self) -> bool {
@@ -220,11 +227,12 @@ impl CopyOffer {
         state.helpers -= 1;
     }
 
-    /// Gives `batch` to the helpers if fewer batches wait than helpers are
-    /// enlisted.
-    pub(super) fn hand_over(&self, batch: Vec<CopyItem>) -> Handed {
+    /// Gives `batch` to the helpers if fewer batches wait than there are
+    /// helpers, enlisted or `coming` (workers without a folder, which enlist
+    /// once they see the offer: their first batch waits for them).
+    pub(super) fn hand_over(&self, batch: Vec<CopyItem>, coming: usize) -> Handed {
         let mut state = locked(&self.inner);
-        if state.helpers > state.pending.len() {
+        if state.helpers.max(coming) > state.pending.len() {
             state.pending.push_back(batch);
             self.changed.notify_one();
             Handed::Taken
@@ -384,17 +392,17 @@ mod tests {
     #[test]
     fn each_helper_has_at_most_one_batch_waiting() {
         let offer = offer();
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Yours(_)));
         offer.enlist();
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
         // The one helper has a batch waiting for it already.
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Yours(_)));
         let (_, in_flight) = offer.take().expect("the batch handed over");
         assert!(offer.try_take().is_none(), "nothing more waits");
         // Busy with it, the helper may have the next one waiting, and
         // fetch it ahead.
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Yours(_)));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Yours(_)));
         let (_, ahead) = offer.try_take().expect("the batch waiting");
         in_flight.finish(result());
         ahead.finish(result());
@@ -404,12 +412,27 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_waits_for_a_worker_without_a_folder_before_it_enlists() {
+        let board = Board::new(1, 3);
+        let (_, _owner) = board.next(&[]);
+        assert_eq!(board.without_folder(), 2);
+        let offer = offer();
+        let coming = board.without_folder();
+        assert!(matches!(offer.hand_over(vec![], coming), Handed::Taken));
+        assert!(matches!(offer.hand_over(vec![], coming), Handed::Taken));
+        assert!(matches!(offer.hand_over(vec![], coming), Handed::Yours(_)));
+        offer.enlist();
+        let (_, in_flight) = offer.take().expect("the batch that waited");
+        in_flight.finish(result());
+    }
+
+    #[test]
     fn a_batch_given_back_waits_for_another_and_is_not_lost() {
         let offer = offer();
         offer.enlist();
-        assert!(matches!(offer.hand_over(vec![]), Handed::Taken));
+        assert!(matches!(offer.hand_over(vec![], 0), Handed::Taken));
         let (_, in_flight) = offer.take().expect("the batch handed over");
-        assert!(matches!(offer.hand_over(vec![]), Handed::Taken));
+        assert!(matches!(offer.hand_over(vec![], 0), Handed::Taken));
         let (batch, ahead) = offer.try_take().expect("the batch waiting");
         in_flight.finish(result());
         ahead.give_back(batch);
@@ -424,7 +447,7 @@ mod tests {
     fn a_batch_whose_helper_ended_without_a_result_fails_the_offer() {
         let offer = offer();
         offer.enlist();
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
         let taken = offer.take().expect("the batch handed over");
         drop(taken);
         assert!(offer.failed());
@@ -436,8 +459,8 @@ mod tests {
         let offer = offer();
         offer.enlist();
         offer.enlist();
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
-        assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
+        assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
         offer.leave();
         offer.leave();
         assert!(offer.close(true).is_some());
@@ -464,7 +487,7 @@ mod tests {
                 batches
             });
             for _ in 0..2 {
-                assert!(matches!(offer.hand_over(Vec::new()), Handed::Taken));
+                assert!(matches!(offer.hand_over(Vec::new(), 0), Handed::Taken));
                 batch_done
                     .recv_timeout(std::time::Duration::from_secs(20))
                     .expect("the helper copied the batch");

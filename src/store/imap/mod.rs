@@ -104,10 +104,12 @@ const FETCH_BUDGET: u64 = 4 << 20;
 const MIN_FETCH_SHARE: u64 = 1 << 20;
 
 /// Bytes of bodies asked for beyond the batch being read (see
-/// `fetch_whole_pipelined`): enough to keep a 50 ms link busy while a batch
-/// is written, where one batch of 1 MiB ahead left it idle about a round
-/// trip in three.
-const FETCH_AHEAD_BYTES: u64 = 4 << 20;
+/// `fetch_pipelined`): they wait in the socket's buffers and the server's,
+/// not in memory. A first download of 10 000 messages over four
+/// connections with 50 ms round trips took 1.33 s with 4 MiB ahead (the
+/// link idle between answers), 1.23 s with 8 MiB, 1.14 s with 16 MiB and no
+/// less with 32 MiB.
+const FETCH_AHEAD_BYTES: u64 = 16 << 20;
 
 /// Smallest piece of each new message worth fetching along with a change
 /// listing (`prefetch_limit`): most mail is smaller.
