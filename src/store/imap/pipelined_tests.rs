@@ -694,18 +694,9 @@ fn a_message_in_one_round_of_pieces_goes_out_with_the_whole_batches() {
     let mut store = inbox_with_small_budget(port);
     store.note_sizes(&sizes);
     let keys: Vec<MsgKey> = sizes.iter().map(|(key, _)| key.clone()).collect();
-    let mut bodies = Vec::new();
-    let before = round_trips_by_this_thread();
-    store
-        .fetch_bodies(&keys, &mut |key, text| {
-            bodies.push((key.clone(), text.to_wire().expect("body")));
-            Ok(())
-        })
-        .expect("bodies");
-    let round_trips = round_trips_by_this_thread() - before;
+    let (bodies, round_trips) = fetch_sorted(&mut store, &keys);
     store.close().expect("close");
     let received = server.join().expect("server");
-    bodies.sort();
     assert_eq!(
         bodies,
         vec![
@@ -757,10 +748,14 @@ fn fetch_response(uid: u32) -> String {
 /// Fetches `uids` on `store`: the bodies, sorted, and the round trips.
 fn fetch_uids(store: &mut ImapStore, uids: &[u32]) -> (Vec<(MsgKey, Vec<u8>)>, u64) {
     let keys: Vec<MsgKey> = uids.iter().copied().map(MsgKey::uid).collect();
+    fetch_sorted(store, &keys)
+}
+
+fn fetch_sorted(store: &mut ImapStore, keys: &[MsgKey]) -> (Vec<(MsgKey, Vec<u8>)>, u64) {
     let mut bodies = Vec::new();
     let before = round_trips_by_this_thread();
     store
-        .fetch_bodies(&keys, &mut |key, text| {
+        .fetch_bodies(keys, &mut |key, text| {
             bodies.push((key.clone(), text.to_wire().expect("body")));
             Ok(())
         })
@@ -782,20 +777,28 @@ fn fetches_of(received: &[String], uid: u32) -> usize {
         .count()
 }
 
+fn answer_each_fetch(tag: &str, command: &str) -> Option<String> {
+    Some(format!(
+        "{}{tag} OK done\r\n",
+        fetch_response(fetched_uid(command))
+    ))
+}
+
+/// Fetches messages 1 and 2 with 3 and 4 named as the next batch; the
+/// round trips it took.
+fn fetch_naming_the_next(store: &mut ImapStore) -> u64 {
+    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
+    let (first, round_trips) = fetch_uids(store, &[1, 2]);
+    assert_eq!(first, small_bodies(&[1, 2]));
+    round_trips
+}
+
 /// The bodies of the batch named as next go out behind the current batch's,
 /// so its fetch waits for no round trip, and each message is asked for once.
 #[test]
 fn the_next_batchs_fetches_go_out_behind_the_current_ones() {
-    let (mut store, server) = four_small_messages(|tag, command| {
-        Some(format!(
-            "{}{tag} OK done\r\n",
-            fetch_response(fetched_uid(command))
-        ))
-    });
-    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
-    let (first, round_trips) = fetch_uids(&mut store, &[1, 2]);
-    assert_eq!(first, small_bodies(&[1, 2]));
-    assert_eq!(round_trips, 1);
+    let (mut store, server) = four_small_messages(answer_each_fetch);
+    assert_eq!(fetch_naming_the_next(&mut store), 1);
     let (next, round_trips) = fetch_uids(&mut store, &[3, 4]);
     assert_eq!(next, small_bodies(&[3, 4]));
     assert_eq!(round_trips, 0, "asked for with the batch before");
@@ -811,15 +814,8 @@ fn the_next_batchs_fetches_go_out_behind_the_current_ones() {
 /// command's; the next batch is then asked for again.
 #[test]
 fn fetches_ahead_are_dropped_when_another_command_comes_first() {
-    let (mut store, server) = four_small_messages(|tag, command| {
-        Some(format!(
-            "{}{tag} OK done\r\n",
-            fetch_response(fetched_uid(command))
-        ))
-    });
-    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
-    let (first, _) = fetch_uids(&mut store, &[1, 2]);
-    assert_eq!(first, small_bodies(&[1, 2]));
+    let (mut store, server) = four_small_messages(answer_each_fetch);
+    fetch_naming_the_next(&mut store);
     let folders = store.list_folders().expect("LIST answered as itself");
     assert_eq!(folders.folders.len(), 1);
     let (next, _) = fetch_uids(&mut store, &[3, 4]);
@@ -851,9 +847,7 @@ fn a_next_body_that_came_early_is_asked_for_again() {
             _ => format!("{}{tag} OK done\r\n", fetch_response(uid)),
         })
     });
-    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
-    let (first, _) = fetch_uids(&mut store, &[1, 2]);
-    assert_eq!(first, small_bodies(&[1, 2]));
+    fetch_naming_the_next(&mut store);
     let (next, _) = fetch_uids(&mut store, &[3, 4]);
     assert_eq!(next, small_bodies(&[3, 4]));
     store.close().expect("close");
