@@ -952,8 +952,12 @@ impl Store for MemoryStore {
         )
     }
 
-    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
-        let line = format!("expect_next_fetch {}", target(self.selected.as_ref(), keys));
+    fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {
+        let keys: Vec<MsgKey> = keys.cloned().collect();
+        let line = format!(
+            "expect_next_fetch {}",
+            target(self.selected.as_ref(), &keys)
+        );
         self.lock().ops.push(line);
     }
 

@@ -475,8 +475,8 @@ pub trait Store: Send {
     /// fetching them already (IMAP: behind the coming fetch's commands, so
     /// that a slow link does not sit idle for a round trip between two
     /// batches). Only a hint: what it brings is dropped if anything else is
-    /// asked first.
-    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
+    /// asked first. The keys are lent, not copied: a batch holds thousands.
+    fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {
         let _ = keys;
     }
 

@@ -21,8 +21,11 @@ use std::sync::Arc;
 /// `learn_copy_sizes`); it only shapes batches and the progress total, the
 /// byte budget itself is enforced on the bodies actually read.
 const UNKNOWN_SIZE_ESTIMATE: u64 = 64 * 1024;
-/// Keeps one batch's transaction and UID sets small even for tiny messages.
-const MAX_BATCH_MESSAGES: usize = 2000;
+/// Keeps one batch's transaction and UID sets small even for tiny messages,
+/// and the batches a worker holds (the one it copies, the next it fetches
+/// ahead): a 100 000-message first download peaked at 32.3-32.9 MB with
+/// 2000, 30.6-30.9 MB with 1000, in the same time.
+const MAX_BATCH_MESSAGES: usize = 1000;
 /// Fewest messages in a batch of a folder shared between workers: each
 /// batch costs its own round trips and durable steps.
 pub(super) const MIN_SHARED_BATCH_MESSAGES: usize = 100;
@@ -810,12 +813,12 @@ impl Engine<'_> {
             };
             // Download-delete removes this batch's sources before the next
             // batch: that command would drop whatever was fetched ahead.
-            let next_keys: Vec<MsgKey> = if items.iter().any(|i| i.delete_source) {
-                Vec::new()
+            let next = if items.iter().any(|i| i.delete_source) {
+                &[]
             } else {
-                next.iter().map(|i| i.source.clone()).collect()
+                next
             };
-            source.expect_next_fetch(&next_keys);
+            source.expect_next_fetch(&mut next.iter().map(|i| &i.source));
             unreadable = fetch_readable(source, &source_keys, &mut sink)?;
             keys.extend(target.flush_appends()?);
         }

@@ -2304,9 +2304,8 @@ impl Store for ImapStore {
         Ok(())
     }
 
-    fn expect_next_fetch(&mut self, keys: &[MsgKey]) {
+    fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {
         self.next_fetch = keys
-            .iter()
             .filter_map(|key| key.as_uid().filter(|uid| *uid > 0))
             .collect();
     }

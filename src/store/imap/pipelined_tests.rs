@@ -787,7 +787,7 @@ fn answer_each_fetch(tag: &str, command: &str) -> Option<String> {
 /// Fetches messages 1 and 2 with 3 and 4 named as the next batch; the
 /// round trips it took.
 fn fetch_naming_the_next(store: &mut ImapStore) -> u64 {
-    store.expect_next_fetch(&[MsgKey::uid(3), MsgKey::uid(4)]);
+    store.expect_next_fetch(&mut [MsgKey::uid(3), MsgKey::uid(4)].iter());
     let (first, round_trips) = fetch_uids(store, &[1, 2]);
     assert_eq!(first, small_bodies(&[1, 2]));
     round_trips
