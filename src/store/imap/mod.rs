@@ -2247,7 +2247,7 @@ impl Store for ImapStore {
         if !unknown.is_empty() {
             // Asking for sizes is another command: what was sent ahead is
             // read (and dropped) before it.
-            self.drop_answers(carried.sent.drain(..).map(|sent| sent.pending).collect());
+            self.drop_sent(std::mem::take(&mut carried.sent));
         }
         for set in uid_sets(&unknown) {
             let data = self.fetch(&format!("UID FETCH {set} (UID RFC822.SIZE)"), 0)?;

@@ -15,7 +15,6 @@
 
 use super::session::Pending;
 use super::ImapStore;
-use crate::model::FolderName;
 use std::collections::HashSet;
 
 /// A UID FETCH of bodies sent for the next `fetch_bodies`, not read yet.
@@ -25,13 +24,12 @@ pub(super) struct FetchAhead {
     pub pending: Pending,
 }
 
-/// The fetches sent ahead, with the folder they were sent in.
+/// The fetches sent ahead, with the folder they were sent in (its name on
+/// the wire, and its UIDVALIDITY).
 pub(super) struct FetchesAhead {
-    folder: FolderName,
-    validity: u32,
     wire: String,
-    sent: Vec<FetchAhead>,
-    read_early: HashSet<u32>,
+    validity: u32,
+    carried: Carried,
 }
 
 /// What the next `fetch_bodies` finds sent for it.
@@ -53,18 +51,14 @@ impl ImapStore {
             return Carried::default();
         };
         let same_folder = self.selected.as_ref().is_some_and(|selected| {
-            selected.name == ahead.folder
+            selected.wire == ahead.wire
                 && selected.validity == ahead.validity
                 && self.on_wire.as_deref() == Some(ahead.wire.as_str())
-                && selected.wire == ahead.wire
         });
         if same_folder {
-            return Carried {
-                sent: ahead.sent,
-                read_early: ahead.read_early,
-            };
+            return ahead.carried;
         }
-        self.drop_answers(ahead.sent.into_iter().map(|f| f.pending).collect());
+        self.drop_sent(ahead.carried.sent);
         Carried::default()
     }
 
@@ -75,15 +69,13 @@ impl ImapStore {
             return;
         }
         let Some(selected) = &self.selected else {
-            self.drop_answers(sent.into_iter().map(|f| f.pending).collect());
+            self.drop_sent(sent);
             return;
         };
         self.fetches_ahead = Some(FetchesAhead {
-            folder: selected.name.clone(),
-            validity: selected.validity,
             wire: selected.wire.clone(),
-            sent,
-            read_early,
+            validity: selected.validity,
+            carried: Carried { sent, read_early },
         });
     }
 
@@ -91,7 +83,12 @@ impl ImapStore {
     /// command is about to be sent.
     pub(super) fn drop_fetches_ahead(&mut self) {
         if let Some(ahead) = self.fetches_ahead.take() {
-            self.drop_answers(ahead.sent.into_iter().map(|f| f.pending).collect());
+            self.drop_sent(ahead.carried.sent);
         }
+    }
+
+    /// Reads the answers of fetches sent ahead to their ends, unused.
+    pub(super) fn drop_sent(&mut self, sent: Vec<FetchAhead>) {
+        self.drop_answers(sent.into_iter().map(|f| f.pending).collect());
     }
 }
