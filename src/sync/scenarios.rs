@@ -1218,34 +1218,46 @@ fn a_subset_run_keeps_the_brake_and_after_a_crash_reads_in_full() {
     assert!(near["INBOX"].contains(&(msg(13), F)));
 }
 
+/// 4100 server messages in `folder` downloaded by `workers` workers, the
+/// folder's fetches held until every worker has selected it: each worker
+/// is sure to find batches left. Asserts that every worker fetched and
+/// nothing is lost; the run's report.
+fn download_by_every_worker(w: &World, folder: &FolderName, workers: usize) -> AccountReport {
+    for n in 0..4100 {
+        w.far.add_message(folder, &msg(n), S, None).expect("add");
+    }
+    w.far.hold_fetches_until_selected(folder, workers);
+    let options = RunOptions {
+        batch_bytes: 1 << 30,
+        ..w.options()
+    };
+    let report = w.run_parallel_with(&options, workers, usize::MAX);
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 4100);
+    assert_eq!(
+        w.far.fetched_by(folder),
+        workers,
+        "every connection fetched"
+    );
+    assert_eq!(w.far_contents(), w.near_contents());
+    assert_idle(w);
+    report
+}
+
 /// A worker with no folder left copies batches of a folder another worker
-/// runs. The owner's first fetch waits until the second connection has
-/// opened the folder, so the second batch is sure to find it free.
+/// runs.
 #[test]
 fn an_idle_worker_copies_batches_of_a_folder_still_running() {
     let w = World::new(false);
     let big = folder("Big");
     w.far.add_folder(&big);
-    for n in 0..4100 {
-        w.far.add_message(&big, &msg(n), S, None).expect("add");
-    }
-    w.far.hold_fetches_until_selected(&big, 2);
-    let options = RunOptions {
-        batch_bytes: 1 << 30,
-        ..w.options()
-    };
-    let report = w.run_parallel_with(&options, 2, usize::MAX);
-    assert_clean(&report);
-    assert_eq!(report.totals().fetched, 4100);
+    let report = download_by_every_worker(&w, &big, 2);
     let big_report = report
         .folders
         .iter()
         .find(|f| f.folder == big)
         .expect("Big reported");
     assert_eq!(big_report.counts.fetched, 4100);
-    assert_eq!(w.far.fetched_by(&big), 2, "both connections fetched");
-    assert_eq!(w.far_contents(), w.near_contents());
-    assert_idle(&w);
 }
 
 /// A first run of an account with one large folder opens every worker's
@@ -1254,22 +1266,8 @@ fn an_idle_worker_copies_batches_of_a_folder_still_running() {
 #[test]
 fn every_worker_shares_an_accounts_only_folder() {
     let w = World::new(false);
-    let inbox = FolderName::inbox();
-    for n in 0..4100 {
-        w.far.add_message(&inbox, &msg(n), S, None).expect("add");
-    }
-    w.far.hold_fetches_until_selected(&inbox, 3);
-    let options = RunOptions {
-        batch_bytes: 1 << 30,
-        ..w.options()
-    };
-    let report = w.run_parallel_with(&options, 3, usize::MAX);
-    assert_clean(&report);
+    let report = download_by_every_worker(&w, &FolderName::inbox(), 3);
     assert_eq!(report.folders.len(), 1);
-    assert_eq!(report.totals().fetched, 4100);
-    assert_eq!(w.far.fetched_by(&inbox), 3, "every connection fetched");
-    assert_eq!(w.far_contents(), w.near_contents());
-    assert_idle(&w);
 }
 
 /// Interrupted at any step, whichever worker it hits, a run whose workers
