@@ -519,11 +519,14 @@ impl Engine<'_> {
 
     /// The most messages in the next batch: small enough, once no folder
     /// waits to start, that the workers done with theirs share the rest.
+    /// Each batch is the rest's share of one worker (guided self-scheduling):
+    /// a batch must bring more than a round trip's worth of bodies to keep
+    /// its connection busy, and halving that share left the last folder of a
+    /// first download over 50 ms round trips waiting on round trips (1.16 s
+    /// against 1.10 s for the whole run, medians of 8).
     fn batch_messages(&self, offer: Option<&CopyOffer>, left: usize) -> usize {
         match (offer, self.board) {
-            (Some(_), Some(board)) if board.all_started() => left
-                .div_ceil(board.workers * 2)
-                .clamp(MIN_SHARED_BATCH_MESSAGES, MAX_BATCH_MESSAGES),
+            (Some(_), Some(board)) if board.all_started() => shared_batch(left, board.workers),
             _ => MAX_BATCH_MESSAGES,
         }
     }
@@ -1027,5 +1030,26 @@ fn add_deleted(counts: &mut Counts, side: Side, n: u64) {
     match side {
         Side::Far => counts.deleted_far += n,
         Side::Near => counts.deleted_near += n,
+    }
+}
+
+/// A worker's share of the `left` copies of a shared folder (see
+/// `batch_messages`).
+fn shared_batch(left: usize, workers: usize) -> usize {
+    left.div_ceil(workers.max(1))
+        .clamp(MIN_SHARED_BATCH_MESSAGES, MAX_BATCH_MESSAGES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_batch_is_one_workers_share_of_the_rest() {
+        assert_eq!(shared_batch(2000, 4), 500);
+        assert_eq!(shared_batch(1500, 4), 375);
+        assert_eq!(shared_batch(10, 4), MIN_SHARED_BATCH_MESSAGES);
+        assert_eq!(shared_batch(100_000, 4), MAX_BATCH_MESSAGES);
+        assert_eq!(shared_batch(300, 0), 300);
     }
 }
