@@ -3,9 +3,12 @@
 //! together, so that they cost one round trip instead of three. Only what
 //! the capabilities known after login promise is sent (the LOGIN answer's
 //! or CAPABILITY's, never the greeting's, since a server may offer more or
-//! less once logged in). Their answers are read, in order, as soon as any
-//! other command is about to be sent, and kept until the command they
-//! answer is asked for.
+//! less once logged in). Their answers are read, in order, before any other
+//! command's answer (`finish_raw`), and before any command is sent that may
+//! depend on them; SELECT and UID FETCH go out without waiting, so that a
+//! worker that knows the folder layout already opens its first folder in
+//! the same round trip. Answers are kept until the command they answer is
+//! asked for, unless a command that may change them went out first.
 
 use super::session::{Part, Pending};
 use super::{CommandFailure, ImapStore};
@@ -18,11 +21,22 @@ pub(super) const ENABLE_QRESYNC: &str = "ENABLE QRESYNC";
 pub(super) struct SentAhead {
     command: String,
     pending: Pending,
+    /// No command that may change its answer went out after it.
+    fresh: bool,
 }
 
 /// Commands whose answers stay true while only these are sent: an answer
 /// read ahead is dropped once any other command is sent (see `send_raw`).
 const READ_ONLY: [&str; 5] = ["CAPABILITY", "ENABLE", "LIST", "NAMESPACE", "STATUS"];
+
+/// Whether `verb` may go out before the answers sent ahead are read: its
+/// text depends on none of them (a change listing that asks for VANISHED
+/// waits for ENABLE's, see `qresync_settled`) and its answer is read with
+/// `finish_raw`, which reads theirs first. IDLE, APPEND and the rest read
+/// the connection in their own ways and wait.
+fn may_pass_ahead(verb: &str) -> bool {
+    verb == "SELECT" || verb.starts_with("UID FETCH")
+}
 
 /// An answer read ahead, for the command it answers.
 pub(super) struct ReadAhead {
@@ -39,6 +53,7 @@ impl ImapStore {
             self.sent_ahead.push(SentAhead {
                 command: command.to_string(),
                 pending,
+                fresh: true,
             });
         }
     }
@@ -47,7 +62,13 @@ impl ImapStore {
     /// Called before any other command is sent, so that no answer is read
     /// into another's.
     pub(super) fn read_ahead(&mut self) {
-        for SentAhead { command, pending } in std::mem::take(&mut self.sent_ahead) {
+        let sent = std::mem::take(&mut self.sent_ahead);
+        for SentAhead {
+            command,
+            pending,
+            fresh,
+        } in sent
+        {
             let answer = self.finish_whole_answer(pending);
             if command == ENABLE_QRESYNC {
                 // The listings that use QRESYNC are sent after this answer.
@@ -56,23 +77,40 @@ impl ImapStore {
                 }
                 continue;
             }
-            self.answered_ahead.push(ReadAhead { command, answer });
+            if fresh {
+                self.answered_ahead.push(ReadAhead { command, answer });
+            }
         }
     }
 
-    /// Before `verb` is sent: reads what was sent ahead (body fetches for a
-    /// next batch are dropped, see `next_fetch`), and drops what was
-    /// read ahead if `verb` may change what those answers say; selects the
+    /// Whether QRESYNC is on, once the answer of its ENABLE sent ahead is
+    /// read: a command that asks for VANISHED must not go out before.
+    pub(super) fn qresync_settled(&mut self) -> bool {
+        if self.sent_ahead.iter().any(|s| s.command == ENABLE_QRESYNC) {
+            self.read_ahead();
+        }
+        self.caps.qresync
+    }
+
+    /// Before `verb` is sent: reads what was sent ahead unless `verb` may
+    /// pass it (body fetches for a next batch are dropped, see
+    /// `next_fetch`), and drops what was or will be read ahead if `verb` may
+    /// change what those answers say; selects the
     /// folder worked in again if the connection has another selected (see
     /// `changes_ahead`).
     pub(super) fn before_sending(&mut self, verb: &str) -> Result<(), CommandFailure> {
         self.drop_fetches_ahead();
-        self.read_ahead();
+        if !may_pass_ahead(verb) {
+            self.read_ahead();
+        }
         // An error that ends the connection marks it unusable: the command
         // is then refused as it is sent.
         let _ = self.read_listings_sent(None);
         if !READ_ONLY.contains(&verb) {
             self.answered_ahead.clear();
+            for sent in &mut self.sent_ahead {
+                sent.fresh = false;
+            }
         }
         if verb == "SELECT" {
             return Ok(());

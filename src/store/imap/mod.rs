@@ -33,7 +33,7 @@ use imap_proto::{
 
 pub use ext::PersonalNamespace;
 pub use login::ServerCaps;
-pub use namespace::NamespaceSetting;
+pub use namespace::{FolderLayout, NamespaceSetting};
 pub use session::round_trips_by_this_thread;
 
 use crate::model::{Flags, FolderName, Identity, MsgKey, MsgMeta, SizeAndDate};
@@ -665,6 +665,11 @@ impl ImapStore {
         pending: Pending,
         each: &mut RawEach<'_>,
     ) -> Result<Vec<u8>, CommandFailure> {
+        // Answers come in the order the commands went out, and those sent
+        // ahead went out first (see `ahead`).
+        if !self.sent_ahead.is_empty() {
+            self.read_ahead();
+        }
         let ImapStore {
             session, selected, ..
         } = self;
@@ -942,8 +947,12 @@ impl ImapStore {
         Ok(status)
     }
 
-    fn changes_command(&self, modseq: u64) -> String {
-        let vanished = if self.caps.qresync { " VANISHED" } else { "" };
+    fn changes_command(&mut self, modseq: u64) -> String {
+        let vanished = if self.qresync_settled() {
+            " VANISHED"
+        } else {
+            ""
+        };
         format!(
             "UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE {modseq}{vanished})"
         )
@@ -2183,7 +2192,8 @@ impl Store for ImapStore {
         if self.selected()?.exists == 0 {
             return Ok(Changes::default());
         }
-        let listing = self.read_listing(&self.changes_command(modseq))?;
+        let command = self.changes_command(modseq);
+        let listing = self.read_listing(&command)?;
         Ok(self.changes_from(listing))
     }
 

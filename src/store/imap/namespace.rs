@@ -46,7 +46,33 @@ impl Prefix {
     }
 }
 
+/// How a connection names the account's folders once it has settled it:
+/// the hierarchy delimiter and the personal namespace prefix in use. The
+/// run's further connections adopt the first one's instead of reading
+/// NAMESPACE and the delimiter again, which kept each worker's first SELECT
+/// waiting a round trip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderLayout {
+    pub(super) delimiter: Option<char>,
+    pub(super) prefix: Option<Prefix>,
+}
+
 impl ImapStore {
+    /// The folder layout in use, once the hierarchy delimiter is known.
+    pub fn folder_layout(&self) -> Option<FolderLayout> {
+        Some(FolderLayout {
+            delimiter: self.delimiter?,
+            prefix: self.prefix.clone(),
+        })
+    }
+
+    /// Names folders as another connection to the same account settled
+    /// them (`folder_layout`), instead of `use_personal_namespace`.
+    pub fn adopt_folder_layout(&mut self, layout: FolderLayout) {
+        self.delimiter = Some(layout.delimiter);
+        self.prefix = layout.prefix;
+    }
+
     /// Gives folder names without the account's personal namespace prefix
     /// from now on (see the module doc). With `Auto`, a prefix under which
     /// `synced_before` already holds folders (names this account's state

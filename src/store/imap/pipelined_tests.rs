@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{round_trips_by_this_thread, ImapConfig, ImapStore, Secret};
+use super::{round_trips_by_this_thread, FolderLayout, ImapConfig, ImapStore, Secret};
 use crate::auth::AuthMethod;
 use crate::model::{FolderName, MsgKey};
 use crate::store::net::{ServerConfig, TlsMode};
@@ -408,6 +408,93 @@ fn a_further_workers_connection_sends_no_folder_list_behind_the_login() {
         ],
         "{received:#?}"
     );
+}
+
+/// The folder layout of the scripted servers, as a first connection
+/// settles it.
+fn slash_layout() -> FolderLayout {
+    FolderLayout {
+        delimiter: Some('/'),
+        prefix: None,
+    }
+}
+
+/// A worker given the first connection's folder layout sends its first
+/// SELECT and listing without waiting for the answers sent behind its
+/// login: they arrive in the same round trip.
+#[test]
+fn a_worker_given_the_layout_opens_its_folder_in_the_logins_round_trip() {
+    let (port, server) = scripted_server();
+    let start = round_trips_by_this_thread();
+    let mut store = ImapStore::connect_for_folders(&config(port)).expect("connect");
+    store.adopt_folder_layout(slash_layout());
+    let (status, listed) = store
+        .select_and_list(&FolderName::parse("Mail").expect("name"))
+        .expect("select");
+    assert_eq!((status.validity, listed.len()), (7, 2));
+    let round_trips = round_trips_by_this_thread() - start;
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(round_trips, 1, "{received:#?}");
+    assert_eq!(received.len(), 6, "{received:#?}");
+    assert!(received[4].starts_with("SELECT \"Mail\""), "{received:#?}");
+    assert!(received[5].starts_with("UID FETCH 1:* "), "{received:#?}");
+}
+
+/// An answer sent ahead that arrives after a command that may change it
+/// (here a SELECT that went out before it was read) is not used: the
+/// folder list is asked again.
+#[test]
+fn an_answer_sent_ahead_is_not_used_after_a_command_that_passed_it() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    store.adopt_folder_layout(slash_layout());
+    store
+        .select(&FolderName::parse("Mail").expect("name"))
+        .expect("select");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let lists = received.iter().filter(|c| c.starts_with("LIST ")).count();
+    assert_eq!(lists, 2, "{received:#?}");
+    assert!(received.last().is_some_and(|c| c.starts_with("LIST ")));
+}
+
+/// A change listing asks for VANISHED only once the ENABLE QRESYNC sent
+/// behind the login was answered yes: a server that refused it gets a
+/// CONDSTORE listing, and the caller is told that expunges are unknown.
+#[test]
+fn a_change_listing_waits_for_the_answer_to_enable() {
+    let (port, server) = serve(CAPABILITIES, |tag, command| {
+        Some(if command.starts_with("LOGIN") {
+            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
+        } else if command.starts_with("ENABLE") {
+            format!("{tag} NO not today\r\n")
+        } else if command.starts_with("SELECT") {
+            format!(
+                "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [HIGHESTMODSEQ 20] ok\r\n\
+                 {tag} OK [READ-WRITE] selected\r\n"
+            )
+        } else if command.starts_with("LOGOUT") {
+            return None;
+        } else {
+            format!("{tag} OK done\r\n")
+        })
+    });
+    let mut store = ImapStore::connect_for_folders(&config(port)).expect("connect");
+    store.adopt_folder_layout(slash_layout());
+    let (_, changes) = store
+        .select_and_list_changes(&FolderName::parse("Mail").expect("name"), 10, 7, None)
+        .expect("listing");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    let listing = received.iter().find(|c| c.contains("CHANGEDSINCE"));
+    assert_eq!(
+        listing.map(String::as_str),
+        Some("UID FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE) (CHANGEDSINCE 10)"),
+        "{received:#?}"
+    );
+    assert_eq!(changes.map(|c| c.vanished), Some(None));
 }
 
 /// A connection helping with a folder another one listed is told the sizes
