@@ -8,7 +8,7 @@ use super::output::Ui;
 use crate::config::{self, Account, Config, Dirs, FarConfig, Overrides};
 use crate::model::FolderName;
 use crate::state::{Binding, Endpoint, Rebinding, SideNames, StateDb, StateError, StateLock};
-use crate::store::imap::{ImapStore, Secret};
+use crate::store::imap::{FolderLayout, ImapStore, Secret};
 use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
@@ -16,7 +16,7 @@ use crate::sync::run_report::ExitStatus;
 use crate::sync::{exit_status_of, LoginGate, OpenedApart};
 use anyhow::anyhow;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
@@ -234,31 +234,75 @@ fn server_target(account: &Account) -> String {
 }
 
 /// What a server connection is for: the first lists the folders, further
-/// workers only work in folders the first one listed. An early worker,
-/// opened beside the first, logs in only once the first has (see
-/// `LoginGate`).
+/// workers only work in folders the first one listed and name them as the
+/// first settled it (see `LayoutHandoff`). An early worker, opened beside
+/// the first, logs in only once the first has (see `LoginGate`).
 #[derive(Clone, Copy)]
 pub(super) enum FarRole<'g> {
     First,
-    Worker,
-    EarlyWorker(&'g LoginGate),
+    Worker(&'g LayoutHandoff),
+    EarlyWorker(&'g LoginGate, &'g LayoutHandoff),
 }
 
-/// How long an early worker waits for the first connection's login.
+/// How long an early worker waits for the first connection's login, and a
+/// worker for its folder layout.
 const LOGIN_GATE_LIMIT: Duration = Duration::from_secs(120);
 
-/// The far store, and a note for the user about its folder names. Kept in
-/// one place so that the rest of the flow does not depend on which server
+/// The first connection's folder layout (see `ImapStore::folder_layout`),
+/// for the run's workers: given once the first connection has settled its
+/// namespace, `None` when it failed or has none to give, and the workers
+/// then settle their own.
+#[derive(Default)]
+pub(super) struct LayoutHandoff {
+    settled: Mutex<Option<Option<FolderLayout>>>,
+    given: Condvar,
+}
+
+impl LayoutHandoff {
+    /// Gives the layout of `first`, the run's first connection, or none.
+    pub(super) fn give(&self, first: Option<&mut dyn Store>) {
+        let layout = first
+            .and_then(|store| store.as_imap())
+            .and_then(|imap| imap.folder_layout());
+        *self.settled.lock().unwrap_or_else(|e| e.into_inner()) = Some(layout);
+        self.given.notify_all();
+    }
+
+    /// The layout given, waiting for it at most `limit`.
+    fn wait(&self, limit: Duration) -> Option<FolderLayout> {
+        let settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
+        let (settled, _) = self
+            .given
+            .wait_timeout_while(settled, limit, |settled| settled.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        settled.clone().flatten()
+    }
+}
+
+/// A worker's far store, its folder names settled as the first connection
+/// settled them, or on its own when it has no layout to give. Kept in one
+/// place so that the rest of the flow does not depend on which server
 /// protocol an account uses.
 pub(super) fn connect_far(
     account: &Account,
     password: Secret,
     synced_before: &[FolderName],
     role: FarRole<'_>,
-) -> StoreResult<(Box<dyn Store>, Option<String>)> {
+) -> StoreResult<Box<dyn Store>> {
     let mut store = log_in_far(account, password, role)?;
-    let note = settle_namespace(account, store.as_mut(), synced_before)?;
-    Ok((store, note))
+    let layout = match role {
+        FarRole::Worker(handoff) | FarRole::EarlyWorker(_, handoff) => {
+            handoff.wait(LOGIN_GATE_LIMIT)
+        }
+        FarRole::First => None,
+    };
+    match (layout, store.as_imap()) {
+        (Some(layout), Some(imap)) => imap.adopt_folder_layout(layout),
+        _ => {
+            settle_namespace(account, store.as_mut(), synced_before)?;
+        }
+    }
+    Ok(store)
 }
 
 /// The far store, connected and logged in.
@@ -273,8 +317,8 @@ fn log_in_far(
             let config = login.with_password(password, batch_bytes);
             let mut store = match role {
                 FarRole::First => ImapStore::connect(&config)?,
-                FarRole::Worker => ImapStore::connect_for_folders(&config)?,
-                FarRole::EarlyWorker(gate) => {
+                FarRole::Worker(_) => ImapStore::connect_for_folders(&config)?,
+                FarRole::EarlyWorker(gate, _) => {
                     ImapStore::connect_for_folders_after(&config, &|| gate.wait(LOGIN_GATE_LIMIT))?
                 }
             };
@@ -580,5 +624,48 @@ mod tests {
                 .ends_with("the first connection did not log in"),
             "{refused}"
         );
+    }
+
+    /// A worker takes the folder layout the first connection settled (here
+    /// Courier's `INBOX.` prefix) instead of asking the server: this server
+    /// never answers the NAMESPACE sent behind the worker's login.
+    #[test]
+    fn a_worker_names_folders_as_the_first_connection_settled_them() {
+        let (first_port, _) = serve("IMAP4rev1 NAMESPACE", |tag, command| {
+            Some(if command.starts_with("LOGIN") {
+                format!("{tag} OK [CAPABILITY IMAP4rev1 NAMESPACE] in\r\n")
+            } else if command.starts_with("NAMESPACE") {
+                format!("* NAMESPACE ((\"INBOX.\" \".\")) NIL NIL\r\n{tag} OK done\r\n")
+            } else {
+                format!("{tag} OK done\r\n")
+            })
+        });
+        let first_account = account(first_port);
+        let mut first = log_in_far(&first_account, Secret("pw".to_string()), FarRole::First)
+            .expect("first login");
+        settle_namespace(&first_account, first.as_mut(), &[]).expect("namespace");
+        let handoff = LayoutHandoff::default();
+        handoff.give(Some(first.as_mut()));
+        let settled = first.as_imap().and_then(|imap| imap.folder_layout());
+        assert!(format!("{settled:?}").contains("INBOX."), "{settled:?}");
+
+        let worker_account = account(serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in"));
+        let mut worker = connect_far(
+            &worker_account,
+            Secret("pw".to_string()),
+            &[],
+            FarRole::Worker(&handoff),
+        )
+        .expect("worker");
+        let adopted = worker.as_imap().and_then(|imap| imap.folder_layout());
+        assert_eq!(adopted, settled);
+    }
+
+    #[test]
+    fn a_first_connection_without_a_layout_leaves_workers_to_their_own() {
+        let handoff = LayoutHandoff::default();
+        assert_eq!(handoff.wait(Duration::ZERO), None);
+        handoff.give(None);
+        assert_eq!(handoff.wait(Duration::from_secs(5)), None);
     }
 }

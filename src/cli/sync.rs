@@ -5,7 +5,7 @@
 use super::account::{
     bind_state, close_state, connect_far, dry_run_scratch, exists, load_accounts, lock_state,
     point_out_earlier_one_off_state, read_password, start_connecting, state_failure, store_failure,
-    Failure, FarRole,
+    Failure, FarRole, LayoutHandoff,
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
@@ -239,6 +239,7 @@ pub(super) fn sync_with_password(
     // Workers' connections opened early log in once the first has: its
     // thread opens the gate when its login is answered.
     let gate = Arc::new(LoginGate::default());
+    let layout = Arc::new(LayoutHandoff::default());
     let connecting = start_connecting(ui, account, password.clone(), Some(Arc::clone(&gate)));
     let state = StateDb::open_locked(lock).map_err(|e| state_failure(name, &state_path, e))?;
     // Before anything else looks at the state or touches the Maildir.
@@ -318,16 +319,21 @@ pub(super) fn sync_with_password(
         ));
         let (account, password, root) = (account.clone(), password.clone(), root.clone());
         let (synced_before, gate) = (synced_before.clone(), Arc::clone(&gate));
+        let layout = Arc::clone(&layout);
         EarlyConnections::open(jobs - 1, move || {
-            let role = FarRole::EarlyWorker(&gate);
+            let role = FarRole::EarlyWorker(&gate, &layout);
             open_worker(&account, password.clone(), &root, &synced_before, role)
         })
     });
-    let far = connecting.finish(ui, account, &synced_before);
+    let mut far = connecting.finish(ui, account, &synced_before);
     // Also when the connecting thread could not start (the run connected on
     // its own thread); and a first connection that failed after its login
     // (its namespace) fails the run: a worker not yet logged in stays out.
     gate.open(far.is_ok());
+    match far.as_mut() {
+        Ok(first) => layout.give(Some(first.as_mut())),
+        Err(_) => layout.give(None),
+    }
     let far = far?;
 
     let mut policy = account.policy.clone();
@@ -352,7 +358,7 @@ pub(super) fn sync_with_password(
             password.clone(),
             &root,
             &synced_before,
-            FarRole::Worker,
+            FarRole::Worker(&layout),
         )
     };
     let mut observer = RunObserver::new(ui, name);
@@ -519,7 +525,7 @@ fn open_worker(
     role: FarRole<'_>,
 ) -> StoreResult<StorePair> {
     let near = MaildirStore::open(root.to_path_buf(), account.layout, account.folder_names)?;
-    let (far, _) = connect_far(account, password, synced_before, role)?;
+    let far = connect_far(account, password, synced_before, role)?;
     Ok((far, Box::new(near)))
 }
 
