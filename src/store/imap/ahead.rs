@@ -26,7 +26,8 @@ pub(super) struct SentAhead {
 }
 
 /// Commands whose answers stay true while only these are sent: an answer
-/// read ahead is dropped once any other command is sent (see `send_raw`).
+/// sent or read ahead is dropped once any other command is sent (see
+/// `before_sending`).
 const READ_ONLY: [&str; 5] = ["CAPABILITY", "ENABLE", "LIST", "NAMESPACE", "STATUS"];
 
 /// Whether `verb` may go out before the answers sent ahead are read: its
@@ -59,8 +60,9 @@ impl ImapStore {
     }
 
     /// Reads the answers of every command sent ahead, in the order sent.
-    /// Called before any other command is sent, so that no answer is read
-    /// into another's.
+    /// Called before any later command's answer is read, so that no answer
+    /// is read into another's, and before a command that may depend on
+    /// them is sent.
     pub(super) fn read_ahead(&mut self) {
         let sent = std::mem::take(&mut self.sent_ahead);
         for SentAhead {
