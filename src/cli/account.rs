@@ -13,10 +13,10 @@ use crate::store::net::TlsMode;
 use crate::store::pop3::Pop3Store;
 use crate::store::{Store, StoreError, StoreResult};
 use crate::sync::run_report::ExitStatus;
-use crate::sync::{exit_status_of, LoginGate, OpenedApart};
+use crate::sync::{exit_status_of, Handoff, LoginGate, OpenedApart};
 use anyhow::anyhow;
 use std::path::Path;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why an account could not run, and the exit status that says so.
@@ -252,31 +252,11 @@ const LOGIN_GATE_LIMIT: Duration = Duration::from_secs(120);
 /// for the run's workers: given once the first connection has settled its
 /// namespace, `None` when it failed or has none to give, and the workers
 /// then settle their own.
-#[derive(Default)]
-pub(super) struct LayoutHandoff {
-    settled: Mutex<Option<Option<FolderLayout>>>,
-    given: Condvar,
-}
+pub(super) type LayoutHandoff = Handoff<Option<FolderLayout>>;
 
-impl LayoutHandoff {
-    /// Gives the layout of `first`, the run's first connection, or none.
-    pub(super) fn give(&self, first: Option<&mut dyn Store>) {
-        let layout = first
-            .and_then(|store| store.as_imap())
-            .and_then(|imap| imap.folder_layout());
-        *self.settled.lock().unwrap_or_else(|e| e.into_inner()) = Some(layout);
-        self.given.notify_all();
-    }
-
-    /// The layout given, waiting for it at most `limit`.
-    fn wait(&self, limit: Duration) -> Option<FolderLayout> {
-        let settled = self.settled.lock().unwrap_or_else(|e| e.into_inner());
-        let (settled, _) = self
-            .given
-            .wait_timeout_while(settled, limit, |settled| settled.is_none())
-            .unwrap_or_else(|e| e.into_inner());
-        settled.clone().flatten()
-    }
+/// The folder layout the run's first connection settled, for its workers.
+pub(super) fn layout_of(first: &mut dyn Store) -> Option<FolderLayout> {
+    first.as_imap().and_then(|imap| imap.folder_layout())
 }
 
 /// A worker's far store, its folder names settled as the first connection
@@ -292,7 +272,7 @@ pub(super) fn connect_far(
     let mut store = log_in_far(account, password, role)?;
     let layout = match role {
         FarRole::Worker(handoff) | FarRole::EarlyWorker(_, handoff) => {
-            handoff.wait(LOGIN_GATE_LIMIT)
+            handoff.wait(LOGIN_GATE_LIMIT).flatten()
         }
         FarRole::First => None,
     };
@@ -645,8 +625,8 @@ mod tests {
             .expect("first login");
         settle_namespace(&first_account, first.as_mut(), &[]).expect("namespace");
         let handoff = LayoutHandoff::default();
-        handoff.give(Some(first.as_mut()));
-        let settled = first.as_imap().and_then(|imap| imap.folder_layout());
+        let settled = layout_of(first.as_mut());
+        handoff.give(settled.clone());
         assert!(format!("{settled:?}").contains("INBOX."), "{settled:?}");
 
         let worker_account = account(serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in"));
@@ -666,6 +646,6 @@ mod tests {
         let handoff = LayoutHandoff::default();
         assert_eq!(handoff.wait(Duration::ZERO), None);
         handoff.give(None);
-        assert_eq!(handoff.wait(Duration::from_secs(5)), None);
+        assert_eq!(handoff.wait(Duration::from_secs(5)), Some(None));
     }
 }

@@ -3,9 +3,9 @@
 //! is made here.
 
 use super::account::{
-    bind_state, close_state, connect_far, dry_run_scratch, exists, load_accounts, lock_state,
-    point_out_earlier_one_off_state, read_password, start_connecting, state_failure, store_failure,
-    Failure, FarRole, LayoutHandoff,
+    bind_state, close_state, connect_far, dry_run_scratch, exists, layout_of, load_accounts,
+    lock_state, point_out_earlier_one_off_state, read_password, start_connecting, state_failure,
+    store_failure, Failure, FarRole, LayoutHandoff,
 };
 use super::args::{config_word, GlobalArgs, KeepDays, SyncArgs, SyncCommand, WhenLocked};
 use super::human_summary::print_report;
@@ -330,10 +330,10 @@ pub(super) fn sync_with_password(
     // its own thread); and a first connection that failed after its login
     // (its namespace) fails the run: a worker not yet logged in stays out.
     gate.open(far.is_ok());
-    match far.as_mut() {
-        Ok(first) => layout.give(Some(first.as_mut())),
-        Err(_) => layout.give(None),
-    }
+    layout.give(match far.as_mut() {
+        Ok(first) => layout_of(first.as_mut()),
+        Err(_) => None,
+    });
     let far = far?;
 
     let mut policy = account.policy.clone();

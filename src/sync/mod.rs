@@ -53,7 +53,7 @@ pub use policy::{
 };
 pub use pool::{
     sync_account, sync_account_then, AfterRun, CloseQuietly, Connect, Connections,
-    EarlyConnections, LoginGate, OpenedApart, StorePair,
+    EarlyConnections, Handoff, LoginGate, OpenedApart, StorePair,
 };
 
 /// Why a folder's run stopped early.

@@ -144,48 +144,64 @@ impl EarlyConnections {
     }
 }
 
+/// A value one thread gives (again, if it must correct itself) and others
+/// wait for, each at most for a limit of its own.
+pub struct Handoff<T> {
+    given: Mutex<Option<T>>,
+    ready: Condvar,
+}
+
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Handoff {
+            given: Mutex::new(None),
+            ready: Condvar::new(),
+        }
+    }
+}
+
+impl<T: Clone> Handoff<T> {
+    pub fn give(&self, value: T) {
+        *locked(&self.given) = Some(value);
+        self.ready.notify_all();
+    }
+
+    /// The value given, waiting for it at most `limit`; `None` if none was
+    /// given by then.
+    pub fn wait(&self, limit: Duration) -> Option<T> {
+        let given = locked(&self.given);
+        let (given, _) = self
+            .ready
+            .wait_timeout_while(given, limit, |given| given.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        given.clone()
+    }
+}
+
 /// Opened once the first connection has logged in, or failed to. Workers'
 /// connections opened early wait at it before their own login, so that a
 /// server that takes only so many logins at once never refuses the first
 /// connection, the one a run cannot do without, for one of them.
 #[derive(Default)]
-pub struct LoginGate {
-    first_logged_in: Mutex<Option<bool>>,
-    opened: Condvar,
-}
+pub struct LoginGate(Handoff<bool>);
 
 impl LoginGate {
     pub fn open(&self, first_logged_in: bool) {
-        *locked(&self.first_logged_in) = Some(first_logged_in);
-        self.opened.notify_all();
+        self.0.give(first_logged_in);
     }
 
     /// Waits until the gate is opened, at most `limit`: an error when the
     /// first connection failed or took longer.
     pub fn wait(&self, limit: Duration) -> Result<(), StoreError> {
-        let deadline = Instant::now() + limit;
-        let mut first = locked(&self.first_logged_in);
-        loop {
-            match *first {
-                Some(true) => return Ok(()),
-                Some(false) => {
-                    return Err(StoreError::Connection(
-                        "the first connection did not log in".to_string(),
-                    ))
-                }
-                None => {}
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(StoreError::Connection(format!(
-                    "the first connection did not log in within {} s",
-                    limit.as_secs()
-                )));
-            }
-            first = match self.opened.wait_timeout(first, left) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
+        match self.0.wait(limit) {
+            Some(true) => Ok(()),
+            Some(false) => Err(StoreError::Connection(
+                "the first connection did not log in".to_string(),
+            )),
+            None => Err(StoreError::Connection(format!(
+                "the first connection did not log in within {} s",
+                limit.as_secs()
+            ))),
         }
     }
 }
