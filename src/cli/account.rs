@@ -606,12 +606,10 @@ mod tests {
         );
     }
 
-    /// A worker takes the folder layout the first connection settled (here
-    /// Courier's `INBOX.` prefix) instead of asking the server: this server
-    /// never answers the NAMESPACE sent behind the worker's login.
-    #[test]
-    fn a_worker_names_folders_as_the_first_connection_settled_them() {
-        let (first_port, _) = serve("IMAP4rev1 NAMESPACE", |tag, command| {
+    /// A server that logs anyone in and announces Courier's personal
+    /// namespace, `INBOX.` with `.` between levels.
+    fn serve_inbox_prefix() -> u16 {
+        let (port, _) = serve("IMAP4rev1 NAMESPACE", |tag, command| {
             Some(if command.starts_with("LOGIN") {
                 format!("{tag} OK [CAPABILITY IMAP4rev1 NAMESPACE] in\r\n")
             } else if command.starts_with("NAMESPACE") {
@@ -620,7 +618,20 @@ mod tests {
                 format!("{tag} OK done\r\n")
             })
         });
-        let first_account = account(first_port);
+        port
+    }
+
+    fn worker(port: u16, handoff: &LayoutHandoff) -> Box<dyn Store> {
+        let role = FarRole::Worker(handoff);
+        connect_far(&account(port), Secret("pw".to_string()), &[], role).expect("worker")
+    }
+
+    /// A worker takes the folder layout the first connection settled
+    /// instead of asking the server: this server never answers the
+    /// NAMESPACE sent behind the worker's login.
+    #[test]
+    fn a_worker_names_folders_as_the_first_connection_settled_them() {
+        let first_account = account(serve_inbox_prefix());
         let mut first = log_in_far(&first_account, Secret("pw".to_string()), FarRole::First)
             .expect("first login");
         settle_namespace(&first_account, first.as_mut(), &[]).expect("namespace");
@@ -629,23 +640,22 @@ mod tests {
         handoff.give(settled.clone());
         assert!(format!("{settled:?}").contains("INBOX."), "{settled:?}");
 
-        let worker_account = account(serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in"));
-        let mut worker = connect_far(
-            &worker_account,
-            Secret("pw".to_string()),
-            &[],
-            FarRole::Worker(&handoff),
-        )
-        .expect("worker");
-        let adopted = worker.as_imap().and_then(|imap| imap.folder_layout());
+        let port = serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in");
+        let adopted = worker(port, &handoff)
+            .as_imap()
+            .and_then(|imap| imap.folder_layout());
         assert_eq!(adopted, settled);
     }
 
+    /// A first connection with no layout to give leaves each worker to
+    /// settle its own, from the server's NAMESPACE.
     #[test]
-    fn a_first_connection_without_a_layout_leaves_workers_to_their_own() {
+    fn a_worker_without_the_first_connections_layout_settles_its_own() {
         let handoff = LayoutHandoff::default();
-        assert_eq!(handoff.wait(Duration::ZERO), None);
         handoff.give(None);
-        assert_eq!(handoff.wait(Duration::from_secs(5)), Some(None));
+        let own = worker(serve_inbox_prefix(), &handoff)
+            .as_imap()
+            .and_then(|imap| imap.folder_layout());
+        assert!(format!("{own:?}").contains("INBOX."), "{own:?}");
     }
 }
