@@ -523,7 +523,7 @@ impl Engine<'_> {
     /// a batch must bring more than a round trip's worth of bodies to keep
     /// its connection busy, and halving that share left the last folder of a
     /// first download over 50 ms round trips waiting on round trips (1.16 s
-    /// against 1.10 s for the whole run, medians of 8).
+    /// against 1.12 s for the whole run, medians of 8).
     fn batch_messages(&self, offer: Option<&CopyOffer>, left: usize) -> usize {
         match (offer, self.board) {
             (Some(_), Some(board)) if board.all_started() => shared_batch(left, board.workers),
