@@ -5,13 +5,14 @@
 //!
 //! The engine names the next batch's messages before it fetches the current
 //! one (`expect_next_fetch`); their UID FETCHes go out behind the current
-//! batch's (`fetch_whole_pipelined`), and the next `fetch_bodies` in the same
+//! batch's (`fetch_pipelined`), and the next `fetch_bodies` in the same
 //! folder reads their answers first. A server may answer pipelined fetches
 //! side by side, so some of those bodies may come while the current batch's
-//! answers are read: they are dropped there and asked for again. They are always the last commands sent
-//! on the connection, so anything else sent before reads them to their ends
-//! and drops them (`before_sending`): no answer is ever read into another's,
-//! and a fetch nobody reads only cost the bytes it brought.
+//! answers are read: they are dropped there and asked for again. They are
+//! always the last commands sent on the connection, so anything else sent
+//! before reads them to their ends and drops them (`before_sending`): no
+//! answer is ever read into another's, and a fetch nobody reads only cost
+//! the bytes it brought.
 
 use super::session::Pending;
 use super::ImapStore;

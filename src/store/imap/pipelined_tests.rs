@@ -63,9 +63,20 @@ const EMPTY: &str = "Empty";
 /// `Missing` (refused at SELECT, as if another client removed it) and
 /// `Later`, each with one new message `hello` of two, and `Empty`.
 fn scripted_server() -> (u16, JoinHandle<Vec<String>>) {
+    scripted_server_except(|_, _| None)
+}
+
+/// `scripted_server` with the commands `except` answers (tag, command)
+/// answered its way instead.
+fn scripted_server_except(
+    mut except: impl FnMut(&str, &str) -> Option<String> + Send + 'static,
+) -> (u16, JoinHandle<Vec<String>>) {
     let mut selected = false;
     let mut empty = false;
     serve(CAPABILITIES, move |tag, command| {
+        if let Some(reply) = except(tag, command) {
+            return Some(reply);
+        }
         let reply = if command.starts_with("LOGIN") {
             format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
         } else if command.starts_with("ENABLE") {
@@ -465,21 +476,10 @@ fn an_answer_sent_ahead_is_not_used_after_a_command_that_passed_it() {
 /// CONDSTORE listing, and the caller is told that expunges are unknown.
 #[test]
 fn a_change_listing_waits_for_the_answer_to_enable() {
-    let (port, server) = serve(CAPABILITIES, |tag, command| {
-        Some(if command.starts_with("LOGIN") {
-            format!("{tag} OK [CAPABILITY {CAPABILITIES}] Logged in\r\n")
-        } else if command.starts_with("ENABLE") {
-            format!("{tag} NO not today\r\n")
-        } else if command.starts_with("SELECT") {
-            format!(
-                "* 2 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [HIGHESTMODSEQ 20] ok\r\n\
-                 {tag} OK [READ-WRITE] selected\r\n"
-            )
-        } else if command.starts_with("LOGOUT") {
-            return None;
-        } else {
-            format!("{tag} OK done\r\n")
-        })
+    let (port, server) = scripted_server_except(|tag, command| {
+        command
+            .starts_with("ENABLE")
+            .then(|| format!("{tag} NO not today\r\n"))
     });
     let mut store = ImapStore::connect_for_folders(&config(port)).expect("connect");
     store.adopt_folder_layout(slash_layout());
