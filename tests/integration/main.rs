@@ -26,6 +26,7 @@ mod measure;
 mod migrate;
 mod migrate_rerun;
 mod multiappend;
+mod notify_race;
 mod oauth2;
 mod own_stamp;
 mod packaging;

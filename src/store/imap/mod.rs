@@ -469,6 +469,13 @@ impl ImapStore {
     /// Asks the server (NOTIFY, RFC 5465) to report new, removed and
     /// re-flagged messages in every personal folder from now on; once per
     /// connection. What changed before is for a sync to find.
+    ///
+    /// INBOX is watched as the selected folder, the rest with `personal`:
+    /// Dovecot (2.3) tells of INBOX's changes to other folders' watchers by
+    /// the size and time of INBOX's log file, and a change made while it is
+    /// about to report another folder is taken into that report's look at the
+    /// file but not reported, ever. The selected folder's changes are found
+    /// by comparing the folder itself with what the session was last told.
     pub fn set_notify(&mut self) -> StoreResult<()> {
         if self.notify_set {
             return Ok(());
@@ -483,9 +490,11 @@ impl ImapStore {
         // answer of another command than IDLE would be read with that answer
         // and lost, and the change seen only at the next poll.
         self.delimiter()?;
+        self.select(&FolderName::inbox())?;
         self.run(
             "NOTIFY",
-            "NOTIFY SET (personal (MessageNew MessageExpunge FlagChange))",
+            "NOTIFY SET (selected (MessageNew MessageExpunge FlagChange)) \
+             (personal (MessageNew MessageExpunge FlagChange))",
         )
         .map_err(|f| f.in_session(&self.address, "NOTIFY"))?;
         self.notify_set = true;
@@ -493,11 +502,11 @@ impl ImapStore {
     }
 
     /// Waits, with NOTIFY (RFC 5465) asking for new, removed and re-flagged
-    /// messages in every personal folder, until the server reports changes or
-    /// `limit` passes; returns the folders that changed (none on a timeout).
-    /// A name that cannot be read back as a folder is left out, so a full sync
-    /// now and then is still needed. Refused, as unsupported, by a server
-    /// without NOTIFY.
+    /// messages in every personal folder (see `set_notify`), until the server
+    /// reports changes or `limit` passes; returns the folders that changed
+    /// (none on a timeout). A name that cannot be read back as a folder is
+    /// left out, so a full sync now and then is still needed. Refused, as
+    /// unsupported, by a server without NOTIFY.
     pub fn notify_wait(&mut self, limit: std::time::Duration) -> StoreResult<Vec<FolderName>> {
         if !self.server.has("NOTIFY") {
             return Err(StoreError::Unsupported(format!(
@@ -531,7 +540,13 @@ impl ImapStore {
                 }
                 true
             }
-            _ => session::reports_change(response),
+            _ if session::reports_change(response) => {
+                if !changed.contains(&FolderName::inbox()) {
+                    changed.push(FolderName::inbox());
+                }
+                true
+            }
+            _ => false,
         };
         match self.session.idle(limit, &mut note) {
             Ok(_) => Ok(changed),

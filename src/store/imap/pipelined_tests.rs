@@ -527,14 +527,17 @@ fn noted_sizes_save_the_size_fetch_before_bodies() {
 /// Once NOTIFY is set, a change is reported whenever the server likes: one
 /// inside another command's answer would be read with it and lost. So the
 /// LIST that learns the hierarchy delimiter (which reading a NOTIFY report
-/// needs) goes before NOTIFY SET, and IDLE is all that follows it.
+/// needs) and the SELECT of INBOX (watched as the selected folder, see
+/// `set_notify`) go before NOTIFY SET, and IDLE is all that follows it.
 #[test]
-fn the_delimiter_is_learned_before_notify_is_set() {
+fn the_delimiter_and_inbox_are_settled_before_notify_is_set() {
     let (port, server) = serve("IMAP4rev1 NOTIFY", |tag, command| {
         Some(if command.starts_with("LIST") {
             format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
         } else if command.starts_with("LOGIN") {
             format!("{tag} OK [CAPABILITY IMAP4rev1 NOTIFY] Logged in\r\n")
+        } else if command.starts_with("SELECT") {
+            format!("* 0 EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n{tag} OK [READ-WRITE] selected\r\n")
         } else if command.starts_with("LOGOUT") {
             return None;
         } else {
@@ -547,10 +550,16 @@ fn the_delimiter_is_learned_before_notify_is_set() {
     let received = server.join().expect("server");
     let notify = received
         .iter()
-        .position(|c| c.starts_with("NOTIFY SET"))
+        .position(|c| c.starts_with("NOTIFY SET (selected "))
         .expect("NOTIFY sent");
     assert!(
         received[..notify].iter().any(|c| c == "LIST \"\" \"\""),
+        "{received:#?}"
+    );
+    assert!(
+        received[..notify]
+            .iter()
+            .any(|c| c.starts_with("SELECT \"INBOX\"")),
         "{received:#?}"
     );
 }
