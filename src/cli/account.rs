@@ -641,9 +641,7 @@ mod tests {
         assert!(format!("{settled:?}").contains("INBOX."), "{settled:?}");
 
         let port = serve_login_only("OK [CAPABILITY IMAP4rev1 NAMESPACE] in");
-        let adopted = worker(port, &handoff)
-            .as_imap()
-            .and_then(|imap| imap.folder_layout());
+        let adopted = layout_of(worker(port, &handoff).as_mut());
         assert_eq!(adopted, settled);
     }
 
@@ -653,9 +651,7 @@ mod tests {
     fn a_worker_without_the_first_connections_layout_settles_its_own() {
         let handoff = LayoutHandoff::default();
         handoff.give(None);
-        let own = worker(serve_inbox_prefix(), &handoff)
-            .as_imap()
-            .and_then(|imap| imap.folder_layout());
+        let own = layout_of(worker(serve_inbox_prefix(), &handoff).as_mut());
         assert!(format!("{own:?}").contains("INBOX."), "{own:?}");
     }
 }
