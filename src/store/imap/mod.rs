@@ -1107,7 +1107,7 @@ impl ImapStore {
             wanted,
             delivered: HashMap::new(),
             next: next.iter().flatten().copied().collect(),
-            next_read_early: HashSet::new(),
+            next_early: next_fetch::EarlyBodies::default(),
             spools,
             expunged: false,
         };
@@ -1184,7 +1184,7 @@ impl ImapStore {
                 pending,
             })
             .collect();
-        self.keep_fetches_ahead(ahead, delivery.next_read_early);
+        self.keep_fetches_ahead(ahead, delivery.next_early);
         Ok(unfinished)
     }
 
@@ -1222,6 +1222,34 @@ impl ImapStore {
                 continue;
             }
             sink(&MsgKey::uid(uid), Body::Bytes(body))?;
+            delivered.insert(uid);
+        }
+        Ok(delivered)
+    }
+
+    /// Hands `sink` the bodies among `uids` that came ahead of their batch
+    /// (see `next_fetch`), each as the listing sized it. Returns their UIDs.
+    fn deliver_early(
+        &mut self,
+        early: &mut next_fetch::EarlyBodies,
+        uids: &[u32],
+        sink: &mut BodySink<'_>,
+    ) -> StoreResult<HashSet<u32>> {
+        let mut delivered = HashSet::new();
+        for &uid in uids {
+            let Some(body) = early.take(uid)? else {
+                continue;
+            };
+            let got = body.len() as u64;
+            if let Some(listed) = self.sizes.get(uid).filter(|listed| *listed != got) {
+                return Err(size_differs(
+                    self.selected_name()?.to_string(),
+                    uid,
+                    got,
+                    listed,
+                ));
+            }
+            sink(&MsgKey::uid(uid), Body::Bytes(&body))?;
             delivered.insert(uid);
         }
         Ok(delivered)
@@ -1782,9 +1810,8 @@ struct Delivery {
     /// The UIDs of the next batch, fetched ahead (see `next_fetch`).
     next: HashSet<u32>,
     /// Those of `next` whose bodies came in this fetch's answers (a server
-    /// may run pipelined fetches side by side): dropped here, so the next
-    /// fetch asks for them again.
-    next_read_early: HashSet<u32>,
+    /// may run pipelined fetches side by side), kept for the next fetch.
+    next_early: next_fetch::EarlyBodies,
     /// The messages fetched in pieces; `None` once settled.
     spools: HashMap<u32, Option<pieces::Spooled>>,
     /// An answer reported an expunge (a NIL piece is then no error).
@@ -1831,7 +1858,9 @@ impl Delivery {
         }
         let Ok(at) = self.wanted.binary_search_by_key(&uid, |(uid, _)| *uid) else {
             if self.next.contains(&uid) {
-                self.next_read_early.insert(uid);
+                if let Some(body) = body_section(attrs, None) {
+                    self.next_early.keep(uid, body);
+                }
             }
             return Ok(None);
         };
@@ -2264,6 +2293,17 @@ impl Store for ImapStore {
             uids.retain(|uid| !delivered.contains(uid));
         }
         let mut carried = self.take_fetches_ahead();
+        if !carried.early.is_empty() {
+            match self.deliver_early(&mut carried.early, &uids, sink) {
+                Ok(delivered) => uids.retain(|uid| !delivered.contains(uid)),
+                Err(e) => {
+                    // Their answers are read to their ends, so that no
+                    // later command takes them for its own.
+                    self.drop_sent(carried.sent);
+                    return Err(e);
+                }
+            }
+        }
         let unknown: Vec<u32> = uids
             .iter()
             .copied()
@@ -2284,7 +2324,7 @@ impl Store for ImapStore {
             .sent
             .iter()
             .flat_map(|sent| sent.uids.iter().copied())
-            .filter(|uid| asked.contains(uid) && !carried.read_early.contains(uid))
+            .filter(|uid| asked.contains(uid) && !carried.early.lost.contains(uid))
             .collect();
         let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
         let (whole, large) =

@@ -6,17 +6,26 @@
 //! The engine names the next batch's messages before it fetches the current
 //! one (`expect_next_fetch`); their UID FETCHes go out behind the current
 //! batch's (`fetch_pipelined`), and the next `fetch_bodies` in the same
-//! folder reads their answers first. A server may answer pipelined fetches
-//! side by side, so some of those bodies may come while the current batch's
-//! answers are read: they are dropped there and asked for again. They are
-//! always the last commands sent on the connection, so anything else sent
-//! before reads them to their ends and drops them (`before_sending`): no
-//! answer is ever read into another's, and a fetch nobody reads only cost
-//! the bytes it brought.
+//! folder reads their answers first. They are always the last commands sent
+//! on the connection, so anything else sent before reads them to their ends
+//! and drops them (`before_sending`): no answer is ever read into another's,
+//! and a fetch nobody reads only cost the bytes it brought.
+//!
+//! A server may run pipelined fetches side by side: Dovecot does when
+//! several arrive together, and holds each one's tagged answer until those
+//! running beside it are done, so the current batch's answer can bring most
+//! of the next batch's bodies before its own end. Those wait in a temporary
+//! file (`EarlyBodies`), not in memory, for the next `fetch_bodies`: asking
+//! for them again cost a tenth of a first download's bytes, and on a slow
+//! link a round trip at the end of each shared batch.
 
 use super::session::Pending;
 use super::ImapStore;
-use std::collections::HashSet;
+use crate::store::{StoreError, StoreResult};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 /// A UID FETCH of bodies sent for the next `fetch_bodies`, not read yet.
 pub(super) struct FetchAhead {
@@ -37,9 +46,80 @@ pub(super) struct FetchesAhead {
 #[derive(Default)]
 pub(super) struct Carried {
     pub sent: Vec<FetchAhead>,
-    /// UIDs of `sent` whose bodies came with the fetch before, which could
-    /// not keep them: they are asked for again.
-    pub read_early: HashSet<u32>,
+    /// Bodies of `sent` that came with the fetch before.
+    pub early: EarlyBodies,
+}
+
+/// Bodies of the next batch that came in the current batch's answers, kept
+/// in a temporary file made when the first one comes.
+#[derive(Default)]
+pub(super) struct EarlyBodies {
+    file: Option<File>,
+    end: u64,
+    /// UID -> where its body is in `file`, its length and its checksum.
+    kept: HashMap<u32, (u64, usize, u32)>,
+    /// UIDs whose early answer could not be kept (NIL, another text than
+    /// the one kept, or no temporary file): they are asked for again.
+    pub lost: HashSet<u32>,
+}
+
+impl EarlyBodies {
+    /// Keeps the body of `uid` that came early, or notes it lost.
+    pub(super) fn keep(&mut self, uid: u32, body: Option<&[u8]>) {
+        if self.lost.contains(&uid) {
+            return;
+        }
+        let Some(body) = body else {
+            self.lose(uid);
+            return;
+        };
+        let checksum = super::text_checksum(body);
+        if let Some(&(_, _, kept)) = self.kept.get(&uid) {
+            // The same text twice is kept once; two texts, neither.
+            if kept != checksum {
+                self.lose(uid);
+            }
+            return;
+        }
+        if self.append(body).is_err() {
+            self.lose(uid);
+            return;
+        }
+        let at = self.end;
+        self.end += body.len() as u64;
+        self.kept.insert(uid, (at, body.len(), checksum));
+    }
+
+    fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.file = Some(tempfile::tempfile()?);
+        }
+        match &mut self.file {
+            Some(file) => file.write_all(body),
+            None => Ok(()),
+        }
+    }
+
+    fn lose(&mut self, uid: u32) {
+        self.kept.remove(&uid);
+        self.lost.insert(uid);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.kept.is_empty()
+    }
+
+    /// The body of `uid` if it came early and was kept.
+    pub(super) fn take(&mut self, uid: u32) -> StoreResult<Option<Vec<u8>>> {
+        let (Some((at, len, _)), Some(file)) = (self.kept.remove(&uid), &self.file) else {
+            return Ok(None);
+        };
+        let mut body = vec![0; len];
+        file.read_exact_at(&mut body, at).map_err(|e| {
+            StoreError::io("reading back a message that came ahead of its batch", e)
+        })?;
+        Ok(Some(body))
+    }
 }
 
 impl ImapStore {
@@ -65,7 +145,7 @@ impl ImapStore {
 
     /// Keeps fetches just sent in the selected folder for the next
     /// `fetch_bodies`.
-    pub(super) fn keep_fetches_ahead(&mut self, sent: Vec<FetchAhead>, read_early: HashSet<u32>) {
+    pub(super) fn keep_fetches_ahead(&mut self, sent: Vec<FetchAhead>, early: EarlyBodies) {
         if sent.is_empty() {
             return;
         }
@@ -76,7 +156,7 @@ impl ImapStore {
         self.fetches_ahead = Some(FetchesAhead {
             wire: selected.wire.clone(),
             validity: selected.validity,
-            carried: Carried { sent, read_early },
+            carried: Carried { sent, early },
         });
     }
 

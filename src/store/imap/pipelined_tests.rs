@@ -922,27 +922,60 @@ fn fetches_ahead_are_dropped_when_another_command_comes_first() {
     assert_eq!(fetches_of(&received, 4), 2, "{received:#?}");
 }
 
-/// A server may answer pipelined fetches side by side: a body of the next
-/// batch can come inside the current batch's answer, and not again in its
-/// own. It is asked for again, and nothing of the next batch is missing.
-#[test]
-fn a_next_body_that_came_early_is_asked_for_again() {
+/// A server that answers the next batch's fetch in the current one's, and
+/// not again in its own: message 3 comes inside the answer to 2, with
+/// `early` as its text (`None`: NIL).
+fn next_body_comes_early(early: Option<String>) -> (ImapStore, JoinHandle<Vec<String>>) {
     let mut asked = std::collections::HashMap::new();
-    let (mut store, server) = four_small_messages(move |tag, command| {
+    four_small_messages(move |tag, command| {
         let uid = fetched_uid(command);
         let times = asked.entry(uid).or_insert(0);
         *times += 1;
+        let early = match &early {
+            Some(text) => format!("* 3 FETCH (UID 3 BODY[] {{{}}}\r\n{text})\r\n", text.len()),
+            None => "* 3 FETCH (UID 3 BODY[] NIL)\r\n".to_string(),
+        };
         Some(match (uid, *times) {
-            // Message 3 comes with the answer to 2, and not with its own.
-            (2, _) => format!(
-                "{}{}{tag} OK done\r\n",
-                fetch_response(2),
-                fetch_response(3)
-            ),
+            (2, _) => format!("{}{early}{tag} OK done\r\n", fetch_response(2)),
             (3, 1) => format!("{tag} OK done\r\n"),
             _ => format!("{}{tag} OK done\r\n", fetch_response(uid)),
         })
-    });
+    })
+}
+
+/// A server may answer pipelined fetches side by side (Dovecot does): a
+/// body of the next batch that comes inside the current batch's answer is
+/// kept for its batch, which then asks for nothing again.
+#[test]
+fn a_next_body_that_came_early_is_kept_for_its_batch() {
+    let (mut store, server) = next_body_comes_early(Some(small_body(3)));
+    fetch_naming_the_next(&mut store);
+    let (next, round_trips) = fetch_uids(&mut store, &[3, 4]);
+    assert_eq!(next, small_bodies(&[3, 4]));
+    assert_eq!(round_trips, 0, "asked for with the batch before");
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_eq!(fetches_of(&received, 3), 1, "{received:#?}");
+    assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
+}
+
+/// An early body is only its batch's: a next fetch that does not ask for
+/// it does not get it.
+#[test]
+fn a_body_that_came_early_goes_only_to_a_fetch_that_asks_for_it() {
+    let (mut store, server) = next_body_comes_early(Some(small_body(3)));
+    fetch_naming_the_next(&mut store);
+    let (next, _) = fetch_uids(&mut store, &[4]);
+    assert_eq!(next, small_bodies(&[4]));
+    store.close().expect("close");
+    server.join().expect("server");
+}
+
+/// An early answer without the body (NIL) keeps nothing: the body is asked
+/// for again with its batch.
+#[test]
+fn a_next_body_that_came_early_as_nil_is_asked_for_again() {
+    let (mut store, server) = next_body_comes_early(None);
     fetch_naming_the_next(&mut store);
     let (next, _) = fetch_uids(&mut store, &[3, 4]);
     assert_eq!(next, small_bodies(&[3, 4]));
@@ -950,4 +983,20 @@ fn a_next_body_that_came_early_is_asked_for_again() {
     let received = server.join().expect("server");
     assert_eq!(fetches_of(&received, 3), 2, "{received:#?}");
     assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
+}
+
+/// An early body of another size than the listing gave is another message
+/// than the one planned: the batch stops with the folder named, as for a
+/// body that comes in its own answer.
+#[test]
+fn a_next_body_that_came_early_with_another_size_stops_the_batch() {
+    let (mut store, server) = next_body_comes_early(Some("Subject: 3\r\n\r\nshort\r\n".into()));
+    fetch_naming_the_next(&mut store);
+    let keys = [MsgKey::uid(3), MsgKey::uid(4)];
+    let err = store
+        .fetch_bodies(&keys, &mut |_, _| Ok(()))
+        .expect_err("3 is not the size listed");
+    assert!(err.to_string().contains("UID 3"), "{err}");
+    store.close().expect("close");
+    server.join().expect("server");
 }
