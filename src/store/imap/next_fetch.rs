@@ -24,7 +24,6 @@ use super::ImapStore;
 use crate::store::{StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 /// A UID FETCH of bodies sent for the next `fetch_bodies`, not read yet.
@@ -90,12 +89,14 @@ impl EarlyBodies {
         self.kept.insert(uid, (at, body.len(), checksum));
     }
 
+    /// Writes `body` at the end of what is kept; a body written in part
+    /// is never read (`end` moves only once it is whole).
     fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
         if self.file.is_none() {
             self.file = Some(tempfile::tempfile()?);
         }
-        match &mut self.file {
-            Some(file) => file.write_all(body),
+        match &self.file {
+            Some(file) => file.write_all_at(body, self.end),
             None => Ok(()),
         }
     }
@@ -171,5 +172,37 @@ impl ImapStore {
     /// Reads the answers of fetches sent ahead to their ends, unused.
     pub(super) fn drop_sent(&mut self, sent: Vec<FetchAhead>) {
         self.drop_answers(sent.into_iter().map(|f| f.pending).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EarlyBodies;
+
+    #[test]
+    fn early_bodies_come_back_whole_and_once() {
+        let mut early = EarlyBodies::default();
+        early.keep(7, Some(b"seven"));
+        early.keep(9, Some(b"nine!!"));
+        // The same text again is kept once.
+        early.keep(7, Some(b"seven"));
+        assert_eq!(early.take(9).expect("read"), Some(b"nine!!".to_vec()));
+        assert_eq!(early.take(7).expect("read"), Some(b"seven".to_vec()));
+        assert_eq!(early.take(7).expect("read"), None, "taken once");
+        assert_eq!(early.take(8).expect("read"), None, "never came");
+        assert!(early.lost.is_empty());
+    }
+
+    #[test]
+    fn an_early_nil_or_a_second_text_keeps_nothing_of_that_message() {
+        let mut early = EarlyBodies::default();
+        early.keep(1, None);
+        early.keep(2, Some(b"one text"));
+        early.keep(2, Some(b"another"));
+        early.keep(3, Some(b"kept"));
+        assert_eq!(early.take(1).expect("read"), None);
+        assert_eq!(early.take(2).expect("read"), None);
+        assert_eq!(early.take(3).expect("read"), Some(b"kept".to_vec()));
+        assert_eq!(early.lost, [1, 2].into_iter().collect());
     }
 }
