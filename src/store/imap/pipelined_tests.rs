@@ -948,15 +948,22 @@ fn next_body_comes_early(early: Option<String>) -> (ImapStore, JoinHandle<Vec<St
 /// kept for its batch, which then asks for nothing again.
 #[test]
 fn a_next_body_that_came_early_is_kept_for_its_batch() {
-    let (mut store, server) = next_body_comes_early(Some(small_body(3)));
+    let (round_trips, received) = next_batch_after_an_early_body(Some(small_body(3)));
+    assert_eq!(round_trips, 0, "asked for with the batch before");
+    assert_eq!(fetches_of(&received, 3), 1, "{received:#?}");
+    assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
+}
+
+/// Fetches 1 and 2 naming 3 and 4 as next, on a server that sends 3 early
+/// as `early` (see `next_body_comes_early`), then 3 and 4, which must come
+/// whole; the round trips of that second fetch and the commands received.
+fn next_batch_after_an_early_body(early: Option<String>) -> (u64, Vec<String>) {
+    let (mut store, server) = next_body_comes_early(early);
     fetch_naming_the_next(&mut store);
     let (next, round_trips) = fetch_uids(&mut store, &[3, 4]);
     assert_eq!(next, small_bodies(&[3, 4]));
-    assert_eq!(round_trips, 0, "asked for with the batch before");
     store.close().expect("close");
-    let received = server.join().expect("server");
-    assert_eq!(fetches_of(&received, 3), 1, "{received:#?}");
-    assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
+    (round_trips, server.join().expect("server"))
 }
 
 /// An early body is only its batch's: a next fetch that does not ask for
@@ -975,12 +982,7 @@ fn a_body_that_came_early_goes_only_to_a_fetch_that_asks_for_it() {
 /// for again with its batch.
 #[test]
 fn a_next_body_that_came_early_as_nil_is_asked_for_again() {
-    let (mut store, server) = next_body_comes_early(None);
-    fetch_naming_the_next(&mut store);
-    let (next, _) = fetch_uids(&mut store, &[3, 4]);
-    assert_eq!(next, small_bodies(&[3, 4]));
-    store.close().expect("close");
-    let received = server.join().expect("server");
+    let (_, received) = next_batch_after_an_early_body(None);
     assert_eq!(fetches_of(&received, 3), 2, "{received:#?}");
     assert_eq!(fetches_of(&received, 4), 1, "{received:#?}");
 }
