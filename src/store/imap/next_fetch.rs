@@ -91,14 +91,11 @@ impl EarlyBodies {
 
     /// Writes `body` at the end of what is kept; a body written in part
     /// is never read (`end` moves only once it is whole).
-    fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
-        if self.file.is_none() {
-            self.file = Some(tempfile::tempfile()?);
-        }
-        match &self.file {
-            Some(file) => file.write_all_at(body, self.end),
-            None => Ok(()),
-        }
+    fn append(&mut self, body: &[u8]) -> StoreResult<()> {
+        let end = self.end;
+        super::pieces::spool_file(&mut self.file)?
+            .write_all_at(body, end)
+            .map_err(|e| StoreError::io("keeping a message that came ahead of its batch", e))
     }
 
     fn lose(&mut self, uid: u32) {

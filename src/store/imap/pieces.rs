@@ -74,10 +74,10 @@ pub(super) enum Step {
     AskAgain,
 }
 
-/// The temporary file of a message in pieces, made when first wanted: a
-/// batch may hold many such messages, and only those being read keep one
-/// open.
-fn spool_file(spool: &mut Option<File>) -> StoreResult<&File> {
+/// The temporary file of a message in pieces (or of bodies that came ahead
+/// of their batch, see `next_fetch`), made when first wanted: a batch may
+/// hold many such messages, and only those being read keep one open.
+pub(super) fn spool_file(spool: &mut Option<File>) -> StoreResult<&File> {
     match spool {
         Some(file) => Ok(file),
         None => {
