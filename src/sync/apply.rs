@@ -489,6 +489,9 @@ impl Engine<'_> {
                     return Ok(unresolved);
                 }
                 left = left.saturating_sub(batch.len());
+                if let Some(offer) = offer {
+                    offer.set_uncut(left);
+                }
                 let batch_now = std::mem::take(&mut batch);
                 let handed = match offer {
                     // Download-delete removes a batch's sources on the
@@ -550,6 +553,7 @@ impl Engine<'_> {
             to,
             (far_status.validity, near_status.validity),
             target_uidnext,
+            count,
         ));
         board.post(&offer);
         Some(offer)

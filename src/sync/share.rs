@@ -17,6 +17,7 @@ use super::run_report::FolderReport;
 use super::Abort;
 use crate::model::{FolderName, Side};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Locks `m`, also after a worker panicked while holding it: no update under
@@ -167,6 +168,8 @@ pub(super) struct CopyOffer {
     /// planned: a helper whose SELECT shows another does not join.
     pub validities: (u64, u64),
     pub target_uidnext: Option<u32>,
+    /// Copies its owner has not cut into batches yet.
+    uncut: AtomicUsize,
     inner: Mutex<OfferState>,
     changed: Condvar,
 }
@@ -201,19 +204,30 @@ impl CopyOffer {
         to: Side,
         validities: (u64, u64),
         target_uidnext: Option<u32>,
+        copies: usize,
     ) -> CopyOffer {
         CopyOffer {
             folder,
             to,
             validities,
             target_uidnext,
+            uncut: AtomicUsize::new(copies),
             inner: Mutex::new(OfferState::default()),
             changed: Condvar::new(),
         }
     }
 
+    /// A worker joining now would find a batch: one waits for a helper,
+    /// or the owner has copies left to cut. Joining costs a SELECT, wasted
+    /// on an owner busy with its last batch.
     fn wants_helpers(&self) -> bool {
-        !locked(&self.inner).closed
+        let state = locked(&self.inner);
+        !state.closed && (!state.pending.is_empty() || self.uncut.load(Ordering::Relaxed) > 0)
+    }
+
+    /// The owner has cut batches of all but `left` of its copies.
+    pub(super) fn set_uncut(&self, left: usize) {
+        self.uncut.store(left, Ordering::Relaxed);
     }
 
     fn enlist(&self) {
@@ -343,12 +357,14 @@ impl Drop for InFlight<'_> {
 mod tests {
     use super::*;
 
+    /// An offer of 1 000 copies, none cut into batches yet.
     fn offer() -> Arc<CopyOffer> {
         Arc::new(CopyOffer::new(
             FolderName::inbox(),
             Side::Near,
             (1, 1),
             None,
+            1000,
         ))
     }
 
@@ -380,6 +396,24 @@ mod tests {
         ));
         board.withdraw(&offer);
         assert!(matches!(board.next(&[]), (Work::Done, None)));
+    }
+
+    #[test]
+    fn a_worker_joins_an_offer_only_while_it_has_a_batch_to_give() {
+        let board = Board::new(1, 2);
+        let (_, owner_running) = board.next(&[]);
+        let offer = offer();
+        board.post(&offer);
+        // The owner has cut every copy and keeps the last batch: a worker
+        // that joined would select the folder for nothing. (The owner's
+        // guard goes first here only so that the board answers at once
+        // rather than wait for a folder to offer more.)
+        offer.set_uncut(0);
+        drop(owner_running);
+        assert!(matches!(board.next(&[]), (Work::Done, None)));
+        // A batch handed over waits for a helper: joining pays off.
+        assert!(matches!(offer.hand_over(Vec::new(), 1), Handed::Taken));
+        assert!(matches!(board.next(&[]), (Work::Help(o), None) if Arc::ptr_eq(&o, &offer)));
     }
 
     #[test]
