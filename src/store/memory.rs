@@ -952,6 +952,10 @@ impl Store for MemoryStore {
         )
     }
 
+    fn list_ahead(&mut self, name: &FolderName) {
+        self.lock().ops.push(format!("list_ahead {name}"));
+    }
+
     fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {
         let keys: Vec<MsgKey> = keys.cloned().collect();
         let line = format!(

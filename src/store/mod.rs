@@ -480,6 +480,15 @@ pub trait Store: Send {
         let _ = keys;
     }
 
+    /// The folder the caller lists in full next (`select_and_list`), once it
+    /// asks nothing more in the folder in work: a store may send for its
+    /// listing now (IMAP: so that it comes while the caller finishes).
+    /// Only a hint: what it brings is dropped if anything else is asked
+    /// first, and the folder in work stays selected.
+    fn list_ahead(&mut self, name: &FolderName) {
+        let _ = name;
+    }
+
     /// Stages a message for the selected folder. Nothing is promised until
     /// `flush_appends` returns.
     fn append(&mut self, msg: &NewMessage<'_>) -> StoreResult<()>;

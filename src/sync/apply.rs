@@ -7,8 +7,8 @@
 use super::action::{Action, Phase};
 use super::policy::Mode;
 use super::run_report::{Counts, FolderReport};
-use super::share::{Board, CopyOffer, Handed, Helped, ShareResult};
-use super::{ends_run, Abort, Engine};
+use super::share::{Board, CopyOffer, Handed, Helped, Running, ShareResult};
+use super::{ends_run, Abort, Engine, FolderJob};
 use crate::model::Side;
 use crate::model::{find_header_end, header_field, Flags, Identity, MsgKey, SizeAndDate};
 use crate::store::{
@@ -95,6 +95,11 @@ impl Engine<'_> {
     ) -> Result<(), Abort> {
         self.learn_copy_sizes(&mut actions)?;
         let mut to_copy = Some(copy_volume(&actions));
+        let downloads_end = actions
+            .iter()
+            .rposition(|a| a.phase() == Phase::CopyToNear)
+            .map_or(0, |last| last + 1);
+        self.far_done_after_download = !actions[downloads_end..].iter().any(super::touches_far);
         // Far keys whose flags changed on the server after the listing: their
         // records keep the old base (see `apply_flags`).
         let mut modified: HashSet<MsgKey> = HashSet::new();
@@ -515,6 +520,13 @@ impl Engine<'_> {
         }
         if let Some(last) = mine {
             self.stop_point()?;
+            // After this batch's bodies the far connection has nothing more
+            // to do here: no source to delete, no batch handed back.
+            let list_next = to == Side::Near
+                && self.far_done_after_download
+                && !last.iter().any(|i| i.delete_source)
+                && offer.is_none_or(CopyOffer::nothing_waits);
+            self.list_next_after_batch = list_next;
             unresolved += self.copy_batch(folder, to, last, &[], target_uidnext, report)?;
         }
         Ok(unresolved)
@@ -707,6 +719,7 @@ impl Engine<'_> {
         report: &mut FolderReport,
     ) -> Result<u64, Abort> {
         let now = self.options.now;
+        let list_next = std::mem::take(&mut self.list_next_after_batch) && to == Side::Near;
         // A target that stages files (Maildir) flushes at the whole budget:
         // each flush is a durable step, and its files take no memory.
         let staged_budget = if self.store(to).stages_in_memory() {
@@ -776,6 +789,7 @@ impl Engine<'_> {
         let mut keys: Vec<Appended> = Vec::new();
         let mut staged_bytes = 0u64;
         let source_keys: Vec<MsgKey> = items.iter().map(|i| i.source.clone()).collect();
+        let mut taken_next = None;
         {
             let (source, target) = match to {
                 Side::Near => (&mut *self.far, &mut *self.near),
@@ -827,7 +841,13 @@ impl Engine<'_> {
             };
             source.expect_next_fetch(&mut next.iter().map(|i| &i.source));
             unreadable = fetch_readable(source, &source_keys, &mut sink)?;
+            if list_next {
+                taken_next = list_next_folder(self.board, self.jobs, source);
+            }
             keys.extend(target.flush_appends()?);
+        }
+        if taken_next.is_some() {
+            self.next_job = taken_next;
         }
         self.step()?;
         if keys.len() != staged.len() {
@@ -937,6 +957,21 @@ impl Engine<'_> {
 /// file it may not open, a FETCH answered with NIL) is left out, and the
 /// others are fetched all the same: returns those left out, with the reason.
 /// Errors of the sink (the target) and of the whole store end the fetch.
+/// Takes the run's next folder job if the far store lists it in full, and
+/// sends for that listing now (`Store::list_ahead`): the worker's folder
+/// needs nothing more from `far`, and the listing comes while the worker
+/// makes its last batch durable. The job is this worker's next.
+fn list_next_folder<'b>(
+    board: Option<&'b Board>,
+    jobs: &[FolderJob],
+    far: &mut dyn Store,
+) -> Option<(usize, Running<'b>)> {
+    let taken =
+        board?.take_next_if(|index| jobs.get(index).is_some_and(FolderJob::listed_in_full))?;
+    far.list_ahead(&jobs[taken.0].name);
+    Some(taken)
+}
+
 fn fetch_readable(
     source: &mut dyn Store,
     keys: &[MsgKey],

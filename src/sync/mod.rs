@@ -126,6 +126,12 @@ impl FolderJob {
         self.new_messages().map(|new| new.count)
     }
 
+    /// A server folder never synced: its run starts with a full listing
+    /// (`Store::select_and_list`), which may be sent for ahead.
+    fn listed_in_full(&self) -> bool {
+        self.on_far && self.known.is_none() && self.server_spelling.is_none()
+    }
+
     /// `new_on_server`, with the first UID they may have.
     fn new_messages(&self) -> Option<NewMessages> {
         let (known, status) = (self.known.as_ref()?, self.far_status.as_ref()?);
@@ -445,6 +451,17 @@ pub(crate) struct Engine<'a> {
     /// Where a worker of several offers its folder's copies and finds
     /// others' (see `share`).
     board: Option<&'a share::Board>,
+    /// The run's folder jobs, as the board numbers them.
+    jobs: &'a [FolderJob],
+    /// The job this worker took before its folder ended, its listing sent
+    /// ahead (see `list_next_folder`): the worker's next.
+    next_job: Option<(usize, share::Running<'a>)>,
+    /// The folder in work asks nothing of the far store after its
+    /// downloads (see `list_next_folder`).
+    far_done_after_download: bool,
+    /// The batch about to be copied is the last the far store works on in
+    /// this folder.
+    list_next_after_batch: bool,
 }
 
 impl<'a> Engine<'a> {
@@ -469,6 +486,10 @@ impl<'a> Engine<'a> {
             stamps_to_confirm: Vec::new(),
             watched: Vec::new(),
             board: None,
+            jobs: &[],
+            next_job: None,
+            far_done_after_download: false,
+            list_next_after_batch: false,
         }
     }
 

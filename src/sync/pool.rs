@@ -364,6 +364,8 @@ impl Pool<'_> {
             report.duration = started.elapsed();
             return report;
         }
+        // The workers' engines use these stores now.
+        drop(engine);
 
         let mut extra_states = Vec::new();
         for _ in 1..workers {
@@ -390,13 +392,18 @@ impl Pool<'_> {
             let mut engine = Engine::new((far, near), state, policy, options, &mut observer);
             engine.share_memory(workers);
             engine.board = Some(&board);
+            engine.jobs = &discovery.jobs;
             let mut left = Vec::new();
             loop {
                 if let Err(abort) = engine.stop_point() {
                     abort_run(abort);
                     break;
                 }
-                match board.next(&left) {
+                let next = match engine.next_job.take() {
+                    Some((index, running)) => (Work::Folder(index), Some(running)),
+                    None => board.next(&left),
+                };
+                match next {
                     (Work::Folder(index), running) => {
                         let (folder_report, abort) = engine.run_folder(&discovery.jobs[index]);
                         drop(running);

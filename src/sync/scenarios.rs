@@ -747,6 +747,75 @@ fn parallel_folders_give_the_same_result_as_a_serial_run() {
     assert_idle(&parallel);
 }
 
+/// Four server folders of three messages, synced for the first time over
+/// two connections; the far side's operations.
+fn first_sync_of_four_folders_over_two(w: &World) -> Vec<String> {
+    for (f, name) in ["A", "B", "C", "D"].iter().enumerate() {
+        w.far.add_folder(&folder(name));
+        for n in 0..3 {
+            w.far
+                .add_message(&folder(name), &msg(f as u32 * 10 + n), S, None)
+                .expect("add");
+        }
+    }
+    w.far.clear_ops();
+    let report = w.run_parallel_with(&w.options(), 2, usize::MAX);
+    assert_clean(&report);
+    assert_eq!(report.totals().fetched, 12);
+    w.far.ops()
+}
+
+/// A worker whose folder needs nothing more from the server once its last
+/// batch's bodies are in takes the run's next folder then and names it to
+/// the server store (for IMAP: its listing comes while the batch is made
+/// durable). Only a folder no worker started, each once, and the one the
+/// worker syncs next: its listing follows.
+#[test]
+fn a_worker_names_its_next_folder_once_its_last_bodies_are_in() {
+    let w = World::new(false);
+    let ops = first_sync_of_four_folders_over_two(&w);
+    let ahead: Vec<(usize, &str)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(at, op)| Some((at, op.strip_prefix("list_ahead ")?)))
+        .collect();
+    // Two connections start two folders; the others start behind a last
+    // batch.
+    assert!(!ahead.is_empty(), "{ops:#?}");
+    for (at, name) in &ahead {
+        let selects: Vec<usize> = ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| **op == format!("select {name}"))
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(selects.len(), 1, "{name} selected once: {ops:#?}");
+        assert!(selects[0] > *at, "{name} named before it started: {ops:#?}");
+        assert!(
+            ops[..*at].iter().any(|op| op.starts_with("fetch_bodies")),
+            "named behind a batch's bodies: {ops:#?}"
+        );
+    }
+    let mut named: Vec<&str> = ahead.iter().map(|(_, name)| *name).collect();
+    named.dedup();
+    assert_eq!(named.len(), ahead.len(), "each named once: {ops:#?}");
+    assert!(named.iter().all(|name| *name != "A"), "{ops:#?}");
+    assert_eq!(w.far_contents(), w.near_contents());
+}
+
+/// Download-delete removes each batch's sources after its bodies, on the
+/// connection that fetched them: no folder is named ahead of that.
+#[test]
+fn download_delete_names_no_next_folder() {
+    let mut w = World::new(false);
+    w.policy.mode = Mode::DownloadDelete;
+    let ops = first_sync_of_four_folders_over_two(&w);
+    assert!(
+        !ops.iter().any(|op| op.starts_with("list_ahead")),
+        "{ops:#?}"
+    );
+}
+
 #[test]
 fn parallel_run_goes_on_when_the_server_refuses_more_connections() {
     let w = World::new(true);

@@ -101,10 +101,8 @@ impl Board {
             if state.stopping {
                 return (Work::Done, None);
             }
-            if state.next_job < state.jobs {
-                state.next_job += 1;
-                state.running += 1;
-                return (Work::Folder(state.next_job - 1), Some(Running(self)));
+            if let Some((index, running)) = self.start_next(&mut state, |_| true) {
+                return (Work::Folder(index), Some(running));
             }
             let open = state
                 .offers
@@ -119,6 +117,34 @@ impl Board {
             }
             state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The next folder job if `wanted(index)`, without waiting: for a worker
+    /// about to finish its folder, which lists the next one ahead (see
+    /// `Engine::list_next_folder`). `None` when it is not wanted, none is
+    /// left or the run stops.
+    pub(super) fn take_next_if(
+        &self,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Option<(usize, Running<'_>)> {
+        let mut state = locked(&self.inner);
+        if state.stopping {
+            return None;
+        }
+        self.start_next(&mut state, wanted)
+    }
+
+    fn start_next(
+        &self,
+        state: &mut BoardState,
+        wanted: impl Fn(usize) -> bool,
+    ) -> Option<(usize, Running<'_>)> {
+        if state.next_job >= state.jobs || !wanted(state.next_job) {
+            return None;
+        }
+        state.next_job += 1;
+        state.running += 1;
+        Some((state.next_job - 1, Running(self)))
     }
 
     /// Workers not running a folder: each helps with copies, or will as
@@ -215,6 +241,12 @@ impl CopyOffer {
             inner: Mutex::new(OfferState::default()),
             changed: Condvar::new(),
         }
+    }
+
+    /// Whether no batch waits for a helper: the owner would copy it after
+    /// its own last one (see `close`).
+    pub(super) fn nothing_waits(&self) -> bool {
+        locked(&self.inner).pending.is_empty()
     }
 
     /// A worker joining now would find a batch: one waits for a helper,

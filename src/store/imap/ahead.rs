@@ -102,6 +102,7 @@ impl ImapStore {
     /// `changes_ahead`).
     pub(super) fn before_sending(&mut self, verb: &str) -> Result<(), CommandFailure> {
         self.drop_fetches_ahead();
+        self.drop_next_folder();
         if !may_pass_ahead(verb) {
             self.read_ahead();
         }

@@ -46,11 +46,7 @@ impl ImapStore {
     /// its wire name and the answer to read (`finish_select`).
     pub(super) fn send_select(&mut self, name: &FolderName) -> StoreResult<(String, Pending)> {
         let wire = self.wire_name(name)?;
-        self.selected = None;
-        // A failed SELECT leaves no folder selected (RFC 3501 6.3.1).
-        self.sizes.clear();
-        self.prefetched = None;
-        self.next_fetch.clear();
+        self.leave_selected();
         let select = self
             .send_raw("SELECT", &[Part::Text(&self.select_command(&wire))], 0)
             .map_err(|f| f.in_folder(name, "SELECT"))?;
@@ -58,6 +54,15 @@ impl ImapStore {
         // succeeds (RFC 3501 6.3.1).
         self.on_wire = None;
         Ok((wire, select))
+    }
+
+    /// Forgets the folder selected so far and what was read in it: a
+    /// failed SELECT leaves no folder selected (RFC 3501 6.3.1).
+    pub(super) fn leave_selected(&mut self) {
+        self.selected = None;
+        self.sizes.clear();
+        self.prefetched = None;
+        self.next_fetch.clear();
     }
 
     /// Reads the answer of `send_select`: the folder is selected from here on.

@@ -17,6 +17,7 @@ mod list_status;
 mod login;
 mod namespace;
 mod next_fetch;
+mod next_folder;
 mod pieces;
 mod session;
 mod sizes;
@@ -196,6 +197,9 @@ pub struct ImapStore {
     next_fetch: Vec<u32>,
     /// Their fetches, sent and not read yet (see `next_fetch`).
     fetches_ahead: Option<next_fetch::FetchesAhead>,
+    /// The SELECT and listing of the folder after the one in work, sent and
+    /// not read yet (see `next_folder`).
+    next_folder: Option<next_folder::NextFolder>,
 }
 
 /// Receives each untagged response of `finish_raw`, unparsed, with the
@@ -364,6 +368,7 @@ impl ImapStore {
             listed_ahead: Vec::new(),
             next_fetch: Vec::new(),
             fetches_ahead: None,
+            next_folder: None,
         };
         // Most servers announce the session's capabilities in the login's
         // answer (one round trip less); otherwise they are asked for.
@@ -2200,11 +2205,20 @@ impl Store for ImapStore {
     /// listing, whose answer is then dropped, as it is for an empty folder
     /// (`1:*` is an error there on some servers).
     fn select_and_list(&mut self, name: &FolderName) -> StoreResult<(FolderStatus, Vec<MsgMeta>)> {
-        let (wire, select) = self.send_select(name)?;
-        let verb = format!("UID FETCH in `{name}`");
-        let listing = self
-            .send_raw(&verb, &[Part::Text(WHOLE_LISTING)], 0)
-            .map_err(|f| f.in_folder(name, "UID FETCH"))?;
+        let (wire, select, listing) = match self.take_next_folder(name) {
+            Some(next) => {
+                self.leave_selected();
+                (next.wire, next.select, next.listing)
+            }
+            None => {
+                let (wire, select) = self.send_select(name)?;
+                let verb = format!("UID FETCH in `{name}`");
+                let listing = self
+                    .send_raw(&verb, &[Part::Text(WHOLE_LISTING)], 0)
+                    .map_err(|f| f.in_folder(name, "UID FETCH"))?;
+                (wire, select, listing)
+            }
+        };
         let status = match self.finish_select(name, wire, select) {
             Ok(status) if status.messages > 0 => status,
             other => {
@@ -2367,6 +2381,10 @@ impl Store for ImapStore {
             self.fetch_pipelined(only_next, budget, sink)?;
         }
         Ok(())
+    }
+
+    fn list_ahead(&mut self, name: &FolderName) {
+        self.send_next_folder(name);
     }
 
     fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {

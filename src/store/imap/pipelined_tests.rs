@@ -394,6 +394,124 @@ fn a_command_between_listings_reads_the_rest_first_and_selects_again() {
     }
 }
 
+/// A folder's UIDVALIDITY and UIDs as `select_and_list` gave them.
+type Listed = Result<(u64, Vec<MsgKey>), StoreError>;
+
+/// Mail listed and one of its bodies fetched, then Later named as the next
+/// folder; `then` works on the store before Later's run lists it. Returns
+/// Later's listing and the commands the server received after the login.
+fn list_later_ahead_of_mail(then: impl FnOnce(&mut ImapStore)) -> (Listed, Vec<String>) {
+    let (went_out, selected_later) = std::sync::mpsc::channel();
+    let (port, server) = scripted_server_except(move |_, command| {
+        if command.starts_with("SELECT \"Later\"") {
+            let _ = went_out.send(());
+        }
+        None
+    });
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let mail = FolderName::parse("Mail").expect("name");
+    let later = FolderName::parse("Later").expect("name");
+    store.select_and_list(&mail).expect("Mail's listing");
+    let (bodies, _) = fetch_uids(&mut store, &[2]);
+    assert_eq!(bodies, vec![(MsgKey::uid(2), b"hello".to_vec())]);
+    store.list_ahead(&later);
+    // Sent at once, nothing read: the server has it before Later's run asks.
+    selected_later
+        .recv_timeout(Duration::from_secs(20))
+        .expect("Later's SELECT went out when it was named");
+    then(&mut store);
+    let listed = store.select_and_list(&later).map(|(status, list)| {
+        let uids: Vec<MsgKey> = list.iter().map(|m| m.key.clone()).collect();
+        (status.validity, uids)
+    });
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    (listed, received[4..].to_vec())
+}
+
+fn assert_commands(received: &[String], expected: &[&str]) {
+    assert_eq!(received.len(), expected.len(), "{received:#?}");
+    for (command, start) in received.iter().zip(expected) {
+        assert!(command.starts_with(start), "{received:#?}");
+    }
+}
+
+/// The next folder's SELECT and listing go out when it is named, and its
+/// run reads them without asking again.
+#[test]
+fn the_next_folder_named_ahead_is_listed_without_asking_again() {
+    let (listed, received) = list_later_ahead_of_mail(|_| {});
+    let both = vec![MsgKey::uid(1), MsgKey::uid(2)];
+    assert_eq!(listed.expect("Later's listing"), (7, both));
+    assert_commands(
+        &received,
+        &[
+            "SELECT \"Mail\"",
+            "UID FETCH 1:* ",
+            "UID FETCH 2 ",
+            "SELECT \"Later\"",
+            "UID FETCH 1:* ",
+        ],
+    );
+}
+
+/// A command for the folder in work after the next was named reads the
+/// answers sent ahead first and selects its folder again: it is answered
+/// there, and the next folder's run asks for its listing again.
+#[test]
+fn a_command_after_the_next_folder_was_named_selects_its_own_again() {
+    let (listed, received) = list_later_ahead_of_mail(|store| {
+        let (bodies, _) = fetch_uids(store, &[2]);
+        assert_eq!(bodies, vec![(MsgKey::uid(2), b"hello".to_vec())]);
+    });
+    let both = vec![MsgKey::uid(1), MsgKey::uid(2)];
+    assert_eq!(listed.expect("Later's listing"), (7, both));
+    assert_commands(
+        &received,
+        &[
+            "SELECT \"Mail\"",
+            "UID FETCH 1:* ",
+            "UID FETCH 2 ",
+            "SELECT \"Later\"",
+            "UID FETCH 1:* ",
+            "SELECT \"Mail\"",
+            "UID FETCH 2 ",
+            "SELECT \"Later\"",
+            "UID FETCH 1:* ",
+        ],
+    );
+}
+
+/// A next folder the server refuses fails its own run, and the connection
+/// stays in step.
+#[test]
+fn a_next_folder_refused_ahead_fails_its_run_alone() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let missing = FolderName::parse(REFUSED).expect("name");
+    store.list_ahead(&missing);
+    match store.select_and_list(&missing) {
+        Err(e @ StoreError::Folder { .. }) => assert!(e.to_string().contains(REFUSED), "{e}"),
+        other => panic!("the refused folder's listing: {other:?}"),
+    }
+    let later = FolderName::parse("Later").expect("name");
+    let (status, list) = store.select_and_list(&later).expect("Later's listing");
+    assert_eq!((status.validity, list.len()), (7, 2));
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_commands(
+        &received[4..],
+        &[
+            "SELECT \"Missing\"",
+            "UID FETCH 1:* ",
+            "SELECT \"Later\"",
+            "UID FETCH 1:* ",
+        ],
+    );
+}
+
 #[test]
 fn a_further_workers_connection_sends_no_folder_list_behind_the_login() {
     let (port, server) = scripted_server();
