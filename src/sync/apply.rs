@@ -843,6 +843,9 @@ impl Engine<'_> {
             unreadable = fetch_readable(source, &source_keys, &mut sink)?;
             if list_next {
                 taken_next = list_next_folder(self.board, self.jobs, source);
+                if let Some(next) = self.alone_next.take() {
+                    source.list_ahead(&next);
+                }
             }
             keys.extend(target.flush_appends()?);
         }

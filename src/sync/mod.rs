@@ -462,6 +462,9 @@ pub(crate) struct Engine<'a> {
     /// The batch about to be copied is the last the far store works on in
     /// this folder.
     list_next_after_batch: bool,
+    /// On a run's one connection, the folder run after this one when the
+    /// server lists it in full: named ahead as a worker's next is.
+    alone_next: Option<FolderName>,
 }
 
 impl<'a> Engine<'a> {
@@ -490,6 +493,7 @@ impl<'a> Engine<'a> {
             next_job: None,
             far_done_after_download: false,
             list_next_after_batch: false,
+            alone_next: None,
         }
     }
 
@@ -743,8 +747,13 @@ impl<'a> Engine<'a> {
 
     fn run_jobs(&mut self, discovery: &Discovery, report: &mut AccountReport) -> Result<(), Abort> {
         self.list_changes_ahead(&discovery.jobs)?;
-        for job in &discovery.jobs {
+        for (at, job) in discovery.jobs.iter().enumerate() {
             self.stop_point()?;
+            self.alone_next = discovery
+                .jobs
+                .get(at + 1)
+                .filter(|next| next.listed_in_full())
+                .map(|next| next.name.clone());
             let (folder_report, abort) = self.run_folder(job);
             keep_report(report, folder_report, self.options.dry_run);
             if let Some(abort) = abort {

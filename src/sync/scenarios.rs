@@ -803,6 +803,46 @@ fn a_worker_names_its_next_folder_once_its_last_bodies_are_in() {
     assert_eq!(w.far_contents(), w.near_contents());
 }
 
+/// On a run's one connection the folders follow each other in order: each
+/// one the server lists in full is named once the bodies of the one before
+/// are in.
+#[test]
+fn a_run_on_one_connection_names_each_next_folder_after_the_last_bodies() {
+    let w = World::new(false);
+    for (f, name) in ["A", "B", "C"].iter().enumerate() {
+        w.far.add_folder(&folder(name));
+        for n in 0..3 {
+            w.far
+                .add_message(&folder(name), &msg(f as u32 * 10 + n), S, None)
+                .expect("add");
+        }
+    }
+    w.far.clear_ops();
+    assert_clean(&w.run_with(&w.options()));
+    let ops = w.far.ops();
+    let steps: Vec<&str> = ops
+        .iter()
+        .map(String::as_str)
+        .filter(|op| op.starts_with("select ") || op.starts_with("list_ahead "))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "select INBOX",
+            "select A",
+            "list_ahead B",
+            "select B",
+            "list_ahead C",
+            "select C"
+        ],
+        "{ops:#?}"
+    );
+    let last_of_a = ops.iter().rposition(|op| op.starts_with("fetch_bodies A"));
+    let named_b = ops.iter().position(|op| op == "list_ahead B");
+    assert!(last_of_a < named_b, "{ops:#?}");
+    assert_eq!(w.far_contents(), w.near_contents());
+}
+
 /// Download-delete removes each batch's sources after its bodies, on the
 /// connection that fetched them: no folder is named ahead of that.
 #[test]
