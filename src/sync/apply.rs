@@ -956,10 +956,6 @@ impl Engine<'_> {
     }
 }
 
-/// Fetches `keys` into `sink`. A message the source cannot read (a Maildir
-/// file it may not open, a FETCH answered with NIL) is left out, and the
-/// others are fetched all the same: returns those left out, with the reason.
-/// Errors of the sink (the target) and of the whole store end the fetch.
 /// Takes the run's next folder job if the far store lists it in full, and
 /// sends for that listing now (`Store::list_ahead`): the worker's folder
 /// needs nothing more from `far`, and the listing comes while the worker
@@ -975,6 +971,10 @@ fn list_next_folder<'b>(
     Some(taken)
 }
 
+/// Fetches `keys` into `sink`. A message the source cannot read (a Maildir
+/// file it may not open, a FETCH answered with NIL) is left out, and the
+/// others are fetched all the same: returns those left out, with the reason.
+/// Errors of the sink (the target) and of the whole store end the fetch.
 fn fetch_readable(
     source: &mut dyn Store,
     keys: &[MsgKey],
