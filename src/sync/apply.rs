@@ -586,17 +586,14 @@ impl Engine<'_> {
             board.withdraw(offer);
         }
         let mut result = copied;
-        loop {
-            let keep = result.is_ok() && !offer.failed();
-            let Some(batch) = offer.close(keep) else {
-                break;
-            };
+        let keep = result.is_ok();
+        let (shares, lost) = offer.finish(keep, |batch| {
             match self.copy_offered(offer, batch, &[], report) {
                 Ok(n) => *unresolved += n,
                 Err(abort) => result = Err(abort),
             }
-        }
-        let (shares, lost) = offer.results();
+            result.is_ok()
+        });
         for share in shares {
             report.counts += &share.report.counts;
             report.skipped.extend(share.report.skipped);

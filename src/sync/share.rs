@@ -341,6 +341,33 @@ impl CopyOffer {
         state.pending.pop_front()
     }
 
+    /// The owner's end of the offer: it hands out no more, copies (`copy`)
+    /// each batch nobody took, or a helper gave back, until a copy fails
+    /// (`copy` says) or a helper's batch did (the rest are dropped: none of
+    /// them has begun), and waits for the batches in flight. Their results,
+    /// and how many ended without one. A batch given back while the owner
+    /// waits (its helper could not open the folder) is copied too: left
+    /// behind, it would be missing with nothing to say so.
+    pub(super) fn finish(
+        &self,
+        mut keep: bool,
+        mut copy: impl FnMut(Vec<CopyItem>) -> bool,
+    ) -> (Vec<ShareResult>, usize) {
+        let mut results = Vec::new();
+        let mut lost = 0;
+        loop {
+            while let Some(batch) = self.close(keep && !self.failed()) {
+                keep = copy(batch);
+            }
+            let (more, more_lost) = self.results();
+            results.extend(more);
+            lost += more_lost;
+            if self.nothing_waits() {
+                return (results, lost);
+            }
+        }
+    }
+
     /// Waits for the helpers' batches in flight; their results, and how
     /// many batches ended without one (a helper that panicked).
     pub(super) fn results(&self) -> (Vec<ShareResult>, usize) {
@@ -507,6 +534,38 @@ mod tests {
         assert!(offer.close(true).is_some(), "the owner copies it");
         let (results, lost) = offer.results();
         assert_eq!((results.len(), lost), (1, 0));
+    }
+
+    #[test]
+    fn a_batch_given_back_while_the_owner_waits_is_copied_by_the_owner() {
+        let offer = offer();
+        offer.enlist();
+        assert!(matches!(offer.hand_over(vec![], 0), Handed::Taken));
+        let (batch, in_flight) = offer.take().expect("the helper's batch");
+        let copied = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // The helper could not open the folder: it gives the batch
+                // back once the owner has closed the offer and waits for it.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while offer.wants_helpers() {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the offer stayed open"
+                    );
+                    std::thread::yield_now();
+                }
+                in_flight.give_back(batch);
+                offer.leave();
+            });
+            let mut copied = 0;
+            let (results, lost) = offer.finish(true, |_| {
+                copied += 1;
+                true
+            });
+            assert_eq!((results.len(), lost), (0, 0));
+            copied
+        });
+        assert_eq!(copied, 1, "the batch given back is copied once");
     }
 
     #[test]
