@@ -952,6 +952,19 @@ impl Store for MemoryStore {
         )
     }
 
+    fn select_to_fetch(
+        &mut self,
+        name: &FolderName,
+        sizes: &[(MsgKey, u64)],
+    ) -> StoreResult<FolderStatus> {
+        let keys: Vec<MsgKey> = sizes.iter().map(|(key, _)| key.clone()).collect();
+        let line = format!("select_to_fetch {}", target(Some(name), &keys));
+        self.lock().ops.push(line);
+        let status = self.select(name)?;
+        self.note_sizes(sizes);
+        Ok(status)
+    }
+
     fn list_ahead(&mut self, name: &FolderName) {
         self.lock().ops.push(format!("list_ahead {name}"));
     }

@@ -307,6 +307,22 @@ pub trait Store: Send {
 
     fn select(&mut self, name: &FolderName) -> StoreResult<FolderStatus>;
 
+    /// `select`, then `note_sizes`: the messages listed (by another
+    /// connection) with these sizes are the ones the caller fetches next,
+    /// if the folder's UIDVALIDITY is the one it expects. A store may ask
+    /// for their bodies behind the SELECT (IMAP: a helper's first batch
+    /// comes in the round trip that opens the folder); they are never used
+    /// unless the caller fetches them.
+    fn select_to_fetch(
+        &mut self,
+        name: &FolderName,
+        sizes: &[(MsgKey, u64)],
+    ) -> StoreResult<FolderStatus> {
+        let status = self.select(name)?;
+        self.note_sizes(sizes);
+        Ok(status)
+    }
+
     /// Selects the folder only to append to it, for a connection that
     /// copies some of a folder's messages while another runs the folder.
     /// The status's UIDVALIDITY is right; its counts may be missing. A

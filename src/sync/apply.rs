@@ -636,11 +636,17 @@ impl Engine<'_> {
     /// Helps with `offer`'s batches until its owner hands out no more. Each
     /// batch's result goes to the owner.
     pub(super) fn help(&mut self, offer: &CopyOffer) -> Helped {
-        if !self.join(offer) {
+        // The first batch before the folder is opened: its bodies are asked
+        // for with the SELECT, and nobody selects a folder for nothing.
+        let Some((first, in_flight)) = offer.take() else {
+            return Helped::Done;
+        };
+        if !self.join(offer, &first) {
+            in_flight.give_back(first);
             offer.leave();
             return Helped::Left;
         }
-        let mut taken = offer.take();
+        let mut taken = Some((first, in_flight));
         while let Some((batch, in_flight)) = taken {
             // A batch waiting already is this helper's next: its bodies are
             // fetched behind this one's.
@@ -681,18 +687,23 @@ impl Engine<'_> {
         Helped::Done
     }
 
-    /// Opens the offer's folder on this worker's connections; false when
-    /// either side cannot be opened or is not the folder its owner planned.
-    fn join(&mut self, offer: &CopyOffer) -> bool {
+    /// Opens the offer's folder on this worker's connections, `first` the
+    /// batch it copies first; false when either side cannot be opened or
+    /// is not the folder its owner planned.
+    fn join(&mut self, offer: &CopyOffer, first: &[CopyItem]) -> bool {
         let folder = &offer.folder;
+        let sizes: Vec<(MsgKey, u64)> = first
+            .iter()
+            .filter_map(|i| Some((i.source.clone(), i.known.size()?)))
+            .collect();
         let opened = match offer.to {
             Side::Near => self
                 .far
-                .select(folder)
+                .select_to_fetch(folder, &sizes)
                 .and_then(|far| Ok((far, self.near.select_to_append(folder)?))),
             Side::Far => self
                 .near
-                .select(folder)
+                .select_to_fetch(folder, &sizes)
                 .and_then(|near| Ok((self.far.select_to_append(folder)?, near))),
         };
         // What selecting reports (skipped entries, warnings) is the owner's

@@ -1369,6 +1369,32 @@ fn an_idle_worker_copies_batches_of_a_folder_still_running() {
     assert_eq!(big_report.counts.fetched, 4100);
 }
 
+/// A helper opens the folder knowing the batch it copies first, so that a
+/// server store can send for those bodies with the SELECT; that batch is
+/// the one it then fetches, and it opens a folder only with a batch in
+/// hand.
+#[test]
+fn a_helper_opens_the_folder_with_its_first_batch_named() {
+    let w = World::new(false);
+    let big = folder("Big");
+    w.far.add_folder(&big);
+    download_by_every_worker(&w, &big, 2);
+    let ops = w.far.ops();
+    let joins: Vec<(usize, &str)> = ops
+        .iter()
+        .enumerate()
+        .filter_map(|(at, op)| Some((at, op.strip_prefix("select_to_fetch Big ")?)))
+        .collect();
+    assert!(!joins.is_empty(), "{ops:#?}");
+    for (at, uids) in joins {
+        assert!(ops[at..].iter().any(|op| op == "select Big"), "{ops:#?}");
+        assert!(
+            ops[at..].contains(&format!("fetch_bodies Big {uids}")),
+            "the batch named is fetched: {ops:#?}"
+        );
+    }
+}
+
 /// A first run of an account with one large folder opens every worker's
 /// connections and shares the folder's copies between them: the folder
 /// count does not bound the workers.

@@ -2387,6 +2387,14 @@ impl Store for ImapStore {
         self.send_next_folder(name);
     }
 
+    fn select_to_fetch(
+        &mut self,
+        name: &FolderName,
+        sizes: &[(MsgKey, u64)],
+    ) -> StoreResult<FolderStatus> {
+        self.select_fetching(name, sizes)
+    }
+
     fn expect_next_fetch(&mut self, keys: &mut dyn Iterator<Item = &MsgKey>) {
         self.next_fetch = keys
             .filter_map(|key| key.as_uid().filter(|uid| *uid > 0))

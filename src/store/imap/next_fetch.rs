@@ -19,9 +19,10 @@
 //! for them again cost a tenth of a first download's bytes, and on a slow
 //! link a round trip at the end of each shared batch.
 
-use super::session::Pending;
-use super::ImapStore;
-use crate::store::{StoreError, StoreResult};
+use super::session::{Part, Pending};
+use super::{body_fetch, ImapStore, COMMANDS_IN_FLIGHT, FETCH_AHEAD_BYTES, MIN_BATCH_BYTES};
+use crate::model::{FolderName, MsgKey};
+use crate::store::{FolderStatus, Store, StoreError, StoreResult};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -121,6 +122,54 @@ impl EarlyBodies {
 }
 
 impl ImapStore {
+    /// `Store::select_to_fetch`: the SELECT, and right behind it the UID
+    /// FETCHes of the whole bodies among `sizes` (up to `FETCH_AHEAD_BYTES`),
+    /// kept as fetches sent ahead for the next `fetch_bodies` in the folder
+    /// selected. A SELECT that fails has them refused, and they are read and
+    /// dropped; a folder whose UIDVALIDITY is not the caller's is not
+    /// fetched from, and they are dropped before the next command.
+    pub(super) fn select_fetching(
+        &mut self,
+        name: &FolderName,
+        sizes: &[(MsgKey, u64)],
+    ) -> StoreResult<FolderStatus> {
+        let (wire, select) = self.send_select(name)?;
+        self.note_sizes(sizes);
+        let uids: Vec<u32> = sizes
+            .iter()
+            .filter_map(|(key, _)| key.as_uid().filter(|uid| *uid > 0))
+            .collect();
+        let budget = self.batch_bytes.clamp(MIN_BATCH_BYTES, self.fetch_share);
+        let (whole, _) = self.body_batches(uids.iter(), budget);
+        let most = usize::try_from(FETCH_AHEAD_BYTES / budget.max(1))
+            .unwrap_or(usize::MAX)
+            .clamp(1, COMMANDS_IN_FLIGHT - 1);
+        let verb = format!("UID FETCH in `{name}`");
+        let mut sent = Vec::new();
+        for uids in whole.into_iter().take(most) {
+            let command = body_fetch(&uids);
+            let Ok(pending) = self.send_raw(&verb, &[Part::Text(&command)], budget) else {
+                // Asked for again by the fetch that wants them.
+                break;
+            };
+            sent.push(FetchAhead {
+                command,
+                uids,
+                pending,
+            });
+        }
+        match self.finish_select(name, wire, select) {
+            Ok(status) => {
+                self.keep_fetches_ahead(sent, EarlyBodies::default());
+                Ok(status)
+            }
+            Err(e) => {
+                self.drop_sent(sent);
+                Err(e)
+            }
+        }
+    }
+
     /// The fetches sent ahead in the folder selected now, to be read first
     /// by the `fetch_bodies` that takes them. Those of another folder (or a
     /// selection whose SELECT is still to be sent again) are read and

@@ -512,6 +512,57 @@ fn a_next_folder_refused_ahead_fails_its_run_alone() {
     );
 }
 
+/// A helper opening a folder with its first batch named has those bodies
+/// asked for behind the SELECT: the batch comes in the round trip that
+/// opens the folder.
+#[test]
+fn a_folder_opened_to_fetch_brings_the_first_bodies_in_its_round_trip() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let mail = FolderName::parse("Mail").expect("name");
+    let before = round_trips_by_this_thread();
+    let status = store
+        .select_to_fetch(&mail, &[(MsgKey::uid(2), 5)])
+        .expect("Mail opened");
+    assert_eq!(status.validity, 7);
+    let (bodies, _) = fetch_uids(&mut store, &[2]);
+    assert_eq!(bodies, vec![(MsgKey::uid(2), b"hello".to_vec())]);
+    assert_eq!(round_trips_by_this_thread() - before, 1);
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_commands(&received[4..], &["SELECT \"Mail\"", "UID FETCH 2 "]);
+}
+
+/// A folder that cannot be opened has the bodies asked for behind its
+/// SELECT refused; the error is the folder's, and the connection stays in
+/// step.
+#[test]
+fn a_folder_refused_when_opened_to_fetch_leaves_the_connection_in_step() {
+    let (port, server) = scripted_server();
+    let mut store = ImapStore::connect(&config(port)).expect("connect");
+    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
+    let missing = FolderName::parse(REFUSED).expect("name");
+    match store.select_to_fetch(&missing, &[(MsgKey::uid(2), 5)]) {
+        Err(e @ StoreError::Folder { .. }) => assert!(e.to_string().contains(REFUSED), "{e}"),
+        other => panic!("the refused folder: {other:?}"),
+    }
+    let later = FolderName::parse("Later").expect("name");
+    let (status, list) = store.select_and_list(&later).expect("Later's listing");
+    assert_eq!((status.validity, list.len()), (7, 2));
+    store.close().expect("close");
+    let received = server.join().expect("server");
+    assert_commands(
+        &received[4..],
+        &[
+            "SELECT \"Missing\"",
+            "UID FETCH 2 ",
+            "SELECT \"Later\"",
+            "UID FETCH 1:* ",
+        ],
+    );
+}
+
 #[test]
 fn a_further_workers_connection_sends_no_folder_list_behind_the_login() {
     let (port, server) = scripted_server();
