@@ -747,10 +747,10 @@ fn parallel_folders_give_the_same_result_as_a_serial_run() {
     assert_idle(&parallel);
 }
 
-/// Four server folders of three messages, synced for the first time over
-/// two connections; the far side's operations.
-fn first_sync_of_four_folders_over_two(w: &World) -> Vec<String> {
-    for (f, name) in ["A", "B", "C", "D"].iter().enumerate() {
+/// Server folders `names` of three messages each, the far side's log of
+/// operations cleared.
+fn add_folders_of_three(w: &World, names: &[&str]) {
+    for (f, name) in names.iter().enumerate() {
         w.far.add_folder(&folder(name));
         for n in 0..3 {
             w.far
@@ -759,6 +759,12 @@ fn first_sync_of_four_folders_over_two(w: &World) -> Vec<String> {
         }
     }
     w.far.clear_ops();
+}
+
+/// Four server folders of three messages, synced for the first time over
+/// two connections; the far side's operations.
+fn first_sync_of_four_folders_over_two(w: &World) -> Vec<String> {
+    add_folders_of_three(w, &["A", "B", "C", "D"]);
     let report = w.run_parallel_with(&w.options(), 2, usize::MAX);
     assert_clean(&report);
     assert_eq!(report.totals().fetched, 12);
@@ -809,15 +815,7 @@ fn a_worker_names_its_next_folder_once_its_last_bodies_are_in() {
 #[test]
 fn a_run_on_one_connection_names_each_next_folder_after_the_last_bodies() {
     let w = World::new(false);
-    for (f, name) in ["A", "B", "C"].iter().enumerate() {
-        w.far.add_folder(&folder(name));
-        for n in 0..3 {
-            w.far
-                .add_message(&folder(name), &msg(f as u32 * 10 + n), S, None)
-                .expect("add");
-        }
-    }
-    w.far.clear_ops();
+    add_folders_of_three(&w, &["A", "B", "C"]);
     assert_clean(&w.run_with(&w.options()));
     let ops = w.far.ops();
     let steps: Vec<&str> = ops

@@ -394,13 +394,11 @@ fn a_command_between_listings_reads_the_rest_first_and_selects_again() {
     }
 }
 
-/// A folder's UIDVALIDITY and UIDs as `select_and_list` gave them.
-type Listed = Result<(u64, Vec<MsgKey>), StoreError>;
-
 /// Mail listed and one of its bodies fetched, then Later named as the next
-/// folder; `then` works on the store before Later's run lists it. Returns
-/// Later's listing and the commands the server received after the login.
-fn list_later_ahead_of_mail(then: impl FnOnce(&mut ImapStore)) -> (Listed, Vec<String>) {
+/// folder; `then` works on the store before Later's run lists it, and the
+/// listing is Later's. Returns the commands the server received after the
+/// login.
+fn list_later_ahead_of_mail(then: impl FnOnce(&mut ImapStore)) -> Vec<String> {
     let (went_out, selected_later) = std::sync::mpsc::channel();
     let (port, server) = scripted_server_except(move |_, command| {
         if command.starts_with("SELECT \"Later\"") {
@@ -421,13 +419,14 @@ fn list_later_ahead_of_mail(then: impl FnOnce(&mut ImapStore)) -> (Listed, Vec<S
         .recv_timeout(Duration::from_secs(20))
         .expect("Later's SELECT went out when it was named");
     then(&mut store);
-    let listed = store.select_and_list(&later).map(|(status, list)| {
-        let uids: Vec<MsgKey> = list.iter().map(|m| m.key.clone()).collect();
-        (status.validity, uids)
-    });
+    let (status, list) = store.select_and_list(&later).expect("Later's listing");
+    let uids: Vec<MsgKey> = list.iter().map(|m| m.key.clone()).collect();
+    assert_eq!(
+        (status.validity, uids),
+        (7, vec![MsgKey::uid(1), MsgKey::uid(2)])
+    );
     store.close().expect("close");
-    let received = server.join().expect("server");
-    (listed, received[4..].to_vec())
+    server.join().expect("server")[4..].to_vec()
 }
 
 fn assert_commands(received: &[String], expected: &[&str]) {
@@ -441,9 +440,7 @@ fn assert_commands(received: &[String], expected: &[&str]) {
 /// run reads them without asking again.
 #[test]
 fn the_next_folder_named_ahead_is_listed_without_asking_again() {
-    let (listed, received) = list_later_ahead_of_mail(|_| {});
-    let both = vec![MsgKey::uid(1), MsgKey::uid(2)];
-    assert_eq!(listed.expect("Later's listing"), (7, both));
+    let received = list_later_ahead_of_mail(|_| {});
     assert_commands(
         &received,
         &[
@@ -461,12 +458,10 @@ fn the_next_folder_named_ahead_is_listed_without_asking_again() {
 /// there, and the next folder's run asks for its listing again.
 #[test]
 fn a_command_after_the_next_folder_was_named_selects_its_own_again() {
-    let (listed, received) = list_later_ahead_of_mail(|store| {
+    let received = list_later_ahead_of_mail(|store| {
         let (bodies, _) = fetch_uids(store, &[2]);
         assert_eq!(bodies, vec![(MsgKey::uid(2), b"hello".to_vec())]);
     });
-    let both = vec![MsgKey::uid(1), MsgKey::uid(2)];
-    assert_eq!(listed.expect("Later's listing"), (7, both));
     assert_commands(
         &received,
         &[
@@ -483,26 +478,36 @@ fn a_command_after_the_next_folder_was_named_selects_its_own_again() {
     );
 }
 
-/// A next folder the server refuses fails its own run, and the connection
-/// stays in step.
-#[test]
-fn a_next_folder_refused_ahead_fails_its_run_alone() {
+/// `open` refused on the folder the server refuses, then Later listed: the
+/// error is the folder's, and the connection stays in step. Returns the
+/// commands the server received after the login.
+fn refused_then_later(
+    open: impl FnOnce(&mut ImapStore, &FolderName) -> Result<(), StoreError>,
+) -> Vec<String> {
     let (port, server) = scripted_server();
     let mut store = ImapStore::connect(&config(port)).expect("connect");
     assert_eq!(store.list_folders().expect("list").folders.len(), 4);
     let missing = FolderName::parse(REFUSED).expect("name");
-    store.list_ahead(&missing);
-    match store.select_and_list(&missing) {
+    match open(&mut store, &missing) {
         Err(e @ StoreError::Folder { .. }) => assert!(e.to_string().contains(REFUSED), "{e}"),
-        other => panic!("the refused folder's listing: {other:?}"),
+        other => panic!("the refused folder: {other:?}"),
     }
     let later = FolderName::parse("Later").expect("name");
     let (status, list) = store.select_and_list(&later).expect("Later's listing");
     assert_eq!((status.validity, list.len()), (7, 2));
     store.close().expect("close");
-    let received = server.join().expect("server");
+    server.join().expect("server")[4..].to_vec()
+}
+
+/// A next folder the server refuses fails its own run.
+#[test]
+fn a_next_folder_refused_ahead_fails_its_run_alone() {
+    let received = refused_then_later(|store, missing| {
+        store.list_ahead(missing);
+        store.select_and_list(missing).map(|_| ())
+    });
     assert_commands(
-        &received[4..],
+        &received,
         &[
             "SELECT \"Missing\"",
             "UID FETCH 1:* ",
@@ -535,25 +540,16 @@ fn a_folder_opened_to_fetch_brings_the_first_bodies_in_its_round_trip() {
 }
 
 /// A folder that cannot be opened has the bodies asked for behind its
-/// SELECT refused; the error is the folder's, and the connection stays in
-/// step.
+/// SELECT refused.
 #[test]
 fn a_folder_refused_when_opened_to_fetch_leaves_the_connection_in_step() {
-    let (port, server) = scripted_server();
-    let mut store = ImapStore::connect(&config(port)).expect("connect");
-    assert_eq!(store.list_folders().expect("list").folders.len(), 4);
-    let missing = FolderName::parse(REFUSED).expect("name");
-    match store.select_to_fetch(&missing, &[(MsgKey::uid(2), 5)]) {
-        Err(e @ StoreError::Folder { .. }) => assert!(e.to_string().contains(REFUSED), "{e}"),
-        other => panic!("the refused folder: {other:?}"),
-    }
-    let later = FolderName::parse("Later").expect("name");
-    let (status, list) = store.select_and_list(&later).expect("Later's listing");
-    assert_eq!((status.validity, list.len()), (7, 2));
-    store.close().expect("close");
-    let received = server.join().expect("server");
+    let received = refused_then_later(|store, missing| {
+        store
+            .select_to_fetch(missing, &[(MsgKey::uid(2), 5)])
+            .map(|_| ())
+    });
     assert_commands(
-        &received[4..],
+        &received,
         &[
             "SELECT \"Missing\"",
             "UID FETCH 2 ",
